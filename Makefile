@@ -1,0 +1,157 @@
+# ridehail — plain GNU Makefile.
+#
+#   make              build bin/ridehaild and the tools
+#   make run          run the daemon on the local default (own PostgreSQL under var/)
+#   make check        every test: unit, fuzz-corpus regression, end-to-end
+#   make check SANITIZE=1   the same under AddressSanitizer + UBSan (build/san/)
+#   make bench        every benchmark; make bench-<area> one area
+#   make deps         install build/run/test dependencies (Debian 12, apt)
+#
+# Each module lists its sources in src/<module>/module.mk; this file only
+# knows how to build what those lists name.
+
+SANITIZE ?= 0
+CC       ?= cc
+PYTHON   ?= /usr/bin/python3
+PKGS     := libevent libpq libcjson libsodium
+
+ifeq ($(SANITIZE),1)
+O        := build/san
+BINDIR   := build/san/bin
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+OPT      := -O1
+else
+O        := build/release
+BINDIR   := bin
+SANFLAGS :=
+OPT      := -O2
+endif
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV  := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+WARN     := -Wall -Wextra -Werror -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+            -Wshadow -Wpointer-arith -Wvla -Wno-unused-parameter -Wno-missing-field-initializers
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CPPFLAGS += -Iinclude -I$(O)/gen -D_GNU_SOURCE -DRH_VERSION='"$(VERSION)"' -DRH_GIT_REV='"$(GIT_REV)"'
+CFLAGS   ?= -g $(OPT)
+CFLAGS   += -std=c11 $(WARN) $(SANFLAGS) -MMD -MP
+LDFLAGS  += $(SANFLAGS)
+LDLIBS   += $(PKG_LIBS) -lm
+
+# Filled by the module.mk files.
+LIB_SRCS   :=
+UNIT_SRCS  :=
+FUZZ_SRCS  :=
+TOOLS      :=
+BENCHES    :=
+
+include $(sort $(wildcard src/*/module.mk))
+include tests/unit/module.mk
+include tests/fuzz/module.mk
+-include bench/module.mk
+
+MIGRATIONS := $(sort $(wildcard sql/[0-9]*.sql))
+
+LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
+UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
+LIBRH     := $(O)/libridehail.a
+
+.PHONY: all run check check-unit check-fuzz check-e2e check-config-doc bench deps deps-check \
+        clean clean-db stop-db fuzz lint format
+.DEFAULT_GOAL := all
+
+all: $(BINDIR)/ridehaild $(TOOLS:%=$(BINDIR)/%)
+
+V ?= 0
+ifeq ($(V),0)
+Q := @
+else
+Q :=
+endif
+
+$(O)/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBRH): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+# Migrations are compiled into the daemon, so a deployed binary needs no sql/ folder.
+$(O)/build-aux/embed: build-aux/embed.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O1 -o $@ $<
+
+$(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
+	@mkdir -p $(@D)
+	$(O)/build-aux/embed $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+$(O)/gen/migrations.o: $(O)/gen/migrations.c
+	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BINDIR)/ridehaild: $(O)/src/core/main.o $(LIBRH)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BINDIR)/%: $(O)/tools/%.o $(LIBRH)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/tests/unit/run: $(UNIT_OBJS) $(LIBRH)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# ---------------------------------------------------------------- tests
+# deps-check installs what is missing (a fresh machine), and is quick otherwise.
+deps:
+	scripts/deps.sh install
+
+deps-check:
+	@scripts/deps.sh check || scripts/deps.sh install
+
+check: deps-check
+	$(MAKE) check-unit check-fuzz check-e2e
+
+check-unit: $(O)/tests/unit/run
+	$(O)/tests/unit/run
+
+check-fuzz: $(FUZZ_SRCS:tests/fuzz/%.c=$(O)/tests/fuzz/%)
+	@for f in $^; do n=$$(basename $$f); \
+	  echo "fuzz corpus: $$n"; $$f tests/fuzz/corpus/$${n%_fuzz} || exit 1; done
+
+# A fuzz target built with gcc runs its corpus (a regression test); `make fuzz`
+# builds the same targets with clang's libFuzzer for real fuzzing.
+$(O)/tests/fuzz/%: $(O)/tests/fuzz/%.o $(O)/tests/fuzz/corpus_driver.o $(LIBRH)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ)
+
+check-e2e: all
+	RIDEHAILD=$(CURDIR)/$(BINDIR)/ridehaild BINDIR=$(CURDIR)/$(BINDIR) SANITIZE=$(SANITIZE) \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------- running
+run: deps-check all
+	scripts/run.sh
+
+stop-db:
+	scripts/localdb.sh stop
+
+clean-db:
+	scripts/localdb.sh destroy
+
+bench: all
+	scripts/bench.sh all
+
+bench-%: all
+	scripts/bench.sh $*
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(O)/src/core/main.d

@@ -1,0 +1,54 @@
+/* The daemon's configuration as C structs: one struct per [section]. The
+ * table that fills them (names, defaults, ranges, help) is
+ * src/core/config_table.c; keep the two in step. Durations are int64_t
+ * milliseconds, sizes int64_t bytes. */
+#ifndef RH_CORE_SETTINGS_H
+#define RH_CORE_SETTINGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+struct server_cfg {
+	int64_t shutdown_timeout_ms; /* in-flight work gets this long after SIGTERM */
+	char *pid_file;
+};
+
+struct log_cfg {
+	int level;  /* enum log_level */
+	int format; /* enum log_format */
+	char *file;
+};
+
+struct http_cfg {
+	char *listen;
+	int64_t backlog;
+	int64_t max_connections;
+	int64_t max_header_size;  /* request line + headers, bytes */
+	int64_t max_body_size;    /* bytes */
+	int64_t request_timeout_ms; /* to receive one whole request */
+	int64_t idle_timeout_ms;  /* keep-alive connection with no request */
+	int64_t max_requests_per_conn;
+};
+
+struct database_cfg {
+	char *url;
+	int64_t pool_size;
+	int64_t connect_timeout_ms;
+	int64_t query_timeout_ms;   /* queued + running; past it the caller gets RH_EDB */
+	int64_t statement_timeout_ms; /* sent to the server as statement_timeout */
+	int64_t reconnect_max_ms;   /* cap of the exponential reconnect backoff */
+	int64_t queue_max;          /* queries waiting for a connection */
+	int64_t pipeline_depth;     /* queries in flight per connection */
+	bool migrate;               /* apply sql/ migrations at start */
+};
+
+struct rh_config {
+	struct server_cfg server;
+	struct log_cfg log;
+	struct http_cfg http;
+	struct database_cfg database;
+};
+
+#endif

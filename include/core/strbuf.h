@@ -1,0 +1,28 @@
+/* A growable byte string with a hard cap: appends past the cap are dropped
+ * and remembered (sb->overflow), so a caller building output from untrusted
+ * sizes can never grow memory without bound. */
+#ifndef RH_CORE_STRBUF_H
+#define RH_CORE_STRBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/err.h"
+
+struct strbuf {
+	char *buf;   /* always NUL-terminated when non-NULL */
+	size_t len, cap, max;
+	bool overflow;
+};
+
+void sb_init(struct strbuf *sb, size_t max);
+void sb_fini(struct strbuf *sb);
+void sb_reset(struct strbuf *sb);
+void sb_append(struct strbuf *sb, const void *data, size_t n);
+void sb_puts(struct strbuf *sb, const char *s);
+void sb_putc(struct strbuf *sb, char c);
+void sb_printf(struct strbuf *sb, const char *fmt, ...) RH_PRINTF(2, 3);
+/* Hands the buffer to the caller (free with rh_free) and resets sb. */
+char *sb_take(struct strbuf *sb, size_t *len);
+
+#endif

@@ -1,0 +1,91 @@
+/* The HTTP/1.1 server: listener, connections, a route table, JSON and
+ * problem+json replies. REST handlers and the WebSocket upgrade share the
+ * listener (docs/architecture.md says why this is not evhttp).
+ *
+ * Ownership: the server owns its connections; a connection owns the request
+ * being read. Once dispatched, a request belongs to its handler until the
+ * handler replies (exactly once, now or later from a database callback). If
+ * the client disconnects first the request is orphaned: the reply is
+ * discarded and the request freed then. */
+#ifndef RH_NET_HTTP_H
+#define RH_NET_HTTP_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "net/http_parse.h"
+#include "net/problem.h"
+
+struct event_base;
+struct bufferevent;
+struct http_cfg;
+struct metrics;
+struct http_server;
+struct http_req;
+
+typedef void (*http_handler)(struct http_req *req, void *ctx);
+
+enum {
+	HTTP_ROUTE_UPGRADE = 1 << 0, /* WebSocket upgrade endpoint: no body, may detach */
+};
+
+struct http_route {
+	enum http_method method;
+	const char *pattern; /* "/v1/rides/{id}": {name} matches one path segment */
+	http_handler handler;
+	unsigned flags;
+};
+
+struct http_server *http_server_new(struct event_base *base, const struct http_cfg *cfg, struct metrics *m);
+/* Binds and listens on cfg->listen; writes the bound "host:port" to bound. */
+rh_err http_server_listen(struct http_server *s, char *bound, size_t boundlen) RH_MUST_CHECK;
+/* routes: terminated by an entry with pattern NULL; ctx is passed to handlers. */
+void http_server_add_routes(struct http_server *s, const struct http_route *routes, void *ctx);
+/* Shutdown: stop accepting, close idle keep-alive connections; busy ones close
+ * after their current reply. */
+void http_server_drain(struct http_server *s);
+/* Requests dispatched and not yet answered. */
+int http_server_inflight(const struct http_server *s);
+int http_server_connections(const struct http_server *s);
+void http_server_free(struct http_server *s);
+
+/* ------------------------------------------------------------ requests */
+enum http_method http_req_method(const struct http_req *r);
+const char *http_req_path(const struct http_req *r);
+/* Path parameter captured by {name}, percent-decoded; NULL if absent. */
+const char *http_req_param(const struct http_req *r, const char *name);
+/* Query parameter, percent-decoded ('+' as space); first occurrence wins. */
+const char *http_req_query(const struct http_req *r, const char *name);
+/* Header by lower-case name. */
+const char *http_req_header(const struct http_req *r, const char *lower_name);
+const char *http_req_body(const struct http_req *r, size_t *len);
+/* "req=<id>" for log lines. */
+const char *http_req_logid(const struct http_req *r);
+const char *http_req_id(const struct http_req *r);
+const char *http_req_peer(const struct http_req *r);
+/* Monotonic ns when the request was dispatched. */
+int64_t http_req_start_ns(const struct http_req *r);
+struct event_base *http_req_base(const struct http_req *r);
+
+/* Parses the body as a JSON object, or replies (400/415) and returns NULL. */
+cJSON *http_req_json_or_reply(struct http_req *r);
+
+/* ------------------------------------------------------------ replies */
+/* Extra response header for the coming reply (copied). */
+void http_reply_header(struct http_req *r, const char *name, const char *value);
+void http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t len);
+/* Serialises and frees json. */
+void http_reply_json(struct http_req *r, int status, cJSON *json);
+/* RFC 9457 problem+json: type and title from the problem table, the detail
+ * formatted, `ext` (may be NULL; freed) merged in as extension members. */
+void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const char *fmt, ...) RH_PRINTF(4, 5);
+
+/* WebSocket upgrade: takes the socket away from the HTTP server. Returns its
+ * bufferevent (callbacks cleared, reading disabled, input may already hold
+ * bytes sent after the request); the request is freed. */
+struct bufferevent *http_req_detach(struct http_req *r);
+
+#endif

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Dependencies of ridehail on Debian 12, from apt.
+#   scripts/deps.sh check     exit 0 if everything is installed
+#   scripts/deps.sh install   install what is missing (uses sudo when not root)
+#   scripts/deps.sh list      print the package names
+set -euo pipefail
+
+BUILD="make gcc pkg-config libevent-dev libpq-dev libcjson-dev libsodium-dev"
+DB="postgresql-15 postgresql-client-15 postgresql-15-postgis-3"
+TEST="python3 python3-pytest python3-websockets python3-jsonschema util-linux procps"
+# Optional packages that later modules use are added here, one line each.
+ALL="$BUILD $DB $TEST"
+
+missing() {
+	local p out=""
+	for p in $ALL; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out="$out $p"
+	done
+	echo "$out"
+}
+
+case "${1:-check}" in
+list)
+	echo $ALL
+	;;
+check)
+	m=$(missing)
+	if [ -n "$m" ]; then
+		echo "missing packages:$m" >&2
+		exit 1
+	fi
+	;;
+install)
+	m=$(missing)
+	[ -z "$m" ] && exit 0
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+	# Do not let the postgresql package create and start a system-wide
+	# cluster: ridehail runs its own under var/pg and in the tests.
+	if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+		$SUDO mkdir -p /etc/postgresql-common
+		echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+	fi
+	echo "installing:$m"
+	export DEBIAN_FRONTEND=noninteractive
+	if ! $SUDO apt-get install -y -q --no-install-recommends $m; then
+		$SUDO apt-get update -q
+		$SUDO apt-get install -y -q --no-install-recommends $m
+	fi
+	;;
+*)
+	echo "usage: $0 check|install|list" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The local default database: a PostgreSQL 15 + PostGIS cluster under var/pg,
+# listening on 127.0.0.1 only, created on first use and reused after.
+#   scripts/localdb.sh start     create (once) and start; prints nothing on success
+#   scripts/localdb.sh url       the libpq URL of the local database
+#   scripts/localdb.sh status | stop | destroy
+# LOCALDB_DIR (default <repo>/var/pg) and LOCALDB_PORT (default 54329) override.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+dir=${LOCALDB_DIR:-$repo/var/pg}
+port=${LOCALDB_PORT:-54329}
+pgbin=/usr/lib/postgresql/15/bin
+data=$dir/data
+user=ridehail
+dbname=ridehail
+
+# PostgreSQL refuses to run as root: then the cluster belongs to the
+# `postgres` system user (created by the Debian package).
+as_owner() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+url() { echo "postgres://$user@127.0.0.1:$port/$dbname"; }
+
+running() { [ -f "$data/postmaster.pid" ] && as_owner "$pgbin/pg_ctl" -D "$data" status >/dev/null 2>&1; }
+
+create() {
+	mkdir -p "$dir"
+	if [ "$(id -u)" -eq 0 ]; then
+		chown postgres "$dir"
+		if ! runuser -u postgres -- test -w "$dir"; then
+			# The postgres user cannot reach the repo (e.g. under /root): keep the
+			# cluster in a directory it can use and link it from var/pg.
+			alt=/var/tmp/ridehail-pg-$(echo "$repo" | md5sum | cut -c1-12)
+			mkdir -p "$alt"
+			chown postgres "$alt"
+			rmdir "$dir" 2>/dev/null || true
+			ln -sfn "$alt" "$dir"
+		fi
+	fi
+	echo "localdb: creating a PostgreSQL cluster in $dir (port $port)" >&2
+	as_owner "$pgbin/initdb" -D "$data" -U "$user" -A trust --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log" >&2; exit 1; }
+	cat >>"$data/postgresql.conf" <<CONF
+# ridehail local default
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = ''
+max_connections = 100
+shared_buffers = 128MB
+logging_collector = off
+CONF
+}
+
+start() {
+	[ -f "$data/PG_VERSION" ] || create
+	if ! running; then
+		as_owner "$pgbin/pg_ctl" -D "$data" -l "$dir/postgres.log" -w -t 30 start >/dev/null ||
+			{ echo "localdb: PostgreSQL did not start; its log:" >&2; tail -n 20 "$dir/postgres.log" >&2; exit 1; }
+	fi
+	if ! psql -h 127.0.0.1 -p "$port" -U "$user" -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = '$dbname'" | grep -q 1; then
+		psql -h 127.0.0.1 -p "$port" -U "$user" -d postgres -qc "CREATE DATABASE $dbname" >/dev/null
+	fi
+}
+
+case "${1:-start}" in
+start) start ;;
+url) url ;;
+status)
+	if running; then echo "running on 127.0.0.1:$port ($dir)"; else echo "not running ($dir)"; exit 1; fi ;;
+stop)
+	running && as_owner "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+	exit 0 ;;
+destroy)
+	running && as_owner "$pgbin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+	if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
+	rm -rf "$dir"
+	echo "localdb: removed $dir" ;;
+*) echo "usage: $0 start|url|status|stop|destroy" >&2; exit 2 ;;
+esac

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `make run`: the daemon on the local default. When no database is configured
+# (neither RIDEHAIL_DATABASE_URL nor database.url in the config file), start
+# the local cluster under var/pg and point the daemon at it.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+conf=${CONFIG:-conf/ridehaild.conf}
+bin=${RIDEHAILD:-bin/ridehaild}
+
+url=$("$bin" --config "$conf" --get database.url)
+if [ -z "$url" ]; then
+	scripts/localdb.sh start
+	export RIDEHAIL_DATABASE_URL=$(scripts/localdb.sh url)
+	echo "run: using the local database $RIDEHAIL_DATABASE_URL (make stop-db stops it, make clean-db removes it)" >&2
+fi
+exec "$bin" --config "$conf" "$@"

@@ -1,0 +1,95 @@
+#include "core/clock.h"
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+void rh_format_rfc3339(int64_t wall_ms, char out[32])
+{
+	time_t secs = (time_t)(wall_ms / 1000);
+	int ms = (int)(wall_ms % 1000);
+	struct tm tm;
+	if (ms < 0) {
+		ms += 1000;
+		secs -= 1;
+	}
+	char buf[96];
+	gmtime_r(&secs, &tm);
+	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+	snprintf(out, 32, "%.31s", buf);
+}
+
+static int digits(const char *s, int n)
+{
+	int v = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int rh_parse_rfc3339(const char *s, int64_t *wall_ms)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    s[13] != ':' || s[16] != ':')
+		return -1;
+	int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
+	int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
+	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
+	    se > 60 || h < 0 || mi < 0 || se < 0)
+		return -1;
+	if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		return -1;
+	const char *p = s + 19;
+	int ms = 0;
+	if (*p == '.') {
+		int n = 0;
+		p++;
+		while (isdigit((unsigned char)*p)) {
+			if (n < 3)
+				ms = ms * 10 + (*p - '0');
+			n++;
+			p++;
+		}
+		if (n == 0)
+			return -1;
+		for (; n < 3; n++)
+			ms *= 10;
+	}
+	int offset_min = 0;
+	if (*p == 'Z' || *p == 'z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		int oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : -1;
+		if (oh < 0 || om < 0 || oh > 23 || om > 59)
+			return -1;
+		offset_min = (oh * 60 + om) * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else {
+		return -1;
+	}
+	if (*p)
+		return -1;
+	if (se == 60)
+		se = 59; /* leap second: close enough */
+	int64_t days = days_from_civil(y, mo, d);
+	int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - (int64_t)offset_min * 60;
+	*wall_ms = secs * 1000 + ms;
+	return 0;
+}

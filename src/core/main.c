@@ -1,0 +1,141 @@
+/* ridehaild: the ride-hailing dispatch daemon. */
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/server.h"
+#include "core/settings.h"
+#include "store/migrations.h"
+
+extern char **environ;
+
+#define DEFAULT_CONFIG "conf/ridehaild.conf"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ridehaild [options]              run the daemon\n"
+		"       ridehaild [options] migrate [--status]\n"
+		"                                        apply pending schema migrations (or show the version)\n"
+		"\n"
+		"options:\n"
+		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
+		"  -t, --check-config  validate the configuration and exit (0 valid, 1 not)\n"
+		"      --print-config  print the effective configuration (secrets redacted) and exit\n"
+		"      --get KEY       print one effective value, e.g. --get database.url\n"
+		"      --help-config   print every configuration key as Markdown and exit\n"
+		"  -v, --version       print the version and exit\n"
+		"  -h, --help          this text\n"
+		"\n"
+		"Every key can be overridden by the environment: RIDEHAIL_<SECTION>_<KEY>,\n"
+		"e.g. RIDEHAIL_HTTP_LISTEN=127.0.0.1:18080.\n");
+}
+
+static int load_config(struct rh_config *cfg, const char *path)
+{
+	struct cfg_errors errs;
+	if (config_load(cfg, path, environ, &errs) == RH_OK)
+		return 0;
+	for (int i = 0; i < errs.n; i++)
+		fprintf(stderr, "ridehaild: %s\n", errs.msg[i]);
+	if (errs.n == CFG_MAX_ERRORS)
+		fprintf(stderr, "ridehaild: (more errors not shown)\n");
+	config_fini(cfg);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	enum { OPT_PRINT = 256, OPT_DOC, OPT_GET, OPT_STATUS };
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "print-config", no_argument, NULL, OPT_PRINT },
+		{ "help-config", no_argument, NULL, OPT_DOC },
+		{ "get", required_argument, NULL, OPT_GET },
+		{ "status", no_argument, NULL, OPT_STATUS },
+		{ "version", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *config_path = DEFAULT_CONFIG, *get_key = NULL;
+	bool check = false, print = false, status = false;
+	int c;
+
+	rh_alloc_install_hooks();
+	while ((c = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config_path = optarg; break;
+		case 't': check = true; break;
+		case OPT_PRINT: print = true; break;
+		case OPT_GET: get_key = optarg; break;
+		case OPT_STATUS: status = true; break;
+		case OPT_DOC: config_print_doc(stdout); return 0;
+		case 'v': printf("ridehaild %s (%s)\n", RH_VERSION, RH_GIT_REV); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	const char *command = optind < argc ? argv[optind] : NULL;
+	if (command && strcmp(command, "migrate") != 0) {
+		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
+		usage(stderr);
+		return 2;
+	}
+
+	struct rh_config cfg;
+	if (load_config(&cfg, config_path))
+		return 1;
+	if (check) {
+		printf("ridehaild: configuration %s is valid\n", config_path);
+		config_fini(&cfg);
+		return 0;
+	}
+	if (print || get_key) {
+		int rc = 0;
+		if (print) {
+			config_print(&cfg, stdout);
+		} else {
+			char value[4096];
+			if (config_get(&cfg, get_key, value, sizeof value)) {
+				puts(value);
+			} else {
+				fprintf(stderr, "ridehaild: no configuration key \"%s\"\n", get_key);
+				rc = 1;
+			}
+		}
+		config_fini(&cfg);
+		return rc;
+	}
+	if (log_open(cfg.log.file, (enum log_format)cfg.log.format, (enum log_level)cfg.log.level) != RH_OK) {
+		fprintf(stderr, "ridehaild: cannot open log file %s\n", cfg.log.file);
+		config_fini(&cfg);
+		return 1;
+	}
+	log_hook_libevent();
+	if (sodium_init() < 0) {
+		log_error(NULL, "libsodium failed to initialise");
+		config_fini(&cfg);
+		return 1;
+	}
+	if (command) { /* migrate */
+		int rc = migrate_cli(cfg.database.url, status);
+		config_fini(&cfg);
+		return rc;
+	}
+
+	struct server srv;
+	if (server_init(&srv, &cfg, config_path) != RH_OK) {
+		server_fini(&srv);
+		return 1;
+	}
+	int rc = server_run(&srv);
+	server_fini(&srv);
+	log_close();
+	return rc;
+}

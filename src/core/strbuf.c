@@ -1,0 +1,91 @@
+#include "core/strbuf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+
+void sb_init(struct strbuf *sb, size_t max)
+{
+	memset(sb, 0, sizeof *sb);
+	sb->max = max;
+}
+
+void sb_fini(struct strbuf *sb)
+{
+	rh_free(sb->buf);
+	memset(sb, 0, sizeof *sb);
+}
+
+void sb_reset(struct strbuf *sb)
+{
+	sb->len = 0;
+	sb->overflow = false;
+	if (sb->buf)
+		sb->buf[0] = '\0';
+}
+
+static bool sb_reserve(struct strbuf *sb, size_t n)
+{
+	if (sb->len + n + 1 > sb->max) {
+		sb->overflow = true;
+		return false;
+	}
+	if (sb->len + n + 1 > sb->cap) {
+		size_t cap = sb->cap ? sb->cap : 256;
+		while (cap < sb->len + n + 1)
+			cap *= 2;
+		if (cap > sb->max)
+			cap = sb->max;
+		sb->buf = rh_realloc(sb->buf, cap);
+		sb->cap = cap;
+	}
+	return true;
+}
+
+void sb_append(struct strbuf *sb, const void *data, size_t n)
+{
+	if (!sb_reserve(sb, n))
+		return;
+	memcpy(sb->buf + sb->len, data, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+}
+
+void sb_puts(struct strbuf *sb, const char *s) { sb_append(sb, s, strlen(s)); }
+void sb_putc(struct strbuf *sb, char c) { sb_append(sb, &c, 1); }
+
+void sb_printf(struct strbuf *sb, const char *fmt, ...)
+{
+	va_list ap;
+	char small[256];
+	va_start(ap, fmt);
+	int n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof small) {
+		sb_append(sb, small, (size_t)n);
+		return;
+	}
+	if (!sb_reserve(sb, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	sb->len += (size_t)n;
+}
+
+char *sb_take(struct strbuf *sb, size_t *len)
+{
+	char *b = sb->buf;
+	if (len)
+		*len = sb->len;
+	if (!b)
+		b = rh_strdup("");
+	sb->buf = NULL;
+	sb->len = sb->cap = 0;
+	sb->overflow = false;
+	return b;
+}

@@ -1,0 +1,1045 @@
+#include "net/http.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/settings.h"
+#include "core/strbuf.h"
+
+#define ROUTE_MAX_SEGS 12
+#define QUERY_MAX 32
+/* Stop reading pipelined requests while this much output waits for a slow reader. */
+#define OUTPUT_PAUSE_BYTES (1u << 20)
+
+struct route_entry {
+	struct http_route r;
+	void *ctx;
+	int nseg;
+	char *segs[ROUTE_MAX_SEGS];
+	struct metric_cell *latency;
+	struct { int status; struct metric_cell *cell; } status_cells[8];
+	int nstatus;
+	struct route_entry *next;
+};
+
+/* C_CLOSING: the last reply is being written; C_LINGER: it has been written
+ * and our side shut down, and we discard what the client still sends for a
+ * moment, so that closing with unread input (an RST) cannot destroy the
+ * reply before the client reads it (e.g. a 413 sent mid-upload). */
+enum conn_state { C_IDLE, C_HEAD, C_BODY, C_DISPATCHED, C_CLOSING, C_LINGER };
+#define LINGER_MS 2000
+
+struct http_conn {
+	TAILQ_ENTRY(http_conn) link;
+	struct http_server *srv;
+	struct bufferevent *bev;
+	struct event *timer;
+	uint64_t id;
+	char peer[64];
+	enum conn_state state;
+	struct http_req *req;
+	int nrequests;
+	bool in_process; /* conn_process() is on the stack */
+	bool dead;
+	struct http_conn *next_dead;
+};
+
+struct http_req {
+	struct http_conn *conn; /* NULL once orphaned */
+	struct http_server *srv;
+	struct http_head head;
+	char *head_buf;
+	char *path;
+	char *decoded; /* query and path-parameter strings, NUL-separated */
+	size_t decoded_used, decoded_cap;
+	int nquery, nparams;
+	const char *qk[QUERY_MAX], *qv[QUERY_MAX];
+	const char *pk[ROUTE_MAX_SEGS], *pv[ROUTE_MAX_SEGS];
+	struct strbuf body;
+	struct http_chunked chunked;
+	int64_t body_remaining;
+	struct route_entry *route;
+	struct strbuf extra_headers;
+	int64_t start_ns;
+	bool keep_alive;
+	bool dispatched;
+	char id[40];
+	char logid[48];
+};
+
+TAILQ_HEAD(conn_list, http_conn);
+
+struct http_server {
+	struct event_base *base;
+	const struct http_cfg *cfg;
+	struct evconnlistener *listener;
+	struct event *accept_retry;
+	struct event *reaper;
+	struct conn_list conns;
+	struct http_conn *dead;
+	int nconns, inflight;
+	bool draining;
+	struct route_entry *routes, **routes_tail;
+	uint64_t next_conn_id, req_seq;
+	uint32_t req_prefix;
+	char date[64];
+	time_t date_sec;
+	struct metric_family *f_requests, *f_latency;
+	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_rejected_limit, *m_unmatched_latency;
+};
+
+static void conn_process(struct http_conn *c);
+static void conn_close(struct http_conn *c);
+static void req_free(struct http_req *r);
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *date_header(struct http_server *s)
+{
+	time_t now = time(NULL);
+	if (now != s->date_sec) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(s->date, sizeof s->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+		s->date_sec = now;
+	}
+	return s->date;
+}
+
+static void timer_arm(struct http_conn *c, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+}
+
+static const char *method_name(enum http_method m)
+{
+	static const char *names[] = { "OTHER", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
+	return names[m];
+}
+
+/* ------------------------------------------------------------ metrics */
+
+static struct metric_cell *status_cell(struct http_server *s, struct route_entry *re, enum http_method m, int status)
+{
+	char st[8];
+	snprintf(st, sizeof st, "%d", status);
+	const char *labels[] = { re ? re->r.pattern : "unmatched", method_name(m), st };
+	if (!re)
+		return metric_cell(s->f_requests, labels);
+	for (int i = 0; i < re->nstatus; i++)
+		if (re->status_cells[i].status == status)
+			return re->status_cells[i].cell;
+	struct metric_cell *cell = metric_cell(s->f_requests, labels);
+	if (re->nstatus < (int)RH_ARRAY_LEN(re->status_cells)) {
+		re->status_cells[re->nstatus].status = status;
+		re->status_cells[re->nstatus].cell = cell;
+		re->nstatus++;
+	}
+	return cell;
+}
+
+static void record_request(struct http_req *r, int status)
+{
+	struct http_server *s = r->srv;
+	double secs = (double)(rh_mono_ns() - r->start_ns) / 1e9;
+	metric_inc(status_cell(s, r->route, r->head.method, status));
+	metric_observe(s->f_latency, r->route ? r->route->latency : s->m_unmatched_latency, secs);
+	if (status >= 500)
+		log_warn(r->logid, "%s %s -> %d in %.3f ms", r->head.method_str, r->path ? r->path : "?", status,
+			 secs * 1e3);
+	else
+		log_debug(r->logid, "%s %s -> %d in %.3f ms", r->head.method_str, r->path ? r->path : "?", status,
+			  secs * 1e3);
+}
+
+/* ------------------------------------------------------------ replies */
+
+static void write_reply(struct http_req *r, int status, const char *ctype, const void *body, size_t len)
+{
+	struct http_conn *c = r->conn;
+	struct http_server *s = r->srv;
+	bool close = !r->keep_alive || s->draining || (c && c->nrequests >= s->cfg->max_requests_per_conn);
+
+	if (r->dispatched) {
+		s->inflight--;
+		metric_set(s->m_inflight, s->inflight);
+	}
+	record_request(r, status);
+	if (!c) { /* orphaned: the client left while we worked */
+		req_free(r);
+		return;
+	}
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: ridehaild/" RH_VERSION "\r\n"
+			    "X-Request-Id: %s\r\nContent-Length: %zu\r\n",
+			    status, http_status_reason(status), date_header(s), r->id, len);
+	if (ctype)
+		evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
+	if (r->extra_headers.len)
+		evbuffer_add(out, r->extra_headers.buf, r->extra_headers.len);
+	if (close)
+		evbuffer_add(out, "Connection: close\r\n", 19);
+	evbuffer_add(out, "\r\n", 2);
+	if (len && r->head.method != HTTP_HEAD)
+		evbuffer_add(out, body, len);
+
+	c->req = NULL;
+	req_free(r);
+	if (close) {
+		c->state = C_CLOSING;
+		bufferevent_disable(c->bev, EV_READ);
+		evtimer_del(c->timer);
+		/* the write callback closes once the output has drained */
+		bufferevent_enable(c->bev, EV_WRITE);
+		return;
+	}
+	c->state = C_IDLE;
+	timer_arm(c, s->cfg->idle_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ);
+	if (!c->in_process)
+		conn_process(c);
+}
+
+void http_reply_header(struct http_req *r, const char *name, const char *value)
+{
+	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+		return; /* never let a value split the response */
+	sb_printf(&r->extra_headers, "%s: %s\r\n", name, value);
+}
+
+void http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t len)
+{
+	write_reply(r, status, content_type, body, len);
+}
+
+void http_reply_json(struct http_req *r, int status, cJSON *json)
+{
+	char *text = cJSON_PrintUnformatted(json);
+	cJSON_Delete(json);
+	write_reply(r, status, "application/json", text, strlen(text));
+	cJSON_free(text);
+}
+
+void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const char *fmt, ...)
+{
+	char detail[512], type[128];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	snprintf(type, sizeof type, PROBLEM_TYPE_BASE "%s", problem_slug(p));
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "type", type);
+	cJSON_AddStringToObject(j, "title", problem_title(p));
+	cJSON_AddNumberToObject(j, "status", problem_status(p));
+	cJSON_AddStringToObject(j, "detail", detail);
+	if (r->path)
+		cJSON_AddStringToObject(j, "instance", r->path);
+	cJSON_AddStringToObject(j, "request_id", r->id);
+	if (ext) {
+		cJSON *item = ext->child;
+		while (item) {
+			cJSON *next = item->next;
+			if (!cJSON_GetObjectItemCaseSensitive(j, item->string)) {
+				cJSON_DetachItemViaPointer(ext, item);
+				cJSON_AddItemToObject(j, item->string, item);
+			}
+			item = next;
+		}
+		cJSON_Delete(ext);
+	}
+	char *text = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	write_reply(r, problem_status(p), "application/problem+json", text, strlen(text));
+	cJSON_free(text);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static struct http_req *req_new(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct http_req *r = RH_NEW(struct http_req);
+	r->conn = c;
+	r->srv = s;
+	r->keep_alive = true;
+	r->start_ns = rh_mono_ns();
+	sb_init(&r->body, (size_t)s->cfg->max_body_size + 1);
+	sb_init(&r->extra_headers, 4096);
+	snprintf(r->id, sizeof r->id, "%08x%08llx", s->req_prefix, (unsigned long long)++s->req_seq);
+	snprintf(r->logid, sizeof r->logid, "req=%s", r->id);
+	return r;
+}
+
+static void req_free(struct http_req *r)
+{
+	if (!r)
+		return;
+	rh_free(r->head_buf);
+	rh_free(r->path);
+	rh_free(r->decoded);
+	sb_fini(&r->body);
+	sb_fini(&r->extra_headers);
+	rh_free(r);
+}
+
+static bool valid_request_id(const char *v)
+{
+	size_t n = strlen(v);
+	return n > 0 && n <= 36 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
+}
+
+/* Appends the decoding of s[0..n) to r->decoded; NULL if malformed. */
+static const char *req_decode(struct http_req *r, const char *s, size_t n, bool plus)
+{
+	char *out = r->decoded + r->decoded_used;
+	int k = http_url_decode(s, n, out, r->decoded_cap - r->decoded_used, plus);
+	if (k < 0)
+		return NULL;
+	r->decoded_used += (size_t)k + 1;
+	return out;
+}
+
+/* Splits the target into the decoded path and the query parameters. */
+static bool req_parse_target(struct http_req *r)
+{
+	const char *t = r->head.target;
+	const char *q = strchr(t, '?');
+	size_t plen = q ? (size_t)(q - t) : strlen(t);
+	r->path = rh_malloc(plen + 1);
+	if (http_url_decode(t, plen, r->path, plen + 1, false) < 0)
+		return false;
+	/* Decoding never lengthens a string; each string adds one NUL. */
+	r->decoded_cap = strlen(t) + 2 * (QUERY_MAX + ROUTE_MAX_SEGS) + 2;
+	r->decoded = rh_malloc(r->decoded_cap);
+	if (!q)
+		return true;
+	const char *p = q + 1;
+	while (*p) {
+		size_t n = strcspn(p, "&");
+		if (n > 0) {
+			const char *eq = memchr(p, '=', n);
+			size_t kl = eq ? (size_t)(eq - p) : n;
+			if (r->nquery == QUERY_MAX)
+				return false;
+			const char *k = req_decode(r, p, kl, true);
+			const char *v = k ? req_decode(r, eq ? eq + 1 : p + n, eq ? n - kl - 1 : 0, true) : NULL;
+			if (!v)
+				return false;
+			r->qk[r->nquery] = k;
+			r->qv[r->nquery++] = v;
+		}
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	return true;
+}
+
+enum http_method http_req_method(const struct http_req *r) { return r->head.method; }
+const char *http_req_path(const struct http_req *r) { return r->path; }
+const char *http_req_logid(const struct http_req *r) { return r->logid; }
+const char *http_req_id(const struct http_req *r) { return r->id; }
+const char *http_req_peer(const struct http_req *r) { return r->conn ? r->conn->peer : "?"; }
+int64_t http_req_start_ns(const struct http_req *r) { return r->start_ns; }
+struct event_base *http_req_base(const struct http_req *r) { return r->srv->base; }
+
+const char *http_req_param(const struct http_req *r, const char *name)
+{
+	for (int i = 0; i < r->nparams; i++)
+		if (strcmp(r->pk[i], name) == 0)
+			return r->pv[i];
+	return NULL;
+}
+
+const char *http_req_query(const struct http_req *r, const char *name)
+{
+	for (int i = 0; i < r->nquery; i++)
+		if (strcmp(r->qk[i], name) == 0)
+			return r->qv[i];
+	return NULL;
+}
+
+const char *http_req_header(const struct http_req *r, const char *lower_name)
+{
+	return http_head_get(&r->head, lower_name);
+}
+
+const char *http_req_body(const struct http_req *r, size_t *len)
+{
+	if (len)
+		*len = r->body.len;
+	return r->body.buf ? r->body.buf : "";
+}
+
+cJSON *http_req_json_or_reply(struct http_req *r)
+{
+	const char *ct = http_req_header(r, "content-type");
+	size_t len;
+	const char *body = http_req_body(r, &len);
+	if (ct) {
+		size_t n = strcspn(ct, ";");
+		while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+			n--;
+		bool json = (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+			    (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+		if (!json) {
+			http_reply_problem(r, PROBLEM_UNSUPPORTED_MEDIA, NULL,
+					   "Content-Type must be application/json, not %.*s", (int)n, ct);
+			return NULL;
+		}
+	}
+	if (len == 0) {
+		http_reply_problem(r, PROBLEM_INVALID_JSON, NULL, "request body is empty; a JSON object is required");
+		return NULL;
+	}
+	const char *end = NULL;
+	cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, false);
+	if (!j) {
+		size_t at = end && end >= body && end <= body + len ? (size_t)(end - body) : 0;
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddNumberToObject(ext, "offset", (double)at);
+		http_reply_problem(r, PROBLEM_INVALID_JSON, ext, "invalid JSON near byte %zu", at);
+		return NULL;
+	}
+	/* Anything but blanks after the value is an error too. */
+	for (const char *p = end; p < body + len; p++) {
+		if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+			cJSON_Delete(j);
+			cJSON *ext = cJSON_CreateObject();
+			cJSON_AddNumberToObject(ext, "offset", (double)(p - body));
+			http_reply_problem(r, PROBLEM_INVALID_JSON, ext, "unexpected data after the JSON value at byte %zu",
+					   (size_t)(p - body));
+			return NULL;
+		}
+	}
+	if (!cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		http_reply_problem(r, PROBLEM_INVALID_JSON, NULL, "the body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* ------------------------------------------------------------ routing */
+
+static int split_path(char *path, char **segs, int max)
+{
+	int n = 0;
+	char *p = path;
+	if (*p == '/')
+		p++;
+	if (!*p)
+		return 0;
+	for (;;) {
+		if (n == max)
+			return -1;
+		segs[n++] = p;
+		char *slash = strchr(p, '/');
+		if (!slash)
+			break;
+		*slash = '\0';
+		p = slash + 1;
+	}
+	return n;
+}
+
+void http_server_add_routes(struct http_server *s, const struct http_route *routes, void *ctx)
+{
+	for (const struct http_route *r = routes; r->pattern; r++) {
+		struct route_entry *re = RH_NEW(struct route_entry);
+		re->r = *r;
+		re->ctx = ctx;
+		char *copy = rh_strdup(r->pattern);
+		char *segs[ROUTE_MAX_SEGS];
+		re->nseg = split_path(copy, segs, ROUTE_MAX_SEGS);
+		for (int i = 0; i < re->nseg; i++)
+			re->segs[i] = rh_strdup(segs[i]);
+		rh_free(copy);
+		const char *labels[] = { r->pattern };
+		re->latency = metric_cell(s->f_latency, labels);
+		*s->routes_tail = re;
+		s->routes_tail = &re->next;
+	}
+}
+
+static bool route_matches(const struct route_entry *re, char **segs, int nseg)
+{
+	if (re->nseg != nseg)
+		return false;
+	for (int i = 0; i < nseg; i++)
+		if (re->segs[i][0] != '{' && strcmp(re->segs[i], segs[i]) != 0)
+			return false;
+	return true;
+}
+
+/* Finds the route; on a path match with the wrong method fills allow. */
+static struct route_entry *route_find(struct http_server *s, struct http_req *r, char *allow, size_t allowlen,
+				      const char ***raw_params)
+{
+	char *copy = rh_strdup(r->head.target);
+	char *q = strchr(copy, '?');
+	if (q)
+		*q = '\0';
+	char *segs[ROUTE_MAX_SEGS + 1];
+	int nseg = split_path(copy, segs, ROUTE_MAX_SEGS);
+	struct route_entry *found = NULL;
+	size_t alen = 0;
+	unsigned seen = 0;
+	allow[0] = '\0';
+	for (struct route_entry *re = s->routes; re && nseg >= 0; re = re->next) {
+		if (!route_matches(re, segs, nseg))
+			continue;
+		enum http_method m = r->head.method == HTTP_HEAD ? HTTP_GET : r->head.method;
+		if (re->r.method == m && !found) {
+			found = re;
+			for (int i = 0; i < nseg; i++) {
+				if (re->segs[i][0] != '{')
+					continue;
+				const char *v = req_decode(r, segs[i], strlen(segs[i]), false);
+				if (!v) {
+					rh_free(copy);
+					*raw_params = NULL;
+					return NULL;
+				}
+				size_t kl = strlen(re->segs[i]) - 2;
+				r->pk[r->nparams] = req_decode(r, re->segs[i] + 1, kl, false);
+				r->pv[r->nparams++] = v;
+			}
+		}
+		if (!(seen & (1u << re->r.method))) {
+			seen |= 1u << re->r.method;
+			alen += (size_t)snprintf(allow + alen, allowlen - alen, "%s%s", alen ? ", " : "",
+						 method_name(re->r.method));
+			if (re->r.method == HTTP_GET && alen < allowlen)
+				alen += (size_t)snprintf(allow + alen, allowlen - alen, ", HEAD");
+		}
+	}
+	rh_free(copy);
+	*raw_params = (const char **)r->pv;
+	return found;
+}
+
+static void dispatch(struct http_conn *c, struct http_req *r)
+{
+	struct http_server *s = c->srv;
+	char allow[128];
+	const char **params;
+
+	c->state = C_DISPATCHED;
+	c->nrequests++;
+	evtimer_del(c->timer);
+	bufferevent_disable(c->bev, EV_READ);
+	r->dispatched = true;
+	s->inflight++;
+	metric_set(s->m_inflight, s->inflight);
+
+	const char *rid = http_req_header(r, "x-request-id");
+	if (rid && valid_request_id(rid)) {
+		snprintf(r->id, sizeof r->id, "%s", rid);
+		snprintf(r->logid, sizeof r->logid, "req=%s", rid);
+	}
+	if (!req_parse_target(r)) {
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding or too many query parameters");
+		return;
+	}
+	if (r->head.method == HTTP_UNKNOWN) {
+		http_reply_problem(r, PROBLEM_NOT_IMPLEMENTED, NULL, "method %s is not supported", r->head.method_str);
+		return;
+	}
+	struct route_entry *re = route_find(s, r, allow, sizeof allow, &params);
+	if (!params) {
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding in the path");
+		return;
+	}
+	if (!re && r->head.method == HTTP_OPTIONS && allow[0]) {
+		http_reply_header(r, "Allow", allow);
+		http_reply(r, 204, NULL, NULL, 0);
+		return;
+	}
+	if (!re && allow[0]) {
+		http_reply_header(r, "Allow", allow);
+		http_reply_problem(r, PROBLEM_METHOD_NOT_ALLOWED, NULL, "%s is not allowed on %s; allowed: %s",
+				   r->head.method_str, r->path, allow);
+		return;
+	}
+	if (!re) {
+		http_reply_problem(r, PROBLEM_NOT_FOUND, NULL, "no resource at %s", r->path);
+		return;
+	}
+	r->route = re;
+	if (r->head.upgrade_websocket && !(re->r.flags & HTTP_ROUTE_UPGRADE)) {
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "%s does not accept a WebSocket upgrade", r->path);
+		return;
+	}
+	re->r.handler(r, re->ctx);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_reply_early(struct http_conn *c, struct http_req *r, int status, const char *detail)
+{
+	/* An error found before dispatch (bad head, body too large...): answer
+	 * and close, since the rest of the stream cannot be trusted. */
+	r->keep_alive = false;
+	c->state = C_DISPATCHED;
+	bufferevent_disable(c->bev, EV_READ);
+	http_reply_problem(r, problem_for_status(status), NULL, "%s", detail);
+}
+
+static void body_sink(void *arg, const char *p, size_t n)
+{
+	sb_append(arg, p, n);
+}
+
+/* Reads the head of the next request. Returns false to stop processing. */
+static bool conn_read_head(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = evbuffer_get_length(in);
+	size_t want = (size_t)s->cfg->max_header_size + 16;
+	size_t n = avail < want ? avail : want;
+	int status = 0;
+	const char *detail = NULL;
+
+	struct http_req *r = c->req;
+	char *buf = rh_malloc(n + 1);
+	evbuffer_copyout(in, buf, n);
+	buf[n] = '\0';
+	enum http_parse_status st = http_parse_head(buf, n, (size_t)s->cfg->max_header_size, &r->head, &status, &detail);
+	if (st == HTTP_PARSE_INCOMPLETE) {
+		rh_free(buf);
+		return false;
+	}
+	if (st == HTTP_PARSE_ERROR) {
+		rh_free(buf);
+		memset(&r->head, 0, sizeof r->head); /* it may point into buf */
+		r->head.method_str = "?";
+		conn_reply_early(c, r, status, detail);
+		return false;
+	}
+	r->head_buf = buf;
+	r->keep_alive = r->head.keep_alive;
+	evbuffer_drain(in, r->head.head_len);
+
+	if (r->head.content_length > s->cfg->max_body_size) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "body of %lld bytes is over the limit of %lld",
+			 (long long)r->head.content_length, (long long)s->cfg->max_body_size);
+		r->path = NULL;
+		conn_reply_early(c, r, 413, msg);
+		return false;
+	}
+	if (r->head.chunked)
+		http_chunked_init(&r->chunked);
+	r->body_remaining = r->head.content_length > 0 ? r->head.content_length : 0;
+	if (r->head.expect_continue && (r->body_remaining > 0 || r->head.chunked))
+		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	c->state = C_BODY;
+	return true;
+}
+
+/* Moves body bytes from the input; true once the body is complete. */
+static bool conn_read_body(struct http_conn *c)
+{
+	struct http_req *r = c->req;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	if (!r->head.chunked) {
+		size_t avail = evbuffer_get_length(in);
+		size_t n = avail < (size_t)r->body_remaining ? avail : (size_t)r->body_remaining;
+		if (n) {
+			char *dst = rh_malloc(n);
+			evbuffer_remove(in, dst, n);
+			sb_append(&r->body, dst, n);
+			rh_free(dst);
+			r->body_remaining -= (int64_t)n;
+		}
+		return r->body_remaining == 0;
+	}
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t used = 0;
+		enum http_chunked_status st = http_chunked_feed(&r->chunked, v.iov_base, v.iov_len, &used,
+								(size_t)c->srv->cfg->max_body_size, body_sink, &r->body);
+		evbuffer_drain(in, used);
+		if (st == HTTP_CHUNKED_DONE)
+			return true;
+		if (st == HTTP_CHUNKED_ERROR) {
+			conn_reply_early(c, r, 400, "malformed chunked body");
+			return false;
+		}
+		if (st == HTTP_CHUNKED_TOO_LARGE) {
+			conn_reply_early(c, r, 413, "chunked body over the size limit");
+			return false;
+		}
+	}
+	return false;
+}
+
+static void conn_process(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	c->in_process = true;
+	while (!c->dead) {
+		struct evbuffer *in = bufferevent_get_input(c->bev);
+		if (c->state >= C_DISPATCHED)
+			break; /* a handler, the last reply or lingering owns the connection */
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES)
+			break; /* resumed by the write callback */
+		if (c->state == C_IDLE) {
+			if (evbuffer_get_length(in) == 0)
+				break;
+			if (s->draining) {
+				conn_close(c);
+				break;
+			}
+			c->req = req_new(c);
+			c->state = C_HEAD;
+			timer_arm(c, s->cfg->request_timeout_ms);
+		}
+		if (c->state == C_HEAD && !conn_read_head(c))
+			break;
+		if (c->state == C_BODY) {
+			if (!conn_read_body(c))
+				break;
+			struct http_req *r = c->req;
+			dispatch(c, r);
+		}
+	}
+	c->in_process = false;
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+	if (c->state == C_LINGER) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	conn_process(c);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct http_conn *c = arg;
+	if (c->state == C_CLOSING) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		c->state = C_LINGER;
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+		bufferevent_enable(bev, EV_READ);
+		timer_arm(c, LINGER_MS);
+		return;
+	}
+	if (c->state == C_IDLE && !c->in_process)
+		conn_process(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if (what & BEV_EVENT_ERROR)
+		log_debug(NULL, "conn=%llu error: %s", (unsigned long long)c->id,
+			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	conn_close(c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *c = arg;
+	if (c->state == C_HEAD || c->state == C_BODY) {
+		if (c->req->head.method_str == NULL)
+			c->req->head.method_str = "?";
+		conn_reply_early(c, c->req, 408, "the request was not received in time");
+		return;
+	}
+	if (c->state == C_IDLE || c->state == C_LINGER)
+		conn_close(c);
+}
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+	while (s->dead) {
+		struct http_conn *c = s->dead;
+		s->dead = c->next_dead;
+		if (c->bev)
+			bufferevent_free(c->bev);
+		event_free(c->timer);
+		rh_free(c);
+	}
+}
+
+/* Never frees inside a callback of its own: marks, unlinks and lets the
+ * reaper free it on the next loop turn. */
+static void conn_close(struct http_conn *c)
+{
+	struct http_server *s = c->srv;
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->bev) {
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	}
+	evtimer_del(c->timer);
+	if (c->req) {
+		if (c->state == C_DISPATCHED)
+			c->req->conn = NULL; /* the handler still owns it */
+		else
+			req_free(c->req);
+		c->req = NULL;
+	}
+	TAILQ_REMOVE(&s->conns, c, link);
+	s->nconns--;
+	metric_set(s->m_conns, s->nconns);
+	c->next_dead = s->dead;
+	s->dead = c;
+	event_active(s->reaper, EV_TIMEOUT, 0);
+}
+
+struct bufferevent *http_req_detach(struct http_req *r)
+{
+	struct http_conn *c = r->conn;
+	struct http_server *s = r->srv;
+	if (!c) {
+		s->inflight--;
+		metric_set(s->m_inflight, s->inflight);
+		req_free(r);
+		return NULL;
+	}
+	struct bufferevent *bev = c->bev;
+	r->keep_alive = false;
+	s->inflight--;
+	metric_set(s->m_inflight, s->inflight);
+	record_request(r, 101);
+	c->req = NULL;
+	req_free(r);
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	c->bev = NULL;
+	conn_close(c);
+	return bev;
+}
+
+static void send_overloaded(evutil_socket_t fd)
+{
+	static const char body[] =
+		"{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
+		"\"status\":503,\"detail\":\"connection limit reached; retry later\"}";
+	char resp[512];
+	int n = snprintf(resp, sizeof resp,
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+			 sizeof body - 1, body);
+	/* Best effort on a fresh socket; it is closed right after. */
+	ssize_t w = send(fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)w;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct http_server *s = arg;
+	if (s->draining) {
+		evutil_closesocket(fd);
+		return;
+	}
+	if (s->nconns >= s->cfg->max_connections) {
+		metric_inc(s->m_rejected_limit);
+		send_overloaded(fd);
+		evutil_closesocket(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	struct http_conn *c = RH_NEW(struct http_conn);
+	c->srv = s;
+	c->id = ++s->next_conn_id;
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(s->base, conn_timer_cb, c);
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)sa;
+		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	s->nconns++;
+	metric_set(s->m_conns, s->nconns);
+	metric_inc(s->m_accepted);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ);
+	c->state = C_IDLE;
+	timer_arm(c, s->cfg->request_timeout_ms);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *s = arg;
+	if (!s->draining)
+		evconnlistener_enable(s->listener);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct http_server *s = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* Out of descriptors: pause accepting instead of spinning. */
+		log_warn(NULL, "accept: %s; pausing accepts for 100 ms", strerror(err));
+		evconnlistener_disable(l);
+		struct timeval tv = { 0, 100000 };
+		evtimer_add(s->accept_retry, &tv);
+		return;
+	}
+	log_warn(NULL, "accept: %s", strerror(err));
+}
+
+/* ------------------------------------------------------------ server */
+
+struct http_server *http_server_new(struct event_base *base, const struct http_cfg *cfg, struct metrics *m)
+{
+	static const char *const req_labels[] = { "route", "method", "status", NULL };
+	static const char *const lat_labels[] = { "route", NULL };
+	struct http_server *s = RH_NEW(struct http_server);
+	s->base = base;
+	s->cfg = cfg;
+	TAILQ_INIT(&s->conns);
+	s->routes_tail = &s->routes;
+	s->reaper = event_new(base, -1, 0, reaper_cb, s);
+	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
+	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
+	s->f_requests = metrics_counter(m, "ridehail_http_requests_total",
+					"HTTP requests answered, by route pattern, method and status.", req_labels);
+	s->f_latency = metrics_histogram(m, "ridehail_http_request_duration_seconds",
+					 "Time from a complete request to its reply, by route pattern.", lat_labels,
+					 metrics_latency_bounds, metrics_latency_nbounds);
+	const char *unmatched[] = { "unmatched" };
+	s->m_unmatched_latency = metric_cell(s->f_latency, unmatched);
+	s->m_conns = metric_cell(metrics_gauge(m, "ridehail_http_connections", "Open HTTP connections (WebSocket ones are counted by the gateway).", NULL), NULL);
+	s->m_accepted = metric_cell(metrics_counter(m, "ridehail_http_connections_accepted_total", "TCP connections accepted.", NULL), NULL);
+	s->m_rejected_limit = metric_cell(metrics_counter(m, "ridehail_http_connections_rejected_total",
+							  "Connections refused with 503 because http.max_connections was reached.", NULL), NULL);
+	s->m_inflight = metric_cell(metrics_gauge(m, "ridehail_http_requests_in_flight", "Requests dispatched and not yet answered.", NULL), NULL);
+	return s;
+}
+
+static rh_err resolve_listen(const char *listen, struct sockaddr_storage *ss, int *sslen)
+{
+	char host[256];
+	int port;
+	if (!cfg_split_addr(listen, host, sizeof host, &port))
+		return RH_EINVAL;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	char portstr[8];
+	snprintf(portstr, sizeof portstr, "%d", port);
+	if (getaddrinfo(host, portstr, &hints, &res) != 0 || !res)
+		return RH_EINVAL;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = (int)res->ai_addrlen;
+	freeaddrinfo(res);
+	return RH_OK;
+}
+
+rh_err http_server_listen(struct http_server *s, char *bound, size_t boundlen)
+{
+	struct sockaddr_storage ss;
+	int sslen;
+	if (resolve_listen(s->cfg->listen, &ss, &sslen) != RH_OK) {
+		log_error(NULL, "http.listen %s: cannot resolve", s->cfg->listen);
+		return RH_EINVAL;
+	}
+	s->listener = evconnlistener_new_bind(s->base, accept_cb, s,
+					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+					      (int)s->cfg->backlog, (struct sockaddr *)&ss, sslen);
+	if (!s->listener) {
+		log_error(NULL, "http.listen %s: %s", s->cfg->listen, strerror(errno));
+		return RH_EIO;
+	}
+	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	struct sockaddr_storage got;
+	socklen_t gl = sizeof got;
+	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&got, &gl);
+	char host[INET6_ADDRSTRLEN];
+	if (got.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&got;
+		evutil_inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+		snprintf(bound, boundlen, "[%s]:%d", host, ntohs(a->sin6_port));
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&got;
+		evutil_inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+		snprintf(bound, boundlen, "%s:%d", host, ntohs(a->sin_port));
+	}
+	return RH_OK;
+}
+
+void http_server_drain(struct http_server *s)
+{
+	s->draining = true;
+	if (s->listener)
+		evconnlistener_disable(s->listener);
+	evtimer_del(s->accept_retry);
+	struct http_conn *c, *next;
+	for (c = TAILQ_FIRST(&s->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state == C_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+			conn_close(c);
+	}
+}
+
+int http_server_inflight(const struct http_server *s) { return s->inflight; }
+int http_server_connections(const struct http_server *s) { return s->nconns; }
+
+void http_server_free(struct http_server *s)
+{
+	if (!s)
+		return;
+	while (!TAILQ_EMPTY(&s->conns))
+		conn_close(TAILQ_FIRST(&s->conns));
+	reaper_cb(-1, 0, s);
+	if (s->listener)
+		evconnlistener_free(s->listener);
+	event_free(s->reaper);
+	event_free(s->accept_retry);
+	struct route_entry *re = s->routes;
+	while (re) {
+		struct route_entry *next = re->next;
+		for (int i = 0; i < re->nseg; i++)
+			rh_free(re->segs[i]);
+		rh_free(re);
+		re = next;
+	}
+	rh_free(s);
+}

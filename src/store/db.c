@@ -1,0 +1,781 @@
+#include "store/db.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/settings.h"
+#include "store/migrations.h"
+
+#define DB_MAX_STMTS 256
+#define BACKOFF_MIN_MS 100
+
+struct db_query {
+	STAILQ_ENTRY(db_query) link;
+	const struct db_stmt *stmt; /* NULL for a pseudo entry (prepare/sync) */
+	enum { Q_QUERY, Q_PREPARE, Q_SYNC } kind;
+	char **params;
+	db_cb cb;
+	void *arg;
+	int64_t deadline_ns;
+	int64_t start_ns;
+	PGresult *result;
+	/* set when failed outside the loop's I/O path (see query_fail_later) */
+	rh_err fail_err;
+	const char *fail_msg;
+	bool fail_unknown;
+};
+STAILQ_HEAD(query_list, db_query);
+
+enum conn_state {
+	DC_DOWN,       /* waiting for the reconnect timer */
+	DC_CONNECTING, /* PQconnectPoll in progress */
+	DC_MIGRATING,  /* the migrator borrows the connection */
+	DC_WAITING,    /* up, waiting for another connection's migration */
+	DC_READY,
+};
+
+struct db_conn {
+	struct db *db;
+	int index;
+	PGconn *pg;
+	enum conn_state state;
+	struct event *ev;        /* socket, read (persist) */
+	struct event *wev;       /* socket, write (while a flush is pending) */
+	struct event *timer;     /* reconnect backoff / connect timeout */
+	int64_t backoff_ms;
+	int inflight;            /* queries (not pseudo entries) in the FIFO */
+	struct query_list fifo;  /* sent, results pending, in order */
+	unsigned char prepared[DB_MAX_STMTS];
+	struct migrator *migrator;
+	char last_error[256];
+};
+
+struct db {
+	struct event_base *base;
+	const struct database_cfg *cfg;
+	struct db_stmt *stmts[DB_MAX_STMTS];
+	int nstmts;
+	struct db_conn *conns;
+	int nconns;
+	struct query_list queue; /* waiting for a connection */
+	int queued;
+	struct event *sweep;     /* expires queued queries */
+	struct event *deliver;   /* reports failures outside db_query() */
+	struct query_list failed; /* answered from `deliver` */
+	bool schema_ok, migrating, migrate_failed, closing;
+	int schema_version;
+	char why[256];
+	void (*close_done)(void *);
+	void *close_arg;
+	/* metrics */
+	struct metric_family *f_latency, *f_conn_state;
+	struct metric_cell *m_queries, *m_errors, *m_lost, *m_timeouts, *m_queue, *m_latency, *m_reconnects;
+	struct metric_cell *m_state[5];
+};
+
+static void conn_connect(struct db_conn *c);
+static void conn_broken(struct db_conn *c, const char *why);
+static void db_pump(struct db *db);
+static void conn_read_results(struct db_conn *c);
+
+static const char *const state_names[] = { "down", "connecting", "migrating", "waiting", "ready" };
+
+/* ------------------------------------------------------------ queries */
+
+static struct db_query *query_new(const struct db_stmt *stmt, const char *const *params, db_cb cb, void *arg)
+{
+	struct db_query *q = RH_NEW(struct db_query);
+	q->kind = Q_QUERY;
+	q->stmt = stmt;
+	q->cb = cb;
+	q->arg = arg;
+	if (stmt && stmt->nparams > 0) {
+		q->params = rh_calloc((size_t)stmt->nparams, sizeof(char *));
+		for (int i = 0; i < stmt->nparams; i++)
+			q->params[i] = params[i] ? rh_strdup(params[i]) : NULL;
+	}
+	return q;
+}
+
+static void query_free(struct db_query *q)
+{
+	if (q->params)
+		for (int i = 0; i < q->stmt->nparams; i++)
+			rh_free(q->params[i]);
+	rh_free(q->params);
+	if (q->result)
+		PQclear(q->result);
+	rh_free(q);
+}
+
+/* Answers a query and frees it. */
+static void query_answer(struct db *db, struct db_query *q, rh_err err, const char *message, bool unknown)
+{
+	struct db_result res = { .err = err, .pg = q->result, .sqlstate = "", .message = message ? message : "",
+				 .unknown = unknown };
+	if (err == RH_OK) {
+		metric_observe(db->f_latency, db->m_latency, (double)(rh_mono_ns() - q->start_ns) / 1e9);
+	} else {
+		metric_inc(db->m_errors);
+		if (q->result) {
+			const char *st = PQresultErrorField(q->result, PG_DIAG_SQLSTATE);
+			res.sqlstate = st ? st : "";
+			res.message = PQresultErrorMessage(q->result);
+		}
+	}
+	if (q->cb)
+		q->cb(q->arg, &res);
+	query_free(q);
+}
+
+static void deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db *db = arg;
+	struct db_query *q;
+	while ((q = STAILQ_FIRST(&db->failed)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->failed, link);
+		query_answer(db, q, q->fail_err, q->fail_msg, q->fail_unknown);
+	}
+}
+
+/* Fails a query from the loop, never from inside the call that noticed the
+ * failure: a db_query() caller must not see other callbacks run under it. */
+static void query_fail_later(struct db *db, struct db_query *q, rh_err err, const char *msg, bool unknown)
+{
+	if (q->result && unknown) {
+		PQclear(q->result);
+		q->result = NULL;
+	}
+	q->fail_err = err;
+	q->fail_msg = msg;
+	q->fail_unknown = unknown;
+	STAILQ_INSERT_TAIL(&db->failed, q, link);
+	event_active(db->deliver, EV_TIMEOUT, 0);
+}
+
+/* True while no connection is up or on its way up: the database is down and
+ * queries should fail at once rather than wait out their timeout. */
+static bool db_all_down(const struct db *db)
+{
+	for (int i = 0; i < db->nconns; i++)
+		if (db->conns[i].state != DC_DOWN)
+			return false;
+	return true;
+}
+
+void db_query_timeout(struct db *db, const struct db_stmt *stmt, const char *const *params, int64_t timeout_ms,
+		      db_cb cb, void *arg)
+{
+	struct db_query *q = query_new(stmt, params, cb, arg);
+	q->start_ns = rh_mono_ns();
+	q->deadline_ns = q->start_ns + (timeout_ms > 0 ? timeout_ms : db->cfg->query_timeout_ms) * 1000000;
+	metric_inc(db->m_queries);
+	if (db->closing) {
+		query_fail_later(db, q, RH_EAGAIN, "shutting down", false);
+		return;
+	}
+	if (db->queued >= db->cfg->queue_max) {
+		query_fail_later(db, q, RH_EAGAIN, "database queue full", false);
+		return;
+	}
+	if (db_all_down(db)) {
+		query_fail_later(db, q, RH_EAGAIN, "database unavailable", false);
+		return;
+	}
+	STAILQ_INSERT_TAIL(&db->queue, q, link);
+	db->queued++;
+	db_pump(db);
+}
+
+void db_query(struct db *db, const struct db_stmt *stmt, const char *const *params, db_cb cb, void *arg)
+{
+	db_query_timeout(db, stmt, params, 0, cb, arg);
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db *db = arg;
+	int64_t now = rh_mono_ns();
+	struct db_query *q;
+	/* Deadlines differ per query: rebuild the (bounded) queue without the
+	 * expired ones, keeping the order of the rest. */
+	struct query_list keep = STAILQ_HEAD_INITIALIZER(keep);
+	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->queue, link);
+		if (q->deadline_ns > now) {
+			STAILQ_INSERT_TAIL(&keep, q, link);
+			continue;
+		}
+		db->queued--;
+		metric_inc(db->m_timeouts);
+		query_fail_later(db, q, RH_EAGAIN, "timed out waiting for a database connection", false);
+	}
+	STAILQ_CONCAT(&db->queue, &keep);
+}
+
+/* ------------------------------------------------------------ sending */
+
+static bool conn_flush(struct db_conn *c)
+{
+	int r = PQflush(c->pg);
+	if (r < 0) {
+		conn_broken(c, PQerrorMessage(c->pg));
+		return false;
+	}
+	if (r == 1)
+		event_add(c->wev, NULL);
+	return true;
+}
+
+static void fifo_push(struct db_conn *c, struct db_query *q)
+{
+	STAILQ_INSERT_TAIL(&c->fifo, q, link);
+}
+
+static bool conn_send(struct db_conn *c, struct db_query *q)
+{
+	const struct db_stmt *st = q->stmt;
+	if (!c->prepared[st->index]) {
+		if (!PQsendPrepare(c->pg, st->name, st->sql, st->nparams, NULL)) {
+			conn_broken(c, PQerrorMessage(c->pg));
+			return false;
+		}
+		struct db_query *p = query_new(NULL, NULL, NULL, NULL);
+		p->kind = Q_PREPARE;
+		fifo_push(c, p);
+		c->prepared[st->index] = 1;
+	}
+	if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, (const char *const *)q->params, NULL, NULL, 0) ||
+	    !PQpipelineSync(c->pg)) {
+		/* q is not in any list yet: fail it with the connection */
+		fifo_push(c, q);
+		conn_broken(c, PQerrorMessage(c->pg));
+		return false;
+	}
+	fifo_push(c, q);
+	struct db_query *s = query_new(NULL, NULL, NULL, NULL);
+	s->kind = Q_SYNC;
+	fifo_push(c, s);
+	c->inflight++;
+	return true;
+}
+
+/* Moves queued queries onto ready connections, least loaded first. */
+static void db_pump(struct db *db)
+{
+	while (!STAILQ_EMPTY(&db->queue)) {
+		struct db_conn *best = NULL;
+		for (int i = 0; i < db->nconns; i++) {
+			struct db_conn *c = &db->conns[i];
+			if (c->state != DC_READY || c->inflight >= db->cfg->pipeline_depth)
+				continue;
+			if (!best || c->inflight < best->inflight)
+				best = c;
+		}
+		if (!best)
+			return;
+		/* Fill this connection up to the depth, then flush once. */
+		while (!STAILQ_EMPTY(&db->queue) && best->inflight < db->cfg->pipeline_depth && best->state == DC_READY) {
+			struct db_query *q = STAILQ_FIRST(&db->queue);
+			STAILQ_REMOVE_HEAD(&db->queue, link);
+			db->queued--;
+			if (!conn_send(best, q))
+				break;
+			if (best->inflight * 2 >= db->cfg->pipeline_depth)
+				break; /* spread a burst over the pool */
+		}
+		if (best->state == DC_READY && !conn_flush(best))
+			continue;
+	}
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static void conn_read_results(struct db_conn *c)
+{
+	struct db *db = c->db;
+	while (!STAILQ_EMPTY(&c->fifo) && !PQisBusy(c->pg)) {
+		struct db_query *q = STAILQ_FIRST(&c->fifo);
+		PGresult *res = PQgetResult(c->pg);
+		if (q->kind == Q_SYNC) {
+			if (!res || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+				if (res)
+					PQclear(res);
+				conn_broken(c, "protocol: expected a pipeline sync");
+				return;
+			}
+			PQclear(res);
+			STAILQ_REMOVE_HEAD(&c->fifo, link);
+			query_free(q);
+			continue;
+		}
+		if (res) {
+			if (!q->result)
+				q->result = res;
+			else
+				PQclear(res);
+			continue;
+		}
+		/* NULL: q's results are complete. */
+		STAILQ_REMOVE_HEAD(&c->fifo, link);
+		if (q->kind == Q_PREPARE) {
+			if (q->result && PQresultStatus(q->result) != PGRES_COMMAND_OK) {
+				log_error(NULL, "db conn=%d prepare failed: %s", c->index, PQresultErrorMessage(q->result));
+				/* the query after it is aborted and reports the failure */
+				for (int i = 0; i < db->nstmts; i++)
+					c->prepared[i] = 0;
+			}
+			query_free(q);
+			continue;
+		}
+		c->inflight--;
+		ExecStatusType st = q->result ? PQresultStatus(q->result) : PGRES_FATAL_ERROR;
+		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
+			query_answer(db, q, RH_OK, NULL, false);
+		else if (st == PGRES_PIPELINE_ABORTED)
+			query_answer(db, q, RH_EDB, "aborted: an earlier statement in the pipeline failed", false);
+		else
+			query_answer(db, q, RH_EDB, "query failed", false);
+		if (c->state != DC_READY)
+			return; /* a callback closed the pool */
+	}
+}
+
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+	if (!PQconsumeInput(c->pg)) {
+		conn_broken(c, PQerrorMessage(c->pg));
+		return;
+	}
+	/* Notices and notifications are not used; drain them. */
+	PGnotify *n;
+	while ((n = PQnotifies(c->pg)) != NULL)
+		PQfreemem(n);
+	conn_read_results(c);
+	if (c->state == DC_READY && PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_broken(c, PQerrorMessage(c->pg));
+		return;
+	}
+	if (c->state == DC_READY)
+		db_pump(c->db);
+	if (c->db->closing && c->state == DC_READY && c->inflight == 0)
+		db_close(c->db, c->db->close_done, c->db->close_arg);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+	if (c->state == DC_READY)
+		conn_flush(c);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void set_state(struct db_conn *c, enum conn_state st)
+{
+	c->state = st;
+}
+
+static void db_collect(void *arg)
+{
+	struct db *db = arg;
+	int counts[5] = { 0 };
+	for (int i = 0; i < db->nconns; i++)
+		counts[db->conns[i].state]++;
+	for (int i = 0; i < 5; i++)
+		metric_set(db->m_state[i], counts[i]);
+	metric_set(db->m_queue, db->queued);
+}
+
+static void conn_clear_events(struct db_conn *c)
+{
+	if (c->ev) {
+		event_free(c->ev);
+		c->ev = NULL;
+	}
+	if (c->wev) {
+		event_free(c->wev);
+		c->wev = NULL;
+	}
+}
+
+/* Fails everything in flight on c, closes it and schedules a reconnect. */
+static void conn_broken(struct db_conn *c, const char *why)
+{
+	struct db *db = c->db;
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s", why && *why ? why : "connection lost");
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	if (c->state == DC_READY || c->state == DC_WAITING)
+		log_warn(NULL, "db conn=%d lost: %s", c->index, msg);
+	snprintf(c->last_error, sizeof c->last_error, "%s", msg);
+	if (c->migrator) {
+		migrator_cancel(c->migrator);
+		c->migrator = NULL;
+		db->migrating = false;
+	}
+	conn_clear_events(c);
+	if (c->pg) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+	}
+	enum conn_state was = c->state;
+	set_state(c, DC_DOWN);
+	memset(c->prepared, 0, sizeof c->prepared);
+	c->inflight = 0;
+	struct db_query *q;
+	while ((q = STAILQ_FIRST(&c->fifo)) != NULL) {
+		STAILQ_REMOVE_HEAD(&c->fifo, link);
+		if (q->kind == Q_QUERY) {
+			metric_inc(db->m_lost);
+			query_fail_later(db, q, RH_EDB, "database connection lost", true);
+		} else {
+			query_free(q);
+		}
+	}
+	/* With every connection down, waiting queries fail now, not at timeout. */
+	if (db_all_down(db)) {
+		while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
+			STAILQ_REMOVE_HEAD(&db->queue, link);
+			db->queued--;
+			query_fail_later(db, q, RH_EAGAIN, "database unavailable", false);
+		}
+	}
+	if (db->closing) {
+		db_close(db, db->close_done, db->close_arg);
+		return;
+	}
+	if (was == DC_READY)
+		c->backoff_ms = BACKOFF_MIN_MS;
+	else
+		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
+	if (c->backoff_ms > db->cfg->reconnect_max_ms)
+		c->backoff_ms = db->cfg->reconnect_max_ms;
+	struct timeval tv = { .tv_sec = c->backoff_ms / 1000, .tv_usec = (c->backoff_ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+	metric_inc(db->m_reconnects);
+}
+
+static void conn_ready(struct db_conn *c)
+{
+	struct db *db = c->db;
+	if (!PQenterPipelineMode(c->pg)) {
+		conn_broken(c, "cannot enter pipeline mode");
+		return;
+	}
+	conn_clear_events(c);
+	c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, conn_io_cb, c);
+	c->wev = event_new(db->base, PQsocket(c->pg), EV_WRITE, conn_write_cb, c);
+	event_add(c->ev, NULL);
+	set_state(c, DC_READY);
+	c->backoff_ms = 0;
+	c->last_error[0] = '\0';
+	log_info(NULL, "db conn=%d ready (server %d, pipeline depth %lld)", c->index, PQserverVersion(c->pg),
+		 (long long)db->cfg->pipeline_depth);
+	db_pump(db);
+}
+
+static void migrate_done(void *arg, rh_err err, int version, const char *msg)
+{
+	struct db_conn *c = arg;
+	struct db *db = c->db;
+	c->migrator = NULL;
+	db->migrating = false;
+	if (err != RH_OK) {
+		db->migrate_failed = true;
+		snprintf(db->why, sizeof db->why, "%s", msg);
+		log_error(NULL, "schema: %s", msg);
+		conn_broken(c, msg);
+		return;
+	}
+	db->schema_ok = true;
+	db->migrate_failed = false;
+	db->schema_version = version;
+	log_info(NULL, "schema at version %d", version);
+	/* Wake the connections that waited for the schema. */
+	for (int i = 0; i < db->nconns; i++)
+		if (db->conns[i].state == DC_WAITING)
+			conn_ready(&db->conns[i]);
+	conn_ready(c);
+}
+
+/* Connected: migrate (first connection only), or wait for the one that is. */
+static void conn_established(struct db_conn *c)
+{
+	struct db *db = c->db;
+	evtimer_del(c->timer);
+	PQsetnonblocking(c->pg, 1);
+	conn_clear_events(c);
+	if (db->schema_ok) {
+		conn_ready(c);
+		return;
+	}
+	if (db->migrating) {
+		set_state(c, DC_WAITING);
+		/* still watch the socket so that a server shutdown is noticed */
+		c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, conn_io_cb, c);
+		event_add(c->ev, NULL);
+		return;
+	}
+	db->migrating = true;
+	set_state(c, DC_MIGRATING);
+	c->migrator = migrator_start(db->base, c->pg, db->cfg->migrate, migrate_done, c);
+}
+
+static void conn_poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+	if (what & EV_TIMEOUT) {
+		conn_broken(c, "connect timed out");
+		return;
+	}
+	PostgresPollingStatusType st = PQconnectPoll(c->pg);
+	conn_clear_events(c);
+	switch (st) {
+	case PGRES_POLLING_OK:
+		conn_established(c);
+		return;
+	case PGRES_POLLING_FAILED:
+		conn_broken(c, PQerrorMessage(c->pg));
+		return;
+	case PGRES_POLLING_READING:
+	case PGRES_POLLING_WRITING:
+	default: {
+		short ev = st == PGRES_POLLING_WRITING ? EV_WRITE : EV_READ;
+		/* the socket may change between attempts (several hosts) */
+		c->ev = event_new(c->db->base, PQsocket(c->pg), ev, conn_poll_cb, c);
+		event_add(c->ev, NULL);
+		return;
+	}
+	}
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_conn *c = arg;
+	if (c->state == DC_DOWN)
+		conn_connect(c);
+	else if (c->state == DC_CONNECTING)
+		conn_broken(c, "connect timed out");
+}
+
+static void notice_cb(void *arg, const PGresult *res)
+{
+	struct db_conn *c = arg;
+	log_info(NULL, "db conn=%d notice: %s", c->index, PQresultErrorMessage(res));
+}
+
+static void conn_connect(struct db_conn *c)
+{
+	struct db *db = c->db;
+	char timeout[32];
+	snprintf(timeout, sizeof timeout, "%lld", (long long)((db->cfg->connect_timeout_ms + 999) / 1000));
+	char options[64];
+	snprintf(options, sizeof options, "-c statement_timeout=%lld", (long long)db->cfg->statement_timeout_ms);
+	/* expand_dbname: the url may be a URI or key=value string; the keys
+	 * after it fill in only what it leaves unset... except options and
+	 * application_name, which we own. */
+	const char *keys[] = { "dbname", "application_name", "options", "keepalives_idle", "keepalives_interval",
+			       "keepalives_count", NULL };
+	const char *vals[] = { db->cfg->url, "ridehaild", options, "10", "5", "3", NULL };
+	c->pg = PQconnectStartParams(keys, vals, 1);
+	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+		conn_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		return;
+	}
+	PQsetnonblocking(c->pg, 1);
+	PQsetNoticeReceiver(c->pg, notice_cb, c);
+	set_state(c, DC_CONNECTING);
+	c->ev = event_new(db->base, PQsocket(c->pg), EV_WRITE, conn_poll_cb, c);
+	event_add(c->ev, NULL);
+	struct timeval tv = { .tv_sec = db->cfg->connect_timeout_ms / 1000,
+			      .tv_usec = (db->cfg->connect_timeout_ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+}
+
+struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struct metrics *m)
+{
+	static const char *const state_label[] = { "state", NULL };
+	struct db *db = RH_NEW(struct db);
+	db->base = base;
+	db->cfg = cfg;
+	STAILQ_INIT(&db->queue);
+	STAILQ_INIT(&db->failed);
+	db->nconns = (int)cfg->pool_size;
+	db->conns = rh_calloc((size_t)db->nconns, sizeof *db->conns);
+	for (int i = 0; i < db->nconns; i++) {
+		struct db_conn *c = &db->conns[i];
+		c->db = db;
+		c->index = i;
+		STAILQ_INIT(&c->fifo);
+		c->timer = evtimer_new(base, conn_timer_cb, c);
+	}
+	db->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, db);
+	db->deliver = event_new(base, -1, 0, deliver_cb, db);
+	struct timeval tv = { 0, 100000 };
+	event_add(db->sweep, &tv);
+	snprintf(db->why, sizeof db->why, "connecting");
+
+	db->m_queries = metric_cell(metrics_counter(m, "ridehail_db_queries_total", "Queries submitted to the pool.", NULL), NULL);
+	db->m_errors = metric_cell(metrics_counter(m, "ridehail_db_query_errors_total", "Queries answered with an error (server error, lost connection, timeout).", NULL), NULL);
+	db->m_lost = metric_cell(metrics_counter(m, "ridehail_db_queries_lost_total", "Queries in flight on a connection that broke (outcome unknown).", NULL), NULL);
+	db->m_timeouts = metric_cell(metrics_counter(m, "ridehail_db_queue_timeouts_total", "Queries that waited past database.query_timeout for a connection.", NULL), NULL);
+	db->m_reconnects = metric_cell(metrics_counter(m, "ridehail_db_reconnects_total", "Connection attempts scheduled after a failure.", NULL), NULL);
+	db->m_queue = metric_cell(metrics_gauge(m, "ridehail_db_queue_depth", "Queries waiting for a connection.", NULL), NULL);
+	db->f_conn_state = metrics_gauge(m, "ridehail_db_pool_connections", "Pool connections by state.", state_label);
+	for (int i = 0; i < 5; i++) {
+		const char *lv[] = { state_names[i] };
+		db->m_state[i] = metric_cell(db->f_conn_state, lv);
+	}
+	db->f_latency = metrics_histogram(m, "ridehail_db_query_duration_seconds", "Query time from submission to result.", NULL,
+					  metrics_latency_bounds, metrics_latency_nbounds);
+	db->m_latency = metric_cell(db->f_latency, NULL);
+	metrics_on_collect(m, db_collect, db);
+	return db;
+}
+
+void db_register(struct db *db, struct db_stmt *stmt)
+{
+	if (db->nstmts == DB_MAX_STMTS) {
+		log_error(NULL, "db: more than %d statements", DB_MAX_STMTS);
+		abort();
+	}
+	stmt->index = db->nstmts;
+	db->stmts[db->nstmts++] = stmt;
+}
+
+void db_start(struct db *db)
+{
+	for (int i = 0; i < db->nconns; i++)
+		conn_connect(&db->conns[i]);
+}
+
+bool db_is_ready(const struct db *db, char *why, size_t whylen)
+{
+	bool any = false;
+	for (int i = 0; i < db->nconns; i++)
+		any |= db->conns[i].state == DC_READY;
+	if (any && db->schema_ok)
+		return true;
+	if (db->migrate_failed) {
+		snprintf(why, whylen, "%s", db->why);
+	} else if (db->migrating) {
+		snprintf(why, whylen, "applying migrations");
+	} else {
+		const char *err = "";
+		for (int i = 0; i < db->nconns && !*err; i++)
+			err = db->conns[i].last_error;
+		snprintf(why, whylen, "database not connected%s%s", *err ? ": " : "", err);
+	}
+	return false;
+}
+
+int db_schema_version(const struct db *db) { return db->schema_version; }
+
+void db_close(struct db *db, void (*done)(void *arg), void *arg)
+{
+	db->closing = true;
+	db->close_done = done;
+	db->close_arg = arg;
+	struct db_query *q;
+	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->queue, link);
+		db->queued--;
+		query_fail_later(db, q, RH_EAGAIN, "shutting down", false);
+	}
+	int busy = 0;
+	for (int i = 0; i < db->nconns; i++) {
+		struct db_conn *c = &db->conns[i];
+		if (c->state == DC_READY && c->inflight > 0) {
+			busy++;
+			continue;
+		}
+		evtimer_del(c->timer);
+		if (c->migrator) {
+			migrator_cancel(c->migrator);
+			c->migrator = NULL;
+		}
+		conn_clear_events(c);
+		if (c->pg) {
+			PQfinish(c->pg);
+			c->pg = NULL;
+		}
+		c->state = DC_DOWN;
+	}
+	if (busy == 0 && db->close_done) {
+		void (*cb)(void *) = db->close_done;
+		db->close_done = NULL;
+		cb(db->close_arg);
+	}
+}
+
+/* Frees without calling anyone back: by now every owner of a query is gone
+ * (the server closes the pool and waits for in-flight work before freeing). */
+void db_free(struct db *db)
+{
+	if (!db)
+		return;
+	struct db_query *q;
+	for (int i = 0; i < db->nconns; i++) {
+		struct db_conn *c = &db->conns[i];
+		if (c->migrator)
+			migrator_cancel(c->migrator);
+		conn_clear_events(c);
+		if (c->pg)
+			PQfinish(c->pg);
+		while ((q = STAILQ_FIRST(&c->fifo)) != NULL) {
+			STAILQ_REMOVE_HEAD(&c->fifo, link);
+			query_free(q);
+		}
+		event_free(c->timer);
+	}
+	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->queue, link);
+		query_free(q);
+	}
+	while ((q = STAILQ_FIRST(&db->failed)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->failed, link);
+		query_free(q);
+	}
+	event_free(db->sweep);
+	event_free(db->deliver);
+	rh_free(db->conns);
+	rh_free(db);
+}
+
+/* ------------------------------------------------------------ results */
+
+int db_rows(const struct db_result *r)
+{
+	return r->pg && r->err == RH_OK ? PQntuples(r->pg) : 0;
+}
+
+const char *db_get(const struct db_result *r, int row, int col)
+{
+	if (!r->pg || row >= PQntuples(r->pg) || col >= PQnfields(r->pg) || PQgetisnull(r->pg, row, col))
+		return NULL;
+	return PQgetvalue(r->pg, row, col);
+}
+
+int64_t db_affected(const struct db_result *r)
+{
+	if (!r->pg)
+		return 0;
+	const char *n = PQcmdTuples((PGresult *)r->pg);
+	return n && *n ? strtoll(n, NULL, 10) : 0;
+}
+
+bool db_is_unique_violation(const struct db_result *r)
+{
+	return strcmp(r->sqlstate, "23505") == 0;
+}

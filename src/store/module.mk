@@ -1,0 +1,1 @@
+LIB_SRCS += src/store/db.c src/store/migrate.c
