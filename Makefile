@@ -61,6 +61,7 @@ LIBRH     := $(O)/libridehail.a
 .PHONY: all run check check-unit check-fuzz check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db fuzz lint format
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(BINDIR)/ridehaild $(TOOLS:%=$(BINDIR)/%)
 

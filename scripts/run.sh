@@ -14,4 +14,13 @@ if [ -z "$url" ]; then
 	export RIDEHAIL_DATABASE_URL=$(scripts/localdb.sh url)
 	echo "run: using the local database $RIDEHAIL_DATABASE_URL (make stop-db stops it, make clean-db removes it)" >&2
 fi
+token=$("$bin" --config "$conf" --get admin.token)
+if [ -z "$token" ]; then
+	mkdir -p var
+	if [ ! -s var/admin.token ]; then
+		(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > var/admin.token)
+	fi
+	export RIDEHAIL_ADMIN_TOKEN=$(cat var/admin.token)
+	echo "run: admin API token in var/admin.token" >&2
+fi
 exec "$bin" --config "$conf" "$@"

@@ -44,11 +44,16 @@ struct database_cfg {
 	bool migrate;               /* apply sql/ migrations at start */
 };
 
+struct admin_cfg {
+	char *token; /* bearer credential for /v1/admin/...; empty: admin API off */
+};
+
 struct rh_config {
 	struct server_cfg server;
 	struct log_cfg log;
 	struct http_cfg http;
 	struct database_cfg database;
+	struct admin_cfg admin;
 };
 
 #endif

@@ -868,7 +868,7 @@ static void print_section(const void *base, const struct cfg_section *sec, const
 	for (const struct cfg_key *k = sec->keys; k->name; k++) {
 		cfg_format(base, k, v, sizeof v);
 		if ((k->flags & CFG_F_SECRET) && v[0])
-			snprintf(v, sizeof v, "(secret, %s)", "set");
+			snprintf(v, sizeof v, "<redacted>");
 		fprintf(out, "%s = %s\n", k->name, v);
 	}
 	fputc('\n', out);

@@ -2,6 +2,7 @@
  * range, unit and meaning. conf/ridehaild.conf and docs/configuration.md are
  * checked against it by the tests. */
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/config.h"
@@ -77,6 +78,23 @@ static const struct cfg_key database_keys[] = {
 	{ 0 }
 };
 
+static const struct cfg_key admin_keys[] = {
+	{ "token", CFG_STR, K(admin_cfg, token), "", 0, 256, NULL, NULL,
+	  "Operator credential for /v1/admin/... (Authorization: Bearer <token>); empty disables the admin API. `make run` generates one into var/admin.token.",
+	  CFG_F_SECRET },
+	{ 0 }
+};
+
+static bool admin_validate(const void *section, char *err, size_t errlen)
+{
+	const struct admin_cfg *a = section;
+	if (a->token[0] && strlen(a->token) < 16) {
+		snprintf(err, errlen, "token must be at least 16 characters (or empty to disable the admin API)");
+		return false;
+	}
+	return true;
+}
+
 static const struct cfg_section server_section = {
 	.name = "server", .keys = server_keys, .offset = offsetof(struct rh_config, server),
 	.help = "Process lifecycle.",
@@ -94,10 +112,16 @@ static const struct cfg_section database_section = {
 	.help = "PostgreSQL + PostGIS, the source of truth.",
 };
 
+static const struct cfg_section admin_section = {
+	.name = "admin", .keys = admin_keys, .offset = offsetof(struct rh_config, admin),
+	.help = "The operator's admin API.", .validate = admin_validate,
+};
+
 const struct cfg_section *const cfg_sections[] = {
 	&server_section,
 	&log_section,
 	&http_section,
 	&database_section,
+	&admin_section,
 	NULL,
 };

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/admin.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/health.h"
@@ -42,6 +43,7 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->http = http_server_new(srv->base, &srv->cfg.http, srv->metrics);
 	srv->db = db_new(srv->base, &srv->cfg.database, srv->metrics);
 	health_init(srv);
+	admin_init(srv);
 	return RH_OK;
 }
 

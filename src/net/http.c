@@ -847,19 +847,23 @@ struct bufferevent *http_req_detach(struct http_req *r)
 	return bev;
 }
 
-static void send_overloaded(evutil_socket_t fd)
+/* Over the connection limit, a client still gets a 503 it can read: the
+ * reply goes out like any last reply (then lingering close). Past a small
+ * slack even that is skipped and the socket just closed. */
+#define REJECT_SLACK 64
+
+static void conn_reject_overloaded(struct http_conn *c)
 {
 	static const char body[] =
 		"{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
 		"\"status\":503,\"detail\":\"connection limit reached; retry later\"}";
-	char resp[512];
-	int n = snprintf(resp, sizeof resp,
-			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-			 sizeof body - 1, body);
-	/* Best effort on a fresh socket; it is closed right after. */
-	ssize_t w = send(fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-	(void)w;
+	evbuffer_add_printf(bufferevent_get_output(c->bev),
+			    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+			    "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+			    sizeof body - 1, body);
+	c->state = C_CLOSING;
+	bufferevent_enable(c->bev, EV_WRITE);
+	timer_arm(c, LINGER_MS);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -869,9 +873,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
-	if (s->nconns >= s->cfg->max_connections) {
+	bool over = s->nconns >= s->cfg->max_connections;
+	if (over)
 		metric_inc(s->m_rejected_limit);
-		send_overloaded(fd);
+	if (over && s->nconns >= s->cfg->max_connections + REJECT_SLACK) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -899,6 +904,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	metric_set(s->m_conns, s->nconns);
 	metric_inc(s->m_accepted);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	if (over) {
+		conn_reject_overloaded(c);
+		return;
+	}
 	bufferevent_enable(c->bev, EV_READ);
 	c->state = C_IDLE;
 	timer_arm(c, s->cfg->request_timeout_ms);
@@ -1008,8 +1017,12 @@ rh_err http_server_listen(struct http_server *s, char *bound, size_t boundlen)
 void http_server_drain(struct http_server *s)
 {
 	s->draining = true;
-	if (s->listener)
-		evconnlistener_disable(s->listener);
+	/* Close the listening socket, so new clients are refused at once rather
+	 * than left in the backlog until the process exits. */
+	if (s->listener) {
+		evconnlistener_free(s->listener);
+		s->listener = NULL;
+	}
 	evtimer_del(s->accept_retry);
 	struct http_conn *c, *next;
 	for (c = TAILQ_FIRST(&s->conns); c; c = next) {

@@ -443,8 +443,13 @@ static void conn_broken(struct db_conn *c, const char *why)
 			query_free(q);
 		}
 	}
-	/* With every connection down, waiting queries fail now, not at timeout. */
+	/* With every connection down, waiting queries fail now, not at timeout,
+	 * and the schema is checked again on the next connection: what comes back
+	 * may be a restored backup or a failover replica. */
 	if (db_all_down(db)) {
+		if (db->schema_ok)
+			log_info(NULL, "db: every connection is down; the schema will be checked again on reconnect");
+		db->schema_ok = false;
 		while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
 			STAILQ_REMOVE_HEAD(&db->queue, link);
 			db->queued--;

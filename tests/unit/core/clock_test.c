@@ -1,0 +1,30 @@
+#include "../unit.h"
+
+#include "core/clock.h"
+
+UNIT_TEST(clock_rfc3339_roundtrip)
+{
+	char out[32];
+	int64_t ms;
+	rh_format_rfc3339(1770208496789LL, out);
+	CHECK_EQ_STR(out, "2026-02-04T12:34:56.789Z");
+	CHECK_EQ_INT(rh_parse_rfc3339(out, &ms), 0);
+	CHECK_EQ_INT(ms, 1770208496789LL);
+	CHECK_EQ_INT(rh_parse_rfc3339("2026-02-04T12:34:56Z", &ms), 0);
+	CHECK_EQ_INT(ms, 1770208496000LL);
+	CHECK_EQ_INT(rh_parse_rfc3339("2026-02-04T14:34:56.5+02:00", &ms), 0);
+	CHECK_EQ_INT(ms, 1770208496500LL);
+	CHECK_EQ_INT(rh_parse_rfc3339("2024-02-29T00:00:00Z", &ms), 0);
+}
+
+UNIT_TEST(clock_rfc3339_rejects)
+{
+	int64_t ms;
+	const char *bad[] = { "", "2026-02-04", "2026-13-04T00:00:00Z", "2026-02-30T00:00:00Z",
+			      "2025-02-29T00:00:00Z", "2026-02-04T24:00:00Z", "2026-02-04T12:34:56",
+			      "2026-02-04T12:34:56.Z", "2026-02-04T12:34:56+0200", "1969-12-31T23:59:59Z",
+			      "2026-02-04T12:34:56Zjunk", "abcd-ef-ghTij:kl:mnZ" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (rh_parse_rfc3339(bad[i], &ms) == 0)
+			unit_fail(__FILE__, __LINE__, "accepted \"%s\"", bad[i]);
+}
