@@ -38,7 +38,7 @@ CPPFLAGS += -Iinclude -I$(O)/gen -D_GNU_SOURCE -DRH_VERSION='"$(VERSION)"' -DRH_
 CFLAGS   ?= -g $(OPT)
 CFLAGS   += -std=c11 $(WARN) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS)
-LDLIBS   += $(PKG_LIBS) -lm
+LDLIBS   += $(PKG_LIBS) -lm -lpthread
 
 # Filled by the module.mk files.
 LIB_SRCS   :=
@@ -155,4 +155,5 @@ bench-%: all
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(UNIT_OBJS:.o=.d) $(O)/src/core/main.d
+# Header dependencies of every object built so far (unit, fuzz, tools too).
+-include $(shell find $(O) -name "*.d" 2>/dev/null)

@@ -23,4 +23,12 @@ if [ -z "$token" ]; then
 	export RIDEHAIL_ADMIN_TOKEN=$(cat var/admin.token)
 	echo "run: admin API token in var/admin.token" >&2
 fi
+secret=$("$bin" --config "$conf" --get auth.jwt_secret)
+if [ -z "$secret" ]; then
+	mkdir -p var
+	if [ ! -s var/jwt.secret ]; then
+		(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > var/jwt.secret)
+	fi
+	export RIDEHAIL_AUTH_JWT_SECRET=$(cat var/jwt.secret)
+fi
 exec "$bin" --config "$conf" "$@"

@@ -16,6 +16,7 @@ struct metrics;
 struct http_server;
 struct db;
 struct health;
+struct auth;
 
 struct server {
 	struct rh_config cfg;
@@ -25,6 +26,7 @@ struct server {
 	struct http_server *http;
 	struct db *db;
 	struct health *health;
+	struct auth *auth;
 	char listen_addr[80];  /* as bound (port 0 resolved) */
 	int64_t started_wall_ms;
 	int64_t started_mono_ns;

@@ -48,12 +48,43 @@ struct admin_cfg {
 	char *token; /* bearer credential for /v1/admin/...; empty: admin API off */
 };
 
+struct auth_cfg {
+	char *jwt_secret;            /* HS256 key; empty: a random one per process (tokens die with it) */
+	int64_t token_ttl_ms;
+	int64_t leeway_ms;           /* clock skew tolerated on exp/iat */
+	int64_t password_opslimit;   /* argon2id passes (crypto_pwhash) */
+	int64_t password_memlimit;   /* argon2id memory, bytes */
+	int64_t hash_threads;        /* worker threads for password hashing */
+	int64_t hash_queue_max;      /* hashing jobs waiting; past it: 503 */
+	double login_per_account;    /* attempts per minute per account */
+	double login_per_address;    /* attempts per minute per client address */
+	double signup_per_address;   /* rider sign-ups per minute per address */
+	bool rider_signup;           /* POST /v1/riders open to the public */
+};
+
+/* One per vehicle type: [tariff.<type>]. The set of instances is the set of
+ * vehicle types the operator runs. Money in minor units (cents). */
+struct tariff_cfg {
+	char name[CFG_NAME_MAX];
+	char *currency;
+	int64_t base;
+	int64_t per_km;
+	int64_t per_min;
+	int64_t minimum;
+	int64_t booking_fee;
+	int64_t seats;
+};
+#define TARIFF_MAX 16
+
 struct rh_config {
 	struct server_cfg server;
 	struct log_cfg log;
 	struct http_cfg http;
 	struct database_cfg database;
 	struct admin_cfg admin;
+	struct auth_cfg auth;
+	int ntariffs;
+	struct tariff_cfg tariff[TARIFF_MAX];
 };
 
 #endif

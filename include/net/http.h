@@ -17,6 +17,7 @@
 
 #include "core/err.h"
 #include "net/http_parse.h"
+#include "net/jsonv.h"
 #include "net/problem.h"
 
 struct event_base;
@@ -82,6 +83,12 @@ void http_reply_json(struct http_req *r, int status, cJSON *json);
 /* RFC 9457 problem+json: type and title from the problem table, the detail
  * formatted, `ext` (may be NULL; freed) merged in as extension members. */
 void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const char *fmt, ...) RH_PRINTF(4, 5);
+
+/* 400 validation-failed naming the field (`field`) and the failed rule
+ * (`rule`, a JSON Schema keyword). */
+void http_reply_invalid(struct http_req *r, const struct jv_error *err);
+/* Parses the body and checks it against fields, or replies and returns NULL. */
+cJSON *http_req_json_valid_or_reply(struct http_req *r, const struct jv_field *fields);
 
 /* WebSocket upgrade: takes the socket away from the HTTP server. Returns its
  * bufferevent (callbacks cleared, reading disabled, input may already hold

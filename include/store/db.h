@@ -77,5 +77,7 @@ const char *db_get(const struct db_result *r, int row, int col);
 /* Rows affected by INSERT/UPDATE/DELETE. */
 int64_t db_affected(const struct db_result *r);
 bool db_is_unique_violation(const struct db_result *r);
+/* The constraint or index a server error names ("" if none). */
+const char *db_error_constraint(const struct db_result *r);
 
 #endif

@@ -6,39 +6,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth/auth.h"
 #include "core/log.h"
 #include "core/server.h"
 #include "net/http.h"
 
-/* Hashing both sides first makes the comparison constant-time even when
- * the lengths differ. */
-static bool token_equal(const char *given, const char *want)
-{
-	unsigned char a[32], b[32];
-	crypto_generichash(a, sizeof a, (const unsigned char *)given, strlen(given), NULL, 0);
-	crypto_generichash(b, sizeof b, (const unsigned char *)want, strlen(want), NULL, 0);
-	return sodium_memcmp(a, b, sizeof a) == 0;
-}
-
 bool admin_authorized_or_reply(struct server *srv, struct http_req *req)
 {
-	const char *want = srv->cfg.admin.token;
-	const char *auth = http_req_header(req, "authorization");
-	if (!want || !*want) {
-		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "the admin API is disabled (admin.token is empty)");
-		return false;
-	}
-	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !auth[7]) {
-		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail-admin\"");
-		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "an operator credential is required: Authorization: Bearer <admin.token>");
-		return false;
-	}
-	if (!token_equal(auth + 7, want)) {
-		log_warn(http_req_logid(req), "admin: wrong operator credential from %s", http_req_peer(req));
-		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "wrong operator credential");
-		return false;
-	}
-	return true;
+	struct auth_principal p;
+	return auth_operator_or_reply(srv->auth, req, &p);
 }
 
 static void admin_put_log(struct http_req *req, void *ctx)

@@ -3,12 +3,13 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The daemon is single-threaded; a plain counter is enough. */
-static int64_t live_bytes;
+/* Atomic because the worker threads (core/worker.h) may allocate too. */
+static _Atomic int64_t live_bytes;
 
 static void alloc_oom(size_t n)
 {
@@ -21,7 +22,7 @@ void *rh_malloc(size_t n)
 	void *p = malloc(n ? n : 1);
 	if (!p)
 		alloc_oom(n);
-	live_bytes += (int64_t)malloc_usable_size(p);
+	atomic_fetch_add_explicit(&live_bytes, (int64_t)malloc_usable_size(p), memory_order_relaxed);
 	return p;
 }
 
@@ -30,7 +31,7 @@ void *rh_calloc(size_t count, size_t n)
 	void *p = calloc(count ? count : 1, n ? n : 1);
 	if (!p)
 		alloc_oom(count * n);
-	live_bytes += (int64_t)malloc_usable_size(p);
+	atomic_fetch_add_explicit(&live_bytes, (int64_t)malloc_usable_size(p), memory_order_relaxed);
 	return p;
 }
 
@@ -40,7 +41,7 @@ void *rh_realloc(void *p, size_t n)
 	void *q = realloc(p, n ? n : 1);
 	if (!q)
 		alloc_oom(n);
-	live_bytes += (int64_t)malloc_usable_size(q) - (int64_t)old;
+	atomic_fetch_add_explicit(&live_bytes, (int64_t)malloc_usable_size(q) - (int64_t)old, memory_order_relaxed);
 	return q;
 }
 
@@ -48,7 +49,7 @@ void rh_free(void *p)
 {
 	if (!p)
 		return;
-	live_bytes -= (int64_t)malloc_usable_size(p);
+	atomic_fetch_sub_explicit(&live_bytes, (int64_t)malloc_usable_size(p), memory_order_relaxed);
 	free(p);
 }
 
@@ -69,7 +70,7 @@ char *rh_strndup(const char *s, size_t n)
 	return d;
 }
 
-int64_t rh_alloc_live_bytes(void) { return live_bytes; }
+int64_t rh_alloc_live_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
 
 static void *cjson_malloc(size_t n) { return rh_malloc(n); }
 

@@ -487,10 +487,20 @@ static void cfg_set_defaults(struct rh_config *cfg)
 	memset(cfg, 0, sizeof *cfg);
 	for (int s = 0; cfg_sections[s]; s++) {
 		const struct cfg_section *sec = cfg_sections[s];
-		if (sec->max_instances == 0) {
+		if (sec->max_instances == 0)
 			apply_defaults((char *)cfg + sec->offset, sec);
+	}
+}
+
+/* A repeated section that neither the file nor the environment mentioned
+ * gets its default instances; mentioning any instance replaces them all
+ * (an operator who runs only "xl" does not also get "standard"). */
+static void cfg_default_instances(struct rh_config *cfg)
+{
+	for (int s = 0; cfg_sections[s]; s++) {
+		const struct cfg_section *sec = cfg_sections[s];
+		if (sec->max_instances == 0 || *instance_count(cfg, sec) > 0)
 			continue;
-		}
 		for (int i = 0; sec->default_instances && sec->default_instances[i]; i++)
 			(void)instance_find(cfg, sec, sec->default_instances[i], true);
 	}
@@ -788,6 +798,7 @@ rh_err config_load_buffer(struct rh_config *cfg, const char *name, const char *t
 	if (text)
 		parse_text(cfg, name, text, errs);
 	env_apply(cfg, envp, errs);
+	cfg_default_instances(cfg);
 	if (errs->n == 0)
 		validate_sections(cfg, errs);
 	return errs->n ? RH_EINVAL : RH_OK;

@@ -95,6 +95,76 @@ static bool admin_validate(const void *section, char *err, size_t errlen)
 	return true;
 }
 
+static const struct cfg_key auth_keys[] = {
+	{ "jwt_secret", CFG_STR, K(auth_cfg, jwt_secret), "", 0, 1024, NULL, NULL,
+	  "HMAC-SHA-256 key signing access tokens (at least 32 characters). Empty: a random key per process, so tokens die with it; `make run` generates one into var/jwt.secret.",
+	  CFG_F_SECRET },
+	{ "token_ttl", CFG_DURATION, K(auth_cfg, token_ttl_ms), "12h", SEC(60), SEC(30 * 86400), "s", NULL,
+	  "Lifetime of an access token from POST /v1/auth/login." },
+	{ "leeway", CFG_DURATION, K(auth_cfg, leeway_ms), "30s", 0, SEC(600), "s", NULL,
+	  "Clock skew tolerated when checking a token's expiry and issue time." },
+	{ "password_opslimit", CFG_INT, K(auth_cfg, password_opslimit), "2", 1, 10, "passes", NULL,
+	  "argon2id passes for password hashes (libsodium crypto_pwhash; 2 = INTERACTIVE). Existing hashes keep their own parameters." },
+	{ "password_memlimit", CFG_SIZE, K(auth_cfg, password_memlimit), "64MiB", KIB(8), MIB(1024), "bytes", NULL,
+	  "argon2id memory per hash (64MiB = INTERACTIVE). Each hashing thread uses this much while it works." },
+	{ "hash_threads", CFG_INT, K(auth_cfg, hash_threads), "1", 1, 16, "threads", NULL,
+	  "Threads hashing and checking passwords, off the event loop." },
+	{ "hash_queue_max", CFG_INT, K(auth_cfg, hash_queue_max), "64", 1, 100000, "jobs", NULL,
+	  "Password jobs waiting for a thread; past it logins and sign-ups get 503." },
+	{ "login_per_account", CFG_DBL, K(auth_cfg, login_per_account), "5", 0.1, 10000, "per minute", NULL,
+	  "Login attempts per minute per account (bursts of the same size); past it: 429." },
+	{ "login_per_address", CFG_DBL, K(auth_cfg, login_per_address), "30", 0.1, 100000, "per minute", NULL,
+	  "Login attempts per minute per client address (bursts of the same size); past it: 429." },
+	{ "signup_per_address", CFG_DBL, K(auth_cfg, signup_per_address), "10", 0.1, 100000, "per minute", NULL,
+	  "Rider sign-ups per minute per client address; past it: 429." },
+	{ "rider_signup", CFG_BOOL, K(auth_cfg, rider_signup), "true", 0, 0, NULL, NULL,
+	  "Riders may create their own accounts with POST /v1/riders." },
+	{ 0 }
+};
+
+static bool auth_validate(const void *section, char *err, size_t errlen)
+{
+	const struct auth_cfg *a = section;
+	if (a->jwt_secret[0] && strlen(a->jwt_secret) < 32) {
+		snprintf(err, errlen, "jwt_secret must be at least 32 characters (or empty for a per-process key)");
+		return false;
+	}
+	return true;
+}
+
+#define T(field) offsetof(struct tariff_cfg, field)
+static const struct cfg_key tariff_keys[] = {
+	{ "currency", CFG_STR, T(currency), "USD", 3, 3, NULL, NULL,
+	  "ISO 4217 code of every amount of this tariff." },
+	{ "base", CFG_INT, T(base), "250", 0, 1e9, "minor units", NULL,
+	  "Flag fall: charged once per trip." },
+	{ "per_km", CFG_INT, T(per_km), "156", 0, 1e9, "minor units per km", NULL,
+	  "Distance rate." },
+	{ "per_min", CFG_INT, T(per_min), "30", 0, 1e9, "minor units per minute", NULL,
+	  "Time rate." },
+	{ "minimum", CFG_INT, T(minimum), "700", 0, 1e9, "minor units", NULL,
+	  "Minimum fare (before the booking fee)." },
+	{ "booking_fee", CFG_INT, T(booking_fee), "0", 0, 1e9, "minor units", NULL,
+	  "Added to every fare, after surge and the minimum." },
+	{ "seats", CFG_INT, T(seats), "4", 1, 60, "passengers", NULL,
+	  "Passenger seats of this vehicle type." },
+	{ 0 }
+};
+
+static bool tariff_validate(const void *section, char *err, size_t errlen)
+{
+	const struct tariff_cfg *t = section;
+	for (const char *c = t->currency; *c; c++) {
+		if (*c < 'A' || *c > 'Z') {
+			snprintf(err, errlen, "currency must be three capital letters (ISO 4217), not \"%s\"", t->currency);
+			return false;
+		}
+	}
+	return true;
+}
+
+static const char *const default_vehicle_types[] = { "standard", NULL };
+
 static const struct cfg_section server_section = {
 	.name = "server", .keys = server_keys, .offset = offsetof(struct rh_config, server),
 	.help = "Process lifecycle.",
@@ -117,11 +187,25 @@ static const struct cfg_section admin_section = {
 	.help = "The operator's admin API.", .validate = admin_validate,
 };
 
+static const struct cfg_section auth_section = {
+	.name = "auth", .keys = auth_keys, .offset = offsetof(struct rh_config, auth),
+	.help = "Accounts, passwords and access tokens.", .validate = auth_validate,
+};
+static const struct cfg_section tariff_section = {
+	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
+	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
+	.max_instances = TARIFF_MAX, .instance_size = sizeof(struct tariff_cfg),
+	.count_offset = offsetof(struct rh_config, ntariffs), .default_instances = default_vehicle_types,
+	.validate = tariff_validate,
+};
+
 const struct cfg_section *const cfg_sections[] = {
 	&server_section,
 	&log_section,
 	&http_section,
 	&database_section,
 	&admin_section,
+	&auth_section,
+	&tariff_section,
 	NULL,
 };

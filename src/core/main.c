@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -22,6 +23,8 @@ static void usage(FILE *out)
 		"usage: ridehaild [options]              run the daemon\n"
 		"       ridehaild [options] migrate [--status]\n"
 		"                                        apply pending schema migrations (or show the version)\n"
+		"       ridehaild [options] admin <command> ...\n"
+		"                                        create accounts, mint tokens (ridehaild admin --help)\n"
 		"\n"
 		"options:\n"
 		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
@@ -68,7 +71,7 @@ int main(int argc, char **argv)
 	int c;
 
 	rh_alloc_install_hooks();
-	while ((c = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+c:tvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config_path = optarg; break;
 		case 't': check = true; break;
@@ -82,7 +85,17 @@ int main(int argc, char **argv)
 		}
 	}
 	const char *command = optind < argc ? argv[optind] : NULL;
-	if (command && strcmp(command, "migrate") != 0) {
+	if (command && strcmp(command, "migrate") == 0) {
+		for (int i = optind + 1; i < argc; i++) {
+			if (strcmp(argv[i], "--status") == 0) {
+				status = true;
+			} else {
+				fprintf(stderr, "ridehaild migrate: unknown argument \"%s\"\n", argv[i]);
+				return 2;
+			}
+		}
+	}
+	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
 		usage(stderr);
 		return 2;
@@ -123,8 +136,9 @@ int main(int argc, char **argv)
 		config_fini(&cfg);
 		return 1;
 	}
-	if (command) { /* migrate */
-		int rc = migrate_cli(cfg.database.url, status);
+	if (command) {
+		int rc = strcmp(command, "admin") == 0 ? auth_admin_cli(&cfg, argc - optind, argv + optind)
+						      : migrate_cli(cfg.database.url, status);
 		config_fini(&cfg);
 		return rc;
 	}

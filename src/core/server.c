@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "core/admin.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -43,6 +44,7 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->http = http_server_new(srv->base, &srv->cfg.http, srv->metrics);
 	srv->db = db_new(srv->base, &srv->cfg.database, srv->metrics);
 	health_init(srv);
+	srv->auth = auth_new(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -152,6 +154,9 @@ int server_run(struct server *srv)
 
 void server_fini(struct server *srv)
 {
+	/* Modules first (their pending work may still answer requests), then the
+	 * HTTP server, then the pool. */
+	auth_free(srv->auth);
 	http_server_free(srv->http);
 	db_free(srv->db);
 	health_fini(srv);

@@ -441,6 +441,28 @@ cJSON *http_req_json_or_reply(struct http_req *r)
 	return j;
 }
 
+void http_reply_invalid(struct http_req *r, const struct jv_error *err)
+{
+	cJSON *ext = cJSON_CreateObject();
+	cJSON_AddStringToObject(ext, "field", err->path);
+	cJSON_AddStringToObject(ext, "rule", err->keyword);
+	http_reply_problem(r, PROBLEM_VALIDATION, ext, "%s", err->message);
+}
+
+cJSON *http_req_json_valid_or_reply(struct http_req *r, const struct jv_field *fields)
+{
+	cJSON *j = http_req_json_or_reply(r);
+	if (!j)
+		return NULL;
+	struct jv_error err;
+	if (!jv_check(j, fields, &err)) {
+		cJSON_Delete(j);
+		http_reply_invalid(r, &err);
+		return NULL;
+	}
+	return j;
+}
+
 /* ------------------------------------------------------------ routing */
 
 static int split_path(char *path, char **segs, int max)

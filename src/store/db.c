@@ -784,3 +784,9 @@ bool db_is_unique_violation(const struct db_result *r)
 {
 	return strcmp(r->sqlstate, "23505") == 0;
 }
+
+const char *db_error_constraint(const struct db_result *r)
+{
+	const char *c = r->pg ? PQresultErrorField(r->pg, PG_DIAG_CONSTRAINT_NAME) : NULL;
+	return c ? c : "";
+}

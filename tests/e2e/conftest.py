@@ -29,6 +29,9 @@ SANITIZE = os.environ.get("SANITIZE", "0") == "1"
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", str(ROOT.parent / "shared" / "data")))
 
+ADMIN_TOKEN = "admin-token-for-tests-0123456789"
+JWT_SECRET = "jwt-secret-for-tests-0123456789abcdef"
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: UndefinedBehaviorSanitizer")
 
@@ -148,6 +151,15 @@ class Daemon:
             "RIDEHAIL_HTTP_LISTEN": "127.0.0.1:0",
             "RIDEHAIL_LOG_LEVEL": "debug",
             "RIDEHAIL_SERVER_SHUTDOWN_TIMEOUT": "5s",
+            "RIDEHAIL_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RIDEHAIL_AUTH_JWT_SECRET": JWT_SECRET,
+            # argon2id at its minimum cost: the tests exercise logic, and one
+            # test checks the production cost separately.
+            "RIDEHAIL_AUTH_PASSWORD_OPSLIMIT": "1",
+            "RIDEHAIL_AUTH_PASSWORD_MEMLIMIT": "8KiB",
+            # generous login limits: tests log in many accounts from 127.0.0.1
+            "RIDEHAIL_AUTH_LOGIN_PER_ADDRESS": "100000",
+            "RIDEHAIL_AUTH_SIGNUP_PER_ADDRESS": "100000",
             "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         })
@@ -234,6 +246,45 @@ class Daemon:
             except socket.timeout:
                 pass
             return out
+
+    # ------------------------------------------------------------ accounts
+    admin = {"Authorization": "Bearer " + ADMIN_TOKEN}
+
+    def create_driver(self, email=None, password="driver-pass-1", vehicle_type="standard", **extra):
+        email = email or f"d-{uuid.uuid4().hex[:10]}@example.com"
+        body = {"email": email, "name": extra.pop("name", "Dana Driver"), "password": password,
+                "vehicle": {"type": vehicle_type, "make": "Toyota", "model": "Prius", "color": "Silver",
+                            "plate": extra.pop("plate", uuid.uuid4().hex[:8].upper())}}
+        body.update(extra)
+        r = self.post("/v1/admin/drivers", body, headers=self.admin)
+        assert r.status == 201, r
+        return r.json()
+
+    def create_rider(self, email=None, password="rider-pass-1", **extra):
+        email = email or f"r-{uuid.uuid4().hex[:10]}@example.com"
+        body = {"email": email, "name": extra.pop("name", "Riley Rider"), "password": password}
+        body.update(extra)
+        r = self.post("/v1/admin/riders", body, headers=self.admin)
+        assert r.status == 201, r
+        return r.json()
+
+    def login(self, role, email, password):
+        r = self.post("/v1/auth/login", {"role": role, "email": email, "password": password})
+        assert r.status == 200, r
+        return r.json()["token"]
+
+    def driver_session(self, **kw):
+        """A new driver account and its bearer header."""
+        pw = kw.pop("password", "driver-pass-1")
+        d = self.create_driver(password=pw, **kw)
+        tok = self.login("driver", d["email"], pw)
+        return d, {"Authorization": "Bearer " + tok}
+
+    def rider_session(self, **kw):
+        pw = kw.pop("password", "rider-pass-1")
+        r = self.create_rider(password=pw, **kw)
+        tok = self.login("rider", r["email"], pw)
+        return r, {"Authorization": "Bearer " + tok}
 
     def signal(self, sig):
         self.proc.send_signal(sig)

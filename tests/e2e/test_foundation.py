@@ -159,8 +159,8 @@ def test_chunked_body_and_expect_continue(daemon):
                   b"Expect: 100-continue\r\nContent-Length: 17\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
         s.sendall(b'{"level": "info"}')
-        # the admin API is off on this daemon: the body was read and refused with 403
-        assert s.recv(4096).startswith(b"HTTP/1.1 403 ")
+        # no credential: the body was read and the request refused with 401
+        assert s.recv(4096).startswith(b"HTTP/1.1 401 ")
 
 
 def test_request_timeout_408(make_daemon):
@@ -218,9 +218,11 @@ def test_admin_auth_and_json_validation(make_daemon):
     assert ADMIN not in r.body.decode() and "<redacted>" in r.body.decode()
 
 
-def test_admin_disabled_without_token(daemon):
-    problem(daemon.get("/v1/admin/config", headers={"Authorization": "Bearer anything-at-all-here"}), 403,
-            "forbidden")
+def test_admin_disabled_without_token(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_ADMIN_TOKEN": ""})
+    body = problem(d.get("/v1/admin/config", headers={"Authorization": "Bearer anything-at-all-here"}), 403,
+                   "forbidden")
+    assert "admin.token is not set" in body["detail"]
 
 
 # ---------------------------------------------------------------- database resilience

@@ -171,7 +171,8 @@ UNIT_TEST(config_get_and_print)
 	config_print(&cfg, f);
 	fclose(f);
 	CHECK(strstr(buf, "[http]\nlisten = 127.0.0.1:8080\n") != NULL);
-	CHECK(strstr(buf, "secret") == NULL); /* redacted */
+	CHECK(strstr(buf, "postgres://secret") == NULL); /* redacted */
+	CHECK(strstr(buf, "url = <redacted>") != NULL);
 	free(buf);
 	config_fini(&cfg);
 }
@@ -223,4 +224,45 @@ UNIT_TEST(config_shipped_file_matches_table)
 	}
 	config_fini(&cfg);
 	config_fini(&def);
+}
+
+UNIT_TEST(config_repeated_sections)
+{
+	struct rh_config cfg;
+	char err[256];
+	/* none mentioned: the default vehicle type */
+	REQUIRE(load(&cfg, NULL, no_env, NULL, 0) == 0);
+	CHECK_EQ_INT(cfg.ntariffs, 1);
+	CHECK_EQ_STR(cfg.tariff[0].name, "standard");
+	CHECK_EQ_INT(cfg.tariff[0].base, 250);
+	config_fini(&cfg);
+	/* the file names its own: they replace the default */
+	REQUIRE(load(&cfg, "[tariff.xl]\nbase = 500\ncurrency = EUR\n[tariff.moto]\nseats = 1\n", no_env, err, sizeof err) == 0);
+	CHECK_EQ_INT(cfg.ntariffs, 2);
+	CHECK_EQ_STR(cfg.tariff[0].name, "xl");
+	CHECK_EQ_INT(cfg.tariff[0].base, 500);
+	CHECK_EQ_STR(cfg.tariff[0].currency, "EUR");
+	CHECK_EQ_INT(cfg.tariff[1].seats, 1);
+	CHECK_EQ_INT(cfg.tariff[1].per_km, 156); /* defaults fill the rest */
+	config_fini(&cfg);
+	/* the environment can add one and change one */
+	char *env[] = { "RIDEHAIL_TARIFF_XL_BASE=900", "RIDEHAIL_TARIFF_VAN_SEATS=8", NULL };
+	REQUIRE(load(&cfg, "[tariff.xl]\nbase = 500\n", env, NULL, 0) == 0);
+	CHECK_EQ_INT(cfg.ntariffs, 2);
+	CHECK_EQ_INT(cfg.tariff[0].base, 900);
+	CHECK_EQ_STR(cfg.tariff[1].name, "van");
+	CHECK_EQ_INT(cfg.tariff[1].seats, 8);
+	config_fini(&cfg);
+	/* bad names and values */
+	CHECK(load(&cfg, "[tariff]\n", no_env, err, sizeof err) == 1);
+	CHECK(strstr(err, "needs an instance name") != NULL);
+	config_fini(&cfg);
+	CHECK(load(&cfg, "[tariff.Big Car]\n", no_env, err, sizeof err) == 1);
+	config_fini(&cfg);
+	CHECK(load(&cfg, "[tariff.xl]\ncurrency = usd\n", no_env, err, sizeof err) == 1);
+	CHECK(strstr(err, "[tariff.xl]: currency must be three capital letters") != NULL);
+	config_fini(&cfg);
+	CHECK(load(&cfg, "[tariff.xl]\nbase = 1\n[tariff.xl]\nbase = 2\n", no_env, err, sizeof err) == 1);
+	CHECK(strstr(err, "tariff.xl.base is set twice") != NULL);
+	config_fini(&cfg);
 }

@@ -1,0 +1,29 @@
+/* A small pool of threads for work that would block the event loop
+ * (password hashing with argon2id takes ~100 ms and tens of MiB).
+ *
+ * A job's `run` executes on a worker thread and must touch nothing but the
+ * job's own data; its `done` then runs on the loop thread. The loop never
+ * waits on a lock a worker holds for long: the queue lock guards only the
+ * list operations. The queue is bounded (callers get RH_EAGAIN when full). */
+#ifndef RH_CORE_WORKER_H
+#define RH_CORE_WORKER_H
+
+#include "core/err.h"
+
+struct event_base;
+struct worker_pool;
+
+struct worker_job {
+	void (*run)(struct worker_job *job);  /* worker thread */
+	void (*done)(struct worker_job *job); /* loop thread, once run returned */
+	struct worker_job *next;
+};
+
+struct worker_pool *worker_pool_new(struct event_base *base, int threads, int max_queued);
+rh_err worker_submit(struct worker_pool *p, struct worker_job *job) RH_MUST_CHECK;
+int worker_queued(const struct worker_pool *p);
+/* Joins the threads; queued jobs still run, and their done callbacks run
+ * before this returns. */
+void worker_pool_free(struct worker_pool *p);
+
+#endif

@@ -1,0 +1,56 @@
+/* Declarative validation of JSON objects at the edge (REST bodies and
+ * WebSocket messages), following the same rules as the JSON Schemas in
+ * schemas/: unknown members are refused (additionalProperties: false),
+ * every number has a range, every string a length. The first violation is
+ * reported with its path ("pickup.lat") and the JSON Schema keyword that
+ * failed ("maximum"), so clients and tests can match verdicts exactly. */
+#ifndef RH_NET_JSONV_H
+#define RH_NET_JSONV_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+enum jv_type {
+	JV_STRING,
+	JV_NUMBER,   /* finite; [min, max] */
+	JV_INTEGER,  /* a number with no fraction, |v| <= 2^53; [min, max] */
+	JV_BOOL,
+	JV_OBJECT,   /* validated against `fields` */
+	JV_UUID,     /* canonical 8-4-4-4-12 hex */
+	JV_DATETIME, /* RFC 3339 date-time */
+	JV_EMAIL,    /* a pragmatic check: local@domain.tld, no spaces */
+	JV_ANY_OBJECT, /* any object (its own validator runs later) */
+};
+
+enum {
+	JV_REQUIRED = 1 << 0,
+	JV_NULLABLE = 1 << 1, /* null is accepted (and means "absent") */
+};
+
+struct jv_field {
+	const char *name;
+	enum jv_type type;
+	unsigned flags;
+	double min, max; /* numbers: inclusive range; strings: length in characters (max 0: no limit) */
+	const char *const *enum_values; /* JV_STRING: allowed values (NULL-terminated) */
+	const struct jv_field *fields;  /* JV_OBJECT: members (terminated by name NULL) */
+};
+
+struct jv_error {
+	char path[128];   /* "pickup.lat"; "" for the object itself */
+	char keyword[32]; /* required, type, minimum, maximum, minLength, maxLength, enum, format, additionalProperties */
+	char message[192];
+};
+
+/* true when obj (an object) satisfies fields; otherwise fills err. */
+bool jv_check(const cJSON *obj, const struct jv_field *fields, struct jv_error *err);
+
+/* Member lookup helpers for validated objects. */
+const char *jv_str(const cJSON *obj, const char *name);      /* NULL if absent/null */
+double jv_num(const cJSON *obj, const char *name, double def);
+bool jv_has(const cJSON *obj, const char *name);              /* present and not null */
+
+bool jv_valid_utf8(const char *s);
+bool jv_is_uuid(const char *s);
+
+#endif

@@ -1,0 +1,716 @@
+#include "auth/auth.h"
+
+#include <ctype.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/server.h"
+#include "core/strbuf.h"
+#include "core/worker.h"
+#include "net/http.h"
+#include "net/ratelimit.h"
+#include "store/db.h"
+#include "auth_internal.h"
+
+#define PASSWORD_MAX_BYTES 1024
+#define RATELIMIT_KEYS 65536
+
+struct auth {
+	struct server *srv;
+	struct worker_pool *pool;
+	unsigned char key[1024];
+	size_t keylen;
+	struct ratelimit *rl_account, *rl_address, *rl_signup;
+	char dummy_hash[crypto_pwhash_STRBYTES]; /* verified against when the account does not exist */
+	struct metric_family *f_logins;
+	struct metric_cell *m_queue;
+};
+
+/* ------------------------------------------------------------ statements */
+
+static struct db_stmt st_login[3] = {
+	{ "auth_login_rider", "SELECT id, password_hash, disabled FROM riders WHERE lower(email) = lower($1)", 1 },
+	{ "auth_login_driver", "SELECT id, password_hash, disabled FROM drivers WHERE lower(email) = lower($1)", 1 },
+	{ "auth_login_operator", "SELECT id, password_hash, disabled FROM operators WHERE lower(email) = lower($1)", 1 },
+};
+struct db_stmt st_insert_rider = {
+	"auth_insert_rider",
+	"INSERT INTO riders (email, name, phone, password_hash) VALUES ($1, $2, $3, $4) RETURNING rider_json(riders)", 4
+};
+struct db_stmt st_insert_operator = {
+	"auth_insert_operator",
+	"INSERT INTO operators (email, name, password_hash) VALUES ($1, $2, $3) RETURNING operator_json(operators)", 3
+};
+struct db_stmt st_insert_driver = {
+	"auth_insert_driver",
+	"INSERT INTO drivers (email, name, phone, password_hash, vehicle_type, vehicle_make, vehicle_model,"
+	" vehicle_color, plate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING driver_json(drivers)", 9
+};
+static struct db_stmt st_me[3] = {
+	{ "auth_me_rider", "SELECT rider_json(r) FROM riders r WHERE id = $1", 1 },
+	{ "auth_me_driver", "SELECT driver_json(d) FROM drivers d WHERE id = $1", 1 },
+	{ "auth_me_operator", "SELECT operator_json(o) FROM operators o WHERE id = $1", 1 },
+};
+static struct db_stmt st_driver_get = {
+	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1", 1
+};
+static struct db_stmt st_driver_list = {
+	"auth_driver_list",
+	"SELECT driver_json(d), d.id FROM drivers d WHERE $1::uuid IS NULL OR d.id > $1::uuid ORDER BY d.id LIMIT $2", 2
+};
+
+static int role_index(enum auth_role r)
+{
+	return r == ROLE_RIDER ? 0 : r == ROLE_DRIVER ? 1 : 2;
+}
+
+/* ------------------------------------------------------------ tokens */
+
+rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role role, const char *id,
+			int64_t now_s, int64_t ttl_s, char *out, size_t outlen, int64_t *exp)
+{
+	struct jwt_claims c = { .role = role, .iat = now_s, .exp = now_s + ttl_s };
+	unsigned char rnd[12];
+	snprintf(c.sub, sizeof c.sub, "%s", id);
+	randombytes_buf(rnd, sizeof rnd);
+	sodium_bin2hex(c.jti, sizeof c.jti, rnd, sizeof rnd);
+	if (exp)
+		*exp = c.exp;
+	return jwt_sign(key, keylen, &c, out, outlen);
+}
+
+rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principal *out, const char **why)
+{
+	struct jwt_claims c;
+	rh_err e = jwt_verify(a->key, a->keylen, token, rh_wall_ms() / 1000, a->srv->cfg.auth.leeway_ms / 1000, &c, why);
+	if (e != RH_OK)
+		return e;
+	out->role = c.role;
+	snprintf(out->id, sizeof out->id, "%s", c.sub);
+	snprintf(out->jti, sizeof out->jti, "%s", c.jti);
+	out->exp = c.exp;
+	return RH_OK;
+}
+
+static const char *bearer(struct http_req *req)
+{
+	const char *h = http_req_header(req, "authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h ? h : NULL;
+}
+
+static void reply_unauthorized(struct http_req *req, const char *detail)
+{
+	http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
+	http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "%s", detail);
+}
+
+bool auth_require_or_reply(struct auth *a, struct http_req *req, unsigned roles, struct auth_principal *out)
+{
+	const char *tok = bearer(req);
+	const char *why = NULL;
+	if (!tok) {
+		reply_unauthorized(req, "an access token is required: Authorization: Bearer <token> from POST /v1/auth/login");
+		return false;
+	}
+	if (auth_verify_token(a, tok, out, &why) != RH_OK) {
+		reply_unauthorized(req, why && strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
+									   : "the access token is invalid");
+		return false;
+	}
+	if (!(roles & out->role)) {
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "a %s may not do this", auth_role_name(out->role));
+		return false;
+	}
+	return true;
+}
+
+/* Hashing both sides first makes the comparison constant-time even when
+ * the lengths differ. */
+static bool token_equal(const char *given, const char *want)
+{
+	unsigned char x[32], y[32];
+	crypto_generichash(x, sizeof x, (const unsigned char *)given, strlen(given), NULL, 0);
+	crypto_generichash(y, sizeof y, (const unsigned char *)want, strlen(want), NULL, 0);
+	return sodium_memcmp(x, y, sizeof x) == 0;
+}
+
+bool auth_operator_or_reply(struct auth *a, struct http_req *req, struct auth_principal *out)
+{
+	const char *tok = bearer(req);
+	const char *admin = a->srv->cfg.admin.token;
+	if (tok && admin && *admin && token_equal(tok, admin)) {
+		memset(out, 0, sizeof *out);
+		out->role = ROLE_OPERATOR;
+		snprintf(out->id, sizeof out->id, "admin");
+		return true;
+	}
+	if (tok && strchr(tok, '.'))
+		return auth_require_or_reply(a, req, ROLE_OPERATOR, out);
+	if (tok && (!admin || !*admin)) {
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL,
+				   "admin.token is not set: use an operator's access token (POST /v1/auth/login)");
+		return false;
+	}
+	if (!tok) {
+		reply_unauthorized(req, "an operator credential is required: Authorization: Bearer <admin.token or operator token>");
+		return false;
+	}
+	log_warn(http_req_logid(req), "auth: wrong operator credential from %s", http_req_peer(req));
+	http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "wrong operator credential");
+	return false;
+}
+
+/* ------------------------------------------------------------ password jobs */
+
+enum pw_kind { PW_HASH, PW_VERIFY };
+
+struct pw_job {
+	struct worker_job job;
+	struct auth *auth;
+	struct http_req *req;
+	enum pw_kind kind;
+	bool ok;
+	unsigned long long opslimit;
+	size_t memlimit;
+	char password[PASSWORD_MAX_BYTES + 1];
+	char hash[crypto_pwhash_STRBYTES];
+	/* what to do next, on the loop */
+	void (*next)(struct pw_job *j);
+	cJSON *body;          /* the validated request body (sign-up, create) */
+	enum auth_role role;
+	char account_id[40];
+	bool disabled, found;
+};
+
+static void pw_run(struct worker_job *job)
+{
+	struct pw_job *j = (struct pw_job *)job;
+	size_t len = strlen(j->password);
+	if (j->kind == PW_HASH)
+		j->ok = crypto_pwhash_str(j->hash, j->password, len, j->opslimit, j->memlimit) == 0;
+	else
+		j->ok = crypto_pwhash_str_verify(j->hash, j->password, len) == 0;
+	sodium_memzero(j->password, sizeof j->password);
+}
+
+static void pw_job_free(struct pw_job *j)
+{
+	sodium_memzero(j->password, sizeof j->password);
+	sodium_memzero(j->hash, sizeof j->hash);
+	cJSON_Delete(j->body);
+	rh_free(j);
+}
+
+static void pw_done(struct worker_job *job)
+{
+	struct pw_job *j = (struct pw_job *)job;
+	j->next(j);
+}
+
+static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
+				 void (*next)(struct pw_job *))
+{
+	struct pw_job *j = RH_NEW(struct pw_job);
+	j->job.run = pw_run;
+	j->job.done = pw_done;
+	j->auth = a;
+	j->req = req;
+	j->kind = kind;
+	j->next = next;
+	j->opslimit = (unsigned long long)a->srv->cfg.auth.password_opslimit;
+	j->memlimit = (size_t)a->srv->cfg.auth.password_memlimit;
+	snprintf(j->password, sizeof j->password, "%s", password);
+	return j;
+}
+
+/* Hands the job to a thread, or answers 503 when the queue is full. */
+static void pw_submit_or_reply(struct pw_job *j)
+{
+	if (worker_submit(j->auth->pool, &j->job) != RH_OK) {
+		http_reply_header(j->req, "Retry-After", "1");
+		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
+		pw_job_free(j);
+	}
+}
+
+/* ------------------------------------------------------------ rate limits */
+
+static bool limited_or_reply(struct http_req *req, struct ratelimit *rl, const char *key, const char *what)
+{
+	int64_t retry_ms = 0;
+	if (ratelimit_allow(rl, key, rh_mono_ns() / 1000000, &retry_ms))
+		return false;
+	char secs[24];
+	snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
+	http_reply_header(req, "Retry-After", secs);
+	cJSON *ext = cJSON_CreateObject();
+	cJSON_AddNumberToObject(ext, "retry_after_s", (double)((retry_ms + 999) / 1000));
+	http_reply_problem(req, PROBLEM_RATE_LIMITED, ext, "too many %s; retry in %s s", what, secs);
+	return true;
+}
+
+/* The address part of "ip:port". */
+static void peer_address(struct http_req *req, char *out, size_t n)
+{
+	snprintf(out, n, "%s", http_req_peer(req));
+	char *colon = strrchr(out, ':');
+	if (colon)
+		*colon = '\0';
+}
+
+/* ------------------------------------------------------------ login */
+
+static const char *const role_names[] = { "rider", "driver", "operator", NULL };
+
+static const struct jv_field login_fields[] = {
+	{ "role", JV_STRING, JV_REQUIRED, 0, 0, role_names },
+	{ "email", JV_EMAIL, JV_REQUIRED },
+	{ "password", JV_STRING, JV_REQUIRED, 1, PASSWORD_MAX_BYTES },
+	{ 0 }
+};
+
+static void login_count(struct auth *a, const char *result)
+{
+	const char *lv[] = { result };
+	metric_inc(metric_cell(a->f_logins, lv));
+}
+
+static void login_verified(struct pw_job *j)
+{
+	struct auth *a = j->auth;
+	struct http_req *req = j->req;
+	if (!j->ok || !j->found) {
+		login_count(a, "bad_credentials");
+		log_info(http_req_logid(req), "login refused for a %s account from %s", auth_role_name(j->role),
+			 http_req_peer(req));
+		reply_unauthorized(req, "invalid email or password");
+	} else if (j->disabled) {
+		login_count(a, "disabled");
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
+	} else {
+		char token[JWT_MAX_LEN], exp_str[32];
+		int64_t exp, now = rh_wall_ms() / 1000;
+		if (auth_issue_token(a->key, a->keylen, j->role, j->account_id, now,
+				     a->srv->cfg.auth.token_ttl_ms / 1000, token, sizeof token, &exp) != RH_OK) {
+			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
+		} else {
+			login_count(a, "ok");
+			rh_format_rfc3339(exp * 1000, exp_str);
+			cJSON *r = cJSON_CreateObject();
+			cJSON_AddStringToObject(r, "token", token);
+			cJSON_AddStringToObject(r, "token_type", "Bearer");
+			cJSON_AddStringToObject(r, "expires_at", exp_str);
+			cJSON_AddNumberToObject(r, "expires_in", (double)(exp - now));
+			cJSON_AddStringToObject(r, "role", auth_role_name(j->role));
+			cJSON_AddStringToObject(r, "subject", j->account_id);
+			http_reply_json(req, 200, r);
+		}
+	}
+	pw_job_free(j);
+}
+
+static void login_found(void *arg, const struct db_result *res)
+{
+	struct pw_job *j = arg;
+	if (res->err != RH_OK) {
+		http_reply_header(j->req, "Retry-After", "1");
+		http_reply_problem(j->req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot check credentials now: %s", res->message);
+		pw_job_free(j);
+		return;
+	}
+	if (db_rows(res) == 1) {
+		j->found = true;
+		snprintf(j->account_id, sizeof j->account_id, "%s", db_get(res, 0, 0));
+		snprintf(j->hash, sizeof j->hash, "%s", db_get(res, 0, 1));
+		j->disabled = db_get(res, 0, 2)[0] == 't';
+	} else {
+		/* No such account: check against a dummy hash anyway, so the reply
+		 * takes as long as for a wrong password (no account enumeration). */
+		snprintf(j->hash, sizeof j->hash, "%s", j->auth->dummy_hash);
+	}
+	pw_submit_or_reply(j);
+}
+
+static void auth_login(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	cJSON *body = http_req_json_valid_or_reply(req, login_fields);
+	if (!body)
+		return;
+	const char *role = jv_str(body, "role"), *email = jv_str(body, "email");
+	char key[160], addr[64];
+	snprintf(key, sizeof key, "%s:%s", role, email);
+	for (char *c = key; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	peer_address(req, addr, sizeof addr);
+	if (limited_or_reply(req, a->rl_address, addr, "login attempts from this address") ||
+	    limited_or_reply(req, a->rl_account, key, "login attempts for this account")) {
+		login_count(a, "rate_limited");
+		cJSON_Delete(body);
+		return;
+	}
+	struct pw_job *j = pw_job_new(a, req, PW_VERIFY, jv_str(body, "password"), login_verified);
+	j->role = auth_role_parse(role);
+	const char *params[] = { email };
+	db_query(a->srv->db, &st_login[role_index(j->role)], params, login_found, j);
+	cJSON_Delete(body);
+}
+
+/* ------------------------------------------------------------ creating accounts */
+
+static void reply_account_row(struct http_req *req, const struct db_result *res, int status)
+{
+	const char *json = db_get(res, 0, 0);
+	http_reply_header(req, "Cache-Control", "no-store");
+	http_reply(req, status, "application/json", json, strlen(json));
+}
+
+/* Maps a unique violation to the field it concerns. */
+static void reply_insert_error(struct http_req *req, const struct db_result *res)
+{
+	if (db_is_unique_violation(res)) {
+		const char *c = db_error_constraint(res);
+		const char *field = strstr(c, "plate") ? "vehicle.plate" : "email";
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "field", field);
+		http_reply_problem(req, PROBLEM_CONFLICT, ext, "an account with this %s already exists", field);
+		return;
+	}
+	if (res->err == RH_EAGAIN || res->unknown) {
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot create the account now: %s", res->message);
+		return;
+	}
+	log_error(http_req_logid(req), "account insert failed: %s", res->message);
+	http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot create the account");
+}
+
+static void account_inserted(void *arg, const struct db_result *res)
+{
+	struct pw_job *j = arg;
+	if (res->err == RH_OK && db_rows(res) == 1) {
+		log_info(http_req_logid(j->req), "%s account created", auth_role_name(j->role));
+		reply_account_row(j->req, res, 201);
+	} else {
+		reply_insert_error(j->req, res);
+	}
+	pw_job_free(j);
+}
+
+static const char *nullable(const cJSON *o, const char *name)
+{
+	return jv_str(o, name);
+}
+
+static void account_hashed(struct pw_job *j)
+{
+	struct auth *a = j->auth;
+	if (!j->ok) {
+		http_reply_problem(j->req, PROBLEM_INTERNAL, NULL, "cannot hash the password");
+		pw_job_free(j);
+		return;
+	}
+	const cJSON *b = j->body;
+	if (j->role == ROLE_RIDER) {
+		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), nullable(b, "phone"), j->hash };
+		db_query(a->srv->db, &st_insert_rider, p, account_inserted, j);
+	} else if (j->role == ROLE_OPERATOR) {
+		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), j->hash };
+		db_query(a->srv->db, &st_insert_operator, p, account_inserted, j);
+	} else {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, "vehicle");
+		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), nullable(b, "phone"), j->hash,
+				    jv_str(v, "type"), jv_str(v, "make"), jv_str(v, "model"), jv_str(v, "color"),
+				    jv_str(v, "plate") };
+		db_query(a->srv->db, &st_insert_driver, p, account_inserted, j);
+	}
+}
+
+const struct jv_field auth_rider_fields[] = {
+	{ "email", JV_EMAIL, JV_REQUIRED },
+	{ "name", JV_STRING, JV_REQUIRED, 1, 100 },
+	{ "phone", JV_STRING, JV_NULLABLE, 3, 32 },
+	{ "password", JV_STRING, JV_REQUIRED, 8, 128 },
+	{ 0 }
+};
+
+static const struct jv_field vehicle_fields[] = {
+	{ "type", JV_STRING, JV_REQUIRED, 1, 31 },
+	{ "make", JV_STRING, JV_REQUIRED, 1, 50 },
+	{ "model", JV_STRING, JV_REQUIRED, 1, 50 },
+	{ "color", JV_STRING, JV_REQUIRED, 1, 30 },
+	{ "plate", JV_STRING, JV_REQUIRED, 1, 16 },
+	{ 0 },
+};
+
+const struct jv_field auth_driver_fields[] = {
+	{ "email", JV_EMAIL, JV_REQUIRED },
+	{ "name", JV_STRING, JV_REQUIRED, 1, 100 },
+	{ "phone", JV_STRING, JV_NULLABLE, 3, 32 },
+	{ "password", JV_STRING, JV_REQUIRED, 8, 128 },
+	{ "vehicle", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, vehicle_fields },
+	{ 0 },
+};
+
+const struct jv_field auth_operator_fields[] = {
+	{ "email", JV_EMAIL, JV_REQUIRED },
+	{ "name", JV_STRING, JV_REQUIRED, 1, 100 },
+	{ "password", JV_STRING, JV_REQUIRED, 8, 128 },
+	{ 0 }
+};
+
+bool auth_vehicle_type_check(const struct rh_config *cfg, const char *type, struct jv_error *err)
+{
+	for (int i = 0; i < cfg->ntariffs; i++)
+		if (strcmp(cfg->tariff[i].name, type) == 0)
+			return true;
+	memset(err, 0, sizeof *err);
+	snprintf(err->path, sizeof err->path, "vehicle.type");
+	snprintf(err->keyword, sizeof err->keyword, "enum");
+	size_t n = (size_t)snprintf(err->message, sizeof err->message, "vehicle.type must be one of");
+	for (int i = 0; i < cfg->ntariffs && n < sizeof err->message; i++)
+		n += (size_t)snprintf(err->message + n, sizeof err->message - n, "%s %s", i ? "," : "", cfg->tariff[i].name);
+	return false;
+}
+
+static void create_account(struct auth *a, struct http_req *req, enum auth_role role, const struct jv_field *fields)
+{
+	cJSON *body = http_req_json_valid_or_reply(req, fields);
+	if (!body)
+		return;
+	struct jv_error err;
+	if (role == ROLE_DRIVER &&
+	    !auth_vehicle_type_check(&a->srv->cfg, jv_str(cJSON_GetObjectItemCaseSensitive(body, "vehicle"), "type"), &err)) {
+		cJSON_Delete(body);
+		http_reply_invalid(req, &err);
+		return;
+	}
+	struct pw_job *j = pw_job_new(a, req, PW_HASH, jv_str(body, "password"), account_hashed);
+	j->role = role;
+	j->body = body;
+	pw_submit_or_reply(j);
+}
+
+static void auth_signup(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	char addr[64];
+	if (!a->srv->cfg.auth.rider_signup) {
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "rider sign-up is closed; ask the operator for an account");
+		return;
+	}
+	peer_address(req, addr, sizeof addr);
+	if (limited_or_reply(req, a->rl_signup, addr, "sign-ups from this address"))
+		return;
+	create_account(a, req, ROLE_RIDER, auth_rider_fields);
+}
+
+static void admin_create_rider(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	struct auth_principal p;
+	if (auth_operator_or_reply(a, req, &p))
+		create_account(a, req, ROLE_RIDER, auth_rider_fields);
+}
+
+static void admin_create_operator(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	struct auth_principal p;
+	if (auth_operator_or_reply(a, req, &p))
+		create_account(a, req, ROLE_OPERATOR, auth_operator_fields);
+}
+
+static void admin_create_driver(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	struct auth_principal p;
+	if (auth_operator_or_reply(a, req, &p))
+		create_account(a, req, ROLE_DRIVER, auth_driver_fields);
+}
+
+/* ------------------------------------------------------------ reading accounts */
+
+static void row_or_404(void *arg, const struct db_result *res)
+{
+	struct http_req *req = arg;
+	if (res->err != RH_OK) {
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "%s", res->message);
+	} else if (db_rows(res) == 0) {
+		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "no such account");
+	} else {
+		reply_account_row(req, res, 200);
+	}
+}
+
+static void auth_me(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	struct auth_principal p;
+	if (!auth_require_or_reply(a, req, ROLE_RIDER | ROLE_DRIVER | ROLE_OPERATOR, &p))
+		return;
+	const char *params[] = { p.id };
+	db_query(a->srv->db, &st_me[role_index(p.role)], params, row_or_404, req);
+}
+
+static void admin_driver_get(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	struct auth_principal p;
+	if (!auth_operator_or_reply(a, req, &p))
+		return;
+	const char *id = http_req_param(req, "id");
+	if (!jv_is_uuid(id)) {
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "field", "id");
+		http_reply_problem(req, PROBLEM_VALIDATION, ext, "driver id must be a UUID");
+		return;
+	}
+	const char *params[] = { id };
+	db_query(a->srv->db, &st_driver_get, params, row_or_404, req);
+}
+
+static void driver_list_done(void *arg, const struct db_result *res)
+{
+	struct http_req *req = arg;
+	if (res->err != RH_OK) {
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "%s", res->message);
+		return;
+	}
+	struct strbuf sb;
+	sb_init(&sb, 64u << 20);
+	sb_puts(&sb, "{\"items\":[");
+	int n = db_rows(res);
+	for (int i = 0; i < n; i++) {
+		if (i)
+			sb_putc(&sb, ',');
+		sb_puts(&sb, db_get(res, i, 0));
+	}
+	sb_puts(&sb, "],\"next_cursor\":");
+	const char *limit = http_req_query(req, "limit");
+	int want = limit ? atoi(limit) : 50;
+	if (n > 0 && n == want)
+		sb_printf(&sb, "\"%s\"}", db_get(res, n - 1, 1));
+	else
+		sb_puts(&sb, "null}");
+	http_reply(req, 200, "application/json", sb.buf, sb.len);
+	sb_fini(&sb);
+}
+
+static void admin_driver_list(struct http_req *req, void *ctx)
+{
+	struct auth *a = ctx;
+	struct auth_principal p;
+	if (!auth_operator_or_reply(a, req, &p))
+		return;
+	const char *limit = http_req_query(req, "limit"), *cursor = http_req_query(req, "cursor");
+	char *end = NULL;
+	long n = limit ? strtol(limit, &end, 10) : 50;
+	if (limit && (!*limit || *end || n < 1 || n > 500)) {
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "field", "limit");
+		http_reply_problem(req, PROBLEM_VALIDATION, ext, "limit must be an integer from 1 to 500");
+		return;
+	}
+	if (cursor && !jv_is_uuid(cursor)) {
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "field", "cursor");
+		http_reply_problem(req, PROBLEM_VALIDATION, ext, "cursor must be a next_cursor value from a previous page");
+		return;
+	}
+	char ns[16];
+	snprintf(ns, sizeof ns, "%ld", n);
+	const char *params[] = { cursor, ns };
+	db_query(a->srv->db, &st_driver_list, params, driver_list_done, req);
+}
+
+/* ------------------------------------------------------------ setup */
+
+static const struct http_route auth_routes[] = {
+	{ HTTP_POST, "/v1/auth/login", auth_login, 0 },
+	{ HTTP_POST, "/v1/riders", auth_signup, 0 },
+	{ HTTP_GET, "/v1/me", auth_me, 0 },
+	{ HTTP_POST, "/v1/admin/riders", admin_create_rider, 0 },
+	{ HTTP_POST, "/v1/admin/operators", admin_create_operator, 0 },
+	{ HTTP_POST, "/v1/admin/drivers", admin_create_driver, 0 },
+	{ HTTP_GET, "/v1/admin/drivers", admin_driver_list, 0 },
+	{ HTTP_GET, "/v1/admin/drivers/{id}", admin_driver_get, 0 },
+	{ 0 },
+};
+
+static void auth_collect(void *arg)
+{
+	struct auth *a = arg;
+	metric_set(a->m_queue, worker_queued(a->pool));
+}
+
+struct auth *auth_new(struct server *srv)
+{
+	static const char *const result_label[] = { "result", NULL };
+	struct auth *a = RH_NEW(struct auth);
+	const struct auth_cfg *cfg = &srv->cfg.auth;
+	a->srv = srv;
+	if (cfg->jwt_secret && *cfg->jwt_secret) {
+		a->keylen = strlen(cfg->jwt_secret);
+		memcpy(a->key, cfg->jwt_secret, a->keylen);
+	} else {
+		a->keylen = 32;
+		randombytes_buf(a->key, a->keylen);
+		log_warn(NULL, "auth.jwt_secret is empty: using a random key; tokens will not survive a restart");
+	}
+	a->pool = worker_pool_new(srv->base, (int)cfg->hash_threads, (int)cfg->hash_queue_max);
+	a->rl_account = ratelimit_new(cfg->login_per_account, cfg->login_per_account, RATELIMIT_KEYS);
+	a->rl_address = ratelimit_new(cfg->login_per_address, cfg->login_per_address, RATELIMIT_KEYS);
+	a->rl_signup = ratelimit_new(cfg->signup_per_address, cfg->signup_per_address, RATELIMIT_KEYS);
+	/* The dummy hash uses the cheapest parameters that still take as long as
+	 * a real verify would: the stored hashes carry their own cost, so we
+	 * hash once with the configured cost. */
+	if (crypto_pwhash_str(a->dummy_hash, "not a password", 14, (unsigned long long)cfg->password_opslimit,
+			      (size_t)cfg->password_memlimit) != 0) {
+		log_error(NULL, "auth: cannot compute the dummy hash (password_memlimit too large?)");
+		abort();
+	}
+	a->f_logins = metrics_counter(srv->metrics, "ridehail_auth_logins_total",
+				      "Login attempts by result: ok, bad_credentials, disabled, rate_limited.", result_label);
+	a->m_queue = metric_cell(metrics_gauge(srv->metrics, "ridehail_auth_password_jobs",
+					       "Password hashing jobs queued or running on the worker threads.", NULL), NULL);
+	metrics_on_collect(srv->metrics, auth_collect, a);
+
+	for (int i = 0; i < 3; i++) {
+		db_register(srv->db, &st_login[i]);
+		db_register(srv->db, &st_me[i]);
+	}
+	db_register(srv->db, &st_insert_rider);
+	db_register(srv->db, &st_insert_operator);
+	db_register(srv->db, &st_insert_driver);
+	db_register(srv->db, &st_driver_get);
+	db_register(srv->db, &st_driver_list);
+	http_server_add_routes(srv->http, auth_routes, a);
+	return a;
+}
+
+void auth_free(struct auth *a)
+{
+	if (!a)
+		return;
+	worker_pool_free(a->pool);
+	ratelimit_free(a->rl_account);
+	ratelimit_free(a->rl_address);
+	ratelimit_free(a->rl_signup);
+	sodium_memzero(a->key, sizeof a->key);
+	rh_free(a);
+}

@@ -1,0 +1,191 @@
+/* `ridehaild admin ...`: create accounts and mint tokens from the command
+ * line, for operators bootstrapping a fleet. Blocking libpq is fine here: no
+ * event loop runs. Validation and SQL are the daemon's own (auth_internal.h). */
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "auth_internal.h"
+#include "core/clock.h"
+#include "core/config.h"
+#include "core/settings.h"
+
+static void cli_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: ridehaild admin create-rider    --email E --name N (--password P | --password-stdin) [--phone T]\n"
+		"       ridehaild admin create-operator --email E --name N (--password P | --password-stdin)\n"
+		"       ridehaild admin create-driver   --email E --name N (--password P | --password-stdin) [--phone T]\n"
+		"                                       --vehicle-type T --make M --model M --color C --plate P\n"
+		"       ridehaild admin token --role rider|driver|operator --id UUID [--ttl 12h]\n"
+		"Prints the created account (JSON) or the token. Uses database.url and auth.* from the configuration.\n");
+}
+
+static int mint(const struct rh_config *cfg, const char *role, const char *id, const char *ttl)
+{
+	int64_t ttl_ms = cfg->auth.token_ttl_ms;
+	enum auth_role r = auth_role_parse(role);
+	if (r == ROLE_NONE || !id || !jv_is_uuid(id)) {
+		fprintf(stderr, "ridehaild admin token: --role rider|driver|operator and --id UUID are required\n");
+		return 2;
+	}
+	if (ttl && !cfg_parse_duration_ms(ttl, &ttl_ms)) {
+		fprintf(stderr, "ridehaild admin token: --ttl \"%s\" is not a duration\n", ttl);
+		return 2;
+	}
+	if (!cfg->auth.jwt_secret[0]) {
+		fprintf(stderr, "ridehaild admin token: auth.jwt_secret is empty, so the daemon's key is random: set it first\n");
+		return 1;
+	}
+	char token[JWT_MAX_LEN];
+	if (auth_issue_token((const unsigned char *)cfg->auth.jwt_secret, strlen(cfg->auth.jwt_secret), r, id,
+			     rh_wall_ms() / 1000, ttl_ms / 1000, token, sizeof token, NULL) != RH_OK)
+		return 1;
+	puts(token);
+	return 0;
+}
+
+static int insert(const struct rh_config *cfg, const struct db_stmt *st, const char *const *params)
+{
+	PGconn *pg = PQconnectdb(cfg->database.url);
+	if (PQstatus(pg) != CONNECTION_OK) {
+		fprintf(stderr, "ridehaild admin: cannot connect: %s", PQerrorMessage(pg));
+		PQfinish(pg);
+		return 1;
+	}
+	PGresult *res = PQexecParams(pg, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
+	int rc = 0;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		if (state && strcmp(state, "23505") == 0)
+			fprintf(stderr, "ridehaild admin: an account with this %s already exists\n",
+				strstr(PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) ?: "", "plate") ? "plate" : "email");
+		else
+			fprintf(stderr, "ridehaild admin: %s", PQresultErrorMessage(res));
+		rc = 1;
+	} else {
+		puts(PQgetvalue(res, 0, 0));
+	}
+	PQclear(res);
+	PQfinish(pg);
+	return rc;
+}
+
+int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "email", required_argument, NULL, 'e' }, { "name", required_argument, NULL, 'n' },
+		{ "password", required_argument, NULL, 'p' }, { "password-stdin", no_argument, NULL, 'P' },
+		{ "phone", required_argument, NULL, 't' }, { "vehicle-type", required_argument, NULL, 'v' },
+		{ "make", required_argument, NULL, 'm' }, { "model", required_argument, NULL, 'o' },
+		{ "color", required_argument, NULL, 'c' }, { "plate", required_argument, NULL, 'l' },
+		{ "role", required_argument, NULL, 'r' }, { "id", required_argument, NULL, 'i' },
+		{ "ttl", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' }, { 0 },
+	};
+	const char *email = NULL, *name = NULL, *phone = NULL, *vtype = NULL, *make = NULL, *model = NULL;
+	const char *color = NULL, *plate = NULL, *role = NULL, *id = NULL, *ttl = NULL;
+	char password[256] = "";
+	bool have_password = false;
+	if (argc < 2) {
+		cli_usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	optind = 2;
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e': email = optarg; break;
+		case 'n': name = optarg; break;
+		case 'p': snprintf(password, sizeof password, "%s", optarg); have_password = true; break;
+		case 'P':
+			if (!fgets(password, sizeof password, stdin))
+				password[0] = '\0';
+			password[strcspn(password, "\r\n")] = '\0';
+			have_password = true;
+			break;
+		case 't': phone = optarg; break;
+		case 'v': vtype = optarg; break;
+		case 'm': make = optarg; break;
+		case 'o': model = optarg; break;
+		case 'c': color = optarg; break;
+		case 'l': plate = optarg; break;
+		case 'r': role = optarg; break;
+		case 'i': id = optarg; break;
+		case 'T': ttl = optarg; break;
+		case 'h': cli_usage(stdout); return 0;
+		default: cli_usage(stderr); return 2;
+		}
+	}
+	if (strcmp(cmd, "token") == 0)
+		return mint(cfg, role, id, ttl);
+
+	const struct jv_field *fields;
+	enum auth_role r;
+	if (strcmp(cmd, "create-rider") == 0) {
+		fields = auth_rider_fields;
+		r = ROLE_RIDER;
+	} else if (strcmp(cmd, "create-driver") == 0) {
+		fields = auth_driver_fields;
+		r = ROLE_DRIVER;
+	} else if (strcmp(cmd, "create-operator") == 0) {
+		fields = auth_operator_fields;
+		r = ROLE_OPERATOR;
+	} else {
+		fprintf(stderr, "ridehaild admin: unknown command \"%s\"\n", cmd);
+		cli_usage(stderr);
+		return 2;
+	}
+	/* The same validation as the HTTP endpoints, on the same JSON shape. */
+	cJSON *body = cJSON_CreateObject();
+	if (email)
+		cJSON_AddStringToObject(body, "email", email);
+	if (name)
+		cJSON_AddStringToObject(body, "name", name);
+	if (have_password)
+		cJSON_AddStringToObject(body, "password", password);
+	if (phone && r != ROLE_OPERATOR)
+		cJSON_AddStringToObject(body, "phone", phone);
+	if (r == ROLE_DRIVER) {
+		cJSON *v = cJSON_AddObjectToObject(body, "vehicle");
+		if (vtype)
+			cJSON_AddStringToObject(v, "type", vtype);
+		if (make)
+			cJSON_AddStringToObject(v, "make", make);
+		if (model)
+			cJSON_AddStringToObject(v, "model", model);
+		if (color)
+			cJSON_AddStringToObject(v, "color", color);
+		if (plate)
+			cJSON_AddStringToObject(v, "plate", plate);
+	}
+	struct jv_error err;
+	if (!jv_check(body, fields, &err) || (r == ROLE_DRIVER && !auth_vehicle_type_check(cfg, vtype, &err))) {
+		fprintf(stderr, "ridehaild admin: %s\n", err.message);
+		cJSON_Delete(body);
+		return 2;
+	}
+	cJSON_Delete(body);
+	char hash[crypto_pwhash_STRBYTES];
+	if (crypto_pwhash_str(hash, password, strlen(password), (unsigned long long)cfg->auth.password_opslimit,
+			      (size_t)cfg->auth.password_memlimit) != 0) {
+		fprintf(stderr, "ridehaild admin: cannot hash the password\n");
+		return 1;
+	}
+	sodium_memzero(password, sizeof password);
+	int rc;
+	if (r == ROLE_RIDER) {
+		const char *p[] = { email, name, phone, hash };
+		rc = insert(cfg, &st_insert_rider, p);
+	} else if (r == ROLE_OPERATOR) {
+		const char *p[] = { email, name, hash };
+		rc = insert(cfg, &st_insert_operator, p);
+	} else {
+		const char *p[] = { email, name, phone, hash, vtype, make, model, color, plate };
+		rc = insert(cfg, &st_insert_driver, p);
+	}
+	return rc;
+}

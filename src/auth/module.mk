@@ -1,0 +1,1 @@
+LIB_SRCS += src/auth/auth.c src/auth/cli.c src/auth/jwt.c

@@ -1,0 +1,262 @@
+#include "net/jsonv.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/clock.h"
+
+#define MAX_SAFE_INTEGER 9007199254740992.0
+
+/* Records the violation; `what` completes "<path> ..." for humans. */
+static bool fail(struct jv_error *err, const char *path, const char *keyword, const char *what)
+{
+	snprintf(err->path, sizeof err->path, "%s", path);
+	snprintf(err->keyword, sizeof err->keyword, "%s", keyword);
+	snprintf(err->message, sizeof err->message, "%.100s %.80s", path[0] ? path : "body", what);
+	return false;
+}
+
+static void fmt_num(char *out, size_t n, double x)
+{
+	if (x == floor(x) && fabs(x) < 1e15)
+		snprintf(out, n, "%.0f", x);
+	else
+		snprintf(out, n, "%g", x);
+}
+
+bool jv_valid_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p;
+		int n;
+		unsigned min;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			n = 1;
+			min = 0x80;
+			c &= 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2;
+			min = 0x800;
+			c &= 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3;
+			min = 0x10000;
+			c &= 0x07;
+		} else {
+			return false;
+		}
+		for (int i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			c = (c << 6) | (p[i] & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+static size_t utf8_len(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
+bool jv_is_uuid(const char *s)
+{
+	static const int dash[] = { 8, 13, 18, 23 };
+	if (strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		bool want_dash = i == dash[0] || i == dash[1] || i == dash[2] || i == dash[3];
+		if (want_dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool is_email(const char *s)
+{
+	const char *at = strchr(s, '@');
+	if (!at || at == s || strchr(at + 1, '@'))
+		return false;
+	const char *dot = strrchr(at, '.');
+	if (!dot || dot == at + 1 || !dot[1])
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static const char *type_word(enum jv_type t)
+{
+	switch (t) {
+	case JV_NUMBER: return "a number";
+	case JV_INTEGER: return "an integer";
+	case JV_BOOL: return "a boolean";
+	case JV_OBJECT:
+	case JV_ANY_OBJECT: return "an object";
+	default: return "a string";
+	}
+}
+
+static bool check_value(const cJSON *v, const struct jv_field *f, const char *path, struct jv_error *err);
+
+static bool check_object(const cJSON *obj, const struct jv_field *fields, const char *path, struct jv_error *err)
+{
+	char sub[128];
+	if (!cJSON_IsObject(obj)) {
+		return fail(err, path, "type", "must be an object");
+	}
+	/* unknown or repeated members first: they are never silently ignored */
+	for (const cJSON *m = obj->child; m; m = m->next) {
+		const struct jv_field *f = fields;
+		while (f->name && strcmp(f->name, m->string) != 0)
+			f++;
+		snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", m->string);
+		if (!f->name) {
+			return fail(err, sub, "additionalProperties", "is not a known field");
+		}
+		for (const cJSON *o = obj->child; o != m; o = o->next) {
+			if (strcmp(o->string, m->string) == 0) {
+				return fail(err, sub, "uniqueMembers", "appears twice");
+			}
+		}
+	}
+	for (const struct jv_field *f = fields; f->name; f++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, f->name);
+		snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", f->name);
+		if (!v || (cJSON_IsNull(v) && (f->flags & JV_NULLABLE))) {
+			if (f->flags & JV_REQUIRED) {
+				return fail(err, sub, "required", "is required");
+			}
+			continue;
+		}
+		if (!check_value(v, f, sub, err))
+			return false;
+	}
+	return true;
+}
+
+static bool check_value(const cJSON *v, const struct jv_field *f, const char *path, struct jv_error *err)
+{
+	switch (f->type) {
+	case JV_NUMBER:
+	case JV_INTEGER: {
+		if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
+			char what[48];
+			snprintf(what, sizeof what, "must be %s", type_word(f->type));
+			return fail(err, path, "type", what);
+		}
+		double d = v->valuedouble;
+		if (f->type == JV_INTEGER && (d != floor(d) || fabs(d) > MAX_SAFE_INTEGER)) {
+			return fail(err, path, "type", "must be an integer");
+		}
+		char what[64], num[32];
+		if (d < f->min) {
+			fmt_num(num, sizeof num, f->min);
+			snprintf(what, sizeof what, "must be at least %s", num);
+			return fail(err, path, "minimum", what);
+		}
+		if (d > f->max) {
+			fmt_num(num, sizeof num, f->max);
+			snprintf(what, sizeof what, "must be at most %s", num);
+			return fail(err, path, "maximum", what);
+		}
+		return true;
+	}
+	case JV_BOOL:
+		if (!cJSON_IsBool(v)) {
+			return fail(err, path, "type", "must be a boolean");
+		}
+		return true;
+	case JV_OBJECT:
+		return check_object(v, f->fields, path, err);
+	case JV_ANY_OBJECT:
+		if (!cJSON_IsObject(v)) {
+			return fail(err, path, "type", "must be an object");
+		}
+		return true;
+	case JV_STRING:
+	case JV_UUID:
+	case JV_DATETIME:
+	case JV_EMAIL:
+		break;
+	}
+	if (!cJSON_IsString(v)) {
+		return fail(err, path, "type", "must be a string");
+	}
+	const char *s = v->valuestring;
+	if (!jv_valid_utf8(s)) {
+		return fail(err, path, "format", "is not valid UTF-8");
+	}
+	size_t len = utf8_len(s);
+	if (f->type == JV_STRING) {
+		char what[96];
+		if ((double)len < f->min) {
+			snprintf(what, sizeof what, "must have at least %.0f characters", f->min);
+			return fail(err, path, "minLength", what);
+		}
+		if (f->max > 0 && (double)len > f->max) {
+			snprintf(what, sizeof what, "must have at most %.0f characters", f->max);
+			return fail(err, path, "maxLength", what);
+		}
+		if (f->enum_values) {
+			for (int i = 0; f->enum_values[i]; i++)
+				if (strcmp(s, f->enum_values[i]) == 0)
+					return true;
+			size_t n = (size_t)snprintf(what, sizeof what, "must be one of");
+			for (int i = 0; f->enum_values[i] && n < sizeof what; i++)
+				n += (size_t)snprintf(what + n, sizeof what - n, "%s %s", i ? "," : "", f->enum_values[i]);
+			return fail(err, path, "enum", what);
+		}
+		return true;
+	}
+	if (f->type == JV_UUID && !jv_is_uuid(s)) {
+		return fail(err, path, "format", "must be a UUID");
+	}
+	if (f->type == JV_DATETIME) {
+		int64_t ms;
+		if (rh_parse_rfc3339(s, &ms) != 0) {
+			return fail(err, path, "format", "must be an RFC 3339 date-time");
+		}
+	}
+	if (f->type == JV_EMAIL && (!is_email(s) || len > 254)) {
+		return fail(err, path, "format", "must be an email address");
+	}
+	return true;
+}
+
+bool jv_check(const cJSON *obj, const struct jv_field *fields, struct jv_error *err)
+{
+	memset(err, 0, sizeof *err);
+	return check_object(obj, fields, "", err);
+}
+
+const char *jv_str(const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+double jv_num(const cJSON *obj, const char *name, double def)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+bool jv_has(const cJSON *obj, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return v && !cJSON_IsNull(v);
+}
