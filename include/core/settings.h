@@ -62,6 +62,15 @@ struct auth_cfg {
 	bool rider_signup;           /* POST /v1/riders open to the public */
 };
 
+struct presence_cfg {
+	bool history;                 /* write location history at all */
+	int64_t history_queue_max;    /* points held in memory waiting for the database */
+	int64_t history_batch_max;    /* points per INSERT */
+	int64_t history_flush_ms;     /* a batch at least this often */
+	int64_t history_inflight_max; /* batches in flight at once */
+	int64_t history_retention_ms; /* daily partitions older than this are dropped */
+};
+
 /* One per vehicle type: [tariff.<type>]. The set of instances is the set of
  * vehicle types the operator runs. Money in minor units (cents). */
 struct tariff_cfg {
@@ -83,6 +92,7 @@ struct rh_config {
 	struct database_cfg database;
 	struct admin_cfg admin;
 	struct auth_cfg auth;
+	struct presence_cfg presence;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

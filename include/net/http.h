@@ -21,7 +21,6 @@
 #include "net/problem.h"
 
 struct event_base;
-struct bufferevent;
 struct http_cfg;
 struct metrics;
 struct http_server;
@@ -91,8 +90,12 @@ void http_reply_invalid(struct http_req *r, const struct jv_error *err);
 cJSON *http_req_json_valid_or_reply(struct http_req *r, const struct jv_field *fields);
 
 /* WebSocket upgrade: takes the socket away from the HTTP server. Returns its
- * bufferevent (callbacks cleared, reading disabled, input may already hold
- * bytes sent after the request); the request is freed. */
-struct bufferevent *http_req_detach(struct http_req *r);
+ * stream (the new owner sets its callbacks with stream_set_ops; input may
+ * already hold bytes sent after the request), or NULL if the client left;
+ * the request is freed either way. */
+struct stream;
+struct stream *http_req_detach(struct http_req *r);
+/* The shared input scratch buffer (for streams handed over by detach). */
+struct stream_scratch *http_server_scratch(struct http_server *s);
 
 #endif

@@ -132,6 +132,22 @@ static bool auth_validate(const void *section, char *err, size_t errlen)
 	return true;
 }
 
+static const struct cfg_key presence_keys[] = {
+	{ "history", CFG_BOOL, K(presence_cfg, history), "true", 0, 0, NULL, NULL,
+	  "Write drivers' location history to PostgreSQL (driver_locations)." },
+	{ "history_queue_max", CFG_INT, K(presence_cfg, history_queue_max), "200000", 100, 1e8, "points", NULL,
+	  "Points held in memory waiting for the database; when full the oldest are dropped (and counted)." },
+	{ "history_batch_max", CFG_INT, K(presence_cfg, history_batch_max), "2000", 1, 100000, "points", NULL,
+	  "Points written per INSERT." },
+	{ "history_flush_interval", CFG_DURATION, K(presence_cfg, history_flush_ms), "500ms", MS(10), SEC(60), "s", NULL,
+	  "Queued points are written at least this often (sooner when a batch fills)." },
+	{ "history_inflight_max", CFG_INT, K(presence_cfg, history_inflight_max), "2", 1, 64, "batches", NULL,
+	  "Batches being written at once; a slow database makes the queue fill instead of piling up queries." },
+	{ "history_retention", CFG_DURATION, K(presence_cfg, history_retention_ms), "7d", SEC(86400), SEC(3650.0 * 86400), "d", NULL,
+	  "Location history older than this is dropped (whole daily partitions)." },
+	{ 0 }
+};
+
 #define T(field) offsetof(struct tariff_cfg, field)
 static const struct cfg_key tariff_keys[] = {
 	{ "currency", CFG_STR, T(currency), "USD", 3, 3, NULL, NULL,
@@ -191,6 +207,10 @@ static const struct cfg_section auth_section = {
 	.name = "auth", .keys = auth_keys, .offset = offsetof(struct rh_config, auth),
 	.help = "Accounts, passwords and access tokens.", .validate = auth_validate,
 };
+static const struct cfg_section presence_section = {
+	.name = "presence", .keys = presence_keys, .offset = offsetof(struct rh_config, presence),
+	.help = "Drivers online: the in-memory grid (hot path) and location history (cold path).",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -206,6 +226,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&database_section,
 	&admin_section,
 	&auth_section,
+	&presence_section,
 	&tariff_section,
 	NULL,
 };

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -23,6 +22,7 @@
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
+#include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
 #define QUERY_MAX 32
@@ -50,7 +50,7 @@ enum conn_state { C_IDLE, C_HEAD, C_BODY, C_DISPATCHED, C_CLOSING, C_LINGER };
 struct http_conn {
 	TAILQ_ENTRY(http_conn) link;
 	struct http_server *srv;
-	struct bufferevent *bev;
+	struct stream *st;      /* NULL once closed or handed over */
 	struct event *timer;
 	uint64_t id;
 	char peer[64];
@@ -58,6 +58,7 @@ struct http_conn {
 	struct http_req *req;
 	int nrequests;
 	bool in_process; /* conn_process() is on the stack */
+	bool peer_eof;   /* the client half-closed: reply, then close */
 	bool dead;
 	struct http_conn *next_dead;
 };
@@ -102,6 +103,7 @@ struct http_server {
 	uint32_t req_prefix;
 	char date[64];
 	time_t date_sec;
+	struct stream_scratch scratch;
 	struct metric_family *f_requests, *f_latency;
 	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_rejected_limit, *m_unmatched_latency;
 };
@@ -173,11 +175,13 @@ static void record_request(struct http_req *r, int status)
 
 /* ------------------------------------------------------------ replies */
 
+static void conn_linger(struct http_conn *c);
+
 static void write_reply(struct http_req *r, int status, const char *ctype, const void *body, size_t len)
 {
 	struct http_conn *c = r->conn;
 	struct http_server *s = r->srv;
-	bool close = !r->keep_alive || s->draining || (c && c->nrequests >= s->cfg->max_requests_per_conn);
+	bool close = !r->keep_alive || s->draining || (c && (c->peer_eof || c->nrequests >= s->cfg->max_requests_per_conn));
 
 	if (r->dispatched) {
 		s->inflight--;
@@ -188,36 +192,38 @@ static void write_reply(struct http_req *r, int status, const char *ctype, const
 		req_free(r);
 		return;
 	}
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evbuffer_add_printf(out,
-			    "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: ridehaild/" RH_VERSION "\r\n"
-			    "X-Request-Id: %s\r\nContent-Length: %zu\r\n",
-			    status, http_status_reason(status), date_header(s), r->id, len);
-	if (ctype)
-		evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
-	if (r->extra_headers.len)
-		evbuffer_add(out, r->extra_headers.buf, r->extra_headers.len);
-	if (close)
-		evbuffer_add(out, "Connection: close\r\n", 19);
-	evbuffer_add(out, "\r\n", 2);
-	if (len && r->head.method != HTTP_HEAD)
-		evbuffer_add(out, body, len);
-
+	char head[512];
+	int hl = snprintf(head, sizeof head,
+			  "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: ridehaild/" RH_VERSION "\r\n"
+			  "X-Request-Id: %s\r\nContent-Length: %zu\r\n%s%s%s%s",
+			  status, http_status_reason(status), date_header(s), r->id, len,
+			  ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "",
+			  close ? "Connection: close\r\n" : "");
+	struct iovec iov[4] = {
+		{ head, (size_t)hl },
+		{ r->extra_headers.buf, r->extra_headers.len },
+		{ (void *)"\r\n", 2 },
+		{ (void *)body, r->head.method == HTTP_HEAD ? 0 : len },
+	};
+	bool ok = stream_writev(c->st, iov, 4);
 	c->req = NULL;
 	req_free(r);
+	if (!ok) { /* the client stopped reading past the output cap, or is gone */
+		conn_close(c);
+		return;
+	}
 	if (close) {
 		c->state = C_CLOSING;
-		bufferevent_disable(c->bev, EV_READ);
 		evtimer_del(c->timer);
-		/* the write callback closes once the output has drained */
-		bufferevent_enable(c->bev, EV_WRITE);
+		if (stream_pending(c->st) == 0)
+			conn_linger(c);
+		/* else conn_on_drain lingers once the reply is out */
 		return;
 	}
 	c->state = C_IDLE;
 	timer_arm(c, s->cfg->idle_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ);
 	if (!c->in_process)
-		conn_process(c);
+		stream_replay(c->st); /* requests that arrived meanwhile */
 }
 
 void http_reply_header(struct http_req *r, const char *name, const char *value)
@@ -571,7 +577,6 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 	c->state = C_DISPATCHED;
 	c->nrequests++;
 	evtimer_del(c->timer);
-	bufferevent_disable(c->bev, EV_READ);
 	r->dispatched = true;
 	s->inflight++;
 	metric_set(s->m_inflight, s->inflight);
@@ -625,7 +630,6 @@ static void conn_reply_early(struct http_conn *c, struct http_req *r, int status
 	 * and close, since the rest of the stream cannot be trusted. */
 	r->keep_alive = false;
 	c->state = C_DISPATCHED;
-	bufferevent_disable(c->bev, EV_READ);
 	http_reply_problem(r, problem_for_status(status), NULL, "%s", detail);
 }
 
@@ -638,16 +642,17 @@ static void body_sink(void *arg, const char *p, size_t n)
 static bool conn_read_head(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t avail = evbuffer_get_length(in);
+	size_t avail = stream_in_len(c->st);
 	size_t want = (size_t)s->cfg->max_header_size + 16;
 	size_t n = avail < want ? avail : want;
 	int status = 0;
 	const char *detail = NULL;
 
 	struct http_req *r = c->req;
+	/* The parser writes NUL terminators: it works on the request's own copy,
+	 * which also outlives the connection if the client leaves. */
 	char *buf = rh_malloc(n + 1);
-	evbuffer_copyout(in, buf, n);
+	memcpy(buf, stream_in(c->st), n);
 	buf[n] = '\0';
 	enum http_parse_status st = http_parse_head(buf, n, (size_t)s->cfg->max_header_size, &r->head, &status, &detail);
 	if (st == HTTP_PARSE_INCOMPLETE) {
@@ -663,13 +668,12 @@ static bool conn_read_head(struct http_conn *c)
 	}
 	r->head_buf = buf;
 	r->keep_alive = r->head.keep_alive;
-	evbuffer_drain(in, r->head.head_len);
+	stream_consume(c->st, r->head.head_len);
 
 	if (r->head.content_length > s->cfg->max_body_size) {
 		char msg[128];
 		snprintf(msg, sizeof msg, "body of %lld bytes is over the limit of %lld",
 			 (long long)r->head.content_length, (long long)s->cfg->max_body_size);
-		r->path = NULL;
 		conn_reply_early(c, r, 413, msg);
 		return false;
 	}
@@ -677,7 +681,7 @@ static bool conn_read_head(struct http_conn *c)
 		http_chunked_init(&r->chunked);
 	r->body_remaining = r->head.content_length > 0 ? r->head.content_length : 0;
 	if (r->head.expect_continue && (r->body_remaining > 0 || r->head.chunked))
-		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		stream_write(c->st, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	c->state = C_BODY;
 	return true;
 }
@@ -686,38 +690,28 @@ static bool conn_read_head(struct http_conn *c)
 static bool conn_read_body(struct http_conn *c)
 {
 	struct http_req *r = c->req;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t avail = stream_in_len(c->st);
 	if (!r->head.chunked) {
-		size_t avail = evbuffer_get_length(in);
 		size_t n = avail < (size_t)r->body_remaining ? avail : (size_t)r->body_remaining;
 		if (n) {
-			char *dst = rh_malloc(n);
-			evbuffer_remove(in, dst, n);
-			sb_append(&r->body, dst, n);
-			rh_free(dst);
+			sb_append(&r->body, stream_in(c->st), n);
+			stream_consume(c->st, n);
 			r->body_remaining -= (int64_t)n;
 		}
 		return r->body_remaining == 0;
 	}
-	while (evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		size_t used = 0;
-		enum http_chunked_status st = http_chunked_feed(&r->chunked, v.iov_base, v.iov_len, &used,
-								(size_t)c->srv->cfg->max_body_size, body_sink, &r->body);
-		evbuffer_drain(in, used);
-		if (st == HTTP_CHUNKED_DONE)
-			return true;
-		if (st == HTTP_CHUNKED_ERROR) {
-			conn_reply_early(c, r, 400, "malformed chunked body");
-			return false;
-		}
-		if (st == HTTP_CHUNKED_TOO_LARGE) {
-			conn_reply_early(c, r, 413, "chunked body over the size limit");
-			return false;
-		}
-	}
+	if (avail == 0)
+		return false;
+	size_t used = 0;
+	enum http_chunked_status st = http_chunked_feed(&r->chunked, stream_in(c->st), avail, &used,
+							(size_t)c->srv->cfg->max_body_size, body_sink, &r->body);
+	stream_consume(c->st, used);
+	if (st == HTTP_CHUNKED_DONE)
+		return true;
+	if (st == HTTP_CHUNKED_ERROR)
+		conn_reply_early(c, r, 400, "malformed chunked body");
+	else if (st == HTTP_CHUNKED_TOO_LARGE)
+		conn_reply_early(c, r, 413, "chunked body over the size limit");
 	return false;
 }
 
@@ -725,14 +719,13 @@ static void conn_process(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	c->in_process = true;
-	while (!c->dead) {
-		struct evbuffer *in = bufferevent_get_input(c->bev);
+	while (!c->dead && c->st) {
 		if (c->state >= C_DISPATCHED)
 			break; /* a handler, the last reply or lingering owns the connection */
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > OUTPUT_PAUSE_BYTES)
-			break; /* resumed by the write callback */
+		if (stream_pending(c->st) > OUTPUT_PAUSE_BYTES)
+			break; /* a slow reader: resumed by conn_on_drain */
 		if (c->state == C_IDLE) {
-			if (evbuffer_get_length(in) == 0)
+			if (stream_in_len(c->st) == 0)
 				break;
 			if (s->draining) {
 				conn_close(c);
@@ -747,48 +740,63 @@ static void conn_process(struct http_conn *c)
 		if (c->state == C_BODY) {
 			if (!conn_read_body(c))
 				break;
-			struct http_req *r = c->req;
-			dispatch(c, r);
+			dispatch(c, c->req);
 		}
 	}
 	c->in_process = false;
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+static void conn_on_read(struct stream *st, void *arg)
 {
 	struct http_conn *c = arg;
 	if (c->state == C_LINGER) {
-		struct evbuffer *in = bufferevent_get_input(bev);
-		evbuffer_drain(in, evbuffer_get_length(in));
+		stream_consume(st, stream_in_len(st)); /* discarded */
 		return;
 	}
 	conn_process(c);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* The last reply is out: shut our side, then discard what the client still
+ * sends for a moment, so that closing with unread input (which makes the
+ * kernel send a reset) cannot destroy the reply before the client reads it. */
+static void conn_linger(struct http_conn *c)
 {
-	struct http_conn *c = arg;
-	if (c->state == C_CLOSING) {
-		struct evbuffer *in = bufferevent_get_input(bev);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		c->state = C_LINGER;
-		shutdown(bufferevent_getfd(bev), SHUT_WR);
-		bufferevent_enable(bev, EV_READ);
-		timer_arm(c, LINGER_MS);
+	if (c->peer_eof) { /* nothing more will come: no need to wait */
+		conn_close(c);
 		return;
 	}
-	if (c->state == C_IDLE && !c->in_process)
-		conn_process(c);
+	c->state = C_LINGER;
+	stream_consume(c->st, stream_in_len(c->st));
+	stream_shutdown_write(c->st);
+	timer_arm(c, LINGER_MS);
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+static void conn_on_drain(struct stream *st, void *arg)
 {
 	struct http_conn *c = arg;
-	if (what & BEV_EVENT_ERROR)
-		log_debug(NULL, "conn=%llu error: %s", (unsigned long long)c->id,
-			  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if (c->state == C_CLOSING)
+		conn_linger(c);
+	else if (c->state == C_IDLE && !c->in_process)
+		stream_replay(st);
+}
+
+static void conn_on_close(struct stream *st, void *arg, int err)
+{
+	struct http_conn *c = arg;
+	if (err == 0 && (c->state == C_DISPATCHED || c->state == C_CLOSING)) {
+		c->peer_eof = true; /* half-closed: the reply still goes out */
+		return;
+	}
+	if (err)
+		log_debug(NULL, "conn=%llu error: %s", (unsigned long long)c->id, strerror(err));
 	conn_close(c);
 }
+
+static const struct stream_ops conn_ops = {
+	.on_read = conn_on_read,
+	.on_drain = conn_on_drain,
+	.on_close = conn_on_close,
+};
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -799,7 +807,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_reply_early(c, c->req, 408, "the request was not received in time");
 		return;
 	}
-	if (c->state == C_IDLE || c->state == C_LINGER)
+	if (c->state == C_IDLE || c->state == C_LINGER || c->state == C_CLOSING)
 		conn_close(c);
 }
 
@@ -809,24 +817,22 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 	while (s->dead) {
 		struct http_conn *c = s->dead;
 		s->dead = c->next_dead;
-		if (c->bev)
-			bufferevent_free(c->bev);
 		event_free(c->timer);
 		rh_free(c);
 	}
 }
 
-/* Never frees inside a callback of its own: marks, unlinks and lets the
- * reaper free it on the next loop turn. */
+/* Never frees the connection inside a callback of its own: unlinks it,
+ * closes its socket, and lets the reaper free it on the next loop turn. */
 static void conn_close(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	if (c->dead)
 		return;
 	c->dead = true;
-	if (c->bev) {
-		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-		bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	if (c->st) {
+		stream_free(c->st);
+		c->st = NULL;
 	}
 	evtimer_del(c->timer);
 	if (c->req) {
@@ -844,29 +850,23 @@ static void conn_close(struct http_conn *c)
 	event_active(s->reaper, EV_TIMEOUT, 0);
 }
 
-struct bufferevent *http_req_detach(struct http_req *r)
+struct stream *http_req_detach(struct http_req *r)
 {
 	struct http_conn *c = r->conn;
 	struct http_server *s = r->srv;
+	s->inflight--;
+	metric_set(s->m_inflight, s->inflight);
 	if (!c) {
-		s->inflight--;
-		metric_set(s->m_inflight, s->inflight);
 		req_free(r);
 		return NULL;
 	}
-	struct bufferevent *bev = c->bev;
-	r->keep_alive = false;
-	s->inflight--;
-	metric_set(s->m_inflight, s->inflight);
+	struct stream *st = c->st;
 	record_request(r, 101);
 	c->req = NULL;
 	req_free(r);
-	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-	bufferevent_disable(bev, EV_READ | EV_WRITE);
-	bufferevent_set_timeouts(bev, NULL, NULL);
-	c->bev = NULL;
+	c->st = NULL; /* the new owner takes the socket */
 	conn_close(c);
-	return bev;
+	return st;
 }
 
 /* Over the connection limit, a client still gets a 503 it can read: the
@@ -879,12 +879,15 @@ static void conn_reject_overloaded(struct http_conn *c)
 	static const char body[] =
 		"{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
 		"\"status\":503,\"detail\":\"connection limit reached; retry later\"}";
-	evbuffer_add_printf(bufferevent_get_output(c->bev),
-			    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-			    "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-			    sizeof body - 1, body);
+	char resp[512];
+	int n = snprintf(resp, sizeof resp,
+			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
+			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
+			 sizeof body - 1, body);
+	stream_write(c->st, resp, (size_t)n);
 	c->state = C_CLOSING;
-	bufferevent_enable(c->bev, EV_WRITE);
+	if (stream_pending(c->st) == 0)
+		conn_linger(c);
 	timer_arm(c, LINGER_MS);
 }
 
@@ -907,7 +910,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct http_conn *c = RH_NEW(struct http_conn);
 	c->srv = s;
 	c->id = ++s->next_conn_id;
-	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(s->base, conn_timer_cb, c);
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
@@ -925,12 +927,14 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->nconns++;
 	metric_set(s->m_conns, s->nconns);
 	metric_inc(s->m_accepted);
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	/* Input up to one maximal request (head + body) plus slack; output up to
+	 * what a slow reader may leave unread before we give up on it. */
+	size_t in_max = (size_t)(s->cfg->max_header_size + s->cfg->max_body_size) + 65536;
+	c->st = stream_new(s->base, fd, &s->scratch, in_max, 64u << 20, &conn_ops, c);
 	if (over) {
 		conn_reject_overloaded(c);
 		return;
 	}
-	bufferevent_enable(c->bev, EV_READ);
 	c->state = C_IDLE;
 	timer_arm(c, s->cfg->request_timeout_ms);
 }
@@ -938,7 +942,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
-	if (!s->draining)
+	if (!s->draining && s->listener)
 		evconnlistener_enable(s->listener);
 }
 
@@ -969,6 +973,8 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	TAILQ_INIT(&s->conns);
 	s->routes_tail = &s->routes;
 	s->reaper = event_new(base, -1, 0, reaper_cb, s);
+	s->scratch.size = 256 * 1024;
+	s->scratch.buf = rh_malloc(s->scratch.size);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
 	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
 	s->f_requests = metrics_counter(m, "ridehail_http_requests_total",
@@ -1049,7 +1055,7 @@ void http_server_drain(struct http_server *s)
 	struct http_conn *c, *next;
 	for (c = TAILQ_FIRST(&s->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state == C_IDLE && evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		if (c->state == C_IDLE && stream_in_len(c->st) == 0)
 			conn_close(c);
 	}
 }
@@ -1068,6 +1074,7 @@ void http_server_free(struct http_server *s)
 		evconnlistener_free(s->listener);
 	event_free(s->reaper);
 	event_free(s->accept_retry);
+	rh_free(s->scratch.buf);
 	struct route_entry *re = s->routes;
 	while (re) {
 		struct route_entry *next = re->next;
@@ -1078,3 +1085,5 @@ void http_server_free(struct http_server *s)
 	}
 	rh_free(s);
 }
+
+struct stream_scratch *http_server_scratch(struct http_server *s) { return &s->scratch; }

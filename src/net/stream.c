@@ -1,0 +1,359 @@
+#include "net/stream.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+
+static void stream_destroy(struct stream *s)
+{
+	if (s->rev)
+		event_free(s->rev);
+	if (s->wev)
+		event_free(s->wev);
+	if (s->fd >= 0)
+		close(s->fd);
+	rh_free(s->in);
+	rh_free(s->out);
+	rh_free(s);
+}
+
+void stream_free(struct stream *s)
+{
+	if (!s)
+		return;
+	if (s->in_cb) {
+		/* inside one of our callbacks: stop everything now, free on return */
+		s->dead = true;
+		event_del(s->rev);
+		event_del(s->wev);
+		return;
+	}
+	stream_destroy(s);
+}
+
+/* EOF (err 0): reading stops, writing may go on (a client that half-closes
+ * still gets its reply). An error: nothing more can be sent either. */
+static void report_close(struct stream *s, int err)
+{
+	if (s->closed || (s->eof && err == 0))
+		return;
+	s->eof = true;
+	event_del(s->rev);
+	s->reading = false;
+	if (err) {
+		s->closed = true;
+		event_del(s->wev);
+	}
+	s->ops->on_close(s, s->arg, err);
+}
+
+/* Keeps whatever the owner left unconsumed in the stream's own buffer. */
+static void keep_leftover(struct stream *s)
+{
+	if (s->view_len == 0) {
+		s->in_len = 0;
+		if (s->in && s->in_cap > 4096) { /* give big buffers back when idle */
+			rh_free(s->in);
+			s->in = NULL;
+			s->in_cap = 0;
+		}
+		s->view = s->in;
+		return;
+	}
+	if (s->in && s->view >= s->in && s->view < s->in + s->in_cap) {
+		/* already in our buffer: move it to the front */
+		memmove(s->in, s->view, s->view_len);
+	} else {
+		if (s->view_len > s->in_cap) {
+			s->in = rh_realloc(s->in, s->view_len);
+			s->in_cap = s->view_len;
+		}
+		memcpy(s->in, s->view, s->view_len);
+	}
+	s->in_len = s->view_len;
+	s->view = s->in;
+}
+
+static void update_reading(struct stream *s)
+{
+	bool want = !s->paused && !s->eof && !s->dead && s->in_len < s->in_max;
+	if (want && !s->reading)
+		event_add(s->rev, NULL);
+	else if (!want && s->reading)
+		event_del(s->rev);
+	s->reading = want;
+}
+
+static void run_on_read(struct stream *s)
+{
+	s->in_cb = true;
+	s->ops->on_read(s, s->arg);
+	s->in_cb = false;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *s = arg;
+	char *dst;
+	size_t room;
+	if (s->in_len == 0) {
+		dst = s->scratch->buf;
+		room = s->scratch->size < s->in_max ? s->scratch->size : s->in_max;
+	} else {
+		size_t want = s->in_max;
+		if (s->in_cap < want) {
+			size_t cap = s->in_cap * 2 > s->in_len + 16384 ? s->in_cap * 2 : s->in_len + 16384;
+			if (cap > want)
+				cap = want;
+			s->in = rh_realloc(s->in, cap);
+			s->in_cap = cap;
+		}
+		dst = s->in + s->in_len;
+		room = s->in_cap - s->in_len;
+	}
+	if (room == 0) {
+		update_reading(s);
+		return;
+	}
+	ssize_t n = read(s->fd, dst, room);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		s->in_cb = true;
+		report_close(s, errno);
+		s->in_cb = false;
+		if (s->dead)
+			stream_destroy(s);
+		return;
+	}
+	if (n == 0) {
+		s->in_cb = true;
+		report_close(s, 0);
+		s->in_cb = false;
+		if (s->dead)
+			stream_destroy(s);
+		return;
+	}
+	if (s->in_len == 0) {
+		s->view = s->scratch->buf;
+		s->view_len = (size_t)n;
+	} else {
+		s->in_len += (size_t)n;
+		s->view = s->in;
+		s->view_len = s->in_len;
+	}
+	run_on_read(s);
+	/* A new owner took the stream over inside the callback (stream_set_ops):
+	 * it gets the bytes that came with the hand-over at once. */
+	while (!s->dead && s->rerun && s->view_len > 0) {
+		s->rerun = false;
+		run_on_read(s);
+	}
+	s->rerun = false;
+	if (s->dead) {
+		stream_destroy(s);
+		return;
+	}
+	keep_leftover(s);
+	update_reading(s);
+}
+
+void stream_replay(struct stream *s)
+{
+	if (s->closed || s->dead || s->view_len == 0)
+		return;
+	s->view = s->in;
+	s->view_len = s->in_len;
+	bool nested = s->in_cb;
+	run_on_read(s);
+	s->in_cb = nested;
+	if (s->dead && !nested) {
+		stream_destroy(s);
+		return;
+	}
+	if (!nested) {
+		keep_leftover(s);
+		update_reading(s);
+	}
+}
+
+void stream_consume(struct stream *s, size_t n)
+{
+	if (n > s->view_len)
+		n = s->view_len;
+	s->view += n;
+	s->view_len -= n;
+	if (!s->in_cb) {
+		keep_leftover(s);
+		update_reading(s);
+	}
+}
+
+void stream_pause(struct stream *s)
+{
+	s->paused = true;
+	update_reading(s);
+}
+
+void stream_resume(struct stream *s)
+{
+	s->paused = false;
+	update_reading(s);
+}
+
+static void write_pending(struct stream *s)
+{
+	while (s->out_off < s->out_len) {
+		ssize_t n = write(s->fd, s->out + s->out_off, s->out_len - s->out_off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				event_add(s->wev, NULL);
+				return;
+			}
+			s->in_cb = true;
+			report_close(s, errno);
+			s->in_cb = false;
+			return;
+		}
+		s->out_off += (size_t)n;
+	}
+	/* drained */
+	rh_free(s->out);
+	s->out = NULL;
+	s->out_off = s->out_len = s->out_cap = 0;
+	event_del(s->wev);
+	if (s->want_shut && !s->shut_wr) {
+		shutdown(s->fd, SHUT_WR);
+		s->shut_wr = true;
+	}
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream *s = arg;
+	write_pending(s);
+	if (s->dead) {
+		stream_destroy(s);
+		return;
+	}
+	if (s->out_len == 0 && !s->closed && s->ops->on_drain) {
+		s->in_cb = true;
+		s->ops->on_drain(s, s->arg);
+		s->in_cb = false;
+		if (s->dead)
+			stream_destroy(s);
+	}
+}
+
+static void queue_bytes(struct stream *s, const struct iovec *iov, int n, size_t skip)
+{
+	for (int i = 0; i < n; i++) {
+		const char *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		p += skip;
+		len -= skip;
+		skip = 0;
+		if (s->out_len + len > s->out_cap) {
+			size_t cap = s->out_cap ? s->out_cap : 4096;
+			while (cap < s->out_len + len)
+				cap *= 2;
+			s->out = rh_realloc(s->out, cap);
+			s->out_cap = cap;
+		}
+		memcpy(s->out + s->out_len, p, len);
+		s->out_len += len;
+	}
+}
+
+bool stream_writev(struct stream *s, const struct iovec *iov, int n)
+{
+	size_t total = 0;
+	if (s->closed || s->dead || s->shut_wr)
+		return false;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (stream_pending(s) > 0) {
+		if (stream_pending(s) + total > s->out_max)
+			return false;
+		if (s->out_off > 0 && s->out_off == s->out_len) {
+			s->out_off = s->out_len = 0;
+		}
+		queue_bytes(s, iov, n, 0);
+		return true;
+	}
+	ssize_t w;
+	do {
+		w = writev(s->fd, iov, n);
+	} while (w < 0 && errno == EINTR);
+	if (w < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			/* reported by the read side (EOF/error) soon; nothing queued */
+			return false;
+		}
+		w = 0;
+	}
+	if ((size_t)w == total)
+		return true;
+	if (total - (size_t)w > s->out_max)
+		return false;
+	queue_bytes(s, iov, n, (size_t)w);
+	event_add(s->wev, NULL);
+	return true;
+}
+
+bool stream_write(struct stream *s, const void *data, size_t len)
+{
+	struct iovec v = { .iov_base = (void *)data, .iov_len = len };
+	return stream_writev(s, &v, 1);
+}
+
+void stream_shutdown_write(struct stream *s)
+{
+	s->want_shut = true;
+	if (stream_pending(s) == 0 && !s->shut_wr) {
+		shutdown(s->fd, SHUT_WR);
+		s->shut_wr = true;
+	}
+}
+
+size_t stream_buffered(const struct stream *s)
+{
+	return s->in_cap + s->out_cap;
+}
+
+struct stream *stream_new(struct event_base *base, int fd, struct stream_scratch *scratch, size_t in_max,
+			  size_t out_max, const struct stream_ops *ops, void *arg)
+{
+	struct stream *s = RH_NEW(struct stream);
+	s->fd = fd;
+	s->scratch = scratch;
+	s->in_max = in_max;
+	s->out_max = out_max;
+	s->ops = ops;
+	s->arg = arg;
+	s->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, s);
+	s->wev = event_new(base, fd, EV_WRITE, write_cb, s);
+	update_reading(s);
+	return s;
+}
+
+void stream_set_ops(struct stream *s, const struct stream_ops *ops, void *arg, size_t in_max, size_t out_max)
+{
+	s->ops = ops;
+	s->arg = arg;
+	s->in_max = in_max;
+	s->out_max = out_max;
+	s->rerun = true;
+	update_reading(s);
+}

@@ -1,0 +1,253 @@
+#include "presence/history.h"
+
+#include <event2/event.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/server.h"
+#include "core/strbuf.h"
+#include "core/uuid.h"
+#include "store/db.h"
+
+#define PARTITION_EVERY_MS (3600 * 1000) /* check partitions hourly */
+#define PARTITION_AHEAD_DAYS 3
+
+static struct db_stmt st_insert = {
+	"history_insert",
+	"INSERT INTO driver_locations (driver_id, trip_id, recorded_at, device_at, location, heading_deg, speed_kmh,"
+	" accuracy_m, source)"
+	" SELECT d, t, to_timestamp(r / 1000.0), to_timestamp(dv / 1000.0),"
+	"  ST_SetSRID(ST_MakePoint(lo, la), 4326)::geography, h, s, a, src"
+	" FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],"
+	"  $7::real[], $8::real[], $9::real[], $10::text[]) AS x(d, t, r, dv, la, lo, h, s, a, src)",
+	10,
+};
+static struct db_stmt st_partitions = {
+	"history_partitions", "SELECT created, dropped FROM ridehail_location_partitions($1::interval, $2)", 2,
+};
+
+static const char *const source_names[] = { "gps", "network", "manual" };
+
+struct batch {
+	struct history *h;
+	int n;
+	int64_t start_ns;
+};
+
+struct history {
+	struct server *srv;
+	const struct presence_cfg *cfg;
+	struct history_point *ring;
+	int cap, head, count; /* ring: oldest at head */
+	int inflight;
+	bool partitions_ok;   /* the current partitions exist: safe to write */
+	struct event *flush_timer, *partition_timer;
+	struct metric_cell *m_queued, *m_dropped, *m_written, *m_failed, *m_depth, *m_lag, *m_batch_latency;
+	struct metric_family *f_batch_latency;
+};
+
+/* ------------------------------------------------------------ queue */
+
+void history_push(struct history *h, const struct history_point *p)
+{
+	if (!h)
+		return;
+	if (h->count == h->cap) {
+		/* full: the oldest point makes room (drop-oldest keeps what is fresh) */
+		h->head = (h->head + 1) % h->cap;
+		h->count--;
+		metric_inc(h->m_dropped);
+	}
+	h->ring[(h->head + h->count) % h->cap] = *p;
+	h->count++;
+	metric_inc(h->m_queued);
+	if (h->count >= h->cfg->history_batch_max && h->inflight < h->cfg->history_inflight_max)
+		event_active(h->flush_timer, EV_TIMEOUT, 0);
+}
+
+int history_depth(const struct history *h) { return h ? h->count : 0; }
+
+/* ------------------------------------------------------------ writing */
+
+/* One decimal is plenty for heading, speed and accuracy; < 0 is unknown. */
+static void put_real(struct strbuf *sb, double v)
+{
+	if (v < 0 || !isfinite(v))
+		sb_puts(sb, "NULL");
+	else
+		sb_printf(sb, "%.1f", v);
+}
+
+static void batch_done(void *arg, const struct db_result *res)
+{
+	struct batch *b = arg;
+	struct history *h = b->h;
+	h->inflight--;
+	if (res->err == RH_OK) {
+		metric_add(h->m_written, (double)db_affected(res));
+		metric_observe(h->f_batch_latency, h->m_batch_latency, (double)(rh_mono_ns() - b->start_ns) / 1e9);
+	} else {
+		/* Lost: telemetry is allowed to lose points; count them. */
+		metric_add(h->m_failed, b->n);
+		log_warn(NULL, "history: a batch of %d points was not written: %s", b->n, res->message);
+		if (strstr(res->message, "no partition"))
+			h->partitions_ok = false;
+	}
+	rh_free(b);
+	if (h->count >= h->cfg->history_batch_max)
+		event_active(h->flush_timer, EV_TIMEOUT, 0);
+}
+
+/* Takes up to batch_max points off the ring into one INSERT. */
+static void history_flush_batch(struct history *h)
+{
+	int n = h->count < h->cfg->history_batch_max ? h->count : (int)h->cfg->history_batch_max;
+	struct strbuf col[10];
+	size_t per = (size_t)n * 40 + 16;
+	for (int c = 0; c < 10; c++) {
+		sb_init(&col[c], per * 2 + 64);
+		sb_putc(&col[c], '{');
+	}
+	for (int i = 0; i < n; i++) {
+		const struct history_point *p = &h->ring[(h->head + i) % h->cap];
+		char id[37];
+		const char *sep = i ? "," : "";
+		for (int c = 0; c < 10; c++)
+			sb_puts(&col[c], sep);
+		uuid_format((const struct uuid *)p->driver, id);
+		sb_puts(&col[0], id);
+		if (p->has_trip) {
+			uuid_format((const struct uuid *)p->trip, id);
+			sb_puts(&col[1], id);
+		} else {
+			sb_puts(&col[1], "NULL");
+		}
+		sb_printf(&col[2], "%lld", (long long)p->recv_ms);
+		if (p->device_ms > 0)
+			sb_printf(&col[3], "%lld", (long long)p->device_ms);
+		else
+			sb_puts(&col[3], "NULL");
+		sb_printf(&col[4], "%.7f", p->lat);
+		sb_printf(&col[5], "%.7f", p->lon);
+		put_real(&col[6], p->heading);
+		put_real(&col[7], p->speed);
+		put_real(&col[8], p->accuracy);
+		sb_puts(&col[9], source_names[p->source < 3 ? p->source : 0]);
+	}
+	h->head = (h->head + n) % h->cap;
+	h->count -= n;
+	const char *params[10];
+	for (int c = 0; c < 10; c++) {
+		sb_putc(&col[c], '}');
+		params[c] = col[c].buf;
+	}
+	struct batch *b = RH_NEW(struct batch);
+	b->h = h;
+	b->n = n;
+	b->start_ns = rh_mono_ns();
+	h->inflight++;
+	db_query(h->srv->db, &st_insert, params, batch_done, b);
+	for (int c = 0; c < 10; c++)
+		sb_fini(&col[c]);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct history *h = arg;
+	while (h->count > 0 && h->inflight < h->cfg->history_inflight_max && h->partitions_ok)
+		history_flush_batch(h);
+}
+
+void history_flush_now(struct history *h)
+{
+	if (h)
+		flush_cb(-1, 0, h);
+}
+
+/* ------------------------------------------------------------ partitions */
+
+static void partitions_done(void *arg, const struct db_result *res)
+{
+	struct history *h = arg;
+	if (res->err != RH_OK) {
+		log_warn(NULL, "history: partition maintenance failed (retrying): %s", res->message);
+		struct timeval tv = { 5, 0 };
+		evtimer_add(h->partition_timer, &tv);
+		return;
+	}
+	const char *created = db_get(res, 0, 0), *dropped = db_get(res, 0, 1);
+	if ((created && strcmp(created, "0") != 0) || (dropped && strcmp(dropped, "0") != 0))
+		log_info(NULL, "history: partitions created %s, dropped %s", created, dropped);
+	h->partitions_ok = true;
+	struct timeval tv = { PARTITION_EVERY_MS / 1000, 0 };
+	evtimer_add(h->partition_timer, &tv);
+}
+
+static void partition_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct history *h = arg;
+	char keep[48], ahead[8];
+	snprintf(keep, sizeof keep, "%lld milliseconds", (long long)h->cfg->history_retention_ms);
+	snprintf(ahead, sizeof ahead, "%d", PARTITION_AHEAD_DAYS);
+	const char *params[] = { keep, ahead };
+	db_query(h->srv->db, &st_partitions, params, partitions_done, h);
+}
+
+/* ------------------------------------------------------------ setup */
+
+static void history_collect(void *arg)
+{
+	struct history *h = arg;
+	metric_set(h->m_depth, h->count);
+	double lag = 0;
+	if (h->count > 0)
+		lag = (double)(rh_wall_ms() - h->ring[h->head].recv_ms) / 1000.0;
+	metric_set(h->m_lag, lag > 0 ? lag : 0);
+}
+
+struct history *history_new(struct server *srv)
+{
+	if (!srv->cfg.presence.history)
+		return NULL;
+	struct history *h = RH_NEW(struct history);
+	struct metrics *m = srv->metrics;
+	h->srv = srv;
+	h->cfg = &srv->cfg.presence;
+	h->cap = (int)h->cfg->history_queue_max;
+	h->ring = rh_calloc((size_t)h->cap, sizeof *h->ring);
+	h->flush_timer = event_new(srv->base, -1, EV_PERSIST, flush_cb, h);
+	h->partition_timer = evtimer_new(srv->base, partition_cb, h);
+	struct timeval tv = { h->cfg->history_flush_ms / 1000, (h->cfg->history_flush_ms % 1000) * 1000 };
+	event_add(h->flush_timer, &tv);
+	struct timeval now = { 0, 0 };
+	evtimer_add(h->partition_timer, &now);
+
+	h->m_queued = metric_cell(metrics_counter(m, "ridehail_history_points_queued_total", "Location points queued for the history table.", NULL), NULL);
+	h->m_dropped = metric_cell(metrics_counter(m, "ridehail_history_points_dropped_total", "Points dropped because the history queue was full (database slow or away).", NULL), NULL);
+	h->m_failed = metric_cell(metrics_counter(m, "ridehail_history_points_failed_total", "Points lost because their batch INSERT failed.", NULL), NULL);
+	h->m_written = metric_cell(metrics_counter(m, "ridehail_history_points_written_total", "Points written to driver_locations.", NULL), NULL);
+	h->m_depth = metric_cell(metrics_gauge(m, "ridehail_history_queue_depth", "Points waiting in memory for the database.", NULL), NULL);
+	h->m_lag = metric_cell(metrics_gauge(m, "ridehail_history_lag_seconds", "Age of the oldest point waiting in the history queue.", NULL), NULL);
+	h->f_batch_latency = metrics_histogram(m, "ridehail_history_batch_duration_seconds", "Time to write one history batch.", NULL,
+					       metrics_latency_bounds, metrics_latency_nbounds);
+	h->m_batch_latency = metric_cell(h->f_batch_latency, NULL);
+	metrics_on_collect(m, history_collect, h);
+	db_register(srv->db, &st_insert);
+	db_register(srv->db, &st_partitions);
+	return h;
+}
+
+void history_free(struct history *h)
+{
+	if (!h)
+		return;
+	event_free(h->flush_timer);
+	event_free(h->partition_timer);
+	rh_free(h->ring);
+	rh_free(h);
+}
