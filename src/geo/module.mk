@@ -1,1 +1,1 @@
-LIB_SRCS += src/geo/geohash.c
+LIB_SRCS += src/geo/geohash.c src/geo/grid.c
