@@ -1,0 +1,1 @@
+LIB_SRCS += src/geo/geohash.c src/geo/grid.c
