@@ -1,7 +1,6 @@
 # Micro-benchmarks: bench/<name>.c, each with its own main(), linked against
-# the library like the tests. `make bench-geo-micro` builds and runs one.
-BENCH_MICRO := geo_micro
-
+# the library like the tests. `make bench-geo-micro` / `bench-ws-micro`
+# build and run one.
 # (LIBRH is defined after this file is read, hence the spelled-out path.)
 $(O)/bench/%: $(O)/bench/%.o $(O)/libridehail.a
 	@mkdir -p $(@D)
@@ -10,3 +9,7 @@ $(O)/bench/%: $(O)/bench/%.o $(O)/libridehail.a
 .PHONY: bench-geo-micro
 bench-geo-micro: $(O)/bench/geo_micro
 	$(O)/bench/geo_micro $(BENCH_ARGS)
+
+.PHONY: bench-ws-micro
+bench-ws-micro: $(O)/bench/ws_micro
+	$(O)/bench/ws_micro

@@ -23,8 +23,11 @@
  *           continue;
  *       }
  *       if (st == WS_ERROR) {
- *           send ws_frame_build_close(f.error_code, f.error), stop reading,
- *           close after the write drains; count f.error in metrics
+ *           uint8_t c[WS_CLOSE_FRAME_MAX];
+ *           evbuffer_add(out, c, ws_frame_build_close(c, f.error_code,
+ *                        f.error, NULL));
+ *           stop reading, close once the output drains (or on a timer);
+ *           count f.error in metrics
  *           break;
  *       }
  *       handle(&f);                 f.payload points into buf, unmasked;
