@@ -7,9 +7,10 @@ set -euo pipefail
 
 BUILD="make gcc pkg-config libevent-dev libpq-dev libcjson-dev libsodium-dev"
 DB="postgresql-15 postgresql-client-15 postgresql-15-postgis-3"
-TEST="python3 python3-pytest python3-websockets python3-jsonschema python3-psycopg2 python3-prometheus-client util-linux procps curl"
+TEST="python3 python3-pytest python3-websockets python3-jsonschema python3-yaml python3-psycopg2 python3-prometheus-client util-linux procps curl"
 # Optional packages that later modules use are added here, one line each.
 ALL="$BUILD $DB $TEST"
+FUZZ="clang libclang-rt-14-dev" # scripts/fuzz.sh (make fuzz) only: `deps.sh install fuzz`
 
 missing() {
 	local p out=""
@@ -19,6 +20,7 @@ missing() {
 	echo "$out"
 }
 
+[ "${2:-}" = fuzz ] && ALL="$FUZZ"
 case "${1:-check}" in
 list)
 	echo $ALL

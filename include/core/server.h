@@ -17,6 +17,8 @@ struct http_server;
 struct db;
 struct health;
 struct auth;
+struct gateway;
+struct presence;
 
 struct server {
 	struct rh_config cfg;
@@ -27,6 +29,8 @@ struct server {
 	struct db *db;
 	struct health *health;
 	struct auth *auth;
+	struct gateway *gateway;
+	struct presence *presence;
 	char listen_addr[80];  /* as bound (port 0 resolved) */
 	int64_t started_wall_ms;
 	int64_t started_mono_ns;

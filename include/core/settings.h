@@ -62,7 +62,30 @@ struct auth_cfg {
 	bool rider_signup;           /* POST /v1/riders open to the public */
 };
 
+struct ws_cfg {
+	int64_t max_connections;
+	int64_t max_frame_size;   /* bytes of one frame's payload */
+	int64_t max_message_size; /* bytes of one message, all fragments */
+	int64_t max_output;       /* unsent bytes before a slow reader is dropped */
+	int64_t ping_interval_ms;
+	int64_t idle_timeout_ms;
+	int64_t close_timeout_ms;
+	int64_t max_rejections;   /* rejected messages per minute before the connection is closed */
+};
+
 struct presence_cfg {
+	int64_t stale_after_ms;       /* no ping for this long: not offered, not shown */
+	int64_t evict_after_ms;       /* ... and for this long: dropped from the grid, marked offline */
+	int64_t grid_bits;            /* geohash bits of a grid cell */
+	int64_t max_drivers;          /* driver records held in memory */
+	double max_pings_per_s;       /* per driver; faster is throttled, then closed */
+	int64_t flood_close_after_ms; /* throttled this long without pause: disconnected */
+	int64_t max_clock_skew_ms;    /* a ping stamped further in the future is refused */
+	int64_t max_ping_age_ms;      /* a ping stamped older than this is refused */
+	int64_t ack_interval_ms;      /* 0: pings are not acknowledged */
+	int64_t fuzz_m;               /* riders see positions moved by up to this */
+	int64_t nearby_max_radius_m;
+	int64_t nearby_max_limit;
 	bool history;                 /* write location history at all */
 	int64_t history_queue_max;    /* points held in memory waiting for the database */
 	int64_t history_batch_max;    /* points per INSERT */
@@ -92,6 +115,7 @@ struct rh_config {
 	struct database_cfg database;
 	struct admin_cfg admin;
 	struct auth_cfg auth;
+	struct ws_cfg ws;
 	struct presence_cfg presence;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];

@@ -132,7 +132,51 @@ static bool auth_validate(const void *section, char *err, size_t errlen)
 	return true;
 }
 
+static const struct cfg_key ws_keys[] = {
+	{ "max_connections", CFG_INT, K(ws_cfg, max_connections), "200000", 1, 10000000, "connections", NULL,
+	  "Open WebSocket connections; past it the upgrade gets 503. (Each also counts as an open file: raise the process's descriptor limit to match.)" },
+	{ "max_frame_size", CFG_SIZE, K(ws_cfg, max_frame_size), "64KiB", 125, MIB(16), "bytes", NULL,
+	  "Payload of one frame; a larger frame closes the connection with 1009." },
+	{ "max_message_size", CFG_SIZE, K(ws_cfg, max_message_size), "64KiB", 125, MIB(64), "bytes", NULL,
+	  "One message, all fragments together; larger closes with 1009." },
+	{ "max_output", CFG_SIZE, K(ws_cfg, max_output), "256KiB", KIB(4), MIB(64), "bytes", NULL,
+	  "Bytes waiting for a client that does not read; past it the connection is dropped (a slow reader never grows memory)." },
+	{ "ping_interval", CFG_DURATION, K(ws_cfg, ping_interval_ms), "20s", SEC(1), SEC(3600), "s", NULL,
+	  "The server pings a connection that has been silent this long." },
+	{ "idle_timeout", CFG_DURATION, K(ws_cfg, idle_timeout_ms), "60s", SEC(2), SEC(86400), "s", NULL,
+	  "A connection with nothing received (not even a pong) for this long is closed with 1001." },
+	{ "close_timeout", CFG_DURATION, K(ws_cfg, close_timeout_ms), "2s", MS(100), SEC(60), "s", NULL,
+	  "After sending a close frame, wait this long for the peer's before dropping the connection." },
+	{ "max_rejections", CFG_INT, K(ws_cfg, max_rejections), "30", 1, 100000, "per minute", NULL,
+	  "Invalid messages a client may send per minute (each gets command.rejected); past it the connection is closed with 1008." },
+	{ 0 }
+};
+
 static const struct cfg_key presence_keys[] = {
+	{ "stale_after", CFG_DURATION, K(presence_cfg, stale_after_ms), "30s", SEC(1), SEC(3600), "s", NULL,
+	  "A driver with no ping for this long is not offered rides and not shown in nearby searches." },
+	{ "evict_after", CFG_DURATION, K(presence_cfg, evict_after_ms), "5m", SEC(1), SEC(86400), "s", NULL,
+	  "A driver with no ping for this long is dropped from the grid and marked offline." },
+	{ "grid_bits", CFG_INT, K(presence_cfg, grid_bits), "32", 8, 50, "bits", NULL,
+	  "Geohash bits of a grid cell: 32 gives cells of about 305 x 376 m at 52 degrees; fewer bits for sparse cities, more for dense ones." },
+	{ "max_drivers", CFG_INT, K(presence_cfg, max_drivers), "1000000", 1, 100000000, "drivers", NULL,
+	  "Driver records held in memory (connected or recently seen)." },
+	{ "max_pings_per_s", CFG_DBL, K(presence_cfg, max_pings_per_s), "5", 0.1, 100000, "per second", NULL,
+	  "Location updates one driver may send per second (bursts of twice that); faster ones are dropped with command.rejected rate_limited." },
+	{ "flood_close_after", CFG_DURATION, K(presence_cfg, flood_close_after_ms), "10s", SEC(1), SEC(3600), "s", NULL,
+	  "A driver kept over max_pings_per_s for this long is disconnected (1008)." },
+	{ "max_clock_skew", CFG_DURATION, K(presence_cfg, max_clock_skew_ms), "2m", SEC(1), SEC(86400), "s", NULL,
+	  "A location stamped further than this in the future is refused." },
+	{ "max_ping_age", CFG_DURATION, K(presence_cfg, max_ping_age_ms), "10m", SEC(1), SEC(86400), "s", NULL,
+	  "A location stamped further than this in the past is refused (stale)." },
+	{ "ack_interval", CFG_DURATION, K(presence_cfg, ack_interval_ms), "0s", 0, SEC(3600), "s", NULL,
+	  "Acknowledge a driver's location updates at most this often (driver.location.acked); 0s: never (fire and forget)." },
+	{ "fuzz", CFG_INT, K(presence_cfg, fuzz_m), "100", 0, 5000, "m", NULL,
+	  "Riders see drivers' positions moved by up to this many metres (stable per driver for 5 minutes), for the drivers' privacy." },
+	{ "nearby_max_radius", CFG_INT, K(presence_cfg, nearby_max_radius_m), "20000", 10, 1000000, "m", NULL,
+	  "Largest radius_m a nearby search accepts." },
+	{ "nearby_max_limit", CFG_INT, K(presence_cfg, nearby_max_limit), "50", 1, 10000, "drivers", NULL,
+	  "Largest limit a nearby search accepts." },
 	{ "history", CFG_BOOL, K(presence_cfg, history), "true", 0, 0, NULL, NULL,
 	  "Write drivers' location history to PostgreSQL (driver_locations)." },
 	{ "history_queue_max", CFG_INT, K(presence_cfg, history_queue_max), "200000", 100, 1e8, "points", NULL,
@@ -207,6 +251,10 @@ static const struct cfg_section auth_section = {
 	.name = "auth", .keys = auth_keys, .offset = offsetof(struct rh_config, auth),
 	.help = "Accounts, passwords and access tokens.", .validate = auth_validate,
 };
+static const struct cfg_section ws_section = {
+	.name = "ws", .keys = ws_keys, .offset = offsetof(struct rh_config, ws),
+	.help = "WebSocket connections (GET /v1/ws on the HTTP listener).",
+};
 static const struct cfg_section presence_section = {
 	.name = "presence", .keys = presence_keys, .offset = offsetof(struct rh_config, presence),
 	.help = "Drivers online: the in-memory grid (hot path) and location history (cold path).",
@@ -226,6 +274,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&database_section,
 	&admin_section,
 	&auth_section,
+	&ws_section,
 	&presence_section,
 	&tariff_section,
 	NULL,

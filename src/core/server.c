@@ -8,6 +8,8 @@
 
 #include "auth/auth.h"
 #include "core/admin.h"
+#include "gateway/gateway.h"
+#include "presence/presence.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/health.h"
@@ -45,6 +47,8 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->db = db_new(srv->base, &srv->cfg.database, srv->metrics);
 	health_init(srv);
 	srv->auth = auth_new(srv);
+	srv->gateway = gateway_new(srv);
+	srv->presence = presence_new(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -67,8 +71,9 @@ static void db_closed(void *arg)
 static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	if (http_server_inflight(srv->http) > 0)
+	if (http_server_inflight(srv->http) > 0 || gateway_sessions(srv->gateway) > 0)
 		return;
+	presence_stop(srv->presence); /* last history batch, before the pool closes */
 	event_del(srv->drain_check);
 	db_close(srv->db, db_closed, srv);
 }
@@ -89,6 +94,7 @@ void server_stop(struct server *srv)
 	log_info(NULL, "shutdown: stop accepting, finishing %d in-flight requests (deadline %lld ms)",
 		 http_server_inflight(srv->http), (long long)srv->cfg.server.shutdown_timeout_ms);
 	http_server_drain(srv->http);
+	gateway_close_all(srv->gateway);
 	int64_t ms = srv->cfg.server.shutdown_timeout_ms;
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	evtimer_add(srv->shutdown_timer, &tv);
@@ -156,6 +162,8 @@ void server_fini(struct server *srv)
 {
 	/* Modules first (their pending work may still answer requests), then the
 	 * HTTP server, then the pool. */
+	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
+	presence_free(srv->presence);
 	auth_free(srv->auth);
 	http_server_free(srv->http);
 	db_free(srv->db);

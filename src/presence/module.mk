@@ -1,1 +1,1 @@
-LIB_SRCS += src/presence/history.c
+LIB_SRCS += src/presence/history.c src/presence/presence.c

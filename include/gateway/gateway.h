@@ -1,0 +1,94 @@
+/* The realtime gateway: GET /v1/ws. Authenticates the upgrade, keeps one
+ * session per WebSocket, validates every incoming message at the edge (the
+ * seed-000 envelope, then the payload of its event_type) and hands it to the
+ * module that registered that type. Invalid messages get a command.rejected
+ * frame naming the field and the rule; the connection stays open unless the
+ * client floods (ws.max_rejections a minute).
+ *
+ * Modules register message types (gateway_register) and per-role hooks
+ * (admission at the handshake, session opened/closed). A session belongs to
+ * the gateway; `owner` is for the module that admitted it. After the closed
+ * hook returns the session is gone. */
+#ifndef RH_GATEWAY_GATEWAY_H
+#define RH_GATEWAY_GATEWAY_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "auth/auth.h"
+#include "net/jsonv.h"
+
+struct server;
+struct gateway;
+struct gw_pending;
+struct ws_conn;
+
+struct session {
+	struct gateway *gw;
+	struct ws_conn *ws; /* NULL once closed */
+	struct auth_principal who;
+	void *owner;        /* the admitting module's record (e.g. presence's driver) */
+	int64_t reject_window_ms;
+	int rejections;
+};
+
+/* Why a message was refused: becomes the command.rejected payload. */
+struct gw_reject {
+	const char *reason;   /* machine-readable: validation_failed, rate_limited, invalid_state... */
+	char field[128];      /* the offending field ("payload.location.lat"), or "" */
+	char rule[32];        /* the JSON Schema keyword that failed, or "" */
+	char details[256];    /* for humans */
+};
+
+/* A handler accepts (returns true) or fills rej and returns false.
+ * `msg` is the whole validated envelope; `payload` its payload. */
+typedef bool (*gw_handler)(struct session *s, void *ctx, const cJSON *msg, const cJSON *payload, struct gw_reject *rej);
+
+struct gw_message_type {
+	const char *event_type;
+	unsigned roles;               /* mask of enum auth_role that may send it */
+	const struct jv_field *payload; /* the payload's fields (additionalProperties: false) */
+	gw_handler handler;
+	void *ctx;
+};
+
+struct gw_role_hooks {
+	/* At the handshake, after the token was verified: decide (now or later)
+	 * with gateway_admit / gateway_refuse. NULL admits at once. */
+	void (*admit)(struct gw_pending *p, const struct auth_principal *who, void *ctx);
+	void (*opened)(struct session *s, void *ctx);
+	void (*closed)(struct session *s, void *ctx, uint16_t code);
+	void *ctx;
+};
+
+struct gateway *gateway_new(struct server *srv);
+void gateway_free(struct gateway *gw);
+/* Shutdown: close every session with 1001. */
+void gateway_close_all(struct gateway *gw);
+int gateway_sessions(const struct gateway *gw);
+
+/* `t` must outlive the gateway (a static table). */
+void gateway_register(struct gateway *gw, const struct gw_message_type *t);
+void gateway_set_role_hooks(struct gateway *gw, enum auth_role role, const struct gw_role_hooks *h);
+
+/* Completes a pending handshake: `owner` becomes session->owner. */
+void gateway_admit(struct gw_pending *p, void *owner);
+/* Refuses it with an HTTP problem (e.g. PROBLEM_FORBIDDEN). */
+void gateway_refuse(struct gw_pending *p, int problem, const char *detail);
+
+/* Sends a server event in the envelope; payload is consumed. `correlation`
+ * may be NULL (a new id is used). false if the session cannot take it. */
+bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation);
+/* Sends command.rejected for a message of type command_type (may be NULL). */
+void gateway_reject(struct session *s, const char *command_type, const char *correlation, const struct gw_reject *rej);
+/* Closes a session (e.g. WS_CLOSE_REPLACED when another one takes over). */
+void gateway_close(struct session *s, uint16_t code, const char *reason);
+
+/* Helpers for handlers. */
+void gw_reject_set(struct gw_reject *rej, const char *reason, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* The envelope every message carries (seed 000). */
+extern const struct jv_field gw_envelope_fields[];
+
+#endif

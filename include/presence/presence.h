@@ -1,0 +1,61 @@
+/* Drivers online: one record per driver seen recently, the geohash grid of
+ * their positions (the hot path: every ping moves a driver in memory and
+ * nothing else waits), their WebSocket sessions (one per driver; a new login
+ * replaces the old session), availability, staleness, nearby search for
+ * riders and operators, and the location history (presence/history.h).
+ *
+ * Ownership: presence owns driver records and the grid; a record borrows
+ * its session from the gateway (cleared in the gateway's closed hook). */
+#ifndef RH_PRESENCE_PRESENCE_H
+#define RH_PRESENCE_PRESENCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/uuid.h"
+
+struct server;
+struct presence;
+struct session;
+
+/* As stored in drivers.status; UNREACHABLE only in memory (no socket). */
+enum driver_status {
+	DRIVER_OFFLINE = 0,
+	DRIVER_AVAILABLE,
+	DRIVER_OFFERED,
+	DRIVER_EN_ROUTE,
+	DRIVER_ON_TRIP,
+	DRIVER_UNREACHABLE,
+};
+const char *driver_status_name(enum driver_status s);
+/* -1 when not a status name. */
+int driver_status_parse(const char *s);
+
+struct presence_hit {
+	struct uuid driver;
+	double dist_m;
+	double lat, lon;
+	float heading;
+	int vehicle;       /* index of the vehicle type in cfg.tariff */
+	int64_t version;   /* drivers.version as last known */
+	int64_t ping_age_ms;
+};
+
+struct presence *presence_new(struct server *srv);
+/* Shutdown: write what the history queue holds. */
+void presence_stop(struct presence *p);
+void presence_free(struct presence *p);
+
+/* The k nearest drivers with a live socket, fresh position and `status`,
+ * of a vehicle type in vehicle_mask (bit i = cfg.tariff[i]), nearest first. */
+size_t presence_nearest(struct presence *p, double lat, double lon, double radius_m, enum driver_status status,
+			uint32_t vehicle_mask, struct presence_hit *out, size_t k);
+/* The dispatcher changed a driver's status (and version) in the database. */
+void presence_set_status(struct presence *p, const struct uuid *driver, enum driver_status st, int64_t version);
+/* The driver's open session, or NULL. */
+struct session *presence_session(struct presence *p, const struct uuid *driver);
+/* Index of a vehicle type in cfg.tariff, or -1. */
+int presence_vehicle_index(const struct server *srv, const char *type);
+
+#endif

@@ -1,0 +1,471 @@
+#include "gateway/gateway.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/server.h"
+#include "core/strbuf.h"
+#include "core/uuid.h"
+#include "net/http.h"
+#include "net/ws.h"
+#include "net/ws_frame.h"
+
+#define GW_MAX_TYPES 64
+#define SUBPROTOCOL "ridehail.v1"
+#define EVENT_VERSION_MAX 1 /* versions of every message type this server knows */
+
+const struct jv_field gw_envelope_fields[] = {
+	{ "event_id", JV_UUID, JV_REQUIRED },
+	{ "event_type", JV_STRING, JV_REQUIRED, 1, 64 },
+	{ "event_version", JV_INTEGER, JV_REQUIRED, 1, 1000 },
+	{ "timestamp", JV_DATETIME, JV_REQUIRED },
+	{ "producer", JV_STRING, JV_REQUIRED, 1, 64 },
+	{ "correlation_id", JV_UUID, JV_REQUIRED },
+	{ "payload", JV_ANY_OBJECT, JV_REQUIRED },
+	{ 0 },
+};
+
+struct gw_session {
+	struct session pub;
+	TAILQ_ENTRY(gw_session) link;
+	enum auth_role role;
+};
+TAILQ_HEAD(session_list, gw_session);
+
+struct gw_pending {
+	struct gateway *gw;
+	struct http_req *req;
+	struct auth_principal who;
+	bool echo_subprotocol;
+};
+
+struct gateway {
+	struct server *srv;
+	struct ws_hub *hub;
+	const struct gw_message_type *types[GW_MAX_TYPES];
+	int ntypes;
+	struct gw_role_hooks hooks[3]; /* rider, driver, operator */
+	struct session_list sessions;
+	int nsessions;
+	struct metric_family *f_rejected, *f_messages, *f_sessions;
+	struct metric_cell *m_sessions[3];
+};
+
+static int role_slot(enum auth_role r) { return r == ROLE_RIDER ? 0 : r == ROLE_DRIVER ? 1 : 2; }
+
+/* ------------------------------------------------------------ sending */
+
+static void envelope_open(struct strbuf *sb, const char *event_type, const char *correlation)
+{
+	struct uuid id;
+	char ids[37], ts[32], corr[37];
+	uuid_v4(&id);
+	uuid_format(&id, ids);
+	rh_format_rfc3339(rh_wall_ms(), ts);
+	if (!correlation) {
+		struct uuid c;
+		uuid_v4(&c);
+		uuid_format(&c, corr);
+		correlation = corr;
+	}
+	sb_printf(sb, "{\"event_id\":\"%s\",\"event_type\":\"%s\",\"event_version\":1,\"timestamp\":\"%s\","
+		      "\"producer\":\"ridehaild\",\"correlation_id\":\"%s\",\"payload\":",
+		  ids, event_type, ts, correlation);
+}
+
+bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation)
+{
+	if (!s->ws) {
+		cJSON_Delete(payload);
+		return false;
+	}
+	struct strbuf sb;
+	sb_init(&sb, 1u << 20);
+	envelope_open(&sb, event_type, correlation);
+	char *p = cJSON_PrintUnformatted(payload);
+	cJSON_Delete(payload);
+	sb_puts(&sb, p);
+	cJSON_free(p);
+	sb_putc(&sb, '}');
+	bool ok = !sb.overflow && ws_send_text(s->ws, sb.buf, sb.len);
+	sb_fini(&sb);
+	return ok;
+}
+
+void gw_reject_set(struct gw_reject *rej, const char *reason, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+	memset(rej, 0, sizeof *rej);
+	rej->reason = reason;
+	snprintf(rej->field, sizeof rej->field, "%s", field ? field : "");
+	va_start(ap, fmt);
+	vsnprintf(rej->details, sizeof rej->details, fmt, ap);
+	va_end(ap);
+}
+
+void gateway_reject(struct session *s, const char *command_type, const char *correlation, const struct gw_reject *rej)
+{
+	struct gateway *gw = s->gw;
+	const char *lv[] = { rej->reason };
+	metric_inc(metric_cell(gw->f_rejected, lv));
+	cJSON *p = cJSON_CreateObject();
+	if (command_type)
+		cJSON_AddStringToObject(p, "command_type", command_type);
+	else
+		cJSON_AddNullToObject(p, "command_type");
+	cJSON_AddStringToObject(p, "reason", rej->reason);
+	if (rej->field[0] || rej->rule[0])
+		cJSON_AddStringToObject(p, "field", rej->field); /* "" is the message itself */
+	if (rej->rule[0])
+		cJSON_AddStringToObject(p, "rule", rej->rule);
+	cJSON_AddStringToObject(p, "details", rej->details);
+	gateway_send(s, "command.rejected", p, correlation);
+}
+
+void gateway_close(struct session *s, uint16_t code, const char *reason)
+{
+	if (s->ws)
+		ws_close(s->ws, code, reason);
+}
+
+/* ------------------------------------------------------------ receiving */
+
+/* Counts a rejection; true when the client has now sent too many. */
+static bool too_many_rejections(struct session *s)
+{
+	int64_t now = rh_mono_ns() / 1000000;
+	if (now - s->reject_window_ms >= 60000) {
+		s->reject_window_ms = now;
+		s->rejections = 0;
+	}
+	return ++s->rejections > s->gw->srv->cfg.ws.max_rejections;
+}
+
+static void reject(struct session *s, const char *type, const char *corr, const struct gw_reject *rej)
+{
+	if (too_many_rejections(s)) {
+		log_info(ws_logid(s->ws), "closing: more than %lld invalid messages a minute",
+			 (long long)s->gw->srv->cfg.ws.max_rejections);
+		gateway_reject(s, type, corr, rej);
+		ws_close(s->ws, WS_CLOSE_POLICY, "too many invalid messages");
+		return;
+	}
+	gateway_reject(s, type, corr, rej);
+}
+
+static void reject_invalid(struct session *s, const char *type, const char *corr, const struct jv_error *e,
+			   const char *prefix)
+{
+	struct gw_reject rej;
+	gw_reject_set(&rej, "validation_failed", NULL, "%s%s", prefix, e->message);
+	snprintf(rej.field, sizeof rej.field, "%s%s", prefix, e->path);
+	snprintf(rej.rule, sizeof rej.rule, "%s", e->keyword);
+	reject(s, type, corr, &rej);
+}
+
+static const struct gw_message_type *find_type(struct gateway *gw, const char *type)
+{
+	for (int i = 0; i < gw->ntypes; i++)
+		if (strcmp(gw->types[i]->event_type, type) == 0)
+			return gw->types[i];
+	return NULL;
+}
+
+static void gw_on_message(struct ws_conn *c, void *arg, const char *text, size_t len)
+{
+	struct gw_session *gs = arg;
+	struct session *s = &gs->pub;
+	struct gateway *gw = s->gw;
+	struct gw_reject rej;
+	const char *end = NULL;
+
+	cJSON *msg = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	bool trailing = false;
+	for (const char *p = end; msg && p < text + len; p++)
+		trailing |= *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n';
+	if (!msg || trailing) {
+		size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+		gw_reject_set(&rej, "invalid_json", NULL, "not one JSON value: syntax error near byte %zu", at);
+		reject(s, NULL, NULL, &rej);
+		cJSON_Delete(msg);
+		return;
+	}
+	/* What we can learn before validation, to label the rejection. */
+	const char *type = jv_str(msg, "event_type");
+	const char *corr = jv_str(msg, "event_id");
+	char corr_ok[37] = "";
+	struct uuid u;
+	if (corr && uuid_parse(corr, &u))
+		uuid_format(&u, corr_ok);
+	const char *correlation = corr_ok[0] ? corr_ok : NULL;
+	if (!cJSON_IsObject(msg)) {
+		gw_reject_set(&rej, "validation_failed", "", "a message is a JSON object (the event envelope)");
+		snprintf(rej.rule, sizeof rej.rule, "type");
+		reject(s, NULL, NULL, &rej);
+		cJSON_Delete(msg);
+		return;
+	}
+	struct jv_error err;
+	if (!jv_check(msg, gw_envelope_fields, &err)) {
+		reject_invalid(s, type, correlation, &err, "");
+		cJSON_Delete(msg);
+		return;
+	}
+	const struct gw_message_type *t = find_type(gw, type);
+	if (!t || !(t->roles & s->who.role)) {
+		gw_reject_set(&rej, "unknown_event_type", "event_type", "a %s cannot send \"%s\"",
+			      auth_role_name(s->who.role), type);
+		snprintf(rej.rule, sizeof rej.rule, "enum");
+		reject(s, type, correlation, &rej);
+		cJSON_Delete(msg);
+		return;
+	}
+	if (jv_num(msg, "event_version", 0) > EVENT_VERSION_MAX) {
+		gw_reject_set(&rej, "unsupported_version", "event_version", "this server knows version %d of %s",
+			      EVENT_VERSION_MAX, type);
+		snprintf(rej.rule, sizeof rej.rule, "maximum");
+		reject(s, type, correlation, &rej);
+		cJSON_Delete(msg);
+		return;
+	}
+	const cJSON *payload = cJSON_GetObjectItemCaseSensitive(msg, "payload");
+	if (!jv_check(payload, t->payload, &err)) {
+		reject_invalid(s, type, correlation, &err, "payload.");
+		cJSON_Delete(msg);
+		return;
+	}
+	const char *lv[] = { t->event_type };
+	metric_inc(metric_cell(gw->f_messages, lv));
+	memset(&rej, 0, sizeof rej);
+	if (!t->handler(s, t->ctx, msg, payload, &rej) && s->ws)
+		reject(s, type, correlation, &rej);
+	cJSON_Delete(msg);
+}
+
+static void gw_on_close(struct ws_conn *c, void *arg, uint16_t code, const char *reason)
+{
+	struct gw_session *gs = arg;
+	struct gateway *gw = gs->pub.gw;
+	const struct gw_role_hooks *h = &gw->hooks[role_slot(gs->role)];
+	if (h->closed)
+		h->closed(&gs->pub, h->ctx, code);
+	gs->pub.ws = NULL;
+	TAILQ_REMOVE(&gw->sessions, gs, link);
+	gw->nsessions--;
+	metric_add(gw->m_sessions[role_slot(gs->role)], -1);
+	rh_free(gs);
+}
+
+static const struct ws_handlers gw_ws_handlers = {
+	.on_message = gw_on_message,
+	.on_close = gw_on_close,
+};
+
+/* ------------------------------------------------------------ handshake */
+
+void gateway_admit(struct gw_pending *p, void *owner)
+{
+	struct gateway *gw = p->gw;
+	struct gw_session *gs = RH_NEW(struct gw_session);
+	gs->pub.gw = gw;
+	gs->pub.who = p->who;
+	gs->pub.owner = owner;
+	gs->role = p->who.role;
+	gs->pub.reject_window_ms = rh_mono_ns() / 1000000;
+	int64_t expires = p->who.exp ? (p->who.exp + gw->srv->cfg.auth.leeway_ms / 1000) * 1000 : 0;
+	struct ws_conn *c = ws_accept(gw->hub, p->req, p->echo_subprotocol ? SUBPROTOCOL : NULL, expires,
+				      &gw_ws_handlers, gs);
+	rh_free(p);
+	if (!c) { /* the client left during admission */
+		const struct gw_role_hooks *h = &gw->hooks[role_slot(gs->role)];
+		if (h->closed)
+			h->closed(&gs->pub, h->ctx, WS_CLOSE_ABNORMAL);
+		rh_free(gs);
+		return;
+	}
+	gs->pub.ws = c;
+	TAILQ_INSERT_TAIL(&gw->sessions, gs, link);
+	gw->nsessions++;
+	metric_add(gw->m_sessions[role_slot(gs->role)], 1);
+	log_info(ws_logid(c), "%s %s connected from %s", auth_role_name(gs->role), gs->pub.who.id, ws_peer(c));
+	const struct gw_role_hooks *h = &gw->hooks[role_slot(gs->role)];
+	if (h->opened)
+		h->opened(&gs->pub, h->ctx);
+}
+
+void gateway_refuse(struct gw_pending *p, int problem, const char *detail)
+{
+	http_reply_problem(p->req, (enum problem)problem, NULL, "%s", detail);
+	rh_free(p);
+}
+
+/* The access token: Authorization: Bearer, a "bearer.<token>" subprotocol
+ * (browsers cannot set headers), or ?access_token=. */
+static const char *handshake_token(struct http_req *req, char *buf, size_t buflen, bool *echo)
+{
+	const char *auth = http_req_header(req, "authorization");
+	const char *protos = http_req_header(req, "sec-websocket-protocol");
+	const char *tok = NULL;
+	*echo = false;
+	if (protos) {
+		const char *p = protos;
+		while (*p) {
+			while (*p == ' ' || *p == ',')
+				p++;
+			size_t n = strcspn(p, ", ");
+			if (n == strlen(SUBPROTOCOL) && strncmp(p, SUBPROTOCOL, n) == 0)
+				*echo = true;
+			if (n > 7 && strncmp(p, "bearer.", 7) == 0 && n - 7 < buflen) {
+				memcpy(buf, p + 7, n - 7);
+				buf[n - 7] = '\0';
+				tok = buf;
+			}
+			p += n;
+		}
+	}
+	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+		tok = auth + 7;
+	if (!tok)
+		tok = http_req_query(req, "access_token");
+	return tok && *tok ? tok : NULL;
+}
+
+static void gw_upgrade(struct http_req *req, void *ctx)
+{
+	struct gateway *gw = ctx;
+	char buf[JWT_MAX_LEN + 1];
+	bool echo;
+	if (ws_check_upgrade_or_reply(gw->hub, req) != RH_OK)
+		return;
+	const char *tok = handshake_token(req, buf, sizeof buf, &echo);
+	struct auth_principal who;
+	const char *why = NULL;
+	if (!tok) {
+		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
+		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL,
+				   "an access token is required: Authorization: Bearer, a bearer.<token> subprotocol, or ?access_token=");
+		return;
+	}
+	if (auth_verify_token(gw->srv->auth, tok, &who, &why) != RH_OK) {
+		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
+		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "the access token is invalid (%s)", why ? why : "?");
+		return;
+	}
+	if (who.role == ROLE_OPERATOR) {
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "the WebSocket is for drivers and riders");
+		return;
+	}
+	struct gw_pending *p = RH_NEW(struct gw_pending);
+	p->gw = gw;
+	p->req = req;
+	p->who = who;
+	p->echo_subprotocol = echo;
+	const struct gw_role_hooks *h = &gw->hooks[role_slot(who.role)];
+	if (h->admit)
+		h->admit(p, &who, h->ctx);
+	else
+		gateway_admit(p, NULL);
+}
+
+static const struct http_route gw_routes[] = {
+	{ HTTP_GET, "/v1/ws", gw_upgrade, HTTP_ROUTE_UPGRADE },
+	{ 0 },
+};
+
+/* ------------------------------------------------------------ setup */
+
+void gateway_register(struct gateway *gw, const struct gw_message_type *t)
+{
+	if (gw->ntypes == GW_MAX_TYPES) {
+		log_error(NULL, "gateway: too many message types");
+		abort();
+	}
+	gw->types[gw->ntypes++] = t;
+}
+
+void gateway_set_role_hooks(struct gateway *gw, enum auth_role role, const struct gw_role_hooks *h)
+{
+	gw->hooks[role_slot(role)] = *h;
+}
+
+/* client.heartbeat: liveness and a round-trip measure; answered with
+ * server.heartbeat carrying the server's clock. */
+static const char *const client_types[] = { "driver", "rider", NULL };
+static const char *const heartbeat_status[] = { "alive", "background", NULL };
+static const struct jv_field heartbeat_fields[] = {
+	{ "client_id", JV_UUID, JV_REQUIRED },
+	{ "client_type", JV_STRING, JV_REQUIRED, 0, 0, client_types },
+	{ "status", JV_STRING, JV_REQUIRED, 0, 0, heartbeat_status },
+	{ "latency_ms", JV_INTEGER, 0, 0, 600000 },
+	{ 0 },
+};
+
+static bool on_heartbeat(struct session *s, void *ctx, const cJSON *msg, const cJSON *payload, struct gw_reject *rej)
+{
+	if (strcmp(jv_str(payload, "client_id"), s->who.id) != 0) {
+		gw_reject_set(rej, "forbidden", "payload.client_id", "client_id must be your own account id");
+		return false;
+	}
+	if (strcmp(jv_str(payload, "client_type"), auth_role_name(s->who.role)) != 0) {
+		gw_reject_set(rej, "validation_failed", "payload.client_type", "client_type must be %s",
+			      auth_role_name(s->who.role));
+		return false;
+	}
+	cJSON *p = cJSON_CreateObject();
+	char ts[32];
+	rh_format_rfc3339(rh_wall_ms(), ts);
+	cJSON_AddStringToObject(p, "server_time", ts);
+	cJSON_AddStringToObject(p, "echo", jv_str(msg, "timestamp"));
+	gateway_send(s, "server.heartbeat", p, jv_str(msg, "event_id"));
+	return true;
+}
+
+static const struct gw_message_type heartbeat_type = {
+	"client.heartbeat", ROLE_DRIVER | ROLE_RIDER, heartbeat_fields, on_heartbeat, NULL,
+};
+
+struct gateway *gateway_new(struct server *srv)
+{
+	static const char *const reason_label[] = { "reason", NULL };
+	static const char *const type_label[] = { "type", NULL };
+	static const char *const role_label[] = { "role", NULL };
+	struct gateway *gw = RH_NEW(struct gateway);
+	gw->srv = srv;
+	TAILQ_INIT(&gw->sessions);
+	gw->hub = ws_hub_new(srv->base, srv->http, &srv->cfg.ws, srv->metrics);
+	gw->f_rejected = metrics_counter(srv->metrics, "ridehail_gateway_rejected_total",
+					 "Messages answered with command.rejected, by reason.", reason_label);
+	gw->f_messages = metrics_counter(srv->metrics, "ridehail_gateway_messages_total",
+					 "Valid messages received, by event type.", type_label);
+	gw->f_sessions = metrics_gauge(srv->metrics, "ridehail_gateway_sessions", "Open sessions, by role.", role_label);
+	for (int i = 0; i < 3; i++) {
+		const char *lv[] = { auth_role_name(i == 0 ? ROLE_RIDER : i == 1 ? ROLE_DRIVER : ROLE_OPERATOR) };
+		gw->m_sessions[i] = metric_cell(gw->f_sessions, lv);
+	}
+	gateway_register(gw, &heartbeat_type);
+	http_server_add_routes(srv->http, gw_routes, gw);
+	return gw;
+}
+
+void gateway_close_all(struct gateway *gw)
+{
+	ws_hub_close_all(gw->hub, WS_CLOSE_GOING_AWAY, "server shutting down");
+}
+
+int gateway_sessions(const struct gateway *gw) { return gw ? ws_hub_count(gw->hub) : 0; }
+
+void gateway_free(struct gateway *gw)
+{
+	if (!gw)
+		return;
+	ws_hub_free(gw->hub); /* on_close of each session frees it */
+	rh_free(gw);
+}

@@ -1,0 +1,490 @@
+"""Drivers online: the WebSocket gateway, the driver protocol, the grid,
+nearby search, staleness and the location history, with real WebSocket
+clients against the real daemon and database."""
+import asyncio
+import json
+import math
+import re
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+import websockets
+
+from conftest import problem, wait_for
+from test_auth import make_jwt
+from wsapp import App, Driver, RawWS, envelope, now_iso, run
+
+UTRECHT = (52.0907, 5.1214)
+
+
+def token_of(headers):
+    return headers["Authorization"].split()[1]
+
+
+def haversine(a, b):
+    la1, lo1, la2, lo2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
+    return 2 * 6371008.8 * math.asin(math.sqrt(h))
+
+
+async def online_driver(d, lat=UTRECHT[0], lon=UTRECHT[1], how="header", **acct):
+    drv, hdr = d.driver_session(**acct)
+    app = await Driver.connect(d, token_of(hdr), drv["id"], how=how)
+    hello = await app.recv("driver.status.changed")
+    assert hello["payload"]["reason"] == "session_opened"
+    await app.go("available")
+    await app.ping(lat, lon, heading_deg=90, speed_kmh=30, accuracy_m=5, source="gps")
+    return drv, app
+
+
+def nearby(d, headers, lat=UTRECHT[0], lon=UTRECHT[1], **q):
+    qs = "&".join(f"{k}={v}" for k, v in dict(lat=lat, lng=lon, **q).items())
+    r = d.get("/v1/drivers/nearby?" + qs, headers=headers)
+    assert r.status == 200, r
+    return r.json()
+
+
+# ---------------------------------------------------------------- handshake
+
+@pytest.mark.parametrize("how", ["header", "subprotocol", "query"])
+def test_driver_connects_with_each_token_form(daemon, how):
+    async def go():
+        drv, app = await online_driver(daemon, how=how)
+        if how == "subprotocol":
+            assert app.ws.subprotocol == "ridehail.v1"
+        await app.close()
+    run(go())
+
+
+def test_handshake_refusals(daemon, pg):
+    drv, hdr = daemon.driver_session()
+    url = f"ws://{daemon.host}:{daemon.port}/v1/ws"
+
+    async def status_of(**kw):
+        try:
+            ws = await websockets.connect(url, open_timeout=5, **kw)
+        except websockets.exceptions.InvalidStatusCode as e:
+            return e.status_code
+        await ws.close()
+        return 101
+
+    async def go():
+        assert await status_of() == 401
+        assert await status_of(extra_headers={"Authorization": "Bearer " + token_of(hdr)[:-2] + "xx"}) == 401
+        now = int(time.time())
+        expired = make_jwt({"iss": "ridehail", "sub": drv["id"], "role": "driver", "iat": now - 7200,
+                            "exp": now - 3600, "jti": "x"})
+        assert await status_of(extra_headers={"Authorization": "Bearer " + expired}) == 401
+        assert await status_of(extra_headers={"Authorization": "Bearer " + daemon.admin["Authorization"][7:]}) == 401
+        op = daemon.post("/v1/admin/operators", {"email": f"o{uuid.uuid4().hex[:6]}@x.co", "name": "O",
+                                                 "password": "operator-pw"}, headers=daemon.admin).json()
+        op_tok = daemon.login("operator", op["email"], "operator-pw")
+        assert await status_of(extra_headers={"Authorization": "Bearer " + op_tok}) == 403
+        pg.query(daemon.db, "UPDATE drivers SET disabled = true WHERE id = %s", (drv["id"],))
+        assert await status_of(extra_headers={"Authorization": "Bearer " + token_of(hdr)}) == 403
+        # a token for an account that does not exist
+        ghost = make_jwt({"iss": "ridehail", "sub": str(uuid.uuid4()), "role": "driver", "iat": now,
+                          "exp": now + 600, "jti": "x"})
+        assert await status_of(extra_headers={"Authorization": "Bearer " + ghost}) == 403
+    run(go())
+    # the handshake is HTTP: refusals are problem+json, and no upgrade happened
+    problem(daemon.get("/v1/ws"), 426, "upgrade-required")
+    r = daemon.raw(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 426") and b"Sec-WebSocket-Version: 13" in r
+    r = daemon.raw(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n")
+    assert r.startswith(b"HTTP/1.1 400")
+
+
+# ---------------------------------------------------------------- the grid
+
+def test_driver_appears_in_nearby_search(daemon):
+    async def go():
+        drv, app = await online_driver(daemon, lat=52.1000, lon=5.1300)
+        _, rider = daemon.rider_session()
+        res = wait_for(lambda: nearby(daemon, rider, 52.1, 5.13)["count"] == 1 and nearby(daemon, rider, 52.1, 5.13),
+                       what="the driver in a rider's nearby search")
+        d0 = res["drivers"][0]
+        assert "driver_id" not in d0 and "status" not in d0 and res["exact"] is False
+        moved = haversine((52.1, 5.13), (d0["location"]["lat"], d0["location"]["lon"]))
+        assert 40 <= moved <= 110, f"rider sees a position {moved:.0f} m from the truth"
+        again = nearby(daemon, rider, 52.1, 5.13)["drivers"][0]
+        assert again["location"] == d0["location"]  # stable: no averaging attack
+        assert d0["vehicle_type"] == "standard" and d0["heading_deg"] == 90
+        ops = nearby(daemon, daemon.admin, 52.1, 5.13)
+        exact = [x for x in ops["drivers"] if x["driver_id"] == drv["id"]]
+        assert exact and exact[0]["location"] == {"lat": 52.1, "lon": 5.13} and exact[0]["status"] == "available"
+        assert exact[0]["distance_m"] == 0
+        # filters
+        assert nearby(daemon, daemon.admin, 52.1, 5.13, vehicle_type="standard")["count"] >= 1
+        assert nearby(daemon, daemon.admin, 52.2, 5.13, radius_m=1000)["count"] == 0
+        # going offline takes the driver out at once
+        await app.go("offline")
+        assert all(x["driver_id"] != drv["id"] for x in nearby(daemon, daemon.admin, 52.1, 5.13)["drivers"])
+        await app.go("available")
+        await app.ping(52.1, 5.13)
+        wait_for(lambda: any(x["driver_id"] == drv["id"] for x in nearby(daemon, daemon.admin, 52.1, 5.13)["drivers"]))
+        # a dropped socket takes the driver out at once too
+        await app.close()
+        wait_for(lambda: all(x["driver_id"] != drv["id"]
+                             for x in nearby(daemon, daemon.admin, 52.1, 5.13)["drivers"]), what="driver gone")
+    run(go())
+
+
+def test_nearby_orders_and_limits(daemon):
+    async def go():
+        base = (51.5, -0.12)
+        apps = []
+        for i in range(6):
+            drv, app = await online_driver(daemon, lat=base[0] + 0.001 * i, lon=base[1])
+            apps.append((drv, app))
+        res = wait_for(lambda: (lambda r: r["count"] == 4 and r)(nearby(daemon, daemon.admin, *base, limit=4)))
+        ids = [x["driver_id"] for x in res["drivers"]]
+        assert ids == [a[0]["id"] for a in apps[:4]]
+        dists = [x["distance_m"] for x in res["drivers"]]
+        assert dists == sorted(dists)
+        for _, app in apps:
+            await app.close()
+    run(go())
+
+
+@pytest.mark.parametrize("query, field, rule", [
+    ("lng=5", "lat", "required"),
+    ("lat=95&lng=5", "lat", "maximum"),
+    ("lat=52&lng=-181", "lng", "minimum"),
+    ("lat=nan&lng=5", "lat", "type"),
+    ("lat=52&lng=5&radius_m=0", "radius_m", "minimum"),
+    ("lat=52&lng=5&radius_m=50000", "radius_m", "maximum"),
+    ("lat=52&lng=5&limit=2.5", "limit", "type"),
+    ("lat=52&lng=5&vehicle_type=rocket", "vehicle_type", "enum"),
+])
+def test_nearby_validation(daemon, query, field, rule):
+    _, rider = daemon.rider_session()
+    body = problem(daemon.get("/v1/drivers/nearby?" + query, headers=rider), 400, "validation-failed")
+    assert (body["field"], body["rule"]) == (field, rule)
+
+
+def test_nearby_is_for_riders_and_operators(daemon):
+    _, drv = daemon.driver_session()
+    problem(daemon.get("/v1/drivers/nearby?lat=52&lng=5", headers=drv), 403, "forbidden")
+    problem(daemon.get("/v1/drivers/nearby?lat=52&lng=5"), 401, "unauthorized")
+
+
+def test_stale_drivers_disappear_then_are_evicted(make_daemon, pg):
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_STALE_AFTER": "1s", "RIDEHAIL_PRESENCE_EVICT_AFTER": "3s"})
+
+    async def go():
+        drv, app = await online_driver(d, lat=48.85, lon=2.35)
+        wait_for(lambda: nearby(d, d.admin, 48.85, 2.35)["count"] == 1)
+        t0 = time.time()
+        wait_for(lambda: nearby(d, d.admin, 48.85, 2.35)["count"] == 0, timeout=5, what="stale driver hidden")
+        assert time.time() - t0 < 2.5
+        wait_for(lambda: pg.query(d.db, "SELECT status FROM drivers WHERE id = %s", (drv["id"],))[0][0] == "offline",
+                 timeout=8, what="evicted driver marked offline")
+        assert "evicted" in d.log()
+        # a new ping brings the driver back (available again once it says so)
+        await app.go("available")
+        await app.ping(48.85, 2.35)
+        wait_for(lambda: nearby(d, d.admin, 48.85, 2.35)["count"] == 1)
+        await app.close()
+    run(go())
+    metrics = d.get("/metrics").body.decode()
+    assert "ridehail_presence_stale_evictions_total 1" in metrics
+
+
+def test_second_login_replaces_the_first(daemon):
+    async def go():
+        drv, hdr = daemon.driver_session()
+        first = await Driver.connect(daemon, token_of(hdr), drv["id"])
+        await first.recv("driver.status.changed")
+        second = await Driver.connect(daemon, token_of(hdr), drv["id"])
+        await second.recv("driver.status.changed")
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            while True:
+                await asyncio.wait_for(first.ws.recv(), 3)
+        assert e.value.code == 4000 and "replaced" in e.value.reason
+        await second.go("available")  # the new session works
+        await second.ping(40.0, -3.7)
+        wait_for(lambda: any(x["driver_id"] == drv["id"] for x in nearby(daemon, daemon.admin, 40.0, -3.7)["drivers"]))
+        await second.close()
+    run(go())
+
+
+# ---------------------------------------------------------------- bad messages
+
+BAD = [
+    # (payload change or raw text, field, rule, reason)
+    ({"location": {"lat": 91, "lon": 0}}, "payload.location.lat", "maximum", "validation_failed"),
+    ({"location": {"lat": 0, "lon": -180.5}}, "payload.location.lon", "minimum", "validation_failed"),
+    ({"location": {"lat": "52", "lon": 5}}, "payload.location.lat", "type", "validation_failed"),
+    ({"location": {"lat": 52}}, "payload.location.lon", "required", "validation_failed"),
+    ({"heading_deg": 361}, "payload.heading_deg", "maximum", "validation_failed"),
+    ({"speed_kmh": -1}, "payload.speed_kmh", "minimum", "validation_failed"),
+    ({"source": "carrier-pigeon"}, "payload.source", "enum", "validation_failed"),
+    ({"altitude_m": 3}, "payload.altitude_m", "additionalProperties", "validation_failed"),
+    ({"driver_id": "not-a-uuid"}, "payload.driver_id", "format", "validation_failed"),
+]
+
+
+@pytest.mark.parametrize("change, field, rule, reason", BAD)
+def test_bad_location_rejected_and_connection_stays(daemon, change, field, rule, reason):
+    async def go():
+        drv, app = await online_driver(daemon, lat=45.0, lon=7.6)
+        payload = {"driver_id": drv["id"], "location": {"lat": 45.1, "lon": 7.6}}
+        payload.update(change)
+        sent = await app.send("driver.location.updated", payload)
+        m = await app.rejected(reason, field, rule)
+        assert m["correlation_id"] == sent["event_id"]
+        assert m["payload"]["command_type"] == "driver.location.updated"
+        # nothing changed, and the connection still works
+        exact = [x for x in nearby(daemon, daemon.admin, 45.0, 7.6)["drivers"] if x["driver_id"] == drv["id"]]
+        assert exact[0]["location"] == {"lat": 45.0, "lon": 7.6}
+        await app.ping(45.0005, 7.6)
+        wait_for(lambda: [x for x in nearby(daemon, daemon.admin, 45.0, 7.6)["drivers"]
+                          if x["driver_id"] == drv["id"]][0]["location"]["lat"] == 45.0005)
+        await app.close()
+    run(go())
+
+
+def test_envelope_and_semantic_rejections(daemon):
+    async def go():
+        drv, app = await online_driver(daemon, lat=41.9, lon=12.5)
+        loc = {"driver_id": drv["id"], "location": {"lat": 41.9, "lon": 12.5}}
+        await app.send_raw("{not json")
+        await app.rejected("invalid_json")
+        await app.send_raw("[1, 2]")
+        await app.rejected("validation_failed", "", "type")
+        await app.send_raw('{"event_type": "driver.location.updated", "payload": {}} trailing')
+        await app.rejected("invalid_json")
+        await app.send("driver.location.updated", loc, event_id="nope")
+        await app.rejected("validation_failed", "event_id", "format")
+        await app.send("driver.location.updated", loc, timestamp="yesterday")
+        await app.rejected("validation_failed", "timestamp", "format")
+        await app.send("driver.location.updated", loc, event_version=2)
+        await app.rejected("unsupported_version", "event_version")
+        m = envelope("driver.location.updated", loc)
+        del m["correlation_id"]
+        await app.send_raw(json.dumps(m))
+        await app.rejected("validation_failed", "correlation_id", "required")
+        await app.send("driver.location.updated", loc, extra=1)
+        await app.rejected("validation_failed", "extra", "additionalProperties")
+        await app.send("trip.teleport", {})
+        await app.rejected("unknown_event_type", "event_type")
+        await app.send("driver.location.updated", dict(loc, driver_id=str(uuid.uuid4())))
+        await app.rejected("forbidden", "payload.driver_id")
+        await app.send("driver.location.updated", loc, timestamp=now_iso(3600))
+        await app.rejected("timestamp_in_future", "timestamp")
+        await app.send("driver.location.updated", loc, timestamp=now_iso(-3600))
+        await app.rejected("stale", "timestamp")
+        await app.send("driver.status.changed", {"driver_id": drv["id"], "status": "on_trip"})
+        await app.rejected("validation_failed", "payload.status", "enum")
+        # an older fix arriving after a newer one is ignored, not an error
+        await app.ping(41.95, 12.5)
+        await app.send("driver.location.updated", dict(loc, location={"lat": 41.0, "lon": 12.0}),
+                       timestamp=now_iso(-30))
+        await app.no_message()
+        wait_for(lambda: [x for x in nearby(daemon, daemon.admin, 41.95, 12.5)["drivers"]
+                          if x["driver_id"] == drv["id"]])
+        # heartbeats are answered
+        hb = await app.send("client.heartbeat", {"client_id": drv["id"], "client_type": "driver", "status": "alive",
+                                                "latency_ms": 40})
+        m = await app.recv("server.heartbeat")
+        assert m["correlation_id"] == hb["event_id"] and m["payload"]["echo"] == hb["timestamp"]
+        await app.close()
+    run(go())
+    text = daemon.get("/metrics").body.decode()
+    assert 'ridehail_gateway_rejected_total{reason="validation_failed"}' in text
+
+
+def test_flood_of_invalid_messages_closes(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_WS_MAX_REJECTIONS": "5"})
+
+    async def go():
+        drv, app = await online_driver(d)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            for _ in range(50):
+                await app.send_raw("garbage")
+                await asyncio.sleep(0.01)
+            while True:
+                await asyncio.wait_for(app.ws.recv(), 3)
+        assert e.value.code == 1008
+    run(go())
+
+
+def test_ping_rate_limit_then_disconnect(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "2", "RIDEHAIL_PRESENCE_FLOOD_CLOSE_AFTER": "1s"})
+
+    async def go():
+        drv, app = await online_driver(d)
+        for _ in range(10):
+            await app.ping(52.09, 5.12)
+        await app.rejected("rate_limited")
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            t0 = time.time()
+            while time.time() - t0 < 5:
+                await app.ping(52.09, 5.12)
+                await asyncio.sleep(0.02)
+            await asyncio.wait_for(app.ws.recv(), 3)
+        assert e.value.code == 1008
+    run(go())
+    assert "ridehail_presence_pings_throttled_total" in d.get("/metrics").body.decode()
+
+
+# ---------------------------------------------------------------- framing
+
+def raw_driver(d):
+    drv, hdr = d.driver_session()
+    c = RawWS(d, token_of(hdr))
+    assert c.status == 101
+    op, hello = c.read_frame()
+    assert op == 1 and json.loads(hello)["event_type"] == "driver.status.changed"
+    return drv, c
+
+
+@pytest.mark.parametrize("frame, code", [
+    (RawWS.frame(0x1, b"{}", mask=False), 1002),              # unmasked client frame
+    (RawWS.frame(0x1, b"{}", rsv=4), 1002),                   # reserved bit
+    (RawWS.frame(0x3, b"x"), 1002),                           # unknown opcode
+    (RawWS.frame(0x9, b"p" * 126), 1002),                     # control frame too long
+    (RawWS.frame(0x8, b"", fin=False), 1002),                 # fragmented control frame
+    (RawWS.frame(0x0, b"x"), 1002),                           # continuation with nothing to continue
+    (RawWS.frame(0x1, b"\xff\xfe"), 1007),                    # invalid UTF-8
+    (RawWS.frame(0x2, b"\x00\x01"), 1003),                    # binary: not our protocol
+    (RawWS.frame(0x1, b"", length=70000)[:14], 1009),         # frame over ws.max_frame_size (65536)
+])
+def test_malformed_frames_close_with_the_right_code(daemon, frame, code):
+    drv, c = raw_driver(daemon)
+    c.send(frame)
+    assert c.close_code() == code
+    assert c.eof()
+    c.close()
+
+
+def test_fragments_ping_pong_and_close_handshake(daemon):
+    drv, c = raw_driver(daemon)
+    msg = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
+                                                   "status": "alive"})).encode()
+    c.send(RawWS.frame(0x1, msg[:10], fin=False) + RawWS.frame(0x9, b"mid") + RawWS.frame(0x0, msg[10:20], fin=False) +
+           RawWS.frame(0x0, msg[20:]))
+    frames = [c.read_frame(), c.read_frame()]
+    assert (0xA, b"mid") in frames  # the pong came between the fragments
+    text = [json.loads(p) for op, p in frames if op == 1]
+    assert text and text[0]["event_type"] == "server.heartbeat"
+    c.send(RawWS.frame(0x8, struct.pack("!H", 1000) + b"bye"))
+    assert c.close_code() == 1000
+    assert c.eof()
+    c.close()
+
+
+def test_server_heartbeat_and_idle_timeout(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_WS_PING_INTERVAL": "1s", "RIDEHAIL_WS_IDLE_TIMEOUT": "3s"})
+    drv, c = raw_driver(d)
+    t0 = time.time()
+    op, payload = c.read_frame()
+    assert op == 0x9 and time.time() - t0 < 3  # the server pinged a silent client
+    c.send(RawWS.frame(0xA, payload))  # answering keeps it open ...
+    time.sleep(2.2)
+    c.send(RawWS.frame(0xA, b"still here"))
+    # ... and silence closes it with 1001
+    t1 = time.time()
+    assert c.close_code() == 1001
+    assert time.time() - t1 < 6
+    c.close()
+
+
+def test_slow_reader_is_dropped(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_WS_MAX_OUTPUT": "4KiB", "RIDEHAIL_WS_MAX_REJECTIONS": "100000"})
+    drv, hdr = d.driver_session()
+    c = RawWS(d, token_of(hdr), rcvbuf=4096)
+    msg = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
+                                                   "status": "alive"})).encode()
+    frame = RawWS.frame(0x1, msg)
+    c.s.settimeout(0.5)
+    try:
+        for _ in range(20000):  # each earns a reply we never read
+            c.send(frame)
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        pass
+    wait_for(lambda: "ridehail_ws_slow_readers_total 1" in d.get("/metrics").body.decode(), timeout=10,
+             what="the slow reader to be dropped")
+    c.close()
+    assert d.get("/healthz").status == 200
+
+
+# ---------------------------------------------------------------- HTTP fallback and history
+
+def test_http_location_fallback(daemon):
+    drv, hdr = daemon.driver_session()
+    body = {"location": {"lat": 59.33, "lon": 18.06}, "heading_deg": 10, "source": "network", "timestamp": now_iso()}
+    r = daemon.request("PUT", "/v1/drivers/me/location", body=body, headers=hdr)
+    assert r.status == 200 and r.json() == {"status": "ok"}
+    p = problem(daemon.request("PUT", "/v1/drivers/me/location", body=dict(body, location={"lat": 99, "lon": 0}),
+                               headers=hdr), 400, "validation-failed")
+    assert p["field"] == "location.lat"
+    p = problem(daemon.request("PUT", "/v1/drivers/me/location", body=dict(body, timestamp=now_iso(7200)),
+                               headers=hdr), 400, "validation-failed")
+    assert p["reason"] == "timestamp_in_future"
+    _, rider = daemon.rider_session()
+    problem(daemon.request("PUT", "/v1/drivers/me/location", body=body, headers=rider), 403, "forbidden")
+    # offline drivers are not searchable; available ones on HTTP are
+    ops = nearby(daemon, daemon.admin, 59.33, 18.06)
+    assert all(x["driver_id"] != drv["id"] for x in ops["drivers"])
+
+
+def test_location_history_lands_in_postgres(make_daemon, pg):
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_HISTORY_FLUSH_INTERVAL": "100ms"})
+
+    async def go():
+        drv, app = await online_driver(d, lat=35.68, lon=139.76)
+        for i in range(1, 5):
+            await app.ping(35.68 + i * 0.0001, 139.76, speed_kmh=20 + i, source="gps")
+            await asyncio.sleep(0.01)
+        rows = wait_for(lambda: (lambda r: len(r) == 5 and r)(pg.query(
+            d.db, "SELECT ST_Y(location::geometry), ST_X(location::geometry), speed_kmh, source, trip_id,"
+                  " recorded_at > now() - interval '1 minute', device_at IS NOT NULL"
+                  " FROM driver_locations WHERE driver_id = %s ORDER BY recorded_at", (drv["id"],))),
+            what="five history rows")
+        assert abs(rows[-1][0] - 35.6804) < 1e-7 and rows[-1][1] == 139.76
+        assert rows[-1][2] == 24 and rows[-1][3] == "gps" and rows[-1][4] is None and rows[-1][5] and rows[-1][6]
+        parts = pg.query(d.db, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'driver_locations'::regclass")
+        assert parts[0][0] >= 4  # default + today and days ahead
+        assert pg.query(d.db, "SELECT count(*) FROM driver_locations_default")[0][0] == 0
+        await app.close()
+    run(go())
+
+
+def test_history_queue_drops_oldest_when_database_is_slow(make_daemon, pg):
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_HISTORY_QUEUE_MAX": "100", "RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "10000",
+                         "RIDEHAIL_PRESENCE_HISTORY_FLUSH_INTERVAL": "100ms"})
+    locker = pg.connect(d.db)
+    locker.autocommit = False
+    locker.cursor().execute("LOCK TABLE driver_locations IN ACCESS EXCLUSIVE MODE")
+
+    async def go():
+        drv, app = await online_driver(d, lat=1.3, lon=103.8)
+        for i in range(400):
+            await app.ping(1.3 + i * 1e-5, 103.8)
+        # the hot path went on while the database was blocked
+        wait_for(lambda: [x for x in nearby(d, d.admin, 1.3, 103.8)["drivers"]
+                          if abs(x["location"]["lat"] - (1.3 + 399e-5)) < 1e-9])
+        await app.close()
+    run(go())
+    text = d.get("/metrics").body.decode()
+    dropped = float(re.search(r"^ridehail_history_points_dropped_total (\S+)$", text, re.M).group(1))
+    assert dropped > 0
+    locker.rollback()
+    locker.close()
+
+
+def test_presence_metrics(daemon):
+    text = daemon.get("/metrics").body.decode()
+    for name in ("ridehail_presence_connected_drivers", "ridehail_presence_pings_total",
+                 "ridehail_presence_grid_drivers", "ridehail_presence_stale_evictions_total",
+                 "ridehail_history_queue_depth", "ridehail_history_lag_seconds",
+                 "ridehail_history_points_dropped_total", "ridehail_ws_connections",
+                 "ridehail_gateway_rejected_total"):
+        assert name in text, name
