@@ -43,6 +43,7 @@ int driver_status_parse(const char *s)
 
 struct driver_rec {
 	struct uuid id;
+	uint32_t slot;             /* its index: the grid's handle */
 	bool used;
 	bool in_grid;
 	enum driver_status status; /* as in the database */
@@ -73,7 +74,9 @@ struct presence {
 	const struct presence_cfg *cfg;
 	struct geo_grid *grid;
 	struct history *history;
-	struct driver_rec *recs;
+	/* Records live in fixed chunks that never move: sessions and callbacks
+	 * hold pointers to them while more drivers arrive. */
+	struct driver_rec **chunks;
 	uint32_t nrecs, cap;       /* slots used so far / allocated */
 	uint32_t *free_slots;
 	uint32_t nfree;
@@ -88,6 +91,14 @@ struct presence {
 };
 
 /* ------------------------------------------------------------ records */
+
+#define REC_CHUNK_BITS 12
+#define REC_CHUNK (1u << REC_CHUNK_BITS)
+
+static inline struct driver_rec *rec_at(const struct presence *p, uint32_t slot)
+{
+	return &p->chunks[slot >> REC_CHUNK_BITS][slot & (REC_CHUNK - 1)];
+}
 
 static uint32_t uuid_hash(const struct uuid *u)
 {
@@ -107,8 +118,8 @@ static struct driver_rec *rec_find(struct presence *p, const struct uuid *id)
 		uint32_t e = p->index[i];
 		if (e == 0)
 			return NULL;
-		if (e != UINT32_MAX && uuid_eq(&p->recs[e - 1].id, id))
-			return &p->recs[e - 1];
+		if (e != UINT32_MAX && uuid_eq(&rec_at(p, e - 1)->id, id))
+			return rec_at(p, e - 1);
 	}
 }
 
@@ -131,7 +142,7 @@ static void index_insert(struct presence *p, uint32_t slot)
 	if ((p->index_used + 1) * 2 > p->index_cap)
 		index_grow(p);
 	uint32_t mask = p->index_cap - 1;
-	uint32_t i = uuid_hash(&p->recs[slot].id) & mask;
+	uint32_t i = uuid_hash(&rec_at(p, slot)->id) & mask;
 	while (p->index[i] != 0 && p->index[i] != UINT32_MAX)
 		i = (i + 1) & mask;
 	if (p->index[i] == 0)
@@ -142,7 +153,7 @@ static void index_insert(struct presence *p, uint32_t slot)
 static void index_remove(struct presence *p, uint32_t slot)
 {
 	uint32_t mask = p->index_cap - 1;
-	for (uint32_t i = uuid_hash(&p->recs[slot].id) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = uuid_hash(&rec_at(p, slot)->id) & mask;; i = (i + 1) & mask) {
 		if (p->index[i] == slot + 1) {
 			p->index[i] = UINT32_MAX;
 			return;
@@ -161,18 +172,18 @@ static struct driver_rec *rec_new(struct presence *p, const struct uuid *id)
 		if (p->nrecs == p->cfg->max_drivers)
 			return NULL;
 		if (p->nrecs == p->cap) {
-			uint32_t cap = p->cap ? p->cap * 2 : 1024;
-			if (cap > p->cfg->max_drivers)
-				cap = (uint32_t)p->cfg->max_drivers;
-			p->recs = rh_realloc(p->recs, (size_t)cap * sizeof *p->recs);
-			p->free_slots = rh_realloc(p->free_slots, (size_t)cap * sizeof *p->free_slots);
-			p->cap = cap;
+			uint32_t n = p->cap >> REC_CHUNK_BITS;
+			p->chunks = rh_realloc(p->chunks, (size_t)(n + 1) * sizeof *p->chunks);
+			p->chunks[n] = rh_calloc(REC_CHUNK, sizeof **p->chunks);
+			p->cap += REC_CHUNK;
+			p->free_slots = rh_realloc(p->free_slots, (size_t)p->cap * sizeof *p->free_slots);
 		}
 		slot = p->nrecs++;
 	}
-	struct driver_rec *r = &p->recs[slot];
+	struct driver_rec *r = rec_at(p, slot);
 	memset(r, 0, sizeof *r);
 	r->id = *id;
+	r->slot = slot;
 	r->used = true;
 	r->heading = r->speed = r->accuracy = -1;
 	index_insert(p, slot);
@@ -182,7 +193,8 @@ static struct driver_rec *rec_new(struct presence *p, const struct uuid *id)
 
 static uint32_t rec_slot(const struct presence *p, const struct driver_rec *r)
 {
-	return (uint32_t)(r - p->recs);
+	(void)p;
+	return r->slot;
 }
 
 static void rec_free(struct presence *p, struct driver_rec *r)
@@ -608,7 +620,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	uint32_t evicted[1024];
 	size_t n = geo_grid_sweep_stale(p->grid, now, p->cfg->evict_after_ms, SWEEP_BUDGET, evicted, RH_ARRAY_LEN(evicted));
 	for (size_t i = 0; i < n; i++) {
-		struct driver_rec *r = &p->recs[evicted[i]];
+		struct driver_rec *r = rec_at(p, evicted[i]);
 		char id[37];
 		r->in_grid = false;
 		metric_inc(p->m_evictions);
@@ -644,7 +656,7 @@ size_t presence_nearest(struct presence *p, double lat, double lon, double radiu
 	if (geo_grid_nearest(p->grid, lat, lon, radius_m, &f, hits, k, &n) != RH_OK)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
-		const struct driver_rec *r = &p->recs[hits[i].slot];
+		const struct driver_rec *r = rec_at(p, hits[i].slot);
 		out[i] = (struct presence_hit){
 			.driver = r->id, .dist_m = hits[i].dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
 			.vehicle = r->vehicle, .version = r->version, .ping_age_ms = f.now_ms - r->last_ping_ms,
@@ -939,7 +951,9 @@ void presence_free(struct presence *p)
 	event_free(p->sweep);
 	history_free(p->history);
 	geo_grid_free(p->grid);
-	rh_free(p->recs);
+	for (uint32_t i = 0; i < p->cap >> REC_CHUNK_BITS; i++)
+		rh_free(p->chunks[i]);
+	rh_free(p->chunks);
 	rh_free(p->free_slots);
 	rh_free(p->index);
 	rh_free(p);

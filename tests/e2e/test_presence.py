@@ -488,3 +488,47 @@ def test_presence_metrics(daemon):
                  "ridehail_history_points_dropped_total", "ridehail_ws_connections",
                  "ridehail_gateway_rejected_total"):
         assert name in text, name
+
+
+def test_many_drivers_arriving_keep_connected_sessions_sound(make_daemon, pg):
+    """Driver records must not move while sessions point at them: a socket
+    opened first keeps working after thousands more drivers arrive (here
+    through the HTTP fallback, which makes records just the same)."""
+    import http.client
+    d = make_daemon()
+    n = 4500  # more than one block of records
+    ids = [r[0] for r in pg.query(d.db, """
+        INSERT INTO drivers (email, name, password_hash, vehicle_type, vehicle_make, vehicle_model,
+                             vehicle_color, plate)
+        SELECT 'many' || i || '@example.com', 'Many ' || i, 'unused', 'standard', 'Kia', 'Niro', 'Blue',
+               'M' || i
+        FROM generate_series(1, %s) i RETURNING id::text""", (n,))]
+
+    async def go():
+        first, app = await online_driver(d, 52.0, 5.0)
+        conn = http.client.HTTPConnection(d.host, d.port, timeout=10)
+        now = int(time.time())
+        for i, drv_id in enumerate(ids):
+            tok = make_jwt({"iss": "ridehail", "sub": drv_id, "role": "driver", "iat": now, "exp": now + 600,
+                            "jti": uuid.uuid4().hex})
+            body = json.dumps({"location": {"lat": 52.0 + (i % 100) * 0.001, "lon": 5.0 + (i // 100) * 0.001},
+                               "timestamp": now_iso()})
+            conn.request("PUT", "/v1/drivers/me/location", body=body,
+                         headers={"Authorization": "Bearer " + tok, "Content-Type": "application/json"})
+            r = conn.getresponse()
+            assert r.status == 200, r.read()
+            r.read()
+        conn.close()
+        # the first driver's session still works and still moves its own record
+        await app.ping(52.3, 5.3)
+        await app.go("offline")
+        await app.go("available")
+        await app.ping(52.31, 5.31)
+        ops = wait_for(lambda: [x for x in nearby(d, d.admin, 52.31, 5.31, radius_m=500)["drivers"]
+                                if x["driver_id"] == first["id"]], what="the first driver at its new place")
+        assert ops[0]["location"] == {"lat": 52.31, "lon": 5.31}
+        await app.close()
+
+    run(go())
+    m = d.get("/metrics").body.decode()
+    assert re.search(r"^ridehail_presence_driver_records (\d+)", m, re.M).group(1) == str(n + 1)
