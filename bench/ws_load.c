@@ -164,12 +164,12 @@ static void build_template(struct conn *c)
 	c->off_heading = (size_t)(strstr(c->tmpl, "\"heading_deg\":100") - c->tmpl) + 14;
 }
 
-/* A masked client text frame of the template as it stands. */
-static void add_frame(struct evbuffer *out, const char *payload, size_t len, uint32_t mask)
+/* A masked client frame (FIN set). */
+static void add_frame(struct evbuffer *out, int opcode, const char *payload, size_t len, uint32_t mask)
 {
 	uint8_t buf[8 + 1024];
 	size_t h = 0;
-	buf[h++] = 0x81;
+	buf[h++] = (uint8_t)(0x80 | opcode);
 	if (len < 126) {
 		buf[h++] = (uint8_t)(0x80 | len);
 	} else {
@@ -187,7 +187,7 @@ static void add_frame(struct evbuffer *out, const char *payload, size_t len, uin
 
 static void add_text(struct conn *c, const char *text)
 {
-	add_frame(bufferevent_get_output(c->bev), text, strlen(text), c->mask);
+	add_frame(bufferevent_get_output(c->bev), 0x1, text, strlen(text), c->mask);
 	G.sent++;
 }
 
@@ -206,7 +206,7 @@ static void add_ping(struct conn *c)
 	put_digits(t + c->off_lat, (uint64_t)((c->lat - 52.0) * 1e6 + 0.5), 6);
 	put_digits(t + c->off_lon, (uint64_t)((c->lon - 5.0) * 1e6 + 0.5), 6);
 	put_digits(t + c->off_heading, 100 + rnd() % 260, 3); /* no leading zero: strict JSON */
-	add_frame(bufferevent_get_output(c->bev), t, c->tmpl_len, c->mask);
+	add_frame(bufferevent_get_output(c->bev), 0x1, t, c->tmpl_len, c->mask);
 	G.sent++;
 }
 
@@ -221,6 +221,8 @@ static void envelope(char *out, size_t n, struct conn *c, const char *type, cons
 
 static void start_next(void);
 
+static void on_write(struct bufferevent *bev, void *arg);
+
 static void check_ready(void)
 {
 	if (G.announced || G.up + G.failed < G.nconns)
@@ -228,6 +230,13 @@ static void check_ready(void)
 	G.announced = true;
 	printf("connected=%d failed=%d\nready\n", G.up, G.failed);
 	fflush(stdout);
+	/* Stream only once every socket is up: the figure is the steady state,
+	 * not logins competing with pings. */
+	for (int i = 0; G.stream && i < G.nconns; i++) {
+		struct conn *c = &G.conns[i];
+		if (c->upgraded && !c->dead)
+			on_write(c->bev, c);
+	}
 }
 
 static void conn_dead(struct conn *c)
@@ -251,7 +260,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct conn *c = arg;
-	if (!G.stream || !c->upgraded)
+	if (!G.stream || !c->upgraded || !G.announced)
 		return;
 	tick_clock();
 	for (int i = 0; i < BATCH; i++)
@@ -272,10 +281,6 @@ static void on_upgraded(struct conn *c)
 	if (G.seed_ping) {
 		tick_clock();
 		add_ping(c);
-	}
-	if (G.stream) {
-		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-		on_write(c->bev, c);
 	}
 	check_ready();
 	start_next();
@@ -335,7 +340,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 				G.rejected++;
 			}
 		} else if (op == 0x9 && len <= 125) {
-			add_frame(bufferevent_get_output(bev), (const char *)frame + hl, len, c->mask);
+			add_frame(bufferevent_get_output(bev), 0xA, (const char *)frame + hl, len, c->mask); /* pong */
 			G.pongs++;
 		} else if (op == 0x8) {
 			evbuffer_drain(in, hl + len);

@@ -22,6 +22,12 @@ void sb_append(struct strbuf *sb, const void *data, size_t n);
 void sb_puts(struct strbuf *sb, const char *s);
 void sb_putc(struct strbuf *sb, char c);
 void sb_printf(struct strbuf *sb, const char *fmt, ...) RH_PRINTF(2, 3);
+/* A finite number with exactly `decimals` (0-9) digits after the point,
+ * rounded half away from zero: what "%.*f" prints for |v| < 9e9, without
+ * printf's cost on hot paths, and never a negative zero ("-0.0"). Larger or
+ * non-finite values fall back to printf. */
+void sb_fixed(struct strbuf *sb, double v, int decimals);
+void sb_int(struct strbuf *sb, long long v);
 /* Hands the buffer to the caller (free with rh_free) and resets sb. */
 char *sb_take(struct strbuf *sb, size_t *len);
 

@@ -40,6 +40,7 @@ struct presence_hit {
 	int vehicle;       /* index of the vehicle type in cfg.tariff */
 	int64_t version;   /* drivers.version as last known */
 	int64_t ping_age_ms;
+	uint32_t slot;     /* presence's own handle of the record (internal) */
 };
 
 struct presence *presence_new(struct server *srv);

@@ -16,6 +16,7 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/prio.h"
 #include "net/http.h"
 #include "store/db.h"
 
@@ -36,9 +37,14 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	struct event_config *ec = event_config_new();
 	/* Timers are compared against the cached monotonic clock each loop turn. */
 	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	/* Two priorities: the database's sockets (RH_PRIO_HIGH) and everything
+	 * else. After 64 client callbacks the loop looks for ready
+	 * high-priority events again, so logins and trip writes keep moving
+	 * while thousands of drivers stream pings. */
+	event_config_set_max_dispatch_interval(ec, NULL, 64, RH_PRIO_NORMAL);
 	srv->base = event_base_new_with_config(ec);
 	event_config_free(ec);
-	if (!srv->base) {
+	if (!srv->base || event_base_priority_init(srv->base, RH_PRIO_COUNT) != 0) {
 		log_error(NULL, "cannot create the event loop");
 		return RH_EIO;
 	}

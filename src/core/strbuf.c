@@ -1,5 +1,6 @@
 #include "core/strbuf.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,6 +56,45 @@ void sb_append(struct strbuf *sb, const void *data, size_t n)
 
 void sb_puts(struct strbuf *sb, const char *s) { sb_append(sb, s, strlen(s)); }
 void sb_putc(struct strbuf *sb, char c) { sb_append(sb, &c, 1); }
+
+void sb_int(struct strbuf *sb, long long v)
+{
+	char buf[24];
+	int i = sizeof buf;
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	do {
+		buf[--i] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	if (v < 0)
+		buf[--i] = '-';
+	sb_append(sb, buf + i, sizeof buf - (size_t)i);
+}
+
+void sb_fixed(struct strbuf *sb, double v, int decimals)
+{
+	static const double pow10[] = { 1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9 };
+	if (decimals < 0 || decimals > 9 || !(fabs(v) < 9e9)) {
+		sb_printf(sb, "%.*f", decimals < 0 ? 0 : decimals > 9 ? 9 : decimals, v);
+		return;
+	}
+	double scaled = fabs(v) * pow10[decimals];
+	unsigned long long x = (unsigned long long)(scaled + 0.5);
+	unsigned long long scale = (unsigned long long)pow10[decimals];
+	if (v < 0 && x != 0)
+		sb_putc(sb, '-');
+	sb_int(sb, (long long)(x / scale));
+	if (decimals == 0)
+		return;
+	char frac[10];
+	unsigned long long f = x % scale;
+	for (int i = decimals - 1; i >= 0; i--) {
+		frac[i] = (char)('0' + f % 10);
+		f /= 10;
+	}
+	sb_putc(sb, '.');
+	sb_append(sb, frac, (size_t)decimals);
+}
 
 void sb_printf(struct strbuf *sb, const char *fmt, ...)
 {

@@ -9,6 +9,8 @@
 
 #include "core/alloc.h"
 
+#define STREAM_READ_BITE (64u * 1024) /* bytes read per wake-up at most */
+
 static void stream_destroy(struct stream *s)
 {
 	if (s->rev)
@@ -120,6 +122,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		update_reading(s);
 		return;
 	}
+	/* One bounded bite per wake-up: a client streaming flat out must not
+	 * hold the loop while others (and the database) wait. */
+	if (room > STREAM_READ_BITE)
+		room = STREAM_READ_BITE;
 	ssize_t n = read(s->fd, dst, room);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)

@@ -9,6 +9,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/prio.h"
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "store/migrations.h"
@@ -480,7 +481,9 @@ static void conn_ready(struct db_conn *c)
 	}
 	conn_clear_events(c);
 	c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, conn_io_cb, c);
+	event_priority_set(c->ev, RH_PRIO_HIGH);
 	c->wev = event_new(db->base, PQsocket(c->pg), EV_WRITE, conn_write_cb, c);
+	event_priority_set(c->wev, RH_PRIO_HIGH);
 	event_add(c->ev, NULL);
 	set_state(c, DC_READY);
 	c->backoff_ms = 0;
@@ -529,6 +532,7 @@ static void conn_established(struct db_conn *c)
 		set_state(c, DC_WAITING);
 		/* still watch the socket so that a server shutdown is noticed */
 		c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, conn_io_cb, c);
+		event_priority_set(c->ev, RH_PRIO_HIGH);
 		event_add(c->ev, NULL);
 		return;
 	}
@@ -559,6 +563,7 @@ static void conn_poll_cb(evutil_socket_t fd, short what, void *arg)
 		short ev = st == PGRES_POLLING_WRITING ? EV_WRITE : EV_READ;
 		/* the socket may change between attempts (several hosts) */
 		c->ev = event_new(c->db->base, PQsocket(c->pg), ev, conn_poll_cb, c);
+		event_priority_set(c->ev, RH_PRIO_HIGH);
 		event_add(c->ev, NULL);
 		return;
 	}
@@ -602,6 +607,7 @@ static void conn_connect(struct db_conn *c)
 	PQsetNoticeReceiver(c->pg, notice_cb, c);
 	set_state(c, DC_CONNECTING);
 	c->ev = event_new(db->base, PQsocket(c->pg), EV_WRITE, conn_poll_cb, c);
+	event_priority_set(c->ev, RH_PRIO_HIGH);
 	event_add(c->ev, NULL);
 	struct timeval tv = { .tv_sec = db->cfg->connect_timeout_ms / 1000,
 			      .tv_usec = (db->cfg->connect_timeout_ms % 1000) * 1000 };
@@ -627,6 +633,7 @@ struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struc
 	}
 	db->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, db);
 	db->deliver = event_new(base, -1, 0, deliver_cb, db);
+	event_priority_set(db->deliver, RH_PRIO_HIGH);
 	struct timeval tv = { 0, 100000 };
 	event_add(db->sweep, &tv);
 	snprintf(db->why, sizeof db->why, "connecting");
