@@ -181,6 +181,26 @@ def test_tokens_are_checked(daemon):
     problem(daemon.post("/v1/admin/drivers", GOOD_DRIVER, headers=bearer(tok)), 403, "forbidden")
 
 
+def test_recently_verified_tokens_still_expire_and_forgeries_still_fail(make_daemon):
+    """Verified tokens are remembered for speed: a remembered token must still
+    expire on time, and a forgery that differs from it in one byte, or that
+    is the same token under another secret, must still be refused."""
+    d = make_daemon(env={"RIDEHAIL_AUTH_LEEWAY": "0s"})
+    drv = d.create_driver()
+    now = int(time.time())
+    claims = {"iss": "ridehail", "sub": drv["id"], "role": "driver", "iat": now, "exp": now + 2, "jti": "short"}
+    tok = make_jwt(claims)
+    for _ in range(3):  # verified once, then answered from memory
+        assert d.get("/v1/me", headers=bearer(tok)).status == 200
+    sig = tok.rsplit(".", 1)[1]
+    flipped = tok[: -len(sig)] + ("A" if sig[0] != "A" else "B") + sig[1:]
+    problem(d.get("/v1/me", headers=bearer(flipped)), 401, "unauthorized")
+    problem(d.get("/v1/me", headers=bearer(make_jwt(claims, secret="y" * 40))), 401, "unauthorized")
+    time.sleep(max(0, now + 3.2 - time.time()))
+    p = problem(d.get("/v1/me", headers=bearer(tok)), 401, "unauthorized")
+    assert "expired" in p["detail"]
+
+
 def test_operator_accounts(daemon):
     r = daemon.post("/v1/admin/operators", {"email": "ops@example.com", "name": "Ops", "password": "operator-pw"},
                     headers=daemon.admin)
