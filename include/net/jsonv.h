@@ -38,7 +38,9 @@ struct jv_field {
 
 struct jv_error {
 	char path[128];   /* "pickup.lat"; "" for the object itself */
-	char keyword[32]; /* required, type, minimum, maximum, minLength, maxLength, enum, format, additionalProperties */
+	char keyword[32]; /* required, type, minimum, maximum, minLength, maxLength, enum, format,
+			     additionalProperties; uniqueMembers for a repeated member (JSON
+			     leaves those undefined: we refuse them) */
 	char message[192];
 };
 

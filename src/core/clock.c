@@ -76,7 +76,10 @@ int rh_parse_rfc3339(const char *s, int64_t *wall_ms)
 	if (*p == 'Z' || *p == 'z') {
 		p++;
 	} else if (*p == '+' || *p == '-') {
-		int oh = digits(p + 1, 2), om = p[3] == ':' ? digits(p + 4, 2) : -1;
+		/* "+hh:mm": check each byte in order, so a string that ends early
+		 * is never read past its terminator */
+		int oh = digits(p + 1, 2);
+		int om = oh >= 0 && p[3] == ':' ? digits(p + 4, 2) : -1;
 		if (oh < 0 || om < 0 || oh > 23 || om > 59)
 			return -1;
 		offset_min = (oh * 60 + om) * (*p == '+' ? 1 : -1);

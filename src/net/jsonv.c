@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/clock.h"
@@ -80,45 +81,60 @@ static const char *type_word(enum jv_type t)
 	}
 }
 
-static bool check_value(const cJSON *v, const struct jv_field *f, const char *path, struct jv_error *err);
+/* Paths are joined only when something fails: the happy path (every
+ * location update) must not pay for building strings it never shows. */
+static bool fail_in(struct jv_error *err, const char *parent, const char *name, const char *keyword, const char *what)
+{
+	char sub[128];
+	snprintf(sub, sizeof sub, "%s%s%s", parent, parent[0] ? "." : "", name);
+	return fail(err, sub, keyword, what);
+}
+
+#define JV_MAX_FIELDS 64
+
+static bool check_value(const cJSON *v, const struct jv_field *f, const char *parent, struct jv_error *err);
 
 static bool check_object(const cJSON *obj, const struct jv_field *fields, const char *path, struct jv_error *err)
 {
-	char sub[128];
 	if (!cJSON_IsObject(obj)) {
 		return fail(err, path, "type", "must be an object");
 	}
+	size_t nf = 0;
+	while (fields[nf].name)
+		nf++;
+	if (nf > JV_MAX_FIELDS)
+		abort(); /* a table this large is a programming error */
+	const cJSON *found[JV_MAX_FIELDS];
+	memset(found, 0, nf * sizeof *found);
 	/* unknown or repeated members first: they are never silently ignored */
 	for (const cJSON *m = obj->child; m; m = m->next) {
-		const struct jv_field *f = fields;
-		while (f->name && strcmp(f->name, m->string) != 0)
-			f++;
-		snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", m->string);
-		if (!f->name) {
-			return fail(err, sub, "additionalProperties", "is not a known field");
+		size_t i = 0;
+		while (i < nf && strcmp(fields[i].name, m->string) != 0)
+			i++;
+		if (i == nf) {
+			return fail_in(err, path, m->string, "additionalProperties", "is not a known field");
 		}
-		for (const cJSON *o = obj->child; o != m; o = o->next) {
-			if (strcmp(o->string, m->string) == 0) {
-				return fail(err, sub, "uniqueMembers", "appears twice");
-			}
+		if (found[i]) {
+			return fail_in(err, path, m->string, "uniqueMembers", "appears twice");
 		}
+		found[i] = m;
 	}
-	for (const struct jv_field *f = fields; f->name; f++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, f->name);
-		snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", f->name);
+	for (size_t i = 0; i < nf; i++) {
+		const struct jv_field *f = &fields[i];
+		const cJSON *v = found[i];
 		if (!v || (cJSON_IsNull(v) && (f->flags & JV_NULLABLE))) {
 			if (f->flags & JV_REQUIRED) {
-				return fail(err, sub, "required", "is required");
+				return fail_in(err, path, f->name, "required", "is required");
 			}
 			continue;
 		}
-		if (!check_value(v, f, sub, err))
+		if (!check_value(v, f, path, err))
 			return false;
 	}
 	return true;
 }
 
-static bool check_value(const cJSON *v, const struct jv_field *f, const char *path, struct jv_error *err)
+static bool check_value(const cJSON *v, const struct jv_field *f, const char *parent, struct jv_error *err)
 {
 	switch (f->type) {
 	case JV_NUMBER:
@@ -126,35 +142,38 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 		if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) {
 			char what[48];
 			snprintf(what, sizeof what, "must be %s", type_word(f->type));
-			return fail(err, path, "type", what);
+			return fail_in(err, parent, f->name, "type", what);
 		}
 		double d = v->valuedouble;
 		if (f->type == JV_INTEGER && (d != floor(d) || fabs(d) > MAX_SAFE_INTEGER)) {
-			return fail(err, path, "type", "must be an integer");
+			return fail_in(err, parent, f->name, "type", "must be an integer");
 		}
 		char what[64], num[32];
 		if (d < f->min) {
 			fmt_num(num, sizeof num, f->min);
 			snprintf(what, sizeof what, "must be at least %s", num);
-			return fail(err, path, "minimum", what);
+			return fail_in(err, parent, f->name, "minimum", what);
 		}
 		if (d > f->max) {
 			fmt_num(num, sizeof num, f->max);
 			snprintf(what, sizeof what, "must be at most %s", num);
-			return fail(err, path, "maximum", what);
+			return fail_in(err, parent, f->name, "maximum", what);
 		}
 		return true;
 	}
 	case JV_BOOL:
 		if (!cJSON_IsBool(v)) {
-			return fail(err, path, "type", "must be a boolean");
+			return fail_in(err, parent, f->name, "type", "must be a boolean");
 		}
 		return true;
-	case JV_OBJECT:
-		return check_object(v, f->fields, path, err);
+	case JV_OBJECT: {
+		char sub[128];
+		snprintf(sub, sizeof sub, "%s%s%s", parent, parent[0] ? "." : "", f->name);
+		return check_object(v, f->fields, sub, err);
+	}
 	case JV_ANY_OBJECT:
 		if (!cJSON_IsObject(v)) {
-			return fail(err, path, "type", "must be an object");
+			return fail_in(err, parent, f->name, "type", "must be an object");
 		}
 		return true;
 	case JV_STRING:
@@ -164,22 +183,22 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 		break;
 	}
 	if (!cJSON_IsString(v)) {
-		return fail(err, path, "type", "must be a string");
+		return fail_in(err, parent, f->name, "type", "must be a string");
 	}
 	const char *s = v->valuestring;
 	if (!jv_valid_utf8(s)) {
-		return fail(err, path, "format", "is not valid UTF-8");
+		return fail_in(err, parent, f->name, "format", "is not valid UTF-8");
 	}
 	size_t len = utf8_len(s);
 	if (f->type == JV_STRING) {
 		char what[96];
 		if ((double)len < f->min) {
 			snprintf(what, sizeof what, "must have at least %.0f characters", f->min);
-			return fail(err, path, "minLength", what);
+			return fail_in(err, parent, f->name, "minLength", what);
 		}
 		if (f->max > 0 && (double)len > f->max) {
 			snprintf(what, sizeof what, "must have at most %.0f characters", f->max);
-			return fail(err, path, "maxLength", what);
+			return fail_in(err, parent, f->name, "maxLength", what);
 		}
 		if (f->enum_values) {
 			for (int i = 0; f->enum_values[i]; i++)
@@ -188,21 +207,21 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 			size_t n = (size_t)snprintf(what, sizeof what, "must be one of");
 			for (int i = 0; f->enum_values[i] && n < sizeof what; i++)
 				n += (size_t)snprintf(what + n, sizeof what - n, "%s %s", i ? "," : "", f->enum_values[i]);
-			return fail(err, path, "enum", what);
+			return fail_in(err, parent, f->name, "enum", what);
 		}
 		return true;
 	}
 	if (f->type == JV_UUID && !jv_is_uuid(s)) {
-		return fail(err, path, "format", "must be a UUID");
+		return fail_in(err, parent, f->name, "format", "must be a UUID");
 	}
 	if (f->type == JV_DATETIME) {
 		int64_t ms;
 		if (rh_parse_rfc3339(s, &ms) != 0) {
-			return fail(err, path, "format", "must be an RFC 3339 date-time");
+			return fail_in(err, parent, f->name, "format", "must be an RFC 3339 date-time");
 		}
 	}
 	if (f->type == JV_EMAIL && (!is_email(s) || len > 254)) {
-		return fail(err, path, "format", "must be an email address");
+		return fail_in(err, parent, f->name, "format", "must be an email address");
 	}
 	return true;
 }

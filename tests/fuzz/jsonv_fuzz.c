@@ -123,7 +123,8 @@ static void recheck(const cJSON *obj, const struct jv_field *fields)
 static void check(const cJSON *obj, const struct jv_field *fields)
 {
 	static const char *const keywords[] = { "required", "type", "minimum", "maximum", "minLength",
-						"maxLength", "enum", "format", "additionalProperties", NULL };
+						"maxLength", "enum", "format", "additionalProperties", "uniqueMembers",
+						NULL };
 	struct jv_error err;
 	memset(&err, 0x5a, sizeof err);
 	if (jv_check(obj, fields, &err)) {

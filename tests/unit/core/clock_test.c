@@ -1,3 +1,6 @@
+#include <stdlib.h>
+#include <string.h>
+
 #include "../unit.h"
 
 #include "core/clock.h"
@@ -27,4 +30,22 @@ UNIT_TEST(clock_rfc3339_rejects)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		if (rh_parse_rfc3339(bad[i], &ms) == 0)
 			unit_fail(__FILE__, __LINE__, "accepted \"%s\"", bad[i]);
+}
+
+/* Strings that end inside the zone offset (found by fuzzing): each is
+ * copied to an allocation of its exact size, so ASan sees any read past it. */
+UNIT_TEST(clock_rfc3339_truncated_offsets)
+{
+	static const char *const bad[] = {
+		"2026-11-24T18:04:05.726-", "2026-11-24T18:04:05+", "2026-11-24T18:04:05+0", "2026-11-24T18:04:05+01",
+		"2026-11-24T18:04:05+01:", "2026-11-24T18:04:05+01:3", "2026-11-24T18:04:05-01-30",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		size_t n = strlen(bad[i]) + 1;
+		char *s = malloc(n);
+		memcpy(s, bad[i], n);
+		int64_t ms;
+		CHECK_EQ_INT(rh_parse_rfc3339(s, &ms), -1);
+		free(s);
+	}
 }
