@@ -105,6 +105,23 @@ struct tariff_cfg {
 	int64_t minimum;
 	int64_t booking_fee;
 	int64_t seats;
+	int64_t cancel_fee;  /* rider cancels after the grace period */
+	int64_t no_show_fee; /* driver cancels after waiting past trip.no_show_wait */
+};
+struct pricing_cfg {
+	int64_t quote_ttl_ms;       /* a quote is honoured this long */
+	double detour_factor;       /* straight-line distance x this = road distance (no map) */
+	double average_speed_kmh;   /* road distance / this = duration (no map) */
+	int64_t quote_match_m;      /* a ride's pickup/dropoff may be this far from the quote's */
+	int64_t eta_radius_m;       /* nearest available driver searched this far for the pickup ETA */
+};
+struct trip_cfg {
+	int64_t cancel_grace_ms;    /* a rider cancels free this long after MATCHED */
+	int64_t no_show_wait_ms;    /* a driver waiting this long at the pickup may cancel with a no-show fee */
+	double fare_tolerance;      /* metered distance/time this far (fraction) from the estimate: metered fare, review */
+	double rides_per_minute;    /* ride requests per rider (bursts of the same) */
+	int64_t min_trip_m;         /* pickup and dropoff closer than this are refused */
+	int64_t batch_max;          /* transitions committed together in one transaction */
 };
 #define TARIFF_MAX 16
 
@@ -117,6 +134,8 @@ struct rh_config {
 	struct auth_cfg auth;
 	struct ws_cfg ws;
 	struct presence_cfg presence;
+	struct pricing_cfg pricing;
+	struct trip_cfg trip;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

@@ -86,6 +86,14 @@ void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const ch
 /* 400 validation-failed naming the field (`field`) and the failed rule
  * (`rule`, a JSON Schema keyword). */
 void http_reply_invalid(struct http_req *r, const struct jv_error *err);
+/* A numeric query parameter within [min, max]: def when absent and not
+ * required; otherwise replies 400 validation-failed naming the field and the
+ * rule (required, type, minimum, maximum) and returns false. */
+bool http_query_number_or_reply(struct http_req *req, const char *name, double min, double max, double def,
+				bool required, double *out);
+/* A problem naming the offending field (and the failed rule, may be NULL). */
+void http_reply_field_problem(struct http_req *req, enum problem p, const char *field, const char *rule,
+			      const char *fmt, ...) RH_PRINTF(5, 6);
 /* Parses the body and checks it against fields, or replies and returns NULL. */
 cJSON *http_req_json_valid_or_reply(struct http_req *r, const struct jv_field *fields);
 

@@ -18,12 +18,19 @@
 	X(PROBLEM_METHOD_NOT_ALLOWED,   405, "method-not-allowed",      "Method not allowed")     \
 	X(PROBLEM_REQUEST_TIMEOUT,      408, "request-timeout",         "Request not received in time") \
 	X(PROBLEM_CONFLICT,             409, "conflict",                "Conflicts with the current state") \
+	X(PROBLEM_TRIP_STATE,           409, "trip-state",              "Not allowed in the trip's current state") \
+	X(PROBLEM_ACTIVE_TRIP,          409, "active-trip",             "The rider already has an active trip") \
+	X(PROBLEM_DRIVER_UNAVAILABLE,   409, "driver-unavailable",      "The driver cannot take this trip") \
 	X(PROBLEM_LENGTH_REQUIRED,      411, "length-required",         "Content-Length required") \
 	X(PROBLEM_BODY_TOO_LARGE,       413, "body-too-large",          "Request body too large") \
 	X(PROBLEM_URI_TOO_LONG,         414, "uri-too-long",            "Request line too long")  \
 	X(PROBLEM_UNSUPPORTED_MEDIA,    415, "unsupported-media-type",  "Unsupported Content-Type") \
 	X(PROBLEM_EXPECTATION_FAILED,   417, "expectation-failed",      "Unsupported Expect")     \
 	X(PROBLEM_UNPROCESSABLE,        422, "unprocessable",           "Request cannot be served") \
+	X(PROBLEM_QUOTE_INVALID,        422, "quote-invalid",           "Not a quote this service issued") \
+	X(PROBLEM_QUOTE_EXPIRED,        422, "quote-expired",           "The quote has expired") \
+	X(PROBLEM_QUOTE_MISMATCH,       422, "quote-mismatch",          "The quote is for another trip") \
+	X(PROBLEM_IDEMPOTENCY_REUSED,   422, "idempotency-key-reused",  "Idempotency-Key reused with another request") \
 	X(PROBLEM_UPGRADE_REQUIRED,     426, "upgrade-required",        "Upgrade required")       \
 	X(PROBLEM_RATE_LIMITED,         429, "rate-limited",            "Too many requests")      \
 	X(PROBLEM_HEADERS_TOO_LARGE,    431, "headers-too-large",       "Request header fields too large") \

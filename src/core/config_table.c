@@ -208,6 +208,40 @@ static const struct cfg_key tariff_keys[] = {
 	  "Added to every fare, after surge and the minimum." },
 	{ "seats", CFG_INT, T(seats), "4", 1, 60, "passengers", NULL,
 	  "Passenger seats of this vehicle type." },
+	{ "cancel_fee", CFG_INT, T(cancel_fee), "500", 0, 1e9, "minor units", NULL,
+	  "Charged when the rider cancels after trip.cancel_grace has passed since the driver was assigned." },
+	{ "no_show_fee", CFG_INT, T(no_show_fee), "500", 0, 1e9, "minor units", NULL,
+	  "Charged when the driver cancels after waiting at the pickup for trip.no_show_wait." },
+	{ 0 }
+};
+
+static const struct cfg_key pricing_keys[] = {
+	{ "quote_ttl", CFG_DURATION, K(pricing_cfg, quote_ttl_ms), "5m", SEC(10), SEC(3600), "s", NULL,
+	  "A fare quote is honoured this long; after it the rider must ask for a new estimate." },
+	{ "detour_factor", CFG_DBL, K(pricing_cfg, detour_factor), "1.3", 1, 5, "factor", NULL,
+	  "Without a road map: road distance = straight-line distance x this." },
+	{ "average_speed", CFG_DBL, K(pricing_cfg, average_speed_kmh), "25", 1, 200, "km/h", NULL,
+	  "Without a road map: duration = road distance / this speed." },
+	{ "quote_match_distance", CFG_INT, K(pricing_cfg, quote_match_m), "150", 0, 10000, "m", NULL,
+	  "A ride request's pickup and dropoff may be this far from its quote's and still get the quoted price." },
+	{ "eta_radius", CFG_INT, K(pricing_cfg, eta_radius_m), "5000", 100, 100000, "m", NULL,
+	  "The nearest available driver is looked for this far around the pickup for the estimate's pickup ETA." },
+	{ 0 }
+};
+
+static const struct cfg_key trip_keys[] = {
+	{ "cancel_grace", CFG_DURATION, K(trip_cfg, cancel_grace_ms), "2m", 0, SEC(3600), "s", NULL,
+	  "A rider may cancel free for this long after a driver is assigned (always free while searching)." },
+	{ "no_show_wait", CFG_DURATION, K(trip_cfg, no_show_wait_ms), "5m", 0, SEC(3600), "s", NULL,
+	  "A driver who has waited at the pickup this long may cancel, and the rider pays the tariff's no_show_fee." },
+	{ "fare_tolerance", CFG_DBL, K(trip_cfg, fare_tolerance), "0.25", 0, 10, "fraction", NULL,
+	  "The upfront fare is charged unless the metered distance or duration differs from the estimate by more than this fraction; then the metered fare is charged and the trip flagged for review." },
+	{ "rides_per_minute", CFG_DBL, K(trip_cfg, rides_per_minute), "10", 0.1, 100000, "per minute", NULL,
+	  "Ride requests per rider (bursts of the same size); past it: 429 + Retry-After." },
+	{ "min_distance", CFG_INT, K(trip_cfg, min_trip_m), "50", 0, 10000, "m", NULL,
+	  "A pickup and dropoff closer than this are refused (422)." },
+	{ "batch_max", CFG_INT, K(trip_cfg, batch_max), "256", 1, 10000, "transitions", NULL,
+	  "Trip transitions that arrive together are committed in one transaction, up to this many." },
 	{ 0 }
 };
 
@@ -259,6 +293,14 @@ static const struct cfg_section presence_section = {
 	.name = "presence", .keys = presence_keys, .offset = offsetof(struct rh_config, presence),
 	.help = "Drivers online: the in-memory grid (hot path) and location history (cold path).",
 };
+static const struct cfg_section pricing_section = {
+	.name = "pricing", .keys = pricing_keys, .offset = offsetof(struct rh_config, pricing),
+	.help = "Fare estimates and quotes.",
+};
+static const struct cfg_section trip_section = {
+	.name = "trip", .keys = trip_keys, .offset = offsetof(struct rh_config, trip),
+	.help = "Ride requests, the trip state machine, cancellation and final-fare rules.",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -276,6 +318,8 @@ const struct cfg_section *const cfg_sections[] = {
 	&auth_section,
 	&ws_section,
 	&presence_section,
+	&pricing_section,
+	&trip_section,
 	&tariff_section,
 	NULL,
 };

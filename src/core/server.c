@@ -11,6 +11,8 @@
 #include "core/admin.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
+#include "pricing/pricing.h"
+#include "trip/trip.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/health.h"
@@ -56,6 +58,8 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->auth = auth_new(srv);
 	srv->gateway = gateway_new(srv);
 	srv->presence = presence_new(srv);
+	srv->pricing = pricing_new(srv);
+	srv->trips = trips_new(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -191,6 +195,8 @@ void server_fini(struct server *srv)
 	/* Modules first (their pending work may still answer requests), then the
 	 * HTTP server, then the pool. */
 	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
+	trips_free(srv->trips);
+	pricing_free(srv->pricing);
 	presence_free(srv->presence);
 	auth_free(srv->auth);
 	http_server_free(srv->http);

@@ -1,6 +1,8 @@
 #include "net/http.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -453,6 +455,45 @@ void http_reply_invalid(struct http_req *r, const struct jv_error *err)
 	cJSON_AddStringToObject(ext, "field", err->path);
 	cJSON_AddStringToObject(ext, "rule", err->keyword);
 	http_reply_problem(r, PROBLEM_VALIDATION, ext, "%s", err->message);
+}
+
+void http_reply_field_problem(struct http_req *r, enum problem p, const char *field, const char *rule,
+			      const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	cJSON *ext = cJSON_CreateObject();
+	cJSON_AddStringToObject(ext, "field", field);
+	if (rule)
+		cJSON_AddStringToObject(ext, "rule", rule);
+	http_reply_problem(r, p, ext, "%s", detail);
+}
+
+bool http_query_number_or_reply(struct http_req *req, const char *name, double min, double max, double def,
+				bool required, double *out)
+{
+	const char *v = http_req_query(req, name);
+	if (!v) {
+		if (!required) {
+			*out = def;
+			return true;
+		}
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, "required", "query parameter %s is required", name);
+		return false;
+	}
+	char *end;
+	double d = strtod(v, &end);
+	if (!*v || *end || !isfinite(d) || d < min || d > max) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name,
+					 !*v || *end || !isfinite(d) ? "type" : d < min ? "minimum" : "maximum",
+					 "%s must be a number from %g to %g", name, min, max);
+		return false;
+	}
+	*out = d;
+	return true;
 }
 
 cJSON *http_req_json_valid_or_reply(struct http_req *r, const struct jv_field *fields)

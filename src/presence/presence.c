@@ -704,35 +704,6 @@ static void fuzz_position(struct presence *p, const struct driver_rec *r, double
 		*lat = -90;
 }
 
-static bool query_number(struct http_req *req, const char *name, double min, double max, double def, bool required,
-			 double *out)
-{
-	const char *v = http_req_query(req, name);
-	cJSON *ext;
-	if (!v) {
-		if (!required) {
-			*out = def;
-			return true;
-		}
-		ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", name);
-		cJSON_AddStringToObject(ext, "rule", "required");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "query parameter %s is required", name);
-		return false;
-	}
-	char *end;
-	double d = strtod(v, &end);
-	if (!*v || *end || !isfinite(d) || d < min || d > max) {
-		ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", name);
-		cJSON_AddStringToObject(ext, "rule", !*v || *end || !isfinite(d) ? "type" : d < min ? "minimum" : "maximum");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "%s must be a number from %g to %g", name, min, max);
-		return false;
-	}
-	*out = d;
-	return true;
-}
-
 static void nearby(struct http_req *req, void *ctx)
 {
 	struct presence *p = ctx;
@@ -740,9 +711,9 @@ static void nearby(struct http_req *req, void *ctx)
 	double lat, lng, radius, limit;
 	if (!auth_require_or_reply(p->srv->auth, req, ROLE_RIDER | ROLE_OPERATOR, &who))
 		return;
-	if (!query_number(req, "lat", -90, 90, 0, true, &lat) || !query_number(req, "lng", -180, 180, 0, true, &lng) ||
-	    !query_number(req, "radius_m", 1, (double)p->cfg->nearby_max_radius_m, 2000, false, &radius) ||
-	    !query_number(req, "limit", 1, (double)p->cfg->nearby_max_limit, 10, false, &limit))
+	if (!http_query_number_or_reply(req, "lat", -90, 90, 0, true, &lat) || !http_query_number_or_reply(req, "lng", -180, 180, 0, true, &lng) ||
+	    !http_query_number_or_reply(req, "radius_m", 1, (double)p->cfg->nearby_max_radius_m, 2000, false, &radius) ||
+	    !http_query_number_or_reply(req, "limit", 1, (double)p->cfg->nearby_max_limit, 10, false, &limit))
 		return;
 	if (limit != floor(limit)) {
 		cJSON *ext = cJSON_CreateObject();

@@ -1,0 +1,72 @@
+/* Pricing: the fare formula, upfront quotes and GET /v1/estimate.
+ *
+ * A fare is base + distance x per_km + time x per_min, times the surge
+ * multiplier, at least the minimum, plus the booking fee; every amount in
+ * integer minor units of the tariff's currency. Distance and duration come
+ * from straight-line distance x pricing.detour_factor at
+ * pricing.average_speed (method "straight_line") until a road map is
+ * loaded.
+ *
+ * A quote is stateless and tamper-proof: its id is the quoted fare and trip
+ * (vehicle type, pickup, dropoff, expiry) signed with HMAC-SHA-256 under a
+ * key derived from auth.jwt_secret, so estimates write nothing and any
+ * daemon sharing the secret honours another's quotes until they expire. */
+#ifndef RH_PRICING_PRICING_H
+#define RH_PRICING_PRICING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct server;
+struct tariff_cfg;
+struct pricing;
+
+#define QUOTE_ID_MAX 400
+
+struct fare {
+	char vehicle_type[32];
+	char currency[4];
+	int64_t base, distance, time, minimum, booking_fee, total; /* minor units */
+	int64_t per_km, per_min;                                    /* the tariff's rates */
+	double surge;                                               /* multiplier, >= 1 */
+	int64_t distance_m, duration_s;
+	char method[16];                                            /* "straight_line" or "road" */
+};
+
+/* The fare for a trip of distance_m / duration_s on tariff t (pure). */
+void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t duration_s, double surge, struct fare *out);
+
+struct quote {
+	struct fare fare;
+	double pickup_lat, pickup_lng, dropoff_lat, dropoff_lng;
+	int64_t expires_ms; /* wall clock */
+};
+
+struct pricing *pricing_new(struct server *srv);
+void pricing_free(struct pricing *p);
+
+/* Distance, duration and fare between two points for vehicle type index
+ * `vehicle` (into cfg.tariff), by the best method available. */
+void pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+		      struct fare *out);
+
+/* Signs q into id (at least QUOTE_ID_MAX bytes). */
+void pricing_quote_sign(const struct pricing *p, const struct quote *q, char *id, size_t idlen);
+
+enum quote_check {
+	QUOTE_OK = 0,
+	QUOTE_INVALID,  /* malformed or signature does not verify */
+	QUOTE_EXPIRED,
+};
+/* Verifies and decodes a quote id; now_ms is the wall clock. */
+enum quote_check pricing_quote_open(const struct pricing *p, const char *id, int64_t now_ms, struct quote *out);
+
+/* The fare as JSON members (base, distance, time, surge_multiplier, minimum,
+ * booking_fee, total, currency) appended to an object being built; with
+ * `rates` also per_km, per_min, distance_m, duration_s, method (what the
+ * trip stores to meter its final fare by the same tariff). */
+struct cJSON;
+void pricing_fare_json(const struct fare *f, struct cJSON *obj, bool rates);
+
+#endif

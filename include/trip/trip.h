@@ -1,0 +1,65 @@
+/* Trips: ride requests, the trip state machine, cancellation fees, final
+ * fares, receipts and ratings, and the REST endpoints for them.
+ *
+ *   SEARCHING -> MATCHED -> ARRIVED -> IN_PROGRESS -> COMPLETED
+ *   SEARCHING | MATCHED | ARRIVED -> CANCELLED (IN_PROGRESS: operator only)
+ *
+ * The state machine itself is sql/005_trips.sql's trip_transition(): one
+ * transaction per transition that updates the trip on (state, version),
+ * appends its trip_events row and outbox rows, and moves the driver's
+ * status and version. This module validates input, calls it, and keeps
+ * presence's copy of the driver's status in step with the answer.
+ *
+ * Group commit: transitions that arrive while one batch is at the database
+ * wait and go together in the next (trip_transitions(), one subtransaction
+ * each), so at load one commit carries many transitions and at rest a
+ * transition waits for nothing.
+ *
+ * Endpoints: POST /v1/rides, GET /v1/rides, GET /v1/rides/{id},
+ * POST /v1/rides/{id}/{cancel,assign,arrived,start,complete,rating},
+ * GET /v1/rides/{id}/receipt. */
+#ifndef RH_TRIP_TRIP_H
+#define RH_TRIP_TRIP_H
+
+#include <cjson/cJSON.h>
+
+struct server;
+struct trips;
+
+enum trip_state {
+	TRIP_SEARCHING = 0,
+	TRIP_MATCHED,
+	TRIP_ARRIVED,
+	TRIP_IN_PROGRESS,
+	TRIP_COMPLETED,
+	TRIP_CANCELLED,
+};
+const char *trip_state_name(enum trip_state s);
+
+struct trips *trips_new(struct server *srv);
+void trips_free(struct trips *t);
+
+/* The answer to one transition:
+ *   200  done; body is the trip (body.repeated: it was already in that state,
+ *        nothing changed: the idempotent no-op)
+ *   404  no such trip, or not one this actor may touch
+ *   409  refused in the current state: body {reason, state}; reasons
+ *        illegal_transition, trip_finished, trip_in_progress, already_matched,
+ *        version_conflict, driver_unavailable, driver_busy
+ *   503  the database did not answer (retrying is safe: transitions are
+ *        idempotent)
+ *   500  a bug
+ * body is borrowed for the duration of the callback. */
+typedef void (*trip_done_cb)(void *arg, int status, const cJSON *body);
+
+/* Asks for a transition of trip_id (canonical UUID) to `to`, by `role`
+ * ("rider", "driver", "operator" or "system") and actor (an account id, or
+ * a name for the system). args (taken over; may be NULL) as documented at
+ * trip_transition() in sql/005_trips.sql: expected_version; driver_id,
+ * driver_version, eta_s, distance_m, score (MATCHED); distance_m,
+ * duration_s, end_lat, end_lng (COMPLETED); reason (CANCELLED). The
+ * callback runs exactly once, never from inside this call. */
+void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, const char *role, const char *actor,
+		     cJSON *args, trip_done_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,252 @@
+#include "pricing/pricing.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/server.h"
+#include "geo/geohash.h"
+#include "net/http.h"
+#include "presence/presence.h"
+
+struct pricing {
+	struct server *srv;
+	const struct pricing_cfg *cfg;
+	unsigned char key[crypto_auth_hmacsha256_KEYBYTES];
+	struct metric_family *f_estimates;
+};
+
+/* ------------------------------------------------------------ the formula */
+
+void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t duration_s, double surge, struct fare *out)
+{
+	memset(out, 0, sizeof *out);
+	snprintf(out->vehicle_type, sizeof out->vehicle_type, "%s", t->name);
+	snprintf(out->currency, sizeof out->currency, "%s", t->currency);
+	out->per_km = t->per_km;
+	out->per_min = t->per_min;
+	out->surge = surge;
+	out->distance_m = distance_m;
+	out->duration_s = duration_s;
+	out->base = t->base;
+	out->distance = (t->per_km * distance_m + 500) / 1000;
+	out->time = (t->per_min * duration_s + 30) / 60;
+	out->minimum = t->minimum;
+	out->booking_fee = t->booking_fee;
+	/* The same arithmetic as trip_metered_fare() in sql/005_trips.sql, so a
+	 * trip metered exactly as estimated costs exactly the quote. */
+	int64_t surge_milli = llround(surge * 1000.0);
+	int64_t surged = ((out->base + out->distance + out->time) * surge_milli + 500) / 1000;
+	out->total = (surged > out->minimum ? surged : out->minimum) + out->booking_fee;
+	snprintf(out->method, sizeof out->method, "straight_line");
+}
+
+void pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+		      struct fare *out)
+{
+	const struct pricing_cfg *c = p->cfg;
+	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
+	double road = line * c->detour_factor;
+	double dur = road / (c->average_speed_kmh / 3.6);
+	pricing_fare(&p->srv->cfg.tariff[vehicle], llround(road), llround(dur), 1.0, out);
+}
+
+void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
+{
+	cJSON_AddStringToObject(o, "currency", f->currency);
+	cJSON_AddNumberToObject(o, "base", (double)f->base);
+	cJSON_AddNumberToObject(o, "distance", (double)f->distance);
+	cJSON_AddNumberToObject(o, "time", (double)f->time);
+	cJSON_AddNumberToObject(o, "surge_multiplier", f->surge);
+	cJSON_AddNumberToObject(o, "minimum", (double)f->minimum);
+	cJSON_AddNumberToObject(o, "booking_fee", (double)f->booking_fee);
+	cJSON_AddNumberToObject(o, "total", (double)f->total);
+	if (rates) {
+		cJSON_AddNumberToObject(o, "per_km", (double)f->per_km);
+		cJSON_AddNumberToObject(o, "per_min", (double)f->per_min);
+		cJSON_AddNumberToObject(o, "distance_m", (double)f->distance_m);
+		cJSON_AddNumberToObject(o, "duration_s", (double)f->duration_s);
+		cJSON_AddStringToObject(o, "method", f->method);
+	}
+}
+
+/* ------------------------------------------------------------ quotes */
+
+/* "q1.<base64url(fields)>.<base64url(HMAC-SHA-256 of what precedes the dot)>" */
+#define QUOTE_PREFIX "q1."
+
+void pricing_quote_sign(const struct pricing *p, const struct quote *q, char *id, size_t idlen)
+{
+	const struct fare *f = &q->fare;
+	char fields[320];
+	int n = snprintf(fields, sizeof fields,
+			 "%s|%.6f|%.6f|%.6f|%.6f|%s|%lld|%lld|%lld|%lld|%lld|%.3f|%lld|%lld|%lld|%lld|%lld|%s|%lld",
+			 f->vehicle_type, q->pickup_lat, q->pickup_lng, q->dropoff_lat, q->dropoff_lng, f->currency,
+			 (long long)f->base, (long long)f->distance, (long long)f->time, (long long)f->minimum,
+			 (long long)f->booking_fee, f->surge, (long long)f->total, (long long)f->per_km,
+			 (long long)f->per_min, (long long)f->distance_m, (long long)f->duration_s, f->method,
+			 (long long)q->expires_ms);
+	char body[sodium_base64_ENCODED_LEN(320, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	sodium_bin2base64(body, sizeof body, (const unsigned char *)fields, (size_t)n,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	char signed_part[sizeof body + 8];
+	int m = snprintf(signed_part, sizeof signed_part, QUOTE_PREFIX "%s", body);
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	crypto_auth_hmacsha256(mac, (const unsigned char *)signed_part, (unsigned long long)m, p->key);
+	char macs[sodium_base64_ENCODED_LEN(crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	sodium_bin2base64(macs, sizeof macs, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	snprintf(id, idlen, "%s.%s", signed_part, macs);
+}
+
+enum quote_check pricing_quote_open(const struct pricing *p, const char *id, int64_t now_ms, struct quote *out)
+{
+	size_t len = strlen(id);
+	if (len >= QUOTE_ID_MAX || strncmp(id, QUOTE_PREFIX, 3) != 0)
+		return QUOTE_INVALID;
+	const char *dot = strrchr(id, '.');
+	if (dot == id + 2)
+		return QUOTE_INVALID;
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	size_t maclen = 0;
+	if (sodium_base642bin(mac, sizeof mac, dot + 1, strlen(dot + 1), NULL, &maclen, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    maclen != sizeof mac)
+		return QUOTE_INVALID;
+	/* constant time */
+	if (crypto_auth_hmacsha256_verify(mac, (const unsigned char *)id, (unsigned long long)(dot - id), p->key) != 0)
+		return QUOTE_INVALID;
+	char fields[321];
+	size_t flen = 0;
+	const char *b = id + 3;
+	if (sodium_base642bin((unsigned char *)fields, sizeof fields - 1, b, (size_t)(dot - b), NULL, &flen, NULL,
+			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+		return QUOTE_INVALID;
+	fields[flen] = '\0';
+	memset(out, 0, sizeof *out);
+	struct fare *f = &out->fare;
+	long long v[12];
+	char vt[32], cur[4], method[16];
+	int got = sscanf(fields,
+			 "%31[^|]|%lf|%lf|%lf|%lf|%3[^|]|%lld|%lld|%lld|%lld|%lld|%lf|%lld|%lld|%lld|%lld|%lld|%15[^|]|%lld",
+			 vt, &out->pickup_lat, &out->pickup_lng, &out->dropoff_lat, &out->dropoff_lng, cur, &v[0], &v[1],
+			 &v[2], &v[3], &v[4], &f->surge, &v[5], &v[6], &v[7], &v[8], &v[9], method, &v[10]);
+	if (got != 19) /* signed by us, so only a change of format gets here */
+		return QUOTE_INVALID;
+	snprintf(f->vehicle_type, sizeof f->vehicle_type, "%s", vt);
+	snprintf(f->currency, sizeof f->currency, "%s", cur);
+	snprintf(f->method, sizeof f->method, "%s", method);
+	f->base = v[0];
+	f->distance = v[1];
+	f->time = v[2];
+	f->minimum = v[3];
+	f->booking_fee = v[4];
+	f->total = v[5];
+	f->per_km = v[6];
+	f->per_min = v[7];
+	f->distance_m = v[8];
+	f->duration_s = v[9];
+	out->expires_ms = v[10];
+	if (now_ms > out->expires_ms)
+		return QUOTE_EXPIRED;
+	return QUOTE_OK;
+}
+
+/* ------------------------------------------------------------ GET /v1/estimate */
+
+static void estimate(struct http_req *req, void *ctx)
+{
+	struct pricing *p = ctx;
+	double plat, plng, dlat, dlng;
+	if (!http_query_number_or_reply(req, "pickup_lat", -90, 90, 0, true, &plat) ||
+	    !http_query_number_or_reply(req, "pickup_lng", -180, 180, 0, true, &plng) ||
+	    !http_query_number_or_reply(req, "dropoff_lat", -90, 90, 0, true, &dlat) ||
+	    !http_query_number_or_reply(req, "dropoff_lng", -180, 180, 0, true, &dlng))
+		return;
+	const char *vt = http_req_query(req, "vehicle_type");
+	int vehicle = vt ? presence_vehicle_index(p->srv, vt) : 0;
+	if (vehicle < 0) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, "vehicle_type", "enum", "unknown vehicle_type \"%.40s\"",
+					 vt);
+		return;
+	}
+	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
+	if (line < (double)p->srv->cfg.trip.min_trip_m) {
+		http_reply_field_problem(req, PROBLEM_UNPROCESSABLE, "dropoff", NULL,
+					 "pickup and dropoff are %.0f m apart; a trip must be at least %lld m", line,
+					 (long long)p->srv->cfg.trip.min_trip_m);
+		return;
+	}
+	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
+	pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare);
+	q.expires_ms = rh_wall_ms() + p->cfg->quote_ttl_ms;
+	char id[QUOTE_ID_MAX], exp[32];
+	pricing_quote_sign(p, &q, id, sizeof id);
+	rh_format_rfc3339(q.expires_ms, exp);
+
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "vehicle_type", q.fare.vehicle_type);
+	cJSON_AddNumberToObject(r, "distance_m", (double)q.fare.distance_m);
+	cJSON_AddNumberToObject(r, "duration_s", (double)q.fare.duration_s);
+	cJSON_AddStringToObject(r, "method", q.fare.method);
+	pricing_fare_json(&q.fare, cJSON_AddObjectToObject(r, "fare"), false);
+	struct presence_hit hit;
+	if (presence_nearest(p->srv->presence, plat, plng, (double)p->cfg->eta_radius_m, DRIVER_AVAILABLE, 1u << vehicle,
+			     &hit, 1) == 1) {
+		double road = hit.dist_m * p->cfg->detour_factor;
+		cJSON_AddNumberToObject(r, "pickup_eta_s", (double)llround(road / (p->cfg->average_speed_kmh / 3.6)));
+		cJSON_AddNumberToObject(r, "nearest_driver_m", (double)llround(road));
+	} else {
+		cJSON_AddNullToObject(r, "pickup_eta_s");
+	}
+	cJSON_AddStringToObject(r, "quote_id", id);
+	cJSON_AddStringToObject(r, "expires_at", exp);
+	const char *lv[] = { q.fare.method };
+	metric_inc(metric_cell(p->f_estimates, lv));
+	http_reply_header(req, "Cache-Control", "no-store");
+	http_reply_json(req, 200, r);
+}
+
+static const struct http_route pricing_routes[] = {
+	{ HTTP_GET, "/v1/estimate", estimate, 0 },
+	{ 0 },
+};
+
+struct pricing *pricing_new(struct server *srv)
+{
+	static const char *const method_label[] = { "method", NULL };
+	struct pricing *p = RH_NEW(struct pricing);
+	p->srv = srv;
+	p->cfg = &srv->cfg.pricing;
+	const char *secret = srv->cfg.auth.jwt_secret;
+	if (secret && *secret) {
+		/* A key of its own, derived from the token secret: a quote can never
+		 * pass for a token, nor a token for a quote. */
+		static const char ctx[] = "ridehail quote key v1";
+		crypto_generichash_state st;
+		crypto_generichash_init(&st, NULL, 0, sizeof p->key);
+		crypto_generichash_update(&st, (const unsigned char *)ctx, sizeof ctx);
+		crypto_generichash_update(&st, (const unsigned char *)secret, strlen(secret));
+		crypto_generichash_final(&st, p->key, sizeof p->key);
+	} else {
+		randombytes_buf(p->key, sizeof p->key);
+	}
+	p->f_estimates = metrics_counter(srv->metrics, "ridehail_fare_estimates_total",
+					 "Fare estimates answered, by distance method (straight_line, road).", method_label);
+	http_server_add_routes(srv->http, pricing_routes, p);
+	return p;
+}
+
+void pricing_free(struct pricing *p)
+{
+	if (!p)
+		return;
+	sodium_memzero(p->key, sizeof p->key);
+	rh_free(p);
+}

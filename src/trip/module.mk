@@ -1,0 +1,1 @@
+LIB_SRCS += src/trip/trip.c
