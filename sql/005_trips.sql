@@ -211,7 +211,6 @@ DECLARE
     t trips;
     prior ride_idempotency;
     active uuid;
-    cname text;
 BEGIN
     IF p_key IS NOT NULL THEN
         SELECT * INTO prior FROM ride_idempotency WHERE rider_id = p_rider AND key = p_key;
@@ -247,19 +246,22 @@ BEGIN
             INSERT INTO ride_idempotency (rider_id, key, body_hash, trip_id) VALUES (p_rider, p_key, p_body_hash, t.id);
         END IF;
     EXCEPTION WHEN unique_violation THEN
-        -- A concurrent request won the race: its row is committed by now.
-        GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
-        IF cname = 'ride_idempotency_pkey' THEN
+        -- A concurrent request won the race (on the idempotency key, or on
+        -- the one-active-trip index): it has committed by now, and this
+        -- statement sees it. The same key is answered as that request was.
+        IF p_key IS NOT NULL THEN
             SELECT * INTO prior FROM ride_idempotency WHERE rider_id = p_rider AND key = p_key;
-            IF prior.body_hash <> p_body_hash THEN
-                status := 422;
-                body := jsonb_build_object('reason', 'idempotency_key_reused', 'trip_id', prior.trip_id);
-            ELSE
-                SELECT * INTO t FROM trips WHERE id = prior.trip_id;
-                status := 200;
-                body := trip_json(t, false) || jsonb_build_object('idempotent_replay', true);
+            IF FOUND THEN
+                IF prior.body_hash <> p_body_hash THEN
+                    status := 422;
+                    body := jsonb_build_object('reason', 'idempotency_key_reused', 'trip_id', prior.trip_id);
+                ELSE
+                    SELECT * INTO t FROM trips WHERE id = prior.trip_id;
+                    status := 200;
+                    body := trip_json(t, false) || jsonb_build_object('idempotent_replay', true);
+                END IF;
+                RETURN;
             END IF;
-            RETURN;
         END IF;
         SELECT id INTO active FROM trips
          WHERE rider_id = p_rider AND state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS');
