@@ -51,8 +51,15 @@ void pricing_free(struct pricing *p);
 void pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
 		      struct fare *out);
 
+struct quote_key {
+	unsigned char k[32];
+};
+/* The quote key for a token secret (empty: a random key). */
+void pricing_quote_key(const char *jwt_secret, struct quote_key *out);
+const struct quote_key *pricing_key(const struct pricing *p);
+
 /* Signs q into id (at least QUOTE_ID_MAX bytes). */
-void pricing_quote_sign(const struct pricing *p, const struct quote *q, char *id, size_t idlen);
+void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char *id, size_t idlen);
 
 enum quote_check {
 	QUOTE_OK = 0,
@@ -60,7 +67,7 @@ enum quote_check {
 	QUOTE_EXPIRED,
 };
 /* Verifies and decodes a quote id; now_ms is the wall clock. */
-enum quote_check pricing_quote_open(const struct pricing *p, const char *id, int64_t now_ms, struct quote *out);
+enum quote_check pricing_quote_open(const struct quote_key *key, const char *id, int64_t now_ms, struct quote *out);
 
 /* The fare as JSON members (base, distance, time, surge_multiplier, minimum,
  * booking_fee, total, currency) appended to an object being built; with

@@ -19,7 +19,7 @@
 struct pricing {
 	struct server *srv;
 	const struct pricing_cfg *cfg;
-	unsigned char key[crypto_auth_hmacsha256_KEYBYTES];
+	struct quote_key key;
 	struct metric_family *f_estimates;
 };
 
@@ -82,7 +82,7 @@ void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
 /* "q1.<base64url(fields)>.<base64url(HMAC-SHA-256 of what precedes the dot)>" */
 #define QUOTE_PREFIX "q1."
 
-void pricing_quote_sign(const struct pricing *p, const struct quote *q, char *id, size_t idlen)
+void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char *id, size_t idlen)
 {
 	const struct fare *f = &q->fare;
 	char fields[320];
@@ -99,13 +99,13 @@ void pricing_quote_sign(const struct pricing *p, const struct quote *q, char *id
 	char signed_part[sizeof body + 8];
 	int m = snprintf(signed_part, sizeof signed_part, QUOTE_PREFIX "%s", body);
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	crypto_auth_hmacsha256(mac, (const unsigned char *)signed_part, (unsigned long long)m, p->key);
+	crypto_auth_hmacsha256(mac, (const unsigned char *)signed_part, (unsigned long long)m, key->k);
 	char macs[sodium_base64_ENCODED_LEN(crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	sodium_bin2base64(macs, sizeof macs, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	snprintf(id, idlen, "%s.%s", signed_part, macs);
 }
 
-enum quote_check pricing_quote_open(const struct pricing *p, const char *id, int64_t now_ms, struct quote *out)
+enum quote_check pricing_quote_open(const struct quote_key *key, const char *id, int64_t now_ms, struct quote *out)
 {
 	size_t len = strlen(id);
 	if (len >= QUOTE_ID_MAX || strncmp(id, QUOTE_PREFIX, 3) != 0)
@@ -120,7 +120,7 @@ enum quote_check pricing_quote_open(const struct pricing *p, const char *id, int
 	    maclen != sizeof mac)
 		return QUOTE_INVALID;
 	/* constant time */
-	if (crypto_auth_hmacsha256_verify(mac, (const unsigned char *)id, (unsigned long long)(dot - id), p->key) != 0)
+	if (crypto_auth_hmacsha256_verify(mac, (const unsigned char *)id, (unsigned long long)(dot - id), key->k) != 0)
 		return QUOTE_INVALID;
 	char fields[321];
 	size_t flen = 0;
@@ -187,7 +187,7 @@ static void estimate(struct http_req *req, void *ctx)
 	pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare);
 	q.expires_ms = rh_wall_ms() + p->cfg->quote_ttl_ms;
 	char id[QUOTE_ID_MAX], exp[32];
-	pricing_quote_sign(p, &q, id, sizeof id);
+	pricing_quote_sign(&p->key, &q, id, sizeof id);
 	rh_format_rfc3339(q.expires_ms, exp);
 
 	cJSON *r = cJSON_CreateObject();
@@ -218,25 +218,34 @@ static const struct http_route pricing_routes[] = {
 	{ 0 },
 };
 
+void pricing_quote_key(const char *secret, struct quote_key *out)
+{
+	if (secret && *secret) {
+		/* A key of its own, derived from the token secret: a quote can never
+		 * pass for a token, nor a token for a quote. */
+		static const char ctx[] = "ridehail quote key v1";
+		crypto_generichash_state st;
+		crypto_generichash_init(&st, NULL, 0, sizeof out->k);
+		crypto_generichash_update(&st, (const unsigned char *)ctx, sizeof ctx);
+		crypto_generichash_update(&st, (const unsigned char *)secret, strlen(secret));
+		crypto_generichash_final(&st, out->k, sizeof out->k);
+	} else {
+		randombytes_buf(out->k, sizeof out->k);
+	}
+}
+
+const struct quote_key *pricing_key(const struct pricing *p)
+{
+	return &p->key;
+}
+
 struct pricing *pricing_new(struct server *srv)
 {
 	static const char *const method_label[] = { "method", NULL };
 	struct pricing *p = RH_NEW(struct pricing);
 	p->srv = srv;
 	p->cfg = &srv->cfg.pricing;
-	const char *secret = srv->cfg.auth.jwt_secret;
-	if (secret && *secret) {
-		/* A key of its own, derived from the token secret: a quote can never
-		 * pass for a token, nor a token for a quote. */
-		static const char ctx[] = "ridehail quote key v1";
-		crypto_generichash_state st;
-		crypto_generichash_init(&st, NULL, 0, sizeof p->key);
-		crypto_generichash_update(&st, (const unsigned char *)ctx, sizeof ctx);
-		crypto_generichash_update(&st, (const unsigned char *)secret, strlen(secret));
-		crypto_generichash_final(&st, p->key, sizeof p->key);
-	} else {
-		randombytes_buf(p->key, sizeof p->key);
-	}
+	pricing_quote_key(srv->cfg.auth.jwt_secret, &p->key);
 	p->f_estimates = metrics_counter(srv->metrics, "ridehail_fare_estimates_total",
 					 "Fare estimates answered, by distance method (straight_line, road).", method_label);
 	http_server_add_routes(srv->http, pricing_routes, p);
@@ -247,6 +256,6 @@ void pricing_free(struct pricing *p)
 {
 	if (!p)
 		return;
-	sodium_memzero(p->key, sizeof p->key);
+	sodium_memzero(&p->key, sizeof p->key);
 	rh_free(p);
 }

@@ -454,7 +454,7 @@ static void ride_request(struct http_req *req, void *ctx)
 	struct fare fare;
 	if (quote_id) {
 		struct quote q;
-		enum quote_check qc = pricing_quote_open(srv->pricing, quote_id, rh_wall_ms(), &q);
+		enum quote_check qc = pricing_quote_open(pricing_key(srv->pricing), quote_id, rh_wall_ms(), &q);
 		if (qc == QUOTE_INVALID) {
 			http_reply_field_problem(req, PROBLEM_QUOTE_INVALID, "quote_id", NULL,
 						 "quote_id is not a quote this service issued");
