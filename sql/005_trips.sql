@@ -161,7 +161,8 @@ CREATE FUNCTION trip_json(t trips, with_timeline boolean) RETURNS jsonb LANGUAGE
                                                      'model', d.vehicle_model, 'color', d.vehicle_color,
                                                      'plate', d.plate),
                        'rating', CASE WHEN d.rating_count > 0 THEN
-                                     round(d.rating_sum::numeric / d.rating_count, 2) END)
+                                     jsonb_build_object('average', round(d.rating_sum::numeric / d.rating_count, 2),
+                                                        'count', d.rating_count) END)
                    FROM drivers d WHERE d.id = t.driver_id),
         'fare', jsonb_build_object(
             'currency', t.currency,
@@ -353,7 +354,7 @@ BEGIN
 
     -- The same transition again: answer as the first time, change nothing.
     IF t.state = p_to THEN
-        IF p_to = 'MATCHED' AND t.driver_id::text IS DISTINCT FROM p_args->>'driver_id' THEN
+        IF p_to = 'MATCHED' AND t.driver_id IS DISTINCT FROM (p_args->>'driver_id')::uuid THEN
             status := 409;
             body := jsonb_build_object('reason', 'already_matched', 'state', t.state);
             RETURN;

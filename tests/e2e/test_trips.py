@@ -512,6 +512,10 @@ def test_assign_checks_the_driver(daemon, pg):
     assert counts(daemon, pg, trip["id"]) == (2, 1)
     assert daemon.post(f"/v1/rides/{trip['id']}/assign", {"driver_id": drv["id"], "driver_version": v},
                        headers=daemon.admin).status == 200
+    # the same assignment again (however the id is spelled) is the no-op
+    again = daemon.post(f"/v1/rides/{trip['id']}/assign", {"driver_id": drv["id"].upper()}, headers=daemon.admin)
+    assert again.status == 200 and again.headers.get("idempotent-replayed") == "true", again
+    assert counts(daemon, pg, trip["id"]) == (3, 2)
 
 
 # ---------------------------------------------------------------- cancellation and fees
