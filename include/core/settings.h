@@ -96,6 +96,19 @@ struct presence_cfg {
 
 /* One per vehicle type: [tariff.<type>]. The set of instances is the set of
  * vehicle types the operator runs. Money in minor units (cents). */
+struct match_cfg {
+	bool automatic;               /* false: trips wait for an operator's assignment */
+	int64_t parallel_offers;      /* drivers offered a trip at once */
+	struct cfg_list offer_timeouts; /* seconds an offer stands, per round (the last repeats) */
+	struct cfg_list radius_steps; /* metres searched, widening when a ring is exhausted */
+	int64_t max_search_ms;        /* a trip waits this long for a driver, then no_drivers */
+	int64_t candidates;           /* drivers looked at per search step */
+	double weight_eta, weight_idle, weight_acceptance;
+	int64_t waiting_retry_ms;     /* a waiting trip looks around again this often */
+	int64_t meter_max_accuracy_m; /* pings less accurate than this are not metered */
+	double meter_max_speed_kmh;   /* a jump implying more than this is not metered */
+	int64_t replay_messages;      /* rider messages kept per trip for a reconnect */
+};
 struct tariff_cfg {
 	char name[CFG_NAME_MAX];
 	char *currency;
@@ -136,6 +149,7 @@ struct rh_config {
 	struct presence_cfg presence;
 	struct pricing_cfg pricing;
 	struct trip_cfg trip;
+	struct match_cfg match;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

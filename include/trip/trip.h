@@ -62,4 +62,17 @@ typedef void (*trip_done_cb)(void *arg, int status, const cJSON *body);
 void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, const char *role, const char *actor,
 		     cJSON *args, trip_done_cb cb, void *arg);
 
+/* Who hears about trips (dispatch): a new trip, and every transition that
+ * changed something (not repeats), with the trip as the database answered.
+ * Called before the transition's own callback. */
+struct trip_listener {
+	void (*created)(void *ctx, const cJSON *trip);
+	void (*changed)(void *ctx, enum trip_state to, const cJSON *trip);
+	void *ctx;
+};
+void trips_set_listener(struct trips *t, const struct trip_listener *l);
+
+/* The state named s ("MATCHED"...), or -1. */
+int trip_state_parse(const char *s);
+
 #endif

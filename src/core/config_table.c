@@ -192,6 +192,37 @@ static const struct cfg_key presence_keys[] = {
 	{ 0 }
 };
 
+static const struct cfg_key match_keys[] = {
+	{ "auto", CFG_BOOL, K(match_cfg, automatic), "true", 0, 0, NULL, NULL,
+	  "Dispatch automatically: offer each new trip to nearby drivers over the WebSocket. false: trips wait in SEARCHING for an operator (POST /v1/rides/{id}/assign), and requests are taken even with no driver online." },
+	{ "parallel_offers", CFG_INT, K(match_cfg, parallel_offers), "1", 1, 5, "drivers", NULL,
+	  "Drivers offered one trip at the same time (1: a sequential cascade; 2-3: the hybrid most operators use). The first to accept gets it; the others are withdrawn." },
+	{ "offer_timeouts", CFG_LIST, K(match_cfg, offer_timeouts), "15,10,8", 1, 300, "s", NULL,
+	  "Seconds a driver has to answer an offer, per round of offers for a trip; the last one repeats.", CFG_F_INTEGER },
+	{ "radius_steps", CFG_LIST, K(match_cfg, radius_steps), "3000,5000,8000", 100, 100000, "m", NULL,
+	  "Search radius around the pickup, widened step by step when no candidate is left within one.",
+	  CFG_F_INTEGER | CFG_F_ASCENDING },
+	{ "max_search", CFG_DURATION, K(match_cfg, max_search_ms), "120s", SEC(5), SEC(3600), "s", NULL,
+	  "A trip with no driver found waits this long (first in line for drivers freed nearby), then is cancelled with reason no_drivers." },
+	{ "candidates", CFG_INT, K(match_cfg, candidates), "16", 1, 256, "drivers", NULL,
+	  "Nearest available drivers scored at each search step." },
+	{ "weight_eta", CFG_DBL, K(match_cfg, weight_eta), "0.6", 0, 1, "weight", NULL,
+	  "Score weight of a short pickup ETA (exp(-eta / 5 min))." },
+	{ "weight_idle", CFG_DBL, K(match_cfg, weight_idle), "0.25", 0, 1, "weight", NULL,
+	  "Score weight of fairness: time the driver has been waiting for a ride (saturates at 10 min)." },
+	{ "weight_acceptance", CFG_DBL, K(match_cfg, weight_acceptance), "0.15", 0, 1, "weight", NULL,
+	  "Score weight of the driver's predicted acceptance (offers accepted so far, smoothed)." },
+	{ "waiting_retry", CFG_DURATION, K(match_cfg, waiting_retry_ms), "2s", MS(100), SEC(60), "s", NULL,
+	  "A trip waiting for a driver looks around again this often (drivers freed nearby get it at once)." },
+	{ "meter_max_accuracy", CFG_INT, K(match_cfg, meter_max_accuracy_m), "50", 1, 10000, "m", NULL,
+	  "Pings reporting a worse accuracy are not metered." },
+	{ "meter_max_speed", CFG_DBL, K(match_cfg, meter_max_speed_kmh), "200", 10, 1000, "km/h", NULL,
+	  "A jump between pings implying more than this speed is not metered." },
+	{ "replay_messages", CFG_INT, K(match_cfg, replay_messages), "64", 1, 4096, "messages", NULL,
+	  "Messages to a rider kept per trip, so a rider reconnecting with last_seq gets what it missed." },
+	{ 0 }
+};
+
 #define T(field) offsetof(struct tariff_cfg, field)
 static const struct cfg_key tariff_keys[] = {
 	{ "currency", CFG_STR, T(currency), "USD", 3, 3, NULL, NULL,
@@ -301,6 +332,10 @@ static const struct cfg_section trip_section = {
 	.name = "trip", .keys = trip_keys, .offset = offsetof(struct rh_config, trip),
 	.help = "Ride requests, the trip state machine, cancellation and final-fare rules.",
 };
+static const struct cfg_section match_section = {
+	.name = "match", .keys = match_keys, .offset = offsetof(struct rh_config, match),
+	.help = "Dispatch: candidates, offers, timeouts, radius widening and the demand queue.",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -320,6 +355,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&presence_section,
 	&pricing_section,
 	&trip_section,
+	&match_section,
 	&tariff_section,
 	NULL,
 };

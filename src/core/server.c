@@ -13,6 +13,7 @@
 #include "presence/presence.h"
 #include "pricing/pricing.h"
 #include "trip/trip.h"
+#include "match/match.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/health.h"
@@ -60,6 +61,7 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->presence = presence_new(srv);
 	srv->pricing = pricing_new(srv);
 	srv->trips = trips_new(srv);
+	srv->matcher = matcher_new(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -195,6 +197,7 @@ void server_fini(struct server *srv)
 	/* Modules first (their pending work may still answer requests), then the
 	 * HTTP server, then the pool. */
 	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
+	matcher_free(srv->matcher);
 	trips_free(srv->trips);
 	pricing_free(srv->pricing);
 	presence_free(srv->presence);

@@ -67,6 +67,8 @@ struct driver_rec {
 	uint32_t pings_since_ack;
 	bool status_pending;       /* a status change is being written */
 	bool http_mode;            /* no socket: the app uses the HTTP fallback */
+	int64_t available_since_ms; /* monotonic */
+	uint32_t offers, accepts;
 };
 
 struct presence {
@@ -86,6 +88,7 @@ struct presence {
 	unsigned char fuzz_key[crypto_shorthash_KEYBYTES];
 	struct event *sweep;
 	struct gw_message_type location_type, status_type; /* registered with the gateway */
+	struct presence_hooks hooks;
 	struct metric_family *f_ignored;
 	struct metric_cell *m_pings, *m_connected, *m_grid, *m_records, *m_evictions, *m_throttled, *m_cells;
 };
@@ -216,6 +219,13 @@ static uint8_t grid_status(const struct driver_rec *r)
 	return r->session || r->http_mode ? (uint8_t)r->status : DRIVER_UNREACHABLE;
 }
 
+static void rec_set_status(struct driver_rec *r, enum driver_status st)
+{
+	if (st == DRIVER_AVAILABLE && r->status != DRIVER_AVAILABLE)
+		r->available_since_ms = rh_mono_ns() / 1000000;
+	r->status = st;
+}
+
 static void rec_sync_grid_status(struct presence *p, struct driver_rec *r)
 {
 	if (r->in_grid && geo_grid_set_status(p->grid, rec_slot(p, r), grid_status(r)) != RH_OK)
@@ -263,7 +273,7 @@ static bool rec_load_row(struct presence *p, struct driver_rec *r, const struct 
 	int st = driver_status_parse(db_get(res, 0, 1));
 	r->vehicle = v < 0 ? 0 : v;
 	if (st >= 0 && !r->status_pending)
-		r->status = (enum driver_status)st;
+		rec_set_status(r, (enum driver_status)st);
 	r->version = strtoll(db_get(res, 0, 2), NULL, 10);
 	return true;
 }
@@ -341,6 +351,8 @@ static void driver_opened(struct session *s, void *ctx)
 	cJSON_AddNumberToObject(pl, "version", (double)r->version);
 	cJSON_AddStringToObject(pl, "reason", "session_opened");
 	gateway_send(s, "driver.status.changed", pl, NULL);
+	if (p->hooks.opened)
+		p->hooks.opened(p->hooks.ctx, s, &r->id);
 }
 
 static void driver_closed(struct session *s, void *ctx, uint16_t code)
@@ -464,6 +476,8 @@ static enum ping_result apply_location(struct presence *p, struct driver_rec *r,
 	r->last_ping_ms = now;
 	r->last_device_ms = device_ms;
 	metric_inc(p->m_pings);
+	if (r->has_trip && p->hooks.location)
+		p->hooks.location(p->hooks.ctx, &r->id, lat, lon, r->speed, r->accuracy, device_ms);
 	if (p->history) {
 		struct history_point hp = {
 			.recv_ms = wall, .device_ms = device_ms, .lat = lat, .lon = lon, .heading = r->heading,
@@ -553,7 +567,7 @@ static void status_written(void *arg, const struct db_result *res)
 		r->status_pending = false;
 	struct session *s = r ? r->session : NULL;
 	if (res->err == RH_OK && db_rows(res) == 1 && r) {
-		r->status = c->want;
+		rec_set_status(r, c->want);
 		r->version = strtoll(db_get(res, 0, 0), NULL, 10);
 		rec_sync_grid_status(p, r);
 		char id[37];
@@ -567,6 +581,8 @@ static void status_written(void *arg, const struct db_result *res)
 			cJSON_AddStringToObject(pl, "reason", "driver_request");
 			gateway_send(s, "driver.status.changed", pl, c->correlation);
 		}
+		if (c->want == DRIVER_AVAILABLE && p->hooks.available)
+			p->hooks.available(p->hooks.ctx, &c->id);
 	} else if (s) {
 		struct gw_reject rej;
 		if (res->err != RH_OK)
@@ -660,7 +676,8 @@ size_t presence_nearest(struct presence *p, double lat, double lon, double radiu
 		out[i] = (struct presence_hit){
 			.driver = r->id, .dist_m = hits[i].dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
 			.vehicle = r->vehicle, .version = r->version, .ping_age_ms = f.now_ms - r->last_ping_ms,
-			.slot = hits[i].slot,
+			.idle_ms = r->status == DRIVER_AVAILABLE ? f.now_ms - r->available_since_ms : 0,
+			.offers = r->offers, .accepts = r->accepts, .slot = hits[i].slot,
 		};
 	}
 	return n;
@@ -669,11 +686,70 @@ size_t presence_nearest(struct presence *p, double lat, double lon, double radiu
 void presence_set_status(struct presence *p, const struct uuid *driver, enum driver_status st, int64_t version)
 {
 	struct driver_rec *r = rec_find(p, driver);
-	if (!r)
-		return;
-	r->status = st;
+	if (!r || version < r->version)
+		return; /* an older answer arriving late */
+	rec_set_status(r, st);
 	r->version = version;
 	rec_sync_grid_status(p, r);
+}
+
+void presence_set_hooks(struct presence *p, const struct presence_hooks *h)
+{
+	p->hooks = *h;
+}
+
+void presence_set_trip(struct presence *p, const struct uuid *driver, const struct uuid *trip)
+{
+	struct driver_rec *r = rec_find(p, driver);
+	if (!r)
+		return;
+	r->has_trip = trip != NULL;
+	if (trip)
+		r->trip = *trip;
+	else
+		memset(&r->trip, 0, sizeof r->trip);
+}
+
+void presence_note_offer(struct presence *p, const struct uuid *driver, bool accepted)
+{
+	struct driver_rec *r = rec_find(p, driver);
+	if (!r)
+		return;
+	if (accepted)
+		r->accepts++;
+	else
+		r->offers++;
+}
+
+size_t presence_count(struct presence *p, double lat, double lon, double radius_m, uint32_t status_mask,
+		      uint32_t vehicle_mask, size_t max)
+{
+	struct geo_grid_hit hits[64];
+	if (max > RH_ARRAY_LEN(hits))
+		max = RH_ARRAY_LEN(hits);
+	struct geo_grid_filter f = {
+		.status_mask = status_mask,
+		.vehicle_mask = (uint16_t)vehicle_mask,
+		.now_ms = rh_mono_ns() / 1000000,
+		.stale_after_ms = p->cfg->stale_after_ms,
+	};
+	size_t n = 0;
+	if (geo_grid_nearest(p->grid, lat, lon, radius_m, &f, hits, max, &n) != RH_OK)
+		return 0;
+	return n;
+}
+
+bool presence_driver(struct presence *p, const struct uuid *driver, enum driver_status *st, int64_t *version,
+		     double *lat, double *lon)
+{
+	struct driver_rec *r = rec_find(p, driver);
+	if (!r)
+		return false;
+	*st = r->status;
+	*version = r->version;
+	*lat = r->lat;
+	*lon = r->lon;
+	return true;
 }
 
 struct session *presence_session(struct presence *p, const struct uuid *driver)

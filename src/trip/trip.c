@@ -29,6 +29,14 @@
 
 static const char *const state_names[] = { "SEARCHING", "MATCHED", "ARRIVED", "IN_PROGRESS", "COMPLETED", "CANCELLED" };
 
+int trip_state_parse(const char *s)
+{
+	for (int i = 0; s && i < (int)(sizeof state_names / sizeof *state_names); i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return i;
+	return -1;
+}
+
 const char *trip_state_name(enum trip_state s)
 {
 	return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s] : "?";
@@ -57,6 +65,7 @@ struct trips {
 	bool scheduled;
 	struct event *flush_ev;
 	struct ratelimit *rl_rides;
+	struct trip_listener listener;
 	struct metric_family *f_transitions, *f_batch, *f_requests;
 	struct metric_cell *m_batch;
 };
@@ -162,8 +171,11 @@ static void batch_done(void *arg, const struct db_result *res)
 			cJSON_AddStringToObject(body, "reason", status == 503 ? "database_unavailable" : "error");
 			cJSON_AddStringToObject(body, "message", res->message);
 		}
-		if (status == 200 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "repeated")))
+		if (status == 200 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "repeated"))) {
 			sync_presence(t, it->to, body);
+			if (t->listener.changed)
+				t->listener.changed(t->listener.ctx, it->to, body);
+		}
 		count_transition(t, it->to, status, body);
 		it->cb(it->arg, status, body);
 		cJSON_Delete(body);
@@ -360,9 +372,17 @@ static bool idempotency_key_ok(const char *k)
 	return true;
 }
 
+struct create_ctx {
+	struct http_req *req;
+	struct trips *t;
+};
+
 static void ride_created(void *arg, const struct db_result *res)
 {
-	struct http_req *req = arg;
+	struct create_ctx *cc = arg;
+	struct http_req *req = cc->req;
+	struct trips *t = cc->t;
+	rh_free(cc);
 	if (res->err != RH_OK || db_rows(res) != 1) {
 		reply_db_error(req, res, res->unknown ? "confirm the ride (retry with the same Idempotency-Key)" : "request a ride");
 		return;
@@ -380,6 +400,8 @@ static void ride_created(void *arg, const struct db_result *res)
 			cJSON_DeleteItemFromObjectCaseSensitive(b, "idempotent_replay");
 		} else {
 			log_info(http_req_logid(req), "trip %s requested", id ? id : "?");
+			if (t->listener.created)
+				t->listener.created(t->listener.ctx, b);
 		}
 		http_reply_header(req, "Cache-Control", "no-store");
 		http_reply_json(req, 201, b);
@@ -434,6 +456,17 @@ static void ride_request(struct http_req *req, void *ctx)
 		http_reply_field_problem(req, PROBLEM_UNPROCESSABLE, "dropoff", NULL,
 					 "pickup and dropoff are %.0f m apart; a trip must be at least %lld m", line,
 					 (long long)srv->cfg.trip.min_trip_m);
+		goto out;
+	}
+	/* No driver of this type online anywhere within the largest search
+	 * radius: say so now rather than search in vain (seed 002: 503 +
+	 * Retry-After). Busy drivers count: they will be free soon. */
+	const struct cfg_list *steps = &srv->cfg.match.radius_steps;
+	uint32_t online = 1u << DRIVER_AVAILABLE | 1u << DRIVER_OFFERED | 1u << DRIVER_EN_ROUTE | 1u << DRIVER_ON_TRIP;
+	if (srv->cfg.match.automatic && presence_count(srv->presence, plat, plng, steps->v[steps->n - 1], online, 1u << vehicle, 1) == 0) {
+		http_reply_header(req, "Retry-After", "30");
+		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no %s driver is online within %.0f m of the pickup; retry later",
+				   tariff->name, steps->v[steps->n - 1]);
 		goto out;
 	}
 	/* Rate limit before any work that touches the database: a stuck retry
@@ -516,7 +549,10 @@ static void ride_request(struct http_req *req, void *ctx)
 				 tariff->currency, quote_id, fare_json, policy };
 	const char *lv[] = { "accepted" };
 	metric_inc(metric_cell(t->f_requests, lv));
-	db_query(srv->db, &st_request, params, ride_created, req);
+	struct create_ctx *cc = RH_NEW(struct create_ctx);
+	cc->req = req;
+	cc->t = t;
+	db_query(srv->db, &st_request, params, ride_created, cc);
 	cJSON_free(fare_json);
 out:
 	cJSON_Delete(body);
@@ -858,6 +894,11 @@ struct trips *trips_new(struct server *srv)
 		db_register(srv->db, &st_list[i]);
 	http_server_add_routes(srv->http, trip_routes, t);
 	return t;
+}
+
+void trips_set_listener(struct trips *t, const struct trip_listener *l)
+{
+	t->listener = *l;
 }
 
 void trips_free(struct trips *t)

@@ -12,11 +12,24 @@ import uuid
 
 import pytest
 
-from conftest import JWT_SECRET, problem, wait_for
+from conftest import JWT_SECRET, Daemon, problem, wait_for
 from test_presence import online_driver, token_of
 from wsapp import Driver, run
 
 UTRECHT = (52.0907, 5.1214)
+# The state machine is exercised by hand here (the operator assigns drivers):
+# automatic dispatch is tested in test_dispatch.py.
+MANUAL = {"RIDEHAIL_MATCH_AUTO": "false"}
+
+
+@pytest.fixture(scope="module")
+def daemon(pg, tmp_path_factory):
+    d = Daemon(tmp_path_factory.mktemp("daemon"), db_url=pg.url(pg.create_db()), env=MANUAL)
+    d.start()
+    d.db = d.env["RIDEHAIL_DATABASE_URL"].rsplit("/", 1)[1]
+    yield d
+    d.stop()
+
 DROPOFF = (52.1000, 5.1300)
 ACTIVE = ("SEARCHING", "MATCHED", "ARRIVED", "IN_PROGRESS")
 
@@ -317,7 +330,7 @@ def test_ride_request_refusals(daemon, pg):
 
 
 def test_ride_requests_are_rate_limited(make_daemon):
-    d = make_daemon(env={"RIDEHAIL_TRIP_RIDES_PER_MINUTE": "3"})
+    d = make_daemon(env=dict(MANUAL, RIDEHAIL_TRIP_RIDES_PER_MINUTE="3"))
     rider, rh = d.rider_session()
     codes = [request_ride(d, rh, key=f"k{i}").status for i in range(3)]
     assert codes == [201, 409, 409]
@@ -540,7 +553,7 @@ def test_cancellation_is_free_while_searching_and_in_grace(daemon, pg):
 
 
 def test_cancellation_fees(make_daemon, pg):
-    d = make_daemon(env={"RIDEHAIL_TRIP_CANCEL_GRACE": "0s", "RIDEHAIL_TRIP_NO_SHOW_WAIT": "0s",
+    d = make_daemon(env={**MANUAL, "RIDEHAIL_TRIP_CANCEL_GRACE": "0s", "RIDEHAIL_TRIP_NO_SHOW_WAIT": "0s",
                          "RIDEHAIL_TARIFF_STANDARD_CANCEL_FEE": "450", "RIDEHAIL_TARIFF_STANDARD_NO_SHOW_FEE": "650"})
     rider, rh, drv, dh, t = matched_trip(d, pg)
     before = counts(d, pg, t["id"])

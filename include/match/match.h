@@ -1,0 +1,35 @@
+/* Dispatch: finds a driver for every SEARCHING trip and follows the trip
+ * live until it ends.
+ *
+ * Candidates are the nearest available, fresh drivers of the trip's vehicle
+ * type with an open socket, scored by pickup ETA, idle time and predicted
+ * acceptance. The best (match.parallel_offers at once) get a ride.offer; a
+ * driver is reserved first with an optimistic update on (status, version)
+ * in PostgreSQL (zero rows: someone else has them, next one). The first
+ * valid offer.accept moves the trip to MATCHED through the trip state
+ * machine (which checks the driver's version again), and the other offers
+ * are withdrawn. Declines and timeouts free the driver and the cascade
+ * goes on, widening the radius step by step (match.radius_steps). With no
+ * candidate anywhere the trip waits, first in line for drivers freed nearby,
+ * up to match.max_search, then is cancelled with reason no_drivers.
+ *
+ * Once matched: the driver's trip commands over the WebSocket (trip.arrived,
+ * trip.started, trip.completed, trip.cancel), metering of distance and time
+ * from the driver's pings while IN_PROGRESS, and the rider's live view
+ * (trip.matched, driver.location, trip.state_changed, trip.search_progress),
+ * every message to a rider numbered per trip and replayable after a
+ * reconnect (rider.subscribe with last_seq).
+ *
+ * At start, once the database is ready, it recovers: drivers left reserved
+ * are released, SEARCHING trips are searched again, matched and running
+ * trips carry on. docs/websocket.md has the messages. */
+#ifndef RH_MATCH_MATCH_H
+#define RH_MATCH_MATCH_H
+
+struct server;
+struct matcher;
+
+struct matcher *matcher_new(struct server *srv);
+void matcher_free(struct matcher *m);
+
+#endif

@@ -1,0 +1,1 @@
+LIB_SRCS += src/match/match.c
