@@ -119,8 +119,8 @@ static struct db_stmt st_driver_state = {
 static struct db_stmt st_release_all = {
 	"match_release_all",
 	"UPDATE drivers SET status = 'available', version = version + 1, updated_at = now()"
-	" WHERE status = 'offered' RETURNING id, version",
-	0,
+	" WHERE status = 'offered' AND NOT (id = ANY ($1::uuid[])) RETURNING id, version",
+	1,
 };
 static struct db_stmt st_active = {
 	"match_active",
@@ -1258,8 +1258,25 @@ static void recover_tick(evutil_socket_t fd, short what, void *arg)
 	/* Offers do not survive a restart: their drivers are free again. (One
 	 * daemon per city: a second daemon on the same drivers would need a
 	 * lease here.) */
-	if (m->cfg->automatic)
-		db_query(m->srv->db, &st_release_all, NULL, released_all, m);
+	if (m->cfg->automatic) {
+		/* (minus the offers this run has already made: requests may
+		 * arrive before this runs) */
+		struct strbuf sb;
+		sb_init(&sb, 1u << 24);
+		sb_putc(&sb, '{');
+		size_t i = 0;
+		struct uuid k;
+		void *v;
+		char id[37];
+		while (umap_next(&m->offer_of, &i, &k, &v)) {
+			uuid_format(&k, id);
+			sb_printf(&sb, "%s%s", sb.len > 1 ? "," : "", id);
+		}
+		sb_putc(&sb, '}');
+		const char *params[] = { sb.buf };
+		db_query(m->srv->db, &st_release_all, params, released_all, m);
+		sb_fini(&sb);
+	}
 	else
 		db_query(m->srv->db, &st_active, NULL, active_loaded, m);
 }
