@@ -223,6 +223,7 @@ BAD = [
     ({"location": {"lat": "52", "lon": 5}}, "payload.location.lat", "type", "validation_failed"),
     ({"location": {"lat": 52}}, "payload.location.lon", "required", "validation_failed"),
     ({"heading_deg": 361}, "payload.heading_deg", "maximum", "validation_failed"),
+    ({"heading_deg": -0.5}, "payload.heading_deg", "minimum", "validation_failed"),
     ({"speed_kmh": -1}, "payload.speed_kmh", "minimum", "validation_failed"),
     ({"source": "carrier-pigeon"}, "payload.source", "enum", "validation_failed"),
     ({"altitude_m": 3}, "payload.altitude_m", "additionalProperties", "validation_failed"),
@@ -298,6 +299,51 @@ def test_envelope_and_semantic_rejections(daemon):
     run(go())
     text = daemon.get("/metrics").body.decode()
     assert 'ridehail_gateway_rejected_total{reason="validation_failed"}' in text
+
+
+def test_non_finite_coordinates_rejected(daemon):
+    """JSON has no NaN or Infinity: NaN is not JSON at all, and a number too
+    large for a double is refused as not a number, not clamped."""
+    async def go():
+        drv, app = await online_driver(daemon, lat=43.3, lon=5.37)
+        base = json.dumps(envelope("driver.location.updated", {"driver_id": drv["id"],
+                                                               "location": {"lat": 1, "lon": 5.37}}))
+        await app.send_raw(base.replace('"lat": 1,', '"lat": NaN,'))
+        await app.rejected("invalid_json")
+        await app.send_raw(base.replace('"lat": 1,', '"lat": 1e999,'))
+        await app.rejected("validation_failed", "payload.location.lat", "type")
+        await app.send_raw(base.replace('"lat": 1,', '"lat": -Infinity,'))
+        await app.rejected("invalid_json")
+        exact = [x for x in nearby(daemon, daemon.admin, 43.3, 5.37)["drivers"] if x["driver_id"] == drv["id"]]
+        assert exact and exact[0]["location"] == {"lat": 43.3, "lon": 5.37}  # nothing changed
+        await app.close()
+    run(go())
+
+
+def test_ws_connection_limit(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_WS_MAX_CONNECTIONS": "1"})
+    url = f"ws://{d.host}:{d.port}/v1/ws"
+
+    async def go():
+        drv, app = await online_driver(d)
+        _, hdr = d.driver_session()
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+            await websockets.connect(url, extra_headers=hdr, open_timeout=5)
+        assert e.value.status_code == 503
+        await app.close()
+        # the freed place is taken by the next driver
+        deadline = time.time() + 5
+        while True:
+            try:
+                ws = await websockets.connect(url, extra_headers=hdr, open_timeout=5)
+                break
+            except websockets.exceptions.InvalidStatusCode as e2:
+                assert e2.status_code == 503 and time.time() < deadline
+                await asyncio.sleep(0.1)
+        await ws.close()
+    run(go())
+    wait_for(lambda: re.search(r"^ridehail_ws_connections 0$", d.get("/metrics").body.decode(), re.M),
+             what="every WebSocket counted closed")
 
 
 def test_flood_of_invalid_messages_closes(make_daemon):
@@ -455,6 +501,21 @@ def test_location_history_lands_in_postgres(make_daemon, pg):
         assert pg.query(d.db, "SELECT count(*) FROM driver_locations_default")[0][0] == 0
         await app.close()
     run(go())
+
+
+def test_history_retention_drops_old_partitions(make_daemon, pg):
+    db = pg.create_db()
+    d = make_daemon(db=db)  # applies the migrations
+    d.stop()
+    pg.query(db, "CREATE TABLE driver_locations_20200101 PARTITION OF driver_locations"
+                 " FOR VALUES FROM ('2020-01-01 00:00+00') TO ('2020-01-02 00:00+00')")
+    today = time.strftime("driver_locations_%Y%m%d", time.gmtime())
+    d2 = make_daemon(db=db, env={"RIDEHAIL_PRESENCE_HISTORY_RETENTION": "2d"})
+    wait_for(lambda: pg.query(db, "SELECT to_regclass('driver_locations_20200101')")[0][0] is None, timeout=15,
+             what="the partition past retention to be dropped")
+    assert pg.query(db, "SELECT to_regclass(%s)::text", (today,))[0][0] == today
+    d2.stop()
+    assert "dropped 1" in d2.log()
 
 
 def test_history_queue_drops_oldest_when_database_is_slow(make_daemon, pg):
