@@ -461,6 +461,22 @@ def test_slow_reader_is_dropped(make_daemon):
     assert d.get("/healthz").status == 200
 
 
+def test_echo_endpoint_is_off_by_default_and_test_only(daemon, make_daemon):
+    problem(daemon.get("/v1/ws/echo"), 404, "not-found")
+    d = make_daemon(env={"RIDEHAIL_WS_ECHO": "true"})
+    assert "ws.echo is on" in d.log()
+
+    async def go():
+        async with websockets.connect(f"ws://{d.host}:{d.port}/v1/ws/echo", open_timeout=5) as ws:
+            await ws.send("héllo")
+            assert await asyncio.wait_for(ws.recv(), 3) == "héllo"
+            await ws.send(b"\x00\xffbinary")
+            assert await asyncio.wait_for(ws.recv(), 3) == b"\x00\xffbinary"
+            await ws.send(["frag", "mented"])
+            assert await asyncio.wait_for(ws.recv(), 3) == "fragmented"
+    run(go())
+
+
 # ---------------------------------------------------------------- HTTP fallback and history
 
 def test_http_location_fallback(daemon):
