@@ -223,10 +223,14 @@ static bool on_data_frame(struct ws_conn *c, const struct ws_frame *f)
 		c->msg = rh_realloc(c->msg, cap);
 		c->msg_cap = cap;
 	}
-	memcpy(c->msg + c->msg_len, f->payload, f->payload_len);
-	c->msg_len += f->payload_len;
+	/* An empty fragment may come before anything was buffered (msg still
+	 * NULL): memcpy with a null pointer is undefined even for 0 bytes. */
+	if (f->payload_len) {
+		memcpy(c->msg + c->msg_len, f->payload, f->payload_len);
+		c->msg_len += f->payload_len;
+	}
 	if (f->message_end) {
-		deliver(c, binary, c->msg, c->msg_len);
+		deliver(c, binary, c->msg ? c->msg : "", c->msg_len);
 		c->msg_len = 0;
 		if (c->msg_cap > 65536) {
 			rh_free(c->msg);

@@ -426,6 +426,24 @@ def test_fragments_ping_pong_and_close_handshake(daemon):
     c.close()
 
 
+def test_empty_fragments(daemon):
+    """A message whose first fragments are empty (nothing buffered yet), and a
+    message made only of empty fragments (found by the Autobahn suite, case
+    6.1.2, under UBSan: memcpy from a null buffer)."""
+    drv, c = raw_driver(daemon)
+    msg = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
+                                                   "status": "alive"})).encode()
+    c.send(RawWS.frame(0x1, b"", fin=False) + RawWS.frame(0x0, b"", fin=False) + RawWS.frame(0x0, msg))
+    op, payload = c.read_frame()
+    assert op == 1 and json.loads(payload)["event_type"] == "server.heartbeat"
+    c.send(RawWS.frame(0x1, b"", fin=False) + RawWS.frame(0x0, b"", fin=False) + RawWS.frame(0x0, b""))
+    op, payload = c.read_frame()
+    assert op == 1 and json.loads(payload)["payload"]["reason"] == "invalid_json"
+    c.send(RawWS.frame(0x8, struct.pack("!H", 1000)))
+    assert c.close_code() == 1000
+    c.close()
+
+
 def test_server_heartbeat_and_idle_timeout(make_daemon):
     d = make_daemon(env={"RIDEHAIL_WS_PING_INTERVAL": "1s", "RIDEHAIL_WS_IDLE_TIMEOUT": "3s"})
     drv, c = raw_driver(d)
