@@ -291,6 +291,10 @@ def test_local_default_database_is_created_once_then_reused(tmp_path):
             created = "localdb: creating a PostgreSQL cluster" in d.log()
             assert created == (run == 1), d.log()[-2000:]
             assert f"using the local database postgres://ridehail@127.0.0.1:{env['LOCALDB_PORT']}/" in d.log()
+        # `make clean-db` removes it
+        r = subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "destroy"], env=dict(os.environ, **env),
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and not (base / "pg").exists(), r.stderr
     finally:
         subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "destroy"], env=dict(os.environ, **env),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

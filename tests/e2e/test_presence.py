@@ -346,6 +346,42 @@ def test_ws_connection_limit(make_daemon):
              what="every WebSocket counted closed")
 
 
+def test_periodic_acks_count_pings(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_ACK_INTERVAL": "1s", "RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "100"})
+
+    async def go():
+        drv, app = await online_driver(d, lat=50.85, lon=4.35)  # the first ping is acked at once
+        first = await app.recv("driver.location.acked")
+        assert first["payload"]["driver_id"] == drv["id"] and first["payload"]["count"] == 1
+        sent = [await app.ping(50.85 + i * 1e-4, 4.35) for i in range(1, 6)]
+        await app.no_message(within=0.5)  # within the interval: no ack per ping
+        await asyncio.sleep(0.6)
+        last = await app.ping(50.86, 4.35)
+        ack = await app.recv("driver.location.acked")
+        assert ack["payload"]["count"] == len(sent) + 1
+        assert ack["payload"]["last_event_id"] == last["event_id"] == ack["correlation_id"]
+        await app.close()
+    run(go())
+
+
+def test_token_expiry_closes_the_socket_with_4001(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_AUTH_LEEWAY": "0s"})
+    drv = d.create_driver()
+    now = int(time.time())
+    tok = make_jwt({"iss": "ridehail", "sub": drv["id"], "role": "driver", "iat": now, "exp": now + 2, "jti": "brief"})
+
+    async def go():
+        app = await Driver.connect(d, tok, drv["id"])
+        await app.recv("driver.status.changed")
+        t0 = time.time()
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            while True:
+                await asyncio.wait_for(app.ws.recv(), 6)
+        assert e.value.code == 4001
+        assert time.time() - t0 < 5
+    run(go())
+
+
 def test_flood_of_invalid_messages_closes(make_daemon):
     d = make_daemon(env={"RIDEHAIL_WS_MAX_REJECTIONS": "5"})
 
