@@ -78,7 +78,7 @@ load_ws() { # out-file, then ws_load arguments
 	taskset -c 1 "$LOAD" ws --port "$port" --secret "$secret" "$@" >"$out" 2>"$out.err" &
 	load_pids+=($!)
 	for _ in $(seq 1800); do
-		grep -q '^ready' "$out" && return 0
+		grep -qs '^ready' "$out" && return 0
 		kill -0 $! 2>/dev/null || break
 		sleep 0.1
 	done
