@@ -603,12 +603,23 @@ def test_history_queue_drops_oldest_when_database_is_slow(make_daemon, pg):
         wait_for(lambda: [x for x in nearby(d, d.admin, 1.3, 103.8)["drivers"]
                           if abs(x["location"]["lat"] - (1.3 + 399e-5)) < 1e-9])
         await app.close()
-    run(go())
+        return drv
+    drv = run(go())
     text = d.get("/metrics").body.decode()
     dropped = float(re.search(r"^ridehail_history_points_dropped_total (\S+)$", text, re.M).group(1))
     assert dropped > 0
     locker.rollback()
     locker.close()
+
+    # Oldest first: of the points queued while the table was locked, the
+    # newest 100 (the queue's size) survive and are written once it is free.
+    def written():
+        rows = pg.query(d.db, "SELECT ST_Y(location::geometry) FROM driver_locations WHERE driver_id = %s",
+                        (drv["id"],))
+        return {round((r[0] - 1.3) / 1e-5) for r in rows}
+    got = wait_for(lambda: (lambda w: 399 in w and w)(written()), what="the newest point written")
+    assert set(range(300, 400)) <= got, sorted(set(range(300, 400)) - got)
+    assert len(got) < 400
 
 
 def test_presence_metrics(daemon):
