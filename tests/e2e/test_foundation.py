@@ -404,6 +404,20 @@ def test_json_log_lines_carry_the_request_id(make_daemon):
     assert any("listening on" in r["msg"] for r in records)
 
 
+def test_database_notices_reach_the_daemon_log(make_daemon, pg):
+    # The history partition maintenance (run at start) calls a SQL function:
+    # one that raises a WARNING shows that server messages reach our log.
+    db = pg.create_db()
+    make_daemon(db=db).stop()
+    pg.query(db, """CREATE OR REPLACE FUNCTION ridehail_location_partitions(keep interval, ahead integer,
+                        OUT created integer, OUT dropped integer) LANGUAGE plpgsql AS $$
+                    BEGIN RAISE WARNING 'partition check from the test'; created := 0; dropped := 0; END $$""")
+    d = make_daemon(db=db)
+    line = wait_for(lambda: next((ln for ln in d.log().splitlines() if "partition check from the test" in ln), None),
+                    what="the server's WARNING in the daemon log")
+    assert "level=info" in line and "notice:" in line, line
+
+
 # ---------------------------------------------------------------- configuration
 
 def run_check(text=None, env=None, path=None, tmp_path=None):
