@@ -152,6 +152,24 @@ def test_nearby_orders_and_limits(daemon):
     run(go())
 
 
+def test_nearby_filters_by_vehicle_type(make_daemon):
+    # A second vehicle type (from the environment) so that the filter has
+    # something to leave out: with one type it could not fail.
+    d = make_daemon(env={"RIDEHAIL_TARIFF_XL_BASE": "500"})
+
+    async def go():
+        std, a = await online_driver(d, lat=47.37, lon=8.54)
+        xl, b = await online_driver(d, lat=47.3701, lon=8.54, vehicle_type="xl")
+        wait_for(lambda: nearby(d, d.admin, 47.37, 8.54)["count"] == 2, what="both drivers")
+        only_xl = nearby(d, d.admin, 47.37, 8.54, vehicle_type="xl")["drivers"]
+        assert [x["driver_id"] for x in only_xl] == [xl["id"]] and only_xl[0]["vehicle_type"] == "xl"
+        only_std = nearby(d, d.admin, 47.37, 8.54, vehicle_type="standard")["drivers"]
+        assert [x["driver_id"] for x in only_std] == [std["id"]]
+        await a.close()
+        await b.close()
+    run(go())
+
+
 @pytest.mark.parametrize("query, field, rule", [
     ("lng=5", "lat", "required"),
     ("lat=95&lng=5", "lat", "maximum"),
