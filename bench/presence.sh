@@ -34,9 +34,10 @@ LOAD=$repo/build/release/bench/ws_load
 tmp=$(mktemp -d /tmp/ridehail-bench-presence.XXXXXX)
 chmod 755 "$tmp"
 daemon_pid=""
+load_pids=() # every ws_load this script started, so that cleanup stops only those
 cleanup() {
 	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
-	pkill -f "$LOAD" 2>/dev/null || true
+	for p in "${load_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh destroy >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
@@ -75,8 +76,9 @@ load_ws() { # out-file, then ws_load arguments
 	local out=$1
 	shift
 	taskset -c 1 "$LOAD" ws --port "$port" --secret "$secret" "$@" >"$out" 2>"$out.err" &
+	load_pids+=($!)
 	for _ in $(seq 1800); do
-		grep -q '^ready' "$out" && return 0
+		grep -qs '^ready' "$out" && return 0
 		kill -0 $! 2>/dev/null || break
 		sleep 0.1
 	done

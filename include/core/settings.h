@@ -71,6 +71,7 @@ struct ws_cfg {
 	int64_t idle_timeout_ms;
 	int64_t close_timeout_ms;
 	int64_t max_rejections;   /* rejected messages per minute before the connection is closed */
+	bool echo;                /* test-only: GET /v1/ws/echo echoes every message, no token */
 };
 
 struct presence_cfg {

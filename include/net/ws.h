@@ -31,6 +31,9 @@ struct ws_handlers {
 	/* The connection is gone (code: what was sent or received; 1006 when the
 	 * TCP connection dropped without a close). */
 	void (*on_close)(struct ws_conn *c, void *arg, uint16_t code, const char *reason);
+	/* A complete binary message; NULL (the driver protocol): binary closes
+	 * the connection with 1003. */
+	void (*on_binary)(struct ws_conn *c, void *arg, const void *data, size_t len);
 };
 
 struct ws_hub *ws_hub_new(struct event_base *base, struct http_server *http, const struct ws_cfg *cfg,
@@ -53,6 +56,7 @@ struct ws_conn *ws_accept(struct ws_hub *hub, struct http_req *req, const char *
 /* Sends one text message. false (and the connection is being closed) when
  * the reader is too slow or the connection is closing. */
 bool ws_send_text(struct ws_conn *c, const char *text, size_t len);
+bool ws_send_binary(struct ws_conn *c, const void *data, size_t len);
 /* Starts the close handshake; on_close follows (from the loop). */
 void ws_close(struct ws_conn *c, uint16_t code, const char *reason);
 bool ws_is_open(const struct ws_conn *c);

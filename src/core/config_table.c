@@ -149,6 +149,8 @@ static const struct cfg_key ws_keys[] = {
 	  "After sending a close frame, wait this long for the peer's before dropping the connection." },
 	{ "max_rejections", CFG_INT, K(ws_cfg, max_rejections), "30", 1, 100000, "per minute", NULL,
 	  "Invalid messages a client may send per minute (each gets command.rejected); past it the connection is closed with 1008." },
+	{ "echo", CFG_BOOL, K(ws_cfg, echo), "false", 0, 0, NULL, NULL,
+	  "Test-only: GET /v1/ws/echo, without a token, echoes every text and binary message (for WebSocket conformance suites). Never turn it on in production." },
 	{ 0 }
 };
 

@@ -380,6 +380,40 @@ static const struct http_route gw_routes[] = {
 	{ 0 },
 };
 
+/* ------------------------------------------------------------ echo (test-only)
+ * ws.echo = true adds GET /v1/ws/echo: no token, no sessions, every text
+ * and binary message sent straight back. It exists for WebSocket
+ * conformance suites, which need an echo server; it is off by default. */
+
+static void echo_text(struct ws_conn *c, void *arg, const char *text, size_t len)
+{
+	ws_send_text(c, text, len);
+}
+
+static void echo_binary(struct ws_conn *c, void *arg, const void *data, size_t len)
+{
+	ws_send_binary(c, data, len);
+}
+
+static void echo_closed(struct ws_conn *c, void *arg, uint16_t code, const char *reason)
+{
+}
+
+static const struct ws_handlers echo_handlers = { echo_text, echo_closed, echo_binary };
+
+static void echo_upgrade(struct http_req *req, void *ctx)
+{
+	struct gateway *gw = ctx;
+	if (ws_check_upgrade_or_reply(gw->hub, req) != RH_OK)
+		return;
+	ws_accept(gw->hub, req, NULL, 0, &echo_handlers, NULL);
+}
+
+static const struct http_route echo_routes[] = {
+	{ HTTP_GET, "/v1/ws/echo", echo_upgrade, HTTP_ROUTE_UPGRADE },
+	{ 0 },
+};
+
 /* ------------------------------------------------------------ setup */
 
 void gateway_register(struct gateway *gw, const struct gw_message_type *t)
@@ -452,6 +486,10 @@ struct gateway *gateway_new(struct server *srv)
 	}
 	gateway_register(gw, &heartbeat_type);
 	http_server_add_routes(srv->http, gw_routes, gw);
+	if (srv->cfg.ws.echo) {
+		http_server_add_routes(srv->http, echo_routes, gw);
+		log_warn(NULL, "ws.echo is on: GET /v1/ws/echo echoes messages without a token (test-only)");
+	}
 	return gw;
 }
 

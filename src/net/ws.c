@@ -86,16 +86,26 @@ static void conn_slow_reader(struct ws_conn *c)
 	conn_terminate(c);
 }
 
-bool ws_send_text(struct ws_conn *c, const char *text, size_t len)
+static bool send_message(struct ws_conn *c, uint8_t opcode, const void *data, size_t len)
 {
 	if (c->state != WS_OPEN || c->dead)
 		return false;
-	if (!send_frame(c, WS_OP_TEXT, text, len)) {
+	if (!send_frame(c, opcode, data, len)) {
 		conn_slow_reader(c);
 		return false;
 	}
 	metric_inc(c->hub->m_tx_msgs);
 	return true;
+}
+
+bool ws_send_text(struct ws_conn *c, const char *text, size_t len)
+{
+	return send_message(c, WS_OP_TEXT, text, len);
+}
+
+bool ws_send_binary(struct ws_conn *c, const void *data, size_t len)
+{
+	return send_message(c, WS_OP_BINARY, data, len);
 }
 
 static void count_close(struct ws_hub *hub, uint16_t code)
@@ -184,21 +194,26 @@ static void conn_fail(struct ws_conn *c, uint16_t code, const char *why)
 
 /* ------------------------------------------------------------ receiving */
 
-static void deliver(struct ws_conn *c, const char *text, size_t len)
+static void deliver(struct ws_conn *c, bool binary, const char *data, size_t len)
 {
 	metric_inc(c->hub->m_rx_msgs);
-	if (c->state == WS_OPEN)
-		c->h->on_message(c, c->arg, text, len);
+	if (c->state != WS_OPEN)
+		return;
+	if (binary)
+		c->h->on_binary(c, c->arg, data, len);
+	else
+		c->h->on_message(c, c->arg, data, len);
 }
 
 static bool on_data_frame(struct ws_conn *c, const struct ws_frame *f)
 {
-	if (f->message_opcode == WS_OP_BINARY) {
+	bool binary = f->message_opcode == WS_OP_BINARY;
+	if (binary && !c->h->on_binary) {
 		conn_fail(c, WS_CLOSE_UNSUPPORTED, "binary messages are not supported");
 		return false;
 	}
 	if (f->message_end && c->msg_len == 0) {
-		deliver(c, (const char *)f->payload, f->payload_len); /* the usual case: zero copy */
+		deliver(c, binary, (const char *)f->payload, f->payload_len); /* the usual case: zero copy */
 		return true;
 	}
 	if (c->msg_len + f->payload_len > c->msg_cap) {
@@ -208,10 +223,14 @@ static bool on_data_frame(struct ws_conn *c, const struct ws_frame *f)
 		c->msg = rh_realloc(c->msg, cap);
 		c->msg_cap = cap;
 	}
-	memcpy(c->msg + c->msg_len, f->payload, f->payload_len);
-	c->msg_len += f->payload_len;
+	/* An empty fragment may come before anything was buffered (msg still
+	 * NULL): memcpy with a null pointer is undefined even for 0 bytes. */
+	if (f->payload_len) {
+		memcpy(c->msg + c->msg_len, f->payload, f->payload_len);
+		c->msg_len += f->payload_len;
+	}
 	if (f->message_end) {
-		deliver(c, c->msg, c->msg_len);
+		deliver(c, binary, c->msg ? c->msg : "", c->msg_len);
 		c->msg_len = 0;
 		if (c->msg_cap > 65536) {
 			rh_free(c->msg);

@@ -139,7 +139,7 @@ class Response:
 
 
 class Daemon:
-    def __init__(self, workdir, env=None, db_url=None, config=None, args=()):
+    def __init__(self, workdir, env=None, db_url=None, config=None, args=(), command=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"ridehaild-{uuid.uuid4().hex[:6]}.log"
@@ -168,12 +168,15 @@ class Daemon:
         self.env.update(env or {})
         self.config = config or str(ROOT / "conf" / "ridehaild.conf")
         self.args = list(args)
+        # what to run instead of the binary (e.g. scripts/run.sh, which execs it)
+        self.command = list(command) if command else None
         self.proc = None
         self.addr = None
 
     def start(self, wait_ready=True, timeout=20):
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([RIDEHAILD, "--config", self.config] + self.args, cwd=ROOT, env=self.env,
+        argv = self.command or [RIDEHAILD, "--config", self.config] + self.args
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env,
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         while time.time() < deadline:

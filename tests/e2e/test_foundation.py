@@ -1,10 +1,13 @@
 """The foundation: HTTP edge behaviour, health, metrics, database resilience,
 lifecycle and configuration errors, against the real daemon and PostgreSQL."""
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import RIDEHAILD, ROOT, Daemon, PgCluster, problem, wait_for
+from conftest import RIDEHAILD, ROOT, SANITIZE, Daemon, PgCluster, free_port, problem, wait_for
 
 ADMIN = "admin-token-for-tests-0123456789"
 
@@ -268,6 +271,36 @@ def test_database_killed_and_restarted(tmp_path):
         cluster.destroy()
 
 
+def test_local_default_database_is_created_once_then_reused(tmp_path):
+    """`make run` with no database configured: scripts/run.sh creates a
+    PostgreSQL + PostGIS cluster (here in a temp dir instead of var/pg), the
+    daemon comes up ready on it, and a second run reuses the same cluster."""
+    base = Path(tempfile.mkdtemp(prefix="rh-localdb-"))
+    os.chmod(base, 0o755)  # the cluster belongs to `postgres` when run as root
+    env = {"LOCALDB_DIR": str(base / "pg"), "LOCALDB_PORT": str(free_port()), "RIDEHAILD": RIDEHAILD}
+    try:
+        for run in (1, 2):
+            d = Daemon(tmp_path / f"run{run}", env=env, command=[str(ROOT / "scripts" / "run.sh")])
+            assert "RIDEHAIL_DATABASE_URL" not in d.env
+            d.start(timeout=60)
+            body = d.wait_ready(timeout=30).json()
+            assert body["checks"]["schema_version"] == latest_migration()
+            families = {f.name for f in text_string_to_metric_families(d.get("/metrics").body.decode())}
+            assert "ridehail_build_info" in families
+            d.stop()
+            created = "localdb: creating a PostgreSQL cluster" in d.log()
+            assert created == (run == 1), d.log()[-2000:]
+            assert f"using the local database postgres://ridehail@127.0.0.1:{env['LOCALDB_PORT']}/" in d.log()
+        # `make clean-db` removes it
+        r = subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "destroy"], env=dict(os.environ, **env),
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and not (base / "pg").exists(), r.stderr
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "destroy"], env=dict(os.environ, **env),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_migration_changed_after_apply_is_refused(make_daemon, pg):
     db = pg.create_db()
     d = make_daemon(db=db)
@@ -351,6 +384,40 @@ def test_sighup_reopens_log(pg, tmp_path):
     assert "listening on" in rotated.read_text()
 
 
+def test_json_log_lines_carry_the_request_id(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_LOG_FORMAT": "json"})
+    assert d.get("/healthz", headers={"X-Request-Id": "json-log-check-1"}).status == 200
+    d.stop()
+    lines = [ln for ln in d.log().splitlines() if ln.strip()]
+    assert len(lines) > 3
+    records = []
+    for ln in lines:
+        if SANITIZE and not ln.startswith("{"):
+            continue  # sanitizer output, which stop() has already checked
+        rec = json.loads(ln)  # every line the daemon writes is one JSON object
+        assert {"ts", "level", "msg"} <= set(rec), rec
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rec["ts"]), rec
+        assert rec["level"] in ("debug", "info", "warn", "error"), rec
+        records.append(rec)
+    mine = [r for r in records if r.get("req") == "json-log-check-1"]
+    assert mine and "GET /healthz -> 200" in mine[0]["msg"], records[-10:]
+    assert any("listening on" in r["msg"] for r in records)
+
+
+def test_database_notices_reach_the_daemon_log(make_daemon, pg):
+    # The history partition maintenance (run at start) calls a SQL function:
+    # one that raises a WARNING shows that server messages reach our log.
+    db = pg.create_db()
+    make_daemon(db=db).stop()
+    pg.query(db, """CREATE OR REPLACE FUNCTION ridehail_location_partitions(keep interval, ahead integer,
+                        OUT created integer, OUT dropped integer) LANGUAGE plpgsql AS $$
+                    BEGIN RAISE WARNING 'partition check from the test'; created := 0; dropped := 0; END $$""")
+    d = make_daemon(db=db)
+    line = wait_for(lambda: next((ln for ln in d.log().splitlines() if "partition check from the test" in ln), None),
+                    what="the server's WARNING in the daemon log")
+    assert "level=info" in line and "notice:" in line, line
+
+
 # ---------------------------------------------------------------- configuration
 
 def run_check(text=None, env=None, path=None, tmp_path=None):
@@ -378,6 +445,12 @@ def test_check_config_accepts_shipped_file(tmp_path):
     ("[log]\nformat = xml\n", 2, 'is not one of logfmt json'),
     ("[nosuch]\n", 1, "unknown section [nosuch]"),
     ("\n\n[http]\nlisten = nowhere\n", 4, "is not host:port"),
+    ("[http]\nbacklog = many\n", 2, '"many" is not an integer'),
+    ("[database]\nmigrate = maybe\n", 2, '"maybe" is not a boolean'),
+    ("listen = 127.0.0.1:8080\n", 1, 'key "listen" outside any [section]'),
+    ("[http\n", 1, "malformed section header"),
+    ("[http]\njust words\n", 2, 'expected "key = value"'),
+    ("[database]\nurl = \"open\n", 2, "unterminated quoted value"),
 ])
 def test_check_config_error_classes(tmp_path, text, line, message):
     r = run_check(text, tmp_path=tmp_path)
@@ -390,8 +463,19 @@ def test_check_config_cross_key_and_env_errors(tmp_path):
     assert r.returncode == 1 and "at least 16 characters" in r.stderr
     r = run_check(path=ROOT / "conf" / "ridehaild.conf", env={"RIDEHAIL_HTTP_LISTNE": "x"})
     assert r.returncode == 1 and "RIDEHAIL_HTTP_LISTNE: no such configuration key" in r.stderr
+    r = run_check(path=ROOT / "conf" / "ridehaild.conf", env={"RIDEHAIL_DATABASE_POOL_SIZE": "1000"})
+    assert r.returncode == 1 and "RIDEHAIL_DATABASE_POOL_SIZE: 1000 is out of range 1..64" in r.stderr
+    r = run_check(path=ROOT / "conf" / "ridehaild.conf", env={"RIDEHAIL_LOG_FORMAT": "xml"})
+    assert r.returncode == 1 and "RIDEHAIL_LOG_FORMAT" in r.stderr and "is not one of" in r.stderr
     r = run_check(path=tmp_path / "missing.conf")
     assert r.returncode == 1 and "cannot open" in r.stderr
+
+
+def test_check_config_reports_every_error(tmp_path):
+    r = run_check("[http]\nbogus = 1\nbacklog = 0\n[log]\nlevel = loud\n", tmp_path=tmp_path)
+    assert r.returncode == 1
+    for line in (2, 3, 5):
+        assert f"bad.conf:{line}: " in r.stderr, r.stderr
 
 
 def test_bad_config_never_starts(tmp_path):

@@ -152,6 +152,24 @@ def test_nearby_orders_and_limits(daemon):
     run(go())
 
 
+def test_nearby_filters_by_vehicle_type(make_daemon):
+    # A second vehicle type (from the environment) so that the filter has
+    # something to leave out: with one type it could not fail.
+    d = make_daemon(env={"RIDEHAIL_TARIFF_XL_BASE": "500"})
+
+    async def go():
+        std, a = await online_driver(d, lat=47.37, lon=8.54)
+        xl, b = await online_driver(d, lat=47.3701, lon=8.54, vehicle_type="xl")
+        wait_for(lambda: nearby(d, d.admin, 47.37, 8.54)["count"] == 2, what="both drivers")
+        only_xl = nearby(d, d.admin, 47.37, 8.54, vehicle_type="xl")["drivers"]
+        assert [x["driver_id"] for x in only_xl] == [xl["id"]] and only_xl[0]["vehicle_type"] == "xl"
+        only_std = nearby(d, d.admin, 47.37, 8.54, vehicle_type="standard")["drivers"]
+        assert [x["driver_id"] for x in only_std] == [std["id"]]
+        await a.close()
+        await b.close()
+    run(go())
+
+
 @pytest.mark.parametrize("query, field, rule", [
     ("lng=5", "lat", "required"),
     ("lat=95&lng=5", "lat", "maximum"),
@@ -223,6 +241,7 @@ BAD = [
     ({"location": {"lat": "52", "lon": 5}}, "payload.location.lat", "type", "validation_failed"),
     ({"location": {"lat": 52}}, "payload.location.lon", "required", "validation_failed"),
     ({"heading_deg": 361}, "payload.heading_deg", "maximum", "validation_failed"),
+    ({"heading_deg": -0.5}, "payload.heading_deg", "minimum", "validation_failed"),
     ({"speed_kmh": -1}, "payload.speed_kmh", "minimum", "validation_failed"),
     ({"source": "carrier-pigeon"}, "payload.source", "enum", "validation_failed"),
     ({"altitude_m": 3}, "payload.altitude_m", "additionalProperties", "validation_failed"),
@@ -298,6 +317,87 @@ def test_envelope_and_semantic_rejections(daemon):
     run(go())
     text = daemon.get("/metrics").body.decode()
     assert 'ridehail_gateway_rejected_total{reason="validation_failed"}' in text
+
+
+def test_non_finite_coordinates_rejected(daemon):
+    """JSON has no NaN or Infinity: NaN is not JSON at all, and a number too
+    large for a double is refused as not a number, not clamped."""
+    async def go():
+        drv, app = await online_driver(daemon, lat=43.3, lon=5.37)
+        base = json.dumps(envelope("driver.location.updated", {"driver_id": drv["id"],
+                                                               "location": {"lat": 1, "lon": 5.37}}))
+        await app.send_raw(base.replace('"lat": 1,', '"lat": NaN,'))
+        await app.rejected("invalid_json")
+        await app.send_raw(base.replace('"lat": 1,', '"lat": 1e999,'))
+        await app.rejected("validation_failed", "payload.location.lat", "type")
+        await app.send_raw(base.replace('"lat": 1,', '"lat": -Infinity,'))
+        await app.rejected("invalid_json")
+        exact = [x for x in nearby(daemon, daemon.admin, 43.3, 5.37)["drivers"] if x["driver_id"] == drv["id"]]
+        assert exact and exact[0]["location"] == {"lat": 43.3, "lon": 5.37}  # nothing changed
+        await app.close()
+    run(go())
+
+
+def test_ws_connection_limit(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_WS_MAX_CONNECTIONS": "1"})
+    url = f"ws://{d.host}:{d.port}/v1/ws"
+
+    async def go():
+        drv, app = await online_driver(d)
+        _, hdr = d.driver_session()
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+            await websockets.connect(url, extra_headers=hdr, open_timeout=5)
+        assert e.value.status_code == 503
+        await app.close()
+        # the freed place is taken by the next driver
+        deadline = time.time() + 5
+        while True:
+            try:
+                ws = await websockets.connect(url, extra_headers=hdr, open_timeout=5)
+                break
+            except websockets.exceptions.InvalidStatusCode as e2:
+                assert e2.status_code == 503 and time.time() < deadline
+                await asyncio.sleep(0.1)
+        await ws.close()
+    run(go())
+    wait_for(lambda: re.search(r"^ridehail_ws_connections 0$", d.get("/metrics").body.decode(), re.M),
+             what="every WebSocket counted closed")
+
+
+def test_periodic_acks_count_pings(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_ACK_INTERVAL": "1s", "RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "100"})
+
+    async def go():
+        drv, app = await online_driver(d, lat=50.85, lon=4.35)  # the first ping is acked at once
+        first = await app.recv("driver.location.acked")
+        assert first["payload"]["driver_id"] == drv["id"] and first["payload"]["count"] == 1
+        sent = [await app.ping(50.85 + i * 1e-4, 4.35) for i in range(1, 6)]
+        await app.no_message(within=0.5)  # within the interval: no ack per ping
+        await asyncio.sleep(0.6)
+        last = await app.ping(50.86, 4.35)
+        ack = await app.recv("driver.location.acked")
+        assert ack["payload"]["count"] == len(sent) + 1
+        assert ack["payload"]["last_event_id"] == last["event_id"] == ack["correlation_id"]
+        await app.close()
+    run(go())
+
+
+def test_token_expiry_closes_the_socket_with_4001(make_daemon):
+    d = make_daemon(env={"RIDEHAIL_AUTH_LEEWAY": "0s"})
+    drv = d.create_driver()
+    now = int(time.time())
+    tok = make_jwt({"iss": "ridehail", "sub": drv["id"], "role": "driver", "iat": now, "exp": now + 2, "jti": "brief"})
+
+    async def go():
+        app = await Driver.connect(d, tok, drv["id"])
+        await app.recv("driver.status.changed")
+        t0 = time.time()
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            while True:
+                await asyncio.wait_for(app.ws.recv(), 6)
+        assert e.value.code == 4001
+        assert time.time() - t0 < 5
+    run(go())
 
 
 def test_flood_of_invalid_messages_closes(make_daemon):
@@ -380,6 +480,24 @@ def test_fragments_ping_pong_and_close_handshake(daemon):
     c.close()
 
 
+def test_empty_fragments(daemon):
+    """A message whose first fragments are empty (nothing buffered yet), and a
+    message made only of empty fragments (found by the Autobahn suite, case
+    6.1.2, under UBSan: memcpy from a null buffer)."""
+    drv, c = raw_driver(daemon)
+    msg = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
+                                                   "status": "alive"})).encode()
+    c.send(RawWS.frame(0x1, b"", fin=False) + RawWS.frame(0x0, b"", fin=False) + RawWS.frame(0x0, msg))
+    op, payload = c.read_frame()
+    assert op == 1 and json.loads(payload)["event_type"] == "server.heartbeat"
+    c.send(RawWS.frame(0x1, b"", fin=False) + RawWS.frame(0x0, b"", fin=False) + RawWS.frame(0x0, b""))
+    op, payload = c.read_frame()
+    assert op == 1 and json.loads(payload)["payload"]["reason"] == "invalid_json"
+    c.send(RawWS.frame(0x8, struct.pack("!H", 1000)))
+    assert c.close_code() == 1000
+    c.close()
+
+
 def test_server_heartbeat_and_idle_timeout(make_daemon):
     d = make_daemon(env={"RIDEHAIL_WS_PING_INTERVAL": "1s", "RIDEHAIL_WS_IDLE_TIMEOUT": "3s"})
     drv, c = raw_driver(d)
@@ -413,6 +531,22 @@ def test_slow_reader_is_dropped(make_daemon):
              what="the slow reader to be dropped")
     c.close()
     assert d.get("/healthz").status == 200
+
+
+def test_echo_endpoint_is_off_by_default_and_test_only(daemon, make_daemon):
+    problem(daemon.get("/v1/ws/echo"), 404, "not-found")
+    d = make_daemon(env={"RIDEHAIL_WS_ECHO": "true"})
+    assert "ws.echo is on" in d.log()
+
+    async def go():
+        async with websockets.connect(f"ws://{d.host}:{d.port}/v1/ws/echo", open_timeout=5) as ws:
+            await ws.send("héllo")
+            assert await asyncio.wait_for(ws.recv(), 3) == "héllo"
+            await ws.send(b"\x00\xffbinary")
+            assert await asyncio.wait_for(ws.recv(), 3) == b"\x00\xffbinary"
+            await ws.send(["frag", "mented"])
+            assert await asyncio.wait_for(ws.recv(), 3) == "fragmented"
+    run(go())
 
 
 # ---------------------------------------------------------------- HTTP fallback and history
@@ -457,6 +591,21 @@ def test_location_history_lands_in_postgres(make_daemon, pg):
     run(go())
 
 
+def test_history_retention_drops_old_partitions(make_daemon, pg):
+    db = pg.create_db()
+    d = make_daemon(db=db)  # applies the migrations
+    d.stop()
+    pg.query(db, "CREATE TABLE driver_locations_20200101 PARTITION OF driver_locations"
+                 " FOR VALUES FROM ('2020-01-01 00:00+00') TO ('2020-01-02 00:00+00')")
+    today = time.strftime("driver_locations_%Y%m%d", time.gmtime())
+    d2 = make_daemon(db=db, env={"RIDEHAIL_PRESENCE_HISTORY_RETENTION": "2d"})
+    wait_for(lambda: pg.query(db, "SELECT to_regclass('driver_locations_20200101')")[0][0] is None, timeout=15,
+             what="the partition past retention to be dropped")
+    assert pg.query(db, "SELECT to_regclass(%s)::text", (today,))[0][0] == today
+    d2.stop()
+    assert "dropped 1" in d2.log()
+
+
 def test_history_queue_drops_oldest_when_database_is_slow(make_daemon, pg):
     d = make_daemon(env={"RIDEHAIL_PRESENCE_HISTORY_QUEUE_MAX": "100", "RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "10000",
                          "RIDEHAIL_PRESENCE_HISTORY_FLUSH_INTERVAL": "100ms"})
@@ -472,12 +621,23 @@ def test_history_queue_drops_oldest_when_database_is_slow(make_daemon, pg):
         wait_for(lambda: [x for x in nearby(d, d.admin, 1.3, 103.8)["drivers"]
                           if abs(x["location"]["lat"] - (1.3 + 399e-5)) < 1e-9])
         await app.close()
-    run(go())
+        return drv
+    drv = run(go())
     text = d.get("/metrics").body.decode()
     dropped = float(re.search(r"^ridehail_history_points_dropped_total (\S+)$", text, re.M).group(1))
     assert dropped > 0
     locker.rollback()
     locker.close()
+
+    # Oldest first: of the points queued while the table was locked, the
+    # newest 100 (the queue's size) survive and are written once it is free.
+    def written():
+        rows = pg.query(d.db, "SELECT ST_Y(location::geometry) FROM driver_locations WHERE driver_id = %s",
+                        (drv["id"],))
+        return {round((r[0] - 1.3) / 1e-5) for r in rows}
+    got = wait_for(lambda: (lambda w: 399 in w and w)(written()), what="the newest point written")
+    assert set(range(300, 400)) <= got, sorted(set(range(300, 400)) - got)
+    assert len(got) < 400
 
 
 def test_presence_metrics(daemon):
