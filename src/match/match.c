@@ -707,13 +707,24 @@ static void search_start(struct ride *r, int64_t elapsed_ms)
 	step(r);
 }
 
+struct give_up_ctx {
+	struct matcher *m;
+	struct uuid trip;
+};
+
 static void gave_up(void *arg, int status, const cJSON *body)
 {
-	struct matcher *m = arg;
-	if (status != 200)
-		log_info(NULL, "match: a no_drivers cancellation was refused (%d): the trip moved on", status);
-	else
-		metric_inc(m->m_no_drivers);
+	struct give_up_ctx *c = arg;
+	struct ride *r = umap_get(&c->m->rides, &c->trip);
+	if (status == 200) {
+		metric_inc(c->m->m_no_drivers);
+	} else if (r && r->searching) {
+		/* not saved (the database was away): wait and try again */
+		log_info(NULL, "match: the no_drivers cancellation of %s failed (%d); retrying", r->trip_s, status);
+		r->giving_up = false;
+		wait_enter(r);
+	}
+	rh_free(c);
 }
 
 static void give_up(struct ride *r)
@@ -723,7 +734,10 @@ static void give_up(struct ride *r)
 	cJSON *args = cJSON_CreateObject();
 	cJSON_AddStringToObject(args, "reason", "no_drivers");
 	log_info(NULL, "match: no driver for trip %s within %lld s", r->trip_s, (long long)(r->m->cfg->max_search_ms / 1000));
-	trip_transition(r->m->srv->trips, r->trip_s, TRIP_CANCELLED, "system", "matcher", args, gave_up, r->m);
+	struct give_up_ctx *c = RH_NEW(struct give_up_ctx);
+	c->m = r->m;
+	c->trip = r->trip;
+	trip_transition(r->m->srv->trips, r->trip_s, TRIP_CANCELLED, "system", "matcher", args, gave_up, c);
 }
 
 /* A driver just became free (declined, timed out, finished a trip, went
@@ -1033,8 +1047,18 @@ static void withdraw_all(struct matcher *m, struct ride *r, const struct uuid *k
 	int n = 0;
 	while (umap_next(&m->offers, &i, &k, &v) && n < 16) {
 		struct offer *o = v;
-		if (uuid_eq(&o->trip, &r->trip) && !(keep && uuid_eq(&o->driver, keep)))
-			list[n++] = o;
+		if (!uuid_eq(&o->trip, &r->trip))
+			continue;
+		if (keep && uuid_eq(&o->driver, keep)) {
+			/* the matched driver's own offer (an operator assigned them
+			 * while it was out): nothing to release, nothing to tell */
+			if (o->state == OFFER_LIVE) {
+				r->live--;
+				offer_free(o);
+			}
+			continue;
+		}
+		list[n++] = o;
 	}
 	for (int j = 0; j < n; j++) {
 		if (list[j]->state == OFFER_RESERVING) {
