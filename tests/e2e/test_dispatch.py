@@ -397,21 +397,25 @@ def test_restart_while_searching_and_while_riding(make_daemon, pg):
 
     async def phase1():
         a_drv, a = await online(d, north(PICKUP, 300))
-        b_drv, b = await online(d, north(PICKUP, 600))
         rider, rapp = await rider_app(d)
         t_ride = request(d, rapp.hdr).json()
         await accept(a, await offer_for(a, t_ride["id"]))
         await command(a, "trip.arrived", t_ride["id"])
         await command(a, "trip.started", t_ride["id"])
+        c_drv, c = await online(d, north(PICKUP, 900))
+        r3, r3app = await rider_app(d)
+        t_matched = request(d, r3app.hdr).json()
+        await accept(c, await offer_for(c, t_matched["id"]))
+        b_drv, b = await online(d, north(PICKUP, 600))
         r2, r2app = await rider_app(d)
         t_search = request(d, r2app.hdr).json()
         await offer_for(b, t_search["id"])  # reserved, unanswered
         assert driver_status(d, pg, b_drv["id"]) == "offered"
-        for x in (a, b, rapp, r2app):
+        for x in (a, b, c, rapp, r2app, r3app):
             await x.close()
-        return a_drv, a.hdr, b_drv, b.hdr, t_ride, t_search, r2
+        return a_drv, a.hdr, b_drv, b.hdr, c_drv, c.hdr, t_ride, t_search, t_matched, rapp
 
-    a_drv, a_hdr, b_drv, b_hdr, t_ride, t_search, r2 = run(phase1())
+    a_drv, a_hdr, b_drv, b_hdr, c_drv, c_hdr, t_ride, t_search, t_matched, rapp = run(phase1())
     d.stop()
     d2 = make_daemon(env=env, db=d.db)
 
@@ -429,11 +433,23 @@ def test_restart_while_searching_and_while_riding(make_daemon, pg):
         await a.recv("driver.status.changed")
         assigned = await a.recv("trip.assigned")
         assert assigned["payload"]["trip_id"] == t_ride["id"] and assigned["payload"]["state"] == "IN_PROGRESS"
+        # its rider sees where the trip stands
+        rider = await App.connect(d2, token_of(rapp.hdr), rapp.id)
+        snap = await rider.recv("trip.snapshot")
+        assert snap["payload"]["trip_id"] == t_ride["id"] and snap["payload"]["state"] == "IN_PROGRESS"
         await a.ping(*north(PICKUP, 300), accuracy_m=5)
         ackp, _ = await command(a, "trip.completed", t_ride["id"])
         assert ackp["state"] == "COMPLETED"
-        await a.close()
-        await b.close()
+        assert (await rider.recv("trip.state_changed", timeout=5))["payload"]["state"] == "COMPLETED"
+        # the matched one goes on where it stood
+        c = await Driver.connect(d2, token_of(c_hdr), c_drv["id"])
+        await c.recv("driver.status.changed")
+        assigned = await c.recv("trip.assigned")
+        assert assigned["payload"]["trip_id"] == t_matched["id"] and assigned["payload"]["state"] == "MATCHED"
+        ackp, _ = await command(c, "trip.arrived", t_matched["id"])
+        assert ackp["state"] == "ARRIVED"
+        for x in (a, b, c, rider):
+            await x.close()
     run(phase2())
     assert trip_state(d2, pg, t_search["id"]) == ("MATCHED", b_drv["id"])
 
