@@ -21,6 +21,16 @@ void rh_alloc_install_hooks(void);
 /* Live bytes allocated through the wrapper (approximate: usable sizes). */
 int64_t rh_alloc_live_bytes(void);
 
+/* A bump arena for JSON trees that live for one callback (a WebSocket
+ * message: parsed, validated, handled, deleted). Between begin and end every
+ * cJSON allocation comes from the arena (malloc past its end); cJSON_Delete
+ * of such a tree frees nothing; the next begin reuses the memory, so no tree
+ * parsed in the arena may outlive the callback that parsed it (under
+ * AddressSanitizer the old contents are poisoned at begin, so a tree kept by
+ * mistake is caught). Loop thread only. */
+void rh_json_arena_begin(void);
+void rh_json_arena_end(void);
+
 #define RH_NEW(type) ((type *)rh_calloc(1, sizeof(type)))
 
 #endif

@@ -4,6 +4,7 @@
 #include <event2/event.h>
 #include <malloc.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,11 +73,64 @@ char *rh_strndup(const char *s, size_t n)
 
 int64_t rh_alloc_live_bytes(void) { return atomic_load_explicit(&live_bytes, memory_order_relaxed); }
 
-static void *cjson_malloc(size_t n) { return rh_malloc(n); }
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RH_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define RH_ASAN 1
+#endif
+#ifdef RH_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define ARENA_SIZE (64 * 1024)
+static _Alignas(16) unsigned char arena[ARENA_SIZE];
+static size_t arena_used;
+static bool arena_on;
+
+void rh_json_arena_begin(void)
+{
+	arena_used = 0;
+	arena_on = true;
+	POISON(arena, ARENA_SIZE);
+}
+
+void rh_json_arena_end(void)
+{
+	arena_on = false;
+}
+
+static void *cjson_malloc(size_t n)
+{
+	if (arena_on) {
+		size_t need = (n + 15) & ~(size_t)15;
+		if (need <= ARENA_SIZE - arena_used) {
+			void *p = arena + arena_used;
+			arena_used += need;
+			UNPOISON(p, n);
+			return p;
+		}
+	}
+	return rh_malloc(n);
+}
+
+static void cjson_free(void *p)
+{
+	if ((unsigned char *)p >= arena && (unsigned char *)p < arena + ARENA_SIZE)
+		return;
+	rh_free(p);
+}
 
 void rh_alloc_install_hooks(void)
 {
-	cJSON_Hooks hooks = { .malloc_fn = cjson_malloc, .free_fn = rh_free };
+	cJSON_Hooks hooks = { .malloc_fn = cjson_malloc, .free_fn = cjson_free };
 	cJSON_InitHooks(&hooks);
 	event_set_mem_functions(rh_malloc, rh_realloc, rh_free);
 }

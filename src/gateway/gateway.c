@@ -187,7 +187,11 @@ static void gw_on_message(struct ws_conn *c, void *arg, const char *text, size_t
 	struct gw_reject rej;
 	const char *end = NULL;
 
+	/* The message lives for this callback only: its tree is parsed into the
+	 * arena (no malloc per node; a fifth of a ping's cost otherwise). */
+	rh_json_arena_begin();
 	cJSON *msg = cJSON_ParseWithLengthOpts(text, len, &end, false);
+	rh_json_arena_end();
 	bool trailing = false;
 	for (const char *p = end; msg && p < text + len; p++)
 		trailing |= *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n';
