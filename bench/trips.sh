@@ -8,7 +8,9 @@
 #                one HTTP request on one core).
 #   transitions  TRIPS trips per window, requested over HTTP (not timed),
 #                then driven assign -> arrived -> start -> complete over
-#                TRIP_CONNS keep-alive connections (bench/trip_load): 2xx
+#                TRIP_CONNS keep-alive connections (bench/trip_load; dispatch
+#                is manual here, match.auto=false: the operator's assign is
+#                the MATCHED edge, and bench-dispatch measures offers): 2xx
 #                transitions per second of wall time, vs pgbench's trip
 #                transition + outbox row (../shared/anchors/postgis.sh). The
 #                outbox and trip_events must hold exactly the rows the
@@ -72,7 +74,8 @@ port=$(free_port)
 
 start_daemon() { # extra env as arguments
 	env RIDEHAIL_DATABASE_URL="$dburl" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" \
-		RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_ADMIN_TOKEN="$admin" RIDEHAIL_LOG_LEVEL=warn "$@" \
+		RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_ADMIN_TOKEN="$admin" RIDEHAIL_LOG_LEVEL=warn \
+		RIDEHAIL_MATCH_AUTO=false "$@" \
 		taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 100); do
