@@ -17,7 +17,7 @@ CREATE TABLE trips (
                       CHECK (state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS', 'COMPLETED', 'CANCELLED')),
     version           integer NOT NULL DEFAULT 1 CHECK (version >= 1),
     event_seq         integer NOT NULL DEFAULT 0 CHECK (event_seq >= 0), -- last outbox aggregate_seq
-    vehicle_type      text NOT NULL CHECK (vehicle_type ~ '^[a-z0-9_-]{1,31}$'),
+    vehicle_type      text NOT NULL CHECK (length(vehicle_type) BETWEEN 1 AND 31), -- a configured tariff
     pickup            geography(Point, 4326) NOT NULL,
     dropoff           geography(Point, 4326) NOT NULL,
     pickup_address    text CHECK (length(pickup_address) <= 200),
@@ -117,37 +117,55 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
 
 -- ------------------------------------------------------------ helpers
+-- The small helpers are one-expression SQL functions, STABLE, so that the
+-- planner inlines them; the bigger ones are PL/pgSQL, whose plans are cached
+-- per session (an SQL function is planned again in every subtransaction).
 
-CREATE FUNCTION rh_ts(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION rh_ts(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
 $$;
 
 -- A point as the REST API shows it.
-CREATE FUNCTION rh_latlng(g geography) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION rh_latlng(g geography) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN g IS NULL THEN NULL ELSE
         jsonb_build_object('lat', round(ST_Y(g::geometry)::numeric, 7)::float8, 'lng', round(ST_X(g::geometry)::numeric, 7)::float8) END
 $$;
 
 -- A point as events show it (the geo_point of the event schemas).
-CREATE FUNCTION rh_latlon(g geography) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION rh_latlon(g geography) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('lat', round(ST_Y(g::geometry)::numeric, 7)::float8, 'lon', round(ST_X(g::geometry)::numeric, 7)::float8)
 $$;
 
 -- Events carry money as a decimal in major units (currency_amount).
-CREATE FUNCTION rh_money(minor bigint, cur text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+CREATE FUNCTION rh_money(minor bigint, cur text) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('currency', cur, 'amount', round(minor / 100.0, 2))
 $$;
 
-CREATE FUNCTION trip_emit(t trips, etype text, payload jsonb) RETURNS integer LANGUAGE sql AS $$
-    WITH s AS (UPDATE trips SET event_seq = event_seq + 1 WHERE id = t.id RETURNING event_seq)
+-- An outbox row of a trip at a sequence number the caller has taken.
+CREATE FUNCTION outbox_put(p_trip uuid, p_seq integer, p_type text, p_payload jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-    SELECT etype, 'ridehaild', t.id, t.id, s.event_seq, payload FROM s
-    RETURNING aggregate_seq
+    VALUES (p_type, 'ridehaild', p_trip, p_trip, p_seq, p_payload);
+END
+$$;
+
+-- An event of a trip outside a transition: takes the next sequence number.
+CREATE FUNCTION trip_emit(t trips, etype text, payload jsonb) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    seq integer;
+BEGIN
+    UPDATE trips SET event_seq = event_seq + 1 WHERE id = t.id RETURNING event_seq INTO seq;
+    PERFORM outbox_put(t.id, seq, etype, payload);
+    RETURN seq;
+END
 $$;
 
 -- The trip as the REST API shows it. with_timeline adds the transitions.
-CREATE FUNCTION trip_json(t trips, with_timeline boolean) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+CREATE FUNCTION trip_json(t trips, with_timeline boolean) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN jsonb_strip_nulls(jsonb_build_object(
         'id', t.id,
         'state', t.state,
         'version', t.version,
@@ -189,7 +207,8 @@ CREATE FUNCTION trip_json(t trips, with_timeline boolean) RETURNS jsonb LANGUAGE
                         (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                                     'seq', e.seq, 'from', e.from_state, 'to', e.to_state, 'at', rh_ts(e.at),
                                     'by', e.actor_role)) ORDER BY e.seq)
-                         FROM trip_events e WHERE e.trip_id = t.id) END))
+                         FROM trip_events e WHERE e.trip_id = t.id) END));
+END
 $$;
 
 -- ------------------------------------------------------------ requesting
@@ -236,12 +255,12 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO trips (id, rider_id, vehicle_type, pickup, dropoff, pickup_address, dropoff_address,
-                           currency, quote_id, fare_quoted, estimate, policy)
+                           currency, quote_id, fare_quoted, estimate, policy, event_seq)
         VALUES (gen_random_uuid(), p_rider, p_vehicle,
                 ST_SetSRID(ST_MakePoint(p_pickup_lng, p_pickup_lat), 4326)::geography,
                 ST_SetSRID(ST_MakePoint(p_dropoff_lng, p_dropoff_lat), 4326)::geography,
                 p_pickup_address, p_dropoff_address, p_currency, p_quote_id, (p_fare->>'total')::bigint,
-                p_fare, p_policy)
+                p_fare, p_policy, 2)
         RETURNING * INTO t;
         IF p_key IS NOT NULL THEN
             INSERT INTO ride_idempotency (rider_id, key, body_hash, trip_id) VALUES (p_rider, p_key, p_body_hash, t.id);
@@ -272,12 +291,12 @@ BEGIN
     END;
     INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at)
     VALUES (t.id, t.version, NULL, 'SEARCHING', 'rider', p_rider::text, t.requested_at);
-    PERFORM trip_emit(t, 'trip.requested', jsonb_build_object(
+    PERFORM outbox_put(t.id, 1, 'trip.requested', jsonb_build_object(
         'trip_id', t.id, 'passenger_id', t.rider_id,
         'pickup_location', rh_latlon(t.pickup), 'dropoff_location', rh_latlon(t.dropoff),
         'requested_at', rh_ts(t.requested_at), 'vehicle_type', t.vehicle_type,
         'fare', rh_money(t.fare_quoted, t.currency)));
-    PERFORM trip_emit(t, 'price.calculated', jsonb_build_object(
+    PERFORM outbox_put(t.id, 2, 'price.calculated', jsonb_build_object(
         'trip_id', t.id, 'kind', 'upfront',
         'base_fare', round((p_fare->>'base')::numeric / 100, 2),
         'distance_fare', round((p_fare->>'distance')::numeric / 100, 2),
@@ -285,7 +304,6 @@ BEGIN
         'booking_fee', round((p_fare->>'booking_fee')::numeric / 100, 2),
         'surge_multiplier', (p_fare->>'surge_multiplier')::numeric,
         'total_fare', round(t.fare_quoted / 100.0, 2), 'currency', t.currency));
-    SELECT * INTO t FROM trips WHERE id = t.id;
     status := 201;
     body := trip_json(t, false);
 END
@@ -344,7 +362,8 @@ DECLARE
 BEGIN
     SELECT * INTO t FROM trips WHERE id = p_trip FOR UPDATE;
     IF NOT FOUND OR (p_role = 'rider' AND t.rider_id::text <> p_actor)
-       OR (p_role = 'driver' AND p_to <> 'MATCHED' AND (t.driver_id IS NULL OR t.driver_id::text <> p_actor)) THEN
+       OR (p_role = 'driver' AND p_to <> 'MATCHED' AND (t.driver_id IS NULL OR t.driver_id::text <> p_actor))
+       OR (p_role = 'driver' AND p_to = 'MATCHED' AND (p_args->>'driver_id') IS DISTINCT FROM p_actor) THEN
         status := 404;
         body := jsonb_build_object('reason', 'not_found');
         RETURN;
@@ -399,27 +418,27 @@ BEGIN
             RETURN;
         END IF;
         UPDATE trips SET state = 'MATCHED', driver_id = (p_args->>'driver_id')::uuid, matched_at = now_ts,
-                         version = version + 1
+                         version = version + 1, event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver);
-        PERFORM trip_emit(t, 'trip.accepted', jsonb_build_object(
+        PERFORM outbox_put(t.id, t.event_seq, 'trip.accepted', jsonb_build_object(
             'trip_id', t.id, 'driver_id', t.driver_id, 'accepted_at', rh_ts(now_ts))
             || jsonb_strip_nulls(jsonb_build_object('eta_seconds', (p_args->>'eta_s')::integer,
                                                     'distance_m', (p_args->>'distance_m')::integer,
                                                     'match_score', (p_args->>'score')::numeric))
             || jsonb_build_object('assigned_by', p_role));
     ELSIF p_to = 'ARRIVED' THEN
-        UPDATE trips SET state = 'ARRIVED', arrived_at = now_ts, version = version + 1
+        UPDATE trips SET state = 'ARRIVED', arrived_at = now_ts, version = version + 1, event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
-        PERFORM trip_emit(t, 'trip.driver_arrived', jsonb_build_object(
+        PERFORM outbox_put(t.id, t.event_seq, 'trip.driver_arrived', jsonb_build_object(
             'trip_id', t.id, 'driver_id', t.driver_id, 'arrived_at', rh_ts(now_ts)));
     ELSIF p_to = 'IN_PROGRESS' THEN
         UPDATE drivers SET status = 'on_trip', version = version + 1, updated_at = now_ts
-         WHERE id = t.driver_id RETURNING version INTO dver;
-        UPDATE trips SET state = 'IN_PROGRESS', started_at = now_ts, version = version + 1
+         WHERE id = t.driver_id AND status = 'en_route' RETURNING version INTO dver;
+        UPDATE trips SET state = 'IN_PROGRESS', started_at = now_ts, version = version + 1, event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver);
-        PERFORM trip_emit(t, 'trip.started', jsonb_build_object(
+        PERFORM outbox_put(t.id, t.event_seq, 'trip.started', jsonb_build_object(
             'trip_id', t.id, 'started_at', rh_ts(now_ts), 'start_location', rh_latlon(t.pickup)));
     ELSIF p_to = 'COMPLETED' THEN
         dist := (p_args->>'distance_m')::integer;
@@ -446,14 +465,15 @@ BEGIN
          WHERE id = t.driver_id AND status IN ('en_route', 'on_trip') RETURNING version INTO dver;
         UPDATE trips SET state = 'COMPLETED', completed_at = now_ts, version = version + 1,
                          metered_distance_m = dist, metered_duration_s = dur, fare_metered = metered,
-                         fare_final = final, needs_review = review, end_location = end_g
+                         fare_final = final, needs_review = review, end_location = end_g,
+                         event_seq = event_seq + 2
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver, 'fare_final', final, 'needs_review', review);
-        PERFORM trip_emit(t, 'trip.finished', jsonb_build_object(
+        PERFORM outbox_put(t.id, t.event_seq - 1, 'trip.finished', jsonb_build_object(
             'trip_id', t.id, 'finished_at', rh_ts(now_ts), 'end_location', rh_latlon(end_g),
             'distance_km', round(dist / 1000.0, 3), 'duration_sec', dur,
             'fare', rh_money(final, t.currency)));
-        PERFORM trip_emit(t, 'price.calculated', jsonb_build_object(
+        PERFORM outbox_put(t.id, t.event_seq, 'price.calculated', jsonb_build_object(
             'trip_id', t.id, 'kind', 'final',
             'base_fare', round((t.estimate->>'base')::numeric / 100, 2),
             'distance_fare', round(trip_fare_distance(t.estimate, dist) / 100.0, 2),
@@ -479,28 +499,32 @@ BEGIN
              WHERE id = t.driver_id AND status IN ('en_route', 'on_trip') RETURNING version INTO dver;
         END IF;
         UPDATE trips SET state = 'CANCELLED', cancelled_at = now_ts, version = version + 1,
-                         cancelled_by = p_role, cancel_reason = reason, cancel_fee = fee
+                         cancelled_by = p_role, cancel_reason = reason, cancel_fee = fee,
+                         event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver, 'reason', reason, 'fee', fee);
-        PERFORM trip_emit(t, 'trip.cancelled', jsonb_build_object(
+        PERFORM outbox_put(t.id, t.event_seq, 'trip.cancelled', jsonb_build_object(
             'trip_id', t.id, 'cancelled_at', rh_ts(now_ts), 'cancelled_by', p_role, 'reason', reason,
             'state_before', from_state, 'fee', rh_money(fee, t.currency))
             || jsonb_strip_nulls(jsonb_build_object('driver_id', t.driver_id)));
     END IF;
     INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at, detail)
     VALUES (t.id, t.version, from_state, t.state, p_role, p_actor, now_ts, jsonb_strip_nulls(evt));
-    SELECT * INTO t FROM trips WHERE id = t.id;
     status := 200;
     body := trip_json(t, false) || jsonb_strip_nulls(jsonb_build_object('driver_version', dver));
 END
 $$;
 
 -- Many transitions in one transaction (one commit for all: the daemon
--- groups what arrives in one loop turn). Each item runs in its own
--- subtransaction, so one failure is its own answer and never the batch's.
--- p_items: [{trip_id, to, role, actor, args}, ...]; returns one row per item,
--- in order.
-CREATE FUNCTION trip_transitions(p_items jsonb)
+-- groups what arrives while the previous batch is at the database).
+-- p_items: [{trip_id, to, role, actor, args}, ...]; one row per item, in
+-- order. Fast path (p_safe false): no subtransactions, so an error in any
+-- item fails the whole call, and the daemon sends the batch again with
+-- p_safe: then each item runs in its own subtransaction and an error is that
+-- item's answer only. (Errors are not expected: the function refuses what it
+-- can foresee with a status; only a race the unique indexes catch, or a bug,
+-- raises.)
+CREATE FUNCTION trip_transitions(p_items jsonb, p_safe boolean)
 RETURNS TABLE (i integer, status integer, body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -513,18 +537,24 @@ DECLARE
     msg text;
 BEGIN
     FOR it IN SELECT value FROM jsonb_array_elements(p_items) LOOP
-        BEGIN
+        IF NOT p_safe THEN
             SELECT x.status, x.body INTO st, bd
               FROM trip_transition((it->>'trip_id')::uuid, it->>'to', it->>'role', it->>'actor',
                                    COALESCE(it->'args', '{}')) x;
-        EXCEPTION WHEN unique_violation THEN
-            st := 409;
-            bd := jsonb_build_object('reason', 'driver_busy');
-        WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            st := 500;
-            bd := jsonb_build_object('reason', 'error', 'sqlstate', code, 'message', msg);
-        END;
+        ELSE
+            BEGIN
+                SELECT x.status, x.body INTO st, bd
+                  FROM trip_transition((it->>'trip_id')::uuid, it->>'to', it->>'role', it->>'actor',
+                                       COALESCE(it->'args', '{}')) x;
+            EXCEPTION WHEN unique_violation THEN
+                st := 409;
+                bd := jsonb_build_object('reason', 'driver_busy');
+            WHEN OTHERS THEN
+                GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+                st := 500;
+                bd := jsonb_build_object('reason', 'error', 'sqlstate', code, 'message', msg);
+            END;
+        END IF;
         i := n;
         status := st;
         body := bd;

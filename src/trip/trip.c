@@ -55,6 +55,8 @@ struct tx_batch {
 	struct trips *t;
 	int n;
 	struct tx_item **items;
+	char *json;  /* the items as sent (kept to send again) */
+	bool safe;   /* sent with one subtransaction per item */
 };
 
 struct trips {
@@ -78,7 +80,7 @@ static struct db_stmt st_request = {
 	14,
 };
 static struct db_stmt st_transitions = {
-	"trip_transitions", "SELECT i, status, body FROM trip_transitions($1::jsonb) ORDER BY i", 1,
+	"trip_transitions", "SELECT i, status, body FROM trip_transitions($1::jsonb, $2::boolean) ORDER BY i", 2,
 };
 static struct db_stmt st_get = {
 	"trip_get", "SELECT trip_json(t, true), t.rider_id, t.driver_id FROM trips t WHERE t.id = $1", 1,
@@ -145,10 +147,20 @@ static void sync_presence(struct trips *t, enum trip_state to, const cJSON *body
 	presence_set_status(t->srv->presence, &u, st, (int64_t)dv->valuedouble);
 }
 
+static void batch_send(struct tx_batch *b);
+
 static void batch_done(void *arg, const struct db_result *res)
 {
 	struct tx_batch *b = arg;
 	struct trips *t = b->t;
+	if (res->err != RH_OK && res->pg && !res->unknown && !b->safe && b->n > 1) {
+		/* One item raised (a race the unique indexes caught, a bug): the
+		 * whole batch rolled back. Again, each item on its own. */
+		log_info(NULL, "trip: a batch of %d failed (%s); sending it again item by item", b->n, res->message);
+		b->safe = true;
+		batch_send(b);
+		return;
+	}
 	t->inflight = false;
 	int rows = res->err == RH_OK ? db_rows(res) : 0;
 	if (res->err != RH_OK)
@@ -183,8 +195,15 @@ static void batch_done(void *arg, const struct db_result *res)
 		rh_free(it);
 	}
 	rh_free(b->items);
+	rh_free(b->json);
 	rh_free(b);
 	schedule(t);
+}
+
+static void batch_send(struct tx_batch *b)
+{
+	const char *params[] = { b->json, b->safe ? "true" : "false" };
+	db_query(b->t->srv->db, &st_transitions, params, batch_done, b);
 }
 
 static void flush(struct trips *t)
@@ -212,9 +231,9 @@ static void flush(struct trips *t)
 	sb_putc(&sb, ']');
 	metric_observe(t->f_batch, t->m_batch, n);
 	t->inflight = true;
-	const char *params[] = { sb.buf };
-	db_query(t->srv->db, &st_transitions, params, batch_done, b);
-	sb_fini(&sb);
+	b->json = sb_take(&sb, NULL);
+	b->safe = n == 1; /* alone, its error is its own answer anyway */
+	batch_send(b);
 }
 
 void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, const char *role, const char *actor,
