@@ -19,6 +19,8 @@ struct health;
 struct auth;
 struct gateway;
 struct presence;
+struct routing;
+struct routing_api;
 
 struct server {
 	struct rh_config cfg;
@@ -31,6 +33,8 @@ struct server {
 	struct auth *auth;
 	struct gateway *gateway;
 	struct presence *presence;
+	struct routing *routing;      /* NULL when routing.map is empty */
+	struct routing_api *routing_api;
 	char listen_addr[80];  /* as bound (port 0 resolved) */
 	int64_t started_wall_ms;
 	int64_t started_mono_ns;

@@ -24,6 +24,8 @@
 	X(PROBLEM_UNSUPPORTED_MEDIA,    415, "unsupported-media-type",  "Unsupported Content-Type") \
 	X(PROBLEM_EXPECTATION_FAILED,   417, "expectation-failed",      "Unsupported Expect")     \
 	X(PROBLEM_UNPROCESSABLE,        422, "unprocessable",           "Request cannot be served") \
+	X(PROBLEM_POINT_OFF_MAP,        422, "point-off-map",           "Point is not near a road of the map") \
+	X(PROBLEM_NO_ROUTE,             422, "no-route",                "No road route between the points") \
 	X(PROBLEM_UPGRADE_REQUIRED,     426, "upgrade-required",        "Upgrade required")       \
 	X(PROBLEM_RATE_LIMITED,         429, "rate-limited",            "Too many requests")      \
 	X(PROBLEM_HEADERS_TOO_LARGE,    431, "headers-too-large",       "Request header fields too large") \

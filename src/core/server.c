@@ -11,6 +11,7 @@
 #include "core/admin.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
+#include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/health.h"
@@ -56,6 +57,19 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->auth = auth_new(srv);
 	srv->gateway = gateway_new(srv);
 	srv->presence = presence_new(srv);
+	if (srv->cfg.routing.map && *srv->cfg.routing.map) {
+		char err[512];
+		int64_t t0 = rh_mono_ns();
+		if (routing_load(srv->cfg.routing.map, &srv->cfg.routing, &srv->routing, err, sizeof err) != RH_OK) {
+			log_error(NULL, "routing: %s", err);
+			return RH_EINVAL;
+		}
+		struct routing_stats st;
+		routing_get_stats(srv->routing, &st);
+		log_info(NULL, "routing: map %s loaded in %.1f ms: %zu nodes, %zu edges", srv->cfg.routing.map,
+			 (double)(rh_mono_ns() - t0) / 1e6, st.nodes, st.edges);
+	}
+	routing_api_init(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -192,6 +206,8 @@ void server_fini(struct server *srv)
 	 * HTTP server, then the pool. */
 	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
 	presence_free(srv->presence);
+	routing_api_free(srv->routing_api);
+	routing_free(srv->routing);
 	auth_free(srv->auth);
 	http_server_free(srv->http);
 	db_free(srv->db);

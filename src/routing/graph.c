@@ -1,0 +1,928 @@
+/* The loaded road graph: validation of the map file, the snapping grid and
+ * the shortest-path searches. Pure computation: no server, no libevent. */
+#include "graph.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/settings.h"
+
+#define NONE UINT32_MAX
+#define INF UINT32_MAX
+#define EARTH_R 6371008.8
+#define DEG (M_PI / 180.0)
+#define GRID_MAX_CELLS (1u << 22)
+
+/* A point snapped onto the segment a-b (a < b), at fraction t from a. */
+struct snap {
+	uint32_t a, b;
+	uint32_t e_ab, e_ba; /* directed edges a->b and b->a, NONE when absent */
+	double t;
+	double dist_m;
+	double lat, lon;
+};
+
+struct seed {
+	uint32_t node;
+	uint32_t cost;  /* weight units from the point to the node (or back) */
+	uint32_t edge;  /* the edge the partial piece lies on */
+	double frac;    /* the part of that edge */
+};
+
+struct heap {
+	uint64_t *k; /* dist << 32 | node */
+	size_t n, cap;
+};
+
+struct search {
+	uint32_t *dist;
+	uint32_t *stamp;
+	uint32_t *parent; /* edge id (forward numbering), NONE at a seed */
+	struct heap h;
+};
+
+struct routing {
+	uint32_t n, m;
+	int metric;
+	double snap_max_m;
+	double *lat, *lon;     /* degrees */
+	double *x, *y;         /* metres, equirectangular about the map's centre */
+	uint8_t *role;         /* RMAP_FROM | RMAP_TO per node */
+	double lat0, lon0, coslat0;
+	uint32_t *first_out, *to, *time_ms, *dist_mm, *w;
+	uint32_t *first_in, *in_edge; /* reverse CSR: forward edge ids by target */
+	uint32_t *from;        /* source node of each forward edge */
+	/* grid over edges */
+	double cell_m, gx0, gy0;
+	uint32_t gw, gh;
+	uint32_t *cell_first, *cell_edges;
+	/* scratch */
+	uint32_t gen;
+	struct search fw, bw;
+	uint32_t *aux; /* many-to-one: the other quantity along the tree */
+	double *geom;
+	size_t geom_cap;
+	size_t bytes;
+	double min_lat, min_lon, max_lat, max_lon;
+};
+
+/* ------------------------------------------------------------ heap */
+
+static void heap_push(struct heap *h, uint32_t d, uint32_t node)
+{
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 1024;
+		h->k = rh_realloc(h->k, h->cap * sizeof *h->k);
+	}
+	uint64_t key = (uint64_t)d << 32 | node;
+	size_t i = h->n++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (h->k[p] <= key)
+			break;
+		h->k[i] = h->k[p];
+		i = p;
+	}
+	h->k[i] = key;
+}
+
+static uint64_t heap_pop(struct heap *h)
+{
+	uint64_t top = h->k[0], last = h->k[--h->n];
+	size_t i = 0, n = h->n;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && h->k[c + 1] < h->k[c])
+			c++;
+		if (h->k[c] >= last)
+			break;
+		h->k[i] = h->k[c];
+		i = c;
+	}
+	if (n)
+		h->k[i] = last;
+	return top;
+}
+
+static uint32_t heap_top(const struct heap *h)
+{
+	return h->n ? (uint32_t)(h->k[0] >> 32) : INF;
+}
+
+static uint32_t sat_add(uint32_t a, uint32_t b)
+{
+	uint64_t s = (uint64_t)a + b;
+	return s >= INF ? INF - 1 : (uint32_t)s;
+}
+
+/* ------------------------------------------------------------ geometry */
+
+static void project(const struct routing *r, double lat, double lon, double *x, double *y)
+{
+	*x = (lon - r->lon0) * DEG * EARTH_R * r->coslat0;
+	*y = (lat - r->lat0) * DEG * EARTH_R;
+}
+
+/* Squared distance from p to segment a-b, and the fraction along it. */
+static double seg_dist2(double px, double py, double ax, double ay, double bx, double by, double *t)
+{
+	double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
+	double f = l2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / l2 : 0;
+	f = f < 0 ? 0 : f > 1 ? 1 : f;
+	double qx = ax + f * dx - px, qy = ay + f * dy - py;
+	*t = f;
+	return qx * qx + qy * qy;
+}
+
+static uint32_t find_edge(const struct routing *r, uint32_t u, uint32_t v)
+{
+	uint32_t best = NONE;
+	for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
+		if (r->to[e] == v && (best == NONE || r->w[e] < r->w[best]))
+			best = e;
+	return best;
+}
+
+/* May a route start (RMAP_FROM) or end (RMAP_TO) on edge e? */
+static bool edge_usable(const struct routing *r, uint32_t e, unsigned want)
+{
+	return e != NONE && (want == RMAP_FROM ? r->role[r->to[e]] & RMAP_FROM : r->role[r->from[e]] & RMAP_TO);
+}
+
+static void snap_edge(const struct routing *r, double px, double py, uint32_t e, unsigned want, double *best2,
+		      uint32_t *beste, double *bestt)
+{
+	uint32_t u = r->from[e], v = r->to[e];
+	if (!edge_usable(r, e, want) && !edge_usable(r, find_edge(r, v, u), want))
+		return;
+	double t, d2 = seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t);
+	if (d2 < *best2) {
+		*best2 = d2;
+		*beste = e;
+		*bestt = t;
+	}
+}
+
+static void snap_cell(const struct routing *r, double px, double py, long cx, long cy, unsigned want,
+		      double *best2, uint32_t *beste, double *bestt)
+{
+	if (cx < 0 || cy < 0 || cx >= (long)r->gw || cy >= (long)r->gh)
+		return;
+	uint32_t c = (uint32_t)cy * r->gw + (uint32_t)cx;
+	for (uint32_t i = r->cell_first[c]; i < r->cell_first[c + 1]; i++)
+		snap_edge(r, px, py, r->cell_edges[i], want, best2, beste, bestt);
+}
+
+/* The nearest road segment within snap_max_m where a route may start
+ * (want RMAP_FROM) or end (RMAP_TO), searched ring by ring. */
+static bool routing_snap(const struct routing *r, double lat, double lon, unsigned want, struct snap *s)
+{
+	if (!isfinite(lat) || !isfinite(lon) || lat < -90 || lat > 90 || lon < -180 || lon > 180)
+		return false;
+	double px, py;
+	project(r, lat, lon, &px, &py);
+	double fx = floor((px - r->gx0) / r->cell_m), fy = floor((py - r->gy0) / r->cell_m);
+	long rings = (long)ceil(r->snap_max_m / r->cell_m) + 1;
+	if (fx < -rings || fy < -rings || fx > (double)r->gw + rings || fy > (double)r->gh + rings)
+		return false;
+	long cx = (long)fx, cy = (long)fy;
+	double best2 = INFINITY, t = 0;
+	uint32_t e = NONE;
+	for (long k = 0; k <= rings; k++) {
+		if (k == 0) {
+			snap_cell(r, px, py, cx, cy, want, &best2, &e, &t);
+		} else {
+			for (long i = -k; i <= k; i++) {
+				snap_cell(r, px, py, cx + i, cy - k, want, &best2, &e, &t);
+				snap_cell(r, px, py, cx + i, cy + k, want, &best2, &e, &t);
+			}
+			for (long i = -k + 1; i <= k - 1; i++) {
+				snap_cell(r, px, py, cx - k, cy + i, want, &best2, &e, &t);
+				snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
+			}
+		}
+		/* every cell of ring k+1 is at least k whole cells away */
+		double reach = (double)k * r->cell_m;
+		if (e != NONE && best2 <= reach * reach)
+			break;
+	}
+	if (e == NONE || sqrt(best2) > r->snap_max_m)
+		return false;
+	uint32_t u = r->from[e], v = r->to[e];
+	s->dist_m = sqrt(best2);
+	s->lat = r->lat[u] + t * (r->lat[v] - r->lat[u]);
+	s->lon = r->lon[u] + t * (r->lon[v] - r->lon[u]);
+	if (u < v) {
+		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = find_edge(r, v, u);
+	} else {
+		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = find_edge(r, v, u);
+	}
+	if (!edge_usable(r, s->e_ab, want))
+		s->e_ab = NONE;
+	if (!edge_usable(r, s->e_ba, want))
+		s->e_ba = NONE;
+	return true;
+}
+
+static uint32_t part(const struct routing *r, uint32_t e, double frac)
+{
+	return (uint32_t)llround(frac * (double)r->w[e]);
+}
+
+/* Where a search from point s starts (forward) or ends (toward s). */
+static size_t snap_seeds(const struct routing *r, const struct snap *s, bool outgoing, struct seed out[2])
+{
+	size_t n = 0;
+	if (s->e_ab != NONE) {
+		double f = outgoing ? 1 - s->t : s->t;
+		out[n++] = (struct seed){ outgoing ? s->b : s->a, part(r, s->e_ab, f), s->e_ab, f };
+	}
+	if (s->e_ba != NONE) {
+		double f = outgoing ? s->t : 1 - s->t;
+		out[n++] = (struct seed){ outgoing ? s->a : s->b, part(r, s->e_ba, f), s->e_ba, f };
+	}
+	return n;
+}
+
+/* Both points on the same segment, the second ahead of the first. */
+static uint32_t direct_cost(const struct routing *r, const struct snap *s, const struct snap *t, uint32_t *edge,
+			    double *frac)
+{
+	uint32_t best = INF;
+	if (s->a != t->a || s->b != t->b)
+		return INF;
+	if (s->e_ab != NONE && s->t <= t->t) {
+		best = part(r, s->e_ab, t->t - s->t);
+		*edge = s->e_ab;
+		*frac = t->t - s->t;
+	}
+	if (s->e_ba != NONE && s->t >= t->t && part(r, s->e_ba, s->t - t->t) < best) {
+		best = part(r, s->e_ba, s->t - t->t);
+		*edge = s->e_ba;
+		*frac = s->t - t->t;
+	}
+	return best;
+}
+
+/* ------------------------------------------------------------ searches */
+
+static void search_begin(struct routing *r)
+{
+	if (++r->gen == 0) {
+		memset(r->fw.stamp, 0, r->n * sizeof *r->fw.stamp);
+		memset(r->bw.stamp, 0, r->n * sizeof *r->bw.stamp);
+		r->gen = 1;
+	}
+	r->fw.h.n = 0;
+	r->bw.h.n = 0;
+}
+
+static uint32_t label(const struct routing *r, const struct search *s, uint32_t u)
+{
+	return s->stamp[u] == r->gen ? s->dist[u] : INF;
+}
+
+static bool relax(struct routing *r, struct search *s, uint32_t v, uint32_t d, uint32_t via)
+{
+	if (s->stamp[v] == r->gen && s->dist[v] <= d)
+		return false;
+	s->stamp[v] = r->gen;
+	s->dist[v] = d;
+	s->parent[v] = via;
+	heap_push(&s->h, d, v);
+	return true;
+}
+
+/* Pops stale entries; returns NONE when the heap is empty. */
+static uint32_t settle_next(struct routing *r, struct search *s, uint32_t *d)
+{
+	while (s->h.n) {
+		uint64_t k = heap_pop(&s->h);
+		uint32_t u = (uint32_t)k, du = (uint32_t)(k >> 32);
+		if (du == s->dist[u]) {
+			*d = du;
+			return u;
+		}
+	}
+	return NONE;
+}
+
+struct meet {
+	uint32_t cost;
+	uint32_t node;     /* NONE: direct on one segment */
+	uint32_t src_edge, dst_edge; /* partial pieces at both ends */
+	double src_frac, dst_frac;
+};
+
+static void seed_all(struct routing *r, struct search *s, const struct seed *sd, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		relax(r, s, sd[i].node, sd[i].cost, NONE);
+}
+
+/* Plain Dijkstra forward from the source seeds: the reference. */
+static void search_dijkstra(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
+			    struct meet *best)
+{
+	struct search *f = &r->fw;
+	seed_all(r, f, src, ns);
+	uint32_t du, u;
+	while ((u = settle_next(r, f, &du)) != NONE) {
+		if (du >= best->cost)
+			break;
+		for (size_t i = 0; i < nd; i++)
+			if (dst[i].node == u && sat_add(du, dst[i].cost) < best->cost) {
+				best->cost = sat_add(du, dst[i].cost);
+				best->node = u;
+				best->dst_edge = dst[i].edge;
+				best->dst_frac = dst[i].frac;
+			}
+		for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
+			relax(r, f, r->to[e], sat_add(du, r->w[e]), e);
+	}
+	/* the backward labels the path walk reads: only the chosen seed */
+	if (best->node != NONE) {
+		r->bw.stamp[best->node] = r->gen;
+		r->bw.parent[best->node] = NONE;
+	}
+}
+
+static void meet_check(struct routing *r, uint32_t v, const struct seed *dst, size_t nd, struct meet *best)
+{
+	uint32_t a = label(r, &r->fw, v), b = label(r, &r->bw, v);
+	if (a == INF || b == INF)
+		return;
+	uint32_t c = sat_add(a, b);
+	if (c < best->cost) {
+		best->cost = c;
+		best->node = v;
+	}
+	(void)dst, (void)nd;
+}
+
+/* Bidirectional Dijkstra: forward from the source, backward (on the reverse
+ * graph) from the target, the smaller frontier first; done when the two
+ * frontiers' minima add up to the best meeting found. */
+static void search_bidir(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
+			 struct meet *best)
+{
+	struct search *f = &r->fw, *b = &r->bw;
+	seed_all(r, f, src, ns);
+	seed_all(r, b, dst, nd);
+	for (size_t i = 0; i < ns; i++)
+		meet_check(r, src[i].node, dst, nd, best);
+	for (;;) {
+		uint32_t tf = heap_top(&f->h), tb = heap_top(&b->h);
+		if (tf == INF && tb == INF)
+			break;
+		if ((uint64_t)(tf == INF ? 0 : tf) + (tb == INF ? 0 : tb) >= best->cost)
+			break;
+		uint32_t du, u;
+		if (tf <= tb) {
+			if ((u = settle_next(r, f, &du)) == NONE)
+				continue;
+			for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
+				if (relax(r, f, r->to[e], sat_add(du, r->w[e]), e))
+					meet_check(r, r->to[e], dst, nd, best);
+		} else {
+			if ((u = settle_next(r, b, &du)) == NONE)
+				continue;
+			for (uint32_t i = r->first_in[u]; i < r->first_in[u + 1]; i++) {
+				uint32_t e = r->in_edge[i];
+				if (relax(r, b, r->from[e], sat_add(du, r->w[e]), e))
+					meet_check(r, r->from[e], dst, nd, best);
+			}
+		}
+	}
+	if (best->node != NONE) {
+		/* which target seed the backward walk ends on */
+		uint32_t v = best->node;
+		while (b->parent[v] != NONE)
+			v = r->to[b->parent[v]];
+		for (size_t i = 0; i < nd; i++)
+			if (dst[i].node == v) {
+				best->dst_edge = dst[i].edge;
+				best->dst_frac = dst[i].frac;
+			}
+	}
+}
+
+static void geom_reserve(struct routing *r)
+{
+	if (r->geom_cap < 2 * ((size_t)r->n + 4)) {
+		r->geom_cap = 2 * ((size_t)r->n + 4);
+		r->geom = rh_realloc(r->geom, r->geom_cap * sizeof *r->geom);
+	}
+}
+
+/* Walks both parent chains from the meeting node: totals and geometry. */
+static void route_unpack(struct routing *r, const struct snap *s, const struct snap *t, const struct seed *src,
+			 size_t ns, struct meet *best, bool want_geometry, struct route_result *out)
+{
+	uint64_t mm = 0, ms = 0;
+	size_t np = 0;
+	if (want_geometry)
+		geom_reserve(r);
+	double *g = r->geom;
+	if (want_geometry) {
+		g[np * 2] = s->lon, g[np * 2 + 1] = s->lat, np++;
+	}
+	if (best->node == NONE) {
+		mm = 0;
+	} else {
+		/* forward chain: collect edges backwards, then emit in order */
+		uint32_t v = best->node;
+		size_t cnt = 0;
+		while (r->fw.parent[v] != NONE) {
+			uint32_t e = r->fw.parent[v];
+			mm += r->dist_mm[e];
+			ms += r->time_ms[e];
+			cnt++;
+			v = r->from[e];
+		}
+		for (size_t i = 0; i < ns; i++)
+			if (src[i].node == v) {
+				best->src_edge = src[i].edge;
+				best->src_frac = src[i].frac;
+			}
+		if (want_geometry) {
+			np += cnt + 1;
+			size_t k = np;
+			v = best->node;
+			for (;;) {
+				k--;
+				g[k * 2] = r->lon[v], g[k * 2 + 1] = r->lat[v];
+				if (r->fw.parent[v] == NONE)
+					break;
+				v = r->from[r->fw.parent[v]];
+			}
+		}
+		v = best->node;
+		while (r->bw.parent[v] != NONE) {
+			uint32_t e = r->bw.parent[v];
+			mm += r->dist_mm[e];
+			ms += r->time_ms[e];
+			v = r->to[e];
+			if (want_geometry) {
+				g[np * 2] = r->lon[v], g[np * 2 + 1] = r->lat[v];
+				np++;
+			}
+		}
+	}
+	double dm = (double)mm / 1000.0, dt = (double)ms / 1000.0;
+	if (best->src_edge != NONE) {
+		dm += best->src_frac * r->dist_mm[best->src_edge] / 1000.0;
+		dt += best->src_frac * r->time_ms[best->src_edge] / 1000.0;
+	}
+	if (best->dst_edge != NONE) {
+		dm += best->dst_frac * r->dist_mm[best->dst_edge] / 1000.0;
+		dt += best->dst_frac * r->time_ms[best->dst_edge] / 1000.0;
+	}
+	if (want_geometry) {
+		g[np * 2] = t->lon, g[np * 2 + 1] = t->lat, np++;
+	}
+	out->distance_m = dm;
+	out->duration_s = dt;
+	out->npoints = want_geometry ? np : 0;
+	out->coords = want_geometry ? r->geom : NULL;
+}
+
+rh_err routing_route_method(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+			    enum route_method method, bool want_geometry, struct route_result *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!routing_loaded(r))
+		return RH_EAGAIN;
+	struct snap s, t;
+	if (!routing_snap(r, from_lat, from_lon, RMAP_FROM, &s)) {
+		out->bad_point = ROUTE_POINT_FROM;
+		return RH_EINVAL;
+	}
+	if (!routing_snap(r, to_lat, to_lon, RMAP_TO, &t)) {
+		out->bad_point = ROUTE_POINT_TO;
+		return RH_EINVAL;
+	}
+	out->from_snap_m = s.dist_m;
+	out->to_snap_m = t.dist_m;
+	struct seed src[2], dst[2];
+	size_t ns = snap_seeds(r, &s, true, src), nd = snap_seeds(r, &t, false, dst);
+	struct meet best = { INF, NONE, NONE, NONE, 0, 0 };
+	uint32_t de = NONE;
+	double dfrac = 0;
+	uint32_t direct = direct_cost(r, &s, &t, &de, &dfrac);
+	if (direct != INF) {
+		best.cost = direct;
+		best.src_edge = de;
+		best.src_frac = dfrac;
+	}
+	search_begin(r);
+	if (method == ROUTE_DIJKSTRA)
+		search_dijkstra(r, src, ns, dst, nd, &best);
+	else
+		search_bidir(r, src, ns, dst, nd, &best);
+	if (best.cost == INF)
+		return RH_ENOTFOUND;
+	if (best.node != NONE)
+		best.src_edge = NONE;
+	route_unpack(r, &s, &t, src, ns, &best, want_geometry, out);
+	return RH_OK;
+}
+
+rh_err routing_route(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+		     bool want_geometry, struct route_result *out)
+{
+	return routing_route_method(r, from_lat, from_lon, to_lat, to_lon, ROUTE_FAST, want_geometry, out);
+}
+
+/* ------------------------------------------------------------ many-to-one */
+
+struct m2o_src {
+	struct seed sd[2];
+	size_t n;
+	uint32_t best;   /* weight units, upper bound until the search passes it */
+	uint32_t node;   /* where the best joins the tree; NONE: direct on one segment */
+	uint64_t other;  /* distance along the tree (mm) of the best */
+	double part_dist, part_time;
+};
+
+static void m2o_update(struct routing *r, struct m2o_src *s)
+{
+	for (size_t j = 0; j < s->n; j++) {
+		uint32_t u = s->sd[j].node;
+		uint32_t d = label(r, &r->bw, u);
+		if (d == INF)
+			continue;
+		uint32_t c = sat_add(d, s->sd[j].cost);
+		if (c < s->best) {
+			s->best = c;
+			s->node = u;
+			s->other = r->aux[u];
+			uint32_t e = s->sd[j].edge;
+			s->part_dist = s->sd[j].frac * r->dist_mm[e];
+			s->part_time = s->sd[j].frac * r->time_ms[e];
+		}
+	}
+}
+
+rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const double *src_lon, size_t k,
+			       double to_lat, double to_lon, struct routing_eta *out)
+{
+	if (!routing_loaded(r))
+		return RH_EAGAIN;
+	struct snap t;
+	if (!routing_snap(r, to_lat, to_lon, RMAP_TO, &t))
+		return RH_EINVAL;
+	struct m2o_src *ss = rh_calloc(k ? k : 1, sizeof *ss);
+	struct seed dst[2];
+	size_t nd = snap_seeds(r, &t, false, dst);
+	search_begin(r);
+	struct search *b = &r->bw;
+	/* aux carries the distance along the tree (mm); the time is the label
+	 * itself (metric time) or summed along the tree at the end. */
+	for (size_t i = 0; i < nd; i++) {
+		if (relax(r, b, dst[i].node, dst[i].cost, NONE))
+			r->aux[dst[i].node] = (uint32_t)llround(dst[i].frac * r->dist_mm[dst[i].edge]);
+	}
+	size_t live = 0;
+	for (size_t i = 0; i < k; i++) {
+		struct snap s;
+		ss[i].best = INF;
+		if (!routing_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
+			continue;
+		ss[i].n = snap_seeds(r, &s, true, ss[i].sd);
+		uint32_t de = NONE;
+		double f = 0;
+		uint32_t direct = direct_cost(r, &s, &t, &de, &f);
+		if (direct != INF) {
+			ss[i].best = direct;
+			ss[i].node = NONE;
+			ss[i].other = 0;
+			ss[i].part_dist = f * r->dist_mm[de];
+			ss[i].part_time = f * r->time_ms[de];
+		}
+		live++;
+	}
+	uint32_t du, u;
+	size_t settled = 0;
+	while (live && (u = settle_next(r, b, &du)) != NONE) {
+		if ((++settled & 31) == 0) {
+			uint32_t worst = 0;
+			for (size_t i = 0; i < k; i++) {
+				m2o_update(r, &ss[i]);
+				if (ss[i].n && ss[i].best > worst)
+					worst = ss[i].best;
+			}
+			if (du >= worst)
+				break;
+		}
+		for (uint32_t i = r->first_in[u]; i < r->first_in[u + 1]; i++) {
+			uint32_t e = r->in_edge[i], v = r->from[e];
+			if (relax(r, b, v, sat_add(du, r->w[e]), e))
+				r->aux[v] = sat_add(r->aux[u], r->dist_mm[e]);
+		}
+	}
+	for (size_t i = 0; i < k; i++) {
+		m2o_update(r, &ss[i]);
+		out[i].reachable = ss[i].best != INF;
+		if (!out[i].reachable) {
+			out[i].duration_s = out[i].distance_m = 0;
+			continue;
+		}
+		out[i].distance_m = ((double)ss[i].other + ss[i].part_dist) / 1000.0;
+		out[i].duration_s = ss[i].part_time / 1000.0;
+		if (ss[i].node == NONE)
+			continue;
+		if (r->metric == 0) {
+			out[i].duration_s = ((double)ss[i].best) / 1000.0;
+			continue;
+		}
+		/* by distance: walk the tree for the time */
+		uint32_t v = ss[i].node;
+		for (; b->parent[v] != NONE; v = r->to[b->parent[v]])
+			out[i].duration_s += r->time_ms[b->parent[v]] / 1000.0;
+		for (size_t j = 0; j < nd; j++)
+			if (dst[j].node == v)
+				out[i].duration_s += dst[j].frac * r->time_ms[dst[j].edge] / 1000.0;
+	}
+	rh_free(ss);
+	return RH_OK;
+}
+
+/* ------------------------------------------------------------ loading */
+
+bool routing_loaded(const struct routing *r)
+{
+	return r != NULL && r->n > 0;
+}
+
+static void *take(const uint8_t **p, size_t n)
+{
+	void *out = rh_malloc(n ? n : 1);
+	memcpy(out, *p, n);
+	*p += n;
+	return out;
+}
+
+static bool load_err(char *err, size_t errlen, const char *msg)
+{
+	snprintf(err, errlen, "%s", msg);
+	return false;
+}
+
+static bool routing_validate(const struct routing *r, const int32_t *lat, const int32_t *lon, char *err,
+			     size_t errlen)
+{
+	if (r->first_out[0] != 0 || r->first_out[r->n] != r->m)
+		return load_err(err, errlen, "edge index does not cover the edges");
+	for (uint32_t u = 0; u < r->n; u++) {
+		if (r->first_out[u] > r->first_out[u + 1])
+			return load_err(err, errlen, "edge index not in order");
+		if (r->role[u] == 0 || r->role[u] > (RMAP_FROM | RMAP_TO))
+			return load_err(err, errlen, "node role out of range");
+		if (lat[u] < -900000000 || lat[u] > 900000000 || lon[u] < -1800000000 || lon[u] > 1800000000)
+			return load_err(err, errlen, "node coordinate out of range");
+	}
+	for (uint32_t e = 0; e < r->m; e++)
+		if (r->to[e] >= r->n)
+			return load_err(err, errlen, "edge points past the last node");
+	return true;
+}
+
+static void build_reverse(struct routing *r)
+{
+	r->from = rh_malloc(((size_t)r->m + 1) * sizeof *r->from);
+	r->first_in = rh_calloc((size_t)r->n + 1, sizeof *r->first_in);
+	r->in_edge = rh_malloc(((size_t)r->m + 1) * sizeof *r->in_edge);
+	for (uint32_t u = 0; u < r->n; u++)
+		for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++) {
+			r->from[e] = u;
+			r->first_in[r->to[e] + 1]++;
+		}
+	for (uint32_t u = 0; u < r->n; u++)
+		r->first_in[u + 1] += r->first_in[u];
+	uint32_t *fill = rh_malloc(((size_t)r->n + 1) * sizeof *fill);
+	memcpy(fill, r->first_in, ((size_t)r->n + 1) * sizeof *fill);
+	for (uint32_t e = 0; e < r->m; e++)
+		r->in_edge[fill[r->to[e]]++] = e;
+	rh_free(fill);
+}
+
+static void cell_range(const struct routing *r, double v0, double v1, double origin, uint32_t cells, uint32_t *lo,
+		       uint32_t *hi)
+{
+	double a = floor((fmin(v0, v1) - origin) / r->cell_m), b = floor((fmax(v0, v1) - origin) / r->cell_m);
+	*lo = a < 0 ? 0 : a >= cells ? cells - 1 : (uint32_t)a;
+	*hi = b < 0 ? 0 : b >= cells ? cells - 1 : (uint32_t)b;
+}
+
+/* The grid: every edge listed in each cell its bounding box touches. */
+static void build_grid(struct routing *r)
+{
+	double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+	for (uint32_t u = 0; u < r->n; u++) {
+		x0 = fmin(x0, r->x[u]), x1 = fmax(x1, r->x[u]);
+		y0 = fmin(y0, r->y[u]), y1 = fmax(y1, r->y[u]);
+	}
+	r->cell_m = 100;
+	while (((x1 - x0) / r->cell_m + 1) * ((y1 - y0) / r->cell_m + 1) > GRID_MAX_CELLS)
+		r->cell_m *= 2;
+	r->gx0 = x0, r->gy0 = y0;
+	r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
+	r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
+	size_t cells = (size_t)r->gw * r->gh;
+	r->cell_first = rh_calloc(cells + 1, sizeof *r->cell_first);
+	for (int pass = 0; pass < 2; pass++) {
+		uint32_t *fill = NULL;
+		if (pass == 1) {
+			for (size_t c = 0; c < cells; c++)
+				r->cell_first[c + 1] += r->cell_first[c];
+			r->cell_edges = rh_malloc(((size_t)r->cell_first[cells] + 1) * sizeof *r->cell_edges);
+			fill = rh_malloc((cells + 1) * sizeof *fill);
+			memcpy(fill, r->cell_first, (cells + 1) * sizeof *fill);
+		}
+		for (uint32_t e = 0; e < r->m; e++) {
+			uint32_t u = r->from[e], v = r->to[e];
+			/* a two-way road is listed once: its lower-numbered direction */
+			if (u > v && find_edge(r, v, u) != NONE)
+				continue;
+			uint32_t cx0, cx1, cy0, cy1;
+			cell_range(r, r->x[u], r->x[v], r->gx0, r->gw, &cx0, &cx1);
+			cell_range(r, r->y[u], r->y[v], r->gy0, r->gh, &cy0, &cy1);
+			for (uint32_t cy = cy0; cy <= cy1; cy++)
+				for (uint32_t cx = cx0; cx <= cx1; cx++) {
+					size_t c = (size_t)cy * r->gw + cx;
+					if (pass == 0)
+						r->cell_first[c + 1]++;
+					else
+						r->cell_edges[fill[c]++] = e;
+				}
+		}
+		rh_free(fill);
+	}
+	r->bytes += (cells + 1 + r->cell_first[cells]) * sizeof(uint32_t);
+}
+
+static void routing_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
+{
+	r->lat = rh_malloc(r->n * sizeof *r->lat);
+	r->lon = rh_malloc(r->n * sizeof *r->lon);
+	r->x = rh_malloc(r->n * sizeof *r->x);
+	r->y = rh_malloc(r->n * sizeof *r->y);
+	r->min_lat = r->min_lon = INFINITY;
+	r->max_lat = r->max_lon = -INFINITY;
+	for (uint32_t u = 0; u < r->n; u++) {
+		r->lat[u] = lat[u] / 1e7;
+		r->lon[u] = lon[u] / 1e7;
+		r->min_lat = fmin(r->min_lat, r->lat[u]), r->max_lat = fmax(r->max_lat, r->lat[u]);
+		r->min_lon = fmin(r->min_lon, r->lon[u]), r->max_lon = fmax(r->max_lon, r->lon[u]);
+	}
+	r->lat0 = (r->min_lat + r->max_lat) / 2;
+	r->lon0 = (r->min_lon + r->max_lon) / 2;
+	r->coslat0 = cos(r->lat0 * DEG);
+	for (uint32_t u = 0; u < r->n; u++)
+		project(r, r->lat[u], r->lon[u], &r->x[u], &r->y[u]);
+	r->w = rh_malloc(((size_t)r->m + 1) * sizeof *r->w);
+	for (uint32_t e = 0; e < r->m; e++) {
+		/* distance metric: weight in decimetres (fits 32 bits to 400,000 km) */
+		uint32_t wt = r->metric == 0 ? r->time_ms[e] : (r->dist_mm[e] + 50) / 100;
+		r->w[e] = wt;
+	}
+	build_reverse(r);
+	build_grid(r);
+	struct search *s[2] = { &r->fw, &r->bw };
+	for (int i = 0; i < 2; i++) {
+		s[i]->dist = rh_malloc(r->n * sizeof(uint32_t));
+		s[i]->stamp = rh_calloc(r->n, sizeof(uint32_t));
+		s[i]->parent = rh_malloc(r->n * sizeof(uint32_t));
+	}
+	r->aux = rh_malloc(r->n * sizeof(uint32_t));
+	r->bytes += (size_t)r->n * (4 * sizeof(double) + 4 * 2 + 4 * 3 * 2 + 4 * 2 + 4) +
+		    (size_t)r->m * 4 * 7;
+}
+
+rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, struct routing **out,
+			   char *err, size_t errlen)
+{
+	*out = NULL;
+	struct rmap_header h;
+	if (len < RMAP_HEADER_SIZE) {
+		snprintf(err, errlen, "truncated map file (%zu bytes, no complete header)", len);
+		return RH_EINVAL;
+	}
+	memcpy(&h, data, sizeof h);
+	if (memcmp(h.magic, RMAP_MAGIC, 8) != 0) {
+		snprintf(err, errlen, "not a ridehail map file (bad magic); make one with `ridehaild map import`");
+		return RH_EINVAL;
+	}
+	if (h.version != RMAP_VERSION) {
+		snprintf(err, errlen, "map file version %u, this build reads %u: import the map again", h.version,
+			 RMAP_VERSION);
+		return RH_EINVAL;
+	}
+	if (h.nodes == 0 || h.nodes > RMAP_MAX_NODES || h.edges > RMAP_MAX_EDGES ||
+	    h.body_len != rmap_body_len(h.nodes, h.edges)) {
+		snprintf(err, errlen, "map header is inconsistent (%u nodes, %u edges, %llu body bytes)", h.nodes,
+			 h.edges, (unsigned long long)h.body_len);
+		return RH_EINVAL;
+	}
+	if (len - RMAP_HEADER_SIZE != h.body_len) {
+		snprintf(err, errlen, "map file is %s: %zu body bytes, header says %llu",
+			 len - RMAP_HEADER_SIZE < h.body_len ? "truncated" : "too long", len - RMAP_HEADER_SIZE,
+			 (unsigned long long)h.body_len);
+		return RH_EINVAL;
+	}
+	const uint8_t *p = (const uint8_t *)data + RMAP_HEADER_SIZE;
+	uint8_t hash[RMAP_HASH_SIZE];
+	crypto_generichash(hash, sizeof hash, p, h.body_len, NULL, 0);
+	if (sodium_memcmp(hash, h.hash, sizeof hash) != 0) {
+		snprintf(err, errlen, "map file is corrupt (checksum mismatch)");
+		return RH_EINVAL;
+	}
+	struct routing *r = RH_NEW(struct routing);
+	r->n = h.nodes, r->m = h.edges;
+	r->metric = cfg->metric;
+	r->snap_max_m = (double)cfg->snap_max_distance_m;
+	int32_t *lat = take(&p, (size_t)r->n * 4), *lon = take(&p, (size_t)r->n * 4);
+	r->role = take(&p, r->n);
+	r->first_out = take(&p, ((size_t)r->n + 1) * 4);
+	r->to = take(&p, (size_t)r->m * 4);
+	r->time_ms = take(&p, (size_t)r->m * 4);
+	r->dist_mm = take(&p, (size_t)r->m * 4);
+	if (!routing_validate(r, lat, lon, err, errlen)) {
+		rh_free(lat);
+		rh_free(lon);
+		routing_free(r);
+		return RH_EINVAL;
+	}
+	routing_prepare(r, lat, lon);
+	rh_free(lat);
+	rh_free(lon);
+	*out = r;
+	return RH_OK;
+}
+
+rh_err routing_load(const char *map_path, const struct routing_cfg *cfg, struct routing **out, char *err,
+		    size_t errlen)
+{
+	*out = NULL;
+	FILE *f = fopen(map_path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "cannot open map %s: %s", map_path, strerror(errno));
+		return RH_EIO;
+	}
+	size_t cap = 1 << 20, len = 0;
+	uint8_t *buf = rh_malloc(cap);
+	size_t got;
+	while ((got = fread(buf + len, 1, cap - len, f)) > 0) {
+		len += got;
+		if (len == cap) {
+			cap *= 2;
+			buf = rh_realloc(buf, cap);
+		}
+	}
+	bool failed = ferror(f);
+	fclose(f);
+	if (failed) {
+		rh_free(buf);
+		snprintf(err, errlen, "cannot read map %s", map_path);
+		return RH_EIO;
+	}
+	char why[256];
+	rh_err e = routing_load_buffer(buf, len, cfg, out, why, sizeof why);
+	rh_free(buf);
+	if (e != RH_OK)
+		snprintf(err, errlen, "map %s: %s", map_path, why);
+	return e;
+}
+
+void routing_free(struct routing *r)
+{
+	if (!r)
+		return;
+	void *ptrs[] = { r->role, r->lat, r->lon, r->x, r->y, r->first_out, r->to, r->time_ms, r->dist_mm, r->w,
+			 r->first_in, r->in_edge, r->from, r->cell_first, r->cell_edges, r->fw.dist,
+			 r->fw.stamp, r->fw.parent, r->fw.h.k, r->bw.dist, r->bw.stamp, r->bw.parent,
+			 r->bw.h.k, r->aux, r->geom };
+	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
+		rh_free(ptrs[i]);
+	rh_free(r);
+}
+
+void routing_get_stats(const struct routing *r, struct routing_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (!r)
+		return;
+	st->nodes = r->n;
+	st->edges = r->m;
+	st->bytes = r->bytes;
+	st->min_lat = r->min_lat, st->min_lon = r->min_lon;
+	st->max_lat = r->max_lat, st->max_lon = r->max_lon;
+}
