@@ -722,7 +722,22 @@ static void cell_range(const struct routing *r, double v0, double v1, double ori
 	*hi = b < 0 ? 0 : b >= cells ? cells - 1 : (uint32_t)b;
 }
 
-/* The grid: every edge listed in each cell its bounding box touches. */
+/* Cell listings the grid would hold: long edges (or a hostile file) touch
+ * many cells. */
+static uint64_t grid_listings(const struct routing *r)
+{
+	uint64_t total = 0;
+	for (uint32_t e = 0; e < r->m; e++) {
+		uint32_t cx0, cx1, cy0, cy1;
+		cell_range(r, r->x[r->from[e]], r->x[r->to[e]], r->gx0, r->gw, &cx0, &cx1);
+		cell_range(r, r->y[r->from[e]], r->y[r->to[e]], r->gy0, r->gh, &cy0, &cy1);
+		total += (uint64_t)(cx1 - cx0 + 1) * (cy1 - cy0 + 1);
+	}
+	return total;
+}
+
+/* The grid: every edge listed in each cell its bounding box touches. Cells
+ * of 100 m, coarser when the map is large or its edges long. */
 static void build_grid(struct routing *r)
 {
 	double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
@@ -730,12 +745,14 @@ static void build_grid(struct routing *r)
 		x0 = fmin(x0, r->x[u]), x1 = fmax(x1, r->x[u]);
 		y0 = fmin(y0, r->y[u]), y1 = fmax(y1, r->y[u]);
 	}
-	r->cell_m = 100;
-	while (((x1 - x0) / r->cell_m + 1) * ((y1 - y0) / r->cell_m + 1) > GRID_MAX_CELLS)
-		r->cell_m *= 2;
+	r->cell_m = 50;
 	r->gx0 = x0, r->gy0 = y0;
-	r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
-	r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
+	do {
+		r->cell_m *= 2;
+		r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
+		r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
+	} while ((uint64_t)r->gw * r->gh > GRID_MAX_CELLS ||
+		 grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
 	size_t cells = (size_t)r->gw * r->gh;
 	r->cell_first = rh_calloc(cells + 1, sizeof *r->cell_first);
 	for (int pass = 0; pass < 2; pass++) {
