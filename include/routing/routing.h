@@ -5,13 +5,15 @@
  *   [routing] map = var/city.map                         (routing_load at start)
  *
  * The graph keeps the largest strongly connected component of the drivable
- * roads (so every snapped pair is reachable), one node per OSM node on a
- * road, one directed edge per drivable direction of each segment. Points are
- * snapped to the nearest segment through a grid index over the edges. Queries
- * run on the event loop and cost microseconds to a few milliseconds: they use
- * scratch space inside struct routing, so one struct routing serves one
- * thread at a time and results borrowed from it (geometry) stay valid only
- * until the next query.
+ * roads, plus what only drains into it (a route may start there) or is only
+ * fed by it (a route may end there), so every start snapped onto the map can
+ * reach every end: one node per OSM node on a road, one directed edge per
+ * drivable direction of each segment. Points are snapped to the nearest
+ * usable segment through a grid index over the edges. Queries use
+ * contraction hierarchies built at import and cost microseconds on the event
+ * loop; they use scratch space inside struct routing, so one struct routing
+ * serves one thread at a time and results borrowed from it (geometry) stay
+ * valid only until the next query.
  *
  * Units: distances in metres, durations in seconds, coordinates in WGS 84
  * degrees. Ownership: struct routing owns the graph and its scratch; callers
@@ -31,9 +33,11 @@ struct routing_cfg;
 /* Which requested point a query failed on (route_result.bad_point). */
 enum route_point { ROUTE_POINT_NONE = 0, ROUTE_POINT_FROM, ROUTE_POINT_TO };
 
-/* Query methods. ROUTE_FAST is what the daemon uses; ROUTE_DIJKSTRA is the
- * plain one-directional reference the tests compare it with. */
-enum route_method { ROUTE_FAST = 0, ROUTE_DIJKSTRA };
+/* Query methods. ROUTE_FAST (contraction hierarchies) is what the daemon
+ * uses; ROUTE_BIDIR is bidirectional Dijkstra on the road graph and
+ * ROUTE_DIJKSTRA the plain one-directional reference the tests compare the
+ * others with. */
+enum route_method { ROUTE_FAST = 0, ROUTE_BIDIR, ROUTE_DIJKSTRA };
 
 struct route_result {
 	double distance_m;   /* along the roads, snapped point to snapped point */

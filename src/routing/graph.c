@@ -42,7 +42,10 @@ struct heap {
 struct search {
 	uint32_t *dist;
 	uint32_t *stamp;
-	uint32_t *parent; /* edge id (forward numbering), NONE at a seed */
+	uint32_t *parent; /* edge id (forward numbering, or of the hierarchy), NONE at a seed */
+	uint32_t *pred;   /* hierarchy searches: the node the parent edge comes from */
+	uint32_t *aux_ms, *aux_mm; /* hierarchy searches: time and distance along the tree */
+	uint32_t gen;
 	struct heap h;
 };
 
@@ -61,10 +64,9 @@ struct routing {
 	double cell_m, gx0, gy0;
 	uint32_t gw, gh;
 	uint32_t *cell_first, *cell_edges;
+	struct ch_graph ch;    /* of the configured metric */
 	/* scratch */
-	uint32_t gen;
 	struct search fw, bw;
-	uint32_t *aux; /* many-to-one: the other quantity along the tree */
 	double *geom;
 	size_t geom_cap;
 	size_t bytes;
@@ -273,27 +275,33 @@ static uint32_t direct_cost(const struct routing *r, const struct snap *s, const
 
 /* ------------------------------------------------------------ searches */
 
+static void search_reset(struct routing *r, struct search *s)
+{
+	if (++s->gen == 0) {
+		memset(s->stamp, 0, r->n * sizeof *s->stamp);
+		s->gen = 1;
+	}
+	s->h.n = 0;
+}
+
 static void search_begin(struct routing *r)
 {
-	if (++r->gen == 0) {
-		memset(r->fw.stamp, 0, r->n * sizeof *r->fw.stamp);
-		memset(r->bw.stamp, 0, r->n * sizeof *r->bw.stamp);
-		r->gen = 1;
-	}
-	r->fw.h.n = 0;
-	r->bw.h.n = 0;
+	search_reset(r, &r->fw);
+	search_reset(r, &r->bw);
 }
 
 static uint32_t label(const struct routing *r, const struct search *s, uint32_t u)
 {
-	return s->stamp[u] == r->gen ? s->dist[u] : INF;
+	(void)r;
+	return s->stamp[u] == s->gen ? s->dist[u] : INF;
 }
 
 static bool relax(struct routing *r, struct search *s, uint32_t v, uint32_t d, uint32_t via)
 {
-	if (s->stamp[v] == r->gen && s->dist[v] <= d)
+	(void)r;
+	if (s->stamp[v] == s->gen && s->dist[v] <= d)
 		return false;
-	s->stamp[v] = r->gen;
+	s->stamp[v] = s->gen;
 	s->dist[v] = d;
 	s->parent[v] = via;
 	heap_push(&s->h, d, v);
@@ -349,7 +357,7 @@ static void search_dijkstra(struct routing *r, const struct seed *src, size_t ns
 	}
 	/* the backward labels the path walk reads: only the chosen seed */
 	if (best->node != NONE) {
-		r->bw.stamp[best->node] = r->gen;
+		r->bw.stamp[best->node] = r->bw.gen;
 		r->bw.parent[best->node] = NONE;
 	}
 }
@@ -494,6 +502,162 @@ static void route_unpack(struct routing *r, const struct snap *s, const struct s
 	out->coords = want_geometry ? r->geom : NULL;
 }
 
+/* ------------------------------------------------------------ hierarchy */
+
+static bool ch_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms,
+		     uint32_t mm)
+{
+	if (s->stamp[v] == s->gen && s->dist[v] <= d)
+		return false;
+	s->stamp[v] = s->gen;
+	s->dist[v] = d;
+	s->parent[v] = via;
+	s->pred[v] = from;
+	s->aux_ms[v] = ms;
+	s->aux_mm[v] = mm;
+	heap_push(&s->h, d, v);
+	return true;
+}
+
+static void ch_seed(struct routing *r, struct search *s, const struct seed *sd, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		ch_relax(s, sd[i].node, sd[i].cost, NONE, NONE, (uint32_t)llround(sd[i].frac * r->time_ms[sd[i].edge]),
+			 (uint32_t)llround(sd[i].frac * r->dist_mm[sd[i].edge]));
+}
+
+/* Settles one node of an upward search; false when it is done. */
+static bool ch_step(struct routing *r, struct search *s, const struct search *other, bool forward, struct meet *best)
+{
+	uint32_t du, u = settle_next(r, s, &du);
+	if (u == NONE || du >= best->cost)
+		return false;
+	uint32_t o = label(r, other, u);
+	if (o != INF && sat_add(du, o) < best->cost) {
+		best->cost = sat_add(du, o);
+		best->node = u;
+	}
+	const uint32_t *first = forward ? r->ch.first_up : r->ch.first_down;
+	const struct ch_edge *e = forward ? r->ch.up : r->ch.down;
+	for (uint32_t i = first[u]; i < first[u + 1]; i++)
+		ch_relax(s, e[i].to, sat_add(du, e[i].w), i, u, sat_add(s->aux_ms[u], e[i].time_ms),
+			 sat_add(s->aux_mm[u], e[i].dist_mm));
+	return true;
+}
+
+static void search_ch(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
+		      struct meet *best)
+{
+	struct search *f = &r->fw, *b = &r->bw;
+	ch_seed(r, f, src, ns);
+	ch_seed(r, b, dst, nd);
+	bool fl = true, bl = true;
+	while (fl || bl) {
+		if (fl && (!bl || heap_top(&f->h) <= heap_top(&b->h)))
+			fl = ch_step(r, f, b, true, best);
+		else
+			bl = ch_step(r, b, f, false, best);
+	}
+}
+
+/* The edge a->b of the hierarchy stored at node x (x = lower rank). */
+static const struct ch_edge *ch_find(const struct routing *r, uint32_t x, uint32_t other, bool up)
+{
+	const uint32_t *first = up ? r->ch.first_up : r->ch.first_down;
+	const struct ch_edge *e = up ? r->ch.up : r->ch.down, *best = NULL;
+	for (uint32_t i = first[x]; i < first[x + 1]; i++)
+		if (e[i].to == other && (!best || e[i].w < best->w))
+			best = &e[i];
+	return best;
+}
+
+static void geom_add(struct routing *r, size_t *np, uint32_t node)
+{
+	if (2 * (*np + 2) > r->geom_cap) {
+		r->geom_cap = 2 * (*np + 2) * 2;
+		r->geom = rh_realloc(r->geom, r->geom_cap * sizeof *r->geom);
+	}
+	r->geom[2 * *np] = r->lon[node];
+	r->geom[2 * *np + 1] = r->lat[node];
+	(*np)++;
+}
+
+/* Appends the road nodes of a->b (bypassing mid) after a, through b. An
+ * explicit stack; a damaged hierarchy stops unpacking (never loops: every
+ * mid ranks below both ends) and the point count is capped. */
+static void ch_unpack(struct routing *r, uint32_t a, uint32_t b, uint32_t mid, size_t *np)
+{
+	struct item {
+		uint32_t a, b, mid;
+	} stack[256];
+	size_t sp = 0;
+	stack[sp++] = (struct item){ a, b, mid };
+	while (sp) {
+		struct item it = stack[--sp];
+		const struct ch_edge *e1 = NULL, *e2 = NULL;
+		if (it.mid != NONE && sp + 2 <= RH_ARRAY_LEN(stack) && *np < 4 * (size_t)r->n + 16) {
+			e1 = ch_find(r, it.mid, it.a, false); /* a -> mid, stored at mid */
+			e2 = ch_find(r, it.mid, it.b, true);  /* mid -> b */
+		}
+		if (!e1 || !e2) {
+			geom_add(r, np, it.b);
+			continue;
+		}
+		stack[sp++] = (struct item){ it.mid, it.b, e2->mid };
+		stack[sp++] = (struct item){ it.a, it.mid, e1->mid };
+	}
+}
+
+static void route_unpack_ch(struct routing *r, const struct snap *s, const struct snap *t, struct meet *best,
+			    bool want_geometry, struct route_result *out)
+{
+	size_t np = 0;
+	if (best->node == NONE) { /* along one segment */
+		out->distance_m = best->src_frac * r->dist_mm[best->src_edge] / 1000.0;
+		out->duration_s = best->src_frac * r->time_ms[best->src_edge] / 1000.0;
+	} else {
+		uint32_t m = best->node;
+		out->distance_m = ((double)r->fw.aux_mm[m] + r->bw.aux_mm[m]) / 1000.0;
+		out->duration_s = ((double)r->fw.aux_ms[m] + r->bw.aux_ms[m]) / 1000.0;
+	}
+	if (!want_geometry) {
+		out->npoints = 0;
+		out->coords = NULL;
+		return;
+	}
+	geom_reserve(r);
+	r->geom[0] = s->lon, r->geom[1] = s->lat;
+	np = 1;
+	if (best->node != NONE) {
+		/* forward chain, seed to meeting node: collect, then unpack in order */
+		size_t cnt = 0;
+		for (uint32_t v = best->node; r->fw.parent[v] != NONE; v = r->fw.pred[v])
+			cnt++;
+		uint32_t *chain = rh_malloc((cnt + 1) * sizeof *chain);
+		uint32_t v = best->node;
+		for (size_t i = cnt; i > 0; i--) {
+			chain[i - 1] = v;
+			v = r->fw.pred[v];
+		}
+		geom_add(r, &np, v);
+		for (size_t i = 0; i < cnt; i++) {
+			uint32_t node = chain[i];
+			ch_unpack(r, r->fw.pred[node], node, r->ch.up[r->fw.parent[node]].mid, &np);
+		}
+		rh_free(chain);
+		for (v = best->node; r->bw.parent[v] != NONE; v = r->bw.pred[v])
+			ch_unpack(r, v, r->bw.pred[v], r->ch.down[r->bw.parent[v]].mid, &np);
+	}
+	if (2 * (np + 1) > r->geom_cap) {
+		r->geom_cap = 2 * (np + 1);
+		r->geom = rh_realloc(r->geom, r->geom_cap * sizeof *r->geom);
+	}
+	r->geom[2 * np] = t->lon, r->geom[2 * np + 1] = t->lat;
+	np++;
+	out->npoints = np;
+	out->coords = r->geom;
+}
+
 rh_err routing_route_method(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 			    enum route_method method, bool want_geometry, struct route_result *out)
 {
@@ -525,10 +689,16 @@ rh_err routing_route_method(struct routing *r, double from_lat, double from_lon,
 	search_begin(r);
 	if (method == ROUTE_DIJKSTRA)
 		search_dijkstra(r, src, ns, dst, nd, &best);
-	else
+	else if (method == ROUTE_BIDIR)
 		search_bidir(r, src, ns, dst, nd, &best);
+	else
+		search_ch(r, src, ns, dst, nd, &best);
 	if (best.cost == INF)
 		return RH_ENOTFOUND;
+	if (method == ROUTE_FAST) {
+		route_unpack_ch(r, &s, &t, &best, want_geometry, out);
+		return RH_OK;
+	}
 	if (best.node != NONE)
 		best.src_edge = NONE;
 	route_unpack(r, &s, &t, src, ns, &best, want_geometry, out);
@@ -543,34 +713,9 @@ rh_err routing_route(struct routing *r, double from_lat, double from_lon, double
 
 /* ------------------------------------------------------------ many-to-one */
 
-struct m2o_src {
-	struct seed sd[2];
-	size_t n;
-	uint32_t best;   /* weight units, upper bound until the search passes it */
-	uint32_t node;   /* where the best joins the tree; NONE: direct on one segment */
-	uint64_t other;  /* distance along the tree (mm) of the best */
-	double part_dist, part_time;
-};
-
-static void m2o_update(struct routing *r, struct m2o_src *s)
-{
-	for (size_t j = 0; j < s->n; j++) {
-		uint32_t u = s->sd[j].node;
-		uint32_t d = label(r, &r->bw, u);
-		if (d == INF)
-			continue;
-		uint32_t c = sat_add(d, s->sd[j].cost);
-		if (c < s->best) {
-			s->best = c;
-			s->node = u;
-			s->other = r->aux[u];
-			uint32_t e = s->sd[j].edge;
-			s->part_dist = s->sd[j].frac * r->dist_mm[e];
-			s->part_time = s->sd[j].frac * r->time_ms[e];
-		}
-	}
-}
-
+/* One upward search from the target, complete (its space is small), then
+ * per source an upward search that stops once it cannot beat what it met:
+ * the target's half is shared by all k sources. */
 rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const double *src_lon, size_t k,
 			       double to_lat, double to_lon, struct routing_eta *out)
 {
@@ -579,79 +724,39 @@ rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const d
 	struct snap t;
 	if (!routing_snap(r, to_lat, to_lon, RMAP_TO, &t))
 		return RH_EINVAL;
-	struct m2o_src *ss = rh_calloc(k ? k : 1, sizeof *ss);
 	struct seed dst[2];
 	size_t nd = snap_seeds(r, &t, false, dst);
-	search_begin(r);
-	struct search *b = &r->bw;
-	/* aux carries the distance along the tree (mm); the time is the label
-	 * itself (metric time) or summed along the tree at the end. */
-	for (size_t i = 0; i < nd; i++) {
-		if (relax(r, b, dst[i].node, dst[i].cost, NONE))
-			r->aux[dst[i].node] = (uint32_t)llround(dst[i].frac * r->dist_mm[dst[i].edge]);
-	}
-	size_t live = 0;
+	struct search *f = &r->fw, *b = &r->bw;
+	search_reset(r, b);
+	ch_seed(r, b, dst, nd);
+	struct meet none = { INF, NONE, NONE, NONE, 0, 0 };
+	search_reset(r, f); /* empty: the backward search meets nothing */
+	while (ch_step(r, b, f, false, &none))
+		;
 	for (size_t i = 0; i < k; i++) {
 		struct snap s;
-		ss[i].best = INF;
+		struct seed src[2];
+		memset(&out[i], 0, sizeof out[i]);
 		if (!routing_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
 			continue;
-		ss[i].n = snap_seeds(r, &s, true, ss[i].sd);
-		uint32_t de = NONE;
-		double f = 0;
-		uint32_t direct = direct_cost(r, &s, &t, &de, &f);
-		if (direct != INF) {
-			ss[i].best = direct;
-			ss[i].node = NONE;
-			ss[i].other = 0;
-			ss[i].part_dist = f * r->dist_mm[de];
-			ss[i].part_time = f * r->time_ms[de];
-		}
-		live++;
-	}
-	uint32_t du, u;
-	size_t settled = 0;
-	while (live && (u = settle_next(r, b, &du)) != NONE) {
-		if ((++settled & 31) == 0) {
-			uint32_t worst = 0;
-			for (size_t i = 0; i < k; i++) {
-				m2o_update(r, &ss[i]);
-				if (ss[i].n && ss[i].best > worst)
-					worst = ss[i].best;
-			}
-			if (du >= worst)
-				break;
-		}
-		for (uint32_t i = r->first_in[u]; i < r->first_in[u + 1]; i++) {
-			uint32_t e = r->in_edge[i], v = r->from[e];
-			if (relax(r, b, v, sat_add(du, r->w[e]), e))
-				r->aux[v] = sat_add(r->aux[u], r->dist_mm[e]);
+		size_t ns = snap_seeds(r, &s, true, src);
+		struct meet best = { INF, NONE, NONE, NONE, 0, 0 };
+		best.cost = direct_cost(r, &s, &t, &best.src_edge, &best.src_frac);
+		search_reset(r, f);
+		ch_seed(r, f, src, ns);
+		while (ch_step(r, f, b, true, &best))
+			;
+		if (best.cost == INF)
+			continue;
+		out[i].reachable = true;
+		if (best.node == NONE) {
+			out[i].distance_m = best.src_frac * r->dist_mm[best.src_edge] / 1000.0;
+			out[i].duration_s = best.src_frac * r->time_ms[best.src_edge] / 1000.0;
+		} else {
+			out[i].distance_m = ((double)f->aux_mm[best.node] + b->aux_mm[best.node]) / 1000.0;
+			out[i].duration_s = ((double)f->aux_ms[best.node] + b->aux_ms[best.node]) / 1000.0;
 		}
 	}
-	for (size_t i = 0; i < k; i++) {
-		m2o_update(r, &ss[i]);
-		out[i].reachable = ss[i].best != INF;
-		if (!out[i].reachable) {
-			out[i].duration_s = out[i].distance_m = 0;
-			continue;
-		}
-		out[i].distance_m = ((double)ss[i].other + ss[i].part_dist) / 1000.0;
-		out[i].duration_s = ss[i].part_time / 1000.0;
-		if (ss[i].node == NONE)
-			continue;
-		if (r->metric == 0) {
-			out[i].duration_s = ((double)ss[i].best) / 1000.0;
-			continue;
-		}
-		/* by distance: walk the tree for the time */
-		uint32_t v = ss[i].node;
-		for (; b->parent[v] != NONE; v = r->to[b->parent[v]])
-			out[i].duration_s += r->time_ms[b->parent[v]] / 1000.0;
-		for (size_t j = 0; j < nd; j++)
-			if (dst[j].node == v)
-				out[i].duration_s += dst[j].frac * r->time_ms[dst[j].edge] / 1000.0;
-	}
-	rh_free(ss);
 	return RH_OK;
 }
 
@@ -692,6 +797,70 @@ static bool routing_validate(const struct routing *r, const int32_t *lat, const 
 	for (uint32_t e = 0; e < r->m; e++)
 		if (r->to[e] >= r->n)
 			return load_err(err, errlen, "edge points past the last node");
+	return true;
+}
+
+static bool ch_index_ok(const uint32_t *first, uint32_t n, uint32_t count)
+{
+	if (first[0] != 0 || first[n] != count)
+		return false;
+	for (uint32_t u = 0; u < n; u++)
+		if (first[u] > first[u + 1])
+			return false;
+	return true;
+}
+
+static bool ch_edges_ok(const struct ch_graph *g, const uint32_t *first, const struct ch_edge *e)
+{
+	for (uint32_t x = 0; x < g->n; x++)
+		for (uint32_t i = first[x]; i < first[x + 1]; i++) {
+			if (e[i].to >= g->n || g->rank[e[i].to] <= g->rank[x])
+				return false;
+			if (e[i].mid != NONE && (e[i].mid >= g->n || g->rank[e[i].mid] >= g->rank[x]))
+				return false;
+		}
+	return true;
+}
+
+/* One metric's hierarchy: kept (and checked) when it is the configured one,
+ * else skipped (the checksum already covered it). */
+static bool ch_read(struct routing *r, const uint8_t **p, const uint8_t *end, bool keep, char *err, size_t errlen)
+{
+	uint32_t counts[2];
+	if (end - *p < 8)
+		return load_err(err, errlen, "hierarchy section missing");
+	memcpy(counts, *p, 8);
+	*p += 8;
+	uint64_t n = r->n;
+	uint64_t size = n * 4 + (n + 1) * 8 + ((uint64_t)counts[0] + counts[1]) * sizeof(struct ch_edge);
+	if (counts[0] > 2u * RMAP_MAX_EDGES || counts[1] > 2u * RMAP_MAX_EDGES || size > (uint64_t)(end - *p))
+		return load_err(err, errlen, "hierarchy section larger than the file");
+	if (!keep) {
+		*p += size;
+		return true;
+	}
+	struct ch_graph *g = &r->ch;
+	g->n = r->n, g->nup = counts[0], g->ndown = counts[1];
+	g->rank = take(p, n * 4);
+	g->first_up = take(p, (n + 1) * 4);
+	g->first_down = take(p, (n + 1) * 4);
+	g->up = take(p, (size_t)g->nup * sizeof *g->up);
+	g->down = take(p, (size_t)g->ndown * sizeof *g->down);
+	uint8_t *seen = rh_calloc(n, 1);
+	bool perm = true;
+	for (uint32_t u = 0; u < r->n && perm; u++) {
+		perm = g->rank[u] < r->n && !seen[g->rank[u]];
+		if (perm)
+			seen[g->rank[u]] = 1;
+	}
+	rh_free(seen);
+	if (!perm)
+		return load_err(err, errlen, "hierarchy ranks are not a permutation");
+	if (!ch_index_ok(g->first_up, r->n, g->nup) || !ch_index_ok(g->first_down, r->n, g->ndown))
+		return load_err(err, errlen, "hierarchy edge index out of order");
+	if (!ch_edges_ok(g, g->first_up, g->up) || !ch_edges_ok(g, g->first_down, g->down))
+		return load_err(err, errlen, "hierarchy edge breaks the rank order");
+	r->bytes += (size_t)n * 12 + ((size_t)g->nup + g->ndown) * sizeof(struct ch_edge);
 	return true;
 }
 
@@ -806,11 +975,8 @@ static void routing_prepare(struct routing *r, const int32_t *lat, const int32_t
 	for (uint32_t u = 0; u < r->n; u++)
 		project(r, r->lat[u], r->lon[u], &r->x[u], &r->y[u]);
 	r->w = rh_malloc(((size_t)r->m + 1) * sizeof *r->w);
-	for (uint32_t e = 0; e < r->m; e++) {
-		/* distance metric: weight in decimetres (fits 32 bits to 400,000 km) */
-		uint32_t wt = r->metric == 0 ? r->time_ms[e] : (r->dist_mm[e] + 50) / 100;
-		r->w[e] = wt;
-	}
+	for (uint32_t e = 0; e < r->m; e++)
+		r->w[e] = rmap_weight(r->metric, r->time_ms[e], r->dist_mm[e]);
 	build_reverse(r);
 	build_grid(r);
 	struct search *s[2] = { &r->fw, &r->bw };
@@ -818,8 +984,10 @@ static void routing_prepare(struct routing *r, const int32_t *lat, const int32_t
 		s[i]->dist = rh_malloc(r->n * sizeof(uint32_t));
 		s[i]->stamp = rh_calloc(r->n, sizeof(uint32_t));
 		s[i]->parent = rh_malloc(r->n * sizeof(uint32_t));
+		s[i]->pred = rh_malloc(r->n * sizeof(uint32_t));
+		s[i]->aux_ms = rh_malloc(r->n * sizeof(uint32_t));
+		s[i]->aux_mm = rh_malloc(r->n * sizeof(uint32_t));
 	}
-	r->aux = rh_malloc(r->n * sizeof(uint32_t));
 	r->bytes += (size_t)r->n * (4 * sizeof(double) + 4 * 2 + 4 * 3 * 2 + 4 * 2 + 4) +
 		    (size_t)r->m * 4 * 7;
 }
@@ -844,7 +1012,7 @@ rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cf
 		return RH_EINVAL;
 	}
 	if (h.nodes == 0 || h.nodes > RMAP_MAX_NODES || h.edges > RMAP_MAX_EDGES ||
-	    h.body_len != rmap_body_len(h.nodes, h.edges)) {
+	    h.body_len < rmap_body_len(h.nodes, h.edges)) {
 		snprintf(err, errlen, "map header is inconsistent (%u nodes, %u edges, %llu body bytes)", h.nodes,
 			 h.edges, (unsigned long long)h.body_len);
 		return RH_EINVAL;
@@ -872,7 +1040,13 @@ rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cf
 	r->to = take(&p, (size_t)r->m * 4);
 	r->time_ms = take(&p, (size_t)r->m * 4);
 	r->dist_mm = take(&p, (size_t)r->m * 4);
-	if (!routing_validate(r, lat, lon, err, errlen)) {
+	const uint8_t *end = (const uint8_t *)data + len;
+	bool ok = routing_validate(r, lat, lon, err, errlen);
+	for (int metric = 0; metric < 2 && ok; metric++)
+		ok = ch_read(r, &p, end, metric == r->metric, err, errlen);
+	if (ok && p != end)
+		ok = load_err(err, errlen, "trailing bytes after the hierarchies");
+	if (!ok) {
 		rh_free(lat);
 		rh_free(lon);
 		routing_free(r);
@@ -926,9 +1100,11 @@ void routing_free(struct routing *r)
 	void *ptrs[] = { r->role, r->lat, r->lon, r->x, r->y, r->first_out, r->to, r->time_ms, r->dist_mm, r->w,
 			 r->first_in, r->in_edge, r->from, r->cell_first, r->cell_edges, r->fw.dist,
 			 r->fw.stamp, r->fw.parent, r->fw.h.k, r->bw.dist, r->bw.stamp, r->bw.parent,
-			 r->bw.h.k, r->aux, r->geom };
+			 r->bw.h.k, r->geom, r->fw.pred, r->fw.aux_ms, r->fw.aux_mm, r->bw.pred,
+			 r->bw.aux_ms, r->bw.aux_mm };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
+	ch_graph_fini(&r->ch);
 	rh_free(r);
 }
 

@@ -466,7 +466,15 @@ static rh_err build_and_write(struct importer *im, const char *map_path, struct 
 	csr_build(kn, edges, km, first, to);
 	for (size_t i = 0; i < km; i++)
 		tms[i] = edges[i].time_ms, dmm[i] = edges[i].dist_mm;
-	rh_err e = rmap_write(map_path, kn, (uint32_t)km, lat, lon, roles, first, to, tms, dmm, err, errlen);
+	struct ch_graph ch[2];
+	for (int metric = 0; metric < 2; metric++)
+		if (ch_build(kn, first, to, tms, dmm, metric, &ch[metric]) != RH_OK) {
+			snprintf(err, errlen, "cannot build the contraction hierarchy");
+			return RH_EINVAL;
+		}
+	rh_err e = rmap_write(map_path, kn, (uint32_t)km, lat, lon, roles, first, to, tms, dmm, ch, err, errlen);
+	ch_graph_fini(&ch[0]);
+	ch_graph_fini(&ch[1]);
 	if (st) {
 		memset(st, 0, sizeof *st);
 		st->nodes = kn, st->edges = km;
@@ -488,7 +496,7 @@ static bool write_all(FILE *f, const void *p, size_t n, crypto_generichash_state
 
 rh_err rmap_write(const char *path, uint32_t n, uint32_t m, const int32_t *lat_e7, const int32_t *lon_e7,
 		  const uint8_t *role, const uint32_t *first_out, const uint32_t *to, const uint32_t *time_ms, const uint32_t *dist_mm,
-		  char *err, size_t errlen)
+		  const struct ch_graph ch[2], char *err, size_t errlen)
 {
 	char tmp[4096];
 	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
@@ -503,6 +511,8 @@ rh_err rmap_write(const char *path, uint32_t n, uint32_t m, const int32_t *lat_e
 	h.version = RMAP_VERSION;
 	h.nodes = n, h.edges = m;
 	h.body_len = rmap_body_len(n, m);
+	for (int i = 0; i < 2; i++)
+		h.body_len += 8 + (uint64_t)n * 4 + ((uint64_t)n + 1) * 8 + ((uint64_t)ch[i].nup + ch[i].ndown) * sizeof(struct ch_edge);
 	bool ok = fwrite(&h, 1, sizeof h, f) == sizeof h;
 	crypto_generichash_state hs;
 	crypto_generichash_init(&hs, NULL, 0, RMAP_HASH_SIZE);
@@ -511,6 +521,14 @@ rh_err rmap_write(const char *path, uint32_t n, uint32_t m, const int32_t *lat_e
 	ok = ok && write_all(f, first_out, ((size_t)n + 1) * 4, &hs);
 	ok = ok && write_all(f, to, (size_t)m * 4, &hs) && write_all(f, time_ms, (size_t)m * 4, &hs);
 	ok = ok && write_all(f, dist_mm, (size_t)m * 4, &hs);
+	for (int i = 0; i < 2 && ok; i++) {
+		uint32_t counts[2] = { ch[i].nup, ch[i].ndown };
+		ok = write_all(f, counts, sizeof counts, &hs) && write_all(f, ch[i].rank, (size_t)n * 4, &hs) &&
+		     write_all(f, ch[i].first_up, ((size_t)n + 1) * 4, &hs) &&
+		     write_all(f, ch[i].first_down, ((size_t)n + 1) * 4, &hs) &&
+		     write_all(f, ch[i].up, (size_t)ch[i].nup * sizeof(struct ch_edge), &hs) &&
+		     write_all(f, ch[i].down, (size_t)ch[i].ndown * sizeof(struct ch_edge), &hs);
+	}
 	crypto_generichash_final(&hs, h.hash, sizeof h.hash);
 	ok = ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&h, 1, sizeof h, f) == sizeof h;
 	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -584,8 +602,8 @@ int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv)
 		fprintf(stderr, "ridehaild map import: %s\n", err);
 		return 1;
 	}
-	printf("ridehaild map import: %s -> %s: %zu nodes, %zu edges (largest strongly connected component), "
-	       "from %zu OSM nodes, %zu ways (%zu drivable)\n",
+	printf("ridehaild map import: %s -> %s: %zu nodes, %zu edges kept (around the largest strongly connected "
+	       "component), from %zu OSM nodes, %zu ways (%zu drivable)\n",
 	       in, out, st.nodes, st.edges, st.osm_nodes, st.osm_ways, st.road_ways);
 	return 0;
 usage:

@@ -3,7 +3,7 @@
  * half graph. The checksum would stop most mutations at the door, so each
  * input is tried twice: as is, and with its checksum made to match, which
  * sends the mutated body through the structural checks and, when it passes,
- * through snapping and both searches. */
+ * through snapping and every search method. */
 #include <sodium.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,11 +23,14 @@ static void exercise(struct routing *r)
 	struct route_result res;
 	for (int i = 0; i < 3; i++) {
 		for (int j = 0; j < 3; j++) {
-			rh_err a = routing_route_method(r, lat[i], lon[i], lat[j], lon[j], ROUTE_FAST, true, &res);
-			double d = res.distance_m;
-			rh_err b = routing_route_method(r, lat[i], lon[i], lat[j], lon[j], ROUTE_DIJKSTRA, false, &res);
-			if (a != b || (a == RH_OK && (d < 0 || res.distance_m < 0)))
-				abort();
+			/* a damaged hierarchy may disagree with Dijkstra; it must
+			 * still answer, with a sane figure */
+			for (int m = 0; m < 3; m++) {
+				rh_err e = routing_route_method(r, lat[i], lon[i], lat[j], lon[j], (enum route_method)m,
+								m == 0, &res);
+				if (e == RH_OK && !(res.distance_m >= 0 && res.duration_s >= 0))
+					abort();
+			}
 		}
 	}
 	struct routing_eta eta[3];
