@@ -238,10 +238,16 @@ static uint32_t part(const struct routing *r, uint32_t e, double frac)
 	return (uint32_t)llround(frac * (double)r->w[e]);
 }
 
-/* Where a search from point s starts (forward) or ends (toward s). */
-static size_t snap_seeds(const struct routing *r, const struct snap *s, bool outgoing, struct seed out[2])
+/* Where a search from point s starts (forward) or ends (toward s). A point
+ * on a node (a junction, a way's end) is that node too, at no cost, in
+ * whichever direction the segment runs. */
+#define SEEDS_MAX 3
+static size_t snap_seeds(const struct routing *r, const struct snap *s, bool outgoing, struct seed out[SEEDS_MAX])
 {
 	size_t n = 0;
+	uint32_t any = s->e_ab != NONE ? s->e_ab : s->e_ba;
+	if (s->t <= 0 || s->t >= 1)
+		out[n++] = (struct seed){ s->t <= 0 ? s->a : s->b, 0, any, 0 };
 	if (s->e_ab != NONE) {
 		double f = outgoing ? 1 - s->t : s->t;
 		out[n++] = (struct seed){ outgoing ? s->b : s->a, part(r, s->e_ab, f), s->e_ab, f };
@@ -675,7 +681,7 @@ rh_err routing_route_method(struct routing *r, double from_lat, double from_lon,
 	}
 	out->from_snap_m = s.dist_m;
 	out->to_snap_m = t.dist_m;
-	struct seed src[2], dst[2];
+	struct seed src[SEEDS_MAX], dst[SEEDS_MAX];
 	size_t ns = snap_seeds(r, &s, true, src), nd = snap_seeds(r, &t, false, dst);
 	struct meet best = { INF, NONE, NONE, NONE, 0, 0 };
 	uint32_t de = NONE;
@@ -724,7 +730,7 @@ rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const d
 	struct snap t;
 	if (!routing_snap(r, to_lat, to_lon, RMAP_TO, &t))
 		return RH_EINVAL;
-	struct seed dst[2];
+	struct seed dst[SEEDS_MAX];
 	size_t nd = snap_seeds(r, &t, false, dst);
 	struct search *f = &r->fw, *b = &r->bw;
 	search_reset(r, b);
@@ -735,7 +741,7 @@ rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const d
 		;
 	for (size_t i = 0; i < k; i++) {
 		struct snap s;
-		struct seed src[2];
+		struct seed src[SEEDS_MAX];
 		memset(&out[i], 0, sizeof out[i]);
 		if (!routing_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
 			continue;
