@@ -8,11 +8,12 @@
 #             (route_p50_us, route_p99_us: snapping, search and geometry, as
 #             GET /v1/route does it) and the plain Dijkstra reference;
 #             eta16_*: 16 drivers to one pickup in one many-to-one query.
-#   pgrouting the same pairs through pgr_dijkstra on the same extract
-#             imported with osm2pgrouting (PGR_PAIRS of them, default 200)
-#             in a throwaway PostgreSQL: route_vs_pgrouting is how many
-#             times faster we answer; pgrouting_max_diff_pct the largest gap
-#             between the two shortest distances.
+#   pgrouting pgr_dijkstra on the same extract imported with osm2pgrouting
+#             into a throwaway PostgreSQL, PGR_PAIRS (default 200) random
+#             vertex pairs: pgrouting_p50_us per query (as a client sees it),
+#             route_vs_pgrouting = that / route_p50_us; and
+#             pgrouting_max_diff_pct, the largest gap between its shortest
+#             distances and ours (GET /v1/route, metric distance).
 #
 # CITY (default ../shared/data/osm/nyc-midtown-2025.osm.pbf), PAIRS, SEED.
 # estimates_routed_vs_nginx needs GET /v1/estimate, which is not built yet:
@@ -32,7 +33,9 @@ make -s all build/release/bench/roads_micro
 tmp=$(mktemp -d /tmp/ridehail-bench-roads.XXXXXX)
 chmod 755 "$tmp"
 dbport=""
+daemon_pid=""
 cleanup() {
+	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null || true
 	[ -n "$dbport" ] && LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh destroy >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
@@ -42,10 +45,33 @@ build/release/bench/roads_micro "$CITY" "$PAIRS" "$SEED" "$tmp/pairs.csv" | tee 
 mem_kb=$( { /usr/bin/time -f "%M" bin/ridehaild map import "$CITY" -o "$tmp/city.map" >/dev/null; } 2>&1 | tail -1)
 echo "import_peak_rss_mb=$((mem_kb / 1024))"
 
-if [ -x bench/roads_pgrouting.sh ]; then
-	p50=$(awk -F= '$1 == "route_p50_us" {print $2}' "$tmp/micro.txt")
-	TMP=$tmp PGR_PAIRS=$PGR_PAIRS OUR_P50_US=$p50 CITY=$CITY bench/roads_pgrouting.sh || echo "route_vs_pgrouting=n/a (pgRouting run failed)"
+p50=$(awk -F= '$1 == "route_p50_us" {print $2}' "$tmp/micro.txt")
+if command -v osm2pgrouting >/dev/null && [ -f /usr/share/postgresql/15/extension/pgrouting.control ] &&
+	command -v osmium >/dev/null; then
+	dbport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start >/dev/null
+	dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
+	psql -q "$dburl" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS pgrouting; CREATE EXTENSION IF NOT EXISTS hstore"
+	case "$CITY" in
+	*.pbf) osmium cat --no-progress -o "$tmp/city.osm" "$CITY" ;;
+	*.gz) gunzip -c "$CITY" > "$tmp/city.osm" ;;
+	*.bz2) bunzip2 -c "$CITY" > "$tmp/city.osm" ;;
+	*) cp "$CITY" "$tmp/city.osm" ;;
+	esac
+	osm2pgrouting -f "$tmp/city.osm" -c /usr/share/osm2pgrouting/mapconfig_for_cars.xml -d ridehail -U ridehail \
+		-h 127.0.0.1 -p "$dbport" --addnodes --tags --clean > "$tmp/osm2pgrouting.log" 2>&1
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	RIDEHAIL_ROUTING_MAP=$tmp/city.map RIDEHAIL_ROUTING_METRIC=distance RIDEHAIL_HTTP_LISTEN=127.0.0.1:$port \
+		RIDEHAIL_DATABASE_URL=$dburl RIDEHAIL_LOG_LEVEL=warn bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
+	daemon_pid=$!
+	for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+	/usr/bin/python3 tests/pgrouting/compare.py --db "$dburl" --route "http://127.0.0.1:$port" --pairs "$PGR_PAIRS" \
+		--seed "$SEED" | tee "$tmp/pgr.txt"
+	kill "$daemon_pid"
+	wait "$daemon_pid" 2>/dev/null || true
+	pgr=$(awk -F= '$1 == "pgrouting_p50_us" {print $2}' "$tmp/pgr.txt")
+	awk -v a="$pgr" -v b="$p50" 'BEGIN { printf "route_vs_pgrouting=%.0f\n", a / b }'
 else
-	echo "route_vs_pgrouting=n/a"
+	echo "route_vs_pgrouting=n/a (pgRouting, osm2pgrouting or osmium-tool not installed: scripts/deps.sh install)"
 fi
 echo "estimates_routed_vs_nginx=n/a (GET /v1/estimate not built yet)"
