@@ -252,3 +252,71 @@ UNIT_TEST(routing_damaged_map_is_refused)
 	unlink(map);
 	config_fini(&cfg);
 }
+
+/* The car rules on a hand-made square (no shared data needed): 1-2 two-way
+ * with maxspeed 36, 2->3 oneway=yes, 3->4 from a way drawn 4,3 with
+ * oneway=-1, 4->1 a roundabout drawn 4,1; a private diagonal 1-3 and a
+ * footway 2-4 that cars may not use. Sides are 111.3 m (at the equator). */
+UNIT_TEST(routing_car_rules_on_a_square)
+{
+	static const char osm[] =
+		"<?xml version=\"1.0\"?>\n<osm version=\"0.6\">\n"
+		" <node id=\"1\" lat=\"0\" lon=\"0\"/>\n <node id=\"2\" lat=\"0.001\" lon=\"0\"/>\n"
+		" <node id=\"3\" lat=\"0.001\" lon=\"0.001\"/>\n <node id=\"4\" lat=\"0\" lon=\"0.001\"/>\n"
+		" <way id=\"10\"><nd ref=\"1\"/><nd ref=\"2\"/><tag k=\"highway\" v=\"residential\"/><tag k=\"maxspeed\" v=\"36\"/></way>\n"
+		" <way id=\"11\"><nd ref=\"2\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"residential\"/><tag k=\"oneway\" v=\"yes\"/></way>\n"
+		" <way id=\"12\"><nd ref=\"4\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"tertiary\"/><tag k=\"oneway\" v=\"-1\"/></way>\n"
+		" <way id=\"13\"><nd ref=\"4\"/><nd ref=\"1\"/><tag k=\"highway\" v=\"primary\"/><tag k=\"junction\" v=\"roundabout\"/></way>\n"
+		" <way id=\"14\"><nd ref=\"1\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"service\"/><tag k=\"access\" v=\"private\"/></way>\n"
+		" <way id=\"15\"><nd ref=\"2\"/><nd ref=\"4\"/><tag k=\"highway\" v=\"footway\"/></way>\n"
+		"</osm>\n";
+	char osm_path[128], map[128], err[512];
+	snprintf(osm_path, sizeof osm_path, "/tmp/ridehail-unit-square-%d.osm", (int)getpid());
+	snprintf(map, sizeof map, "/tmp/ridehail-unit-square-%d.map", (int)getpid());
+	FILE *f = fopen(osm_path, "w");
+	REQUIRE(f);
+	fputs(osm, f);
+	fclose(f);
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, ""));
+	struct routing_stats st;
+	rh_err e = routing_import(osm_path, &cfg.routing, map, &st, err, sizeof err);
+	unlink(osm_path);
+	if (e != RH_OK)
+		unit_fail(__FILE__, __LINE__, "import: %s", err);
+	REQUIRE(e == RH_OK);
+	CHECK_EQ_INT(st.nodes, 4);
+	CHECK_EQ_INT(st.edges, 5); /* 1<->2, 2->3, 3->4, 4->1 */
+	struct routing *r = NULL;
+	REQUIRE(routing_load(map, &cfg.routing, &r, err, sizeof err) == RH_OK);
+	const double side = 110.6; /* one side, WGS 84 at the equator: 110.57 m north-south, 111.32 east-west */
+	static const struct {
+		double lat1, lon1, lat2, lon2, sides;
+	} cases[] = {
+		{ 0.001, 0, 0, 0, 1 },         /* 2 -> 1: two-way */
+		{ 0, 0, 0.001, 0, 1 },         /* 1 -> 2 */
+		{ 0, 0, 0, 0.001, 3 },         /* 1 -> 4: the roundabout runs 4 -> 1 only */
+		{ 0.001, 0.001, 0, 0.001, 1 }, /* 3 -> 4: oneway=-1 on a way drawn 4,3 */
+		{ 0, 0.001, 0.001, 0.001, 3 }, /* 4 -> 3: the long way round */
+		{ 0, 0, 0.001, 0.001, 2 },     /* 1 -> 3: not through the private diagonal */
+		{ 0.001, 0, 0, 0.001, 2 },     /* 2 -> 4: not along the footway */
+	};
+	for (size_t i = 0; i < RH_ARRAY_LEN(cases); i++) {
+		struct route_result res;
+		REQUIRE(routing_route(r, cases[i].lat1, cases[i].lon1, cases[i].lat2, cases[i].lon2, true, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, cases[i].sides * side, cases[i].sides * 1.0);
+		/* the snapped ends, and the corners between (a node may also be its own snapped end) */
+		CHECK(res.npoints >= (size_t)cases[i].sides + 1 && res.npoints <= (size_t)cases[i].sides + 3);
+		CHECK_NEAR(res.coords[0], cases[i].lon1, 1e-9);
+		CHECK_NEAR(res.coords[2 * res.npoints - 1], cases[i].lat2, 1e-9);
+	}
+	struct route_result res;
+	REQUIRE(routing_route(r, 0.001, 0, 0, 0, false, &res) == RH_OK);
+	CHECK_NEAR(res.duration_s, 11.06, 0.05); /* maxspeed 36 km/h = 10 m/s */
+	/* half-way along the oneway 2->3, and back: the long way round */
+	REQUIRE(routing_route(r, 0.001, 0.0007, 0.001, 0.0003, false, &res) == RH_OK);
+	CHECK_NEAR(res.distance_m, 0.6 * 111.3 + 3 * side, 3.0);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
