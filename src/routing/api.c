@@ -18,7 +18,7 @@ struct routing_api {
 	struct metric_cell *m_latency;
 };
 
-static bool route_query_coord(struct http_req *req, const char *name, double lim, double *out)
+static bool routing_api_coord(struct http_req *req, const char *name, double lim, double *out)
 {
 	const char *v = http_req_query(req, name);
 	char *end = NULL;
@@ -37,7 +37,7 @@ static bool route_query_coord(struct http_req *req, const char *name, double lim
 	return false;
 }
 
-static void route_reply_geojson(struct http_req *req, const struct route_result *res)
+static void routing_api_reply_geojson(struct http_req *req, const struct route_result *res)
 {
 	struct strbuf sb;
 	sb_init(&sb, 64u << 20);
@@ -62,7 +62,7 @@ static void route_reply_geojson(struct http_req *req, const struct route_result 
 	sb_fini(&sb);
 }
 
-static void route_get(struct http_req *req, void *ctx)
+static void routing_api_route(struct http_req *req, void *ctx)
 {
 	struct routing_api *a = ctx;
 	struct routing *r = a->srv->routing;
@@ -71,8 +71,8 @@ static void route_get(struct http_req *req, void *ctx)
 		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no road map is loaded (routing.map is empty)");
 		return;
 	}
-	if (!route_query_coord(req, "from_lat", 90, &lat1) || !route_query_coord(req, "from_lng", 180, &lng1) ||
-	    !route_query_coord(req, "to_lat", 90, &lat2) || !route_query_coord(req, "to_lng", 180, &lng2)) {
+	if (!routing_api_coord(req, "from_lat", 90, &lat1) || !routing_api_coord(req, "from_lng", 180, &lng1) ||
+	    !routing_api_coord(req, "to_lat", 90, &lat2) || !routing_api_coord(req, "to_lng", 180, &lng2)) {
 		metric_inc(a->m_invalid);
 		return;
 	}
@@ -98,11 +98,11 @@ static void route_get(struct http_req *req, void *ctx)
 		return;
 	}
 	metric_inc(a->m_ok);
-	route_reply_geojson(req, &res);
+	routing_api_reply_geojson(req, &res);
 }
 
 static const struct http_route routing_routes[] = {
-	{ HTTP_GET, "/v1/route", route_get, 0 },
+	{ HTTP_GET, "/v1/route", routing_api_route, 0 },
 	{ 0 },
 };
 

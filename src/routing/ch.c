@@ -36,7 +36,7 @@ struct ch_builder {
 	struct dyn_list *up, *down;
 };
 
-static void list_add(struct dyn_list *l, const struct ch_edge *e)
+static void ch_list_add(struct dyn_list *l, const struct ch_edge *e)
 {
 	for (uint32_t i = 0; i < l->n; i++) {
 		if (l->e[i].to != e->to)
@@ -52,7 +52,7 @@ static void list_add(struct dyn_list *l, const struct ch_edge *e)
 	l->e[l->n++] = *e;
 }
 
-static void list_compact(struct dyn_list *l, const bool *done)
+static void ch_list_compact(struct dyn_list *l, const bool *done)
 {
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < l->n; i++)
@@ -61,7 +61,7 @@ static void list_compact(struct dyn_list *l, const bool *done)
 	l->n = k;
 }
 
-static void u64_push(uint64_t **h, size_t *n, size_t *cap, uint64_t key)
+static void ch_heap_push(uint64_t **h, size_t *n, size_t *cap, uint64_t key)
 {
 	if (*n == *cap) {
 		*cap = *cap ? *cap * 2 : 1024;
@@ -75,7 +75,7 @@ static void u64_push(uint64_t **h, size_t *n, size_t *cap, uint64_t key)
 	(*h)[i] = key;
 }
 
-static uint64_t u64_pop(uint64_t *h, size_t *n)
+static uint64_t ch_heap_pop(uint64_t *h, size_t *n)
 {
 	uint64_t top = h[0], last = h[--*n];
 	size_t i = 0;
@@ -95,14 +95,14 @@ static uint64_t u64_pop(uint64_t *h, size_t *n)
 	return top;
 }
 
-static uint32_t add_sat(uint32_t a, uint32_t b)
+static uint32_t ch_sat_add(uint32_t a, uint32_t b)
 {
 	uint64_t s = (uint64_t)a + b;
 	return s >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)s;
 }
 
 /* Dijkstra from s over live nodes, avoiding x, up to limit. */
-static void witness(struct ch_builder *b, uint32_t s, uint32_t x, uint32_t limit)
+static void ch_witness(struct ch_builder *b, uint32_t s, uint32_t x, uint32_t limit)
 {
 	if (++b->gen == 0) {
 		memset(b->stamp, 0, b->n * sizeof *b->stamp);
@@ -111,10 +111,10 @@ static void witness(struct ch_builder *b, uint32_t s, uint32_t x, uint32_t limit
 	b->hn = 0;
 	b->stamp[s] = b->gen;
 	b->dist[s] = 0;
-	u64_push(&b->heap, &b->hn, &b->hcap, s);
+	ch_heap_push(&b->heap, &b->hn, &b->hcap, s);
 	unsigned settled = 0;
 	while (b->hn) {
-		uint64_t k = u64_pop(b->heap, &b->hn);
+		uint64_t k = ch_heap_pop(b->heap, &b->hn);
 		uint32_t u = (uint32_t)k, d = (uint32_t)(k >> 32);
 		if (d != b->dist[u])
 			continue;
@@ -125,22 +125,22 @@ static void witness(struct ch_builder *b, uint32_t s, uint32_t x, uint32_t limit
 			uint32_t v = l->e[i].to;
 			if (v == x || b->done[v])
 				continue;
-			uint32_t nd = add_sat(d, l->e[i].w);
+			uint32_t nd = ch_sat_add(d, l->e[i].w);
 			if (b->stamp[v] == b->gen && b->dist[v] <= nd)
 				continue;
 			b->stamp[v] = b->gen;
 			b->dist[v] = nd;
-			u64_push(&b->heap, &b->hn, &b->hcap, (uint64_t)nd << 32 | v);
+			ch_heap_push(&b->heap, &b->hn, &b->hcap, (uint64_t)nd << 32 | v);
 		}
 	}
 }
 
 /* Shortcuts contracting x would need; added when !simulate. */
-static uint32_t contract(struct ch_builder *b, uint32_t x, bool simulate)
+static uint32_t ch_contract(struct ch_builder *b, uint32_t x, bool simulate)
 {
 	struct dyn_list *in = &b->in[x], *out = &b->out[x];
-	list_compact(in, b->done);
-	list_compact(out, b->done);
+	ch_list_compact(in, b->done);
+	ch_list_compact(out, b->done);
 	uint32_t maxout = 0, count = 0;
 	for (uint32_t j = 0; j < out->n; j++)
 		if (out->e[j].w > maxout)
@@ -148,38 +148,38 @@ static uint32_t contract(struct ch_builder *b, uint32_t x, bool simulate)
 	for (uint32_t i = 0; i < in->n; i++) {
 		const struct ch_edge ux = in->e[i]; /* .to is u */
 		uint32_t u = ux.to;
-		witness(b, u, x, add_sat(ux.w, maxout));
+		ch_witness(b, u, x, ch_sat_add(ux.w, maxout));
 		for (uint32_t j = 0; j < out->n; j++) {
 			const struct ch_edge *xv = &out->e[j];
 			uint32_t v = xv->to;
 			if (v == u)
 				continue;
-			uint32_t need = add_sat(ux.w, xv->w);
+			uint32_t need = ch_sat_add(ux.w, xv->w);
 			if (b->stamp[v] == b->gen && b->dist[v] <= need)
 				continue;
 			count++;
 			if (simulate)
 				continue;
-			struct ch_edge sc = { v, need, add_sat(ux.time_ms, xv->time_ms), add_sat(ux.dist_mm, xv->dist_mm), x };
-			list_add(&b->out[u], &sc);
+			struct ch_edge sc = { v, need, ch_sat_add(ux.time_ms, xv->time_ms), ch_sat_add(ux.dist_mm, xv->dist_mm), x };
+			ch_list_add(&b->out[u], &sc);
 			sc.to = u;
-			list_add(&b->in[v], &sc);
+			ch_list_add(&b->in[v], &sc);
 		}
 	}
 	return count;
 }
 
-static int32_t priority(struct ch_builder *b, uint32_t x)
+static int32_t ch_priority(struct ch_builder *b, uint32_t x)
 {
-	uint32_t sc = contract(b, x, true);
+	uint32_t sc = ch_contract(b, x, true);
 	return 2 * (int32_t)sc - (int32_t)(b->in[x].n + b->out[x].n) + (int32_t)b->deleted[x];
 }
 
-static void pq_push(struct ch_builder *b, uint32_t x)
+static void ch_queue_push(struct ch_builder *b, uint32_t x)
 {
-	b->prio[x] = priority(b, x);
+	b->prio[x] = ch_priority(b, x);
 	uint64_t key = (uint64_t)(uint32_t)(b->prio[x] + (1 << 30)) << 32 | x;
-	u64_push(&b->pq, &b->pn, &b->pcap, key);
+	ch_heap_push(&b->pq, &b->pn, &b->pcap, key);
 }
 
 rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const uint32_t *time_ms,
@@ -200,34 +200,34 @@ rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const
 			if (to[e] == u)
 				continue;
 			struct ch_edge ce = { to[e], rmap_weight(metric, time_ms[e], dist_mm[e]), time_ms[e], dist_mm[e], NONE };
-			list_add(&b.out[u], &ce);
+			ch_list_add(&b.out[u], &ce);
 			ce.to = u;
-			list_add(&b.in[to[e]], &ce);
+			ch_list_add(&b.in[to[e]], &ce);
 		}
 	for (uint32_t x = 0; x < n; x++)
-		pq_push(&b, x);
+		ch_queue_push(&b, x);
 	uint32_t *rank = rh_malloc(((size_t)n + 1) * sizeof *rank);
 	uint32_t next = 0;
 	while (b.pn) {
-		uint64_t k = u64_pop(b.pq, &b.pn);
+		uint64_t k = ch_heap_pop(b.pq, &b.pn);
 		uint32_t x = (uint32_t)k;
 		int32_t p = (int32_t)(uint32_t)(k >> 32) - (1 << 30);
 		if (b.done[x] || p != b.prio[x])
 			continue;
-		int32_t now = priority(&b, x);
+		int32_t now = ch_priority(&b, x);
 		if (b.pn && now > p) {
 			b.prio[x] = now;
-			u64_push(&b.pq, &b.pn, &b.pcap, (uint64_t)(uint32_t)(now + (1 << 30)) << 32 | x);
+			ch_heap_push(&b.pq, &b.pn, &b.pcap, (uint64_t)(uint32_t)(now + (1 << 30)) << 32 | x);
 			continue;
 		}
-		contract(&b, x, false);
-		list_compact(&b.in[x], b.done);
-		list_compact(&b.out[x], b.done);
+		ch_contract(&b, x, false);
+		ch_list_compact(&b.in[x], b.done);
+		ch_list_compact(&b.out[x], b.done);
 		/* what remains around x leads upward */
 		for (uint32_t j = 0; j < b.out[x].n; j++)
-			list_add(&b.up[x], &b.out[x].e[j]);
+			ch_list_add(&b.up[x], &b.out[x].e[j]);
 		for (uint32_t j = 0; j < b.in[x].n; j++)
-			list_add(&b.down[x], &b.in[x].e[j]);
+			ch_list_add(&b.down[x], &b.in[x].e[j]);
 		b.done[x] = true;
 		rank[x] = next++;
 		for (uint32_t j = 0; j < b.out[x].n; j++)
@@ -235,9 +235,9 @@ rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const
 		for (uint32_t j = 0; j < b.in[x].n; j++)
 			b.deleted[b.in[x].e[j].to]++;
 		for (uint32_t j = 0; j < b.out[x].n; j++)
-			pq_push(&b, b.out[x].e[j].to);
+			ch_queue_push(&b, b.out[x].e[j].to);
 		for (uint32_t j = 0; j < b.in[x].n; j++)
-			pq_push(&b, b.in[x].e[j].to);
+			ch_queue_push(&b, b.in[x].e[j].to);
 		rh_free(b.out[x].e);
 		rh_free(b.in[x].e);
 		b.out[x] = (struct dyn_list){ 0 };

@@ -75,7 +75,7 @@ struct routing {
 
 /* ------------------------------------------------------------ heap */
 
-static void heap_push(struct heap *h, uint32_t d, uint32_t node)
+static void rt_heap_push(struct heap *h, uint32_t d, uint32_t node)
 {
 	if (h->n == h->cap) {
 		h->cap = h->cap ? h->cap * 2 : 1024;
@@ -93,7 +93,7 @@ static void heap_push(struct heap *h, uint32_t d, uint32_t node)
 	h->k[i] = key;
 }
 
-static uint64_t heap_pop(struct heap *h)
+static uint64_t rt_heap_pop(struct heap *h)
 {
 	uint64_t top = h->k[0], last = h->k[--h->n];
 	size_t i = 0, n = h->n;
@@ -113,12 +113,12 @@ static uint64_t heap_pop(struct heap *h)
 	return top;
 }
 
-static uint32_t heap_top(const struct heap *h)
+static uint32_t rt_heap_top(const struct heap *h)
 {
 	return h->n ? (uint32_t)(h->k[0] >> 32) : INF;
 }
 
-static uint32_t sat_add(uint32_t a, uint32_t b)
+static uint32_t rt_sat_add(uint32_t a, uint32_t b)
 {
 	uint64_t s = (uint64_t)a + b;
 	return s >= INF ? INF - 1 : (uint32_t)s;
@@ -126,14 +126,14 @@ static uint32_t sat_add(uint32_t a, uint32_t b)
 
 /* ------------------------------------------------------------ geometry */
 
-static void project(const struct routing *r, double lat, double lon, double *x, double *y)
+static void rt_project(const struct routing *r, double lat, double lon, double *x, double *y)
 {
 	*x = (lon - r->lon0) * DEG * EARTH_R * r->coslat0;
 	*y = (lat - r->lat0) * DEG * EARTH_R;
 }
 
 /* Squared distance from p to segment a-b, and the fraction along it. */
-static double seg_dist2(double px, double py, double ax, double ay, double bx, double by, double *t)
+static double rt_seg_dist2(double px, double py, double ax, double ay, double bx, double by, double *t)
 {
 	double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
 	double f = l2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / l2 : 0;
@@ -143,7 +143,7 @@ static double seg_dist2(double px, double py, double ax, double ay, double bx, d
 	return qx * qx + qy * qy;
 }
 
-static uint32_t find_edge(const struct routing *r, uint32_t u, uint32_t v)
+static uint32_t rt_edge_find(const struct routing *r, uint32_t u, uint32_t v)
 {
 	uint32_t best = NONE;
 	for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
@@ -153,18 +153,18 @@ static uint32_t find_edge(const struct routing *r, uint32_t u, uint32_t v)
 }
 
 /* May a route start (RMAP_FROM) or end (RMAP_TO) on edge e? */
-static bool edge_usable(const struct routing *r, uint32_t e, unsigned want)
+static bool rt_edge_usable(const struct routing *r, uint32_t e, unsigned want)
 {
 	return e != NONE && (want == RMAP_FROM ? r->role[r->to[e]] & RMAP_FROM : r->role[r->from[e]] & RMAP_TO);
 }
 
-static void snap_edge(const struct routing *r, double px, double py, uint32_t e, unsigned want, double *best2,
+static void rt_snap_edge(const struct routing *r, double px, double py, uint32_t e, unsigned want, double *best2,
 		      uint32_t *beste, double *bestt)
 {
 	uint32_t u = r->from[e], v = r->to[e];
-	if (!edge_usable(r, e, want) && !edge_usable(r, find_edge(r, v, u), want))
+	if (!rt_edge_usable(r, e, want) && !rt_edge_usable(r, rt_edge_find(r, v, u), want))
 		return;
-	double t, d2 = seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t);
+	double t, d2 = rt_seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t);
 	if (d2 < *best2) {
 		*best2 = d2;
 		*beste = e;
@@ -172,24 +172,24 @@ static void snap_edge(const struct routing *r, double px, double py, uint32_t e,
 	}
 }
 
-static void snap_cell(const struct routing *r, double px, double py, long cx, long cy, unsigned want,
+static void rt_snap_cell(const struct routing *r, double px, double py, long cx, long cy, unsigned want,
 		      double *best2, uint32_t *beste, double *bestt)
 {
 	if (cx < 0 || cy < 0 || cx >= (long)r->gw || cy >= (long)r->gh)
 		return;
 	uint32_t c = (uint32_t)cy * r->gw + (uint32_t)cx;
 	for (uint32_t i = r->cell_first[c]; i < r->cell_first[c + 1]; i++)
-		snap_edge(r, px, py, r->cell_edges[i], want, best2, beste, bestt);
+		rt_snap_edge(r, px, py, r->cell_edges[i], want, best2, beste, bestt);
 }
 
 /* The nearest road segment within snap_max_m where a route may start
  * (want RMAP_FROM) or end (RMAP_TO), searched ring by ring. */
-static bool routing_snap(const struct routing *r, double lat, double lon, unsigned want, struct snap *s)
+static bool rt_snap(const struct routing *r, double lat, double lon, unsigned want, struct snap *s)
 {
 	if (!isfinite(lat) || !isfinite(lon) || lat < -90 || lat > 90 || lon < -180 || lon > 180)
 		return false;
 	double px, py;
-	project(r, lat, lon, &px, &py);
+	rt_project(r, lat, lon, &px, &py);
 	double fx = floor((px - r->gx0) / r->cell_m), fy = floor((py - r->gy0) / r->cell_m);
 	long rings = (long)ceil(r->snap_max_m / r->cell_m) + 1;
 	if (fx < -rings || fy < -rings || fx > (double)r->gw + rings || fy > (double)r->gh + rings)
@@ -199,15 +199,15 @@ static bool routing_snap(const struct routing *r, double lat, double lon, unsign
 	uint32_t e = NONE;
 	for (long k = 0; k <= rings; k++) {
 		if (k == 0) {
-			snap_cell(r, px, py, cx, cy, want, &best2, &e, &t);
+			rt_snap_cell(r, px, py, cx, cy, want, &best2, &e, &t);
 		} else {
 			for (long i = -k; i <= k; i++) {
-				snap_cell(r, px, py, cx + i, cy - k, want, &best2, &e, &t);
-				snap_cell(r, px, py, cx + i, cy + k, want, &best2, &e, &t);
+				rt_snap_cell(r, px, py, cx + i, cy - k, want, &best2, &e, &t);
+				rt_snap_cell(r, px, py, cx + i, cy + k, want, &best2, &e, &t);
 			}
 			for (long i = -k + 1; i <= k - 1; i++) {
-				snap_cell(r, px, py, cx - k, cy + i, want, &best2, &e, &t);
-				snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
+				rt_snap_cell(r, px, py, cx - k, cy + i, want, &best2, &e, &t);
+				rt_snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
 			}
 		}
 		/* every cell of ring k+1 is at least k whole cells away */
@@ -222,18 +222,18 @@ static bool routing_snap(const struct routing *r, double lat, double lon, unsign
 	s->lat = r->lat[u] + t * (r->lat[v] - r->lat[u]);
 	s->lon = r->lon[u] + t * (r->lon[v] - r->lon[u]);
 	if (u < v) {
-		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = find_edge(r, v, u);
+		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = rt_edge_find(r, v, u);
 	} else {
-		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = find_edge(r, v, u);
+		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = rt_edge_find(r, v, u);
 	}
-	if (!edge_usable(r, s->e_ab, want))
+	if (!rt_edge_usable(r, s->e_ab, want))
 		s->e_ab = NONE;
-	if (!edge_usable(r, s->e_ba, want))
+	if (!rt_edge_usable(r, s->e_ba, want))
 		s->e_ba = NONE;
 	return true;
 }
 
-static uint32_t part(const struct routing *r, uint32_t e, double frac)
+static uint32_t rt_part_cost(const struct routing *r, uint32_t e, double frac)
 {
 	return (uint32_t)llround(frac * (double)r->w[e]);
 }
@@ -242,7 +242,7 @@ static uint32_t part(const struct routing *r, uint32_t e, double frac)
  * on a node (a junction, a way's end) is that node too, at no cost, in
  * whichever direction the segment runs. */
 #define SEEDS_MAX 3
-static size_t snap_seeds(const struct routing *r, const struct snap *s, bool outgoing, struct seed out[SEEDS_MAX])
+static size_t rt_snap_seeds(const struct routing *r, const struct snap *s, bool outgoing, struct seed out[SEEDS_MAX])
 {
 	size_t n = 0;
 	uint32_t any = s->e_ab != NONE ? s->e_ab : s->e_ba;
@@ -250,29 +250,29 @@ static size_t snap_seeds(const struct routing *r, const struct snap *s, bool out
 		out[n++] = (struct seed){ s->t <= 0 ? s->a : s->b, 0, any, 0 };
 	if (s->e_ab != NONE) {
 		double f = outgoing ? 1 - s->t : s->t;
-		out[n++] = (struct seed){ outgoing ? s->b : s->a, part(r, s->e_ab, f), s->e_ab, f };
+		out[n++] = (struct seed){ outgoing ? s->b : s->a, rt_part_cost(r, s->e_ab, f), s->e_ab, f };
 	}
 	if (s->e_ba != NONE) {
 		double f = outgoing ? s->t : 1 - s->t;
-		out[n++] = (struct seed){ outgoing ? s->a : s->b, part(r, s->e_ba, f), s->e_ba, f };
+		out[n++] = (struct seed){ outgoing ? s->a : s->b, rt_part_cost(r, s->e_ba, f), s->e_ba, f };
 	}
 	return n;
 }
 
 /* Both points on the same segment, the second ahead of the first. */
-static uint32_t direct_cost(const struct routing *r, const struct snap *s, const struct snap *t, uint32_t *edge,
+static uint32_t rt_direct_cost(const struct routing *r, const struct snap *s, const struct snap *t, uint32_t *edge,
 			    double *frac)
 {
 	uint32_t best = INF;
 	if (s->a != t->a || s->b != t->b)
 		return INF;
 	if (s->e_ab != NONE && s->t <= t->t) {
-		best = part(r, s->e_ab, t->t - s->t);
+		best = rt_part_cost(r, s->e_ab, t->t - s->t);
 		*edge = s->e_ab;
 		*frac = t->t - s->t;
 	}
-	if (s->e_ba != NONE && s->t >= t->t && part(r, s->e_ba, s->t - t->t) < best) {
-		best = part(r, s->e_ba, s->t - t->t);
+	if (s->e_ba != NONE && s->t >= t->t && rt_part_cost(r, s->e_ba, s->t - t->t) < best) {
+		best = rt_part_cost(r, s->e_ba, s->t - t->t);
 		*edge = s->e_ba;
 		*frac = s->t - t->t;
 	}
@@ -281,7 +281,7 @@ static uint32_t direct_cost(const struct routing *r, const struct snap *s, const
 
 /* ------------------------------------------------------------ searches */
 
-static void search_reset(struct routing *r, struct search *s)
+static void rt_search_reset(struct routing *r, struct search *s)
 {
 	if (++s->gen == 0) {
 		memset(s->stamp, 0, r->n * sizeof *s->stamp);
@@ -290,19 +290,19 @@ static void search_reset(struct routing *r, struct search *s)
 	s->h.n = 0;
 }
 
-static void search_begin(struct routing *r)
+static void rt_search_begin(struct routing *r)
 {
-	search_reset(r, &r->fw);
-	search_reset(r, &r->bw);
+	rt_search_reset(r, &r->fw);
+	rt_search_reset(r, &r->bw);
 }
 
-static uint32_t label(const struct routing *r, const struct search *s, uint32_t u)
+static uint32_t rt_search_label(const struct routing *r, const struct search *s, uint32_t u)
 {
 	(void)r;
 	return s->stamp[u] == s->gen ? s->dist[u] : INF;
 }
 
-static bool relax(struct routing *r, struct search *s, uint32_t v, uint32_t d, uint32_t via)
+static bool rt_search_relax(struct routing *r, struct search *s, uint32_t v, uint32_t d, uint32_t via)
 {
 	(void)r;
 	if (s->stamp[v] == s->gen && s->dist[v] <= d)
@@ -310,15 +310,15 @@ static bool relax(struct routing *r, struct search *s, uint32_t v, uint32_t d, u
 	s->stamp[v] = s->gen;
 	s->dist[v] = d;
 	s->parent[v] = via;
-	heap_push(&s->h, d, v);
+	rt_heap_push(&s->h, d, v);
 	return true;
 }
 
 /* Pops stale entries; returns NONE when the heap is empty. */
-static uint32_t settle_next(struct routing *r, struct search *s, uint32_t *d)
+static uint32_t rt_search_settle(struct routing *r, struct search *s, uint32_t *d)
 {
 	while (s->h.n) {
-		uint64_t k = heap_pop(&s->h);
+		uint64_t k = rt_heap_pop(&s->h);
 		uint32_t u = (uint32_t)k, du = (uint32_t)(k >> 32);
 		if (du == s->dist[u]) {
 			*d = du;
@@ -335,31 +335,31 @@ struct meet {
 	double src_frac, dst_frac;
 };
 
-static void seed_all(struct routing *r, struct search *s, const struct seed *sd, size_t n)
+static void rt_search_seed(struct routing *r, struct search *s, const struct seed *sd, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		relax(r, s, sd[i].node, sd[i].cost, NONE);
+		rt_search_relax(r, s, sd[i].node, sd[i].cost, NONE);
 }
 
 /* Plain Dijkstra forward from the source seeds: the reference. */
-static void search_dijkstra(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
+static void rt_search_dijkstra(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
 			    struct meet *best)
 {
 	struct search *f = &r->fw;
-	seed_all(r, f, src, ns);
+	rt_search_seed(r, f, src, ns);
 	uint32_t du, u;
-	while ((u = settle_next(r, f, &du)) != NONE) {
+	while ((u = rt_search_settle(r, f, &du)) != NONE) {
 		if (du >= best->cost)
 			break;
 		for (size_t i = 0; i < nd; i++)
-			if (dst[i].node == u && sat_add(du, dst[i].cost) < best->cost) {
-				best->cost = sat_add(du, dst[i].cost);
+			if (dst[i].node == u && rt_sat_add(du, dst[i].cost) < best->cost) {
+				best->cost = rt_sat_add(du, dst[i].cost);
 				best->node = u;
 				best->dst_edge = dst[i].edge;
 				best->dst_frac = dst[i].frac;
 			}
 		for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
-			relax(r, f, r->to[e], sat_add(du, r->w[e]), e);
+			rt_search_relax(r, f, r->to[e], rt_sat_add(du, r->w[e]), e);
 	}
 	/* the backward labels the path walk reads: only the chosen seed */
 	if (best->node != NONE) {
@@ -368,12 +368,12 @@ static void search_dijkstra(struct routing *r, const struct seed *src, size_t ns
 	}
 }
 
-static void meet_check(struct routing *r, uint32_t v, const struct seed *dst, size_t nd, struct meet *best)
+static void rt_meet_check(struct routing *r, uint32_t v, const struct seed *dst, size_t nd, struct meet *best)
 {
-	uint32_t a = label(r, &r->fw, v), b = label(r, &r->bw, v);
+	uint32_t a = rt_search_label(r, &r->fw, v), b = rt_search_label(r, &r->bw, v);
 	if (a == INF || b == INF)
 		return;
-	uint32_t c = sat_add(a, b);
+	uint32_t c = rt_sat_add(a, b);
 	if (c < best->cost) {
 		best->cost = c;
 		best->node = v;
@@ -384,34 +384,34 @@ static void meet_check(struct routing *r, uint32_t v, const struct seed *dst, si
 /* Bidirectional Dijkstra: forward from the source, backward (on the reverse
  * graph) from the target, the smaller frontier first; done when the two
  * frontiers' minima add up to the best meeting found. */
-static void search_bidir(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
+static void rt_search_bidir(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
 			 struct meet *best)
 {
 	struct search *f = &r->fw, *b = &r->bw;
-	seed_all(r, f, src, ns);
-	seed_all(r, b, dst, nd);
+	rt_search_seed(r, f, src, ns);
+	rt_search_seed(r, b, dst, nd);
 	for (size_t i = 0; i < ns; i++)
-		meet_check(r, src[i].node, dst, nd, best);
+		rt_meet_check(r, src[i].node, dst, nd, best);
 	for (;;) {
-		uint32_t tf = heap_top(&f->h), tb = heap_top(&b->h);
+		uint32_t tf = rt_heap_top(&f->h), tb = rt_heap_top(&b->h);
 		if (tf == INF && tb == INF)
 			break;
 		if ((uint64_t)(tf == INF ? 0 : tf) + (tb == INF ? 0 : tb) >= best->cost)
 			break;
 		uint32_t du, u;
 		if (tf <= tb) {
-			if ((u = settle_next(r, f, &du)) == NONE)
+			if ((u = rt_search_settle(r, f, &du)) == NONE)
 				continue;
 			for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
-				if (relax(r, f, r->to[e], sat_add(du, r->w[e]), e))
-					meet_check(r, r->to[e], dst, nd, best);
+				if (rt_search_relax(r, f, r->to[e], rt_sat_add(du, r->w[e]), e))
+					rt_meet_check(r, r->to[e], dst, nd, best);
 		} else {
-			if ((u = settle_next(r, b, &du)) == NONE)
+			if ((u = rt_search_settle(r, b, &du)) == NONE)
 				continue;
 			for (uint32_t i = r->first_in[u]; i < r->first_in[u + 1]; i++) {
 				uint32_t e = r->in_edge[i];
-				if (relax(r, b, r->from[e], sat_add(du, r->w[e]), e))
-					meet_check(r, r->from[e], dst, nd, best);
+				if (rt_search_relax(r, b, r->from[e], rt_sat_add(du, r->w[e]), e))
+					rt_meet_check(r, r->from[e], dst, nd, best);
 			}
 		}
 	}
@@ -428,7 +428,7 @@ static void search_bidir(struct routing *r, const struct seed *src, size_t ns, c
 	}
 }
 
-static void geom_reserve(struct routing *r)
+static void rt_geom_reserve(struct routing *r)
 {
 	if (r->geom_cap < 2 * ((size_t)r->n + 4)) {
 		r->geom_cap = 2 * ((size_t)r->n + 4);
@@ -437,13 +437,13 @@ static void geom_reserve(struct routing *r)
 }
 
 /* Walks both parent chains from the meeting node: totals and geometry. */
-static void route_unpack(struct routing *r, const struct snap *s, const struct snap *t, const struct seed *src,
+static void rt_unpack(struct routing *r, const struct snap *s, const struct snap *t, const struct seed *src,
 			 size_t ns, struct meet *best, bool want_geometry, struct route_result *out)
 {
 	uint64_t mm = 0, ms = 0;
 	size_t np = 0;
 	if (want_geometry)
-		geom_reserve(r);
+		rt_geom_reserve(r);
 	double *g = r->geom;
 	if (want_geometry) {
 		g[np * 2] = s->lon, g[np * 2 + 1] = s->lat, np++;
@@ -510,7 +510,7 @@ static void route_unpack(struct routing *r, const struct snap *s, const struct s
 
 /* ------------------------------------------------------------ hierarchy */
 
-static bool ch_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms,
+static bool rt_ch_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms,
 		     uint32_t mm)
 {
 	if (s->stamp[v] == s->gen && s->dist[v] <= d)
@@ -521,53 +521,53 @@ static bool ch_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uin
 	s->pred[v] = from;
 	s->aux_ms[v] = ms;
 	s->aux_mm[v] = mm;
-	heap_push(&s->h, d, v);
+	rt_heap_push(&s->h, d, v);
 	return true;
 }
 
-static void ch_seed(struct routing *r, struct search *s, const struct seed *sd, size_t n)
+static void rt_ch_seed(struct routing *r, struct search *s, const struct seed *sd, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		ch_relax(s, sd[i].node, sd[i].cost, NONE, NONE, (uint32_t)llround(sd[i].frac * r->time_ms[sd[i].edge]),
+		rt_ch_relax(s, sd[i].node, sd[i].cost, NONE, NONE, (uint32_t)llround(sd[i].frac * r->time_ms[sd[i].edge]),
 			 (uint32_t)llround(sd[i].frac * r->dist_mm[sd[i].edge]));
 }
 
 /* Settles one node of an upward search; false when it is done. */
-static bool ch_step(struct routing *r, struct search *s, const struct search *other, bool forward, struct meet *best)
+static bool rt_ch_step(struct routing *r, struct search *s, const struct search *other, bool forward, struct meet *best)
 {
-	uint32_t du, u = settle_next(r, s, &du);
+	uint32_t du, u = rt_search_settle(r, s, &du);
 	if (u == NONE || du >= best->cost)
 		return false;
-	uint32_t o = label(r, other, u);
-	if (o != INF && sat_add(du, o) < best->cost) {
-		best->cost = sat_add(du, o);
+	uint32_t o = rt_search_label(r, other, u);
+	if (o != INF && rt_sat_add(du, o) < best->cost) {
+		best->cost = rt_sat_add(du, o);
 		best->node = u;
 	}
 	const uint32_t *first = forward ? r->ch.first_up : r->ch.first_down;
 	const struct ch_edge *e = forward ? r->ch.up : r->ch.down;
 	for (uint32_t i = first[u]; i < first[u + 1]; i++)
-		ch_relax(s, e[i].to, sat_add(du, e[i].w), i, u, sat_add(s->aux_ms[u], e[i].time_ms),
-			 sat_add(s->aux_mm[u], e[i].dist_mm));
+		rt_ch_relax(s, e[i].to, rt_sat_add(du, e[i].w), i, u, rt_sat_add(s->aux_ms[u], e[i].time_ms),
+			 rt_sat_add(s->aux_mm[u], e[i].dist_mm));
 	return true;
 }
 
-static void search_ch(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
+static void rt_search_ch(struct routing *r, const struct seed *src, size_t ns, const struct seed *dst, size_t nd,
 		      struct meet *best)
 {
 	struct search *f = &r->fw, *b = &r->bw;
-	ch_seed(r, f, src, ns);
-	ch_seed(r, b, dst, nd);
+	rt_ch_seed(r, f, src, ns);
+	rt_ch_seed(r, b, dst, nd);
 	bool fl = true, bl = true;
 	while (fl || bl) {
-		if (fl && (!bl || heap_top(&f->h) <= heap_top(&b->h)))
-			fl = ch_step(r, f, b, true, best);
+		if (fl && (!bl || rt_heap_top(&f->h) <= rt_heap_top(&b->h)))
+			fl = rt_ch_step(r, f, b, true, best);
 		else
-			bl = ch_step(r, b, f, false, best);
+			bl = rt_ch_step(r, b, f, false, best);
 	}
 }
 
 /* The edge a->b of the hierarchy stored at node x (x = lower rank). */
-static const struct ch_edge *ch_find(const struct routing *r, uint32_t x, uint32_t other, bool up)
+static const struct ch_edge *rt_ch_find(const struct routing *r, uint32_t x, uint32_t other, bool up)
 {
 	const uint32_t *first = up ? r->ch.first_up : r->ch.first_down;
 	const struct ch_edge *e = up ? r->ch.up : r->ch.down, *best = NULL;
@@ -577,7 +577,7 @@ static const struct ch_edge *ch_find(const struct routing *r, uint32_t x, uint32
 	return best;
 }
 
-static void geom_add(struct routing *r, size_t *np, uint32_t node)
+static void rt_geom_add(struct routing *r, size_t *np, uint32_t node)
 {
 	if (2 * (*np + 2) > r->geom_cap) {
 		r->geom_cap = 2 * (*np + 2) * 2;
@@ -591,7 +591,7 @@ static void geom_add(struct routing *r, size_t *np, uint32_t node)
 /* Appends the road nodes of a->b (bypassing mid) after a, through b. An
  * explicit stack; a damaged hierarchy stops unpacking (never loops: every
  * mid ranks below both ends) and the point count is capped. */
-static void ch_unpack(struct routing *r, uint32_t a, uint32_t b, uint32_t mid, size_t *np)
+static void rt_ch_unpack(struct routing *r, uint32_t a, uint32_t b, uint32_t mid, size_t *np)
 {
 	struct item {
 		uint32_t a, b, mid;
@@ -602,11 +602,11 @@ static void ch_unpack(struct routing *r, uint32_t a, uint32_t b, uint32_t mid, s
 		struct item it = stack[--sp];
 		const struct ch_edge *e1 = NULL, *e2 = NULL;
 		if (it.mid != NONE && sp + 2 <= RH_ARRAY_LEN(stack) && *np < 4 * (size_t)r->n + 16) {
-			e1 = ch_find(r, it.mid, it.a, false); /* a -> mid, stored at mid */
-			e2 = ch_find(r, it.mid, it.b, true);  /* mid -> b */
+			e1 = rt_ch_find(r, it.mid, it.a, false); /* a -> mid, stored at mid */
+			e2 = rt_ch_find(r, it.mid, it.b, true);  /* mid -> b */
 		}
 		if (!e1 || !e2) {
-			geom_add(r, np, it.b);
+			rt_geom_add(r, np, it.b);
 			continue;
 		}
 		stack[sp++] = (struct item){ it.mid, it.b, e2->mid };
@@ -614,7 +614,7 @@ static void ch_unpack(struct routing *r, uint32_t a, uint32_t b, uint32_t mid, s
 	}
 }
 
-static void route_unpack_ch(struct routing *r, const struct snap *s, const struct snap *t, struct meet *best,
+static void rt_unpack_ch(struct routing *r, const struct snap *s, const struct snap *t, struct meet *best,
 			    bool want_geometry, struct route_result *out)
 {
 	size_t np = 0;
@@ -631,7 +631,7 @@ static void route_unpack_ch(struct routing *r, const struct snap *s, const struc
 		out->coords = NULL;
 		return;
 	}
-	geom_reserve(r);
+	rt_geom_reserve(r);
 	r->geom[0] = s->lon, r->geom[1] = s->lat;
 	np = 1;
 	if (best->node != NONE) {
@@ -645,14 +645,14 @@ static void route_unpack_ch(struct routing *r, const struct snap *s, const struc
 			chain[i - 1] = v;
 			v = r->fw.pred[v];
 		}
-		geom_add(r, &np, v);
+		rt_geom_add(r, &np, v);
 		for (size_t i = 0; i < cnt; i++) {
 			uint32_t node = chain[i];
-			ch_unpack(r, r->fw.pred[node], node, r->ch.up[r->fw.parent[node]].mid, &np);
+			rt_ch_unpack(r, r->fw.pred[node], node, r->ch.up[r->fw.parent[node]].mid, &np);
 		}
 		rh_free(chain);
 		for (v = best->node; r->bw.parent[v] != NONE; v = r->bw.pred[v])
-			ch_unpack(r, v, r->bw.pred[v], r->ch.down[r->bw.parent[v]].mid, &np);
+			rt_ch_unpack(r, v, r->bw.pred[v], r->ch.down[r->bw.parent[v]].mid, &np);
 	}
 	if (2 * (np + 1) > r->geom_cap) {
 		r->geom_cap = 2 * (np + 1);
@@ -671,43 +671,43 @@ rh_err routing_route_method(struct routing *r, double from_lat, double from_lon,
 	if (!routing_loaded(r))
 		return RH_EAGAIN;
 	struct snap s, t;
-	if (!routing_snap(r, from_lat, from_lon, RMAP_FROM, &s)) {
+	if (!rt_snap(r, from_lat, from_lon, RMAP_FROM, &s)) {
 		out->bad_point = ROUTE_POINT_FROM;
 		return RH_EINVAL;
 	}
-	if (!routing_snap(r, to_lat, to_lon, RMAP_TO, &t)) {
+	if (!rt_snap(r, to_lat, to_lon, RMAP_TO, &t)) {
 		out->bad_point = ROUTE_POINT_TO;
 		return RH_EINVAL;
 	}
 	out->from_snap_m = s.dist_m;
 	out->to_snap_m = t.dist_m;
 	struct seed src[SEEDS_MAX], dst[SEEDS_MAX];
-	size_t ns = snap_seeds(r, &s, true, src), nd = snap_seeds(r, &t, false, dst);
+	size_t ns = rt_snap_seeds(r, &s, true, src), nd = rt_snap_seeds(r, &t, false, dst);
 	struct meet best = { INF, NONE, NONE, NONE, 0, 0 };
 	uint32_t de = NONE;
 	double dfrac = 0;
-	uint32_t direct = direct_cost(r, &s, &t, &de, &dfrac);
+	uint32_t direct = rt_direct_cost(r, &s, &t, &de, &dfrac);
 	if (direct != INF) {
 		best.cost = direct;
 		best.src_edge = de;
 		best.src_frac = dfrac;
 	}
-	search_begin(r);
+	rt_search_begin(r);
 	if (method == ROUTE_DIJKSTRA)
-		search_dijkstra(r, src, ns, dst, nd, &best);
+		rt_search_dijkstra(r, src, ns, dst, nd, &best);
 	else if (method == ROUTE_BIDIR)
-		search_bidir(r, src, ns, dst, nd, &best);
+		rt_search_bidir(r, src, ns, dst, nd, &best);
 	else
-		search_ch(r, src, ns, dst, nd, &best);
+		rt_search_ch(r, src, ns, dst, nd, &best);
 	if (best.cost == INF)
 		return RH_ENOTFOUND;
 	if (method == ROUTE_FAST) {
-		route_unpack_ch(r, &s, &t, &best, want_geometry, out);
+		rt_unpack_ch(r, &s, &t, &best, want_geometry, out);
 		return RH_OK;
 	}
 	if (best.node != NONE)
 		best.src_edge = NONE;
-	route_unpack(r, &s, &t, src, ns, &best, want_geometry, out);
+	rt_unpack(r, &s, &t, src, ns, &best, want_geometry, out);
 	return RH_OK;
 }
 
@@ -728,29 +728,29 @@ rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const d
 	if (!routing_loaded(r))
 		return RH_EAGAIN;
 	struct snap t;
-	if (!routing_snap(r, to_lat, to_lon, RMAP_TO, &t))
+	if (!rt_snap(r, to_lat, to_lon, RMAP_TO, &t))
 		return RH_EINVAL;
 	struct seed dst[SEEDS_MAX];
-	size_t nd = snap_seeds(r, &t, false, dst);
+	size_t nd = rt_snap_seeds(r, &t, false, dst);
 	struct search *f = &r->fw, *b = &r->bw;
-	search_reset(r, b);
-	ch_seed(r, b, dst, nd);
+	rt_search_reset(r, b);
+	rt_ch_seed(r, b, dst, nd);
 	struct meet none = { INF, NONE, NONE, NONE, 0, 0 };
-	search_reset(r, f); /* empty: the backward search meets nothing */
-	while (ch_step(r, b, f, false, &none))
+	rt_search_reset(r, f); /* empty: the backward search meets nothing */
+	while (rt_ch_step(r, b, f, false, &none))
 		;
 	for (size_t i = 0; i < k; i++) {
 		struct snap s;
 		struct seed src[SEEDS_MAX];
 		memset(&out[i], 0, sizeof out[i]);
-		if (!routing_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
+		if (!rt_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
 			continue;
-		size_t ns = snap_seeds(r, &s, true, src);
+		size_t ns = rt_snap_seeds(r, &s, true, src);
 		struct meet best = { INF, NONE, NONE, NONE, 0, 0 };
-		best.cost = direct_cost(r, &s, &t, &best.src_edge, &best.src_frac);
-		search_reset(r, f);
-		ch_seed(r, f, src, ns);
-		while (ch_step(r, f, b, true, &best))
+		best.cost = rt_direct_cost(r, &s, &t, &best.src_edge, &best.src_frac);
+		rt_search_reset(r, f);
+		rt_ch_seed(r, f, src, ns);
+		while (rt_ch_step(r, f, b, true, &best))
 			;
 		if (best.cost == INF)
 			continue;
@@ -773,7 +773,7 @@ bool routing_loaded(const struct routing *r)
 	return r != NULL && r->n > 0;
 }
 
-static void *take(const uint8_t **p, size_t n)
+static void *rt_take(const uint8_t **p, size_t n)
 {
 	void *out = rh_malloc(n ? n : 1);
 	memcpy(out, *p, n);
@@ -781,32 +781,32 @@ static void *take(const uint8_t **p, size_t n)
 	return out;
 }
 
-static bool load_err(char *err, size_t errlen, const char *msg)
+static bool rt_load_err(char *err, size_t errlen, const char *msg)
 {
 	snprintf(err, errlen, "%s", msg);
 	return false;
 }
 
-static bool routing_validate(const struct routing *r, const int32_t *lat, const int32_t *lon, char *err,
+static bool rt_validate(const struct routing *r, const int32_t *lat, const int32_t *lon, char *err,
 			     size_t errlen)
 {
 	if (r->first_out[0] != 0 || r->first_out[r->n] != r->m)
-		return load_err(err, errlen, "edge index does not cover the edges");
+		return rt_load_err(err, errlen, "edge index does not cover the edges");
 	for (uint32_t u = 0; u < r->n; u++) {
 		if (r->first_out[u] > r->first_out[u + 1])
-			return load_err(err, errlen, "edge index not in order");
+			return rt_load_err(err, errlen, "edge index not in order");
 		if (r->role[u] == 0 || r->role[u] > (RMAP_FROM | RMAP_TO))
-			return load_err(err, errlen, "node role out of range");
+			return rt_load_err(err, errlen, "node role out of range");
 		if (lat[u] < -900000000 || lat[u] > 900000000 || lon[u] < -1800000000 || lon[u] > 1800000000)
-			return load_err(err, errlen, "node coordinate out of range");
+			return rt_load_err(err, errlen, "node coordinate out of range");
 	}
 	for (uint32_t e = 0; e < r->m; e++)
 		if (r->to[e] >= r->n)
-			return load_err(err, errlen, "edge points past the last node");
+			return rt_load_err(err, errlen, "edge points past the last node");
 	return true;
 }
 
-static bool ch_index_ok(const uint32_t *first, uint32_t n, uint32_t count)
+static bool rt_ch_index_ok(const uint32_t *first, uint32_t n, uint32_t count)
 {
 	if (first[0] != 0 || first[n] != count)
 		return false;
@@ -816,7 +816,7 @@ static bool ch_index_ok(const uint32_t *first, uint32_t n, uint32_t count)
 	return true;
 }
 
-static bool ch_edges_ok(const struct ch_graph *g, const uint32_t *first, const struct ch_edge *e)
+static bool rt_ch_edges_ok(const struct ch_graph *g, const uint32_t *first, const struct ch_edge *e)
 {
 	for (uint32_t x = 0; x < g->n; x++)
 		for (uint32_t i = first[x]; i < first[x + 1]; i++) {
@@ -830,28 +830,28 @@ static bool ch_edges_ok(const struct ch_graph *g, const uint32_t *first, const s
 
 /* One metric's hierarchy: kept (and checked) when it is the configured one,
  * else skipped (the checksum already covered it). */
-static bool ch_read(struct routing *r, const uint8_t **p, const uint8_t *end, bool keep, char *err, size_t errlen)
+static bool rt_ch_read(struct routing *r, const uint8_t **p, const uint8_t *end, bool keep, char *err, size_t errlen)
 {
 	uint32_t counts[2];
 	if (end - *p < 8)
-		return load_err(err, errlen, "hierarchy section missing");
+		return rt_load_err(err, errlen, "hierarchy section missing");
 	memcpy(counts, *p, 8);
 	*p += 8;
 	uint64_t n = r->n;
 	uint64_t size = n * 4 + (n + 1) * 8 + ((uint64_t)counts[0] + counts[1]) * sizeof(struct ch_edge);
 	if (counts[0] > 2u * RMAP_MAX_EDGES || counts[1] > 2u * RMAP_MAX_EDGES || size > (uint64_t)(end - *p))
-		return load_err(err, errlen, "hierarchy section larger than the file");
+		return rt_load_err(err, errlen, "hierarchy section larger than the file");
 	if (!keep) {
 		*p += size;
 		return true;
 	}
 	struct ch_graph *g = &r->ch;
 	g->n = r->n, g->nup = counts[0], g->ndown = counts[1];
-	g->rank = take(p, n * 4);
-	g->first_up = take(p, (n + 1) * 4);
-	g->first_down = take(p, (n + 1) * 4);
-	g->up = take(p, (size_t)g->nup * sizeof *g->up);
-	g->down = take(p, (size_t)g->ndown * sizeof *g->down);
+	g->rank = rt_take(p, n * 4);
+	g->first_up = rt_take(p, (n + 1) * 4);
+	g->first_down = rt_take(p, (n + 1) * 4);
+	g->up = rt_take(p, (size_t)g->nup * sizeof *g->up);
+	g->down = rt_take(p, (size_t)g->ndown * sizeof *g->down);
 	uint8_t *seen = rh_calloc(n, 1);
 	bool perm = true;
 	for (uint32_t u = 0; u < r->n && perm; u++) {
@@ -861,16 +861,16 @@ static bool ch_read(struct routing *r, const uint8_t **p, const uint8_t *end, bo
 	}
 	rh_free(seen);
 	if (!perm)
-		return load_err(err, errlen, "hierarchy ranks are not a permutation");
-	if (!ch_index_ok(g->first_up, r->n, g->nup) || !ch_index_ok(g->first_down, r->n, g->ndown))
-		return load_err(err, errlen, "hierarchy edge index out of order");
-	if (!ch_edges_ok(g, g->first_up, g->up) || !ch_edges_ok(g, g->first_down, g->down))
-		return load_err(err, errlen, "hierarchy edge breaks the rank order");
+		return rt_load_err(err, errlen, "hierarchy ranks are not a permutation");
+	if (!rt_ch_index_ok(g->first_up, r->n, g->nup) || !rt_ch_index_ok(g->first_down, r->n, g->ndown))
+		return rt_load_err(err, errlen, "hierarchy edge index out of order");
+	if (!rt_ch_edges_ok(g, g->first_up, g->up) || !rt_ch_edges_ok(g, g->first_down, g->down))
+		return rt_load_err(err, errlen, "hierarchy edge breaks the rank order");
 	r->bytes += (size_t)n * 12 + ((size_t)g->nup + g->ndown) * sizeof(struct ch_edge);
 	return true;
 }
 
-static void build_reverse(struct routing *r)
+static void rt_build_reverse(struct routing *r)
 {
 	r->from = rh_malloc(((size_t)r->m + 1) * sizeof *r->from);
 	r->first_in = rh_calloc((size_t)r->n + 1, sizeof *r->first_in);
@@ -889,7 +889,7 @@ static void build_reverse(struct routing *r)
 	rh_free(fill);
 }
 
-static void cell_range(const struct routing *r, double v0, double v1, double origin, uint32_t cells, uint32_t *lo,
+static void rt_cell_range(const struct routing *r, double v0, double v1, double origin, uint32_t cells, uint32_t *lo,
 		       uint32_t *hi)
 {
 	double a = floor((fmin(v0, v1) - origin) / r->cell_m), b = floor((fmax(v0, v1) - origin) / r->cell_m);
@@ -899,13 +899,13 @@ static void cell_range(const struct routing *r, double v0, double v1, double ori
 
 /* Cell listings the grid would hold: long edges (or a hostile file) touch
  * many cells. */
-static uint64_t grid_listings(const struct routing *r)
+static uint64_t rt_grid_listings(const struct routing *r)
 {
 	uint64_t total = 0;
 	for (uint32_t e = 0; e < r->m; e++) {
 		uint32_t cx0, cx1, cy0, cy1;
-		cell_range(r, r->x[r->from[e]], r->x[r->to[e]], r->gx0, r->gw, &cx0, &cx1);
-		cell_range(r, r->y[r->from[e]], r->y[r->to[e]], r->gy0, r->gh, &cy0, &cy1);
+		rt_cell_range(r, r->x[r->from[e]], r->x[r->to[e]], r->gx0, r->gw, &cx0, &cx1);
+		rt_cell_range(r, r->y[r->from[e]], r->y[r->to[e]], r->gy0, r->gh, &cy0, &cy1);
 		total += (uint64_t)(cx1 - cx0 + 1) * (cy1 - cy0 + 1);
 	}
 	return total;
@@ -913,7 +913,7 @@ static uint64_t grid_listings(const struct routing *r)
 
 /* The grid: every edge listed in each cell its bounding box touches. Cells
  * of 100 m, coarser when the map is large or its edges long. */
-static void build_grid(struct routing *r)
+static void rt_build_grid(struct routing *r)
 {
 	double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
 	for (uint32_t u = 0; u < r->n; u++) {
@@ -927,7 +927,7 @@ static void build_grid(struct routing *r)
 		r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
 		r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
 	} while ((uint64_t)r->gw * r->gh > GRID_MAX_CELLS ||
-		 grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
+		 rt_grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
 	size_t cells = (size_t)r->gw * r->gh;
 	r->cell_first = rh_calloc(cells + 1, sizeof *r->cell_first);
 	for (int pass = 0; pass < 2; pass++) {
@@ -942,11 +942,11 @@ static void build_grid(struct routing *r)
 		for (uint32_t e = 0; e < r->m; e++) {
 			uint32_t u = r->from[e], v = r->to[e];
 			/* a two-way road is listed once: its lower-numbered direction */
-			if (u > v && find_edge(r, v, u) != NONE)
+			if (u > v && rt_edge_find(r, v, u) != NONE)
 				continue;
 			uint32_t cx0, cx1, cy0, cy1;
-			cell_range(r, r->x[u], r->x[v], r->gx0, r->gw, &cx0, &cx1);
-			cell_range(r, r->y[u], r->y[v], r->gy0, r->gh, &cy0, &cy1);
+			rt_cell_range(r, r->x[u], r->x[v], r->gx0, r->gw, &cx0, &cx1);
+			rt_cell_range(r, r->y[u], r->y[v], r->gy0, r->gh, &cy0, &cy1);
 			for (uint32_t cy = cy0; cy <= cy1; cy++)
 				for (uint32_t cx = cx0; cx <= cx1; cx++) {
 					size_t c = (size_t)cy * r->gw + cx;
@@ -961,7 +961,7 @@ static void build_grid(struct routing *r)
 	r->bytes += (cells + 1 + r->cell_first[cells]) * sizeof(uint32_t);
 }
 
-static void routing_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
+static void rt_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
 {
 	r->lat = rh_malloc(r->n * sizeof *r->lat);
 	r->lon = rh_malloc(r->n * sizeof *r->lon);
@@ -979,12 +979,12 @@ static void routing_prepare(struct routing *r, const int32_t *lat, const int32_t
 	r->lon0 = (r->min_lon + r->max_lon) / 2;
 	r->coslat0 = cos(r->lat0 * DEG);
 	for (uint32_t u = 0; u < r->n; u++)
-		project(r, r->lat[u], r->lon[u], &r->x[u], &r->y[u]);
+		rt_project(r, r->lat[u], r->lon[u], &r->x[u], &r->y[u]);
 	r->w = rh_malloc(((size_t)r->m + 1) * sizeof *r->w);
 	for (uint32_t e = 0; e < r->m; e++)
 		r->w[e] = rmap_weight(r->metric, r->time_ms[e], r->dist_mm[e]);
-	build_reverse(r);
-	build_grid(r);
+	rt_build_reverse(r);
+	rt_build_grid(r);
 	struct search *s[2] = { &r->fw, &r->bw };
 	for (int i = 0; i < 2; i++) {
 		s[i]->dist = rh_malloc(r->n * sizeof(uint32_t));
@@ -1040,25 +1040,25 @@ rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cf
 	r->n = h.nodes, r->m = h.edges;
 	r->metric = cfg->metric;
 	r->snap_max_m = (double)cfg->snap_max_distance_m;
-	int32_t *lat = take(&p, (size_t)r->n * 4), *lon = take(&p, (size_t)r->n * 4);
-	r->role = take(&p, r->n);
-	r->first_out = take(&p, ((size_t)r->n + 1) * 4);
-	r->to = take(&p, (size_t)r->m * 4);
-	r->time_ms = take(&p, (size_t)r->m * 4);
-	r->dist_mm = take(&p, (size_t)r->m * 4);
+	int32_t *lat = rt_take(&p, (size_t)r->n * 4), *lon = rt_take(&p, (size_t)r->n * 4);
+	r->role = rt_take(&p, r->n);
+	r->first_out = rt_take(&p, ((size_t)r->n + 1) * 4);
+	r->to = rt_take(&p, (size_t)r->m * 4);
+	r->time_ms = rt_take(&p, (size_t)r->m * 4);
+	r->dist_mm = rt_take(&p, (size_t)r->m * 4);
 	const uint8_t *end = (const uint8_t *)data + len;
-	bool ok = routing_validate(r, lat, lon, err, errlen);
+	bool ok = rt_validate(r, lat, lon, err, errlen);
 	for (int metric = 0; metric < 2 && ok; metric++)
-		ok = ch_read(r, &p, end, metric == r->metric, err, errlen);
+		ok = rt_ch_read(r, &p, end, metric == r->metric, err, errlen);
 	if (ok && p != end)
-		ok = load_err(err, errlen, "trailing bytes after the hierarchies");
+		ok = rt_load_err(err, errlen, "trailing bytes after the hierarchies");
 	if (!ok) {
 		rh_free(lat);
 		rh_free(lon);
 		routing_free(r);
 		return RH_EINVAL;
 	}
-	routing_prepare(r, lat, lon);
+	rt_prepare(r, lat, lon);
 	rh_free(lat);
 	rh_free(lon);
 	*out = r;

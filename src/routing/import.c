@@ -52,7 +52,7 @@ struct importer {
 
 /* ------------------------------------------------------------ car rules */
 
-static const char *tag(const readosm_way *w, const char *key)
+static const char *import_tag(const readosm_way *w, const char *key)
 {
 	for (int i = 0; i < w->tag_count; i++)
 		if (strcmp(w->tags[i].key, key) == 0)
@@ -61,7 +61,7 @@ static const char *tag(const readosm_way *w, const char *key)
 }
 
 /* km/h for a highway class, 0 when cars do not drive there. */
-static double class_speed(const struct routing_cfg *c, const char *hw, bool *implied_oneway)
+static double import_class_speed(const struct routing_cfg *c, const char *hw, bool *implied_oneway)
 {
 	static const struct {
 		const char *name;
@@ -93,7 +93,7 @@ static double class_speed(const struct routing_cfg *c, const char *hw, bool *imp
 	return 0;
 }
 
-static bool access_denied(const char *v)
+static bool import_access_denied(const char *v)
 {
 	static const char *const no[] = { "no", "private", "agricultural", "forestry", "delivery",
 					  "emergency", "military", "psv", "bus", "disabled", NULL };
@@ -104,19 +104,19 @@ static bool access_denied(const char *v)
 }
 
 /* The most specific of access, vehicle, motor_vehicle, motorcar decides. */
-static bool car_allowed(const readosm_way *w)
+static bool import_car_allowed(const readosm_way *w)
 {
 	static const char *const keys[] = { "motorcar", "motor_vehicle", "vehicle", "access" };
 	for (size_t i = 0; i < RH_ARRAY_LEN(keys); i++) {
-		const char *v = tag(w, keys[i]);
+		const char *v = import_tag(w, keys[i]);
 		if (v)
-			return !access_denied(v);
+			return !import_access_denied(v);
 	}
 	return true;
 }
 
 /* A maxspeed tag in km/h ("50", "30 mph"); 0 when absent or not a number. */
-static double parse_maxspeed(const char *v)
+static double import_maxspeed(const char *v)
 {
 	if (!v)
 		return 0;
@@ -137,19 +137,19 @@ static int import_way(const void *user, const readosm_way *w)
 {
 	struct importer *im = (struct importer *)user;
 	im->all_ways++;
-	const char *hw = tag(w, "highway");
+	const char *hw = import_tag(w, "highway");
 	if (!hw || w->node_ref_count < 2)
 		return READOSM_OK;
 	bool implied = false;
-	double kmh = class_speed(im->cfg, hw, &implied);
-	const char *area = tag(w, "area");
-	if (kmh <= 0 || (area && strcmp(area, "yes") == 0) || !car_allowed(w))
+	double kmh = import_class_speed(im->cfg, hw, &implied);
+	const char *area = import_tag(w, "area");
+	if (kmh <= 0 || (area && strcmp(area, "yes") == 0) || !import_car_allowed(w))
 		return READOSM_OK;
-	const char *junction = tag(w, "junction");
+	const char *junction = import_tag(w, "junction");
 	if (junction && (strcmp(junction, "roundabout") == 0 || strcmp(junction, "circular") == 0))
 		implied = true;
 	bool fwd = true, bwd = !implied;
-	const char *ow = tag(w, "oneway");
+	const char *ow = import_tag(w, "oneway");
 	if (ow) {
 		if (!strcmp(ow, "yes") || !strcmp(ow, "true") || !strcmp(ow, "1"))
 			bwd = false;
@@ -161,7 +161,7 @@ static int import_way(const void *user, const readosm_way *w)
 			return READOSM_OK; /* direction changes by time of day: not routable */
 	}
 	if (im->cfg->use_maxspeed) {
-		double ms = parse_maxspeed(tag(w, "maxspeed"));
+		double ms = import_maxspeed(import_tag(w, "maxspeed"));
 		if (ms > 0)
 			kmh = ms;
 	}
@@ -183,13 +183,13 @@ static int import_node(const void *user, const readosm_node *n)
 	return READOSM_OK;
 }
 
-static int node_cmp(const void *a, const void *b)
+static int import_node_cmp(const void *a, const void *b)
 {
 	long long x = ((const struct osm_node *)a)->id, y = ((const struct osm_node *)b)->id;
 	return x < y ? -1 : x > y;
 }
 
-static size_t node_find(const struct importer *im, long long id)
+static size_t import_node_find(const struct importer *im, long long id)
 {
 	size_t lo = 0, hi = im->nnodes;
 	while (lo < hi) {
@@ -204,14 +204,14 @@ static size_t node_find(const struct importer *im, long long id)
 
 /* ------------------------------------------------------------ inflating */
 
-static bool has_suffix(const char *s, const char *suf)
+static bool import_has_suffix(const char *s, const char *suf)
 {
 	size_t a = strlen(s), b = strlen(suf);
 	return a >= b && strcasecmp(s + a - b, suf) == 0;
 }
 
 /* .gz / .bz2 into a temporary .osm; *tmp receives its path. */
-static rh_err inflate_to_temp(const char *path, bool bz2, char *tmp, size_t tmplen, char *err, size_t errlen)
+static rh_err import_inflate(const char *path, bool bz2, char *tmp, size_t tmplen, char *err, size_t errlen)
 {
 	const char *dir = getenv("TMPDIR");
 	snprintf(tmp, tmplen, "%s/ridehail-osm-XXXXXX.osm", dir && *dir ? dir : "/tmp");
@@ -276,7 +276,7 @@ struct edge {
  * curvature at the mid-latitude (meridian M, prime vertical N). Segments are
  * metres to a few kilometres long, where this agrees with the geodesic to
  * about 1e-6; a sphere would be off by up to half a percent. */
-static double segment_m(int32_t lat1, int32_t lon1, int32_t lat2, int32_t lon2)
+static double import_segment_m(int32_t lat1, int32_t lon1, int32_t lat2, int32_t lon2)
 {
 	const double a = 6378137.0, e2 = 6.69437999014e-3;
 	double p1 = lat1 / 1e7 * M_PI / 180, p2 = lat2 / 1e7 * M_PI / 180;
@@ -287,7 +287,7 @@ static double segment_m(int32_t lat1, int32_t lon1, int32_t lat2, int32_t lon2)
 	return sqrt(dx * dx + dy * dy);
 }
 
-static int edge_cmp(const void *a, const void *b)
+static int import_edge_cmp(const void *a, const void *b)
 {
 	const struct edge *x = a, *y = b;
 	if (x->u != y->u)
@@ -296,7 +296,7 @@ static int edge_cmp(const void *a, const void *b)
 }
 
 /* Iterative Tarjan: comp[u] per node; returns the largest component's id. */
-static uint32_t largest_scc(uint32_t n, const uint32_t *first, const uint32_t *adj, uint32_t *comp)
+static uint32_t import_largest_scc(uint32_t n, const uint32_t *first, const uint32_t *adj, uint32_t *comp)
 {
 	uint32_t *index = rh_malloc(n * sizeof *index), *low = rh_malloc(n * sizeof *low);
 	uint32_t *stack = rh_malloc(n * sizeof *stack), *cs = rh_malloc(n * sizeof *cs);
@@ -357,7 +357,7 @@ static uint32_t largest_scc(uint32_t n, const uint32_t *first, const uint32_t *a
 }
 
 /* Sets `bit` on every node reachable from one that has both bits. */
-static void reach_mark(uint32_t n, const uint32_t *first, const uint32_t *adj, uint8_t *role, uint8_t bit)
+static void import_reach_mark(uint32_t n, const uint32_t *first, const uint32_t *adj, uint8_t *role, uint8_t bit)
 {
 	uint32_t *queue = rh_malloc(((size_t)n + 1) * sizeof *queue);
 	size_t head = 0, tail = 0;
@@ -375,7 +375,7 @@ static void reach_mark(uint32_t n, const uint32_t *first, const uint32_t *adj, u
 	rh_free(queue);
 }
 
-static void csr_build(uint32_t n, const struct edge *e, size_t m, uint32_t *first, uint32_t *adj)
+static void import_csr_build(uint32_t n, const struct edge *e, size_t m, uint32_t *first, uint32_t *adj)
 {
 	memset(first, 0, ((size_t)n + 1) * sizeof *first);
 	for (size_t i = 0; i < m; i++)
@@ -387,10 +387,10 @@ static void csr_build(uint32_t n, const struct edge *e, size_t m, uint32_t *firs
 }
 
 /* Ways -> edges over graph nodes; then only the largest component, in CSR. */
-static rh_err build_and_write(struct importer *im, const char *map_path, struct routing_stats *st, char *err,
+static rh_err import_build_and_write(struct importer *im, const char *map_path, struct routing_stats *st, char *err,
 			      size_t errlen)
 {
-	qsort(im->nodes, im->nnodes, sizeof *im->nodes, node_cmp);
+	qsort(im->nodes, im->nnodes, sizeof *im->nodes, import_node_cmp);
 	uint32_t *gid = rh_malloc((im->nnodes + 1) * sizeof *gid);
 	for (size_t i = 0; i < im->nnodes; i++)
 		gid[i] = NONE;
@@ -401,12 +401,12 @@ static rh_err build_and_write(struct importer *im, const char *map_path, struct 
 		const struct osm_way *ow = &im->ways[w];
 		size_t prev = SIZE_MAX;
 		for (size_t k = 0; k < ow->count; k++) {
-			size_t cur = node_find(im, im->refs[ow->first + k]);
+			size_t cur = import_node_find(im, im->refs[ow->first + k]);
 			if (cur != SIZE_MAX && gid[cur] == NONE)
 				gid[cur] = n++;
 			if (cur != SIZE_MAX && prev != SIZE_MAX && gid[cur] != gid[prev]) {
 				const struct osm_node *a = &im->nodes[prev], *b = &im->nodes[cur];
-				double d = segment_m(a->lat_e7, a->lon_e7, b->lat_e7, b->lon_e7);
+				double d = import_segment_m(a->lat_e7, a->lon_e7, b->lat_e7, b->lon_e7);
 				uint32_t dmm = (uint32_t)llround(d * 1000);
 				uint32_t tms = (uint32_t)llround(d / (ow->kmh / 3.6) * 1000);
 				if (tms == 0)
@@ -428,11 +428,11 @@ static rh_err build_and_write(struct importer *im, const char *map_path, struct 
 		snprintf(err, errlen, "no drivable roads in the extract");
 		return RH_EINVAL;
 	}
-	qsort(edges, m, sizeof *edges, edge_cmp);
+	qsort(edges, m, sizeof *edges, import_edge_cmp);
 	uint32_t *first = rh_malloc(((size_t)n + 1) * sizeof *first), *adj = rh_malloc(m * sizeof *adj);
-	csr_build(n, edges, m, first, adj);
+	import_csr_build(n, edges, m, first, adj);
 	uint32_t *comp = rh_malloc(n * sizeof *comp);
-	uint32_t big = largest_scc(n, first, adj, comp);
+	uint32_t big = import_largest_scc(n, first, adj, comp);
 	/* Beside the component, keep what drains into it (a start there is
 	 * fine: RMAP_FROM) and what it feeds (a destination: RMAP_TO), such as
 	 * an old town one may leave but, in the extract, not enter. */
@@ -440,14 +440,14 @@ static rh_err build_and_write(struct importer *im, const char *map_path, struct 
 	for (uint32_t u = 0; u < n; u++)
 		if (comp[u] == big)
 			role[u] = RMAP_FROM | RMAP_TO;
-	reach_mark(n, first, adj, role, RMAP_TO);
+	import_reach_mark(n, first, adj, role, RMAP_TO);
 	struct edge *rev = rh_malloc(m * sizeof *rev);
 	for (size_t i = 0; i < m; i++)
 		rev[i] = (struct edge){ edges[i].v, edges[i].u, 0, 0 };
-	qsort(rev, m, sizeof *rev, edge_cmp);
+	qsort(rev, m, sizeof *rev, import_edge_cmp);
 	uint32_t *rfirst = rh_malloc(((size_t)n + 1) * sizeof *rfirst), *radj = rh_malloc(m * sizeof *radj);
-	csr_build(n, rev, m, rfirst, radj);
-	reach_mark(n, rfirst, radj, role, RMAP_FROM);
+	import_csr_build(n, rev, m, rfirst, radj);
+	import_reach_mark(n, rfirst, radj, role, RMAP_FROM);
 	rh_free(rev);
 	rh_free(rfirst);
 	rh_free(radj);
@@ -467,10 +467,10 @@ static rh_err build_and_write(struct importer *im, const char *map_path, struct 
 	for (size_t i = 0; i < m; i++)
 		if (keep[edges[i].u] != NONE && keep[edges[i].v] != NONE)
 			edges[km++] = (struct edge){ keep[edges[i].u], keep[edges[i].v], edges[i].time_ms, edges[i].dist_mm };
-	qsort(edges, km, sizeof *edges, edge_cmp);
+	qsort(edges, km, sizeof *edges, import_edge_cmp);
 	uint32_t *to = rh_malloc((km + 1) * sizeof *to), *tms = rh_malloc((km + 1) * sizeof *tms);
 	uint32_t *dmm = rh_malloc((km + 1) * sizeof *dmm);
-	csr_build(kn, edges, km, first, to);
+	import_csr_build(kn, edges, km, first, to);
 	for (size_t i = 0; i < km; i++)
 		tms[i] = edges[i].time_ms, dmm[i] = edges[i].dist_mm;
 	struct ch_graph ch[2];
@@ -495,7 +495,7 @@ static rh_err build_and_write(struct importer *im, const char *map_path, struct 
 
 /* ------------------------------------------------------------ file */
 
-static bool write_all(FILE *f, const void *p, size_t n, crypto_generichash_state *h)
+static bool rmap_write_all(FILE *f, const void *p, size_t n, crypto_generichash_state *h)
 {
 	crypto_generichash_update(h, p, n);
 	return fwrite(p, 1, n, f) == n;
@@ -523,18 +523,18 @@ rh_err rmap_write(const char *path, uint32_t n, uint32_t m, const int32_t *lat_e
 	bool ok = fwrite(&h, 1, sizeof h, f) == sizeof h;
 	crypto_generichash_state hs;
 	crypto_generichash_init(&hs, NULL, 0, RMAP_HASH_SIZE);
-	ok = ok && write_all(f, lat_e7, (size_t)n * 4, &hs) && write_all(f, lon_e7, (size_t)n * 4, &hs);
-	ok = ok && write_all(f, role, n, &hs);
-	ok = ok && write_all(f, first_out, ((size_t)n + 1) * 4, &hs);
-	ok = ok && write_all(f, to, (size_t)m * 4, &hs) && write_all(f, time_ms, (size_t)m * 4, &hs);
-	ok = ok && write_all(f, dist_mm, (size_t)m * 4, &hs);
+	ok = ok && rmap_write_all(f, lat_e7, (size_t)n * 4, &hs) && rmap_write_all(f, lon_e7, (size_t)n * 4, &hs);
+	ok = ok && rmap_write_all(f, role, n, &hs);
+	ok = ok && rmap_write_all(f, first_out, ((size_t)n + 1) * 4, &hs);
+	ok = ok && rmap_write_all(f, to, (size_t)m * 4, &hs) && rmap_write_all(f, time_ms, (size_t)m * 4, &hs);
+	ok = ok && rmap_write_all(f, dist_mm, (size_t)m * 4, &hs);
 	for (int i = 0; i < 2 && ok; i++) {
 		uint32_t counts[2] = { ch[i].nup, ch[i].ndown };
-		ok = write_all(f, counts, sizeof counts, &hs) && write_all(f, ch[i].rank, (size_t)n * 4, &hs) &&
-		     write_all(f, ch[i].first_up, ((size_t)n + 1) * 4, &hs) &&
-		     write_all(f, ch[i].first_down, ((size_t)n + 1) * 4, &hs) &&
-		     write_all(f, ch[i].up, (size_t)ch[i].nup * sizeof(struct ch_edge), &hs) &&
-		     write_all(f, ch[i].down, (size_t)ch[i].ndown * sizeof(struct ch_edge), &hs);
+		ok = rmap_write_all(f, counts, sizeof counts, &hs) && rmap_write_all(f, ch[i].rank, (size_t)n * 4, &hs) &&
+		     rmap_write_all(f, ch[i].first_up, ((size_t)n + 1) * 4, &hs) &&
+		     rmap_write_all(f, ch[i].first_down, ((size_t)n + 1) * 4, &hs) &&
+		     rmap_write_all(f, ch[i].up, (size_t)ch[i].nup * sizeof(struct ch_edge), &hs) &&
+		     rmap_write_all(f, ch[i].down, (size_t)ch[i].ndown * sizeof(struct ch_edge), &hs);
 	}
 	crypto_generichash_final(&hs, h.hash, sizeof h.hash);
 	ok = ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&h, 1, sizeof h, f) == sizeof h;
@@ -553,14 +553,17 @@ rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const
 		      struct routing_stats *st, char *err, size_t errlen)
 {
 	_Static_assert(sizeof(struct rmap_header) == RMAP_HEADER_SIZE, "map header layout");
+	_Static_assert(sizeof(struct ch_edge) == 20, "hierarchy edge layout");
+	/* the file is written and read as the host lays it out */
+	_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "map files are little-endian");
 	char tmp[4096] = "";
 	const char *src = osm_path;
-	if (has_suffix(osm_path, ".gz") || has_suffix(osm_path, ".bz2")) {
-		rh_err e = inflate_to_temp(osm_path, has_suffix(osm_path, ".bz2"), tmp, sizeof tmp, err, errlen);
+	if (import_has_suffix(osm_path, ".gz") || import_has_suffix(osm_path, ".bz2")) {
+		rh_err e = import_inflate(osm_path, import_has_suffix(osm_path, ".bz2"), tmp, sizeof tmp, err, errlen);
 		if (e != RH_OK)
 			return e;
 		src = tmp;
-	} else if (!has_suffix(osm_path, ".osm") && !has_suffix(osm_path, ".pbf")) {
+	} else if (!import_has_suffix(osm_path, ".osm") && !import_has_suffix(osm_path, ".pbf")) {
 		snprintf(err, errlen, "%s: expected .osm, .osm.pbf, .osm.gz or .osm.bz2", osm_path);
 		return RH_EINVAL;
 	}
@@ -578,7 +581,7 @@ rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const
 			 rc == READOSM_FILE_NOT_FOUND ? " (no such file)" : " (corrupt or truncated?)");
 		e = RH_EINVAL;
 	} else {
-		e = build_and_write(&im, map_path, st, err, errlen);
+		e = import_build_and_write(&im, map_path, st, err, errlen);
 	}
 	rh_free(im.nodes);
 	rh_free(im.refs);
