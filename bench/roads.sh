@@ -15,7 +15,8 @@
 #             pgrouting_max_diff_pct, the largest gap between its shortest
 #             distances and ours (GET /v1/route, metric distance).
 #
-# CITY (default ../shared/data/osm/nyc-midtown-2025.osm.pbf), PAIRS, SEED.
+# CITY (default ../shared/data/osm/nyc-midtown-2025.osm.pbf), PAIRS, SEED,
+# RUNS (default 3: each in-process figure is the median of RUNS runs).
 # estimates_routed_vs_nginx needs GET /v1/estimate, which is not built yet:
 # the figure is left out until it is.
 set -euo pipefail
@@ -25,6 +26,7 @@ CITY=${CITY:-$repo/../shared/data/osm/nyc-midtown-2025.osm.pbf}
 PAIRS=${PAIRS:-10000}
 SEED=${SEED:-$(date +%s)}
 PGR_PAIRS=${PGR_PAIRS:-200}
+RUNS=${RUNS:-3}
 if [ ! -f "$CITY" ]; then
 	echo "bench-roads: $CITY is absent: skipped (set CITY= to an .osm.pbf)"
 	exit 0
@@ -41,7 +43,15 @@ cleanup() {
 }
 trap cleanup EXIT
 echo "city=$(basename "$CITY")"
-build/release/bench/roads_micro "$CITY" "$PAIRS" "$SEED" "$tmp/pairs.csv" | tee "$tmp/micro.txt"
+# RUNS runs (seeds SEED, SEED+1...); each figure is the median of its runs.
+for i in $(seq "$RUNS"); do
+	build/release/bench/roads_micro "$CITY" "$PAIRS" $((SEED + i - 1)) > "$tmp/micro.$i.txt"
+done
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+for k in $(awk -F= '$1 != "seed" {print $1}' "$tmp/micro.1.txt"); do
+	echo "$k=$(cat "$tmp"/micro.*.txt | awk -F= -v k="$k" '$1 == k {print $2}' | median)"
+done | tee "$tmp/micro.txt"
+echo "seed=$SEED runs=$RUNS"
 mem_kb=$( { /usr/bin/time -f "%M" bin/ridehaild map import "$CITY" -o "$tmp/city.map" >/dev/null; } 2>&1 | tail -1)
 echo "import_peak_rss_mb=$((mem_kb / 1024))"
 
