@@ -69,10 +69,12 @@ struct routing_eta {
 };
 
 /* ETAs from k sources (drivers at src_lat[i], src_lon[i]) to one target (a
- * pickup): one backward search from the target that stops once every source
- * is settled, so k drivers cost about one query, not k. out[i] answers
- * source i. RH_EINVAL when the target itself is off the map; RH_EAGAIN when
- * r is NULL or not loaded. */
+ * pickup), with the configured metric: the target's half of the hierarchy
+ * search runs once and every source's small upward search meets it, so k
+ * drivers cost a fraction of k queries (16 drivers: about 6 single routes
+ * on Midtown Manhattan). out[i] answers source i (reachable false for a
+ * source off the map). RH_EINVAL when the target itself is off the map;
+ * RH_EAGAIN when r is NULL or not loaded. No geometry. */
 rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const double *src_lon, size_t k,
 			       double to_lat, double to_lon, struct routing_eta *out) RH_MUST_CHECK;
 
@@ -93,9 +95,9 @@ rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cf
 void routing_free(struct routing *r);
 
 struct routing_stats {
-	size_t nodes, edges;   /* in the graph (the largest strongly connected component) */
+	size_t nodes, edges;   /* in the graph (the largest strongly connected component and its fringes) */
 	size_t osm_nodes, osm_ways, road_ways; /* import only */
-	size_t bytes;          /* memory held by the loaded graph and its index */
+	size_t bytes;          /* estimate of the memory held by the loaded graph, hierarchy and grid */
 	double min_lat, min_lon, max_lat, max_lon;
 };
 void routing_get_stats(const struct routing *r, struct routing_stats *st);
