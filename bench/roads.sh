@@ -8,6 +8,9 @@
 #             (route_p50_us, route_p99_us: snapping, search and geometry, as
 #             GET /v1/route does it) and the plain Dijkstra reference;
 #             eta16_*: 16 drivers to one pickup in one many-to-one query.
+#   http      GET /v1/route under wrk (daemon on CPU 0, load on CPU 1) through
+#             the same pairs: route_http_rps, and route_http_vs_nginx against
+#             the nginx ceiling (../shared/anchors/nginx_http.sh).
 #   pgrouting pgr_dijkstra on the same extract imported with osm2pgrouting
 #             into a throwaway PostgreSQL, PGR_PAIRS (default 200) random
 #             vertex pairs: pgrouting_p50_us per query (as a client sees it),
@@ -45,7 +48,7 @@ trap cleanup EXIT
 echo "city=$(basename "$CITY")"
 # RUNS runs (seeds SEED, SEED+1...); each figure is the median of its runs.
 for i in $(seq "$RUNS"); do
-	build/release/bench/roads_micro "$CITY" "$PAIRS" $((SEED + i - 1)) > "$tmp/micro.$i.txt"
+	build/release/bench/roads_micro "$CITY" "$PAIRS" $((SEED + i - 1)) "$tmp/pairs.csv" > "$tmp/micro.$i.txt"
 done
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 for k in $(awk -F= '$1 != "seed" {print $1}' "$tmp/micro.1.txt"); do
@@ -83,5 +86,44 @@ if command -v osm2pgrouting >/dev/null && [ -f /usr/share/postgresql/15/extensio
 	awk -v a="$pgr" -v b="$p50" 'BEGIN { printf "route_vs_pgrouting=%.0f\n", a / b }'
 else
 	echo "route_vs_pgrouting=n/a (pgRouting, osm2pgrouting or osmium-tool not installed: scripts/deps.sh install)"
+fi
+# ---- GET /v1/route over HTTP: daemon on CPU 0, wrk on CPU 1 cycling through
+# the benchmark's pairs (geometry and GeoJSON included), vs the nginx ceiling.
+command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RIDEHAIL_ROUTING_MAP=$tmp/city.map RIDEHAIL_HTTP_LISTEN=127.0.0.1:$port RIDEHAIL_LOG_LEVEL=error \
+	RIDEHAIL_DATABASE_URL=postgres://ridehail@127.0.0.1:1/none \
+	taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
+daemon_pid=$!
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
+cat >"$tmp/route.lua" <<LUA
+local paths = {}
+for line in io.lines("$tmp/pairs.csv") do
+  local a, b, c, d = line:match("([^,]+),([^,]+),([^,]+),([^,]+)")
+  paths[#paths + 1] = "/v1/route?from_lat=" .. a .. "&from_lng=" .. b .. "&to_lat=" .. c .. "&to_lng=" .. d
+end
+local i = 0
+request = function()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i])
+end
+LUA
+rps_runs=""
+for _ in $(seq "$RUNS"); do
+	out=$(taskset -c 1 wrk -t1 -c50 -d"${WINDOW:-5}s" --latency -s "$tmp/route.lua" "http://127.0.0.1:$port/")
+	rps_runs="$rps_runs $(echo "$out" | awk '/Requests\/sec/ {print $2}')"
+done
+kill "$daemon_pid"
+wait "$daemon_pid" 2>/dev/null || true
+daemon_pid=""
+route_rps=$(echo $rps_runs | tr ' ' '\n' | median)
+echo "route_http_rps=$route_rps"
+ANCHORS=${ANCHORS:-$repo/../shared/anchors}
+if [ -x "$ANCHORS/nginx_http.sh" ]; then
+	nginx=$("$ANCHORS/nginx_http.sh" "${WINDOW:-5}" 50 2>/dev/null | awk -F= '$1 == "nginx_rps" {print $2}') || true
+	echo "nginx_rps=$nginx"
+	awk -v a="$route_rps" -v b="$nginx" 'BEGIN { if (b > 0) printf "route_http_vs_nginx=%.2f\n", a / b; else print "route_http_vs_nginx=n/a" }'
+else
+	echo "# note: nginx anchor absent ($ANCHORS/nginx_http.sh); route_http_vs_nginx skipped"
 fi
 echo "estimates_routed_vs_nginx=n/a (GET /v1/estimate not built yet)"
