@@ -61,6 +61,11 @@ rh_err routing_route(struct routing *r, double from_lat, double from_lon, double
 rh_err routing_route_method(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 			    enum route_method method, bool want_geometry, struct route_result *out) RH_MUST_CHECK;
 
+/* Distance (m) from a point to the nearest road a route may start on:
+ * RH_ENOTFOUND past routing.snap_max_distance (or off the map). brute scans
+ * every segment instead of the grid (the tests' reference). */
+rh_err routing_nearest_road(const struct routing *r, double lat, double lon, bool brute, double *dist_m) RH_MUST_CHECK;
+
 /* One source's answer of a many-to-one query. */
 struct routing_eta {
 	bool reachable;     /* false: off the map, too far from a road, or no path */

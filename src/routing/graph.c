@@ -195,6 +195,10 @@ static bool rt_snap(const struct routing *r, double lat, double lon, unsigned wa
 	if (fx < -rings || fy < -rings || fx > (double)r->gw + rings || fy > (double)r->gh + rings)
 		return false;
 	long cx = (long)fx, cy = (long)fy;
+	/* how far the point is from its own cell's border: every cell of ring
+	 * k+1 is at least that plus k whole cells away */
+	double ox = px - r->gx0 - fx * r->cell_m, oy = py - r->gy0 - fy * r->cell_m;
+	double border = fmin(fmin(ox, r->cell_m - ox), fmin(oy, r->cell_m - oy));
 	double best2 = INFINITY, t = 0;
 	uint32_t e = NONE;
 	for (long k = 0; k <= rings; k++) {
@@ -210,8 +214,7 @@ static bool rt_snap(const struct routing *r, double lat, double lon, unsigned wa
 				rt_snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
 			}
 		}
-		/* every cell of ring k+1 is at least k whole cells away */
-		double reach = (double)k * r->cell_m;
+		double reach = border + (double)k * r->cell_m;
 		if (e != NONE && best2 <= reach * reach)
 			break;
 	}
@@ -231,6 +234,28 @@ static bool rt_snap(const struct routing *r, double lat, double lon, unsigned wa
 	if (!rt_edge_usable(r, s->e_ba, want))
 		s->e_ba = NONE;
 	return true;
+}
+
+rh_err routing_nearest_road(const struct routing *r, double lat, double lon, bool brute, double *dist_m)
+{
+	if (!routing_loaded(r))
+		return RH_EAGAIN;
+	struct snap s;
+	if (!brute) {
+		if (!rt_snap(r, lat, lon, RMAP_FROM, &s))
+			return RH_ENOTFOUND;
+		*dist_m = s.dist_m;
+		return RH_OK;
+	}
+	double px, py, best2 = INFINITY, t;
+	uint32_t e = NONE;
+	rt_project(r, lat, lon, &px, &py);
+	for (uint32_t i = 0; i < r->m; i++)
+		rt_snap_edge(r, px, py, i, RMAP_FROM, &best2, &e, &t);
+	if (e == NONE || sqrt(best2) > r->snap_max_m)
+		return RH_ENOTFOUND;
+	*dist_m = sqrt(best2);
+	return RH_OK;
 }
 
 static uint32_t rt_part_cost(const struct routing *r, uint32_t e, double frac)

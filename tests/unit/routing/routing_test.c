@@ -320,3 +320,40 @@ UNIT_TEST(routing_car_rules_on_a_square)
 	unlink(map);
 	config_fini(&cfg);
 }
+
+/* The snapping grid finds what a scan of every segment finds: random points
+ * over the map and a margin around it, near and far from roads. */
+UNIT_TEST(routing_snap_grid_equals_brute_force)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nsnap_max_distance = 150\n"));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	rng_state = unit_seed() ^ 0x5a5a;
+	struct routing_stats st;
+	routing_get_stats(r, &st);
+	int found = 0;
+	for (int i = 0; i < 3000; i++) {
+		double lat = st.min_lat - 0.003 + rng_unit() * (st.max_lat - st.min_lat + 0.006);
+		double lon = st.min_lon - 0.003 + rng_unit() * (st.max_lon - st.min_lon + 0.006);
+		double a = -1, b = -1;
+		rh_err ea = routing_nearest_road(r, lat, lon, false, &a);
+		rh_err eb = routing_nearest_road(r, lat, lon, true, &b);
+		CHECK_EQ_INT(ea, eb);
+		if (ea == RH_OK) {
+			found++;
+			if (!(fabs(a - b) < 1e-6)) {
+				unit_fail(__FILE__, __LINE__, "(%f, %f): grid %.6f m, scan %.6f m", lat, lon, a, b);
+				break;
+			}
+		}
+	}
+	CHECK(found > 500);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
