@@ -20,8 +20,9 @@
 #
 # CITY (default ../shared/data/osm/nyc-midtown-2025.osm.pbf), PAIRS, SEED,
 # RUNS (default 3: each in-process figure is the median of RUNS runs).
-# estimates_routed_vs_nginx needs GET /v1/estimate, which is not built yet:
-# the figure is left out until it is.
+#   estimates GET /v1/estimate with the same pairs as pickup and drop-off,
+#             when the daemon has it (another module): estimates_routed_rps
+#             and estimates_routed_vs_nginx; left out (with a note) before.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -108,22 +109,41 @@ request = function()
   return wrk.format("GET", paths[i])
 end
 LUA
-rps_runs=""
-for _ in $(seq "$RUNS"); do
-	out=$(taskset -c 1 wrk -t1 -c50 -d"${WINDOW:-5}s" --latency -s "$tmp/route.lua" "http://127.0.0.1:$port/")
-	rps_runs="$rps_runs $(echo "$out" | awk '/Requests\/sec/ {print $2}')"
-done
+# wrk_rps <lua>: median requests/s of RUNS windows against the daemon
+wrk_rps() {
+	local runs="" out
+	for _ in $(seq "$RUNS"); do
+		out=$(taskset -c 1 wrk -t1 -c50 -d"${WINDOW:-5}s" --latency -s "$1" "http://127.0.0.1:$port/")
+		runs="$runs $(echo "$out" | awk '/Requests\/sec/ {print $2}')"
+	done
+	echo $runs | tr ' ' '\n' | median
+}
+route_rps=$(wrk_rps "$tmp/route.lua")
+echo "route_http_rps=$route_rps"
+# Fare estimates with routing on, once GET /v1/estimate exists (another
+# module's work): the same pairs as pickup and drop-off.
+est_status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/estimate?pickup_lat=$(head -1 "$tmp/pairs.csv" | cut -d, -f1)&pickup_lng=$(head -1 "$tmp/pairs.csv" | cut -d, -f2)&dropoff_lat=$(head -1 "$tmp/pairs.csv" | cut -d, -f3)&dropoff_lng=$(head -1 "$tmp/pairs.csv" | cut -d, -f4)")
+est_rps=""
+if [ "$est_status" = 200 ]; then
+	sed 's|"/v1/route?from_lat=" .. a .. "&from_lng=" .. b .. "&to_lat=" .. c .. "&to_lng=" .. d|"/v1/estimate?pickup_lat=" .. a .. "\&pickup_lng=" .. b .. "\&dropoff_lat=" .. c .. "\&dropoff_lng=" .. d|' \
+		"$tmp/route.lua" > "$tmp/estimate.lua"
+	est_rps=$(wrk_rps "$tmp/estimate.lua")
+	echo "estimates_routed_rps=$est_rps"
+fi
 kill "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null || true
 daemon_pid=""
-route_rps=$(echo $rps_runs | tr ' ' '\n' | median)
-echo "route_http_rps=$route_rps"
 ANCHORS=${ANCHORS:-$repo/../shared/anchors}
+nginx=""
 if [ -x "$ANCHORS/nginx_http.sh" ]; then
 	nginx=$("$ANCHORS/nginx_http.sh" "${WINDOW:-5}" 50 2>/dev/null | awk -F= '$1 == "nginx_rps" {print $2}') || true
 	echo "nginx_rps=$nginx"
 	awk -v a="$route_rps" -v b="$nginx" 'BEGIN { if (b > 0) printf "route_http_vs_nginx=%.2f\n", a / b; else print "route_http_vs_nginx=n/a" }'
 else
-	echo "# note: nginx anchor absent ($ANCHORS/nginx_http.sh); route_http_vs_nginx skipped"
+	echo "# note: nginx anchor absent ($ANCHORS/nginx_http.sh); its ratios are skipped"
 fi
-echo "estimates_routed_vs_nginx=n/a (GET /v1/estimate not built yet)"
+if [ -n "$est_rps" ] && [ -n "$nginx" ]; then
+	awk -v a="$est_rps" -v b="$nginx" 'BEGIN { printf "estimates_routed_vs_nginx=%.2f\n", a / b }'
+else
+	echo "# note: GET /v1/estimate answered $est_status: estimates_routed_vs_nginx left out until it exists"
+fi
