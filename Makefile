@@ -134,7 +134,7 @@ fuzz:
 
 check-e2e: all
 	RIDEHAILD=$(CURDIR)/$(BINDIR)/ridehaild BINDIR=$(CURDIR)/$(BINDIR) SANITIZE=$(SANITIZE) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(or $(E2E),tests/e2e) $(PYTEST_ARGS)
+	  $(PYTHON) -m pytest -q -rs -p no:cacheprovider $(or $(E2E),tests/e2e) $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- running
 run: deps-check all
