@@ -13,7 +13,7 @@
 SANITIZE ?= 0
 CC       ?= cc
 PYTHON   ?= /usr/bin/python3
-PKGS     := libevent libpq libcjson libsodium
+PKGS     := libevent libpq libcjson libsodium readosm
 
 ifeq ($(SANITIZE),1)
 O        := build/san
@@ -38,7 +38,7 @@ CPPFLAGS += -Iinclude -I$(O)/gen -D_GNU_SOURCE -DRH_VERSION='"$(VERSION)"' -DRH_
 CFLAGS   ?= -g $(OPT)
 CFLAGS   += -std=c11 $(WARN) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS)
-LDLIBS   += $(PKG_LIBS) -lm -lpthread
+LDLIBS   += $(PKG_LIBS) -lbz2 -lm -lpthread
 
 # Filled by the module.mk files.
 LIB_SRCS   :=
@@ -134,7 +134,7 @@ fuzz:
 
 check-e2e: all
 	RIDEHAILD=$(CURDIR)/$(BINDIR)/ridehaild BINDIR=$(CURDIR)/$(BINDIR) SANITIZE=$(SANITIZE) \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(or $(E2E),tests/e2e) $(PYTEST_ARGS)
+	  $(PYTHON) -m pytest -q -rs -p no:cacheprovider $(or $(E2E),tests/e2e) $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- running
 run: deps-check all

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: the daemon on the local default. When no database is configured
 # (neither RIDEHAIL_DATABASE_URL nor database.url in the config file), start
-# the local cluster under var/pg and point the daemon at it.
+# the local cluster under var/pg and point the daemon at it. Without
+# routing.map, the West Oakland map (scripts/localmap.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -30,5 +31,10 @@ if [ -z "$secret" ]; then
 		(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > var/jwt.secret)
 	fi
 	export RIDEHAIL_AUTH_JWT_SECRET=$(cat var/jwt.secret)
+fi
+map=$("$bin" --config "$conf" --get routing.map)
+if [ -z "$map" ]; then
+	export RIDEHAIL_ROUTING_MAP=$(scripts/localmap.sh)
+	echo "run: road map $RIDEHAIL_ROUTING_MAP (West Oakland, from Debian's python-osmnx-doc)" >&2
 fi
 exec "$bin" --config "$conf" "$@"

@@ -22,6 +22,8 @@ struct presence;
 struct pricing;
 struct trips;
 struct matcher;
+struct routing;
+struct routing_api;
 
 struct server {
 	struct rh_config cfg;
@@ -37,6 +39,8 @@ struct server {
 	struct pricing *pricing;
 	struct trips *trips;
 	struct matcher *matcher;
+	struct routing *routing;      /* NULL when routing.map is empty */
+	struct routing_api *routing_api;
 	char listen_addr[80];  /* as bound (port 0 resolved) */
 	int64_t started_wall_ms;
 	int64_t started_mono_ns;

@@ -95,6 +95,24 @@ struct presence_cfg {
 	int64_t history_retention_ms; /* daily partitions older than this are dropped */
 };
 
+/* Roads (src/routing). Speeds are read at import (`ridehaild map import`)
+ * and baked into the map file; map, metric and snap_max_distance at start. */
+struct routing_cfg {
+	char *map;                 /* prepared map file; empty: no routing */
+	int metric;                /* enum: 0 fastest (time), 1 shortest (distance) */
+	int64_t snap_max_distance_m;
+	int64_t speed_motorway;    /* km/h, per highway class when no maxspeed */
+	int64_t speed_trunk;
+	int64_t speed_primary;
+	int64_t speed_secondary;
+	int64_t speed_tertiary;
+	int64_t speed_unclassified;
+	int64_t speed_residential;
+	int64_t speed_living_street;
+	int64_t speed_service;
+	bool use_maxspeed;         /* maxspeed tags override the class speed */
+};
+
 /* One per vehicle type: [tariff.<type>]. The set of instances is the set of
  * vehicle types the operator runs. Money in minor units (cents). */
 struct match_cfg {
@@ -151,6 +169,7 @@ struct rh_config {
 	struct pricing_cfg pricing;
 	struct trip_cfg trip;
 	struct match_cfg match;
+	struct routing_cfg routing;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

@@ -31,6 +31,8 @@
 	X(PROBLEM_QUOTE_EXPIRED,        422, "quote-expired",           "The quote has expired") \
 	X(PROBLEM_QUOTE_MISMATCH,       422, "quote-mismatch",          "The quote is for another trip") \
 	X(PROBLEM_IDEMPOTENCY_REUSED,   422, "idempotency-key-reused",  "Idempotency-Key reused with another request") \
+	X(PROBLEM_POINT_OFF_MAP,        422, "point-off-map",           "Point is not near a road of the map") \
+	X(PROBLEM_NO_ROUTE,             422, "no-route",                "No road route between the points") \
 	X(PROBLEM_UPGRADE_REQUIRED,     426, "upgrade-required",        "Upgrade required")       \
 	X(PROBLEM_RATE_LIMITED,         429, "rate-limited",            "Too many requests")      \
 	X(PROBLEM_HEADERS_TOO_LARGE,    431, "headers-too-large",       "Request header fields too large") \

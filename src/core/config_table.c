@@ -224,6 +224,32 @@ static const struct cfg_key match_keys[] = {
 	  "Messages to a rider kept per trip, so a rider reconnecting with last_seq gets what it missed." },
 	{ 0 }
 };
+static const char *const routing_metrics[] = { "time", "distance", NULL };
+
+#define SPEED(cls, def) \
+	{ "speed_" #cls, CFG_INT, K(routing_cfg, speed_##cls), def, 5, 200, "km/h", NULL, \
+	  "Speed on highway=" #cls " (and its _link) without a usable maxspeed tag; read by `ridehaild map import`." }
+static const struct cfg_key routing_keys[] = {
+	{ "map", CFG_STR, K(routing_cfg, map), "", 0, 4096, NULL, NULL,
+	  "Prepared road map (`ridehaild map import city.osm.pbf -o var/city.map`); empty: no routing (GET /v1/route answers 503). A map that fails validation stops the daemon at start." },
+	{ "metric", CFG_ENUM, K(routing_cfg, metric), "time", 0, 0, NULL, routing_metrics,
+	  "What a route minimises: time (fastest) or distance (shortest)." },
+	{ "snap_max_distance", CFG_INT, K(routing_cfg, snap_max_distance_m), "300", 1, 100000, "m", NULL,
+	  "A point farther than this from every road of the map gets 422 (off the map)." },
+	SPEED(motorway, "100"),
+	SPEED(trunk, "80"),
+	SPEED(primary, "60"),
+	SPEED(secondary, "50"),
+	SPEED(tertiary, "40"),
+	SPEED(unclassified, "30"),
+	SPEED(residential, "30"),
+	SPEED(living_street, "10"),
+	SPEED(service, "15"),
+	{ "use_maxspeed", CFG_BOOL, K(routing_cfg, use_maxspeed), "true", 0, 0, NULL, NULL,
+	  "Use a way's maxspeed tag (km/h or mph) instead of its class speed; read by `ridehaild map import`." },
+	{ 0 }
+};
+#undef SPEED
 
 #define T(field) offsetof(struct tariff_cfg, field)
 static const struct cfg_key tariff_keys[] = {
@@ -338,6 +364,10 @@ static const struct cfg_section match_section = {
 	.name = "match", .keys = match_keys, .offset = offsetof(struct rh_config, match),
 	.help = "Dispatch: candidates, offers, timeouts, radius widening and the demand queue.",
 };
+static const struct cfg_section routing_section = {
+	.name = "routing", .keys = routing_keys, .offset = offsetof(struct rh_config, routing),
+	.help = "Roads: the OpenStreetMap car graph behind GET /v1/route and road ETAs.",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -358,6 +388,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&pricing_section,
 	&trip_section,
 	&match_section,
+	&routing_section,
 	&tariff_section,
 	NULL,
 };

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "core/settings.h"
+#include "routing/routing.h"
 #include "store/migrations.h"
 
 extern char **environ;
@@ -25,6 +26,8 @@ static void usage(FILE *out)
 		"                                        apply pending schema migrations (or show the version)\n"
 		"       ridehaild [options] admin <command> ...\n"
 		"                                        create accounts, mint tokens (ridehaild admin --help)\n"
+		"       ridehaild [options] map import <extract.osm.pbf|.osm|.osm.gz|.osm.bz2> -o <file.map>\n"
+		"                                        build a road map for [routing] map\n"
 		"\n"
 		"options:\n"
 		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
@@ -95,7 +98,7 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0) {
+	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 && strcmp(command, "map") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
 		usage(stderr);
 		return 2;
@@ -135,6 +138,11 @@ int main(int argc, char **argv)
 		log_error(NULL, "libsodium failed to initialise");
 		config_fini(&cfg);
 		return 1;
+	}
+	if (command && strcmp(command, "map") == 0) {
+		int rc = routing_map_cli(&cfg.routing, argc - optind, argv + optind);
+		config_fini(&cfg);
+		return rc;
 	}
 	if (command) {
 		int rc = strcmp(command, "admin") == 0 ? auth_admin_cli(&cfg, argc - optind, argv + optind)

@@ -14,6 +14,7 @@
 #include "pricing/pricing.h"
 #include "trip/trip.h"
 #include "match/match.h"
+#include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/health.h"
@@ -59,6 +60,19 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->auth = auth_new(srv);
 	srv->gateway = gateway_new(srv);
 	srv->presence = presence_new(srv);
+	if (srv->cfg.routing.map && *srv->cfg.routing.map) {
+		char err[512];
+		int64_t t0 = rh_mono_ns();
+		if (routing_load(srv->cfg.routing.map, &srv->cfg.routing, &srv->routing, err, sizeof err) != RH_OK) {
+			log_error(NULL, "routing: %s", err);
+			return RH_EINVAL;
+		}
+		struct routing_stats st;
+		routing_get_stats(srv->routing, &st);
+		log_info(NULL, "routing: map %s loaded in %.1f ms: %zu nodes, %zu edges", srv->cfg.routing.map,
+			 (double)(rh_mono_ns() - t0) / 1e6, st.nodes, st.edges);
+	}
+	routing_api_init(srv);
 	srv->pricing = pricing_new(srv);
 	srv->trips = trips_new(srv);
 	srv->matcher = matcher_new(srv);
@@ -201,6 +215,8 @@ void server_fini(struct server *srv)
 	trips_free(srv->trips);
 	pricing_free(srv->pricing);
 	presence_free(srv->presence);
+	routing_api_free(srv->routing_api);
+	routing_free(srv->routing);
 	auth_free(srv->auth);
 	http_server_free(srv->http);
 	db_free(srv->db);

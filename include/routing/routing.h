@@ -1,0 +1,126 @@
+/* Roads: a car graph imported from OpenStreetMap, held in memory, answering
+ * shortest travel-time (or distance) queries between two points.
+ *
+ *   ridehaild map import city.osm.pbf -o var/city.map   (routing_import)
+ *   [routing] map = var/city.map                         (routing_load at start)
+ *
+ * The graph keeps the largest strongly connected component of the drivable
+ * roads, plus what only drains into it (a route may start there) or is only
+ * fed by it (a route may end there), so every start snapped onto the map can
+ * reach every end: one node per OSM node on a road, one directed edge per
+ * drivable direction of each segment. Points are snapped to the nearest
+ * usable segment through a grid index over the edges. Queries use
+ * contraction hierarchies built at import and cost microseconds on the event
+ * loop; they use scratch space inside struct routing, so one struct routing
+ * serves one thread at a time and results borrowed from it (geometry) stay
+ * valid only until the next query.
+ *
+ * Units: distances in metres, durations in seconds, coordinates in WGS 84
+ * degrees. Ownership: struct routing owns the graph and its scratch; callers
+ * own their result structs. */
+#ifndef RH_ROUTING_ROUTING_H
+#define RH_ROUTING_ROUTING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+struct routing;
+struct routing_cfg;
+
+/* Which requested point a query failed on (route_result.bad_point). */
+enum route_point { ROUTE_POINT_NONE = 0, ROUTE_POINT_FROM, ROUTE_POINT_TO };
+
+/* Query methods. ROUTE_FAST (contraction hierarchies) is what the daemon
+ * uses; ROUTE_BIDIR is bidirectional Dijkstra on the road graph and
+ * ROUTE_DIJKSTRA the plain one-directional reference the tests compare the
+ * others with. */
+enum route_method { ROUTE_FAST = 0, ROUTE_BIDIR, ROUTE_DIJKSTRA };
+
+struct route_result {
+	double distance_m;   /* along the roads, snapped point to snapped point */
+	double duration_s;   /* at the imported speeds */
+	double from_snap_m;  /* from each requested point to where it was snapped */
+	double to_snap_m;
+	enum route_point bad_point; /* on RH_EINVAL: the point off the map */
+	/* Geometry, only with want_geometry: npoints [lon, lat] pairs (GeoJSON
+	 * order), borrowed from the routing object until its next query. */
+	size_t npoints;
+	const double *coords;
+};
+
+/* routing_route: RH_OK with *out filled; RH_EINVAL when a point is outside
+ * the map or farther than routing.snap_max_distance from any road
+ * (out->bad_point says which); RH_ENOTFOUND when no road path joins the two
+ * snapped points. r NULL or not loaded: RH_EAGAIN. */
+rh_err routing_route(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+		     bool want_geometry, struct route_result *out) RH_MUST_CHECK;
+/* The same with a chosen method (tests and benchmarks). */
+rh_err routing_route_method(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+			    enum route_method method, bool want_geometry, struct route_result *out) RH_MUST_CHECK;
+
+/* Distance (m) from a point to the nearest road a route may start on:
+ * RH_ENOTFOUND past routing.snap_max_distance (or off the map). brute scans
+ * every segment instead of the grid (the tests' reference). */
+rh_err routing_nearest_road(const struct routing *r, double lat, double lon, bool brute, double *dist_m) RH_MUST_CHECK;
+
+/* One source's answer of a many-to-one query. */
+struct routing_eta {
+	bool reachable;     /* false: off the map, too far from a road, or no path */
+	double duration_s;
+	double distance_m;
+};
+
+/* ETAs from k sources (drivers at src_lat[i], src_lon[i]) to one target (a
+ * pickup), with the configured metric: the target's half of the hierarchy
+ * search runs once and every source's small upward search meets it, so k
+ * drivers cost a fraction of k queries (16 drivers: about 6 single routes
+ * on Midtown Manhattan). out[i] answers source i (reachable false for a
+ * source off the map). RH_EINVAL when the target itself is off the map;
+ * RH_EAGAIN when r is NULL or not loaded. No geometry. */
+rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const double *src_lon, size_t k,
+			       double to_lat, double to_lon, struct routing_eta *out) RH_MUST_CHECK;
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* True when r holds a graph (a NULL r is "no map configured"). */
+bool routing_loaded(const struct routing *r);
+
+/* Reads a prepared map file (routing_import's output) and validates all of
+ * it (checksum, sizes, every index in range) before use: on any error
+ * returns RH_EINVAL or RH_EIO with a message in err and *out NULL, never a
+ * partial graph. cfg supplies the query settings (snap distance, metric). */
+rh_err routing_load(const char *map_path, const struct routing_cfg *cfg, struct routing **out, char *err,
+		    size_t errlen) RH_MUST_CHECK;
+/* The same from a buffer (the fuzz target; the buffer is not kept). */
+rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, struct routing **out,
+			   char *err, size_t errlen) RH_MUST_CHECK;
+void routing_free(struct routing *r);
+
+struct routing_stats {
+	size_t nodes, edges;   /* in the graph (the largest strongly connected component and its fringes) */
+	size_t osm_nodes, osm_ways, road_ways; /* import only */
+	size_t bytes;          /* estimate of the memory held by the loaded graph, hierarchy and grid */
+	double min_lat, min_lon, max_lat, max_lon;
+};
+void routing_get_stats(const struct routing *r, struct routing_stats *st);
+
+/* Imports an OpenStreetMap extract (.osm, .osm.pbf, .osm.gz, .osm.bz2) into
+ * a map file written atomically (temporary file, then rename). Speeds and
+ * road rules come from cfg. st (may be NULL) receives counts. */
+rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const char *map_path,
+		      struct routing_stats *st, char *err, size_t errlen) RH_MUST_CHECK;
+
+/* `ridehaild map import <file> -o <map>`: argc/argv start at "map". */
+int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv);
+
+/* GET /v1/route on the server's HTTP listener (routing/api.c). */
+struct server;
+struct routing_api;
+/* Registers the route and the metrics; srv->routing may be NULL (503). */
+void routing_api_init(struct server *srv);
+void routing_api_free(struct routing_api *a);
+
+#endif

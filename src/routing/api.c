@@ -1,0 +1,139 @@
+/* GET /v1/route: the road route between two points as a GeoJSON Feature
+ * (RFC 7946), answered on the event loop from the in-memory graph. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "core/server.h"
+#include "core/strbuf.h"
+#include "net/http.h"
+#include "routing/routing.h"
+
+struct routing_api {
+	struct server *srv;
+	struct metric_cell *m_ok, *m_off_map, *m_no_route, *m_invalid;
+	struct metric_family *f_latency;
+	struct metric_cell *m_latency;
+};
+
+static bool routing_api_coord(struct http_req *req, const char *name, double lim, double *out)
+{
+	const char *v = http_req_query(req, name);
+	char *end = NULL;
+	double d = v ? strtod(v, &end) : 0;
+	if (v && *v && !*end && isfinite(d) && d >= -lim && d <= lim) {
+		*out = d;
+		return true;
+	}
+	cJSON *ext = cJSON_CreateObject();
+	cJSON_AddStringToObject(ext, "field", name);
+	cJSON_AddStringToObject(ext, "rule", !v ? "required" : !*v || *end || !isfinite(d) ? "type" : d < -lim ? "minimum" : "maximum");
+	if (!v)
+		http_reply_problem(req, PROBLEM_VALIDATION, ext, "query parameter %s is required", name);
+	else
+		http_reply_problem(req, PROBLEM_VALIDATION, ext, "%s must be a number from %g to %g", name, -lim, lim);
+	return false;
+}
+
+static void routing_api_reply_geojson(struct http_req *req, const struct route_result *res)
+{
+	struct strbuf sb;
+	sb_init(&sb, 64u << 20);
+	sb_puts(&sb, "{\"type\":\"Feature\",\"geometry\":{\"type\":\"LineString\",\"coordinates\":[");
+	for (size_t i = 0; i < res->npoints; i++) {
+		sb_puts(&sb, i ? ",[" : "[");
+		sb_fixed(&sb, res->coords[2 * i], 7);
+		sb_putc(&sb, ',');
+		sb_fixed(&sb, res->coords[2 * i + 1], 7);
+		sb_putc(&sb, ']');
+	}
+	sb_puts(&sb, "]},\"properties\":{\"distance_m\":");
+	sb_fixed(&sb, res->distance_m, 1);
+	sb_puts(&sb, ",\"duration_s\":");
+	sb_fixed(&sb, res->duration_s, 1);
+	sb_puts(&sb, ",\"from_snap_m\":");
+	sb_fixed(&sb, res->from_snap_m, 1);
+	sb_puts(&sb, ",\"to_snap_m\":");
+	sb_fixed(&sb, res->to_snap_m, 1);
+	sb_puts(&sb, "}}");
+	http_reply(req, 200, "application/geo+json", sb.buf, sb.len);
+	sb_fini(&sb);
+}
+
+static void routing_api_route(struct http_req *req, void *ctx)
+{
+	struct routing_api *a = ctx;
+	struct routing *r = a->srv->routing;
+	double lat1, lng1, lat2, lng2;
+	if (!routing_loaded(r)) {
+		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no road map is loaded (routing.map is empty)");
+		return;
+	}
+	if (!routing_api_coord(req, "from_lat", 90, &lat1) || !routing_api_coord(req, "from_lng", 180, &lng1) ||
+	    !routing_api_coord(req, "to_lat", 90, &lat2) || !routing_api_coord(req, "to_lng", 180, &lng2)) {
+		metric_inc(a->m_invalid);
+		return;
+	}
+	int64_t t0 = rh_mono_ns();
+	struct route_result res;
+	rh_err e = routing_route(r, lat1, lng1, lat2, lng2, true, &res);
+	metric_observe(a->f_latency, a->m_latency, (double)(rh_mono_ns() - t0) / 1e9);
+	if (e == RH_EINVAL) {
+		metric_inc(a->m_off_map);
+		bool from = res.bad_point == ROUTE_POINT_FROM;
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "point", from ? "from" : "to");
+		cJSON_AddNumberToObject(ext, "max_snap_m", (double)a->srv->cfg.routing.snap_max_distance_m);
+		http_reply_problem(req, PROBLEM_POINT_OFF_MAP, ext,
+				   "the %s point (%.6f, %.6f) is outside the map or more than %lld m from any road",
+				   from ? "from" : "to", from ? lat1 : lat2, from ? lng1 : lng2,
+				   (long long)a->srv->cfg.routing.snap_max_distance_m);
+		return;
+	}
+	if (e != RH_OK) {
+		metric_inc(a->m_no_route);
+		http_reply_problem(req, PROBLEM_NO_ROUTE, NULL, "no road route joins the two points");
+		return;
+	}
+	metric_inc(a->m_ok);
+	routing_api_reply_geojson(req, &res);
+}
+
+static const struct http_route routing_routes[] = {
+	{ HTTP_GET, "/v1/route", routing_api_route, 0 },
+	{ 0 },
+};
+
+void routing_api_init(struct server *srv)
+{
+	static const char *const result_label[] = { "result", NULL };
+	static const double bounds[] = { 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2 };
+	struct routing_api *a = rh_calloc(1, sizeof *a);
+	struct metrics *m = srv->metrics;
+	a->srv = srv;
+	struct metric_family *q = metrics_counter(m, "ridehail_routing_queries_total",
+						  "GET /v1/route requests by result (ok, off_map, no_route, invalid).", result_label);
+	a->m_ok = metric_cell(q, (const char *const[]){ "ok" });
+	a->m_off_map = metric_cell(q, (const char *const[]){ "off_map" });
+	a->m_no_route = metric_cell(q, (const char *const[]){ "no_route" });
+	a->m_invalid = metric_cell(q, (const char *const[]){ "invalid" });
+	a->f_latency = metrics_histogram(m, "ridehail_routing_query_seconds",
+					 "Time to snap both points and find the route (on the event loop).", NULL,
+					 bounds, (int)RH_ARRAY_LEN(bounds));
+	a->m_latency = metric_cell(a->f_latency, NULL);
+	struct routing_stats st;
+	routing_get_stats(srv->routing, &st);
+	metric_set(metric_cell(metrics_gauge(m, "ridehail_routing_graph_nodes", "Nodes of the loaded road graph (0: no map).", NULL), NULL),
+		   (double)st.nodes);
+	metric_set(metric_cell(metrics_gauge(m, "ridehail_routing_graph_edges", "Directed edges of the loaded road graph.", NULL), NULL),
+		   (double)st.edges);
+	srv->routing_api = a;
+	http_server_add_routes(srv->http, routing_routes, a);
+}
+
+void routing_api_free(struct routing_api *a)
+{
+	rh_free(a);
+}

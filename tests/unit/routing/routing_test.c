@@ -1,0 +1,359 @@
+/* Roads on real data: Monaco against GraphHopper's shortest-distance routes,
+ * the fast search against plain Dijkstra on random pairs, many-to-one against
+ * single queries, and a damaged map file refused whole. */
+#include "routing/routing.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/settings.h"
+
+#include "../unit.h"
+
+static char *const no_env[] = { NULL };
+
+static uint64_t rng_state;
+static uint64_t rng_next(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+static double rng_unit(void) { return (double)(rng_next() >> 11) / 9007199254740992.0; }
+
+static bool defaults(struct rh_config *cfg, const char *text)
+{
+	struct cfg_errors errs;
+	return config_load_buffer(cfg, "test.conf", text, no_env, &errs) == RH_OK;
+}
+
+/* Imports ../shared/data/osm/<name> into a temporary map and loads it. */
+static struct routing *monaco(struct rh_config *cfg, const char *name, char *map, size_t maplen)
+{
+	const char *data = unit_shared_data();
+	if (!data) {
+		unit_skip("../shared/data is absent: Monaco routing checks skipped");
+		return NULL;
+	}
+	char osm[4096], err[512];
+	snprintf(osm, sizeof osm, "%s/osm/%s", data, name);
+	snprintf(map, maplen, "/tmp/ridehail-unit-%d.map", (int)getpid());
+	struct routing_stats st;
+	if (routing_import(osm, &cfg->routing, map, &st, err, sizeof err) != RH_OK) {
+		unit_fail(__FILE__, __LINE__, "import: %s", err);
+		return NULL;
+	}
+	struct routing *r = NULL;
+	if (routing_load(map, &cfg->routing, &r, err, sizeof err) != RH_OK)
+		unit_fail(__FILE__, __LINE__, "load: %s", err);
+	return r;
+}
+
+UNIT_TEST(routing_monaco_matches_graphhopper_shortest)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nmetric = distance\n"));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	char csv[4096];
+	snprintf(csv, sizeof csv, "%s/reference/monaco-graphhopper-routes.csv", unit_shared_data());
+	FILE *f = fopen(csv, "r");
+	REQUIRE(f);
+	char line[1024];
+	int rows = 0;
+	REQUIRE(fgets(line, sizeof line, f)); /* header */
+	while (fgets(line, sizeof line, f)) {
+		double lat1, lon1, lat2, lon2, want;
+		const char *p = line;
+		for (int c = 0; c < 3; c++)
+			p = strchr(p, ',') + 1;
+		if (sscanf(p, "%lf,%lf,%lf,%lf,%lf", &lat1, &lon1, &lat2, &lon2, &want) != 5)
+			continue;
+		struct route_result res;
+		rh_err e = routing_route(r, lat1, lon1, lat2, lon2, true, &res);
+		CHECK_EQ_INT(e, RH_OK);
+		/* 3%, and 5 m for the routes of a few metres */
+		double tol = want * 0.03 > 5 ? want * 0.03 : 5;
+		if (!(fabs(res.distance_m - want) <= tol))
+			unit_fail(__FILE__, __LINE__, "(%f,%f)->(%f,%f): %.1f m, GraphHopper %.1f m", lat1, lon1, lat2,
+				  lon2, res.distance_m, want);
+		CHECK(res.npoints >= 2);
+		rows++;
+	}
+	fclose(f);
+	CHECK(rows >= 10);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+static void random_point(const struct routing_stats *st, double *lat, double *lon)
+{
+	*lat = st->min_lat + rng_unit() * (st->max_lat - st->min_lat);
+	*lon = st->min_lon + rng_unit() * (st->max_lon - st->min_lon);
+}
+
+static void fast_equals_dijkstra(const char *metric)
+{
+	struct rh_config cfg;
+	char text[128];
+	snprintf(text, sizeof text, "[routing]\nmetric = %s\nsnap_max_distance = 2000\n", metric);
+	REQUIRE(defaults(&cfg, text));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	rng_state = unit_seed();
+	struct routing_stats st;
+	routing_get_stats(r, &st);
+	int compared = 0;
+	for (int i = 0; i < 2000; i++) {
+		double a, b, c, d;
+		random_point(&st, &a, &b);
+		random_point(&st, &c, &d);
+		struct route_result slow;
+		rh_err e2 = routing_route_method(r, a, b, c, d, ROUTE_DIJKSTRA, false, &slow);
+		bool failed = false;
+		for (int m = 0; m < 2 && !failed; m++) {
+			struct route_result fast;
+			enum route_method method = m ? ROUTE_BIDIR : ROUTE_FAST;
+			rh_err e1 = routing_route_method(r, a, b, c, d, method, m == 0, &fast);
+			CHECK_EQ_INT(e1, e2);
+			if (e1 != RH_OK)
+				continue;
+			double want = strcmp(metric, "time") == 0 ? slow.duration_s : slow.distance_m;
+			double got = strcmp(metric, "time") == 0 ? fast.duration_s : fast.distance_m;
+			if (!(fabs(want - got) <= 1e-6 * want + 0.01)) {
+				unit_fail(__FILE__, __LINE__, "pair %d (%f,%f)->(%f,%f): %s %.3f, Dijkstra %.3f", i, a, b,
+					  c, d, m ? "bidirectional" : "hierarchy", got, want);
+				failed = true;
+			}
+			if (m == 0 && fast.npoints < 2) {
+				unit_fail(__FILE__, __LINE__, "pair %d: no geometry", i);
+				failed = true;
+			}
+		}
+		if (failed)
+			break;
+		if (e2 == RH_OK)
+			compared++;
+	}
+	CHECK(compared > 500);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+UNIT_TEST(routing_fast_equals_dijkstra_time) { fast_equals_dijkstra("time"); }
+UNIT_TEST(routing_fast_equals_dijkstra_distance) { fast_equals_dijkstra("distance"); }
+
+UNIT_TEST(routing_many_to_one_equals_single_queries)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nsnap_max_distance = 2000\n"));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	rng_state = unit_seed() ^ 0x55;
+	struct routing_stats st;
+	routing_get_stats(r, &st);
+	for (int round = 0; round < 50; round++) {
+		double lat[16], lon[16], tl, tn;
+		struct routing_eta eta[16];
+		for (int i = 0; i < 16; i++)
+			random_point(&st, &lat[i], &lon[i]);
+		random_point(&st, &tl, &tn);
+		rh_err e = routing_eta_many_to_one(r, lat, lon, 16, tl, tn, eta);
+		struct route_result one;
+		if (routing_route(r, lat[0], lon[0], tl, tn, false, &one) == RH_EINVAL && one.bad_point == ROUTE_POINT_TO) {
+			CHECK_EQ_INT(e, RH_EINVAL);
+			continue;
+		}
+		REQUIRE(e == RH_OK);
+		for (int i = 0; i < 16; i++) {
+			rh_err e1 = routing_route(r, lat[i], lon[i], tl, tn, false, &one);
+			CHECK_EQ_INT(eta[i].reachable, e1 == RH_OK);
+			if (e1 == RH_OK) {
+				CHECK_NEAR(eta[i].duration_s, one.duration_s, 0.01 + one.duration_s * 1e-6);
+				CHECK_NEAR(eta[i].distance_m, one.distance_m, 1 + one.distance_m * 0.05);
+			}
+		}
+	}
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+UNIT_TEST(routing_off_map_names_the_point)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, ""));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	struct route_result res;
+	CHECK_EQ_INT(routing_route(r, 43.7307, 7.4213, 48.85, 2.35, false, &res), RH_EINVAL);
+	CHECK_EQ_INT(res.bad_point, ROUTE_POINT_TO);
+	CHECK_EQ_INT(routing_route(r, 0, 0, 43.7307, 7.4213, false, &res), RH_EINVAL);
+	CHECK_EQ_INT(res.bad_point, ROUTE_POINT_FROM);
+	/* the sea south of the harbour: on the map's box, far from roads */
+	CHECK_EQ_INT(routing_route(r, 43.70, 7.425, 43.7307, 7.4213, false, &res), RH_EINVAL);
+	CHECK_EQ_INT(routing_route(NULL, 43.7307, 7.4213, 43.7307, 7.4213, false, &res), RH_EAGAIN);
+	CHECK(!routing_loaded(NULL));
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+UNIT_TEST(routing_damaged_map_is_refused)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, ""));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	routing_free(r);
+	FILE *f = fopen(map, "rb");
+	REQUIRE(f);
+	static uint8_t buf[1 << 20];
+	size_t n = fread(buf, 1, sizeof buf, f);
+	fclose(f);
+	char err[256];
+	struct routing *bad = (struct routing *)1;
+	CHECK_EQ_INT(routing_load_buffer(buf, n, &cfg.routing, &bad, err, sizeof err), RH_OK);
+	routing_free(bad);
+	CHECK_EQ_INT(routing_load_buffer(buf, n - 1, &cfg.routing, &bad, err, sizeof err), RH_EINVAL);
+	CHECK(bad == NULL);
+	CHECK(strstr(err, "truncated") != NULL);
+	buf[n / 2] ^= 1;
+	CHECK_EQ_INT(routing_load_buffer(buf, n, &cfg.routing, &bad, err, sizeof err), RH_EINVAL);
+	CHECK(strstr(err, "corrupt") != NULL);
+	CHECK_EQ_INT(routing_load_buffer(buf, 10, &cfg.routing, &bad, err, sizeof err), RH_EINVAL);
+	CHECK_EQ_INT(routing_load("/nonexistent/x.map", &cfg.routing, &bad, err, sizeof err), RH_EIO);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+/* The car rules on a hand-made square (no shared data needed): 1-2 two-way
+ * with maxspeed 36, 2->3 oneway=yes, 3->4 from a way drawn 4,3 with
+ * oneway=-1, 4->1 a roundabout drawn 4,1; a private diagonal 1-3 and a
+ * footway 2-4 that cars may not use. Sides are 111.3 m (at the equator). */
+UNIT_TEST(routing_car_rules_on_a_square)
+{
+	static const char osm[] =
+		"<?xml version=\"1.0\"?>\n<osm version=\"0.6\">\n"
+		" <node id=\"1\" lat=\"0\" lon=\"0\"/>\n <node id=\"2\" lat=\"0.001\" lon=\"0\"/>\n"
+		" <node id=\"3\" lat=\"0.001\" lon=\"0.001\"/>\n <node id=\"4\" lat=\"0\" lon=\"0.001\"/>\n"
+		" <way id=\"10\"><nd ref=\"1\"/><nd ref=\"2\"/><tag k=\"highway\" v=\"residential\"/><tag k=\"maxspeed\" v=\"36\"/></way>\n"
+		" <way id=\"11\"><nd ref=\"2\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"residential\"/><tag k=\"oneway\" v=\"yes\"/></way>\n"
+		" <way id=\"12\"><nd ref=\"4\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"tertiary\"/><tag k=\"oneway\" v=\"-1\"/></way>\n"
+		" <way id=\"13\"><nd ref=\"4\"/><nd ref=\"1\"/><tag k=\"highway\" v=\"primary\"/><tag k=\"junction\" v=\"roundabout\"/></way>\n"
+		" <way id=\"14\"><nd ref=\"1\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"service\"/><tag k=\"access\" v=\"private\"/></way>\n"
+		" <way id=\"15\"><nd ref=\"2\"/><nd ref=\"4\"/><tag k=\"highway\" v=\"footway\"/></way>\n"
+		"</osm>\n";
+	char osm_path[128], map[128], err[512];
+	snprintf(osm_path, sizeof osm_path, "/tmp/ridehail-unit-square-%d.osm", (int)getpid());
+	snprintf(map, sizeof map, "/tmp/ridehail-unit-square-%d.map", (int)getpid());
+	FILE *f = fopen(osm_path, "w");
+	REQUIRE(f);
+	fputs(osm, f);
+	fclose(f);
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, ""));
+	struct routing_stats st;
+	rh_err e = routing_import(osm_path, &cfg.routing, map, &st, err, sizeof err);
+	unlink(osm_path);
+	if (e != RH_OK)
+		unit_fail(__FILE__, __LINE__, "import: %s", err);
+	REQUIRE(e == RH_OK);
+	CHECK_EQ_INT(st.nodes, 4);
+	CHECK_EQ_INT(st.edges, 5); /* 1<->2, 2->3, 3->4, 4->1 */
+	struct routing *r = NULL;
+	REQUIRE(routing_load(map, &cfg.routing, &r, err, sizeof err) == RH_OK);
+	const double side = 110.6; /* one side, WGS 84 at the equator: 110.57 m north-south, 111.32 east-west */
+	static const struct {
+		double lat1, lon1, lat2, lon2, sides;
+	} cases[] = {
+		{ 0.001, 0, 0, 0, 1 },         /* 2 -> 1: two-way */
+		{ 0, 0, 0.001, 0, 1 },         /* 1 -> 2 */
+		{ 0, 0, 0, 0.001, 3 },         /* 1 -> 4: the roundabout runs 4 -> 1 only */
+		{ 0.001, 0.001, 0, 0.001, 1 }, /* 3 -> 4: oneway=-1 on a way drawn 4,3 */
+		{ 0, 0.001, 0.001, 0.001, 3 }, /* 4 -> 3: the long way round */
+		{ 0, 0, 0.001, 0.001, 2 },     /* 1 -> 3: not through the private diagonal */
+		{ 0.001, 0, 0, 0.001, 2 },     /* 2 -> 4: not along the footway */
+	};
+	for (size_t i = 0; i < RH_ARRAY_LEN(cases); i++) {
+		struct route_result res;
+		REQUIRE(routing_route(r, cases[i].lat1, cases[i].lon1, cases[i].lat2, cases[i].lon2, true, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, cases[i].sides * side, cases[i].sides * 1.0);
+		/* the snapped ends, and the corners between (a node may also be its own snapped end) */
+		CHECK(res.npoints >= (size_t)cases[i].sides + 1 && res.npoints <= (size_t)cases[i].sides + 3);
+		CHECK_NEAR(res.coords[0], cases[i].lon1, 1e-9);
+		CHECK_NEAR(res.coords[2 * res.npoints - 1], cases[i].lat2, 1e-9);
+	}
+	struct route_result res;
+	REQUIRE(routing_route(r, 0.001, 0, 0, 0, false, &res) == RH_OK);
+	CHECK_NEAR(res.duration_s, 11.06, 0.05); /* maxspeed 36 km/h = 10 m/s */
+	/* half-way along the oneway 2->3, and back: the long way round */
+	REQUIRE(routing_route(r, 0.001, 0.0007, 0.001, 0.0003, false, &res) == RH_OK);
+	CHECK_NEAR(res.distance_m, 0.6 * 111.3 + 3 * side, 3.0);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+/* The snapping grid finds what a scan of every segment finds: random points
+ * over the map and a margin around it, near and far from roads. */
+UNIT_TEST(routing_snap_grid_equals_brute_force)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nsnap_max_distance = 150\n"));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	rng_state = unit_seed() ^ 0x5a5a;
+	struct routing_stats st;
+	routing_get_stats(r, &st);
+	int found = 0;
+	for (int i = 0; i < 3000; i++) {
+		double lat = st.min_lat - 0.003 + rng_unit() * (st.max_lat - st.min_lat + 0.006);
+		double lon = st.min_lon - 0.003 + rng_unit() * (st.max_lon - st.min_lon + 0.006);
+		double a = -1, b = -1;
+		rh_err ea = routing_nearest_road(r, lat, lon, false, &a);
+		rh_err eb = routing_nearest_road(r, lat, lon, true, &b);
+		CHECK_EQ_INT(ea, eb);
+		if (ea == RH_OK) {
+			found++;
+			if (!(fabs(a - b) < 1e-6)) {
+				unit_fail(__FILE__, __LINE__, "(%f, %f): grid %.6f m, scan %.6f m", lat, lon, a, b);
+				break;
+			}
+		}
+	}
+	CHECK(found > 500);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
