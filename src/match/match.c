@@ -20,6 +20,7 @@
 #include "geo/geohash.h"
 #include "net/ws.h"
 #include "presence/presence.h"
+#include "pricing/pricing.h"
 #include "store/db.h"
 #include "trip/trip.h"
 
@@ -145,10 +146,13 @@ static void count_offer(struct matcher *m, const char *result)
 	metric_inc(metric_cell(m->f_offers, lv));
 }
 
-static double eta_of(const struct matcher *m, double dist_m)
+/* Seconds from (lat, lon) to (tlat, tlon), by road when a map is loaded
+ * (0 when there is no road: the app shows "arriving"). */
+static double eta_between(const struct matcher *m, double lat, double lon, double tlat, double tlon)
 {
-	const struct pricing_cfg *p = &m->srv->cfg.pricing;
-	return dist_m * p->detour_factor / (p->average_speed_kmh / 3.6);
+	double eta, road;
+	pricing_etas(m->srv->pricing, &lat, &lon, 1, tlat, tlon, &eta, &road);
+	return eta < 0 ? 0 : eta;
 }
 
 static cJSON *point(double lat, double lon)
@@ -567,7 +571,7 @@ static bool tried(const struct ride *r, const struct uuid *d)
 	return false;
 }
 
-static void reserve(struct ride *r, const struct presence_hit *h, double score)
+static void reserve(struct ride *r, const struct presence_hit *h, double score, double eta)
 {
 	struct matcher *m = r->m;
 	struct offer *o = RH_NEW(struct offer);
@@ -577,7 +581,7 @@ static void reserve(struct ride *r, const struct presence_hit *h, double score)
 	o->trip = r->trip;
 	o->state = OFFER_RESERVING;
 	o->dist_m = h->dist_m;
-	o->eta_s = (int)llround(eta_of(m, h->dist_m));
+	o->eta_s = (int)llround(eta);
 	o->score = score;
 	o->round = r->round;
 	o->timer = evtimer_new(m->srv->base, offer_expired, o);
@@ -602,10 +606,9 @@ static void reserve(struct ride *r, const struct presence_hit *h, double score)
 
 /* Higher is better: a short pickup, a driver who has waited long, one who
  * tends to accept (smoothed so a new driver is not shut out). */
-static double score_of(const struct matcher *m, const struct presence_hit *h)
+static double score_of(const struct matcher *m, const struct presence_hit *h, double eta)
 {
 	const struct match_cfg *c = m->cfg;
-	double eta = eta_of(m, h->dist_m);
 	double idle = h->idle_ms / 600000.0;
 	double accept = (h->accepts + 1.0) / (h->offers + 2.0);
 	return c->weight_eta * exp(-eta / 300.0) + c->weight_idle * (idle > 1 ? 1 : idle) + c->weight_acceptance * accept;
@@ -665,12 +668,21 @@ static void step(struct ride *r)
 		size_t k = (size_t)m->cfg->candidates;
 		size_t n = presence_nearest(m->srv->presence, r->plat, r->plng, steps->v[r->radius_step], DRIVER_AVAILABLE,
 					    1u << r->vehicle, hits, k > MAX_CANDIDATES ? MAX_CANDIDATES : k);
+		/* pickup ETAs of all of them at once (one search from the
+		 * pickup when a road map is loaded) */
+		double lat[MAX_CANDIDATES], lon[MAX_CANDIDATES], eta[MAX_CANDIDATES], road[MAX_CANDIDATES];
+		for (size_t i = 0; i < n; i++) {
+			lat[i] = hits[i].lat;
+			lon[i] = hits[i].lon;
+		}
+		pricing_etas(m->srv->pricing, lat, lon, n, r->plat, r->plng, eta, road);
 		int best = -1;
 		double best_score = -1;
 		for (size_t i = 0; i < n; i++) {
-			if (tried(r, &hits[i].driver) || !driver_session(m, &hits[i].driver))
+			if (eta[i] < 0 || tried(r, &hits[i].driver) || !driver_session(m, &hits[i].driver))
 				continue;
-			double s = score_of(m, &hits[i]);
+			hits[i].dist_m = road[i]; /* from here on: along the road */
+			double s = score_of(m, &hits[i], eta[i]);
 			if (s > best_score) {
 				best_score = s;
 				best = (int)i;
@@ -681,7 +693,7 @@ static void step(struct ride *r)
 			widened = true;
 			continue;
 		}
-		reserve(r, &hits[best], best_score);
+		reserve(r, &hits[best], best_score, eta[best]);
 	}
 	if (r->live == 0 && r->radius_step >= steps->n) {
 		wait_enter(r);
@@ -765,8 +777,13 @@ static void driver_freed(struct matcher *m, const struct uuid *driver)
 					    1u << r->vehicle, h, MAX_CANDIDATES);
 		for (size_t i = 0; i < n; i++) {
 			if (uuid_eq(&h[i].driver, driver)) {
+				double eta, road;
+				pricing_etas(m->srv->pricing, &h[i].lat, &h[i].lon, 1, r->plat, r->plng, &eta, &road);
+				if (eta < 0)
+					break; /* no road from them to this pickup */
+				h[i].dist_m = road;
 				wait_leave(r);
-				reserve(r, &h[i], score_of(m, &h[i]));
+				reserve(r, &h[i], score_of(m, &h[i], eta), eta);
 				return;
 			}
 		}
@@ -1117,8 +1134,7 @@ static void on_changed(void *ctx, enum trip_state to, const cJSON *trip)
 		int64_t ver;
 		double lat, lon;
 		if (r->has_driver && presence_driver(m->srv->presence, &r->driver, &st, &ver, &lat, &lon) && (lat || lon))
-			cJSON_AddNumberToObject(p, "pickup_eta_s",
-						llround(eta_of(m, geo_dist_haversine_m(lat, lon, r->plat, r->plng))));
+			cJSON_AddNumberToObject(p, "pickup_eta_s", llround(eta_between(m, lat, lon, r->plat, r->plng)));
 		to_rider(r, "trip.matched", p);
 		struct session *s = r->has_driver ? driver_session(m, &r->driver) : NULL;
 		if (s)
@@ -1195,7 +1211,7 @@ static void on_location(void *ctx, const struct uuid *driver, double lat, double
 	if (speed >= 0)
 		cJSON_AddNumberToObject(p, "speed_kmh", speed);
 	double tlat = r->state == TRIP_IN_PROGRESS ? r->dlat : r->plat, tlon = r->state == TRIP_IN_PROGRESS ? r->dlng : r->plng;
-	cJSON_AddNumberToObject(p, "eta_s", llround(eta_of(m, geo_dist_haversine_m(lat, lon, tlat, tlon))));
+	cJSON_AddNumberToObject(p, "eta_s", llround(eta_between(m, lat, lon, tlat, tlon)));
 	cJSON_AddStringToObject(p, "eta_to", r->state == TRIP_IN_PROGRESS ? "dropoff" : "pickup");
 	to_rider(r, "driver.location", p);
 }

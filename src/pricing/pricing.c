@@ -16,6 +16,7 @@
 #include "geo/geohash.h"
 #include "net/http.h"
 #include "presence/presence.h"
+#include "routing/routing.h"
 
 struct pricing {
 	struct server *srv;
@@ -49,14 +50,65 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	snprintf(out->method, sizeof out->method, "straight_line");
 }
 
-void pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
-		      struct fare *out)
+rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+			struct fare *out, int *bad_point)
 {
 	const struct pricing_cfg *c = p->cfg;
+	*bad_point = 0;
+	if (routing_loaded(p->srv->routing)) {
+		struct route_result rr;
+		rh_err e = routing_route(p->srv->routing, plat, plng, dlat, dlng, false, &rr);
+		if (e == RH_EINVAL)
+			*bad_point = rr.bad_point == ROUTE_POINT_TO ? 2 : 1;
+		if (e != RH_OK)
+			return e;
+		pricing_fare(&p->srv->cfg.tariff[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
+		snprintf(out->method, sizeof out->method, "road");
+		return RH_OK;
+	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
 	double road = line * c->detour_factor;
 	double dur = road / (c->average_speed_kmh / 3.6);
 	pricing_fare(&p->srv->cfg.tariff[vehicle], llround(road), llround(dur), 1.0, out);
+	return RH_OK;
+}
+
+void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
+		  double *eta_s, double *dist_m)
+{
+	const struct pricing_cfg *c = p->cfg;
+	if (routing_loaded(p->srv->routing) && n > 0) {
+		struct routing_eta e[256];
+		size_t k = n < 256 ? n : 256;
+		if (routing_eta_many_to_one(p->srv->routing, lat, lon, k, to_lat, to_lon, e) == RH_OK) {
+			for (size_t i = 0; i < k; i++) {
+				eta_s[i] = e[i].reachable ? e[i].duration_s : -1;
+				dist_m[i] = e[i].reachable ? e[i].distance_m : -1;
+			}
+			for (size_t i = k; i < n; i++)
+				eta_s[i] = dist_m[i] = -1;
+			return;
+		}
+		/* the target is off the map: fall back to straight lines */
+	}
+	for (size_t i = 0; i < n; i++) {
+		dist_m[i] = geo_dist_haversine_m(lat[i], lon[i], to_lat, to_lon) * c->detour_factor;
+		eta_s[i] = dist_m[i] / (c->average_speed_kmh / 3.6);
+	}
+}
+
+void pricing_reply_route_error(struct http_req *req, rh_err e, int bad_point)
+{
+	if (e == RH_EINVAL) {
+		const char *which = bad_point == 2 ? "dropoff" : "pickup";
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "field", which);
+		cJSON_AddStringToObject(ext, "point", which);
+		http_reply_problem(req, PROBLEM_POINT_OFF_MAP, ext, "the %s is outside the area served (not near a road of the map)",
+				   which);
+	} else {
+		http_reply_problem(req, PROBLEM_NO_ROUTE, NULL, "no road route joins the pickup and the dropoff");
+	}
 }
 
 void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
@@ -185,7 +237,12 @@ static void estimate(struct http_req *req, void *ctx)
 		return;
 	}
 	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
-	pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare);
+	int bad = 0;
+	rh_err re = pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare, &bad);
+	if (re != RH_OK) {
+		pricing_reply_route_error(req, re, bad);
+		return;
+	}
 	q.expires_ms = rh_wall_ms() + p->cfg->quote_ttl_ms;
 	char id[QUOTE_ID_MAX], exp[32];
 	pricing_quote_sign(&p->key, &q, id, sizeof id);
@@ -221,13 +278,24 @@ static void estimate(struct http_req *req, void *ctx)
 	sb_puts(&sb, ",\"total\":");
 	sb_int(&sb, f->total);
 	sb_puts(&sb, "},\"pickup_eta_s\":");
-	struct presence_hit hit;
-	if (presence_nearest(p->srv->presence, plat, plng, (double)p->cfg->eta_radius_m, DRIVER_AVAILABLE, 1u << vehicle,
-			     &hit, 1) == 1) {
-		double road = hit.dist_m * p->cfg->detour_factor;
-		sb_int(&sb, llround(road / (p->cfg->average_speed_kmh / 3.6)));
+	/* The nearest few by air, the quickest of them by road. */
+	struct presence_hit hit[8];
+	size_t nh = presence_nearest(p->srv->presence, plat, plng, (double)p->cfg->eta_radius_m, DRIVER_AVAILABLE,
+				     1u << vehicle, hit, routing_loaded(p->srv->routing) ? 8 : 1);
+	double hl[8], hn[8], eta[8], dist[8];
+	for (size_t i = 0; i < nh; i++) {
+		hl[i] = hit[i].lat;
+		hn[i] = hit[i].lon;
+	}
+	pricing_etas(p, hl, hn, nh, plat, plng, eta, dist);
+	int best = -1;
+	for (size_t i = 0; i < nh; i++)
+		if (eta[i] >= 0 && (best < 0 || eta[i] < eta[best]))
+			best = (int)i;
+	if (best >= 0) {
+		sb_int(&sb, llround(eta[best]));
 		sb_puts(&sb, ",\"nearest_driver_m\":");
-		sb_int(&sb, llround(road));
+		sb_int(&sb, llround(dist[best]));
 	} else {
 		sb_puts(&sb, "null");
 	}

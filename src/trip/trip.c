@@ -535,7 +535,12 @@ static void ride_request(struct http_req *req, void *ctx)
 		}
 		fare = q.fare;
 	} else {
-		pricing_estimate(srv->pricing, vehicle, plat, plng, dlat, dlng, &fare);
+		int bad = 0;
+		rh_err re = pricing_estimate(srv->pricing, vehicle, plat, plng, dlat, dlng, &fare, &bad);
+		if (re != RH_OK) {
+			pricing_reply_route_error(req, re, bad);
+			goto out;
+		}
 	}
 
 	cJSON *fj = cJSON_CreateObject();

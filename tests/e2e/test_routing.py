@@ -96,3 +96,67 @@ def test_import_refuses_bad_input(tmp_path):
     assert r.returncode == 1
     r = subprocess.run([RIDEHAILD, "map", "import"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+@needs_monaco
+def test_estimates_and_rides_use_the_road_graph(make_daemon, monaco_map, pg):
+    d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(monaco_map), "RIDEHAIL_MATCH_AUTO": "false"})
+    q = "pickup_lat=43.727687&pickup_lng=7.418737&dropoff_lat=43.74958&dropoff_lng=7.436566"
+    e = d.get("/v1/estimate?" + q)
+    assert e.status == 200, e
+    e = e.json()
+    route = d.get("/v1/route?from_lat=43.727687&from_lng=7.418737&to_lat=43.74958&to_lng=7.436566").json()
+    assert e["method"] == "road"
+    assert e["distance_m"] == round(route["properties"]["distance_m"])
+    assert e["duration_s"] == round(route["properties"]["duration_s"])
+    f = e["fare"]
+    assert f["distance"] == (156 * e["distance_m"] + 500) // 1000 and f["time"] == (30 * e["duration_s"] + 30) // 60
+    # off the map: the point is named, nothing is written
+    body = problem(d.get("/v1/estimate?pickup_lat=43.7307&pickup_lng=7.4213&dropoff_lat=48.85&dropoff_lng=2.35"),
+                   422, "point-off-map")
+    assert body["field"] == "dropoff"
+    rider, rh = d.rider_session()
+    body = problem(d.post("/v1/rides", {"pickup": {"lat": 0.5, "lng": 0.5}, "dropoff": {"lat": 43.7307, "lng": 7.4213}},
+                          headers=rh), 422, "point-off-map")
+    assert body["field"] == "pickup"
+    r = d.post("/v1/rides", {"pickup": {"lat": 43.727687, "lng": 7.418737},
+                             "dropoff": {"lat": 43.74958, "lng": 7.436566}, "quote_id": e["quote_id"]}, headers=rh)
+    assert r.status == 201, r
+    t = r.json()
+    assert t["estimate"] == {"distance_m": e["distance_m"], "duration_s": e["duration_s"], "method": "road"}
+    assert pg.query(d.db, "SELECT count(*) FROM trips")[0][0] == 1
+
+
+@needs_monaco
+def test_dispatch_ranks_by_road_eta(make_daemon, monaco_map):
+    """Two drivers near a pickup: the offer goes to the one quicker by road
+    (GET /v1/route says which), with its road ETA as pickup_eta_s."""
+    import asyncio  # noqa: F401 (the websockets client runs on asyncio)
+    from test_presence import token_of
+    from wsapp import Driver, App, run
+    d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(monaco_map)})
+    pickup = (43.7307, 7.4213)
+
+    async def go():
+        apps = []
+        for at in ((43.7350, 7.4240), (43.7290, 7.4180)):
+            drv, hdr = d.driver_session()
+            app = await Driver.connect(d, token_of(hdr), drv["id"])
+            await app.recv("driver.status.changed")
+            await app.ping(*at, accuracy_m=5)
+            await app.go("available")
+            apps.append(app)
+        etas = []
+        for at in ((43.7350, 7.4240), (43.7290, 7.4180)):
+            r = d.get(f"/v1/route?from_lat={at[0]}&from_lng={at[1]}&to_lat={pickup[0]}&to_lng={pickup[1]}").json()
+            etas.append(r["properties"]["duration_s"])
+        best = 0 if etas[0] <= etas[1] else 1
+        rider, rh = d.rider_session()
+        r = d.post("/v1/rides", {"pickup": {"lat": pickup[0], "lng": pickup[1]},
+                                 "dropoff": {"lat": 43.74958, "lng": 7.436566}}, headers=rh)
+        assert r.status == 201, r
+        offer = (await apps[best].recv("ride.offer", timeout=5))["payload"]
+        assert abs(offer["pickup_eta_s"] - etas[best]) <= 1, (offer, etas)
+        for a in apps:
+            await a.close()
+    run(go())
