@@ -154,6 +154,7 @@ struct trip_cfg {
 	double rides_per_minute;    /* ride requests per rider (bursts of the same) */
 	int64_t min_trip_m;         /* pickup and dropoff closer than this are refused */
 	int64_t batch_max;          /* transitions committed together in one transaction */
+	int64_t batch_lanes;        /* batches at the database at once (trips spread by id) */
 };
 #define TARIFF_MAX 16
 

@@ -10,10 +10,11 @@
  * status and version. This module validates input, calls it, and keeps
  * presence's copy of the driver's status in step with the answer.
  *
- * Group commit: transitions that arrive while one batch is at the database
- * wait and go together in the next (trip_transitions(), one subtransaction
- * each), so at load one commit carries many transitions and at rest a
- * transition waits for nothing.
+ * Group commit: transitions that arrive while a batch is at the database
+ * wait and go together in the next (trip_transitions()), so at load one
+ * commit carries many transitions and at rest a transition waits for
+ * nothing. Trips are spread over trip.batch_lanes lanes by id; one trip's
+ * transitions are applied in the order asked.
  *
  * Endpoints: POST /v1/rides, GET /v1/rides, GET /v1/rides/{id},
  * POST /v1/rides/{id}/{cancel,assign,arrived,start,complete,rating},

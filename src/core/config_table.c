@@ -301,6 +301,8 @@ static const struct cfg_key trip_keys[] = {
 	  "A pickup and dropoff closer than this are refused (422)." },
 	{ "batch_max", CFG_INT, K(trip_cfg, batch_max), "256", 1, 10000, "transitions", NULL,
 	  "Trip transitions that arrive together are committed in one transaction, up to this many." },
+	{ "batch_lanes", CFG_INT, K(trip_cfg, batch_lanes), "2", 1, 8, "batches", NULL,
+	  "Batches of transitions at the database at once; trips are spread over them by id, so one trip's transitions stay in order. At most database.pool_size is useful." },
 	{ 0 }
 };
 

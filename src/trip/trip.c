@@ -51,21 +51,35 @@ struct tx_item {
 };
 TAILQ_HEAD(tx_queue, tx_item);
 
+struct lane;
+
 struct tx_batch {
 	struct trips *t;
+	struct lane *lane;
 	int n;
 	struct tx_item **items;
 	char *json;  /* the items as sent (kept to send again) */
 	bool safe;   /* sent with one subtransaction per item */
 };
 
-struct trips {
-	struct server *srv;
+/* Transitions are spread over lanes by trip: each lane has one batch at the
+ * database at a time (the next one gathers meanwhile), so one trip's
+ * transitions stay in order and never race each other, while lanes use
+ * several connections of the pool. */
+#define LANES_MAX 8
+struct lane {
+	struct trips *t;
 	struct tx_queue queue;
 	int queued;
-	bool inflight;    /* one batch at the database at a time: the next one gathers meanwhile */
+	bool inflight;
 	bool scheduled;
 	struct event *flush_ev;
+};
+
+struct trips {
+	struct server *srv;
+	struct lane lanes[LANES_MAX];
+	int nlanes;
 	struct ratelimit *rl_rides;
 	struct trip_listener listener;
 	struct metric_family *f_transitions, *f_batch, *f_requests;
@@ -105,21 +119,21 @@ static struct db_stmt st_list[3] = {
 
 /* ------------------------------------------------------------ transitions */
 
-static void flush(struct trips *t);
+static void flush(struct lane *l);
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct trips *t = arg;
-	t->scheduled = false;
-	flush(t);
+	struct lane *l = arg;
+	l->scheduled = false;
+	flush(l);
 }
 
-static void schedule(struct trips *t)
+static void schedule(struct lane *l)
 {
-	if (t->inflight || t->scheduled || t->queued == 0)
+	if (l->inflight || l->scheduled || l->queued == 0)
 		return;
-	t->scheduled = true;
-	event_active(t->flush_ev, EV_TIMEOUT, 0);
+	l->scheduled = true;
+	event_active(l->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void count_transition(struct trips *t, enum trip_state to, int status, const cJSON *body)
@@ -161,7 +175,7 @@ static void batch_done(void *arg, const struct db_result *res)
 		batch_send(b);
 		return;
 	}
-	t->inflight = false;
+	b->lane->inflight = false;
 	int rows = res->err == RH_OK ? db_rows(res) : 0;
 	if (res->err != RH_OK)
 		log_warn(NULL, "trip: a batch of %d transitions failed: %s%s", b->n, res->message,
@@ -194,10 +208,11 @@ static void batch_done(void *arg, const struct db_result *res)
 		cJSON_free(it->json);
 		rh_free(it);
 	}
+	struct lane *l = b->lane;
 	rh_free(b->items);
 	rh_free(b->json);
 	rh_free(b);
-	schedule(t);
+	schedule(l);
 }
 
 static void batch_send(struct tx_batch *b)
@@ -206,23 +221,25 @@ static void batch_send(struct tx_batch *b)
 	db_query(b->t->srv->db, &st_transitions, params, batch_done, b);
 }
 
-static void flush(struct trips *t)
+static void flush(struct lane *l)
 {
-	if (t->inflight || t->queued == 0)
+	struct trips *t = l->t;
+	if (l->inflight || l->queued == 0)
 		return;
 	int max = (int)t->srv->cfg.trip.batch_max;
-	int n = t->queued < max ? t->queued : max;
+	int n = l->queued < max ? l->queued : max;
 	struct tx_batch *b = RH_NEW(struct tx_batch);
 	b->t = t;
+	b->lane = l;
 	b->n = n;
 	b->items = rh_calloc((size_t)n, sizeof *b->items);
 	struct strbuf sb;
 	sb_init(&sb, 64u << 20);
 	sb_putc(&sb, '[');
 	for (int i = 0; i < n; i++) {
-		struct tx_item *it = TAILQ_FIRST(&t->queue);
-		TAILQ_REMOVE(&t->queue, it, link);
-		t->queued--;
+		struct tx_item *it = TAILQ_FIRST(&l->queue);
+		TAILQ_REMOVE(&l->queue, it, link);
+		l->queued--;
 		b->items[i] = it;
 		if (i)
 			sb_putc(&sb, ',');
@@ -230,7 +247,7 @@ static void flush(struct trips *t)
 	}
 	sb_putc(&sb, ']');
 	metric_observe(t->f_batch, t->m_batch, n);
-	t->inflight = true;
+	l->inflight = true;
 	b->json = sb_take(&sb, NULL);
 	b->safe = n == 1; /* alone, its error is its own answer anyway */
 	batch_send(b);
@@ -251,9 +268,13 @@ void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, c
 	it->to = to;
 	it->cb = cb;
 	it->arg = arg;
-	TAILQ_INSERT_TAIL(&t->queue, it, link);
-	t->queued++;
-	schedule(t);
+	uint32_t h = 2166136261u; /* FNV-1a of the id: a trip always takes the same lane */
+	for (const char *c = trip_id; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	struct lane *l = &t->lanes[h % (uint32_t)t->nlanes];
+	TAILQ_INSERT_TAIL(&l->queue, it, link);
+	l->queued++;
+	schedule(l);
 }
 
 /* ------------------------------------------------------------ HTTP helpers */
@@ -896,8 +917,13 @@ struct trips *trips_new(struct server *srv)
 	static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 	struct trips *t = RH_NEW(struct trips);
 	t->srv = srv;
-	TAILQ_INIT(&t->queue);
-	t->flush_ev = evtimer_new(srv->base, flush_cb, t);
+	t->nlanes = (int)srv->cfg.trip.batch_lanes;
+	for (int i = 0; i < t->nlanes; i++) {
+		struct lane *l = &t->lanes[i];
+		l->t = t;
+		TAILQ_INIT(&l->queue);
+		l->flush_ev = evtimer_new(srv->base, flush_cb, l);
+	}
 	t->rl_rides = ratelimit_new(srv->cfg.trip.rides_per_minute, srv->cfg.trip.rides_per_minute, RATELIMIT_KEYS);
 	t->f_transitions = metrics_counter(srv->metrics, "ridehail_trip_transitions_total",
 					   "Trip transitions asked for, by target state and result (ok, repeated, refused, not_found, unavailable, error).",
@@ -930,13 +956,16 @@ void trips_free(struct trips *t)
 	if (!t)
 		return;
 	struct tx_item *it;
-	while ((it = TAILQ_FIRST(&t->queue))) {
-		TAILQ_REMOVE(&t->queue, it, link);
-		cJSON_free(it->json);
-		rh_free(it);
+	for (int i = 0; i < t->nlanes; i++) {
+		struct lane *l = &t->lanes[i];
+		while ((it = TAILQ_FIRST(&l->queue))) {
+			TAILQ_REMOVE(&l->queue, it, link);
+			cJSON_free(it->json);
+			rh_free(it);
+		}
+		if (l->flush_ev)
+			event_free(l->flush_ev);
 	}
-	if (t->flush_ev)
-		event_free(t->flush_ev);
 	ratelimit_free(t->rl_rides);
 	rh_free(t);
 }
