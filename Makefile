@@ -13,7 +13,7 @@
 SANITIZE ?= 0
 CC       ?= cc
 PYTHON   ?= /usr/bin/python3
-PKGS     := libevent libpq libcjson libsodium
+PKGS     := libevent libpq libcjson libsodium libnats
 
 ifeq ($(SANITIZE),1)
 O        := build/san

@@ -21,6 +21,7 @@ struct gateway;
 struct presence;
 struct pricing;
 struct trips;
+struct events;
 
 struct server {
 	struct rh_config cfg;
@@ -35,6 +36,7 @@ struct server {
 	struct presence *presence;
 	struct pricing *pricing;
 	struct trips *trips;
+	struct events *events;
 	char listen_addr[80];  /* as bound (port 0 resolved) */
 	int64_t started_wall_ms;
 	int64_t started_mono_ns;

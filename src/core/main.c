@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "core/settings.h"
+#include "events/events.h"
 #include "store/migrations.h"
 
 extern char **environ;
@@ -25,6 +26,8 @@ static void usage(FILE *out)
 		"                                        apply pending schema migrations (or show the version)\n"
 		"       ridehaild [options] admin <command> ...\n"
 		"                                        create accounts, mint tokens (ridehaild admin --help)\n"
+		"       ridehaild [options] events tail [--subject S] [--all] [--count N] [--idle-exit D]\n"
+		"                                        print events from the JetStream stream as JSON lines\n"
 		"\n"
 		"options:\n"
 		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
@@ -95,7 +98,8 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0) {
+	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 &&
+	    strcmp(command, "events") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
 		usage(stderr);
 		return 2;
@@ -138,7 +142,8 @@ int main(int argc, char **argv)
 	}
 	if (command) {
 		int rc = strcmp(command, "admin") == 0 ? auth_admin_cli(&cfg, argc - optind, argv + optind)
-						      : migrate_cli(cfg.database.url, status);
+			 : strcmp(command, "events") == 0 ? events_cli(&cfg, argc - optind, argv + optind)
+							  : migrate_cli(cfg.database.url, status);
 		config_fini(&cfg);
 		return rc;
 	}
