@@ -12,3 +12,27 @@ CREATE TABLE outbox_relay_lease (
     holder     text NOT NULL,
     expires_at timestamptz NOT NULL
 );
+
+-- true when p_holder holds the lease (taking it if free or expired). A
+-- holder with more than half its time left only reads, so an idle relay
+-- polling the outbox writes nothing.
+CREATE FUNCTION outbox_relay_claim(p_holder text, p_ttl_ms integer) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    l outbox_relay_lease;
+BEGIN
+    SELECT * INTO l FROM outbox_relay_lease WHERE name = 'outbox';
+    IF FOUND AND l.holder = p_holder AND l.expires_at > now() + make_interval(secs => p_ttl_ms / 2000.0) THEN
+        RETURN true;
+    END IF;
+    IF FOUND AND l.holder <> p_holder AND l.expires_at > now() THEN
+        RETURN false;
+    END IF;
+    -- Two relays racing here are serialized by the row lock; the loser
+    -- re-checks the winner's row and updates nothing.
+    INSERT INTO outbox_relay_lease AS x (name, holder, expires_at)
+    VALUES ('outbox', p_holder, now() + make_interval(secs => p_ttl_ms / 1000.0))
+    ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+     WHERE x.holder = EXCLUDED.holder OR x.expires_at < now();
+    RETURN FOUND;
+END
+$$;

@@ -19,7 +19,8 @@
 #include "core/worker.h"
 #include "store/db.h"
 
-/* The claim renews the lease and returns the next batch to its holder only:
+/* The claim renews the lease (sql/006_events.sql) and returns the next
+ * batch to its holder only:
  * the lowest unpublished rows by id, at most one per trip (the trip's
  * lowest), so that a trip's next event is published only once the previous
  * one is acknowledged and per-trip order holds whatever order acks come
@@ -28,13 +29,8 @@
  * trip" is the trip's next event. */
 static struct db_stmt st_claim = {
 	"events_claim",
-	"WITH lease AS ("
-	"  INSERT INTO outbox_relay_lease AS l (name, holder, expires_at)"
-	"  VALUES ('outbox', $1, now() + make_interval(secs => $2::float8 / 1000))"
-	"  ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at"
-	"   WHERE l.holder = EXCLUDED.holder OR l.expires_at < now()"
-	"  RETURNING 1),"
-	" w AS (SELECT o.* FROM outbox o WHERE o.published_at IS NULL AND EXISTS (SELECT 1 FROM lease)"
+	"WITH lease AS (SELECT outbox_relay_claim($1, $2::integer) AS mine),"
+	" w AS (SELECT o.* FROM outbox o WHERE o.published_at IS NULL AND (SELECT mine FROM lease)"
 	"       ORDER BY o.id LIMIT $3::integer * 4),"
 	" f AS (SELECT DISTINCT ON (aggregate_id) * FROM w ORDER BY aggregate_id, id)"
 	" SELECT id, event_id, event_type, aggregate_id, aggregate_seq,"
@@ -89,6 +85,7 @@ struct batch {
 	int n;
 	int hint;             /* where the next ack is looked for (acks come in order) */
 	bool connect_failed;
+	bool connected;       /* the connection's state when the job ended */
 	char error[256];
 };
 
@@ -246,8 +243,12 @@ static void batch_run(struct worker_job *job)
 	struct batch *b = (struct batch *)job;
 	struct events *ev = b->ev;
 	struct nats_link *l = &ev->link;
-	if (!link_connect(ev, b))
+	if (!link_connect(ev, b)) {
+		b->connected = false;
+		for (int i = 0; i < b->n; i++)
+			b->e[i].state = ENT_FAILED;
 		return;
+	}
 	pthread_mutex_lock(&l->mu);
 	l->current = b;
 	pthread_mutex_unlock(&l->mu);
@@ -298,6 +299,7 @@ static void batch_run(struct worker_job *job)
 			l->stream_ready = false; /* the stream is gone: create it again */
 	}
 	pthread_mutex_unlock(&l->mu);
+	b->connected = l->nc && natsConnection_Status(l->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
 /* ------------------------------------------------------------ loop */
@@ -352,7 +354,7 @@ static void batch_done(struct worker_job *job)
 {
 	struct batch *b = (struct batch *)job;
 	struct events *ev = b->ev;
-	metric_set(ev->m_connected, ev->link.nc && !b->connect_failed ? 1 : 0);
+	metric_set(ev->m_connected, b->connected ? 1 : 0);
 	if (ev->stopping) {
 		ev->busy = false;
 		batch_free(b);
@@ -552,8 +554,8 @@ struct events *events_new(struct server *srv)
 	ev->pool = worker_pool_new(srv->base, 1, 2);
 	ev->tick = evtimer_new(srv->base, tick_cb, ev);
 	ev->on = true;
-	log_info(NULL, "events: relay to %s, stream %s, subjects %s.<event_type>", ev->cfg->url, ev->cfg->stream,
-		 ev->cfg->subject_prefix);
+	log_info(NULL, "events: relay %s to %s, stream %s, subjects %s.<event_type>", ev->holder, ev->cfg->url,
+		 ev->cfg->stream, ev->cfg->subject_prefix);
 	schedule(ev, 0);
 	return ev;
 }
