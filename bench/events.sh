@@ -62,7 +62,7 @@ conn.autocommit = False
 cur = conn.cursor()
 INSERT = """INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
             SELECT 'trip.bench', 'bench', a, a, 1, jsonb_build_object('n', g)
-            FROM generate_series(1, %s) g, LATERAL (SELECT gen_random_uuid() AS a) x"""
+            FROM (SELECT gen_random_uuid() AS a, g FROM generate_series(1, %s) g) x"""
 def wait_empty(timeout=300):
     end = time.time() + timeout
     while time.time() < end:

@@ -55,7 +55,8 @@ int events_cli(const struct rh_config *cfg, int argc, char **argv)
 		}
 	}
 	if (!cfg->events.url || !*cfg->events.url) {
-		fprintf(stderr, "ridehaild events tail: events.url is empty (set RIDEHAIL_EVENTS_URL)\n");
+		fprintf(stderr, "ridehaild events tail: events.url is empty (set RIDEHAIL_EVENTS_URL; "
+				"make run's local server is nats://127.0.0.1:14222)\n");
 		return 1;
 	}
 	natsConnection *nc = NULL;
