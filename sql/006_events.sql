@@ -36,3 +36,16 @@ BEGIN
     RETURN FOUND;
 END
 $$;
+
+-- Webhook deliveries given up after webhooks.max_attempts (src/events/webhook.c):
+-- what, to whom, and the last error, for an operator to replay or drop.
+CREATE TABLE webhook_dead_letters (
+    id         bigserial PRIMARY KEY,
+    endpoint   text NOT NULL,
+    event_id   uuid NOT NULL,
+    event_type text NOT NULL,
+    attempts   integer NOT NULL,
+    last_error text NOT NULL,
+    body       jsonb NOT NULL,
+    failed_at  timestamptz NOT NULL DEFAULT now()
+);

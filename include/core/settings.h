@@ -145,6 +145,14 @@ struct events_cfg {
 	int64_t lease_ttl_ms;       /* one relay among daemons sharing the database holds the lease */
 	int64_t stats_interval_ms;  /* backlog metrics refresh */
 };
+struct webhooks_cfg {
+	char *urls;                 /* http:// endpoints, comma-separated; empty: no webhooks */
+	char *secret;               /* HMAC-SHA-256 key of the signature */
+	int64_t timeout_ms;         /* one delivery, connect to response */
+	int64_t max_attempts;       /* failed deliveries before the dead letter */
+	int64_t retry_min_ms;       /* redelivery delay, doubling... */
+	int64_t retry_max_ms;       /* ...up to this */
+};
 
 struct rh_config {
 	struct server_cfg server;
@@ -158,6 +166,7 @@ struct rh_config {
 	struct pricing_cfg pricing;
 	struct trip_cfg trip;
 	struct events_cfg events;
+	struct webhooks_cfg webhooks;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

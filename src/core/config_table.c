@@ -285,6 +285,23 @@ static const struct cfg_key events_keys[] = {
 	{ 0 }
 };
 
+static const struct cfg_key webhooks_keys[] = {
+	{ "urls", CFG_STR, K(webhooks_cfg, urls), "", 0, 4096, NULL, NULL,
+	  "http:// endpoints every published event is POSTed to, comma-separated (at most 8). Empty: no webhooks. They are fed from the event stream, so they need events.sink = nats." },
+	{ "secret", CFG_STR, K(webhooks_cfg, secret), "", 0, 1024, NULL, NULL,
+	  "Key of the Ridehail-Signature header: v1=hex(HMAC-SHA-256(secret, \"<Ridehail-Timestamp>.<body>\")). Required with urls.",
+	  CFG_F_SECRET },
+	{ "timeout", CFG_DURATION, K(webhooks_cfg, timeout_ms), "5s", MS(100), SEC(300), "s", NULL,
+	  "One delivery, connect to response status; past it the delivery has failed." },
+	{ "max_attempts", CFG_INT, K(webhooks_cfg, max_attempts), "8", 1, 1000, "attempts", NULL,
+	  "Failed deliveries of one event before it is given up and written to webhook_dead_letters." },
+	{ "retry_min", CFG_DURATION, K(webhooks_cfg, retry_min_ms), "1s", MS(10), SEC(3600), "s", NULL,
+	  "Delay before the second attempt, doubling with each further failure..." },
+	{ "retry_max", CFG_DURATION, K(webhooks_cfg, retry_max_ms), "5m", MS(10), SEC(86400), "s", NULL,
+	  "...up to this." },
+	{ 0 }
+};
+
 static bool tariff_validate(const void *section, char *err, size_t errlen)
 {
 	const struct tariff_cfg *t = section;
@@ -345,6 +362,10 @@ static const struct cfg_section events_section = {
 	.name = "events", .keys = events_keys, .offset = offsetof(struct rh_config, events),
 	.help = "The outbox relay: committed trip events published in order to NATS JetStream.",
 };
+static const struct cfg_section webhooks_section = {
+	.name = "webhooks", .keys = webhooks_keys, .offset = offsetof(struct rh_config, webhooks),
+	.help = "Signed webhooks: every published event POSTed to HTTP endpoints, with retries, backoff and a dead letter.",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -365,6 +386,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&pricing_section,
 	&trip_section,
 	&events_section,
+	&webhooks_section,
 	&tariff_section,
 	NULL,
 };

@@ -1,5 +1,6 @@
 /* The outbox relay (see include/events/events.h for the design). */
 #include "events/events.h"
+#include "events/webhook.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -109,6 +110,7 @@ struct events {
 	char holder[64];
 	struct worker_pool *pool;
 	struct nats_link link;
+	struct webhooks *webhooks;
 	struct event *tick, *stats_timer;
 	int64_t backoff_ms;
 	int failures;        /* consecutive failed batches */
@@ -516,6 +518,7 @@ struct events *events_new(struct server *srv)
 	db_register(srv->db, &st_mark);
 	db_register(srv->db, &st_release);
 
+	ev->webhooks = webhooks_new(srv);
 	if (ev->cfg->sink == EVENTS_SINK_NONE) {
 		log_info(NULL, "events: sink = none: the relay is off, events stay in the outbox");
 		return ev;
@@ -571,6 +574,7 @@ void events_stop(struct events *ev)
 	if (!ev || ev->stopping)
 		return;
 	ev->stopping = true;
+	webhooks_stop(ev->webhooks);
 	event_del(ev->stats_timer);
 	if (!ev->on)
 		return;
@@ -584,6 +588,7 @@ void events_free(struct events *ev)
 	if (!ev)
 		return;
 	ev->stopping = true;
+	webhooks_free(ev->webhooks);
 	if (ev->on) {
 		worker_pool_free(ev->pool); /* waits for a batch in flight; its done frees it */
 		link_reset(&ev->link);
