@@ -20,7 +20,9 @@ start() {
 	running && return 0
 	command -v nats-server >/dev/null || { echo "localnats: nats-server is not installed (make deps)" >&2; exit 1; }
 	mkdir -p "$dir"
-	nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/store" -P "$pidf" -l "$dir/nats-server.log" &
+	# its own session, as pg_ctl does for the database: it outlives the run
+	setsid nats-server -js -a 127.0.0.1 -p "$port" -sd "$dir/store" -P "$pidf" -l "$dir/nats-server.log" \
+		</dev/null >/dev/null 2>&1 &
 	for _ in $(seq 1 100); do
 		if running && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 			return 0

@@ -362,6 +362,17 @@ static void batch_done(struct worker_job *job)
 		batch_free(b);
 		return;
 	}
+	if (b->n == 0) { /* the first job: connect and create the stream before any event */
+		ev->busy = false;
+		if (b->connected) {
+			succeeded(ev);
+			schedule(ev, 0);
+		} else {
+			failed(ev, b->error[0] ? b->error : "cannot reach NATS");
+		}
+		batch_free(b);
+		return;
+	}
 	struct strbuf ids;
 	sb_init(&ids, 1u << 20);
 	sb_putc(&ids, '{');
@@ -559,7 +570,18 @@ struct events *events_new(struct server *srv)
 	ev->on = true;
 	log_info(NULL, "events: relay %s to %s, stream %s, subjects %s.<event_type>", ev->holder, ev->cfg->url,
 		 ev->cfg->stream, ev->cfg->subject_prefix);
-	schedule(ev, 0);
+	/* connect and create the stream at once, so that consumers can
+	 * subscribe before the first event */
+	struct batch *b = RH_NEW(struct batch);
+	b->ev = ev;
+	b->job.run = batch_run;
+	b->job.done = batch_done;
+	ev->busy = true;
+	if (worker_submit(ev->pool, &b->job) != RH_OK) {
+		ev->busy = false;
+		batch_free(b);
+		schedule(ev, 0);
+	}
 	return ev;
 }
 
