@@ -221,7 +221,9 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 	}
 	if (f->type == JV_DATETIME) {
 		int64_t ms;
-		if (rh_parse_rfc3339(s, &ms) != 0) {
+		/* RFC 3339 lets applications use a space for the T, but JSON
+		 * Schema's date-time does not: neither do we at the edge. */
+		if (rh_parse_rfc3339(s, &ms) != 0 || s[10] == ' ') {
 			return fail_in(err, parent, f->name, "format", "must be an RFC 3339 date-time");
 		}
 	}

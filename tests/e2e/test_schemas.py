@@ -76,7 +76,7 @@ DEL = object()
 
 BAD_TIMES = ["2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T25:00:00Z", "2026-01-01T00:00:00",
              "2026-01-01", "yesterday", "2026-01-01T00:00:00.Z", "2026-01-01T00:00:00+2:00", "", 1767225600,
-             "2026-01-01T00:00:00Zjunk", "2026-1-01T00:00:00Z"]
+             "2026-01-01T00:00:00Zjunk", "2026-1-01T00:00:00Z", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00+24:00"]
 BAD_UUIDS = ["not-a-uuid", "", "0c7e1a7e3d1f4a4e8f6a1f4c9b2d6e70", "0c7e1a7e-3d1f-4a4e-8f6a-1f4c9b2d6e7",
              "0c7e1a7e-3d1f-4a4e-8f6a-1f4c9b2d6e7g", 12, None, "{0c7e1a7e-3d1f-4a4e-8f6a-1f4c9b2d6e70}"]
 
@@ -167,6 +167,8 @@ def corpus(me):
     add(envelope("client.heartbeat", hb, timestamp="2026-06-01T12:00:00+05:30"), "timestamp +05:30")
     add(envelope("client.heartbeat", hb, timestamp="2026-06-01T12:00:00.123456Z"), "timestamp in microseconds")
     add(envelope("client.heartbeat", hb, timestamp="2026-06-01T12:00:00Z"), "timestamp without fraction")
+    add(envelope("client.heartbeat", hb, timestamp="2026-06-01t12:00:00z"), "timestamp in lower case")
+    add(envelope("client.heartbeat", hb, timestamp="2028-02-29T12:00:00Z"), "timestamp on a leap day")
     add(envelope("client.heartbeat", hb, event_id=str(uuid.uuid4()).upper()), "upper-case uuid")
     add(envelope("client.heartbeat", hb, event_version=1.0), "event_version 1.0")
     # the rider's socket
