@@ -13,7 +13,7 @@
 SANITIZE ?= 0
 CC       ?= cc
 PYTHON   ?= /usr/bin/python3
-PKGS     := libevent libpq libcjson libsodium readosm
+PKGS     := libevent libpq libcjson libsodium readosm libnats
 
 ifeq ($(SANITIZE),1)
 O        := build/san
@@ -59,7 +59,7 @@ UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
 .PHONY: all run check check-unit check-fuzz check-e2e check-config-doc bench deps deps-check \
-        clean clean-db stop-db fuzz lint format
+        clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -145,6 +145,12 @@ stop-db:
 
 clean-db:
 	scripts/localdb.sh destroy
+
+stop-nats:
+	scripts/localnats.sh stop
+
+clean-nats:
+	scripts/localnats.sh destroy
 
 bench: all
 	scripts/bench.sh all

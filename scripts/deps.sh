@@ -10,7 +10,8 @@ DB="postgresql-15 postgresql-client-15 postgresql-15-postgis-3"
 TEST="python3 python3-pytest python3-websockets python3-jsonschema python3-yaml python3-psycopg2 python3-prometheus-client util-linux procps curl"
 # Optional packages that later modules use are added here, one line each.
 ROADS="postgresql-15-pgrouting osm2pgrouting osmium-tool" # pgRouting cross-check of routing (tests, bench-roads)
-ALL="$BUILD $DB $TEST $ROADS"
+EVENTS="libnats-dev nats-server" # the outbox relay (src/events) and its tests
+ALL="$BUILD $DB $TEST $ROADS $EVENTS"
 FUZZ="clang libclang-rt-14-dev" # scripts/fuzz.sh (make fuzz) only: `deps.sh install fuzz`
 
 missing() {

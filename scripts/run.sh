@@ -15,6 +15,13 @@ if [ -z "$url" ]; then
 	export RIDEHAIL_DATABASE_URL=$(scripts/localdb.sh url)
 	echo "run: using the local database $RIDEHAIL_DATABASE_URL (make stop-db stops it, make clean-db removes it)" >&2
 fi
+sink=$("$bin" --config "$conf" --get events.sink)
+nats=$("$bin" --config "$conf" --get events.url)
+if [ "$sink" = nats ] && [ -z "$nats" ]; then
+	scripts/localnats.sh start
+	export RIDEHAIL_EVENTS_URL=$(scripts/localnats.sh url)
+	echo "run: publishing events to the local nats-server $RIDEHAIL_EVENTS_URL (make stop-nats stops it)" >&2
+fi
 token=$("$bin" --config "$conf" --get admin.token)
 if [ -z "$token" ]; then
 	mkdir -p var

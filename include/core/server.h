@@ -24,6 +24,7 @@ struct trips;
 struct matcher;
 struct routing;
 struct routing_api;
+struct events;
 
 struct server {
 	struct rh_config cfg;
@@ -41,6 +42,7 @@ struct server {
 	struct matcher *matcher;
 	struct routing *routing;      /* NULL when routing.map is empty */
 	struct routing_api *routing_api;
+	struct events *events;
 	char listen_addr[80];  /* as bound (port 0 resolved) */
 	int64_t started_wall_ms;
 	int64_t started_mono_ns;

@@ -158,6 +158,35 @@ struct trip_cfg {
 };
 #define TARIFF_MAX 16
 
+/* The outbox relay (src/events): where committed events go. */
+enum events_sink { EVENTS_SINK_NONE, EVENTS_SINK_NATS };
+struct events_cfg {
+	int sink;                   /* enum events_sink */
+	char *url;                  /* nats://host:port[,...]; empty: the relay stays off */
+	char *subject_prefix;       /* <prefix>.<event_type> */
+	char *stream;               /* JetStream stream, created if missing */
+	int retention;              /* 0 limits, 1 interest, 2 workqueue */
+	int storage;                /* 0 file, 1 memory */
+	int64_t max_age_ms;         /* stream retention by age; 0: unlimited */
+	int64_t duplicate_window_ms; /* JetStream de-duplication window */
+	int64_t batch_size;         /* rows claimed and published at once */
+	int64_t poll_interval_ms;   /* how often an idle relay looks for new rows */
+	int64_t ack_timeout_ms;     /* a publish not acknowledged by then has failed */
+	int64_t connect_timeout_ms;
+	int64_t retry_min_ms;       /* backoff after a failure, doubling... */
+	int64_t retry_max_ms;       /* ...up to this */
+	int64_t lease_ttl_ms;       /* one relay among daemons sharing the database holds the lease */
+	int64_t stats_interval_ms;  /* backlog metrics refresh */
+};
+struct webhooks_cfg {
+	char *urls;                 /* http:// endpoints, comma-separated; empty: no webhooks */
+	char *secret;               /* HMAC-SHA-256 key of the signature */
+	int64_t timeout_ms;         /* one delivery, connect to response */
+	int64_t max_attempts;       /* failed deliveries before the dead letter */
+	int64_t retry_min_ms;       /* redelivery delay, doubling... */
+	int64_t retry_max_ms;       /* ...up to this */
+};
+
 struct rh_config {
 	struct server_cfg server;
 	struct log_cfg log;
@@ -171,6 +200,8 @@ struct rh_config {
 	struct trip_cfg trip;
 	struct match_cfg match;
 	struct routing_cfg routing;
+	struct events_cfg events;
+	struct webhooks_cfg webhooks;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

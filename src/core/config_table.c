@@ -306,6 +306,63 @@ static const struct cfg_key trip_keys[] = {
 	{ 0 }
 };
 
+static const char *const events_sinks[] = { "none", "nats", NULL };
+static const char *const events_retentions[] = { "limits", "interest", "workqueue", NULL };
+static const char *const events_storages[] = { "file", "memory", NULL };
+
+static const struct cfg_key events_keys[] = {
+	{ "sink", CFG_ENUM, K(events_cfg, sink), "nats", 0, 0, NULL, events_sinks,
+	  "Where committed outbox events are published: nats (JetStream), or none (the relay is off and the outbox accumulates)." },
+	{ "url", CFG_STR, K(events_cfg, url), "", 0, 4096, NULL, NULL,
+	  "NATS server URL(s), comma-separated (nats://host:4222). Empty: the relay stays off; `make run` starts a local nats-server -js under var/nats and sets this." },
+	{ "subject_prefix", CFG_STR, K(events_cfg, subject_prefix), "ridehail", 1, 128, NULL, NULL,
+	  "Events are published on <subject_prefix>.<event_type>, e.g. ridehail.trip.finished." },
+	{ "stream", CFG_STR, K(events_cfg, stream), "RIDEHAIL", 1, 64, NULL, NULL,
+	  "JetStream stream holding <subject_prefix>.>; created if missing (an existing one is used as it is)." },
+	{ "retention", CFG_ENUM, K(events_cfg, retention), "limits", 0, 0, NULL, events_retentions,
+	  "Retention policy of a stream the relay creates: limits (by max_age), interest or workqueue." },
+	{ "storage", CFG_ENUM, K(events_cfg, storage), "file", 0, 0, NULL, events_storages,
+	  "Storage of a stream the relay creates." },
+	{ "max_age", CFG_DURATION, K(events_cfg, max_age_ms), "7d", 0, SEC(3650.0 * 86400), "s", NULL,
+	  "A created stream keeps messages this long (0: no age limit)." },
+	{ "duplicate_window", CFG_DURATION, K(events_cfg, duplicate_window_ms), "10m", SEC(1), SEC(86400), "s", NULL,
+	  "JetStream drops a message whose id (the event_id) it has seen within this window: it must cover a crash between publish and mark, and a restart." },
+	{ "batch_size", CFG_INT, K(events_cfg, batch_size), "256", 1, 4096, "events", NULL,
+	  "Outbox rows claimed and published together (at most one per trip at a time, so per-trip order holds)." },
+	{ "poll_interval", CFG_DURATION, K(events_cfg, poll_interval_ms), "10ms", MS(1), SEC(60), "s", NULL,
+	  "How often an idle relay looks for newly committed rows (a busy one goes on at once)." },
+	{ "ack_timeout", CFG_DURATION, K(events_cfg, ack_timeout_ms), "5s", MS(100), SEC(600), "s", NULL,
+	  "A publish JetStream has not acknowledged by then counts as failed; the row is published again later." },
+	{ "connect_timeout", CFG_DURATION, K(events_cfg, connect_timeout_ms), "2s", MS(100), SEC(600), "s", NULL,
+	  "Connecting to NATS (each attempt)." },
+	{ "retry_min", CFG_DURATION, K(events_cfg, retry_min_ms), "100ms", MS(1), SEC(600), "s", NULL,
+	  "After a failure the relay waits this long, doubling on each further failure..." },
+	{ "retry_max", CFG_DURATION, K(events_cfg, retry_max_ms), "5s", MS(1), SEC(3600), "s", NULL,
+	  "...up to this." },
+	{ "lease_ttl", CFG_DURATION, K(events_cfg, lease_ttl_ms), "15s", SEC(1), SEC(3600), "s", NULL,
+	  "Daemons sharing a database publish through one relay at a time, the holder of a lease renewed with every batch; another takes over once it has expired. Keep it above ack_timeout." },
+	{ "stats_interval", CFG_DURATION, K(events_cfg, stats_interval_ms), "1s", MS(100), SEC(3600), "s", NULL,
+	  "How often the backlog metrics are read from the outbox." },
+	{ 0 }
+};
+
+static const struct cfg_key webhooks_keys[] = {
+	{ "urls", CFG_STR, K(webhooks_cfg, urls), "", 0, 4096, NULL, NULL,
+	  "http:// endpoints every published event is POSTed to, comma-separated (at most 8). Empty: no webhooks. They are fed from the event stream, so they need events.sink = nats." },
+	{ "secret", CFG_STR, K(webhooks_cfg, secret), "", 0, 1024, NULL, NULL,
+	  "Key of the Ridehail-Signature header: v1=hex(HMAC-SHA-256(secret, \"<Ridehail-Timestamp>.<body>\")). Required with urls.",
+	  CFG_F_SECRET },
+	{ "timeout", CFG_DURATION, K(webhooks_cfg, timeout_ms), "5s", MS(100), SEC(300), "s", NULL,
+	  "One delivery, connect to response status; past it the delivery has failed." },
+	{ "max_attempts", CFG_INT, K(webhooks_cfg, max_attempts), "8", 1, 1000, "attempts", NULL,
+	  "Failed deliveries of one event before it is given up and written to webhook_dead_letters." },
+	{ "retry_min", CFG_DURATION, K(webhooks_cfg, retry_min_ms), "1s", MS(10), SEC(3600), "s", NULL,
+	  "Delay before the second attempt, doubling with each further failure..." },
+	{ "retry_max", CFG_DURATION, K(webhooks_cfg, retry_max_ms), "5m", MS(10), SEC(86400), "s", NULL,
+	  "...up to this." },
+	{ 0 }
+};
+
 static bool tariff_validate(const void *section, char *err, size_t errlen)
 {
 	const struct tariff_cfg *t = section;
@@ -370,6 +427,14 @@ static const struct cfg_section routing_section = {
 	.name = "routing", .keys = routing_keys, .offset = offsetof(struct rh_config, routing),
 	.help = "Roads: the OpenStreetMap car graph behind GET /v1/route and road ETAs.",
 };
+static const struct cfg_section events_section = {
+	.name = "events", .keys = events_keys, .offset = offsetof(struct rh_config, events),
+	.help = "The outbox relay: committed trip events published in order to NATS JetStream.",
+};
+static const struct cfg_section webhooks_section = {
+	.name = "webhooks", .keys = webhooks_keys, .offset = offsetof(struct rh_config, webhooks),
+	.help = "Signed webhooks: every published event POSTed to HTTP endpoints, with retries, backoff and a dead letter.",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -391,6 +456,8 @@ const struct cfg_section *const cfg_sections[] = {
 	&trip_section,
 	&match_section,
 	&routing_section,
+	&events_section,
+	&webhooks_section,
 	&tariff_section,
 	NULL,
 };

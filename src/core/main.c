@@ -12,6 +12,7 @@
 #include "core/server.h"
 #include "core/settings.h"
 #include "routing/routing.h"
+#include "events/events.h"
 #include "store/migrations.h"
 
 extern char **environ;
@@ -28,6 +29,8 @@ static void usage(FILE *out)
 		"                                        create accounts, mint tokens (ridehaild admin --help)\n"
 		"       ridehaild [options] map import <extract.osm.pbf|.osm|.osm.gz|.osm.bz2> -o <file.map>\n"
 		"                                        build a road map for [routing] map\n"
+		"       ridehaild [options] events tail [--subject S] [--all] [--count N] [--idle-exit D]\n"
+		"                                        print events from the JetStream stream as JSON lines\n"
 		"\n"
 		"options:\n"
 		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
@@ -98,7 +101,8 @@ int main(int argc, char **argv)
 			}
 		}
 	}
-	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 && strcmp(command, "map") != 0) {
+	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 && strcmp(command, "map") != 0 &&
+	    strcmp(command, "events") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
 		usage(stderr);
 		return 2;
@@ -146,7 +150,8 @@ int main(int argc, char **argv)
 	}
 	if (command) {
 		int rc = strcmp(command, "admin") == 0 ? auth_admin_cli(&cfg, argc - optind, argv + optind)
-						      : migrate_cli(cfg.database.url, status);
+			 : strcmp(command, "events") == 0 ? events_cli(&cfg, argc - optind, argv + optind)
+							  : migrate_cli(cfg.database.url, status);
 		config_fini(&cfg);
 		return rc;
 	}

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "events/events.h"
 #include "core/admin.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
@@ -76,6 +77,7 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	srv->pricing = pricing_new(srv);
 	srv->trips = trips_new(srv);
 	srv->matcher = matcher_new(srv);
+	srv->events = events_new(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -101,6 +103,7 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 	if (http_server_inflight(srv->http) > 0 || gateway_sessions(srv->gateway) > 0)
 		return;
 	presence_stop(srv->presence); /* last history batch, before the pool closes */
+	events_stop(srv->events);
 	event_del(srv->drain_check);
 	db_close(srv->db, db_closed, srv);
 }
@@ -212,6 +215,7 @@ void server_fini(struct server *srv)
 	 * HTTP server, then the pool. */
 	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
 	matcher_free(srv->matcher);
+	events_free(srv->events);
 	trips_free(srv->trips);
 	pricing_free(srv->pricing);
 	presence_free(srv->presence);

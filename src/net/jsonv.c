@@ -145,7 +145,9 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 			return fail_in(err, parent, f->name, "type", what);
 		}
 		double d = v->valuedouble;
-		if (f->type == JV_INTEGER && (d != floor(d) || fabs(d) > MAX_SAFE_INTEGER)) {
+		/* A whole number out of range is a range violation, as a JSON
+		 * Schema validator reports it, even past 2^53. */
+		if (f->type == JV_INTEGER && d != floor(d)) {
 			return fail_in(err, parent, f->name, "type", "must be an integer");
 		}
 		char what[64], num[32];
@@ -158,6 +160,9 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 			fmt_num(num, sizeof num, f->max);
 			snprintf(what, sizeof what, "must be at most %s", num);
 			return fail_in(err, parent, f->name, "maximum", what);
+		}
+		if (f->type == JV_INTEGER && fabs(d) > MAX_SAFE_INTEGER) {
+			return fail_in(err, parent, f->name, "type", "must be an integer");
 		}
 		return true;
 	}
@@ -216,7 +221,9 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 	}
 	if (f->type == JV_DATETIME) {
 		int64_t ms;
-		if (rh_parse_rfc3339(s, &ms) != 0) {
+		/* RFC 3339 lets applications use a space for the T, but JSON
+		 * Schema's date-time does not: neither do we at the edge. */
+		if (rh_parse_rfc3339(s, &ms) != 0 || s[10] == ' ') {
 			return fail_in(err, parent, f->name, "format", "must be an RFC 3339 date-time");
 		}
 	}

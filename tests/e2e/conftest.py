@@ -380,3 +380,64 @@ def problem(resp, status, slug=None):
     if slug:
         assert body["type"].endswith("/" + slug), body
     return body
+
+
+# ---------------------------------------------------------------- NATS
+
+class NatsServer:
+    """A throwaway `nats-server -js` on a free port; its store survives
+    stop()/start(), as a real server's disk does across a restart."""
+
+    def __init__(self, base=None):
+        exe = shutil.which("nats-server")
+        assert exe, "nats-server is not installed: make deps (scripts/deps.sh) installs it"
+        self.exe = exe
+        self.dir = Path(base or tempfile.mkdtemp(prefix="rh-nats-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+        self.log = self.dir / "nats.log"
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout=10):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([self.exe, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                                      "-sd", str(self.dir / "store")],
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    if s.recv(4).startswith(b"INFO"):
+                        return self
+            except OSError:
+                pass
+            assert self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.05)
+        raise AssertionError("nats-server did not start:\n" + self.log.read_text())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.logf.close()
+        self.proc = None
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nats():
+    n = NatsServer().start()
+    yield n
+    n.destroy()

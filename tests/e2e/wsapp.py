@@ -37,6 +37,18 @@ def server_message_validator(event_type):
     return v
 
 
+SERVER_SCHEMAS = {"server.heartbeat": "server.heartbeat.v1.schema.json",
+                  "driver.status.changed": "driver.status.changed.v1.schema.json",
+                  "driver.location.acked": "driver.location.acked.v1.schema.json",
+                  "command.rejected": "command.rejected.v1.schema.json"}
+
+
+def server_event_schema(event_type):
+    from eventschemas import validator
+    assert event_type in SERVER_SCHEMAS, f"server sent {event_type}, which has no schema in schemas/"
+    return validator(SERVER_SCHEMAS[event_type])
+
+
 def now_iso(offset_s=0.0):
     t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_s)
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
@@ -94,6 +106,7 @@ class App:
             assert set(m) == {"event_id", "event_type", "event_version", "timestamp", "producer",
                               "correlation_id", "payload"}, m
             server_message_validator(m["event_type"]).validate(m)
+            server_event_schema(m["event_type"]).validate(m)  # and schemas/, the contract
             if event_type is None or m["event_type"] == event_type:
                 return m
             self.inbox.append(m)
