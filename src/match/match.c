@@ -448,7 +448,9 @@ static void offer_end(struct offer *o, const char *reason, bool tell_driver)
 			char oid[37];
 			uuid_format(&o->id, oid);
 			cJSON_AddStringToObject(p, "offer_id", oid);
-			cJSON_AddStringToObject(p, "trip_id", r ? r->trip_s : "");
+			char tid[37];
+			uuid_format(&o->trip, tid);
+			cJSON_AddStringToObject(p, "trip_id", tid);
 			cJSON_AddStringToObject(p, "reason", reason);
 			gateway_send(s, "offer.withdrawn", p, NULL);
 		}

@@ -15,7 +15,7 @@ from eventschemas import violations, validator
 from test_schemas import full_trip
 from test_trips import request_ride
 
-RELAY_ENV = {"RIDEHAIL_TRIP_RIDES_PER_MINUTE": "100000", "RIDEHAIL_EVENTS_RETRY_MAX": "500ms",
+RELAY_ENV = {"RIDEHAIL_MATCH_AUTO": "false", "RIDEHAIL_TRIP_RIDES_PER_MINUTE": "100000", "RIDEHAIL_EVENTS_RETRY_MAX": "500ms",
              "RIDEHAIL_EVENTS_STATS_INTERVAL": "100ms", "RIDEHAIL_EVENTS_ACK_TIMEOUT": "1s",
              "RIDEHAIL_EVENTS_CONNECT_TIMEOUT": "500ms", "RIDEHAIL_EVENTS_LEASE_TTL": "3s"}
 
@@ -222,7 +222,8 @@ def test_two_daemons_on_one_database_never_publish_at_once(make_daemon, pg, nats
 
 
 def test_sink_none_leaves_the_outbox_to_accumulate(make_daemon, pg):
-    d = make_daemon(env={"RIDEHAIL_EVENTS_SINK": "none", "RIDEHAIL_EVENTS_STATS_INTERVAL": "100ms"})
+    d = make_daemon(env={"RIDEHAIL_EVENTS_SINK": "none", "RIDEHAIL_EVENTS_STATS_INTERVAL": "100ms",
+                         "RIDEHAIL_MATCH_AUTO": "false"})
     h = riders(d, 1)[0]
     assert request_ride(d, h).status == 201
     wait_for(lambda: metric(d, "ridehail_events_backlog") == 2, what="backlog of 2")
