@@ -274,8 +274,12 @@ UNIT_TEST(grid_nearest_matches_brute_force_random_cities)
 		/* A 20 x 20 km city (half-width 0.09 degrees). */
 		uint64_t full = run_city(bits, clat, clon, 0.09, 3000, 4, 150);
 		/* Ring search answers the ordinary queries; only the rare huge
-		 * radius may fall back to scanning every cell. */
-		CHECK(full < 4 * 150 / 4);
+		 * radius may fall back to scanning every cell. (With cells much
+		 * finer than the default 32 bits, a 3 km radius spans more cells
+		 * than are occupied, and scanning them all is the cheaper way,
+		 * rightly: the claim holds for cells of 300 m or more.) */
+		if (bits == 0 || bits <= 32)
+			CHECK(full < 4 * 150 / 4);
 	}
 }
 
