@@ -334,6 +334,7 @@ $$;
 --   eta_s, distance_m, score   (MATCHED) the dispatch decision, for the event
 --   distance_m, duration_s, end_lat, end_lng  (COMPLETED) the metered trip
 --   reason  (CANCELLED)
+--   only_from  refuse (409 state_changed) unless the trip is in this state
 -- Returns (status, body): 200 and the trip (body.repeated when the trip was
 -- already in that state by the same hand: the no-op answer); 404 not found
 -- or not the caller's; 409 {reason, state} refused in the current state.
@@ -380,6 +381,11 @@ BEGIN
         END IF;
         status := 200;
         body := trip_json(t, false) || jsonb_build_object('repeated', true);
+        RETURN;
+    END IF;
+    IF p_args ? 'only_from' AND t.state <> p_args->>'only_from' THEN
+        status := 409;
+        body := jsonb_build_object('reason', 'state_changed', 'state', t.state);
         RETURN;
     END IF;
     IF p_args ? 'expected_version' AND (p_args->>'expected_version')::integer <> t.version THEN
@@ -549,6 +555,9 @@ BEGIN
             EXCEPTION WHEN unique_violation THEN
                 st := 409;
                 bd := jsonb_build_object('reason', 'driver_busy');
+            WHEN deadlock_detected OR serialization_failure THEN
+                st := 503; -- a race with another transaction: asking again is safe
+                bd := jsonb_build_object('reason', 'database_unavailable');
             WHEN OTHERS THEN
                 GET STACKED DIAGNOSTICS code = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
                 st := 500;
@@ -561,6 +570,30 @@ BEGIN
         RETURN NEXT;
         n := n + 1;
     END LOOP;
+END
+$$;
+
+-- ------------------------------------------------------------ dispatch
+
+-- Frees a driver the matcher reserved for an offer of p_trip (only if still
+-- reserved at p_version) and records why the offer ended, as a
+-- match.rejected event of the trip. Locks the trip first, in the same order
+-- as trip_transition (trip, then driver), so the two never deadlock.
+-- Returns the driver's new version, or NULL when there was nothing to free.
+CREATE FUNCTION match_release(p_driver uuid, p_version bigint, p_trip uuid, p_reason text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    t trips;
+    v bigint;
+BEGIN
+    SELECT * INTO t FROM trips WHERE id = p_trip FOR UPDATE;
+    UPDATE drivers SET status = 'available', version = version + 1, updated_at = now()
+     WHERE id = p_driver AND status = 'offered' AND version = p_version RETURNING version INTO v;
+    IF t.id IS NOT NULL THEN
+        PERFORM trip_emit(t, 'match.rejected', jsonb_build_object('trip_id', t.id, 'driver_id', p_driver,
+                                                                  'reason', p_reason));
+    END IF;
+    RETURN v;
 END
 $$;
 

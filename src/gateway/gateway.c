@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <event2/event.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ struct gw_session {
 	struct session pub;
 	TAILQ_ENTRY(gw_session) link;
 	enum auth_role role;
+	struct gw_session *next_dead;
 };
 TAILQ_HEAD(session_list, gw_session);
 
@@ -50,6 +52,11 @@ struct gw_pending {
 struct gateway {
 	struct server *srv;
 	struct ws_hub *hub;
+	/* Closed sessions are freed on the next loop turn, not inside the close:
+	 * a close can happen inside a send (a slow reader), and the code that
+	 * sent still holds the session (it sees ws == NULL). */
+	struct gw_session *dead;
+	struct event *reap_ev;
 	const struct gw_message_type *types[GW_MAX_TYPES];
 	int ntypes;
 	struct gw_role_hooks hooks[3]; /* rider, driver, operator */
@@ -155,7 +162,8 @@ static void reject(struct session *s, const char *type, const char *corr, const 
 		log_info(ws_logid(s->ws), "closing: more than %lld invalid messages a minute",
 			 (long long)s->gw->srv->cfg.ws.max_rejections);
 		gateway_reject(s, type, corr, rej);
-		ws_close(s->ws, WS_CLOSE_POLICY, "too many invalid messages");
+		if (s->ws) /* (the reject itself may have dropped a slow reader) */
+			ws_close(s->ws, WS_CLOSE_POLICY, "too many invalid messages");
 		return;
 	}
 	gateway_reject(s, type, corr, rej);
@@ -265,7 +273,24 @@ static void gw_on_close(struct ws_conn *c, void *arg, uint16_t code, const char 
 	TAILQ_REMOVE(&gw->sessions, gs, link);
 	gw->nsessions--;
 	metric_add(gw->m_sessions[role_slot(gs->role)], -1);
-	rh_free(gs);
+	gs->next_dead = gw->dead;
+	gw->dead = gs;
+	if (gw->reap_ev)
+		event_active(gw->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void reap_dead(struct gateway *gw)
+{
+	while (gw->dead) {
+		struct gw_session *gs = gw->dead;
+		gw->dead = gs->next_dead;
+		rh_free(gs);
+	}
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	reap_dead(arg);
 }
 
 static const struct ws_handlers gw_ws_handlers = {
@@ -479,6 +504,7 @@ struct gateway *gateway_new(struct server *srv)
 	gw->srv = srv;
 	TAILQ_INIT(&gw->sessions);
 	gw->hub = ws_hub_new(srv->base, srv->http, &srv->cfg.ws, srv->metrics);
+	gw->reap_ev = evtimer_new(srv->base, reap_cb, gw);
 	gw->f_rejected = metrics_counter(srv->metrics, "ridehail_gateway_rejected_total",
 					 "Messages answered with command.rejected, by reason.", reason_label);
 	gw->f_messages = metrics_counter(srv->metrics, "ridehail_gateway_messages_total",
@@ -508,6 +534,9 @@ void gateway_free(struct gateway *gw)
 {
 	if (!gw)
 		return;
-	ws_hub_free(gw->hub); /* on_close of each session frees it */
+	ws_hub_free(gw->hub); /* on_close of each session retires it */
+	reap_dead(gw);
+	if (gw->reap_ev)
+		event_free(gw->reap_ev);
 	rh_free(gw);
 }

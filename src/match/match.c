@@ -235,14 +235,15 @@ static void replay_to(struct ride *r, struct session *s, int64_t last_seq)
 				     : r->seq + 1;
 	if (last_seq + 1 < oldest)
 		snapshot_to(r, s);
+	/* (a send that fails has dropped a slow reader: stop there) */
 	for (int i = 0; i < r->ring_len; i++) {
 		int at = r->ring_len < (int)r->m->cfg->replay_messages ? i : (r->ring_next + i) % r->ring_len;
 		struct rider_msg *msg = &r->ring[at];
 		if (msg->seq <= last_seq)
 			continue;
 		cJSON *p = cJSON_Parse(msg->payload);
-		if (p)
-			gateway_send(s, msg->type, p, r->trip_s);
+		if (p && !gateway_send(s, msg->type, p, r->trip_s))
+			return;
 	}
 }
 
@@ -345,16 +346,21 @@ static const char *str_at(const cJSON *o, const char *a, const char *b)
 	return cJSON_GetStringValue(x);
 }
 
-/* A ride from the trip as the database shows it (trip_json). */
-static struct ride *ride_from_trip(struct matcher *m, const cJSON *t)
+/* A ride from the trip as the database shows it (trip_json); *fresh says
+ * whether it was made now (else it was known already). */
+static struct ride *ride_from_trip(struct matcher *m, const cJSON *t, bool *fresh)
 {
 	struct uuid id, rider;
 	const char *ids = str_at(t, "id", NULL), *rs = str_at(t, "rider_id", NULL);
+	if (fresh)
+		*fresh = false;
 	if (!ids || !rs || !uuid_parse(ids, &id) || !uuid_parse(rs, &rider))
 		return NULL;
 	struct ride *r = umap_get(&m->rides, &id);
 	if (r)
 		return r;
+	if (fresh)
+		*fresh = true;
 	r = RH_NEW(struct ride);
 	r->m = m;
 	r->trip = id;
@@ -403,8 +409,18 @@ static void offer_free(struct offer *o)
 
 struct release_ctx {
 	struct matcher *m;
-	struct uuid driver;
+	struct uuid driver, trip;
+	int64_t version;
+	char reason[32];
+	int tries;
 };
+
+static void release_send(struct release_ctx *c);
+
+static void release_retry(evutil_socket_t fd, short what, void *arg)
+{
+	release_send(arg);
+}
 
 static void released(void *arg, const struct db_result *res)
 {
@@ -412,6 +428,11 @@ static void released(void *arg, const struct db_result *res)
 	if (res->err == RH_OK && db_rows(res) == 1) {
 		presence_set_status(c->m->srv->presence, &c->driver, DRIVER_AVAILABLE, atoll(db_get(res, 0, 0)));
 		driver_freed(c->m, &c->driver);
+	} else if (res->err != RH_OK && c->tries++ < 8) {
+		/* the database is away: try again, 1 s, 2 s, 4 s... */
+		struct timeval tv = { 1 << (c->tries - 1 < 5 ? c->tries - 1 : 5), 0 };
+		event_base_once(c->m->srv->base, -1, EV_TIMEOUT, release_retry, c, &tv);
+		return;
 	} else if (res->err != RH_OK) {
 		char id[37];
 		uuid_format(&c->driver, id);
@@ -420,18 +441,26 @@ static void released(void *arg, const struct db_result *res)
 	rh_free(c);
 }
 
+static void release_send(struct release_ctx *c)
+{
+	char d[37], v[24], t[37];
+	uuid_format(&c->driver, d);
+	uuid_format(&c->trip, t);
+	snprintf(v, sizeof v, "%lld", (long long)c->version);
+	const char *params[] = { d, v, t, c->reason };
+	db_query(c->m->srv->db, &st_release, params, released, c);
+}
+
 static void release(struct matcher *m, const struct uuid *driver, int64_t version, const struct uuid *trip,
 		    const char *reason)
 {
 	struct release_ctx *c = RH_NEW(struct release_ctx);
 	c->m = m;
 	c->driver = *driver;
-	char d[37], v[24], t[37];
-	uuid_format(driver, d);
-	uuid_format(trip, t);
-	snprintf(v, sizeof v, "%lld", (long long)version);
-	const char *params[] = { d, v, t, reason };
-	db_query(m->srv->db, &st_release, params, released, c);
+	c->trip = *trip;
+	c->version = version;
+	snprintf(c->reason, sizeof c->reason, "%s", reason);
+	release_send(c);
 }
 
 /* The offer is over (declined, expired, withdrawn, lost): the driver is
@@ -747,6 +776,7 @@ static void give_up(struct ride *r)
 	wait_leave(r);
 	cJSON *args = cJSON_CreateObject();
 	cJSON_AddStringToObject(args, "reason", "no_drivers");
+	cJSON_AddStringToObject(args, "only_from", "SEARCHING"); /* never a trip that found a driver meanwhile */
 	log_info(NULL, "match: no driver for trip %s within %lld s", r->trip_s, (long long)(r->m->cfg->max_search_ms / 1000));
 	struct give_up_ctx *c = RH_NEW(struct give_up_ctx);
 	c->m = r->m;
@@ -811,6 +841,8 @@ struct cmd_ctx {
 	struct matcher *m;
 	struct uuid driver, offer;
 	char type[32], command_id[37], correlation[37], trip[37];
+	cJSON *args;  /* offer.accept: kept to ask again */
+	int tries;
 };
 
 static void reject_cmd(struct cmd_ctx *c, int status, const cJSON *body)
@@ -836,6 +868,16 @@ static void accept_done(void *arg, int status, const cJSON *body)
 	struct matcher *m = c->m;
 	struct offer *o = umap_get(&m->offers, &c->offer);
 	struct session *s = driver_session(m, &c->driver);
+	if (status == 503 && c->tries++ < 3) {
+		/* The answer was lost, or the database was away: the transition
+		 * is idempotent, so ask again (a repeat tells us if it did commit). */
+		char d[37];
+		uuid_format(&c->driver, d);
+		trip_transition(m->srv->trips, c->trip, TRIP_MATCHED, "driver", d, cJSON_Duplicate(c->args, 1), accept_done, c);
+		return;
+	}
+	cJSON_Delete(c->args);
+	c->args = NULL;
 	if (status == 200) {
 		presence_note_offer(m->srv->presence, &c->driver, true);
 		count_offer(m, "accepted");
@@ -940,6 +982,7 @@ static bool on_accept(struct session *s, void *ctx, const cJSON *msg, const cJSO
 	cJSON_AddNumberToObject(args, "eta_s", o->eta_s);
 	cJSON_AddNumberToObject(args, "distance_m", llround(o->dist_m));
 	cJSON_AddNumberToObject(args, "score", round(o->score * 1000) / 1000);
+	c->args = cJSON_Duplicate(args, 1);
 	trip_transition(m->srv->trips, r->trip_s, TRIP_MATCHED, "driver", s->who.id, args, accept_done, c);
 	return true;
 }
@@ -996,6 +1039,11 @@ static bool trip_command(struct session *s, struct matcher *m, const cJSON *msg,
 		 * knows finished trips and repeats (a resend after the end). */
 		r = NULL;
 	}
+	if (to == TRIP_COMPLETED && !r && !m->recovered) {
+		/* the meter is not back yet: billing now would bill 0 m */
+		gw_reject_set(rej, "unavailable", NULL, "the server is starting and loading trips; send it again");
+		return false;
+	}
 	struct cmd_ctx *c = RH_NEW(struct cmd_ctx);
 	c->m = m;
 	c->driver = me;
@@ -1017,7 +1065,6 @@ static bool trip_command(struct session *s, struct matcher *m, const cJSON *msg,
 			cJSON_AddNumberToObject(args, "end_lng", r->m_lon);
 		}
 	}
-	(void)rej;
 	trip_transition(m->srv->trips, c->trip, to, "driver", s->who.id, args, trip_cmd_done, c);
 	return true;
 }
@@ -1098,7 +1145,7 @@ static void withdraw_all(struct matcher *m, struct ride *r, const struct uuid *k
 static void on_created(void *ctx, const cJSON *trip)
 {
 	struct matcher *m = ctx;
-	struct ride *r = ride_from_trip(m, trip);
+	struct ride *r = ride_from_trip(m, trip, NULL);
 	if (r && r->state == TRIP_SEARCHING)
 		search_start(r, 0);
 }
@@ -1106,9 +1153,12 @@ static void on_created(void *ctx, const cJSON *trip)
 static void on_changed(void *ctx, enum trip_state to, const cJSON *trip)
 {
 	struct matcher *m = ctx;
-	struct ride *r = ride_from_trip(m, trip);
+	bool fresh;
+	struct ride *r = ride_from_trip(m, trip, &fresh);
 	if (!r)
 		return;
+	if (!fresh && r->state == to)
+		return; /* a repeat of what we know already */
 	r->state = to;
 	cJSON *p;
 	switch (to) {
@@ -1254,7 +1304,7 @@ static void active_loaded(void *arg, const struct db_result *res)
 	int n = db_rows(res), searching = 0;
 	for (int i = 0; i < n; i++) {
 		cJSON *t = cJSON_Parse(db_get(res, i, 0));
-		struct ride *r = t ? ride_from_trip(m, t) : NULL;
+		struct ride *r = t ? ride_from_trip(m, t, NULL) : NULL;
 		if (r) {
 			if (r->has_driver)
 				presence_set_trip(m->srv->presence, &r->driver, &r->trip);

@@ -146,6 +146,8 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 			 (long long)f->booking_fee, f->surge, (long long)f->total, (long long)f->per_km,
 			 (long long)f->per_min, (long long)f->distance_m, (long long)f->duration_s, f->method,
 			 (long long)q->expires_ms);
+	if (n < 0 || (size_t)n >= sizeof fields)
+		abort(); /* bounded by construction: a vehicle name of 31, numbers */
 	char body[sodium_base64_ENCODED_LEN(320, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	sodium_bin2base64(body, sizeof body, (const unsigned char *)fields, (size_t)n,
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);

@@ -197,8 +197,11 @@ static void batch_done(void *arg, const struct db_result *res)
 			cJSON_AddStringToObject(body, "reason", status == 503 ? "database_unavailable" : "error");
 			cJSON_AddStringToObject(body, "message", res->message);
 		}
-		if (status == 200 && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "repeated"))) {
-			sync_presence(t, it->to, body);
+		if (status == 200) {
+			/* A repeat is told too: after an answer lost on the way (the
+			 * client was told to resend), it is how memory catches up. */
+			if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "repeated")))
+				sync_presence(t, it->to, body);
 			if (t->listener.changed)
 				t->listener.changed(t->listener.ctx, it->to, body);
 		}
@@ -579,15 +582,25 @@ static void ride_request(struct http_req *req, void *ctx)
 	/* The request as the idempotency check compares it: what it asks for,
 	 * not how the JSON was spelled. */
 	const char *pa = jv_str(pu, "address"), *da = jv_str(dr, "address");
-	char canon[1200], hash_hex[65], c[4][32];
+	char hash_hex[65], c[4][32];
 	unsigned char h[32];
 	snprintf(c[0], sizeof c[0], "%.7f", plat);
 	snprintf(c[1], sizeof c[1], "%.7f", plng);
 	snprintf(c[2], sizeof c[2], "%.7f", dlat);
 	snprintf(c[3], sizeof c[3], "%.7f", dlng);
-	int cn = snprintf(canon, sizeof canon, "%s|%s|%s|%s|%s|%s\x1f%s\x1f%s", tariff->name, c[0], c[1], c[2], c[3],
-			  pa ? pa : "", da ? da : "", quote_id ? quote_id : "");
-	crypto_generichash(h, sizeof h, (const unsigned char *)canon, (size_t)cn, NULL, 0);
+	{
+		/* each part with its length first, so that no two requests hash alike */
+		const char *parts[] = { tariff->name, c[0], c[1], c[2], c[3], pa ? pa : "", da ? da : "",
+					quote_id ? quote_id : "" };
+		crypto_generichash_state hs;
+		crypto_generichash_init(&hs, NULL, 0, sizeof h);
+		for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+			uint32_t n = (uint32_t)strlen(parts[i]);
+			crypto_generichash_update(&hs, (const unsigned char *)&n, sizeof n);
+			crypto_generichash_update(&hs, (const unsigned char *)parts[i], n);
+		}
+		crypto_generichash_final(&hs, h, sizeof h);
+	}
 	sodium_bin2hex(hash_hex, sizeof hash_hex, h, sizeof h);
 
 	const char *params[] = { who.id, key, hash_hex, tariff->name, c[0], c[1], c[2], c[3], pa, da,

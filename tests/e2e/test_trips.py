@@ -696,3 +696,20 @@ def test_ratings(daemon, pg):
 def test_no_server_errors_were_logged(daemon):
     """Every client mistake above got a 4xx: the daemon logged no error."""
     assert "level=error" not in daemon.log(), [l for l in daemon.log().splitlines() if "level=error" in l][:5]
+
+
+def test_idempotency_with_the_longest_addresses(daemon, pg):
+    """Addresses of 200 four-byte characters each and a long quote: the
+    request's fingerprint covers all of it (it once hashed past its buffer)."""
+    rider, rh = daemon.rider_session()
+    e = estimate(daemon).json()
+    body = ride_body(quote_id=e["quote_id"])
+    body["pickup"]["address"] = "\U0001F695" * 200
+    body["dropoff"]["address"] = "\U0001F3E0" * 200
+    h = dict(rh, **{"Idempotency-Key": "emoji"})
+    first = daemon.post("/v1/rides", body, headers=h)
+    assert first.status == 201, first
+    again = daemon.post("/v1/rides", body, headers=h)
+    assert again.status == 201 and again.json()["id"] == first.json()["id"], again
+    body["dropoff"]["address"] = "\U0001F3E0" * 199 + "x"
+    problem(daemon.post("/v1/rides", body, headers=h), 422, "idempotency-key-reused")
