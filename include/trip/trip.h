@@ -42,7 +42,8 @@ void trips_free(struct trips *t);
 
 /* The answer to one transition:
  *   200  done; body is the trip (body.repeated: it was already in that state,
- *        nothing changed: the idempotent no-op)
+ *        nothing changed: the idempotent no-op; the listener hears repeats
+ *        too, so that memory catches up after an answer lost on the way)
  *   404  no such trip, or not one this actor may touch
  *   409  refused in the current state: body {reason, state}; reasons
  *        illegal_transition, trip_finished, trip_in_progress, already_matched,
@@ -58,7 +59,8 @@ typedef void (*trip_done_cb)(void *arg, int status, const cJSON *body);
  * a name for the system). args (taken over; may be NULL) as documented at
  * trip_transition() in sql/005_trips.sql: expected_version; driver_id,
  * driver_version, eta_s, distance_m, score (MATCHED); distance_m,
- * duration_s, end_lat, end_lng (COMPLETED); reason (CANCELLED). The
+ * duration_s, end_lat, end_lng (COMPLETED); reason (CANCELLED); only_from (refused
+ * with reason state_changed unless the trip is in that state). The
  * callback runs exactly once, never from inside this call. */
 void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, const char *role, const char *actor,
 		     cJSON *args, trip_done_cb cb, void *arg);
