@@ -689,7 +689,8 @@ static void finish(void)
 	       D.http_errors, (unsigned long long)G.rejected);
 	if (strcmp(D.phase, "book") == 0) {
 		double s = (D.t_last_assigned - D.t0) / 1e3;
-		printf("book_elapsed_s=%.3f\nbook_per_s=%.0f\n", s, s > 0 ? D.assigned / s : 0);
+		printf("book_elapsed_s=%.3f\nbook_per_s=%.0f\nbook_unassigned=%d\n", s, s > 0 ? D.assigned / s : 0,
+		       D.posted - D.http_errors - D.assigned);
 	} else if (strcmp(D.phase, "offer") == 0) {
 		printf("offer_rate=%.0f\n", D.posted / D.seconds);
 		print_latency("offer");
@@ -812,6 +813,20 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 	}
 }
 
+/* Drivers that wait for an offer still ping, as apps do (every 10 s, well
+ * inside presence.stale_after), or they stop being candidates. */
+static void keep_fresh(void)
+{
+	int n = G.ndrivers / 5000 + 1; /* per 2 ms tick */
+	tick_clock();
+	for (int i = 0; i < n; i++) {
+		struct conn *c = &G.conns[D.ping_next];
+		D.ping_next = (D.ping_next + 1) % G.ndrivers;
+		if (c->upgraded && !c->dead)
+			add_ping(c);
+	}
+}
+
 /* Every 2 ms: the open loop's POSTs that are due, or a slice of the pings. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -819,6 +834,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	double now = mono_ms();
+	if (!D.pinging)
+		keep_fresh();
+	if (strcmp(D.phase, "book") == 0) {
+		/* a trip left waiting must not hold the figure up */
+		if (D.t_last_assigned > 0 && now - D.t_last_assigned > 3000)
+			finish();
+		return;
+	}
 	if (strcmp(D.phase, "offer") == 0) {
 		double el = now - D.t0;
 		if (D.posted > 0 && el >= D.seconds * 1e3) {
