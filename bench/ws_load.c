@@ -836,6 +836,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	double now = mono_ms();
 	if (!D.pinging)
 		keep_fresh();
+	if (!D.h)
+		return; /* still connecting */
 	if (strcmp(D.phase, "book") == 0) {
 		/* a trip left waiting must not hold the figure up */
 		if (D.t_last_assigned > 0 && now - D.t_last_assigned > 3000)
@@ -898,9 +900,6 @@ static void start_phase(evutil_socket_t fd, short what, void *arg)
 	D.h = calloc((size_t)D.hconns, sizeof *D.h);
 	for (int i = 0; i < D.hconns; i++)
 		http_connect(&D.h[i], i);
-	D.tick = event_new(G.base, -1, EV_PERSIST, on_tick, NULL);
-	struct timeval tv = { 0, 2000 };
-	event_add(D.tick, &tv);
 	pump();
 }
 
@@ -1054,6 +1053,10 @@ int main(int argc, char **argv)
 		G.conns = calloc((size_t)G.nconns, sizeof *G.conns);
 		struct event *sig = evsignal_new(G.base, SIGTERM, on_stop, NULL);
 		event_add(sig, NULL);
+		/* from the first connection on: the pings that keep drivers fresh */
+		D.tick = event_new(G.base, -1, EV_PERSIST, on_tick, NULL);
+		struct timeval tv = { 0, 2000 };
+		event_add(D.tick, &tv);
 		start_next();
 		event_base_dispatch(G.base);
 		if (!D.done)
