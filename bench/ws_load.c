@@ -68,6 +68,9 @@ static struct {
 	int64_t now_ms;
 	/* http mode */
 	int count, seeded, http_failed;
+	/* dispatch mode */
+	bool dispatch;
+	int ndrivers; /* conns [0, ndrivers) are drivers, the rest riders */
 } G;
 
 struct conn {
@@ -81,7 +84,13 @@ struct conn {
 	size_t tmpl_len, off_id, off_ts, off_lat, off_lon, off_heading;
 	/* http mode */
 	int driver; /* next driver index */
+	/* dispatch mode */
+	bool rider;
+	double last_ping_ms; /* monotonic time of the last ping sent */
 };
+
+static void dispatch_ready(void);
+static void dispatch_text(struct conn *c, const char *text, size_t len);
 
 static uint64_t rnd(void)
 {
@@ -230,6 +239,8 @@ static void check_ready(void)
 	G.announced = true;
 	printf("connected=%d failed=%d\nready\n", G.up, G.failed);
 	fflush(stdout);
+	if (G.dispatch)
+		dispatch_ready();
 	/* Stream only once every socket is up: the figure is the steady state,
 	 * not logins competing with pings. */
 	for (int i = 0; G.stream && i < G.nconns; i++) {
@@ -273,12 +284,16 @@ static void on_upgraded(struct conn *c)
 	G.connecting--;
 	G.up++;
 	char msg[768], pl[256];
-	if (G.available) {
+	if (G.dispatch && !c->rider) { /* a position first: available needs one */
+		tick_clock();
+		add_ping(c);
+	}
+	if (G.available && !c->rider) {
 		snprintf(pl, sizeof pl, "{\"driver_id\":\"%s\",\"status\":\"available\"}", G.ids[c->idx]);
 		envelope(msg, sizeof msg, c, "driver.status.changed", pl);
 		add_text(c, msg);
 	}
-	if (G.seed_ping) {
+	if (G.seed_ping && !G.dispatch) {
 		tick_clock();
 		add_ping(c);
 	}
@@ -334,6 +349,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 		uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(hl + len));
 		if (op == 0x1) {
 			G.received++;
+			if (G.dispatch)
+				dispatch_text(c, (const char *)frame + hl, len);
 			if (len > 0 && memmem(frame + hl, len, "command.rejected", 16)) {
 				if (G.rejected < 3)
 					fprintf(stderr, "rejected: %.*s\n", (int)(len < 400 ? len : 400), frame + hl);
@@ -356,7 +373,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 	if (what & BEV_EVENT_CONNECTED) {
 		char tok[JWT_MAX_LEN], req[1600];
-		token_for(G.ids[c->idx], ROLE_DRIVER, tok, sizeof tok);
+		token_for(G.ids[c->idx], c->rider ? ROLE_RIDER : ROLE_DRIVER, tok, sizeof tok);
 		int n = snprintf(req, sizeof req,
 				 "GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 				 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -396,6 +413,7 @@ static void start_next(void)
 	while (G.next < G.nconns && G.connecting < MAX_CONNECTING) {
 		struct conn *c = &G.conns[G.next];
 		c->idx = G.next++;
+		c->rider = G.dispatch && c->idx >= G.ndrivers;
 		c->mask = (uint32_t)rnd() | 1;
 		c->lat = LAT0 + 0.001 + urand() * (SPAN - 0.002);
 		c->lon = LON0 + 0.001 + urand() * (SPAN - 0.002);
@@ -512,6 +530,387 @@ static void run_http(void)
 	printf("seeded=%d failed=%d\n", G.seeded, G.http_failed);
 }
 
+/* ------------------------------------------------------------ dispatch mode
+ *
+ * Drivers (the first --conns ids) go available at a random point and accept
+ * every ride.offer; riders (--riders FILE) book over HTTP keep-alive
+ * connections, each rider once. Phases:
+ *   book   closed loop, --inflight bookings between POST and trip.assigned;
+ *          stops after --count bookings: book_per_s from the first POST to
+ *          the last trip.assigned.
+ *   offer  open loop at --rate POSTs per second for --seconds: the time from
+ *          sending the POST to the ride.offer frame on the driver's socket.
+ *   track  --conns driver/rider pairs: riders hold a socket too, every rider
+ *          books, then each driver pings once a second for --seconds: the time
+ *          from a ping to driver.location at its rider's socket. */
+
+#define TRIPS_CAP (1u << 17)
+
+struct trip_slot {
+	char id[37];
+	double t_send, t_offer; /* ms, monotonic; 0 = not seen yet */
+	int driver;
+};
+
+struct hconn {
+	struct bufferevent *bev;
+	bool busy;
+	double t_send;
+};
+
+static struct {
+	const char *phase;
+	int inflight, count, hconns;
+	double rate, seconds;
+	struct trip_slot *trips;
+	struct hconn *h;
+	int next_rider, nriders, outstanding, posted, assigned, offers, http_errors, matched_msgs;
+	double t0, t_last_assigned, t_ping0;
+	double *lat; /* latency samples, ms */
+	size_t nlat, cap_lat;
+	struct event *tick;
+	uint64_t ticks;
+	int ping_next;
+	bool pinging, done;
+} D;
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static struct trip_slot *trip_slot(const char *id)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < 36; i++)
+		h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
+	for (uint32_t i = (uint32_t)h & (TRIPS_CAP - 1);; i = (i + 1) & (TRIPS_CAP - 1)) {
+		struct trip_slot *t = &D.trips[i];
+		if (!t->id[0]) {
+			memcpy(t->id, id, 36);
+			t->driver = -1;
+			return t;
+		}
+		if (memcmp(t->id, id, 36) == 0)
+			return t;
+	}
+}
+
+static void sample(double ms)
+{
+	if (D.nlat == D.cap_lat) {
+		D.cap_lat = D.cap_lat ? D.cap_lat * 2 : 4096;
+		D.lat = realloc(D.lat, D.cap_lat * sizeof *D.lat);
+	}
+	D.lat[D.nlat++] = ms;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void print_latency(const char *name)
+{
+	qsort(D.lat, D.nlat, sizeof *D.lat, cmp_double);
+	printf("%s_samples=%zu\n", name, D.nlat);
+	if (D.nlat == 0)
+		return;
+	printf("%s_p50_ms=%.2f\n%s_p99_ms=%.2f\n%s_max_ms=%.2f\n", name, D.lat[D.nlat / 2], name,
+	       D.lat[(size_t)((double)D.nlat * 0.99)], name, D.lat[D.nlat - 1]);
+}
+
+/* The 36 characters after "key":" in text, or false. */
+static bool field36(const char *text, size_t len, const char *key, char out[37])
+{
+	char pat[48];
+	int n = snprintf(pat, sizeof pat, "\"%s\":\"", key);
+	const char *p = memmem(text, len, pat, (size_t)n);
+	if (!p || (size_t)(p - text) + (size_t)n + 36 > len)
+		return false;
+	memcpy(out, p + n, 36);
+	out[36] = '\0';
+	return true;
+}
+
+static void post_ride(struct hconn *hc)
+{
+	const char *rider = G.ids[G.ndrivers + D.next_rider++];
+	char tok[JWT_MAX_LEN], body[256], req[2048];
+	token_for(rider, ROLE_RIDER, tok, sizeof tok);
+	double lat = LAT0 + 0.01 + urand() * (SPAN - 0.04), lng = LON0 + 0.01 + urand() * (SPAN - 0.02);
+	int bl = snprintf(body, sizeof body,
+			  "{\"pickup\":{\"lat\":%.6f,\"lng\":%.6f},\"dropoff\":{\"lat\":%.6f,\"lng\":%.6f}}", lat, lng,
+			  lat + 0.02, lng);
+	int n = snprintf(req, sizeof req,
+			 "POST /v1/rides HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+			 tok, bl, body);
+	hc->busy = true;
+	hc->t_send = mono_ms();
+	if (D.posted == 0)
+		D.t0 = hc->t_send;
+	D.posted++;
+	D.outstanding++;
+	bufferevent_write(hc->bev, req, (size_t)n);
+}
+
+static struct hconn *idle_hconn(void)
+{
+	for (int i = 0; i < D.hconns; i++)
+		if (!D.h[i].busy && D.h[i].bev)
+			return &D.h[i];
+	return NULL;
+}
+
+/* The closed loop of the book and track phases. */
+static void pump(void)
+{
+	if (strcmp(D.phase, "offer") == 0 || D.done || !D.h)
+		return;
+	int limit = strcmp(D.phase, "book") == 0 ? D.count : D.nriders;
+	while (D.outstanding < D.inflight && D.posted < limit && D.next_rider < D.nriders) {
+		struct hconn *hc = idle_hconn();
+		if (!hc)
+			return;
+		post_ride(hc);
+	}
+}
+
+static void finish(void)
+{
+	if (D.done)
+		return;
+	D.done = true;
+	printf("posted=%d assigned=%d offers=%d http_errors=%d rejected=%llu\n", D.posted, D.assigned, D.offers,
+	       D.http_errors, (unsigned long long)G.rejected);
+	if (strcmp(D.phase, "book") == 0) {
+		double s = (D.t_last_assigned - D.t0) / 1e3;
+		printf("book_elapsed_s=%.3f\nbook_per_s=%.0f\nbook_unassigned=%d\n", s, s > 0 ? D.assigned / s : 0,
+		       D.posted - D.http_errors - D.assigned);
+	} else if (strcmp(D.phase, "offer") == 0) {
+		printf("offer_rate=%.0f\n", D.posted / D.seconds);
+		print_latency("offer");
+	} else {
+		printf("track_pairs=%d\ntrack_matched_msgs=%d\n", D.assigned, D.matched_msgs);
+		print_latency("track");
+	}
+	fflush(stdout);
+	event_base_loopbreak(G.base);
+}
+
+static void http_reply(struct bufferevent *bev, void *arg)
+{
+	struct hconn *hc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	for (;;) {
+		struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+		if (p.pos < 0)
+			return;
+		size_t hl = (size_t)p.pos + 4;
+		char *head = (char *)evbuffer_pullup(in, (ev_ssize_t)hl);
+		char *cl = memmem(head, hl, "Content-Length:", 15);
+		if (!cl)
+			cl = memmem(head, hl, "content-length:", 15);
+		size_t blen = cl ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+		if (evbuffer_get_length(in) < hl + blen)
+			return;
+		char *all = (char *)evbuffer_pullup(in, (ev_ssize_t)(hl + blen));
+		hc->busy = false;
+		char id[37];
+		const char *q = memmem(all + hl, blen, "\"id\"", 4);
+		const char *v = q ? memchr(q + 4, '"', blen - (size_t)(q + 4 - (all + hl))) : NULL;
+		if (strncmp(all, "HTTP/1.1 201", 12) == 0 && v && (size_t)(v + 37 - (all + hl)) <= blen) {
+			memcpy(id, v + 1, 36);
+			id[36] = '\0';
+			struct trip_slot *t = trip_slot(id);
+			t->t_send = hc->t_send;
+			if (t->t_offer > 0 && strcmp(D.phase, "offer") == 0)
+				sample(t->t_offer - t->t_send);
+		} else {
+			if (D.http_errors++ < 3)
+				fprintf(stderr, "POST /v1/rides: %.*s\n", (int)(hl + blen < 600 ? hl + blen : 600), all);
+			D.outstanding--;
+		}
+		evbuffer_drain(in, hl + blen);
+		pump();
+	}
+}
+
+static void http_connect(struct hconn *hc, int i);
+
+/* The daemon may close a keep-alive connection (max_requests_per_conn, an
+ * error): the request in flight counts as failed, and a new one replaces it. */
+static void http_conn_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	struct hconn *hc = arg;
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (hc->busy) {
+		D.http_errors++;
+		D.outstanding--;
+	}
+	bufferevent_free(hc->bev);
+	hc->bev = NULL;
+	http_connect(hc, (int)(hc - D.h));
+	pump();
+}
+
+static void http_connect(struct hconn *hc, int i)
+{
+	hc->busy = false;
+	int s = open_socket(i);
+	if (s < 0)
+		fail("socket");
+	hc->bev = bufferevent_socket_new(G.base, s, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(hc->bev, http_reply, NULL, http_conn_event, hc);
+	bufferevent_enable(hc->bev, EV_READ | EV_WRITE);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)G.port) };
+	sa.sin_addr.s_addr = htonl(0x7f000001u);
+	if (bufferevent_socket_connect(hc->bev, (struct sockaddr *)&sa, sizeof sa) != 0)
+		fail("connect");
+}
+
+static void dispatch_text(struct conn *c, const char *text, size_t len)
+{
+	char tid[37], oid[37], msg[768], pl[128];
+	double now = mono_ms();
+	if (!c->rider && memmem(text, len, "\"ride.offer\"", 12)) {
+		if (!field36(text, len, "trip_id", tid) || !field36(text, len, "offer_id", oid))
+			return;
+		D.offers++;
+		struct trip_slot *t = trip_slot(tid);
+		if (t->t_offer == 0) {
+			t->t_offer = now;
+			if (t->t_send > 0 && strcmp(D.phase, "offer") == 0)
+				sample(now - t->t_send);
+		}
+		snprintf(pl, sizeof pl, "{\"offer_id\":\"%s\"}", oid);
+		envelope(msg, sizeof msg, c, "offer.accept", pl);
+		add_text(c, msg);
+	} else if (!c->rider && memmem(text, len, "\"trip.assigned\"", 15)) {
+		if (!field36(text, len, "trip_id", tid) || !D.h)
+			return; /* not before the phase: a trip left over from an earlier run */
+		trip_slot(tid)->driver = c->idx;
+		D.assigned++;
+		D.outstanding--;
+		D.t_last_assigned = now;
+		if (strcmp(D.phase, "book") == 0 && D.assigned >= D.count)
+			finish();
+		pump();
+	} else if (c->rider && memmem(text, len, "\"trip.matched\"", 14)) {
+		D.matched_msgs++;
+	} else if (c->rider && D.pinging && memmem(text, len, "\"driver.location\"", 17)) {
+		if (!field36(text, len, "trip_id", tid))
+			return;
+		struct trip_slot *t = trip_slot(tid);
+		if (t->driver >= 0 && G.conns[t->driver].last_ping_ms > 0)
+			sample(now - G.conns[t->driver].last_ping_ms);
+	}
+}
+
+/* Drivers that wait for an offer still ping, as apps do (every 10 s, well
+ * inside presence.stale_after), or they stop being candidates. */
+static void keep_fresh(void)
+{
+	int n = G.ndrivers / 5000 + 1; /* per 2 ms tick */
+	tick_clock();
+	for (int i = 0; i < n; i++) {
+		struct conn *c = &G.conns[D.ping_next];
+		D.ping_next = (D.ping_next + 1) % G.ndrivers;
+		if (c->upgraded && !c->dead)
+			add_ping(c);
+	}
+}
+
+/* Every 2 ms: the open loop's POSTs that are due, or a slice of the pings. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	double now = mono_ms();
+	if (!D.pinging)
+		keep_fresh();
+	if (!D.h)
+		return; /* still connecting */
+	if (strcmp(D.phase, "book") == 0) {
+		/* a trip left waiting must not hold the figure up */
+		if (D.t_last_assigned > 0 && now - D.t_last_assigned > 3000)
+			finish();
+		return;
+	}
+	if (strcmp(D.phase, "offer") == 0) {
+		double el = now - D.t0;
+		if (D.posted > 0 && el >= D.seconds * 1e3) {
+			if (el >= D.seconds * 1e3 + 2000)
+				finish();
+			return;
+		}
+		int due = D.posted == 0 ? 1 : (int)(el * D.rate / 1e3) + 1 - D.posted;
+		while (due-- > 0 && D.next_rider < D.nriders) {
+			struct hconn *hc = idle_hconn();
+			if (!hc)
+				break;
+			post_ride(hc);
+		}
+		return;
+	}
+	if (strcmp(D.phase, "track") != 0)
+		return;
+	if (!D.pinging) {
+		/* every rider booked, or no booking for 3 s (a trip left waiting
+		 * must not hold the figure up), then a second for the trip.matched
+		 * frames to land */
+		if (D.t_last_assigned == 0 || now - D.t_last_assigned < 1000 ||
+		    ((D.assigned < D.nriders) && now - D.t_last_assigned < 3000))
+			return;
+		D.pinging = true;
+		D.t_ping0 = now;
+		printf("booked=%d pinging\n", D.assigned);
+		fflush(stdout);
+	}
+	if (now - D.t_ping0 >= D.seconds * 1e3) {
+		if (now - D.t_ping0 >= D.seconds * 1e3 + 1000)
+			finish();
+		return;
+	}
+	/* each driver once a second: 1/500 of them per 2 ms tick */
+	int n = G.ndrivers / 500 + 1;
+	tick_clock();
+	for (int i = 0; i < n; i++) {
+		struct conn *c = &G.conns[D.ping_next];
+		D.ping_next = (D.ping_next + 1) % G.ndrivers;
+		if (!c->upgraded || c->dead)
+			continue;
+		add_ping(c);
+		c->last_ping_ms = mono_ms();
+	}
+}
+
+static void start_phase(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	D.h = calloc((size_t)D.hconns, sizeof *D.h);
+	for (int i = 0; i < D.hconns; i++)
+		http_connect(&D.h[i], i);
+	pump();
+}
+
+/* Every socket is up: give the daemon a moment with the status changes and
+ * seed pings, then start. */
+static void dispatch_ready(void)
+{
+	struct timeval tv = { 1, 500000 };
+	event_base_once(G.base, -1, EV_TIMEOUT, start_phase, NULL, &tv);
+}
+
 /* ------------------------------------------------------------ main */
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -527,8 +926,8 @@ static void load_ids(const char *path)
 	FILE *f = fopen(path, "r");
 	if (!f)
 		fail(path);
-	int cap = 1024;
-	G.ids = malloc((size_t)cap * sizeof *G.ids);
+	int cap = G.nids > 1024 ? G.nids : 1024; /* appends to what is loaded */
+	G.ids = realloc(G.ids, (size_t)cap * sizeof *G.ids);
 	char line[128];
 	while (fgets(line, sizeof line, f)) {
 		if (strlen(line) < 36)
@@ -547,7 +946,9 @@ static void load_ids(const char *path)
 static void usage(void)
 {
 	fprintf(stderr, "usage: ws_load ws|http --ids FILE --secret S [--port P] [--conns N] [--count N] [--src K]\n"
-			"               [--available] [--seed-ping] [--stream] [--hold SECONDS] [--seed N]\n");
+			"               [--available] [--seed-ping] [--stream] [--hold SECONDS] [--seed N]\n"
+			"       ws_load dispatch --ids DRIVERS --riders RIDERS --secret S --conns N --phase book|offer|track\n"
+			"               [--inflight 64] [--count 5000] [--rate 500] [--seconds 5] [--hconns 32]\n");
 	exit(2);
 }
 
@@ -555,7 +956,13 @@ int main(int argc, char **argv)
 {
 	if (argc < 2)
 		usage();
-	const char *mode = argv[1], *ids = NULL;
+	const char *mode = argv[1], *ids = NULL, *riders = NULL;
+	D.phase = "book";
+	D.inflight = 64;
+	D.count = 5000;
+	D.hconns = 32;
+	D.rate = 500;
+	D.seconds = 5;
 	G.port = 8080;
 	G.nconns = -1;
 	G.count = -1;
@@ -586,6 +993,18 @@ int main(int argc, char **argv)
 			G.src = atoi(argv[++i]);
 		else if (!strcmp(a, "--hold"))
 			G.hold_s = atof(argv[++i]);
+		else if (!strcmp(a, "--riders"))
+			riders = argv[++i];
+		else if (!strcmp(a, "--phase"))
+			D.phase = argv[++i];
+		else if (!strcmp(a, "--inflight"))
+			D.inflight = atoi(argv[++i]);
+		else if (!strcmp(a, "--rate"))
+			D.rate = atof(argv[++i]);
+		else if (!strcmp(a, "--seconds"))
+			D.seconds = atof(argv[++i]);
+		else if (!strcmp(a, "--hconns"))
+			D.hconns = atoi(argv[++i]);
 		else if (!strcmp(a, "--seed"))
 			G.rng ^= strtoull(argv[++i], NULL, 10) * 0x2545f4914f6cdd1dull;
 		else
@@ -607,6 +1026,42 @@ int main(int argc, char **argv)
 		G.conns = calloc((size_t)G.nconns, sizeof *G.conns);
 		run_http();
 		return G.http_failed ? 1 : 0;
+	}
+	if (!strcmp(mode, "dispatch")) {
+		if (!riders || G.nconns <= 0 || G.nconns > G.nids)
+			usage();
+		G.dispatch = true;
+		G.available = true;
+		G.seed_ping = true;
+		G.ndrivers = G.nids = G.nconns;
+		load_ids(riders);
+		D.nriders = G.nids - G.ndrivers;
+		if (G.count > 0)
+			D.count = G.count;
+		bool track = !strcmp(D.phase, "track");
+		if (track) {
+			if (D.nriders < G.ndrivers) {
+				fprintf(stderr, "track: need as many riders as drivers\n");
+				return 2;
+			}
+			D.nriders = G.ndrivers;
+			G.nconns = 2 * G.ndrivers;
+		} else if (strcmp(D.phase, "book") && strcmp(D.phase, "offer")) {
+			usage();
+		}
+		D.trips = calloc(TRIPS_CAP, sizeof *D.trips);
+		G.conns = calloc((size_t)G.nconns, sizeof *G.conns);
+		struct event *sig = evsignal_new(G.base, SIGTERM, on_stop, NULL);
+		event_add(sig, NULL);
+		/* from the first connection on: the pings that keep drivers fresh */
+		D.tick = event_new(G.base, -1, EV_PERSIST, on_tick, NULL);
+		struct timeval tv = { 0, 2000 };
+		event_add(D.tick, &tv);
+		start_next();
+		event_base_dispatch(G.base);
+		if (!D.done)
+			finish();
+		return 0;
 	}
 	if (strcmp(mode, "ws") != 0)
 		usage();

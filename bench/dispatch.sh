@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# make bench-dispatch: booking, offers and live tracking, in one run.
+#
+#   bookings  simulated drivers (bench/ws_load dispatch) go available across
+#             the 20x20 km city and accept every ride.offer; riders POST
+#             /v1/rides from random points, BOOK_INFLIGHT bookings in flight
+#             (closed loop), BOOK_COUNT per run, each rider and driver once.
+#             bookings_per_s = trip.assigned frames over the time from the
+#             first POST to the last of them, checked against the daemon's
+#             MATCHED transitions (ridehail_trip_transitions_total) and the
+#             database (every MATCHED has its trip.accepted outbox row); vs
+#             pgbench's TPC-B from ../shared/anchors/postgis.sh.
+#   offers    POST /v1/rides at a steady OFFER_RATE per second for WINDOW s:
+#             the time from sending the POST to the ride.offer frame on the
+#             driver's socket, p50 and p99.
+#   tracking  TRACK_PAIRS drivers on trips, each rider holding a socket; each
+#             driver pings once a second: the time from the ping to the
+#             driver.location frame at its rider, p99. The goal is 10,000 pairs;
+#             a pair is four descriptors on this machine (two per process), so
+#             the file-descriptor limit may allow fewer: track_pairs says. The
+#             last requests may find no free driver within the largest radius
+#             (the city's free drivers are then where nobody asks): they wait,
+#             and track_pairs counts the trips matched.
+#
+# The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
+# throwaway cluster. Figures are medians of RUNS runs, each with drivers and
+# riders of its own. Knobs: BOOK_COUNT, BOOK_INFLIGHT, OFFER_RATE, WINDOW (s),
+# TRACK_PAIRS, RUNS.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+BOOK_COUNT=${BOOK_COUNT:-5000}
+BOOK_INFLIGHT=${BOOK_INFLIGHT:-128}
+OFFER_RATE=${OFFER_RATE:-500}
+WINDOW=${WINDOW:-5}
+TRACK_PAIRS=${TRACK_PAIRS:-10000}
+RUNS=${RUNS:-3}
+ANCHORS=${ANCHORS:-$repo/../shared/anchors}
+
+fdmax=$(ulimit -Hn)
+ulimit -n "$fdmax"
+if [ "$fdmax" != unlimited ] && [ $(((fdmax - 1000) / 2)) -lt "$TRACK_PAIRS" ]; then
+	echo "# note: the process file-descriptor limit is $fdmax here: $(((fdmax - 1000) / 2)) driver/rider pairs instead of $TRACK_PAIRS"
+	TRACK_PAIRS=$(((fdmax - 1000) / 2))
+fi
+make -s all build/release/bench/ws_load
+LOAD=$repo/build/release/bench/ws_load
+
+tmp=$(mktemp -d /tmp/ridehail-bench-dispatch.XXXXXX)
+chmod 755 "$tmp"
+daemon_pid=""
+load_pids=()
+cleanup() {
+	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+	for p in "${load_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh destroy >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }'; }
+metric() { curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+field() { awk -F= -v k="$1" '$1 == k {print $2}' "$2"; }
+matched() { v=$(metric 'ridehail_trip_transitions_total{to="MATCHED",result="ok"}'); echo "${v:-0}"; }
+sqlv() { psql -Atq "$dburl" -c "$1"; }
+
+# ---- the peer first, while nothing else runs
+tpcb=""
+if [ -x "$ANCHORS/postgis.sh" ]; then
+	tpcb=$(PG_ANCHOR_PORT=$(free_port) "$ANCHORS/postgis.sh" 50000 10 2>/dev/null | awk -F= '$1 == "pg_tpcb_tps" {print $2}') || true
+fi
+[ -n "$tpcb" ] || echo "# note: PostgreSQL anchor absent or failed ($ANCHORS/postgis.sh); bookings_vs_tpcb is skipped"
+
+dbport=$(free_port)
+trap cleanup EXIT
+LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start
+dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
+secret=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
+port=$(free_port)
+
+start_daemon() {
+	env RIDEHAIL_DATABASE_URL="$dburl" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" \
+		RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_LOG_LEVEL=warn \
+		RIDEHAIL_TRIP_RIDES_PER_MINUTE=100000 RIDEHAIL_PRESENCE_HISTORY=false "$@" \
+		taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
+	daemon_pid=$!
+	for _ in $(seq 100); do
+		curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0
+		sleep 0.1
+	done
+	echo "bench: the daemon did not become ready; its log:" >&2
+	tail -20 "$tmp/daemon.log" >&2
+	exit 1
+}
+# One phase of ws_load dispatch on CPU 1, in the foreground; its output in $1.
+load() {
+	local out=$1
+	shift
+	taskset -c 1 "$LOAD" dispatch --port "$port" --secret "$secret" --src 8 "$@" >"$out" 2>"$out.err" &
+	load_pids+=($!)
+	wait $! || { echo "bench: ws_load failed:" >&2; cat "$out" "$out.err" >&2; exit 1; }
+}
+
+# ---- accounts straight into the tables, each run with its own
+book_drivers=$((BOOK_COUNT + BOOK_COUNT / 5))
+offer_drivers=$((OFFER_RATE * WINDOW * 6 / 5 + 200))
+per_run=$((book_drivers + offer_drivers + TRACK_PAIRS))
+n=$((RUNS * per_run))
+start_daemon
+psql -q "$dburl" -c "INSERT INTO drivers (email, name, password_hash, vehicle_type, vehicle_make, vehicle_model, vehicle_color, plate)
+	SELECT 'bench' || i || '@example.com', 'Bench ' || i, 'unused', 'standard', 'Toyota', 'Prius', 'White', 'B' || i
+	FROM generate_series(1, $n) i" >/dev/null
+psql -q "$dburl" -c "INSERT INTO riders (email, name, password_hash)
+	SELECT 'rider' || i || '@example.com', 'Rider ' || i, 'unused' FROM generate_series(1, $n) i" >/dev/null
+psql -Atq "$dburl" -c "SELECT id FROM drivers ORDER BY id" >"$tmp/drivers"
+psql -Atq "$dburl" -c "SELECT id FROM riders ORDER BY id" >"$tmp/riders"
+# ids for run r of a phase: lines [from, from + count) of both files
+slice() { # file from count out
+	sed -n "$(($2 + 1)),$(($2 + $3))p" "$1" >"$4"
+}
+
+book_runs=""
+offer50_runs=""
+offer99_runs=""
+track50_runs=""
+track99_runs=""
+at=0
+for r in $(seq "$RUNS"); do
+	# bookings
+	slice "$tmp/drivers" $at $book_drivers "$tmp/d"
+	slice "$tmp/riders" $at $book_drivers "$tmp/r"
+	at=$((at + book_drivers))
+	m0=$(matched)
+	load "$tmp/book.$r" --phase book --ids "$tmp/d" --riders "$tmp/r" --conns $book_drivers \
+		--count "$BOOK_COUNT" --inflight "$BOOK_INFLIGHT"
+	sleep 0.5
+	m1=$(matched)
+	# the load's own count: trips left waiting by an earlier phase may take
+	# some of this run's drivers before the first POST, which the metric counts
+	got=$(sed -n 's/.* assigned=\([0-9]*\) .*/\1/p' "$tmp/book.$r")
+	if [ $((m1 - m0)) -lt "$got" ]; then
+		echo "bench: the daemon counted $((m1 - m0)) MATCHED transitions, the drivers $got assignments" >&2
+		exit 1
+	fi
+	book_runs="$book_runs $(field book_per_s "$tmp/book.$r")"
+	# offers
+	slice "$tmp/drivers" $at $offer_drivers "$tmp/d"
+	slice "$tmp/riders" $at $offer_drivers "$tmp/r"
+	at=$((at + offer_drivers))
+	load "$tmp/offer.$r" --phase offer --ids "$tmp/d" --riders "$tmp/r" --conns $offer_drivers \
+		--rate "$OFFER_RATE" --seconds "$WINDOW" --hconns 64
+	offer50_runs="$offer50_runs $(field offer_p50_ms "$tmp/offer.$r")"
+	offer99_runs="$offer99_runs $(field offer_p99_ms "$tmp/offer.$r")"
+	# tracking
+	slice "$tmp/drivers" $at $TRACK_PAIRS "$tmp/d"
+	slice "$tmp/riders" $at $TRACK_PAIRS "$tmp/r"
+	at=$((at + TRACK_PAIRS))
+	load "$tmp/track.$r" --phase track --ids "$tmp/d" --riders "$tmp/r" --conns $TRACK_PAIRS \
+		--seconds $((WINDOW * 2)) --inflight "$BOOK_INFLIGHT"
+	track50_runs="$track50_runs $(field track_p50_ms "$tmp/track.$r")"
+	track99_runs="$track99_runs $(field track_p99_ms "$tmp/track.$r")"
+done
+
+# every MATCHED transition committed with its outbox row, no driver twice
+db_matched=$(sqlv "SELECT count(*) FROM trip_events WHERE to_state = 'MATCHED'")
+db_outbox=$(sqlv "SELECT count(*) FROM outbox WHERE event_type = 'trip.accepted'")
+db_double=$(sqlv "SELECT count(*) FROM (SELECT driver_id FROM trips WHERE driver_id IS NOT NULL
+	AND state NOT IN ('COMPLETED', 'CANCELLED') GROUP BY driver_id HAVING count(*) > 1) x")
+if [ "$db_matched" != "$db_outbox" ] || [ "$db_double" != 0 ]; then
+	echo "bench: the database disagrees: $db_matched MATCHED, $db_outbox trip.accepted outbox rows, $db_double drivers on two trips" >&2
+	exit 1
+fi
+
+bookings=$(echo "$book_runs" | tr ' ' '\n' | grep . | median)
+echo "bookings_per_s=$bookings"
+echo "bookings_runs=$(echo $book_runs | tr ' ' ',')"
+echo "bookings_inflight=$BOOK_INFLIGHT"
+if [ -n "$tpcb" ]; then
+	echo "pg_tpcb_tps=$tpcb"
+	echo "bookings_vs_tpcb=$(ratio "$bookings" "$tpcb")"
+fi
+echo "db_matched=$db_matched"
+echo "db_accepted_outbox=$db_outbox"
+echo "offer_rate=$(field offer_rate "$tmp/offer.$RUNS")"
+echo "offer_p50_ms=$(echo "$offer50_runs" | tr ' ' '\n' | grep . | median)"
+echo "offer_p99_ms=$(echo "$offer99_runs" | tr ' ' '\n' | grep . | median)"
+echo "track_pairs=$(field track_pairs "$tmp/track.$RUNS")"
+echo "track_p50_ms=$(echo "$track50_runs" | tr ' ' '\n' | grep . | median)"
+echo "track_p99_ms=$(echo "$track99_runs" | tr ' ' '\n' | grep . | median)"
+for f in "$tmp"/book.* "$tmp"/offer.* "$tmp"/track.*; do
+	case $f in *.err) ;; *) errs=$(sed -n 's/.*http_errors=\([0-9]*\) rejected=\([0-9]*\).*/\1 \2/p' "$f") ;; esac
+	case $f in *.err) ;; *) [ "$errs" = "0 0" ] || echo "# note: $(basename "$f"): http_errors rejected = $errs" ;; esac
+done
