@@ -277,7 +277,9 @@ def test_local_default_database_is_created_once_then_reused(tmp_path):
     daemon comes up ready on it, and a second run reuses the same cluster."""
     base = Path(tempfile.mkdtemp(prefix="rh-localdb-"))
     os.chmod(base, 0o755)  # the cluster belongs to `postgres` when run as root
-    env = {"LOCALDB_DIR": str(base / "pg"), "LOCALDB_PORT": str(free_port()), "RIDEHAILD": RIDEHAILD}
+    env = {"LOCALDB_DIR": str(base / "pg"), "LOCALDB_PORT": str(free_port()), "RIDEHAILD": RIDEHAILD,
+           # its own nats-server too, on a free port, stopped at the end
+           "LOCALNATS_DIR": str(base / "nats"), "LOCALNATS_PORT": str(free_port())}
     try:
         for run in (1, 2):
             d = Daemon(tmp_path / f"run{run}", env=env, command=[str(ROOT / "scripts" / "run.sh")])
@@ -297,6 +299,8 @@ def test_local_default_database_is_created_once_then_reused(tmp_path):
         assert r.returncode == 0 and not (base / "pg").exists(), r.stderr
     finally:
         subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "destroy"], env=dict(os.environ, **env),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([str(ROOT / "scripts" / "localnats.sh"), "destroy"], env=dict(os.environ, **env),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
 
