@@ -79,6 +79,8 @@ void gateway_refuse(struct gw_pending *p, int problem, const char *detail);
 /* Sends a server event in the envelope; payload is consumed. `correlation`
  * may be NULL (a new id is used). false if the session cannot take it. */
 bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation);
+/* The same with the payload already serialised (a JSON object's text). */
+bool gateway_send_text(struct session *s, const char *event_type, const char *payload, const char *correlation);
 /* Sends command.rejected for a message of type command_type (may be NULL). */
 void gateway_reject(struct session *s, const char *command_type, const char *correlation, const struct gw_reject *rej);
 /* Closes a session (e.g. WS_CLOSE_REPLACED when another one takes over). */

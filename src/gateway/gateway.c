@@ -88,22 +88,30 @@ static void envelope_open(struct strbuf *sb, const char *event_type, const char 
 		  ids, event_type, ts, correlation);
 }
 
+bool gateway_send_text(struct session *s, const char *event_type, const char *payload, const char *correlation)
+{
+	if (!s->ws)
+		return false;
+	struct strbuf sb;
+	sb_init(&sb, 1u << 20);
+	envelope_open(&sb, event_type, correlation);
+	sb_puts(&sb, payload);
+	sb_putc(&sb, '}');
+	bool ok = !sb.overflow && ws_send_text(s->ws, sb.buf, sb.len);
+	sb_fini(&sb);
+	return ok;
+}
+
 bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation)
 {
 	if (!s->ws) {
 		cJSON_Delete(payload);
 		return false;
 	}
-	struct strbuf sb;
-	sb_init(&sb, 1u << 20);
-	envelope_open(&sb, event_type, correlation);
 	char *p = cJSON_PrintUnformatted(payload);
 	cJSON_Delete(payload);
-	sb_puts(&sb, p);
+	bool ok = gateway_send_text(s, event_type, p, correlation);
 	cJSON_free(p);
-	sb_putc(&sb, '}');
-	bool ok = !sb.overflow && ws_send_text(s->ws, sb.buf, sb.len);
-	sb_fini(&sb);
 	return ok;
 }
 

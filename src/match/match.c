@@ -207,13 +207,12 @@ static void to_rider(struct ride *r, const char *type, cJSON *payload)
 	}
 	slot->seq = r->seq;
 	snprintf(slot->type, sizeof slot->type, "%s", type);
-	slot->payload = cJSON_PrintUnformatted(payload);
+	slot->payload = cJSON_PrintUnformatted(payload); /* formatted once: sent and kept */
+	cJSON_Delete(payload);
 	struct session *s = umap_get(&m->riders, &r->rider);
 	metric_inc(m->m_rider_msgs);
 	if (s)
-		gateway_send(s, type, payload, r->trip_s);
-	else
-		cJSON_Delete(payload);
+		gateway_send_text(s, type, slot->payload, r->trip_s);
 }
 
 static void snapshot_to(struct ride *r, struct session *s)
@@ -241,8 +240,7 @@ static void replay_to(struct ride *r, struct session *s, int64_t last_seq)
 		struct rider_msg *msg = &r->ring[at];
 		if (msg->seq <= last_seq)
 			continue;
-		cJSON *p = cJSON_Parse(msg->payload);
-		if (p && !gateway_send(s, msg->type, p, r->trip_s))
+		if (!gateway_send_text(s, msg->type, msg->payload, r->trip_s))
 			return;
 	}
 }
@@ -1129,11 +1127,7 @@ static void withdraw_all(struct matcher *m, struct ride *r, const struct uuid *k
 	for (int j = 0; j < n; j++) {
 		if (list[j]->state == OFFER_RESERVING) {
 			/* the reservation's answer will see the trip has moved on */
-			umap_del(&m->offers, &list[j]->id);
-			if (umap_get(&m->offer_of, &list[j]->driver) == list[j])
-				umap_del(&m->offer_of, &list[j]->driver);
-			event_free(list[j]->timer);
-			rh_free(list[j]);
+			offer_free(list[j]);
 			r->live--;
 			count_offer(m, reason);
 		} else if (list[j]->state == OFFER_LIVE) {

@@ -656,27 +656,37 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ------------------------------------------------------------ queries */
 
+/* The grid's k nearest fresh drivers in any status of status_mask. */
+static size_t grid_nearest(struct presence *p, double lat, double lon, double radius_m, uint32_t status_mask,
+			   uint32_t vehicle_mask, struct geo_grid_hit *hits, size_t k, int64_t *now_ms)
+{
+	struct geo_grid_filter f = {
+		.status_mask = status_mask,
+		.vehicle_mask = (uint16_t)vehicle_mask,
+		.now_ms = rh_mono_ns() / 1000000,
+		.stale_after_ms = p->cfg->stale_after_ms,
+	};
+	size_t n = 0;
+	*now_ms = f.now_ms;
+	if (geo_grid_nearest(p->grid, lat, lon, radius_m, &f, hits, k, &n) != RH_OK)
+		return 0;
+	return n;
+}
+
 size_t presence_nearest(struct presence *p, double lat, double lon, double radius_m, enum driver_status status,
 			uint32_t vehicle_mask, struct presence_hit *out, size_t k)
 {
 	struct geo_grid_hit hits[256];
 	if (k > RH_ARRAY_LEN(hits))
 		k = RH_ARRAY_LEN(hits);
-	struct geo_grid_filter f = {
-		.status_mask = 1u << status,
-		.vehicle_mask = (uint16_t)vehicle_mask,
-		.now_ms = rh_mono_ns() / 1000000,
-		.stale_after_ms = p->cfg->stale_after_ms,
-	};
-	size_t n = 0;
-	if (geo_grid_nearest(p->grid, lat, lon, radius_m, &f, hits, k, &n) != RH_OK)
-		return 0;
+	int64_t now_ms;
+	size_t n = grid_nearest(p, lat, lon, radius_m, 1u << status, vehicle_mask, hits, k, &now_ms);
 	for (size_t i = 0; i < n; i++) {
 		const struct driver_rec *r = rec_at(p, hits[i].slot);
 		out[i] = (struct presence_hit){
 			.driver = r->id, .dist_m = hits[i].dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
-			.vehicle = r->vehicle, .version = r->version, .ping_age_ms = f.now_ms - r->last_ping_ms,
-			.idle_ms = r->status == DRIVER_AVAILABLE ? f.now_ms - r->available_since_ms : 0,
+			.vehicle = r->vehicle, .version = r->version, .ping_age_ms = now_ms - r->last_ping_ms,
+			.idle_ms = r->status == DRIVER_AVAILABLE ? now_ms - r->available_since_ms : 0,
 			.offers = r->offers, .accepts = r->accepts, .slot = hits[i].slot,
 		};
 	}
@@ -725,18 +735,10 @@ size_t presence_count(struct presence *p, double lat, double lon, double radius_
 		      uint32_t vehicle_mask, size_t max)
 {
 	struct geo_grid_hit hits[64];
+	int64_t now_ms;
 	if (max > RH_ARRAY_LEN(hits))
 		max = RH_ARRAY_LEN(hits);
-	struct geo_grid_filter f = {
-		.status_mask = status_mask,
-		.vehicle_mask = (uint16_t)vehicle_mask,
-		.now_ms = rh_mono_ns() / 1000000,
-		.stale_after_ms = p->cfg->stale_after_ms,
-	};
-	size_t n = 0;
-	if (geo_grid_nearest(p->grid, lat, lon, radius_m, &f, hits, max, &n) != RH_OK)
-		return 0;
-	return n;
+	return grid_nearest(p, lat, lon, radius_m, status_mask, vehicle_mask, hits, max, &now_ms);
 }
 
 bool presence_driver(struct presence *p, const struct uuid *driver, enum driver_status *st, int64_t *version,
