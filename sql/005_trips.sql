@@ -213,6 +213,41 @@ $$;
 
 -- ------------------------------------------------------------ requesting
 
+-- Why a ride request is not a new trip, if it is not: the answer already
+-- given to the same Idempotency-Key (200 replay, or 422 for another
+-- request), or the rider's active trip (409). NULLs when it may proceed.
+CREATE FUNCTION trip_request_refusal(p_rider uuid, p_key text, p_body_hash text,
+                                     OUT status integer, OUT body jsonb)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    t trips;
+    prior ride_idempotency;
+    active uuid;
+BEGIN
+    IF p_key IS NOT NULL THEN
+        SELECT * INTO prior FROM ride_idempotency WHERE rider_id = p_rider AND key = p_key;
+        IF FOUND THEN
+            IF prior.body_hash <> p_body_hash THEN
+                status := 422;
+                body := jsonb_build_object('reason', 'idempotency_key_reused', 'trip_id', prior.trip_id);
+            ELSE
+                SELECT * INTO t FROM trips WHERE id = prior.trip_id;
+                status := 200;
+                body := trip_json(t, false) || jsonb_build_object('idempotent_replay', true);
+            END IF;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT id INTO active FROM trips
+     WHERE rider_id = p_rider AND state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS');
+    IF FOUND THEN
+        status := 409;
+        body := jsonb_build_object('reason', 'active_trip', 'active_trip_id', active);
+    END IF;
+END
+$$;
+
 -- Creates a trip in SEARCHING, with its history row and its events
 -- (trip.requested, price.calculated), or answers why not. p_fare holds the
 -- estimate/quote (see trips.estimate) and p_policy the rules in force.
@@ -229,28 +264,9 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     t trips;
-    prior ride_idempotency;
-    active uuid;
 BEGIN
-    IF p_key IS NOT NULL THEN
-        SELECT * INTO prior FROM ride_idempotency WHERE rider_id = p_rider AND key = p_key;
-        IF FOUND THEN
-            IF prior.body_hash <> p_body_hash THEN
-                status := 422;
-                body := jsonb_build_object('reason', 'idempotency_key_reused', 'trip_id', prior.trip_id);
-                RETURN;
-            END IF;
-            SELECT * INTO t FROM trips WHERE id = prior.trip_id;
-            status := 200;
-            body := trip_json(t, false) || jsonb_build_object('idempotent_replay', true);
-            RETURN;
-        END IF;
-    END IF;
-    SELECT id INTO active FROM trips
-     WHERE rider_id = p_rider AND state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS');
-    IF FOUND THEN
-        status := 409;
-        body := jsonb_build_object('reason', 'active_trip', 'active_trip_id', active);
+    SELECT x.status, x.body INTO status, body FROM trip_request_refusal(p_rider, p_key, p_body_hash) x;
+    IF status IS NOT NULL THEN
         RETURN;
     END IF;
     BEGIN
@@ -269,24 +285,11 @@ BEGIN
         -- A concurrent request won the race (on the idempotency key, or on
         -- the one-active-trip index): it has committed by now, and this
         -- statement sees it. The same key is answered as that request was.
-        IF p_key IS NOT NULL THEN
-            SELECT * INTO prior FROM ride_idempotency WHERE rider_id = p_rider AND key = p_key;
-            IF FOUND THEN
-                IF prior.body_hash <> p_body_hash THEN
-                    status := 422;
-                    body := jsonb_build_object('reason', 'idempotency_key_reused', 'trip_id', prior.trip_id);
-                ELSE
-                    SELECT * INTO t FROM trips WHERE id = prior.trip_id;
-                    status := 200;
-                    body := trip_json(t, false) || jsonb_build_object('idempotent_replay', true);
-                END IF;
-                RETURN;
-            END IF;
+        SELECT x.status, x.body INTO status, body FROM trip_request_refusal(p_rider, p_key, p_body_hash) x;
+        IF status IS NULL THEN -- the other trip ended meanwhile: still this request lost the race
+            status := 409;
+            body := jsonb_build_object('reason', 'active_trip', 'active_trip_id', NULL);
         END IF;
-        SELECT id INTO active FROM trips
-         WHERE rider_id = p_rider AND state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS');
-        status := 409;
-        body := jsonb_build_object('reason', 'active_trip', 'active_trip_id', active);
         RETURN;
     END;
     INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at)
