@@ -142,7 +142,7 @@ static const struct cfg_key ws_keys[] = {
 	{ "max_output", CFG_SIZE, K(ws_cfg, max_output), "256KiB", KIB(4), MIB(64), "bytes", NULL,
 	  "Bytes waiting for a client that does not read; past it the connection is dropped (a slow reader never grows memory)." },
 	{ "ping_interval", CFG_DURATION, K(ws_cfg, ping_interval_ms), "20s", SEC(1), SEC(3600), "s", NULL,
-	  "The server pings a connection that has been silent this long." },
+	  "The server pings a connection that has been silent this long (each connection up to a quarter earlier, so that connections opened together are not pinged in the same instant)." },
 	{ "idle_timeout", CFG_DURATION, K(ws_cfg, idle_timeout_ms), "60s", SEC(2), SEC(86400), "s", NULL,
 	  "A connection with nothing received (not even a pong) for this long is closed with 1001." },
 	{ "close_timeout", CFG_DURATION, K(ws_cfg, close_timeout_ms), "2s", MS(100), SEC(60), "s", NULL,

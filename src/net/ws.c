@@ -15,7 +15,10 @@
 #include "net/stream.h"
 #include "net/ws_frame.h"
 
-#define SWEEP_MS 1000
+/* The sweep visits every connection once a second, a tenth of them every
+ * 100 ms, so that 100,000 connections never cost one long turn of the loop. */
+#define SWEEP_MS 100
+#define SWEEP_SLICES 10
 
 enum ws_state {
 	WS_OPEN,
@@ -34,6 +37,7 @@ struct ws_conn {
 	char *msg; /* a fragmented message being assembled */
 	size_t msg_len, msg_cap;
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_ms, expires_ms;
+	int64_t ping_early_ms; /* this connection's heartbeat comes this much before ws.ping_interval */
 	uint64_t id;
 	bool notified, dead;
 	struct ws_conn *next_dead;
@@ -48,6 +52,7 @@ struct ws_hub {
 	struct http_server *http;
 	const struct ws_cfg *cfg;
 	struct ws_list conns;
+	struct ws_conn *cursor; /* where the next sweep slice starts; NULL: the head */
 	int count;
 	uint64_t next_id;
 	struct ws_conn *dead;
@@ -167,6 +172,8 @@ static void conn_terminate(struct ws_conn *c)
 	c->dead = true;
 	stream_free(c->st);
 	c->st = NULL;
+	if (hub->cursor == c)
+		hub->cursor = TAILQ_NEXT(c, link);
 	TAILQ_REMOVE(&hub->conns, c, link);
 	hub->count--;
 	metric_set(hub->m_conns, hub->count);
@@ -333,8 +340,9 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	struct ws_hub *hub = arg;
 	int64_t now = now_ms(), wall = rh_wall_ms();
 	const struct ws_cfg *cfg = hub->cfg;
-	struct ws_conn *c, *next;
-	for (c = TAILQ_FIRST(&hub->conns); c; c = next) {
+	int budget = (hub->count + SWEEP_SLICES - 1) / SWEEP_SLICES;
+	struct ws_conn *c = hub->cursor ? hub->cursor : TAILQ_FIRST(&hub->conns), *next;
+	for (; c && budget > 0; c = next, budget--) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state != WS_OPEN) {
 			if (now - c->close_ms >= cfg->close_timeout_ms)
@@ -349,7 +357,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 			ws_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 			continue;
 		}
-		if (now - c->last_rx_ms >= cfg->ping_interval_ms && now - c->last_ping_ms >= cfg->ping_interval_ms) {
+		int64_t due = cfg->ping_interval_ms - c->ping_early_ms;
+		if (now - c->last_rx_ms >= due && now - c->last_ping_ms >= due) {
 			/* a heartbeat: the client's pong (or any frame) proves it alive */
 			char stamp[24];
 			int n = snprintf(stamp, sizeof stamp, "%lld", (long long)wall);
@@ -358,6 +367,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 				conn_slow_reader(c);
 		}
 	}
+	/* conn_terminate above moved the cursor past what it freed */
+	hub->cursor = c;
 }
 
 /* ------------------------------------------------------------ handshake */
@@ -422,6 +433,11 @@ struct ws_conn *ws_accept(struct ws_hub *hub, struct http_req *req, const char *
 	c->arg = arg;
 	c->id = ++hub->next_id;
 	c->opened_ms = c->last_rx_ms = c->last_ping_ms = now_ms();
+	/* Spread heartbeats over the last quarter of the interval: connections
+	 * opened together (a fleet reconnecting, a benchmark) would otherwise
+	 * all be pinged in one sweep, thousands of writes in one turn of the
+	 * loop while their pings wait. */
+	c->ping_early_ms = (int64_t)((c->id * 2654435761u) % 1000u) * (hub->cfg->ping_interval_ms / 4) / 1000;
 	c->expires_ms = expires_ms;
 	snprintf(c->logid, sizeof c->logid, "ws=%llu", (unsigned long long)c->id);
 	snprintf(c->peer, sizeof c->peer, "%s", peer);

@@ -7,6 +7,7 @@ import math
 import re
 import socket
 import struct
+import threading
 import time
 import uuid
 
@@ -512,6 +513,37 @@ def test_server_heartbeat_and_idle_timeout(make_daemon):
     assert c.close_code() == 1001
     assert time.time() - t1 < 6
     c.close()
+
+
+def test_heartbeats_of_connections_opened_together_are_spread(make_daemon):
+    # Sockets opened in the same instant are not all pinged in one sweep (one
+    # long turn of the loop, every other message waiting behind the writes):
+    # each one's heartbeat comes up to a quarter of ws.ping_interval early.
+    d = make_daemon(env={"RIDEHAIL_WS_PING_INTERVAL": "4s", "RIDEHAIL_WS_IDLE_TIMEOUT": "30s"})
+    toks = [token_of(d.rider_session()[1]) for _ in range(16)]
+    conns = [RawWS(d, t) for t in toks]
+    t0 = time.time()
+    firsts = []
+
+    def first_ping(c):  # each socket read on its own, so that one ping's wait does not delay the others
+        assert c.status == 101
+        while True:
+            op, _ = c.read_frame()
+            if op == 0x9:
+                firsts.append(time.time() - t0)
+                return
+
+    readers = [threading.Thread(target=first_ping, args=(c,)) for c in conns]
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join(10)
+    for c in conns:
+        c.close()
+    assert len(firsts) == len(conns)
+    assert max(firsts) < 5.5  # none later than the interval (plus a sweep)
+    assert min(firsts) < 3.6  # some well before it
+    assert max(firsts) - min(firsts) >= 0.4, firsts
 
 
 def test_slow_reader_is_dropped(make_daemon):
