@@ -28,6 +28,9 @@ void sb_printf(struct strbuf *sb, const char *fmt, ...) RH_PRINTF(2, 3);
  * non-finite values fall back to printf. */
 void sb_fixed(struct strbuf *sb, double v, int decimals);
 void sb_int(struct strbuf *sb, long long v);
+/* Copies src into dst[cap] (cap > 0), truncated and always NUL-terminated,
+ * without snprintf's cost; returns the length copied. */
+size_t rh_copy(char *dst, size_t cap, const char *src);
 /* Hands the buffer to the caller (free with rh_free) and resets sb. */
 char *sb_take(struct strbuf *sb, size_t *len);
 

@@ -5,6 +5,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/strbuf.h"
+
+static void put2(char *p, int v)
+{
+	p[0] = (char)('0' + v / 10);
+	p[1] = (char)('0' + v % 10);
+}
+
+/* Every envelope and reply carries one of these: digits put in place,
+ * not printed (snprintf cost more than the rest of a location relay). */
 void rh_format_rfc3339(int64_t wall_ms, char out[32])
 {
 	time_t secs = (time_t)(wall_ms / 1000);
@@ -14,11 +24,36 @@ void rh_format_rfc3339(int64_t wall_ms, char out[32])
 		ms += 1000;
 		secs -= 1;
 	}
-	char buf[96];
-	gmtime_r(&secs, &tm);
-	snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-	snprintf(out, 32, "%.31s", buf);
+	if (!gmtime_r(&secs, &tm)) {
+		rh_copy(out, 32, "0000-01-01T00:00:00.000Z");
+		return;
+	}
+	if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999) { /* never on a live path */
+		char buf[96];
+		snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+			 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+		rh_copy(out, 32, buf);
+		return;
+	}
+	int year = tm.tm_year + 1900;
+	/* YYYY-MM-DDThh:mm:ss.mmmZ */
+	put2(out, year / 100);
+	put2(out + 2, year % 100);
+	out[4] = '-';
+	put2(out + 5, tm.tm_mon + 1);
+	out[7] = '-';
+	put2(out + 8, tm.tm_mday);
+	out[10] = 'T';
+	put2(out + 11, tm.tm_hour);
+	out[13] = ':';
+	put2(out + 14, tm.tm_min);
+	out[16] = ':';
+	put2(out + 17, tm.tm_sec);
+	out[19] = '.';
+	out[20] = (char)('0' + ms / 100);
+	put2(out + 21, ms % 100);
+	out[23] = 'Z';
+	out[24] = '\0';
 }
 
 static int digits(const char *s, int n)

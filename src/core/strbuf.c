@@ -129,3 +129,11 @@ char *sb_take(struct strbuf *sb, size_t *len)
 	sb->overflow = false;
 	return b;
 }
+
+size_t rh_copy(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return n;
+}

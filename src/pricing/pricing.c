@@ -30,8 +30,8 @@ struct pricing {
 void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t duration_s, double surge, struct fare *out)
 {
 	memset(out, 0, sizeof *out);
-	snprintf(out->vehicle_type, sizeof out->vehicle_type, "%s", t->name);
-	snprintf(out->currency, sizeof out->currency, "%s", t->currency);
+	rh_copy(out->vehicle_type, sizeof out->vehicle_type, t->name);
+	rh_copy(out->currency, sizeof out->currency, t->currency);
 	out->per_km = t->per_km;
 	out->per_min = t->per_min;
 	out->surge = surge;
@@ -47,7 +47,7 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	int64_t surge_milli = llround(surge * 1000.0);
 	int64_t surged = ((out->base + out->distance + out->time) * surge_milli + 500) / 1000;
 	out->total = (surged > out->minimum ? surged : out->minimum) + out->booking_fee;
-	snprintf(out->method, sizeof out->method, "straight_line");
+	rh_copy(out->method, sizeof out->method, "straight_line");
 }
 
 rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
@@ -63,7 +63,7 @@ rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng
 		if (e != RH_OK)
 			return e;
 		pricing_fare(&p->srv->cfg.tariff[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
-		snprintf(out->method, sizeof out->method, "road");
+		rh_copy(out->method, sizeof out->method, "road");
 		return RH_OK;
 	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
@@ -132,8 +132,23 @@ void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
 
 /* ------------------------------------------------------------ quotes */
 
-/* "q1.<base64url(fields)>.<base64url(HMAC-SHA-256 of what precedes the dot)>" */
-#define QUOTE_PREFIX "q1."
+/* "q2.<base64url(fields)>.<base64url(MAC of what precedes the last dot)>",
+ * the MAC a keyed BLAKE2b-256. "q1." quotes, the same with HMAC-SHA-256
+ * (eight SHA-256 blocks: a quarter of an estimate's time), are still opened,
+ * so that quotes given out before an upgrade are honoured until they expire. */
+#define QUOTE_PREFIX "q2."
+#define QUOTE_MAC_BYTES 32
+_Static_assert(crypto_auth_hmacsha256_BYTES == QUOTE_MAC_BYTES, "a q1 MAC is as long as a q2 one");
+
+static void quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
+		      unsigned char mac[QUOTE_MAC_BYTES])
+{
+	if (version == '1')
+		crypto_auth_hmacsha256(mac, (const unsigned char *)msg, (unsigned long long)len, key->k);
+	else
+		crypto_generichash(mac, QUOTE_MAC_BYTES, (const unsigned char *)msg, (unsigned long long)len, key->k,
+				   sizeof key->k);
+}
 
 void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char *id, size_t idlen)
 {
@@ -172,33 +187,40 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 	size_t n = sb.len;
 	memcpy(fields, sb.buf, n);
 	sb_fini(&sb);
-	char body[sodium_base64_ENCODED_LEN(320, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-	sodium_bin2base64(body, sizeof body, (const unsigned char *)fields, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	char signed_part[sizeof body + 8];
-	int m = snprintf(signed_part, sizeof signed_part, QUOTE_PREFIX "%s", body);
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	crypto_auth_hmacsha256(mac, (const unsigned char *)signed_part, (unsigned long long)m, key->k);
-	char macs[sodium_base64_ENCODED_LEN(crypto_auth_hmacsha256_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	/* id: prefix, base64 of the fields, '.', base64 of the MAC */
+	char signed_part[3 + sodium_base64_ENCODED_LEN(320, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	memcpy(signed_part, QUOTE_PREFIX, 3);
+	sodium_bin2base64(signed_part + 3, sizeof signed_part - 3, (const unsigned char *)fields, n,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	size_t m = 3 + strlen(signed_part + 3);
+	unsigned char mac[QUOTE_MAC_BYTES];
+	quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
+	char macs[sodium_base64_ENCODED_LEN(QUOTE_MAC_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	sodium_bin2base64(macs, sizeof macs, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	snprintf(id, idlen, "%s.%s", signed_part, macs);
+	size_t ml = strlen(macs);
+	if (m + 1 + ml + 1 > idlen)
+		abort(); /* callers pass QUOTE_ID_MAX */
+	memcpy(id, signed_part, m);
+	id[m] = '.';
+	memcpy(id + m + 1, macs, ml + 1);
 }
 
 enum quote_check pricing_quote_open(const struct quote_key *key, const char *id, int64_t now_ms, struct quote *out)
 {
 	size_t len = strlen(id);
-	if (len >= QUOTE_ID_MAX || strncmp(id, QUOTE_PREFIX, 3) != 0)
+	if (len >= QUOTE_ID_MAX || id[0] != 'q' || (id[1] != '1' && id[1] != '2') || id[2] != '.')
 		return QUOTE_INVALID;
 	const char *dot = strrchr(id, '.');
 	if (dot == id + 2)
 		return QUOTE_INVALID;
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	unsigned char mac[QUOTE_MAC_BYTES], want[QUOTE_MAC_BYTES];
 	size_t maclen = 0;
 	if (sodium_base642bin(mac, sizeof mac, dot + 1, strlen(dot + 1), NULL, &maclen, NULL,
 			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    maclen != sizeof mac)
 		return QUOTE_INVALID;
-	/* constant time */
-	if (crypto_auth_hmacsha256_verify(mac, (const unsigned char *)id, (unsigned long long)(dot - id), key->k) != 0)
+	quote_mac(key, id[1], id, (size_t)(dot - id), want);
+	if (sodium_memcmp(mac, want, sizeof mac) != 0) /* constant time */
 		return QUOTE_INVALID;
 	char fields[321];
 	size_t flen = 0;
@@ -217,9 +239,9 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 			 &v[2], &v[3], &v[4], &f->surge, &v[5], &v[6], &v[7], &v[8], &v[9], method, &v[10]);
 	if (got != 19) /* signed by us, so only a change of format gets here */
 		return QUOTE_INVALID;
-	snprintf(f->vehicle_type, sizeof f->vehicle_type, "%s", vt);
-	snprintf(f->currency, sizeof f->currency, "%s", cur);
-	snprintf(f->method, sizeof f->method, "%s", method);
+	rh_copy(f->vehicle_type, sizeof f->vehicle_type, vt);
+	rh_copy(f->currency, sizeof f->currency, cur);
+	rh_copy(f->method, sizeof f->method, method);
 	f->base = v[0];
 	f->distance = v[1];
 	f->time = v[2];

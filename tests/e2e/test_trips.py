@@ -123,7 +123,7 @@ def test_estimate_straight_line(daemon):
     assert f["distance"] == (156 * e["distance_m"] + 500) // 1000
     assert f["time"] == (30 * e["duration_s"] + 30) // 60
     assert f["total"] == fare_of(e)
-    assert e["quote_id"].startswith("q1.") and e["expires_at"].endswith("Z")
+    assert e["quote_id"].startswith("q2.") and e["expires_at"].endswith("Z")
     assert e["pickup_eta_s"] is None  # no driver online
     # a longer trip is above the minimum: the formula shows
     far = estimate(daemon, dropoff=(52.20, 5.25)).json()
@@ -189,8 +189,8 @@ def resign(quote_id, edit):
     _, body, _ = quote_id.split(".")
     fields = unb64(body).decode().split("|")
     edit(fields)
-    signed = "q1." + b64("|".join(fields).encode())
-    return signed + "." + b64(hmac.new(quote_key(), signed.encode(), hashlib.sha256).digest())
+    signed = "q2." + b64("|".join(fields).encode())
+    return signed + "." + b64(hashlib.blake2b(signed.encode(), key=quote_key(), digest_size=32).digest())
 
 
 def test_quote_is_honoured_and_tamper_proof(daemon, pg):
@@ -201,8 +201,8 @@ def test_quote_is_honoured_and_tamper_proof(daemon, pg):
     _, body, sig = e["quote_id"].split(".")
     fields = unb64(body).decode().split("|")
     fields[12] = "1"
-    forged = "q1." + b64("|".join(fields).encode()) + "." + sig
-    for bad in (forged, "q1.abc.def", "nonsense", e["quote_id"][:-2] + "AA"):
+    forged = "q2." + b64("|".join(fields).encode()) + "." + sig
+    for bad in (forged, "q1." + body + "." + sig, "q2.abc.def", "nonsense", e["quote_id"][:-2] + "AA"):
         b = problem(request_ride(daemon, rh, dropoff=(52.20, 5.25), quote_id=bad), 422, "quote-invalid")
         assert b["field"] == "quote_id"
     # expired (signed with the real key, so only the expiry is wrong)
@@ -221,6 +221,15 @@ def test_quote_is_honoured_and_tamper_proof(daemon, pg):
     assert r.status == 201, r
     t = r.json()
     assert t["fare"]["quoted"] == 1234 and t["fare"]["quote_id"] == cheap
+    # a quote of the older format (HMAC-SHA-256, given out before an upgrade)
+    # is honoured too, but only with its own MAC (refused above with q2's)
+    v1 = "q1." + b64("|".join(unb64(body).decode().split("|")[:12] + ["987"] +
+                              unb64(body).decode().split("|")[13:]).encode())
+    v1 += "." + b64(hmac.new(quote_key(), v1.encode(), hashlib.sha256).digest())
+    _, rh2 = daemon.rider_session()
+    r = request_ride(daemon, rh2, dropoff=(52.2001, 5.2501), quote_id=v1)
+    assert r.status == 201, r
+    assert r.json()["fare"]["quoted"] == 987
 
 
 # ---------------------------------------------------------------- requests

@@ -62,7 +62,7 @@ UNIT_TEST(pricing_quote_roundtrip)
 	sample(&q);
 	char id[QUOTE_ID_MAX];
 	pricing_quote_sign(&k, &q, id, sizeof id);
-	CHECK(strncmp(id, "q1.", 3) == 0);
+	CHECK(strncmp(id, "q2.", 3) == 0);
 	CHECK(pricing_quote_open(&k, id, q.expires_ms, &back) == QUOTE_OK);
 	CHECK_EQ_INT(back.fare.total, q.fare.total);
 	CHECK_EQ_INT(back.fare.distance_m, 4321);
@@ -86,6 +86,22 @@ UNIT_TEST(pricing_quote_roundtrip)
 	pricing_quote_key("another-secret-of-at-least-thirty-two", &k3);
 	CHECK(pricing_quote_open(&k2, id, 0, &back) == QUOTE_OK);
 	CHECK(pricing_quote_open(&k3, id, 0, &back) == QUOTE_INVALID);
+	/* a q1 quote (HMAC-SHA-256, given out before an upgrade) still opens;
+	 * the version fixes the MAC, so q2's MAC under q1 does not */
+	char v1[QUOTE_ID_MAX];
+	const char *dot = strrchr(id, '.');
+	size_t signed_len = (size_t)(dot - id);
+	memcpy(v1, id, signed_len);
+	v1[1] = '1';
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	crypto_auth_hmacsha256(mac, (const unsigned char *)v1, signed_len, k.k);
+	v1[signed_len] = '.';
+	sodium_bin2base64(v1 + signed_len + 1, sizeof v1 - signed_len - 1, mac, sizeof mac,
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	CHECK(pricing_quote_open(&k, v1, 0, &back) == QUOTE_OK);
+	CHECK_EQ_INT(back.fare.total, q.fare.total);
+	memcpy(v1 + signed_len, dot, strlen(dot) + 1);
+	CHECK(pricing_quote_open(&k, v1, 0, &back) == QUOTE_INVALID);
 }
 
 UNIT_TEST(pricing_quote_tampering_refused)
@@ -119,4 +135,6 @@ UNIT_TEST(pricing_quote_tampering_refused)
 	CHECK(pricing_quote_open(&k, "", 0, &back) == QUOTE_INVALID);
 	CHECK(pricing_quote_open(&k, "q1..", 0, &back) == QUOTE_INVALID);
 	CHECK(pricing_quote_open(&k, "q1.x", 0, &back) == QUOTE_INVALID);
+	CHECK(pricing_quote_open(&k, "q2..", 0, &back) == QUOTE_INVALID);
+	CHECK(pricing_quote_open(&k, "q3.x.y", 0, &back) == QUOTE_INVALID);
 }
