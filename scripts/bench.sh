@@ -13,23 +13,28 @@
 # QUICK=1 (make bench QUICK=1): each area runs its reduced knobs (see the
 # top of each bench/<area>.sh), and a peer measured with the same arguments
 # by an earlier area of the run is reused (bench/lib/anchor.sh).
+#
+# BENCH_DIR (default bench) and BENCH_RESULTS (default bench/results) point
+# elsewhere for the summary's own test (tests/bench).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 area=${1:-all}
 QUICK=${QUICK:-0}
 export QUICK
+bdir=${BENCH_DIR:-bench}
+results=${BENCH_RESULTS:-bench/results}
 shopt -s nullglob
 if [ "$area" = all ]; then
 	areas=()
-	for s in bench/*.sh; do areas+=("$(basename "$s" .sh)"); done
+	for s in "$bdir"/*.sh; do areas+=("$(basename "$s" .sh)"); done
 	if [ ${#areas[@]} -eq 0 ]; then
 		echo "bench: no benchmark areas yet"
 		exit 0
 	fi
 else
-	if [ ! -x "bench/$area.sh" ]; then
-		echo "bench: no benchmark area \"$area\" (have: $(ls bench/*.sh 2>/dev/null | xargs -n1 basename 2>/dev/null | sed 's/\.sh$//' | tr '\n' ' '))" >&2
+	if [ ! -x "$bdir/$area.sh" ]; then
+		echo "bench: no benchmark area \"$area\" (have: $(ls "$bdir"/*.sh 2>/dev/null | xargs -n1 basename 2>/dev/null | sed 's/\.sh$//' | tr '\n' ' '))" >&2
 		exit 2
 	fi
 	areas=("$area")
@@ -49,20 +54,20 @@ for a in "${areas[@]}"; do
 	echo "== $a$([ "$QUICK" = 1 ] && echo " (quick)")"
 	t0=$(date +%s.%N)
 	# stdout to the terminal and to the summary; stderr to the terminal only
-	"bench/$a.sh" | tee "$out/$a.out"
+	"$bdir/$a.sh" | tee "$out/$a.out"
 	echo "${PIPESTATUS[0]}" >"$out/$a.rc"
 	awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f\n", b - a}' >"$out/$a.seconds"
 	[ "$(cat "$out/$a.rc")" = 0 ] || echo "bench: $a exited $(cat "$out/$a.rc")" >&2
 done
 
 if [ "$area" = all ]; then
-	json=bench/results/$stamp.json
-	latest=(--latest bench/results/latest.json)
+	json=$results/$stamp.json
+	latest=(--latest "$results/latest.json")
 else
-	json=bench/results/$stamp-$area.json
+	json=$results/$stamp-$area.json
 	latest=()
 fi
 echo
 echo "== summary$([ "$QUICK" = 1 ] && echo " (QUICK=1: reduced knobs; ratios against peers measured in this run)")"
-/usr/bin/python3 scripts/bench_summary.py --goals bench/goals.tsv --dir "$out" --json "$json" "${latest[@]}" \
-	--quick "$QUICK" --started "$started" --load-start "$load_start" "${areas[@]}"
+/usr/bin/python3 scripts/bench_summary.py --goals "$bdir/goals.tsv" --dir "$out" --json "$json" "${latest[@]}" \
+	--quick "$QUICK" --started "$started" --load-start "$load_start" --peers-dir "${BENCH_ANCHOR_CACHE:-}" "${areas[@]}"

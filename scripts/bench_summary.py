@@ -83,7 +83,13 @@ def meets(value, goal):
 
 def show_goal(goal, ratio=False):
     op, bound = GOAL.match(goal).groups()
-    return f"{SHOW_OP[op]} {bound}{'×' if ratio else ''}"
+    return f"{SHOW_OP[op]} {fmt(float(bound))}{'×' if ratio else ''}"
+
+
+def fmt_ratio(v):
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if abs(v) < 10 else f"{v:,.0f}"
 
 
 def fmt(v):
@@ -151,7 +157,7 @@ def table(rows):
             peer_value, ratio = "peer absent", "-"
         else:
             peer_value = fmt(r["peer_value"])
-            ratio = fmt(r["ratio"]) if r["ratio_name"] else "-"
+            ratio = fmt_ratio(r["ratio"]) if r["ratio_name"] else "-"
         value = fmt(r["value"])
         if r["value"] is not None and r["unit"]:
             value += " " + r["unit"]
@@ -185,6 +191,20 @@ def loadavg():
         return None
 
 
+def shared_peers(path):
+    """{"<script> <args>": {figures}} for each peer run kept by anchor()."""
+    if not path or not os.path.isdir(path):
+        return {}
+    out = {}
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".tmp"):
+            continue
+        with open(os.path.join(path, name), errors="replace") as f:
+            figures, _ = parse_output(f.read())
+        out[name] = {k: (number(v) if number(v) is not None else v) for k, v in figures.items()}
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--goals", required=True)
@@ -194,6 +214,7 @@ def main(argv=None):
     ap.add_argument("--quick", default="0")
     ap.add_argument("--started")
     ap.add_argument("--load-start")
+    ap.add_argument("--peers-dir", help="QUICK=1: the peers measured once and shared (bench/lib/anchor.sh)")
     ap.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("areas", nargs="+")
     args = ap.parse_args(argv)
@@ -256,6 +277,7 @@ def main(argv=None):
                 "kernel": os.uname().release,
             },
             "areas": areas,
+            "peers_shared": shared_peers(args.peers_dir),
             "failed_areas": failed,
             "summary": rows,
         }
