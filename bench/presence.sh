@@ -16,14 +16,14 @@
 # ../shared/anchors/ when present (their ratios are skipped, with a note,
 # when not). Knobs: PINGS_CONNS, NEARBY_DRIVERS, IDLE_CONNS, WINDOW (s), RUNS,
 # NGINX_SECONDS (the nginx peer's window, 10). QUICK=1 (make bench QUICK=1)
-# lowers the defaults: 2,000 ping sockets, 5,000 nearby drivers (Redis gets
+# lowers the defaults: 2,000 ping sockets, 2,000 nearby drivers (Redis gets
 # the same city), 2,000 idle sockets, one 2 s window.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 . bench/lib/anchor.sh
 if [ "${QUICK:-0}" = 1 ]; then
-	: "${PINGS_CONNS:=2000}" "${NEARBY_DRIVERS:=5000}" "${IDLE_CONNS:=2000}" "${WINDOW:=2}" "${RUNS:=1}" "${NGINX_SECONDS:=2}"
+	: "${PINGS_CONNS:=2000}" "${NEARBY_DRIVERS:=2000}" "${IDLE_CONNS:=2000}" "${WINDOW:=2}" "${RUNS:=1}" "${NGINX_SECONDS:=2}"
 fi
 PINGS_CONNS=${PINGS_CONNS:-10000}
 NEARBY_DRIVERS=${NEARBY_DRIVERS:-50000}
