@@ -83,7 +83,7 @@ def meets(value, goal):
 
 def show_goal(goal, ratio=False):
     op, bound = GOAL.match(goal).groups()
-    return f"{SHOW_OP[op]} {fmt(float(bound))}{'×' if ratio else ''}"
+    return f"{SHOW_OP[op]} {fmt_ratio(float(bound)) + '×' if ratio else fmt(float(bound))}"
 
 
 def fmt_ratio(v):
