@@ -27,13 +27,13 @@
 # riders of its own. Knobs: BOOK_COUNT, BOOK_INFLIGHT, OFFER_RATE, WINDOW (s),
 # TRACK_PAIRS, RUNS, PG_ANCHOR_SECONDS (pgbench's window, 10). QUICK=1 (make
 # bench QUICK=1) lowers the defaults: 1,000 bookings, 2 s offer window, 1,000
-# tracking pairs, one run, a 2 s pgbench window.
+# tracking pairs, one run, a 1 s pgbench window.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 . bench/lib/anchor.sh
 if [ "${QUICK:-0}" = 1 ]; then
-	: "${BOOK_COUNT:=1000}" "${WINDOW:=2}" "${TRACK_PAIRS:=1000}" "${RUNS:=1}" "${PG_ANCHOR_SECONDS:=2}"
+	: "${BOOK_COUNT:=1000}" "${WINDOW:=2}" "${TRACK_PAIRS:=1000}" "${RUNS:=1}" "${PG_ANCHOR_SECONDS:=1}"
 fi
 BOOK_COUNT=${BOOK_COUNT:-5000}
 BOOK_INFLIGHT=${BOOK_INFLIGHT:-128}

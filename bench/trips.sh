@@ -25,13 +25,13 @@
 # note, when not). Knobs: TRIPS, TRIP_CONNS, WINDOW (s, for wrk), RUNS,
 # PG_ANCHOR_SECONDS, NGINX_SECONDS (the peers' windows, 10 s each). QUICK=1
 # (make bench QUICK=1) lowers the defaults: 1,000 trips over 64 connections,
-# one 2 s window, 2 s peer windows.
+# one 2 s window, a 1 s pgbench window, a 2 s nginx window.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 . bench/lib/anchor.sh
 if [ "${QUICK:-0}" = 1 ]; then
-	: "${TRIPS:=1000}" "${TRIP_CONNS:=64}" "${WINDOW:=2}" "${RUNS:=1}" "${PG_ANCHOR_SECONDS:=2}" "${NGINX_SECONDS:=2}"
+	: "${TRIPS:=1000}" "${TRIP_CONNS:=64}" "${WINDOW:=2}" "${RUNS:=1}" "${PG_ANCHOR_SECONDS:=1}" "${NGINX_SECONDS:=2}"
 fi
 TRIPS=${TRIPS:-5000}
 TRIP_CONNS=${TRIP_CONNS:-256}

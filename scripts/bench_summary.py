@@ -69,6 +69,8 @@ def read_goals(path):
             for k in ("goal", "ratio_goal"):
                 if row[k] is not None and not GOAL.match(row[k]):
                     raise SystemExit(f"{path}:{n}: {k} {row[k]!r} is not like >=N, <=N, >N or <N")
+            if row.get("quick", "yes") not in ("yes", "no"):
+                raise SystemExit(f"{path}:{n}: quick must be yes or no")
             if row["better"] not in ("higher", "lower"):
                 raise SystemExit(f"{path}:{n}: better must be higher or lower")
             rows.append(row)
@@ -102,7 +104,7 @@ def fmt(v):
     return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
 
 
-def summarise(goals, areas):
+def summarise(goals, areas, quick=False):
     """areas: {name: {"status", "figures", ...}} -> list of table rows."""
     rows = []
     for g in goals:
@@ -130,6 +132,8 @@ def summarise(goals, areas):
             status = "absent"
         elif value is None:
             status = "missing"
+        elif quick and g.get("quick") == "no" and (g["goal"] or g["ratio_goal"]):
+            status = "not judged (quick)"
         elif False in verdicts:
             status = "not met"
         elif peer_absent and g["ratio_goal"]:
@@ -252,7 +256,7 @@ def main(argv=None):
     # the registry works on the raw text of each figure
     raw = {n: {"status": a["status"], "figures": {k: str(v) for k, v in a["figures"].items()}}
            for n, a in areas.items()}
-    rows = summarise(goals, raw)
+    rows = summarise(goals, raw, quick=args.quick == "1")
 
     print(table(rows))
     failed = [n for n, a in areas.items() if a["status"] == "failed"]

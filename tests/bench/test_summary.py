@@ -16,12 +16,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import bench_summary  # noqa: E402
 
 GOALS = """# a comment
-area\tfigure\tunit\tbetter\tgoal\tpeer\tratio\tratio_goal\tsource
-alpha\tspeed_per_s\t/s\thigher\t>=1000\tpeer_per_s\tspeed_vs_peer\t>=1.0\ttest
-alpha\tlag_ms\tms\tlower\t<=5\t-\t-\t-\ttest
-alpha\tinfo_ms\tms\tlower\t-\t-\t-\t-\ttest
-beta\tevents_per_s\t/s\thigher\t>=5000\t-\t-\t-\ttest
-beta\trps\t/s\thigher\t-\tnginx_rps\trps_vs_nginx\t>=0.5\ttest
+area\tfigure\tunit\tbetter\tgoal\tpeer\tratio\tratio_goal\tquick\tsource
+alpha\tspeed_per_s\t/s\thigher\t>=1000\tpeer_per_s\tspeed_vs_peer\t>=1.0\tyes\ttest
+alpha\tlag_ms\tms\tlower\t<=5\t-\t-\t-\tno\ttest
+alpha\tinfo_ms\tms\tlower\t-\t-\t-\t-\tyes\ttest
+beta\tevents_per_s\t/s\thigher\t>=5000\t-\t-\t-\tyes\ttest
+beta\trps\t/s\thigher\t-\tnginx_rps\trps_vs_nginx\t>=0.5\tyes\ttest
 """
 
 
@@ -100,6 +100,17 @@ def test_area_that_did_not_finish_is_failed(tmp_path):
     assert doc["areas"]["beta"]["status"] == "skipped"
     assert rows_by(doc)[("beta", "events_per_s", None)]["status"] == "absent"
     assert "data absent: skipped" in p.stdout
+
+
+def test_quick_run_leaves_scale_goals_unjudged(tmp_path):
+    write_area(tmp_path, "alpha", "speed_per_s=1200\npeer_per_s=1000\nspeed_vs_peer=1.2\nlag_ms=9\n", 0)
+    p, doc = run_summary(tmp_path, ["alpha"], "--quick", "1")
+    assert p.returncode == 0 and doc["quick"] is True
+    rows = rows_by(doc)
+    assert rows[("alpha", "lag_ms", None)]["status"] == "not judged (quick)"
+    assert rows[("alpha", "speed_per_s", "speed_vs_peer")]["status"] == "met"
+    p, doc = run_summary(tmp_path, ["alpha"])
+    assert rows_by(doc)[("alpha", "lag_ms", None)]["status"] == "not met"
 
 
 def test_goal_syntax_is_checked(tmp_path):
