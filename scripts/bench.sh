@@ -11,8 +11,8 @@
 # status is non-zero at the end.
 #
 # QUICK=1 (make bench QUICK=1): each area runs its reduced knobs (see the
-# top of each bench/<area>.sh), and a peer measured with the same arguments
-# by an earlier area of the run is reused (bench/lib/anchor.sh).
+# top of each bench/<area>.sh), and the PostgreSQL peer measured with the
+# same arguments by an earlier area of the run is reused (bench/lib/anchor.sh).
 #
 # BENCH_DIR (default bench) and BENCH_RESULTS (default bench/results) point
 # elsewhere for the summary's own test (tests/bench).
@@ -47,7 +47,7 @@ out=$(mktemp -d /tmp/ridehail-bench-run.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 if [ "$QUICK" = 1 ]; then
 	mkdir -p "$out/anchors"
-	export BENCH_ANCHOR_CACHE=$out/anchors
+	export BENCH_ANCHOR_CACHE=$out/anchors BENCH_ANCHOR_SHARE=${BENCH_ANCHOR_SHARE:-postgis.sh}
 fi
 
 for a in "${areas[@]}"; do

@@ -177,3 +177,24 @@ def test_registry_names_figures_the_areas_print():
             composed = any(f'"{"_".join(parts[:i])}"' in text and f'%s_{"_".join(parts[i:])}=' in text
                            for i in range(1, len(parts)))
             assert composed or re.search(rf'\b{name}=|"{name}"', text), f"{g['area']}: {name} printed nowhere"
+
+
+def test_anchor_shares_only_listed_peers(tmp_path):
+    """bench/lib/anchor.sh: with a cache, a listed peer runs once per make bench
+    and the second caller gets the same figures; an unlisted one runs each time."""
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    for name in ("slow.sh", "fast.sh"):
+        (anchors / name).write_text(f'#!/bin/sh\necho run >>"{tmp_path}/{name}.count"\necho "x_tps=$1"\n')
+        (anchors / name).chmod(0o755)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    script = (f'. "{ROOT}/bench/lib/anchor.sh"; anchor slow.sh 7; anchor slow.sh 7; anchor slow.sh 8; '
+              'anchor fast.sh 1; anchor fast.sh 1; anchor absent.sh || echo absent')
+    env = dict(os.environ, ANCHORS=str(anchors), BENCH_ANCHOR_CACHE=str(cache), BENCH_ANCHOR_SHARE="slow.sh")
+    p = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["x_tps=7", "x_tps=7", "x_tps=8", "x_tps=1", "x_tps=1", "absent"]
+    assert (tmp_path / "slow.sh.count").read_text().count("run") == 2  # 7 once, 8 once
+    assert (tmp_path / "fast.sh.count").read_text().count("run") == 2
+    assert "measured earlier in this run" in p.stderr
