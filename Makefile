@@ -2,9 +2,10 @@
 #
 #   make              build bin/ridehaild and the tools
 #   make run          run the daemon on the local default (own PostgreSQL under var/)
-#   make check        every test: unit, fuzz-corpus regression, end-to-end
+#   make check        every test: unit, fuzz-corpus regression, bench summary, end-to-end
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan (build/san/)
-#   make bench        every benchmark; make bench-<area> one area
+#   make bench        every benchmark and one summary table (bench/results/);
+#                     make bench QUICK=1 a reduced set; make bench-<area> one area
 #   make deps         install build/run/test dependencies (Debian 12, apt)
 #
 # Each module lists its sources in src/<module>/module.mk; this file only
@@ -58,7 +59,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: all run check check-unit check-fuzz check-e2e check-config-doc bench deps deps-check \
+.PHONY: all run check check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -114,7 +115,7 @@ deps-check:
 	@scripts/deps.sh check || scripts/deps.sh install
 
 check: deps-check
-	$(MAKE) check-unit check-fuzz check-e2e
+	$(MAKE) check-unit check-fuzz check-bench-summary check-e2e
 
 check-unit: $(O)/tests/unit/run
 	$(O)/tests/unit/run
@@ -131,6 +132,10 @@ $(O)/tests/fuzz/%: $(O)/tests/fuzz/%.o $(O)/tests/fuzz/corpus_driver.o $(LIBRH)
 
 fuzz:
 	scripts/fuzz.sh $(FUZZ)
+
+# The summary of `make bench` (scripts/bench_summary.py) on canned output.
+check-bench-summary:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/bench
 
 check-e2e: all
 	RIDEHAILD=$(CURDIR)/$(BINDIR)/ridehaild BINDIR=$(CURDIR)/$(BINDIR) SANITIZE=$(SANITIZE) \
@@ -152,11 +157,13 @@ stop-nats:
 clean-nats:
 	scripts/localnats.sh destroy
 
+# QUICK=1: reduced knobs in every area (see the top of each bench/<area>.sh).
+QUICK ?= 0
 bench: all
-	scripts/bench.sh all
+	QUICK=$(QUICK) scripts/bench.sh all
 
 bench-%: all
-	scripts/bench.sh $*
+	QUICK=$(QUICK) scripts/bench.sh $*
 
 clean:
 	rm -rf build bin

@@ -25,16 +25,23 @@
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster. Figures are medians of RUNS runs, each with drivers and
 # riders of its own. Knobs: BOOK_COUNT, BOOK_INFLIGHT, OFFER_RATE, WINDOW (s),
-# TRACK_PAIRS, RUNS.
+# TRACK_PAIRS, RUNS, PG_ANCHOR_SECONDS (pgbench's window, 10). QUICK=1 (make
+# bench QUICK=1) lowers the defaults: 1,000 bookings, 2 s offer window, 1,000
+# tracking pairs, one run, a 1 s pgbench window.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+. bench/lib/anchor.sh
+if [ "${QUICK:-0}" = 1 ]; then
+	: "${BOOK_COUNT:=1000}" "${WINDOW:=2}" "${TRACK_PAIRS:=1000}" "${RUNS:=1}" "${PG_ANCHOR_SECONDS:=1}"
+fi
 BOOK_COUNT=${BOOK_COUNT:-5000}
 BOOK_INFLIGHT=${BOOK_INFLIGHT:-128}
 OFFER_RATE=${OFFER_RATE:-500}
 WINDOW=${WINDOW:-5}
 TRACK_PAIRS=${TRACK_PAIRS:-10000}
 RUNS=${RUNS:-3}
+PG_ANCHOR_SECONDS=${PG_ANCHOR_SECONDS:-10}
 ANCHORS=${ANCHORS:-$repo/../shared/anchors}
 
 fdmax=$(ulimit -Hn)
@@ -67,7 +74,7 @@ sqlv() { psql -Atq "$dburl" -c "$1"; }
 # ---- the peer first, while nothing else runs
 tpcb=""
 if [ -x "$ANCHORS/postgis.sh" ]; then
-	tpcb=$(PG_ANCHOR_PORT=$(free_port) "$ANCHORS/postgis.sh" 50000 10 2>/dev/null | awk -F= '$1 == "pg_tpcb_tps" {print $2}') || true
+	tpcb=$(PG_ANCHOR_PORT=$(free_port) anchor postgis.sh 50000 "$PG_ANCHOR_SECONDS" | awk -F= '$1 == "pg_tpcb_tps" {print $2}') || true
 fi
 [ -n "$tpcb" ] || echo "# note: PostgreSQL anchor absent or failed ($ANCHORS/postgis.sh); bookings_vs_tpcb is skipped"
 

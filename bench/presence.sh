@@ -14,15 +14,23 @@
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster. Figures are medians of RUNS windows. Peers come from
 # ../shared/anchors/ when present (their ratios are skipped, with a note,
-# when not). Knobs: PINGS_CONNS, NEARBY_DRIVERS, IDLE_CONNS, WINDOW (s), RUNS.
+# when not). Knobs: PINGS_CONNS, NEARBY_DRIVERS, IDLE_CONNS, WINDOW (s), RUNS,
+# NGINX_SECONDS (the nginx peer's window, 10). QUICK=1 (make bench QUICK=1)
+# lowers the defaults: 2,000 ping sockets, 2,000 nearby drivers (Redis gets
+# the same city), 2,000 idle sockets, one 2 s window.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+. bench/lib/anchor.sh
+if [ "${QUICK:-0}" = 1 ]; then
+	: "${PINGS_CONNS:=2000}" "${NEARBY_DRIVERS:=2000}" "${IDLE_CONNS:=2000}" "${WINDOW:=2}" "${RUNS:=1}" "${NGINX_SECONDS:=2}"
+fi
 PINGS_CONNS=${PINGS_CONNS:-10000}
 NEARBY_DRIVERS=${NEARBY_DRIVERS:-50000}
 IDLE_CONNS=${IDLE_CONNS:-100000}
 WINDOW=${WINDOW:-5}
 RUNS=${RUNS:-3}
+NGINX_SECONDS=${NGINX_SECONDS:-10}
 ANCHORS=${ANCHORS:-$repo/../shared/anchors}
 
 fdmax=$(ulimit -Hn) # sockets are descriptors: take all we may
@@ -104,13 +112,13 @@ redis_add=""
 redis_search=""
 nginx=""
 if [ -x "$ANCHORS/redis_geo.sh" ]; then
-	"$ANCHORS/redis_geo.sh" "$NEARBY_DRIVERS" >"$tmp/redis" 2>/dev/null || true
+	anchor redis_geo.sh "$NEARBY_DRIVERS" >"$tmp/redis" || true
 	redis_add=$(awk -F= '$1 == "redis_geoadd_p16_per_s" {print $2}' "$tmp/redis")
 	redis_search=$(awk -F= '$1 == "redis_geosearch_per_s" {print $2}' "$tmp/redis")
 	redis_search_p99=$(awk -F= '$1 == "redis_geosearch_p99_ms" {print $2}' "$tmp/redis")
 fi
 if [ -x "$ANCHORS/nginx_http.sh" ]; then
-	nginx=$("$ANCHORS/nginx_http.sh" 10 50 2>/dev/null | awk -F= '$1 == "nginx_rps" {print $2}') || true
+	nginx=$(anchor nginx_http.sh "$NGINX_SECONDS" 50 | awk -F= '$1 == "nginx_rps" {print $2}') || true
 fi
 [ -n "$redis_add" ] || echo "# note: Redis anchor absent ($ANCHORS/redis_geo.sh); its ratios are skipped"
 [ -n "$nginx" ] || echo "# note: nginx anchor absent ($ANCHORS/nginx_http.sh); its ratio is skipped"

@@ -19,13 +19,19 @@
 #             distances and ours (GET /v1/route, metric distance).
 #
 # CITY (default ../shared/data/osm/nyc-midtown-2025.osm.pbf), PAIRS, SEED,
-# RUNS (default 3: each in-process figure is the median of RUNS runs).
+# RUNS (default 3: each in-process figure is the median of RUNS runs), WINDOW
+# (wrk, 5 s), NGINX_SECONDS (the nginx peer's window, WINDOW). QUICK=1 (make
+# bench QUICK=1): 1,000 pairs, 20 pgRouting pairs, one run, 2 s windows.
 #   estimates GET /v1/estimate with the same pairs as pickup and drop-off,
 #             when the daemon has it (another module): estimates_routed_rps
 #             and estimates_routed_vs_nginx; left out (with a note) before.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+. bench/lib/anchor.sh
+if [ "${QUICK:-0}" = 1 ]; then
+	: "${PAIRS:=1000}" "${PGR_PAIRS:=20}" "${RUNS:=1}" "${WINDOW:=2}" "${NGINX_SECONDS:=2}"
+fi
 CITY=${CITY:-$repo/../shared/data/osm/nyc-midtown-2025.osm.pbf}
 PAIRS=${PAIRS:-10000}
 SEED=${SEED:-$(date +%s)}
@@ -136,7 +142,7 @@ daemon_pid=""
 ANCHORS=${ANCHORS:-$repo/../shared/anchors}
 nginx=""
 if [ -x "$ANCHORS/nginx_http.sh" ]; then
-	nginx=$("$ANCHORS/nginx_http.sh" "${WINDOW:-5}" 50 2>/dev/null | awk -F= '$1 == "nginx_rps" {print $2}') || true
+	nginx=$(anchor nginx_http.sh "${NGINX_SECONDS:-${WINDOW:-5}}" 50 | awk -F= '$1 == "nginx_rps" {print $2}') || true
 	echo "nginx_rps=$nginx"
 	awk -v a="$route_rps" -v b="$nginx" 'BEGIN { if (b > 0) printf "route_http_vs_nginx=%.2f\n", a / b; else print "route_http_vs_nginx=n/a" }'
 else

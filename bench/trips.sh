@@ -23,15 +23,22 @@
 # throwaway cluster (not pinned). Figures are medians of RUNS windows. Peers
 # come from ../shared/anchors/ when present (their ratios are skipped, with a
 # note, when not). Knobs: TRIPS, TRIP_CONNS, WINDOW (s, for wrk), RUNS,
-# PG_ANCHOR_SECONDS.
+# PG_ANCHOR_SECONDS, NGINX_SECONDS (the peers' windows, 10 s each). QUICK=1
+# (make bench QUICK=1) lowers the defaults: 1,000 trips over 64 connections,
+# one 2 s window, a 1 s pgbench window, a 2 s nginx window.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
+. bench/lib/anchor.sh
+if [ "${QUICK:-0}" = 1 ]; then
+	: "${TRIPS:=1000}" "${TRIP_CONNS:=64}" "${WINDOW:=2}" "${RUNS:=1}" "${PG_ANCHOR_SECONDS:=1}" "${NGINX_SECONDS:=2}"
+fi
 TRIPS=${TRIPS:-5000}
 TRIP_CONNS=${TRIP_CONNS:-256}
 WINDOW=${WINDOW:-5}
 RUNS=${RUNS:-3}
 PG_ANCHOR_SECONDS=${PG_ANCHOR_SECONDS:-10}
+NGINX_SECONDS=${NGINX_SECONDS:-10}
 ANCHORS=${ANCHORS:-$repo/../shared/anchors}
 
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
@@ -110,10 +117,10 @@ stop_daemon
 nginx=""
 pg_tr=""
 if [ -x "$ANCHORS/nginx_http.sh" ]; then
-	nginx=$(NGINX_ANCHOR_PORT=$(free_port) "$ANCHORS/nginx_http.sh" 10 50 2>/dev/null | awk -F= '$1 == "nginx_rps" {print $2}') || true
+	nginx=$(NGINX_ANCHOR_PORT=$(free_port) anchor nginx_http.sh "$NGINX_SECONDS" 50 | awk -F= '$1 == "nginx_rps" {print $2}') || true
 fi
 if [ -x "$ANCHORS/postgis.sh" ]; then
-	pg_tr=$(PG_ANCHOR_PORT=$(free_port) "$ANCHORS/postgis.sh" 50000 "$PG_ANCHOR_SECONDS" 2>/dev/null | awk -F= '$1 == "pg_transition_outbox_tps" {print $2}') || true
+	pg_tr=$(PG_ANCHOR_PORT=$(free_port) anchor postgis.sh 50000 "$PG_ANCHOR_SECONDS" | awk -F= '$1 == "pg_transition_outbox_tps" {print $2}') || true
 fi
 [ -n "$nginx" ] || echo "# note: nginx anchor absent or failed ($ANCHORS/nginx_http.sh); its ratio is skipped"
 [ -n "$pg_tr" ] || echo "# note: PostgreSQL anchor absent or failed ($ANCHORS/postgis.sh); its ratio is skipped"
