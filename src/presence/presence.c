@@ -379,7 +379,7 @@ static const struct jv_field geo_point_fields[] = {
 	{ 0 },
 };
 
-static const struct jv_field location_fields[] = {
+const struct jv_field presence_location_fields[] = {
 	{ "driver_id", JV_UUID, JV_REQUIRED },
 	{ "location", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, geo_point_fields },
 	{ "speed_kmh", JV_NUMBER, 0, 0, 400 },
@@ -939,7 +939,7 @@ static const struct http_route presence_routes[] = {
 };
 
 static const struct gw_message_type location_type = {
-	"driver.location.updated", ROLE_DRIVER, location_fields, on_location, NULL,
+	"driver.location.updated", ROLE_DRIVER, presence_location_fields, on_location, NULL,
 };
 static const struct gw_message_type status_type = {
 	"driver.status.changed", ROLE_DRIVER, status_fields, on_status, NULL,
