@@ -64,14 +64,17 @@ bool jv_has(const cJSON *obj, const char *name);              /* present and not
  * means "ask the tree walk" (cJSON + jv_check), which then accepts or words
  * the refusal: the scan never refuses on its own, so the two agree.
  * A JV_ANY_OBJECT member is only delimited (str/len: its raw text), not
- * parsed: the caller scans it with its own table before relying on it. */
+ * parsed: the caller scans it with its own table before relying on it;
+ * unless any_fields (set after jv_scan_init) names its table from the
+ * members scanned before it (the envelope's event_type), then it is scanned
+ * in the same pass and sub holds its values. */
 struct jv_value {
 	bool present;
 	const char *str;  /* strings: NUL-terminated copy in the scan; JV_ANY_OBJECT: raw text */
 	size_t len;       /* bytes of str */
 	double num;       /* JV_NUMBER, JV_INTEGER; JV_BOOL: 0 or 1 */
 	int64_t ms;       /* JV_DATETIME: wall ms */
-	const struct jv_value *sub; /* JV_OBJECT: values of its fields */
+	const struct jv_value *sub; /* JV_OBJECT (and JV_ANY_OBJECT, see any_fields): values of its fields */
 };
 
 struct jv_scan {
@@ -79,6 +82,12 @@ struct jv_scan {
 	unsigned nv;
 	char text[1024];
 	size_t ntext;
+	/* The table of a JV_ANY_OBJECT member of the outermost object, given
+	 * that object's values so far (members not seen yet are not present),
+	 * or NULL to delimit it. */
+	const struct jv_field *(*any_fields)(void *arg, const struct jv_value *so_far);
+	void *any_arg;
+	int depth;
 };
 
 void jv_scan_init(struct jv_scan *sc);

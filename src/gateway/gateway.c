@@ -209,11 +209,30 @@ static void count_message(struct gateway *gw, int i)
  * shape of the commonest types, driver.location.updated) is handled from
  * its scanned values, with no tree. false leaves the message untouched for
  * the tree walk, which accepts it the same way or words the refusal. */
+struct scan_ctx {
+	struct gateway *gw;
+	const struct gw_message_type *t; /* the type whose table read the payload */
+};
+
+/* The payload's table, when event_type came before it (the usual order). */
+static const struct jv_field *payload_fields(void *arg, const struct jv_value *env)
+{
+	struct scan_ctx *c = arg;
+	if (!env[GW_ENV_EVENT_TYPE].present)
+		return NULL;
+	int i = find_type(c->gw, env[GW_ENV_EVENT_TYPE].str);
+	c->t = i >= 0 && c->gw->types[i]->scan ? c->gw->types[i] : NULL;
+	return c->t ? c->t->payload : NULL;
+}
+
 static bool on_message_scanned(struct session *s, const char *text, size_t len)
 {
 	struct gateway *gw = s->gw;
+	struct scan_ctx ctx = { gw, NULL };
 	struct jv_scan sc;
 	jv_scan_init(&sc);
+	sc.any_fields = payload_fields;
+	sc.any_arg = &ctx;
 	const struct jv_value *env = jv_scan(&sc, text, len, gw_envelope_fields);
 	if (!env)
 		return false;
@@ -223,7 +242,11 @@ static bool on_message_scanned(struct session *s, const char *text, size_t len)
 	const struct gw_message_type *t = gw->types[i];
 	if (!t->scan || !(t->roles & s->who.role) || env[GW_ENV_EVENT_VERSION].num > EVENT_VERSION_MAX)
 		return false;
-	const struct jv_value *pl = jv_scan(&sc, env[GW_ENV_PAYLOAD].str, env[GW_ENV_PAYLOAD].len, t->payload);
+	const struct jv_value *pl = env[GW_ENV_PAYLOAD].sub;
+	if (ctx.t != t || !pl) { /* the payload came first: read it now */
+		sc.any_fields = NULL;
+		pl = jv_scan(&sc, env[GW_ENV_PAYLOAD].str, env[GW_ENV_PAYLOAD].len, t->payload);
+	}
 	if (!pl)
 		return false;
 	count_message(gw, i);

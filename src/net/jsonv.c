@@ -42,19 +42,20 @@ static size_t utf8_len(const char *s)
 	return n;
 }
 
-static bool is_hex(unsigned char c)
-{
-	return (unsigned)(c - '0') < 10 || (unsigned)((c | 0x20) - 'a') < 6;
-}
+static const bool hex_digit[256] = {
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+};
 
 static bool is_uuid_n(const char *s, size_t n)
 {
 	if (n != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
 		return false;
-	for (int i = 0; i < 36; i++)
-		if (i != 8 && i != 13 && i != 18 && i != 23 && !is_hex((unsigned char)s[i]))
-			return false;
-	return true;
+	bool ok = true;
+	for (int i = 0; i < 36; i++) /* the dashes were checked; not hex */
+		ok &= hex_digit[(unsigned char)s[i]] | (i == 8 || i == 13 || i == 18 || i == 23);
+	return ok;
 }
 
 bool jv_is_uuid(const char *s)
@@ -299,6 +300,20 @@ static const char *scan_plain_string(const char *p, const char *end, const char 
 	if (p >= end || *p != '"')
 		return NULL;
 	const char *q = ++p;
+	/* eight bytes at a time while none is a quote, a backslash, a control
+	 * character or past ASCII (the exact "is there any" SWAR tests) */
+	while (end - q >= 8) {
+		const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+		uint64_t w, quote, bslash;
+		memcpy(&w, q, 8);
+		quote = w ^ (ones * '"');
+		bslash = w ^ (ones * '\\');
+		uint64_t special = ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) | ((w - ones * 0x20) & ~w) |
+				   ((w + ones * (0x7f - 0x7e)) | w);
+		if (special & high)
+			break;
+		q += 8;
+	}
 	while (q < end && *q != '"') {
 		unsigned char c = (unsigned char)*q;
 		if (c < 0x20 || c >= 0x7f || c == '\\')
@@ -389,8 +404,26 @@ static const char *skip_object(const char *p, const char *end)
 static const char *scan_object(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
 			       struct jv_value **vals_out);
 
+static bool name_is(const char *name, const char *k, size_t kn)
+{
+	return strncmp(name, k, kn) == 0 && name[kn] == '\0';
+}
+
+/* p at "<name>" (a table's names are plain ASCII): the position after it;
+ * NULL when the text holds another key there. */
+static const char *quoted_name(const char *p, const char *end, const char *name)
+{
+	if (p >= end || *p++ != '"')
+		return NULL;
+	for (; *name; name++, p++)
+		if (p >= end || *p != *name)
+			return NULL;
+	return p < end && *p == '"' ? p + 1 : NULL;
+}
+
+/* vals: the values of the object being scanned, v among them. */
 static const char *scan_value(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *f,
-			      struct jv_value *v)
+			      const struct jv_value *vals, struct jv_value *v)
 {
 	struct jv_error err; /* a failed rule defers: the tree walk words it */
 	switch (f->type) {
@@ -418,7 +451,15 @@ static const char *scan_value(struct jv_scan *sc, const char *p, const char *end
 	case JV_ANY_OBJECT: {
 		if (p >= end || *p != '{')
 			return NULL;
-		const char *q = skip_object(p, end);
+		const struct jv_field *inner = sc->any_fields && sc->depth == 1 ? sc->any_fields(sc->any_arg, vals) : NULL;
+		const char *q;
+		if (inner) { /* its table is known already: one pass */
+			struct jv_value *sub = NULL;
+			q = scan_object(sc, p, end, inner, &sub);
+			v->sub = sub;
+		} else {
+			q = skip_object(p, end);
+		}
 		if (!q)
 			return NULL;
 		v->str = p;
@@ -445,8 +486,20 @@ static const char *scan_value(struct jv_scan *sc, const char *p, const char *end
 	return check_string(copy, n, true, f, "", &err, &v->ms) ? p : NULL;
 }
 
+static const char *scan_members(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
+				struct jv_value **vals_out);
+
 static const char *scan_object(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
 			       struct jv_value **vals_out)
+{
+	sc->depth++;
+	p = scan_members(sc, p, end, fields, vals_out);
+	sc->depth--;
+	return p;
+}
+
+static const char *scan_members(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
+				struct jv_value **vals_out)
 {
 	size_t nf = 0;
 	while (fields[nf].name)
@@ -462,20 +515,28 @@ static const char *scan_object(struct jv_scan *sc, const char *p, const char *en
 	if (p < end && *p == '}') {
 		p++;
 	} else {
+		size_t next = 0; /* members usually come in table order: try that one first */
 		for (;;) {
 			const char *k;
-			size_t kn, i = 0;
-			p = scan_plain_string(p, end, &k, &kn);
-			if (!p)
-				return NULL;
-			while (i < nf && !(strncmp(fields[i].name, k, kn) == 0 && fields[i].name[kn] == '\0'))
-				i++;
+			size_t kn, i;
+			const char *q = next < nf ? quoted_name(p, end, fields[next].name) : NULL;
+			if (q) { /* the expected member: its key is that name exactly */
+				i = next;
+				p = q;
+			} else {
+				p = scan_plain_string(p, end, &k, &kn);
+				if (!p)
+					return NULL;
+				for (i = 0; i < nf && !name_is(fields[i].name, k, kn); i++)
+					;
+			}
 			if (i == nf || vals[i].present) /* unknown or repeated: the tree walk says so */
 				return NULL;
+			next = i + 1;
 			p = skip_ws(p, end);
 			if (p >= end || *p != ':')
 				return NULL;
-			p = scan_value(sc, skip_ws(p + 1, end), end, &fields[i], &vals[i]);
+			p = scan_value(sc, skip_ws(p + 1, end), end, &fields[i], vals, &vals[i]);
 			if (!p)
 				return NULL;
 			vals[i].present = true;
@@ -502,12 +563,15 @@ void jv_scan_init(struct jv_scan *sc)
 {
 	sc->nv = 0;
 	sc->ntext = 0;
+	sc->any_fields = NULL;
+	sc->any_arg = NULL;
 }
 
 const struct jv_value *jv_scan(struct jv_scan *sc, const char *text, size_t len, const struct jv_field *fields)
 {
 	const char *end = text + len;
 	struct jv_value *vals;
+	sc->depth = 0;
 	const char *p = scan_object(sc, skip_ws(text, end), end, fields, &vals);
 	return p && skip_ws(p, end) == end ? vals : NULL;
 }

@@ -9,6 +9,7 @@
  * and for inputs in the event envelope with their payload scanned again, the
  * way the gateway does it. abort() on any disagreement. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,17 +120,28 @@ static void whole(const uint8_t *data, size_t size, const struct jv_field *field
 	cJSON_Delete(j);
 }
 
-static void envelope(const uint8_t *data, size_t size, const struct jv_field *payload_fields)
+/* As the gateway names the payload's table once event_type is read. */
+static const struct jv_field *payload_table(void *arg, const struct jv_value *env)
+{
+	return env[GW_ENV_EVENT_TYPE].present ? arg : NULL;
+}
+
+static void envelope(const uint8_t *data, size_t size, const struct jv_field *payload_fields, bool one_pass)
 {
 	struct jv_scan sc;
 	jv_scan_init(&sc);
+	if (one_pass) {
+		sc.any_fields = payload_table;
+		sc.any_arg = (void *)(uintptr_t)payload_fields;
+	}
 	const struct jv_value *env = jv_scan(&sc, (const char *)data, size, gw_envelope_fields);
 	if (!env)
 		return;
-	size_t ip = 0;
-	while (strcmp(gw_envelope_fields[ip].name, "payload") != 0)
-		ip++;
-	const struct jv_value *pl = jv_scan(&sc, env[ip].str, env[ip].len, payload_fields);
+	const struct jv_value *pl = env[GW_ENV_PAYLOAD].sub;
+	if (!pl) {
+		sc.any_fields = NULL;
+		pl = jv_scan(&sc, env[GW_ENV_PAYLOAD].str, env[GW_ENV_PAYLOAD].len, payload_fields);
+	}
 	if (!pl)
 		return;
 	cJSON *j = tree(data, size);
@@ -144,7 +156,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	whole(data, size, table);
 	whole(data, size, presence_location_fields);
-	envelope(data, size, presence_location_fields);
-	envelope(data, size, table);
+	envelope(data, size, presence_location_fields, false);
+	envelope(data, size, presence_location_fields, true);
+	envelope(data, size, table, false);
+	envelope(data, size, table, true);
 	return 0;
 }
