@@ -52,9 +52,12 @@ static bool is_uuid_n(const char *s, size_t n)
 {
 	if (n != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
 		return false;
-	bool ok = true;
-	for (int i = 0; i < 36; i++) /* the dashes were checked; not hex */
-		ok &= hex_digit[(unsigned char)s[i]] | (i == 8 || i == 13 || i == 18 || i == 23);
+	const unsigned char *u = (const unsigned char *)s;
+	unsigned ok = 1; /* the dashes were checked: the 32 digits around them */
+	for (int i = 0; i < 8; i++)
+		ok &= hex_digit[u[i]] & hex_digit[u[24 + i]];
+	for (int i = 0; i < 4; i++)
+		ok &= hex_digit[u[9 + i]] & hex_digit[u[14 + i]] & hex_digit[u[19 + i]] & hex_digit[u[32 + i]];
 	return ok;
 }
 

@@ -458,10 +458,11 @@ static void fix_from_json(const cJSON *pl, int64_t device_ms, struct fix *f)
 }
 
 /* Applies one location; shared by the WebSocket and the HTTP fallback. */
+/* now: monotonic ms, wall: wall-clock ms, both of when the fix arrived. */
 static enum ping_result apply_location(struct presence *p, struct driver_rec *r, const struct fix *fx, int64_t now,
-				       struct gw_reject *rej)
+				       int64_t wall, struct gw_reject *rej)
 {
-	int64_t wall = rh_wall_ms(), device_ms = fx->device_ms;
+	int64_t device_ms = fx->device_ms;
 	if (device_ms > wall + p->cfg->max_clock_skew_ms) {
 		gw_reject_set(rej, "timestamp_in_future", "timestamp", "the location is stamped %lld s in the future",
 			      (long long)((device_ms - wall) / 1000));
@@ -519,7 +520,8 @@ static bool location_update(struct presence *p, struct session *s, const char *d
 			    const struct fix *fx, struct gw_reject *rej)
 {
 	struct driver_rec *r = s->owner;
-	int64_t now = rh_mono_ns() / 1000000;
+	int64_t now, wall;
+	ws_rx_time(s->ws, &now, &wall); /* the clocks as the message was read, not two readings per ping */
 	if (!r)
 		return true; /* replaced meanwhile */
 	if (strcmp(driver_id, s->who.id) != 0) {
@@ -542,7 +544,7 @@ static bool location_update(struct presence *p, struct session *s, const char *d
 		}
 		return true;
 	}
-	enum ping_result res = apply_location(p, r, fx, now, rej);
+	enum ping_result res = apply_location(p, r, fx, now, wall, rej);
 	if (res == PING_REJECT) {
 		char field[160];
 		snprintf(field, sizeof field, "%s%s", strcmp(rej->field, "timestamp") == 0 ? "" : "payload.", rej->field);
@@ -922,7 +924,7 @@ static void http_location_apply(struct presence *p, struct http_req *req, struct
 	}
 	struct fix fx;
 	fix_from_json(body, device_ms, &fx);
-	enum ping_result res = apply_location(p, r, &fx, rh_mono_ns() / 1000000, &rej);
+	enum ping_result res = apply_location(p, r, &fx, rh_mono_ns() / 1000000, rh_wall_ms(), &rej);
 	if (res == PING_REJECT) {
 		cJSON *ext = cJSON_CreateObject();
 		cJSON_AddStringToObject(ext, "field", rej.field);

@@ -51,6 +51,8 @@ UNIT_TEST(jv_scan_reads_a_flat_object)
 				       table);
 	REQUIRE(v != NULL);
 	CHECK_EQ_STR(v[0].str, "0b7e6f1c-3d9a-4f5e-9a61-2c8d4b1e7f00");
+	struct jv_scan upper;
+	CHECK(scan(&upper, "{\"id\":\"0B7E6F1C-3D9A-4F5E-9A61-2C8D4B1E7F00\"}", table) != NULL);
 	CHECK(v[1].present && v[1].num == 7);
 	CHECK(!v[2].present);
 	CHECK(v[3].present && v[3].num == 1);
@@ -122,6 +124,13 @@ UNIT_TEST(jv_scan_declines_what_it_does_not_read)
 		"\xef\xbb\xbf{" ID "}",
 		"[]",
 		"",
+		/* not a UUID: a non-digit in each group, a dash moved */
+		"{\"id\":\"0b7e6f1g-3d9a-4f5e-9a61-2c8d4b1e7f00\"}",
+		"{\"id\":\"0b7e6f1c-3d9z-4f5e-9a61-2c8d4b1e7f00\"}",
+		"{\"id\":\"0b7e6f1c-3d9a-4f5-e9a61-2c8d4b1e7f00\"}",
+		"{\"id\":\"0b7e6f1c-3d9a-4f5e-9a6 -2c8d4b1e7f00\"}",
+		"{\"id\":\"0b7e6f1c-3d9a-4f5e-9a61-2c8d4b1e7f0:\"}",
+		"{\"id\":\"0b7e6f1c-3d9a-4f5e-9a61-2c8d4b1e7f0\"}",
 	};
 	for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
 		struct jv_scan sc;
