@@ -44,12 +44,21 @@ struct gw_reject {
  * `msg` is the whole validated envelope; `payload` its payload. */
 typedef bool (*gw_handler)(struct session *s, void *ctx, const cJSON *msg, const cJSON *payload, struct gw_reject *rej);
 
+/* The same from the tree-less scan (net/jsonv.h jv_scan): `env` holds the
+ * envelope's values (indexed by enum gw_envelope_field), `payload` the
+ * payload's (indexed like the type's table). Optional: a type with one gets
+ * the messages the scan reads (its commonest shape), the tree handler gets
+ * the rest; both must behave the same. */
+typedef bool (*gw_scan_handler)(struct session *s, void *ctx, const struct jv_value *env,
+				const struct jv_value *payload, struct gw_reject *rej);
+
 struct gw_message_type {
 	const char *event_type;
 	unsigned roles;               /* mask of enum auth_role that may send it */
 	const struct jv_field *payload; /* the payload's fields (additionalProperties: false) */
 	gw_handler handler;
 	void *ctx;
+	gw_scan_handler scan;         /* may be NULL */
 };
 
 struct gw_role_hooks {
@@ -90,7 +99,16 @@ void gateway_close(struct session *s, uint16_t code, const char *reason);
 void gw_reject_set(struct gw_reject *rej, const char *reason, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* The envelope every message carries (seed 000). */
+/* The envelope every message carries (seed 000), and its members' indices. */
+enum gw_envelope_field {
+	GW_ENV_EVENT_ID,
+	GW_ENV_EVENT_TYPE,
+	GW_ENV_EVENT_VERSION,
+	GW_ENV_TIMESTAMP,
+	GW_ENV_PRODUCER,
+	GW_ENV_CORRELATION_ID,
+	GW_ENV_PAYLOAD,
+};
 extern const struct jv_field gw_envelope_fields[];
 
 #endif

@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 enum jv_type {
 	JV_STRING,
@@ -51,6 +53,47 @@ bool jv_check(const cJSON *obj, const struct jv_field *fields, struct jv_error *
 const char *jv_str(const cJSON *obj, const char *name);      /* NULL if absent/null */
 double jv_num(const cJSON *obj, const char *name, double def);
 bool jv_has(const cJSON *obj, const char *name);              /* present and not null */
+
+/* The same rules without a tree, for the messages that come by the hundred
+ * thousand a second (driver.location.updated): jv_scan reads one JSON
+ * object from text and returns its values, one per entry of `fields` in
+ * table order, when the text satisfies the table; NULL when it does not, or
+ * when it is anything the scan does not read itself (escapes or bytes past
+ * ASCII in strings, null, arrays, exponents, numbers whose double is not
+ * exact by one division, repeated or unknown members, a rule failed). NULL
+ * means "ask the tree walk" (cJSON + jv_check), which then accepts or words
+ * the refusal: the scan never refuses on its own, so the two agree.
+ * A JV_ANY_OBJECT member is only delimited (str/len: its raw text), not
+ * parsed: the caller scans it with its own table before relying on it;
+ * unless any_fields (set after jv_scan_init) names its table from the
+ * members scanned before it (the envelope's event_type), then it is scanned
+ * in the same pass and sub holds its values. */
+struct jv_value {
+	bool present;
+	const char *str;  /* strings: NUL-terminated copy in the scan; JV_ANY_OBJECT: raw text */
+	size_t len;       /* bytes of str */
+	double num;       /* JV_NUMBER, JV_INTEGER; JV_BOOL: 0 or 1 */
+	int64_t ms;       /* JV_DATETIME: wall ms */
+	const struct jv_value *sub; /* JV_OBJECT (and JV_ANY_OBJECT, see any_fields): values of its fields */
+};
+
+struct jv_scan {
+	struct jv_value v[32];
+	unsigned nv;
+	char text[1024];
+	size_t ntext;
+	/* The table of a JV_ANY_OBJECT member of the outermost object, given
+	 * that object's values so far (members not seen yet are not present),
+	 * or NULL to delimit it. */
+	const struct jv_field *(*any_fields)(void *arg, const struct jv_value *so_far);
+	void *any_arg;
+	int depth;
+};
+
+void jv_scan_init(struct jv_scan *sc);
+/* Values live in sc; several objects (an envelope, then its payload) may be
+ * scanned into one sc after one jv_scan_init. */
+const struct jv_value *jv_scan(struct jv_scan *sc, const char *text, size_t len, const struct jv_field *fields);
 
 bool jv_valid_utf8(const char *s);
 bool jv_is_uuid(const char *s);

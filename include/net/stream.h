@@ -4,9 +4,9 @@
  * Why not libevent's bufferevent: a bufferevent writes only from its write
  * event, so every reply costs an epoll_ctl to add EV_WRITE, a loop turn, the
  * write, and another epoll_ctl to remove it; and toggling EV_READ per request
- * costs two more. A stream keeps one persistent read watch, writes replies
- * at once with writev(), and watches for writability only while output is
- * actually pending (a slow reader). Buffers are allocated only while they
+ * costs two more. A stream keeps one persistent (edge-triggered) read
+ * watch, writes replies at once with writev(), and watches for writability
+ * only while output is actually pending (a slow reader). Buffers are allocated only while they
  * hold bytes, so an idle connection costs its struct and two events.
  *
  * Limits: input never grows past in_max (the owner then stops reading until

@@ -62,6 +62,9 @@ void ws_close(struct ws_conn *c, uint16_t code, const char *reason);
 bool ws_is_open(const struct ws_conn *c);
 const char *ws_peer(const struct ws_conn *c);
 const char *ws_logid(const struct ws_conn *c);
+/* When the bytes being delivered were read (monotonic and wall ms): one
+ * clock reading per socket read, for the messages that came in it. */
+void ws_rx_time(const struct ws_conn *c, int64_t *mono_ms, int64_t *wall_ms);
 size_t ws_memory(const struct ws_conn *c);
 
 /* Application close codes (RFC 6455 7.4.2: 4000-4999 are ours). */

@@ -14,10 +14,14 @@
 #include <stdint.h>
 
 #include "core/uuid.h"
+#include "net/jsonv.h"
 
 struct server;
 struct presence;
 struct session;
+
+/* The payload of driver.location.updated (schemas/, docs/websocket.md). */
+extern const struct jv_field presence_location_fields[];
 
 /* As stored in drivers.status; UNREACHABLE only in memory (no socket). */
 enum driver_status {

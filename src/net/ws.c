@@ -38,6 +38,7 @@ struct ws_conn {
 	size_t msg_len, msg_cap;
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_ms, expires_ms;
 	int64_t ping_early_ms; /* this connection's heartbeat comes this much before ws.ping_interval */
+	int64_t last_rx_wall_ms;
 	uint64_t id;
 	bool notified, dead;
 	struct ws_conn *next_dead;
@@ -290,6 +291,7 @@ static void ws_on_read(struct stream *st, void *arg)
 {
 	struct ws_conn *c = arg;
 	c->last_rx_ms = now_ms();
+	c->last_rx_wall_ms = rh_wall_ms();
 	metric_add(c->hub->m_rx_bytes, (double)stream_in_len(st));
 	while (!c->dead && c->state != WS_DRAINING && stream_in_len(st) > 0) {
 		struct ws_frame f;
@@ -464,6 +466,12 @@ struct ws_conn *ws_accept(struct ws_hub *hub, struct http_req *req, const char *
 bool ws_is_open(const struct ws_conn *c) { return c->state == WS_OPEN && !c->dead; }
 const char *ws_peer(const struct ws_conn *c) { return c->peer; }
 const char *ws_logid(const struct ws_conn *c) { return c->logid; }
+
+void ws_rx_time(const struct ws_conn *c, int64_t *mono_ms, int64_t *wall_ms)
+{
+	*mono_ms = c->last_rx_ms;
+	*wall_ms = c->last_rx_wall_ms;
+}
 
 size_t ws_memory(const struct ws_conn *c)
 {

@@ -373,19 +373,24 @@ static void driver_closed(struct session *s, void *ctx, uint16_t code)
 
 static const char *const sources[] = { "gps", "network", "manual", NULL };
 
+/* Indices into the tables, for the scanned values (jv_scan). */
+enum { PT_LAT, PT_LON };
+
 static const struct jv_field geo_point_fields[] = {
-	{ "lat", JV_NUMBER, JV_REQUIRED, -90, 90 },
-	{ "lon", JV_NUMBER, JV_REQUIRED, -180, 180 },
+	[PT_LAT] = { "lat", JV_NUMBER, JV_REQUIRED, -90, 90 },
+	[PT_LON] = { "lon", JV_NUMBER, JV_REQUIRED, -180, 180 },
 	{ 0 },
 };
 
-static const struct jv_field location_fields[] = {
-	{ "driver_id", JV_UUID, JV_REQUIRED },
-	{ "location", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, geo_point_fields },
-	{ "speed_kmh", JV_NUMBER, 0, 0, 400 },
-	{ "heading_deg", JV_NUMBER, 0, 0, 360 },
-	{ "accuracy_m", JV_NUMBER, 0, 0, 100000 },
-	{ "source", JV_STRING, 0, 0, 0, sources },
+enum { LOC_DRIVER_ID, LOC_LOCATION, LOC_SPEED, LOC_HEADING, LOC_ACCURACY, LOC_SOURCE };
+
+const struct jv_field presence_location_fields[] = {
+	[LOC_DRIVER_ID] = { "driver_id", JV_UUID, JV_REQUIRED },
+	[LOC_LOCATION] = { "location", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, geo_point_fields },
+	[LOC_SPEED] = { "speed_kmh", JV_NUMBER, 0, 0, 400 },
+	[LOC_HEADING] = { "heading_deg", JV_NUMBER, 0, 0, 360 },
+	[LOC_ACCURACY] = { "accuracy_m", JV_NUMBER, 0, 0, 100000 },
+	[LOC_SOURCE] = { "source", JV_STRING, 0, 0, 0, sources },
 	{ 0 },
 };
 
@@ -432,11 +437,32 @@ static void count_ignored(struct presence *p, const char *reason)
 
 enum ping_result { PING_OK, PING_REJECT, PING_IGNORED };
 
-/* Applies one location; shared by the WebSocket and the HTTP fallback. */
-static enum ping_result apply_location(struct presence *p, struct driver_rec *r, const cJSON *pl, int64_t device_ms,
-				       struct gw_reject *rej)
+/* One location, however it came (a tree, the scan, the HTTP fallback);
+ * heading, speed and accuracy are -1 and source NULL when absent. */
+struct fix {
+	double lat, lon, heading, speed, accuracy;
+	const char *source;
+	int64_t device_ms;
+};
+
+static void fix_from_json(const cJSON *pl, int64_t device_ms, struct fix *f)
 {
-	int64_t wall = rh_wall_ms(), now = rh_mono_ns() / 1000000;
+	const cJSON *loc = cJSON_GetObjectItemCaseSensitive(pl, "location");
+	f->lat = jv_num(loc, "lat", 0);
+	f->lon = jv_num(loc, "lon", 0);
+	f->heading = jv_num(pl, "heading_deg", -1);
+	f->speed = jv_num(pl, "speed_kmh", -1);
+	f->accuracy = jv_num(pl, "accuracy_m", -1);
+	f->source = jv_str(pl, "source");
+	f->device_ms = device_ms;
+}
+
+/* Applies one location; shared by the WebSocket and the HTTP fallback. */
+/* now: monotonic ms, wall: wall-clock ms, both of when the fix arrived. */
+static enum ping_result apply_location(struct presence *p, struct driver_rec *r, const struct fix *fx, int64_t now,
+				       int64_t wall, struct gw_reject *rej)
+{
+	int64_t device_ms = fx->device_ms;
 	if (device_ms > wall + p->cfg->max_clock_skew_ms) {
 		gw_reject_set(rej, "timestamp_in_future", "timestamp", "the location is stamped %lld s in the future",
 			      (long long)((device_ms - wall) / 1000));
@@ -450,8 +476,7 @@ static enum ping_result apply_location(struct presence *p, struct driver_rec *r,
 		count_ignored(p, "out_of_order"); /* an older fix arriving late: keep the newer */
 		return PING_IGNORED;
 	}
-	const cJSON *loc = cJSON_GetObjectItemCaseSensitive(pl, "location");
-	double lat = jv_num(loc, "lat", 0), lon = jv_num(loc, "lon", 0);
+	double lat = fx->lat, lon = fx->lon;
 	uint32_t slot = rec_slot(p, r);
 	rh_err e;
 	if (r->in_grid) {
@@ -468,10 +493,10 @@ static enum ping_result apply_location(struct presence *p, struct driver_rec *r,
 	}
 	r->lat = lat;
 	r->lon = lon;
-	r->heading = (float)jv_num(pl, "heading_deg", -1);
-	r->speed = (float)jv_num(pl, "speed_kmh", -1);
-	r->accuracy = (float)jv_num(pl, "accuracy_m", -1);
-	const char *src = jv_str(pl, "source");
+	r->heading = (float)fx->heading;
+	r->speed = (float)fx->speed;
+	r->accuracy = (float)fx->accuracy;
+	const char *src = fx->source;
 	r->source = !src || strcmp(src, "gps") == 0 ? SOURCE_GPS : strcmp(src, "network") == 0 ? SOURCE_NETWORK : SOURCE_MANUAL;
 	r->last_ping_ms = now;
 	r->last_device_ms = device_ms;
@@ -490,14 +515,16 @@ static enum ping_result apply_location(struct presence *p, struct driver_rec *r,
 	return PING_OK;
 }
 
-static bool on_location(struct session *s, void *ctx, const cJSON *msg, const cJSON *pl, struct gw_reject *rej)
+/* driver.location.updated, from either form of the message. */
+static bool location_update(struct presence *p, struct session *s, const char *driver_id, const char *event_id,
+			    const struct fix *fx, struct gw_reject *rej)
 {
-	struct presence *p = ctx;
 	struct driver_rec *r = s->owner;
-	int64_t now = rh_mono_ns() / 1000000, device_ms;
+	int64_t now, wall;
+	ws_rx_time(s->ws, &now, &wall); /* the clocks as the message was read, not two readings per ping */
 	if (!r)
 		return true; /* replaced meanwhile */
-	if (strcmp(jv_str(pl, "driver_id"), s->who.id) != 0) {
+	if (strcmp(driver_id, s->who.id) != 0) {
 		gw_reject_set(rej, "forbidden", "payload.driver_id", "driver_id must be your own id");
 		return false;
 	}
@@ -513,12 +540,11 @@ static bool on_location(struct session *s, void *ctx, const cJSON *msg, const cJ
 			r->last_throttle_notice_ms = now;
 			gw_reject_set(rej, "rate_limited", NULL, "more than %.1f location updates a second; extra ones are dropped",
 				      p->cfg->max_pings_per_s);
-			gateway_reject(s, "driver.location.updated", jv_str(msg, "event_id"), rej);
+			gateway_reject(s, "driver.location.updated", event_id, rej);
 		}
 		return true;
 	}
-	rh_parse_rfc3339(jv_str(msg, "timestamp"), &device_ms); /* validated by the envelope */
-	enum ping_result res = apply_location(p, r, pl, device_ms, rej);
+	enum ping_result res = apply_location(p, r, fx, now, wall, rej);
 	if (res == PING_REJECT) {
 		char field[160];
 		snprintf(field, sizeof field, "%s%s", strcmp(rej->field, "timestamp") == 0 ? "" : "payload.", rej->field);
@@ -531,13 +557,40 @@ static bool on_location(struct session *s, void *ctx, const cJSON *msg, const cJ
 			cJSON *ack = cJSON_CreateObject();
 			cJSON_AddStringToObject(ack, "driver_id", s->who.id);
 			cJSON_AddNumberToObject(ack, "count", r->pings_since_ack);
-			cJSON_AddStringToObject(ack, "last_event_id", jv_str(msg, "event_id"));
-			gateway_send(s, "driver.location.acked", ack, jv_str(msg, "event_id"));
+			cJSON_AddStringToObject(ack, "last_event_id", event_id);
+			gateway_send(s, "driver.location.acked", ack, event_id);
 			r->pings_since_ack = 0;
 			r->last_ack_ms = now;
 		}
 	}
 	return true;
+}
+
+static bool on_location(struct session *s, void *ctx, const cJSON *msg, const cJSON *pl, struct gw_reject *rej)
+{
+	struct fix fx;
+	int64_t device_ms = 0;
+	rh_parse_rfc3339(jv_str(msg, "timestamp"), &device_ms); /* validated by the envelope */
+	fix_from_json(pl, device_ms, &fx);
+	return location_update(ctx, s, jv_str(pl, "driver_id"), jv_str(msg, "event_id"), &fx, rej);
+}
+
+static double scanned_num(const struct jv_value *v, double def) { return v->present ? v->num : def; }
+
+static bool on_location_scanned(struct session *s, void *ctx, const struct jv_value *env, const struct jv_value *pl,
+				struct gw_reject *rej)
+{
+	const struct jv_value *pt = pl[LOC_LOCATION].sub;
+	struct fix fx = {
+		.lat = pt[PT_LAT].num,
+		.lon = pt[PT_LON].num,
+		.heading = scanned_num(&pl[LOC_HEADING], -1),
+		.speed = scanned_num(&pl[LOC_SPEED], -1),
+		.accuracy = scanned_num(&pl[LOC_ACCURACY], -1),
+		.source = pl[LOC_SOURCE].present ? pl[LOC_SOURCE].str : NULL,
+		.device_ms = env[GW_ENV_TIMESTAMP].ms,
+	};
+	return location_update(ctx, s, pl[LOC_DRIVER_ID].str, env[GW_ENV_EVENT_ID].str, &fx, rej);
 }
 
 /* ------------------------------------------------------------ availability */
@@ -869,7 +922,9 @@ static void http_location_apply(struct presence *p, struct http_req *req, struct
 		r->http_mode = true;
 		rec_sync_grid_status(p, r);
 	}
-	enum ping_result res = apply_location(p, r, body, device_ms, &rej);
+	struct fix fx;
+	fix_from_json(body, device_ms, &fx);
+	enum ping_result res = apply_location(p, r, &fx, rh_mono_ns() / 1000000, rh_wall_ms(), &rej);
 	if (res == PING_REJECT) {
 		cJSON *ext = cJSON_CreateObject();
 		cJSON_AddStringToObject(ext, "field", rej.field);
@@ -939,7 +994,7 @@ static const struct http_route presence_routes[] = {
 };
 
 static const struct gw_message_type location_type = {
-	"driver.location.updated", ROLE_DRIVER, location_fields, on_location, NULL,
+	"driver.location.updated", ROLE_DRIVER, presence_location_fields, on_location, NULL, on_location_scanned,
 };
 static const struct gw_message_type status_type = {
 	"driver.status.changed", ROLE_DRIVER, status_fields, on_status, NULL,

@@ -339,6 +339,40 @@ def test_non_finite_coordinates_rejected(daemon):
     run(go())
 
 
+def test_a_ping_lands_the_same_however_it_is_spelled(daemon):
+    """Compact pings are read by the gateway's tree-less scan; other
+    spellings (escapes, exponents) go through
+    cJSON: the same position lands, and the same refusal comes back."""
+    async def go():
+        drv, app = await online_driver(daemon, lat=48.85, lon=2.35)
+
+        def where():
+            got = [x for x in nearby(daemon, daemon.admin, 48.85, 2.35)["drivers"] if x["driver_id"] == drv["id"]]
+            return got[0]["location"] if got else None
+
+        def spelled(lat_text, source_text='"gps"', driver_id=drv["id"]):
+            m = envelope("driver.location.updated", {"driver_id": driver_id, "location": {"lat": 0, "lon": 2.35},
+                                                     "heading_deg": 90, "source": "gps"})
+            text = json.dumps(m, separators=(",", ":"))
+            return text.replace('"lat":0,', '"lat":' + lat_text + ',').replace('"gps"', source_text)
+
+        for lat, lat_text, source_text in ((48.851, "48.851", '"gps"'), (48.852, "4.8852e1", '"gps"'),
+                                           (48.853, "48.853", '"gp\\u0073"'), (48.854, "4885.4e-2", '"gps"'),
+                                           (48.855, "48.855", '"network"')):
+            await app.send_raw(spelled(lat_text, source_text))
+            wait_for(lambda: where() == {"lat": lat, "lon": 2.35}, what=f"the ping spelled {lat_text} {source_text}")
+        other = str(uuid.uuid4())
+        await app.send_raw(spelled("48.9", driver_id=other))
+        await app.rejected("forbidden", "payload.driver_id")
+        await app.send_raw(spelled("48.9", driver_id=other).replace('"driver_id"', '"driver\\u005fid"'))
+        await app.rejected("forbidden", "payload.driver_id")
+        await app.send_raw(spelled("90.5"))
+        await app.rejected("validation_failed", "payload.location.lat", "maximum")
+        assert where() == {"lat": 48.855, "lon": 2.35}  # nothing changed
+        await app.close()
+    run(go())
+
+
 def test_ws_connection_limit(make_daemon):
     d = make_daemon(env={"RIDEHAIL_WS_MAX_CONNECTIONS": "1"})
     url = f"ws://{d.host}:{d.port}/v1/ws"
