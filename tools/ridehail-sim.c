@@ -1155,9 +1155,10 @@ static void write_plots(void)
 		"set ylabel 'trips'\nbin(x) = 10*floor(x/10)+5\nset boxwidth 9\nset style fill transparent solid 0.5\n"
 		"plot 'trips.csv' every ::1 using (bin($3)):(1) smooth frequency with boxes title 'time to match', "
 		"'' every ::1 using (bin($4)):(1) smooth frequency with boxes title 'pickup wait'\n"
-		"set output 'map.png'\nset title 'Pickups and driver positions'\nset xlabel 'lon'\nset ylabel 'lat'\n"
-		"set size ratio -1\nset xrange [%.5f:%.5f]\nset yrange [%.5f:%.5f]\n"
-		"plot 'positions.csv' every ::1 using 4:3 with dots lc rgb '#8888cc' title 'drivers', "
+		"set terminal pngcairo size 1100,800 noenhanced\nset output 'map.png'\nset title 'Pickups and driver positions'\nset xlabel 'lon'\nset ylabel 'lat'\n"
+		"set size ratio -1\nset xrange [%.5f:%.5f]\nset yrange [%.5f:%.5f]\nset format x '%%.3f'\nset xtics rotate by -45\n"
+		"set key below\n"
+		"plot 'positions.csv' every ::1 using 4:3 with points pt 7 ps 0.25 lc rgb '#7777cc' title 'drivers (every sample)', "
 		"'trips.csv' every ::1 using 7:6 with points pt 7 ps 0.6 lc rgb '#cc2222' title 'pickups'\n",
 		S.interval, S.box.min_lon, S.box.max_lon, S.box.min_lat, S.box.max_lat);
 	fclose(f);
@@ -1432,7 +1433,9 @@ static void build_demand(void)
 	char err[512];
 	sim_demand_init(&S.dem);
 	if (!strcmp(S.demand, "replay")) {
-		struct sim_replay_opts o = { .box = inner, .use_box = true, .start = -1, .compress = S.compress,
+		/* rows in the box are kept, then moved --margin inside it (snapped
+		 * onto the served area rather than dropped) */
+		struct sim_replay_opts o = { .box = S.box, .use_box = true, .start = -1, .compress = S.compress,
 					     .need_time = true };
 		if (S.start_str && !sim_parse_time(S.start_str, &o.start)) {
 			fprintf(stderr, "ridehail-sim: --start: not a time: %s\n", S.start_str);
@@ -1451,6 +1454,11 @@ static void build_demand(void)
 		sim_demand_hotspots(&S.dem, &r, &inner, S.duration, S.rate, S.hotspots, S.sigma_m);
 	} else {
 		sim_demand_uniform(&S.dem, &r, &inner, S.duration, S.rate);
+	}
+	for (size_t i = 0; i < S.dem.n; i++) {
+		sim_bbox_clamp(&inner, &S.dem.req[i].plat, &S.dem.req[i].plon);
+		if (S.dem.req[i].has_dropoff)
+			sim_bbox_clamp(&inner, &S.dem.req[i].dlat, &S.dem.req[i].dlon);
 	}
 	if (S.demand_mult > 1)
 		sim_demand_multiply(&S.dem, &r, S.demand_mult, 60 / S.compress, 150);

@@ -39,6 +39,8 @@ struct sim_bbox {
  * map, so they snap to a road of it). */
 struct sim_bbox sim_bbox_shrink(struct sim_bbox b, double margin_m);
 bool sim_bbox_contains(const struct sim_bbox *b, double lat, double lon);
+/* Moves (lat, lon) to the nearest point of the box (a no-op inside it). */
+void sim_bbox_clamp(const struct sim_bbox *b, double *lat, double *lon);
 /* "min_lon,min_lat,max_lon,max_lat" (the GeoJSON order). */
 bool sim_bbox_parse(const char *s, struct sim_bbox *out);
 

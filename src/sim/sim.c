@@ -64,6 +64,12 @@ bool sim_bbox_contains(const struct sim_bbox *b, double lat, double lon)
 	return lat >= b->min_lat && lat <= b->max_lat && lon >= b->min_lon && lon <= b->max_lon;
 }
 
+void sim_bbox_clamp(const struct sim_bbox *b, double *lat, double *lon)
+{
+	*lat = *lat < b->min_lat ? b->min_lat : *lat > b->max_lat ? b->max_lat : *lat;
+	*lon = *lon < b->min_lon ? b->min_lon : *lon > b->max_lon ? b->max_lon : *lon;
+}
+
 bool sim_bbox_parse(const char *s, struct sim_bbox *out)
 {
 	struct sim_bbox b;
