@@ -1455,11 +1455,6 @@ static void build_demand(void)
 	} else {
 		sim_demand_uniform(&S.dem, &r, &inner, S.duration, S.rate);
 	}
-	for (size_t i = 0; i < S.dem.n; i++) {
-		sim_bbox_clamp(&inner, &S.dem.req[i].plat, &S.dem.req[i].plon);
-		if (S.dem.req[i].has_dropoff)
-			sim_bbox_clamp(&inner, &S.dem.req[i].dlat, &S.dem.req[i].dlon);
-	}
 	if (S.demand_mult > 1)
 		sim_demand_multiply(&S.dem, &r, S.demand_mult, 60 / S.compress, 150);
 	if (S.od) {
@@ -1479,6 +1474,11 @@ static void build_demand(void)
 			fprintf(stderr, "sim: %zu origin-destination pairs inside the box from %s\n", od.n, S.od);
 		sim_demand_fill_dropoffs(&S.dem, &od, &r);
 		sim_demand_fini(&od);
+	}
+	for (size_t i = 0; i < S.dem.n; i++) {
+		sim_bbox_clamp(&inner, &S.dem.req[i].plat, &S.dem.req[i].plon);
+		if (S.dem.req[i].has_dropoff)
+			sim_bbox_clamp(&inner, &S.dem.req[i].dlat, &S.dem.req[i].dlon);
 	}
 }
 
