@@ -149,31 +149,30 @@ static void progress_clear(void)
 		fprintf(stderr, "\r\033[K");
 }
 
-RH_PRINTF(1, 2) static void protocol_error(const char *fmt, ...)
+/* Counts one problem and prints the first MAX_ERRORS_SHOWN of its kind. */
+static void problem(int *count, const char *label, const char *fmt, va_list ap)
 {
-	S.protocol_errors++;
-	if (S.protocol_errors > MAX_ERRORS_SHOWN)
+	if (++*count > MAX_ERRORS_SHOWN)
 		return;
-	va_list ap;
-	va_start(ap, fmt);
 	progress_clear();
-	fprintf(stderr, "sim: protocol error: ");
+	fprintf(stderr, "sim: %s: ", label);
 	vfprintf(stderr, fmt, ap);
 	fprintf(stderr, "\n");
+}
+
+RH_PRINTF(1, 2) static void protocol_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	problem(&S.protocol_errors, "protocol error", fmt, ap);
 	va_end(ap);
 }
 
 RH_PRINTF(1, 2) static void breach(const char *fmt, ...)
 {
-	S.breaches++;
-	if (S.breaches > MAX_ERRORS_SHOWN)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	progress_clear();
-	fprintf(stderr, "sim: INVARIANT BREACH: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
+	problem(&S.breaches, "INVARIANT BREACH", fmt, ap);
 	va_end(ap);
 }
 
