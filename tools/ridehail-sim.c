@@ -102,7 +102,7 @@ static struct {
 	double duration, speed, rate, sigma_m, compress, window, margin, kmh, traffic;
 	double ping_s, ping_jitter, accept_p, ignore_p, accept_delay, board_s, patience_s, interval, drain;
 	uint64_t seed;
-	bool cruise, quiet, have_box, tty;
+	bool cruise, quiet, have_box, tty, dry_run;
 	struct sim_bbox box;
 	/* run */
 	struct event_base *base;
@@ -1247,7 +1247,7 @@ static void usage(void)
 		"         [--csv FILE --start 'YYYY-MM-DD HH:MM:SS' --window S --compress F] [--od FILE] [--demand-mult M]\n"
 		"         [--map FILE] [--bbox minlon,minlat,maxlon,maxlat] [--margin 200] [--kmh 25] [--traffic 0.8]\n"
 		"         [--ping 4] [--ping-jitter 1] [--accept 0.9] [--ignore 0.03] [--accept-delay 3] [--board 20]\n"
-		"         [--patience 420] [--cruise] [--interval 30] [--http-conns 8] [--out DIR] [--quiet]\n"
+		"         [--patience 420] [--cruise] [--interval 30] [--http-conns 8] [--out DIR] [--quiet] [--dry-run]\n"
 		"See docs/simulator.md.\n");
 	exit(2);
 }
@@ -1313,6 +1313,10 @@ static void parse_args(int argc, char **argv)
 		}
 		if (!strcmp(a, "--quiet")) {
 			S.quiet = true;
+			continue;
+		}
+		if (!strcmp(a, "--dry-run")) {
+			S.dry_run = true;
 			continue;
 		}
 		if (!strcmp(a, "-h") || !strcmp(a, "--help"))
@@ -1409,7 +1413,7 @@ static void parse_args(int argc, char **argv)
 		S.admin_token = getenv("RIDEHAIL_ADMIN_TOKEN");
 	if (!S.admin_token || !*S.admin_token)
 		S.admin_token = read_token_file(token_file ? token_file : "var/admin.token");
-	if (!S.admin_token) {
+	if (!S.admin_token && !S.dry_run) {
 		fprintf(stderr, "ridehail-sim: no admin token (--admin-token, --admin-token-file, RIDEHAIL_ADMIN_TOKEN or "
 				"var/admin.token)\n");
 		exit(2);
@@ -1481,6 +1485,25 @@ static void build_demand(void)
 	}
 }
 
+/* The plan: every request of the demand, as the run will issue it. */
+static void write_demand_csv(void)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/demand.csv", S.out_dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fprintf(f, "t_s,pickup_lat,pickup_lon,dropoff_lat,dropoff_lon\n");
+	for (size_t i = 0; i < S.dem.n; i++) {
+		const struct sim_request *q = &S.dem.req[i];
+		fprintf(f, "%.3f,%.6f,%.6f,", q->t_s, q->plat, q->plon);
+		if (q->has_dropoff)
+			fprintf(f, "%.6f,%.6f", q->dlat, q->dlon);
+		fputc('\n', f);
+	}
+	fclose(f);
+}
+
 static void mkdir_p(const char *dir)
 {
 	char tmp[4096];
@@ -1534,6 +1557,16 @@ int main(int argc, char **argv)
 		S.out_dir = outbuf;
 	}
 	mkdir_p(S.out_dir);
+	write_demand_csv();
+	if (S.dry_run) {
+		fprintf(stderr, "sim: %zu requests planned over %.0f simulated s: %s/demand.csv\n", S.dem.n, S.duration,
+			S.out_dir);
+		routing_free(S.routing);
+		if (S.map_path)
+			config_fini(&S.cfg);
+		sim_demand_fini(&S.dem);
+		return 0;
+	}
 	char path[4200];
 	snprintf(path, sizeof path, "%s/timeseries.csv", S.out_dir);
 	S.ts = fopen(path, "w");
