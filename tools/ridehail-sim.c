@@ -297,7 +297,7 @@ static void random_point(struct sim_rng *r, double *lat, double *lon)
 
 /* A route from the driver's position to (lat, lon): along the roads with a
  * map (at the roads' speeds times --traffic), else a straight line at --kmh. */
-static void drive_to(struct driver *d, double lat, double lon, enum drv_mode mode)
+static bool drive_to_route(struct driver *d, double lat, double lon, enum drv_mode mode, bool may_fall_back)
 {
 	sim_path_clear(&d->path);
 	d->path_pos = 0;
@@ -315,12 +315,34 @@ static void drive_to(struct driver *d, double lat, double lon, enum drv_mode mod
 				d->speed_mps = res.distance_m / res.duration_s * S.traffic;
 			if (d->speed_mps < 2)
 				d->speed_mps = 2;
-			return;
+			return true;
+		}
+		if (!may_fall_back) {
+			d->moving = false;
+			return false;
 		}
 		S.route_fail++;
 	}
 	sim_path_add(&d->path, d->lat, d->lon);
 	sim_path_add(&d->path, lat, lon);
+	return true;
+}
+
+static void drive_to(struct driver *d, double lat, double lon, enum drv_mode mode)
+{
+	(void)drive_to_route(d, lat, lon, mode, true);
+}
+
+/* Cruising: to a random point of the area that a road reaches (a few tries;
+ * standing still rather than driving through buildings). */
+static void drv_cruise(struct driver *d)
+{
+	for (int tries = 0; tries < 5; tries++) {
+		double lat, lon;
+		random_point(&d->rng, &lat, &lon);
+		if (drive_to_route(d, lat, lon, MODE_IDLE, false))
+			return;
+	}
 }
 
 /* Moves d by dt simulated seconds; true when it reached the end of its path. */
@@ -564,11 +586,8 @@ static void drv_text(void *arg, const char *text, size_t len)
 		const char *tid = jstr(pl, "trip_id"), *state = jstr(pl, "state");
 		if (tid && state && !strcmp(tid, d->trip_id) && !strcmp(state, "CANCELLED")) {
 			drv_to_idle(d);
-			if (S.cruise) {
-				double lat, lon;
-				random_point(&d->rng, &lat, &lon);
-				drive_to(d, lat, lon, MODE_IDLE);
-			}
+			if (S.cruise)
+				drv_cruise(d);
 		}
 	} else if (strcmp(type, "server.heartbeat") != 0 && strcmp(type, "driver.location.acked") != 0) {
 		protocol_error("driver %d: unexpected %s", d->idx, type);
@@ -908,11 +927,8 @@ static void drv_tick(struct driver *d, double dt)
 		}
 		break;
 	case D_IDLE:
-		if (S.cruise && !d->moving && sim_rng_unit(&d->rng) < dt / 60.0) {
-			double lat, lon;
-			random_point(&d->rng, &lat, &lon);
-			drive_to(d, lat, lon, MODE_IDLE);
-		}
+		if (S.cruise && !d->moving && sim_rng_unit(&d->rng) < dt / 60.0)
+			drv_cruise(d);
 		break;
 	default:
 		break;
