@@ -85,6 +85,8 @@ struct rider {
 	bool cancel_sent;
 	long long last_seq;
 	double dlat, dlon;
+	char prev_trip[40];   /* the trip before, ended */
+	long long prev_seq;
 };
 
 /* Trip ids seen at drivers: which driver holds each (a trip matched twice). */
@@ -627,6 +629,10 @@ static const struct simc_ws_cbs drv_cbs = { drv_open, drv_text, drv_closed };
 
 static void rider_free(struct rider *r)
 {
+	if (r->trip_id[0]) {
+		snprintf(r->prev_trip, sizeof r->prev_trip, "%s", r->trip_id);
+		r->prev_seq = r->last_seq;
+	}
 	r->st = R_FREE;
 	r->trip_id[0] = '\0';
 	r->rec = -1;
@@ -660,8 +666,13 @@ static void rider_on_trip_msg(struct rider *r, const char *type, const cJSON *pl
 	}
 	if (r->st == R_POSTING && !r->trip_id[0])
 		snprintf(r->trip_id, sizeof r->trip_id, "%s", tid); /* before the 201 */
+	if (r->prev_trip[0] && strcmp(tid, r->prev_trip) == 0 && strcmp(tid, r->trip_id) != 0) {
+		protocol_error("rider %d: %s (seq %lld) for trip %s after the trip ended (its last message was seq %lld)",
+			       r->idx, type, (long long)seq, tid, r->prev_seq);
+		return;
+	}
 	if (strcmp(tid, r->trip_id) != 0) {
-		protocol_error("rider %d: %s for trip %s, not its trip %s", r->idx, type, tid, r->trip_id);
+		protocol_error("rider %d: %s for trip %s, not its trip %s", r->idx, type, tid, r->trip_id[0] ? r->trip_id : "(none)");
 		return;
 	}
 	if ((long long)seq != r->last_seq + 1)
