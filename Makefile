@@ -2,6 +2,7 @@
 #
 #   make              build bin/ridehaild and the tools
 #   make run          run the daemon on the local default (own PostgreSQL under var/)
+#   make demo         the daemon plus a simulated city (bin/ridehail-sim), then the report
 #   make check        every test: unit, fuzz-corpus regression, bench summary, end-to-end
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan (build/san/)
 #   make bench        every benchmark and one summary table (bench/results/);
@@ -59,7 +60,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: all run check check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
+.PHONY: all run demo check check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -144,6 +145,9 @@ check-e2e: all
 # ---------------------------------------------------------------- running
 run: deps-check all
 	scripts/run.sh
+
+demo: deps-check all
+	scripts/demo.sh
 
 stop-db:
 	scripts/localdb.sh stop

@@ -11,7 +11,8 @@ TEST="python3 python3-pytest python3-websockets python3-jsonschema python3-yaml 
 # Optional packages that later modules use are added here, one line each.
 ROADS="postgresql-15-pgrouting osm2pgrouting osmium-tool" # pgRouting cross-check of routing (tests, bench-roads)
 EVENTS="libnats-dev nats-server" # the outbox relay (src/events) and its tests
-ALL="$BUILD $DB $TEST $ROADS $EVENTS"
+SIM="gnuplot-nox" # the simulator's plots (bin/ridehail-sim, make demo)
+ALL="$BUILD $DB $TEST $ROADS $EVENTS $SIM"
 FUZZ="clang libclang-rt-14-dev" # scripts/fuzz.sh (make fuzz) only: `deps.sh install fuzz`
 
 missing() {

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# `make demo`: the daemon on the local default (scripts/run.sh: its own
+# PostgreSQL under var/pg, NATS when configured) and a simulated city on it,
+# with live progress, then the report's path.
+#
+# With ../shared/data present: Midtown Manhattan, the busiest hour of the Uber
+# April 2014 pickups (2014-04-30 18:00, 95 pickups in the box) replayed in ten
+# simulated minutes, dropoffs from the NYC taxi origin-destination pairs.
+# Without it: West Oakland (scripts/localmap.sh) with hot-spot demand.
+#
+# DEMO_DURATION (simulated s, default 600), DEMO_SPEED (simulated s per wall
+# s, default 5), DEMO_DRIVERS, DEMO_RIDERS, DEMO_OUT and DEMO_ADDR
+# (default 127.0.0.1:18080, so a `make run` on 8080 is left alone) override.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+bin=${RIDEHAILD:-bin/ridehaild}
+conf=${CONFIG:-conf/ridehaild.conf}
+addr=${DEMO_ADDR:-127.0.0.1:18080}
+duration=${DEMO_DURATION:-600}
+speed=${DEMO_SPEED:-5}
+out=${DEMO_OUT:-var/sim/demo-$(date -u +%Y%m%dT%H%M%S)}
+data=${SHARED_DATA:-$repo/../shared/data}
+
+midtown_osm=$data/osm/nyc-midtown-2025.osm.pbf
+uber=$data/trips/uber-nyc-pickups-apr14-first65k.csv
+taxi=$data/trips/nyc-taxi-2016-statsmaths-10k.csv
+sim_args=()
+if [ -s "$midtown_osm" ] && [ -s "$uber" ]; then
+	map=var/nyc-midtown.map
+	if [ ! -s "$map" ] || [ "$bin" -nt "$map" ]; then
+		"$bin" --config "$conf" map import "$midtown_osm" -o "$map" >&2
+	fi
+	sim_args=(--map "$map" --bbox -74.0140,40.7360,-73.9630,40.7590 --margin 250 --demand replay --csv "$uber"
+		--start "2014-04-30 18:00:00" --compress 6 --drivers "${DEMO_DRIVERS:-30}" --riders "${DEMO_RIDERS:-60}")
+	[ -s "$taxi" ] && sim_args+=(--od "$taxi")
+	echo "demo: Midtown Manhattan, the 2014-04-30 18:00 hour of Uber pickups replayed in $duration simulated s" >&2
+else
+	map=$(scripts/localmap.sh)
+	sim_args=(--map "$map" --demand hotspots --rate 240 --hotspots 3 --hotspot-sigma 250 --margin 50
+		--drivers "${DEMO_DRIVERS:-12}" --riders "${DEMO_RIDERS:-30}")
+	echo "demo: West Oakland ($data is absent), hot-spot demand" >&2
+fi
+
+# The daemon, as `make run` starts it, with a cheap password hash and no
+# login limit for the simulated accounts (a demo, not production).
+export RIDEHAIL_HTTP_LISTEN=$addr RIDEHAIL_ROUTING_MAP=$map
+export RIDEHAIL_AUTH_PASSWORD_OPSLIMIT=${RIDEHAIL_AUTH_PASSWORD_OPSLIMIT:-1}
+export RIDEHAIL_AUTH_PASSWORD_MEMLIMIT=${RIDEHAIL_AUTH_PASSWORD_MEMLIMIT:-8KiB}
+export RIDEHAIL_AUTH_LOGIN_PER_ADDRESS=${RIDEHAIL_AUTH_LOGIN_PER_ADDRESS:-100000}
+export RIDEHAIL_LOG_LEVEL=${RIDEHAIL_LOG_LEVEL:-warn}
+mkdir -p var
+log=var/demo-daemon.log
+scripts/run.sh > "$log" 2>&1 &
+daemon=$!
+stop() { kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true; }
+trap stop EXIT
+for _ in $(seq 1 300); do
+	curl -fs "http://$addr/readyz" >/dev/null 2>&1 && break
+	kill -0 "$daemon" 2>/dev/null || { echo "demo: the daemon did not start:" >&2; tail -20 "$log" >&2; exit 1; }
+	sleep 0.2
+done
+curl -fs "http://$addr/readyz" >/dev/null || { echo "demo: the daemon is not ready:" >&2; tail -20 "$log" >&2; exit 1; }
+echo "demo: ridehaild on $addr (log $log)" >&2
+
+token=${RIDEHAIL_ADMIN_TOKEN:-$(cat var/admin.token 2>/dev/null || true)}
+rc=0
+bin/ridehail-sim --addr "$addr" --admin-token "$token" --duration "$duration" --speed "$speed" --drain 180 \
+	--seed "${DEMO_SEED:-1}" --cruise --out "$out" "${sim_args[@]}" > /dev/null || rc=$?
+echo "demo: report: $out/summary.json; plots: $out/*.png" >&2
+exit $rc
