@@ -1213,6 +1213,7 @@ static void on_changed(void *ctx, enum trip_state to, const cJSON *trip)
 		cJSON_Delete(dp);
 	}
 	if (to == TRIP_COMPLETED || to == TRIP_CANCELLED) {
+		search_stop(r); /* first: a withdrawn offer must not start the search again */
 		withdraw_all(m, r, NULL, "trip_cancelled");
 		struct uuid d = r->driver;
 		bool had = r->has_driver;

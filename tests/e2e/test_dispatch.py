@@ -361,6 +361,38 @@ def test_rider_cancel_racing_accept(make_daemon, pg):
     run(go())
 
 
+def test_rider_cancel_during_a_live_offer_ends_the_search(make_daemon, pg):
+    # The offer is withdrawn and the search stops with the trip: nothing
+    # about searching may reach the rider after its CANCELLED (a withdrawn
+    # offer used to restart the search, and the rider got a
+    # trip.search_progress "waiting" with the next seq).
+    d = make_daemon()
+
+    async def go():
+        drv, dapp = await online(d, north(PICKUP, 300))
+        rider, rapp = await rider_app(d)
+        trip = request(d, rapp.hdr).json()
+        await rapp.send("rider.subscribe", {"trip_id": trip["id"]})
+        offer = await offer_for(dapp, trip["id"])
+        r = d.post(f"/v1/rides/{trip['id']}/cancel", headers=rapp.hdr)
+        assert r.status == 200, r
+        w = await dapp.recv("offer.withdrawn")
+        assert w["payload"]["offer_id"] == offer["offer_id"] and w["payload"]["reason"] == "trip_cancelled"
+        ended = await rapp.recv("trip.state_changed")
+        assert ended["payload"]["state"] == "CANCELLED"
+        later = []
+        try:
+            while True:
+                later.append(await rapp.recv(timeout=1.5))
+        except (AssertionError, asyncio.TimeoutError):  # quiet for 1.5 s
+            pass
+        assert [m for m in later if m["payload"].get("seq", 0) > ended["payload"]["seq"]] == [], later
+        wait_for(lambda: driver_status(d, pg, drv["id"]) == "available", what="driver free again")
+        await dapp.close()
+        await rapp.close()
+    run(go())
+
+
 # ---------------------------------------------------------------- the rider's replay
 
 def test_rider_reconnects_and_gets_what_it_missed(make_daemon, pg):
