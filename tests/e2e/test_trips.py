@@ -754,3 +754,51 @@ def test_idempotency_with_the_longest_addresses(daemon, pg):
     assert again.status == 201 and again.json()["id"] == first.json()["id"], again
     body["dropoff"]["address"] = "\U0001F3E0" * 199 + "x"
     problem(daemon.post("/v1/rides", body, headers=h), 422, "idempotency-key-reused")
+
+
+def test_ride_requests_commit_in_groups_and_a_failing_member_fails_alone(make_daemon, pg):
+    """Ride requests waiting together go to the database as one transaction
+    (one commit). With one connection and a slow first request, the rest
+    gather into one group; one of them fails in the database (a test trigger
+    refuses its address): the group rolls back, every member runs again
+    alone, and each gets its own answer: the failing one a 500, the others
+    201 with exactly one trip, history row and two outbox rows each."""
+    d = make_daemon(env=dict(MANUAL, RIDEHAIL_DATABASE_POOL_SIZE="1"))
+    sql(d, pg, """CREATE FUNCTION test_trip_trap() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN
+                      IF NEW.pickup_address = 'slow' THEN PERFORM pg_sleep(0.5); END IF;
+                      IF NEW.pickup_address = 'boom' THEN RAISE EXCEPTION 'test trap'; END IF;
+                      RETURN NEW;
+                  END $$""")
+    sql(d, pg, "CREATE TRIGGER test_trip_trap BEFORE INSERT ON trips FOR EACH ROW EXECUTE FUNCTION test_trip_trap()")
+    riders = [d.rider_session() for _ in range(9)]
+
+    def metric(name):
+        for line in d.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    reruns0 = metric("ridehail_db_group_reruns_total")
+    slow = threading.Thread(target=lambda: d.post(
+        "/v1/rides", {"pickup": dict(place(UTRECHT), address="slow"), "dropoff": place(DROPOFF)},
+        headers=riders[0][1]))
+    slow.start()
+    time.sleep(0.15)
+
+    def one(i):
+        addr = "boom" if i == 4 else f"street {i}"
+        return d.post("/v1/rides", {"pickup": dict(place(UTRECHT), address=addr), "dropoff": place(DROPOFF)},
+                      headers=riders[i][1])
+    res = parallel(8, lambda i: one(i + 1))
+    slow.join()
+    statuses = [r.status for r in res]
+    assert statuses == [201, 201, 201, 500, 201, 201, 201, 201], res
+    assert metric("ridehail_db_group_reruns_total") > reruns0
+    for i, (rider, _) in enumerate(riders):
+        trips = sql(d, pg, "SELECT id::text FROM trips WHERE rider_id = %s", (rider["id"],))
+        assert len(trips) == (0 if i == 4 else 1), (i, trips)
+        if trips:
+            assert counts(d, pg, trips[0][0]) == (2, 1)
+    # the 500 was logged as the error it is
+    assert "test trap" in d.log()
