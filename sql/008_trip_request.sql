@@ -5,7 +5,8 @@
 -- cached) and the trip built by trip_view(), a simple expression; the
 -- timeline only when asked for. trip_request() answers with trip_view() of
 -- the new trip (it has no driver) and writes its outbox rows with plain
--- INSERTs, as trip_step() does (sql/007).
+-- INSERTs, as trip_step() does (sql/007): the history row and both outbox
+-- rows in one statement.
 
 CREATE OR REPLACE FUNCTION trip_json(t trips, with_timeline boolean) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -64,16 +65,16 @@ BEGIN
         END IF;
         RETURN;
     END;
-    INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at)
-    VALUES (t.id, t.version, NULL, 'SEARCHING', 'rider', p_rider::text, t.requested_at);
+    -- the history row and both outbox rows in one statement
+    WITH e AS (INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at)
+               VALUES (t.id, t.version, NULL, 'SEARCHING', 'rider', p_rider::text, t.requested_at))
     INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
     VALUES ('trip.requested', 'ridehaild', t.id, t.id, 1, jsonb_build_object(
         'trip_id', t.id, 'passenger_id', t.rider_id,
         'pickup_location', rh_latlon(t.pickup), 'dropoff_location', rh_latlon(t.dropoff),
         'requested_at', rh_ts(t.requested_at), 'vehicle_type', t.vehicle_type,
-        'fare', rh_money(t.fare_quoted, t.currency)));
-    INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-    VALUES ('price.calculated', 'ridehaild', t.id, t.id, 2, jsonb_build_object(
+        'fare', rh_money(t.fare_quoted, t.currency))),
+           ('price.calculated', 'ridehaild', t.id, t.id, 2, jsonb_build_object(
         'trip_id', t.id, 'kind', 'upfront',
         'base_fare', round((p_fare->>'base')::numeric / 100, 2),
         'distance_fare', round((p_fare->>'distance')::numeric / 100, 2),
