@@ -10,7 +10,8 @@
 --                     an SQL function too: one definition of the shape;
 --   trip_step()       trip_transition() without the trip in its answer: 200
 --                     answers carry only what the step adds (driver_version,
---                     repeated); its outbox rows are plain INSERTs;
+--                     repeated); its history row and outbox rows are one
+--                     INSERT statement;
 --   trip_transitions  runs the steps, then builds every answer's trip with
 --                     one statement joining trips and drivers.
 -- trip_transition() keeps its contract (the step plus the trip).
@@ -90,6 +91,10 @@ DECLARE
     end_g geography;
     from_state text;
     evt jsonb := '{}';
+    ev1 text;
+    pl1 jsonb;
+    ev2 text;
+    pl2 jsonb;
 BEGIN
     SELECT * INTO t FROM trips WHERE id = p_trip FOR UPDATE;
     IF NOT FOUND OR (p_role = 'rider' AND t.rider_id::text <> p_actor)
@@ -157,28 +162,28 @@ BEGIN
                          version = version + 1, event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver);
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('trip.accepted', 'ridehaild', t.id, t.id, t.event_seq, jsonb_build_object(
+        ev1 := 'trip.accepted';
+        pl1 := jsonb_build_object(
             'trip_id', t.id, 'driver_id', t.driver_id, 'accepted_at', rh_ts(now_ts))
             || jsonb_strip_nulls(jsonb_build_object('eta_seconds', (p_args->>'eta_s')::integer,
                                                     'distance_m', (p_args->>'distance_m')::integer,
                                                     'match_score', (p_args->>'score')::numeric))
-            || jsonb_build_object('assigned_by', p_role));
+            || jsonb_build_object('assigned_by', p_role);
     ELSIF p_to = 'ARRIVED' THEN
         UPDATE trips SET state = 'ARRIVED', arrived_at = now_ts, version = version + 1, event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('trip.driver_arrived', 'ridehaild', t.id, t.id, t.event_seq, jsonb_build_object(
-            'trip_id', t.id, 'driver_id', t.driver_id, 'arrived_at', rh_ts(now_ts)));
+        ev1 := 'trip.driver_arrived';
+        pl1 := jsonb_build_object(
+            'trip_id', t.id, 'driver_id', t.driver_id, 'arrived_at', rh_ts(now_ts));
     ELSIF p_to = 'IN_PROGRESS' THEN
         UPDATE drivers SET status = 'on_trip', version = version + 1, updated_at = now_ts
          WHERE id = t.driver_id AND status = 'en_route' RETURNING version INTO dver;
         UPDATE trips SET state = 'IN_PROGRESS', started_at = now_ts, version = version + 1, event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver);
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('trip.started', 'ridehaild', t.id, t.id, t.event_seq, jsonb_build_object(
-            'trip_id', t.id, 'started_at', rh_ts(now_ts), 'start_location', rh_latlon(t.pickup)));
+        ev1 := 'trip.started';
+        pl1 := jsonb_build_object(
+            'trip_id', t.id, 'started_at', rh_ts(now_ts), 'start_location', rh_latlon(t.pickup));
     ELSIF p_to = 'COMPLETED' THEN
         dist := (p_args->>'distance_m')::integer;
         dur := (p_args->>'duration_s')::integer;
@@ -208,13 +213,13 @@ BEGIN
                          event_seq = event_seq + 2
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver, 'fare_final', final, 'needs_review', review);
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('trip.finished', 'ridehaild', t.id, t.id, t.event_seq - 1, jsonb_build_object(
+        ev1 := 'trip.finished';
+        pl1 := jsonb_build_object(
             'trip_id', t.id, 'finished_at', rh_ts(now_ts), 'end_location', rh_latlon(end_g),
             'distance_km', round(dist / 1000.0, 3), 'duration_sec', dur,
-            'fare', rh_money(final, t.currency)));
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('price.calculated', 'ridehaild', t.id, t.id, t.event_seq, jsonb_build_object(
+            'fare', rh_money(final, t.currency));
+        ev2 := 'price.calculated';
+        pl2 := jsonb_build_object(
             'trip_id', t.id, 'kind', 'final',
             'base_fare', round((t.estimate->>'base')::numeric / 100, 2),
             'distance_fare', round(trip_fare_distance(t.estimate, dist) / 100.0, 2),
@@ -222,7 +227,7 @@ BEGIN
             'booking_fee', round((t.estimate->>'booking_fee')::numeric / 100, 2),
             'surge_multiplier', (t.estimate->>'surge_multiplier')::numeric,
             'total_fare', round(final / 100.0, 2), 'currency', t.currency,
-            'upfront_fare', round(t.fare_quoted / 100.0, 2), 'needs_review', review));
+            'upfront_fare', round(t.fare_quoted / 100.0, 2), 'needs_review', review);
     ELSE -- CANCELLED
         reason := COALESCE(p_args->>'reason', CASE p_role WHEN 'rider' THEN 'rider_cancelled'
                                                           WHEN 'driver' THEN 'driver_cancelled'
@@ -244,14 +249,22 @@ BEGIN
                          event_seq = event_seq + 1
          WHERE id = t.id RETURNING * INTO t;
         evt := jsonb_build_object('driver_version', dver, 'reason', reason, 'fee', fee);
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('trip.cancelled', 'ridehaild', t.id, t.id, t.event_seq, jsonb_build_object(
+        ev1 := 'trip.cancelled';
+        pl1 := jsonb_build_object(
             'trip_id', t.id, 'cancelled_at', rh_ts(now_ts), 'cancelled_by', p_role, 'reason', reason,
             'state_before', from_state, 'fee', rh_money(fee, t.currency))
-            || jsonb_strip_nulls(jsonb_build_object('driver_id', t.driver_id)));
+            || jsonb_strip_nulls(jsonb_build_object('driver_id', t.driver_id));
     END IF;
-    INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at, detail)
-    VALUES (t.id, t.version, from_state, t.state, p_role, p_actor, now_ts, jsonb_strip_nulls(evt));
+    -- the history row and the outbox rows in one statement (ev2: a second
+    -- event, the last sequence number; ev1 then takes the one before)
+    WITH e AS (INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at, detail)
+               VALUES (t.id, t.version, from_state, t.state, p_role, p_actor, now_ts, jsonb_strip_nulls(evt)))
+    INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
+    SELECT v.et, 'ridehaild', t.id, t.id, v.seq, v.pl
+      FROM (VALUES (ev1, pl1, t.event_seq - CASE WHEN ev2 IS NULL THEN 0 ELSE 1 END),
+                   (ev2, pl2, t.event_seq)) AS v (et, pl, seq)
+     WHERE v.et IS NOT NULL
+     ORDER BY v.seq;
     status := 200;
     body := jsonb_strip_nulls(jsonb_build_object('driver_version', dver));
 END
