@@ -103,6 +103,7 @@ static struct db_stmt st_reserve = {
 	"UPDATE drivers SET status = 'offered', version = version + 1, updated_at = now()"
 	" WHERE id = $1 AND status = 'available' AND version = $2 AND NOT disabled RETURNING version",
 	2,
+	.group = true, /* reservations made together commit together (store/db.h) */
 };
 /* Frees a driver we reserved (only if still reserved at our version) and
  * records why the offer ended as a match.rejected event of the trip. */

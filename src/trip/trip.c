@@ -92,6 +92,7 @@ static struct db_stmt st_request = {
 	"trip_request",
 	"SELECT status, body FROM trip_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb)",
 	14,
+	.group = true, /* requests arriving together commit together (store/db.h) */
 };
 static struct db_stmt st_transitions = {
 	"trip_transitions", "SELECT i, status, body FROM trip_transitions($1::jsonb, $2::boolean) ORDER BY i", 2,

@@ -702,6 +702,47 @@ def test_ratings(daemon, pg):
     assert sql(daemon, pg, "SELECT rating_sum, rating_count FROM riders WHERE id = %s", (rider["id"],))[0] == (5, 1)
 
 
+def test_batch_answers_show_each_step(daemon, pg):
+    """trip_transitions() builds the answers' trips after the steps: each
+    answer is the trip as its own step left it (a trip named twice in one
+    batch too), the same object trip_json() gives, with a rated driver's
+    rating, and each step left its history and outbox rows."""
+    rider, rh, drv, dh, t = matched_trip(daemon, pg)
+    tid = t["id"]
+    sql(daemon, pg, "UPDATE drivers SET rating_sum = 9, rating_count = 2 WHERE id = %s", (drv["id"],))
+    _, _, other = new_trip(daemon, pg)
+    done = {"distance_m": t["estimate"]["distance_m"], "duration_s": t["estimate"]["duration_s"]}
+    items = [{"trip_id": tid, "to": "ARRIVED", "role": "driver", "actor": drv["id"]},
+             {"trip_id": other["id"], "to": "CANCELLED", "role": "operator", "actor": "admin"},
+             {"trip_id": tid, "to": "ARRIVED", "role": "driver", "actor": drv["id"]},
+             {"trip_id": tid, "to": "IN_PROGRESS", "role": "driver", "actor": drv["id"]},
+             {"trip_id": tid, "to": "COMPLETED", "role": "driver", "actor": drv["id"], "args": done},
+             {"trip_id": tid, "to": "ARRIVED", "role": "driver", "actor": drv["id"]},
+             {"trip_id": str(uuid.uuid4()), "to": "ARRIVED", "role": "operator", "actor": "admin"}]
+    for safe in (False, True):
+        before = counts(daemon, pg, tid)
+        rows = sql(daemon, pg, "SELECT i, status, body FROM trip_transitions(%s::jsonb, %s) ORDER BY i",
+                   (json.dumps(items), safe))
+        assert [r[0] for r in rows] == list(range(len(items)))
+        if not safe:
+            assert [r[1] for r in rows] == [200, 200, 200, 200, 200, 409, 404]
+            assert [r[2]["state"] for r in rows[:6]] == ["ARRIVED", "CANCELLED", "ARRIVED", "IN_PROGRESS",
+                                                        "COMPLETED", "COMPLETED"]
+            assert [r[2]["version"] for r in rows[:5]] == [3, 2, 3, 4, 5]
+            assert rows[2][2]["repeated"] is True and "repeated" not in rows[0][2]
+            assert rows[3][2]["driver_version"] > 0 and rows[4][2]["fare"]["final"] == t["fare"]["quoted"]
+            assert rows[0][2]["driver"]["rating"] == {"average": 4.5, "count": 2}
+            assert "driver" not in rows[1][2]
+            assert counts(daemon, pg, tid) == (before[0] + 4, before[1] + 3)
+        else:  # the same again: repeats and refusals, nothing written
+            assert [r[1] for r in rows] == [409, 200, 409, 409, 200, 409, 404]
+            assert counts(daemon, pg, tid) == before
+        now = sql(daemon, pg, "SELECT trip_json(t, false) FROM trips t WHERE id = %s", (tid,))[0][0]
+        assert {k: v for k, v in rows[4][2].items() if k not in ("repeated", "driver_version")} == now
+        now = sql(daemon, pg, "SELECT trip_json(t, false) FROM trips t WHERE id = %s", (other["id"],))[0][0]
+        assert {k: v for k, v in rows[1][2].items() if k not in ("repeated", "driver_version")} == now
+
+
 def test_no_server_errors_were_logged(daemon):
     """Every client mistake above got a 4xx: the daemon logged no error."""
     assert "level=error" not in daemon.log(), [l for l in daemon.log().splitlines() if "level=error" in l][:5]
@@ -722,3 +763,51 @@ def test_idempotency_with_the_longest_addresses(daemon, pg):
     assert again.status == 201 and again.json()["id"] == first.json()["id"], again
     body["dropoff"]["address"] = "\U0001F3E0" * 199 + "x"
     problem(daemon.post("/v1/rides", body, headers=h), 422, "idempotency-key-reused")
+
+
+def test_ride_requests_commit_in_groups_and_a_failing_member_fails_alone(make_daemon, pg):
+    """Ride requests waiting together go to the database as one transaction
+    (one commit). With one connection and a slow first request, the rest
+    gather into one group; one of them fails in the database (a test trigger
+    refuses its address): the group rolls back, every member runs again
+    alone, and each gets its own answer: the failing one a 500, the others
+    201 with exactly one trip, history row and two outbox rows each."""
+    d = make_daemon(env=dict(MANUAL, RIDEHAIL_DATABASE_POOL_SIZE="1"))
+    sql(d, pg, """CREATE FUNCTION test_trip_trap() RETURNS trigger LANGUAGE plpgsql AS $$
+                  BEGIN
+                      IF NEW.pickup_address = 'slow' THEN PERFORM pg_sleep(0.5); END IF;
+                      IF NEW.pickup_address = 'boom' THEN RAISE EXCEPTION 'test trap'; END IF;
+                      RETURN NEW;
+                  END $$""")
+    sql(d, pg, "CREATE TRIGGER test_trip_trap BEFORE INSERT ON trips FOR EACH ROW EXECUTE FUNCTION test_trip_trap()")
+    riders = [d.rider_session() for _ in range(9)]
+
+    def metric(name):
+        for line in d.get("/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    reruns0 = metric("ridehail_db_group_reruns_total")
+    slow = threading.Thread(target=lambda: d.post(
+        "/v1/rides", {"pickup": dict(place(UTRECHT), address="slow"), "dropoff": place(DROPOFF)},
+        headers=riders[0][1]))
+    slow.start()
+    time.sleep(0.15)
+
+    def one(i):
+        addr = "boom" if i == 4 else f"street {i}"
+        return d.post("/v1/rides", {"pickup": dict(place(UTRECHT), address=addr), "dropoff": place(DROPOFF)},
+                      headers=riders[i][1])
+    res = parallel(8, lambda i: one(i + 1))
+    slow.join()
+    statuses = [r.status for r in res]
+    assert statuses == [201, 201, 201, 500, 201, 201, 201, 201], res
+    assert metric("ridehail_db_group_reruns_total") > reruns0
+    for i, (rider, _) in enumerate(riders):
+        trips = sql(d, pg, "SELECT id::text FROM trips WHERE rider_id = %s", (rider["id"],))
+        assert len(trips) == (0 if i == 4 else 1), (i, trips)
+        if trips:
+            assert counts(d, pg, trips[0][0]) == (2, 1)
+    # the 500 was logged as the error it is
+    assert "test trap" in d.log()
