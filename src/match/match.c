@@ -92,6 +92,7 @@ struct matcher {
 	int nwaiting, nsearching;
 	struct event *recover_timer;
 	bool recovered;
+	bool offering; /* the last run's reservations are released: offers may go out */
 	struct metric_family *f_offers, *f_match_time;
 	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
 };
@@ -684,8 +685,8 @@ static void wait_tick(evutil_socket_t fd, short what, void *arg)
 static void step(struct ride *r)
 {
 	struct matcher *m = r->m;
-	if (!r->searching || r->giving_up)
-		return;
+	if (!r->searching || r->giving_up || !m->offering)
+		return; /* (before the release of the last run's reservations: released_all steps it) */
 	if (mono_ms() >= r->deadline_ms) {
 		if (r->live == 0)
 			give_up(r);
@@ -787,7 +788,7 @@ static void give_up(struct ride *r)
  * available): the oldest waiting trip near them gets them first. */
 static void driver_freed(struct matcher *m, const struct uuid *driver)
 {
-	if (!m->cfg->automatic || m->nwaiting == 0)
+	if (!m->cfg->automatic || m->nwaiting == 0 || !m->offering)
 		return;
 	enum driver_status st;
 	int64_t version;
@@ -1329,6 +1330,18 @@ static void released_all(void *arg, const struct db_result *res)
 		if (db_rows(res))
 			log_info(NULL, "match: released %d drivers left reserved by the last run", db_rows(res));
 	}
+	/* Only now may this run reserve anyone: a reservation made while the
+	 * release was on its way could have been released by it. Trips
+	 * requested meanwhile start their search here. */
+	m->offering = true;
+	size_t i = 0;
+	struct uuid k;
+	void *v;
+	while (umap_next(&m->rides, &i, &k, &v)) {
+		struct ride *r = v;
+		if (r->searching && r->live == 0 && !r->waiting)
+			step(r);
+	}
 	db_query(m->srv->db, &st_active, NULL, active_loaded, m);
 }
 
@@ -1347,8 +1360,9 @@ static void recover_tick(evutil_socket_t fd, short what, void *arg)
 	 * daemon per city: a second daemon on the same drivers would need a
 	 * lease here.) */
 	if (m->cfg->automatic) {
-		/* (minus the offers this run has already made: requests may
-		 * arrive before this runs) */
+		/* (minus the offers this run has made: none the first time, as
+		 * step waits for released_all, but this runs again when loading
+		 * the active trips failed) */
 		struct strbuf sb;
 		sb_init(&sb, 1u << 24);
 		sb_putc(&sb, '{');
@@ -1362,11 +1376,13 @@ static void recover_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		sb_putc(&sb, '}');
 		const char *params[] = { sb.buf };
+		m->offering = false; /* until released_all */
 		db_query(m->srv->db, &st_release_all, params, released_all, m);
 		sb_fini(&sb);
-	}
-	else
+	} else {
+		m->offering = true;
 		db_query(m->srv->db, &st_active, NULL, active_loaded, m);
+	}
 }
 
 /* ------------------------------------------------------------ setup */

@@ -424,6 +424,42 @@ def test_rider_reconnects_and_gets_what_it_missed(make_daemon, pg):
 
 # ---------------------------------------------------------------- restarts
 
+def test_no_offer_before_the_last_runs_reservations_are_released(make_daemon, pg):
+    # At start the matcher releases the drivers the last run left reserved.
+    # A reservation this run made while that release was on its way could be
+    # released by it (the driver free in the database with an offer out), so
+    # no offer goes out before the release is done: here it is held up by a
+    # lock on the left-over driver's row, and the new trip waits for it.
+    d = make_daemon()
+    old, _ = d.driver_session()
+    d.stop()
+    sql(d, pg, "UPDATE drivers SET status = 'offered', version = version + 1 WHERE id = %s", (old["id"],))
+    lock = pg.connect(d.db)
+    lock.autocommit = False
+    cur = lock.cursor()
+    cur.execute("SELECT 1 FROM drivers WHERE id = %s FOR UPDATE", (old["id"],))
+    try:
+        d2 = make_daemon(db=d.db)
+
+        async def go():
+            drv, dapp = await online(d2, north(PICKUP, 300))
+            rider, rapp = await rider_app(d2)
+            trip = request(d2, rapp.hdr).json()
+            with pytest.raises((AssertionError, asyncio.TimeoutError)):
+                await offer_for(dapp, trip["id"], timeout=1.5)  # the release is still held up
+            lock.rollback()
+            offer = await offer_for(dapp, trip["id"], timeout=8)
+            assert driver_status(d2, pg, drv["id"]) == "offered"
+            assert wait_for(lambda: driver_status(d2, pg, old["id"]) == "available", what="left-over released")
+            await accept(dapp, offer)
+            assert driver_status(d2, pg, drv["id"]) == "en_route"
+            await dapp.close()
+            await rapp.close()
+        run(go())
+    finally:
+        lock.close()
+
+
 def test_restart_while_searching_and_while_riding(make_daemon, pg):
     env = {"RIDEHAIL_MATCH_OFFER_TIMEOUTS": "30"}
     d = make_daemon(env=env)
