@@ -93,6 +93,8 @@ struct matcher {
 	struct event *recover_timer;
 	bool recovered;
 	bool offering; /* the last run's reservations are released: offers may go out */
+	bool loading;  /* the active trips are being read */
+	struct umap ended; /* trips that ended while they were: not to be taken back from the read */
 	struct metric_family *f_offers, *f_match_time;
 	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
 };
@@ -1216,6 +1218,8 @@ static void on_changed(void *ctx, enum trip_state to, const cJSON *trip)
 	}
 	if (to == TRIP_COMPLETED || to == TRIP_CANCELLED) {
 		search_stop(r); /* first: a withdrawn offer must not start the search again */
+		if (m->loading)
+			umap_put(&m->ended, &r->trip, m);
 		withdraw_all(m, r, NULL, "trip_cancelled");
 		struct uuid d = r->driver;
 		bool had = r->has_driver;
@@ -1301,6 +1305,12 @@ static void active_loaded(void *arg, const struct db_result *res)
 	int n = db_rows(res), searching = 0;
 	for (int i = 0; i < n; i++) {
 		cJSON *t = cJSON_Parse(db_get(res, i, 0));
+		struct uuid id;
+		const char *ids = t ? str_at(t, "id", NULL) : NULL;
+		if (ids && uuid_parse(ids, &id) && umap_get(&m->ended, &id)) {
+			cJSON_Delete(t); /* read before this run saw it end */
+			continue;
+		}
 		struct ride *r = t ? ride_from_trip(m, t, NULL) : NULL;
 		if (r) {
 			if (r->has_driver)
@@ -1316,6 +1326,15 @@ static void active_loaded(void *arg, const struct db_result *res)
 		cJSON_Delete(t);
 	}
 	log_info(NULL, "match: resumed %d active trips (%d searching)", n, searching);
+	m->loading = false;
+	umap_fini(&m->ended);
+	umap_init(&m->ended);
+}
+
+static void load_active(struct matcher *m)
+{
+	m->loading = true;
+	db_query(m->srv->db, &st_active, NULL, active_loaded, m);
 }
 
 static void released_all(void *arg, const struct db_result *res)
@@ -1342,7 +1361,7 @@ static void released_all(void *arg, const struct db_result *res)
 		if (r->searching && r->live == 0 && !r->waiting)
 			step(r);
 	}
-	db_query(m->srv->db, &st_active, NULL, active_loaded, m);
+	load_active(m);
 }
 
 static void recover_tick(evutil_socket_t fd, short what, void *arg)
@@ -1381,7 +1400,7 @@ static void recover_tick(evutil_socket_t fd, short what, void *arg)
 		sb_fini(&sb);
 	} else {
 		m->offering = true;
-		db_query(m->srv->db, &st_active, NULL, active_loaded, m);
+		load_active(m);
 	}
 }
 
@@ -1410,6 +1429,7 @@ struct matcher *matcher_new(struct server *srv)
 	umap_init(&m->offers);
 	umap_init(&m->offer_of);
 	umap_init(&m->riders);
+	umap_init(&m->ended);
 	TAILQ_INIT(&m->waiting);
 	m->f_offers = metrics_counter(srv->metrics, "ridehail_match_offers_total",
 				      "Ride offers by outcome: sent, accepted, declined, expired, matched_elsewhere, trip_cancelled, lost_race, unreachable, accept_failed, withdrawn.",
@@ -1475,6 +1495,7 @@ void matcher_free(struct matcher *m)
 	umap_fini(&m->by_driver);
 	umap_fini(&m->by_rider);
 	umap_fini(&m->offers);
+	umap_fini(&m->ended);
 	umap_fini(&m->offer_of);
 	umap_fini(&m->riders);
 	if (m->recover_timer)
