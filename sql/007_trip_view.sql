@@ -6,8 +6,8 @@
 -- database went there). Now:
 --   trip_view(t, d)   the trip and its driver row (NULL: none) as the API
 --                     shows it, one SQL expression the planner inlines;
---   trip_json(t, tl)  trip_view with the driver looked up (and the timeline),
---                     an SQL function too: one definition of the shape;
+--   trip_json(t, tl)  trip_view with the driver looked up (and the timeline):
+--                     sql/008, one definition of the shape;
 --   trip_step()       trip_transition() without the trip in its answer: 200
 --                     answers carry only what the step adds (driver_version,
 --                     repeated); its history row and outbox rows are one
@@ -54,17 +54,6 @@ CREATE FUNCTION trip_view(t trips, d drivers) RETURNS jsonb LANGUAGE sql STABLE 
         'started_at', rh_ts(t.started_at),
         'completed_at', rh_ts(t.completed_at),
         'cancelled_at', rh_ts(t.cancelled_at)))
-$$;
-
-CREATE OR REPLACE FUNCTION trip_json(t trips, with_timeline boolean) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT trip_view(t, (SELECT d FROM drivers d WHERE d.id = t.driver_id))
-           || CASE WHEN with_timeline THEN
-                  jsonb_strip_nulls(jsonb_build_object('timeline',
-                      (SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                                  'seq', e.seq, 'from', e.from_state, 'to', e.to_state, 'at', rh_ts(e.at),
-                                  'by', e.actor_role)) ORDER BY e.seq)
-                       FROM trip_events e WHERE e.trip_id = t.id)))
-              ELSE '{}'::jsonb END
 $$;
 
 -- One transition of one trip, as trip_transition() below, but a 200 answer
