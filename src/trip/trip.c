@@ -44,14 +44,26 @@ const char *trip_state_name(enum trip_state s)
 
 struct tx_item {
 	TAILQ_ENTRY(tx_item) link;
-	char *json; /* {"trip_id":..,"to":..,"role":..,"actor":..,"args":{..}} */
-	enum trip_state to;
+	char *json;         /* one item of the batch's JSON array */
+	enum trip_state to; /* (transitions) the target state */
 	trip_done_cb cb;
 	void *arg;
 };
 TAILQ_HEAD(tx_queue, tx_item);
 
 struct lane;
+struct trips;
+
+/* What a lane batches: transitions (trip_transitions()) or ride requests
+ * (trip_requests()). Both statements take the items as one JSON array and
+ * a "safe" flag (item by item, one subtransaction each) and answer one row
+ * (i, status, body) per item. */
+struct batch_kind {
+	const char *what; /* for the log */
+	struct db_stmt *stmt;
+	/* the answer of one item, before its callback */
+	void (*answered)(struct trips *t, struct tx_item *it, int status, const cJSON *body);
+};
 
 struct tx_batch {
 	struct trips *t;
@@ -62,13 +74,17 @@ struct tx_batch {
 	bool safe;   /* sent with one subtransaction per item */
 };
 
-/* Transitions are spread over lanes by trip: each lane has one batch at the
- * database at a time (the next one gathers meanwhile), so one trip's
- * transitions stay in order and never race each other, while lanes use
- * several connections of the pool. */
+/* Items are spread over lanes by key (the trip id; the rider for
+ * requests): each lane has one batch at the database at a time (the next
+ * one gathers meanwhile), so one trip's transitions stay in order and never
+ * race each other, nor one rider's requests, while lanes use several
+ * connections of the pool. */
 #define LANES_MAX 8
 struct lane {
 	struct trips *t;
+	const struct batch_kind *kind;
+	struct metric_family *f_batch; /* batch sizes */
+	struct metric_cell *m_batch;
 	struct tx_queue queue;
 	int queued;
 	bool inflight;
@@ -78,21 +94,19 @@ struct lane {
 
 struct trips {
 	struct server *srv;
-	struct lane lanes[LANES_MAX];
+	struct lane lanes[LANES_MAX];  /* transitions */
+	struct lane rlanes[LANES_MAX]; /* ride requests */
 	int nlanes;
 	struct ratelimit *rl_rides;
 	struct trip_listener listener;
-	struct metric_family *f_transitions, *f_batch, *f_requests;
-	struct metric_cell *m_batch;
+	struct metric_family *f_transitions, *f_requests;
+	struct metric_cell *m_reruns, *m_rreruns;
 };
 
 /* ------------------------------------------------------------ statements */
 
-static struct db_stmt st_request = {
-	"trip_request",
-	"SELECT status, body FROM trip_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14::jsonb)",
-	14,
-	.group = true, /* requests arriving together commit together (store/db.h) */
+static struct db_stmt st_requests = {
+	"trip_requests", "SELECT i, status, body FROM trip_requests($1::jsonb, $2::boolean) ORDER BY i", 2,
 };
 static struct db_stmt st_transitions = {
 	"trip_transitions", "SELECT i, status, body FROM trip_transitions($1::jsonb, $2::boolean) ORDER BY i", 2,
@@ -162,24 +176,46 @@ static void sync_presence(struct trips *t, enum trip_state to, const cJSON *body
 	presence_set_status(t->srv->presence, &u, st, (int64_t)dv->valuedouble);
 }
 
+/* The answer of one transition: counted, presence told where the driver
+ * is now, the listener (the matcher) told of the change. */
+static void transition_answered(struct trips *t, struct tx_item *it, int status, const cJSON *body)
+{
+	if (status == 200) {
+		/* A repeat is told too: after an answer lost on the way (the
+		 * client was told to resend), it is how memory catches up. */
+		if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "repeated")))
+			sync_presence(t, it->to, body);
+		if (t->listener.changed)
+			t->listener.changed(t->listener.ctx, it->to, body);
+	}
+	count_transition(t, it->to, status, body);
+}
+
+static const struct batch_kind transitions_kind = { "transitions", &st_transitions, transition_answered };
+static const struct batch_kind requests_kind = { "ride requests", &st_requests, NULL };
+
 static void batch_send(struct tx_batch *b);
 
 static void batch_done(void *arg, const struct db_result *res)
 {
 	struct tx_batch *b = arg;
 	struct trips *t = b->t;
+	struct lane *l = b->lane;
 	if (res->err != RH_OK && res->pg && !res->unknown && !b->safe && b->n > 1) {
-		/* One item raised (a race the unique indexes caught, a bug): the
-		 * whole batch rolled back. Again, each item on its own. */
-		log_info(NULL, "trip: a batch of %d failed (%s); sending it again item by item", b->n, res->message);
+		/* One item raised (a race the unique indexes caught, a row changed
+		 * since it was read, a bug): the whole batch rolled back. Again,
+		 * each item on its own. */
+		log_info(NULL, "trip: a batch of %d %s failed (%s); sending it again item by item", b->n, l->kind->what,
+			 res->message);
+		metric_inc(l->kind == &requests_kind ? t->m_rreruns : t->m_reruns);
 		b->safe = true;
 		batch_send(b);
 		return;
 	}
-	b->lane->inflight = false;
+	l->inflight = false;
 	int rows = res->err == RH_OK ? db_rows(res) : 0;
 	if (res->err != RH_OK)
-		log_warn(NULL, "trip: a batch of %d transitions failed: %s%s", b->n, res->message,
+		log_warn(NULL, "trip: a batch of %d %s failed: %s%s", b->n, l->kind->what, res->message,
 			 res->unknown ? " (lost in flight: it may have committed; retrying is safe)" : "");
 	for (int i = 0; i < b->n; i++) {
 		struct tx_item *it = b->items[i];
@@ -189,7 +225,7 @@ static void batch_done(void *arg, const struct db_result *res)
 			status = atoi(db_get(res, i, 1));
 			body = cJSON_Parse(db_get(res, i, 2));
 			if (status == 500)
-				log_error(NULL, "trip: transition failed in the database: %s", db_get(res, i, 2));
+				log_error(NULL, "trip: %s failed in the database: %s", l->kind->what, db_get(res, i, 2));
 		} else if (res->err == RH_OK) {
 			status = 500;
 		}
@@ -197,22 +233,16 @@ static void batch_done(void *arg, const struct db_result *res)
 			body = cJSON_CreateObject();
 			cJSON_AddStringToObject(body, "reason", status == 503 ? "database_unavailable" : "error");
 			cJSON_AddStringToObject(body, "message", res->message);
+			if (res->unknown)
+				cJSON_AddBoolToObject(body, "unknown", true);
 		}
-		if (status == 200) {
-			/* A repeat is told too: after an answer lost on the way (the
-			 * client was told to resend), it is how memory catches up. */
-			if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "repeated")))
-				sync_presence(t, it->to, body);
-			if (t->listener.changed)
-				t->listener.changed(t->listener.ctx, it->to, body);
-		}
-		count_transition(t, it->to, status, body);
+		if (l->kind->answered)
+			l->kind->answered(t, it, status, body);
 		it->cb(it->arg, status, body);
 		cJSON_Delete(body);
 		cJSON_free(it->json);
 		rh_free(it);
 	}
-	struct lane *l = b->lane;
 	rh_free(b->items);
 	rh_free(b->json);
 	rh_free(b);
@@ -222,7 +252,7 @@ static void batch_done(void *arg, const struct db_result *res)
 static void batch_send(struct tx_batch *b)
 {
 	const char *params[] = { b->json, b->safe ? "true" : "false" };
-	db_query(b->t->srv->db, &st_transitions, params, batch_done, b);
+	db_query(b->t->srv->db, b->lane->kind->stmt, params, batch_done, b);
 }
 
 static void flush(struct lane *l)
@@ -250,11 +280,29 @@ static void flush(struct lane *l)
 		sb_puts(&sb, it->json);
 	}
 	sb_putc(&sb, ']');
-	metric_observe(t->f_batch, t->m_batch, n);
+	metric_observe(l->f_batch, l->m_batch, n);
 	l->inflight = true;
 	b->json = sb_take(&sb, NULL);
 	b->safe = n == 1; /* alone, its error is its own answer anyway */
 	batch_send(b);
+}
+
+/* Queues one item (its JSON taken) on the lane of key. */
+static void enqueue(struct lane *lanes, int nlanes, const char *key, char *json, enum trip_state to, trip_done_cb cb,
+		    void *arg)
+{
+	struct tx_item *it = RH_NEW(struct tx_item);
+	it->json = json;
+	it->to = to;
+	it->cb = cb;
+	it->arg = arg;
+	uint32_t h = 2166136261u; /* FNV-1a of the key: a key always takes the same lane */
+	for (const char *c = key; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	struct lane *l = &lanes[h % (uint32_t)nlanes];
+	TAILQ_INSERT_TAIL(&l->queue, it, link);
+	l->queued++;
+	schedule(l);
 }
 
 void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, const char *role, const char *actor,
@@ -266,19 +314,9 @@ void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, c
 	cJSON_AddStringToObject(o, "role", role);
 	cJSON_AddStringToObject(o, "actor", actor);
 	cJSON_AddItemToObject(o, "args", args ? args : cJSON_CreateObject());
-	struct tx_item *it = RH_NEW(struct tx_item);
-	it->json = cJSON_PrintUnformatted(o);
+	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	it->to = to;
-	it->cb = cb;
-	it->arg = arg;
-	uint32_t h = 2166136261u; /* FNV-1a of the id: a trip always takes the same lane */
-	for (const char *c = trip_id; *c; c++)
-		h = (h ^ (unsigned char)*c) * 16777619u;
-	struct lane *l = &t->lanes[h % (uint32_t)t->nlanes];
-	TAILQ_INSERT_TAIL(&l->queue, it, link);
-	l->queued++;
-	schedule(l);
+	enqueue(t->lanes, t->nlanes, trip_id, json, to, cb, arg);
 }
 
 /* ------------------------------------------------------------ HTTP helpers */
@@ -421,20 +459,14 @@ struct create_ctx {
 	struct trips *t;
 };
 
-static void ride_created(void *arg, const struct db_result *res)
+static void ride_created(void *arg, int status, const cJSON *body)
 {
 	struct create_ctx *cc = arg;
 	struct http_req *req = cc->req;
 	struct trips *t = cc->t;
 	rh_free(cc);
-	if (res->err != RH_OK || db_rows(res) != 1) {
-		reply_db_error(req, res, res->unknown ? "confirm the ride (retry with the same Idempotency-Key)" : "request a ride");
-		return;
-	}
-	int status = atoi(db_get(res, 0, 0));
-	const char *json = db_get(res, 0, 1);
 	if (status == 201 || status == 200) {
-		cJSON *b = cJSON_Parse(json);
+		cJSON *b = cJSON_Duplicate(body, 1);
 		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "id"));
 		char loc[64];
 		snprintf(loc, sizeof loc, "/v1/rides/%s", id ? id : "");
@@ -451,20 +483,30 @@ static void ride_created(void *arg, const struct db_result *res)
 		http_reply_json(req, 201, b);
 		return;
 	}
-	cJSON *b = cJSON_Parse(json);
 	cJSON *ext = cJSON_CreateObject();
 	if (status == 409) {
-		const char *active = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(b, "active_trip_id"));
+		const char *active = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "active_trip_id"));
 		if (active)
 			cJSON_AddStringToObject(ext, "active_trip_id", active);
 		http_reply_problem(req, PROBLEM_ACTIVE_TRIP, ext, "the rider already has an active trip (%s)",
 				   active ? active : "?");
-	} else {
+	} else if (status == 422) {
 		cJSON_AddStringToObject(ext, "field", "Idempotency-Key");
 		http_reply_problem(req, PROBLEM_IDEMPOTENCY_REUSED, ext,
 				   "this Idempotency-Key was used for a different ride request");
+	} else if (status == 503) {
+		cJSON_Delete(ext);
+		const char *msg = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(body, "message"));
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot %s now: %s",
+				   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "unknown"))
+					   ? "confirm the ride (retry with the same Idempotency-Key)"
+					   : "request a ride",
+				   msg ? msg : "the database did not answer");
+	} else {
+		cJSON_Delete(ext);
+		http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot request a ride");
 	}
-	cJSON_Delete(b);
 }
 
 static void ride_request(struct http_req *req, void *ctx)
@@ -604,14 +646,34 @@ static void ride_request(struct http_req *req, void *ctx)
 	}
 	sodium_bin2hex(hash_hex, sizeof hash_hex, h, sizeof h);
 
-	const char *params[] = { who.id, key, hash_hex, tariff->name, c[0], c[1], c[2], c[3], pa, da,
-				 tariff->currency, quote_id, fare_json, policy };
+	/* one item of trip_requests() (sql/009): trip_request()'s parameters */
+	cJSON *it = cJSON_CreateObject();
+	cJSON_AddStringToObject(it, "rider", who.id);
+	if (key)
+		cJSON_AddStringToObject(it, "key", key);
+	cJSON_AddStringToObject(it, "hash", hash_hex);
+	cJSON_AddStringToObject(it, "vehicle", tariff->name);
+	cJSON_AddRawToObject(it, "plat", c[0]);
+	cJSON_AddRawToObject(it, "plng", c[1]);
+	cJSON_AddRawToObject(it, "dlat", c[2]);
+	cJSON_AddRawToObject(it, "dlng", c[3]);
+	if (pa)
+		cJSON_AddStringToObject(it, "pa", pa);
+	if (da)
+		cJSON_AddStringToObject(it, "da", da);
+	cJSON_AddStringToObject(it, "cur", tariff->currency);
+	if (quote_id)
+		cJSON_AddStringToObject(it, "quote", quote_id);
+	cJSON_AddRawToObject(it, "fare", fare_json);
+	cJSON_AddRawToObject(it, "policy", policy);
+	char *json = cJSON_PrintUnformatted(it);
+	cJSON_Delete(it);
 	const char *lv[] = { "accepted" };
 	metric_inc(metric_cell(t->f_requests, lv));
 	struct create_ctx *cc = RH_NEW(struct create_ctx);
 	cc->req = req;
 	cc->t = t;
-	db_query(srv->db, &st_request, params, ride_created, cc);
+	enqueue(t->rlanes, t->nlanes, who.id, json, TRIP_SEARCHING, ride_created, cc);
 	cJSON_free(fare_json);
 out:
 	cJSON_Delete(body);
@@ -928,16 +990,34 @@ struct trips *trips_new(struct server *srv)
 {
 	static const char *const tr_labels[] = { "to", "result", NULL };
 	static const char *const req_labels[] = { "result", NULL };
+	static const char *const kind_labels[] = { "kind", NULL };
 	static const double batch_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 	struct trips *t = RH_NEW(struct trips);
 	t->srv = srv;
 	t->nlanes = (int)srv->cfg.trip.batch_lanes;
-	for (int i = 0; i < t->nlanes; i++) {
-		struct lane *l = &t->lanes[i];
+	struct metric_family *f_tb = metrics_histogram(srv->metrics, "ridehail_trip_batch_size",
+						       "Transitions committed together in one transaction (group commit).", NULL,
+						       batch_bounds, (int)(sizeof batch_bounds / sizeof *batch_bounds));
+	struct metric_family *f_rb = metrics_histogram(srv->metrics, "ridehail_ride_request_batch_size",
+						       "Ride requests committed together in one transaction (group commit).", NULL,
+						       batch_bounds, (int)(sizeof batch_bounds / sizeof *batch_bounds));
+	for (int i = 0; i < 2 * t->nlanes; i++) {
+		bool req = i >= t->nlanes;
+		struct lane *l = req ? &t->rlanes[i - t->nlanes] : &t->lanes[i];
 		l->t = t;
+		l->kind = req ? &requests_kind : &transitions_kind;
+		l->f_batch = req ? f_rb : f_tb;
+		l->m_batch = metric_cell(l->f_batch, NULL);
 		TAILQ_INIT(&l->queue);
 		l->flush_ev = evtimer_new(srv->base, flush_cb, l);
 	}
+	struct metric_family *f_reruns = metrics_counter(
+		srv->metrics, "ridehail_trip_batch_reruns_total",
+		"Batches run again item by item because one item failed or a row changed since it was read, by kind (transition, request).",
+		kind_labels);
+	const char *lv_tr[] = { "transition" }, *lv_rq[] = { "request" };
+	t->m_reruns = metric_cell(f_reruns, lv_tr);
+	t->m_rreruns = metric_cell(f_reruns, lv_rq);
 	t->rl_rides = ratelimit_new(srv->cfg.trip.rides_per_minute, srv->cfg.trip.rides_per_minute, RATELIMIT_KEYS);
 	t->f_transitions = metrics_counter(srv->metrics, "ridehail_trip_transitions_total",
 					   "Trip transitions asked for, by target state and result (ok, repeated, refused, not_found, unavailable, error).",
@@ -945,11 +1025,7 @@ struct trips *trips_new(struct server *srv)
 	t->f_requests = metrics_counter(srv->metrics, "ridehail_ride_requests_total",
 					"Ride requests that passed validation, by result (accepted: sent to the database; rate_limited).",
 					req_labels);
-	t->f_batch = metrics_histogram(srv->metrics, "ridehail_trip_batch_size",
-				       "Transitions committed together in one transaction (group commit).", NULL,
-				       batch_bounds, (int)(sizeof batch_bounds / sizeof *batch_bounds));
-	t->m_batch = metric_cell(t->f_batch, NULL);
-	db_register(srv->db, &st_request);
+	db_register(srv->db, &st_requests);
 	db_register(srv->db, &st_transitions);
 	db_register(srv->db, &st_get);
 	db_register(srv->db, &st_receipt);
@@ -970,8 +1046,8 @@ void trips_free(struct trips *t)
 	if (!t)
 		return;
 	struct tx_item *it;
-	for (int i = 0; i < t->nlanes; i++) {
-		struct lane *l = &t->lanes[i];
+	for (int i = 0; i < 2 * t->nlanes; i++) {
+		struct lane *l = i >= t->nlanes ? &t->rlanes[i - t->nlanes] : &t->lanes[i];
 		while ((it = TAILQ_FIRST(&l->queue))) {
 			TAILQ_REMOVE(&l->queue, it, link);
 			cJSON_free(it->json);

@@ -766,13 +766,14 @@ def test_idempotency_with_the_longest_addresses(daemon, pg):
 
 
 def test_ride_requests_commit_in_groups_and_a_failing_member_fails_alone(make_daemon, pg):
-    """Ride requests waiting together go to the database as one transaction
-    (one commit). With one connection and a slow first request, the rest
-    gather into one group; one of them fails in the database (a test trigger
-    refuses its address): the group rolls back, every member runs again
-    alone, and each gets its own answer: the failing one a 500, the others
-    201 with exactly one trip, history row and two outbox rows each."""
-    d = make_daemon(env=dict(MANUAL, RIDEHAIL_DATABASE_POOL_SIZE="1"))
+    """Ride requests waiting together go to the database as one statement
+    (trip_requests(), one commit). With one lane and a slow first request,
+    the rest gather into one batch; one of them fails in the database (a
+    test trigger refuses its address): the batch rolls back, every member
+    runs again alone, and each gets its own answer: the failing one a 500,
+    the others 201 with exactly one trip, history row and two outbox rows
+    each."""
+    d = make_daemon(env=dict(MANUAL, RIDEHAIL_DATABASE_POOL_SIZE="1", RIDEHAIL_TRIP_BATCH_LANES="1"))
     sql(d, pg, """CREATE FUNCTION test_trip_trap() RETURNS trigger LANGUAGE plpgsql AS $$
                   BEGIN
                       IF NEW.pickup_address = 'slow' THEN PERFORM pg_sleep(0.5); END IF;
@@ -788,7 +789,7 @@ def test_ride_requests_commit_in_groups_and_a_failing_member_fails_alone(make_da
                 return float(line.split()[1])
         return 0.0
 
-    reruns0 = metric("ridehail_db_group_reruns_total")
+    reruns0 = metric('ridehail_trip_batch_reruns_total{kind="request"}')
     slow = threading.Thread(target=lambda: d.post(
         "/v1/rides", {"pickup": dict(place(UTRECHT), address="slow"), "dropoff": place(DROPOFF)},
         headers=riders[0][1]))
@@ -803,7 +804,8 @@ def test_ride_requests_commit_in_groups_and_a_failing_member_fails_alone(make_da
     slow.join()
     statuses = [r.status for r in res]
     assert statuses == [201, 201, 201, 500, 201, 201, 201, 201], res
-    assert metric("ridehail_db_group_reruns_total") > reruns0
+    assert metric('ridehail_trip_batch_reruns_total{kind="request"}') > reruns0
+    assert metric("ridehail_ride_request_batch_size_count") >= 2
     for i, (rider, _) in enumerate(riders):
         trips = sql(d, pg, "SELECT id::text FROM trips WHERE rider_id = %s", (rider["id"],))
         assert len(trips) == (0 if i == 4 else 1), (i, trips)
