@@ -9,7 +9,13 @@
 #             first POST to the last of them, checked against the daemon's
 #             MATCHED transitions (ridehail_trip_transitions_total) and the
 #             database (every MATCHED has its trip.accepted outbox row); vs
-#             pgbench's TPC-B from ../shared/anchors/postgis.sh.
+#             pgbench's TPC-B from ../shared/anchors/postgis.sh. The POSTs
+#             start once the daemon has answered every driver's going
+#             available (logins are not what is measured), each booking in
+#             flight on a connection of its own (riders are separate phones).
+#             bookings_{created,offered,assigned}_ms say where the time went
+#             (means): POST -> 201, POST -> ride.offer, ride.offer ->
+#             trip.assigned.
 #   offers    POST /v1/rides at a steady OFFER_RATE per second for WINDOW s:
 #             the time from sending the POST to the ride.offer frame on the
 #             driver's socket, p50 and p99.
@@ -127,6 +133,9 @@ slice() { # file from count out
 }
 
 book_runs=""
+bcreated_runs=""
+boffered_runs=""
+bassigned_runs=""
 offer50_runs=""
 offer99_runs=""
 track50_runs=""
@@ -139,7 +148,7 @@ for r in $(seq "$RUNS"); do
 	at=$((at + book_drivers))
 	m0=$(matched)
 	load "$tmp/book.$r" --phase book --ids "$tmp/d" --riders "$tmp/r" --conns $book_drivers \
-		--count "$BOOK_COUNT" --inflight "$BOOK_INFLIGHT"
+		--count "$BOOK_COUNT" --inflight "$BOOK_INFLIGHT" --hconns "$BOOK_INFLIGHT"
 	sleep 0.5
 	m1=$(matched)
 	# the load's own count: trips left waiting by an earlier phase may take
@@ -150,6 +159,9 @@ for r in $(seq "$RUNS"); do
 		exit 1
 	fi
 	book_runs="$book_runs $(field book_per_s "$tmp/book.$r")"
+	bcreated_runs="$bcreated_runs $(field book_created_ms "$tmp/book.$r")"
+	boffered_runs="$boffered_runs $(field book_offered_ms "$tmp/book.$r")"
+	bassigned_runs="$bassigned_runs $(field book_assigned_ms "$tmp/book.$r")"
 	# offers
 	slice "$tmp/drivers" $at $offer_drivers "$tmp/d"
 	slice "$tmp/riders" $at $offer_drivers "$tmp/r"
@@ -182,6 +194,9 @@ bookings=$(echo "$book_runs" | tr ' ' '\n' | grep . | median)
 echo "bookings_per_s=$bookings"
 echo "bookings_runs=$(echo $book_runs | tr ' ' ',')"
 echo "bookings_inflight=$BOOK_INFLIGHT"
+echo "bookings_created_ms=$(echo "$bcreated_runs" | tr ' ' '\n' | grep . | median)"
+echo "bookings_offered_ms=$(echo "$boffered_runs" | tr ' ' '\n' | grep . | median)"
+echo "bookings_assigned_ms=$(echo "$bassigned_runs" | tr ' ' '\n' | grep . | median)"
 if [ -n "$tpcb" ]; then
 	echo "pg_tpcb_tps=$tpcb"
 	echo "bookings_vs_tpcb=$(ratio "$bookings" "$tpcb")"

@@ -18,6 +18,9 @@
 #                daemon's own group-commit batch size
 #                (ridehail_trip_batch_size); the _cpu_pct figures say where
 #                the time went (daemon process vs the cluster's backends).
+#   trip_sql     the database's batch functions alone (bench/trip_sql.py):
+#                backend CPU per new trip and per MATCHED transition in
+#                batches of 1, 16 and 64 (trip_sql_{request,match}_b<N>_us).
 #
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster (not pinned). Figures are medians of RUNS windows. Peers
@@ -241,3 +244,7 @@ if [ -n "$pg_tr" ]; then
 	echo "pg_transition_outbox_tps=$pg_tr"
 	echo "transitions_vs_pgbench=$(ratio "$transitions" "$pg_tr")"
 fi
+
+# ---- the database's batch functions alone: backend CPU per item
+# (bench/trip_sql.py; it empties the tables, which are done with by now)
+"${PYTHON:-/usr/bin/python3}" bench/trip_sql.py "$dburl"

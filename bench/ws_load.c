@@ -86,10 +86,12 @@ struct conn {
 	int driver; /* next driver index */
 	/* dispatch mode */
 	bool rider;
-	double last_ping_ms; /* monotonic time of the last ping sent */
+	bool available_acked; /* the daemon answered its driver.status.changed */
+	double last_ping_ms;  /* monotonic time of the last ping sent */
 };
 
 static void dispatch_ready(void);
+static void maybe_start(void);
 static void dispatch_text(struct conn *c, const char *text, size_t len);
 
 static uint64_t rnd(void)
@@ -572,6 +574,12 @@ static struct {
 	uint64_t ticks;
 	int ping_next;
 	bool pinging, done;
+	int available_acks;  /* drivers whose going available was answered */
+	/* book phase, where the time goes (means, ms): POST -> 201, POST ->
+	 * ride.offer, ride.offer -> trip.assigned */
+	double sum_created, sum_offered, sum_assigned;
+	int n_created, n_offered, n_assigned;
+	bool all_up, started;
 } D;
 
 static double mono_ms(void)
@@ -691,6 +699,9 @@ static void finish(void)
 		double s = (D.t_last_assigned - D.t0) / 1e3;
 		printf("book_elapsed_s=%.3f\nbook_per_s=%.0f\nbook_unassigned=%d\n", s, s > 0 ? D.assigned / s : 0,
 		       D.posted - D.http_errors - D.assigned);
+		printf("book_created_ms=%.2f\nbook_offered_ms=%.2f\nbook_assigned_ms=%.2f\n",
+		       D.n_created ? D.sum_created / D.n_created : 0, D.n_offered ? D.sum_offered / D.n_offered : 0,
+		       D.n_assigned ? D.sum_assigned / D.n_assigned : 0);
 	} else if (strcmp(D.phase, "offer") == 0) {
 		printf("offer_rate=%.0f\n", D.posted / D.seconds);
 		print_latency("offer");
@@ -728,6 +739,12 @@ static void http_reply(struct bufferevent *bev, void *arg)
 			id[36] = '\0';
 			struct trip_slot *t = trip_slot(id);
 			t->t_send = hc->t_send;
+			D.sum_created += mono_ms() - hc->t_send;
+			D.n_created++;
+			if (t->t_offer > 0) { /* the offer came before the 201 */
+				D.sum_offered += t->t_offer - t->t_send;
+				D.n_offered++;
+			}
 			if (t->t_offer > 0 && strcmp(D.phase, "offer") == 0)
 				sample(t->t_offer - t->t_send);
 		} else {
@@ -786,16 +803,29 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 		struct trip_slot *t = trip_slot(tid);
 		if (t->t_offer == 0) {
 			t->t_offer = now;
+			if (t->t_send > 0) {
+				D.sum_offered += now - t->t_send;
+				D.n_offered++;
+			}
 			if (t->t_send > 0 && strcmp(D.phase, "offer") == 0)
 				sample(now - t->t_send);
 		}
 		snprintf(pl, sizeof pl, "{\"offer_id\":\"%s\"}", oid);
 		envelope(msg, sizeof msg, c, "offer.accept", pl);
 		add_text(c, msg);
+	} else if (!c->rider && !c->available_acked && memmem(text, len, "\"driver.status.changed\"", 23)) {
+		c->available_acked = true;
+		D.available_acks++;
+		maybe_start();
 	} else if (!c->rider && memmem(text, len, "\"trip.assigned\"", 15)) {
 		if (!field36(text, len, "trip_id", tid) || !D.h)
 			return; /* not before the phase: a trip left over from an earlier run */
-		trip_slot(tid)->driver = c->idx;
+		struct trip_slot *t = trip_slot(tid);
+		t->driver = c->idx;
+		if (t->t_offer > 0) {
+			D.sum_assigned += now - t->t_offer;
+			D.n_assigned++;
+		}
 		D.assigned++;
 		D.outstanding--;
 		D.t_last_assigned = now;
@@ -839,6 +869,16 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	if (!D.h)
 		return; /* still connecting */
 	if (strcmp(D.phase, "book") == 0) {
+		/* WS_LOAD_TIMELINE=1: progress every 100 ms on stderr (where a
+		 * run slowed down, or stalled) */
+		static double last_tl;
+		static int timeline = -1;
+		if (timeline < 0)
+			timeline = getenv("WS_LOAD_TIMELINE") != NULL;
+		if (timeline && now - last_tl >= 100) {
+			last_tl = now;
+			fprintf(stderr, "t=%.0f posted=%d assigned=%d offers=%d outstanding=%d\n", now - D.t0, D.posted, D.assigned, D.offers, D.outstanding);
+		}
 		/* a trip left waiting must not hold the figure up */
 		if (D.t_last_assigned > 0 && now - D.t_last_assigned > 3000)
 			finish();
@@ -903,12 +943,36 @@ static void start_phase(evutil_socket_t fd, short what, void *arg)
 	pump();
 }
 
-/* Every socket is up: give the daemon a moment with the status changes and
- * seed pings, then start. */
+/* The phase starts once every driver's going available has been answered
+ * (the figures are the steady state, not logins competing with bookings),
+ * half a second later for the seed pings; or after 60 s whatever the count,
+ * said on stderr. */
+static void start_soon(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (D.started)
+		return;
+	if (D.available_acks < G.ndrivers)
+		fprintf(stderr, "ws_load: starting with %d of %d drivers available\n", D.available_acks, G.ndrivers);
+	D.started = true;
+	struct timeval tv = { 0, 500000 };
+	event_base_once(G.base, -1, EV_TIMEOUT, start_phase, NULL, &tv);
+}
+
+static void maybe_start(void)
+{
+	if (D.all_up && !D.started && D.available_acks >= G.ndrivers)
+		start_soon(-1, 0, NULL);
+}
+
 static void dispatch_ready(void)
 {
-	struct timeval tv = { 1, 500000 };
-	event_base_once(G.base, -1, EV_TIMEOUT, start_phase, NULL, &tv);
+	D.all_up = true;
+	struct timeval tv = { 60, 0 };
+	event_base_once(G.base, -1, EV_TIMEOUT, start_soon, NULL, &tv);
+	maybe_start();
 }
 
 /* ------------------------------------------------------------ main */
