@@ -299,10 +299,10 @@ static const struct cfg_key trip_keys[] = {
 	  "Ride requests per rider (bursts of the same size); past it: 429 + Retry-After." },
 	{ "min_distance", CFG_INT, K(trip_cfg, min_trip_m), "50", 0, 10000, "m", NULL,
 	  "A pickup and dropoff closer than this are refused (422)." },
-	{ "batch_max", CFG_INT, K(trip_cfg, batch_max), "256", 1, 10000, "transitions", NULL,
-	  "Trip transitions that arrive together are committed in one transaction, up to this many." },
+	{ "batch_max", CFG_INT, K(trip_cfg, batch_max), "256", 1, 10000, "items", NULL,
+	  "Trip transitions (or ride requests) that arrive together are committed in one transaction, up to this many." },
 	{ "batch_lanes", CFG_INT, K(trip_cfg, batch_lanes), "2", 1, 8, "batches", NULL,
-	  "Batches of transitions at the database at once; trips are spread over them by id, so one trip's transitions stay in order. At most database.pool_size is useful." },
+	  "Batches at the database at once, transitions and ride requests together; trips are spread over lanes by id (requests by rider), so one trip's transitions stay in order. About the database's cores; at most database.pool_size is useful." },
 	{ 0 }
 };
 

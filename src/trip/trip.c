@@ -97,6 +97,12 @@ struct trips {
 	struct lane lanes[LANES_MAX];  /* transitions */
 	struct lane rlanes[LANES_MAX]; /* ride requests */
 	int nlanes;
+	/* Batches at the database, both kinds: at most nlanes. Under load a
+	 * lane waits for a free slot and its batch grows meanwhile, so the
+	 * database runs as many batches at once as it has lanes, each as big
+	 * as the load makes it, whichever kinds are busy. */
+	int inflight;
+	int next_lane; /* where the next free slot looks first (round robin) */
 	struct ratelimit *rl_rides;
 	struct trip_listener listener;
 	struct metric_family *f_transitions, *f_requests;
@@ -145,10 +151,22 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 static void schedule(struct lane *l)
 {
-	if (l->inflight || l->scheduled || l->queued == 0)
+	if (l->inflight || l->scheduled || l->queued == 0 || l->t->inflight >= l->t->nlanes)
 		return;
 	l->scheduled = true;
 	event_active(l->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* A slot is free: every lane with items waiting may take it, starting
+ * with the one after the last to look first. */
+static void schedule_all(struct trips *t)
+{
+	int n = 2 * t->nlanes;
+	for (int k = 0; k < n; k++) {
+		int i = (t->next_lane + k) % n;
+		schedule(i < t->nlanes ? &t->lanes[i] : &t->rlanes[i - t->nlanes]);
+	}
+	t->next_lane = (t->next_lane + 1) % n;
 }
 
 static void count_transition(struct trips *t, enum trip_state to, int status, const cJSON *body)
@@ -213,6 +231,7 @@ static void batch_done(void *arg, const struct db_result *res)
 		return;
 	}
 	l->inflight = false;
+	t->inflight--;
 	int rows = res->err == RH_OK ? db_rows(res) : 0;
 	if (res->err != RH_OK)
 		log_warn(NULL, "trip: a batch of %d %s failed: %s%s", b->n, l->kind->what, res->message,
@@ -246,7 +265,7 @@ static void batch_done(void *arg, const struct db_result *res)
 	rh_free(b->items);
 	rh_free(b->json);
 	rh_free(b);
-	schedule(l);
+	schedule_all(t);
 }
 
 static void batch_send(struct tx_batch *b)
@@ -258,8 +277,9 @@ static void batch_send(struct tx_batch *b)
 static void flush(struct lane *l)
 {
 	struct trips *t = l->t;
-	if (l->inflight || l->queued == 0)
+	if (l->inflight || l->queued == 0 || t->inflight >= t->nlanes)
 		return;
+	t->inflight++;
 	int max = (int)t->srv->cfg.trip.batch_max;
 	int n = l->queued < max ? l->queued : max;
 	struct tx_batch *b = RH_NEW(struct tx_batch);
