@@ -95,18 +95,29 @@ struct matcher {
 	bool offering; /* the last run's reservations are released: offers may go out */
 	bool loading;  /* the active trips are being read */
 	struct umap ended; /* trips that ended while they were: not to be taken back from the read */
+	/* Reservations waiting for the one in flight: they go together as the
+	 * next batch (one statement, one commit). */
+	struct reserve_ctx **pending;
+	int npending, cap_pending;
+	bool reserving;
+	struct event *reserve_ev;
 	struct metric_family *f_offers, *f_match_time;
 	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
 };
 
 /* ------------------------------------------------------------ statements */
 
+/* Reserves drivers on (status, version), a batch at once: $1 the drivers,
+ * $2 their versions as presence knows them; a row (n, version) for each one
+ * reserved, n its place in the arrays (from 1). A driver named twice is
+ * reserved once: the other gets no row, as if someone else had won. */
 static struct db_stmt st_reserve = {
 	"match_reserve",
-	"UPDATE drivers SET status = 'offered', version = version + 1, updated_at = now()"
-	" WHERE id = $1 AND status = 'available' AND version = $2 AND NOT disabled RETURNING version",
+	"UPDATE drivers d SET status = 'offered', version = d.version + 1, updated_at = now()"
+	" FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS u (id, v, n)"
+	" WHERE d.id = u.id AND d.status = 'available' AND d.version = u.v AND NOT d.disabled"
+	" RETURNING u.n, d.version",
 	2,
-	.group = true, /* reservations made together commit together (store/db.h) */
 };
 /* Frees a driver we reserved (only if still reserved at our version) and
  * records why the offer ended as a match.rejected event of the trip. */
@@ -524,6 +535,7 @@ static void send_offer(struct ride *r, struct offer *o, struct session *s)
 struct reserve_ctx {
 	struct matcher *m;
 	struct uuid offer, driver, trip;
+	int64_t version; /* the driver's as presence knew it */
 };
 
 static void driver_state_read(void *arg, const struct db_result *res)
@@ -537,14 +549,13 @@ static void driver_state_read(void *arg, const struct db_result *res)
 	rh_free(c);
 }
 
-static void reserved(void *arg, const struct db_result *res)
+/* The database's answer to one reservation: ok with the driver's new
+ * version, or not (someone else has them, or the database said no). */
+static void reserved(struct reserve_ctx *c, bool ok, int64_t v)
 {
-	struct reserve_ctx *c = arg;
 	struct matcher *m = c->m;
 	struct offer *o = umap_get(&m->offers, &c->offer);
 	struct ride *r = umap_get(&m->rides, &c->trip);
-	bool ok = res->err == RH_OK && db_rows(res) == 1;
-	int64_t v = ok ? atoll(db_get(res, 0, 0)) : 0;
 	if (!ok) {
 		/* Someone else has the driver (or the database said no): learn
 		 * where they really stand, and try the next one. */
@@ -596,6 +607,83 @@ static void reserved(void *arg, const struct db_result *res)
 	rh_free(c);
 }
 
+struct reserve_batch {
+	struct matcher *m;
+	int n;
+	struct reserve_ctx **c;
+};
+
+static void reserve_flush(struct matcher *m);
+
+static void reserve_batch_done(void *arg, const struct db_result *res)
+{
+	struct reserve_batch *b = arg;
+	struct matcher *m = b->m;
+	bool *ok = rh_calloc((size_t)b->n, sizeof *ok);
+	int64_t *ver = rh_calloc((size_t)b->n, sizeof *ver);
+	if (res->err != RH_OK)
+		log_warn(NULL, "match: %d reservations failed: %s", b->n, res->message);
+	for (int i = 0; i < db_rows(res); i++) {
+		long n = atol(db_get(res, i, 0));
+		if (n >= 1 && n <= b->n) {
+			ok[n - 1] = true;
+			ver[n - 1] = atoll(db_get(res, i, 1));
+		}
+	}
+	m->reserving = false;
+	for (int i = 0; i < b->n; i++)
+		reserved(b->c[i], ok[i], ver[i]);
+	rh_free(ok);
+	rh_free(ver);
+	rh_free(b->c);
+	rh_free(b);
+	reserve_flush(m);
+}
+
+/* Sends the waiting reservations as one statement, if none is in flight. */
+static void reserve_flush(struct matcher *m)
+{
+	if (m->reserving || m->npending == 0)
+		return;
+	struct reserve_batch *b = RH_NEW(struct reserve_batch);
+	b->m = m;
+	b->n = m->npending;
+	b->c = m->pending;
+	m->pending = NULL;
+	m->npending = m->cap_pending = 0;
+	struct strbuf ids, vers;
+	sb_init(&ids, 16u << 20);
+	sb_init(&vers, 16u << 20);
+	sb_putc(&ids, '{');
+	sb_putc(&vers, '{');
+	for (int i = 0; i < b->n; i++) {
+		char d[37], v[24];
+		uuid_format(&b->c[i]->driver, d);
+		snprintf(v, sizeof v, "%lld", (long long)b->c[i]->version);
+		if (i) {
+			sb_putc(&ids, ',');
+			sb_putc(&vers, ',');
+		}
+		sb_puts(&ids, d);
+		sb_puts(&vers, v);
+	}
+	sb_putc(&ids, '}');
+	sb_putc(&vers, '}');
+	char *ps[] = { sb_take(&ids, NULL), sb_take(&vers, NULL) };
+	const char *params[] = { ps[0], ps[1] };
+	m->reserving = true;
+	db_query(m->srv->db, &st_reserve, params, reserve_batch_done, b);
+	rh_free(ps[0]);
+	rh_free(ps[1]);
+}
+
+static void reserve_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	reserve_flush(arg);
+}
+
 static bool tried(const struct ride *r, const struct uuid *d)
 {
 	for (int i = 0; i < r->ntried; i++)
@@ -630,11 +718,15 @@ static void reserve(struct ride *r, const struct presence_hit *h, double score, 
 	c->offer = o->id;
 	c->driver = h->driver;
 	c->trip = r->trip;
-	char d[37], v[24];
-	uuid_format(&h->driver, d);
-	snprintf(v, sizeof v, "%lld", (long long)h->version);
-	const char *params[] = { d, v };
-	db_query(m->srv->db, &st_reserve, params, reserved, c);
+	c->version = h->version;
+	/* with the others of this turn of the loop, or after the one in flight */
+	if (m->npending == m->cap_pending) {
+		m->cap_pending = m->cap_pending ? 2 * m->cap_pending : 16;
+		m->pending = rh_realloc(m->pending, (size_t)m->cap_pending * sizeof *m->pending);
+	}
+	m->pending[m->npending++] = c;
+	if (!m->reserving)
+		event_active(m->reserve_ev, EV_TIMEOUT, 0);
 }
 
 /* Higher is better: a short pickup, a driver who has waited long, one who
@@ -1467,6 +1559,7 @@ struct matcher *matcher_new(struct server *srv)
 	const struct trip_listener tl = { .created = on_created, .changed = on_changed, .ctx = m };
 	trips_set_listener(srv->trips, &tl);
 	m->recover_timer = evtimer_new(srv->base, recover_tick, m);
+	m->reserve_ev = evtimer_new(srv->base, reserve_flush_cb, m);
 	struct timeval tv = { 0, 0 };
 	evtimer_add(m->recover_timer, &tv);
 	return m;
@@ -1500,5 +1593,10 @@ void matcher_free(struct matcher *m)
 	umap_fini(&m->riders);
 	if (m->recover_timer)
 		event_free(m->recover_timer);
+	if (m->reserve_ev)
+		event_free(m->reserve_ev);
+	for (int j = 0; j < m->npending; j++)
+		rh_free(m->pending[j]);
+	rh_free(m->pending);
 	rh_free(m);
 }
