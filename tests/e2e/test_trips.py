@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import psycopg2
 import pytest
 
 from conftest import JWT_SECRET, Daemon, problem, wait_for
@@ -741,6 +742,58 @@ def test_batch_answers_show_each_step(daemon, pg):
         assert {k: v for k, v in rows[4][2].items() if k not in ("repeated", "driver_version")} == now
         now = sql(daemon, pg, "SELECT trip_json(t, false) FROM trips t WHERE id = %s", (other["id"],))[0][0]
         assert {k: v for k, v in rows[1][2].items() if k not in ("repeated", "driver_version")} == now
+
+
+def test_a_batch_whose_rows_changed_meanwhile_fails_whole_and_runs_again_locked(daemon, pg):
+    """trip_apply() reads a batch's rows without locks and checks each write
+    against what it read. A driver whose row changes between the batch's read
+    and its write (another session's reservation, uncommitted while the batch
+    reads, committed while it waits) fails the whole batch with
+    serialization_failure and nothing of it is written; item by item with the
+    rows locked (what the daemon sends next) the step sees the new version:
+    the MATCHED at the old one is refused, the other item stands."""
+    _, _, trip = new_trip(daemon, pg)
+    _, _, other = new_trip(daemon, pg)
+    drv, _ = daemon.driver_session()
+    make_available(daemon, pg, drv["id"])
+    _, ver = driver_row(daemon, pg, drv["id"])
+    items = [{"trip_id": trip["id"], "to": "MATCHED", "role": "operator", "actor": "admin",
+              "args": {"driver_id": drv["id"], "driver_version": ver}},
+             {"trip_id": other["id"], "to": "CANCELLED", "role": "operator", "actor": "admin"}]
+    before = (counts(daemon, pg, trip["id"]), counts(daemon, pg, other["id"]))
+    holder = pg.connect(daemon.db)
+    holder.autocommit = False
+    try:
+        with holder.cursor() as cur:
+            cur.execute("UPDATE drivers SET version = version + 1 WHERE id = %s", (drv["id"],))
+        out = {}
+
+        def batch():
+            try:
+                out["rows"] = sql(daemon, pg, "SELECT i, status, body FROM trip_transitions(%s::jsonb, false)",
+                                  (json.dumps(items),))
+            except psycopg2.Error as e:
+                out["error"] = e
+        t = threading.Thread(target=batch)
+        t.start()
+        for _ in range(100):  # the batch has read and waits for the driver's row
+            if sql(daemon, pg, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0][0]:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the batch never waited for the driver's row")
+        holder.commit()
+        t.join(10)
+    finally:
+        holder.close()
+    assert "error" in out and out["error"].pgcode == "40001", out
+    assert (counts(daemon, pg, trip["id"]), counts(daemon, pg, other["id"])) == before
+    assert sql(daemon, pg, "SELECT state FROM trips WHERE id = %s", (other["id"],))[0][0] == "SEARCHING"
+    rows = sql(daemon, pg, "SELECT i, status, body FROM trip_transitions(%s::jsonb, true) ORDER BY i",
+               (json.dumps(items),))
+    assert [r[1] for r in rows] == [409, 200], rows
+    assert rows[0][2]["reason"] == "driver_unavailable" and rows[1][2]["state"] == "CANCELLED"
+    assert driver_row(daemon, pg, drv["id"]) == ("available", ver + 1)
 
 
 def test_no_server_errors_were_logged(daemon):
