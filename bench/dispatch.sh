@@ -112,6 +112,7 @@ load() {
 	taskset -c 1 "$LOAD" dispatch --port "$port" --secret "$secret" --src 8 "$@" >"$out" 2>"$out.err" &
 	load_pids+=($!)
 	wait $! || { echo "bench: ws_load failed:" >&2; cat "$out" "$out.err" >&2; exit 1; }
+	if [ -n "${WS_LOAD_TIMELINE:-}" ]; then cat "$out.err" >&2; fi
 }
 
 # ---- accounts straight into the tables, each run with its own
