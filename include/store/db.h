@@ -13,7 +13,9 @@
  * guard against re-entrancy. The PGresult belongs to the pool and is cleared
  * when the callback returns.
  *
- * Statements marked `group` share transactions instead (see struct db_stmt).
+ * Each query is its own transaction (one Sync each). Work that should commit
+ * together is one set-based statement (trip_requests(), trip_transitions(),
+ * the matcher's reservations: arrays in, a row per item out).
  *
  * A query lost with its connection reports RH_EDB with db_result.unknown set:
  * the statement may or may not have committed. Callers whose writes are not
@@ -37,15 +39,6 @@ struct db_stmt {
 	const char *sql;   /* one statement, $1..$n */
 	int nparams;
 	int index;         /* set by db_register */
-	/* Group commit: queries of such statements that wait together go in one
-	 * transaction (one Sync, one commit), at most one group in flight per
-	 * connection; their callbacks run once the group has committed. If any
-	 * member fails, the group rolled back and each member runs again alone,
-	 * so a member's answer is always its own. Only for single statements
-	 * that commit nothing a caller sees before the callback, and that take
-	 * their row locks in no order another member could invert for long
-	 * (a deadlock between two groups is detected and both run again). */
-	bool group;
 };
 
 struct db_result {

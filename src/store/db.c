@@ -16,15 +16,11 @@
 
 #define DB_MAX_STMTS 256
 #define BACKOFF_MIN_MS 100
-#define GROUP_MAX 256 /* queries in one group transaction */
 
 struct db_query {
 	STAILQ_ENTRY(db_query) link;
 	const struct db_stmt *stmt; /* NULL for a pseudo entry (prepare/sync) */
 	enum { Q_QUERY, Q_PREPARE, Q_SYNC } kind;
-	bool grouped;    /* sent in a group: answered at the group's Sync */
-	bool solo;       /* its group failed: runs alone now */
-	bool group_sync; /* (Q_SYNC) the end of a group */
 	char **params;
 	db_cb cb;
 	void *arg;
@@ -57,9 +53,6 @@ struct db_conn {
 	int64_t backoff_ms;
 	int inflight;            /* queries (not pseudo entries) in the FIFO */
 	struct query_list fifo;  /* sent, results pending, in order */
-	bool group_inflight;     /* a group's Sync is pending */
-	bool group_failed;       /* a member of that group failed */
-	struct query_list held;  /* members with results, waiting for the Sync */
 	unsigned char prepared[DB_MAX_STMTS];
 	struct migrator *migrator;
 	char last_error[256];
@@ -73,8 +66,7 @@ struct db {
 	struct db_conn *conns;
 	int nconns;
 	struct query_list queue; /* waiting for a connection */
-	int queued;              /* in queue and gqueue */
-	struct query_list gqueue; /* group statements waiting for a group */
+	int queued;              /* in queue */
 	struct event *sweep;     /* expires queued queries */
 	struct event *deliver;   /* reports failures outside db_query() */
 	struct query_list failed; /* answered from `deliver` */
@@ -86,7 +78,6 @@ struct db {
 	/* metrics */
 	struct metric_family *f_latency, *f_conn_state;
 	struct metric_cell *m_queries, *m_errors, *m_lost, *m_timeouts, *m_queue, *m_latency, *m_reconnects;
-	struct metric_cell *m_groups, *m_grouped, *m_group_reruns;
 	struct metric_cell *m_state[5];
 };
 
@@ -199,7 +190,7 @@ void db_query_timeout(struct db *db, const struct db_stmt *stmt, const char *con
 		query_fail_later(db, q, RH_EAGAIN, "database unavailable", false);
 		return;
 	}
-	STAILQ_INSERT_TAIL(stmt->group ? &db->gqueue : &db->queue, q, link);
+	STAILQ_INSERT_TAIL(&db->queue, q, link);
 	db->queued++;
 	db_pump(db);
 }
@@ -216,34 +207,29 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 	struct db_query *q;
 	/* Deadlines differ per query: rebuild the (bounded) queue without the
 	 * expired ones, keeping the order of the rest. */
-	struct query_list *queues[] = { &db->queue, &db->gqueue };
-	for (int i = 0; i < 2; i++) {
-		struct query_list keep = STAILQ_HEAD_INITIALIZER(keep);
-		while ((q = STAILQ_FIRST(queues[i])) != NULL) {
-			STAILQ_REMOVE_HEAD(queues[i], link);
-			if (q->deadline_ns > now) {
-				STAILQ_INSERT_TAIL(&keep, q, link);
-				continue;
-			}
-			db->queued--;
-			metric_inc(db->m_timeouts);
-			query_fail_later(db, q, RH_EAGAIN, "timed out waiting for a database connection", false);
+	struct query_list keep = STAILQ_HEAD_INITIALIZER(keep);
+	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->queue, link);
+		if (q->deadline_ns > now) {
+			STAILQ_INSERT_TAIL(&keep, q, link);
+			continue;
 		}
-		STAILQ_CONCAT(queues[i], &keep);
+		db->queued--;
+		metric_inc(db->m_timeouts);
+		query_fail_later(db, q, RH_EAGAIN, "timed out waiting for a database connection", false);
 	}
+	STAILQ_CONCAT(&db->queue, &keep);
 }
 
-/* Fails every query still waiting (both queues). */
+/* Fails every query still waiting. */
 static void fail_waiting(struct db *db, rh_err err, const char *msg)
 {
-	struct query_list *queues[] = { &db->queue, &db->gqueue };
 	struct db_query *q;
-	for (int i = 0; i < 2; i++)
-		while ((q = STAILQ_FIRST(queues[i])) != NULL) {
-			STAILQ_REMOVE_HEAD(queues[i], link);
-			db->queued--;
-			query_fail_later(db, q, err, msg, false);
-		}
+	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&db->queue, link);
+		db->queued--;
+		query_fail_later(db, q, err, msg, false);
+	}
 }
 
 /* ------------------------------------------------------------ sending */
@@ -265,7 +251,8 @@ static void fifo_push(struct db_conn *c, struct db_query *q)
 	STAILQ_INSERT_TAIL(&c->fifo, q, link);
 }
 
-static bool conn_send(struct db_conn *c, struct db_query *q, bool sync)
+/* Sends q as its own transaction (its statement, then a Sync). */
+static bool conn_send(struct db_conn *c, struct db_query *q)
 {
 	const struct db_stmt *st = q->stmt;
 	if (!c->prepared[st->index]) {
@@ -279,7 +266,7 @@ static bool conn_send(struct db_conn *c, struct db_query *q, bool sync)
 		c->prepared[st->index] = 1;
 	}
 	if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, (const char *const *)q->params, NULL, NULL, 0) ||
-	    (sync && !PQpipelineSync(c->pg))) {
+	    !PQpipelineSync(c->pg)) {
 		/* q is not in any list yet: fail it with the connection */
 		fifo_push(c, q);
 		conn_broken(c, PQerrorMessage(c->pg));
@@ -287,40 +274,9 @@ static bool conn_send(struct db_conn *c, struct db_query *q, bool sync)
 	}
 	fifo_push(c, q);
 	c->inflight++;
-	if (sync) {
-		struct db_query *s = query_new(NULL, NULL, NULL, NULL);
-		s->kind = Q_SYNC;
-		fifo_push(c, s);
-	}
-	return true;
-}
-
-/* Sends up to GROUP_MAX waiting group queries on c as one transaction. */
-static bool conn_send_group(struct db_conn *c)
-{
-	struct db *db = c->db;
-	int n = 0;
-	while (!STAILQ_EMPTY(&db->gqueue) && n < GROUP_MAX && c->inflight < db->cfg->pipeline_depth) {
-		struct db_query *q = STAILQ_FIRST(&db->gqueue);
-		STAILQ_REMOVE_HEAD(&db->gqueue, link);
-		db->queued--;
-		q->grouped = true;
-		if (!conn_send(c, q, false))
-			return false;
-		n++;
-	}
-	if (!PQpipelineSync(c->pg)) {
-		conn_broken(c, PQerrorMessage(c->pg));
-		return false;
-	}
 	struct db_query *s = query_new(NULL, NULL, NULL, NULL);
 	s->kind = Q_SYNC;
-	s->group_sync = true;
 	fifo_push(c, s);
-	c->group_inflight = true;
-	c->group_failed = false;
-	metric_inc(db->m_groups);
-	metric_add(db->m_grouped, n);
 	return true;
 }
 
@@ -343,65 +299,13 @@ static void db_pump(struct db *db)
 			struct db_query *q = STAILQ_FIRST(&db->queue);
 			STAILQ_REMOVE_HEAD(&db->queue, link);
 			db->queued--;
-			if (!conn_send(best, q, true))
+			if (!conn_send(best, q))
 				break;
 			if (best->inflight * 2 >= db->cfg->pipeline_depth)
 				break; /* spread a burst over the pool */
 		}
 		if (best->state == DC_READY && !conn_flush(best))
 			continue;
-	}
-	/* Group statements: one group in flight per connection; what arrives
-	 * meanwhile waits and goes as the next group (one commit for all). */
-	while (!STAILQ_EMPTY(&db->gqueue)) {
-		struct db_conn *best = NULL;
-		for (int i = 0; i < db->nconns; i++) {
-			struct db_conn *c = &db->conns[i];
-			if (c->state != DC_READY || c->group_inflight || c->inflight >= db->cfg->pipeline_depth)
-				continue;
-			if (!best || c->inflight < best->inflight)
-				best = c;
-		}
-		if (!best)
-			return;
-		if (conn_send_group(best))
-			conn_flush(best);
-	}
-}
-
-/* A group's Sync came back: it committed, unless a member failed (then it
- * rolled back and every member runs again alone, in order, first in line). */
-static void group_settle(struct db_conn *c)
-{
-	struct db *db = c->db;
-	c->group_inflight = false;
-	struct db_query *q;
-	if (c->group_failed) {
-		c->group_failed = false;
-		struct query_list again = STAILQ_HEAD_INITIALIZER(again);
-		while ((q = STAILQ_FIRST(&c->held)) != NULL) {
-			STAILQ_REMOVE_HEAD(&c->held, link);
-			c->inflight--;
-			if (q->result) {
-				PQclear(q->result);
-				q->result = NULL;
-			}
-			q->grouped = false;
-			q->solo = true;
-			metric_inc(db->m_group_reruns);
-			STAILQ_INSERT_TAIL(&again, q, link);
-			db->queued++;
-		}
-		STAILQ_CONCAT(&again, &db->queue); /* (empties db->queue) */
-		STAILQ_CONCAT(&db->queue, &again);
-		return;
-	}
-	while ((q = STAILQ_FIRST(&c->held)) != NULL) {
-		STAILQ_REMOVE_HEAD(&c->held, link);
-		c->inflight--;
-		query_answer(db, q, RH_OK, NULL, false);
-		if (c->state != DC_READY)
-			return; /* a callback closed the pool (the rest were failed with it) */
 	}
 }
 
@@ -422,13 +326,7 @@ static void conn_read_results(struct db_conn *c)
 			}
 			PQclear(res);
 			STAILQ_REMOVE_HEAD(&c->fifo, link);
-			bool gs = q->group_sync;
 			query_free(q);
-			if (gs) {
-				group_settle(c);
-				if (c->state != DC_READY)
-					return;
-			}
 			continue;
 		}
 		if (res) {
@@ -451,13 +349,6 @@ static void conn_read_results(struct db_conn *c)
 			continue;
 		}
 		ExecStatusType st = q->result ? PQresultStatus(q->result) : PGRES_FATAL_ERROR;
-		if (q->grouped) {
-			/* answered when the group commits (or runs again) */
-			if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
-				c->group_failed = true;
-			STAILQ_INSERT_TAIL(&c->held, q, link);
-			continue;
-		}
 		c->inflight--;
 		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
 			query_answer(db, q, RH_OK, NULL, false);
@@ -555,15 +446,7 @@ static void conn_broken(struct db_conn *c, const char *why)
 	set_state(c, DC_DOWN);
 	memset(c->prepared, 0, sizeof c->prepared);
 	c->inflight = 0;
-	c->group_inflight = false;
-	c->group_failed = false;
 	struct db_query *q;
-	while ((q = STAILQ_FIRST(&c->held)) != NULL) {
-		/* a group whose commit was not confirmed */
-		STAILQ_REMOVE_HEAD(&c->held, link);
-		metric_inc(db->m_lost);
-		query_fail_later(db, q, RH_EDB, "database connection lost", true);
-	}
 	while ((q = STAILQ_FIRST(&c->fifo)) != NULL) {
 		STAILQ_REMOVE_HEAD(&c->fifo, link);
 		if (q->kind == Q_QUERY) {
@@ -746,7 +629,6 @@ struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struc
 	db->base = base;
 	db->cfg = cfg;
 	STAILQ_INIT(&db->queue);
-	STAILQ_INIT(&db->gqueue);
 	STAILQ_INIT(&db->failed);
 	db->nconns = (int)cfg->pool_size;
 	db->conns = rh_calloc((size_t)db->nconns, sizeof *db->conns);
@@ -755,7 +637,6 @@ struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struc
 		c->db = db;
 		c->index = i;
 		STAILQ_INIT(&c->fifo);
-		STAILQ_INIT(&c->held);
 		c->timer = evtimer_new(base, conn_timer_cb, c);
 	}
 	db->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, db);
@@ -770,9 +651,6 @@ struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struc
 	db->m_lost = metric_cell(metrics_counter(m, "ridehail_db_queries_lost_total", "Queries in flight on a connection that broke (outcome unknown).", NULL), NULL);
 	db->m_timeouts = metric_cell(metrics_counter(m, "ridehail_db_queue_timeouts_total", "Queries that waited past database.query_timeout for a connection.", NULL), NULL);
 	db->m_reconnects = metric_cell(metrics_counter(m, "ridehail_db_reconnects_total", "Connection attempts scheduled after a failure.", NULL), NULL);
-	db->m_groups = metric_cell(metrics_counter(m, "ridehail_db_groups_total", "Group transactions sent (statements that commit together, one Sync each).", NULL), NULL);
-	db->m_grouped = metric_cell(metrics_counter(m, "ridehail_db_grouped_queries_total", "Queries sent in group transactions.", NULL), NULL);
-	db->m_group_reruns = metric_cell(metrics_counter(m, "ridehail_db_group_reruns_total", "Queries run again alone because another member of their group failed.", NULL), NULL);
 	db->m_queue = metric_cell(metrics_gauge(m, "ridehail_db_queue_depth", "Queries waiting for a connection.", NULL), NULL);
 	db->f_conn_state = metrics_gauge(m, "ridehail_db_pool_connections", "Pool connections by state.", state_label);
 	for (int i = 0; i < 5; i++) {
@@ -874,18 +752,10 @@ void db_free(struct db *db)
 			STAILQ_REMOVE_HEAD(&c->fifo, link);
 			query_free(q);
 		}
-		while ((q = STAILQ_FIRST(&c->held)) != NULL) {
-			STAILQ_REMOVE_HEAD(&c->held, link);
-			query_free(q);
-		}
 		event_free(c->timer);
 	}
 	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
 		STAILQ_REMOVE_HEAD(&db->queue, link);
-		query_free(q);
-	}
-	while ((q = STAILQ_FIRST(&db->gqueue)) != NULL) {
-		STAILQ_REMOVE_HEAD(&db->gqueue, link);
 		query_free(q);
 	}
 	while ((q = STAILQ_FIRST(&db->failed)) != NULL) {
