@@ -535,7 +535,8 @@ static void send_offer(struct ride *r, struct offer *o, struct session *s)
 struct reserve_ctx {
 	struct matcher *m;
 	struct uuid offer, driver, trip;
-	int64_t version; /* the driver's as presence knew it */
+	int64_t version; /* the driver's as presence knew it; once reserved, the new one */
+	bool won;        /* the database reserved them */
 };
 
 static void driver_state_read(void *arg, const struct db_result *res)
@@ -549,10 +550,12 @@ static void driver_state_read(void *arg, const struct db_result *res)
 	rh_free(c);
 }
 
-/* The database's answer to one reservation: ok with the driver's new
+/* The database's answer to one reservation: won, with the driver's new
  * version, or not (someone else has them, or the database said no). */
-static void reserved(struct reserve_ctx *c, bool ok, int64_t v)
+static void reserved(struct reserve_ctx *c)
 {
+	bool ok = c->won;
+	int64_t v = c->version;
 	struct matcher *m = c->m;
 	struct offer *o = umap_get(&m->offers, &c->offer);
 	struct ride *r = umap_get(&m->rides, &c->trip);
@@ -619,22 +622,18 @@ static void reserve_batch_done(void *arg, const struct db_result *res)
 {
 	struct reserve_batch *b = arg;
 	struct matcher *m = b->m;
-	bool *ok = rh_calloc((size_t)b->n, sizeof *ok);
-	int64_t *ver = rh_calloc((size_t)b->n, sizeof *ver);
 	if (res->err != RH_OK)
 		log_warn(NULL, "match: %d reservations failed: %s", b->n, res->message);
 	for (int i = 0; i < db_rows(res); i++) {
 		long n = atol(db_get(res, i, 0));
 		if (n >= 1 && n <= b->n) {
-			ok[n - 1] = true;
-			ver[n - 1] = atoll(db_get(res, i, 1));
+			b->c[n - 1]->won = true;
+			b->c[n - 1]->version = atoll(db_get(res, i, 1));
 		}
 	}
 	m->reserving = false;
 	for (int i = 0; i < b->n; i++)
-		reserved(b->c[i], ok[i], ver[i]);
-	rh_free(ok);
-	rh_free(ver);
+		reserved(b->c[i]);
 	rh_free(b->c);
 	rh_free(b);
 	reserve_flush(m);

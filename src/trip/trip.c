@@ -85,6 +85,7 @@ struct lane {
 	const struct batch_kind *kind;
 	struct metric_family *f_batch; /* batch sizes */
 	struct metric_cell *m_batch;
+	struct metric_cell *m_reruns;  /* batches sent again item by item */
 	struct tx_queue queue;
 	int queued;
 	bool inflight;
@@ -106,7 +107,6 @@ struct trips {
 	struct ratelimit *rl_rides;
 	struct trip_listener listener;
 	struct metric_family *f_transitions, *f_requests;
-	struct metric_cell *m_reruns, *m_rreruns;
 };
 
 /* ------------------------------------------------------------ statements */
@@ -225,7 +225,7 @@ static void batch_done(void *arg, const struct db_result *res)
 		 * each item on its own. */
 		log_info(NULL, "trip: a batch of %d %s failed (%s); sending it again item by item", b->n, l->kind->what,
 			 res->message);
-		metric_inc(l->kind == &requests_kind ? t->m_rreruns : t->m_reruns);
+		metric_inc(l->m_reruns);
 		b->safe = true;
 		batch_send(b);
 		return;
@@ -1021,6 +1021,11 @@ struct trips *trips_new(struct server *srv)
 	struct metric_family *f_rb = metrics_histogram(srv->metrics, "ridehail_ride_request_batch_size",
 						       "Ride requests committed together in one transaction (group commit).", NULL,
 						       batch_bounds, (int)(sizeof batch_bounds / sizeof *batch_bounds));
+	struct metric_family *f_reruns = metrics_counter(
+		srv->metrics, "ridehail_trip_batch_reruns_total",
+		"Batches run again item by item because one item failed or a row changed since it was read, by kind (transition, request).",
+		kind_labels);
+	const char *lv_tr[] = { "transition" }, *lv_rq[] = { "request" };
 	for (int i = 0; i < 2 * t->nlanes; i++) {
 		bool req = i >= t->nlanes;
 		struct lane *l = req ? &t->rlanes[i - t->nlanes] : &t->lanes[i];
@@ -1028,16 +1033,10 @@ struct trips *trips_new(struct server *srv)
 		l->kind = req ? &requests_kind : &transitions_kind;
 		l->f_batch = req ? f_rb : f_tb;
 		l->m_batch = metric_cell(l->f_batch, NULL);
+		l->m_reruns = metric_cell(f_reruns, req ? lv_rq : lv_tr);
 		TAILQ_INIT(&l->queue);
 		l->flush_ev = evtimer_new(srv->base, flush_cb, l);
 	}
-	struct metric_family *f_reruns = metrics_counter(
-		srv->metrics, "ridehail_trip_batch_reruns_total",
-		"Batches run again item by item because one item failed or a row changed since it was read, by kind (transition, request).",
-		kind_labels);
-	const char *lv_tr[] = { "transition" }, *lv_rq[] = { "request" };
-	t->m_reruns = metric_cell(f_reruns, lv_tr);
-	t->m_rreruns = metric_cell(f_reruns, lv_rq);
 	t->rl_rides = ratelimit_new(srv->cfg.trip.rides_per_minute, srv->cfg.trip.rides_per_minute, RATELIMIT_KEYS);
 	t->f_transitions = metrics_counter(srv->metrics, "ridehail_trip_transitions_total",
 					   "Trip transitions asked for, by target state and result (ok, repeated, refused, not_found, unavailable, error).",
