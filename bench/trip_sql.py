@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Backend CPU per item of the database's batch functions, alone (no daemon,
 no HTTP): trip_requests() creating trips and trip_transitions() matching them,
-in batches of each size given. CPU time is the backend's own (utime + stime
+in batches of each size given; and the one-row UPDATE of drivers that
+presence runs when a driver goes available or offline (prepared, one
+transaction each, as the daemon sends it). CPU time is the backend's own (utime + stime
 from /proc), so other load on the machine moves it less than wall time.
 
 Like the daemon's connections on a new database, the session starts on empty
@@ -15,6 +17,7 @@ The database must be migrated (ridehaild migrate) and is emptied first.
 Prints one name=value line per figure:
   trip_sql_request_b<B>_us   backend CPU per new trip, batches of B
   trip_sql_match_b<B>_us     backend CPU per MATCHED transition, batches of B
+  trip_sql_driver_status_us  backend CPU per driver status update (one row, one commit)
 """
 import json
 import sys
@@ -91,6 +94,19 @@ def main():
                 sys.exit(f"trip_sql: trip_transitions answered {rows[:2]}")
         print(f"trip_sql_match_b{b}_us={(cpu() - c0) / ITEMS * 1e6:.0f}")
         sys.stdout.flush()
+
+    # presence's status update (src/presence/presence.c, st_driver_status),
+    # on drivers no trip has: offline, then available again
+    q.execute("PREPARE driver_status (uuid, text) AS UPDATE drivers SET status = $2, version = version + 1,"
+              " updated_at = now() WHERE id = $1 AND status IN ('offline', 'available') RETURNING version")
+    free = drivers[:ITEMS]
+    c0 = cpu()
+    for to in ("offline", "available"):
+        for d in free:
+            q.execute("EXECUTE driver_status (%s, %s)", (d, to))
+            if q.rowcount != 1:
+                sys.exit(f"trip_sql: driver {d} did not go {to}")
+    print(f"trip_sql_driver_status_us={(cpu() - c0) / (2 * len(free)) * 1e6:.0f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@
 #                the time went (daemon process vs the cluster's backends).
 #   trip_sql     the database's batch functions alone (bench/trip_sql.py):
 #                backend CPU per new trip and per MATCHED transition in
-#                batches of 1, 16 and 64 (trip_sql_{request,match}_b<N>_us).
+#                batches of 1, 16 and 64 (trip_sql_{request,match}_b<N>_us),
+#                and per driver status update, presence's one-row UPDATE
+#                (trip_sql_driver_status_us).
 #
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster (not pinned). Figures are medians of RUNS windows. Peers

@@ -548,6 +548,11 @@ static void run_http(void)
 
 #define TRIPS_CAP (1u << 17)
 
+struct samples {
+	double *v;
+	size_t n, cap;
+};
+
 struct trip_slot {
 	char id[37];
 	double t_send, t_offer; /* ms, monotonic; 0 = not seen yet */
@@ -568,8 +573,8 @@ static struct {
 	struct hconn *h;
 	int next_rider, nriders, outstanding, posted, assigned, offers, http_errors, matched_msgs;
 	double t0, t_last_assigned, t_ping0;
-	double *lat; /* latency samples, ms */
-	size_t nlat, cap_lat;
+	struct samples lat;     /* the phase's latency samples, ms */
+	struct samples created; /* offer phase: POST -> 201, ms */
 	struct event *tick;
 	uint64_t ticks;
 	int ping_next;
@@ -606,13 +611,18 @@ static struct trip_slot *trip_slot(const char *id)
 	}
 }
 
+static void sample_to(struct samples *l, double ms)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 4096;
+		l->v = realloc(l->v, l->cap * sizeof *l->v);
+	}
+	l->v[l->n++] = ms;
+}
+
 static void sample(double ms)
 {
-	if (D.nlat == D.cap_lat) {
-		D.cap_lat = D.cap_lat ? D.cap_lat * 2 : 4096;
-		D.lat = realloc(D.lat, D.cap_lat * sizeof *D.lat);
-	}
-	D.lat[D.nlat++] = ms;
+	sample_to(&D.lat, ms);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -621,14 +631,19 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static void print_samples(const char *name, struct samples *l)
+{
+	qsort(l->v, l->n, sizeof *l->v, cmp_double);
+	printf("%s_samples=%zu\n", name, l->n);
+	if (l->n == 0)
+		return;
+	printf("%s_p50_ms=%.2f\n%s_p99_ms=%.2f\n%s_max_ms=%.2f\n", name, l->v[l->n / 2], name,
+	       l->v[(size_t)((double)l->n * 0.99)], name, l->v[l->n - 1]);
+}
+
 static void print_latency(const char *name)
 {
-	qsort(D.lat, D.nlat, sizeof *D.lat, cmp_double);
-	printf("%s_samples=%zu\n", name, D.nlat);
-	if (D.nlat == 0)
-		return;
-	printf("%s_p50_ms=%.2f\n%s_p99_ms=%.2f\n%s_max_ms=%.2f\n", name, D.lat[D.nlat / 2], name,
-	       D.lat[(size_t)((double)D.nlat * 0.99)], name, D.lat[D.nlat - 1]);
+	print_samples(name, &D.lat);
 }
 
 /* The 36 characters after "key":" in text, or false. */
@@ -705,6 +720,7 @@ static void finish(void)
 	} else if (strcmp(D.phase, "offer") == 0) {
 		printf("offer_rate=%.0f\n", D.posted / D.seconds);
 		print_latency("offer");
+		print_samples("offer_created", &D.created);
 	} else {
 		printf("track_pairs=%d\ntrack_matched_msgs=%d\n", D.assigned, D.matched_msgs);
 		print_latency("track");
@@ -741,6 +757,8 @@ static void http_reply(struct bufferevent *bev, void *arg)
 			t->t_send = hc->t_send;
 			D.sum_created += mono_ms() - hc->t_send;
 			D.n_created++;
+			if (strcmp(D.phase, "offer") == 0)
+				sample_to(&D.created, mono_ms() - hc->t_send);
 			if (t->t_offer > 0) { /* the offer came before the 201 */
 				D.sum_offered += t->t_offer - t->t_send;
 				D.n_offered++;
