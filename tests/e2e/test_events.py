@@ -228,3 +228,24 @@ def test_sink_none_leaves_the_outbox_to_accumulate(make_daemon, pg):
     assert request_ride(d, h).status == 201
     wait_for(lambda: metric(d, "ridehail_events_backlog") == 2, what="backlog of 2")
     assert unpublished(pg, d) == 2 and "the relay is off" in d.log()
+
+
+def test_a_large_backlog_is_read_from_the_ends_of_the_index(make_daemon, pg):
+    # Above 1,000 unpublished rows the backlog is the span of their ids (the
+    # statement's cost must not grow with the backlog); rows inserted in one
+    # statement take consecutive ids, so the span is exact here, and the
+    # first row's age is the oldest.
+    d = make_daemon(env={"RIDEHAIL_EVENTS_SINK": "none", "RIDEHAIL_EVENTS_STATS_INTERVAL": "100ms",
+                         "RIDEHAIL_MATCH_AUTO": "false"})
+    pg.query(d.db, "INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq,"
+                   " payload, occurred_at) SELECT 'test.filler', 'test', u, u, 1, '{}', now() - interval '90 seconds'"
+                   "   FROM (SELECT gen_random_uuid() AS u FROM generate_series(1, 1500)) g")
+    wait_for(lambda: metric(d, "ridehail_events_backlog") == 1500, what="backlog of 1500")
+    assert 90 <= metric(d, "ridehail_events_oldest_unpublished_seconds") < 200
+    # the first 600 published: below 1,000, counted exactly again
+    pg.query(d.db, "UPDATE outbox SET published_at = now() WHERE id IN"
+                   " (SELECT id FROM outbox ORDER BY id LIMIT 600)")
+    wait_for(lambda: metric(d, "ridehail_events_backlog") == 900, what="backlog of 900, counted exactly")
+    pg.query(d.db, "UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+    wait_for(lambda: metric(d, "ridehail_events_backlog") == 0, what="backlog 0")
+    assert metric(d, "ridehail_events_oldest_unpublished_seconds") == 0
