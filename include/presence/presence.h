@@ -70,6 +70,11 @@ void presence_free(struct presence *p);
  * of a vehicle type in vehicle_mask (bit i = cfg.tariff[i]), nearest first. */
 size_t presence_nearest(struct presence *p, double lat, double lon, double radius_m, enum driver_status status,
 			uint32_t vehicle_mask, struct presence_hit *out, size_t k);
+/* One driver as presence_nearest() would list them (a fresh position in the
+ * grid, `status`), without searching: false if it would not. dist_m is 0:
+ * the caller measures from where it needs. */
+bool presence_hit_of(struct presence *p, const struct uuid *driver, enum driver_status status,
+		     struct presence_hit *out);
 /* The dispatcher changed a driver's status (and version) in the database. */
 void presence_set_status(struct presence *p, const struct uuid *driver, enum driver_status st, int64_t version);
 void presence_set_hooks(struct presence *p, const struct presence_hooks *h);

@@ -740,15 +740,10 @@ static double score_of(const struct matcher *m, const struct presence_hit *h, do
 
 static void give_up(struct ride *r);
 
-static void wait_enter(struct ride *r)
+/* The next look around, and the rider told it is waiting. */
+static void wait_arm(struct ride *r)
 {
-	if (r->waiting)
-		return;
 	struct matcher *m = r->m;
-	r->waiting = true;
-	TAILQ_INSERT_TAIL(&m->waiting, r, wait_link);
-	m->nwaiting++;
-	metric_set(m->m_waiting, m->nwaiting);
 	int64_t ms = m->cfg->waiting_retry_ms, left = r->deadline_ms - mono_ms();
 	if (left < ms)
 		ms = left > 0 ? left : 0;
@@ -761,13 +756,36 @@ static void wait_enter(struct ride *r)
 	to_rider(r, "trip.search_progress", p);
 }
 
+static void wait_enter(struct ride *r)
+{
+	if (r->waiting)
+		return;
+	struct matcher *m = r->m;
+	r->waiting = true;
+	TAILQ_INSERT_TAIL(&m->waiting, r, wait_link);
+	m->nwaiting++;
+	metric_set(m->m_waiting, m->nwaiting);
+	wait_arm(r);
+}
+
 static void wait_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct ride *r = arg;
+	struct matcher *m = r->m;
+	const struct cfg_list *steps = &m->cfg->radius_steps;
+	/* Nobody free within the largest ring (what a waiting trip mostly
+	 * finds): one search instead of every ring's, and the trip keeps its
+	 * place in the queue (the longest waiting gets freed drivers first). */
+	if (r->searching && mono_ms() < r->deadline_ms &&
+	    presence_count(m->srv->presence, r->plat, r->plng, steps->v[steps->n - 1], 1u << DRIVER_AVAILABLE,
+			   1u << r->vehicle, 1) == 0) {
+		wait_arm(r);
+		return;
+	}
 	wait_leave(r);
 	if (!r->searching)
 		return;
-	/* look around again from the smallest ring: drivers may have come */
+	/* drivers came: look around again from the smallest ring */
 	r->radius_step = 0;
 	step(r);
 }
@@ -878,40 +896,31 @@ static void give_up(struct ride *r)
 }
 
 /* A driver just became free (declined, timed out, finished a trip, went
- * available): the oldest waiting trip near them gets them first. */
+ * available): the oldest waiting trip near them gets them first. One
+ * lookup of the driver, then a distance per waiting trip: no search of the
+ * grid per waiting trip (with a thousand trips waiting, every driver going
+ * available was a thousand searches of the largest radius). */
 static void driver_freed(struct matcher *m, const struct uuid *driver)
 {
-	if (!m->cfg->automatic || m->nwaiting == 0 || !m->offering)
-		return;
-	enum driver_status st;
-	int64_t version;
-	double lat, lon;
-	if (!presence_driver(m->srv->presence, driver, &st, &version, &lat, &lon) || st != DRIVER_AVAILABLE ||
-	    !driver_session(m, driver))
+	struct presence_hit h;
+	if (!m->cfg->automatic || m->nwaiting == 0 || !m->offering || !driver_session(m, driver) ||
+	    !presence_hit_of(m->srv->presence, driver, DRIVER_AVAILABLE, &h))
 		return;
 	const struct cfg_list *steps = &m->cfg->radius_steps;
+	double radius = steps->v[steps->n - 1];
 	struct ride *r;
 	TAILQ_FOREACH(r, &m->waiting, wait_link) {
-		if (tried(r, driver))
+		if (r->vehicle != h.vehicle || tried(r, driver) ||
+		    geo_dist_haversine_m(h.lat, h.lon, r->plat, r->plng) > radius)
 			continue;
-		double d = geo_dist_haversine_m(lat, lon, r->plat, r->plng);
-		if (d > steps->v[steps->n - 1])
-			continue;
-		struct presence_hit h[MAX_CANDIDATES];
-		size_t n = presence_nearest(m->srv->presence, r->plat, r->plng, steps->v[steps->n - 1], DRIVER_AVAILABLE,
-					    1u << r->vehicle, h, MAX_CANDIDATES);
-		for (size_t i = 0; i < n; i++) {
-			if (uuid_eq(&h[i].driver, driver)) {
-				double eta, road;
-				pricing_etas(m->srv->pricing, &h[i].lat, &h[i].lon, 1, r->plat, r->plng, &eta, &road);
-				if (eta < 0)
-					break; /* no road from them to this pickup */
-				h[i].dist_m = road;
-				wait_leave(r);
-				reserve(r, &h[i], score_of(m, &h[i], eta), eta);
-				return;
-			}
-		}
+		double eta, road;
+		pricing_etas(m->srv->pricing, &h.lat, &h.lon, 1, r->plat, r->plng, &eta, &road);
+		if (eta < 0)
+			continue; /* no road from them to this pickup */
+		h.dist_m = road;
+		wait_leave(r);
+		reserve(r, &h, score_of(m, &h, eta), eta);
+		return;
 	}
 }
 

@@ -726,6 +726,16 @@ static size_t grid_nearest(struct presence *p, double lat, double lon, double ra
 	return n;
 }
 
+static struct presence_hit hit_of(const struct driver_rec *r, double dist_m, int64_t now_ms)
+{
+	return (struct presence_hit){
+		.driver = r->id, .dist_m = dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
+		.vehicle = r->vehicle, .version = r->version, .ping_age_ms = now_ms - r->last_ping_ms,
+		.idle_ms = r->status == DRIVER_AVAILABLE ? now_ms - r->available_since_ms : 0,
+		.offers = r->offers, .accepts = r->accepts, .slot = r->slot,
+	};
+}
+
 size_t presence_nearest(struct presence *p, double lat, double lon, double radius_m, enum driver_status status,
 			uint32_t vehicle_mask, struct presence_hit *out, size_t k)
 {
@@ -734,16 +744,21 @@ size_t presence_nearest(struct presence *p, double lat, double lon, double radiu
 		k = RH_ARRAY_LEN(hits);
 	int64_t now_ms;
 	size_t n = grid_nearest(p, lat, lon, radius_m, 1u << status, vehicle_mask, hits, k, &now_ms);
-	for (size_t i = 0; i < n; i++) {
-		const struct driver_rec *r = rec_at(p, hits[i].slot);
-		out[i] = (struct presence_hit){
-			.driver = r->id, .dist_m = hits[i].dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
-			.vehicle = r->vehicle, .version = r->version, .ping_age_ms = now_ms - r->last_ping_ms,
-			.idle_ms = r->status == DRIVER_AVAILABLE ? now_ms - r->available_since_ms : 0,
-			.offers = r->offers, .accepts = r->accepts, .slot = hits[i].slot,
-		};
-	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = hit_of(rec_at(p, hits[i].slot), hits[i].dist_m, now_ms);
 	return n;
+}
+
+bool presence_hit_of(struct presence *p, const struct uuid *driver, enum driver_status status,
+		     struct presence_hit *out)
+{
+	const struct driver_rec *r = rec_find(p, driver);
+	int64_t now_ms = rh_mono_ns() / 1000000;
+	/* the grid's own filter (geo_knn_scan_cell) on this one record */
+	if (!r || !r->in_grid || r->status != status || now_ms - r->last_ping_ms >= p->cfg->stale_after_ms)
+		return false;
+	*out = hit_of(r, 0, now_ms);
+	return true;
 }
 
 void presence_set_status(struct presence *p, const struct uuid *driver, enum driver_status st, int64_t version)

@@ -275,6 +275,65 @@ def test_demand_queue_gives_a_freed_driver_to_the_waiting_trip(make_daemon, pg):
     run(go())
 
 
+def test_the_longest_waiting_trip_gets_the_freed_driver_after_retries(make_daemon, pg):
+    # Two trips wait, each looking around again every 400 ms, the second
+    # 200 ms after the first, and finding nobody. Looking must not move a
+    # trip behind the other in the queue: the driver freed just after the
+    # first trip looked (its rider is told "waiting" each time) goes to the
+    # first trip still.
+    d = make_daemon(env={"RIDEHAIL_MATCH_WAITING_RETRY": "400ms"})
+
+    async def go():
+        drv, dapp = await online(d, north(PICKUP, 500))
+        r1, rapp1 = await rider_app(d)
+        t1 = request(d, rapp1.hdr).json()
+        await accept(dapp, await offer_for(dapp, t1["id"]))
+        await command(dapp, "trip.arrived", t1["id"])
+        await command(dapp, "trip.started", t1["id"])
+        apps, trips = [], []
+        for k in range(2):
+            r, app = await rider_app(d)
+            t = request(d, app.hdr, pickup=north(PICKUP, 800 + 100 * k))
+            assert t.status == 201, t
+            trips.append(t.json()["id"])
+            apps.append(app)
+            assert (await app.recv("trip.search_progress"))["payload"]["status"] == "waiting"
+            await asyncio.sleep(0.2)
+        for _ in range(2):  # the first trip looks again, twice
+            assert (await apps[0].recv("trip.search_progress"))["payload"]["status"] == "waiting"
+        await command(dapp, "trip.completed", t1["id"])
+        offer = await offer_for(dapp, timeout=2)
+        assert offer["trip_id"] == trips[0], (offer, trips)
+        for x in [dapp, rapp1] + apps:
+            await x.close()
+    run(go())
+
+
+def test_a_waiting_trip_finds_a_driver_who_drives_into_range(make_daemon, pg):
+    # Not freed, already available, but out of the largest ring: no event
+    # tells the queue, the next look around finds them.
+    d = make_daemon(env={"RIDEHAIL_MATCH_WAITING_RETRY": "300ms"})
+
+    async def go():
+        busy, bapp = await online(d, north(PICKUP, 500))
+        r1, rapp1 = await rider_app(d)
+        t1 = request(d, rapp1.hdr).json()
+        await accept(bapp, await offer_for(bapp, t1["id"]))
+        far, fapp = await online(d, north(PICKUP, 9500))  # beyond the 8,000 m ring
+        r2, rapp2 = await rider_app(d)
+        t2 = request(d, rapp2.hdr).json()
+        assert (await rapp2.recv("trip.search_progress"))["payload"]["status"] == "waiting"
+        await asyncio.sleep(0.7)
+        assert driver_status(d, pg, far["id"]) == "available"  # still out of reach
+        await fapp.ping(*north(PICKUP, 600), accuracy_m=5)
+        offer = await offer_for(fapp, t2["id"], timeout=3)
+        await accept(fapp, offer)
+        assert (await rapp2.recv("trip.matched"))["payload"]["driver"]["id"] == far["id"]
+        for x in (bapp, fapp, rapp1, rapp2):
+            await x.close()
+    run(go())
+
+
 def test_no_drivers_after_max_search(make_daemon, pg):
     d = make_daemon(env={"RIDEHAIL_MATCH_MAX_SEARCH": "5s", "RIDEHAIL_MATCH_WAITING_RETRY": "500ms"})
 
