@@ -129,6 +129,24 @@ psql -q "$dburl" -c "INSERT INTO riders (email, name, password_hash)
 	SELECT 'rider' || i || '@example.com', 'Rider ' || i, 'unused' FROM generate_series(1, $n) i" >/dev/null
 psql -Atq "$dburl" -c "SELECT id FROM drivers ORDER BY id" >"$tmp/drivers"
 psql -Atq "$dburl" -c "SELECT id FROM riders ORDER BY id" >"$tmp/riders"
+# The trips of a run still searching at its end (the last requests of the
+# tracking phase may find no free driver in reach) are cancelled by their
+# riders, through the API, before the next run: a trip left waiting would
+# take the next run's drivers as they go available, and each run is to have
+# drivers and riders of its own.
+cancel_one() { # trip rider
+	local tok
+	tok=$(RIDEHAIL_AUTH_JWT_SECRET="$secret" bin/ridehaild admin token --role rider --id "$2") &&
+		curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "Authorization: Bearer $tok" \
+			-H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$port/v1/rides/$1/cancel"
+}
+export -f cancel_one
+cancel_waiting() {
+	local codes
+	codes=$(sqlv "SELECT id, rider_id FROM trips WHERE state = 'SEARCHING'" | tr '|' ' ' |
+		secret=$secret port=$port xargs -r -n 2 -P 4 bash -c 'cancel_one "$0" "$1"' | sort | uniq -c | tr -s ' ')
+	[ -z "$codes" ] || echo "# note: run $1: trips still searching, cancelled by their riders (count, status):$codes"
+}
 # ids for run r of a phase: lines [from, from + count) of both files
 slice() { # file from count out
 	sed -n "$(($2 + 1)),$(($2 + $3))p" "$1" >"$4"
@@ -182,6 +200,7 @@ for r in $(seq "$RUNS"); do
 		--seconds $((WINDOW * 2)) --inflight "$BOOK_INFLIGHT"
 	track50_runs="$track50_runs $(field track_p50_ms "$tmp/track.$r")"
 	track99_runs="$track99_runs $(field track_p99_ms "$tmp/track.$r")"
+	cancel_waiting "$r"
 done
 
 # every MATCHED transition committed with its outbox row, no driver twice
