@@ -620,11 +620,6 @@ static void sample_to(struct samples *l, double ms)
 	l->v[l->n++] = ms;
 }
 
-static void sample(double ms)
-{
-	sample_to(&D.lat, ms);
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -639,11 +634,6 @@ static void print_samples(const char *name, struct samples *l)
 		return;
 	printf("%s_p50_ms=%.2f\n%s_p99_ms=%.2f\n%s_max_ms=%.2f\n", name, l->v[l->n / 2], name,
 	       l->v[(size_t)((double)l->n * 0.99)], name, l->v[l->n - 1]);
-}
-
-static void print_latency(const char *name)
-{
-	print_samples(name, &D.lat);
 }
 
 /* The 36 characters after "key":" in text, or false. */
@@ -719,11 +709,11 @@ static void finish(void)
 		       D.n_assigned ? D.sum_assigned / D.n_assigned : 0);
 	} else if (strcmp(D.phase, "offer") == 0) {
 		printf("offer_rate=%.0f\n", D.posted / D.seconds);
-		print_latency("offer");
+		print_samples("offer", &D.lat);
 		print_samples("offer_created", &D.created);
 	} else {
 		printf("track_pairs=%d\ntrack_matched_msgs=%d\n", D.assigned, D.matched_msgs);
-		print_latency("track");
+		print_samples("track", &D.lat);
 	}
 	fflush(stdout);
 	event_base_loopbreak(G.base);
@@ -755,16 +745,17 @@ static void http_reply(struct bufferevent *bev, void *arg)
 			id[36] = '\0';
 			struct trip_slot *t = trip_slot(id);
 			t->t_send = hc->t_send;
-			D.sum_created += mono_ms() - hc->t_send;
+			double created = mono_ms() - hc->t_send;
+			D.sum_created += created;
 			D.n_created++;
 			if (strcmp(D.phase, "offer") == 0)
-				sample_to(&D.created, mono_ms() - hc->t_send);
+				sample_to(&D.created, created);
 			if (t->t_offer > 0) { /* the offer came before the 201 */
 				D.sum_offered += t->t_offer - t->t_send;
 				D.n_offered++;
 			}
 			if (t->t_offer > 0 && strcmp(D.phase, "offer") == 0)
-				sample(t->t_offer - t->t_send);
+				sample_to(&D.lat, t->t_offer - t->t_send);
 		} else {
 			if (D.http_errors++ < 3)
 				fprintf(stderr, "POST /v1/rides: %.*s\n", (int)(hl + blen < 600 ? hl + blen : 600), all);
@@ -826,7 +817,7 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 				D.n_offered++;
 			}
 			if (t->t_send > 0 && strcmp(D.phase, "offer") == 0)
-				sample(now - t->t_send);
+				sample_to(&D.lat, now - t->t_send);
 		}
 		snprintf(pl, sizeof pl, "{\"offer_id\":\"%s\"}", oid);
 		envelope(msg, sizeof msg, c, "offer.accept", pl);
@@ -857,7 +848,7 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 			return;
 		struct trip_slot *t = trip_slot(tid);
 		if (t->driver >= 0 && G.conns[t->driver].last_ping_ms > 0)
-			sample(now - G.conns[t->driver].last_ping_ms);
+			sample_to(&D.lat, now - G.conns[t->driver].last_ping_ms);
 	}
 }
 

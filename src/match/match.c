@@ -203,20 +203,16 @@ static void ride_ring_free(struct ride *r)
 }
 
 /* Numbers the message, keeps it for replay and sends it if the rider is
- * connected. members: the payload's members as JSON text, without the
- * braces (trip_id and seq are added last). */
-static void to_rider_members(struct ride *r, const char *type, const char *members, size_t len)
+ * connected. sb holds the payload's opening brace and its members, if any;
+ * trip_id and seq go last, and the buffer becomes the kept message. */
+static void to_rider_sb(struct ride *r, const char *type, struct strbuf *sb)
 {
 	struct matcher *m = r->m;
-	struct strbuf sb;
-	sb_init(&sb, 1u << 20);
-	sb_putc(&sb, '{');
-	sb_append(&sb, members, len);
-	sb_puts(&sb, len ? ",\"trip_id\":\"" : "\"trip_id\":\"");
-	sb_puts(&sb, r->trip_s);
-	sb_puts(&sb, "\",\"seq\":");
-	sb_int(&sb, ++r->seq);
-	sb_putc(&sb, '}');
+	sb_puts(sb, sb->len > 1 ? ",\"trip_id\":\"" : "\"trip_id\":\"");
+	sb_puts(sb, r->trip_s);
+	sb_puts(sb, "\",\"seq\":");
+	sb_int(sb, ++r->seq);
+	sb_putc(sb, '}');
 	int cap = (int)m->cfg->replay_messages;
 	if (!r->ring)
 		r->ring = rh_calloc((size_t)cap, sizeof *r->ring);
@@ -230,7 +226,7 @@ static void to_rider_members(struct ride *r, const char *type, const char *membe
 	}
 	slot->seq = r->seq;
 	rh_copy(slot->type, sizeof slot->type, type);
-	slot->payload = sb_take(&sb, NULL); /* formatted once: sent and kept */
+	slot->payload = sb_take(sb, NULL); /* formatted once: sent and kept */
 	struct session *s = umap_get(&m->riders, &r->rider);
 	metric_inc(m->m_rider_msgs);
 	if (s)
@@ -243,8 +239,14 @@ static void to_rider(struct ride *r, const char *type, cJSON *payload)
 	char *p = cJSON_PrintUnformatted(payload);
 	cJSON_Delete(payload);
 	size_t n = p ? strlen(p) : 0;
-	to_rider_members(r, type, n >= 2 ? p + 1 : "", n >= 2 ? n - 2 : 0);
+	struct strbuf sb;
+	sb_init(&sb, 1u << 20);
+	if (n >= 2)
+		sb_append(&sb, p, n - 1); /* without its closing brace */
+	else
+		sb_putc(&sb, '{');
 	cJSON_free(p);
+	to_rider_sb(r, type, &sb);
 }
 
 static void snapshot_to(struct ride *r, struct session *s)
@@ -1383,8 +1385,8 @@ static void on_location(void *ctx, const struct uuid *driver, double lat, double
 	bool to_dropoff = r->state == TRIP_IN_PROGRESS;
 	double eta = eta_between(m, lat, lon, to_dropoff ? r->dlat : r->plat, to_dropoff ? r->dlng : r->plng);
 	struct strbuf sb;
-	sb_init(&sb, 512);
-	sb_puts(&sb, "\"location\":{\"lat\":");
+	sb_init(&sb, 1u << 20);
+	sb_puts(&sb, "{\"location\":{\"lat\":");
 	sb_fixed(&sb, lat, 7);
 	sb_puts(&sb, ",\"lon\":");
 	sb_fixed(&sb, lon, 7);
@@ -1396,8 +1398,7 @@ static void on_location(void *ctx, const struct uuid *driver, double lat, double
 	sb_puts(&sb, ",\"eta_s\":");
 	sb_int(&sb, llround(eta));
 	sb_puts(&sb, to_dropoff ? ",\"eta_to\":\"dropoff\"" : ",\"eta_to\":\"pickup\"");
-	to_rider_members(r, "driver.location", sb.buf, sb.len);
-	sb_fini(&sb);
+	to_rider_sb(r, "driver.location", &sb);
 }
 
 static void on_available(void *ctx, const struct uuid *driver)
