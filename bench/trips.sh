@@ -250,3 +250,8 @@ fi
 # ---- the database's batch functions alone: backend CPU per item
 # (bench/trip_sql.py; it empties the tables, which are done with by now)
 "${PYTHON:-/usr/bin/python3}" bench/trip_sql.py "$dburl"
+
+# ---- the same functions' instructions per item: callgrind on a single-user
+# backend of a cluster of their own (bench/trip_sql_ir.sh), which the
+# machine's noise does not move
+bash bench/trip_sql_ir.sh
