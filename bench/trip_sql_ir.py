@@ -66,7 +66,7 @@ def main():
         rows = q.fetchall()
         if any(r[0] != 201 for r in rows):
             sys.exit(f"trip_sql_ir: trip_requests answered {rows[:1]}")
-        trips += [r[1]["id"] for r in rows]
+        trips += [r[1]["trip_row"][0] for r in rows]
     free_riders = riders[n_match:]
     # the peer: a state change and its outbox row, the least a transition
     # with an outbox can be (one row, one statement, one commit)

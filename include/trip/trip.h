@@ -23,6 +23,7 @@
 #define RH_TRIP_TRIP_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 
 struct server;
 struct trips;
@@ -77,5 +78,13 @@ void trips_set_listener(struct trips *t, const struct trip_listener *l);
 
 /* The state named s ("MATCHED"...), or -1. */
 int trip_state_parse(const char *s);
+
+/* The trip as the API shows it, built in place of the {"trip_row": [...]}
+ * that the database's trip_view() answers (sql/011, src/trip/view.c); the
+ * body's other members stay. A body without trip_row is left as it is;
+ * false: a malformed row. */
+bool trip_view_render(cJSON *body);
+/* The same for a JSON text: the rendered text (cJSON_free it), or NULL. */
+char *trip_view_text(const char *json);
 
 #endif

@@ -1437,6 +1437,10 @@ static void active_loaded(void *arg, const struct db_result *res)
 	int n = db_rows(res), searching = 0;
 	for (int i = 0; i < n; i++) {
 		cJSON *t = cJSON_Parse(db_get(res, i, 0));
+		if (t && !trip_view_render(t)) {
+			cJSON_Delete(t);
+			t = NULL;
+		}
 		struct uuid id;
 		const char *ids = t ? str_at(t, "id", NULL) : NULL;
 		if (ids && uuid_parse(ids, &id) && umap_get(&m->ended, &id)) {

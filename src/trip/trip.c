@@ -243,6 +243,8 @@ static void batch_done(void *arg, const struct db_result *res)
 		if (i < rows) {
 			status = atoi(db_get(res, i, 1));
 			body = cJSON_Parse(db_get(res, i, 2));
+			if (body && !trip_view_render(body))
+				log_error(NULL, "trip: %s: a malformed trip row from the database", l->kind->what);
 			if (status == 500)
 				log_error(NULL, "trip: %s failed in the database: %s", l->kind->what, db_get(res, i, 2));
 		} else if (res->err == RH_OK) {
@@ -840,8 +842,15 @@ static void trip_read_done(void *arg, const struct db_result *res)
 		http_reply_problem(req, PROBLEM_TRIP_STATE, ext,
 				   "the trip is %s: a receipt exists once it is completed (or cancelled with a fee)",
 				   db_get(res, 0, 3));
-	} else {
+	} else if (rc->receipt) {
 		reply_json_text(req, 200, db_get(res, 0, 0));
+	} else {
+		char *view = trip_view_text(db_get(res, 0, 0));
+		if (view)
+			reply_json_text(req, 200, view);
+		else
+			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "the trip could not be shown");
+		cJSON_free(view);
 	}
 	rh_free(rc);
 }
@@ -892,7 +901,9 @@ static void ride_list_done(void *arg, const struct db_result *res)
 	for (int i = 0; i < n; i++) {
 		if (i)
 			sb_putc(&sb, ',');
-		sb_puts(&sb, db_get(res, i, 0));
+		char *view = trip_view_text(db_get(res, i, 0));
+		sb_puts(&sb, view ? view : "null");
+		cJSON_free(view);
 	}
 	sb_puts(&sb, "],\"next_cursor\":");
 	if (n > 0 && n == lc->limit)
