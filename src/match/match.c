@@ -1438,6 +1438,7 @@ static void active_loaded(void *arg, const struct db_result *res)
 	for (int i = 0; i < n; i++) {
 		cJSON *t = cJSON_Parse(db_get(res, i, 0));
 		if (t && !trip_view_render(t)) {
+			log_error(NULL, "match: a malformed trip row from the database: %s", db_get(res, i, 0));
 			cJSON_Delete(t);
 			t = NULL;
 		}

@@ -243,10 +243,15 @@ static void batch_done(void *arg, const struct db_result *res)
 		if (i < rows) {
 			status = atoi(db_get(res, i, 1));
 			body = cJSON_Parse(db_get(res, i, 2));
-			if (body && !trip_view_render(body))
-				log_error(NULL, "trip: %s: a malformed trip row from the database", l->kind->what);
-			if (status == 500)
+			if (status == 500) {
 				log_error(NULL, "trip: %s failed in the database: %s", l->kind->what, db_get(res, i, 2));
+			} else if (body && !trip_view_render(body)) {
+				log_error(NULL, "trip: %s: a malformed trip row from the database: %s", l->kind->what,
+					  db_get(res, i, 2));
+				cJSON_Delete(body);
+				body = NULL;
+				status = 500;
+			}
 		} else if (res->err == RH_OK) {
 			status = 500;
 		}
@@ -846,10 +851,12 @@ static void trip_read_done(void *arg, const struct db_result *res)
 		reply_json_text(req, 200, db_get(res, 0, 0));
 	} else {
 		char *view = trip_view_text(db_get(res, 0, 0));
-		if (view)
+		if (view) {
 			reply_json_text(req, 200, view);
-		else
+		} else {
+			log_error(NULL, "trip: a malformed trip row from the database: %s", db_get(res, 0, 0));
 			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "the trip could not be shown");
+		}
 		cJSON_free(view);
 	}
 	rh_free(rc);
@@ -902,7 +909,14 @@ static void ride_list_done(void *arg, const struct db_result *res)
 		if (i)
 			sb_putc(&sb, ',');
 		char *view = trip_view_text(db_get(res, i, 0));
-		sb_puts(&sb, view ? view : "null");
+		if (!view) {
+			log_error(NULL, "trip: a malformed trip row from the database: %s", db_get(res, i, 0));
+			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "a trip could not be shown");
+			sb_fini(&sb);
+			rh_free(lc);
+			return;
+		}
+		sb_puts(&sb, view);
 		cJSON_free(view);
 	}
 	sb_puts(&sb, "],\"next_cursor\":");
