@@ -23,6 +23,11 @@
 #                batches of 1, 16 and 64 (trip_sql_{request,match}_b<N>_us),
 #                and per driver status update, presence's one-row UPDATE
 #                (trip_sql_driver_status_us).
+#   trip_sql_ir  the same functions' instructions per item, counted by
+#                callgrind on a single-user backend (bench/trip_sql_ir.sh),
+#                which the machine's noise does not move; a lone MATCHED
+#                against one row's state change with its outbox row
+#                (trip_sql_ir_match_b1_vs_peer).
 #
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster (not pinned). Figures are medians of RUNS windows. Peers
