@@ -23,11 +23,12 @@ enum {
 	R_N
 };
 
-/* A copy of v under name, unless v is absent or null. */
-static void put(cJSON *o, const char *name, const cJSON *v)
+/* v, moved from its parent (the row, the estimate) to o under name, unless
+ * v is absent or null. */
+static void put(cJSON *o, const char *name, cJSON *parent, cJSON *v)
 {
 	if (v && !cJSON_IsNull(v))
-		cJSON_AddItemToObject(o, name, cJSON_Duplicate(v, 1));
+		cJSON_AddItemToObject(o, name, cJSON_DetachItemViaPointer(parent, v));
 }
 
 /* jsonb_strip_nulls(): object members whose value is null go, at every depth. */
@@ -76,12 +77,12 @@ static void sort_keys(cJSON *v)
 	rh_free(kids);
 }
 
-static cJSON *point(const cJSON *const *r, int lat, int lng, int addr)
+static cJSON *point(cJSON *row, cJSON *const *r, int lat, int lng, int addr)
 {
 	cJSON *p = cJSON_CreateObject();
-	put(p, "lat", r[lat]);
-	put(p, "lng", r[lng]);
-	put(p, "address", r[addr]);
+	put(p, "lat", row, r[lat]);
+	put(p, "lng", row, r[lng]);
+	put(p, "address", row, r[addr]);
 	return p;
 }
 
@@ -90,77 +91,79 @@ bool trip_view_render(cJSON *body)
 	cJSON *row = cJSON_DetachItemFromObjectCaseSensitive(body, "trip_row");
 	if (!row)
 		return true; /* not a trip (a refusal): as it is */
-	const cJSON *r[R_N];
+	cJSON *r[R_N];
 	int n = 0;
-	for (const cJSON *c = cJSON_IsArray(row) ? row->child : NULL; c; c = c->next, n++)
+	for (cJSON *c = cJSON_IsArray(row) ? row->child : NULL; c; c = c->next, n++)
 		if (n < R_N)
 			r[n] = c;
 	if (n != R_N || !cJSON_IsString(r[R_ID]) || !cJSON_IsString(r[R_STATE])) {
 		cJSON_Delete(row);
 		return false;
 	}
-	put(body, "id", r[R_ID]);
-	put(body, "state", r[R_STATE]);
-	put(body, "version", r[R_VERSION]);
-	put(body, "rider_id", r[R_RIDER]);
-	put(body, "vehicle_type", r[R_VEHICLE]);
-	cJSON_AddItemToObject(body, "pickup", point(r, R_PLAT, R_PLNG, R_PADDR));
-	cJSON_AddItemToObject(body, "dropoff", point(r, R_DLAT, R_DLNG, R_DADDR));
+	put(body, "id", row, r[R_ID]);
+	put(body, "state", row, r[R_STATE]);
+	put(body, "version", row, r[R_VERSION]);
+	put(body, "rider_id", row, r[R_RIDER]);
+	put(body, "vehicle_type", row, r[R_VEHICLE]);
+	cJSON_AddItemToObject(body, "pickup", point(row, r, R_PLAT, R_PLNG, R_PADDR));
+	cJSON_AddItemToObject(body, "dropoff", point(row, r, R_DLAT, R_DLNG, R_DADDR));
 	if (!cJSON_IsNull(r[R_DID])) {
 		cJSON *d = cJSON_AddObjectToObject(body, "driver");
-		put(d, "id", r[R_DID]);
-		put(d, "name", r[R_DNAME]);
+		put(d, "id", row, r[R_DID]);
+		put(d, "name", row, r[R_DNAME]);
 		cJSON *v = cJSON_AddObjectToObject(d, "vehicle");
-		put(v, "type", r[R_DTYPE]);
-		put(v, "make", r[R_DMAKE]);
-		put(v, "model", r[R_DMODEL]);
-		put(v, "color", r[R_DCOLOR]);
-		put(v, "plate", r[R_DPLATE]);
+		put(v, "type", row, r[R_DTYPE]);
+		put(v, "make", row, r[R_DMAKE]);
+		put(v, "model", row, r[R_DMODEL]);
+		put(v, "color", row, r[R_DCOLOR]);
+		put(v, "plate", row, r[R_DPLATE]);
 		if (!cJSON_IsNull(r[R_DRATING])) {
 			cJSON *g = cJSON_AddObjectToObject(d, "rating");
-			put(g, "average", r[R_DRATING]);
-			put(g, "count", r[R_DRATINGS]);
+			put(g, "average", row, r[R_DRATING]);
+			put(g, "count", row, r[R_DRATINGS]);
 		}
 	}
-	const cJSON *est = r[R_ESTIMATE];
-	cJSON *fare = cJSON_AddObjectToObject(body, "fare");
-	put(fare, "currency", r[R_CURRENCY]);
-	put(fare, "quoted", r[R_QUOTED]);
-	put(fare, "final", r[R_FINAL]);
-	put(fare, "metered", r[R_METERED]);
-	put(fare, "quote_id", r[R_QUOTE_ID]);
-	if (cJSON_IsObject(est)) {
-		/* the tariff as quoted, without what "estimate" shows */
-		cJSON *b = cJSON_Duplicate(est, 1);
-		static const char *const not_fare[] = { "per_km", "per_min", "distance_m", "duration_s", "method" };
-		for (size_t i = 0; i < sizeof not_fare / sizeof *not_fare; i++)
-			cJSON_DeleteItemFromObjectCaseSensitive(b, not_fare[i]);
-		strip_nulls(b);
-		cJSON_AddItemToObject(fare, "breakdown", b);
-	}
-	put(fare, "needs_review", r[R_REVIEW]);
-	cJSON *e = cJSON_AddObjectToObject(body, "estimate");
-	put(e, "distance_m", cJSON_GetObjectItemCaseSensitive(est, "distance_m"));
-	put(e, "duration_s", cJSON_GetObjectItemCaseSensitive(est, "duration_s"));
-	put(e, "method", cJSON_GetObjectItemCaseSensitive(est, "method"));
+	/* the estimate's distance, duration and method show as "estimate", the
+	 * rest of the tariff as quoted as the fare's breakdown */
+	cJSON *est = cJSON_IsObject(r[R_ESTIMATE]) ? cJSON_DetachItemViaPointer(row, r[R_ESTIMATE]) : NULL;
+	cJSON *e = cJSON_CreateObject();
+	put(e, "distance_m", est, cJSON_GetObjectItemCaseSensitive(est, "distance_m"));
+	put(e, "duration_s", est, cJSON_GetObjectItemCaseSensitive(est, "duration_s"));
+	put(e, "method", est, cJSON_GetObjectItemCaseSensitive(est, "method"));
 	strip_nulls(e);
+	cJSON_DeleteItemFromObjectCaseSensitive(est, "per_km");
+	cJSON_DeleteItemFromObjectCaseSensitive(est, "per_min");
+	cJSON_DeleteItemFromObjectCaseSensitive(est, "distance_m"); /* (left when null) */
+	cJSON_DeleteItemFromObjectCaseSensitive(est, "duration_s");
+	cJSON_DeleteItemFromObjectCaseSensitive(est, "method");
+	strip_nulls(est);
+	cJSON *fare = cJSON_AddObjectToObject(body, "fare");
+	put(fare, "currency", row, r[R_CURRENCY]);
+	put(fare, "quoted", row, r[R_QUOTED]);
+	put(fare, "final", row, r[R_FINAL]);
+	put(fare, "metered", row, r[R_METERED]);
+	put(fare, "quote_id", row, r[R_QUOTE_ID]);
+	if (est)
+		cJSON_AddItemToObject(fare, "breakdown", est);
+	put(fare, "needs_review", row, r[R_REVIEW]);
+	cJSON_AddItemToObject(body, "estimate", e);
 	if (!cJSON_IsNull(r[R_MDIST])) {
 		cJSON *m = cJSON_AddObjectToObject(body, "metered");
-		put(m, "distance_m", r[R_MDIST]);
-		put(m, "duration_s", r[R_MDUR]);
+		put(m, "distance_m", row, r[R_MDIST]);
+		put(m, "duration_s", row, r[R_MDUR]);
 	}
 	if (strcmp(r[R_STATE]->valuestring, "CANCELLED") == 0) {
 		cJSON *c = cJSON_AddObjectToObject(body, "cancellation");
-		put(c, "by", r[R_CBY]);
-		put(c, "reason", r[R_CREASON]);
-		put(c, "fee", r[R_CFEE]);
+		put(c, "by", row, r[R_CBY]);
+		put(c, "reason", row, r[R_CREASON]);
+		put(c, "fee", row, r[R_CFEE]);
 	}
-	put(body, "requested_at", r[R_REQUESTED]);
-	put(body, "matched_at", r[R_MATCHED]);
-	put(body, "arrived_at", r[R_ARRIVED]);
-	put(body, "started_at", r[R_STARTED]);
-	put(body, "completed_at", r[R_COMPLETED]);
-	put(body, "cancelled_at", r[R_CANCELLED]);
+	put(body, "requested_at", row, r[R_REQUESTED]);
+	put(body, "matched_at", row, r[R_MATCHED]);
+	put(body, "arrived_at", row, r[R_ARRIVED]);
+	put(body, "started_at", row, r[R_STARTED]);
+	put(body, "completed_at", row, r[R_COMPLETED]);
+	put(body, "cancelled_at", row, r[R_CANCELLED]);
 	cJSON_Delete(row);
 	sort_keys(body);
 	return true;
