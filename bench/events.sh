@@ -44,6 +44,7 @@ dbport=$(free_port)
 natsport=$(free_port)
 trap cleanup EXIT
 LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start
+LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh warm # WAL as in service: see localdb.sh
 dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
 LOCALNATS_DIR=$tmp/nats LOCALNATS_PORT=$natsport scripts/localnats.sh start
 natsurl=$(LOCALNATS_DIR=$tmp/nats LOCALNATS_PORT=$natsport scripts/localnats.sh url)

@@ -84,6 +84,7 @@ psqlq() { psql -Atq "$dburl" -c "$1"; }
 dbport=$(free_port)
 trap cleanup EXIT
 LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start
+LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh warm # WAL as in service: see localdb.sh
 dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
 secret=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 admin=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 32)
