@@ -175,8 +175,13 @@ static void build_template(struct conn *c)
 	c->off_heading = (size_t)(strstr(c->tmpl, "\"heading_deg\":100") - c->tmpl) + 14;
 }
 
-/* A masked client frame (FIN set). */
-static void add_frame(struct evbuffer *out, int opcode, const char *payload, size_t len, uint32_t mask)
+/* A masked client frame (FIN set) to c. Outside the stream mode (which
+ * refills from the bufferevent's write callback) a frame goes straight to
+ * the socket when nothing is queued before it: through the bufferevent
+ * each frame cost two epoll_ctl calls and a loop turn, and with 17,000
+ * sockets the generator, not the daemon, set the tracking latency. What
+ * the socket does not take is queued behind, in order. */
+static void add_frame(struct conn *c, int opcode, const char *payload, size_t len)
 {
 	uint8_t buf[8 + 1024];
 	size_t h = 0;
@@ -188,17 +193,27 @@ static void add_frame(struct evbuffer *out, int opcode, const char *payload, siz
 		buf[h++] = (uint8_t)(len >> 8);
 		buf[h++] = (uint8_t)len;
 	}
-	memcpy(buf + h, &mask, 4);
+	memcpy(buf + h, &c->mask, 4);
 	h += 4;
-	const uint8_t *m = (const uint8_t *)&mask;
+	const uint8_t *m = (const uint8_t *)&c->mask;
 	for (size_t i = 0; i < len; i++)
 		buf[h + i] = (uint8_t)payload[i] ^ m[i & 3];
-	evbuffer_add(out, buf, h + len);
+	size_t n = h + len, done = 0;
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	if (!G.stream && evbuffer_get_length(out) == 0) {
+		ssize_t w = send(bufferevent_getfd(c->bev), buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0)
+			done = (size_t)w;
+		if (done == n)
+			return;
+	}
+	/* the rest (or an error, which the bufferevent's own write reports) */
+	evbuffer_add(out, buf + done, n - done);
 }
 
 static void add_text(struct conn *c, const char *text)
 {
-	add_frame(bufferevent_get_output(c->bev), 0x1, text, strlen(text), c->mask);
+	add_frame(c, 0x1, text, strlen(text));
 	G.sent++;
 }
 
@@ -217,7 +232,7 @@ static void add_ping(struct conn *c)
 	put_digits(t + c->off_lat, (uint64_t)((c->lat - 52.0) * 1e6 + 0.5), 6);
 	put_digits(t + c->off_lon, (uint64_t)((c->lon - 5.0) * 1e6 + 0.5), 6);
 	put_digits(t + c->off_heading, 100 + rnd() % 260, 3); /* no leading zero: strict JSON */
-	add_frame(bufferevent_get_output(c->bev), 0x1, t, c->tmpl_len, c->mask);
+	add_frame(c, 0x1, t, c->tmpl_len);
 	G.sent++;
 }
 
@@ -359,7 +374,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 				G.rejected++;
 			}
 		} else if (op == 0x9 && len <= 125) {
-			add_frame(bufferevent_get_output(bev), 0xA, (const char *)frame + hl, len, c->mask); /* pong */
+			add_frame(c, 0xA, (const char *)frame + hl, len); /* pong */
 			G.pongs++;
 		} else if (op == 0x8) {
 			evbuffer_drain(in, hl + len);
@@ -556,6 +571,7 @@ struct samples {
 struct trip_slot {
 	char id[37];
 	double t_send, t_offer; /* ms, monotonic; 0 = not seen yet */
+	double t_created;       /* ms, monotonic: the POST's 201 */
 	int driver;
 };
 
@@ -575,6 +591,7 @@ static struct {
 	double t0, t_last_assigned, t_ping0;
 	struct samples lat;     /* the phase's latency samples, ms */
 	struct samples created; /* offer phase: POST -> 201, ms */
+	struct samples lat_at;  /* track phase: when each lat sample came (WS_LOAD_TRACE) */
 	struct event *tick;
 	uint64_t ticks;
 	int ping_next;
@@ -693,6 +710,34 @@ static void pump(void)
 	}
 }
 
+/* WS_LOAD_TRACE=prefix: <prefix>.<phase> gets one line per sample, to see
+ * where the slow ones fall in the run (a stall, a steady queue). offer:
+ * "sent created offered" per trip, ms from the phase's start (-1: not
+ * seen); track: "at latency" per driver.location, ms. */
+static FILE *trace_file(void)
+{
+	const char *prefix = getenv("WS_LOAD_TRACE");
+	char path[512];
+	if (!prefix)
+		return NULL;
+	snprintf(path, sizeof path, "%s.%s", prefix, D.phase);
+	return fopen(path, "w");
+}
+
+static void trace_trips(void)
+{
+	FILE *f = trace_file();
+	if (!f)
+		return;
+	for (uint32_t i = 0; i < TRIPS_CAP; i++) {
+		const struct trip_slot *t = &D.trips[i];
+		if (t->id[0] && t->t_send > 0)
+			fprintf(f, "%.3f %.3f %.3f\n", t->t_send - D.t0, t->t_created > 0 ? t->t_created - D.t0 : -1,
+			        t->t_offer > 0 ? t->t_offer - D.t0 : -1);
+	}
+	fclose(f);
+}
+
 static void finish(void)
 {
 	if (D.done)
@@ -711,8 +756,14 @@ static void finish(void)
 		printf("offer_rate=%.0f\n", D.posted / D.seconds);
 		print_samples("offer", &D.lat);
 		print_samples("offer_created", &D.created);
+		trace_trips();
 	} else {
 		printf("track_pairs=%d\ntrack_matched_msgs=%d\n", D.assigned, D.matched_msgs);
+		FILE *f = trace_file();
+		for (size_t i = 0; f && i < D.lat.n; i++)
+			fprintf(f, "%.3f %.3f\n", D.lat_at.v[i], D.lat.v[i]);
+		if (f)
+			fclose(f);
 		print_samples("track", &D.lat);
 	}
 	fflush(stdout);
@@ -745,7 +796,8 @@ static void http_reply(struct bufferevent *bev, void *arg)
 			id[36] = '\0';
 			struct trip_slot *t = trip_slot(id);
 			t->t_send = hc->t_send;
-			double created = mono_ms() - hc->t_send;
+			t->t_created = mono_ms();
+			double created = t->t_created - hc->t_send;
 			D.sum_created += created;
 			D.n_created++;
 			if (strcmp(D.phase, "offer") == 0)
@@ -847,8 +899,10 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 		if (!field36(text, len, "trip_id", tid))
 			return;
 		struct trip_slot *t = trip_slot(tid);
-		if (t->driver >= 0 && G.conns[t->driver].last_ping_ms > 0)
+		if (t->driver >= 0 && G.conns[t->driver].last_ping_ms > 0) {
 			sample_to(&D.lat, now - G.conns[t->driver].last_ping_ms);
+			sample_to(&D.lat_at, now - D.t0);
+		}
 	}
 }
 
