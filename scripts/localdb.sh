@@ -82,7 +82,8 @@ start() {
 # minutes after initdb.
 warm() {
 	local mb=${1:-1024}
-	psql -h 127.0.0.1 -p "$port" -U "$user" -d "$dbname" -Atq \
+	[[ $mb =~ ^[0-9]+$ ]] || { echo "localdb: warm takes a size in MB, not '$mb'" >&2; exit 2; }
+	psql "$(url)" -Atq \
 		-c "SELECT count(pg_logical_emit_message(false, 'localdb.warm', repeat('x', 1048576))) FROM generate_series(1, $mb)" \
 		-c "CHECKPOINT" >/dev/null
 }
