@@ -24,10 +24,11 @@
 #             driver pings once a second: the time from the ping to the
 #             driver.location frame at its rider, p99. The goal is 10,000 pairs;
 #             a pair is four descriptors on this machine (two per process), so
-#             the file-descriptor limit may allow fewer: track_pairs says. The
-#             last requests may find no free driver within the largest radius
-#             (the city's free drivers are then where nobody asks): they wait,
-#             and track_pairs counts the trips matched.
+#             the file-descriptor limit may allow fewer: track_pairs says.
+#             Drivers wait where riders ask from, but the nearest are taken
+#             first, so the last requests may find no free driver within the
+#             largest radius: they wait (a few dozen), and track_pairs counts
+#             the trips matched.
 #
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster. Figures are medians of RUNS runs, each with drivers and

@@ -425,6 +425,16 @@ static int open_socket(int i)
 	return fd;
 }
 
+/* Where riders ask from (the dropoff is 0.02 degrees north of it, inside
+ * the box), and, in dispatch mode, where drivers wait: the same area, or
+ * the drivers outside it are the last ones free, out of reach of the last
+ * requests, which then wait and hold the closed loop up. */
+static void pickup_point(double *lat, double *lon)
+{
+	*lat = LAT0 + 0.01 + urand() * (SPAN - 0.04);
+	*lon = LON0 + 0.01 + urand() * (SPAN - 0.02);
+}
+
 static void start_next(void)
 {
 	while (G.next < G.nconns && G.connecting < MAX_CONNECTING) {
@@ -432,8 +442,12 @@ static void start_next(void)
 		c->idx = G.next++;
 		c->rider = G.dispatch && c->idx >= G.ndrivers;
 		c->mask = (uint32_t)rnd() | 1;
-		c->lat = LAT0 + 0.001 + urand() * (SPAN - 0.002);
-		c->lon = LON0 + 0.001 + urand() * (SPAN - 0.002);
+		if (G.dispatch) {
+			pickup_point(&c->lat, &c->lon);
+		} else {
+			c->lat = LAT0 + 0.001 + urand() * (SPAN - 0.002);
+			c->lon = LON0 + 0.001 + urand() * (SPAN - 0.002);
+		}
 		build_template(c);
 		G.connecting++;
 		int fd = open_socket(c->idx);
@@ -671,7 +685,8 @@ static void post_ride(struct hconn *hc)
 	const char *rider = G.ids[G.ndrivers + D.next_rider++];
 	char tok[JWT_MAX_LEN], body[256], req[2048];
 	token_for(rider, ROLE_RIDER, tok, sizeof tok);
-	double lat = LAT0 + 0.01 + urand() * (SPAN - 0.04), lng = LON0 + 0.01 + urand() * (SPAN - 0.02);
+	double lat, lng;
+	pickup_point(&lat, &lng);
 	int bl = snprintf(body, sizeof body,
 			  "{\"pickup\":{\"lat\":%.6f,\"lng\":%.6f},\"dropoff\":{\"lat\":%.6f,\"lng\":%.6f}}", lat, lng,
 			  lat + 0.02, lng);
