@@ -610,6 +610,7 @@ static struct {
 	uint64_t ticks;
 	int ping_next;
 	bool pinging, done;
+	bool trace; /* WS_LOAD_TRACE is set: lat_at is kept */
 	int available_acks;  /* drivers whose going available was answered */
 	/* book phase, where the time goes (means, ms): POST -> 201, POST ->
 	 * ride.offer, ride.offer -> trip.assigned */
@@ -775,7 +776,7 @@ static void finish(void)
 	} else {
 		printf("track_pairs=%d\ntrack_matched_msgs=%d\n", D.assigned, D.matched_msgs);
 		FILE *f = trace_file();
-		for (size_t i = 0; f && i < D.lat.n; i++)
+		for (size_t i = 0; f && i < D.lat_at.n; i++)
 			fprintf(f, "%.3f %.3f\n", D.lat_at.v[i], D.lat.v[i]);
 		if (f)
 			fclose(f);
@@ -916,7 +917,8 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 		struct trip_slot *t = trip_slot(tid);
 		if (t->driver >= 0 && G.conns[t->driver].last_ping_ms > 0) {
 			sample_to(&D.lat, now - G.conns[t->driver].last_ping_ms);
-			sample_to(&D.lat_at, now - D.t0);
+			if (D.trace)
+				sample_to(&D.lat_at, now - D.t0);
 		}
 	}
 }
@@ -1100,6 +1102,7 @@ int main(int argc, char **argv)
 		usage();
 	const char *mode = argv[1], *ids = NULL, *riders = NULL;
 	D.phase = "book";
+	D.trace = getenv("WS_LOAD_TRACE") != NULL;
 	D.inflight = 64;
 	D.count = 5000;
 	D.hconns = 32;
