@@ -1224,18 +1224,41 @@ static void assigned_to(struct ride *r, struct session *s)
 	gateway_send(s, "trip.assigned", p, r->trip_s);
 }
 
-static void withdraw_all(struct matcher *m, struct ride *r, const struct uuid *keep, const char *reason)
+/* The offers out for ride r, into list (room for MAX_TRIED): each is made
+ * for a driver the search then remembers (r->tried) and is counted in
+ * r->live, so a lookup per driver tried finds them all, instead of a walk
+ * of every offer out in the city per match. When the two disagree (more
+ * drivers tried than it remembers, a ride read again after a restart), the
+ * walk. */
+static int ride_offers(struct matcher *m, struct ride *r, struct offer **list)
 {
+	int n = 0;
+	for (int i = 0; i < r->ntried; i++) {
+		struct offer *o = umap_get(&m->offer_of, &r->tried[i]);
+		if (o && uuid_eq(&o->trip, &r->trip))
+			list[n++] = o;
+	}
+	if (n == r->live && r->ntried < MAX_TRIED)
+		return n;
 	size_t i = 0;
 	struct uuid k;
 	void *v;
-	/* collect first: offer_end changes the map */
-	struct offer *list[16];
-	int n = 0;
-	while (umap_next(&m->offers, &i, &k, &v) && n < 16) {
+	n = 0;
+	while (umap_next(&m->offers, &i, &k, &v) && n < MAX_TRIED) {
 		struct offer *o = v;
-		if (!uuid_eq(&o->trip, &r->trip))
-			continue;
+		if (uuid_eq(&o->trip, &r->trip))
+			list[n++] = o;
+	}
+	return n;
+}
+
+static void withdraw_all(struct matcher *m, struct ride *r, const struct uuid *keep, const char *reason)
+{
+	/* collect first: offer_end changes the map */
+	struct offer *all[MAX_TRIED], *list[MAX_TRIED];
+	int na = ride_offers(m, r, all), n = 0;
+	for (int j = 0; j < na; j++) {
+		struct offer *o = all[j];
 		if (keep && uuid_eq(&o->driver, keep)) {
 			/* the matched driver's own offer (an operator assigned them
 			 * while it was out): nothing to release, nothing to tell */
