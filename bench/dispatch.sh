@@ -93,8 +93,9 @@ matched() { v=$(metric 'ridehail_trip_transitions_total{to="MATCHED",result="ok"
 sqlv() { psql -Atq "$dburl" -c "$1"; }
 
 # ---- the peer, while nothing else runs: first, and again at the end (on
-# this shared machine TPC-B has read anything from 1,200 to 3,400 minutes
-# apart: pg_tpcb_tps is the mean of the two, pg_tpcb_runs both)
+# this shared machine, TPC-B windows minutes apart have read anything from
+# 1,200 to 3,400 transactions a second): pg_tpcb_tps is the mean of the two,
+# pg_tpcb_runs both
 tpcb_once() {
 	[ -x "$ANCHORS/postgis.sh" ] || return 0
 	PG_ANCHOR_PORT=$(free_port) anchor postgis.sh 50000 "$PG_ANCHOR_SECONDS" | awk -F= '$1 == "pg_tpcb_tps" {print $2}' || true
