@@ -30,6 +30,10 @@
 #             the time from sending the POST to the ride.offer frame on the
 #             driver's socket, p50 and p99; offer_created_p99_ms, the part
 #             up to the POST's 201 (the rest: the driver's reservation).
+#             disk_fsync_{p50,p99,max}_ms: the cluster's disk making an 8 KiB
+#             write durable, alone for 3 s before the runs (bench/
+#             fsync_probe): a commit waits for one, so a stall of the disk
+#             is a stall of every offer behind it.
 #   tracking  TRACK_PAIRS drivers on trips, each rider holding a socket; each
 #             driver pings once a second: the time from the ping to the
 #             driver.location frame at its rider, p99. The goal is 10,000 pairs;
@@ -71,7 +75,7 @@ if [ "$fdmax" != unlimited ] && [ $(((fdmax - 1000) / 2)) -lt "$TRACK_PAIRS" ]; 
 	echo "# note: the process file-descriptor limit is $fdmax here: $(((fdmax - 1000) / 2)) driver/rider pairs instead of $TRACK_PAIRS"
 	TRACK_PAIRS=$(((fdmax - 1000) / 2))
 fi
-make -s all build/release/bench/ws_load
+make -s all build/release/bench/ws_load build/release/bench/fsync_probe
 LOAD=$repo/build/release/bench/ws_load
 
 tmp=$(mktemp -d /tmp/ridehail-bench-dispatch.XXXXXX)
@@ -108,6 +112,9 @@ dbport=$(free_port)
 trap cleanup EXIT
 LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start
 LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh warm # WAL as in service: see localdb.sh
+# The disk the cluster commits to, alone for 3 s: one stall of its flush
+# holds up every commit behind it (bench/fsync_probe.c)
+"$repo/build/release/bench/fsync_probe" "$(readlink -f "$tmp/pg")" 3 >"$tmp/fsync" || true
 dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
 secret=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 port=$(free_port)
@@ -283,6 +290,7 @@ fi
 echo "db_matched=$db_matched"
 echo "db_accepted_outbox=$db_outbox"
 echo "offer_rate=$(field offer_rate "$tmp/offer.$RUNS")"
+grep '^disk_fsync_.*_ms=' "$tmp/fsync" || true
 echo "offer_p50_ms=$(echo "$offer50_runs" | tr ' ' '\n' | grep . | median)"
 echo "offer_p99_ms=$(echo "$offer99_runs" | tr ' ' '\n' | grep . | median)"
 echo "offer_created_p99_ms=$(echo "$ocreated99_runs" | tr ' ' '\n' | grep . | median)"
