@@ -110,11 +110,23 @@ struct matcher {
 /* Reserves drivers on (status, version), a batch at once: $1 the drivers,
  * $2 their versions as presence knows them; a row (n, version) for each one
  * reserved, n its place in the arrays (from 1). A driver named twice is
- * reserved once: the other gets no row, as if someone else had won. */
+ * reserved once: the other gets no row, as if someone else had won.
+ *
+ * Its commit does not wait for the disk (synchronous_commit off for this
+ * transaction alone). A reservation is atomic and seen by every other
+ * transaction at once, as before; only its durability is deferred, to the
+ * WAL writer (within wal_writer_delay) or to the next commit that waits,
+ * which flushes it too. What a crash of the database could lose is what a
+ * restart releases anyway (reserved-but-unanswered drivers go back to
+ * available), and nothing durable depends on it unflushed: the MATCHED
+ * that uses it checks the driver's version and waits for its own flush,
+ * which covers the reservation's WAL before it. Every offer waited for
+ * two flushes (the trip, then the reservation), one now. */
 static struct db_stmt st_reserve = {
 	"match_reserve",
-	"UPDATE drivers d SET status = 'offered', version = d.version + 1, updated_at = now()"
-	" FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS u (id, v, n)"
+	"WITH async AS (SELECT set_config('synchronous_commit', 'off', true))"
+	" UPDATE drivers d SET status = 'offered', version = d.version + 1, updated_at = now()"
+	" FROM async, unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS u (id, v, n)"
 	" WHERE d.id = u.id AND d.status = 'available' AND d.version = u.v AND NOT d.disabled"
 	" RETURNING u.n, d.version",
 	2,
