@@ -1245,9 +1245,14 @@ static void assigned_to(struct ride *r, struct session *s)
 static int ride_offers(struct matcher *m, struct ride *r, struct offer **list)
 {
 	int n = 0;
-	for (int i = 0; i < r->ntried; i++) {
+	for (int i = 0; i < r->ntried && n <= r->live; i++) {
 		struct offer *o = umap_get(&m->offer_of, &r->tried[i]);
-		if (o && uuid_eq(&o->trip, &r->trip))
+		if (!o || !uuid_eq(&o->trip, &r->trip))
+			continue;
+		int j = 0;
+		while (j < n && list[j] != o) /* (a driver tried twice: once) */
+			j++;
+		if (j == n)
 			list[n++] = o;
 	}
 	if (n == r->live && r->ntried < MAX_TRIED)
