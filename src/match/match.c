@@ -1272,10 +1272,10 @@ static int ride_offers(struct matcher *m, struct ride *r, struct offer **list)
 static void withdraw_all(struct matcher *m, struct ride *r, const struct uuid *keep, const char *reason)
 {
 	/* collect first: offer_end changes the map */
-	struct offer *all[MAX_TRIED], *list[MAX_TRIED];
-	int na = ride_offers(m, r, all), n = 0;
+	struct offer *list[MAX_TRIED];
+	int na = ride_offers(m, r, list), n = 0;
 	for (int j = 0; j < na; j++) {
-		struct offer *o = all[j];
+		struct offer *o = list[j];
 		if (keep && uuid_eq(&o->driver, keep)) {
 			/* the matched driver's own offer (an operator assigned them
 			 * while it was out): nothing to release, nothing to tell */
