@@ -91,6 +91,10 @@ void http_reply_invalid(struct http_req *r, const struct jv_error *err);
  * rule (required, type, minimum, maximum) and returns false. */
 bool http_query_number_or_reply(struct http_req *req, const char *name, double min, double max, double def,
 				bool required, double *out);
+/* The same for an integer (no fraction, no exponent). Both take the JSON
+ * number grammar only (net/numparse.h): no hexadecimal, no spaces. */
+bool http_query_integer_or_reply(struct http_req *req, const char *name, int64_t min, int64_t max, int64_t def,
+				 bool required, int64_t *out);
 /* A problem naming the offending field (and the failed rule, may be NULL). */
 void http_reply_field_problem(struct http_req *req, enum problem p, const char *field, const char *rule,
 			      const char *fmt, ...) RH_PRINTF(5, 6);

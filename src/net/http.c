@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
+#include "net/numparse.h"
 #include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
@@ -542,27 +543,54 @@ void http_reply_field_problem(struct http_req *r, enum problem p, const char *fi
 	http_reply_problem(r, p, ext, "%s", detail);
 }
 
+/* The query parameter `name`, or NULL after replying 400 required (with
+ * *absent set instead when it is optional and missing). */
+static const char *http_query_param_or_reply(struct http_req *req, const char *name, bool required, bool *absent)
+{
+	const char *v = http_req_query(req, name);
+	*absent = v == NULL;
+	if (!v && required)
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, "required", "query parameter %s is required", name);
+	return v;
+}
+
 bool http_query_number_or_reply(struct http_req *req, const char *name, double min, double max, double def,
 				bool required, double *out)
 {
-	const char *v = http_req_query(req, name);
-	if (!v) {
-		if (!required) {
-			*out = def;
-			return true;
-		}
-		http_reply_field_problem(req, PROBLEM_VALIDATION, name, "required", "query parameter %s is required", name);
-		return false;
+	bool absent;
+	const char *v = http_query_param_or_reply(req, name, required, &absent);
+	if (absent) {
+		*out = def;
+		return !required;
 	}
-	char *end;
-	double d = strtod(v, &end);
-	if (!*v || *end || !isfinite(d) || d < min || d > max) {
-		http_reply_field_problem(req, PROBLEM_VALIDATION, name,
-					 !*v || *end || !isfinite(d) ? "type" : d < min ? "minimum" : "maximum",
+	double d;
+	bool num = num_parse_decimal(v, &d);
+	if (!num || d < min || d > max) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, !num ? "type" : d < min ? "minimum" : "maximum",
 					 "%s must be a number from %g to %g", name, min, max);
 		return false;
 	}
 	*out = d;
+	return true;
+}
+
+bool http_query_integer_or_reply(struct http_req *req, const char *name, int64_t min, int64_t max, int64_t def,
+				 bool required, int64_t *out)
+{
+	bool absent;
+	const char *v = http_query_param_or_reply(req, name, required, &absent);
+	if (absent) {
+		*out = def;
+		return !required;
+	}
+	int64_t n;
+	bool num = num_parse_integer(v, &n);
+	if (!num || n < min || n > max) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, !num ? "type" : n < min ? "minimum" : "maximum",
+					 "%s must be an integer from %lld to %lld", name, (long long)min, (long long)max);
+		return false;
+	}
+	*out = n;
 	return true;
 }
 

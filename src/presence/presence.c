@@ -854,20 +854,14 @@ static void nearby(struct http_req *req, void *ctx)
 {
 	struct presence *p = ctx;
 	struct auth_principal who;
-	double lat, lng, radius, limit;
+	double lat, lng;
+	int64_t radius, limit;
 	if (!auth_require_or_reply(p->srv->auth, req, ROLE_RIDER | ROLE_OPERATOR, &who))
 		return;
 	if (!http_query_number_or_reply(req, "lat", -90, 90, 0, true, &lat) || !http_query_number_or_reply(req, "lng", -180, 180, 0, true, &lng) ||
-	    !http_query_number_or_reply(req, "radius_m", 1, (double)p->cfg->nearby_max_radius_m, 2000, false, &radius) ||
-	    !http_query_number_or_reply(req, "limit", 1, (double)p->cfg->nearby_max_limit, 10, false, &limit))
+	    !http_query_integer_or_reply(req, "radius_m", 1, p->cfg->nearby_max_radius_m, 2000, false, &radius) ||
+	    !http_query_integer_or_reply(req, "limit", 1, p->cfg->nearby_max_limit, 10, false, &limit))
 		return;
-	if (limit != floor(limit)) {
-		cJSON *ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", "limit");
-		cJSON_AddStringToObject(ext, "rule", "type");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "limit must be an integer");
-		return;
-	}
 	uint32_t mask = 0xffff;
 	const char *vt = http_req_query(req, "vehicle_type");
 	if (vt) {
@@ -882,7 +876,7 @@ static void nearby(struct http_req *req, void *ctx)
 		mask = 1u << v;
 	}
 	struct presence_hit hits[256];
-	size_t n = presence_nearest(p, lat, lng, radius, DRIVER_AVAILABLE, mask, hits, (size_t)limit);
+	size_t n = presence_nearest(p, lat, lng, (double)radius, DRIVER_AVAILABLE, mask, hits, (size_t)limit);
 	bool exact = who.role == ROLE_OPERATOR;
 	struct strbuf sb;
 	sb_init(&sb, 1u << 20);
@@ -916,7 +910,7 @@ static void nearby(struct http_req *req, void *ctx)
 		}
 		sb_putc(&sb, '}');
 	}
-	sb_printf(&sb, "],\"count\":%zu,\"radius_m\":%.0f,\"exact\":%s}", n, radius, exact ? "true" : "false");
+	sb_printf(&sb, "],\"count\":%zu,\"radius_m\":%lld,\"exact\":%s}", n, (long long)radius, exact ? "true" : "false");
 	http_reply(req, 200, "application/json", sb.buf, sb.len);
 	sb_fini(&sb);
 }

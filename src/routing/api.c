@@ -20,21 +20,7 @@ struct routing_api {
 
 static bool routing_api_coord(struct http_req *req, const char *name, double lim, double *out)
 {
-	const char *v = http_req_query(req, name);
-	char *end = NULL;
-	double d = v ? strtod(v, &end) : 0;
-	if (v && *v && !*end && isfinite(d) && d >= -lim && d <= lim) {
-		*out = d;
-		return true;
-	}
-	cJSON *ext = cJSON_CreateObject();
-	cJSON_AddStringToObject(ext, "field", name);
-	cJSON_AddStringToObject(ext, "rule", !v ? "required" : !*v || *end || !isfinite(d) ? "type" : d < -lim ? "minimum" : "maximum");
-	if (!v)
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "query parameter %s is required", name);
-	else
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "%s must be a number from %g to %g", name, -lim, lim);
-	return false;
+	return http_query_number_or_reply(req, name, -lim, lim, 0, true, out);
 }
 
 static void routing_api_reply_geojson(struct http_req *req, const struct route_result *res)

@@ -950,13 +950,9 @@ static void ride_list(struct http_req *req, void *ctx)
 	struct auth_principal who;
 	if (!auth_require_or_reply(t->srv->auth, req, ROLE_RIDER | ROLE_DRIVER | ROLE_OPERATOR, &who))
 		return;
-	double limit;
-	if (!http_query_number_or_reply(req, "limit", 1, 100, 20, false, &limit))
+	int64_t limit;
+	if (!http_query_integer_or_reply(req, "limit", 1, 100, 20, false, &limit))
 		return;
-	if (limit != floor(limit)) {
-		http_reply_field_problem(req, PROBLEM_VALIDATION, "limit", "type", "limit must be an integer");
-		return;
-	}
 	const char *cursor = http_req_query(req, "cursor");
 	char us[24] = "", cid[40] = "", ns[16];
 	if (cursor && !parse_cursor(cursor, us, sizeof us, cid, sizeof cid)) {
