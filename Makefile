@@ -95,7 +95,7 @@ $(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
-$(BINDIR)/ridehaild: $(O)/src/core/main.o $(LIBRH)
+$(BINDIR)/ridehaild: $(O)/src/daemon/main.o $(LIBRH)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -12,12 +12,13 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "core/uuid.h"
 #include "net/http.h"
 #include "net/ws.h"
 #include "net/ws_frame.h"
+#include "gateway/registry.h"
 
 #define GW_MAX_TYPES 64
 #define SUBPROTOCOL "ridehail.v1"
@@ -50,7 +51,8 @@ struct gw_pending {
 };
 
 struct gateway {
-	struct server *srv;
+	struct gateway_deps deps;
+	struct gw_registry registry;
 	struct ws_hub *hub;
 	/* Closed sessions are freed on the next loop turn, not inside the close:
 	 * a close can happen inside a send (a slow reader), and the code that
@@ -154,22 +156,24 @@ void gateway_close(struct session *s, uint16_t code, const char *reason)
 
 /* ------------------------------------------------------------ receiving */
 
-/* Counts a rejection; true when the client has now sent too many. */
-static bool too_many_rejections(struct session *s)
+/* Counts a rejection; true when the client has now sent too many (now: when
+ * the message was read). */
+static bool gw_too_many_rejections(struct session *s)
 {
-	int64_t now = rh_mono_ns() / 1000000;
+	int64_t now, wall;
+	ws_rx_time(s->ws, &now, &wall);
 	if (now - s->reject_window_ms >= 60000) {
 		s->reject_window_ms = now;
 		s->rejections = 0;
 	}
-	return ++s->rejections > s->gw->srv->cfg.ws.max_rejections;
+	return ++s->rejections > s->gw->deps.ws->max_rejections;
 }
 
 static void reject(struct session *s, const char *type, const char *corr, const struct gw_reject *rej)
 {
-	if (too_many_rejections(s)) {
+	if (gw_too_many_rejections(s)) {
 		log_info(ws_logid(s->ws), "closing: more than %lld invalid messages a minute",
-			 (long long)s->gw->srv->cfg.ws.max_rejections);
+			 (long long)s->gw->deps.ws->max_rejections);
 		gateway_reject(s, type, corr, rej);
 		if (s->ws) /* (the reject itself may have dropped a slow reader) */
 			ws_close(s->ws, WS_CLOSE_POLICY, "too many invalid messages");
@@ -344,6 +348,9 @@ static void gw_on_close(struct ws_conn *c, void *arg, uint16_t code, const char 
 	struct gw_session *gs = arg;
 	struct gateway *gw = gs->pub.gw;
 	const struct gw_role_hooks *h = &gw->hooks[role_slot(gs->role)];
+	struct uuid account;
+	if (uuid_parse(gs->pub.who.id, &account))
+		gw_registry_remove(&gw->registry, &account, &gs->pub);
 	if (h->closed)
 		h->closed(&gs->pub, h->ctx, code);
 	gs->pub.ws = NULL;
@@ -386,7 +393,7 @@ void gateway_admit(struct gw_pending *p, void *owner)
 	gs->pub.owner = owner;
 	gs->role = p->who.role;
 	gs->pub.reject_window_ms = rh_mono_ns() / 1000000;
-	int64_t expires = p->who.exp ? (p->who.exp + gw->srv->cfg.auth.leeway_ms / 1000) * 1000 : 0;
+	int64_t expires = p->who.exp ? (p->who.exp + gw->deps.leeway_ms / 1000) * 1000 : 0;
 	struct ws_conn *c = ws_accept(gw->hub, p->req, p->echo_subprotocol ? SUBPROTOCOL : NULL, expires,
 				      &gw_ws_handlers, gs);
 	rh_free(p);
@@ -403,6 +410,16 @@ void gateway_admit(struct gw_pending *p, void *owner)
 	metric_add(gw->m_sessions[role_slot(gs->role)], 1);
 	log_info(ws_logid(c), "%s %s connected from %s", auth_role_name(gs->role), gs->pub.who.id, ws_peer(c));
 	const struct gw_role_hooks *h = &gw->hooks[role_slot(gs->role)];
+	struct uuid account;
+	if (h->one_session && uuid_parse(gs->pub.who.id, &account)) {
+		struct session *old = gw_registry_put(&gw->registry, &account, &gs->pub);
+		if (old) {
+			log_info(ws_logid(c), "%s %s: a new session replaces the old one", auth_role_name(gs->role),
+				 gs->pub.who.id);
+			old->owner = NULL; /* what it still sends acts on nothing */
+			gateway_close(old, WS_CLOSE_REPLACED, "replaced by a new session");
+		}
+	}
 	if (h->opened)
 		h->opened(&gs->pub, h->ctx);
 }
@@ -460,7 +477,7 @@ static void gw_upgrade(struct http_req *req, void *ctx)
 				   "an access token is required: Authorization: Bearer, a bearer.<token> subprotocol, or ?access_token=");
 		return;
 	}
-	if (auth_verify_token(gw->srv->auth, tok, &who, &why) != RH_OK) {
+	if (auth_verify_token(gw->deps.auth, tok, &who, &why) != RH_OK) {
 		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
 		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "the access token is invalid (%s)", why ? why : "?");
 		return;
@@ -572,29 +589,30 @@ static const struct gw_message_type heartbeat_type = {
 	"client.heartbeat", ROLE_DRIVER | ROLE_RIDER, heartbeat_fields, on_heartbeat, NULL,
 };
 
-struct gateway *gateway_new(struct server *srv)
+struct gateway *gateway_new(const struct gateway_deps *d)
 {
 	static const char *const reason_label[] = { "reason", NULL };
 	static const char *const type_label[] = { "type", NULL };
 	static const char *const role_label[] = { "role", NULL };
 	struct gateway *gw = RH_NEW(struct gateway);
-	gw->srv = srv;
+	gw->deps = *d;
+	gw_registry_init(&gw->registry);
 	TAILQ_INIT(&gw->sessions);
-	gw->hub = ws_hub_new(srv->base, srv->http, &srv->cfg.ws, srv->metrics);
-	gw->reap_ev = evtimer_new(srv->base, reap_cb, gw);
-	gw->f_rejected = metrics_counter(srv->metrics, "ridehail_gateway_rejected_total",
+	gw->hub = ws_hub_new(d->base, d->http, d->ws, d->metrics);
+	gw->reap_ev = evtimer_new(d->base, reap_cb, gw);
+	gw->f_rejected = metrics_counter(d->metrics, "ridehail_gateway_rejected_total",
 					 "Messages answered with command.rejected, by reason.", reason_label);
-	gw->f_messages = metrics_counter(srv->metrics, "ridehail_gateway_messages_total",
+	gw->f_messages = metrics_counter(d->metrics, "ridehail_gateway_messages_total",
 					 "Valid messages received, by event type.", type_label);
-	gw->f_sessions = metrics_gauge(srv->metrics, "ridehail_gateway_sessions", "Open sessions, by role.", role_label);
+	gw->f_sessions = metrics_gauge(d->metrics, "ridehail_gateway_sessions", "Open sessions, by role.", role_label);
 	for (int i = 0; i < 3; i++) {
 		const char *lv[] = { auth_role_name(i == 0 ? ROLE_RIDER : i == 1 ? ROLE_DRIVER : ROLE_OPERATOR) };
 		gw->m_sessions[i] = metric_cell(gw->f_sessions, lv);
 	}
 	gateway_register(gw, &heartbeat_type);
-	http_server_add_routes(srv->http, gw_routes, gw);
-	if (srv->cfg.ws.echo) {
-		http_server_add_routes(srv->http, echo_routes, gw);
+	http_server_add_routes(d->http, gw_routes, gw);
+	if (d->ws->echo) {
+		http_server_add_routes(d->http, echo_routes, gw);
 		log_warn(NULL, "ws.echo is on: GET /v1/ws/echo echoes messages without a token (test-only)");
 	}
 	return gw;
@@ -607,12 +625,24 @@ void gateway_close_all(struct gateway *gw)
 
 int gateway_sessions(const struct gateway *gw) { return gw ? ws_hub_count(gw->hub) : 0; }
 
+struct session *gateway_session_of(const struct gateway *gw, const struct uuid *account)
+{
+	return gw_registry_get(&gw->registry, account);
+}
+
+void gw_reject_err(struct gw_reject *rej, rh_err e, const char *what)
+{
+	const struct err_reply *er = err_reply_of(e);
+	gw_reject_set(rej, er->ws_reason, NULL, "cannot %s%s", what, er->suffix);
+}
+
 void gateway_free(struct gateway *gw)
 {
 	if (!gw)
 		return;
 	ws_hub_free(gw->hub); /* on_close of each session retires it */
 	reap_dead(gw);
+	gw_registry_fini(&gw->registry);
 	if (gw->reap_ev)
 		event_free(gw->reap_ev);
 	rh_free(gw);

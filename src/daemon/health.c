@@ -1,4 +1,4 @@
-#include "core/health.h"
+#include "daemon/health.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "daemon/server.h"
 #include "net/http.h"
 #include "store/db.h"
 #include "store/migrations.h"

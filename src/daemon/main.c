@@ -9,7 +9,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "core/server.h"
+#include "daemon/server.h"
 #include "core/settings.h"
 #include "routing/routing.h"
 #include "events/events.h"
