@@ -229,6 +229,10 @@ void match_recover_ride(struct matcher *m, struct ride *r, const struct trip *t)
 		int64_t elapsed = t->started_at ? rh_wall_ms() - t->started_at : 0;
 		r->meter.started_at = now - (elapsed > 0 ? elapsed : 0);
 	}
+	/* a driver who reconnected before the trips were read back is told now */
+	struct session *s = r->has_driver ? match_session(m, &r->driver) : NULL;
+	if (s)
+		match_send_assigned(m, r, s);
 }
 
 /* ------------------------------------------------------------ what presence tells */

@@ -246,10 +246,14 @@ static void presence_trip_changed(void *ctx, const struct trip_event *e)
 {
 	struct presence *p = ctx;
 	const struct trip *t = e->trip;
-	struct driver_rec *r = t->has_driver ? presence_rec_find(p, &t->driver) : NULL;
+	bool active = trip_state_is_active(t->state);
+	/* A driver on a trip has a record even before they connect (read
+	 * back at start): their first fix must reach the trip's meter. */
+	struct driver_rec *r = !t->has_driver ? NULL
+			     : active	   ? presence_rec_get(p, &t->driver)
+					   : presence_rec_find(p, &t->driver);
 	if (!r)
 		return;
-	bool active = trip_state_is_active(t->state);
 	if (active) {
 		r->has_trip = true;
 		r->trip = t->id;
@@ -257,13 +261,16 @@ static void presence_trip_changed(void *ctx, const struct trip_event *e)
 		r->has_trip = false;
 		memset(&r->trip, 0, sizeof r->trip);
 	}
-	if (e->driver_version < 0)
-		return;
-	enum driver_status st = t->state == TRIP_MATCHED || t->state == TRIP_ARRIVED ? DRIVER_EN_ROUTE
-			      : t->state == TRIP_IN_PROGRESS			 ? DRIVER_ON_TRIP
-										 : DRIVER_AVAILABLE;
-	presence_rec_set_status(p, r, st, e->driver_version, presence_now(p));
+	if (e->driver_version >= 0) {
+		enum driver_status st = t->state == TRIP_MATCHED || t->state == TRIP_ARRIVED ? DRIVER_EN_ROUTE
+				      : t->state == TRIP_IN_PROGRESS			 ? DRIVER_ON_TRIP
+											 : DRIVER_AVAILABLE;
+		presence_rec_set_status(p, r, st, e->driver_version, presence_now(p));
+	}
+	if (!active && !r->connected && !r->in_grid && !r->http_mode && !r->reserving && !r->unsure)
+		presence_rec_free(p, r); /* never came back: nothing left to know */
 }
+
 
 void presence_trip_listener(struct presence *p, struct trip_listener *out)
 {
