@@ -284,7 +284,6 @@ static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_k
 static void pw_submit_or_reply(struct pw_job *j)
 {
 	if (worker_submit(j->auth->pool, &j->job) != RH_OK) {
-		http_reply_header(j->req, "Retry-After", "1");
 		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
 		pw_job_free(j);
 	}
@@ -370,8 +369,7 @@ static void login_found(void *arg, const struct db_result *res)
 {
 	struct pw_job *j = arg;
 	if (res->err != RH_OK) {
-		http_reply_header(j->req, "Retry-After", "1");
-		http_reply_problem(j->req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot check credentials now: %s", res->message);
+		http_reply_err(j->req, db_result_err(res), "check credentials", res->message);
 		pw_job_free(j);
 		return;
 	}
@@ -433,13 +431,7 @@ static void reply_insert_error(struct http_req *req, const struct db_result *res
 		http_reply_problem(req, PROBLEM_CONFLICT, ext, "an account with this %s already exists", field);
 		return;
 	}
-	if (res->err == RH_EAGAIN || res->unknown) {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot create the account now: %s", res->message);
-		return;
-	}
-	log_error(http_req_logid(req), "account insert failed: %s", res->message);
-	http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot create the account");
+	http_reply_err(req, db_result_err(res), "create the account", res->message);
 }
 
 static void account_inserted(void *arg, const struct db_result *res)
@@ -592,8 +584,7 @@ static void row_or_404(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "%s", res->message);
+		http_reply_err(req, db_result_err(res), "read the account", res->message);
 	} else if (db_rows(res) == 0) {
 		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "no such account");
 	} else {
@@ -607,6 +598,11 @@ static void auth_me(struct http_req *req, void *ctx)
 	struct auth_principal p;
 	if (!auth_require_or_reply(a, req, ROLE_RIDER | ROLE_DRIVER | ROLE_OPERATOR, &p))
 		return;
+	if (!jv_is_uuid(p.id)) {
+		/* admin.token is a credential, not an account */
+		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "the admin token belongs to no account");
+		return;
+	}
 	const char *params[] = { p.id };
 	db_query(a->deps.db, &st_me[role_index(p.role)], params, row_or_404, req);
 }
@@ -632,8 +628,7 @@ static void driver_list_done(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "%s", res->message);
+		http_reply_err(req, db_result_err(res), "list the drivers", res->message);
 		return;
 	}
 	struct strbuf sb;

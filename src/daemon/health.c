@@ -54,7 +54,6 @@ static void readyz_not_ready(struct http_req *req, const char *why)
 	cJSON *ext = cJSON_CreateObject();
 	cJSON *checks = cJSON_AddObjectToObject(ext, "checks");
 	cJSON_AddStringToObject(checks, "database", why);
-	http_reply_header(req, "Retry-After", "1");
 	http_reply_problem(req, PROBLEM_UNAVAILABLE, ext, "not ready: %s", why);
 }
 
