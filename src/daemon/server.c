@@ -150,14 +150,14 @@ static void server_exit_now(struct server *srv, const char *why)
 	event_base_loopexit(srv->base, NULL);
 }
 
-static void db_closed(void *arg)
+static void server_db_closed(void *arg)
 {
 	struct server *srv = arg;
 	server_exit_now(srv, "database closed, exiting");
 }
 
 /* Polled while draining: once no request is in flight, close the database. */
-static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
+static void server_drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 	if (http_server_inflight(srv->http) > 0 || gateway_sessions(srv->gateway) > 0)
@@ -165,10 +165,10 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 	presence_stop(srv->presence); /* last history batch, before the pool closes */
 	events_stop(srv->events);
 	event_del(srv->drain_check);
-	db_close(srv->db, db_closed, srv);
+	db_close(srv->db, server_db_closed, srv);
 }
 
-static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void server_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 	log_warn(NULL, "shutdown: %d requests still in flight after %lld ms; exiting anyway",
@@ -190,10 +190,10 @@ void server_stop(struct server *srv)
 	evtimer_add(srv->shutdown_timer, &tv);
 	struct timeval poll = { 0, 10000 };
 	event_add(srv->drain_check, &poll);
-	drain_check_cb(-1, 0, srv);
+	server_drain_check(-1, 0, srv);
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void server_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	if (sig == SIGHUP) {
@@ -211,7 +211,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ------------------------------------------------------------ run */
 
-static void write_pid_file(const char *path)
+static void server_write_pid_file(const char *path)
 {
 	if (!path || !*path)
 		return;
@@ -227,7 +227,7 @@ static void write_pid_file(const char *path)
 /* Every socket is a file descriptor: take the whole hard limit (as nginx's
  * worker_rlimit_nofile would) and say so when it cannot cover the
  * configured connection limits. */
-static void raise_fd_limit(const struct server *srv)
+static void server_raise_fd_limit(const struct server *srv)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -247,19 +247,19 @@ static void raise_fd_limit(const struct server *srv)
 int server_run(struct server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit(srv);
-	srv->sig_term = evsignal_new(srv->base, SIGTERM, signal_cb, srv);
-	srv->sig_int = evsignal_new(srv->base, SIGINT, signal_cb, srv);
-	srv->sig_hup = evsignal_new(srv->base, SIGHUP, signal_cb, srv);
-	srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
-	srv->drain_check = event_new(srv->base, -1, EV_PERSIST, drain_check_cb, srv);
+	server_raise_fd_limit(srv);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, server_signal, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, server_signal, srv);
+	srv->sig_hup = evsignal_new(srv->base, SIGHUP, server_signal, srv);
+	srv->shutdown_timer = evtimer_new(srv->base, server_shutdown_timeout, srv);
+	srv->drain_check = event_new(srv->base, -1, EV_PERSIST, server_drain_check, srv);
 	event_add(srv->sig_term, NULL);
 	event_add(srv->sig_int, NULL);
 	event_add(srv->sig_hup, NULL);
 
 	if (http_server_listen(srv->http, srv->listen_addr, sizeof srv->listen_addr) != RH_OK)
 		return 1;
-	write_pid_file(srv->cfg.server.pid_file);
+	server_write_pid_file(srv->cfg.server.pid_file);
 	log_info(NULL, "ridehaild %s (%s) listening on %s", RH_VERSION, RH_GIT_REV, srv->listen_addr);
 	if (!srv->cfg.database.url || !*srv->cfg.database.url)
 		log_warn(NULL, "database.url is empty: libpq defaults apply (PGHOST, PGDATABASE...)");

@@ -139,7 +139,7 @@ void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
 #define QUOTE_MAC_BYTES 32
 _Static_assert(crypto_auth_hmacsha256_BYTES == QUOTE_MAC_BYTES, "a q1 MAC is as long as a q2 one");
 
-static void quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
+static void pricing_quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
 		      unsigned char mac[QUOTE_MAC_BYTES])
 {
 	if (version == '1')
@@ -193,7 +193,7 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	size_t m = 3 + strlen(signed_part + 3);
 	unsigned char mac[QUOTE_MAC_BYTES];
-	quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
+	pricing_quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
 	char macs[sodium_base64_ENCODED_LEN(QUOTE_MAC_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	sodium_bin2base64(macs, sizeof macs, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	size_t ml = strlen(macs);
@@ -218,7 +218,7 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    maclen != sizeof mac)
 		return QUOTE_INVALID;
-	quote_mac(key, id[1], id, (size_t)(dot - id), want);
+	pricing_quote_mac(key, id[1], id, (size_t)(dot - id), want);
 	if (sodium_memcmp(mac, want, sizeof mac) != 0) /* constant time */
 		return QUOTE_INVALID;
 	char fields[321];
@@ -259,7 +259,7 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 
 /* ------------------------------------------------------------ GET /v1/estimate */
 
-static void estimate(struct http_req *req, void *ctx)
+static void pricing_api_estimate(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	double plat, plng, dlat, dlng;
@@ -354,7 +354,7 @@ static void estimate(struct http_req *req, void *ctx)
 }
 
 static const struct http_route pricing_routes[] = {
-	{ HTTP_GET, "/v1/estimate", estimate, 0 },
+	{ HTTP_GET, "/v1/estimate", pricing_api_estimate, 0 },
 	{ 0 },
 };
 
