@@ -12,7 +12,8 @@ TEST="python3 python3-pytest python3-websockets python3-jsonschema python3-yaml 
 ROADS="postgresql-15-pgrouting osm2pgrouting osmium-tool" # pgRouting cross-check of routing (tests, bench-roads)
 EVENTS="libnats-dev nats-server" # the outbox relay (src/events) and its tests
 SIM="gnuplot-nox" # the simulator's plots (bin/ridehail-sim, make demo)
-ALL="$BUILD $DB $TEST $ROADS $EVENTS $SIM"
+PRICING="tzdata" # the tariffs' time-of-day bands in pricing.timezone
+ALL="$BUILD $DB $TEST $ROADS $EVENTS $SIM $PRICING"
 FUZZ="clang libclang-rt-14-dev" # scripts/fuzz.sh (make fuzz) only: `deps.sh install fuzz`
 
 missing() {

@@ -140,6 +140,8 @@ struct tariff_cfg {
 	int64_t seats;
 	int64_t cancel_fee;  /* rider cancels after the grace period */
 	int64_t no_show_fee; /* driver cancels after waiting past trip.no_show_wait */
+	int64_t waiting_free_ms;  /* the driver waits at the pickup this long for free... */
+	int64_t waiting_per_min;  /* ... then the rider pays this per minute */
 };
 struct pricing_cfg {
 	int64_t quote_ttl_ms;       /* a quote is honoured this long */
@@ -147,6 +149,34 @@ struct pricing_cfg {
 	double average_speed_kmh;   /* road distance / this = duration (no map) */
 	int64_t quote_match_m;      /* a ride's pickup/dropoff may be this far from the quote's */
 	int64_t eta_radius_m;       /* nearest available driver searched this far for the pickup ETA */
+	char *timezone;             /* the tariffs' time-of-day bands are read in this zone (IANA name) */
+};
+/* Surge (src/pricing/surge.c, docs/pricing.md): demand and supply per
+ * hexagonal cell, a piecewise multiplier of their ratio, smoothed. */
+struct surge_cfg {
+	bool enabled;                 /* false: every multiplier is 1 */
+	int64_t interval_ms;          /* recomputed this often */
+	int64_t window_ms;            /* demand: ride requests over this sliding window */
+	double cell_area_km2;         /* hexagon area */
+	double latitude;              /* reference latitude of the projection; 0: the first point seen, rounded */
+	struct cfg_list curve_ratio;  /* demand/supply knots ... */
+	struct cfg_list curve_multiplier; /* ... and the multiplier at each (linear between, flat past the ends) */
+	double ema_alpha;             /* weight of the new raw value */
+	double max_step;              /* largest change of a multiplier per recompute */
+	int64_t min_dwell_ms;         /* a multiplier that moved holds this long before moving back */
+	double cap;                   /* the multiplier's ceiling (the floor is 1) */
+	double neighbour_max_diff;    /* adjacent cells differ by at most this */
+	int64_t quote_ttl_ms;         /* a quote with a multiplier above 1 is honoured this long */
+	int64_t event_min_interval_ms; /* surge.updated at most this often per cell */
+	double event_min_change;      /* ... and only for a change at least this large */
+	int64_t events_per_interval;  /* surge.updated rows written per recompute at most */
+	int64_t max_cells;            /* cells tracked at once */
+};
+/* The payment hand-off (src/pricing/payments.c). */
+struct payments_cfg {
+	char *secret;                 /* HMAC-SHA-256 key of the provider's callbacks; empty: the endpoint is off */
+	int64_t max_skew_ms;          /* a callback's Ridehail-Timestamp this far from now is refused */
+	bool hold;                    /* riders with a failed payment get 402 until it is settled or cleared */
 };
 struct trip_cfg {
 	int64_t cancel_grace_ms;    /* a rider cancels free this long after MATCHED */
@@ -198,6 +228,8 @@ struct rh_config {
 	struct ws_cfg ws;
 	struct presence_cfg presence;
 	struct pricing_cfg pricing;
+	struct surge_cfg surge;
+	struct payments_cfg payments;
 	struct trip_cfg trip;
 	struct match_cfg match;
 	struct routing_cfg routing;

@@ -271,6 +271,10 @@ static const struct cfg_key tariff_keys[] = {
 	  "Charged when the rider cancels after trip.cancel_grace has passed since the driver was assigned." },
 	{ "no_show_fee", CFG_INT, T(no_show_fee), "500", 0, 1e9, "minor units", NULL,
 	  "Charged when the driver cancels after waiting at the pickup for trip.no_show_wait." },
+	{ "waiting_free", CFG_DURATION, T(waiting_free_ms), "3m", 0, SEC(3600), "s", NULL,
+	  "A driver waits at the pickup this long for free; after it the rider pays waiting_per_min (added to the final fare)." },
+	{ "waiting_per_min", CFG_INT, T(waiting_per_min), "30", 0, 1e9, "minor units per minute", NULL,
+	  "Waiting fee per started minute past waiting_free, from the driver's arrival to the start of the trip." },
 	{ 0 }
 };
 
@@ -285,6 +289,58 @@ static const struct cfg_key pricing_keys[] = {
 	  "A ride request's pickup and dropoff may be this far from its quote's and still get the quoted price." },
 	{ "eta_radius", CFG_INT, K(pricing_cfg, eta_radius_m), "5000", 100, 100000, "m", NULL,
 	  "The nearest available driver is looked for this far around the pickup for the estimate's pickup ETA." },
+	{ "timezone", CFG_STR, K(pricing_cfg, timezone), "UTC", 1, 64, NULL, NULL,
+	  "IANA time zone (Europe/Amsterdam, America/New_York) in which the tariffs' time-of-day bands (a night rate from 22:00) are read." },
+	{ 0 }
+};
+
+static const struct cfg_key surge_keys[] = {
+	{ "enabled", CFG_BOOL, K(surge_cfg, enabled), "true", 0, 0, NULL, NULL,
+	  "Price by demand and supply per cell; false: every multiplier is 1 (GET /v1/surge still answers)." },
+	{ "interval", CFG_DURATION, K(surge_cfg, interval_ms), "30s", MS(100), SEC(3600), "s", NULL,
+	  "Multipliers are recomputed this often, on the event loop; a multiplier shown is valid until the next recompute." },
+	{ "window", CFG_DURATION, K(surge_cfg, window_ms), "5m", SEC(1), SEC(86400), "s", NULL,
+	  "Demand is the ride requests of the last window (those refused for want of a driver included), per cell and vehicle type." },
+	{ "cell_area", CFG_DBL, K(surge_cfg, cell_area_km2), "5.16", 0.01, 1000, "km2", NULL,
+	  "Area of one hexagonal cell (5.16 km2: neighbourhood-sized, the size of an H3 resolution-7 cell)." },
+	{ "latitude", CFG_DBL, K(surge_cfg, latitude), "0", -80, 80, "degrees", NULL,
+	  "Reference latitude of the cells' local projection (true scale along it). 0: the latitude of the first point priced or seen, rounded to a whole degree; set it to keep cell names the same across restarts." },
+	{ "curve_ratio", CFG_LIST, K(surge_cfg, curve_ratio), "1,2,5,8", 0, 1000, "ratio", NULL,
+	  "Demand/supply ratios at which the piecewise-linear curve has a knot (ascending); supply counts at least 1.",
+	  CFG_F_ASCENDING },
+	{ "curve_multiplier", CFG_LIST, K(surge_cfg, curve_multiplier), "1,1.5,2.5,3", 1, 10, "multiplier", NULL,
+	  "The raw multiplier at each knot of curve_ratio (as many, not decreasing); linear between knots, flat before the first and after the last." },
+	{ "ema_alpha", CFG_DBL, K(surge_cfg, ema_alpha), "0.5", 0.01, 1, "weight", NULL,
+	  "Exponential moving average: smoothed = alpha x raw + (1 - alpha) x previous smoothed (1: no smoothing)." },
+	{ "max_step", CFG_DBL, K(surge_cfg, max_step), "0.3", 0.01, 10, "multiplier", NULL,
+	  "A cell's multiplier moves by at most this much per recompute." },
+	{ "min_dwell", CFG_DURATION, K(surge_cfg, min_dwell_ms), "90s", 0, SEC(86400), "s", NULL,
+	  "After a multiplier moved up (down) it does not move down (up) for this long: no whip-saw." },
+	{ "cap", CFG_DBL, K(surge_cfg, cap), "3", 1, 10, "multiplier", NULL,
+	  "The highest multiplier (the lowest is 1). An operator may cap a zone lower (PUT /v1/admin/surge/overrides/{zone})." },
+	{ "neighbour_max_diff", CFG_DBL, K(surge_cfg, neighbour_max_diff), "0.5", 0.05, 10, "multiplier", NULL,
+	  "Adjacent cells never differ by more than this: a cell next to a higher one is raised to that one minus this (no block-by-block prices)." },
+	{ "quote_ttl", CFG_DURATION, K(surge_cfg, quote_ttl_ms), "60s", SEC(1), SEC(3600), "s", NULL,
+	  "A quote with a multiplier above 1 is honoured this long (pricing.quote_ttl if that is shorter); then the rider must ask again." },
+	{ "event_min_interval", CFG_DURATION, K(surge_cfg, event_min_interval_ms), "60s", 0, SEC(86400), "s", NULL,
+	  "A cell's surge.updated event is written at most this often." },
+	{ "event_min_change", CFG_DBL, K(surge_cfg, event_min_change), "0.1", 0.01, 10, "multiplier", NULL,
+	  "... and only when its multiplier moved at least this much since the last one (a return to 1 always counts)." },
+	{ "events_per_interval", CFG_INT, K(surge_cfg, events_per_interval), "500", 1, 1000000, "events", NULL,
+	  "surge.updated rows written per recompute at most; the rest wait for the next." },
+	{ "max_cells", CFG_INT, K(surge_cfg, max_cells), "100000", 16, 10000000, "cells", NULL,
+	  "Cells tracked at once; demand and supply falling in a new cell past it are not counted (and counted in a metric)." },
+	{ 0 }
+};
+
+static const struct cfg_key payments_keys[] = {
+	{ "secret", CFG_STR, K(payments_cfg, secret), "", 0, 1024, NULL, NULL,
+	  "Key of the payment provider's callbacks (POST /v1/payments/{trip_id}/result): Ridehail-Signature: v1=hex(HMAC-SHA-256(secret, \"<Ridehail-Timestamp>.<body>\")). Empty: the endpoint answers 503.",
+	  CFG_F_SECRET },
+	{ "max_skew", CFG_DURATION, K(payments_cfg, max_skew_ms), "5m", SEC(1), SEC(86400), "s", NULL,
+	  "A callback whose Ridehail-Timestamp is further than this from now is refused (a replay of an old one)." },
+	{ "hold", CFG_BOOL, K(payments_cfg, hold), "true", 0, 0, NULL, NULL,
+	  "A rider whose payment failed gets 402 payment-required on the next ride request, until a later payment succeeds or an operator clears it." },
 	{ 0 }
 };
 
@@ -411,9 +467,54 @@ static const struct cfg_section presence_section = {
 	.name = "presence", .keys = presence_keys, .offset = offsetof(struct rh_config, presence),
 	.help = "Drivers online: the in-memory grid (hot path) and location history (cold path).",
 };
+/* The time zone must be one the C library can read: "UTC", or a zone file
+ * of the system's tz database. */
+static bool pricing_validate(const void *section, char *err, size_t errlen)
+{
+	const struct pricing_cfg *c = section;
+	const char *tz = c->timezone;
+	if (strcmp(tz, "UTC") == 0)
+		return true;
+	char path[160];
+	snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+	FILE *f = strstr(tz, "..") || tz[0] == '/' ? NULL : fopen(path, "rb");
+	char magic[4] = { 0 };
+	bool ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "TZif", 4) == 0;
+	if (f)
+		fclose(f);
+	if (!ok)
+		snprintf(err, errlen, "timezone \"%s\" is not a zone of the tz database (/usr/share/zoneinfo)", tz);
+	return ok;
+}
 static const struct cfg_section pricing_section = {
 	.name = "pricing", .keys = pricing_keys, .offset = offsetof(struct rh_config, pricing),
-	.help = "Fare estimates and quotes.",
+	.help = "Fare estimates and quotes.", .validate = pricing_validate,
+};
+static bool surge_validate(const void *section, char *err, size_t errlen)
+{
+	const struct surge_cfg *c = section;
+	if (c->curve_ratio.n != c->curve_multiplier.n) {
+		snprintf(err, errlen, "curve_ratio has %d knots, curve_multiplier %d: give one multiplier per ratio",
+			 c->curve_ratio.n, c->curve_multiplier.n);
+		return false;
+	}
+	for (int i = 1; i < c->curve_multiplier.n; i++) {
+		if (c->curve_multiplier.v[i] < c->curve_multiplier.v[i - 1]) {
+			snprintf(err, errlen, "curve_multiplier must not decrease (%g after %g)", c->curve_multiplier.v[i],
+				 c->curve_multiplier.v[i - 1]);
+			return false;
+		}
+	}
+	return true;
+}
+static const struct cfg_section surge_section = {
+	.name = "surge", .keys = surge_keys, .offset = offsetof(struct rh_config, surge),
+	.help = "Surge pricing: demand and supply per hexagonal cell, a multiplier of their ratio, smoothed and capped (docs/pricing.md).",
+	.validate = surge_validate,
+};
+static const struct cfg_section payments_section = {
+	.name = "payments", .keys = payments_keys, .offset = offsetof(struct rh_config, payments),
+	.help = "The payment hand-off: payment.requested out, the provider's signed result in.",
 };
 static const struct cfg_section trip_section = {
 	.name = "trip", .keys = trip_keys, .offset = offsetof(struct rh_config, trip),
@@ -453,6 +554,8 @@ const struct cfg_section *const cfg_sections[] = {
 	&ws_section,
 	&presence_section,
 	&pricing_section,
+	&surge_section,
+	&payments_section,
 	&trip_section,
 	&match_section,
 	&routing_section,

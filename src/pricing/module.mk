@@ -1,1 +1,1 @@
-LIB_SRCS += src/pricing/pricing.c
+LIB_SRCS += src/pricing/pricing.c src/pricing/surge.c
