@@ -13,6 +13,8 @@
 	X(PROBLEM_INVALID_JSON,         400, "invalid-json",            "Body is not valid JSON") \
 	X(PROBLEM_VALIDATION,           400, "validation-failed",       "A field is invalid")     \
 	X(PROBLEM_UNAUTHORIZED,         401, "unauthorized",            "Authentication required") \
+	X(PROBLEM_SIGNATURE_INVALID,    401, "signature-invalid",       "The request's signature does not verify") \
+	X(PROBLEM_PAYMENT_REQUIRED,     402, "payment-required",        "A payment is outstanding") \
 	X(PROBLEM_FORBIDDEN,            403, "forbidden",               "Not allowed")            \
 	X(PROBLEM_NOT_FOUND,            404, "not-found",               "No such resource")       \
 	X(PROBLEM_METHOD_NOT_ALLOWED,   405, "method-not-allowed",      "Method not allowed")     \
@@ -33,6 +35,9 @@
 	X(PROBLEM_IDEMPOTENCY_REUSED,   422, "idempotency-key-reused",  "Idempotency-Key reused with another request") \
 	X(PROBLEM_POINT_OFF_MAP,        422, "point-off-map",           "Point is not near a road of the map") \
 	X(PROBLEM_NO_ROUTE,             422, "no-route",                "No road route between the points") \
+	X(PROBLEM_OUTSIDE_SERVICE_AREA, 422, "outside-service-area",    "Outside the service area") \
+	X(PROBLEM_GEOMETRY_INVALID,     422, "geometry-invalid",        "The polygon is not valid") \
+	X(PROBLEM_ZONE_OVERLAP,         422, "zone-overlap",            "Overlaps a zone of the same priority") \
 	X(PROBLEM_UPGRADE_REQUIRED,     426, "upgrade-required",        "Upgrade required")       \
 	X(PROBLEM_RATE_LIMITED,         429, "rate-limited",            "Too many requests")      \
 	X(PROBLEM_HEADERS_TOO_LARGE,    431, "headers-too-large",       "Request header fields too large") \

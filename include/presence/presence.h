@@ -139,6 +139,11 @@ bool presence_hit_of(struct presence *p, const struct uuid *driver, enum driver_
  * status_mask (bit 1u << status), within radius_m, up to max. */
 size_t presence_count(struct presence *p, double lat, double lon, double radius_m, uint32_t status_mask,
 		      uint32_t vehicle_mask, int64_t now, size_t max);
+/* Every driver presence_nearest() would list with `status` (a live
+ * socket, a fresh position), anywhere: fn(ctx, lat, lon, vehicle) once each
+ * (the surge engine's supply). Returns how many. */
+size_t presence_each(struct presence *p, enum driver_status status, int64_t now,
+		     void (*fn)(void *ctx, double lat, double lon, int vehicle), void *ctx);
 /* The driver as presence knows them (any status, stale or not); false if
  * unknown. */
 bool presence_driver(struct presence *p, const struct uuid *driver, struct presence_hit *out);

@@ -37,6 +37,15 @@ struct fare {
 	double surge;                                               /* multiplier, >= 1 */
 	int64_t distance_m, duration_s;
 	char method[16];                                            /* "straight_line" or "road" */
+	/* The pricing book's (docs/pricing.md); a quote carries the first four. */
+	int tariff_version;      /* 0: the configuration's tariff (the book not read yet) */
+	int band;                /* the time-of-day band applied, -1: none */
+	int64_t zone_fee;        /* pickup and dropoff zone fees (not surged) */
+	int64_t fixed;           /* > 0: a fixed fare between two zones (no surge, no minimum) */
+	char band_name[16];
+	char pickup_zone[64], dropoff_zone[64]; /* the named zones of the ends ("" none) */
+	char cell[28];           /* the pickup's surge cell */
+	int64_t cancel_fee, no_show_fee, waiting_free_s, waiting_per_min; /* the tariff's, for the trip's policy */
 };
 
 /* The fare for a trip of distance_m / duration_s on tariff t (pure). */
@@ -48,7 +57,27 @@ struct quote {
 	int64_t expires_ms; /* wall clock */
 };
 
+struct event_base;
+struct rh_timers;
+struct db;
+struct database_cfg;
+struct surge_cfg;
+struct payments_cfg;
+struct auth;
+
 struct pricing_deps {
+	struct event_base *base;    /* NULL with db NULL */
+	struct rh_timers *timers;
+	struct db *db;              /* NULL: the configuration's tariffs only, no zones, no events (tests) */
+	const struct database_cfg *dbcfg; /* the pricing book's notifications are listened for with it */
+	struct auth *auth;          /* the admin endpoints' operator check */
+	const struct surge_cfg *surge;
+	const struct payments_cfg *payments;
+	/* Supply for surge: add(acc, lat, lon, vehicle) once per available
+	 * driver with a fresh position (presence answers); false: could not
+	 * count. */
+	bool (*supply)(void *ctx, int64_t now, void (*add)(void *acc, double lat, double lon, int vehicle), void *acc);
+	void *supply_ctx;
 	struct metrics *metrics;
 	struct http_server *http;   /* NULL: no endpoint */
 	struct routing *routing;    /* NULL: no map */
@@ -67,6 +96,31 @@ struct pricing_deps {
 struct pricing *pricing_new(const struct pricing_deps *d);
 void pricing_free(struct pricing *p);
 
+/* Ready to price with the database's book (it has been read once); else
+ * why. Always true without a database. */
+bool pricing_ready(const struct pricing *p, char *why, size_t whylen);
+/* Shutdown: stop listening for the book's changes. */
+void pricing_stop(struct pricing *p);
+
+/* A ride request at (lat, lng) for vehicle type index `vehicle`: demand
+ * for surge (counted whether or not it is served). now: monotonic ms. */
+void pricing_note_request(struct pricing *p, double lat, double lng, int vehicle, int64_t now);
+/* Inside the service area (everywhere when none is defined). */
+bool pricing_in_service_area(const struct pricing *p, double lat, double lng);
+/* 422 outside-service-area naming `field` ("pickup"). */
+struct http_req;
+void pricing_reply_outside_service_area(struct http_req *req, const char *field);
+/* The payment hand-off (docs/pricing.md): whether the rider (an account
+ * id) is held by a failed payment (payments.hold), and the trip of it. */
+bool pricing_payment_held(const struct pricing *p, const char *rider_id, char trip_out[37]);
+/* 402 payment-required naming the trip. */
+void pricing_reply_payment_required(struct http_req *req, const char *trip_id);
+/* A fare opened from a quote: the zones, cell and the tariff's fees for the
+ * trip's policy, from the version the quote was priced with (the current
+ * one when the book no longer holds it). */
+void pricing_fare_complete(const struct pricing *p, double plat, double plng, double dlat, double dlng,
+			   struct fare *f);
+
 /* Distance, duration and fare between two points for vehicle type index
  * `vehicle` (into cfg.tariff), by the best method available: the road graph
  * when a map is loaded ("road"), else the straight line ("straight_line").
@@ -80,7 +134,6 @@ rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng
 void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
 		  double *eta_s, double *dist_m);
 /* The reply to a point off the map / no route, as problem+json. */
-struct http_req;
 void pricing_reply_route_error(struct http_req *req, rh_err e, int bad_point);
 
 struct quote_key {
@@ -102,9 +155,11 @@ enum quote_check {
 enum quote_check pricing_quote_open(const struct quote_key *key, const char *id, int64_t now_ms, struct quote *out);
 
 /* The fare as JSON members (base, distance, time, surge_multiplier, minimum,
- * booking_fee, total, currency) appended to an object being built; with
- * `rates` also per_km, per_min, distance_m, duration_s, method (what the
- * trip stores to meter its final fare by the same tariff). */
+ * booking_fee, total, currency; zone_fee, fixed_fare, band when they apply)
+ * appended to an object being built; with `rates` also per_km, per_min,
+ * distance_m, duration_s, method, tariff_version, the zones and the surge
+ * cell (what the trip stores to meter its final fare by the same tariff
+ * and explain its receipt). */
 struct cJSON;
 void pricing_fare_json(const struct fare *f, struct cJSON *obj, bool rates);
 

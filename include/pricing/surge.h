@@ -12,8 +12,9 @@
  *             the other way
  *   m       = clamp(m, 1, cap), rounded to 0.01
  *   then over neighbours: m = max(m, max(neighbour) - neighbour_max_diff)
- *   then the operator's override for the zone holding the cell's centre:
- *   disable (1), cap (min), freeze (m')
+ *   then the operator's override for a zone the cell touches (its centre or
+ *   a corner in the zone, or the zone in the cell): disable (1), cap (min),
+ *   freeze (m')
  * The new values are checked (finite, within [1, cap]) and swapped in all
  * at once; a recompute that fails (supply could not be counted, a value out
  * of range) leaves every last good value in place. A cell with no demand,
@@ -80,9 +81,10 @@ struct surge_deps {
 	 * fails and the last good values stay). */
 	bool (*supply)(void *ctx, int64_t now, void (*add)(void *acc, double lat, double lon, int vehicle), void *acc);
 	void *supply_ctx;
-	/* The operator's override of the zone holding (lat, lon), or false when
-	 * none (NULL: never). Asked for each cell's centre at each recompute. */
-	bool (*override_at)(void *ctx, double lat, double lon, struct surge_override *out);
+	/* The operator's override of a zone the cell touches, or false when
+	 * none (NULL: never); the cell is given as its centre then its six
+	 * corners (lat[0..6], lon[0..6]). Asked for each cell at each recompute. */
+	bool (*override_at)(void *ctx, const double *lat, const double *lon, struct surge_override *out);
 	void *override_ctx;
 	/* Cells to tell (after a successful recompute, rate-limited per cell by
 	 * surge.event_min_interval and event_min_change, at most

@@ -11,6 +11,7 @@
 #include "daemon/server.h"
 #include "net/http.h"
 #include "store/db.h"
+#include "pricing/pricing.h"
 #include "store/migrations.h"
 
 #define READYZ_TIMEOUT_MS 2000
@@ -88,7 +89,7 @@ static void health_readyz(struct http_req *req, void *ctx)
 		health_readyz_not_ready(req, "shutting down");
 		return;
 	}
-	if (!db_is_ready(srv->db, why, sizeof why)) {
+	if (!db_is_ready(srv->db, why, sizeof why) || !pricing_ready(srv->pricing, why, sizeof why)) {
 		health_readyz_not_ready(req, why);
 		return;
 	}

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth/auth.h"
 #include "core/alloc.h"
@@ -156,6 +157,11 @@ int main(int argc, char **argv)
 		return rc;
 	}
 
+	/* The tariffs' time-of-day bands are local times of pricing.timezone:
+	 * the process's own zone (logs and the API keep to UTC, gmtime_r). Set
+	 * before any thread starts. */
+	setenv("TZ", cfg.pricing.timezone, 1);
+	tzset();
 	struct server srv;
 	if (server_init(&srv, &cfg, config_path) != RH_OK) {
 		server_fini(&srv);

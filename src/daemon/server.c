@@ -64,6 +64,18 @@ static size_t server_drivers_near(void *ctx, double lat, double lng, double radi
 	return n;
 }
 
+/* Surge's question to presence: every available driver with a fresh
+ * position (presence is made after pricing: asked at each recompute). */
+static bool server_supply(void *ctx, int64_t now, void (*add)(void *acc, double lat, double lon, int vehicle),
+			  void *acc)
+{
+	struct server *srv = ctx;
+	if (!srv->presence)
+		return false;
+	presence_each(srv->presence, DRIVER_AVAILABLE, now, add, acc);
+	return true;
+}
+
 /* Each module gets what it needs, lower ones first; the listeners and hooks
  * that tie them are set here, in the order they must hear. */
 static void server_modules_init(struct server *srv)
@@ -77,6 +89,8 @@ static void server_modules_init(struct server *srv)
 	srv->gateway = gateway_new(&gd);
 	srv->routing_api = routing_api_new(srv->http, srv->metrics, srv->routing, &cfg->routing);
 	const struct pricing_deps pd = {
+		.base = srv->base, .timers = srv->timers, .db = srv->db, .dbcfg = &cfg->database, .auth = srv->auth,
+		.surge = &cfg->surge, .payments = &cfg->payments, .supply = server_supply, .supply_ctx = srv,
 		.metrics = srv->metrics, .http = srv->http, .routing = srv->routing, .cfg = &cfg->pricing,
 		.tariffs = cfg->tariff, .ntariffs = cfg->ntariffs, .jwt_secret = cfg->auth.jwt_secret,
 		.min_trip_m = cfg->trip.min_trip_m, .drivers_near = server_drivers_near, .drivers_ctx = srv,
@@ -163,6 +177,7 @@ static void server_drain_check(evutil_socket_t fd, short what, void *arg)
 	if (http_server_inflight(srv->http) > 0 || gateway_sessions(srv->gateway) > 0)
 		return;
 	presence_stop(srv->presence); /* last history batch, before the pool closes */
+	pricing_stop(srv->pricing);
 	events_stop(srv->events);
 	event_del(srv->drain_check);
 	db_close(srv->db, server_db_closed, srv);

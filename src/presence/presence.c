@@ -380,6 +380,22 @@ size_t presence_count(struct presence *p, double lat, double lon, double radius_
 	return presence_grid_nearest(p, lat, lon, radius_m, status_mask, vehicle_mask, now, hits, max);
 }
 
+size_t presence_each(struct presence *p, enum driver_status status, int64_t now,
+		     void (*fn)(void *ctx, double lat, double lon, int vehicle), void *ctx)
+{
+	size_t n = 0;
+	for (uint32_t slot = 0; slot < p->nrecs; slot++) {
+		const struct driver_rec *r = presence_rec_at(p, slot);
+		/* as presence_hit_of() asks of one record */
+		if (!r->used || !r->in_grid || presence_grid_status(r) != status ||
+		    now - r->last_ping_ms >= p->cfg->stale_after_ms)
+			continue;
+		fn(ctx, r->lat, r->lon, r->vehicle);
+		n++;
+	}
+	return n;
+}
+
 bool presence_driver(struct presence *p, const struct uuid *driver, struct presence_hit *out)
 {
 	struct driver_rec *r = presence_rec_find(p, driver);

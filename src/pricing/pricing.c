@@ -16,13 +16,7 @@
 #include "geo/geohash.h"
 #include "net/http.h"
 #include "routing/routing.h"
-
-struct pricing {
-	struct pricing_deps deps;
-	const struct pricing_cfg *cfg;
-	struct quote_key key;
-	struct metric_family *f_estimates;
-};
+#include "pricing_internal.h"
 
 /* ------------------------------------------------------------ the formula */
 
@@ -41,6 +35,7 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	out->time = (t->per_min * duration_s + 30) / 60;
 	out->minimum = t->minimum;
 	out->booking_fee = t->booking_fee;
+	out->band = -1;
 	/* The same arithmetic as trip_metered_fare() in sql/005_trips.sql, so a
 	 * trip metered exactly as estimated costs exactly the quote. */
 	int64_t surge_milli = llround(surge * 1000.0);
@@ -61,14 +56,15 @@ rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng
 			*bad_point = rr.bad_point == ROUTE_POINT_TO ? 2 : 1;
 		if (e != RH_OK)
 			return e;
-		pricing_fare(&p->deps.tariffs[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
+		pricing_price(p, vehicle, plat, plng, dlat, dlng, llround(rr.distance_m), llround(rr.duration_s),
+			      rh_wall_ms(), out);
 		rh_copy(out->method, sizeof out->method, "road");
 		return RH_OK;
 	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
 	double road = line * c->detour_factor;
 	double dur = road / (c->average_speed_kmh / 3.6);
-	pricing_fare(&p->deps.tariffs[vehicle], llround(road), llround(dur), 1.0, out);
+	pricing_price(p, vehicle, plat, plng, dlat, dlng, llround(road), llround(dur), rh_wall_ms(), out);
 	return RH_OK;
 }
 
@@ -120,22 +116,38 @@ void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
 	cJSON_AddNumberToObject(o, "minimum", (double)f->minimum);
 	cJSON_AddNumberToObject(o, "booking_fee", (double)f->booking_fee);
 	cJSON_AddNumberToObject(o, "total", (double)f->total);
+	if (f->zone_fee)
+		cJSON_AddNumberToObject(o, "zone_fee", (double)f->zone_fee);
+	if (f->fixed)
+		cJSON_AddNumberToObject(o, "fixed_fare", (double)f->fixed);
+	if (f->band_name[0])
+		cJSON_AddStringToObject(o, "band", f->band_name);
 	if (rates) {
 		cJSON_AddNumberToObject(o, "per_km", (double)f->per_km);
 		cJSON_AddNumberToObject(o, "per_min", (double)f->per_min);
 		cJSON_AddNumberToObject(o, "distance_m", (double)f->distance_m);
 		cJSON_AddNumberToObject(o, "duration_s", (double)f->duration_s);
 		cJSON_AddStringToObject(o, "method", f->method);
+		if (f->tariff_version)
+			cJSON_AddNumberToObject(o, "tariff_version", f->tariff_version);
+		if (f->pickup_zone[0])
+			cJSON_AddStringToObject(o, "pickup_zone", f->pickup_zone);
+		if (f->dropoff_zone[0])
+			cJSON_AddStringToObject(o, "dropoff_zone", f->dropoff_zone);
+		if (f->cell[0])
+			cJSON_AddStringToObject(o, "surge_cell", f->cell);
 	}
 }
 
 /* ------------------------------------------------------------ quotes */
 
-/* "q2.<base64url(fields)>.<base64url(MAC of what precedes the last dot)>",
- * the MAC a keyed BLAKE2b-256. "q1." quotes, the same with HMAC-SHA-256
- * (eight SHA-256 blocks: a quarter of an estimate's time), are still opened,
- * so that quotes given out before an upgrade are honoured until they expire. */
-#define QUOTE_PREFIX "q2."
+/* "q3.<base64url(fields)>.<base64url(MAC of what precedes the last dot)>",
+ * the MAC a keyed BLAKE2b-256; q3's fields are q2's and the pricing book's
+ * tariff version, band, zone fee and fixed fare. "q2." quotes (without
+ * those) and "q1." quotes (the MAC HMAC-SHA-256: eight SHA-256 blocks, a
+ * quarter of an estimate's time) are still opened, so that quotes given out
+ * before an upgrade are honoured until they expire. */
+#define QUOTE_PREFIX "q3."
 #define QUOTE_MAC_BYTES 32
 _Static_assert(crypto_auth_hmacsha256_BYTES == QUOTE_MAC_BYTES, "a q1 MAC is as long as a q2 one");
 
@@ -180,6 +192,11 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 	sb_puts(&sb, f->method);
 	sb_putc(&sb, '|');
 	sb_int(&sb, q->expires_ms);
+	const int64_t ints3[4] = { f->tariff_version, f->band, f->zone_fee, f->fixed };
+	for (int i = 0; i < 4; i++) {
+		sb_putc(&sb, '|');
+		sb_int(&sb, ints3[i]);
+	}
 	if (sb.overflow)
 		abort(); /* bounded by construction: a vehicle name of 31, numbers */
 	char fields[320];
@@ -207,7 +224,7 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 enum quote_check pricing_quote_open(const struct quote_key *key, const char *id, int64_t now_ms, struct quote *out)
 {
 	size_t len = strlen(id);
-	if (len >= QUOTE_ID_MAX || id[0] != 'q' || (id[1] != '1' && id[1] != '2') || id[2] != '.')
+	if (len >= QUOTE_ID_MAX || id[0] != 'q' || id[1] < '1' || id[1] > '3' || id[2] != '.')
 		return QUOTE_INVALID;
 	const char *dot = strrchr(id, '.');
 	if (dot == id + 2)
@@ -230,14 +247,21 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 	fields[flen] = '\0';
 	memset(out, 0, sizeof *out);
 	struct fare *f = &out->fare;
-	long long v[12];
+	long long v[15] = { 0 };
+	v[12] = -1; /* q1, q2: no band */
 	char vt[32], cur[4], method[16];
 	int got = sscanf(fields,
-			 "%31[^|]|%lf|%lf|%lf|%lf|%3[^|]|%lld|%lld|%lld|%lld|%lld|%lf|%lld|%lld|%lld|%lld|%lld|%15[^|]|%lld",
+			 "%31[^|]|%lf|%lf|%lf|%lf|%3[^|]|%lld|%lld|%lld|%lld|%lld|%lf|%lld|%lld|%lld|%lld|%lld|%15[^|]|%lld"
+			 "|%lld|%lld|%lld|%lld",
 			 vt, &out->pickup_lat, &out->pickup_lng, &out->dropoff_lat, &out->dropoff_lng, cur, &v[0], &v[1],
-			 &v[2], &v[3], &v[4], &f->surge, &v[5], &v[6], &v[7], &v[8], &v[9], method, &v[10]);
-	if (got != 19) /* signed by us, so only a change of format gets here */
+			 &v[2], &v[3], &v[4], &f->surge, &v[5], &v[6], &v[7], &v[8], &v[9], method, &v[10], &v[11], &v[12],
+			 &v[13], &v[14]);
+	if (got != (id[1] == '3' ? 23 : 19)) /* signed by us, so only a change of format gets here */
 		return QUOTE_INVALID;
+	f->tariff_version = (int)v[11];
+	f->band = (int)v[12];
+	f->zone_fee = v[13];
+	f->fixed = v[14];
 	rh_copy(f->vehicle_type, sizeof f->vehicle_type, vt);
 	rh_copy(f->currency, sizeof f->currency, cur);
 	rh_copy(f->method, sizeof f->method, method);
@@ -258,6 +282,31 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 }
 
 /* ------------------------------------------------------------ GET /v1/estimate */
+
+/* The fare's members from the pricing book, inside the estimate's fare
+ * object: zone fee, fixed fare and band when they apply, the tariff
+ * version and the surge cell. */
+static void pricing_fare_book_members(struct strbuf *sb, const struct fare *f)
+{
+	if (f->zone_fee) {
+		sb_puts(sb, ",\"zone_fee\":");
+		sb_int(sb, f->zone_fee);
+	}
+	if (f->fixed) {
+		sb_puts(sb, ",\"fixed_fare\":");
+		sb_int(sb, f->fixed);
+	}
+	if (f->band_name[0]) {
+		sb_puts(sb, ",\"band\":\"");
+		sb_puts(sb, f->band_name); /* [a-z0-9_-]: checked when the tariff was written */
+		sb_putc(sb, '"');
+	}
+	sb_puts(sb, ",\"tariff_version\":");
+	sb_int(sb, f->tariff_version);
+	sb_puts(sb, ",\"surge_cell\":\"");
+	sb_puts(sb, f->cell);
+	sb_putc(sb, '"');
+}
 
 static void pricing_api_estimate(struct http_req *req, void *ctx)
 {
@@ -282,6 +331,10 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 					 (long long)p->deps.min_trip_m);
 		return;
 	}
+	if (!pricing_in_service_area(p, plat, plng)) {
+		pricing_reply_outside_service_area(req, "pickup");
+		return;
+	}
 	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
 	int bad = 0;
 	rh_err re = pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare, &bad);
@@ -289,7 +342,7 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 		pricing_reply_route_error(req, re, bad);
 		return;
 	}
-	q.expires_ms = rh_wall_ms() + p->cfg->quote_ttl_ms;
+	q.expires_ms = rh_wall_ms() + pricing_quote_ttl(p, &q.fare);
 	char id[QUOTE_ID_MAX], exp[32];
 	pricing_quote_sign(&p->key, &q, id, sizeof id);
 	rh_format_rfc3339(q.expires_ms, exp);
@@ -323,6 +376,7 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 	sb_int(&sb, f->booking_fee);
 	sb_puts(&sb, ",\"total\":");
 	sb_int(&sb, f->total);
+	pricing_fare_book_members(&sb, f);
 	sb_puts(&sb, "},\"pickup_eta_s\":");
 	/* The nearest few by air, the quickest of them by road. */
 	double hl[8], hn[8], eta[8], dist[8];
@@ -390,6 +444,7 @@ struct pricing *pricing_new(const struct pricing_deps *d)
 					 "Fare estimates answered, by distance method (straight_line, road).", method_label);
 	if (d->http)
 		http_server_add_routes(d->http, pricing_routes, p);
+	pricing_parts_init(p);
 	return p;
 }
 
@@ -397,6 +452,7 @@ void pricing_free(struct pricing *p)
 {
 	if (!p)
 		return;
+	pricing_parts_fini(p);
 	sodium_memzero(&p->key, sizeof p->key);
 	rh_free(p);
 }

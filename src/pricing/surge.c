@@ -555,7 +555,11 @@ bool surge_recompute(struct surge *s, int64_t now)
 	if (s->deps.override_at) {
 		for (size_t ci = 0; ci < s->ncells; ci++) {
 			struct surge_override o;
-			if (!s->deps.override_at(s->deps.override_ctx, s->cells[ci].lat, s->cells[ci].lon, &o))
+			double lat[7], lon[7];
+			lat[0] = s->cells[ci].lat;
+			lon[0] = s->cells[ci].lon;
+			geo_hex_corners(&s->grid, s->cells[ci].h, lat + 1, lon + 1);
+			if (!s->deps.override_at(s->deps.override_ctx, lat, lon, &o))
 				continue;
 			for (int v = 0; v < s->nveh; v++) {
 				struct surge_val *x = surge_val_of(s, (int32_t)ci, v);
@@ -625,7 +629,7 @@ struct surge *surge_new(const struct surge_deps *d)
 	if (s->cfg->latitude != 0)
 		surge_fix_grid(s, s->cfg->latitude);
 	surge_map_rebuild(s, 0);
-	int64_t now = rh_timers_now(d->timers);
+	int64_t now = d->timers ? rh_timers_now(d->timers) : 0;
 	s->epoch = now / s->bucket_ms;
 	s->next_ms = now + s->cfg->interval_ms;
 	if (d->metrics) {

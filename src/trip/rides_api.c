@@ -312,18 +312,12 @@ static bool trip_ride_admissible_or_reply(struct http_req *req, struct trips *t,
 					 (long long)t->cfg->min_trip_m);
 		return false;
 	}
-	/* No driver of this type online near the pickup: say so now rather
-	 * than search in vain (seed 002: 503 + Retry-After). */
-	double radius = 0;
-	const struct trip_supply *sup = &t->supply;
-	if (sup->drivers_near && !sup->drivers_near(sup->ctx, a->plat, a->plng, a->vehicle, &radius)) {
-		http_reply_header(req, "Retry-After", "30");
-		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no %s driver is online within %.0f m of the pickup; retry later",
-				   a->tariff->name, radius);
+	if (!pricing_in_service_area(t->deps.pricing, a->plat, a->plng)) {
+		pricing_reply_outside_service_area(req, "pickup");
 		return false;
 	}
-	int64_t retry_ms = 0;
-	if (!ratelimit_allow(t->rl_rides, a->who.id, rh_mono_ns() / 1000000, &retry_ms)) {
+	int64_t retry_ms = 0, now = rh_mono_ns() / 1000000;
+	if (!ratelimit_allow(t->rl_rides, a->who.id, now, &retry_ms)) {
 		char secs[24];
 		snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
 		http_reply_header(req, "Retry-After", secs);
@@ -332,6 +326,18 @@ static bool trip_ride_admissible_or_reply(struct http_req *req, struct trips *t,
 		http_reply_problem(req, PROBLEM_RATE_LIMITED, ext, "too many ride requests; retry in %s s", secs);
 		const char *lv[] = { "rate_limited" };
 		metric_inc(metric_cell(t->f_requests, lv));
+		return false;
+	}
+	/* demand for surge, whether or not a driver can be found */
+	pricing_note_request(t->deps.pricing, a->plat, a->plng, a->vehicle, now);
+	/* No driver of this type online near the pickup: say so now rather
+	 * than search in vain (seed 002: 503 + Retry-After). */
+	double radius = 0;
+	const struct trip_supply *sup = &t->supply;
+	if (sup->drivers_near && !sup->drivers_near(sup->ctx, a->plat, a->plng, a->vehicle, &radius)) {
+		http_reply_header(req, "Retry-After", "30");
+		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no %s driver is online within %.0f m of the pickup; retry later",
+				   a->tariff->name, radius);
 		return false;
 	}
 	return true;
@@ -349,8 +355,13 @@ static bool trip_ride_quote_or_reply(struct http_req *req, struct trips *t, stru
 	if (qc == QUOTE_EXPIRED) {
 		char exp[32];
 		rh_format_rfc3339(q.expires_ms, exp);
-		http_reply_field_problem(req, PROBLEM_QUOTE_EXPIRED, "quote_id", NULL,
-					 "the quote expired at %s; ask GET /v1/estimate for a new one", exp);
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "field", "quote_id");
+		cJSON_AddStringToObject(ext, "reason", "quote_expired");
+		cJSON_AddStringToObject(ext, "expired_at", exp);
+		cJSON_AddNumberToObject(ext, "surge_multiplier", q.fare.surge);
+		http_reply_problem(req, PROBLEM_QUOTE_EXPIRED, ext,
+				   "the quote (surge %.2f) expired at %s; ask GET /v1/estimate for a new one", q.fare.surge, exp);
 		return false;
 	}
 	if (strcmp(q.fare.vehicle_type, a->tariff->name) != 0) {
@@ -367,6 +378,7 @@ static bool trip_ride_quote_or_reply(struct http_req *req, struct trips *t, stru
 		return false;
 	}
 	a->fare = q.fare;
+	pricing_fare_complete(t->deps.pricing, a->plat, a->plng, a->dlat, a->dlng, &a->fare);
 	return true;
 }
 
@@ -429,15 +441,17 @@ static char *trip_ride_item(const struct trips *t, const struct ride_ask *a)
 		cJSON_AddStringToObject(it, "pa", a->paddr);
 	if (a->daddr)
 		cJSON_AddStringToObject(it, "da", a->daddr);
-	cJSON_AddStringToObject(it, "cur", a->tariff->currency);
+	cJSON_AddStringToObject(it, "cur", a->fare.currency);
 	if (a->quote_id)
 		cJSON_AddStringToObject(it, "quote", a->quote_id);
 	pricing_fare_json(&a->fare, cJSON_AddObjectToObject(it, "fare"), true);
 	cJSON *pol = cJSON_AddObjectToObject(it, "policy");
 	cJSON_AddNumberToObject(pol, "cancel_grace_s", (double)tc->cancel_grace_ms / 1000.0);
-	cJSON_AddNumberToObject(pol, "cancel_fee", (double)a->tariff->cancel_fee);
+	cJSON_AddNumberToObject(pol, "cancel_fee", (double)a->fare.cancel_fee);
 	cJSON_AddNumberToObject(pol, "no_show_wait_s", (double)tc->no_show_wait_ms / 1000.0);
-	cJSON_AddNumberToObject(pol, "no_show_fee", (double)a->tariff->no_show_fee);
+	cJSON_AddNumberToObject(pol, "no_show_fee", (double)a->fare.no_show_fee);
+	cJSON_AddNumberToObject(pol, "waiting_free_s", (double)a->fare.waiting_free_s);
+	cJSON_AddNumberToObject(pol, "waiting_per_min", (double)a->fare.waiting_per_min);
 	cJSON_AddNumberToObject(pol, "fare_tolerance", tc->fare_tolerance);
 	char *json = cJSON_PrintUnformatted(it);
 	cJSON_Delete(it);
@@ -509,6 +523,11 @@ static void trip_api_request(struct http_req *req, void *ctx)
 	memset(&a, 0, sizeof a);
 	if (!auth_require_or_reply(t->deps.auth, req, ROLE_RIDER, &a.who))
 		return;
+	char unpaid[37];
+	if (pricing_payment_held(t->deps.pricing, a.who.id, unpaid)) {
+		pricing_reply_payment_required(req, unpaid);
+		return;
+	}
 	cJSON *body = trip_ride_ask_read(req, t, &a);
 	if (!body)
 		return;

@@ -138,7 +138,7 @@ def test_estimate_straight_line(daemon):
     assert f["distance"] == (156 * e["distance_m"] + 500) // 1000
     assert f["time"] == (30 * e["duration_s"] + 30) // 60
     assert f["total"] == fare_of(e)
-    assert e["quote_id"].startswith("q2.") and e["expires_at"].endswith("Z")
+    assert e["quote_id"].startswith("q3.") and e["expires_at"].endswith("Z")
     assert e["pickup_eta_s"] is None  # no driver online
     # a longer trip is above the minimum: the formula shows
     far = estimate(daemon, dropoff=(52.20, 5.25)).json()
@@ -201,10 +201,10 @@ def unb64(s):
 
 def resign(quote_id, edit):
     """Decodes a quote, applies edit to its fields, signs it again."""
-    _, body, _ = quote_id.split(".")
+    version, body, _ = quote_id.split(".")
     fields = unb64(body).decode().split("|")
     edit(fields)
-    signed = "q2." + b64("|".join(fields).encode())
+    signed = version + "." + b64("|".join(fields).encode())
     return signed + "." + b64(hashlib.blake2b(signed.encode(), key=quote_key(), digest_size=32).digest())
 
 
@@ -216,11 +216,11 @@ def test_quote_is_honoured_and_tamper_proof(daemon, pg):
     _, body, sig = e["quote_id"].split(".")
     fields = unb64(body).decode().split("|")
     fields[12] = "1"
-    forged = "q2." + b64("|".join(fields).encode()) + "." + sig
+    forged = "q3." + b64("|".join(fields).encode()) + "." + sig
     # (a signature's last two characters replaced by others: "AA", or "QA"
     # when it ends in "AA", one time in 1,024, when "AA" would be itself)
     resigned = e["quote_id"][:-2] + ("QA" if e["quote_id"].endswith("AA") else "AA")
-    for bad in (forged, "q1." + body + "." + sig, "q2.abc.def", "nonsense", resigned):
+    for bad in (forged, "q1." + body + "." + sig, "q2." + body + "." + sig, "q3.abc.def", "nonsense", resigned):
         b = problem(request_ride(daemon, rh, dropoff=(52.20, 5.25), quote_id=bad), 422, "quote-invalid")
         assert b["field"] == "quote_id"
     # expired (signed with the real key, so only the expiry is wrong)
@@ -239,15 +239,22 @@ def test_quote_is_honoured_and_tamper_proof(daemon, pg):
     assert r.status == 201, r
     t = r.json()
     assert t["fare"]["quoted"] == 1234 and t["fare"]["quote_id"] == cheap
-    # a quote of the older format (HMAC-SHA-256, given out before an upgrade)
-    # is honoured too, but only with its own MAC (refused above with q2's)
-    v1 = "q1." + b64("|".join(unb64(body).decode().split("|")[:12] + ["987"] +
-                              unb64(body).decode().split("|")[13:]).encode())
+    # a quote of the older formats (q1: HMAC-SHA-256, q2: without the
+    # pricing book's fields, given out before an upgrade) is honoured too,
+    # but only with its own MAC (refused above with q3's)
+    old = unb64(body).decode().split("|")[:19]
+    v1 = "q1." + b64("|".join(old[:12] + ["987"] + old[13:]).encode())
     v1 += "." + b64(hmac.new(quote_key(), v1.encode(), hashlib.sha256).digest())
     _, rh2 = daemon.rider_session()
     r = request_ride(daemon, rh2, dropoff=(52.2001, 5.2501), quote_id=v1)
     assert r.status == 201, r
     assert r.json()["fare"]["quoted"] == 987
+    v2 = "q2." + b64("|".join(old[:12] + ["876"] + old[13:]).encode())
+    v2 += "." + b64(hashlib.blake2b(v2.encode(), key=quote_key(), digest_size=32).digest())
+    _, rh3 = daemon.rider_session()
+    r = request_ride(daemon, rh3, dropoff=(52.2001, 5.2501), quote_id=v2)
+    assert r.status == 201, r
+    assert r.json()["fare"]["quoted"] == 876
 
 
 # ---------------------------------------------------------------- requests

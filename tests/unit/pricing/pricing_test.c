@@ -62,7 +62,7 @@ UNIT_TEST(pricing_quote_roundtrip)
 	sample(&q);
 	char id[QUOTE_ID_MAX];
 	pricing_quote_sign(&k, &q, id, sizeof id);
-	CHECK(strncmp(id, "q2.", 3) == 0);
+	CHECK(strncmp(id, "q3.", 3) == 0);
 	CHECK(pricing_quote_open(&k, id, q.expires_ms, &back) == QUOTE_OK);
 	CHECK_EQ_INT(back.fare.total, q.fare.total);
 	CHECK_EQ_INT(back.fare.distance_m, 4321);
@@ -86,12 +86,50 @@ UNIT_TEST(pricing_quote_roundtrip)
 	pricing_quote_key("another-secret-of-at-least-thirty-two", &k3);
 	CHECK(pricing_quote_open(&k2, id, 0, &back) == QUOTE_OK);
 	CHECK(pricing_quote_open(&k3, id, 0, &back) == QUOTE_INVALID);
-	/* a q1 quote (HMAC-SHA-256, given out before an upgrade) still opens;
-	 * the version fixes the MAC, so q2's MAC under q1 does not */
-	char v1[QUOTE_ID_MAX];
-	const char *dot = strrchr(id, '.');
-	size_t signed_len = (size_t)(dot - id);
-	memcpy(v1, id, signed_len);
+	/* q3 carries the pricing book's fields */
+	q.fare.tariff_version = 7;
+	q.fare.band = 1;
+	q.fare.zone_fee = 550;
+	q.fare.fixed = 5200;
+	pricing_quote_sign(&k, &q, id, sizeof id);
+	REQUIRE(pricing_quote_open(&k, id, 0, &back) == QUOTE_OK);
+	CHECK_EQ_INT(back.fare.tariff_version, 7);
+	CHECK_EQ_INT(back.fare.band, 1);
+	CHECK_EQ_INT(back.fare.zone_fee, 550);
+	CHECK_EQ_INT(back.fare.fixed, 5200);
+	/* a q1 quote (HMAC-SHA-256) and a q2 one (no book fields), given out
+	 * before an upgrade, still open, without a band; the version fixes the
+	 * MAC, so q3's MAC under q1 does not */
+	char v1[QUOTE_ID_MAX], v2[QUOTE_ID_MAX];
+	{
+		/* the q2 text: the first 19 fields */
+		const char *d0 = strrchr(id, '.');
+		unsigned char raw[400];
+		size_t rawlen = 0;
+		REQUIRE(sodium_base642bin(raw, sizeof raw, id + 3, (size_t)(d0 - id - 3), NULL, &rawlen, NULL,
+					  sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0);
+		int bars = 0;
+		size_t cut = 0;
+		for (size_t i = 0; i < rawlen && !cut; i++)
+			if (raw[i] == '|' && ++bars == 19)
+				cut = i;
+		REQUIRE(cut > 0);
+		memcpy(v2, "q2.", 3);
+		sodium_bin2base64(v2 + 3, sizeof v2 - 3, raw, cut, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		size_t sl = strlen(v2);
+		unsigned char m2[32];
+		crypto_generichash(m2, sizeof m2, (const unsigned char *)v2, sl, k.k, sizeof k.k);
+		v2[sl] = '.';
+		sodium_bin2base64(v2 + sl + 1, sizeof v2 - sl - 1, m2, sizeof m2, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		REQUIRE(pricing_quote_open(&k, v2, 0, &back) == QUOTE_OK);
+		CHECK_EQ_INT(back.fare.total, q.fare.total);
+		CHECK_EQ_INT(back.fare.tariff_version, 0);
+		CHECK_EQ_INT(back.fare.band, -1);
+		CHECK_EQ_INT(back.fare.fixed, 0);
+	}
+	const char *dot = strrchr(v2, '.');
+	size_t signed_len = (size_t)(dot - v2);
+	memcpy(v1, v2, signed_len);
 	v1[1] = '1';
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
 	crypto_auth_hmacsha256(mac, (const unsigned char *)v1, signed_len, k.k);

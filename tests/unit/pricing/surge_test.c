@@ -46,9 +46,10 @@ static bool sw_supply(void *ctx, int64_t now, void (*add)(void *, double, double
 	return true;
 }
 
-static bool sw_override(void *ctx, double lat, double lon, struct surge_override *out)
+static bool sw_override(void *ctx, const double *plat, const double *plon, struct surge_override *out)
 {
 	struct sworld *w = ctx;
+	double lat = plat[0], lon = plon[0]; /* by the cell's centre */
 	for (int i = 0; i < w->nzones; i++) {
 		if (lat >= w->zone[i].min_lat && lat <= w->zone[i].max_lat && lon >= w->zone[i].min_lon &&
 		    lon <= w->zone[i].max_lon) {
