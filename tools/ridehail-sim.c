@@ -31,6 +31,7 @@
 #include "routing/routing.h"
 #include "sim/client.h"
 #include "sim/sim.h"
+#include "sim/surge.h"
 
 #define TICK_MS 100
 #define MAX_ERRORS_SHOWN 20
@@ -136,6 +137,22 @@ static struct {
 	int iv_requests, iv_created, iv_matched, iv_completed, iv_cancelled;
 	double busy_time_iv_start;
 } S;
+
+/* Surge (docs/simulator.md, "Surge"): riders' price sensitivity, idle
+ * drivers drifting to higher multipliers, and the surge map over time. */
+static struct {
+	double sensitive;            /* share of quotes asked by a price-sensitive rider */
+	double max_lo, max_hi;       /* the most such a rider pays: uniform in [lo, hi] */
+	double drift;                /* chance per simulated minute that an idle driver looks at the map */
+	double drift_radius_m, drift_gain;
+	struct sim_surge_map map;
+	bool polling;
+	double next_poll;
+	FILE *ts, *cells;            /* surge.csv, surge_cells.csv */
+	int quotes, quotes_surged, declined, drifts;
+	double quoted_sum, max_seen;
+	int iv_quotes, iv_surged, iv_declined;
+} SG;
 
 /* ------------------------------------------------------------ clock, errors */
 
@@ -777,6 +794,202 @@ static void rider_closed(void *arg, int code, int http_status, const char *why)
 static const struct simc_ws_cbs rider_cbs = { rider_open, rider_text, rider_closed };
 
 /* POST /v1/rides answered. */
+/* ------------------------------------------------------------ surge */
+
+static bool have_gnuplot(void);
+
+/* The quote's multiplier, counted; true when the rider walks away from it
+ * (a price-sensitive rider, the multiplier above the most they pay). */
+static bool surge_rider_declines(struct rider *r, const cJSON *quote)
+{
+	double m = 1.0;
+	const cJSON *fare = cJSON_GetObjectItemCaseSensitive(quote, "fare");
+	jnum(fare, "surge_multiplier", &m);
+	SG.quotes++;
+	SG.iv_quotes++;
+	SG.quoted_sum += m;
+	if (m > 1.0 + 1e-9) {
+		SG.quotes_surged++;
+		SG.iv_surged++;
+	}
+	if (SG.sensitive <= 0 || sim_rng_unit(&r->rng) >= SG.sensitive)
+		return false;
+	if (!sim_surge_declines(m, sim_rng_range(&r->rng, SG.max_lo, SG.max_hi)))
+		return false;
+	SG.declined++;
+	SG.iv_declined++;
+	return true;
+}
+
+/* An idle driver drifts: now and then (--surge-drift per simulated
+ * minute) it looks at the surge map and heads for the highest cell within
+ * reach that beats its own. */
+static void surge_drift(struct driver *d, double dt)
+{
+	if (SG.drift <= 0 || d->moving || sim_rng_unit(&d->rng) >= SG.drift * dt / 60.0)
+		return;
+	int c = sim_surge_drift_target(&SG.map, d->lat, d->lon, SG.drift_radius_m, SG.drift_gain);
+	if (c < 0)
+		return;
+	if (drive_to_route(d, SG.map.cell[c].lat, SG.map.cell[c].lon, MODE_IDLE, false))
+		SG.drifts++;
+}
+
+static void surge_polled(void *arg, const struct simc_reply *rep)
+{
+	(void)arg;
+	SG.polling = false;
+	if (rep->status != 200 || !sim_surge_map_parse(&SG.map, rep->body)) {
+		protocol_error("GET /v1/surge/cells: %d %.200s", rep->status, rep->body);
+		return;
+	}
+	size_t surged;
+	double max, mean;
+	sim_surge_map_stats(&SG.map, &surged, &max, &mean);
+	if (max > SG.max_seen)
+		SG.max_seen = max;
+	if (SG.ts)
+		fprintf(SG.ts, "%.0f,%zu,%zu,%.2f,%.3f,%d,%d,%d\n", S.now, SG.map.n, surged, max, mean, SG.iv_quotes,
+			SG.iv_surged, SG.iv_declined);
+	SG.iv_quotes = SG.iv_surged = SG.iv_declined = 0;
+	for (size_t i = 0; SG.cells && i < SG.map.n; i++) {
+		const struct sim_cell *c = &SG.map.cell[i];
+		fprintf(SG.cells, "%.0f,%s,%.6f,%.6f,%.2f,%d,%d\n", S.now, c->id, c->lat, c->lon, c->m, c->demand,
+			c->supply);
+	}
+}
+
+/* The surge map every --interval (the drivers' and the report's). */
+static void surge_tick(void)
+{
+	if (SG.polling || S.now < SG.next_poll)
+		return;
+	SG.next_poll = S.now + S.interval;
+	SG.polling = true;
+	simc_http(S.pool, "GET", "/v1/surge/cells?vehicle_type=standard", NULL, NULL, NULL, surge_polled, NULL);
+}
+
+static void surge_open_files(void)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/surge.csv", S.out_dir);
+	SG.ts = fopen(path, "w");
+	snprintf(path, sizeof path, "%s/surge_cells.csv", S.out_dir);
+	SG.cells = fopen(path, "w");
+	if (SG.ts)
+		fprintf(SG.ts, "t_s,cells,surged_cells,max_multiplier,mean_multiplier,quotes,quotes_surged,declined\n");
+	if (SG.cells)
+		fprintf(SG.cells, "t_s,cell,lat,lon,multiplier,demand,supply\n");
+}
+
+/* summary.json's "surge" member. */
+static void surge_summary(char *out, size_t cap)
+{
+	snprintf(out, cap,
+		 "  \"surge\": {\"quotes\": %d, \"quotes_surged\": %d, \"quotes_surged_pct\": %.2f, "
+		 "\"mean_quoted_multiplier\": %.3f, \"max_multiplier\": %.2f, \"declined\": %d, \"drifts\": %d, "
+		 "\"price_sensitive\": %g, \"max_accepted\": [%g, %g], \"drift_per_min\": %g}",
+		 SG.quotes, SG.quotes_surged, SG.quotes ? 100.0 * SG.quotes_surged / SG.quotes : 0,
+		 SG.quotes ? SG.quoted_sum / SG.quotes : 1.0, SG.max_seen > 1 ? SG.max_seen : 1.0, SG.declined, SG.drifts,
+		 SG.sensitive, SG.max_lo, SG.max_hi, SG.drift);
+}
+
+/* surge.png (the multipliers over time) and surge_map.png (each cell at
+ * the highest multiplier it reached), from surge.csv and surge_cells.csv. */
+static void surge_write_plots(void)
+{
+	if (SG.ts)
+		fflush(SG.ts);
+	if (SG.cells)
+		fflush(SG.cells);
+	/* each cell's hexagon at its highest multiplier, for the map */
+	char path[4200];
+	snprintf(path, sizeof path, "%s/surge_hex.csv", S.out_dir);
+	FILE *hex = fopen(path, "w");
+	snprintf(path, sizeof path, "%s/surge_cells.csv", S.out_dir);
+	FILE *in = fopen(path, "r");
+	if (hex && in) {
+		/* the last map's ring per cell id, at the highest multiplier seen */
+		char line[256];
+		struct sim_surge_map best;
+		sim_surge_map_init(&best);
+		if (fgets(line, sizeof line, in)) {
+			while (fgets(line, sizeof line, in)) {
+				char id[28];
+				double t, lat, lon, m;
+				if (sscanf(line, "%lf,%27[^,],%lf,%lf,%lf", &t, id, &lat, &lon, &m) != 5)
+					continue;
+				size_t k;
+				for (k = 0; k < best.n && strcmp(best.cell[k].id, id) != 0; k++)
+					;
+				if (k == best.n) {
+					if (best.n == best.cap) {
+						best.cap = best.cap ? 2 * best.cap : 256;
+						best.cell = rh_realloc(best.cell, best.cap * sizeof *best.cell);
+					}
+					memset(&best.cell[k], 0, sizeof best.cell[k]);
+					snprintf(best.cell[k].id, sizeof best.cell[k].id, "%s", id);
+					best.n++;
+				}
+				if (m >= best.cell[k].m) {
+					best.cell[k].m = m;
+					best.cell[k].lat = lat;
+					best.cell[k].lon = lon;
+				}
+			}
+		}
+		for (size_t k = 0; k < best.n; k++) {
+			/* the ring, if the last map still had the cell; else a
+			 * hexagon of the grid's size around its centre */
+			const struct sim_cell *c = NULL;
+			for (size_t i = 0; i < SG.map.n && !c; i++)
+				if (!strcmp(SG.map.cell[i].id, best.cell[k].id))
+					c = &SG.map.cell[i];
+			for (int i = 0; i <= 6; i++) {
+				double lat = c ? c->ring_lat[i % 6] : best.cell[k].lat + 0.0127 * sin((30 + 60 * (i % 6)) * M_PI / 180);
+				double lon = c ? c->ring_lon[i % 6] : best.cell[k].lon + 0.0168 * cos((30 + 60 * (i % 6)) * M_PI / 180);
+				fprintf(hex, "%.6f,%.6f,%.2f\n", lon, lat, best.cell[k].m);
+			}
+			fprintf(hex, "\n");
+		}
+		sim_surge_map_fini(&best);
+	}
+	if (in)
+		fclose(in);
+	if (hex)
+		fclose(hex);
+	snprintf(path, sizeof path, "%s/surge.gp", S.out_dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fprintf(f,
+		"# gnuplot script written by ridehail-sim; run from this directory: gnuplot surge.gp\n"
+		"set datafile separator ','\nset terminal pngcairo size 900,520 noenhanced\nset key top left\nset grid\n"
+		"set output 'surge.png'\nset title 'Surge over time (GET /v1/surge/cells every %.0f s)'\n"
+		"set xlabel 'simulated s'\nset ylabel 'multiplier'\nset y2label 'cells'\nset ytics nomirror\n"
+		"set y2tics\nset yrange [1:*]\n"
+		"plot 'surge.csv' every ::1 using 1:4 with lines lw 2 title 'highest multiplier', "
+		"'' every ::1 using 1:5 with lines lw 2 title 'mean over cells', "
+		"'' every ::1 using 1:3 axes x1y2 with steps title 'cells above 1'\n"
+		"unset y2tics\nunset y2label\nset yrange [*:*]\n"
+		"set terminal pngcairo size 1100,800 noenhanced\nset output 'surge_map.png'\n"
+		"set title 'Surge per cell: the highest multiplier each reached, with the pickups'\n"
+		"set xlabel 'lon'\nset ylabel 'lat'\nset size ratio -1\nset xrange [%.5f:%.5f]\nset yrange [%.5f:%.5f]\n"
+		"set format x '%%.3f'\nset xtics rotate by -45\nset key below\n"
+		"set palette defined (1 '#f7f7f7', 1.5 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\nset cbrange [1:*]\n"
+		"set cblabel 'multiplier'\n"
+		"plot 'surge_hex.csv' using 1:2:3 with filledcurves closed fillcolor palette z notitle, "
+		"'trips.csv' every ::1 using 7:6 with points pt 7 ps 0.3 lc rgb '#333333' title 'pickups'\n",
+		S.interval, S.box.min_lon, S.box.max_lon, S.box.min_lat, S.box.max_lat);
+	fclose(f);
+	if (!have_gnuplot())
+		return;
+	char cmd[4300];
+	snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot surge.gp 2> surge_plots.log", S.out_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "sim: gnuplot failed on surge.gp (see %s/surge_plots.log)\n", S.out_dir);
+}
+
 static void rider_posted(void *arg, const struct simc_reply *rep)
 {
 	struct rider *r = arg;
@@ -822,6 +1035,12 @@ static void rider_quoted(void *arg, const struct simc_reply *rep)
 		if (rep->status != 422)
 			protocol_error("rider %d: GET /v1/estimate: %d %.200s", r->idx, rep->status, rep->body);
 		rec->outcome = SIM_OUT_NO_QUOTE;
+		cJSON_Delete(j);
+		rider_free(r);
+		return;
+	}
+	if (surge_rider_declines(r, j)) {
+		rec->outcome = SIM_OUT_DECLINED;
 		cJSON_Delete(j);
 		rider_free(r);
 		return;
@@ -954,6 +1173,7 @@ static void drv_tick(struct driver *d, double dt)
 		}
 		break;
 	case D_IDLE:
+		surge_drift(d, dt);
 		if (S.cruise && !d->moving && sim_rng_unit(&d->rng) < dt / 60.0)
 			drv_cruise(d);
 		break;
@@ -989,6 +1209,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		sample();
 		S.next_sample += S.interval;
 	}
+	surge_tick();
 	double wall = (double)rh_mono_ns() / 1e9;
 	if (wall >= S.next_progress_wall) {
 		progress(false);
@@ -1154,7 +1375,8 @@ static void write_trips_csv(void)
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return;
-	static const char *const out[] = { "pending", "no_quote", "refused", "no_rider", "completed", "cancelled" };
+	static const char *const out[] = { "pending", "no_quote", "refused", "no_rider", "completed", "cancelled",
+					   "declined" };
 	fprintf(f, "t_request,outcome,time_to_match_s,pickup_wait_s,trip_time_s,pickup_lat,pickup_lon,cancel_reason\n");
 	for (size_t i = 0; i < S.nrecs; i++) {
 		const struct sim_trip_rec *r = &S.recs[i];
@@ -1237,15 +1459,16 @@ static void finish(void)
 	struct sim_report rep;
 	sim_report_compute(S.recs, S.nrecs, acc, (size_t)S.ndrivers, S.protocol_errors, S.breaches, &rep);
 	rh_free(acc);
-	char extra[2048], path[4096];
+	char extra[3072], path[4096], sg[512];
+	surge_summary(sg, sizeof sg);
 	snprintf(extra, sizeof extra,
 		 "  \"run\": {\"seed\": %llu, \"drivers\": %d, \"riders\": %d, \"duration_s\": %.0f, \"drain_s\": %.0f, "
 		 "\"speed\": %g, \"demand\": \"%s\", \"demand_rows\": %zu, \"demand_mult\": %d, \"map\": %s, "
 		 "\"simulated_s\": %.1f, \"login_retries\": %d, \"straight_line_fallbacks\": %d},\n"
-		 "  \"driver_location_msgs\": %zu,\n  \"track_distance_m\": {\"p50\": %.1f, \"p95\": %.1f}",
+		 "  \"driver_location_msgs\": %zu,\n  \"track_distance_m\": {\"p50\": %.1f, \"p95\": %.1f},\n%s",
 		 (unsigned long long)S.seed, S.ndrivers, S.nriders, S.duration, S.drain, S.speed, S.demand, S.dem.n,
 		 S.demand_mult, S.routing ? "true" : "false", S.now, S.login_retries, S.route_fail, S.ntrack,
-		 sim_percentile(S.track, S.ntrack, 50), sim_percentile(S.track, S.ntrack, 95));
+		 sim_percentile(S.track, S.ntrack, 50), sim_percentile(S.track, S.ntrack, 95), sg);
 	snprintf(path, sizeof path, "%s/summary.json", S.out_dir);
 	FILE *f = fopen(path, "w");
 	if (f) {
@@ -1256,6 +1479,7 @@ static void finish(void)
 	fflush(S.pos);
 	write_trips_csv();
 	write_plots();
+	surge_write_plots();
 	sim_report_write_json(&rep, stdout, extra);
 	fprintf(stderr, "sim: report in %s (summary.json, timeseries.csv, trips.csv, positions.csv, *.png)\n", S.out_dir);
 	if (rep.protocol_errors || rep.invariant_breaches) {
@@ -1295,6 +1519,7 @@ static void usage(void)
 		"         [--map FILE] [--bbox minlon,minlat,maxlon,maxlat] [--margin 200] [--kmh 25] [--traffic 0.8]\n"
 		"         [--ping 4] [--ping-jitter 1] [--accept 0.9] [--ignore 0.03] [--accept-delay 3] [--board 20]\n"
 		"         [--patience 420] [--cruise] [--interval 30] [--http-conns 8] [--out DIR] [--quiet] [--dry-run]\n"
+		"         [--price-sensitive 0] [--max-surge 1.3,2.5] [--surge-drift 0] [--drift-radius 3000] [--drift-gain 0.2]\n"
 		"See docs/simulator.md.\n");
 	exit(2);
 }
@@ -1323,8 +1548,35 @@ static char *read_token_file(const char *path)
 	return buf[0] ? rh_strdup(buf) : NULL;
 }
 
+/* --price-sensitive P, --max-surge LO,HI, --surge-drift P,
+ * --drift-radius M, --drift-gain G. */
+static bool surge_arg(const char *a, const char *v)
+{
+	if (!strcmp(a, "--price-sensitive")) {
+		SG.sensitive = num_arg(a, v, 0, 1);
+	} else if (!strcmp(a, "--max-surge")) {
+		if (sscanf(v, "%lf,%lf", &SG.max_lo, &SG.max_hi) != 2 || SG.max_lo < 1 || SG.max_hi < SG.max_lo) {
+			fprintf(stderr, "ridehail-sim: --max-surge wants LO,HI with 1 <= LO <= HI\n");
+			exit(2);
+		}
+	} else if (!strcmp(a, "--surge-drift")) {
+		SG.drift = num_arg(a, v, 0, 60);
+	} else if (!strcmp(a, "--drift-radius")) {
+		SG.drift_radius_m = num_arg(a, v, 100, 1e5);
+	} else if (!strcmp(a, "--drift-gain")) {
+		SG.drift_gain = num_arg(a, v, 0, 10);
+	} else {
+		return false;
+	}
+	return true;
+}
+
 static void parse_args(int argc, char **argv)
 {
+	SG.max_lo = 1.3;
+	SG.max_hi = 2.5;
+	SG.drift_radius_m = 3000;
+	SG.drift_gain = 0.2;
 	snprintf(S.host, sizeof S.host, "127.0.0.1");
 	S.port = 8080;
 	S.ndrivers = 20;
@@ -1373,6 +1625,8 @@ static void parse_args(int argc, char **argv)
 			usage();
 		}
 		i++;
+		if (surge_arg(a, v))
+			continue;
 		if (!strcmp(a, "--addr")) {
 			const char *c = strrchr(v, ':');
 			if (!c || (size_t)(c - v) >= sizeof S.host)
@@ -1626,6 +1880,7 @@ int main(int argc, char **argv)
 	fprintf(S.ts, "t_s,requests,created,matched,completed,cancelled,drivers_idle,drivers_busy,utilisation,"
 		      "riders_waiting,protocol_errors\n");
 	fprintf(S.pos, "t_s,driver,lat,lon,state\n");
+	surge_open_files();
 
 	S.base = event_base_new();
 	S.pool = simc_pool_new(S.base, S.host, S.port, S.http_conns);
@@ -1675,6 +1930,11 @@ int main(int argc, char **argv)
 		fclose(S.ts);
 	if (S.pos)
 		fclose(S.pos);
+	if (SG.ts)
+		fclose(SG.ts);
+	if (SG.cells)
+		fclose(SG.cells);
+	sim_surge_map_fini(&SG.map);
 	rh_free(S.drv);
 	rh_free(S.rid);
 	rh_free(S.recs);

@@ -132,6 +132,7 @@ enum sim_outcome {
 	SIM_OUT_NO_RIDER,         /* every simulated rider was busy */
 	SIM_OUT_COMPLETED,
 	SIM_OUT_CANCELLED,
+	SIM_OUT_DECLINED,         /* the rider walked away from a surged quote */
 };
 
 /* One rider request, times in simulated seconds, < 0 when not reached. */
@@ -152,6 +153,7 @@ struct sim_driver_acc {
 
 struct sim_report {
 	int requests, no_quote, refused, no_rider, created, matched, arrived, completed, cancelled, pending;
+	int declined;             /* surged quotes a price-sensitive rider walked away from */
 	double matched_pct;       /* matched / created */
 	int nreasons;
 	char reason[SIM_MAX_REASONS][48];

@@ -1,5 +1,5 @@
 # The simulator (bin/ridehail-sim, tools/ridehail-sim.c): its client for the
 # public protocol and its pure parts (demand, movement, report) live in the
 # library, so the unit tests can reach them.
-LIB_SRCS += src/sim/client.c src/sim/sim.c
+LIB_SRCS += src/sim/client.c src/sim/sim.c src/sim/surge.c
 TOOLS += ridehail-sim

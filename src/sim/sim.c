@@ -533,6 +533,7 @@ void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct si
 		case SIM_OUT_NO_QUOTE: out->no_quote++; continue;
 		case SIM_OUT_REFUSED: out->refused++; continue;
 		case SIM_OUT_NO_RIDER: out->no_rider++; continue;
+		case SIM_OUT_DECLINED: out->declined++; continue;
 		case SIM_OUT_COMPLETED: out->completed++; break;
 		case SIM_OUT_CANCELLED: out->cancelled++; break;
 		case SIM_OUT_PENDING: out->pending++; break;
@@ -604,9 +605,9 @@ void sim_report_write_json(const struct sim_report *r, FILE *f, const char *extr
 	fprintf(f,
 		"  \"requests\": %d,\n  \"no_quote\": %d,\n  \"refused\": %d,\n  \"no_rider\": %d,\n  \"created\": %d,\n"
 		"  \"matched\": %d,\n  \"matched_pct\": %.2f,\n  \"arrived\": %d,\n  \"completed\": %d,\n"
-		"  \"cancelled\": %d,\n  \"pending_at_end\": %d,\n  \"cancelled_by_reason\": {",
+		"  \"cancelled\": %d,\n  \"pending_at_end\": %d,\n  \"declined\": %d,\n  \"cancelled_by_reason\": {",
 		r->requests, r->no_quote, r->refused, r->no_rider, r->created, r->matched, r->matched_pct, r->arrived,
-		r->completed, r->cancelled, r->pending);
+		r->completed, r->cancelled, r->pending, r->declined);
 	for (int i = 0; i < r->nreasons; i++)
 		fprintf(f, "%s\"%s\": %d", i ? ", " : "", r->reason[i], r->reason_count[i]);
 	fprintf(f,

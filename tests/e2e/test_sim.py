@@ -49,7 +49,7 @@ def check_sane(r, s, planned_min=1):
     assert s["protocol_errors"] == 0 and s["invariant_breaches"] == 0, s
     assert s["requests"] >= planned_min, s
     assert s["requests"] == (s["no_quote"] + s["refused"] + s["no_rider"] + s["completed"] + s["cancelled"]
-                             + s["pending_at_end"]), s
+                             + s["pending_at_end"] + s["declined"]), s
     assert s["created"] >= 1 and s["matched"] >= 1 and s["completed"] >= 1, s
     assert s["matched"] <= s["created"] and s["completed"] <= s["matched"], s
     assert abs(s["accepts"] - s["matched"]) <= 1, s  # each assignment is the rider's match (one may be in flight at the end)
@@ -138,3 +138,31 @@ def test_sim_plan_is_deterministic(tmp_path):
     assert 200 < len(rows) < 400  # Poisson(100) x 3
     times = [float(r.split(",")[0]) for r in rows]
     assert times == sorted(times) and 0 <= times[0] and times[-1] < 700
+
+
+def test_sim_surge_price_sensitive_riders_and_drifting_drivers(make_daemon, pg, tmp_path):
+    """Few drivers for much demand, surge recomputed every second: quotes
+    carry multipliers above 1, price-sensitive riders walk away from some
+    (declined: nothing is requested for them), idle drivers drift towards
+    the surging cells, and the report has the surge over time and per cell."""
+    d = make_daemon(env=dict(FAST_DAEMON, RIDEHAIL_SURGE_INTERVAL="1s", RIDEHAIL_SURGE_WINDOW="30s",
+                             RIDEHAIL_SURGE_MIN_DWELL="0s", RIDEHAIL_SURGE_QUOTE_TTL="5s"))
+    out = tmp_path / "sim"
+    r, s = run_sim(d, out, "--bbox", BOX, "--drivers", 3, "--riders", 40, "--duration", 240, "--drain", 60,
+                   "--speed", 8, "--seed", 4, "--demand", "hotspots", "--rate", 900, "--hotspots", 1,
+                   "--hotspot-sigma", 150, "--patience", 300, "--kmh", 30, "--interval", 10,
+                   "--price-sensitive", "0.5", "--max-surge", "1.0,1.4", "--surge-drift", "6", "--drift-radius", "5000",
+                   "--drift-gain", "0.01")
+    check_sane(r, s, planned_min=20)
+    g = s["surge"]
+    assert g["quotes"] >= 20 and g["quotes_surged"] >= 1 and g["max_multiplier"] > 1.0, g
+    assert 1 <= s["declined"] == g["declined"] <= g["quotes_surged"], (s["declined"], g)
+    # nobody requested a ride after walking away: the database has no more trips than were created
+    assert sum(db_trips(pg, d).values()) == s["created"]
+    lines = (out / "surge.csv").read_text().splitlines()
+    assert lines[0] == "t_s,cells,surged_cells,max_multiplier,mean_multiplier,quotes,quotes_surged,declined"
+    assert len(lines) >= 10 and max(float(x.split(",")[3]) for x in lines[1:]) > 1.0
+    cells = (out / "surge_cells.csv").read_text().splitlines()
+    assert cells[0] == "t_s,cell,lat,lon,multiplier,demand,supply" and len(cells) > 1
+    assert (out / "surge.gp").exists() and (out / "surge_hex.csv").exists()
+    assert "declined" in (out / "trips.csv").read_text()
