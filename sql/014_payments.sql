@@ -3,8 +3,8 @@
 -- A trip that completes (its final fare) or is cancelled with a fee gets a
 -- payment in the same transaction, with an idempotency key for the
 -- provider and a payment.requested event (its own aggregate: the payment,
--- correlated with the trip); a trigger on trips writes both, so no path
--- that ends a trip can skip it. The provider answers on
+-- correlated with the trip); a trigger on the trip's ending event writes
+-- both, so no path that ends a trip can skip it. The provider answers on
 -- POST /v1/payments/{trip_id}/result (signed; src/pricing/payments.c):
 -- payment_result() records payment.succeeded or payment.failed, once per
 -- provider event, and a rider with a failed payment not yet cleared is held
@@ -67,24 +67,31 @@ BEGIN
 END
 $$;
 
--- A trip that ends with money owed: its payment and payment.requested.
+-- A trip that ends with money owed: its payment and payment.requested,
+-- written when the trip's trip.finished or trip.cancelled row is (a trigger
+-- on outbox: every path that ends a trip writes one of them, in its
+-- transaction; the trip row is already updated by then). The payment's
+-- event comes after the trip's in id order, so a consumer reading the
+-- outbox in order sees the trip end first.
 CREATE FUNCTION trip_payment_request() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
+    t trips;
     amt bigint;
     p payments;
 BEGIN
-    amt := CASE WHEN NEW.state = 'COMPLETED' THEN NEW.fare_final ELSE NEW.cancel_fee END;
-    IF amt IS NULL OR amt <= 0 THEN
+    SELECT * INTO t FROM trips WHERE id = NEW.aggregate_id;
+    amt := CASE WHEN NEW.event_type = 'trip.finished' THEN t.fare_final ELSE t.cancel_fee END;
+    IF t.id IS NULL OR amt IS NULL OR amt <= 0 THEN
         RETURN NULL;
     END IF;
     INSERT INTO payments (trip_id, rider_id, kind, idempotency_key, amount, currency)
-    VALUES (NEW.id, NEW.rider_id, CASE WHEN NEW.state = 'COMPLETED' THEN 'fare' ELSE 'cancellation_fee' END,
-            'pay_' || replace(NEW.id::text, '-', ''), amt, NEW.currency)
+    VALUES (t.id, t.rider_id, CASE WHEN NEW.event_type = 'trip.finished' THEN 'fare' ELSE 'cancellation_fee' END,
+            'pay_' || replace(t.id::text, '-', ''), amt, t.currency)
     ON CONFLICT (trip_id) DO NOTHING
     RETURNING * INTO p;
     IF p.id IS NOT NULL THEN
         INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('payment.requested', 'ridehaild', NEW.id, p.id, 1, jsonb_build_object(
+        VALUES ('payment.requested', 'ridehaild', t.id, p.id, 1, jsonb_build_object(
             'payment_id', p.id, 'trip_id', p.trip_id, 'rider_id', p.rider_id, 'kind', p.kind,
             'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
             'requested_at', rh_ts(p.requested_at)));
@@ -93,8 +100,8 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER trips_payment_request AFTER UPDATE OF state ON trips FOR EACH ROW
-    WHEN (NEW.state IN ('COMPLETED', 'CANCELLED') AND OLD.state IS DISTINCT FROM NEW.state)
+CREATE TRIGGER outbox_payment_request AFTER INSERT ON outbox FOR EACH ROW
+    WHEN (NEW.event_type IN ('trip.finished', 'trip.cancelled'))
     EXECUTE FUNCTION trip_payment_request();
 
 -- A provider's result for the trip's payment. p_event: the provider's id of

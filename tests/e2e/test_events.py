@@ -37,7 +37,8 @@ def tail(nats, *args, idle="1500ms"):
 
 
 def outbox_rows(pg, d):
-    return pg.query(d.db, "SELECT event_id::text, aggregate_id::text, aggregate_seq, event_type FROM outbox ORDER BY id")
+    return pg.query(d.db, "SELECT event_id::text, aggregate_id::text, aggregate_seq, event_type, correlation_id::text"
+                          " FROM outbox ORDER BY id")
 
 
 def unpublished(pg, d):
@@ -66,9 +67,11 @@ def check_stream(pg, d, nats):
     assert set(ids) == set(want)
     last = {}
     for e in got:
-        _, agg, seq, etype = want[e["event_id"]]
-        assert e["event_type"] == etype and e["correlation_id"] == agg
-        assert seq == last.get(agg, 0) + 1, f"trip {agg}: event {seq} after {last.get(agg, 0)}"
+        _, agg, seq, etype, corr = want[e["event_id"]]
+        # (a trip's events are its aggregate and correlate with it; a
+        # payment's are the payment's and correlate with its trip)
+        assert e["event_type"] == etype and e["correlation_id"] == corr
+        assert seq == last.get(agg, 0) + 1, f"aggregate {agg}: event {seq} after {last.get(agg, 0)}"
         last[agg] = seq
         errs = violations("outbox-event.schema.json", e)
         assert not errs, (e, errs)
@@ -106,10 +109,14 @@ def test_full_trips_on_the_stream_once_in_order_schema_valid(make_daemon, pg, na
     d = make_daemon(env=relay_env(nats))
     tid, t2 = full_trip(d, pg)
     got = check_stream(pg, d, nats)
-    mine = [e["event_type"] for e in got if e["correlation_id"] == tid]
+    agg = {r[0]: r[1] for r in outbox_rows(pg, d)}
+    mine = [e["event_type"] for e in got if agg[e["event_id"]] == tid]
     assert mine == ["trip.requested", "price.calculated", "trip.accepted", "trip.driver_arrived", "trip.started",
                     "trip.finished", "price.calculated", "rating.submitted", "rating.submitted"]
-    assert [e["event_type"] for e in got if e["correlation_id"] == t2][-1] == "trip.cancelled"
+    # the completed trip's payment, its own aggregate, correlated with the trip
+    assert [e["event_type"] for e in got if e["correlation_id"] == tid and agg[e["event_id"]] != tid] == \
+        ["payment.requested"]
+    assert [e["event_type"] for e in got if agg[e["event_id"]] == t2][-1] == "trip.cancelled"
     for e in got:
         validator(f"{e['event_type']}.v{e['event_version']}.schema.json").validate(e)
     # one subject per event type
