@@ -33,8 +33,11 @@ geo_hex geo_hex_of(const struct geo_hexgrid *g, double lat, double lon)
 	double fq = HEX_SQRT3 / 3.0 * x - y / 3.0;
 	double fr = 2.0 / 3.0 * y;
 	double fs = -fq - fr;
-	/* cube rounding: round all three, then fix the one that moved most */
-	double q = nearbyint(fq), r = nearbyint(fr), s = nearbyint(fs);
+	/* cube rounding: round all three (halves away from zero, a truncating
+	 * conversion: nearbyint() is a call without -msse4.1), then fix the one
+	 * that moved most */
+	double q = (double)(int64_t)(fq + (fq < 0 ? -0.5 : 0.5)), r = (double)(int64_t)(fr + (fr < 0 ? -0.5 : 0.5)),
+	       s = (double)(int64_t)(fs + (fs < 0 ? -0.5 : 0.5));
 	double dq = fabs(q - fq), dr = fabs(r - fr), ds = fabs(s - fs);
 	if (dq > dr && dq > ds)
 		q = -r - s;

@@ -47,10 +47,15 @@ struct surge {
 	struct surge_cell *cells;
 	struct surge_val *vals;
 	size_t ncells, cap;
-	/* the map from cell to index: open addressing, linear probing */
-	uint64_t *keys;
-	int32_t *idx;
+	/* the map from cell to index: open addressing, linear probing (a
+	 * slot's key and index side by side: one cache line a probe) */
+	struct surge_slot {
+		uint64_t key;
+		int64_t idx; /* -1: empty */
+	} *slots;
 	size_t mcap;
+	double *nx;        /* the smoothing pass's candidates of one vehicle type, by cell */
+	size_t nx_cap;
 	int64_t epoch;     /* demand bucket of the latest time seen */
 	int64_t bucket_ms;
 	/* the smoothing heap (scratch) */
@@ -113,10 +118,11 @@ static int32_t surge_find(const struct surge *s, geo_hex h)
 		return -1;
 	size_t mask = s->mcap - 1;
 	for (size_t i = surge_hash(h) & mask;; i = (i + 1) & mask) {
-		if (s->idx[i] < 0)
+		const struct surge_slot *x = &s->slots[i];
+		if (x->idx < 0)
 			return -1;
-		if (s->keys[i] == h)
-			return s->idx[i];
+		if (x->key == h)
+			return (int32_t)x->idx;
 	}
 }
 
@@ -124,10 +130,10 @@ static void surge_map_put(struct surge *s, geo_hex h, int32_t v)
 {
 	size_t mask = s->mcap - 1;
 	size_t i = surge_hash(h) & mask;
-	while (s->idx[i] >= 0)
+	while (s->slots[i].idx >= 0)
 		i = (i + 1) & mask;
-	s->keys[i] = h;
-	s->idx[i] = v;
+	s->slots[i].key = h;
+	s->slots[i].idx = v;
 }
 
 /* The map rebuilt for the cells as they are (after growth or drops), and
@@ -138,14 +144,12 @@ static void surge_map_rebuild(struct surge *s, size_t want)
 	while (cap < want * 2)
 		cap *= 2;
 	if (cap != s->mcap) {
-		rh_free(s->keys);
-		rh_free(s->idx);
+		rh_free(s->slots);
 		s->mcap = cap;
-		s->keys = rh_malloc(cap * sizeof *s->keys);
-		s->idx = rh_malloc(cap * sizeof *s->idx);
+		s->slots = rh_malloc(cap * sizeof *s->slots);
 	}
 	for (size_t i = 0; i < s->mcap; i++)
-		s->idx[i] = -1;
+		s->slots[i].idx = -1;
 	for (size_t c = 0; c < s->ncells; c++)
 		surge_map_put(s, s->cells[c].h, (int32_t)c);
 	for (size_t c = 0; c < s->ncells; c++) {
@@ -404,44 +408,76 @@ static bool surge_heap_pop(struct surge *s, double *key, int32_t *c)
 	return true;
 }
 
+/* The smoothing pass's array holds every cell (made ones too). */
+static void surge_nx_fit(struct surge *s)
+{
+	if (s->ncells <= s->nx_cap)
+		return;
+	s->nx_cap = s->ncells * 2;
+	s->nx = rh_realloc(s->nx, s->nx_cap * sizeof *s->nx);
+}
+
 /* Neighbours never differ by more than d: from the highest cell down, each
  * neighbour is raised to at least its neighbour minus d (a cell not tracked
  * yet is made when that is above 1). Popping in decreasing order settles
- * each cell once, as in Dijkstra's algorithm. */
+ * each cell once, as in Dijkstra's algorithm; only cells that would raise a
+ * neighbour enter the heap, so a smooth map costs one look at each cell's
+ * six neighbours. The candidates of the vehicle type are copied into one
+ * dense array for the pass (the values are 88 bytes apart). */
 static void surge_smooth(struct surge *s, int v)
 {
-	double d = s->cfg->neighbour_max_diff;
+	const double d = s->cfg->neighbour_max_diff, eps = 1e-9;
+	surge_nx_fit(s);
+	double *nx = s->nx;
+	size_t n0 = s->ncells;
+	for (size_t c = 0; c < n0; c++)
+		nx[c] = surge_val_of(s, (int32_t)c, v)->next;
 	s->hn = 0;
-	for (size_t c = 0; c < s->ncells; c++) {
-		double x = surge_val_of(s, (int32_t)c, v)->next;
-		if (x > 1.0 + d + 1e-9)
-			surge_heap_push(s, x, (int32_t)c);
+	for (size_t c = 0; c < n0; c++) {
+		double x = nx[c];
+		if (x <= 1.0 + d + eps)
+			continue;
+		const int32_t *nb = s->cells[c].nb;
+		double lift = x - d - eps;
+		for (int k = 0; k < 6; k++) {
+			if (nb[k] < 0 || nx[nb[k]] < lift) {
+				surge_heap_push(s, x, (int32_t)c);
+				break;
+			}
+		}
 	}
 	double key;
 	int32_t c;
 	while (surge_heap_pop(s, &key, &c)) {
-		if (key < surge_val_of(s, c, v)->next - 1e-9)
+		if (key < s->nx[c] - eps)
 			continue; /* raised since it was pushed: a later entry has it */
 		double lift = surge_round2(key - d);
-		if (lift <= 1.0 + 1e-9)
+		if (lift <= 1.0 + eps)
 			continue;
 		geo_hex nbh[6];
-		geo_hex_neighbours(s->cells[c].h, nbh);
+		bool have_nbh = false;
 		for (int k = 0; k < 6; k++) {
 			int32_t n = s->cells[c].nb[k];
 			if (n < 0) {
+				if (!have_nbh) {
+					geo_hex_neighbours(s->cells[c].h, nbh);
+					have_nbh = true;
+				}
 				n = surge_cell_get(s, nbh[k]); /* may move cells and vals */
 				if (n < 0)
 					continue;
+				surge_nx_fit(s);
+				s->nx[n] = 1.0; /* a new cell's candidate */
 			}
-			struct surge_val *nv = surge_val_of(s, n, v);
-			if (nv->next < lift - 1e-9) {
-				nv->next = lift;
-				if (lift > 1.0 + d + 1e-9)
+			if (s->nx[n] < lift - eps) {
+				s->nx[n] = lift;
+				if (lift > 1.0 + d + eps)
 					surge_heap_push(s, lift, n);
 			}
 		}
 	}
+	for (size_t i = 0; i < s->ncells; i++)
+		surge_val_of(s, (int32_t)i, v)->next = s->nx[i];
 }
 
 /* A value worth telling: moved enough since the last event, and not told
@@ -671,8 +707,8 @@ void surge_free(struct surge *s)
 	rh_timer_free(s->timer);
 	rh_free(s->cells);
 	rh_free(s->vals);
-	rh_free(s->keys);
-	rh_free(s->idx);
+	rh_free(s->slots);
+	rh_free(s->nx);
 	rh_free(s->hkey);
 	rh_free(s->hval);
 	rh_free(s->changes);
