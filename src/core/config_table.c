@@ -538,7 +538,7 @@ static const struct cfg_section webhooks_section = {
 };
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
-	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
+	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use. Each is written to the pricing book as its type's tariff (a new version when it changes) until an operator writes one through the admin API; then the database's stands (docs/pricing.md).",
 	.max_instances = TARIFF_MAX, .instance_size = sizeof(struct tariff_cfg),
 	.count_offset = offsetof(struct rh_config, ntariffs), .default_instances = default_vehicle_types,
 	.validate = tariff_validate,
