@@ -5,8 +5,11 @@
 #              10,000 active cells and 50,000 available drivers in steady
 #              state (demand in every cell, 20 hot spots, the drivers
 #              moving), the daemon's own code; surge_recompute_ms is the
-#              median of ROUNDS recomputes, per run, then the median of RUNS
-#              runs (goal <= 5 ms: the event loop never stalls).
+#              median CPU time of ROUNDS recomputes (the thread's: the work on
+#              one core, not the time other processes of this shared machine
+#              hold it), per run, then the median of RUNS runs (goal <= 5 ms:
+#              the event loop never stalls); surge_recompute_wall_ms the same
+#              in wall time.
 #   estimates  GET /v1/estimate under wrk (daemon on CPU 0, wrk on CPU 1,
 #              50 connections) with surge and zones on: a service area, an
 #              airport and a midtown zone, a tariff with a night band and
@@ -74,14 +77,17 @@ ms() { awk -v p="$1" '$1==p {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} els
 # ---- recompute
 rec_runs=""
 p99_runs=""
+wall_runs=""
 for r in $(seq "$RUNS"); do
 	out=$(taskset -c 0 build/release/bench/surge_micro --cells 10000 --drivers 50000 --rounds "$ROUNDS" --seed "$r")
 	rec_runs="$rec_runs $(echo "$out" | awk -F= '$1 == "surge_recompute_ms" {print $2}')"
 	p99_runs="$p99_runs $(echo "$out" | awk -F= '$1 == "surge_recompute_p99_ms" {print $2}')"
+	wall_runs="$wall_runs $(echo "$out" | awk -F= '$1 == "surge_recompute_wall_ms" {print $2}')"
 	cells=$(echo "$out" | awk -F= '$1 == "surge_recompute_cells" {print $2}')
 done
 echo "surge_recompute_ms=$(med "$rec_runs")"
 echo "surge_recompute_p99_ms=$(med "$p99_runs")"
+echo "surge_recompute_wall_ms=$(med "$wall_runs")"
 echo "surge_recompute_runs=$(echo $rec_runs | tr ' ' ',')"
 echo "surge_recompute_cells=$cells"
 echo "surge_recompute_drivers=50000"
@@ -104,8 +110,8 @@ start_daemon() { # database url, then extra env
 	shift
 	env RIDEHAIL_DATABASE_URL="$url" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" RIDEHAIL_AUTH_JWT_SECRET="$secret" \
 		RIDEHAIL_ADMIN_TOKEN="$admin" RIDEHAIL_LOG_LEVEL=warn RIDEHAIL_EVENTS_SINK=none \
-		RIDEHAIL_AUTH_PASSWORD_OPSLIMIT=1 RIDEHAIL_AUTH_PASSWORD_MEMLIMIT=8KiB RIDEHAIL_AUTH_LOGIN_PER_ADDRESS=1000000 \
-		RIDEHAIL_AUTH_SIGNUP_PER_ADDRESS=1000000 "$@" \
+		RIDEHAIL_AUTH_PASSWORD_OPSLIMIT=1 RIDEHAIL_AUTH_PASSWORD_MEMLIMIT=8KiB RIDEHAIL_AUTH_LOGIN_PER_ADDRESS=100000 \
+		RIDEHAIL_AUTH_SIGNUP_PER_ADDRESS=100000 "$@" \
 		taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 200); do
@@ -172,7 +178,7 @@ request = function()
   local plng = -74.02 + math.random() * 0.11
   return wrk.format("GET", string.format(
     "/v1/estimate?pickup_lat=%.6f&pickup_lng=%.6f&dropoff_lat=%.6f&dropoff_lng=%.6f&vehicle_type=standard",
-    plat, plng, plat + (math.random() - 0.5) * 0.06, plng + (math.random() - 0.5) * 0.06))
+    plat, plng, plat + 0.005 + math.random() * 0.03, plng + (math.random() - 0.5) * 0.06))
 end
 LUA
 rps_runs=""
@@ -216,7 +222,7 @@ scale() { awk -v s="$1" -v k="$SIM_SPEED" 'BEGIN { v = s / k; if (v < 1) printf 
 run_sim() { # name, then extra daemon env
 	local name=$1
 	shift
-	start_daemon "$(newdb "sim_$name")" RIDEHAIL_ROUTING_MAP="$tmp/midtown.map" RIDEHAIL_MATCH_METER_MAX_SPEED=100000 \
+	start_daemon "$(newdb "sim_$name")" RIDEHAIL_ROUTING_MAP="$tmp/midtown.map" RIDEHAIL_MATCH_METER_MAX_SPEED=1000 \
 		RIDEHAIL_SURGE_INTERVAL="$(scale 30)" RIDEHAIL_SURGE_WINDOW="$(scale 300)" RIDEHAIL_SURGE_MIN_DWELL="$(scale 90)" \
 		RIDEHAIL_SURGE_QUOTE_TTL="$(scale 60)" RIDEHAIL_SURGE_LATITUDE=41 RIDEHAIL_TRIP_RIDES_PER_MINUTE=100000 "$@"
 	taskset -c 1 bin/ridehail-sim --addr "127.0.0.1:$port" --admin-token "$admin" --quiet --out "$tmp/sim_$name" \

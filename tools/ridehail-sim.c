@@ -979,6 +979,7 @@ static void surge_write_plots(void)
 		"set palette defined (1 '#f7f7f7', 1.5 '#fdd49e', 2 '#fc8d59', 3 '#b30000')\nset cbrange [1:*]\n"
 		"set cblabel 'multiplier'\n"
 		"plot 'surge_hex.csv' using 1:2:3 with filledcurves closed fillcolor palette z notitle, "
+		"'' using 1:2 with lines lc rgb '#777777' title 'cells', "
 		"'trips.csv' every ::1 using 7:6 with points pt 7 ps 0.3 lc rgb '#333333' title 'pickups'\n",
 		S.interval, S.box.min_lon, S.box.max_lon, S.box.min_lat, S.box.max_lat);
 	fclose(f);

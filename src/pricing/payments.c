@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/settings.h"
+#include "core/timer.h"
 #include "core/umap.h"
 #include "net/http.h"
 #include "pricing_internal.h"
@@ -32,6 +33,7 @@
 struct payments {
 	struct umap holds;         /* rider -> struct uuid * (the trip of the failed payment) */
 	bool loading, load_again;
+	struct rh_timer *retry;    /* the holds read again after a failure */
 	struct metric_family *f_results;
 };
 
@@ -82,7 +84,8 @@ static void pay_loaded(void *arg, const struct db_result *res)
 	struct payments *y = p->payments;
 	y->loading = false;
 	if (res->err != RH_OK) {
-		log_warn(NULL, "payments: the holds could not be read (%s); the last known stand", res->message);
+		log_warn(NULL, "payments: the holds could not be read (%s); the last known stand, asking again", res->message);
+		rh_timer_at(y->retry, rh_timers_now(p->deps.timers) + 1000);
 		return;
 	}
 	pay_holds_clear(y);
@@ -106,6 +109,11 @@ static void pay_load(struct pricing *p)
 	}
 	y->loading = true;
 	db_query(p->deps.db, &pay_st_holds, NULL, pay_loaded, p);
+}
+
+static void pay_retry(void *arg, int64_t now)
+{
+	pay_load(arg);
 }
 
 /* "<rider>:held:<trip>" or "<rider>:free"; "" reads them all again. */
@@ -429,13 +437,17 @@ void pricing_payments_init(struct pricing *p)
 	}
 	if (p->deps.http)
 		http_server_add_routes(p->deps.http, pay_routes, p);
-	pay_load(p);
+	/* read at the first turn of the loop (and again whenever the listening
+	 * connection comes back: pricing_payments_notified) */
+	y->retry = rh_timer_new(p->deps.timers, pay_retry, p);
+	rh_timer_at(y->retry, rh_timers_now(p->deps.timers));
 }
 
 void pricing_payments_fini(struct pricing *p)
 {
 	if (!p->payments)
 		return;
+	rh_timer_free(p->payments->retry);
 	pay_holds_clear(p->payments);
 	umap_fini(&p->payments->holds);
 	rh_free(p->payments);

@@ -54,7 +54,16 @@ struct surge {
 		int64_t idx; /* -1: empty */
 	} *slots;
 	size_t mcap;
+	/* ... and, when the cells are compact (a city: their bounding box in
+	 * axial coordinates not much larger than their number), a dense array
+	 * over that box too: the supply's 50,000 lookups a recompute without
+	 * hashing. Cells made outside the box since it was sized are in the
+	 * hash only. */
+	int32_t *dense;    /* index or -1, (q - dq0) * drn + (r - dr0) */
+	int32_t dq0, dr0, dqn, drn;
 	double *nx;        /* the smoothing pass's candidates of one vehicle type, by cell */
+	uint32_t *sup;     /* supply being counted, by cell and vehicle type (dense: 4 bytes apart) */
+	size_t sup_cap;
 	size_t nx_cap;
 	int64_t epoch;     /* demand bucket of the latest time seen */
 	int64_t bucket_ms;
@@ -112,8 +121,20 @@ static size_t surge_hash(uint64_t k)
 	return (size_t)k;
 }
 
+/* The dense array's slot of a cell, or -1 when outside its box. */
+static int64_t surge_dense_slot(const struct surge *s, geo_hex h)
+{
+	int64_t q = (int64_t)geo_hex_q(h) - s->dq0, r = (int64_t)geo_hex_r(h) - s->dr0;
+	if (!s->dense || q < 0 || r < 0 || q >= s->dqn || r >= s->drn)
+		return -1;
+	return q * s->drn + r;
+}
+
 static int32_t surge_find(const struct surge *s, geo_hex h)
 {
+	int64_t d = surge_dense_slot(s, h);
+	if (d >= 0)
+		return s->dense[d];
 	if (!s->mcap)
 		return -1;
 	size_t mask = s->mcap - 1;
@@ -128,6 +149,9 @@ static int32_t surge_find(const struct surge *s, geo_hex h)
 
 static void surge_map_put(struct surge *s, geo_hex h, int32_t v)
 {
+	int64_t d = surge_dense_slot(s, h);
+	if (d >= 0)
+		s->dense[d] = v;
 	size_t mask = s->mcap - 1;
 	size_t i = surge_hash(h) & mask;
 	while (s->slots[i].idx >= 0)
@@ -150,6 +174,24 @@ static void surge_map_rebuild(struct surge *s, size_t want)
 	}
 	for (size_t i = 0; i < s->mcap; i++)
 		s->slots[i].idx = -1;
+	/* the dense array over the cells' box (grown by a margin of 8 cells for
+	 * those made next to them), when it is at most 8 times their number */
+	rh_free(s->dense);
+	s->dense = NULL;
+	if (s->ncells) {
+		int32_t q0 = INT32_MAX, q1 = INT32_MIN, r0 = INT32_MAX, r1 = INT32_MIN;
+		for (size_t c = 0; c < s->ncells; c++) {
+			int32_t q = geo_hex_q(s->cells[c].h), r = geo_hex_r(s->cells[c].h);
+			q0 = q < q0 ? q : q0, q1 = q > q1 ? q : q1, r0 = r < r0 ? r : r0, r1 = r > r1 ? r : r1;
+		}
+		int64_t qn = (int64_t)q1 - q0 + 17, rn = (int64_t)r1 - r0 + 17;
+		if (qn * rn <= 8 * (int64_t)s->ncells + 4096 && qn * rn <= ((int64_t)1 << 26)) {
+			s->dq0 = q0 - 8, s->dr0 = r0 - 8, s->dqn = (int32_t)qn, s->drn = (int32_t)rn;
+			s->dense = rh_malloc((size_t)(qn * rn) * sizeof *s->dense);
+			for (int64_t i = 0; i < qn * rn; i++)
+				s->dense[i] = -1;
+		}
+	}
 	for (size_t c = 0; c < s->ncells; c++)
 		surge_map_put(s, s->cells[c].h, (int32_t)c);
 	for (size_t c = 0; c < s->ncells; c++) {
@@ -328,7 +370,14 @@ static void surge_add_supply(void *arg, double lat, double lon, int vehicle)
 	int32_t c = surge_cell_get(s, geo_hex_of(&s->grid, lat, lon));
 	if (c < 0)
 		return;
-	surge_val_of(s, c, vehicle)->supply++;
+	size_t i = (size_t)c * s->nveh + (size_t)vehicle;
+	if (i >= s->sup_cap) { /* a cell made while counting */
+		size_t cap = s->cap * (size_t)s->nveh;
+		s->sup = rh_realloc(s->sup, cap * sizeof *s->sup);
+		memset(s->sup + s->sup_cap, 0, (cap - s->sup_cap) * sizeof *s->sup);
+		s->sup_cap = cap;
+	}
+	s->sup[i]++;
 	a->counted++;
 }
 
@@ -565,14 +614,20 @@ bool surge_recompute(struct surge *s, int64_t now)
 	int64_t t0 = rh_mono_ns();
 	surge_rotate(s, now);
 	size_t nv = s->ncells * (size_t)s->nveh;
-	for (size_t i = 0; i < nv; i++)
-		s->vals[i].supply = 0;
+	if (s->sup_cap < s->cap * (size_t)s->nveh) {
+		s->sup_cap = s->cap * (size_t)s->nveh;
+		s->sup = rh_realloc(s->sup, s->sup_cap * sizeof *s->sup);
+	}
+	if (s->sup_cap)
+		memset(s->sup, 0, s->sup_cap * sizeof *s->sup);
 	struct surge_acc acc = { .s = s };
 	if (s->deps.supply && !s->deps.supply(s->deps.supply_ctx, now, surge_add_supply, &acc)) {
 		surge_fail(s, "supply could not be counted");
 		return false;
 	}
 	nv = s->ncells * (size_t)s->nveh;
+	for (size_t i = 0; i < nv; i++)
+		s->vals[i].supply = s->sup[i];
 	/* the candidates: the last good values stay until all are checked, so
 	 * the EMA moves only when the recompute succeeds */
 	double *ema_before = rh_malloc((nv ? nv : 1) * sizeof *ema_before);
@@ -708,7 +763,9 @@ void surge_free(struct surge *s)
 	rh_free(s->cells);
 	rh_free(s->vals);
 	rh_free(s->slots);
+	rh_free(s->dense);
 	rh_free(s->nx);
+	rh_free(s->sup);
 	rh_free(s->hkey);
 	rh_free(s->hval);
 	rh_free(s->changes);
