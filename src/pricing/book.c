@@ -14,6 +14,24 @@
 
 /* ------------------------------------------------------------ building */
 
+/* An integer member within [lo, hi] (def when absent); out of range or not
+ * a number: *bad is set (the book is refused: the database's constraints
+ * say it cannot be, and a fare's arithmetic must not overflow). */
+static int64_t book_int(const cJSON *o, const char *name, int64_t lo, int64_t hi, int64_t def, bool *bad)
+{
+	const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (!x || cJSON_IsNull(x))
+		return def;
+	double v = x->valuedouble;
+	if (!cJSON_IsNumber(x) || !(v >= (double)lo && v <= (double)hi)) {
+		*bad = true;
+		return def;
+	}
+	return (int64_t)v;
+}
+
+#define BOOK_AMOUNT_MAX 1000000000000LL /* minor units: far above any fare */
+
 struct book *book_from_config(const struct tariff_cfg *t, int n)
 {
 	struct book *b = RH_NEW(struct book);
@@ -109,10 +127,15 @@ static bool book_parse_zone(struct book *b, struct book_zone *z, const cJSON *j,
 		snprintf(err, errlen, "a zone without a name, kind or geometry");
 		return false;
 	}
-	z->id = (int)jv_num(j, "id", 0);
+	bool bad = false;
+	z->id = (int)book_int(j, "id", INT32_MIN, INT32_MAX, 0, &bad);
 	rh_copy(z->name, sizeof z->name, name);
 	z->service_area = strcmp(kind, "service_area") == 0;
-	z->priority = (int)jv_num(j, "priority", 0);
+	z->priority = (int)book_int(j, "priority", -1000000, 1000000, 0, &bad);
+	if (bad) {
+		snprintf(err, errlen, "zone %s: an id or priority out of range", name);
+		return false;
+	}
 	const cJSON *o = cJSON_GetObjectItemCaseSensitive(j, "override");
 	if (cJSON_IsObject(o)) {
 		int mode = surge_override_parse(jv_str(o, "mode"));
@@ -139,16 +162,17 @@ static bool book_parse_tariff(struct book_tariff *t, const cJSON *j, char *err, 
 	}
 	rh_copy(t->vehicle, sizeof t->vehicle, vt);
 	rh_copy(t->currency, sizeof t->currency, cur);
-	t->version = (int)jv_num(j, "version", 0);
-	t->base = (int64_t)jv_num(j, "base", 0);
-	t->per_km = (int64_t)jv_num(j, "per_km", 0);
-	t->per_min = (int64_t)jv_num(j, "per_min", 0);
-	t->minimum = (int64_t)jv_num(j, "minimum", 0);
-	t->booking_fee = (int64_t)jv_num(j, "booking_fee", 0);
-	t->cancel_fee = (int64_t)jv_num(j, "cancel_fee", 0);
-	t->no_show_fee = (int64_t)jv_num(j, "no_show_fee", 0);
-	t->waiting_free_s = (int64_t)jv_num(j, "waiting_free_s", 0);
-	t->waiting_per_min = (int64_t)jv_num(j, "waiting_per_min", 0);
+	bool bad = false;
+	t->version = (int)book_int(j, "version", 1, INT32_MAX, 0, &bad);
+	t->base = book_int(j, "base", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->per_km = book_int(j, "per_km", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->per_min = book_int(j, "per_min", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->minimum = book_int(j, "minimum", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->booking_fee = book_int(j, "booking_fee", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->cancel_fee = book_int(j, "cancel_fee", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->no_show_fee = book_int(j, "no_show_fee", 0, BOOK_AMOUNT_MAX, 0, &bad);
+	t->waiting_free_s = book_int(j, "waiting_free_s", 0, 86400 * 365, 0, &bad);
+	t->waiting_per_min = book_int(j, "waiting_per_min", 0, BOOK_AMOUNT_MAX, 0, &bad);
 	const cJSON *x;
 	cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(j, "bands")) {
 		if (t->nbands == BOOK_BANDS_MAX)
@@ -172,7 +196,7 @@ static bool book_parse_tariff(struct book_tariff *t, const cJSON *j, char *err, 
 		for (size_t k = 0; k < sizeof m / sizeof *m; k++) {
 			if (jv_has(x, m[k].name)) {
 				bd->set |= m[k].bit;
-				*(int64_t *)((char *)bd + m[k].off) = (int64_t)jv_num(x, m[k].name, 0);
+				*(int64_t *)((char *)bd + m[k].off) = book_int(x, m[k].name, 0, BOOK_AMOUNT_MAX, 0, &bad);
 			}
 		}
 		t->nbands++;
@@ -200,9 +224,13 @@ static bool book_parse_tariff(struct book_tariff *t, const cJSON *j, char *err, 
 		}
 		rh_copy(r->zone, sizeof r->zone, a);
 		rh_copy(r->to, sizeof r->to, b);
-		r->amount = (int64_t)jv_num(x, "amount", 0);
+		r->amount = book_int(x, "amount", 0, BOOK_AMOUNT_MAX, 0, &bad);
 		r->both_ways = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "both_ways"));
 		t->nrules++;
+	}
+	if (bad) {
+		snprintf(err, errlen, "tariff %s v%d: an amount out of range", vt, t->version);
+		return false;
 	}
 	return true;
 }
@@ -216,7 +244,8 @@ struct book *book_parse(const char *json, char *err, size_t errlen)
 		return NULL;
 	}
 	struct book *b = RH_NEW(struct book);
-	b->version = (int64_t)jv_num(j, "version", 0);
+	bool bad = false;
+	b->version = book_int(j, "version", 1, INT64_C(1) << 53, 0, &bad);
 	const cJSON *zones = cJSON_GetObjectItemCaseSensitive(j, "zones");
 	const cJSON *tariffs = cJSON_GetObjectItemCaseSensitive(j, "tariffs");
 	size_t nz = (size_t)cJSON_GetArraySize(zones), nt = (size_t)cJSON_GetArraySize(tariffs);

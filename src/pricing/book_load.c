@@ -59,7 +59,7 @@ static void pricing_book_loaded(void *arg, const struct db_result *res)
 	else if (!(b = book_parse(json, err, sizeof err)))
 		log_error(NULL, "pricing: the book of the database cannot be read: %s; the last one stands", err);
 	if (!b) {
-		snprintf(p->load_error, sizeof p->load_error, "pricing book not read: %s", err);
+		snprintf(p->load_error, sizeof p->load_error, "pricing book not read: %.130s", err);
 		metric_inc(p->m_reload_errors);
 		pricing_book_wake(p, json != NULL); /* a bad book fails its waiters; an absent database, not yet */
 		rh_timer_at(p->start, rh_timers_now(p->deps.timers) + 1000);
