@@ -183,8 +183,9 @@ END
 $$;
 
 -- An operator lifts the hold of a failed payment (the debt stays on the
--- payment; the rider may ride again). 200 and the payment; 404; 409
--- {reason: not_failed} unless the payment failed and is not cleared yet.
+-- payment; the rider may ride again). 200 and the payment; cleared already:
+-- 200 and the payment as it is ({replayed: true}, nothing written); 404; 409
+-- {reason: not_failed} unless the payment failed.
 CREATE FUNCTION payment_clear(p_trip uuid, p_actor text, p_reason text, OUT status integer, OUT body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -197,9 +198,14 @@ BEGIN
         body := jsonb_build_object('reason', 'not_found', 'field', 'trip_id');
         RETURN;
     END IF;
-    IF p.state <> 'failed' OR p.cleared_at IS NOT NULL THEN
+    IF p.state <> 'failed' THEN
         status := 409;
         body := jsonb_build_object('reason', 'not_failed', 'state', p.state);
+        RETURN;
+    END IF;
+    IF p.cleared_at IS NOT NULL THEN
+        status := 200;
+        body := payment_json(p) || jsonb_build_object('replayed', true);
         RETURN;
     END IF;
     UPDATE payments SET cleared_by = p_actor, cleared_at = now() WHERE id = p.id RETURNING * INTO p;

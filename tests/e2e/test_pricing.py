@@ -606,7 +606,12 @@ def test_an_operator_clears_a_failed_payment_and_another_daemon_hears(make_daemo
     r = b.post(f"/v1/admin/payments/{tid}/clear", {"reason": "paid in cash"}, headers=b.admin)
     assert r.status == 200 and r.json()["cleared_by"] == "admin" and r.json()["rider_held"] is False, r
     assert ride(b, rh).status == 201
-    problem(b.post(f"/v1/admin/payments/{tid}/clear", headers=b.admin), 409, "conflict")
+    # clearing again changes nothing (and logs nothing)
+    r = b.post(f"/v1/admin/payments/{tid}/clear", headers=b.admin)
+    assert r.status == 200 and r.headers["idempotent-replayed"] == "true" and r.json()["cleared_by"] == "admin", r
+    # a payment that never failed cannot be cleared
+    tid2, _ = completed_trip(a, pg, a.rider_session()[1])
+    problem(b.post(f"/v1/admin/payments/{tid2}/clear", headers=b.admin), 409, "conflict")
     log = sql(a, pg, "SELECT actor, action, subject, detail FROM pricing_log WHERE action = 'payment.hold.clear'")
     assert log == [("admin", "payment.hold.clear", tid, {"rider_id": rider["id"], "amount": fare,
                                                          "reason": "paid in cash"})]
