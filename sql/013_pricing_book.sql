@@ -148,7 +148,7 @@ $$;
 -- (status, body): 201/200 and the zone with the book's version; 422
 -- {reason: geometry_invalid, detail} when PostGIS finds it invalid
 -- (self-intersecting...), {reason: zone_overlap, zone} when it overlaps a
--- zone of the same kind zone and priority; 409 {reason: kind_change} when a
+-- zone of the same kind zone and priority; 409 {reason: zone_in_use} when a
 -- zone named in a current tariff's rules would stop being a zone.
 CREATE FUNCTION zone_put(p_name text, p_kind text, p_priority integer, p_geojson text, p_actor text,
                          OUT status integer, OUT body jsonb)

@@ -331,26 +331,38 @@ static void pa_zone_put(struct http_req *req, void *ctx)
 	cJSON_Delete(body);
 }
 
-static void pa_zone_delete(struct http_req *req, void *ctx)
+/* A DELETE of what the zone named by path parameter `param` has: stmt
+ * takes the zone and who asks. */
+static void pa_delete_of_zone(struct pricing *p, struct http_req *req, const char *param, struct db_stmt *stmt,
+			      const char *what)
 {
-	struct pricing *p = ctx;
 	struct auth_principal who;
 	if (!pa_operator(p, req, &who))
 		return;
-	const char *name = pa_zone_or_reply(req, "name");
+	const char *name = pa_zone_or_reply(req, param);
 	if (!name)
 		return;
 	const char *params[] = { name, who.id };
-	db_query(p->deps.db, &pa_st_zone_delete, params, pa_changed, pa_call_new(p, req, "delete the zone"));
+	db_query(p->deps.db, stmt, params, pa_changed, pa_call_new(p, req, what));
+}
+
+/* A list: stmt takes nothing and answers one JSON text. */
+static void pa_list(struct pricing *p, struct http_req *req, struct db_stmt *stmt, const char *what)
+{
+	struct auth_principal who;
+	if (!pa_operator(p, req, &who))
+		return;
+	db_query(p->deps.db, stmt, NULL, pa_read, pa_call_new(p, req, what));
+}
+
+static void pa_zone_delete(struct http_req *req, void *ctx)
+{
+	pa_delete_of_zone(ctx, req, "name", &pa_st_zone_delete, "delete the zone");
 }
 
 static void pa_zones(struct http_req *req, void *ctx)
 {
-	struct pricing *p = ctx;
-	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
-		return;
-	db_query(p->deps.db, &pa_st_zones, NULL, pa_read, pa_call_new(p, req, "list the zones"));
+	pa_list(ctx, req, &pa_st_zones, "list the zones");
 }
 
 /* ------------------------------------------------------------ tariffs */
@@ -619,24 +631,12 @@ static void pa_override_put(struct http_req *req, void *ctx)
 
 static void pa_override_delete(struct http_req *req, void *ctx)
 {
-	struct pricing *p = ctx;
-	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
-		return;
-	const char *zone = pa_zone_or_reply(req, "zone");
-	if (!zone)
-		return;
-	const char *params[] = { zone, who.id };
-	db_query(p->deps.db, &pa_st_override_delete, params, pa_changed, pa_call_new(p, req, "lift the surge override"));
+	pa_delete_of_zone(ctx, req, "zone", &pa_st_override_delete, "lift the surge override");
 }
 
 static void pa_overrides(struct http_req *req, void *ctx)
 {
-	struct pricing *p = ctx;
-	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
-		return;
-	db_query(p->deps.db, &pa_st_overrides, NULL, pa_read, pa_call_new(p, req, "list the surge overrides"));
+	pa_list(ctx, req, &pa_st_overrides, "list the surge overrides");
 }
 
 static void pa_log(struct http_req *req, void *ctx)

@@ -345,7 +345,10 @@ bool book_in_service_area(const struct book *b, double lat, double lon)
 	return false;
 }
 
-bool book_override_at(const struct book *b, double lat, double lon, struct surge_override *out)
+/* The override of the highest-priority zone with one (named zones before
+ * service areas) for which holds(zone, arg). */
+static bool book_override_where(const struct book *b, bool (*holds)(const struct book_zone *z, const void *arg),
+				const void *arg, struct surge_override *out)
 {
 	if (!b->noverrides)
 		return false;
@@ -357,12 +360,24 @@ bool book_override_at(const struct book *b, double lat, double lon, struct surge
 		if (best && (best->service_area < z->service_area ||
 			     (best->service_area == z->service_area && best->priority >= z->priority)))
 			continue;
-		if (book_zone_contains(z, lat, lon))
+		if (holds(z, arg))
 			best = z;
 	}
 	if (best)
 		*out = best->override;
 	return best != NULL;
+}
+
+static bool book_zone_holds_point(const struct book_zone *z, const void *arg)
+{
+	const double *p = arg;
+	return book_zone_contains(z, p[0], p[1]);
+}
+
+bool book_override_at(const struct book *b, double lat, double lon, struct surge_override *out)
+{
+	const double p[2] = { lat, lon };
+	return book_override_where(b, book_zone_holds_point, p, out);
 }
 
 /* Inside the convex polygon of n corners in order (either way round). */
@@ -381,16 +396,22 @@ static bool book_in_convex(const double *lat, const double *lon, int n, double p
 	return true;
 }
 
-static bool book_zone_touches_cell(const struct book_zone *z, const double *lat, const double *lon)
+/* The cell: lat[0..6], lon[0..6], its centre then its corners. */
+struct book_cell {
+	const double *lat, *lon;
+};
+
+static bool book_zone_touches_cell(const struct book_zone *z, const void *arg)
 {
+	const struct book_cell *c = arg;
 	for (int i = 0; i < 7; i++)
-		if (book_zone_contains(z, lat[i], lon[i]))
+		if (book_zone_contains(z, c->lat[i], c->lon[i]))
 			return true;
 	for (size_t r = 0; r < z->nrings; r++) {
 		if (z->ring[r + 1] == z->ring[r])
 			continue; /* an empty ring (PostGIS never writes one) */
 		const double *pt = &z->pts[2 * z->ring[r]];
-		if (book_in_convex(lat + 1, lon + 1, 6, pt[1], pt[0]))
+		if (book_in_convex(c->lat + 1, c->lon + 1, 6, pt[1], pt[0]))
 			return true;
 	}
 	return false;
@@ -398,22 +419,8 @@ static bool book_zone_touches_cell(const struct book_zone *z, const double *lat,
 
 bool book_override_for_cell(const struct book *b, const double *lat, const double *lon, struct surge_override *out)
 {
-	if (!b->noverrides)
-		return false;
-	const struct book_zone *best = NULL;
-	for (size_t i = 0; i < b->nzones; i++) {
-		const struct book_zone *z = &b->zones[i];
-		if (!z->has_override)
-			continue;
-		if (best && (best->service_area < z->service_area ||
-			     (best->service_area == z->service_area && best->priority >= z->priority)))
-			continue;
-		if (book_zone_touches_cell(z, lat, lon))
-			best = z;
-	}
-	if (best)
-		*out = best->override;
-	return best != NULL;
+	const struct book_cell c = { lat, lon };
+	return book_override_where(b, book_zone_touches_cell, &c, out);
 }
 
 /* ------------------------------------------------------------ the fare */

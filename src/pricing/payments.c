@@ -179,6 +179,8 @@ struct pay_call {
 	const char *what;
 };
 
+static struct pay_call *pay_call_new(struct pricing *p, struct http_req *req, const char *what);
+
 static void pay_reply_refusal(struct http_req *req, int status, const cJSON *body)
 {
 	const char *reason = jv_str(body, "reason") ? jv_str(body, "reason") : "refused";
@@ -336,11 +338,7 @@ static void pay_api_result(struct http_req *req, void *ctx)
 	const char *params[] = { trip, jv_str(body, "idempotency_key"), jv_str(body, "event_id"), status,
 				 jv_str(body, "provider_ref"), jv_str(body, "failure_reason"), amount[0] ? amount : NULL, cur,
 				 hash };
-	struct pay_call *c = RH_NEW(struct pay_call);
-	c->p = p;
-	c->req = req;
-	c->what = "take the payment result";
-	db_query(p->deps.db, &pay_st_result, params, pay_answered, c);
+	db_query(p->deps.db, &pay_st_result, params, pay_answered, pay_call_new(p, req, "take the payment result"));
 	cJSON_Delete(body);
 }
 
@@ -351,28 +349,42 @@ static const struct jv_field pay_clear_fields[] = {
 	{ 0 }
 };
 
+/* The operator, and the trip id of the path; NULL after a reply. */
+static const char *pay_operator_trip_or_reply(struct pricing *p, struct http_req *req, struct auth_principal *who)
+{
+	if (!auth_operator_or_reply(p->deps.auth, req, who))
+		return NULL;
+	const char *trip = http_req_param(req, "trip_id");
+	if (!jv_is_uuid(trip)) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, "trip_id", "format", "a trip id is a UUID");
+		return NULL;
+	}
+	return trip;
+}
+
+static struct pay_call *pay_call_new(struct pricing *p, struct http_req *req, const char *what)
+{
+	struct pay_call *c = RH_NEW(struct pay_call);
+	c->p = p;
+	c->req = req;
+	c->what = what;
+	return c;
+}
+
 static void pay_api_clear(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	if (!auth_operator_or_reply(p->deps.auth, req, &who))
+	const char *trip = pay_operator_trip_or_reply(p, req, &who);
+	if (!trip)
 		return;
-	const char *trip = http_req_param(req, "trip_id");
-	if (!jv_is_uuid(trip)) {
-		http_reply_field_problem(req, PROBLEM_VALIDATION, "trip_id", "format", "a trip id is a UUID");
-		return;
-	}
 	size_t len = 0;
 	http_req_body(req, &len);
 	cJSON *body = len ? http_req_json_valid_or_reply(req, pay_clear_fields) : cJSON_CreateObject();
 	if (!body)
 		return;
 	const char *params[] = { trip, who.id, jv_str(body, "reason") };
-	struct pay_call *c = RH_NEW(struct pay_call);
-	c->p = p;
-	c->req = req;
-	c->what = "clear the payment";
-	db_query(p->deps.db, &pay_st_clear, params, pay_answered, c);
+	db_query(p->deps.db, &pay_st_clear, params, pay_answered, pay_call_new(p, req, "clear the payment"));
 	cJSON_Delete(body);
 	log_info(http_req_logid(req), "payments: %s clears the hold of trip %s", who.id, trip);
 }
@@ -396,19 +408,11 @@ static void pay_api_get(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	if (!auth_operator_or_reply(p->deps.auth, req, &who))
+	const char *trip = pay_operator_trip_or_reply(p, req, &who);
+	if (!trip)
 		return;
-	const char *trip = http_req_param(req, "trip_id");
-	if (!jv_is_uuid(trip)) {
-		http_reply_field_problem(req, PROBLEM_VALIDATION, "trip_id", "format", "a trip id is a UUID");
-		return;
-	}
 	const char *params[] = { trip };
-	struct pay_call *c = RH_NEW(struct pay_call);
-	c->p = p;
-	c->req = req;
-	c->what = "read the payment";
-	db_query(p->deps.db, &pay_st_get, params, pay_got, c);
+	db_query(p->deps.db, &pay_st_get, params, pay_got, pay_call_new(p, req, "read the payment"));
 }
 
 static const struct http_route pay_routes[] = {
