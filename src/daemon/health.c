@@ -10,8 +10,8 @@
 #include "core/metrics.h"
 #include "daemon/server.h"
 #include "net/http.h"
-#include "store/db.h"
 #include "pricing/pricing.h"
+#include "store/db.h"
 #include "store/migrations.h"
 
 #define READYZ_TIMEOUT_MS 2000
