@@ -143,10 +143,17 @@ check-e2e: all
 	  $(PYTHON) -m pytest -q -rs -p no:cacheprovider $(or $(E2E),tests/e2e) $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- running
-run: deps-check all
+# make run and make demo build with one job per core (JOBS=), unless make
+# was already given -j.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PARALLEL = $(if $(filter -j% j%,$(MAKEFLAGS)),,-j$(JOBS))
+
+run: deps-check
+	$(MAKE) $(PARALLEL) all
 	scripts/run.sh
 
-demo: deps-check all
+demo: deps-check
+	$(MAKE) $(PARALLEL) all
 	scripts/demo.sh
 
 stop-db:

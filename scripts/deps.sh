@@ -3,6 +3,9 @@
 #   scripts/deps.sh check     exit 0 if everything is installed
 #   scripts/deps.sh install   install what is missing (uses sudo when not root)
 #   scripts/deps.sh list      print the package names
+# When another apt or dpkg holds the package lock (usual on a fresh cloud
+# machine while unattended-upgrades runs), install waits for it, up to
+# DEPS_LOCK_WAIT seconds (default 600), and says so.
 set -euo pipefail
 
 BUILD="make gcc pkg-config libevent-dev libpq-dev libcjson-dev libsodium-dev libreadosm-dev zlib1g-dev libbz2-dev"
@@ -21,6 +24,13 @@ missing() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out="$out $p"
 	done
 	echo "$out"
+}
+
+# "command (pid)" of whoever holds dpkg's or apt's lock, empty when free
+# (lslocks is util-linux, on every Debian system).
+lock_holder() {
+	lslocks -n -o COMMAND,PID,PATH 2>/dev/null |
+		awk '$3 ~ "^/var/lib/dpkg/lock|^/var/lib/apt/lists/lock|^/var/cache/apt/archives/lock" { print $1 " (" $2 ")"; exit }'
 }
 
 [ "${2:-}" = fuzz ] && ALL="$FUZZ"
@@ -48,9 +58,14 @@ install)
 	fi
 	echo "installing:$m"
 	export DEBIAN_FRONTEND=noninteractive
-	if ! $SUDO apt-get install -y -q --no-install-recommends $m; then
-		$SUDO apt-get update -q
-		$SUDO apt-get install -y -q --no-install-recommends $m
+	wait_s=${DEPS_LOCK_WAIT:-600}
+	holder=$(lock_holder)
+	[ -n "$holder" ] && echo "deps: the dpkg lock is held by $holder: waiting for it (at most $wait_s s)" >&2
+	apt=($SUDO apt-get -o DPkg::Lock::Timeout="$wait_s" -y -q)
+	if ! "${apt[@]}" install --no-install-recommends $m; then
+		[ -n "$(lock_holder)" ] && { echo "deps: the dpkg lock was still held after $wait_s s (DEPS_LOCK_WAIT)" >&2; exit 1; }
+		"${apt[@]}" update
+		"${apt[@]}" install --no-install-recommends $m
 	fi
 	;;
 *)

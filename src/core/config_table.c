@@ -71,8 +71,8 @@ static bool http_validate(const void *section, char *err, size_t errlen)
 }
 
 static const struct cfg_key database_keys[] = {
-	{ "url", CFG_STR, K(database_cfg, url), "", 0, 4096, NULL, NULL,
-	  "libpq connection string or postgres:// URI. Empty: `make run` starts a local cluster under var/pg and sets this.",
+	{ "url", CFG_STR, K(database_cfg, url), "postgres://ridehail@127.0.0.1:54329/ridehail", 0, 4096, NULL, NULL,
+	  "libpq connection string or postgres:// URI. The default is the local default database that `make run` creates under var/pg and starts (scripts/localdb.sh), so every command run from a clone finds it; empty: libpq's defaults (PGHOST, PGDATABASE...).",
 	  CFG_F_SECRET },
 	{ "pool_size", CFG_INT, K(database_cfg, pool_size), "4", 1, 64, "connections", NULL,
 	  "PostgreSQL connections kept open (each pipelines many queries)." },
