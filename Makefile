@@ -56,7 +56,7 @@ include tests/fuzz/module.mk
 
 MIGRATIONS := $(sort $(wildcard sql/[0-9]*.sql))
 
-LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
+LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
@@ -94,6 +94,14 @@ $(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
 
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+# docs/openapi.yaml, as JSON, is compiled in too: GET /openapi.json serves it.
+$(O)/gen/openapi.c: docs/openapi.yaml build-aux/openapi_json.py
+	@mkdir -p $(@D)
+	$(PYTHON) build-aux/openapi_json.py docs/openapi.yaml > $@.tmp && mv $@.tmp $@
+
+$(O)/gen/openapi.o: $(O)/gen/openapi.c
+	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -Wno-overlength-strings -c -o $@ $<
 
 $(BINDIR)/ridehaild: $(O)/src/core/main.o $(LIBRH)
 	@mkdir -p $(@D)

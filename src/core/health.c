@@ -8,6 +8,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "core/openapi.h"
 #include "core/server.h"
 #include "net/http.h"
 #include "store/db.h"
@@ -129,6 +130,7 @@ void health_init(struct server *srv)
 	metrics_on_collect(srv->metrics, health_collect, hm);
 	db_register(srv->db, &stmt_schema_version);
 	http_server_add_routes(srv->http, health_routes, srv);
+	openapi_init(srv); /* the API's description beside the operations endpoints */
 }
 
 void health_fini(struct server *srv)
