@@ -8,6 +8,7 @@
 #   make bench        every benchmark and one summary table (bench/results/);
 #                     make bench QUICK=1 a reduced set; make bench-<area> one area
 #   make deps         install build/run/test dependencies (Debian 12, apt)
+#   make install      the daemon, its data and a systemd unit (PREFIX, DESTDIR, SYSCONFDIR)
 #
 # Each module lists its sources in src/<module>/module.mk; this file only
 # knows how to build what those lists name.
@@ -60,7 +61,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: all run demo check check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
+.PHONY: install all run demo check check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -183,6 +184,35 @@ bench: all
 
 bench-%: all
 	QUICK=$(QUICK) scripts/bench.sh $*
+
+# ---------------------------------------------------------------- installing
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]: scripts/install.sh
+# says what goes where. The installed ridehaild is linked apart, with its
+# default configuration at $(SYSCONFDIR)/ridehail/ridehaild.conf.
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INST_CONF   := $(SYSCONFDIR)/ridehail/ridehaild.conf
+
+# Rewritten only when the path changes, so main.o is rebuilt only then.
+$(O)/install/default-config: FORCE
+	@mkdir -p $(@D)
+	@echo '$(INST_CONF)' | cmp -s - $@ || echo '$(INST_CONF)' > $@
+
+$(O)/install/main.o: src/core/main.c $(O)/install/default-config
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) -DRH_DEFAULT_CONFIG='"$(INST_CONF)"' $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/install/ridehaild: $(O)/install/main.o $(LIBRH)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+install: $(O)/install/ridehaild $(BINDIR)/ridehail-sim
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' UNITDIR='$(UNITDIR)' \
+	  SYSUSERSDIR='$(SYSUSERSDIR)' DAEMON='$(O)/install/ridehaild' SIM='$(BINDIR)/ridehail-sim' scripts/install.sh
+
+.PHONY: FORCE
+FORCE:
 
 clean:
 	rm -rf build bin

@@ -15,7 +15,8 @@ TEST="python3-pytest python3-websockets python3-jsonschema python3-psycopg2 pyth
 ROADS="postgresql-15-pgrouting osm2pgrouting osmium-tool" # pgRouting cross-check of routing (tests, bench-roads)
 EVENTS="libnats-dev nats-server" # the outbox relay (src/events) and its tests
 SIM="gnuplot-nox" # the simulator's plots (bin/ridehail-sim, make demo)
-ALL="$BUILD $DB $TEST $ROADS $EVENTS $SIM"
+DEPLOY="nginx-light openssl systemd" # the TLS front of docs/operations.md, its test certificate, the unit's check (tests/e2e/test_deploy.py)
+ALL="$BUILD $DB $TEST $ROADS $EVENTS $SIM $DEPLOY"
 FUZZ="clang libclang-rt-14-dev" # scripts/fuzz.sh (make fuzz) only: `deps.sh install fuzz`
 
 missing() {
