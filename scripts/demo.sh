@@ -54,7 +54,7 @@ else
 	sim_args=(--map "$map" --demand hotspots --rate 150 --hotspots 3 --hotspot-sigma 250 --margin 50
 		--drivers "${DEMO_DRIVERS:-12}" --riders "${DEMO_RIDERS:-30}")
 	echo "demo: West Oakland ($data is absent): 150 requests an hour around 3 hot spots for ${DEMO_DRIVERS:-12} drivers," \
-		"a city that keeps up (240 an hour would need about 20)" >&2
+		"a city that keeps up (a driver serves about 13 trips an hour here)" >&2
 fi
 
 # The demo's own database in the local cluster, emptied first.

@@ -216,8 +216,12 @@ class Daemon:
         except FileNotFoundError:
             return ""
 
+    def connection(self, timeout):
+        """The client connection request() uses (a front over TLS overrides it)."""
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, timeout=10):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             hdrs = dict(headers or {})
             if body is not None and not isinstance(body, (bytes, str)):

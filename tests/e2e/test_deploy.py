@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-import openapi
-from conftest import ADMIN_TOKEN, JWT_SECRET, PGBIN, ROOT, SANITIZE, Daemon, PgCluster, Response, as_pg, free_port, \
-    is_root, problem, wait_for
+from conftest import ADMIN_TOKEN, JWT_SECRET, PGBIN, ROOT, SANITIZE, Daemon, PgCluster, as_pg, free_port, problem, \
+    wait_for
 from test_dispatch import DROPOFF, PICKUP, accept, command, north, offer_for
 from test_foundation import latest_migration
 from test_presence import token_of
@@ -152,8 +151,8 @@ def test_systemd_unit_is_valid_and_hardened(installed, tmp_path):
 
 class Front(Daemon):
     """The daemon as a client reaches it through the nginx front: HTTPS from
-    a chosen source address (127.0.0.x), every answer held to
-    docs/openapi.yaml as the harness does for direct requests."""
+    a chosen source address (127.0.0.x); Daemon.request holds every answer
+    to docs/openapi.yaml as for direct requests."""
 
     def __init__(self, daemon, port, ca, source="127.0.0.3"):
         self.daemon = daemon
@@ -170,21 +169,9 @@ class Front(Daemon):
         f.ws_connect_kw = {"ssl": self.ctx, "local_addr": (source, 0)}
         return f
 
-    def request(self, method, path, body=None, headers=None, timeout=10):
-        conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ctx,
+    def connection(self, timeout):
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self.ctx,
                                            source_address=(self.source, 0))
-        try:
-            hdrs = dict(headers or {})
-            if body is not None and not isinstance(body, (bytes, str)):
-                body = json.dumps(body)
-                hdrs.setdefault("Content-Type", "application/json")
-            conn.request(method, path, body=body, headers=hdrs)
-            r = conn.getresponse()
-            resp = Response(r.status, r.getheaders(), r.read())
-        finally:
-            conn.close()
-        openapi.check_response(method, path, resp.status, resp.headers, resp.body)
-        return resp
 
 
 def nginx_site(daemon, http_port, tls_port, cert, key):
