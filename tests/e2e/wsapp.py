@@ -75,7 +75,11 @@ class App:
 
     @classmethod
     async def connect(cls, daemon, token, account_id, how="header", **kw):
-        url = f"ws://{daemon.host}:{daemon.port}/v1/ws"
+        # (a front such as test_deploy.py's nginx gives its own wss:// URL
+        # and TLS context)
+        url = getattr(daemon, "ws_url", None) or f"ws://{daemon.host}:{daemon.port}/v1/ws"
+        for k, v in getattr(daemon, "ws_connect_kw", {}).items():
+            kw.setdefault(k, v)
         headers, protocols = {}, None
         if how == "header":
             headers["Authorization"] = "Bearer " + token
