@@ -136,8 +136,9 @@ static void match_search(struct matcher *m, const struct ride *r, int64_t starte
 /* ------------------------------------------------------------ what trips tell */
 
 /* MATCHED: the search is over, the rider hears who comes, the driver gets
- * the trip. */
-static void match_on_matched(struct matcher *m, struct ride *r, const struct trip *t, int64_t now)
+ * the trip (after the acknowledgement of their own accept, commands.c, or
+ * now when an operator assigned them). */
+static void match_on_matched(struct matcher *m, struct ride *r, const struct trip *t, enum trip_role by, int64_t now)
 {
 	if (t->has_driver)
 		match_ride_set_driver(m, r, &t->driver);
@@ -148,6 +149,8 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 	cJSON *p = cJSON_CreateObject();
 	cJSON *view = trip_view_json(t);
 	cJSON *drv = cJSON_DetachItemFromObjectCaseSensitive(view, "driver");
+	if (drv && !cJSON_HasObjectItem(drv, "rating"))
+		cJSON_AddNullToObject(drv, "rating"); /* as the API's accounts say it: null until the first rating */
 	if (drv)
 		cJSON_AddItemToObject(p, "driver", drv);
 	cJSON_Delete(view);
@@ -155,13 +158,15 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 	if (r->has_driver && presence_driver(m->deps.presence, &r->driver, &h) && (h.lat || h.lon))
 		cJSON_AddNumberToObject(p, "pickup_eta_s", llround(match_eta(m, h.lat, h.lon, r->plat, r->plng)));
 	match_feed_send(r, "trip.matched", p);
-	struct session *s = r->has_driver ? match_session(m, &r->driver) : NULL;
+	struct session *s = r->has_driver && by != TRIP_ROLE_DRIVER ? match_session(m, &r->driver) : NULL;
 	if (s)
 		match_send_assigned(m, r, s);
 }
 
-/* Any other state: the rider and the driver hear it; an end frees the ride. */
-static void match_on_state(struct matcher *m, struct ride *r, const struct trip *t, int64_t now)
+/* Any other state: the rider hears it, the driver too when someone else
+ * made the change (their own command is acknowledged instead); an end frees
+ * the ride. */
+static void match_on_state(struct matcher *m, struct ride *r, const struct trip *t, enum trip_role by, int64_t now)
 {
 	if (t->state == TRIP_IN_PROGRESS)
 		match_meter_start(&r->meter, now);
@@ -177,7 +182,7 @@ static void match_on_state(struct matcher *m, struct ride *r, const struct trip 
 		cJSON_AddItemToObject(p, "cancellation", canc);
 	cJSON *dp = cJSON_Duplicate(p, 1);
 	match_feed_send(r, "trip.state_changed", p);
-	struct session *s = r->has_driver ? match_session(m, &r->driver) : NULL;
+	struct session *s = r->has_driver && by != TRIP_ROLE_DRIVER ? match_session(m, &r->driver) : NULL;
 	if (s) {
 		cJSON_AddStringToObject(dp, "trip_id", r->trip_s);
 		gateway_send(s, "trip.state_changed", dp, r->trip_s);
@@ -211,9 +216,9 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 		return; /* a repeat of what we know already */
 	r->state = t->state;
 	if (t->state == TRIP_MATCHED)
-		match_on_matched(m, r, t, now);
+		match_on_matched(m, r, t, e->by, now);
 	else
-		match_on_state(m, r, t, now);
+		match_on_state(m, r, t, e->by, now);
 }
 
 void match_recover_ride(struct matcher *m, struct ride *r, const struct trip *t)

@@ -642,6 +642,42 @@ def test_metering_survives_a_sigkill(make_daemon, pg, reconnect):
     assert abs(metered - 20 * step) <= 0.02 * 20 * step, f"metered {metered} m of {20 * step:.0f} m driven"
 
 
+def test_the_driver_hears_the_answer_to_its_commands_then_the_trip_and_no_echo(make_daemon, pg):
+    """An accept is answered command.acknowledged and then trip.assigned, in
+    that order (docs/websocket.md); the driver's own trip steps are answered
+    by acknowledgements, not echoed back as trip.state_changed, which the
+    driver gets only for changes made by others. The rider hears the matched
+    driver's rating as null until the first rating."""
+    d = make_daemon()
+
+    async def go():
+        drv, app = await online(d, PICKUP)
+        rider, rapp = await rider_app(d)
+        trip = request(d, rapp.hdr).json()
+        offer = await offer_for(app, trip["id"])
+        app.inbox.clear()
+        sent = await app.send("offer.accept", {"offer_id": offer["offer_id"]})
+        first, second = await app.recv(), await app.recv()
+        assert (first["event_type"], second["event_type"]) == ("command.acknowledged", "trip.assigned"), (first, second)
+        assert first["correlation_id"] == sent["event_id"]
+        matched = await rapp.recv("trip.matched")
+        assert matched["payload"]["driver"]["rating"] is None, matched
+        for kind, state in (("trip.arrived", "ARRIVED"), ("trip.started", "IN_PROGRESS")):
+            ack, _ = await command(app, kind, trip["id"])
+            assert ack["state"] == state
+            assert (await rapp.recv("trip.state_changed"))["payload"]["state"] == state
+        await app.no_message(within=0.5)  # no echo of its own steps
+        assert not [m for m in app.inbox if m["event_type"] == "trip.state_changed"], app.inbox
+        # a change made by someone else (the rider cannot cancel IN_PROGRESS: an operator can)
+        r = d.post(f"/v1/rides/{trip['id']}/cancel", {"reason": "operator_test"}, headers=d.admin)
+        assert r.status == 200, r.body
+        m = await app.recv("trip.state_changed")
+        assert m["payload"]["state"] == "CANCELLED", m
+        await app.close()
+        await rapp.close()
+    run(go())
+
+
 # ---------------------------------------------------------------- torture
 
 def test_torture_many_riders_few_drivers(make_daemon, pg):
