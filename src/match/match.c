@@ -45,33 +45,34 @@ double match_eta(const struct matcher *m, double lat, double lon, double tlat, d
 	return eta < 0 ? 0 : eta;
 }
 
-cJSON *match_point_json(double lat, double lon)
+cJSON *match_point_json(double lat, double lon, int version)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "lat", lat);
-	cJSON_AddNumberToObject(o, "lon", lon);
+	cJSON_AddNumberToObject(o, version >= 2 ? "lng" : "lon", lon);
 	return o;
 }
 
-cJSON *match_money_json(int64_t minor, const char *currency)
+cJSON *match_money_json(int64_t minor, const char *currency, int version)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "currency", currency);
-	cJSON_AddNumberToObject(o, "amount", (double)minor / 100.0);
+	cJSON_AddNumberToObject(o, "amount", version >= 2 ? (double)minor : (double)minor / 100.0);
 	return o;
 }
 
 void match_send_assigned(struct matcher *m, const struct ride *r, struct session *s)
 {
 	(void)m;
+	int v = s->protocol >= 2 ? 2 : 1;
 	cJSON *p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "trip_id", r->trip_s);
 	cJSON_AddStringToObject(p, "state", trip_state_name(r->state));
 	cJSON_AddStringToObject(p, "rider_id", r->rider_s);
-	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng));
-	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng));
-	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency));
-	gateway_send(s, "trip.assigned", p, r->trip_s);
+	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng, v));
+	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng, v));
+	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency, v));
+	gateway_send_v(s, "trip.assigned", v, p, r->trip_s);
 }
 
 /* ------------------------------------------------------------ rides */
@@ -265,6 +266,7 @@ static void match_on_location(void *ctx, const struct uuid *driver, const struct
 	sb_init(&sb, 1u << 20);
 	sb_puts(&sb, "{\"location\":{\"lat\":");
 	sb_fixed(&sb, lat, 7);
+	int lon_at = (int)sb.len + 2; /* the "lon" key: "lng" in version 2 */
 	sb_puts(&sb, ",\"lon\":");
 	sb_fixed(&sb, lon, 7);
 	sb_putc(&sb, '}');
@@ -275,7 +277,7 @@ static void match_on_location(void *ctx, const struct uuid *driver, const struct
 	sb_puts(&sb, ",\"eta_s\":");
 	sb_int(&sb, llround(eta));
 	sb_puts(&sb, to_dropoff ? ",\"eta_to\":\"dropoff\"" : ",\"eta_to\":\"pickup\"");
-	match_feed_send_sb(r, "driver.location", &sb);
+	match_feed_send_lon_sb(r, "driver.location", &sb, lon_at);
 }
 
 static void match_on_available(void *ctx, const struct uuid *driver, int64_t now)
@@ -391,19 +393,20 @@ static void match_world_reserve(void *ctx, const struct dispatch_offer *o)
 static void match_send_offer(struct matcher *m, const struct dispatch_offer *o, const struct ride *r,
 			     struct session *s)
 {
+	int v = s->protocol >= 2 ? 2 : 1;
 	cJSON *p = cJSON_CreateObject();
 	char oid[37], exp[32];
 	uuid_format(&o->id, oid);
 	rh_format_rfc3339(rh_wall_ms() + (o->expires_at - match_now(m)), exp);
 	cJSON_AddStringToObject(p, "offer_id", oid);
 	cJSON_AddStringToObject(p, "trip_id", r->trip_s);
-	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng));
-	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng));
-	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency));
+	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng, v));
+	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng, v));
+	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency, v));
 	cJSON_AddNumberToObject(p, "pickup_eta_s", o->eta_s);
 	cJSON_AddNumberToObject(p, "distance_m", llround(o->road_m));
 	cJSON_AddStringToObject(p, "expires_at", exp);
-	gateway_send(s, "ride.offer", p, r->trip_s);
+	gateway_send_v(s, "ride.offer", v, p, r->trip_s);
 }
 
 static bool match_world_offer(void *ctx, const struct dispatch_offer *o, const struct dispatch_trip *t)
