@@ -54,7 +54,8 @@ include tests/unit/module.mk
 include tests/fuzz/module.mk
 -include bench/module.mk
 
-MIGRATIONS := $(sort $(wildcard sql/[0-9]*.sql))
+MIGRATIONS     := $(sort $(wildcard sql/[0-9]*.sql))
+FUNCTION_FILES := $(sort $(wildcard sql/functions/[0-9]*.sql))
 
 LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
@@ -83,14 +84,15 @@ $(LIBRH): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-# Migrations are compiled into the daemon, so a deployed binary needs no sql/ folder.
+# Migrations and function files are compiled into the daemon, so a deployed
+# binary needs no sql/ folder (see include/store/migrations.h).
 $(O)/build-aux/embed: build-aux/embed.c
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -O1 -o $@ $<
+	$(CC) -std=c11 -O1 -Iinclude -o $@ $<
 
-$(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
+$(O)/gen/migrations.c: $(MIGRATIONS) $(FUNCTION_FILES) $(O)/build-aux/embed
 	@mkdir -p $(@D)
-	$(O)/build-aux/embed $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+	$(O)/build-aux/embed $(MIGRATIONS) --functions $(FUNCTION_FILES) > $@.tmp && mv $@.tmp $@
 
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
