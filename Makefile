@@ -86,7 +86,7 @@ $(LIBRH): $(LIB_OBJS)
 
 # Migrations and function files are compiled into the daemon, so a deployed
 # binary needs no sql/ folder (see include/store/migrations.h).
-$(O)/build-aux/embed: build-aux/embed.c
+$(O)/build-aux/embed: build-aux/embed.c include/trip/trip_row.def
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -O1 -Iinclude -o $@ $<
 

@@ -168,7 +168,33 @@ static void append_str(char **out, size_t *len, size_t *cap, const char *s)
 	append(out, len, cap, s, strlen(s));
 }
 
+/* @TRIP_ROW@: the trip row's columns (include/trip/trip_row.def), one per
+ * line with its position and name, as jsonb_build_array()'s arguments. */
+static const struct {
+	const char *name, *sql;
+} trip_row[] = {
+#define TRIP_ROW(c, name, sql) { #name, sql },
+#include "trip/trip_row.def"
+#undef TRIP_ROW
+};
+
+static void expand_trip_row(const char *indent, char **out, size_t *len, size_t *cap)
+{
+	size_t n = sizeof trip_row / sizeof *trip_row;
+	for (size_t i = 0; i < n; i++) {
+		char line[512];
+		int w = snprintf(line, sizeof line, "%s%s%s -- %zu %s\n", indent, trip_row[i].sql, i + 1 < n ? "," : "", i,
+				 trip_row[i].name);
+		if (w < 0 || (size_t)w >= sizeof line) {
+			fprintf(stderr, "embed: trip_row.def: %s: too long\n", trip_row[i].name);
+			exit(1);
+		}
+		append_str(out, len, cap, line);
+	}
+}
+
 static const struct placeholder placeholders[] = {
+	{ "@TRIP_ROW@", expand_trip_row },
 	{ NULL, NULL },
 };
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import threading
 import time
 import uuid
@@ -62,11 +63,12 @@ def sql(d, pg, query, params=None):
     return pg.query(d.db, query, params)
 
 
-# The database answers a trip as the row its view is made of (trip_view(),
-# sql/011: {"trip_row": [...]}); the daemon renders it. The columns these
-# tests read, by position:
-ROW = {"id": 0, "state": 1, "version": 2, "fare_final": 13, "driver_id": 29, "rating_average": 36,
-       "rating_count": 37}
+# The database answers a trip as the row its view is made of (trip_view():
+# {"trip_row": [...]}); the daemon renders it. Its columns by name and
+# position, from their one definition:
+ROW = {m.group(1): i for i, m in enumerate(re.finditer(
+    r"^TRIP_ROW\(\w+, (\w+), ", (Path(__file__).resolve().parents[2] / "include" / "trip" / "trip_row.def").read_text(),
+    re.M))}
 
 
 def col(body, name):
