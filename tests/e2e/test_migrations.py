@@ -163,8 +163,10 @@ def test_migrate_status_names_the_files_that_differ(make_daemon, pg):
         in st.stdout, st
     # the daemon with migrate = false is not ready, and says what to do
     d2 = make_daemon(db=d.db, env=dict(MANUAL, RIDEHAIL_DATABASE_MIGRATE="false"), wait_ready=False)
-    body = wait_for(lambda: (lambda r: r.status == 503 and r.json())(d2.get("/readyz")), what="readyz to refuse")
-    assert "function files differ" in body["detail"] and "ridehaild migrate" in body["detail"], body
+    body = wait_for(lambda: (lambda r: r.status == 503 and "function files differ" in r.json()["detail"] and r.json())(
+        d2.get("/readyz")), what="readyz to name the files")
+    assert "(10_format, 30_trip_view): run `ridehaild migrate`" in body["detail"], body
+    assert pg.query(d.db, "SELECT count(*) FROM schema_functions WHERE checksum = '0123456789abcdef'") == [(2,)]
     d2.stop()
     run = migrate()
     assert run.returncode == 0 and "functions: " in run.stdout and "applied" in run.stdout, run
