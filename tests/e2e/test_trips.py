@@ -770,15 +770,15 @@ def pairs(text):
 
 
 def test_the_daemon_renders_the_view_the_database_used_to_build(daemon, pg):
-    """Since sql/011 the database answers a trip as the row its view is made
-    of, and the daemon builds the view. Held to the view as the database
-    built it before (sql/007's trip_view(), loaded from that file, kept in
-    tests/e2e/legacy_sql/, as a temporary function), member for member and
-    in the same order, for trips
-    of every shape: searching with an address and unrounded coordinates,
-    matched to a rated driver, cancelled, completed with a metered fare; as
-    POST /v1/rides, a transition's answer, GET /v1/rides/{id} and the list
-    show them."""
+    """Since schema version 11 the database answers a trip as the row its
+    view is made of, and the daemon builds the view. Held to the view as the
+    database built it before (version 7's trip_view(), loaded from that
+    migration's text, kept in tests/e2e/legacy_sql/, as a temporary
+    function), member for member and in the same order, for trips of every
+    shape: searching with an address and unrounded coordinates, matched to a
+    rated driver, cancelled, completed with a metered fare; as POST
+    /v1/rides, a transition's answer, GET /v1/rides/{id} and the list show
+    them."""
     text = (Path(__file__).resolve().parent / "legacy_sql" / "007_trip_view.sql").read_text()
     start = text.index("CREATE FUNCTION trip_view(")
     old_view = text[start:text.index("$$;", start) + 3].replace(
