@@ -83,6 +83,11 @@ void http_reply_json(struct http_req *r, int status, cJSON *json);
  * formatted, `ext` (may be NULL; freed) merged in as extension members. */
 void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const char *fmt, ...) RH_PRINTF(4, 5);
 
+/* The reply to a failure (net/problem.h err_reply_of: the one mapping), with
+ * Retry-After where retrying helps; `what` completes "cannot %s". `cause`
+ * (may be NULL: e.g. the database's message) goes to the log only. With a
+ * database's answer: http_reply_err(req, db_result_err(res), what, res->message). */
+void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *cause);
 /* 400 validation-failed naming the field (`field`) and the failed rule
  * (`rule`, a JSON Schema keyword). */
 void http_reply_invalid(struct http_req *r, const struct jv_error *err);
@@ -91,6 +96,10 @@ void http_reply_invalid(struct http_req *r, const struct jv_error *err);
  * rule (required, type, minimum, maximum) and returns false. */
 bool http_query_number_or_reply(struct http_req *req, const char *name, double min, double max, double def,
 				bool required, double *out);
+/* The same for an integer (no fraction, no exponent). Both take the JSON
+ * number grammar only (net/numparse.h): no hexadecimal, no spaces. */
+bool http_query_integer_or_reply(struct http_req *req, const char *name, int64_t min, int64_t max, int64_t def,
+				 bool required, int64_t *out);
 /* A problem naming the offending field (and the failed rule, may be NULL). */
 void http_reply_field_problem(struct http_req *req, enum problem p, const char *field, const char *rule,
 			      const char *fmt, ...) RH_PRINTF(5, 6);

@@ -24,6 +24,7 @@
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
+#include "net/numparse.h"
 #include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
@@ -302,6 +303,17 @@ void http_reply_header(struct http_req *r, const char *name, const char *value)
 	sb_printf(&r->extra_headers, "%s: %s\r\n", name, value);
 }
 
+/* Whether the reply already carries header `name` (set by the handler). */
+static bool http_reply_has_header(const struct http_req *r, const char *name)
+{
+	size_t n = strlen(name);
+	const char *h = r->extra_headers.buf;
+	for (size_t i = 0; h && i + n < r->extra_headers.len; i++)
+		if ((i == 0 || h[i - 1] == '\n') && strncasecmp(h + i, name, n) == 0 && h[i + n] == ':')
+			return true;
+	return false;
+}
+
 void http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t len)
 {
 	write_reply(r, status, content_type, body, len);
@@ -345,8 +357,24 @@ void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const ch
 	}
 	char *text = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
+	int retry = problem_retry_after_s(p);
+	if (retry > 0 && !http_reply_has_header(r, "Retry-After")) {
+		char secs[16];
+		snprintf(secs, sizeof secs, "%d", retry);
+		http_reply_header(r, "Retry-After", secs);
+	}
 	write_reply(r, problem_status(p), "application/problem+json", text, strlen(text));
 	cJSON_free(text);
+}
+
+void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *cause)
+{
+	const struct err_reply *er = err_reply_of(e);
+	if (problem_status(er->problem) >= 500 && e != RH_EAGAIN && e != RH_ENOMEM)
+		log_error(r->logid, "cannot %s: %s", what, cause && *cause ? cause : rh_err_name(e));
+	else if (cause && *cause)
+		log_info(r->logid, "cannot %s: %s", what, cause);
+	http_reply_problem(r, er->problem, NULL, "cannot %s%s", what, er->suffix);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -542,27 +570,54 @@ void http_reply_field_problem(struct http_req *r, enum problem p, const char *fi
 	http_reply_problem(r, p, ext, "%s", detail);
 }
 
+/* The query parameter `name`, or NULL after replying 400 required (with
+ * *absent set instead when it is optional and missing). */
+static const char *http_query_param_or_reply(struct http_req *req, const char *name, bool required, bool *absent)
+{
+	const char *v = http_req_query(req, name);
+	*absent = v == NULL;
+	if (!v && required)
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, "required", "query parameter %s is required", name);
+	return v;
+}
+
 bool http_query_number_or_reply(struct http_req *req, const char *name, double min, double max, double def,
 				bool required, double *out)
 {
-	const char *v = http_req_query(req, name);
-	if (!v) {
-		if (!required) {
-			*out = def;
-			return true;
-		}
-		http_reply_field_problem(req, PROBLEM_VALIDATION, name, "required", "query parameter %s is required", name);
-		return false;
+	bool absent;
+	const char *v = http_query_param_or_reply(req, name, required, &absent);
+	if (absent) {
+		*out = def;
+		return !required;
 	}
-	char *end;
-	double d = strtod(v, &end);
-	if (!*v || *end || !isfinite(d) || d < min || d > max) {
-		http_reply_field_problem(req, PROBLEM_VALIDATION, name,
-					 !*v || *end || !isfinite(d) ? "type" : d < min ? "minimum" : "maximum",
+	double d;
+	bool num = num_parse_decimal(v, &d);
+	if (!num || d < min || d > max) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, !num ? "type" : d < min ? "minimum" : "maximum",
 					 "%s must be a number from %g to %g", name, min, max);
 		return false;
 	}
 	*out = d;
+	return true;
+}
+
+bool http_query_integer_or_reply(struct http_req *req, const char *name, int64_t min, int64_t max, int64_t def,
+				 bool required, int64_t *out)
+{
+	bool absent;
+	const char *v = http_query_param_or_reply(req, name, required, &absent);
+	if (absent) {
+		*out = def;
+		return !required;
+	}
+	int64_t n;
+	bool num = num_parse_integer(v, &n);
+	if (!num || n < min || n > max) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, name, !num ? "type" : n < min ? "minimum" : "maximum",
+					 "%s must be an integer from %lld to %lld", name, (long long)min, (long long)max);
+		return false;
+	}
+	*out = n;
 	return true;
 }
 

@@ -179,6 +179,14 @@ def test_nearby_filters_by_vehicle_type(make_daemon):
     ("lat=52&lng=5&radius_m=0", "radius_m", "minimum"),
     ("lat=52&lng=5&radius_m=50000", "radius_m", "maximum"),
     ("lat=52&lng=5&limit=2.5", "limit", "type"),
+    # numbers as JSON spells them, nothing looser (each was taken once)
+    ("lat=0x10&lng=5", "lat", "type"),
+    ("lat=%2052&lng=5", "lat", "type"),
+    ("lat=52.&lng=5", "lat", "type"),
+    ("lat=+52&lng=5", "lat", "type"),
+    ("lat=52&lng=5&radius_m=1.5", "radius_m", "type"),
+    ("lat=52&lng=5&radius_m=1e3", "radius_m", "type"),
+    ("lat=52&lng=5&limit=%205", "limit", "type"),
     ("lat=52&lng=5&vehicle_type=rocket", "vehicle_type", "enum"),
 ])
 def test_nearby_validation(daemon, query, field, rule):

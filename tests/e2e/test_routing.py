@@ -69,6 +69,11 @@ def test_route_errors(make_daemon, monaco_map):
                    "validation-failed")
     assert body["field"] == "from_lat"
     problem(d.get("/v1/route?from_lat=x&from_lng=7.4213&to_lat=43.73&to_lng=7.42"), 400, "validation-failed")
+    # numbers as JSON spells them: no hexadecimal, no leading spaces
+    for bad in ("0x2B", "%2043.73", "43.", "inf"):
+        body = problem(d.get(f"/v1/route?from_lat=43.7307&from_lng=7.4213&to_lat={bad}&to_lng=7.42"), 400,
+                       "validation-failed")
+        assert (body["field"], body["rule"]) == ("to_lat", "type")
 
 
 def test_route_without_map(daemon):

@@ -9,7 +9,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "core/server.h"
+#include "daemon/server.h"
 #include "core/settings.h"
 #include "routing/routing.h"
 #include "events/events.h"
@@ -19,7 +19,7 @@ extern char **environ;
 
 #define DEFAULT_CONFIG "conf/ridehaild.conf"
 
-static void usage(FILE *out)
+static void main_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ridehaild [options]              run the daemon\n"
@@ -45,7 +45,7 @@ static void usage(FILE *out)
 		"e.g. RIDEHAIL_HTTP_LISTEN=127.0.0.1:18080.\n");
 }
 
-static int load_config(struct rh_config *cfg, const char *path)
+static int main_load_config(struct rh_config *cfg, const char *path)
 {
 	struct cfg_errors errs;
 	if (config_load(cfg, path, environ, &errs) == RH_OK)
@@ -86,8 +86,8 @@ int main(int argc, char **argv)
 		case OPT_STATUS: status = true; break;
 		case OPT_DOC: config_print_doc(stdout); return 0;
 		case 'v': printf("ridehaild %s (%s)\n", RH_VERSION, RH_GIT_REV); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h': main_usage(stdout); return 0;
+		default: main_usage(stderr); return 2;
 		}
 	}
 	const char *command = optind < argc ? argv[optind] : NULL;
@@ -104,12 +104,12 @@ int main(int argc, char **argv)
 	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 && strcmp(command, "map") != 0 &&
 	    strcmp(command, "events") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
-		usage(stderr);
+		main_usage(stderr);
 		return 2;
 	}
 
 	struct rh_config cfg;
-	if (load_config(&cfg, config_path))
+	if (main_load_config(&cfg, config_path))
 		return 1;
 	if (check) {
 		printf("ridehaild: configuration %s is valid\n", config_path);
