@@ -204,6 +204,10 @@ static char *expand_placeholders(const char *sql, const char *path)
 {
 	size_t len = 0, cap = strlen(sql) + 4096;
 	char *out = malloc(cap);
+	if (!out) {
+		fprintf(stderr, "embed: out of memory\n");
+		exit(1);
+	}
 	out[0] = '\0';
 	const char *line = sql;
 	while (*line) {
@@ -226,13 +230,12 @@ static char *expand_placeholders(const char *sql, const char *path)
 			indent[ind] = '\0';
 			ph->expand(indent, &out, &len, &cap);
 		} else {
-			if (memchr(line, '@', n)) {
-				for (const struct placeholder *p = placeholders; p->name; p++)
-					if (strstr(line, p->name) && strstr(line, p->name) < line + n) {
-						fprintf(stderr, "embed: %s: %s must stand alone on its line\n", path,
-							p->name);
-						exit(1);
-					}
+			for (const struct placeholder *p = placeholders; p->name; p++) {
+				const char *at = strstr(line, p->name);
+				if (at && at < line + n) {
+					fprintf(stderr, "embed: %s: %s must stand alone on its line\n", path, p->name);
+					exit(1);
+				}
 			}
 			append(&out, &len, &cap, line, n);
 		}
