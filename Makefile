@@ -95,6 +95,13 @@ $(O)/gen/migrations.c: $(MIGRATIONS) $(FUNCTION_FILES) $(O)/build-aux/embed
 	@mkdir -p $(@D)
 	$(O)/build-aux/embed $(MIGRATIONS) --functions $(FUNCTION_FILES) > $@.tmp && mv $@.tmp $@
 
+# The function files as the daemon carries them (placeholders expanded), for
+# make install.
+FUNCTION_GEN := $(FUNCTION_FILES:sql/functions/%=$(O)/gen/functions/%)
+$(O)/gen/functions/%.sql: sql/functions/%.sql $(O)/build-aux/embed
+	@mkdir -p $(@D)
+	$(O)/build-aux/embed --expand $< > $@.tmp && mv $@.tmp $@
+
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
@@ -213,9 +220,10 @@ $(O)/install/main.o: src/daemon/main.c $(O)/install/default-config
 $(O)/install/ridehaild: $(O)/install/main.o $(LIBRH)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-install: $(O)/install/ridehaild $(BINDIR)/ridehail-sim
+install: $(O)/install/ridehaild $(BINDIR)/ridehail-sim $(FUNCTION_GEN)
 	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' UNITDIR='$(UNITDIR)' \
-	  SYSUSERSDIR='$(SYSUSERSDIR)' DAEMON='$(O)/install/ridehaild' SIM='$(BINDIR)/ridehail-sim' scripts/install.sh
+	  SYSUSERSDIR='$(SYSUSERSDIR)' DAEMON='$(O)/install/ridehaild' SIM='$(BINDIR)/ridehail-sim' \
+	  FUNCTIONS='$(O)/gen/functions' scripts/install.sh
 
 .PHONY: FORCE
 FORCE:

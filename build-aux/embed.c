@@ -1,5 +1,7 @@
 /* embed: turn the SQL of sql/ into C tables the daemon carries.
  * Usage: embed MIGRATION... [--functions FUNCTION_FILE...] > migrations.c
+ *        embed --expand FUNCTION_FILE > file.sql   (its text as the daemon
+ *        carries it, placeholders expanded: what `make install` installs)
  *
  * Migrations (sql/NNN_name.sql): each name starts with its version number;
  * versions must be strictly increasing (the Makefile passes them sorted).
@@ -273,6 +275,14 @@ static int emit_functions(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "--expand") == 0) {
+		char *sql = read_file(argv[2]);
+		char *text = expand_placeholders(sql, argv[2]);
+		fputs(text, stdout);
+		free(text);
+		free(sql);
+		return ferror(stdout) ? 1 : 0;
+	}
 	int nmig = 1;
 	while (nmig < argc && strcmp(argv[nmig], "--functions") != 0)
 		nmig++;
