@@ -1,5 +1,6 @@
 /* The trip as the API shows it, built from the row the database gives
- * (trip_view(), sql/011: {"trip_row": [...]}, its columns by position).
+ * (trip_view(), sql/functions/30_trip_view.sql: {"trip_row": [...]}, its
+ * columns by position as include/trip/trip_row.def lists them).
  *
  * Building the nested view in the database as jsonb cost a third of a
  * MATCHED transition's work there; here it is a few allocations. The
@@ -17,13 +18,11 @@
 #include "core/clock.h"
 #include "trip_internal.h"
 
+/* the row's columns by position: R_ID, R_STATE, ... R_DRATINGS */
 enum {
-	R_ID, R_STATE, R_VERSION, R_RIDER, R_VEHICLE,
-	R_PLAT, R_PLNG, R_PADDR, R_DLAT, R_DLNG, R_DADDR,
-	R_CURRENCY, R_QUOTED, R_FINAL, R_METERED, R_QUOTE_ID, R_ESTIMATE, R_REVIEW,
-	R_MDIST, R_MDUR, R_CBY, R_CREASON, R_CFEE,
-	R_REQUESTED, R_MATCHED, R_ARRIVED, R_STARTED, R_COMPLETED, R_CANCELLED,
-	R_DID, R_DNAME, R_DTYPE, R_DMAKE, R_DMODEL, R_DCOLOR, R_DPLATE, R_DRATING, R_DRATINGS,
+#define TRIP_ROW(c, name, sql) R_##c,
+#include "trip/trip_row.def"
+#undef TRIP_ROW
 	R_N
 };
 
