@@ -148,13 +148,11 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 		metric_observe(m->f_match_time, m->m_match_time, (double)(now - started) / 1000.0);
 	dispatch_stop(m->dispatch, &r->trip, r->has_driver ? &r->driver : NULL, "matched_elsewhere", now);
 	cJSON *p = cJSON_CreateObject();
-	cJSON *view = trip_view_json(t);
-	cJSON *drv = cJSON_DetachItemFromObjectCaseSensitive(view, "driver");
+	cJSON *drv = trip_view_driver_json(t);
 	if (drv && !cJSON_HasObjectItem(drv, "rating"))
 		cJSON_AddNullToObject(drv, "rating"); /* as the API's accounts say it: null until the first rating */
 	if (drv)
 		cJSON_AddItemToObject(p, "driver", drv);
-	cJSON_Delete(view);
 	struct presence_hit h;
 	if (r->has_driver && presence_driver(m->deps.presence, &r->driver, &h) && (h.lat || h.lon))
 		cJSON_AddNumberToObject(p, "pickup_eta_s", llround(match_eta(m, h.lat, h.lon, r->plat, r->plng)));
