@@ -124,6 +124,11 @@ struct routing_restriction {
 };
 size_t routing_restriction_count(const struct routing *r);
 bool routing_restriction_get(const struct routing *r, size_t i, struct routing_restriction *out);
+/* Routes what restriction i forbids (no_*: from its from segment onto its
+ * to segment; only_*: onto each other way on) with method and counts in
+ * *taken the routes whose geometry drives it, of *tried. */
+rh_err routing_restriction_taken(struct routing *r, size_t i, enum route_method method, size_t *tried,
+				 size_t *taken) RH_MUST_CHECK;
 
 /* ------------------------------------------------------------ travel-time profile */
 

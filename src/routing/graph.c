@@ -1109,6 +1109,77 @@ bool routing_restriction_get(const struct routing *r, size_t i, struct routing_r
 	return true;
 }
 
+static bool rt_same(const double *g, size_t i, double lat, double lon)
+{
+	return g[2 * i] == lon && g[2 * i + 1] == lat;
+}
+
+/* Does the geometry drive from (a point on) segment p[0]-p[1] through
+ * p[1..k-1] onto segment p[k-1]-(elat, elon)? */
+static bool rt_geom_drives(const struct route_result *res, const struct routing_restriction *rr, size_t k, double elat,
+			   double elon)
+{
+	const double *g = res->coords;
+	size_t n = res->npoints, run = k - 1; /* p[1] .. p[k-1] */
+	for (size_t j = 1; j + run < n; j++) {
+		bool match = true;
+		for (size_t q = 0; q < run && match; q++)
+			match = rt_same(g, j + q, rr->lat[1 + q], rr->lon[1 + q]);
+		if (!match)
+			continue;
+		bool before = j == 1 || rt_same(g, j - 1, rr->lat[0], rr->lon[0]);
+		size_t after = j + run;
+		bool next = after == n - 1 || rt_same(g, after, elat, elon);
+		if (before && next)
+			return true;
+	}
+	return false;
+}
+
+rh_err routing_restriction_taken(struct routing *r, size_t i, enum route_method method, size_t *tried, size_t *taken)
+{
+	*tried = *taken = 0;
+	struct routing_restriction rr, other;
+	if (!routing_restriction_get(r, i, &rr))
+		return RH_EINVAL;
+	size_t k = rr.npoints - 1; /* p[k] ends the to segment */
+	/* from 60% along the from segment, to 60% along each segment it must not drive */
+	double slat = rr.lat[0] + 0.6 * (rr.lat[1] - rr.lat[0]), slon = rr.lon[0] + 0.6 * (rr.lon[1] - rr.lon[0]);
+	double ends_lat[ROUTING_RESTRICTION_MAX], ends_lon[ROUTING_RESTRICTION_MAX];
+	size_t nends = 0;
+	if (!rr.only) {
+		ends_lat[0] = rr.lat[k], ends_lon[0] = rr.lon[k], nends = 1;
+	} else {
+		for (size_t x = 0; x < rr.nexits; x++) {
+			bool allowed = false;
+			/* every record of this relation from the same segment names an allowed way on */
+			for (size_t j = 0; j < r->nrestr && !allowed; j++) {
+				if (!routing_restriction_get(r, j, &other) || other.osm_id != rr.osm_id || !other.only ||
+				    other.npoints != rr.npoints)
+					continue;
+				bool same = true;
+				for (size_t q = 0; q < k && same; q++)
+					same = other.lat[q] == rr.lat[q] && other.lon[q] == rr.lon[q];
+				allowed = same && other.lat[k] == rr.exit_lat[x] && other.lon[k] == rr.exit_lon[x];
+			}
+			if (!allowed)
+				ends_lat[nends] = rr.exit_lat[x], ends_lon[nends++] = rr.exit_lon[x];
+		}
+	}
+	for (size_t x = 0; x < nends; x++) {
+		double tlat = rr.lat[k - 1] + 0.6 * (ends_lat[x] - rr.lat[k - 1]);
+		double tlon = rr.lon[k - 1] + 0.6 * (ends_lon[x] - rr.lon[k - 1]);
+		struct route_result res;
+		rh_err e = routing_route_at(r, slat, slon, tlat, tlon, method, true, 0, &res);
+		if (e == RH_EINVAL)
+			continue; /* an end the map does not let a route start or end on */
+		(*tried)++;
+		if (e == RH_OK && rt_geom_drives(&res, &rr, k, ends_lat[x], ends_lon[x]))
+			(*taken)++;
+	}
+	return RH_OK;
+}
+
 /* ------------------------------------------------------------ loading */
 
 bool routing_loaded(const struct routing *r)
