@@ -179,7 +179,17 @@ void routing_get_stats(const struct routing *r, struct routing_stats *st);
 rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const char *map_path,
 		      struct routing_stats *st, char *err, size_t errlen) RH_MUST_CHECK;
 
-/* `ridehaild map import <file> -o <map>`: argc/argv start at "map". */
+#include <stdio.h>
+/* Fits a travel-time profile from trip records (CSV, see docs/routing.md)
+ * to the map at map_path and writes the map with it to out_path (may be
+ * map_path: written atomically). tz: the zone the records' times are in.
+ * Prints name=value figures (held-out validation included) to report. */
+rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, size_t ntrips, const char *tz,
+			 const struct routing_cfg *cfg, const char *out_path, FILE *report, char *err,
+			 size_t errlen) RH_MUST_CHECK;
+
+/* `ridehaild map import <file> -o <map>`, `ridehaild map calibrate`:
+ * argc/argv start at "map". */
 int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv);
 
 /* GET /v1/route on the server's HTTP listener (routing/api.c). */

@@ -749,16 +749,21 @@ static int rt_hour_of_week(const struct routing *r, int64_t when)
 /* A route's duration, and its range, from its time along the edges (under
  * the profile's class factors) at hour `when`; without a profile the time
  * along the edges and no range. */
-static void rt_timing(const struct routing *r, double edge_s, int64_t when, double *dur, double *lo, double *hi)
+void rt_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi)
 {
-	if (!r->has_profile) {
+	if (!r->has_profile || how < 0 || how >= RMAP_HOURS) {
 		*dur = *lo = *hi = edge_s;
 		return;
 	}
 	double base = edge_s > 0 ? edge_s + r->prof.overhead_s : 0;
-	*dur = base * r->prof.hour_factor[rt_hour_of_week(r, when)];
+	*dur = base * r->prof.hour_factor[how];
 	*lo = *dur * r->prof.range_lo;
 	*hi = *dur * r->prof.range_hi;
+}
+
+static void rt_timing(const struct routing *r, double edge_s, int64_t when, double *dur, double *lo, double *hi)
+{
+	rt_timing_how(r, edge_s, r->has_profile ? rt_hour_of_week(r, when) : -1, dur, lo, hi);
 }
 
 /* The offsets of the profile's zone for the years a daemon may run in,
@@ -1385,7 +1390,7 @@ rh_err rt_read_file(const char *path, uint8_t **buf_out, size_t *len_out, char *
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
-		snprintf(err, errlen, "cannot open map %s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return RH_EIO;
 	}
 	size_t cap = 1 << 20, len = 0;
@@ -1403,7 +1408,7 @@ rh_err rt_read_file(const char *path, uint8_t **buf_out, size_t *len_out, char *
 	fclose(f);
 	if (failed) {
 		rh_free(buf);
-		snprintf(err, errlen, "cannot read map %s: %s", path, strerror(saved));
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(saved));
 		return RH_EIO;
 	}
 	*buf_out = buf;
@@ -1417,10 +1422,12 @@ rh_err rt_load(const char *map_path, const struct routing_cfg *cfg, bool freeflo
 	*out = NULL;
 	uint8_t *buf;
 	size_t len;
-	rh_err e = rt_read_file(map_path, &buf, &len, err, errlen);
-	if (e != RH_OK)
+	char why[512];
+	rh_err e = rt_read_file(map_path, &buf, &len, why, sizeof why);
+	if (e != RH_OK) {
+		snprintf(err, errlen, "map: %s", why);
 		return e;
-	char why[256];
+	}
 	e = rt_load_buffer(buf, len, cfg, freeflow, out, why, sizeof why);
 	rh_free(buf);
 	if (e != RH_OK)

@@ -169,6 +169,8 @@ rh_err rt_load(const char *map_path, const struct routing_cfg *cfg, bool freeflo
 rh_err rt_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow,
 		      struct routing **out, char *err, size_t errlen) RH_MUST_CHECK;
 rh_err rt_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) RH_MUST_CHECK;
+/* A route's duration and range from its edges' seconds at hour of the week how. */
+void rt_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi);
 rh_err rt_route_split(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 		      double class_s[RMAP_CLASSES], double *distance_m) RH_MUST_CHECK;
 
