@@ -51,6 +51,8 @@ struct route_result {
 	double from_snap_m;  /* from each requested point to where it was snapped */
 	double to_snap_m;
 	enum route_point bad_point; /* on RH_EINVAL: the point off the map */
+	bool bad_point_disconnected; /* ... and it is near a road the import left out (not
+				      * joined to the rest of the map), not far from every road */
 	/* Geometry, only with want_geometry: npoints [lon, lat] pairs (GeoJSON
 	 * order), borrowed from the routing object until its next query. */
 	size_t npoints;

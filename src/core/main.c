@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/auth.h"
 #include "core/alloc.h"
@@ -45,6 +46,26 @@ static void usage(FILE *out)
 		"e.g. RIDEHAIL_HTTP_LISTEN=127.0.0.1:18080.\n");
 }
 
+/* The default configuration: conf/ridehaild.conf in the working directory,
+ * else beside the installed binary (<dir of ridehaild>/../conf/), so that
+ * `ridehaild map ...` works from anywhere; NULL when neither exists. */
+static const char *default_config(char *buf, size_t len)
+{
+	if (access(DEFAULT_CONFIG, F_OK) == 0)
+		return DEFAULT_CONFIG;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	snprintf(buf, len, "%s/../" DEFAULT_CONFIG, exe);
+	return access(buf, F_OK) == 0 ? buf : NULL;
+}
+
 static int load_config(struct rh_config *cfg, const char *path)
 {
 	struct cfg_errors errs;
@@ -72,7 +93,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *config_path = DEFAULT_CONFIG, *get_key = NULL;
+	const char *config_path = NULL, *get_key = NULL;
+	char default_buf[4200];
 	bool check = false, print = false, status = false;
 	int c;
 
@@ -108,9 +130,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* without -c: the default file where it is found; the map tools need
+	 * none (they run on the built-in defaults and the environment) */
+	bool defaulted = config_path == NULL;
+	if (defaulted)
+		config_path = default_config(default_buf, sizeof default_buf);
+	if (!config_path && !(command && strcmp(command, "map") == 0))
+		config_path = DEFAULT_CONFIG; /* reported as missing */
 	struct rh_config cfg;
 	if (load_config(&cfg, config_path))
 		return 1;
+	if (!config_path)
+		config_path = "(built-in defaults)";
 	if (check) {
 		printf("ridehaild: configuration %s is valid\n", config_path);
 		config_fini(&cfg);

@@ -92,6 +92,8 @@ struct routing {
 	uint32_t nrestr;
 	struct rmap_restriction *rs;
 	uint32_t *rvia;
+	uint32_t ndrop;
+	double *drop_xy;       /* dropped segments, projected: x1, y1, x2, y2 */
 	/* grid over edges */
 	double cell_m, gx0, gy0;
 	uint32_t gw, gh;
@@ -813,6 +815,22 @@ static void rt_tz_init(struct routing *r)
 
 /* ------------------------------------------------------------ queries */
 
+/* Is the point within snap distance of a road the import dropped (off the
+ * kept component)? A scan: only asked when a point failed to snap. */
+static bool rt_near_dropped(const struct routing *r, double lat, double lon)
+{
+	if (!isfinite(lat) || !isfinite(lon))
+		return false;
+	double px, py, t, lim2 = r->snap_max_m * r->snap_max_m;
+	rt_project(r, lat, lon, &px, &py);
+	for (uint32_t i = 0; i < r->ndrop; i++) {
+		const double *q = r->drop_xy + 4 * (size_t)i;
+		if (rt_seg_dist2(px, py, q[0], q[1], q[2], q[3], &t) <= lim2)
+			return true;
+	}
+	return false;
+}
+
 static rh_err rt_route(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 		       enum route_method method, const struct rt_walk *w, struct route_result *out, struct meet *bestp)
 {
@@ -822,10 +840,12 @@ static rh_err rt_route(struct routing *r, double from_lat, double from_lon, doub
 	struct snap s, t;
 	if (!rt_snap(r, from_lat, from_lon, RMAP_FROM, &s)) {
 		out->bad_point = ROUTE_POINT_FROM;
+		out->bad_point_disconnected = rt_near_dropped(r, from_lat, from_lon);
 		return RH_EINVAL;
 	}
 	if (!rt_snap(r, to_lat, to_lon, RMAP_TO, &t)) {
 		out->bad_point = ROUTE_POINT_TO;
+		out->bad_point_disconnected = rt_near_dropped(r, to_lat, to_lon);
 		return RH_EINVAL;
 	}
 	out->from_snap_m = s.dist_m;
@@ -1370,9 +1390,14 @@ rh_err rt_load_buffer(const void *data, size_t len, const struct routing_cfg *cf
 		r->time_ms[i] = r->has_profile ? rmap_edge_time(&d, i) : d.time_ms[i];
 	r->xroad = d.xroad, r->xfirst = d.xfirst, r->xto = d.xto;
 	r->nrestr = d.nrestr, r->rs = d.rs, r->rvia = d.rvia;
+	r->ndrop = d.ndrop;
 	r->ch = d.ch[metric];
 	ch_graph_fini(&d.ch[1 - metric]);
 	rt_prepare(r, d.lat_e7, d.lon_e7);
+	r->drop_xy = rh_malloc(((size_t)r->ndrop * 4 + 1) * sizeof *r->drop_xy);
+	for (size_t i = 0; i < (size_t)r->ndrop * 4; i += 2)
+		rt_project(r, d.drop_e7[i] / 1e7, d.drop_e7[i + 1] / 1e7, &r->drop_xy[i], &r->drop_xy[i + 1]);
+	rh_free(d.drop_e7);
 	rh_free(d.lat_e7);
 	rh_free(d.lon_e7);
 	*out = r;
@@ -1447,7 +1472,7 @@ void routing_free(struct routing *r)
 		return;
 	void *ptrs[] = { r->role, r->lat, r->lon, r->x, r->y, r->first_out, r->to, r->time_ms, r->ff_ms, r->dist_mm,
 			 r->cls, r->w, r->first_in, r->in_edge, r->from, r->xroad, r->xfirst, r->xto, r->xfirst_in,
-			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->cell_first, r->cell_edges, r->tz,
+			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->drop_xy, r->cell_first, r->cell_edges, r->tz,
 			 r->fw.dist, r->fw.stamp, r->fw.parent, r->fw.h.k, r->fw.pred, r->fw.aux_ms, r->fw.aux_mm,
 			 r->bw.dist, r->bw.stamp, r->bw.parent, r->bw.h.k, r->bw.pred, r->bw.aux_ms, r->bw.aux_mm,
 			 r->ss.v, r->ts.v, r->bk, r->geom };

@@ -18,11 +18,14 @@
  *   uint8  cls[m]                        road class (RMAP_CLASS_*)
  * then the turn graph (edge-based: one node per road edge, one arc per
  * allowed turn, plus copies of the edges on a via-way restriction's path):
- *   uint32 xn, xm, nrestr, nrvia         turn-graph nodes (>= m), arcs, restrictions, their via edges
+ *   uint32 xn, xm, nrestr, nrvia, ndrop  turn-graph nodes (>= m), arcs, restrictions, their via
+ *                                        edges, road segments the import dropped
  *   uint32 xroad[xn - m]                 the road edge each copy stands for (node x < m is edge x)
  *   uint32 xfirst[xn + 1], xto[xm]       CSR of the arcs
  *   struct rmap_restriction rs[nrestr]   the restrictions honoured, in road edges
  *   uint32 rvia[nrvia]                   their via edges (rs[i].via_first ..)
+ *   int32  drop_e7[ndrop * 4]            dropped segments (lat, lon, lat, lon): roads off the
+ *                                        kept component, to say why a point near one is refused
  * then, when the header's flags have RMAP_FLAG_PROFILE, the travel-time
  * profile (struct rmap_profile, `map calibrate`), then the contraction
  * hierarchy of each metric (time, then distance) over the turn graph:
@@ -138,6 +141,8 @@ struct rmap_data {
 	uint32_t *xfirst, *xto;
 	struct rmap_restriction *rs;
 	uint32_t *rvia;
+	uint32_t ndrop;
+	int32_t *drop_e7;
 	bool has_profile;
 	struct rmap_profile profile;
 	struct ch_graph ch[2];

@@ -859,6 +859,14 @@ static void import_turn_graph(struct rmap_data *d, struct import_turns *t)
 		memcpy(d->rvia, t->via.v, t->via.n * sizeof *d->rvia);
 }
 
+static bool import_has_edge(const uint32_t *first, const uint32_t *adj, uint32_t u, uint32_t v)
+{
+	for (uint32_t i = first[u]; i < first[u + 1]; i++)
+		if (adj[i] == v)
+			return true;
+	return false;
+}
+
 /* Ways -> edges over graph nodes; then only the largest component, in CSR. */
 static rh_err import_build_and_write(struct importer *im, const char *map_path, struct routing_stats *st, char *err,
 			      size_t errlen)
@@ -928,7 +936,11 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	uint32_t *keep = rh_malloc(n * sizeof *keep), kn = 0;
 	for (uint32_t u = 0; u < n; u++)
 		keep[u] = role[u] ? kn++ : NONE;
-	int32_t *lat = rh_malloc(kn * sizeof *lat), *lon = rh_malloc(kn * sizeof *lon);
+	int32_t *lat = rh_malloc((kn + 1) * sizeof *lat), *lon = rh_malloc((kn + 1) * sizeof *lon);
+	int32_t *nlat = rh_malloc(((size_t)n + 1) * sizeof *nlat), *nlon = rh_malloc(((size_t)n + 1) * sizeof *nlon);
+	for (size_t i = 0; i < im->nnodes; i++)
+		if (gid[i] != NONE)
+			nlat[gid[i]] = im->nodes[i].lat_e7, nlon[gid[i]] = im->nodes[i].lon_e7;
 	uint8_t *roles = rh_malloc(kn + 1);
 	for (size_t i = 0; i < im->nnodes; i++)
 		if (gid[i] != NONE && keep[gid[i]] != NONE) {
@@ -936,13 +948,23 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 			lon[keep[gid[i]]] = im->nodes[i].lon_e7;
 			roles[keep[gid[i]]] = role[gid[i]];
 		}
+	/* segments left out, once per pair of nodes: a point near one is told why */
+	struct rmap_data d = { .n = kn, .lat_e7 = lat, .lon_e7 = lon, .role = roles };
+	d.drop_e7 = rh_malloc((m * 4 + 1) * sizeof *d.drop_e7);
+	for (size_t i = 0; i < m; i++) {
+		uint32_t u = edges[i].u, v = edges[i].v;
+		if ((keep[u] != NONE && keep[v] != NONE) || (u > v && import_has_edge(first, adj, v, u)))
+			continue;
+		int32_t *q = d.drop_e7 + 4 * (size_t)d.ndrop++;
+		q[0] = nlat[u], q[1] = nlon[u], q[2] = nlat[v], q[3] = nlon[v];
+	}
 	size_t km = 0;
 	for (size_t i = 0; i < m; i++)
 		if (keep[edges[i].u] != NONE && keep[edges[i].v] != NONE)
 			edges[km++] = (struct edge){ keep[edges[i].u], keep[edges[i].v], edges[i].time_ms, edges[i].dist_mm,
 						     edges[i].cls };
 	qsort(edges, km, sizeof *edges, import_edge_cmp);
-	struct rmap_data d = { .n = kn, .m = (uint32_t)km, .lat_e7 = lat, .lon_e7 = lon, .role = roles };
+	d.m = (uint32_t)km;
 	d.first_out = rh_malloc(((size_t)kn + 1) * sizeof *d.first_out);
 	d.to = rh_malloc((km + 1) * sizeof *d.to);
 	d.time_ms = rh_malloc((km + 1) * sizeof *d.time_ms);
@@ -974,10 +996,46 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	}
 	import_turns_fini(&tr);
 	rmap_data_fini(&d); /* lat, lon and roles too */
-	void *ptrs[] = { gid, edges, first, adj, comp, keep, role };
+	void *ptrs[] = { gid, edges, first, adj, comp, keep, role, nlat, nlon };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
 	return e;
+}
+
+/* Why an extract could not be read, in words: the file itself (missing,
+ * a directory, empty, unreadable), else what its first bytes are. */
+static void import_explain(const char *path, const char *src, int rc, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "cannot read %s: it is a directory", path);
+		return;
+	}
+	FILE *f = fopen(src, "rb");
+	if (!f) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return;
+	}
+	unsigned char head[64];
+	size_t n = fread(head, 1, sizeof head, f);
+	fclose(f);
+	bool pbf = import_has_suffix(src, ".pbf");
+	const char *why;
+	if (n == 0)
+		why = "the file is empty";
+	else if (pbf && n >= 17 && memmem(head, n, "OSMHeader", 9))
+		why = "a PBF file, but truncated or corrupt past its header";
+	else if (pbf)
+		why = "not an OpenStreetMap PBF file (no OSMHeader block at its start)";
+	else if (head[0] == '<' || (n >= 3 && head[0] == 0xef && head[1] == 0xbb && head[2] == 0xbf))
+		why = rc == READOSM_XML_ERROR ? "XML, but not well-formed (truncated or corrupt?)" : "unreadable XML";
+	else
+		why = "not OpenStreetMap XML (it does not start with '<')";
+	snprintf(err, errlen, "cannot read %s: %s (OpenStreetMap reader code %d)", path, why, rc);
 }
 
 rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const char *map_path,
@@ -1004,16 +1062,15 @@ rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const
 	if (rc == READOSM_OK)
 		rc = readosm_parse(h, &im, import_node, import_way, import_relation);
 	readosm_close(h);
-	if (tmp[0])
-		unlink(tmp);
 	rh_err e;
 	if (rc != READOSM_OK) {
-		snprintf(err, errlen, "cannot read %s: OpenStreetMap parser error %d%s", osm_path, rc,
-			 rc == READOSM_FILE_NOT_FOUND ? " (no such file)" : " (corrupt or truncated?)");
+		import_explain(osm_path, src, rc, err, errlen);
 		e = RH_EINVAL;
 	} else {
 		e = import_build_and_write(&im, map_path, st, err, errlen);
 	}
+	if (tmp[0])
+		unlink(tmp);
 	rh_free(im.nodes);
 	rh_free(im.refs);
 	rh_free(im.ways);

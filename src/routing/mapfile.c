@@ -47,7 +47,7 @@ static bool rmap_write_all(FILE *f, const void *p, size_t n, crypto_generichash_
 
 static uint64_t rmap_turn_len(const struct rmap_data *d)
 {
-	return 16 + ((uint64_t)d->xn - d->m) * 4 + ((uint64_t)d->xn + 1) * 4 + (uint64_t)d->xm * 4 +
+	return 20 + (uint64_t)d->ndrop * 16 + ((uint64_t)d->xn - d->m) * 4 + ((uint64_t)d->xn + 1) * 4 + (uint64_t)d->xm * 4 +
 	       (uint64_t)d->nrestr * sizeof(struct rmap_restriction) + (uint64_t)d->nrvia * 4;
 }
 
@@ -79,13 +79,14 @@ rh_err rmap_write(const char *path, const struct rmap_data *d, char *err, size_t
 	ok = ok && rmap_write_all(f, d->first_out, ((size_t)n + 1) * 4, &hs);
 	ok = ok && rmap_write_all(f, d->to, (size_t)m * 4, &hs) && rmap_write_all(f, d->time_ms, (size_t)m * 4, &hs);
 	ok = ok && rmap_write_all(f, d->dist_mm, (size_t)m * 4, &hs) && rmap_write_all(f, d->cls, m, &hs);
-	uint32_t counts4[4] = { d->xn, d->xm, d->nrestr, d->nrvia };
+	uint32_t counts4[5] = { d->xn, d->xm, d->nrestr, d->nrvia, d->ndrop };
 	ok = ok && rmap_write_all(f, counts4, sizeof counts4, &hs);
 	ok = ok && rmap_write_all(f, d->xroad + m, ((size_t)d->xn - m) * 4, &hs);
 	ok = ok && rmap_write_all(f, d->xfirst, ((size_t)d->xn + 1) * 4, &hs);
 	ok = ok && rmap_write_all(f, d->xto, (size_t)d->xm * 4, &hs);
 	ok = ok && rmap_write_all(f, d->rs, (size_t)d->nrestr * sizeof *d->rs, &hs);
 	ok = ok && rmap_write_all(f, d->rvia, (size_t)d->nrvia * 4, &hs);
+	ok = ok && rmap_write_all(f, d->drop_e7, (size_t)d->ndrop * 16, &hs);
 	if (d->has_profile)
 		ok = ok && rmap_write_all(f, &d->profile, sizeof d->profile, &hs);
 	for (int i = 0; i < 2 && ok; i++) {
@@ -311,14 +312,14 @@ rh_err rmap_parse(const void *data, size_t len, struct rmap_data *d, int keep_me
 	d->dist_mm = rmap_take(&rd, (uint64_t)m * 4);
 	d->cls = rmap_take(&rd, m);
 	bool ok = rmap_graph_ok(d, err, errlen);
-	uint32_t counts[4] = { 0 };
-	if (ok && rd.end - rd.p >= 16) {
-		memcpy(counts, rd.p, 16);
-		rd.p += 16;
+	uint32_t counts[5] = { 0 };
+	if (ok && rd.end - rd.p >= 20) {
+		memcpy(counts, rd.p, 20);
+		rd.p += 20;
 	} else if (ok) {
 		ok = rmap_err(err, errlen, "turn section missing");
 	}
-	d->xn = counts[0], d->xm = counts[1], d->nrestr = counts[2], d->nrvia = counts[3];
+	d->xn = counts[0], d->xm = counts[1], d->nrestr = counts[2], d->nrvia = counts[3], d->ndrop = counts[4];
 	if (ok && (d->xn < m || d->xn > RMAP_MAX_EDGES || d->nrestr > RMAP_MAX_EDGES ||
 		   d->nrvia > RMAP_MAX_EDGES))
 		ok = rmap_err(err, errlen, "turn section counts out of range");
@@ -329,7 +330,8 @@ rh_err rmap_parse(const void *data, size_t len, struct rmap_data *d, int keep_me
 		d->xto = rmap_take(&rd, (uint64_t)d->xm * 4);
 		d->rs = rmap_take(&rd, (uint64_t)d->nrestr * sizeof *d->rs);
 		d->rvia = rmap_take(&rd, (uint64_t)d->nrvia * 4);
-		if (!copies || !d->xfirst || !d->xto || !d->rs || !d->rvia) {
+		d->drop_e7 = rmap_take(&rd, (uint64_t)d->ndrop * 16);
+		if (!copies || !d->xfirst || !d->xto || !d->rs || !d->rvia || !d->drop_e7) {
 			rh_free(copies);
 			ok = rmap_err(err, errlen, "turn section larger than the file");
 		} else {
@@ -343,6 +345,10 @@ rh_err rmap_parse(const void *data, size_t len, struct rmap_data *d, int keep_me
 				for (uint32_t e = d->first_out[u]; e < d->first_out[u + 1]; e++)
 					from[e] = u;
 			ok = rmap_turns_ok(d, from, err, errlen);
+			for (uint32_t i = 0; ok && i < d->ndrop * 4; i += 2)
+				if (d->drop_e7[i] < -900000000 || d->drop_e7[i] > 900000000 ||
+				    d->drop_e7[i + 1] < -1800000000 || d->drop_e7[i + 1] > 1800000000)
+					ok = rmap_err(err, errlen, "dropped segment coordinate out of range");
 		}
 	}
 	rh_free(from);
@@ -370,7 +376,7 @@ rh_err rmap_parse(const void *data, size_t len, struct rmap_data *d, int keep_me
 void rmap_data_fini(struct rmap_data *d)
 {
 	void *ptrs[] = { d->lat_e7, d->lon_e7, d->role, d->first_out, d->to, d->time_ms, d->dist_mm, d->cls,
-			 d->xroad, d->xfirst, d->xto, d->rs, d->rvia };
+			 d->xroad, d->xfirst, d->xto, d->rs, d->rvia, d->drop_e7 };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
 	ch_graph_fini(&d->ch[0]);
