@@ -113,10 +113,14 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		rewind(f);
+		/* the calibration's own report: these figures, as it printed them */
+		static const char *const keep[] = { "trips_fit", "trips_held", "eta_mape_freeflow_pct", "eta_mape_pct",
+						     "eta_bias_pct", "eta_range_cover_pct" };
 		char line[256];
 		while (fgets(line, sizeof line, f))
-			if (!strncmp(line, "eta_", 4) || !strncmp(line, "trips_fit=", 10) || !strncmp(line, "trips_held=", 11))
-				fputs(line, stdout);
+			for (size_t k = 0; k < sizeof keep / sizeof *keep; k++)
+				if (!strncmp(line, keep[k], strlen(keep[k])) && line[strlen(keep[k])] == '=')
+					fputs(line, stdout);
 		fclose(f);
 		unlink(rep);
 	}
