@@ -60,7 +60,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: all run demo check check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
+.PHONY: all run demo check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -95,7 +95,7 @@ $(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
-$(BINDIR)/ridehaild: $(O)/src/core/main.o $(LIBRH)
+$(BINDIR)/ridehaild: $(O)/src/daemon/main.o $(LIBRH)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -116,7 +116,11 @@ deps-check:
 	@scripts/deps.sh check || scripts/deps.sh install
 
 check: deps-check
-	$(MAKE) check-unit check-fuzz check-bench-summary check-e2e
+	$(MAKE) check-layers check-unit check-fuzz check-bench-summary check-e2e
+
+# Every include runs down the layers (docs/architecture.md).
+check-layers:
+	$(PYTHON) scripts/check_layers.py
 
 check-unit: $(O)/tests/unit/run
 	$(O)/tests/unit/run

@@ -13,8 +13,13 @@
 #include "auth/jwt.h"
 #include "core/err.h"
 
-struct server;
+struct event_base;
+struct metrics;
+struct db;
+struct http_server;
 struct http_req;
+struct auth_cfg;
+struct rh_config;
 struct auth;
 
 struct auth_principal {
@@ -24,7 +29,16 @@ struct auth_principal {
 	char jti[40];
 };
 
-struct auth *auth_new(struct server *srv);
+struct auth_deps {
+	struct event_base *base;
+	struct metrics *metrics;
+	struct db *db;
+	struct http_server *http;
+	const struct auth_cfg *cfg;
+	const char *admin_token;        /* admin.token: the operator's credential ("": none) */
+	const struct rh_config *rhcfg;  /* the vehicle types a driver account may have */
+};
+struct auth *auth_new(const struct auth_deps *d);
 void auth_free(struct auth *a);
 
 /* Who is asking: a valid Bearer token whose role is in `roles` (a mask of

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/config.h"
 
@@ -205,5 +206,19 @@ struct rh_config {
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };
+
+/* The index of vehicle type `name` among n tariffs (its bit in vehicle
+ * masks), or -1. */
+static inline int tariff_find(const struct tariff_cfg *t, int n, const char *name)
+{
+	for (int i = 0; name && i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return i;
+	return -1;
+}
+static inline int tariff_index(const struct rh_config *cfg, const char *name)
+{
+	return tariff_find(cfg->tariff, cfg->ntariffs, name);
+}
 
 #endif

@@ -18,7 +18,11 @@
 #include "auth/auth.h"
 #include "net/jsonv.h"
 
-struct server;
+struct event_base;
+struct metrics;
+struct http_server;
+struct ws_cfg;
+struct uuid;
 struct gateway;
 struct gw_pending;
 struct ws_conn;
@@ -68,13 +72,27 @@ struct gw_role_hooks {
 	void (*opened)(struct session *s, void *ctx);
 	void (*closed)(struct session *s, void *ctx, uint16_t code);
 	void *ctx;
+	/* One session per account (an app's): a new one replaces the old,
+	 * which is closed (WS_CLOSE_REPLACED) and loses its owner. */
+	bool one_session;
 };
 
-struct gateway *gateway_new(struct server *srv);
+struct gateway_deps {
+	struct event_base *base;
+	struct metrics *metrics;
+	struct http_server *http;
+	struct auth *auth;
+	const struct ws_cfg *ws;
+	int64_t leeway_ms;       /* a session lives until its token's expiry plus this */
+};
+struct gateway *gateway_new(const struct gateway_deps *d);
 void gateway_free(struct gateway *gw);
 /* Shutdown: close every session with 1001. */
 void gateway_close_all(struct gateway *gw);
 int gateway_sessions(const struct gateway *gw);
+/* The open session of an account (roles with one_session), or NULL: every
+ * module finds sessions here (gateway/registry.h). */
+struct session *gateway_session_of(const struct gateway *gw, const struct uuid *account);
 
 /* `t` must outlive the gateway (a static table). */
 void gateway_register(struct gateway *gw, const struct gw_message_type *t);
@@ -98,6 +116,9 @@ void gateway_close(struct session *s, uint16_t code, const char *reason);
 /* Helpers for handlers. */
 void gw_reject_set(struct gw_reject *rej, const char *reason, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* The rejection for a failure (the one mapping, net/problem.h err_reply_of:
+ * RH_EAGAIN is "unavailable", send it again); `what` completes "cannot %s". */
+void gw_reject_err(struct gw_reject *rej, rh_err e, const char *what);
 
 /* The envelope every message carries (seed 000), and its members' indices. */
 enum gw_envelope_field {

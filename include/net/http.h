@@ -83,6 +83,11 @@ void http_reply_json(struct http_req *r, int status, cJSON *json);
  * formatted, `ext` (may be NULL; freed) merged in as extension members. */
 void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const char *fmt, ...) RH_PRINTF(4, 5);
 
+/* The reply to a failure (net/problem.h err_reply_of: the one mapping), with
+ * Retry-After where retrying helps; `what` completes "cannot %s". `cause`
+ * (may be NULL: e.g. the database's message) goes to the log only. With a
+ * database's answer: http_reply_err(req, db_result_err(res), what, res->message). */
+void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *cause);
 /* 400 validation-failed naming the field (`field`) and the failed rule
  * (`rule`, a JSON Schema keyword). */
 void http_reply_invalid(struct http_req *r, const struct jv_error *err);

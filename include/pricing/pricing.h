@@ -20,7 +20,10 @@
 
 #include "core/err.h"
 
-struct server;
+struct metrics;
+struct http_server;
+struct routing;
+struct pricing_cfg;
 struct tariff_cfg;
 struct pricing;
 
@@ -45,7 +48,23 @@ struct quote {
 	int64_t expires_ms; /* wall clock */
 };
 
-struct pricing *pricing_new(struct server *srv);
+struct pricing_deps {
+	struct metrics *metrics;
+	struct http_server *http;   /* NULL: no endpoint */
+	struct routing *routing;    /* NULL: no map */
+	const struct pricing_cfg *cfg;
+	const struct tariff_cfg *tariffs;
+	int ntariffs;
+	const char *jwt_secret;     /* the quote key is derived from it */
+	int64_t min_trip_m;         /* trip.min_trip: shorter estimates are refused */
+	/* Up to k available drivers of vehicle type `vehicle` nearest to
+	 * (lat, lng) within radius_m, their positions into lat_out/lon_out, for
+	 * the estimate's pickup ETA (presence answers; NULL: none). */
+	size_t (*drivers_near)(void *ctx, double lat, double lng, double radius_m, int vehicle, double *lat_out,
+			       double *lon_out, size_t k);
+	void *drivers_ctx;
+};
+struct pricing *pricing_new(const struct pricing_deps *d);
 void pricing_free(struct pricing *p);
 
 /* Distance, duration and fare between two points for vehicle type index

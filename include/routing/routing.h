@@ -195,10 +195,12 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv);
 
 /* GET /v1/route on the server's HTTP listener (routing/api.c). */
-struct server;
+struct http_server;
+struct metrics;
 struct routing_api;
-/* Registers the route and the metrics; srv->routing may be NULL (503). */
-void routing_api_init(struct server *srv);
+/* Registers the route and the metrics; r may be NULL (no map: 503). */
+struct routing_api *routing_api_new(struct http_server *http, struct metrics *m, struct routing *r,
+				    const struct routing_cfg *cfg);
 void routing_api_free(struct routing_api *a);
 
 #endif

@@ -303,6 +303,17 @@ void http_reply_header(struct http_req *r, const char *name, const char *value)
 	sb_printf(&r->extra_headers, "%s: %s\r\n", name, value);
 }
 
+/* Whether the reply already carries header `name` (set by the handler). */
+static bool http_reply_has_header(const struct http_req *r, const char *name)
+{
+	size_t n = strlen(name);
+	const char *h = r->extra_headers.buf;
+	for (size_t i = 0; h && i + n < r->extra_headers.len; i++)
+		if ((i == 0 || h[i - 1] == '\n') && strncasecmp(h + i, name, n) == 0 && h[i + n] == ':')
+			return true;
+	return false;
+}
+
 void http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t len)
 {
 	write_reply(r, status, content_type, body, len);
@@ -346,8 +357,24 @@ void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const ch
 	}
 	char *text = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
+	int retry = problem_retry_after_s(p);
+	if (retry > 0 && !http_reply_has_header(r, "Retry-After")) {
+		char secs[16];
+		snprintf(secs, sizeof secs, "%d", retry);
+		http_reply_header(r, "Retry-After", secs);
+	}
 	write_reply(r, problem_status(p), "application/problem+json", text, strlen(text));
 	cJSON_free(text);
+}
+
+void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *cause)
+{
+	const struct err_reply *er = err_reply_of(e);
+	if (problem_status(er->problem) >= 500 && e != RH_EAGAIN && e != RH_ENOMEM)
+		log_error(r->logid, "cannot %s: %s", what, cause && *cause ? cause : rh_err_name(e));
+	else if (cause && *cause)
+		log_info(r->logid, "cannot %s: %s", what, cause);
+	http_reply_problem(r, er->problem, NULL, "cannot %s%s", what, er->suffix);
 }
 
 /* ------------------------------------------------------------ requests */

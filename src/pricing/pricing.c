@@ -11,15 +11,14 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "geo/geohash.h"
 #include "net/http.h"
-#include "presence/presence.h"
 #include "routing/routing.h"
 
 struct pricing {
-	struct server *srv;
+	struct pricing_deps deps;
 	const struct pricing_cfg *cfg;
 	struct quote_key key;
 	struct metric_family *f_estimates;
@@ -60,14 +59,14 @@ static rh_err pricing_estimate_at(struct pricing *p, int vehicle, double plat, d
 	*bad_point = 0;
 	if (range)
 		range[0] = range[1] = -1;
-	if (routing_loaded(p->srv->routing)) {
+	if (routing_loaded(p->deps.routing)) {
 		struct route_result rr;
-		rh_err e = routing_route_at(p->srv->routing, plat, plng, dlat, dlng, ROUTE_FAST, false, now, &rr);
+		rh_err e = routing_route_at(p->deps.routing, plat, plng, dlat, dlng, ROUTE_FAST, false, now, &rr);
 		if (e == RH_EINVAL)
 			*bad_point = rr.bad_point == ROUTE_POINT_TO ? 2 : 1;
 		if (e != RH_OK)
 			return e;
-		pricing_fare(&p->srv->cfg.tariff[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
+		pricing_fare(&p->deps.tariffs[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
 		rh_copy(out->method, sizeof out->method, "road");
 		if (range && rr.has_range)
 			range[0] = rr.duration_low_s, range[1] = rr.duration_high_s;
@@ -76,7 +75,7 @@ static rh_err pricing_estimate_at(struct pricing *p, int vehicle, double plat, d
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
 	double road = line * c->detour_factor;
 	double dur = road / (c->average_speed_kmh / 3.6);
-	pricing_fare(&p->srv->cfg.tariff[vehicle], llround(road), llround(dur), 1.0, out);
+	pricing_fare(&p->deps.tariffs[vehicle], llround(road), llround(dur), 1.0, out);
 	return RH_OK;
 }
 
@@ -90,10 +89,10 @@ void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_
 		  double *eta_s, double *dist_m)
 {
 	const struct pricing_cfg *c = p->cfg;
-	if (routing_loaded(p->srv->routing) && n > 0) {
+	if (routing_loaded(p->deps.routing) && n > 0) {
 		struct routing_eta e[256];
 		size_t k = n < 256 ? n : 256;
-		if (routing_eta_many_to_one_at(p->srv->routing, lat, lon, k, to_lat, to_lon, rh_wall_ms() / 1000, e) ==
+		if (routing_eta_many_to_one_at(p->deps.routing, lat, lon, k, to_lat, to_lon, rh_wall_ms() / 1000, e) ==
 		    RH_OK) {
 			for (size_t i = 0; i < k; i++) {
 				eta_s[i] = e[i].reachable ? e[i].duration_s : -1;
@@ -154,7 +153,7 @@ void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
 #define QUOTE_MAC_BYTES 32
 _Static_assert(crypto_auth_hmacsha256_BYTES == QUOTE_MAC_BYTES, "a q1 MAC is as long as a q2 one");
 
-static void quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
+static void pricing_quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
 		      unsigned char mac[QUOTE_MAC_BYTES])
 {
 	if (version == '1')
@@ -208,7 +207,7 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	size_t m = 3 + strlen(signed_part + 3);
 	unsigned char mac[QUOTE_MAC_BYTES];
-	quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
+	pricing_quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
 	char macs[sodium_base64_ENCODED_LEN(QUOTE_MAC_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	sodium_bin2base64(macs, sizeof macs, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	size_t ml = strlen(macs);
@@ -233,7 +232,7 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 			      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
 	    maclen != sizeof mac)
 		return QUOTE_INVALID;
-	quote_mac(key, id[1], id, (size_t)(dot - id), want);
+	pricing_quote_mac(key, id[1], id, (size_t)(dot - id), want);
 	if (sodium_memcmp(mac, want, sizeof mac) != 0) /* constant time */
 		return QUOTE_INVALID;
 	char fields[321];
@@ -274,7 +273,7 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 
 /* ------------------------------------------------------------ GET /v1/estimate */
 
-static void estimate(struct http_req *req, void *ctx)
+static void pricing_api_estimate(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	double plat, plng, dlat, dlng;
@@ -284,17 +283,17 @@ static void estimate(struct http_req *req, void *ctx)
 	    !http_query_number_or_reply(req, "dropoff_lng", -180, 180, 0, true, &dlng))
 		return;
 	const char *vt = http_req_query(req, "vehicle_type");
-	int vehicle = vt ? presence_vehicle_index(p->srv, vt) : 0;
+	int vehicle = vt ? tariff_find(p->deps.tariffs, p->deps.ntariffs, vt) : 0;
 	if (vehicle < 0) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, "vehicle_type", "enum", "unknown vehicle_type \"%.40s\"",
 					 vt);
 		return;
 	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
-	if (line < (double)p->srv->cfg.trip.min_trip_m) {
+	if (line < (double)p->deps.min_trip_m) {
 		http_reply_field_problem(req, PROBLEM_UNPROCESSABLE, "dropoff", NULL,
 					 "pickup and dropoff are %.0f m apart; a trip must be at least %lld m", line,
-					 (long long)p->srv->cfg.trip.min_trip_m);
+					 (long long)p->deps.min_trip_m);
 		return;
 	}
 	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
@@ -348,14 +347,10 @@ static void estimate(struct http_req *req, void *ctx)
 	sb_int(&sb, f->total);
 	sb_puts(&sb, "},\"pickup_eta_s\":");
 	/* The nearest few by air, the quickest of them by road. */
-	struct presence_hit hit[8];
-	size_t nh = presence_nearest(p->srv->presence, plat, plng, (double)p->cfg->eta_radius_m, DRIVER_AVAILABLE,
-				     1u << vehicle, hit, routing_loaded(p->srv->routing) ? 8 : 1);
 	double hl[8], hn[8], eta[8], dist[8];
-	for (size_t i = 0; i < nh; i++) {
-		hl[i] = hit[i].lat;
-		hn[i] = hit[i].lon;
-	}
+	size_t nh = p->deps.drivers_near ? p->deps.drivers_near(p->deps.drivers_ctx, plat, plng, (double)p->cfg->eta_radius_m,
+							       vehicle, hl, hn, routing_loaded(p->deps.routing) ? 8 : 1)
+					 : 0;
 	pricing_etas(p, hl, hn, nh, plat, plng, eta, dist);
 	int best = -1;
 	for (size_t i = 0; i < nh; i++)
@@ -381,7 +376,7 @@ static void estimate(struct http_req *req, void *ctx)
 }
 
 static const struct http_route pricing_routes[] = {
-	{ HTTP_GET, "/v1/estimate", estimate, 0 },
+	{ HTTP_GET, "/v1/estimate", pricing_api_estimate, 0 },
 	{ 0 },
 };
 
@@ -406,16 +401,17 @@ const struct quote_key *pricing_key(const struct pricing *p)
 	return &p->key;
 }
 
-struct pricing *pricing_new(struct server *srv)
+struct pricing *pricing_new(const struct pricing_deps *d)
 {
 	static const char *const method_label[] = { "method", NULL };
 	struct pricing *p = RH_NEW(struct pricing);
-	p->srv = srv;
-	p->cfg = &srv->cfg.pricing;
-	pricing_quote_key(srv->cfg.auth.jwt_secret, &p->key);
-	p->f_estimates = metrics_counter(srv->metrics, "ridehail_fare_estimates_total",
+	p->deps = *d;
+	p->cfg = d->cfg;
+	pricing_quote_key(d->jwt_secret, &p->key);
+	p->f_estimates = metrics_counter(d->metrics, "ridehail_fare_estimates_total",
 					 "Fare estimates answered, by distance method (straight_line, road).", method_label);
-	http_server_add_routes(srv->http, pricing_routes, p);
+	if (d->http)
+		http_server_add_routes(d->http, pricing_routes, p);
 	return p;
 }
 

@@ -582,6 +582,66 @@ def test_restart_while_searching_and_while_riding(make_daemon, pg):
     assert trip_state(d2, pg, t_search["id"]) == ("MATCHED", b_drv["id"])
 
 
+@pytest.mark.parametrize("reconnect", ["at_once", "after_the_trips_are_read_back"])
+def test_metering_survives_a_sigkill(make_daemon, pg, reconnect):
+    """The distance driven across a crash is metered: before it (from the
+    location history), the leg driven while the daemon was away (joined from
+    the last fix the history kept to the first fix after the restart), and
+    after it; whether the driver's app reconnects before the restarted daemon
+    has read its trips back (it is told its trip once they are) or after."""
+    env = {"RIDEHAIL_PRESENCE_HISTORY_FLUSH_INTERVAL": "50ms", "RIDEHAIL_MATCH_METER_MAX_SPEED": "1000"}
+    d = make_daemon(env=env)
+    step = 40.0
+
+    async def before():
+        drv, app = await online(d, PICKUP)
+        rider, rapp = await rider_app(d)
+        trip = request(d, rapp.hdr).json()
+        await accept(app, await offer_for(app, trip["id"]))
+        await command(app, "trip.arrived", trip["id"])
+        await command(app, "trip.started", trip["id"])
+        for i in range(11):  # 0 .. 400 m north, every 0.3 s (480 km/h at most: under the limit)
+            await app.ping(*north(PICKUP, i * step), accuracy_m=5)
+            await asyncio.sleep(0.3)
+        return drv, app.hdr, trip
+
+    drv, hdr, trip = run(before())
+    assert wait_for(lambda: sql(d, pg, "SELECT count(*) FROM driver_locations WHERE trip_id = %s",
+                                (trip["id"],))[0][0] >= 11, what="the history written")
+    d.proc.kill()  # SIGKILL: no goodbye, nothing flushed on the way out
+    d.proc.wait()
+    time.sleep(1.0)  # driving on while the daemon is away
+    d2 = make_daemon(env=env, db=d.db)
+
+    if reconnect != "at_once":
+        assert wait_for(lambda: "resumed 1 active trips" in d2.log(), what="the trips read back")
+
+    async def after():
+        app = await Driver.connect(d2, token_of(hdr), drv["id"])
+        await app.recv("driver.status.changed")
+        assigned = await app.recv("trip.assigned", timeout=8)
+        assert assigned["payload"]["state"] == "IN_PROGRESS"
+        for i in range(15, 21):  # 600 .. 800 m: the 200 m from 400 m were driven while it was away
+            await app.ping(*north(PICKUP, i * step), accuracy_m=5)
+            await asyncio.sleep(0.3)
+        for _ in range(30):  # the meter may still be reading the history back
+            cid = str(uuid.uuid4())
+            sent = await app.send("trip.completed", {"trip_id": trip["id"], "command_id": cid})
+            m = await app.recv(timeout=5)
+            while m["event_type"] not in ("command.acknowledged", "command.rejected"):
+                m = await app.recv(timeout=5)
+            if m["event_type"] == "command.acknowledged":
+                break
+            assert m["payload"]["reason"] == "unavailable", m
+            await asyncio.sleep(0.2)
+        assert m["event_type"] == "command.acknowledged" and m["correlation_id"] == sent["event_id"], m
+        await app.close()
+
+    run(after())
+    metered = sql(d2, pg, "SELECT metered_distance_m FROM trips WHERE id = %s", (trip["id"],))[0][0]
+    assert abs(metered - 20 * step) <= 0.02 * 20 * step, f"metered {metered} m of {20 * step:.0f} m driven"
+
+
 # ---------------------------------------------------------------- torture
 
 def test_torture_many_riders_few_drivers(make_daemon, pg):

@@ -1,4 +1,4 @@
-#include "core/server.h"
+#include "daemon/server.h"
 
 #include <event2/event.h>
 #include <signal.h>
@@ -9,7 +9,7 @@
 
 #include "auth/auth.h"
 #include "events/events.h"
-#include "core/admin.h"
+#include "daemon/admin.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
 #include "pricing/pricing.h"
@@ -18,16 +18,92 @@
 #include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
-#include "core/health.h"
+#include "daemon/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/prio.h"
+#include "core/timer.h"
 #include "net/http.h"
 #include "store/db.h"
 
 static void server_collect(void *arg)
 {
 	(void)arg;
+}
+
+/* The road map, when one is configured (routing.map). */
+static rh_err server_routing_load(struct server *srv)
+{
+	if (!srv->cfg.routing.map || !*srv->cfg.routing.map)
+		return RH_OK;
+	char err[512];
+	int64_t t0 = rh_mono_ns();
+	if (routing_load(srv->cfg.routing.map, &srv->cfg.routing, &srv->routing, err, sizeof err) != RH_OK) {
+		log_error(NULL, "routing: %s", err);
+		return RH_EINVAL;
+	}
+	struct routing_stats st;
+	routing_get_stats(srv->routing, &st);
+	log_info(NULL, "routing: map %s loaded in %.1f ms: %zu nodes, %zu edges", srv->cfg.routing.map,
+		 (double)(rh_mono_ns() - t0) / 1e6, st.nodes, st.edges);
+	return RH_OK;
+}
+
+/* The estimate's question to presence: the nearest available drivers. */
+static size_t server_drivers_near(void *ctx, double lat, double lng, double radius_m, int vehicle, double *lat_out,
+				  double *lon_out, size_t k)
+{
+	struct server *srv = ctx;
+	struct presence_hit hits[8];
+	size_t n = presence_nearest(srv->presence, lat, lng, radius_m, DRIVER_AVAILABLE, 1u << vehicle,
+				    rh_timers_now(srv->timers), hits, k < 8 ? k : 8);
+	for (size_t i = 0; i < n; i++) {
+		lat_out[i] = hits[i].lat;
+		lon_out[i] = hits[i].lon;
+	}
+	return n;
+}
+
+/* Each module gets what it needs, lower ones first; the listeners and hooks
+ * that tie them are set here, in the order they must hear. */
+static void server_modules_init(struct server *srv)
+{
+	const struct rh_config *cfg = &srv->cfg;
+	const struct auth_deps ad = { .base = srv->base, .metrics = srv->metrics, .db = srv->db, .http = srv->http,
+				      .cfg = &cfg->auth, .admin_token = cfg->admin.token, .rhcfg = cfg };
+	srv->auth = auth_new(&ad);
+	const struct gateway_deps gd = { .base = srv->base, .metrics = srv->metrics, .http = srv->http,
+					 .auth = srv->auth, .ws = &cfg->ws, .leeway_ms = cfg->auth.leeway_ms };
+	srv->gateway = gateway_new(&gd);
+	srv->routing_api = routing_api_new(srv->http, srv->metrics, srv->routing, &cfg->routing);
+	const struct pricing_deps pd = {
+		.metrics = srv->metrics, .http = srv->http, .routing = srv->routing, .cfg = &cfg->pricing,
+		.tariffs = cfg->tariff, .ntariffs = cfg->ntariffs, .jwt_secret = cfg->auth.jwt_secret,
+		.min_trip_m = cfg->trip.min_trip_m, .drivers_near = server_drivers_near, .drivers_ctx = srv,
+	};
+	srv->pricing = pricing_new(&pd);
+	const struct trips_deps td = { .base = srv->base, .metrics = srv->metrics, .db = srv->db, .http = srv->http,
+				       .auth = srv->auth, .pricing = srv->pricing, .cfg = cfg };
+	srv->trips = trips_new(&td);
+	const struct presence_deps prd = {
+		.base = srv->base, .timers = srv->timers, .metrics = srv->metrics, .db = srv->db, .http = srv->http,
+		.auth = srv->auth, .gateway = srv->gateway, .cfg = &cfg->presence, .tariffs = cfg->tariff,
+		.ntariffs = cfg->ntariffs,
+	};
+	srv->presence = presence_new(&prd);
+	struct trip_listener pl;
+	presence_trip_listener(srv->presence, &pl);
+	trips_listen(srv->trips, &pl); /* first: drivers' status before dispatch hears */
+	const struct matcher_deps md = { .timers = srv->timers, .metrics = srv->metrics, .db = srv->db,
+					 .gateway = srv->gateway, .presence = srv->presence, .trips = srv->trips,
+					 .pricing = srv->pricing, .cfg = &cfg->match };
+	srv->matcher = matcher_new(&md);
+	struct trip_supply supply;
+	matcher_supply(srv->matcher, &supply);
+	trips_set_supply(srv->trips, &supply);
+	const struct events_deps ed = { .base = srv->base, .metrics = srv->metrics, .db = srv->db, .cfg = &cfg->events,
+					.webhooks = &cfg->webhooks };
+	srv->events = events_new(&ed);
 }
 
 rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config_path)
@@ -55,29 +131,13 @@ rh_err server_init(struct server *srv, struct rh_config *cfg, const char *config
 	}
 	srv->metrics = metrics_new();
 	metrics_on_collect(srv->metrics, server_collect, srv);
+	srv->timers = rh_timers_loop(srv->base);
 	srv->http = http_server_new(srv->base, &srv->cfg.http, srv->metrics);
 	srv->db = db_new(srv->base, &srv->cfg.database, srv->metrics);
 	health_init(srv);
-	srv->auth = auth_new(srv);
-	srv->gateway = gateway_new(srv);
-	srv->presence = presence_new(srv);
-	if (srv->cfg.routing.map && *srv->cfg.routing.map) {
-		char err[512];
-		int64_t t0 = rh_mono_ns();
-		if (routing_load(srv->cfg.routing.map, &srv->cfg.routing, &srv->routing, err, sizeof err) != RH_OK) {
-			log_error(NULL, "routing: %s", err);
-			return RH_EINVAL;
-		}
-		struct routing_stats st;
-		routing_get_stats(srv->routing, &st);
-		log_info(NULL, "routing: map %s loaded in %.1f ms: %zu nodes, %zu edges", srv->cfg.routing.map,
-			 (double)(rh_mono_ns() - t0) / 1e6, st.nodes, st.edges);
-	}
-	routing_api_init(srv);
-	srv->pricing = pricing_new(srv);
-	srv->trips = trips_new(srv);
-	srv->matcher = matcher_new(srv);
-	srv->events = events_new(srv);
+	if (server_routing_load(srv) != RH_OK)
+		return RH_EINVAL;
+	server_modules_init(srv);
 	admin_init(srv);
 	return RH_OK;
 }
@@ -90,14 +150,14 @@ static void server_exit_now(struct server *srv, const char *why)
 	event_base_loopexit(srv->base, NULL);
 }
 
-static void db_closed(void *arg)
+static void server_db_closed(void *arg)
 {
 	struct server *srv = arg;
 	server_exit_now(srv, "database closed, exiting");
 }
 
 /* Polled while draining: once no request is in flight, close the database. */
-static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
+static void server_drain_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 	if (http_server_inflight(srv->http) > 0 || gateway_sessions(srv->gateway) > 0)
@@ -105,10 +165,10 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 	presence_stop(srv->presence); /* last history batch, before the pool closes */
 	events_stop(srv->events);
 	event_del(srv->drain_check);
-	db_close(srv->db, db_closed, srv);
+	db_close(srv->db, server_db_closed, srv);
 }
 
-static void shutdown_timeout_cb(evutil_socket_t fd, short what, void *arg)
+static void server_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 	log_warn(NULL, "shutdown: %d requests still in flight after %lld ms; exiting anyway",
@@ -130,10 +190,10 @@ void server_stop(struct server *srv)
 	evtimer_add(srv->shutdown_timer, &tv);
 	struct timeval poll = { 0, 10000 };
 	event_add(srv->drain_check, &poll);
-	drain_check_cb(-1, 0, srv);
+	server_drain_check(-1, 0, srv);
 }
 
-static void signal_cb(evutil_socket_t sig, short what, void *arg)
+static void server_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	if (sig == SIGHUP) {
@@ -151,7 +211,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ------------------------------------------------------------ run */
 
-static void write_pid_file(const char *path)
+static void server_write_pid_file(const char *path)
 {
 	if (!path || !*path)
 		return;
@@ -167,7 +227,7 @@ static void write_pid_file(const char *path)
 /* Every socket is a file descriptor: take the whole hard limit (as nginx's
  * worker_rlimit_nofile would) and say so when it cannot cover the
  * configured connection limits. */
-static void raise_fd_limit(const struct server *srv)
+static void server_raise_fd_limit(const struct server *srv)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -187,19 +247,19 @@ static void raise_fd_limit(const struct server *srv)
 int server_run(struct server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit(srv);
-	srv->sig_term = evsignal_new(srv->base, SIGTERM, signal_cb, srv);
-	srv->sig_int = evsignal_new(srv->base, SIGINT, signal_cb, srv);
-	srv->sig_hup = evsignal_new(srv->base, SIGHUP, signal_cb, srv);
-	srv->shutdown_timer = evtimer_new(srv->base, shutdown_timeout_cb, srv);
-	srv->drain_check = event_new(srv->base, -1, EV_PERSIST, drain_check_cb, srv);
+	server_raise_fd_limit(srv);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, server_signal, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, server_signal, srv);
+	srv->sig_hup = evsignal_new(srv->base, SIGHUP, server_signal, srv);
+	srv->shutdown_timer = evtimer_new(srv->base, server_shutdown_timeout, srv);
+	srv->drain_check = event_new(srv->base, -1, EV_PERSIST, server_drain_check, srv);
 	event_add(srv->sig_term, NULL);
 	event_add(srv->sig_int, NULL);
 	event_add(srv->sig_hup, NULL);
 
 	if (http_server_listen(srv->http, srv->listen_addr, sizeof srv->listen_addr) != RH_OK)
 		return 1;
-	write_pid_file(srv->cfg.server.pid_file);
+	server_write_pid_file(srv->cfg.server.pid_file);
 	log_info(NULL, "ridehaild %s (%s) listening on %s", RH_VERSION, RH_GIT_REV, srv->listen_addr);
 	if (!srv->cfg.database.url || !*srv->cfg.database.url)
 		log_warn(NULL, "database.url is empty: libpq defaults apply (PGHOST, PGDATABASE...)");
@@ -233,6 +293,7 @@ void server_fini(struct server *srv)
 		event_free(srv->drain_check);
 	}
 	metrics_free(srv->metrics);
+	rh_timers_free(srv->timers);
 	if (srv->base)
 		event_base_free(srv->base);
 	if (srv->cfg.server.pid_file && *srv->cfg.server.pid_file)

@@ -10,7 +10,7 @@
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "core/server.h"
+#include "daemon/server.h"
 #include "core/settings.h"
 #include "routing/routing.h"
 #include "events/events.h"
@@ -20,7 +20,7 @@ extern char **environ;
 
 #define DEFAULT_CONFIG "conf/ridehaild.conf"
 
-static void usage(FILE *out)
+static void main_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ridehaild [options]              run the daemon\n"
@@ -52,7 +52,7 @@ static void usage(FILE *out)
 /* The default configuration: conf/ridehaild.conf in the working directory,
  * else beside the installed binary (<dir of ridehaild>/../conf/), so that
  * `ridehaild map ...` works from anywhere; NULL when neither exists. */
-static const char *default_config(char *buf, size_t len)
+static const char *main_default_config(char *buf, size_t len)
 {
 	if (access(DEFAULT_CONFIG, F_OK) == 0)
 		return DEFAULT_CONFIG;
@@ -69,7 +69,7 @@ static const char *default_config(char *buf, size_t len)
 	return access(buf, F_OK) == 0 ? buf : NULL;
 }
 
-static int load_config(struct rh_config *cfg, const char *path)
+static int main_load_config(struct rh_config *cfg, const char *path)
 {
 	struct cfg_errors errs;
 	if (config_load(cfg, path, environ, &errs) == RH_OK)
@@ -111,8 +111,8 @@ int main(int argc, char **argv)
 		case OPT_STATUS: status = true; break;
 		case OPT_DOC: config_print_doc(stdout); return 0;
 		case 'v': printf("ridehaild %s (%s)\n", RH_VERSION, RH_GIT_REV); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h': main_usage(stdout); return 0;
+		default: main_usage(stderr); return 2;
 		}
 	}
 	const char *command = optind < argc ? argv[optind] : NULL;
@@ -129,7 +129,7 @@ int main(int argc, char **argv)
 	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 && strcmp(command, "map") != 0 &&
 	    strcmp(command, "events") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
-		usage(stderr);
+		main_usage(stderr);
 		return 2;
 	}
 
@@ -137,11 +137,11 @@ int main(int argc, char **argv)
 	 * none (they run on the built-in defaults and the environment) */
 	bool defaulted = config_path == NULL;
 	if (defaulted)
-		config_path = default_config(default_buf, sizeof default_buf);
+		config_path = main_default_config(default_buf, sizeof default_buf);
 	if (!config_path && !(command && strcmp(command, "map") == 0))
 		config_path = DEFAULT_CONFIG; /* reported as missing */
 	struct rh_config cfg;
-	if (load_config(&cfg, config_path))
+	if (main_load_config(&cfg, config_path))
 		return 1;
 	if (!config_path)
 		config_path = "(built-in defaults)";
