@@ -35,18 +35,18 @@
 #define CAL_C RMAP_CLASSES
 #define CAL_HELD_MOD 5
 
-struct cal_trip {
-	struct trip t;
+struct calibrate_trip {
+	struct trips_csv_row t;
 	double cls_s[CAL_C]; /* free-flow seconds per road class */
 	double ff_s, dist_m;
 	bool held;
 };
 
-struct cal_model {
+struct calibrate_model {
 	double f[CAL_C], b, h[RMAP_HOURS];
 };
 
-static uint64_t cal_mix(uint64_t z)
+static uint64_t calibrate_mix(uint64_t z)
 {
 	z += 0x9e3779b97f4a7c15ULL;
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -54,24 +54,24 @@ static uint64_t cal_mix(uint64_t z)
 	return z ^ (z >> 31);
 }
 
-static int cal_cmp(const void *a, const void *b)
+static int calibrate_cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
 }
 
-static double cal_quantile(double *v, size_t n, double q)
+static double calibrate_quantile(double *v, size_t n, double q)
 {
 	if (n == 0)
 		return NAN;
-	qsort(v, n, sizeof *v, cal_cmp);
+	qsort(v, n, sizeof *v, calibrate_cmp);
 	double pos = q * (double)(n - 1);
 	size_t i = (size_t)pos;
 	double frac = pos - (double)i;
 	return i + 1 < n ? v[i] * (1 - frac) + v[i + 1] * frac : v[i];
 }
 
-static double cal_base(const struct cal_model *m, const struct cal_trip *c)
+static double calibrate_base(const struct calibrate_model *m, const struct calibrate_trip *c)
 {
 	double s = m->b;
 	for (int k = 0; k < CAL_C; k++)
@@ -80,7 +80,7 @@ static double cal_base(const struct cal_model *m, const struct cal_trip *c)
 }
 
 /* Solves A x = y (n x n, in place) by Gaussian elimination with pivoting. */
-static bool cal_solve(double *a, double *y, int n)
+static bool calibrate_solve(double *a, double *y, int n)
 {
 	for (int i = 0; i < n; i++) {
 		int p = i;
@@ -114,20 +114,20 @@ static bool cal_solve(double *a, double *y, int n)
 	return true;
 }
 
-static int cal_daytype(int how)
+static int calibrate_daytype(int how)
 {
 	int dow = how / 24;
 	return dow < 5 ? 0 : dow == 5 ? 1 : 2;
 }
 
-static void cal_fit(const struct cal_trip *v, size_t n, struct cal_model *m)
+static void calibrate_fit(const struct calibrate_trip *v, size_t n, struct calibrate_model *m)
 {
 	double *ratio = rh_malloc((n + 1) * sizeof *ratio);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!v[i].held)
 			ratio[k++] = v[i].t.duration_s / v[i].ff_s;
-	double prior = cal_quantile(ratio, k, 0.5);
+	double prior = calibrate_quantile(ratio, k, 0.5);
 	rh_free(ratio);
 	for (int c = 0; c < CAL_C; c++)
 		m->f[c] = prior;
@@ -158,7 +158,7 @@ static void cal_fit(const struct cal_trip *v, size_t n, struct cal_model *m)
 			y[c] += pseudo * prior;
 		}
 		a[CAL_C * N + CAL_C] += 1e-6;
-		if (cal_solve(a, y, N)) {
+		if (calibrate_solve(a, y, N)) {
 			for (int c = 0; c < CAL_C; c++)
 				m->f[c] = fmin(fmax(y[c], 1.0), 50.0);
 			m->b = fmin(fmax(y[CAL_C], 0.0), 600.0);
@@ -170,14 +170,14 @@ static void cal_fit(const struct cal_trip *v, size_t n, struct cal_model *m)
 			if (v[i].held)
 				continue;
 			int h = v[i].t.how;
-			double r = log(v[i].t.duration_s / cal_base(m, &v[i]));
+			double r = log(v[i].t.duration_s / calibrate_base(m, &v[i]));
 			sum_all += r, cnt_all++;
-			sum_g[cal_daytype(h)][h % 24] += r, cnt_g[cal_daytype(h)][h % 24]++;
+			sum_g[calibrate_daytype(h)][h % 24] += r, cnt_g[calibrate_daytype(h)][h % 24]++;
 			sum_h[h] += r, cnt_h[h]++;
 		}
 		double g = cnt_all ? sum_all / cnt_all : 0;
 		for (int h = 0; h < RMAP_HOURS; h++) {
-			int d = cal_daytype(h);
+			int d = calibrate_daytype(h);
 			double grp = (sum_g[d][h % 24] + 30 * g) / (cnt_g[d][h % 24] + 30);
 			double own = (sum_h[h] + 15 * grp) / (cnt_h[h] + 15);
 			m->h[h] = exp(own);
@@ -197,18 +197,18 @@ static void cal_fit(const struct cal_trip *v, size_t n, struct cal_model *m)
 }
 
 /* Reads and routes the trips; t_c per class at free flow. */
-static rh_err cal_collect(struct routing *ff, const struct trip_list *tl, struct cal_trip **out, size_t *nout,
+static rh_err calibrate_collect(struct routing *ff, const struct trips_csv *tl, struct calibrate_trip **out, size_t *nout,
 			  size_t *off_map)
 {
-	struct cal_trip *v = rh_calloc(tl->n + 1, sizeof *v);
+	struct calibrate_trip *v = rh_calloc(tl->n + 1, sizeof *v);
 	size_t n = 0;
 	*off_map = 0;
 	for (size_t i = 0; i < tl->n; i++) {
-		const struct trip *t = &tl->v[i];
-		struct cal_trip c = { .t = *t, .held = cal_mix(i) % CAL_HELD_MOD == 0 };
+		const struct trips_csv_row *t = &tl->v[i];
+		struct calibrate_trip c = { .t = *t, .held = calibrate_mix(i) % CAL_HELD_MOD == 0 };
 		if (t->duration_s < 60 || t->duration_s > 3 * 3600)
 			continue;
-		if (rt_route_split(ff, t->plat, t->plon, t->dlat, t->dlon, c.cls_s, &c.dist_m) != RH_OK) {
+		if (graph_route_split(ff, t->plat, t->plon, t->dlat, t->dlon, c.cls_s, &c.dist_m) != RH_OK) {
 			(*off_map)++;
 			continue;
 		}
@@ -227,13 +227,13 @@ static rh_err cal_collect(struct routing *ff, const struct trip_list *tl, struct
 	return RH_OK;
 }
 
-struct cal_figures {
+struct calibrate_figures {
 	size_t n;
 	double mape_ff, mape, cover, bias;
 };
 
 /* Held-out trips through the calibrated map, as the daemon answers. */
-static void cal_validate(struct routing *cal, const struct cal_trip *v, size_t n, struct cal_figures *f)
+static void calibrate_validate(struct routing *cal, const struct calibrate_trip *v, size_t n, struct calibrate_figures *f)
 {
 	double *ape = rh_malloc((n + 1) * sizeof *ape), *ape_ff = rh_malloc((n + 1) * sizeof *ape_ff);
 	double *bias = rh_malloc((n + 1) * sizeof *bias);
@@ -246,7 +246,7 @@ static void cal_validate(struct routing *cal, const struct cal_trip *v, size_t n
 		    RH_OK)
 			continue;
 		double dur, lo, hi, real = v[i].t.duration_s;
-		rt_timing_how(cal, res.edges_s, v[i].t.how, &dur, &lo, &hi);
+		graph_timing_how(cal, res.edges_s, v[i].t.how, &dur, &lo, &hi);
 		ape[k] = fabs(dur - real) / real * 100;
 		ape_ff[k] = fabs(v[i].ff_s - real) / real * 100;
 		bias[k] = (dur - real) / real * 100;
@@ -254,75 +254,75 @@ static void cal_validate(struct routing *cal, const struct cal_trip *v, size_t n
 		k++;
 	}
 	f->n = k;
-	f->mape = cal_quantile(ape, k, 0.5);
-	f->mape_ff = cal_quantile(ape_ff, k, 0.5);
-	f->bias = cal_quantile(bias, k, 0.5);
+	f->mape = calibrate_quantile(ape, k, 0.5);
+	f->mape_ff = calibrate_quantile(ape_ff, k, 0.5);
+	f->bias = calibrate_quantile(bias, k, 0.5);
 	f->cover = k ? 100.0 * (double)in / (double)k : NAN;
 	rh_free(ape);
 	rh_free(ape_ff);
 	rh_free(bias);
 }
 
-static rh_err cal_write(const char *map_path, const char *out_path, const struct rmap_profile *p, bool rebuild,
+static rh_err calibrate_write(const char *map_path, const char *out_path, const struct mapfile_profile *p, bool rebuild,
 			char *err, size_t errlen)
 {
 	uint8_t *buf;
 	size_t len;
-	rh_err e = rt_read_file(map_path, &buf, &len, err, errlen);
+	rh_err e = graph_read_file(map_path, &buf, &len, err, errlen);
 	if (e != RH_OK)
 		return e;
-	struct rmap_data d;
-	e = rmap_parse(buf, len, &d, 0, true, err, errlen);
+	struct mapfile_data d;
+	e = mapfile_parse(buf, len, &d, 0, true, err, errlen);
 	rh_free(buf);
 	if (e != RH_OK)
 		return e;
 	d.has_profile = true;
 	d.profile = *p;
-	if (rebuild && rmap_build_ch(&d) != RH_OK) {
+	if (rebuild && mapfile_build_ch(&d) != RH_OK) {
 		snprintf(err, errlen, "cannot build the contraction hierarchy");
-		rmap_data_fini(&d);
+		mapfile_data_fini(&d);
 		return RH_EINVAL;
 	}
-	e = rmap_write(out_path, &d, err, errlen);
-	rmap_data_fini(&d);
+	e = mapfile_write(out_path, &d, err, errlen);
+	mapfile_data_fini(&d);
 	return e;
 }
 
 rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, size_t ntrips, const char *tz,
 			 const struct routing_cfg *cfg, const char *out_path, FILE *report, char *err, size_t errlen)
 {
-	struct trip_list tl = { 0 };
+	struct trips_csv tl = { 0 };
 	for (size_t i = 0; i < ntrips; i++) {
 		uint8_t *buf;
 		size_t len;
 		char why[256];
-		if (rt_read_file(trip_paths[i], &buf, &len, why, sizeof why) != RH_OK) {
+		if (graph_read_file(trip_paths[i], &buf, &len, why, sizeof why) != RH_OK) {
 			snprintf(err, errlen, "trips: %s", why);
-			trips_fini(&tl);
+			trips_csv_fini(&tl);
 			return RH_EIO;
 		}
-		rh_err e = trips_parse((const char *)buf, len, &tl, why, sizeof why);
+		rh_err e = trips_csv_parse((const char *)buf, len, &tl, why, sizeof why);
 		rh_free(buf);
 		if (e != RH_OK) {
 			snprintf(err, errlen, "%s: %s", trip_paths[i], why);
-			trips_fini(&tl);
+			trips_csv_fini(&tl);
 			return e;
 		}
 	}
-	if (strlen(tz) >= sizeof((struct rmap_profile *)0)->tz) {
+	if (strlen(tz) >= sizeof((struct mapfile_profile *)0)->tz) {
 		snprintf(err, errlen, "time zone name too long: %s", tz);
-		trips_fini(&tl);
+		trips_csv_fini(&tl);
 		return RH_EINVAL;
 	}
 	struct routing *ff = NULL;
-	rh_err e = rt_load(map_path, cfg, true, &ff, err, errlen);
+	rh_err e = graph_load(map_path, cfg, true, &ff, err, errlen);
 	if (e != RH_OK) {
-		trips_fini(&tl);
+		trips_csv_fini(&tl);
 		return e;
 	}
-	struct cal_trip *v;
+	struct calibrate_trip *v;
 	size_t n, off_map;
-	cal_collect(ff, &tl, &v, &n, &off_map);
+	calibrate_collect(ff, &tl, &v, &n, &off_map);
 	routing_free(ff);
 	size_t nfit = 0, nheld = 0;
 	for (size_t i = 0; i < n; i++)
@@ -332,12 +332,12 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 			 "too few usable trips on this map: %zu to fit and %zu to hold out (of %zu rows, %zu off the map)",
 			 nfit, nheld, tl.rows, off_map);
 		rh_free(v);
-		trips_fini(&tl);
+		trips_csv_fini(&tl);
 		return RH_EINVAL;
 	}
-	struct cal_model m;
-	cal_fit(v, n, &m);
-	struct rmap_profile p;
+	struct calibrate_model m;
+	calibrate_fit(v, n, &m);
+	struct mapfile_profile p;
 	memset(&p, 0, sizeof p);
 	snprintf(p.tz, sizeof p.tz, "%s", tz);
 	for (int c = 0; c < CAL_C; c++)
@@ -349,23 +349,23 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!v[i].held)
-			q[k++] = v[i].t.duration_s / (m.h[v[i].t.how] * cal_base(&m, &v[i]));
-	p.range_lo = (float)fmin(fmax(cal_quantile(q, k, 0.10), 0.01), 1.0);
-	p.range_hi = (float)fmin(fmax(cal_quantile(q, k, 0.90), 1.0), 100.0);
+			q[k++] = v[i].t.duration_s / (m.h[v[i].t.how] * calibrate_base(&m, &v[i]));
+	p.range_lo = (float)fmin(fmax(calibrate_quantile(q, k, 0.10), 0.01), 1.0);
+	p.range_hi = (float)fmin(fmax(calibrate_quantile(q, k, 0.90), 1.0), 100.0);
 	p.range_share = 0.8f;
 	rh_free(q);
 	p.trips_fit = (uint32_t)nfit, p.trips_held = (uint32_t)nheld;
-	e = cal_write(map_path, out_path, &p, true, err, errlen);
-	struct cal_figures fig = { 0 };
+	e = calibrate_write(map_path, out_path, &p, true, err, errlen);
+	struct calibrate_figures fig = { 0 };
 	if (e == RH_OK) {
 		struct routing *cal = NULL;
-		e = rt_load(out_path, cfg, false, &cal, err, errlen);
+		e = graph_load(out_path, cfg, false, &cal, err, errlen);
 		if (e == RH_OK) {
-			cal_validate(cal, v, n, &fig);
+			calibrate_validate(cal, v, n, &fig);
 			routing_free(cal);
 			p.held_mape_pct = (float)fig.mape, p.held_mape_freeflow_pct = (float)fig.mape_ff;
 			p.held_cover_pct = (float)fig.cover, p.held_bias_pct = (float)fig.bias;
-			e = cal_write(out_path, out_path, &p, false, err, errlen);
+			e = calibrate_write(out_path, out_path, &p, false, err, errlen);
 		}
 	}
 	if (e == RH_OK && report) {
@@ -394,6 +394,6 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 			fig.n, fig.mape_ff, fig.mape, fig.bias, fig.cover);
 	}
 	rh_free(v);
-	trips_fini(&tl);
+	trips_csv_fini(&tl);
 	return e;
 }

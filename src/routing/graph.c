@@ -90,7 +90,7 @@ struct routing {
 	uint32_t *xfirst_in, *xin;    /* predecessors */
 	uint32_t *copy_first, *copies; /* road edge -> its copies (nodes >= m) */
 	uint32_t nrestr;
-	struct rmap_restriction *rs;
+	struct mapfile_restriction *rs;
 	uint32_t *rvia;
 	uint32_t ndrop;
 	double *drop_xy;       /* dropped segments, projected: x1, y1, x2, y2 */
@@ -101,7 +101,7 @@ struct routing {
 	struct ch_graph ch;    /* of the configured metric, over the turn graph */
 	/* travel-time profile */
 	bool has_profile;
-	struct rmap_profile prof;
+	struct mapfile_profile prof;
 	struct tz_switch *tz;
 	size_t ntz;
 	/* scratch */
@@ -117,7 +117,7 @@ struct routing {
 
 /* ------------------------------------------------------------ heap */
 
-static void rt_heap_push(struct heap *h, uint32_t d, uint32_t node)
+static void graph_heap_push(struct heap *h, uint32_t d, uint32_t node)
 {
 	if (h->n == h->cap) {
 		h->cap = h->cap ? h->cap * 2 : 1024;
@@ -135,7 +135,7 @@ static void rt_heap_push(struct heap *h, uint32_t d, uint32_t node)
 	h->k[i] = key;
 }
 
-static uint64_t rt_heap_pop(struct heap *h)
+static uint64_t graph_heap_pop(struct heap *h)
 {
 	uint64_t top = h->k[0], last = h->k[--h->n];
 	size_t i = 0, n = h->n;
@@ -155,12 +155,12 @@ static uint64_t rt_heap_pop(struct heap *h)
 	return top;
 }
 
-static uint32_t rt_heap_top(const struct heap *h)
+static uint32_t graph_heap_top(const struct heap *h)
 {
 	return h->n ? (uint32_t)(h->k[0] >> 32) : INF;
 }
 
-static uint32_t rt_sat_add(uint32_t a, uint32_t b)
+static uint32_t graph_sat_add(uint32_t a, uint32_t b)
 {
 	uint64_t s = (uint64_t)a + b;
 	return s >= INF ? INF - 1 : (uint32_t)s;
@@ -168,14 +168,14 @@ static uint32_t rt_sat_add(uint32_t a, uint32_t b)
 
 /* ------------------------------------------------------------ geometry */
 
-static void rt_project(const struct routing *r, double lat, double lon, double *x, double *y)
+static void graph_project(const struct routing *r, double lat, double lon, double *x, double *y)
 {
 	*x = (lon - r->lon0) * DEG * EARTH_R * r->coslat0;
 	*y = (lat - r->lat0) * DEG * EARTH_R;
 }
 
 /* Squared distance from p to segment a-b, and the fraction along it. */
-static double rt_seg_dist2(double px, double py, double ax, double ay, double bx, double by, double *t)
+static double graph_seg_dist2(double px, double py, double ax, double ay, double bx, double by, double *t)
 {
 	double dx = bx - ax, dy = by - ay, l2 = dx * dx + dy * dy;
 	double f = l2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / l2 : 0;
@@ -185,7 +185,7 @@ static double rt_seg_dist2(double px, double py, double ax, double ay, double bx
 	return qx * qx + qy * qy;
 }
 
-static uint32_t rt_edge_find(const struct routing *r, uint32_t u, uint32_t v)
+static uint32_t graph_edge_find(const struct routing *r, uint32_t u, uint32_t v)
 {
 	uint32_t best = NONE;
 	for (uint32_t e = r->first_out[u]; e < r->first_out[u + 1]; e++)
@@ -195,18 +195,18 @@ static uint32_t rt_edge_find(const struct routing *r, uint32_t u, uint32_t v)
 }
 
 /* May a route start (RMAP_FROM) or end (RMAP_TO) on edge e? */
-static bool rt_edge_usable(const struct routing *r, uint32_t e, unsigned want)
+static bool graph_edge_usable(const struct routing *r, uint32_t e, unsigned want)
 {
 	return e != NONE && (want == RMAP_FROM ? r->role[r->to[e]] & RMAP_FROM : r->role[r->from[e]] & RMAP_TO);
 }
 
-static void rt_snap_edge(const struct routing *r, double px, double py, uint32_t e, unsigned want, double *best2,
+static void graph_snap_edge(const struct routing *r, double px, double py, uint32_t e, unsigned want, double *best2,
 		      uint32_t *beste, double *bestt)
 {
 	uint32_t u = r->from[e], v = r->to[e];
-	if (!rt_edge_usable(r, e, want) && !rt_edge_usable(r, rt_edge_find(r, v, u), want))
+	if (!graph_edge_usable(r, e, want) && !graph_edge_usable(r, graph_edge_find(r, v, u), want))
 		return;
-	double t, d2 = rt_seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t);
+	double t, d2 = graph_seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t);
 	if (d2 < *best2) {
 		*best2 = d2;
 		*beste = e;
@@ -214,24 +214,24 @@ static void rt_snap_edge(const struct routing *r, double px, double py, uint32_t
 	}
 }
 
-static void rt_snap_cell(const struct routing *r, double px, double py, long cx, long cy, unsigned want,
+static void graph_snap_cell(const struct routing *r, double px, double py, long cx, long cy, unsigned want,
 		      double *best2, uint32_t *beste, double *bestt)
 {
 	if (cx < 0 || cy < 0 || cx >= (long)r->gw || cy >= (long)r->gh)
 		return;
 	uint32_t c = (uint32_t)cy * r->gw + (uint32_t)cx;
 	for (uint32_t i = r->cell_first[c]; i < r->cell_first[c + 1]; i++)
-		rt_snap_edge(r, px, py, r->cell_edges[i], want, best2, beste, bestt);
+		graph_snap_edge(r, px, py, r->cell_edges[i], want, best2, beste, bestt);
 }
 
 /* The nearest road segment within snap_max_m where a route may start
  * (want RMAP_FROM) or end (RMAP_TO), searched ring by ring. */
-static bool rt_snap(const struct routing *r, double lat, double lon, unsigned want, struct snap *s)
+static bool graph_snap(const struct routing *r, double lat, double lon, unsigned want, struct snap *s)
 {
 	if (!isfinite(lat) || !isfinite(lon) || lat < -90 || lat > 90 || lon < -180 || lon > 180)
 		return false;
 	double px, py;
-	rt_project(r, lat, lon, &px, &py);
+	graph_project(r, lat, lon, &px, &py);
 	double fx = floor((px - r->gx0) / r->cell_m), fy = floor((py - r->gy0) / r->cell_m);
 	long rings = (long)ceil(r->snap_max_m / r->cell_m) + 1;
 	if (fx < -rings || fy < -rings || fx > (double)r->gw + rings || fy > (double)r->gh + rings)
@@ -245,15 +245,15 @@ static bool rt_snap(const struct routing *r, double lat, double lon, unsigned wa
 	uint32_t e = NONE;
 	for (long k = 0; k <= rings; k++) {
 		if (k == 0) {
-			rt_snap_cell(r, px, py, cx, cy, want, &best2, &e, &t);
+			graph_snap_cell(r, px, py, cx, cy, want, &best2, &e, &t);
 		} else {
 			for (long i = -k; i <= k; i++) {
-				rt_snap_cell(r, px, py, cx + i, cy - k, want, &best2, &e, &t);
-				rt_snap_cell(r, px, py, cx + i, cy + k, want, &best2, &e, &t);
+				graph_snap_cell(r, px, py, cx + i, cy - k, want, &best2, &e, &t);
+				graph_snap_cell(r, px, py, cx + i, cy + k, want, &best2, &e, &t);
 			}
 			for (long i = -k + 1; i <= k - 1; i++) {
-				rt_snap_cell(r, px, py, cx - k, cy + i, want, &best2, &e, &t);
-				rt_snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
+				graph_snap_cell(r, px, py, cx - k, cy + i, want, &best2, &e, &t);
+				graph_snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
 			}
 		}
 		double reach = border + (double)k * r->cell_m;
@@ -267,13 +267,13 @@ static bool rt_snap(const struct routing *r, double lat, double lon, unsigned wa
 	s->lat = r->lat[u] + t * (r->lat[v] - r->lat[u]);
 	s->lon = r->lon[u] + t * (r->lon[v] - r->lon[u]);
 	if (u < v) {
-		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = rt_edge_find(r, v, u);
+		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = graph_edge_find(r, v, u);
 	} else {
-		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = rt_edge_find(r, v, u);
+		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = graph_edge_find(r, v, u);
 	}
-	if (!rt_edge_usable(r, s->e_ab, want))
+	if (!graph_edge_usable(r, s->e_ab, want))
 		s->e_ab = NONE;
-	if (!rt_edge_usable(r, s->e_ba, want))
+	if (!graph_edge_usable(r, s->e_ba, want))
 		s->e_ba = NONE;
 	return true;
 }
@@ -284,28 +284,28 @@ rh_err routing_nearest_road(const struct routing *r, double lat, double lon, boo
 		return RH_EAGAIN;
 	struct snap s;
 	if (!brute) {
-		if (!rt_snap(r, lat, lon, RMAP_FROM, &s))
+		if (!graph_snap(r, lat, lon, RMAP_FROM, &s))
 			return RH_ENOTFOUND;
 		*dist_m = s.dist_m;
 		return RH_OK;
 	}
 	double px, py, best2 = INFINITY, t;
 	uint32_t e = NONE;
-	rt_project(r, lat, lon, &px, &py);
+	graph_project(r, lat, lon, &px, &py);
 	for (uint32_t i = 0; i < r->m; i++)
-		rt_snap_edge(r, px, py, i, RMAP_FROM, &best2, &e, &t);
+		graph_snap_edge(r, px, py, i, RMAP_FROM, &best2, &e, &t);
 	if (e == NONE || sqrt(best2) > r->snap_max_m)
 		return RH_ENOTFOUND;
 	*dist_m = sqrt(best2);
 	return RH_OK;
 }
 
-static uint32_t rt_part_cost(const struct routing *r, uint32_t e, double frac)
+static uint32_t graph_part_cost(const struct routing *r, uint32_t e, double frac)
 {
 	return (uint32_t)llround(frac * (double)r->w[e]);
 }
 
-static void rt_seed_add(struct seeds *v, uint32_t node, uint32_t cost, uint32_t ms, uint32_t mm, uint32_t edge,
+static void graph_seed_add(struct seeds *v, uint32_t node, uint32_t cost, uint32_t ms, uint32_t mm, uint32_t edge,
 			double frac)
 {
 	if (v->n == v->cap) {
@@ -315,77 +315,77 @@ static void rt_seed_add(struct seeds *v, uint32_t node, uint32_t cost, uint32_t 
 	v->v[v->n++] = (struct seed){ node, cost, ms, mm, edge, frac };
 }
 
-static void rt_seed_part(const struct routing *r, struct seeds *v, uint32_t node, uint32_t e, double frac)
+static void graph_seed_part(const struct routing *r, struct seeds *v, uint32_t node, uint32_t e, double frac)
 {
-	rt_seed_add(v, node, rt_part_cost(r, e, frac), (uint32_t)llround(frac * r->time_ms[e]),
+	graph_seed_add(v, node, graph_part_cost(r, e, frac), (uint32_t)llround(frac * r->time_ms[e]),
 		    (uint32_t)llround(frac * r->dist_mm[e]), e, frac);
 }
 
 /* Where a route from point s starts: the rest of its edge in each direction
  * it may be driven; a point on a node (a junction, a way's end) may also
  * leave by any road out of it. Labels are "at the end of the edge". */
-static void rt_seeds_from(const struct routing *r, const struct snap *s, struct seeds *v)
+static void graph_seeds_from(const struct routing *r, const struct snap *s, struct seeds *v)
 {
 	v->n = 0;
 	if (s->e_ab != NONE)
-		rt_seed_part(r, v, s->e_ab, s->e_ab, 1 - s->t);
+		graph_seed_part(r, v, s->e_ab, s->e_ab, 1 - s->t);
 	if (s->e_ba != NONE)
-		rt_seed_part(r, v, s->e_ba, s->e_ba, s->t);
+		graph_seed_part(r, v, s->e_ba, s->e_ba, s->t);
 	if (s->t <= 0 || s->t >= 1) {
 		uint32_t p = s->t <= 0 ? s->a : s->b;
 		for (uint32_t e = r->first_out[p]; e < r->first_out[p + 1]; e++)
 			if (r->role[r->to[e]] & RMAP_FROM)
-				rt_seed_part(r, v, e, e, 1);
+				graph_seed_part(r, v, e, e, 1);
 	}
 }
 
 /* The turn-graph nodes a route may come through to reach edge e (every
  * turn into e or into a copy of it), each the part frac of e away. */
-static void rt_seed_into(const struct routing *r, struct seeds *v, uint32_t e, double frac)
+static void graph_seed_into(const struct routing *r, struct seeds *v, uint32_t e, double frac)
 {
 	for (uint32_t c = r->copy_first[e]; c <= r->copy_first[e + 1]; c++) {
 		uint32_t x = c == r->copy_first[e + 1] ? e : r->copies[c];
 		for (uint32_t i = r->xfirst_in[x]; i < r->xfirst_in[x + 1]; i++)
-			rt_seed_part(r, v, r->xin[i], e, frac);
+			graph_seed_part(r, v, r->xin[i], e, frac);
 	}
 }
 
 /* Where a route to point t ends: the turns into its edge, then the part of
  * the edge up to t; a point on a node is also reached by any edge into it. */
-static void rt_seeds_to(const struct routing *r, const struct snap *t, struct seeds *v)
+static void graph_seeds_to(const struct routing *r, const struct snap *t, struct seeds *v)
 {
 	v->n = 0;
 	if (t->e_ab != NONE)
-		rt_seed_into(r, v, t->e_ab, t->t);
+		graph_seed_into(r, v, t->e_ab, t->t);
 	if (t->e_ba != NONE)
-		rt_seed_into(r, v, t->e_ba, 1 - t->t);
+		graph_seed_into(r, v, t->e_ba, 1 - t->t);
 	if (t->t <= 0 || t->t >= 1) {
 		uint32_t p = t->t <= 0 ? t->a : t->b;
 		for (uint32_t i = r->first_in[p]; i < r->first_in[p + 1]; i++) {
 			uint32_t e = r->in_edge[i];
 			if (!(r->role[r->from[e]] & RMAP_TO))
 				continue;
-			rt_seed_add(v, e, 0, 0, 0, NONE, 0);
+			graph_seed_add(v, e, 0, 0, 0, NONE, 0);
 			for (uint32_t c = r->copy_first[e]; c < r->copy_first[e + 1]; c++)
-				rt_seed_add(v, r->copies[c], 0, 0, 0, NONE, 0);
+				graph_seed_add(v, r->copies[c], 0, 0, 0, NONE, 0);
 		}
 	}
 }
 
 /* Both points on the same segment, the second ahead of the first. */
-static uint32_t rt_direct_cost(const struct routing *r, const struct snap *s, const struct snap *t, uint32_t *edge,
+static uint32_t graph_direct_cost(const struct routing *r, const struct snap *s, const struct snap *t, uint32_t *edge,
 			       double *frac)
 {
 	uint32_t best = INF;
 	if (s->a != t->a || s->b != t->b)
 		return INF;
 	if (s->e_ab != NONE && s->t <= t->t) {
-		best = rt_part_cost(r, s->e_ab, t->t - s->t);
+		best = graph_part_cost(r, s->e_ab, t->t - s->t);
 		*edge = s->e_ab;
 		*frac = t->t - s->t;
 	}
-	if (s->e_ba != NONE && s->t >= t->t && rt_part_cost(r, s->e_ba, s->t - t->t) < best) {
-		best = rt_part_cost(r, s->e_ba, s->t - t->t);
+	if (s->e_ba != NONE && s->t >= t->t && graph_part_cost(r, s->e_ba, s->t - t->t) < best) {
+		best = graph_part_cost(r, s->e_ba, s->t - t->t);
 		*edge = s->e_ba;
 		*frac = s->t - t->t;
 	}
@@ -394,7 +394,7 @@ static uint32_t rt_direct_cost(const struct routing *r, const struct snap *s, co
 
 /* ------------------------------------------------------------ searches */
 
-static void rt_search_reset(struct routing *r, struct search *s)
+static void graph_search_reset(struct routing *r, struct search *s)
 {
 	if (++s->gen == 0) {
 		memset(s->stamp, 0, r->xn * sizeof *s->stamp);
@@ -403,18 +403,18 @@ static void rt_search_reset(struct routing *r, struct search *s)
 	s->h.n = 0;
 }
 
-static void rt_search_begin(struct routing *r)
+static void graph_search_begin(struct routing *r)
 {
-	rt_search_reset(r, &r->fw);
-	rt_search_reset(r, &r->bw);
+	graph_search_reset(r, &r->fw);
+	graph_search_reset(r, &r->bw);
 }
 
-static uint32_t rt_search_label(const struct search *s, uint32_t u)
+static uint32_t graph_search_label(const struct search *s, uint32_t u)
 {
 	return s->stamp[u] == s->gen ? s->dist[u] : INF;
 }
 
-static bool rt_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms, uint32_t mm)
+static bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms, uint32_t mm)
 {
 	if (s->stamp[v] == s->gen && s->dist[v] <= d)
 		return false;
@@ -424,21 +424,21 @@ static bool rt_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uin
 	s->pred[v] = from;
 	s->aux_ms[v] = ms;
 	s->aux_mm[v] = mm;
-	rt_heap_push(&s->h, d, v);
+	graph_heap_push(&s->h, d, v);
 	return true;
 }
 
-static void rt_search_seed(struct search *s, const struct seeds *sd)
+static void graph_search_seed(struct search *s, const struct seeds *sd)
 {
 	for (size_t i = 0; i < sd->n; i++)
-		rt_relax(s, sd->v[i].node, sd->v[i].cost, NONE, NONE, sd->v[i].ms, sd->v[i].mm);
+		graph_relax(s, sd->v[i].node, sd->v[i].cost, NONE, NONE, sd->v[i].ms, sd->v[i].mm);
 }
 
 /* Pops stale entries; returns NONE when the heap is empty. */
-static uint32_t rt_search_settle(struct search *s, uint32_t *d)
+static uint32_t graph_search_settle(struct search *s, uint32_t *d)
 {
 	while (s->h.n) {
-		uint64_t k = rt_heap_pop(&s->h);
+		uint64_t k = graph_heap_pop(&s->h);
 		uint32_t u = (uint32_t)k, du = (uint32_t)(k >> 32);
 		if (du == s->dist[u]) {
 			*d = du;
@@ -455,12 +455,12 @@ struct meet {
 	double frac;
 };
 
-static void rt_meet_check(struct routing *r, uint32_t v, struct meet *best)
+static void graph_meet_check(struct routing *r, uint32_t v, struct meet *best)
 {
-	uint32_t a = rt_search_label(&r->fw, v), b = rt_search_label(&r->bw, v);
+	uint32_t a = graph_search_label(&r->fw, v), b = graph_search_label(&r->bw, v);
 	if (a == INF || b == INF)
 		return;
-	uint32_t c = rt_sat_add(a, b);
+	uint32_t c = graph_sat_add(a, b);
 	if (c < best->cost) {
 		best->cost = c;
 		best->node = v;
@@ -468,73 +468,73 @@ static void rt_meet_check(struct routing *r, uint32_t v, struct meet *best)
 }
 
 /* A turn x -> y, forward: y's whole edge. */
-static void rt_relax_fw(struct routing *r, uint32_t x, uint32_t du, uint32_t y, struct meet *best)
+static void graph_relax_fw(struct routing *r, uint32_t x, uint32_t du, uint32_t y, struct meet *best)
 {
 	struct search *f = &r->fw;
 	uint32_t e = r->xroad[y];
-	if (rt_relax(f, y, rt_sat_add(du, r->w[e]), NONE, x, rt_sat_add(f->aux_ms[x], r->time_ms[e]),
-		     rt_sat_add(f->aux_mm[x], r->dist_mm[e])) && best)
-		rt_meet_check(r, y, best);
+	if (graph_relax(f, y, graph_sat_add(du, r->w[e]), NONE, x, graph_sat_add(f->aux_ms[x], r->time_ms[e]),
+		     graph_sat_add(f->aux_mm[x], r->dist_mm[e])) && best)
+		graph_meet_check(r, y, best);
 }
 
 /* The same turn, backward from y: x's label is y's plus y's edge. */
-static void rt_relax_bw(struct routing *r, uint32_t y, uint32_t du, uint32_t x, struct meet *best)
+static void graph_relax_bw(struct routing *r, uint32_t y, uint32_t du, uint32_t x, struct meet *best)
 {
 	struct search *b = &r->bw;
 	uint32_t e = r->xroad[y];
-	if (rt_relax(b, x, rt_sat_add(du, r->w[e]), NONE, y, rt_sat_add(b->aux_ms[y], r->time_ms[e]),
-		     rt_sat_add(b->aux_mm[y], r->dist_mm[e])))
-		rt_meet_check(r, x, best);
+	if (graph_relax(b, x, graph_sat_add(du, r->w[e]), NONE, y, graph_sat_add(b->aux_ms[y], r->time_ms[e]),
+		     graph_sat_add(b->aux_mm[y], r->dist_mm[e])))
+		graph_meet_check(r, x, best);
 }
 
 /* Plain Dijkstra forward over the turn graph from the source seeds, the
  * target's seeds labelled backward: the reference. */
-static void rt_search_dijkstra(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
+static void graph_search_dijkstra(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
 {
 	struct search *f = &r->fw;
-	rt_search_seed(f, src);
-	rt_search_seed(&r->bw, dst);
+	graph_search_seed(f, src);
+	graph_search_seed(&r->bw, dst);
 	uint32_t du, u;
-	while ((u = rt_search_settle(f, &du)) != NONE) {
+	while ((u = graph_search_settle(f, &du)) != NONE) {
 		if (du >= best->cost)
 			break;
-		rt_meet_check(r, u, best);
+		graph_meet_check(r, u, best);
 		for (uint32_t a = r->xfirst[u]; a < r->xfirst[u + 1]; a++)
-			rt_relax_fw(r, u, du, r->xto[a], NULL);
+			graph_relax_fw(r, u, du, r->xto[a], NULL);
 	}
 }
 
 /* Bidirectional Dijkstra over the turn graph, the smaller frontier first;
  * done when the two frontiers' minima add up to the best meeting found. */
-static void rt_search_bidir(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
+static void graph_search_bidir(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
 {
 	struct search *f = &r->fw, *b = &r->bw;
-	rt_search_seed(f, src);
-	rt_search_seed(b, dst);
+	graph_search_seed(f, src);
+	graph_search_seed(b, dst);
 	for (size_t i = 0; i < src->n; i++)
-		rt_meet_check(r, src->v[i].node, best);
+		graph_meet_check(r, src->v[i].node, best);
 	for (;;) {
-		uint32_t tf = rt_heap_top(&f->h), tb = rt_heap_top(&b->h);
+		uint32_t tf = graph_heap_top(&f->h), tb = graph_heap_top(&b->h);
 		if (tf == INF && tb == INF)
 			break;
 		if ((uint64_t)(tf == INF ? 0 : tf) + (tb == INF ? 0 : tb) >= best->cost)
 			break;
 		uint32_t du, u;
 		if (tf <= tb) {
-			if ((u = rt_search_settle(f, &du)) == NONE)
+			if ((u = graph_search_settle(f, &du)) == NONE)
 				continue;
 			for (uint32_t a = r->xfirst[u]; a < r->xfirst[u + 1]; a++)
-				rt_relax_fw(r, u, du, r->xto[a], best);
+				graph_relax_fw(r, u, du, r->xto[a], best);
 		} else {
-			if ((u = rt_search_settle(b, &du)) == NONE)
+			if ((u = graph_search_settle(b, &du)) == NONE)
 				continue;
 			for (uint32_t i = r->xfirst_in[u]; i < r->xfirst_in[u + 1]; i++)
-				rt_relax_bw(r, u, du, r->xin[i], best);
+				graph_relax_bw(r, u, du, r->xin[i], best);
 		}
 	}
 }
 
-static void rt_geom_add(struct routing *r, size_t *np, uint32_t x)
+static void graph_geom_add(struct routing *r, size_t *np, uint32_t x)
 {
 	if (2 * (*np + 2) > r->geom_cap) {
 		r->geom_cap = 2 * (*np + 2) * 2;
@@ -546,7 +546,7 @@ static void rt_geom_add(struct routing *r, size_t *np, uint32_t x)
 	(*np)++;
 }
 
-static void rt_geom_point(struct routing *r, size_t *np, double lat, double lon)
+static void graph_geom_point(struct routing *r, size_t *np, double lat, double lon)
 {
 	if (2 * (*np + 2) > r->geom_cap) {
 		r->geom_cap = 2 * (*np + 2) * 2;
@@ -559,26 +559,26 @@ static void rt_geom_point(struct routing *r, size_t *np, double lat, double lon)
 
 /* What a route is made of: each turn-graph node on it (a whole edge), in
  * order, handed to a visitor; the parts at the ends come from the seeds. */
-struct rt_walk {
+struct graph_walk {
 	bool geometry;
 	double *class_ms; /* free-flow milliseconds per road class, or NULL */
 };
 
-static void rt_walk_node(struct routing *r, const struct rt_walk *w, size_t *np, uint32_t x)
+static void graph_walk_node(struct routing *r, const struct graph_walk *w, size_t *np, uint32_t x)
 {
 	if (w->geometry)
-		rt_geom_add(r, np, x);
+		graph_geom_add(r, np, x);
 	if (w->class_ms)
 		w->class_ms[r->cls[r->xroad[x]]] += r->ff_ms[r->xroad[x]];
 }
 
-static void rt_walk_part(const struct routing *r, const struct rt_walk *w, uint32_t e, double frac)
+static void graph_walk_part(const struct routing *r, const struct graph_walk *w, uint32_t e, double frac)
 {
 	if (w->class_ms && e != NONE)
 		w->class_ms[r->cls[e]] += frac * r->ff_ms[e];
 }
 
-static const struct seed *rt_seed_find(const struct seeds *v, uint32_t node)
+static const struct seed *graph_seed_find(const struct seeds *v, uint32_t node)
 {
 	const struct seed *best = NULL;
 	for (size_t i = 0; i < v->n; i++)
@@ -588,8 +588,8 @@ static const struct seed *rt_seed_find(const struct seeds *v, uint32_t node)
 }
 
 /* Reference searches: walk both predecessor chains from the meeting node. */
-static void rt_unpack_plain(struct routing *r, const struct seeds *src, const struct seeds *dst,
-			    const struct meet *best, const struct rt_walk *w, size_t *np)
+static void graph_unpack_plain(struct routing *r, const struct seeds *src, const struct seeds *dst,
+			    const struct meet *best, const struct graph_walk *w, size_t *np)
 {
 	size_t cnt = 0;
 	for (uint32_t v = best->node; r->fw.pred[v] != NONE; v = r->fw.pred[v])
@@ -600,63 +600,63 @@ static void rt_unpack_plain(struct routing *r, const struct seeds *src, const st
 		chain[i - 1] = v;
 		v = r->fw.pred[v];
 	}
-	const struct seed *s0 = rt_seed_find(src, chain[0]);
+	const struct seed *s0 = graph_seed_find(src, chain[0]);
 	if (s0)
-		rt_walk_part(r, w, s0->edge, s0->frac);
+		graph_walk_part(r, w, s0->edge, s0->frac);
 	if (w->geometry)
-		rt_geom_add(r, np, chain[0]);
+		graph_geom_add(r, np, chain[0]);
 	for (size_t i = 1; i <= cnt; i++)
-		rt_walk_node(r, w, np, chain[i]);
+		graph_walk_node(r, w, np, chain[i]);
 	rh_free(chain);
 	for (v = best->node; r->bw.pred[v] != NONE; v = r->bw.pred[v])
-		rt_walk_node(r, w, np, r->bw.pred[v]);
-	const struct seed *t0 = rt_seed_find(dst, v);
+		graph_walk_node(r, w, np, r->bw.pred[v]);
+	const struct seed *t0 = graph_seed_find(dst, v);
 	if (t0)
-		rt_walk_part(r, w, t0->edge, t0->frac);
+		graph_walk_part(r, w, t0->edge, t0->frac);
 }
 
 /* ------------------------------------------------------------ hierarchy */
 
-static void rt_ch_seed(struct search *s, const struct seeds *sd)
+static void graph_ch_seed(struct search *s, const struct seeds *sd)
 {
-	rt_search_seed(s, sd);
+	graph_search_seed(s, sd);
 }
 
 /* Settles one node of an upward search; false when it is done. */
-static bool rt_ch_step(struct routing *r, struct search *s, const struct search *other, bool forward, struct meet *best)
+static bool graph_ch_step(struct routing *r, struct search *s, const struct search *other, bool forward, struct meet *best)
 {
-	uint32_t du, u = rt_search_settle(s, &du);
+	uint32_t du, u = graph_search_settle(s, &du);
 	if (u == NONE || du >= best->cost)
 		return false;
-	uint32_t o = other ? rt_search_label(other, u) : INF;
-	if (o != INF && rt_sat_add(du, o) < best->cost) {
-		best->cost = rt_sat_add(du, o);
+	uint32_t o = other ? graph_search_label(other, u) : INF;
+	if (o != INF && graph_sat_add(du, o) < best->cost) {
+		best->cost = graph_sat_add(du, o);
 		best->node = u;
 	}
 	const uint32_t *first = forward ? r->ch.first_up : r->ch.first_down;
 	const struct ch_edge *e = forward ? r->ch.up : r->ch.down;
 	for (uint32_t i = first[u]; i < first[u + 1]; i++)
-		rt_relax(s, e[i].to, rt_sat_add(du, e[i].w), i, u, rt_sat_add(s->aux_ms[u], e[i].time_ms),
-			 rt_sat_add(s->aux_mm[u], e[i].dist_mm));
+		graph_relax(s, e[i].to, graph_sat_add(du, e[i].w), i, u, graph_sat_add(s->aux_ms[u], e[i].time_ms),
+			 graph_sat_add(s->aux_mm[u], e[i].dist_mm));
 	return true;
 }
 
-static void rt_search_ch(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
+static void graph_search_ch(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
 {
 	struct search *f = &r->fw, *b = &r->bw;
-	rt_ch_seed(f, src);
-	rt_ch_seed(b, dst);
+	graph_ch_seed(f, src);
+	graph_ch_seed(b, dst);
 	bool fl = true, bl = true;
 	while (fl || bl) {
-		if (fl && (!bl || rt_heap_top(&f->h) <= rt_heap_top(&b->h)))
-			fl = rt_ch_step(r, f, b, true, best);
+		if (fl && (!bl || graph_heap_top(&f->h) <= graph_heap_top(&b->h)))
+			fl = graph_ch_step(r, f, b, true, best);
 		else
-			bl = rt_ch_step(r, b, f, false, best);
+			bl = graph_ch_step(r, b, f, false, best);
 	}
 }
 
 /* The edge a->b of the hierarchy stored at node x (x = lower rank). */
-static const struct ch_edge *rt_ch_find(const struct routing *r, uint32_t x, uint32_t other, bool up)
+static const struct ch_edge *graph_ch_find(const struct routing *r, uint32_t x, uint32_t other, bool up)
 {
 	const uint32_t *first = up ? r->ch.first_up : r->ch.first_down;
 	const struct ch_edge *e = up ? r->ch.up : r->ch.down, *best = NULL;
@@ -669,7 +669,7 @@ static const struct ch_edge *rt_ch_find(const struct routing *r, uint32_t x, uin
 /* Visits the turn-graph nodes of a->b (bypassing mid) after a, through b.
  * An explicit stack; a damaged hierarchy stops unpacking (never loops:
  * every mid ranks below both ends) and the point count is capped. */
-static void rt_ch_unpack(struct routing *r, const struct rt_walk *w, uint32_t a, uint32_t b, uint32_t mid, size_t *np,
+static void graph_ch_unpack(struct routing *r, const struct graph_walk *w, uint32_t a, uint32_t b, uint32_t mid, size_t *np,
 			 size_t *visits)
 {
 	struct item {
@@ -681,12 +681,12 @@ static void rt_ch_unpack(struct routing *r, const struct rt_walk *w, uint32_t a,
 		struct item it = stack[--sp];
 		const struct ch_edge *e1 = NULL, *e2 = NULL;
 		if (it.mid != NONE && sp + 2 <= RH_ARRAY_LEN(stack) && *visits < 4 * (size_t)r->xn + 16) {
-			e1 = rt_ch_find(r, it.mid, it.a, false); /* a -> mid, stored at mid */
-			e2 = rt_ch_find(r, it.mid, it.b, true);  /* mid -> b */
+			e1 = graph_ch_find(r, it.mid, it.a, false); /* a -> mid, stored at mid */
+			e2 = graph_ch_find(r, it.mid, it.b, true);  /* mid -> b */
 		}
 		if (!e1 || !e2) {
 			(*visits)++;
-			rt_walk_node(r, w, np, it.b);
+			graph_walk_node(r, w, np, it.b);
 			continue;
 		}
 		stack[sp++] = (struct item){ it.mid, it.b, e2->mid };
@@ -694,8 +694,8 @@ static void rt_ch_unpack(struct routing *r, const struct rt_walk *w, uint32_t a,
 	}
 }
 
-static void rt_unpack_ch(struct routing *r, const struct seeds *src, const struct seeds *dst, const struct meet *best,
-			 const struct rt_walk *w, size_t *np)
+static void graph_unpack_ch(struct routing *r, const struct seeds *src, const struct seeds *dst, const struct meet *best,
+			 const struct graph_walk *w, size_t *np)
 {
 	size_t cnt = 0, visits = 0;
 	for (uint32_t v = best->node; r->fw.parent[v] != NONE; v = r->fw.pred[v])
@@ -706,27 +706,27 @@ static void rt_unpack_ch(struct routing *r, const struct seeds *src, const struc
 		chain[i - 1] = v;
 		v = r->fw.pred[v];
 	}
-	const struct seed *s0 = rt_seed_find(src, v);
+	const struct seed *s0 = graph_seed_find(src, v);
 	if (s0)
-		rt_walk_part(r, w, s0->edge, s0->frac);
+		graph_walk_part(r, w, s0->edge, s0->frac);
 	if (w->geometry)
-		rt_geom_add(r, np, v);
+		graph_geom_add(r, np, v);
 	for (size_t i = 0; i < cnt; i++) {
 		uint32_t node = chain[i];
-		rt_ch_unpack(r, w, r->fw.pred[node], node, r->ch.up[r->fw.parent[node]].mid, np, &visits);
+		graph_ch_unpack(r, w, r->fw.pred[node], node, r->ch.up[r->fw.parent[node]].mid, np, &visits);
 	}
 	rh_free(chain);
 	for (v = best->node; r->bw.parent[v] != NONE; v = r->bw.pred[v])
-		rt_ch_unpack(r, w, v, r->bw.pred[v], r->ch.down[r->bw.parent[v]].mid, np, &visits);
-	const struct seed *t0 = rt_seed_find(dst, v);
+		graph_ch_unpack(r, w, v, r->bw.pred[v], r->ch.down[r->bw.parent[v]].mid, np, &visits);
+	const struct seed *t0 = graph_seed_find(dst, v);
 	if (t0)
-		rt_walk_part(r, w, t0->edge, t0->frac);
+		graph_walk_part(r, w, t0->edge, t0->frac);
 }
 
 /* ------------------------------------------------------------ profile */
 
 /* Hour of the week (Monday 00:00 = 0) at unix time `when` in the profile's zone. */
-static int rt_hour_of_week(const struct routing *r, int64_t when)
+static int graph_hour_of_week(const struct routing *r, int64_t when)
 {
 	int32_t off = 0;
 	size_t lo = 0, hi = r->ntz;
@@ -751,7 +751,7 @@ static int rt_hour_of_week(const struct routing *r, int64_t when)
 /* A route's duration, and its range, from its time along the edges (under
  * the profile's class factors) at hour `when`; without a profile the time
  * along the edges and no range. */
-void rt_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi)
+void graph_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi)
 {
 	if (!r->has_profile || how < 0 || how >= RMAP_HOURS) {
 		*dur = *lo = *hi = edge_s;
@@ -763,14 +763,14 @@ void rt_timing_how(const struct routing *r, double edge_s, int how, double *dur,
 	*hi = *dur * r->prof.range_hi;
 }
 
-static void rt_timing(const struct routing *r, double edge_s, int64_t when, double *dur, double *lo, double *hi)
+static void graph_timing(const struct routing *r, double edge_s, int64_t when, double *dur, double *lo, double *hi)
 {
-	rt_timing_how(r, edge_s, r->has_profile ? rt_hour_of_week(r, when) : -1, dur, lo, hi);
+	graph_timing_how(r, edge_s, r->has_profile ? graph_hour_of_week(r, when) : -1, dur, lo, hi);
 }
 
 /* The offsets of the profile's zone for the years a daemon may run in,
  * read once through the C library with TZ pointed at the zone. */
-static void rt_tz_init(struct routing *r)
+static void graph_tz_init(struct routing *r)
 {
 	rh_free(r->tz);
 	r->tz = NULL;
@@ -817,76 +817,76 @@ static void rt_tz_init(struct routing *r)
 
 /* Is the point within snap distance of a road the import dropped (off the
  * kept component)? A scan: only asked when a point failed to snap. */
-static bool rt_near_dropped(const struct routing *r, double lat, double lon)
+static bool graph_near_dropped(const struct routing *r, double lat, double lon)
 {
 	if (!isfinite(lat) || !isfinite(lon))
 		return false;
 	double px, py, t, lim2 = r->snap_max_m * r->snap_max_m;
-	rt_project(r, lat, lon, &px, &py);
+	graph_project(r, lat, lon, &px, &py);
 	for (uint32_t i = 0; i < r->ndrop; i++) {
 		const double *q = r->drop_xy + 4 * (size_t)i;
-		if (rt_seg_dist2(px, py, q[0], q[1], q[2], q[3], &t) <= lim2)
+		if (graph_seg_dist2(px, py, q[0], q[1], q[2], q[3], &t) <= lim2)
 			return true;
 	}
 	return false;
 }
 
-static rh_err rt_route(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
-		       enum route_method method, const struct rt_walk *w, struct route_result *out, struct meet *bestp)
+static rh_err graph_route(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+		       enum route_method method, const struct graph_walk *w, struct route_result *out, struct meet *bestp)
 {
 	memset(out, 0, sizeof *out);
 	if (!routing_loaded(r))
 		return RH_EAGAIN;
 	struct snap s, t;
-	if (!rt_snap(r, from_lat, from_lon, RMAP_FROM, &s)) {
+	if (!graph_snap(r, from_lat, from_lon, RMAP_FROM, &s)) {
 		out->bad_point = ROUTE_POINT_FROM;
-		out->bad_point_disconnected = rt_near_dropped(r, from_lat, from_lon);
+		out->bad_point_disconnected = graph_near_dropped(r, from_lat, from_lon);
 		return RH_EINVAL;
 	}
-	if (!rt_snap(r, to_lat, to_lon, RMAP_TO, &t)) {
+	if (!graph_snap(r, to_lat, to_lon, RMAP_TO, &t)) {
 		out->bad_point = ROUTE_POINT_TO;
-		out->bad_point_disconnected = rt_near_dropped(r, to_lat, to_lon);
+		out->bad_point_disconnected = graph_near_dropped(r, to_lat, to_lon);
 		return RH_EINVAL;
 	}
 	out->from_snap_m = s.dist_m;
 	out->to_snap_m = t.dist_m;
-	rt_seeds_from(r, &s, &r->ss);
-	rt_seeds_to(r, &t, &r->ts);
+	graph_seeds_from(r, &s, &r->ss);
+	graph_seeds_to(r, &t, &r->ts);
 	struct meet best = { INF, NONE, NONE, 0 };
 	uint32_t de = NONE;
 	double dfrac = 0;
-	uint32_t direct = rt_direct_cost(r, &s, &t, &de, &dfrac);
+	uint32_t direct = graph_direct_cost(r, &s, &t, &de, &dfrac);
 	if (direct != INF)
 		best = (struct meet){ direct, NONE, de, dfrac };
-	rt_search_begin(r);
+	graph_search_begin(r);
 	if (method == ROUTE_DIJKSTRA)
-		rt_search_dijkstra(r, &r->ss, &r->ts, &best);
+		graph_search_dijkstra(r, &r->ss, &r->ts, &best);
 	else if (method == ROUTE_BIDIR)
-		rt_search_bidir(r, &r->ss, &r->ts, &best);
+		graph_search_bidir(r, &r->ss, &r->ts, &best);
 	else
-		rt_search_ch(r, &r->ss, &r->ts, &best);
+		graph_search_ch(r, &r->ss, &r->ts, &best);
 	if (best.cost == INF)
 		return RH_ENOTFOUND;
 	size_t np = 0;
 	if (w->geometry)
-		rt_geom_point(r, &np, s.lat, s.lon);
+		graph_geom_point(r, &np, s.lat, s.lon);
 	if (best.node == NONE) { /* along one segment */
 		out->distance_m = best.frac * r->dist_mm[best.edge] / 1000.0;
 		out->duration_s = best.frac * r->time_ms[best.edge] / 1000.0;
-		rt_walk_part(r, w, best.edge, best.frac);
+		graph_walk_part(r, w, best.edge, best.frac);
 	} else {
 		uint32_t m = best.node;
 		out->distance_m = ((double)r->fw.aux_mm[m] + r->bw.aux_mm[m]) / 1000.0;
 		out->duration_s = ((double)r->fw.aux_ms[m] + r->bw.aux_ms[m]) / 1000.0;
 		if (w->geometry || w->class_ms) {
 			if (method == ROUTE_FAST)
-				rt_unpack_ch(r, &r->ss, &r->ts, &best, w, &np);
+				graph_unpack_ch(r, &r->ss, &r->ts, &best, w, &np);
 			else
-				rt_unpack_plain(r, &r->ss, &r->ts, &best, w, &np);
+				graph_unpack_plain(r, &r->ss, &r->ts, &best, w, &np);
 		}
 	}
 	if (w->geometry)
-		rt_geom_point(r, &np, t.lat, t.lon);
+		graph_geom_point(r, &np, t.lat, t.lon);
 	out->npoints = np;
 	out->coords = w->geometry ? r->geom : NULL;
 	if (bestp)
@@ -897,11 +897,11 @@ static rh_err rt_route(struct routing *r, double from_lat, double from_lon, doub
 rh_err routing_route_at(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 			enum route_method method, bool want_geometry, int64_t when, struct route_result *out)
 {
-	struct rt_walk w = { want_geometry, NULL };
-	rh_err e = rt_route(r, from_lat, from_lon, to_lat, to_lon, method, &w, out, NULL);
+	struct graph_walk w = { want_geometry, NULL };
+	rh_err e = graph_route(r, from_lat, from_lon, to_lat, to_lon, method, &w, out, NULL);
 	if (e == RH_OK) {
 		out->edges_s = out->duration_s;
-		rt_timing(r, out->edges_s, when, &out->duration_s, &out->duration_low_s, &out->duration_high_s);
+		graph_timing(r, out->edges_s, when, &out->duration_s, &out->duration_low_s, &out->duration_high_s);
 		out->has_range = r->has_profile;
 	}
 	return e;
@@ -919,25 +919,25 @@ rh_err routing_route(struct routing *r, double from_lat, double from_lon, double
 	return routing_route_method(r, from_lat, from_lon, to_lat, to_lon, ROUTE_FAST, want_geometry, out);
 }
 
-rh_err rt_route_split(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+rh_err graph_route_split(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 		      double class_s[RMAP_CLASSES], double *distance_m)
 {
 	double ms[RMAP_CLASSES] = { 0 };
-	struct rt_walk w = { false, ms };
+	struct graph_walk w = { false, ms };
 	struct route_result res;
-	rh_err e = rt_route(r, from_lat, from_lon, to_lat, to_lon, ROUTE_FAST, &w, &res, NULL);
+	rh_err e = graph_route(r, from_lat, from_lon, to_lat, to_lon, ROUTE_FAST, &w, &res, NULL);
 	for (int c = 0; c < RMAP_CLASSES; c++)
 		class_s[c] = ms[c] / 1000.0;
 	*distance_m = res.distance_m;
 	return e;
 }
 
-static void rt_eta_fill(const struct routing *r, struct routing_eta *o, double ms, double mm, int64_t when)
+static void graph_eta_fill(const struct routing *r, struct routing_eta *o, double ms, double mm, int64_t when)
 {
 	o->reachable = true;
 	o->distance_m = mm / 1000.0;
 	o->edges_s = ms / 1000.0;
-	rt_timing(r, o->edges_s, when, &o->duration_s, &o->duration_low_s, &o->duration_high_s);
+	graph_timing(r, o->edges_s, when, &o->duration_s, &o->duration_low_s, &o->duration_high_s);
 }
 
 /* One upward search from the target, complete (its space is small), then
@@ -949,33 +949,33 @@ rh_err routing_eta_many_to_one_at(struct routing *r, const double *src_lat, cons
 	if (!routing_loaded(r))
 		return RH_EAGAIN;
 	struct snap t;
-	if (!rt_snap(r, to_lat, to_lon, RMAP_TO, &t))
+	if (!graph_snap(r, to_lat, to_lon, RMAP_TO, &t))
 		return RH_EINVAL;
-	rt_seeds_to(r, &t, &r->ts);
+	graph_seeds_to(r, &t, &r->ts);
 	struct search *f = &r->fw, *b = &r->bw;
-	rt_search_reset(r, b);
-	rt_ch_seed(b, &r->ts);
+	graph_search_reset(r, b);
+	graph_ch_seed(b, &r->ts);
 	struct meet none = { INF, NONE, NONE, 0 };
-	while (rt_ch_step(r, b, NULL, false, &none))
+	while (graph_ch_step(r, b, NULL, false, &none))
 		;
 	for (size_t i = 0; i < k; i++) {
 		struct snap s;
 		memset(&out[i], 0, sizeof out[i]);
-		if (!rt_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
+		if (!graph_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
 			continue;
-		rt_seeds_from(r, &s, &r->ss);
+		graph_seeds_from(r, &s, &r->ss);
 		struct meet best = { INF, NONE, NONE, 0 };
-		best.cost = rt_direct_cost(r, &s, &t, &best.edge, &best.frac);
-		rt_search_reset(r, f);
-		rt_ch_seed(f, &r->ss);
-		while (rt_ch_step(r, f, b, true, &best))
+		best.cost = graph_direct_cost(r, &s, &t, &best.edge, &best.frac);
+		graph_search_reset(r, f);
+		graph_ch_seed(f, &r->ss);
+		while (graph_ch_step(r, f, b, true, &best))
 			;
 		if (best.cost == INF)
 			continue;
 		if (best.node == NONE)
-			rt_eta_fill(r, &out[i], best.frac * r->time_ms[best.edge], best.frac * r->dist_mm[best.edge], when);
+			graph_eta_fill(r, &out[i], best.frac * r->time_ms[best.edge], best.frac * r->dist_mm[best.edge], when);
 		else
-			rt_eta_fill(r, &out[i], (double)f->aux_ms[best.node] + b->aux_ms[best.node],
+			graph_eta_fill(r, &out[i], (double)f->aux_ms[best.node] + b->aux_ms[best.node],
 				    (double)f->aux_mm[best.node] + b->aux_mm[best.node], when);
 	}
 	return RH_OK;
@@ -987,7 +987,7 @@ rh_err routing_eta_many_to_one(struct routing *r, const double *src_lat, const d
 	return routing_eta_many_to_one_at(r, src_lat, src_lon, k, to_lat, to_lon, (int64_t)time(NULL), out);
 }
 
-static int rt_bucket_cmp(const void *a, const void *b)
+static int graph_bucket_cmp(const void *a, const void *b)
 {
 	const struct bucket *x = a, *y = b;
 	if (x->node != y->node)
@@ -1012,16 +1012,16 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 	struct search *f = &r->fw, *b = &r->bw;
 	r->nbk = 0;
 	for (size_t j = 0; j < nd; j++) {
-		if (!(tok[j] = rt_snap(r, dst_lat[j], dst_lon[j], RMAP_TO, &ts[j])))
+		if (!(tok[j] = graph_snap(r, dst_lat[j], dst_lon[j], RMAP_TO, &ts[j])))
 			continue;
-		rt_seeds_to(r, &ts[j], &r->ts);
-		rt_search_reset(r, b);
-		rt_ch_seed(b, &r->ts);
+		graph_seeds_to(r, &ts[j], &r->ts);
+		graph_search_reset(r, b);
+		graph_ch_seed(b, &r->ts);
 		struct meet none = { INF, NONE, NONE, 0 };
 		uint32_t du, u;
-		while (rt_heap_top(&b->h) != INF) {
+		while (graph_heap_top(&b->h) != INF) {
 			/* settle by hand to see each node once */
-			if ((u = rt_search_settle(b, &du)) == NONE)
+			if ((u = graph_search_settle(b, &du)) == NONE)
 				break;
 			if (r->nbk == r->capbk) {
 				r->capbk = r->capbk ? r->capbk * 2 : 1024;
@@ -1030,30 +1030,30 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 			r->bk[r->nbk++] = (struct bucket){ u, (uint32_t)j, du, b->aux_ms[u], b->aux_mm[u] };
 			for (uint32_t i = r->ch.first_down[u]; i < r->ch.first_down[u + 1]; i++) {
 				const struct ch_edge *e = &r->ch.down[i];
-				rt_relax(b, e->to, rt_sat_add(du, e->w), i, u, rt_sat_add(b->aux_ms[u], e->time_ms),
-					 rt_sat_add(b->aux_mm[u], e->dist_mm));
+				graph_relax(b, e->to, graph_sat_add(du, e->w), i, u, graph_sat_add(b->aux_ms[u], e->time_ms),
+					 graph_sat_add(b->aux_mm[u], e->dist_mm));
 			}
 			(void)none;
 		}
 	}
-	qsort(r->bk, r->nbk, sizeof *r->bk, rt_bucket_cmp);
+	qsort(r->bk, r->nbk, sizeof *r->bk, graph_bucket_cmp);
 	for (size_t i = 0; i < ns; i++) {
 		struct snap s;
-		if (!rt_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
+		if (!graph_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
 			continue;
 		for (size_t j = 0; j < nd; j++) {
 			best[j] = (struct meet){ INF, NONE, NONE, 0 };
 			if (tok[j]) {
-				uint32_t c = rt_direct_cost(r, &s, &ts[j], &best[j].edge, &best[j].frac);
+				uint32_t c = graph_direct_cost(r, &s, &ts[j], &best[j].edge, &best[j].frac);
 				best[j].cost = c;
 			}
 		}
 		uint32_t *bms = rh_calloc(nd + 1, sizeof *bms), *bmm = rh_calloc(nd + 1, sizeof *bmm);
-		rt_seeds_from(r, &s, &r->ss);
-		rt_search_reset(r, f);
-		rt_ch_seed(f, &r->ss);
+		graph_seeds_from(r, &s, &r->ss);
+		graph_search_reset(r, f);
+		graph_ch_seed(f, &r->ss);
 		uint32_t du, u;
-		while ((u = rt_search_settle(f, &du)) != NONE) {
+		while ((u = graph_search_settle(f, &du)) != NONE) {
 			size_t lo = 0, hi = r->nbk;
 			while (lo < hi) {
 				size_t mid = lo + (hi - lo) / 2;
@@ -1064,17 +1064,17 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 			}
 			for (; lo < r->nbk && r->bk[lo].node == u; lo++) {
 				const struct bucket *k = &r->bk[lo];
-				uint32_t c = rt_sat_add(du, k->cost);
+				uint32_t c = graph_sat_add(du, k->cost);
 				if (c < best[k->target].cost) {
 					best[k->target] = (struct meet){ c, u, NONE, 0 };
-					bms[k->target] = rt_sat_add(f->aux_ms[u], k->ms);
-					bmm[k->target] = rt_sat_add(f->aux_mm[u], k->mm);
+					bms[k->target] = graph_sat_add(f->aux_ms[u], k->ms);
+					bmm[k->target] = graph_sat_add(f->aux_mm[u], k->mm);
 				}
 			}
 			for (uint32_t a = r->ch.first_up[u]; a < r->ch.first_up[u + 1]; a++) {
 				const struct ch_edge *e = &r->ch.up[a];
-				rt_relax(f, e->to, rt_sat_add(du, e->w), a, u, rt_sat_add(f->aux_ms[u], e->time_ms),
-					 rt_sat_add(f->aux_mm[u], e->dist_mm));
+				graph_relax(f, e->to, graph_sat_add(du, e->w), a, u, graph_sat_add(f->aux_ms[u], e->time_ms),
+					 graph_sat_add(f->aux_mm[u], e->dist_mm));
 			}
 		}
 		for (size_t j = 0; j < nd; j++) {
@@ -1082,10 +1082,10 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 			if (best[j].cost == INF)
 				continue;
 			if (best[j].node == NONE)
-				rt_eta_fill(r, o, best[j].frac * r->time_ms[best[j].edge],
+				graph_eta_fill(r, o, best[j].frac * r->time_ms[best[j].edge],
 					    best[j].frac * r->dist_mm[best[j].edge], when);
 			else
-				rt_eta_fill(r, o, bms[j], bmm[j], when);
+				graph_eta_fill(r, o, bms[j], bmm[j], when);
 		}
 		rh_free(bms);
 		rh_free(bmm);
@@ -1108,7 +1108,7 @@ bool routing_restriction_get(const struct routing *r, size_t i, struct routing_r
 	memset(out, 0, sizeof *out);
 	if (!routing_loaded(r) || i >= r->nrestr)
 		return false;
-	const struct rmap_restriction *rs = &r->rs[i];
+	const struct mapfile_restriction *rs = &r->rs[i];
 	out->only = rs->kind == RMAP_ONLY;
 	out->osm_id = (long long)((uint64_t)rs->osm_id_hi << 32 | rs->osm_id_lo);
 	size_t k = 0;
@@ -1134,14 +1134,14 @@ bool routing_restriction_get(const struct routing *r, size_t i, struct routing_r
 	return true;
 }
 
-static bool rt_same(const double *g, size_t i, double lat, double lon)
+static bool graph_same(const double *g, size_t i, double lat, double lon)
 {
 	return g[2 * i] == lon && g[2 * i + 1] == lat;
 }
 
 /* Does the geometry drive from (a point on) segment p[0]-p[1] through
  * p[1..k-1] onto segment p[k-1]-(elat, elon)? */
-static bool rt_geom_drives(const struct route_result *res, const struct routing_restriction *rr, size_t k, double elat,
+static bool graph_geom_drives(const struct route_result *res, const struct routing_restriction *rr, size_t k, double elat,
 			   double elon)
 {
 	const double *g = res->coords;
@@ -1149,12 +1149,12 @@ static bool rt_geom_drives(const struct route_result *res, const struct routing_
 	for (size_t j = 1; j + run < n; j++) {
 		bool match = true;
 		for (size_t q = 0; q < run && match; q++)
-			match = rt_same(g, j + q, rr->lat[1 + q], rr->lon[1 + q]);
+			match = graph_same(g, j + q, rr->lat[1 + q], rr->lon[1 + q]);
 		if (!match)
 			continue;
-		bool before = j == 1 || rt_same(g, j - 1, rr->lat[0], rr->lon[0]);
+		bool before = j == 1 || graph_same(g, j - 1, rr->lat[0], rr->lon[0]);
 		size_t after = j + run;
-		bool next = after == n - 1 || rt_same(g, after, elat, elon);
+		bool next = after == n - 1 || graph_same(g, after, elat, elon);
 		if (before && next)
 			return true;
 	}
@@ -1199,7 +1199,7 @@ rh_err routing_restriction_taken(struct routing *r, size_t i, enum route_method 
 		if (e == RH_EINVAL)
 			continue; /* an end the map does not let a route start or end on */
 		(*tried)++;
-		if (e == RH_OK && rt_geom_drives(&res, &rr, k, ends_lat[x], ends_lon[x]))
+		if (e == RH_OK && graph_geom_drives(&res, &rr, k, ends_lat[x], ends_lon[x]))
 			(*taken)++;
 	}
 	return RH_OK;
@@ -1212,7 +1212,7 @@ bool routing_loaded(const struct routing *r)
 	return r != NULL && r->n > 0;
 }
 
-static void rt_build_reverse(struct routing *r)
+static void graph_build_reverse(struct routing *r)
 {
 	r->from = rh_malloc(((size_t)r->m + 1) * sizeof *r->from);
 	r->first_in = rh_calloc((size_t)r->n + 1, sizeof *r->first_in);
@@ -1256,7 +1256,7 @@ static void rt_build_reverse(struct routing *r)
 	rh_free(fill);
 }
 
-static void rt_cell_range(const struct routing *r, double v0, double v1, double origin, uint32_t cells, uint32_t *lo,
+static void graph_cell_range(const struct routing *r, double v0, double v1, double origin, uint32_t cells, uint32_t *lo,
 		       uint32_t *hi)
 {
 	double a = floor((fmin(v0, v1) - origin) / r->cell_m), b = floor((fmax(v0, v1) - origin) / r->cell_m);
@@ -1266,13 +1266,13 @@ static void rt_cell_range(const struct routing *r, double v0, double v1, double 
 
 /* Cell listings the grid would hold: long edges (or a hostile file) touch
  * many cells. */
-static uint64_t rt_grid_listings(const struct routing *r)
+static uint64_t graph_grid_listings(const struct routing *r)
 {
 	uint64_t total = 0;
 	for (uint32_t e = 0; e < r->m; e++) {
 		uint32_t cx0, cx1, cy0, cy1;
-		rt_cell_range(r, r->x[r->from[e]], r->x[r->to[e]], r->gx0, r->gw, &cx0, &cx1);
-		rt_cell_range(r, r->y[r->from[e]], r->y[r->to[e]], r->gy0, r->gh, &cy0, &cy1);
+		graph_cell_range(r, r->x[r->from[e]], r->x[r->to[e]], r->gx0, r->gw, &cx0, &cx1);
+		graph_cell_range(r, r->y[r->from[e]], r->y[r->to[e]], r->gy0, r->gh, &cy0, &cy1);
 		total += (uint64_t)(cx1 - cx0 + 1) * (cy1 - cy0 + 1);
 	}
 	return total;
@@ -1280,7 +1280,7 @@ static uint64_t rt_grid_listings(const struct routing *r)
 
 /* The grid: every edge listed in each cell its bounding box touches. Cells
  * of 100 m, coarser when the map is large or its edges long. */
-static void rt_build_grid(struct routing *r)
+static void graph_build_grid(struct routing *r)
 {
 	double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
 	for (uint32_t u = 0; u < r->n; u++) {
@@ -1294,7 +1294,7 @@ static void rt_build_grid(struct routing *r)
 		r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
 		r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
 	} while ((uint64_t)r->gw * r->gh > GRID_MAX_CELLS ||
-		 rt_grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
+		 graph_grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
 	size_t cells = (size_t)r->gw * r->gh;
 	r->cell_first = rh_calloc(cells + 1, sizeof *r->cell_first);
 	for (int pass = 0; pass < 2; pass++) {
@@ -1309,11 +1309,11 @@ static void rt_build_grid(struct routing *r)
 		for (uint32_t e = 0; e < r->m; e++) {
 			uint32_t u = r->from[e], v = r->to[e];
 			/* a two-way road is listed once: its lower-numbered direction */
-			if (u > v && rt_edge_find(r, v, u) != NONE)
+			if (u > v && graph_edge_find(r, v, u) != NONE)
 				continue;
 			uint32_t cx0, cx1, cy0, cy1;
-			rt_cell_range(r, r->x[u], r->x[v], r->gx0, r->gw, &cx0, &cx1);
-			rt_cell_range(r, r->y[u], r->y[v], r->gy0, r->gh, &cy0, &cy1);
+			graph_cell_range(r, r->x[u], r->x[v], r->gx0, r->gw, &cx0, &cx1);
+			graph_cell_range(r, r->y[u], r->y[v], r->gy0, r->gh, &cy0, &cy1);
 			for (uint32_t cy = cy0; cy <= cy1; cy++)
 				for (uint32_t cx = cx0; cx <= cx1; cx++) {
 					size_t c = (size_t)cy * r->gw + cx;
@@ -1328,7 +1328,7 @@ static void rt_build_grid(struct routing *r)
 	r->bytes += (cells + 1 + r->cell_first[cells]) * sizeof(uint32_t);
 }
 
-static void rt_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
+static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
 {
 	r->lat = rh_malloc(r->n * sizeof *r->lat);
 	r->lon = rh_malloc(r->n * sizeof *r->lon);
@@ -1346,12 +1346,12 @@ static void rt_prepare(struct routing *r, const int32_t *lat, const int32_t *lon
 	r->lon0 = (r->min_lon + r->max_lon) / 2;
 	r->coslat0 = cos(r->lat0 * DEG);
 	for (uint32_t u = 0; u < r->n; u++)
-		rt_project(r, r->lat[u], r->lon[u], &r->x[u], &r->y[u]);
+		graph_project(r, r->lat[u], r->lon[u], &r->x[u], &r->y[u]);
 	r->w = rh_malloc(((size_t)r->m + 1) * sizeof *r->w);
 	for (uint32_t e = 0; e < r->m; e++)
-		r->w[e] = rmap_weight(r->metric, r->time_ms[e], r->dist_mm[e]);
-	rt_build_reverse(r);
-	rt_build_grid(r);
+		r->w[e] = mapfile_weight(r->metric, r->time_ms[e], r->dist_mm[e]);
+	graph_build_reverse(r);
+	graph_build_grid(r);
 	struct search *s[2] = { &r->fw, &r->bw };
 	for (int i = 0; i < 2; i++) {
 		s[i]->dist = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
@@ -1362,19 +1362,19 @@ static void rt_prepare(struct routing *r, const int32_t *lat, const int32_t *lon
 		s[i]->aux_mm = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
 	}
 	if (r->has_profile)
-		rt_tz_init(r);
+		graph_tz_init(r);
 	r->bytes += (size_t)r->n * (4 * sizeof(double) + 1 + 4 * 2) + (size_t)r->m * 4 * 9 +
 		    (size_t)r->xn * (4 * 6 * 2 + 4 * 3) + (size_t)r->xfirst[r->xn] * 4 * 2 +
 		    ((size_t)r->ch.nup + r->ch.ndown) * sizeof(struct ch_edge) + (size_t)r->xn * 12;
 }
 
-rh_err rt_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow, struct routing **out,
+rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow, struct routing **out,
 		      char *err, size_t errlen)
 {
 	*out = NULL;
-	struct rmap_data d;
+	struct mapfile_data d;
 	int metric = cfg->metric == 1 ? 1 : 0;
-	rh_err e = rmap_parse(data, len, &d, metric, false, err, errlen);
+	rh_err e = mapfile_parse(data, len, &d, metric, false, err, errlen);
 	if (e != RH_OK)
 		return e;
 	struct routing *r = RH_NEW(struct routing);
@@ -1387,16 +1387,16 @@ rh_err rt_load_buffer(const void *data, size_t len, const struct routing_cfg *cf
 	r->prof = d.profile;
 	r->time_ms = rh_malloc(((size_t)r->m + 1) * sizeof *r->time_ms);
 	for (uint32_t i = 0; i < r->m; i++)
-		r->time_ms[i] = r->has_profile ? rmap_edge_time(&d, i) : d.time_ms[i];
+		r->time_ms[i] = r->has_profile ? mapfile_edge_time(&d, i) : d.time_ms[i];
 	r->xroad = d.xroad, r->xfirst = d.xfirst, r->xto = d.xto;
 	r->nrestr = d.nrestr, r->rs = d.rs, r->rvia = d.rvia;
 	r->ndrop = d.ndrop;
 	r->ch = d.ch[metric];
 	ch_graph_fini(&d.ch[1 - metric]);
-	rt_prepare(r, d.lat_e7, d.lon_e7);
+	graph_prepare(r, d.lat_e7, d.lon_e7);
 	r->drop_xy = rh_malloc(((size_t)r->ndrop * 4 + 1) * sizeof *r->drop_xy);
 	for (size_t i = 0; i < (size_t)r->ndrop * 4; i += 2)
-		rt_project(r, d.drop_e7[i] / 1e7, d.drop_e7[i + 1] / 1e7, &r->drop_xy[i], &r->drop_xy[i + 1]);
+		graph_project(r, d.drop_e7[i] / 1e7, d.drop_e7[i + 1] / 1e7, &r->drop_xy[i], &r->drop_xy[i + 1]);
 	rh_free(d.drop_e7);
 	rh_free(d.lat_e7);
 	rh_free(d.lon_e7);
@@ -1407,11 +1407,11 @@ rh_err rt_load_buffer(const void *data, size_t len, const struct routing_cfg *cf
 rh_err routing_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, struct routing **out,
 			   char *err, size_t errlen)
 {
-	return rt_load_buffer(data, len, cfg, false, out, err, errlen);
+	return graph_load_buffer(data, len, cfg, false, out, err, errlen);
 }
 
 /* The whole file into memory (rh_free it). */
-rh_err rt_read_file(const char *path, uint8_t **buf_out, size_t *len_out, char *err, size_t errlen)
+rh_err graph_read_file(const char *path, uint8_t **buf_out, size_t *len_out, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
@@ -1441,19 +1441,19 @@ rh_err rt_read_file(const char *path, uint8_t **buf_out, size_t *len_out, char *
 	return RH_OK;
 }
 
-rh_err rt_load(const char *map_path, const struct routing_cfg *cfg, bool freeflow, struct routing **out, char *err,
+rh_err graph_load(const char *map_path, const struct routing_cfg *cfg, bool freeflow, struct routing **out, char *err,
 	       size_t errlen)
 {
 	*out = NULL;
 	uint8_t *buf;
 	size_t len;
 	char why[512];
-	rh_err e = rt_read_file(map_path, &buf, &len, why, sizeof why);
+	rh_err e = graph_read_file(map_path, &buf, &len, why, sizeof why);
 	if (e != RH_OK) {
 		snprintf(err, errlen, "map: %s", why);
 		return e;
 	}
-	e = rt_load_buffer(buf, len, cfg, freeflow, out, why, sizeof why);
+	e = graph_load_buffer(buf, len, cfg, freeflow, out, why, sizeof why);
 	rh_free(buf);
 	if (e != RH_OK)
 		snprintf(err, errlen, "map %s: %s", map_path, why);
@@ -1463,7 +1463,7 @@ rh_err rt_load(const char *map_path, const struct routing_cfg *cfg, bool freeflo
 rh_err routing_load(const char *map_path, const struct routing_cfg *cfg, struct routing **out, char *err,
 		    size_t errlen)
 {
-	return rt_load(map_path, cfg, false, out, err, errlen);
+	return graph_load(map_path, cfg, false, out, err, errlen);
 }
 
 void routing_free(struct routing *r)
@@ -1513,5 +1513,5 @@ bool routing_profile_get(const struct routing *r, struct routing_profile_info *o
 
 int routing_hour_of_week(const struct routing *r, int64_t when)
 {
-	return routing_loaded(r) ? rt_hour_of_week(r, when) : -1;
+	return routing_loaded(r) ? graph_hour_of_week(r, when) : -1;
 }

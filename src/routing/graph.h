@@ -22,12 +22,12 @@
  *                                        edges, road segments the import dropped
  *   uint32 xroad[xn - m]                 the road edge each copy stands for (node x < m is edge x)
  *   uint32 xfirst[xn + 1], xto[xm]       CSR of the arcs
- *   struct rmap_restriction rs[nrestr]   the restrictions honoured, in road edges
+ *   struct mapfile_restriction rs[nrestr]   the restrictions honoured, in road edges
  *   uint32 rvia[nrvia]                   their via edges (rs[i].via_first ..)
  *   int32  drop_e7[ndrop * 4]            dropped segments (lat, lon, lat, lon): roads off the
  *                                        kept component, to say why a point near one is refused
  * then, when the header's flags have RMAP_FLAG_PROFILE, the travel-time
- * profile (struct rmap_profile, `map calibrate`), then the contraction
+ * profile (struct mapfile_profile, `map calibrate`), then the contraction
  * hierarchy of each metric (time, then distance) over the turn graph:
  *   uint32 nup, ndown, rank[xn], first_up[xn + 1], first_down[xn + 1]
  *   ch_edge up[nup], down[ndown]
@@ -43,7 +43,7 @@
 #define RMAP_MAX_EDGES (1u << 30)
 #define RMAP_FLAG_PROFILE 1u
 
-struct rmap_header {
+struct mapfile_header {
 	char magic[8];
 	uint32_t version;
 	uint32_t flags;
@@ -73,7 +73,7 @@ enum {
  * (one record per allowed `to` when there are several). */
 #define RMAP_NO 0u
 #define RMAP_ONLY 1u
-struct rmap_restriction {
+struct mapfile_restriction {
 	uint32_t from, to;
 	uint32_t via_first, via_count;
 	uint32_t kind;
@@ -86,7 +86,7 @@ struct rmap_restriction {
  * h in time zone tz; the real duration fell between range_lo and range_hi
  * times that on range_share of the fitting trips. The rest records the fit
  * and its held-out validation. */
-struct rmap_profile {
+struct mapfile_profile {
 	char tz[48];
 	float class_factor[RMAP_CLASSES];
 	float hour_factor[RMAP_HOURS];
@@ -98,14 +98,14 @@ struct rmap_profile {
 };
 
 /* The graph part of the body; the hierarchies follow it. */
-static inline uint64_t rmap_body_len(uint64_t n, uint64_t m)
+static inline uint64_t mapfile_body_len(uint64_t n, uint64_t m)
 {
 	return n * 9 + (n + 1) * 4 + m * 13;
 }
 
 /* What a search minimises on an edge: milliseconds or millimetres (labels
  * are 32 bits: routes up to 49 days or 4,294 km). */
-static inline uint32_t rmap_weight(int metric, uint32_t time_ms, uint32_t dist_mm)
+static inline uint32_t mapfile_weight(int metric, uint32_t time_ms, uint32_t dist_mm)
 {
 	return metric == 0 ? time_ms : dist_mm;
 }
@@ -130,7 +130,7 @@ void ch_graph_fini(struct ch_graph *g);
 
 /* Everything a map file holds, in arrays (import.c builds it, the loader
  * and `map calibrate` read it back). */
-struct rmap_data {
+struct mapfile_data {
 	uint32_t n, m;
 	int32_t *lat_e7, *lon_e7;
 	uint8_t *role;
@@ -139,17 +139,17 @@ struct rmap_data {
 	uint32_t xn, xm, nrestr, nrvia;
 	uint32_t *xroad; /* xn entries (identity below m) */
 	uint32_t *xfirst, *xto;
-	struct rmap_restriction *rs;
+	struct mapfile_restriction *rs;
 	uint32_t *rvia;
 	uint32_t ndrop;
 	int32_t *drop_e7;
 	bool has_profile;
-	struct rmap_profile profile;
+	struct mapfile_profile profile;
 	struct ch_graph ch[2];
 };
 
 /* The time an edge takes under the profile (or free-flow without). */
-static inline uint32_t rmap_edge_time(const struct rmap_data *d, uint32_t e)
+static inline uint32_t mapfile_edge_time(const struct mapfile_data *d, uint32_t e)
 {
 	if (!d->has_profile)
 		return d->time_ms[e];
@@ -158,25 +158,25 @@ static inline uint32_t rmap_edge_time(const struct rmap_data *d, uint32_t e)
 }
 
 /* Builds both hierarchies of d over its turn graph (edge times from the profile). */
-rh_err rmap_build_ch(struct rmap_data *d) RH_MUST_CHECK;
+rh_err mapfile_build_ch(struct mapfile_data *d) RH_MUST_CHECK;
 /* Writes a complete map file, atomically (temporary file, then rename). */
-rh_err rmap_write(const char *path, const struct rmap_data *d, char *err, size_t errlen) RH_MUST_CHECK;
+rh_err mapfile_write(const char *path, const struct mapfile_data *d, char *err, size_t errlen) RH_MUST_CHECK;
 /* Parses and checks a map file's body into d (arrays allocated; the
  * hierarchy of the other metric skipped unless both). */
-rh_err rmap_parse(const void *data, size_t len, struct rmap_data *d, int keep_metric, bool both, char *err,
+rh_err mapfile_parse(const void *data, size_t len, struct mapfile_data *d, int keep_metric, bool both, char *err,
 		  size_t errlen) RH_MUST_CHECK;
-void rmap_data_fini(struct rmap_data *d);
+void mapfile_data_fini(struct mapfile_data *d);
 
 /* graph.c, for `map calibrate` (calibrate.c): loading with or without the
  * profile, the whole file, and a route's free-flow seconds by road class. */
-rh_err rt_load(const char *map_path, const struct routing_cfg *cfg, bool freeflow, struct routing **out, char *err,
+rh_err graph_load(const char *map_path, const struct routing_cfg *cfg, bool freeflow, struct routing **out, char *err,
 	       size_t errlen) RH_MUST_CHECK;
-rh_err rt_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow,
+rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow,
 		      struct routing **out, char *err, size_t errlen) RH_MUST_CHECK;
-rh_err rt_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) RH_MUST_CHECK;
+rh_err graph_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) RH_MUST_CHECK;
 /* A route's duration and range from its edges' seconds at hour of the week how. */
-void rt_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi);
-rh_err rt_route_split(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
+void graph_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi);
+rh_err graph_route_split(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 		      double class_s[RMAP_CLASSES], double *distance_m) RH_MUST_CHECK;
 
 #endif

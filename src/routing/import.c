@@ -497,7 +497,7 @@ static bool import_list_has(const struct u32_list *l, uint32_t x)
 /* The restrictions in road edges (records as in the map file) and the
  * counts the import reports. */
 struct import_turns {
-	struct rmap_restriction *rs;
+	struct mapfile_restriction *rs;
 	size_t nrs, caprs;
 	struct u32_list via;
 	size_t relations_applied, relations_skipped;
@@ -509,7 +509,7 @@ static void import_turns_fini(struct import_turns *t)
 	rh_free(t->via.v);
 }
 
-static uint32_t import_find_edge(const struct rmap_data *d, uint32_t u, uint32_t v)
+static uint32_t import_find_edge(const struct mapfile_data *d, uint32_t u, uint32_t v)
 {
 	if (u == NONE || v == NONE)
 		return NONE;
@@ -541,7 +541,7 @@ static uint32_t import_final(const struct importer *im, const uint32_t *final, l
 /* The edges of way w that touch node v: into v (into true) or out of it;
  * skip (a node, or NONE) is left out. A way that passes through v (rather
  * than ending there) gives both of its sides. */
-static void import_way_edges_at(const struct importer *im, const uint32_t *final, const struct rmap_data *d,
+static void import_way_edges_at(const struct importer *im, const uint32_t *final, const struct mapfile_data *d,
 				const struct osm_way *w, uint32_t v, bool into, uint32_t skip, struct u32_list *out)
 {
 	for (size_t k = 0; k < w->count; k++) {
@@ -616,7 +616,7 @@ static void import_record(struct import_turns *t, uint32_t kind, uint32_t from, 
 			  uint32_t via_count, long long osm_id)
 {
 	GROW(t->rs, t->nrs, t->caprs);
-	t->rs[t->nrs++] = (struct rmap_restriction){ from, to, via_first, via_count, kind,
+	t->rs[t->nrs++] = (struct mapfile_restriction){ from, to, via_first, via_count, kind,
 						     (uint32_t)((unsigned long long)osm_id & 0xffffffffu),
 						     (uint32_t)((unsigned long long)osm_id >> 32) };
 }
@@ -624,7 +624,7 @@ static void import_record(struct import_turns *t, uint32_t kind, uint32_t from, 
 /* Each restriction relation -> records in road edges; a relation whose
  * members are not on the kept graph (cut by the extract, not drivable) or
  * do not meet is skipped and counted. */
-static void import_restrictions(const struct importer *im, const uint32_t *final, const struct rmap_data *d,
+static void import_restrictions(const struct importer *im, const uint32_t *final, const struct mapfile_data *d,
 				struct import_turns *t)
 {
 	uint32_t *byid = rh_malloc((im->nways + 1) * sizeof *byid);
@@ -736,7 +736,7 @@ static bool import_pair_from(const uint64_t *p, size_t n, uint32_t a)
  * or the only one (only_*). Two via-way restrictions that leave the same
  * edge onto the same first via edge but differ in their via path cannot
  * both be modelled by one copy: the second is skipped and counted. */
-static void import_turn_graph(struct rmap_data *d, struct import_turns *t)
+static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
 {
 	size_t nno = 0, nonly = 0;
 	uint64_t *no = rh_malloc((t->nrs + 1) * sizeof *no), *only = rh_malloc((t->nrs + 1) * sizeof *only);
@@ -770,7 +770,7 @@ static void import_turn_graph(struct rmap_data *d, struct import_turns *t)
 	 * share a chain of copies */
 	bool *dropped = rh_calloc(t->nrs + 1, sizeof *dropped);
 	for (size_t i = 0; i < t->nrs;) {
-		const struct rmap_restriction *r = &t->rs[i];
+		const struct mapfile_restriction *r = &t->rs[i];
 		size_t j = i + 1;
 		while (j < t->nrs && t->rs[j].from == r->from && t->rs[j].via_first == r->via_first &&
 		       t->rs[j].osm_id_lo == r->osm_id_lo && t->rs[j].osm_id_hi == r->osm_id_hi)
@@ -949,7 +949,7 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 			roles[keep[gid[i]]] = role[gid[i]];
 		}
 	/* segments left out, once per pair of nodes: a point near one is told why */
-	struct rmap_data d = { .n = kn, .lat_e7 = lat, .lon_e7 = lon, .role = roles };
+	struct mapfile_data d = { .n = kn, .lat_e7 = lat, .lon_e7 = lon, .role = roles };
 	d.drop_e7 = rh_malloc((m * 4 + 1) * sizeof *d.drop_e7);
 	for (size_t i = 0; i < m; i++) {
 		uint32_t u = edges[i].u, v = edges[i].v;
@@ -981,11 +981,11 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	import_restrictions(im, final, &d, &tr);
 	import_turn_graph(&d, &tr);
 	rh_free(final);
-	rh_err e = rmap_build_ch(&d);
+	rh_err e = mapfile_build_ch(&d);
 	if (e != RH_OK)
 		snprintf(err, errlen, "cannot build the contraction hierarchy");
 	else
-		e = rmap_write(map_path, &d, err, errlen);
+		e = mapfile_write(map_path, &d, err, errlen);
 	if (st) {
 		memset(st, 0, sizeof *st);
 		st->nodes = kn, st->edges = km;
@@ -995,7 +995,7 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 		st->turn_nodes = d.xn, st->turn_arcs = d.xm;
 	}
 	import_turns_fini(&tr);
-	rmap_data_fini(&d); /* lat, lon and roles too */
+	mapfile_data_fini(&d); /* lat, lon and roles too */
 	void *ptrs[] = { gid, edges, first, adj, comp, keep, role, nlat, nlon };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
@@ -1041,7 +1041,7 @@ static void import_explain(const char *path, const char *src, int rc, char *err,
 rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const char *map_path,
 		      struct routing_stats *st, char *err, size_t errlen)
 {
-	_Static_assert(sizeof(struct rmap_header) == RMAP_HEADER_SIZE, "map header layout");
+	_Static_assert(sizeof(struct mapfile_header) == RMAP_HEADER_SIZE, "map header layout");
 	_Static_assert(sizeof(struct ch_edge) == 20, "hierarchy edge layout");
 	/* the file is written and read as the host lays it out */
 	_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "map files are little-endian");

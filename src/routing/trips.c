@@ -20,7 +20,7 @@
 enum { COL_PU_TIME, COL_DO_TIME, COL_DURATION, COL_WEEKDAY, COL_HOUR, COL_MINUTE, COL_PLAT, COL_PLON, COL_DLAT,
        COL_DLON, COL_DIST, COL_COUNT };
 
-static const char *const trips_names[COL_COUNT][3] = {
+static const char *const trips_csv_names[COL_COUNT][3] = {
 	[COL_PU_TIME] = { "tpep_pickup_datetime", "pickup_datetime", "lpep_pickup_datetime" },
 	[COL_DO_TIME] = { "tpep_dropoff_datetime", "dropoff_datetime", "lpep_dropoff_datetime" },
 	[COL_DURATION] = { "duration", "trip_duration", NULL },
@@ -39,7 +39,7 @@ static const char *const trips_names[COL_COUNT][3] = {
 
 /* Splits one line (no quotes in these files; a quoted field is refused)
  * into fields; returns the count, or -1. */
-static int trips_split(const char *line, size_t len, char fields[][TRIPS_FIELD_MAX], int max)
+static int trips_csv_split(const char *line, size_t len, char fields[][TRIPS_FIELD_MAX], int max)
 {
 	int n = 0;
 	size_t start = 0;
@@ -65,7 +65,7 @@ static int trips_split(const char *line, size_t len, char fields[][TRIPS_FIELD_M
 	return n;
 }
 
-static bool trips_num(const char *s, double lo, double hi, double *out)
+static bool trips_csv_num(const char *s, double lo, double hi, double *out)
 {
 	char *end;
 	if (!*s)
@@ -78,7 +78,7 @@ static bool trips_num(const char *s, double lo, double hi, double *out)
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t trips_days(int64_t y, int64_t m, int64_t d)
+static int64_t trips_csv_days(int64_t y, int64_t m, int64_t d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -89,7 +89,7 @@ static int64_t trips_days(int64_t y, int64_t m, int64_t d)
 }
 
 /* "YYYY-MM-DD HH:MM:SS" (or with T) -> seconds of a local clock since 1970. */
-static bool trips_datetime(const char *s, int64_t *out)
+static bool trips_csv_datetime(const char *s, int64_t *out)
 {
 	int y, mo, d, h, mi, se;
 	char sep;
@@ -100,30 +100,30 @@ static bool trips_datetime(const char *s, int64_t *out)
 	if (y < 1970 || y > 2100 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60 || h < 0 ||
 	    mi < 0 || se < 0)
 		return false;
-	*out = trips_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+	*out = trips_csv_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
 	return true;
 }
 
-static int trips_how_of(int64_t local)
+static int trips_csv_how_of(int64_t local)
 {
 	int64_t days = local / 86400;
 	int dow = (int)((days + 3) % 7); /* Monday = 0; 1970-01-01 was a Thursday */
 	return dow * 24 + (int)(local % 86400 / 3600);
 }
 
-rh_err trips_parse(const char *buf, size_t len, struct trip_list *out, char *err, size_t errlen)
+rh_err trips_csv_parse(const char *buf, size_t len, struct trips_csv *out, char *err, size_t errlen)
 {
 	const char *p = buf, *end = buf + len;
 	const char *nl = memchr(p, '\n', len);
 	size_t hl = nl ? (size_t)(nl - p) : len;
 	char fields[TRIPS_MAX_FIELDS][TRIPS_FIELD_MAX];
-	int nf = trips_split(p, hl, fields, TRIPS_MAX_FIELDS);
+	int nf = trips_csv_split(p, hl, fields, TRIPS_MAX_FIELDS);
 	int col[COL_COUNT];
 	for (int c = 0; c < COL_COUNT; c++) {
 		col[c] = -1;
 		for (int i = 0; i < nf; i++)
-			for (int k = 0; k < 3 && trips_names[c][k]; k++)
-				if (strcmp(fields[i], trips_names[c][k]) == 0)
+			for (int k = 0; k < 3 && trips_csv_names[c][k]; k++)
+				if (strcmp(fields[i], trips_csv_names[c][k]) == 0)
 					col[c] = i;
 	}
 	bool times = col[COL_PU_TIME] >= 0 && col[COL_DO_TIME] >= 0;
@@ -144,29 +144,29 @@ rh_err trips_parse(const char *buf, size_t len, struct trip_list *out, char *err
 		if (ll == 0 || (ll == 1 && line[0] == '\r'))
 			continue;
 		out->rows++;
-		int n = trips_split(line, ll, fields, TRIPS_MAX_FIELDS);
-		struct trip t = { .meter_m = -1 };
+		int n = trips_csv_split(line, ll, fields, TRIPS_MAX_FIELDS);
+		struct trips_csv_row t = { .meter_m = -1 };
 		bool ok = n == nf;
-		ok = ok && trips_num(fields[col[COL_PLAT]], -90, 90, &t.plat) && trips_num(fields[col[COL_PLON]], -180, 180, &t.plon);
-		ok = ok && trips_num(fields[col[COL_DLAT]], -90, 90, &t.dlat) && trips_num(fields[col[COL_DLON]], -180, 180, &t.dlon);
+		ok = ok && trips_csv_num(fields[col[COL_PLAT]], -90, 90, &t.plat) && trips_csv_num(fields[col[COL_PLON]], -180, 180, &t.plon);
+		ok = ok && trips_csv_num(fields[col[COL_DLAT]], -90, 90, &t.dlat) && trips_csv_num(fields[col[COL_DLON]], -180, 180, &t.dlon);
 		if (ok && times) {
 			int64_t a, b;
-			ok = trips_datetime(fields[col[COL_PU_TIME]], &a) && trips_datetime(fields[col[COL_DO_TIME]], &b);
+			ok = trips_csv_datetime(fields[col[COL_PU_TIME]], &a) && trips_csv_datetime(fields[col[COL_DO_TIME]], &b);
 			if (ok) {
 				t.duration_s = (double)(b - a);
-				t.how = trips_how_of(a);
+				t.how = trips_csv_how_of(a);
 			}
 		} else if (ok) {
 			double wd, hr, mi = 0;
-			ok = trips_num(fields[col[COL_DURATION]], 0, 1e7, &t.duration_s) &&
-			     trips_num(fields[col[COL_WEEKDAY]], 1, 7, &wd) && trips_num(fields[col[COL_HOUR]], 0, 23, &hr) &&
-			     (col[COL_MINUTE] < 0 || trips_num(fields[col[COL_MINUTE]], 0, 59, &mi));
+			ok = trips_csv_num(fields[col[COL_DURATION]], 0, 1e7, &t.duration_s) &&
+			     trips_csv_num(fields[col[COL_WEEKDAY]], 1, 7, &wd) && trips_csv_num(fields[col[COL_HOUR]], 0, 23, &hr) &&
+			     (col[COL_MINUTE] < 0 || trips_csv_num(fields[col[COL_MINUTE]], 0, 59, &mi));
 			ok = ok && wd == floor(wd) && hr == floor(hr);
 			if (ok)
 				t.how = ((int)wd + 5) % 7 * 24 + (int)hr; /* 1 = Sunday -> 6, 2 = Monday -> 0 */
 		}
 		double miles;
-		if (ok && col[COL_DIST] >= 0 && trips_num(fields[col[COL_DIST]], 0, 1000, &miles))
+		if (ok && col[COL_DIST] >= 0 && trips_csv_num(fields[col[COL_DIST]], 0, 1000, &miles))
 			t.meter_m = miles * 1609.344;
 		if (!ok) {
 			out->bad++;
@@ -181,7 +181,7 @@ rh_err trips_parse(const char *buf, size_t len, struct trip_list *out, char *err
 	return RH_OK;
 }
 
-void trips_fini(struct trip_list *l)
+void trips_csv_fini(struct trips_csv *l)
 {
 	rh_free(l->v);
 	memset(l, 0, sizeof *l);
