@@ -323,7 +323,10 @@ static void graph_seed_part(const struct routing *r, struct seeds *v, uint32_t n
 
 /* Where a route from point s starts: the rest of its edge in each direction
  * it may be driven; a point on a node (a junction, a way's end) may also
- * leave by any road out of it. Labels are "at the end of the edge". */
+ * leave by any road out of it, whatever that road's role: the node itself
+ * reaches the core, and a road that does not may still lead to the end
+ * (a slip road between the fringes, RMAP_THROUGH). Labels are "at the end
+ * of the edge". */
 static void graph_seeds_from(const struct routing *r, const struct snap *s, struct seeds *v)
 {
 	v->n = 0;
@@ -334,8 +337,7 @@ static void graph_seeds_from(const struct routing *r, const struct snap *s, stru
 	if (s->t <= 0 || s->t >= 1) {
 		uint32_t p = s->t <= 0 ? s->a : s->b;
 		for (uint32_t e = r->first_out[p]; e < r->first_out[p + 1]; e++)
-			if (r->role[r->to[e]] & RMAP_FROM)
-				graph_seed_part(r, v, e, e, 1);
+			graph_seed_part(r, v, e, e, 1);
 	}
 }
 
@@ -351,7 +353,8 @@ static void graph_seed_into(const struct routing *r, struct seeds *v, uint32_t e
 }
 
 /* Where a route to point t ends: the turns into its edge, then the part of
- * the edge up to t; a point on a node is also reached by any edge into it. */
+ * the edge up to t; a point on a node is also reached by any edge into it
+ * (whatever its role, as for a start). */
 static void graph_seeds_to(const struct routing *r, const struct snap *t, struct seeds *v)
 {
 	v->n = 0;
@@ -363,8 +366,6 @@ static void graph_seeds_to(const struct routing *r, const struct snap *t, struct
 		uint32_t p = t->t <= 0 ? t->a : t->b;
 		for (uint32_t i = r->first_in[p]; i < r->first_in[p + 1]; i++) {
 			uint32_t e = r->in_edge[i];
-			if (!(r->role[r->from[e]] & RMAP_TO))
-				continue;
 			graph_seed_add(v, e, 0, 0, 0, NONE, 0);
 			for (uint32_t c = r->copy_first[e]; c < r->copy_first[e + 1]; c++)
 				graph_seed_add(v, r->copies[c], 0, 0, 0, NONE, 0);

@@ -13,6 +13,8 @@
  *   int32  lat_e7[n], lon_e7[n]          degrees x 1e7
  *   uint8  role[n]                       RMAP_FROM: a route may start here (reaches the
  *                                        strongly connected core); RMAP_TO: may end here
+ *                                        (reached from it); RMAP_THROUGH alone: neither, but
+ *                                        on a path from a start to an end
  *   uint32 first_out[n + 1]              CSR: edges of node u are first_out[u] .. first_out[u+1]-1
  *   uint32 to[m], time_ms[m], dist_mm[m] time_ms at the imported (free-flow) speeds
  *   uint8  cls[m]                        road class (RMAP_CLASS_*)
@@ -39,6 +41,7 @@
 #define RMAP_HASH_SIZE 32u
 #define RMAP_FROM 1u
 #define RMAP_TO 2u
+#define RMAP_THROUGH 4u /* alone: a route may pass but neither start nor end here */
 #define RMAP_MAX_NODES (1u << 28)
 #define RMAP_MAX_EDGES (1u << 30)
 #define RMAP_FLAG_PROFILE 1u

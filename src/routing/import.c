@@ -459,6 +459,41 @@ static void import_reach_mark(uint32_t n, const uint32_t *first, const uint32_t 
 	rh_free(queue);
 }
 
+/* Marks RMAP_THROUGH the nodes outside both fringes that lie on a path
+ * from a node a route may start at to one it may end at: reached from a
+ * start (forward over first/adj) and reaching an end (forward over the
+ * reversed rfirst/radj), such as a slip road from a road that only leaves
+ * the extract's core to one that only enters it. */
+static void import_through_mark(uint32_t n, const uint32_t *first, const uint32_t *adj, const uint32_t *rfirst,
+				const uint32_t *radj, uint8_t *role)
+{
+	uint8_t *seen = rh_calloc((size_t)n + 1, 1);
+	uint32_t *queue = rh_malloc(((size_t)n + 1) * sizeof *queue);
+	for (int pass = 0; pass < 2; pass++) {
+		const uint8_t want = pass ? RMAP_TO : RMAP_FROM, bit = (uint8_t)(1u << pass);
+		const uint32_t *f = pass ? rfirst : first, *a = pass ? radj : adj;
+		size_t head = 0, tail = 0;
+		for (uint32_t u = 0; u < n; u++)
+			if (role[u] & want) {
+				seen[u] |= bit;
+				queue[tail++] = u;
+			}
+		while (head < tail) {
+			uint32_t u = queue[head++];
+			for (uint32_t i = f[u]; i < f[u + 1]; i++)
+				if (!(seen[a[i]] & bit)) {
+					seen[a[i]] |= bit;
+					queue[tail++] = a[i];
+				}
+		}
+	}
+	for (uint32_t u = 0; u < n; u++)
+		if (role[u] == 0 && seen[u] == 3)
+			role[u] = RMAP_THROUGH;
+	rh_free(queue);
+	rh_free(seen);
+}
+
 static void import_csr_build(uint32_t n, const struct edge *e, size_t m, uint32_t *first, uint32_t *adj)
 {
 	memset(first, 0, ((size_t)n + 1) * sizeof *first);
@@ -867,6 +902,16 @@ static bool import_has_edge(const uint32_t *first, const uint32_t *adj, uint32_t
 	return false;
 }
 
+/* May a route start or end on the segment u-v, in a direction it has?
+ * (What snapping accepts: a start on an edge whose end reaches the core,
+ * an end on one whose start the core reaches.) */
+static bool import_pair_snappable(const uint8_t *role, const uint32_t *first, const uint32_t *adj, uint32_t u,
+				  uint32_t v)
+{
+	return (import_has_edge(first, adj, u, v) && ((role[v] & RMAP_FROM) || (role[u] & RMAP_TO))) ||
+	       (import_has_edge(first, adj, v, u) && ((role[u] & RMAP_FROM) || (role[v] & RMAP_TO)));
+}
+
 /* Ways -> edges over graph nodes; then only the largest component, in CSR. */
 static rh_err import_build_and_write(struct importer *im, const char *map_path, struct routing_stats *st, char *err,
 			      size_t errlen)
@@ -929,6 +974,9 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	uint32_t *rfirst = rh_malloc(((size_t)n + 1) * sizeof *rfirst), *radj = rh_malloc(m * sizeof *radj);
 	import_csr_build(n, rev, m, rfirst, radj);
 	import_reach_mark(n, rfirst, radj, role, RMAP_FROM);
+	/* and the roads between the fringes that bypass the core: a route
+	 * from one fringe to the other may be shorter that way */
+	import_through_mark(n, first, adj, rfirst, radj, role);
 	rh_free(rev);
 	rh_free(rfirst);
 	rh_free(radj);
@@ -953,7 +1001,7 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	d.drop_e7 = rh_malloc((m * 4 + 1) * sizeof *d.drop_e7);
 	for (size_t i = 0; i < m; i++) {
 		uint32_t u = edges[i].u, v = edges[i].v;
-		if ((keep[u] != NONE && keep[v] != NONE) || (u > v && import_has_edge(first, adj, v, u)))
+		if (import_pair_snappable(role, first, adj, u, v) || (u > v && import_has_edge(first, adj, v, u)))
 			continue;
 		int32_t *q = d.drop_e7 + 4 * (size_t)d.ndrop++;
 		q[0] = nlat[u], q[1] = nlon[u], q[2] = nlat[v], q[3] = nlon[v];

@@ -149,7 +149,7 @@ static bool mapfile_graph_ok(const struct mapfile_data *d, char *err, size_t err
 	if (!mapfile_index_ok(d->first_out, d->n, d->m))
 		return mapfile_err(err, errlen, "edge index out of order or not covering the edges");
 	for (uint32_t u = 0; u < d->n; u++) {
-		if (d->role[u] == 0 || d->role[u] > (RMAP_FROM | RMAP_TO))
+		if (d->role[u] == 0 || (d->role[u] > (RMAP_FROM | RMAP_TO) && d->role[u] != RMAP_THROUGH))
 			return mapfile_err(err, errlen, "node role out of range");
 		if (d->lat_e7[u] < -900000000 || d->lat_e7[u] > 900000000 || d->lon_e7[u] < -1800000000 ||
 		    d->lon_e7[u] > 1800000000)

@@ -482,6 +482,64 @@ static struct routing *import_text(struct rh_config *cfg, const char *osm, char 
 	return r;
 }
 
+/* The roads kept around the core: a two-way square 1-2-3-4 (the core), a
+ * one-way road 10 -> 11 -> 1 into it (a start fringe: it reaches the core,
+ * the core does not reach it), a one-way road 2 -> 21 -> 22 out of it (an
+ * end fringe) and a one-way slip road 11 -> 30 -> 21 between the fringes,
+ * neither reaching the core nor reached from it. Routes from the one fringe
+ * to the other take the slip road, and a route into the core's corner 1
+ * comes straight along the road into it; nothing starts on the slip road. */
+UNIT_TEST(routing_fringes_joined_outside_the_core)
+{
+	static const char osm[] =
+		"<?xml version=\"1.0\"?>\n<osm version=\"0.6\">\n"
+		" <node id=\"1\" lat=\"0\" lon=\"0\"/>\n <node id=\"2\" lat=\"0.001\" lon=\"0\"/>\n"
+		" <node id=\"3\" lat=\"0.001\" lon=\"0.001\"/>\n <node id=\"4\" lat=\"0\" lon=\"0.001\"/>\n"
+		" <node id=\"10\" lat=\"0\" lon=\"-0.003\"/>\n <node id=\"11\" lat=\"0\" lon=\"-0.002\"/>\n"
+		" <node id=\"21\" lat=\"0.001\" lon=\"-0.002\"/>\n <node id=\"22\" lat=\"0.001\" lon=\"-0.003\"/>\n"
+		" <node id=\"30\" lat=\"0.0005\" lon=\"-0.002\"/>\n"
+		" <way id=\"40\"><nd ref=\"1\"/><nd ref=\"2\"/><nd ref=\"3\"/><nd ref=\"4\"/><nd ref=\"1\"/>"
+		"<tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <way id=\"41\"><nd ref=\"10\"/><nd ref=\"11\"/><nd ref=\"1\"/><tag k=\"highway\" v=\"residential\"/>"
+		"<tag k=\"oneway\" v=\"yes\"/></way>\n"
+		" <way id=\"42\"><nd ref=\"2\"/><nd ref=\"21\"/><nd ref=\"22\"/><tag k=\"highway\" v=\"residential\"/>"
+		"<tag k=\"oneway\" v=\"yes\"/></way>\n"
+		" <way id=\"43\"><nd ref=\"11\"/><nd ref=\"30\"/><nd ref=\"21\"/><tag k=\"highway\" v=\"residential\"/>"
+		"<tag k=\"oneway\" v=\"yes\"/></way>\n"
+		"</osm>\n";
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nmetric = distance\n"));
+	char map[128];
+	struct routing_stats st;
+	struct routing *r = import_text(&cfg, osm, map, sizeof map, &st);
+	REQUIRE(r);
+	CHECK_EQ_INT(st.nodes, 9); /* the slip road's middle node is kept */
+	const double ew = 111.3, ns = 110.6; /* a 0.001-degree step east-west, north-south */
+	for (int m = 0; m < 3; m++) {
+		struct route_result res;
+		/* 10 -> 22: 10, 11, 30, 21, 22, not on into the core and out again */
+		REQUIRE(routing_route_method(r, 0, -0.003, 0.001, -0.003, (enum route_method)m, true, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, ew + ns + ew, 1.0);
+		CHECK_EQ_INT(res.npoints, 5);
+		/* 11 -> 21: the slip road alone */
+		REQUIRE(routing_route_method(r, 0, -0.002, 0.001, -0.002, (enum route_method)m, false, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, ns, 0.5);
+		/* 10 -> the corner 1: straight along the road into it */
+		REQUIRE(routing_route_method(r, 0, -0.003, 0, 0, (enum route_method)m, false, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, 3 * ew, 1.0);
+		/* the corner 2 -> 22: straight along the road out of it */
+		REQUIRE(routing_route_method(r, 0.001, 0, 0.001, -0.003, (enum route_method)m, false, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, 3 * ew, 1.0);
+	}
+	/* a start on the slip road snaps to a road a route may start on (11's) */
+	struct route_result res;
+	REQUIRE(routing_route(r, 0.0005, -0.002, 0.001, 0.001, false, &res) == RH_OK);
+	CHECK_NEAR(res.from_snap_m, ns / 2, 0.5);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
 /* A crossing of two two-way streets, centre 5, arms 1 (south), 2 (east),
  * 3 (north), 4 (west), 111 m each, joined at their ends into a ring road
  * through corners 6..9 so every turn has a detour: no_left_turn from the
