@@ -49,12 +49,18 @@ struct heap {
 };
 
 /* One direction's labels over the turn graph. */
+struct label {
+	uint32_t stamp;  /* the search's generation when set: older is unset */
+	uint32_t dist;
+	uint32_t parent; /* hierarchy searches: the hierarchy edge (index into up or down); NONE at a seed */
+	uint32_t pred;   /* the node before (after, backward) on the way; NONE at a seed */
+	uint32_t aux_ms, aux_mm; /* time and distance along the tree */
+};
+
+/* A node's label is one struct (one cache line), not six arrays: a
+ * relaxation reads and writes it whole. */
 struct search {
-	uint32_t *dist;
-	uint32_t *stamp;
-	uint32_t *parent; /* hierarchy searches: the hierarchy edge (index into up or down); NONE at a seed */
-	uint32_t *pred;   /* the node before (after, backward) on the way; NONE at a seed */
-	uint32_t *aux_ms, *aux_mm; /* time and distance along the tree */
+	struct label *lab;
 	uint32_t gen;
 	struct heap h;
 };
@@ -398,7 +404,8 @@ static uint32_t graph_direct_cost(const struct routing *r, const struct snap *s,
 static void graph_search_reset(struct routing *r, struct search *s)
 {
 	if (++s->gen == 0) {
-		memset(s->stamp, 0, r->xn * sizeof *s->stamp);
+		for (uint32_t i = 0; i <= r->xn; i++)
+			s->lab[i].stamp = 0;
 		s->gen = 1;
 	}
 	s->h.n = 0;
@@ -412,19 +419,19 @@ static void graph_search_begin(struct routing *r)
 
 static uint32_t graph_search_label(const struct search *s, uint32_t u)
 {
-	return s->stamp[u] == s->gen ? s->dist[u] : INF;
+	return s->lab[u].stamp == s->gen ? s->lab[u].dist : INF;
 }
 
 static bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms, uint32_t mm)
 {
-	if (s->stamp[v] == s->gen && s->dist[v] <= d)
+	if (s->lab[v].stamp == s->gen && s->lab[v].dist <= d)
 		return false;
-	s->stamp[v] = s->gen;
-	s->dist[v] = d;
-	s->parent[v] = via;
-	s->pred[v] = from;
-	s->aux_ms[v] = ms;
-	s->aux_mm[v] = mm;
+	s->lab[v].stamp = s->gen;
+	s->lab[v].dist = d;
+	s->lab[v].parent = via;
+	s->lab[v].pred = from;
+	s->lab[v].aux_ms = ms;
+	s->lab[v].aux_mm = mm;
 	graph_heap_push(&s->h, d, v);
 	return true;
 }
@@ -441,7 +448,7 @@ static uint32_t graph_search_settle(struct search *s, uint32_t *d)
 	while (s->h.n) {
 		uint64_t k = graph_heap_pop(&s->h);
 		uint32_t u = (uint32_t)k, du = (uint32_t)(k >> 32);
-		if (du == s->dist[u]) {
+		if (du == s->lab[u].dist) {
 			*d = du;
 			return u;
 		}
@@ -473,8 +480,8 @@ static void graph_relax_fw(struct routing *r, uint32_t x, uint32_t du, uint32_t 
 {
 	struct search *f = &r->fw;
 	uint32_t e = r->xroad[y];
-	if (graph_relax(f, y, graph_sat_add(du, r->w[e]), NONE, x, graph_sat_add(f->aux_ms[x], r->time_ms[e]),
-		     graph_sat_add(f->aux_mm[x], r->dist_mm[e])) && best)
+	if (graph_relax(f, y, graph_sat_add(du, r->w[e]), NONE, x, graph_sat_add(f->lab[x].aux_ms, r->time_ms[e]),
+		     graph_sat_add(f->lab[x].aux_mm, r->dist_mm[e])) && best)
 		graph_meet_check(r, y, best);
 }
 
@@ -483,8 +490,8 @@ static void graph_relax_bw(struct routing *r, uint32_t y, uint32_t du, uint32_t 
 {
 	struct search *b = &r->bw;
 	uint32_t e = r->xroad[y];
-	if (graph_relax(b, x, graph_sat_add(du, r->w[e]), NONE, y, graph_sat_add(b->aux_ms[y], r->time_ms[e]),
-		     graph_sat_add(b->aux_mm[y], r->dist_mm[e])))
+	if (graph_relax(b, x, graph_sat_add(du, r->w[e]), NONE, y, graph_sat_add(b->lab[y].aux_ms, r->time_ms[e]),
+		     graph_sat_add(b->lab[y].aux_mm, r->dist_mm[e])))
 		graph_meet_check(r, x, best);
 }
 
@@ -593,13 +600,13 @@ static void graph_unpack_plain(struct routing *r, const struct seeds *src, const
 			    const struct meet *best, const struct graph_walk *w, size_t *np)
 {
 	size_t cnt = 0;
-	for (uint32_t v = best->node; r->fw.pred[v] != NONE; v = r->fw.pred[v])
+	for (uint32_t v = best->node; r->fw.lab[v].pred != NONE; v = r->fw.lab[v].pred)
 		cnt++;
 	uint32_t *chain = rh_malloc((cnt + 1) * sizeof *chain);
 	uint32_t v = best->node;
 	for (size_t i = cnt + 1; i > 0; i--) {
 		chain[i - 1] = v;
-		v = r->fw.pred[v];
+		v = r->fw.lab[v].pred;
 	}
 	const struct seed *s0 = graph_seed_find(src, chain[0]);
 	if (s0)
@@ -609,8 +616,8 @@ static void graph_unpack_plain(struct routing *r, const struct seeds *src, const
 	for (size_t i = 1; i <= cnt; i++)
 		graph_walk_node(r, w, np, chain[i]);
 	rh_free(chain);
-	for (v = best->node; r->bw.pred[v] != NONE; v = r->bw.pred[v])
-		graph_walk_node(r, w, np, r->bw.pred[v]);
+	for (v = best->node; r->bw.lab[v].pred != NONE; v = r->bw.lab[v].pred)
+		graph_walk_node(r, w, np, r->bw.lab[v].pred);
 	const struct seed *t0 = graph_seed_find(dst, v);
 	if (t0)
 		graph_walk_part(r, w, t0->edge, t0->frac);
@@ -637,8 +644,8 @@ static bool graph_ch_step(struct routing *r, struct search *s, const struct sear
 	const uint32_t *first = forward ? r->ch.first_up : r->ch.first_down;
 	const struct ch_edge *e = forward ? r->ch.up : r->ch.down;
 	for (uint32_t i = first[u]; i < first[u + 1]; i++)
-		graph_relax(s, e[i].to, graph_sat_add(du, e[i].w), i, u, graph_sat_add(s->aux_ms[u], e[i].time_ms),
-			 graph_sat_add(s->aux_mm[u], e[i].dist_mm));
+		graph_relax(s, e[i].to, graph_sat_add(du, e[i].w), i, u, graph_sat_add(s->lab[u].aux_ms, e[i].time_ms),
+			 graph_sat_add(s->lab[u].aux_mm, e[i].dist_mm));
 	return true;
 }
 
@@ -699,13 +706,13 @@ static void graph_unpack_ch(struct routing *r, const struct seeds *src, const st
 			 const struct graph_walk *w, size_t *np)
 {
 	size_t cnt = 0, visits = 0;
-	for (uint32_t v = best->node; r->fw.parent[v] != NONE; v = r->fw.pred[v])
+	for (uint32_t v = best->node; r->fw.lab[v].parent != NONE; v = r->fw.lab[v].pred)
 		cnt++;
 	uint32_t *chain = rh_malloc((cnt + 1) * sizeof *chain);
 	uint32_t v = best->node;
 	for (size_t i = cnt; i > 0; i--) {
 		chain[i - 1] = v;
-		v = r->fw.pred[v];
+		v = r->fw.lab[v].pred;
 	}
 	const struct seed *s0 = graph_seed_find(src, v);
 	if (s0)
@@ -714,11 +721,11 @@ static void graph_unpack_ch(struct routing *r, const struct seeds *src, const st
 		graph_geom_add(r, np, v);
 	for (size_t i = 0; i < cnt; i++) {
 		uint32_t node = chain[i];
-		graph_ch_unpack(r, w, r->fw.pred[node], node, r->ch.up[r->fw.parent[node]].mid, np, &visits);
+		graph_ch_unpack(r, w, r->fw.lab[node].pred, node, r->ch.up[r->fw.lab[node].parent].mid, np, &visits);
 	}
 	rh_free(chain);
-	for (v = best->node; r->bw.parent[v] != NONE; v = r->bw.pred[v])
-		graph_ch_unpack(r, w, v, r->bw.pred[v], r->ch.down[r->bw.parent[v]].mid, np, &visits);
+	for (v = best->node; r->bw.lab[v].parent != NONE; v = r->bw.lab[v].pred)
+		graph_ch_unpack(r, w, v, r->bw.lab[v].pred, r->ch.down[r->bw.lab[v].parent].mid, np, &visits);
 	const struct seed *t0 = graph_seed_find(dst, v);
 	if (t0)
 		graph_walk_part(r, w, t0->edge, t0->frac);
@@ -877,8 +884,8 @@ static rh_err graph_route(struct routing *r, double from_lat, double from_lon, d
 		graph_walk_part(r, w, best.edge, best.frac);
 	} else {
 		uint32_t m = best.node;
-		out->distance_m = ((double)r->fw.aux_mm[m] + r->bw.aux_mm[m]) / 1000.0;
-		out->duration_s = ((double)r->fw.aux_ms[m] + r->bw.aux_ms[m]) / 1000.0;
+		out->distance_m = ((double)r->fw.lab[m].aux_mm + r->bw.lab[m].aux_mm) / 1000.0;
+		out->duration_s = ((double)r->fw.lab[m].aux_ms + r->bw.lab[m].aux_ms) / 1000.0;
 		if (w->geometry || w->class_ms) {
 			if (method == ROUTE_FAST)
 				graph_unpack_ch(r, &r->ss, &r->ts, &best, w, &np);
@@ -976,8 +983,8 @@ rh_err routing_eta_many_to_one_at(struct routing *r, const double *src_lat, cons
 		if (best.node == NONE)
 			graph_eta_fill(r, &out[i], best.frac * r->time_ms[best.edge], best.frac * r->dist_mm[best.edge], when);
 		else
-			graph_eta_fill(r, &out[i], (double)f->aux_ms[best.node] + b->aux_ms[best.node],
-				    (double)f->aux_mm[best.node] + b->aux_mm[best.node], when);
+			graph_eta_fill(r, &out[i], (double)f->lab[best.node].aux_ms + b->lab[best.node].aux_ms,
+				    (double)f->lab[best.node].aux_mm + b->lab[best.node].aux_mm, when);
 	}
 	return RH_OK;
 }
@@ -1028,11 +1035,11 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 				r->capbk = r->capbk ? r->capbk * 2 : 1024;
 				r->bk = rh_realloc(r->bk, r->capbk * sizeof *r->bk);
 			}
-			r->bk[r->nbk++] = (struct bucket){ u, (uint32_t)j, du, b->aux_ms[u], b->aux_mm[u] };
+			r->bk[r->nbk++] = (struct bucket){ u, (uint32_t)j, du, b->lab[u].aux_ms, b->lab[u].aux_mm };
 			for (uint32_t i = r->ch.first_down[u]; i < r->ch.first_down[u + 1]; i++) {
 				const struct ch_edge *e = &r->ch.down[i];
-				graph_relax(b, e->to, graph_sat_add(du, e->w), i, u, graph_sat_add(b->aux_ms[u], e->time_ms),
-					 graph_sat_add(b->aux_mm[u], e->dist_mm));
+				graph_relax(b, e->to, graph_sat_add(du, e->w), i, u, graph_sat_add(b->lab[u].aux_ms, e->time_ms),
+					 graph_sat_add(b->lab[u].aux_mm, e->dist_mm));
 			}
 			(void)none;
 		}
@@ -1068,14 +1075,14 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 				uint32_t c = graph_sat_add(du, k->cost);
 				if (c < best[k->target].cost) {
 					best[k->target] = (struct meet){ c, u, NONE, 0 };
-					bms[k->target] = graph_sat_add(f->aux_ms[u], k->ms);
-					bmm[k->target] = graph_sat_add(f->aux_mm[u], k->mm);
+					bms[k->target] = graph_sat_add(f->lab[u].aux_ms, k->ms);
+					bmm[k->target] = graph_sat_add(f->lab[u].aux_mm, k->mm);
 				}
 			}
 			for (uint32_t a = r->ch.first_up[u]; a < r->ch.first_up[u + 1]; a++) {
 				const struct ch_edge *e = &r->ch.up[a];
-				graph_relax(f, e->to, graph_sat_add(du, e->w), a, u, graph_sat_add(f->aux_ms[u], e->time_ms),
-					 graph_sat_add(f->aux_mm[u], e->dist_mm));
+				graph_relax(f, e->to, graph_sat_add(du, e->w), a, u, graph_sat_add(f->lab[u].aux_ms, e->time_ms),
+					 graph_sat_add(f->lab[u].aux_mm, e->dist_mm));
 			}
 		}
 		for (size_t j = 0; j < nd; j++) {
@@ -1355,12 +1362,7 @@ static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *
 	graph_build_grid(r);
 	struct search *s[2] = { &r->fw, &r->bw };
 	for (int i = 0; i < 2; i++) {
-		s[i]->dist = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
-		s[i]->stamp = rh_calloc((size_t)r->xn + 1, sizeof(uint32_t));
-		s[i]->parent = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
-		s[i]->pred = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
-		s[i]->aux_ms = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
-		s[i]->aux_mm = rh_malloc(((size_t)r->xn + 1) * sizeof(uint32_t));
+		s[i]->lab = rh_calloc((size_t)r->xn + 1, sizeof *s[i]->lab);
 	}
 	if (r->has_profile)
 		graph_tz_init(r);
@@ -1474,8 +1476,7 @@ void routing_free(struct routing *r)
 	void *ptrs[] = { r->role, r->lat, r->lon, r->x, r->y, r->first_out, r->to, r->time_ms, r->ff_ms, r->dist_mm,
 			 r->cls, r->w, r->first_in, r->in_edge, r->from, r->xroad, r->xfirst, r->xto, r->xfirst_in,
 			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->drop_xy, r->cell_first, r->cell_edges, r->tz,
-			 r->fw.dist, r->fw.stamp, r->fw.parent, r->fw.h.k, r->fw.pred, r->fw.aux_ms, r->fw.aux_mm,
-			 r->bw.dist, r->bw.stamp, r->bw.parent, r->bw.h.k, r->bw.pred, r->bw.aux_ms, r->bw.aux_mm,
+			 r->fw.lab, r->fw.h.k, r->bw.lab, r->bw.h.k,
 			 r->ss.v, r->ts.v, r->bk, r->geom };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
