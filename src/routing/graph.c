@@ -641,6 +641,18 @@ static bool graph_ch_step(struct routing *r, struct search *s, const struct sear
 		best->cost = graph_sat_add(du, o);
 		best->node = u;
 	}
+	/* Stall on demand: when a node this search has reached ranks above u
+	 * and reaches u more cheaply (an edge of the other direction's graph,
+	 * read backwards), u is not on a shortest upward path and its edges
+	 * need not be relaxed. Its label stays an upper bound, so meeting there
+	 * is still a real path. */
+	const uint32_t *sfirst = forward ? r->ch.first_down : r->ch.first_up;
+	const struct ch_edge *se = forward ? r->ch.down : r->ch.up;
+	for (uint32_t i = sfirst[u]; i < sfirst[u + 1]; i++) {
+		uint32_t l = graph_search_label(s, se[i].to);
+		if (l != INF && graph_sat_add(l, se[i].w) < du)
+			return true;
+	}
 	const uint32_t *first = forward ? r->ch.first_up : r->ch.first_down;
 	const struct ch_edge *e = forward ? r->ch.up : r->ch.down;
 	for (uint32_t i = first[u]; i < first[u + 1]; i++)
