@@ -76,6 +76,18 @@ struct tz_switch {
 	int32_t offset;
 };
 
+/* A segment as the snapping grid lists it, in its cell's run: the
+ * projected ends, the edge listed (a two-way road's lower-numbered
+ * direction), its reverse, and where a route may use it (RMAP_FROM: a
+ * start, RMAP_TO: an end, in either direction). Made at load, so that a
+ * candidate costs one record read in sequence, not a walk through the
+ * graph's arrays. */
+struct snap_seg {
+	double ax, ay, bx, by;
+	uint32_t e, rev;
+	uint8_t usable;
+};
+
 struct routing {
 	uint32_t n, m;         /* road nodes and directed road edges */
 	uint32_t xn;           /* turn-graph nodes: road edges and copies of some */
@@ -103,7 +115,8 @@ struct routing {
 	/* grid over edges */
 	double cell_m, gx0, gy0;
 	uint32_t gw, gh;
-	uint32_t *cell_first, *cell_edges;
+	uint32_t *cell_first;
+	struct snap_seg *cell_segs;
 	struct ch_graph ch;    /* of the configured metric, over the turn graph */
 	/* travel-time profile */
 	bool has_profile;
@@ -206,28 +219,27 @@ static bool graph_edge_usable(const struct routing *r, uint32_t e, unsigned want
 	return e != NONE && (want == RMAP_FROM ? r->role[r->to[e]] & RMAP_FROM : r->role[r->from[e]] & RMAP_TO);
 }
 
-static void graph_snap_edge(const struct routing *r, double px, double py, uint32_t e, unsigned want, double *best2,
-		      uint32_t *beste, double *bestt)
+static void graph_snap_seg(const struct snap_seg *g, double px, double py, unsigned want, double *best2,
+			   const struct snap_seg **best, double *bestt)
 {
-	uint32_t u = r->from[e], v = r->to[e];
-	if (!graph_edge_usable(r, e, want) && !graph_edge_usable(r, graph_edge_find(r, v, u), want))
+	if (!(g->usable & want))
 		return;
-	double t, d2 = graph_seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t);
+	double t, d2 = graph_seg_dist2(px, py, g->ax, g->ay, g->bx, g->by, &t);
 	if (d2 < *best2) {
 		*best2 = d2;
-		*beste = e;
+		*best = g;
 		*bestt = t;
 	}
 }
 
 static void graph_snap_cell(const struct routing *r, double px, double py, long cx, long cy, unsigned want,
-		      double *best2, uint32_t *beste, double *bestt)
+			    double *best2, const struct snap_seg **best, double *bestt)
 {
 	if (cx < 0 || cy < 0 || cx >= (long)r->gw || cy >= (long)r->gh)
 		return;
 	uint32_t c = (uint32_t)cy * r->gw + (uint32_t)cx;
 	for (uint32_t i = r->cell_first[c]; i < r->cell_first[c + 1]; i++)
-		graph_snap_edge(r, px, py, r->cell_edges[i], want, best2, beste, bestt);
+		graph_snap_seg(&r->cell_segs[i], px, py, want, best2, best, bestt);
 }
 
 /* The nearest road segment within snap_max_m where a route may start
@@ -248,34 +260,34 @@ static bool graph_snap(const struct routing *r, double lat, double lon, unsigned
 	double ox = px - r->gx0 - fx * r->cell_m, oy = py - r->gy0 - fy * r->cell_m;
 	double border = fmin(fmin(ox, r->cell_m - ox), fmin(oy, r->cell_m - oy));
 	double best2 = INFINITY, t = 0;
-	uint32_t e = NONE;
+	const struct snap_seg *g = NULL;
 	for (long k = 0; k <= rings; k++) {
 		if (k == 0) {
-			graph_snap_cell(r, px, py, cx, cy, want, &best2, &e, &t);
+			graph_snap_cell(r, px, py, cx, cy, want, &best2, &g, &t);
 		} else {
 			for (long i = -k; i <= k; i++) {
-				graph_snap_cell(r, px, py, cx + i, cy - k, want, &best2, &e, &t);
-				graph_snap_cell(r, px, py, cx + i, cy + k, want, &best2, &e, &t);
+				graph_snap_cell(r, px, py, cx + i, cy - k, want, &best2, &g, &t);
+				graph_snap_cell(r, px, py, cx + i, cy + k, want, &best2, &g, &t);
 			}
 			for (long i = -k + 1; i <= k - 1; i++) {
-				graph_snap_cell(r, px, py, cx - k, cy + i, want, &best2, &e, &t);
-				graph_snap_cell(r, px, py, cx + k, cy + i, want, &best2, &e, &t);
+				graph_snap_cell(r, px, py, cx - k, cy + i, want, &best2, &g, &t);
+				graph_snap_cell(r, px, py, cx + k, cy + i, want, &best2, &g, &t);
 			}
 		}
 		double reach = border + (double)k * r->cell_m;
-		if (e != NONE && best2 <= reach * reach)
+		if (g && best2 <= reach * reach)
 			break;
 	}
-	if (e == NONE || sqrt(best2) > r->snap_max_m)
+	if (!g || sqrt(best2) > r->snap_max_m)
 		return false;
-	uint32_t u = r->from[e], v = r->to[e];
+	uint32_t e = g->e, u = r->from[e], v = r->to[e];
 	s->dist_m = sqrt(best2);
 	s->lat = r->lat[u] + t * (r->lat[v] - r->lat[u]);
 	s->lon = r->lon[u] + t * (r->lon[v] - r->lon[u]);
 	if (u < v) {
-		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = graph_edge_find(r, v, u);
+		s->a = u, s->b = v, s->t = t, s->e_ab = e, s->e_ba = g->rev;
 	} else {
-		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = graph_edge_find(r, v, u);
+		s->a = v, s->b = u, s->t = 1 - t, s->e_ba = e, s->e_ab = g->rev;
 	}
 	if (!graph_edge_usable(r, s->e_ab, want))
 		s->e_ab = NONE;
@@ -295,12 +307,17 @@ rh_err routing_nearest_road(const struct routing *r, double lat, double lon, boo
 		*dist_m = s.dist_m;
 		return RH_OK;
 	}
+	/* the reference: every edge, from the graph's own arrays (not the
+	 * grid's records) */
 	double px, py, best2 = INFINITY, t;
-	uint32_t e = NONE;
 	graph_project(r, lat, lon, &px, &py);
-	for (uint32_t i = 0; i < r->m; i++)
-		graph_snap_edge(r, px, py, i, RMAP_FROM, &best2, &e, &t);
-	if (e == NONE || sqrt(best2) > r->snap_max_m)
+	for (uint32_t e = 0; e < r->m; e++) {
+		uint32_t u = r->from[e], v = r->to[e];
+		if (!graph_edge_usable(r, e, RMAP_FROM) && !graph_edge_usable(r, graph_edge_find(r, v, u), RMAP_FROM))
+			continue;
+		best2 = fmin(best2, graph_seg_dist2(px, py, r->x[u], r->y[u], r->x[v], r->y[v], &t));
+	}
+	if (best2 == INFINITY || sqrt(best2) > r->snap_max_m)
 		return RH_ENOTFOUND;
 	*dist_m = sqrt(best2);
 	return RH_OK;
@@ -1307,7 +1324,7 @@ static void graph_build_grid(struct routing *r)
 		x0 = fmin(x0, r->x[u]), x1 = fmax(x1, r->x[u]);
 		y0 = fmin(y0, r->y[u]), y1 = fmax(y1, r->y[u]);
 	}
-	r->cell_m = 50;
+	r->cell_m = 25;
 	r->gx0 = x0, r->gy0 = y0;
 	do {
 		r->cell_m *= 2;
@@ -1322,15 +1339,20 @@ static void graph_build_grid(struct routing *r)
 		if (pass == 1) {
 			for (size_t c = 0; c < cells; c++)
 				r->cell_first[c + 1] += r->cell_first[c];
-			r->cell_edges = rh_malloc(((size_t)r->cell_first[cells] + 1) * sizeof *r->cell_edges);
+			r->cell_segs = rh_malloc(((size_t)r->cell_first[cells] + 1) * sizeof *r->cell_segs);
 			fill = rh_malloc((cells + 1) * sizeof *fill);
 			memcpy(fill, r->cell_first, (cells + 1) * sizeof *fill);
 		}
 		for (uint32_t e = 0; e < r->m; e++) {
 			uint32_t u = r->from[e], v = r->to[e];
 			/* a two-way road is listed once: its lower-numbered direction */
-			if (u > v && graph_edge_find(r, v, u) != NONE)
+			uint32_t rev = graph_edge_find(r, v, u);
+			if (u > v && rev != NONE)
 				continue;
+			struct snap_seg g = { r->x[u], r->y[u], r->x[v], r->y[v], e, rev, 0 };
+			for (unsigned want = RMAP_FROM; want <= RMAP_TO; want <<= 1)
+				if (graph_edge_usable(r, e, want) || graph_edge_usable(r, rev, want))
+					g.usable |= (uint8_t)want;
 			uint32_t cx0, cx1, cy0, cy1;
 			graph_cell_range(r, r->x[u], r->x[v], r->gx0, r->gw, &cx0, &cx1);
 			graph_cell_range(r, r->y[u], r->y[v], r->gy0, r->gh, &cy0, &cy1);
@@ -1340,12 +1362,12 @@ static void graph_build_grid(struct routing *r)
 					if (pass == 0)
 						r->cell_first[c + 1]++;
 					else
-						r->cell_edges[fill[c]++] = e;
+						r->cell_segs[fill[c]++] = g;
 				}
 		}
 		rh_free(fill);
 	}
-	r->bytes += (cells + 1 + r->cell_first[cells]) * sizeof(uint32_t);
+	r->bytes += (cells + 1) * sizeof(uint32_t) + r->cell_first[cells] * sizeof(struct snap_seg);
 }
 
 static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
@@ -1487,7 +1509,7 @@ void routing_free(struct routing *r)
 		return;
 	void *ptrs[] = { r->role, r->lat, r->lon, r->x, r->y, r->first_out, r->to, r->time_ms, r->ff_ms, r->dist_mm,
 			 r->cls, r->w, r->first_in, r->in_edge, r->from, r->xroad, r->xfirst, r->xto, r->xfirst_in,
-			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->drop_xy, r->cell_first, r->cell_edges, r->tz,
+			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->drop_xy, r->cell_first, r->cell_segs, r->tz,
 			 r->fw.lab, r->fw.h.k, r->bw.lab, r->bw.h.k,
 			 r->ss.v, r->ts.v, r->bk, r->geom };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
