@@ -117,7 +117,9 @@ struct routing {
 	uint32_t gw, gh;
 	uint32_t *cell_first;
 	struct snap_seg *cell_segs;
-	struct ch_graph ch;    /* of the configured metric, over the turn graph */
+	struct ch_graph ch;    /* of the configured metric, over the turn graph, renumbered by rank */
+	uint32_t *ch_pos;      /* turn-graph node -> its number in ch (highest rank first) */
+	uint32_t *ch_node;     /* and back */
 	/* travel-time profile */
 	bool has_profile;
 	struct mapfile_profile prof;
@@ -642,9 +644,12 @@ static void graph_unpack_plain(struct routing *r, const struct seeds *src, const
 
 /* ------------------------------------------------------------ hierarchy */
 
-static void graph_ch_seed(struct search *s, const struct seeds *sd)
+/* The hierarchy's searches run on its own numbering (graph_ch_reorder):
+ * seeds go in through ch_pos, nodes come out through ch_node. */
+static void graph_ch_seed(const struct routing *r, struct search *s, const struct seeds *sd)
 {
-	graph_search_seed(s, sd);
+	for (size_t i = 0; i < sd->n; i++)
+		graph_relax(s, r->ch_pos[sd->v[i].node], sd->v[i].cost, NONE, NONE, sd->v[i].ms, sd->v[i].mm);
 }
 
 /* Settles one node of an upward search; false when it is done. */
@@ -681,8 +686,8 @@ static bool graph_ch_step(struct routing *r, struct search *s, const struct sear
 static void graph_search_ch(struct routing *r, const struct seeds *src, const struct seeds *dst, struct meet *best)
 {
 	struct search *f = &r->fw, *b = &r->bw;
-	graph_ch_seed(f, src);
-	graph_ch_seed(b, dst);
+	graph_ch_seed(r, f, src);
+	graph_ch_seed(r, b, dst);
 	bool fl = true, bl = true;
 	while (fl || bl) {
 		if (fl && (!bl || graph_heap_top(&f->h) <= graph_heap_top(&b->h)))
@@ -723,7 +728,7 @@ static void graph_ch_unpack(struct routing *r, const struct graph_walk *w, uint3
 		}
 		if (!e1 || !e2) {
 			(*visits)++;
-			graph_walk_node(r, w, np, it.b);
+			graph_walk_node(r, w, np, r->ch_node[it.b]);
 			continue;
 		}
 		stack[sp++] = (struct item){ it.mid, it.b, e2->mid };
@@ -743,11 +748,11 @@ static void graph_unpack_ch(struct routing *r, const struct seeds *src, const st
 		chain[i - 1] = v;
 		v = r->fw.lab[v].pred;
 	}
-	const struct seed *s0 = graph_seed_find(src, v);
+	const struct seed *s0 = graph_seed_find(src, r->ch_node[v]);
 	if (s0)
 		graph_walk_part(r, w, s0->edge, s0->frac);
 	if (w->geometry)
-		graph_geom_add(r, np, v);
+		graph_geom_add(r, np, r->ch_node[v]);
 	for (size_t i = 0; i < cnt; i++) {
 		uint32_t node = chain[i];
 		graph_ch_unpack(r, w, r->fw.lab[node].pred, node, r->ch.up[r->fw.lab[node].parent].mid, np, &visits);
@@ -755,7 +760,7 @@ static void graph_unpack_ch(struct routing *r, const struct seeds *src, const st
 	rh_free(chain);
 	for (v = best->node; r->bw.lab[v].parent != NONE; v = r->bw.lab[v].pred)
 		graph_ch_unpack(r, w, v, r->bw.lab[v].pred, r->ch.down[r->bw.lab[v].parent].mid, np, &visits);
-	const struct seed *t0 = graph_seed_find(dst, v);
+	const struct seed *t0 = graph_seed_find(dst, r->ch_node[v]);
 	if (t0)
 		graph_walk_part(r, w, t0->edge, t0->frac);
 }
@@ -991,7 +996,7 @@ rh_err routing_eta_many_to_one_at(struct routing *r, const double *src_lat, cons
 	graph_seeds_to(r, &t, &r->ts);
 	struct search *f = &r->fw, *b = &r->bw;
 	graph_search_reset(r, b);
-	graph_ch_seed(b, &r->ts);
+	graph_ch_seed(r, b, &r->ts);
 	struct meet none = { INF, NONE, NONE, 0 };
 	while (graph_ch_step(r, b, NULL, false, &none))
 		;
@@ -1004,7 +1009,7 @@ rh_err routing_eta_many_to_one_at(struct routing *r, const double *src_lat, cons
 		struct meet best = { INF, NONE, NONE, 0 };
 		best.cost = graph_direct_cost(r, &s, &t, &best.edge, &best.frac);
 		graph_search_reset(r, f);
-		graph_ch_seed(f, &r->ss);
+		graph_ch_seed(r, f, &r->ss);
 		while (graph_ch_step(r, f, b, true, &best))
 			;
 		if (best.cost == INF)
@@ -1053,7 +1058,7 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 			continue;
 		graph_seeds_to(r, &ts[j], &r->ts);
 		graph_search_reset(r, b);
-		graph_ch_seed(b, &r->ts);
+		graph_ch_seed(r, b, &r->ts);
 		struct meet none = { INF, NONE, NONE, 0 };
 		uint32_t du, u;
 		while (graph_heap_top(&b->h) != INF) {
@@ -1088,7 +1093,7 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 		uint32_t *bms = rh_calloc(nd + 1, sizeof *bms), *bmm = rh_calloc(nd + 1, sizeof *bmm);
 		graph_seeds_from(r, &s, &r->ss);
 		graph_search_reset(r, f);
-		graph_ch_seed(f, &r->ss);
+		graph_ch_seed(r, f, &r->ss);
 		uint32_t du, u;
 		while ((u = graph_search_settle(f, &du)) != NONE) {
 			size_t lo = 0, hi = r->nbk;
@@ -1370,6 +1375,47 @@ static void graph_build_grid(struct routing *r)
 	r->bytes += (cells + 1) * sizeof(uint32_t) + r->cell_first[cells] * sizeof(struct snap_seg);
 }
 
+/* Renumbers the hierarchy by rank, highest first. Every upward search
+ * climbs into the same few top nodes; numbered together, those nodes'
+ * labels and edges share cache lines and stay cached from one query to the
+ * next, where the turn graph's numbering (by road edge) scatters them over
+ * the whole map. */
+static void graph_ch_reorder(struct routing *r)
+{
+	struct ch_graph *g = &r->ch;
+	uint32_t n = g->n;
+	r->ch_pos = rh_malloc(((size_t)n + 1) * sizeof *r->ch_pos);
+	r->ch_node = rh_malloc(((size_t)n + 1) * sizeof *r->ch_node);
+	for (uint32_t x = 0; x < n; x++) {
+		r->ch_pos[x] = n - 1 - g->rank[x]; /* ranks are a permutation (checked at load) */
+		r->ch_node[r->ch_pos[x]] = x;
+	}
+	for (int dir = 0; dir < 2; dir++) {
+		uint32_t **first = dir ? &g->first_down : &g->first_up;
+		struct ch_edge **edges = dir ? &g->down : &g->up;
+		uint32_t *nf = rh_malloc(((size_t)n + 1) * sizeof *nf);
+		struct ch_edge *ne = rh_malloc(((size_t)(dir ? g->ndown : g->nup) + 1) * sizeof *ne);
+		nf[0] = 0;
+		for (uint32_t p = 0; p < n; p++) {
+			uint32_t x = r->ch_node[p], k = nf[p];
+			for (uint32_t i = (*first)[x]; i < (*first)[x + 1]; i++, k++) {
+				ne[k] = (*edges)[i];
+				ne[k].to = r->ch_pos[ne[k].to];
+				if (ne[k].mid != NONE)
+					ne[k].mid = r->ch_pos[ne[k].mid];
+			}
+			nf[p + 1] = k;
+		}
+		rh_free(*first);
+		rh_free(*edges);
+		*first = nf;
+		*edges = ne;
+	}
+	for (uint32_t p = 0; p < n; p++)
+		g->rank[p] = n - 1 - p;
+	r->bytes += 2 * ((size_t)n + 1) * sizeof(uint32_t);
+}
+
 static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *lon)
 {
 	r->lat = rh_malloc(r->n * sizeof *r->lat);
@@ -1394,6 +1440,7 @@ static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *
 		r->w[e] = mapfile_weight(r->metric, r->time_ms[e], r->dist_mm[e]);
 	graph_build_reverse(r);
 	graph_build_grid(r);
+	graph_ch_reorder(r);
 	struct search *s[2] = { &r->fw, &r->bw };
 	for (int i = 0; i < 2; i++) {
 		s[i]->lab = rh_calloc((size_t)r->xn + 1, sizeof *s[i]->lab);
@@ -1509,7 +1556,7 @@ void routing_free(struct routing *r)
 		return;
 	void *ptrs[] = { r->role, r->lat, r->lon, r->x, r->y, r->first_out, r->to, r->time_ms, r->ff_ms, r->dist_mm,
 			 r->cls, r->w, r->first_in, r->in_edge, r->from, r->xroad, r->xfirst, r->xto, r->xfirst_in,
-			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->drop_xy, r->cell_first, r->cell_segs, r->tz,
+			 r->xin, r->copy_first, r->copies, r->rs, r->rvia, r->drop_xy, r->cell_first, r->cell_segs, r->tz, r->ch_pos, r->ch_node,
 			 r->fw.lab, r->fw.h.k, r->bw.lab, r->bw.h.k,
 			 r->ss.v, r->ts.v, r->bk, r->geom };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
