@@ -80,19 +80,19 @@ static rh_err pricing_estimate_at(struct pricing *p, int vehicle, double plat, d
 }
 
 rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
-			struct fare *out, int *bad_point)
+			int64_t when_unix, struct fare *out, int *bad_point)
 {
-	return pricing_estimate_at(p, vehicle, plat, plng, dlat, dlng, rh_wall_ms() / 1000, out, bad_point, NULL);
+	return pricing_estimate_at(p, vehicle, plat, plng, dlat, dlng, when_unix, out, bad_point, NULL);
 }
 
 void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
-		  double *eta_s, double *dist_m)
+		  int64_t when_unix, double *eta_s, double *dist_m)
 {
 	const struct pricing_cfg *c = p->cfg;
 	if (routing_loaded(p->deps.routing) && n > 0) {
 		struct routing_eta e[256];
 		size_t k = n < 256 ? n : 256;
-		if (routing_eta_many_to_one_at(p->deps.routing, lat, lon, k, to_lat, to_lon, rh_wall_ms() / 1000, e) ==
+		if (routing_eta_many_to_one_at(p->deps.routing, lat, lon, k, to_lat, to_lon, when_unix, e) ==
 		    RH_OK) {
 			for (size_t i = 0; i < k; i++) {
 				eta_s[i] = e[i].reachable ? e[i].duration_s : -1;
@@ -351,7 +351,7 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 	size_t nh = p->deps.drivers_near ? p->deps.drivers_near(p->deps.drivers_ctx, plat, plng, (double)p->cfg->eta_radius_m,
 							       vehicle, hl, hn, routing_loaded(p->deps.routing) ? 8 : 1)
 					 : 0;
-	pricing_etas(p, hl, hn, nh, plat, plng, eta, dist);
+	pricing_etas(p, hl, hn, nh, plat, plng, now_ms / 1000, eta, dist);
 	int best = -1;
 	for (size_t i = 0; i < nh; i++)
 		if (eta[i] >= 0 && (best < 0 || eta[i] < eta[best]))
