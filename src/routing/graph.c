@@ -441,7 +441,7 @@ static uint32_t graph_search_label(const struct search *s, uint32_t u)
 	return s->lab[u].stamp == s->gen ? s->lab[u].dist : INF;
 }
 
-static bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms, uint32_t mm)
+static inline __attribute__((always_inline)) bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms, uint32_t mm)
 {
 	if (s->lab[v].stamp == s->gen && s->lab[v].dist <= d)
 		return false;
