@@ -360,8 +360,8 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 		sb_int(&sb, llround(eta[best]));
 		sb_puts(&sb, ",\"nearest_driver_m\":");
 		sb_int(&sb, llround(dist[best]));
-	} else {
-		sb_puts(&sb, "null");
+	} else { /* no driver in reach: both members present, null (docs/api.md) */
+		sb_puts(&sb, "null,\"nearest_driver_m\":null");
 	}
 	sb_puts(&sb, ",\"quote_id\":\"");
 	sb_puts(&sb, id);

@@ -4,7 +4,7 @@
  * Building the nested view in the database as jsonb cost a third of a
  * MATCHED transition's work there; here it is a few allocations. The
  * object is the one the old SQL view gave, member for member: nulls are
- * left out (as jsonb_trip_view_strip_nulls() did), and members come in jsonb's order
+ * left out (as jsonb_strip_nulls() did), and members come in jsonb's order
  * (shorter keys first, then bytewise), so a client sees what it saw. */
 #include "trip/trip.h"
 
@@ -35,7 +35,7 @@ static void trip_view_put(cJSON *o, const char *name, cJSON *parent, cJSON *v)
 		cJSON_AddItemToObject(o, name, cJSON_DetachItemViaPointer(parent, v));
 }
 
-/* jsonb_trip_view_strip_nulls(): object members whose value is null go, at every depth. */
+/* jsonb_strip_nulls(): object members whose value is null go, at every depth. */
 static void trip_view_strip_nulls(cJSON *v)
 {
 	cJSON *c = v ? v->child : NULL;

@@ -139,7 +139,8 @@ def test_estimate_straight_line(daemon):
     assert f["time"] == (30 * e["duration_s"] + 30) // 60
     assert f["total"] == fare_of(e)
     assert e["quote_id"].startswith("q2.") and e["expires_at"].endswith("Z")
-    assert e["pickup_eta_s"] is None  # no driver online
+    # no driver online: both members are there, null (as docs/api.md says)
+    assert "nearest_driver_m" in e and e["nearest_driver_m"] is None and e["pickup_eta_s"] is None
     # a longer trip is above the minimum: the formula shows
     far = estimate(daemon, dropoff=(52.20, 5.25)).json()
     assert far["fare"]["total"] == fare_of(far) > 700
