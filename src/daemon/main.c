@@ -18,12 +18,17 @@
 
 extern char **environ;
 
-/* The repository's configuration; `make install` builds the installed
- * binary with RH_DEFAULT_CONFIG = $(SYSCONFDIR)/ridehail/ridehaild.conf. */
+/* The repository's configuration, found from its root or beside the
+ * binary; `make install` builds the installed binary with RH_DEFAULT_CONFIG
+ * = $(SYSCONFDIR)/ridehail/ridehaild.conf, an absolute path. */
 #ifdef RH_DEFAULT_CONFIG
 #define DEFAULT_CONFIG RH_DEFAULT_CONFIG
+#define DEFAULT_CONFIG_HELP "(default " DEFAULT_CONFIG ")\n"
 #else
 #define DEFAULT_CONFIG "conf/ridehaild.conf"
+#define DEFAULT_CONFIG_HELP                                                                                \
+	"(default " DEFAULT_CONFIG " here, else beside\n"                                                  \
+	"                      the binary: <bin>/../" DEFAULT_CONFIG ")\n"
 #endif
 
 static void main_usage(FILE *out)
@@ -42,8 +47,7 @@ static void main_usage(FILE *out)
 		"                                        print events from the JetStream stream as JSON lines\n"
 		"\n"
 		"options:\n"
-		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG " here, else beside\n"
-		"                      the binary: <bin>/../" DEFAULT_CONFIG ")\n"
+		"  -c, --config PATH   configuration file " DEFAULT_CONFIG_HELP
 		"  -t, --check-config  validate the configuration and exit (0 valid, 1 not)\n"
 		"      --print-config  print the effective configuration (secrets redacted) and exit\n"
 		"      --get KEY       print one effective value, e.g. --get database.url\n"
@@ -56,12 +60,15 @@ static void main_usage(FILE *out)
 }
 
 /* The default configuration: conf/ridehaild.conf in the working directory,
- * else beside the installed binary (<dir of ridehaild>/../conf/), so that
- * `ridehaild map ...` works from anywhere; NULL when neither exists. */
+ * else beside the binary (<dir of ridehaild>/../conf/), so that `ridehaild
+ * map ...` works from anywhere; an installed binary's absolute path as it
+ * is. NULL when none exists. */
 static const char *main_default_config(char *buf, size_t len)
 {
 	if (access(DEFAULT_CONFIG, F_OK) == 0)
 		return DEFAULT_CONFIG;
+	if (DEFAULT_CONFIG[0] == '/')
+		return NULL;
 	char exe[4096];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 	if (n <= 0)
