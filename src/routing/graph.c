@@ -442,8 +442,10 @@ static uint32_t graph_search_label(const struct search *s, uint32_t u)
 }
 
 /* Inlined into the searches' loops: a call per edge was 8% of a route's instructions. */
-static inline __attribute__((always_inline)) bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via,
-							      uint32_t from, uint32_t ms, uint32_t mm)
+static inline bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms,
+			       uint32_t mm) __attribute__((always_inline));
+static inline bool graph_relax(struct search *s, uint32_t v, uint32_t d, uint32_t via, uint32_t from, uint32_t ms,
+			       uint32_t mm)
 {
 	if (s->lab[v].stamp == s->gen && s->lab[v].dist <= d)
 		return false;
