@@ -55,7 +55,8 @@ include tests/unit/module.mk
 include tests/fuzz/module.mk
 -include bench/module.mk
 
-MIGRATIONS := $(sort $(wildcard sql/[0-9]*.sql))
+MIGRATIONS     := $(sort $(wildcard sql/[0-9]*.sql))
+FUNCTION_FILES := $(sort $(wildcard sql/functions/[0-9]*.sql))
 
 LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
@@ -84,14 +85,22 @@ $(LIBRH): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-# Migrations are compiled into the daemon, so a deployed binary needs no sql/ folder.
-$(O)/build-aux/embed: build-aux/embed.c
+# Migrations and function files are compiled into the daemon, so a deployed
+# binary needs no sql/ folder (see include/store/migrations.h).
+$(O)/build-aux/embed: build-aux/embed.c include/trip/trip_row.def
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -O1 -o $@ $<
+	$(CC) -std=c11 -O1 -Iinclude -o $@ $<
 
-$(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
+$(O)/gen/migrations.c: $(MIGRATIONS) $(FUNCTION_FILES) $(O)/build-aux/embed
 	@mkdir -p $(@D)
-	$(O)/build-aux/embed $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+	$(O)/build-aux/embed $(MIGRATIONS) --functions $(FUNCTION_FILES) > $@.tmp && mv $@.tmp $@
+
+# The function files as the daemon carries them (placeholders expanded), for
+# make install.
+FUNCTION_GEN := $(FUNCTION_FILES:sql/functions/%=$(O)/gen/functions/%)
+$(O)/gen/functions/%.sql: sql/functions/%.sql $(O)/build-aux/embed
+	@mkdir -p $(@D)
+	$(O)/build-aux/embed --expand $< > $@.tmp && mv $@.tmp $@
 
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
@@ -211,9 +220,10 @@ $(O)/install/main.o: src/daemon/main.c $(O)/install/default-config
 $(O)/install/ridehaild: $(O)/install/main.o $(LIBRH)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-install: $(O)/install/ridehaild $(BINDIR)/ridehail-sim
+install: $(O)/install/ridehaild $(BINDIR)/ridehail-sim $(FUNCTION_GEN)
 	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' UNITDIR='$(UNITDIR)' \
-	  SYSUSERSDIR='$(SYSUSERSDIR)' DAEMON='$(O)/install/ridehaild' SIM='$(BINDIR)/ridehail-sim' scripts/install.sh
+	  SYSUSERSDIR='$(SYSUSERSDIR)' DAEMON='$(O)/install/ridehaild' SIM='$(BINDIR)/ridehail-sim' \
+	  FUNCTIONS='$(O)/gen/functions' scripts/install.sh
 
 .PHONY: FORCE
 FORCE:

@@ -3,7 +3,8 @@
 # usual places under DESTDIR (for packaging; empty installs for real).
 #   $PREFIX/sbin/ridehaild          reads $SYSCONFDIR/ridehail/ridehaild.conf by default
 #   $PREFIX/bin/ridehail-sim
-#   $PREFIX/share/ridehail/         sql/ (the migrations, also compiled into the binary),
+#   $PREFIX/share/ridehail/         sql/ (the migrations, and in sql/functions/ every function
+#                                   as the binary applies it; both compiled into the binary),
 #                                   schemas/ (event JSON Schemas), openapi.yaml, asyncapi.yaml,
 #                                   nginx/ridehail.conf (the TLS front, docs/operations.md)
 #   $PREFIX/share/doc/ridehail/     README.md and docs/*.md
@@ -16,7 +17,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-: "${DESTDIR:=}" "${PREFIX:?}" "${SYSCONFDIR:?}" "${UNITDIR:?}" "${SYSUSERSDIR:?}" "${DAEMON:?}" "${SIM:?}"
+: "${DESTDIR:=}" "${PREFIX:?}" "${SYSCONFDIR:?}" "${UNITDIR:?}" "${SYSUSERSDIR:?}" "${DAEMON:?}" "${SIM:?}" "${FUNCTIONS:?}"
 sbindir=$PREFIX/sbin
 bindir=$PREFIX/bin
 datadir=$PREFIX/share/ridehail
@@ -24,11 +25,12 @@ docdir=$PREFIX/share/doc/ridehail
 confdir=$SYSCONFDIR/ridehail
 d=$DESTDIR
 
-install -d "$d$sbindir" "$d$bindir" "$d$datadir/sql" "$d$datadir/schemas" "$d$datadir/nginx" "$d$docdir" \
+install -d "$d$sbindir" "$d$bindir" "$d$datadir/sql/functions" "$d$datadir/schemas" "$d$datadir/nginx" "$d$docdir" \
 	"$d$confdir" "$d$UNITDIR" "$d$SYSUSERSDIR"
 install -m 0755 "$DAEMON" "$d$sbindir/ridehaild"
 install -m 0755 "$SIM" "$d$bindir/ridehail-sim"
 install -m 0644 sql/[0-9]*.sql "$d$datadir/sql/"
+install -m 0644 "$FUNCTIONS"/[0-9]*.sql "$d$datadir/sql/functions/"
 install -m 0644 schemas/*.json "$d$datadir/schemas/"
 install -m 0644 docs/openapi.yaml docs/asyncapi.yaml "$d$datadir/"
 install -m 0644 conf/nginx/ridehail.conf "$d$datadir/nginx/ridehail.conf"

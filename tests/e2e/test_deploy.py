@@ -59,8 +59,14 @@ def test_make_install_puts_everything_in_place(installed):
         assert (d / rel).is_file(), rel
     assert os.access(d / "usr/sbin/ridehaild", os.X_OK)
     assert (d / "etc/ridehail/ridehaild.env").stat().st_mode & 0o077 == 0, "the secrets file is readable by others"
-    assert sorted(p.name for p in (d / "usr/share/ridehail/sql").iterdir()) == \
+    assert sorted(p.name for p in (d / "usr/share/ridehail/sql").iterdir() if p.is_file()) == \
         sorted(p.name for p in (ROOT / "sql").glob("[0-9]*.sql"))
+    # the function files as the binary applies them: the trip row written out
+    installed_fn = d / "usr/share/ridehail/sql/functions"
+    assert sorted(p.name for p in installed_fn.iterdir()) == \
+        sorted(p.name for p in (ROOT / "sql" / "functions").glob("[0-9]*.sql"))
+    view = (installed_fn / "30_trip_view.sql").read_text()
+    assert "@TRIP_ROW@" not in view and "d.rating_count -- 37 rating_count" in view
     # the installed binary reads the installed configuration by default
     h = subprocess.run([d / "usr/sbin/ridehaild", "--help"], capture_output=True, text=True)
     assert "(default /etc/ridehail/ridehaild.conf)" in h.stdout, h.stdout
