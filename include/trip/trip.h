@@ -153,6 +153,7 @@ struct trip_event {
 	const struct trip *trip;
 	bool created;
 	bool recovered;      /* read back at start (trips_load_active) */
+	enum trip_role by;   /* who asked for it (a request: the rider; read back: the system) */
 	int64_t driver_version;
 };
 struct trip_listener {
@@ -200,6 +201,10 @@ void trip_fini(struct trip *t);
  * for a malformed row. */
 struct cJSON;
 struct cJSON *trip_view_json(const struct trip *t);
+/* The view built in place of t's row, which t then no longer has. */
+struct cJSON *trip_view_take(struct trip *t);
+/* The view's "driver" member alone (NULL: no driver). */
+struct cJSON *trip_view_driver_json(const struct trip *t);
 /* The same as text (free with cJSON_free), from the row's JSON text. */
 char *trip_view_text(const char *json);
 

@@ -108,8 +108,11 @@ static void match_accept_done(void *arg, const struct trip_result *res)
 	if (res->err == RH_OK) {
 		presence_note_offer(m->deps.presence, &c->driver, true);
 		match_count_offer(m, "accepted");
+		struct ride *r = umap_get(&m->rides, &c->change.trip);
 		if (s)
 			match_cmd_ack(s, c, "MATCHED");
+		if (s && r) /* the trip is theirs: after the answer to their accept */
+			match_send_assigned(m, r, s);
 	} else {
 		/* Lost: the trip was cancelled, or matched by someone else. */
 		struct gw_reject rej;

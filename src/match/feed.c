@@ -35,7 +35,24 @@ static struct match_feed_msg *match_feed_slot(struct match_feed *f, int cap)
 	return slot;
 }
 
+/* Sends a kept message in the version the rider's app speaks. */
+static bool match_feed_deliver(struct session *s, const struct match_feed_msg *msg, const char *trip)
+{
+	if (msg->lon_at < 0 || s->protocol < 2)
+		return gateway_send_text(s, msg->type, msg->payload, trip);
+	char *v2 = rh_strdup(msg->payload);
+	memcpy(v2 + msg->lon_at, "lng", 3);
+	bool ok = gateway_send_text_v(s, msg->type, 2, v2, trip);
+	rh_free(v2);
+	return ok;
+}
+
 void match_feed_send_sb(struct ride *r, const char *type, struct strbuf *sb)
+{
+	match_feed_send_lon_sb(r, type, sb, -1);
+}
+
+void match_feed_send_lon_sb(struct ride *r, const char *type, struct strbuf *sb, int lon_at)
 {
 	struct matcher *m = r->m;
 	struct match_feed *f = &r->feed;
@@ -46,12 +63,15 @@ void match_feed_send_sb(struct ride *r, const char *type, struct strbuf *sb)
 	sb_putc(sb, '}');
 	struct match_feed_msg *slot = match_feed_slot(f, (int)m->cfg->replay_messages);
 	slot->seq = f->seq;
-	snprintf(slot->type, sizeof slot->type, "%s", type);
+	size_t tl = strnlen(type, sizeof slot->type - 1);
+	memcpy(slot->type, type, tl);
+	slot->type[tl] = '\0';
 	slot->payload = sb_take(sb, NULL); /* formatted once: sent and kept */
+	slot->lon_at = lon_at;
 	metric_inc(m->m_rider_msgs);
 	struct session *s = match_session(m, &r->rider);
 	if (s)
-		gateway_send_text(s, type, slot->payload, r->trip_s);
+		match_feed_deliver(s, slot, r->trip_s);
 }
 
 void match_feed_send(struct ride *r, const char *type, cJSON *payload)
@@ -101,7 +121,7 @@ static void match_feed_replay(const struct ride *r, struct session *s, int64_t l
 	/* (a send that fails has dropped a slow reader: stop there) */
 	for (int i = 0; i < f->len; i++) {
 		const struct match_feed_msg *msg = &f->ring[full ? (f->next + i) % f->len : i];
-		if (msg->seq > last_seq && !gateway_send_text(s, msg->type, msg->payload, r->trip_s))
+		if (msg->seq > last_seq && !match_feed_deliver(s, msg, r->trip_s))
 			return;
 	}
 }

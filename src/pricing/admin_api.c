@@ -4,7 +4,7 @@
  * can only be checked, in PostgreSQL (a polygon's validity, overlaps,
  * zones named by rules); the change, its log line with who made it and the
  * notification that makes every daemon read the book again commit together
- * (sql/013_pricing_book.sql). A reply waits until this daemon's book holds
+ * (sql/functions/20_pricing_book.sql). A reply waits until this daemon's book holds
  * the change, so a request after it is priced by it.
  *
  * GET/PUT/DELETE /v1/admin/zones[/{name}], GET /v1/admin/tariffs[/{type}],

@@ -479,7 +479,7 @@ void book_price(const struct book_tariff *t, int band, const char *pz, const cha
 		return;
 	}
 	out->surge = surge;
-	/* the same arithmetic as trip_metered_fare() in sql/013_pricing_book.sql */
+	/* the same arithmetic as trip_metered_fare() in sql/functions/30_trip_fare.sql */
 	int64_t surge_milli = llround(surge * 1000.0);
 	int64_t surged = ((out->base + out->distance + out->time) * surge_milli + 500) / 1000;
 	out->total = (surged > out->minimum ? surged : out->minimum) + out->booking_fee + out->zone_fee;
