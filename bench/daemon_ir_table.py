@@ -27,7 +27,8 @@ import sys
 # a clock-driven sweep, whatever its module calls it
 PERIODIC = re.compile(r"(^|_)(sweep|sweep_cb|stats_cb)$")
 LINE = re.compile(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*?):(\S+?)(?: \[(.*)\])?$")
-PHASES = (("book", "book"), ("pings", "ping"), ("estimate", "estimate"), ("nearby", "nearby"))
+PHASES = (("book", "daemon_ir_book"), ("pings", "daemon_ir_ping"), ("estimate", "daemon_ir_estimate"),
+          ("nearby", "daemon_ir_nearby"))
 
 
 def annotate(path, inclusive):
@@ -70,7 +71,7 @@ def figures(run):
     for phase, name in PHASES:
         p = os.path.join(run, phase + ".cg")
         n = s[phase]["items"]
-        fig["daemon_ir_" + name] = (total(p) - periodic(p)) / n
+        fig[name] = (total(p) - periodic(p)) / n
     fig["daemon_ir_idle_per_s"] = total(os.path.join(run, "idle.cg")) / s["idle"]["seconds"]
     return fig
 
