@@ -12,7 +12,7 @@
 
 /* ------------------------------------------------------------ small parsers */
 
-static const char *skip_ws(const char *s)
+static const char *cfg_skip_ws(const char *s)
 {
 	while (*s == ' ' || *s == '\t')
 		s++;
@@ -38,7 +38,7 @@ bool cfg_parse_bool(const char *s, bool *out)
 
 /* A finite decimal number at the start of s (no hex, no inf/nan); *rest
  * points after it. */
-static bool parse_number(const char *s, const char **rest, double *out)
+static bool cfg_parse_number(const char *s, const char **rest, double *out)
 {
 	const char *p = s;
 	char *end;
@@ -64,9 +64,9 @@ bool cfg_parse_duration_ms(const char *s, int64_t *out)
 	};
 	const char *rest;
 	double v;
-	if (!parse_number(s, &rest, &v) || v < 0)
+	if (!cfg_parse_number(s, &rest, &v) || v < 0)
 		return false;
-	rest = skip_ws(rest);
+	rest = cfg_skip_ws(rest);
 	for (size_t i = 0; i < RH_ARRAY_LEN(units); i++) {
 		if (strcmp(rest, units[i].unit) == 0) {
 			double ms = v * units[i].ms;
@@ -87,9 +87,9 @@ bool cfg_parse_size(const char *s, int64_t *out)
 	};
 	const char *rest;
 	double v;
-	if (!parse_number(s, &rest, &v) || v < 0)
+	if (!cfg_parse_number(s, &rest, &v) || v < 0)
 		return false;
-	rest = skip_ws(rest);
+	rest = cfg_skip_ws(rest);
 	for (size_t i = 0; i < RH_ARRAY_LEN(units); i++) {
 		if (strcmp(rest, units[i].unit) == 0) {
 			double b = v * units[i].mult;
@@ -164,10 +164,10 @@ struct cfg_target {
 	char label[96];  /* "http" or "tariff.standard" */
 };
 
-static void *field(void *base, const struct cfg_key *k) { return (char *)base + k->offset; }
-static const void *cfield(const void *base, const struct cfg_key *k) { return (const char *)base + k->offset; }
+static void *cfg_field(void *base, const struct cfg_key *k) { return (char *)base + k->offset; }
+static const void *cfg_field_const(const void *base, const struct cfg_key *k) { return (const char *)base + k->offset; }
 
-static const char *type_name(const struct cfg_key *k)
+static const char *cfg_type_name(const struct cfg_key *k)
 {
 	switch (k->type) {
 	case CFG_STR: return "string";
@@ -183,7 +183,7 @@ static const char *type_name(const struct cfg_key *k)
 	return "?";
 }
 
-static void fmt_num(char *out, size_t n, double v)
+static void cfg_format_number(char *out, size_t n, double v)
 {
 	if (v == floor(v) && fabs(v) < 1e15)
 		snprintf(out, n, "%.0f", v);
@@ -191,7 +191,7 @@ static void fmt_num(char *out, size_t n, double v)
 		snprintf(out, n, "%.10g", v);
 }
 
-static void fmt_duration(char *out, size_t n, int64_t ms)
+static void cfg_format_duration(char *out, size_t n, int64_t ms)
 {
 	if (ms != 0 && ms % 3600000 == 0)
 		snprintf(out, n, "%lldh", (long long)(ms / 3600000));
@@ -203,7 +203,7 @@ static void fmt_duration(char *out, size_t n, int64_t ms)
 		snprintf(out, n, "%lldms", (long long)ms);
 }
 
-static void fmt_size(char *out, size_t n, int64_t b)
+static void cfg_format_size(char *out, size_t n, int64_t b)
 {
 	if (b != 0 && b % 1073741824 == 0)
 		snprintf(out, n, "%lldGiB", (long long)(b / 1073741824));
@@ -215,31 +215,31 @@ static void fmt_size(char *out, size_t n, int64_t b)
 		snprintf(out, n, "%lld", (long long)b);
 }
 
-static void fmt_range(char *out, size_t n, const struct cfg_key *k)
+static void cfg_format_range(char *out, size_t n, const struct cfg_key *k)
 {
 	char a[48], b[48];
 	switch (k->type) {
 	case CFG_DURATION:
-		fmt_duration(a, sizeof a, (int64_t)k->min);
-		fmt_duration(b, sizeof b, (int64_t)k->max);
+		cfg_format_duration(a, sizeof a, (int64_t)k->min);
+		cfg_format_duration(b, sizeof b, (int64_t)k->max);
 		break;
 	case CFG_SIZE:
-		fmt_size(a, sizeof a, (int64_t)k->min);
-		fmt_size(b, sizeof b, (int64_t)k->max);
+		cfg_format_size(a, sizeof a, (int64_t)k->min);
+		cfg_format_size(b, sizeof b, (int64_t)k->max);
 		break;
 	default:
-		fmt_num(a, sizeof a, k->min);
-		fmt_num(b, sizeof b, k->max);
+		cfg_format_number(a, sizeof a, k->min);
+		cfg_format_number(b, sizeof b, k->max);
 	}
 	snprintf(out, n, "%s..%s", a, b);
 }
 
 /* Parses `value` into the field; on failure writes why into err. */
-static bool cfg_set(void *base, const struct cfg_key *k, const char *value, char *err, size_t errlen)
+static bool cfg_value_set(void *base, const struct cfg_key *k, const char *value, char *err, size_t errlen)
 {
-	void *f = field(base, k);
+	void *f = cfg_field(base, k);
 	char range[128];
-	fmt_range(range, sizeof range, k);
+	cfg_format_range(range, sizeof range, k);
 	switch (k->type) {
 	case CFG_STR:
 		if (k->max > 0 && strlen(value) > (size_t)k->max) {
@@ -263,7 +263,7 @@ static bool cfg_set(void *base, const struct cfg_key *k, const char *value, char
 	case CFG_INT: {
 		const char *rest;
 		double v;
-		if (!parse_number(value, &rest, &v) || *rest || v != floor(v)) {
+		if (!cfg_parse_number(value, &rest, &v) || *rest || v != floor(v)) {
 			snprintf(err, errlen, "\"%s\" is not an integer", value);
 			return false;
 		}
@@ -277,7 +277,7 @@ static bool cfg_set(void *base, const struct cfg_key *k, const char *value, char
 	case CFG_DBL: {
 		const char *rest;
 		double v;
-		if (!parse_number(value, &rest, &v) || *rest) {
+		if (!cfg_parse_number(value, &rest, &v) || *rest) {
 			snprintf(err, errlen, "\"%s\" is not a number", value);
 			return false;
 		}
@@ -336,7 +336,7 @@ static bool cfg_set(void *base, const struct cfg_key *k, const char *value, char
 	case CFG_LIST: {
 		struct cfg_list list = { 0 };
 		const char *p = value;
-		if (!*skip_ws(p)) {
+		if (!*cfg_skip_ws(p)) {
 			*(struct cfg_list *)f = list;
 			return true;
 		}
@@ -356,7 +356,7 @@ static bool cfg_set(void *base, const struct cfg_key *k, const char *value, char
 				*--e = '\0';
 			const char *rest;
 			double v;
-			if (!parse_number(s, &rest, &v) || *rest) {
+			if (!cfg_parse_number(s, &rest, &v) || *rest) {
 				snprintf(err, errlen, "list element \"%s\" is not a number", s);
 				return false;
 			}
@@ -388,9 +388,9 @@ static bool cfg_set(void *base, const struct cfg_key *k, const char *value, char
 	return false;
 }
 
-static void cfg_format(const void *base, const struct cfg_key *k, char *out, size_t n)
+static void cfg_value_format(const void *base, const struct cfg_key *k, char *out, size_t n)
 {
-	const void *f = cfield(base, k);
+	const void *f = cfg_field_const(base, k);
 	switch (k->type) {
 	case CFG_STR:
 	case CFG_ADDR:
@@ -400,16 +400,16 @@ static void cfg_format(const void *base, const struct cfg_key *k, char *out, siz
 		snprintf(out, n, "%lld", (long long)*(const int64_t *)f);
 		break;
 	case CFG_DBL:
-		fmt_num(out, n, *(const double *)f);
+		cfg_format_number(out, n, *(const double *)f);
 		break;
 	case CFG_BOOL:
 		snprintf(out, n, "%s", *(const bool *)f ? "true" : "false");
 		break;
 	case CFG_DURATION:
-		fmt_duration(out, n, *(const int64_t *)f);
+		cfg_format_duration(out, n, *(const int64_t *)f);
 		break;
 	case CFG_SIZE:
-		fmt_size(out, n, *(const int64_t *)f);
+		cfg_format_size(out, n, *(const int64_t *)f);
 		break;
 	case CFG_ENUM:
 		snprintf(out, n, "%s", k->enum_values[*(const int *)f]);
@@ -420,7 +420,7 @@ static void cfg_format(const void *base, const struct cfg_key *k, char *out, siz
 		out[0] = '\0';
 		for (int i = 0; i < l->n && len < n; i++) {
 			char num[48];
-			fmt_num(num, sizeof num, l->v[i]);
+			cfg_format_number(num, sizeof num, l->v[i]);
 			len += (size_t)snprintf(out + len, n - len, "%s%s", i ? ", " : "", num);
 		}
 		break;
@@ -430,21 +430,21 @@ static void cfg_format(const void *base, const struct cfg_key *k, char *out, siz
 
 /* ------------------------------------------------------------ sections */
 
-static int *instance_count(struct rh_config *cfg, const struct cfg_section *sec)
+static int *cfg_instance_count(struct rh_config *cfg, const struct cfg_section *sec)
 {
 	return (int *)((char *)cfg + sec->count_offset);
 }
 
-static void *instance_at(void *cfgbase, const struct cfg_section *sec, int i)
+static void *cfg_instance_at(void *cfgbase, const struct cfg_section *sec, int i)
 {
 	return (char *)cfgbase + sec->offset + (size_t)i * sec->instance_size;
 }
 
-static void apply_defaults(void *base, const struct cfg_section *sec)
+static void cfg_section_defaults(void *base, const struct cfg_section *sec)
 {
 	char err[256];
 	for (const struct cfg_key *k = sec->keys; k->name; k++) {
-		if (!cfg_set(base, k, k->def, err, sizeof err)) {
+		if (!cfg_value_set(base, k, k->def, err, sizeof err)) {
 			/* A bad built-in default is our bug; the unit tests catch it. */
 			fprintf(stderr, "config: default of %s.%s invalid: %s\n", sec->name, k->name, err);
 			abort();
@@ -452,7 +452,7 @@ static void apply_defaults(void *base, const struct cfg_section *sec)
 	}
 }
 
-static bool valid_instance_name(const char *s)
+static bool cfg_instance_name_is_valid(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n >= CFG_NAME_MAX)
@@ -466,19 +466,19 @@ static bool valid_instance_name(const char *s)
 }
 
 /* Finds (or with create, adds) the instance `name` of a repeated section. */
-static void *instance_find(struct rh_config *cfg, const struct cfg_section *sec, const char *name, bool create)
+static void *cfg_instance_find(struct rh_config *cfg, const struct cfg_section *sec, const char *name, bool create)
 {
-	int *count = instance_count(cfg, sec);
+	int *count = cfg_instance_count(cfg, sec);
 	for (int i = 0; i < *count; i++) {
-		char *inst = instance_at(cfg, sec, i);
+		char *inst = cfg_instance_at(cfg, sec, i);
 		if (strcmp(inst, name) == 0)
 			return inst;
 	}
 	if (!create || *count >= sec->max_instances)
 		return NULL;
-	char *inst = instance_at(cfg, sec, (*count)++);
+	char *inst = cfg_instance_at(cfg, sec, (*count)++);
 	snprintf(inst, CFG_NAME_MAX, "%s", name);
-	apply_defaults(inst, sec);
+	cfg_section_defaults(inst, sec);
 	return inst;
 }
 
@@ -488,7 +488,7 @@ static void cfg_set_defaults(struct rh_config *cfg)
 	for (int s = 0; cfg_sections[s]; s++) {
 		const struct cfg_section *sec = cfg_sections[s];
 		if (sec->max_instances == 0)
-			apply_defaults((char *)cfg + sec->offset, sec);
+			cfg_section_defaults((char *)cfg + sec->offset, sec);
 	}
 }
 
@@ -499,14 +499,14 @@ static void cfg_default_instances(struct rh_config *cfg)
 {
 	for (int s = 0; cfg_sections[s]; s++) {
 		const struct cfg_section *sec = cfg_sections[s];
-		if (sec->max_instances == 0 || *instance_count(cfg, sec) > 0)
+		if (sec->max_instances == 0 || *cfg_instance_count(cfg, sec) > 0)
 			continue;
 		for (int i = 0; sec->default_instances && sec->default_instances[i]; i++)
-			(void)instance_find(cfg, sec, sec->default_instances[i], true);
+			(void)cfg_instance_find(cfg, sec, sec->default_instances[i], true);
 	}
 }
 
-static const struct cfg_key *key_find(const struct cfg_section *sec, const char *name)
+static const struct cfg_key *cfg_key_find(const struct cfg_section *sec, const char *name)
 {
 	for (const struct cfg_key *k = sec->keys; k->name; k++)
 		if (strcmp(k->name, name) == 0)
@@ -515,7 +515,7 @@ static const struct cfg_key *key_find(const struct cfg_section *sec, const char 
 }
 
 /* "[http]" or "[tariff.standard]" -> target; false with a message if unknown. */
-static bool section_resolve(struct rh_config *cfg, const char *name, struct cfg_target *t, char *err, size_t errlen)
+static bool cfg_section_resolve(struct rh_config *cfg, const char *name, struct cfg_target *t, char *err, size_t errlen)
 {
 	const char *dot = strchr(name, '.');
 	size_t base_len = dot ? (size_t)(dot - name) : strlen(name);
@@ -533,12 +533,12 @@ static bool section_resolve(struct rh_config *cfg, const char *name, struct cfg_
 			t->base = (char *)cfg + sec->offset;
 			return true;
 		}
-		if (!dot || !valid_instance_name(dot + 1)) {
+		if (!dot || !cfg_instance_name_is_valid(dot + 1)) {
 			snprintf(err, errlen, "section [%s] needs an instance name: [%s.<name>] with a-z, 0-9, _ or -, at most %d characters",
 				 sec->name, sec->name, CFG_NAME_MAX - 1);
 			return false;
 		}
-		t->base = instance_find(cfg, sec, dot + 1, true);
+		t->base = cfg_instance_find(cfg, sec, dot + 1, true);
 		if (!t->base) {
 			snprintf(err, errlen, "too many [%s.*] sections (at most %d)", sec->name, sec->max_instances);
 			return false;
@@ -552,12 +552,12 @@ static bool section_resolve(struct rh_config *cfg, const char *name, struct cfg_
 /* ------------------------------------------------------------ the file */
 
 /* Tracks keys already set by the file so that a repeated key is an error. */
-struct seen {
+struct cfg_seen {
 	int n, cap;
 	char **keys;
 };
 
-static bool seen_add(struct seen *sn, const char *label, const char *key)
+static bool cfg_seen_add(struct cfg_seen *sn, const char *label, const char *key)
 {
 	char buf[160];
 	snprintf(buf, sizeof buf, "%s.%s", label, key);
@@ -572,7 +572,7 @@ static bool seen_add(struct seen *sn, const char *label, const char *key)
 	return true;
 }
 
-static void seen_free(struct seen *sn)
+static void cfg_seen_free(struct cfg_seen *sn)
 {
 	for (int i = 0; i < sn->n; i++)
 		rh_free(sn->keys[i]);
@@ -581,9 +581,9 @@ static void seen_free(struct seen *sn)
 
 /* Strips an inline comment and surrounding blanks; unquotes "...". Returns
  * false for an unterminated quote. Works in place. */
-static bool clean_value(char *v, char *err, size_t errlen)
+static bool cfg_value_clean(char *v, char *err, size_t errlen)
 {
-	v = (char *)skip_ws(v);
+	v = (char *)cfg_skip_ws(v);
 	if (*v == '"') {
 		char *w = v, *r = v + 1;
 		for (; *r && *r != '"'; r++) {
@@ -595,7 +595,7 @@ static bool clean_value(char *v, char *err, size_t errlen)
 			snprintf(err, errlen, "unterminated quoted value");
 			return false;
 		}
-		const char *after = skip_ws(r + 1);
+		const char *after = cfg_skip_ws(r + 1);
 		if (*after && *after != '#') {
 			snprintf(err, errlen, "unexpected text after quoted value");
 			return false;
@@ -617,10 +617,10 @@ static bool clean_value(char *v, char *err, size_t errlen)
 	return true;
 }
 
-static void parse_text(struct rh_config *cfg, const char *name, const char *text, struct cfg_errors *errs)
+static void cfg_text_parse(struct rh_config *cfg, const char *name, const char *text, struct cfg_errors *errs)
 {
 	struct cfg_target cur = { 0 };
-	struct seen seen = { 0 };
+	struct cfg_seen seen = { 0 };
 	bool in_bad_section = false;
 	int lineno = 0;
 	const char *p = text;
@@ -640,23 +640,23 @@ static void parse_text(struct rh_config *cfg, const char *name, const char *text
 		if (n && line[n - 1] == '\r')
 			line[n - 1] = '\0';
 
-		char *s = (char *)skip_ws(line);
+		char *s = (char *)cfg_skip_ws(line);
 		if (!*s || *s == '#' || *s == ';')
 			continue;
 		if (*s == '[') {
 			char *close = strchr(s, ']');
-			const char *after = close ? skip_ws(close + 1) : NULL;
+			const char *after = close ? cfg_skip_ws(close + 1) : NULL;
 			if (!close || (*after && *after != '#')) {
 				cfg_error(errs, "%s:%d: malformed section header", name, lineno);
 				in_bad_section = true;
 				continue;
 			}
 			*close = '\0';
-			char *sname = (char *)skip_ws(s + 1);
+			char *sname = (char *)cfg_skip_ws(s + 1);
 			size_t sl = strlen(sname);
 			while (sl && (sname[sl - 1] == ' ' || sname[sl - 1] == '\t'))
 				sname[--sl] = '\0';
-			in_bad_section = !section_resolve(cfg, sname, &cur, err, sizeof err);
+			in_bad_section = !cfg_section_resolve(cfg, sname, &cur, err, sizeof err);
 			if (in_bad_section)
 				cfg_error(errs, "%s:%d: %s", name, lineno, err);
 			continue;
@@ -677,26 +677,26 @@ static void parse_text(struct rh_config *cfg, const char *name, const char *text
 			cfg_error(errs, "%s:%d: key \"%s\" outside any [section]", name, lineno, key);
 			continue;
 		}
-		const struct cfg_key *k = key_find(cur.sec, key);
+		const struct cfg_key *k = cfg_key_find(cur.sec, key);
 		if (!k) {
 			cfg_error(errs, "%s:%d: unknown key \"%s\" in [%s]", name, lineno, key, cur.label);
 			continue;
 		}
-		if (!seen_add(&seen, cur.label, key)) {
+		if (!cfg_seen_add(&seen, cur.label, key)) {
 			cfg_error(errs, "%s:%d: %s.%s is set twice", name, lineno, cur.label, key);
 			continue;
 		}
 		char *value = eq + 1;
-		if (!clean_value(value, err, sizeof err) ||
-		    !cfg_set(cur.base, k, (char *)skip_ws(value), err, sizeof err))
+		if (!cfg_value_clean(value, err, sizeof err) ||
+		    !cfg_value_set(cur.base, k, (char *)cfg_skip_ws(value), err, sizeof err))
 			cfg_error(errs, "%s:%d: %s.%s: %s", name, lineno, cur.label, key, err);
 	}
-	seen_free(&seen);
+	cfg_seen_free(&seen);
 }
 
 /* ------------------------------------------------------------ environment */
 
-static void env_name(char *out, size_t n, const char *label, const char *key)
+static void cfg_env_name(char *out, size_t n, const char *label, const char *key)
 {
 	size_t len = (size_t)snprintf(out, n, "RIDEHAIL_%s_%s", label, key);
 	for (size_t i = 0; i < len && i < n; i++)
@@ -705,23 +705,23 @@ static void env_name(char *out, size_t n, const char *label, const char *key)
 
 /* RIDEHAIL_<SECTION>_<KEY>=value; for repeated sections the middle part is
  * the instance name (RIDEHAIL_TARIFF_XL_BASE), which may create it. */
-static bool env_apply_one(struct rh_config *cfg, const char *var, const char *value, struct cfg_errors *errs)
+static bool cfg_env_apply_one(struct rh_config *cfg, const char *var, const char *value, struct cfg_errors *errs)
 {
 	char want[200], err[200];
 	for (int s = 0; cfg_sections[s]; s++) {
 		const struct cfg_section *sec = cfg_sections[s];
 		for (const struct cfg_key *k = sec->keys; k->name; k++) {
 			if (sec->max_instances == 0) {
-				env_name(want, sizeof want, sec->name, k->name);
+				cfg_env_name(want, sizeof want, sec->name, k->name);
 				if (strcmp(want, var) != 0)
 					continue;
-				if (!cfg_set((char *)cfg + sec->offset, k, value, err, sizeof err))
+				if (!cfg_value_set((char *)cfg + sec->offset, k, value, err, sizeof err))
 					cfg_error(errs, "environment %s: %s", var, err);
 				return true;
 			}
 			char prefix[64], suffix[64];
-			env_name(prefix, sizeof prefix, sec->name, "");
-			env_name(suffix, sizeof suffix, "", k->name); /* "RIDEHAIL__KEY" */
+			cfg_env_name(prefix, sizeof prefix, sec->name, "");
+			cfg_env_name(suffix, sizeof suffix, "", k->name); /* "RIDEHAIL__KEY" */
 			const char *sfx = suffix + strlen("RIDEHAIL_");
 			size_t vl = strlen(var), pl = strlen(prefix), sl = strlen(sfx);
 			if (vl <= pl + sl || strncmp(var, prefix, pl) != 0 || strcmp(var + vl - sl, sfx) != 0)
@@ -733,12 +733,12 @@ static bool env_apply_one(struct rh_config *cfg, const char *var, const char *va
 			for (size_t i = 0; i < il; i++)
 				inst[i] = (char)tolower((unsigned char)var[pl + i]);
 			inst[il] = '\0';
-			if (!valid_instance_name(inst))
+			if (!cfg_instance_name_is_valid(inst))
 				continue;
-			void *base = instance_find(cfg, sec, inst, true);
+			void *base = cfg_instance_find(cfg, sec, inst, true);
 			if (!base)
 				cfg_error(errs, "environment %s: too many [%s.*] sections", var, sec->name);
-			else if (!cfg_set(base, k, value, err, sizeof err))
+			else if (!cfg_value_set(base, k, value, err, sizeof err))
 				cfg_error(errs, "environment %s: %s", var, err);
 			return true;
 		}
@@ -746,7 +746,7 @@ static bool env_apply_one(struct rh_config *cfg, const char *var, const char *va
 	return false;
 }
 
-static void env_apply(struct rh_config *cfg, char *const *envp, struct cfg_errors *errs)
+static void cfg_env_apply(struct rh_config *cfg, char *const *envp, struct cfg_errors *errs)
 {
 	for (; envp && *envp; envp++) {
 		const char *e = *envp;
@@ -763,14 +763,14 @@ static void env_apply(struct rh_config *cfg, char *const *envp, struct cfg_error
 		}
 		memcpy(var, e, vl);
 		var[vl] = '\0';
-		if (!env_apply_one(cfg, var, eq + 1, errs))
+		if (!cfg_env_apply_one(cfg, var, eq + 1, errs))
 			cfg_error(errs, "environment %s: no such configuration key", var);
 	}
 }
 
 /* ------------------------------------------------------------ whole config */
 
-static void validate_sections(struct rh_config *cfg, struct cfg_errors *errs)
+static void cfg_sections_validate(struct rh_config *cfg, struct cfg_errors *errs)
 {
 	char err[200];
 	for (int s = 0; cfg_sections[s]; s++) {
@@ -782,8 +782,8 @@ static void validate_sections(struct rh_config *cfg, struct cfg_errors *errs)
 				cfg_error(errs, "[%s]: %s", sec->name, err);
 			continue;
 		}
-		for (int i = 0; i < *instance_count(cfg, sec); i++) {
-			const char *inst = instance_at(cfg, sec, i);
+		for (int i = 0; i < *cfg_instance_count(cfg, sec); i++) {
+			const char *inst = cfg_instance_at(cfg, sec, i);
 			if (!sec->validate(inst, err, sizeof err))
 				cfg_error(errs, "[%s.%s]: %s", sec->name, inst, err);
 		}
@@ -796,11 +796,11 @@ rh_err config_load_buffer(struct rh_config *cfg, const char *name, const char *t
 	errs->n = 0;
 	cfg_set_defaults(cfg);
 	if (text)
-		parse_text(cfg, name, text, errs);
-	env_apply(cfg, envp, errs);
+		cfg_text_parse(cfg, name, text, errs);
+	cfg_env_apply(cfg, envp, errs);
 	cfg_default_instances(cfg);
 	if (errs->n == 0)
-		validate_sections(cfg, errs);
+		cfg_sections_validate(cfg, errs);
 	return errs->n ? RH_EINVAL : RH_OK;
 }
 
@@ -845,11 +845,11 @@ rh_err config_load(struct rh_config *cfg, const char *path, char *const *envp, s
 	return e;
 }
 
-static void free_strings(void *base, const struct cfg_section *sec)
+static void cfg_section_free_strings(void *base, const struct cfg_section *sec)
 {
 	for (const struct cfg_key *k = sec->keys; k->name; k++) {
 		if (k->type == CFG_STR || k->type == CFG_ADDR) {
-			char **f = field(base, k);
+			char **f = cfg_field(base, k);
 			rh_free(*f);
 			*f = NULL;
 		}
@@ -861,23 +861,23 @@ void config_fini(struct rh_config *cfg)
 	for (int s = 0; cfg_sections[s]; s++) {
 		const struct cfg_section *sec = cfg_sections[s];
 		if (sec->max_instances == 0) {
-			free_strings((char *)cfg + sec->offset, sec);
+			cfg_section_free_strings((char *)cfg + sec->offset, sec);
 			continue;
 		}
-		for (int i = 0; i < *instance_count(cfg, sec); i++)
-			free_strings(instance_at(cfg, sec, i), sec);
-		*instance_count(cfg, sec) = 0;
+		for (int i = 0; i < *cfg_instance_count(cfg, sec); i++)
+			cfg_section_free_strings(cfg_instance_at(cfg, sec, i), sec);
+		*cfg_instance_count(cfg, sec) = 0;
 	}
 }
 
 /* ------------------------------------------------------------ output */
 
-static void print_section(const void *base, const struct cfg_section *sec, const char *label, FILE *out)
+static void cfg_section_print(const void *base, const struct cfg_section *sec, const char *label, FILE *out)
 {
 	char v[1024];
 	fprintf(out, "[%s]\n", label);
 	for (const struct cfg_key *k = sec->keys; k->name; k++) {
-		cfg_format(base, k, v, sizeof v);
+		cfg_value_format(base, k, v, sizeof v);
 		if ((k->flags & CFG_F_SECRET) && v[0])
 			snprintf(v, sizeof v, "<redacted>");
 		fprintf(out, "%s = %s\n", k->name, v);
@@ -890,7 +890,7 @@ void config_print(const struct rh_config *cfg, FILE *out)
 	for (int s = 0; cfg_sections[s]; s++) {
 		const struct cfg_section *sec = cfg_sections[s];
 		if (sec->max_instances == 0) {
-			print_section((const char *)cfg + sec->offset, sec, sec->name, out);
+			cfg_section_print((const char *)cfg + sec->offset, sec, sec->name, out);
 			continue;
 		}
 		int count = *(const int *)((const char *)cfg + sec->count_offset);
@@ -898,7 +898,7 @@ void config_print(const struct rh_config *cfg, FILE *out)
 			const char *inst = (const char *)cfg + sec->offset + (size_t)i * sec->instance_size;
 			char label[96];
 			snprintf(label, sizeof label, "%s.%s", sec->name, inst);
-			print_section(inst, sec, label, out);
+			cfg_section_print(inst, sec, label, out);
 		}
 	}
 }
@@ -920,7 +920,7 @@ bool config_get(const struct rh_config *cfg, const char *dotted, char *out, size
 		const struct cfg_section *sec = cfg_sections[s];
 		if (strlen(sec->name) != bl || strncmp(sec->name, label, bl) != 0)
 			continue;
-		const struct cfg_key *k = key_find(sec, last + 1);
+		const struct cfg_key *k = cfg_key_find(sec, last + 1);
 		if (!k)
 			return false;
 		const void *base = NULL;
@@ -936,7 +936,7 @@ bool config_get(const struct rh_config *cfg, const char *dotted, char *out, size
 		}
 		if (!base)
 			return false;
-		cfg_format(base, k, out, outlen);
+		cfg_value_format(base, k, out, outlen);
 		return true;
 	}
 	return false;
@@ -970,14 +970,14 @@ void config_print_doc(FILE *out)
 			range[0] = '\0';
 			if (k->type == CFG_INT || k->type == CFG_DBL || k->type == CFG_DURATION ||
 			    k->type == CFG_SIZE || k->type == CFG_LIST)
-				fmt_range(range, sizeof range, k);
+				cfg_format_range(range, sizeof range, k);
 			else if (k->type == CFG_ENUM) {
 				size_t len = 0;
 				for (int i = 0; k->enum_values[i]; i++)
 					len += (size_t)snprintf(range + len, sizeof range - len, "%s%s", i ? ", " : "", k->enum_values[i]);
 			} else if (k->type == CFG_STR && k->max > 0)
 				snprintf(range, sizeof range, "≤ %.0f chars", k->max);
-			env_name(env, sizeof env, label ? "" : sec->name, k->name);
+			cfg_env_name(env, sizeof env, label ? "" : sec->name, k->name);
 			if (label) {
 				char tmp[200];
 				snprintf(tmp, sizeof tmp, "RIDEHAIL_%s_<NAME>_%s", sec->name, k->name);
@@ -986,7 +986,7 @@ void config_print_doc(FILE *out)
 						*c = *c == '.' ? '_' : (char)toupper((unsigned char)*c);
 				snprintf(env, sizeof env, "%s", tmp);
 			}
-			fprintf(out, "| `%s` | %s | `%s` | %s | %s | `%s` | %s |\n", k->name, type_name(k),
+			fprintf(out, "| `%s` | %s | `%s` | %s | %s | `%s` | %s |\n", k->name, cfg_type_name(k),
 				k->def, range, k->unit ? k->unit : "", env, k->help);
 		}
 	}
