@@ -81,7 +81,7 @@ void metrics_free(struct metrics *m)
 	rh_free(m);
 }
 
-static struct metric_family *family_new(struct metrics *m, enum metric_type type, const char *name,
+static struct metric_family *metrics_family_new(struct metrics *m, enum metric_type type, const char *name,
 					const char *help, const char *const *label_names)
 {
 	struct metric_family *f = RH_NEW(struct metric_family);
@@ -99,19 +99,19 @@ static struct metric_family *family_new(struct metrics *m, enum metric_type type
 struct metric_family *metrics_counter(struct metrics *m, const char *name, const char *help,
 				      const char *const *label_names)
 {
-	return family_new(m, METRIC_COUNTER, name, help, label_names);
+	return metrics_family_new(m, METRIC_COUNTER, name, help, label_names);
 }
 
 struct metric_family *metrics_gauge(struct metrics *m, const char *name, const char *help,
 				    const char *const *label_names)
 {
-	return family_new(m, METRIC_GAUGE, name, help, label_names);
+	return metrics_family_new(m, METRIC_GAUGE, name, help, label_names);
 }
 
 struct metric_family *metrics_histogram(struct metrics *m, const char *name, const char *help,
 					const char *const *label_names, const double *bounds, int n)
 {
-	struct metric_family *f = family_new(m, METRIC_HISTOGRAM, name, help, label_names);
+	struct metric_family *f = metrics_family_new(m, METRIC_HISTOGRAM, name, help, label_names);
 	f->bounds = rh_malloc(sizeof(double) * (size_t)n);
 	memcpy(f->bounds, bounds, sizeof(double) * (size_t)n);
 	f->nbounds = n;
@@ -156,7 +156,7 @@ void metrics_on_collect(struct metrics *m, metrics_collect_fn fn, void *arg)
 	m->collectors = c;
 }
 
-static void put_escaped(struct strbuf *out, const char *s, bool label)
+static void metrics_put_escaped(struct strbuf *out, const char *s, bool label)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
@@ -170,7 +170,7 @@ static void put_escaped(struct strbuf *out, const char *s, bool label)
 	}
 }
 
-static void put_value(struct strbuf *out, double v)
+static void metrics_put_value(struct strbuf *out, double v)
 {
 	if (isnan(v))
 		sb_puts(out, "NaN");
@@ -183,7 +183,7 @@ static void put_value(struct strbuf *out, double v)
 }
 
 /* {a="x",b="y"[,extra]} or nothing when there is no label at all. */
-static void put_labels(struct strbuf *out, const struct metric_family *f, const struct cell_entry *c,
+static void metrics_put_labels(struct strbuf *out, const struct metric_family *f, const struct cell_entry *c,
 		       const char *extra_name, const char *extra_value)
 {
 	if (f->nlabels == 0 && !extra_name)
@@ -191,7 +191,7 @@ static void put_labels(struct strbuf *out, const struct metric_family *f, const 
 	sb_putc(out, '{');
 	for (int i = 0; i < f->nlabels; i++) {
 		sb_printf(out, "%s%s=\"", i ? "," : "", f->label_names[i]);
-		put_escaped(out, c->labels[i], true);
+		metrics_put_escaped(out, c->labels[i], true);
 		sb_putc(out, '"');
 	}
 	if (extra_name)
@@ -206,14 +206,14 @@ void metrics_expose(struct metrics *m, struct strbuf *out)
 		c->fn(c->arg);
 	for (struct metric_family *f = m->families; f; f = f->next) {
 		sb_printf(out, "# HELP %s ", f->name);
-		put_escaped(out, f->help, false);
+		metrics_put_escaped(out, f->help, false);
 		sb_printf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
 		for (struct cell_entry *c = f->cells; c; c = c->next) {
 			if (f->type != METRIC_HISTOGRAM) {
 				sb_puts(out, f->name);
-				put_labels(out, f, c, NULL, NULL);
+				metrics_put_labels(out, f, c, NULL, NULL);
 				sb_putc(out, ' ');
-				put_value(out, c->cell.value);
+				metrics_put_value(out, c->cell.value);
 				sb_putc(out, '\n');
 				continue;
 			}
@@ -226,15 +226,15 @@ void metrics_expose(struct metrics *m, struct strbuf *out)
 				else
 					snprintf(le, sizeof le, "+Inf");
 				sb_printf(out, "%s_bucket", f->name);
-				put_labels(out, f, c, "le", le);
+				metrics_put_labels(out, f, c, "le", le);
 				sb_printf(out, " %llu\n", (unsigned long long)cum);
 			}
 			sb_printf(out, "%s_sum", f->name);
-			put_labels(out, f, c, NULL, NULL);
+			metrics_put_labels(out, f, c, NULL, NULL);
 			sb_putc(out, ' ');
-			put_value(out, c->cell.value);
+			metrics_put_value(out, c->cell.value);
 			sb_printf(out, "\n%s_count", f->name);
-			put_labels(out, f, c, NULL, NULL);
+			metrics_put_labels(out, f, c, NULL, NULL);
 			sb_printf(out, " %llu\n", (unsigned long long)c->cell.count);
 		}
 	}
