@@ -57,49 +57,48 @@ static bool cfg_parse_number(const char *s, const char **rest, double *out)
 	return true;
 }
 
-bool cfg_parse_duration_ms(const char *s, int64_t *out)
-{
-	static const struct { const char *unit; double ms; } units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
-	};
-	const char *rest;
-	double v;
-	if (!cfg_parse_number(s, &rest, &v) || v < 0)
-		return false;
-	rest = cfg_skip_ws(rest);
-	for (size_t i = 0; i < RH_ARRAY_LEN(units); i++) {
-		if (strcmp(rest, units[i].unit) == 0) {
-			double ms = v * units[i].ms;
-			if (ms > 9.0e15 || ms != floor(ms))
-				return false;
-			*out = (int64_t)ms;
-			return true;
-		}
-	}
-	return false; /* a duration without a unit is ambiguous: refuse it */
-}
+struct cfg_unit {
+	const char *name;
+	double mult;
+};
 
-bool cfg_parse_size(const char *s, int64_t *out)
+/* A non-negative number followed by one of units (blanks between allowed),
+ * as a whole number of the smallest unit. */
+static bool cfg_parse_units(const char *s, const struct cfg_unit *units, size_t nunits, int64_t *out)
 {
-	static const struct { const char *unit; double mult; } units[] = {
-		{ "", 1 }, { "B", 1 }, { "KiB", 1024.0 }, { "MiB", 1048576.0 },
-		{ "GiB", 1073741824.0 }, { "KB", 1000.0 }, { "MB", 1e6 }, { "GB", 1e9 },
-	};
 	const char *rest;
 	double v;
 	if (!cfg_parse_number(s, &rest, &v) || v < 0)
 		return false;
 	rest = cfg_skip_ws(rest);
-	for (size_t i = 0; i < RH_ARRAY_LEN(units); i++) {
-		if (strcmp(rest, units[i].unit) == 0) {
-			double b = v * units[i].mult;
-			if (b > 9.0e15 || b != floor(b))
+	for (size_t i = 0; i < nunits; i++) {
+		if (strcmp(rest, units[i].name) == 0) {
+			double x = v * units[i].mult;
+			if (x > 9.0e15 || x != floor(x))
 				return false;
-			*out = (int64_t)b;
+			*out = (int64_t)x;
 			return true;
 		}
 	}
 	return false;
+}
+
+bool cfg_parse_duration_ms(const char *s, int64_t *out)
+{
+	/* no "": a duration without a unit is ambiguous, refuse it */
+	static const struct cfg_unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { "d", 86400000 },
+	};
+	return cfg_parse_units(s, units, RH_ARRAY_LEN(units), out);
+}
+
+bool cfg_parse_size(const char *s, int64_t *out)
+{
+	static const struct cfg_unit units[] = {
+		{ "", 1 }, { "B", 1 }, { "KiB", 1024.0 }, { "MiB", 1048576.0 },
+		{ "GiB", 1073741824.0 }, { "KB", 1000.0 }, { "MB", 1e6 }, { "GB", 1e9 },
+	};
+	return cfg_parse_units(s, units, RH_ARRAY_LEN(units), out);
 }
 
 bool cfg_split_addr(const char *s, char *host, size_t hostlen, int *port)
@@ -283,29 +282,19 @@ static bool cfg_value_set_dbl(void *f, const struct cfg_key *k, const char *valu
 	return true;
 }
 
-static bool cfg_value_set_duration(void *f, const struct cfg_key *k, const char *value, char *err, size_t errlen)
+/* CFG_DURATION and CFG_SIZE: an int64_t with a unit, read by parse; `what`
+ * completes "... is not ". */
+static bool cfg_value_set_units(void *f, const struct cfg_key *k, const char *value,
+				bool (*parse)(const char *s, int64_t *out), const char *what, char *err, size_t errlen)
 {
-	int64_t ms;
-	if (!cfg_parse_duration_ms(value, &ms)) {
-		snprintf(err, errlen, "\"%s\" is not a duration (a number with unit ms, s, m, h or d)", value);
+	int64_t v;
+	if (!parse(value, &v)) {
+		snprintf(err, errlen, "\"%s\" is not %s", value, what);
 		return false;
 	}
-	if (ms < (int64_t)k->min || ms > (int64_t)k->max)
+	if (v < (int64_t)k->min || v > (int64_t)k->max)
 		return cfg_range_error(k, "", value, err, errlen);
-	*(int64_t *)f = ms;
-	return true;
-}
-
-static bool cfg_value_set_size(void *f, const struct cfg_key *k, const char *value, char *err, size_t errlen)
-{
-	int64_t b;
-	if (!cfg_parse_size(value, &b)) {
-		snprintf(err, errlen, "\"%s\" is not a size (bytes, or a number with B, KiB, MiB, GiB)", value);
-		return false;
-	}
-	if (b < (int64_t)k->min || b > (int64_t)k->max)
-		return cfg_range_error(k, "", value, err, errlen);
-	*(int64_t *)f = b;
+	*(int64_t *)f = v;
 	return true;
 }
 
@@ -401,9 +390,11 @@ bool cfg_value_set(void *base, const struct cfg_key *k, const char *value, char 
 		}
 		return true;
 	case CFG_DURATION:
-		return cfg_value_set_duration(f, k, value, err, errlen);
+		return cfg_value_set_units(f, k, value, cfg_parse_duration_ms,
+					   "a duration (a number with unit ms, s, m, h or d)", err, errlen);
 	case CFG_SIZE:
-		return cfg_value_set_size(f, k, value, err, errlen);
+		return cfg_value_set_units(f, k, value, cfg_parse_size,
+					   "a size (bytes, or a number with B, KiB, MiB, GiB)", err, errlen);
 	case CFG_ENUM:
 		return cfg_value_set_enum(f, k, value, err, errlen);
 	case CFG_LIST:
