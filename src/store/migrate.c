@@ -28,7 +28,7 @@ static void migrate_checksum_hex(const char *s, char out[17])
 	snprintf(out, 17, "%016" PRIx64, h);
 }
 
-enum step {
+enum migrate_step {
 	ST_LOCK,
 	ST_TABLE,
 	ST_READ,      /* the migrations recorded */
@@ -59,7 +59,7 @@ struct migrator {
 	bool apply;
 	migrate_done_cb cb;
 	void *arg;
-	enum step step;
+	enum migrate_step step;
 	int next;          /* index into rh_migrations / rh_function_files of the one being applied */
 	int db_version;    /* highest version recorded in the database */
 	char *applied_sums; /* per embedded migration: 0 pending, 1 applied */
