@@ -38,10 +38,16 @@ struct session *match_session(const struct matcher *m, const struct uuid *accoun
 	return gateway_session_of(m->deps.gateway, account);
 }
 
+/* Unix seconds now: when a drive starts, for a calibrated map's hour of the week. */
+static int64_t match_wall_s(void)
+{
+	return rh_wall_ms() / 1000;
+}
+
 double match_eta(const struct matcher *m, double lat, double lon, double tlat, double tlon)
 {
 	double eta, road;
-	pricing_etas(m->deps.pricing, &lat, &lon, 1, tlat, tlon, &eta, &road);
+	pricing_etas(m->deps.pricing, &lat, &lon, 1, tlat, tlon, match_wall_s(), &eta, &road);
 	return eta < 0 ? 0 : eta;
 }
 
@@ -330,7 +336,7 @@ static size_t match_world_candidates(void *ctx, const struct dispatch_trip *t, d
 		lat[i] = hits[i].lat;
 		lon[i] = hits[i].lon;
 	}
-	pricing_etas(m->deps.pricing, lat, lon, n, t->lat, t->lon, eta, road);
+	pricing_etas(m->deps.pricing, lat, lon, n, t->lat, t->lon, match_wall_s(), eta, road);
 	size_t j = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!match_session(m, &hits[i].driver))
@@ -363,7 +369,7 @@ static bool match_world_driver(void *ctx, const struct uuid *driver, int64_t now
 static bool match_world_eta(void *ctx, struct dispatch_cand *c, const struct dispatch_trip *t)
 {
 	struct matcher *m = ctx;
-	pricing_etas(m->deps.pricing, &c->lat, &c->lon, 1, t->lat, t->lon, &c->eta_s, &c->road_m);
+	pricing_etas(m->deps.pricing, &c->lat, &c->lon, 1, t->lat, t->lon, match_wall_s(), &c->eta_s, &c->road_m);
 	return c->eta_s >= 0;
 }
 

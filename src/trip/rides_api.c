@@ -375,7 +375,8 @@ static bool trip_ride_fare_or_reply(struct http_req *req, struct trips *t, struc
 	if (a->quote_id)
 		return trip_ride_quote_or_reply(req, t, a);
 	int bad = 0;
-	rh_err re = pricing_estimate(t->deps.pricing, a->vehicle, a->plat, a->plng, a->dlat, a->dlng, &a->fare, &bad);
+	rh_err re = pricing_estimate(t->deps.pricing, a->vehicle, a->plat, a->plng, a->dlat, a->dlng, rh_wall_ms() / 1000,
+				     &a->fare, &bad);
 	if (re != RH_OK) {
 		pricing_reply_route_error(req, re, bad);
 		return false;
