@@ -58,7 +58,7 @@ static const struct cfg_key http_keys[] = {
 	{ 0 }
 };
 
-static bool http_validate(const void *section, char *err, size_t errlen)
+static bool cfg_http_validate(const void *section, char *err, size_t errlen)
 {
 	const struct http_cfg *h = section;
 	struct proxy_list l;
@@ -100,7 +100,7 @@ static const struct cfg_key admin_keys[] = {
 	{ 0 }
 };
 
-static bool admin_validate(const void *section, char *err, size_t errlen)
+static bool cfg_admin_validate(const void *section, char *err, size_t errlen)
 {
 	const struct admin_cfg *a = section;
 	if (a->token[0] && strlen(a->token) < 16) {
@@ -137,7 +137,7 @@ static const struct cfg_key auth_keys[] = {
 	{ 0 }
 };
 
-static bool auth_validate(const void *section, char *err, size_t errlen)
+static bool cfg_auth_validate(const void *section, char *err, size_t errlen)
 {
 	const struct auth_cfg *a = section;
 	if (a->jwt_secret[0] && strlen(a->jwt_secret) < 32) {
@@ -434,7 +434,7 @@ static const struct cfg_key webhooks_keys[] = {
 	{ 0 }
 };
 
-static bool tariff_validate(const void *section, char *err, size_t errlen)
+static bool cfg_tariff_validate(const void *section, char *err, size_t errlen)
 {
 	const struct tariff_cfg *t = section;
 	for (const char *c = t->currency; *c; c++) {
@@ -458,7 +458,7 @@ static const struct cfg_section log_section = {
 };
 static const struct cfg_section http_section = {
 	.name = "http", .keys = http_keys, .offset = offsetof(struct rh_config, http),
-	.help = "The HTTP listener (REST and the WebSocket upgrade share it).", .validate = http_validate,
+	.help = "The HTTP listener (REST and the WebSocket upgrade share it).", .validate = cfg_http_validate,
 };
 static const struct cfg_section database_section = {
 	.name = "database", .keys = database_keys, .offset = offsetof(struct rh_config, database),
@@ -467,12 +467,12 @@ static const struct cfg_section database_section = {
 
 static const struct cfg_section admin_section = {
 	.name = "admin", .keys = admin_keys, .offset = offsetof(struct rh_config, admin),
-	.help = "The operator's admin API.", .validate = admin_validate,
+	.help = "The operator's admin API.", .validate = cfg_admin_validate,
 };
 
 static const struct cfg_section auth_section = {
 	.name = "auth", .keys = auth_keys, .offset = offsetof(struct rh_config, auth),
-	.help = "Accounts, passwords and access tokens.", .validate = auth_validate,
+	.help = "Accounts, passwords and access tokens.", .validate = cfg_auth_validate,
 };
 static const struct cfg_section ws_section = {
 	.name = "ws", .keys = ws_keys, .offset = offsetof(struct rh_config, ws),
@@ -484,7 +484,7 @@ static const struct cfg_section presence_section = {
 };
 /* The time zone must be one the C library can read: "UTC", or a zone file
  * of the system's tz database. */
-static bool pricing_validate(const void *section, char *err, size_t errlen)
+static bool cfg_pricing_validate(const void *section, char *err, size_t errlen)
 {
 	const struct pricing_cfg *c = section;
 	const char *tz = c->timezone;
@@ -503,9 +503,9 @@ static bool pricing_validate(const void *section, char *err, size_t errlen)
 }
 static const struct cfg_section pricing_section = {
 	.name = "pricing", .keys = pricing_keys, .offset = offsetof(struct rh_config, pricing),
-	.help = "Fare estimates and quotes.", .validate = pricing_validate,
+	.help = "Fare estimates and quotes.", .validate = cfg_pricing_validate,
 };
-static bool surge_validate(const void *section, char *err, size_t errlen)
+static bool cfg_surge_validate(const void *section, char *err, size_t errlen)
 {
 	const struct surge_cfg *c = section;
 	if (c->curve_ratio.n != c->curve_multiplier.n) {
@@ -525,7 +525,7 @@ static bool surge_validate(const void *section, char *err, size_t errlen)
 static const struct cfg_section surge_section = {
 	.name = "surge", .keys = surge_keys, .offset = offsetof(struct rh_config, surge),
 	.help = "Surge pricing: demand and supply per hexagonal cell, a multiplier of their ratio, smoothed and capped (docs/pricing.md).",
-	.validate = surge_validate,
+	.validate = cfg_surge_validate,
 };
 static const struct cfg_section payments_section = {
 	.name = "payments", .keys = payments_keys, .offset = offsetof(struct rh_config, payments),
@@ -556,7 +556,7 @@ static const struct cfg_section tariff_section = {
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use. Each is written to the pricing book as its type's tariff (a new version when it changes) until an operator writes one through the admin API; then the database's stands (docs/pricing.md).",
 	.max_instances = TARIFF_MAX, .instance_size = sizeof(struct tariff_cfg),
 	.count_offset = offsetof(struct rh_config, ntariffs), .default_instances = default_vehicle_types,
-	.validate = tariff_validate,
+	.validate = cfg_tariff_validate,
 };
 
 const struct cfg_section *const cfg_sections[] = {
