@@ -7,7 +7,7 @@ const CODES = { 1: 'available', 2: 'offered', 3: 'en_route', 4: 'on_trip', 5: 's
 const COLOURS = { available: '#2e7d32', offered: '#f9a825', en_route: '#1565c0', on_trip: '#6a1b9a', suspect: '#c62828' };
 const ROAD_STYLE = {
   motorway: ['#e0a96d', 3], trunk: ['#e0b97d', 2.6], primary: ['#d8c48e', 2.2], secondary: ['#cfcfb0', 1.8],
-  tertiary: ['#c8c8c8', 1.5], unclassified: ['#d4d4d4', 1.1], residential: ['#d9d9d9', 1], service: ['#e6e6e6', 0.7],
+  tertiary: ['#bdbdbd', 1.5], unclassified: ['#c6c6c6', 1.1], residential: ['#cbcbcb', 1], service: ['#dedede', 0.7],
 };
 
 // What the page knows; tests read it (window.ridehailConsole).
@@ -19,6 +19,12 @@ const state = {
   selected: null,
 };
 window.ridehailConsole = state;
+// The colour drawn at a point of the map, [r, g, b, a] (for tests and for
+// checking a screen by hand from the browser's console).
+state.pixelAt = (lat, lng) => {
+  const [x, y] = toScreen(lat, lng);
+  return Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data);
+};
 
 const $ = id => document.getElementById(id);
 
