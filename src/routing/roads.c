@@ -11,19 +11,19 @@
 #include "graph.h"
 #include "routing/routing.h"
 
-static const char *const roads_class_name[RMAP_CLASSES] = {
+static const char *const routing_roads_class_name[RMAP_CLASSES] = {
 	"motorway", "trunk", "primary", "secondary", "tertiary", "unclassified", "residential", "service",
 };
 
 /* One undirected neighbour: adjacency lists sorted by node, then neighbour. */
-struct roads_adj {
+struct routing_roads_adj {
 	uint32_t u, v;
 	uint8_t cls;
 };
 
-static int roads_adj_cmp(const void *a, const void *b)
+static int routing_roads_adj_cmp(const void *a, const void *b)
 {
-	const struct roads_adj *x = a, *y = b;
+	const struct routing_roads_adj *x = a, *y = b;
 	if (x->u != y->u)
 		return x->u < y->u ? -1 : 1;
 	if (x->v != y->v)
@@ -31,9 +31,9 @@ static int roads_adj_cmp(const void *a, const void *b)
 	return (int)x->cls - (int)y->cls;
 }
 
-struct roads_ctx {
+struct routing_roads_ctx {
 	const struct graph_roads *g;
-	struct roads_adj *adj;
+	struct routing_roads_adj *adj;
 	uint32_t *first; /* n + 1 */
 	uint8_t *seen;   /* per adjacency entry */
 	double *x, *y;   /* projected, per node */
@@ -43,7 +43,7 @@ struct roads_ctx {
 	size_t path_cap;
 };
 
-static uint32_t roads_find(const struct roads_ctx *c, uint32_t u, uint32_t v)
+static uint32_t routing_roads_find(const struct routing_roads_ctx *c, uint32_t u, uint32_t v)
 {
 	uint32_t lo = c->first[u], hi = c->first[u + 1];
 	while (lo < hi) {
@@ -57,13 +57,13 @@ static uint32_t roads_find(const struct roads_ctx *c, uint32_t u, uint32_t v)
 }
 
 /* A node a polyline passes through: two neighbours, one class. */
-static bool roads_interior(const struct roads_ctx *c, uint32_t u)
+static bool routing_roads_interior(const struct routing_roads_ctx *c, uint32_t u)
 {
 	uint32_t a = c->first[u], b = c->first[u + 1];
 	return b - a == 2 && c->adj[a].cls == c->adj[a + 1].cls;
 }
 
-static void roads_push(struct roads_ctx *c, size_t *len, uint32_t node)
+static void routing_roads_push(struct routing_roads_ctx *c, size_t *len, uint32_t node)
 {
 	if (*len == c->path_cap) {
 		c->path_cap = c->path_cap ? c->path_cap * 2 : 256;
@@ -75,7 +75,7 @@ static void roads_push(struct roads_ctx *c, size_t *len, uint32_t node)
 }
 
 /* Marks the points of path[0..len) that Douglas-Peucker keeps at tol metres. */
-static void roads_simplify(struct roads_ctx *c, size_t len, double tol)
+static void routing_roads_simplify(struct routing_roads_ctx *c, size_t len, double tol)
 {
 	memset(c->keep, 0, len);
 	c->keep[0] = c->keep[len - 1] = 1;
@@ -119,17 +119,17 @@ static void roads_simplify(struct roads_ctx *c, size_t len, double tol)
 
 /* Walks the polyline that starts at u along adjacency entry e, marking
  * what it passes. */
-static size_t roads_walk(struct roads_ctx *c, uint32_t u, uint32_t e)
+static size_t routing_roads_walk(struct routing_roads_ctx *c, uint32_t u, uint32_t e)
 {
 	size_t len = 0;
-	roads_push(c, &len, u);
+	routing_roads_push(c, &len, u);
 	uint32_t start = u;
 	for (;;) {
 		uint32_t v = c->adj[e].v;
 		c->seen[e] = 1;
-		c->seen[roads_find(c, v, u)] = 1;
-		roads_push(c, &len, v);
-		if (v == start || !roads_interior(c, v))
+		c->seen[routing_roads_find(c, v, u)] = 1;
+		routing_roads_push(c, &len, v);
+		if (v == start || !routing_roads_interior(c, v))
 			return len;
 		uint32_t a = c->first[v];
 		uint32_t next = c->adj[a].v == u ? a + 1 : a;
@@ -140,7 +140,7 @@ static size_t roads_walk(struct roads_ctx *c, uint32_t u, uint32_t e)
 	}
 }
 
-static size_t roads_write_class(struct roads_ctx *c, int cls, double tol, struct strbuf *sb, bool *first_feature)
+static size_t routing_roads_write_class(struct routing_roads_ctx *c, int cls, double tol, struct strbuf *sb, bool *first_feature)
 {
 	const struct graph_roads *g = c->g;
 	size_t lines = 0;
@@ -148,18 +148,18 @@ static size_t roads_write_class(struct roads_ctx *c, int cls, double tol, struct
 	for (int pass = 0; pass < 2; pass++) {
 		/* pass 0: from every end and junction; pass 1: what is left is rings */
 		for (uint32_t u = 0; u < g->n; u++) {
-			if (pass == 0 && roads_interior(c, u))
+			if (pass == 0 && routing_roads_interior(c, u))
 				continue;
 			for (uint32_t e = c->first[u]; e < c->first[u + 1]; e++) {
 				if (c->seen[e] || c->adj[e].cls != cls)
 					continue;
-				size_t len = roads_walk(c, u, e);
-				roads_simplify(c, len, tol);
+				size_t len = routing_roads_walk(c, u, e);
+				routing_roads_simplify(c, len, tol);
 				if (lines == 0) {
 					if (!*first_feature)
 						sb_putc(sb, ',');
 					sb_puts(sb, "{\"type\":\"Feature\",\"properties\":{\"class\":\"");
-					sb_puts(sb, roads_class_name[cls]);
+					sb_puts(sb, routing_roads_class_name[cls]);
 					sb_puts(sb, "\"},\"geometry\":{\"type\":\"MultiLineString\",\"coordinates\":[");
 				} else {
 					sb_putc(sb, ',');
@@ -197,7 +197,7 @@ rh_err routing_roads_geojson(const struct routing *r, double tolerance_m, struct
 		return RH_EAGAIN;
 	struct graph_roads g;
 	graph_roads_of(r, &g);
-	struct roads_ctx c = { .g = &g };
+	struct routing_roads_ctx c = { .g = &g };
 	/* every directed edge both ways, then each pair once */
 	size_t na = 0;
 	c.adj = rh_malloc((size_t)g.m * 2 * sizeof *c.adj + 1);
@@ -206,10 +206,10 @@ rh_err routing_roads_geojson(const struct routing *r, double tolerance_m, struct
 		if (u == v)
 			continue;
 		uint8_t k = g.cls[e] < RMAP_CLASSES ? g.cls[e] : RMAP_CLASS_SERVICE;
-		c.adj[na++] = (struct roads_adj){ u, v, k };
-		c.adj[na++] = (struct roads_adj){ v, u, k };
+		c.adj[na++] = (struct routing_roads_adj){ u, v, k };
+		c.adj[na++] = (struct routing_roads_adj){ v, u, k };
 	}
-	qsort(c.adj, na, sizeof *c.adj, roads_adj_cmp);
+	qsort(c.adj, na, sizeof *c.adj, routing_roads_adj_cmp);
 	size_t w = 0;
 	for (size_t i = 0; i < na; i++) /* one entry per neighbour: the most important class wins */
 		if (w == 0 || c.adj[w - 1].u != c.adj[i].u || c.adj[w - 1].v != c.adj[i].v)
@@ -221,9 +221,9 @@ rh_err routing_roads_geojson(const struct routing *r, double tolerance_m, struct
 	for (uint32_t u = 0; u < g.n; u++)
 		c.first[u + 1] += c.first[u];
 	for (size_t i = 0; i < na; i++) { /* a pair's two entries agree on the class */
-		struct roads_adj *a = &c.adj[i];
+		struct routing_roads_adj *a = &c.adj[i];
 		if (a->u > a->v) {
-			struct roads_adj *b = &c.adj[roads_find(&c, a->v, a->u)];
+			struct routing_roads_adj *b = &c.adj[routing_roads_find(&c, a->v, a->u)];
 			uint8_t k = a->cls < b->cls ? a->cls : b->cls;
 			a->cls = b->cls = k;
 		}
@@ -250,7 +250,7 @@ rh_err routing_roads_geojson(const struct routing *r, double tolerance_m, struct
 	bool first = true;
 	size_t lines = 0;
 	for (int k = 0; k < RMAP_CLASSES; k++)
-		lines += roads_write_class(&c, k, tolerance_m, sb, &first);
+		lines += routing_roads_write_class(&c, k, tolerance_m, sb, &first);
 	sb_puts(sb, "]}");
 	if (st) {
 		st->lines = lines;
