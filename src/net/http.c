@@ -28,7 +28,6 @@
 #include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
-#define QUERY_MAX 32
 /* Stop reading pipelined requests while this much output waits for a slow reader. */
 #define OUTPUT_PAUSE_BYTES (1u << 20)
 
@@ -37,6 +36,7 @@ struct route_entry {
 	void *ctx;
 	int nseg;
 	char *segs[ROUTE_MAX_SEGS];
+	char *names[ROUTE_MAX_SEGS]; /* of {name} segments, without the braces; NULL for literals */
 	struct metric_cell *latency;
 	struct { int status; struct metric_cell *cell; } status_cells[8];
 	int nstatus;
@@ -71,11 +71,11 @@ struct http_req {
 	struct http_server *srv;
 	struct http_head head;
 	char *head_buf;
-	char *path;
-	char *decoded; /* query and path-parameter strings, NUL-separated */
+	const char *path; /* decoded (into `decoded`); as sent when it could not be */
+	char *decoded; /* path, query and path-parameter strings, NUL-separated */
 	size_t decoded_used, decoded_cap;
-	int nquery, nparams;
-	const char *qk[QUERY_MAX], *qv[QUERY_MAX];
+	struct http_target target;
+	int nparams;
 	const char *pk[ROUTE_MAX_SEGS], *pv[ROUTE_MAX_SEGS];
 	struct strbuf body;
 	struct http_chunked chunked;
@@ -375,7 +375,6 @@ static void req_free(struct http_req *r)
 	if (!r)
 		return;
 	rh_free(r->head_buf);
-	rh_free(r->path);
 	rh_free(r->decoded);
 	sb_fini(&r->body);
 	sb_fini(&r->extra_headers);
@@ -399,40 +398,19 @@ static const char *req_decode(struct http_req *r, const char *s, size_t n, bool 
 	return out;
 }
 
-/* Splits the target into the decoded path and the query parameters. */
-static bool req_parse_target(struct http_req *r)
+/* Splits the target into the decoded path and the query parameters (net/
+ * http_parse.h); r->path is set either way, for the reply to name. */
+static enum http_target_status req_parse_target(struct http_req *r)
 {
 	const char *t = r->head.target;
-	const char *q = strchr(t, '?');
-	size_t plen = q ? (size_t)(q - t) : strlen(t);
-	r->path = rh_malloc(plen + 1);
-	if (http_url_decode(t, plen, r->path, plen + 1, false) < 0)
-		return false;
-	/* Decoding never lengthens a string; each string adds one NUL. */
-	r->decoded_cap = strlen(t) + 2 * (QUERY_MAX + ROUTE_MAX_SEGS) + 2;
+	/* room for the target's strings, then the path parameters (each a
+	 * piece of the path, decoded, with its NUL) */
+	r->decoded_cap = http_target_bufsize(t) + strlen(t) + ROUTE_MAX_SEGS;
 	r->decoded = rh_malloc(r->decoded_cap);
-	if (!q)
-		return true;
-	const char *p = q + 1;
-	while (*p) {
-		size_t n = strcspn(p, "&");
-		if (n > 0) {
-			const char *eq = memchr(p, '=', n);
-			size_t kl = eq ? (size_t)(eq - p) : n;
-			if (r->nquery == QUERY_MAX)
-				return false;
-			const char *k = req_decode(r, p, kl, true);
-			const char *v = k ? req_decode(r, eq ? eq + 1 : p + n, eq ? n - kl - 1 : 0, true) : NULL;
-			if (!v)
-				return false;
-			r->qk[r->nquery] = k;
-			r->qv[r->nquery++] = v;
-		}
-		p += n;
-		if (*p == '&')
-			p++;
-	}
-	return true;
+	enum http_target_status st = http_target_decode(t, r->decoded, r->decoded_cap, &r->target);
+	r->path = r->target.path;
+	r->decoded_used = r->target.used;
+	return st;
 }
 
 enum http_method http_req_method(const struct http_req *r) { return r->head.method; }
@@ -453,9 +431,9 @@ const char *http_req_param(const struct http_req *r, const char *name)
 
 const char *http_req_query(const struct http_req *r, const char *name)
 {
-	for (int i = 0; i < r->nquery; i++)
-		if (strcmp(r->qk[i], name) == 0)
-			return r->qv[i];
+	for (int i = 0; i < r->target.nquery; i++)
+		if (strcmp(r->target.keys[i], name) == 0)
+			return r->target.vals[i];
 	return NULL;
 }
 
@@ -640,8 +618,11 @@ void http_server_add_routes(struct http_server *s, const struct http_route *rout
 		char *copy = rh_strdup(r->pattern);
 		char *segs[ROUTE_MAX_SEGS];
 		re->nseg = split_path(copy, segs, ROUTE_MAX_SEGS);
-		for (int i = 0; i < re->nseg; i++)
+		for (int i = 0; i < re->nseg; i++) {
 			re->segs[i] = rh_strdup(segs[i]);
+			if (segs[i][0] == '{')
+				re->names[i] = rh_strndup(segs[i] + 1, strlen(segs[i]) - 2);
+		}
 		rh_free(copy);
 		const char *labels[] = { r->pattern };
 		re->latency = metric_cell(s->f_latency, labels);
@@ -689,8 +670,7 @@ static struct route_entry *route_find(struct http_server *s, struct http_req *r,
 					*raw_params = NULL;
 					return NULL;
 				}
-				size_t kl = strlen(re->segs[i]) - 2;
-				r->pk[r->nparams] = req_decode(r, re->segs[i] + 1, kl, false);
+				r->pk[r->nparams] = re->names[i];
 				r->pv[r->nparams++] = v;
 			}
 		}
@@ -725,8 +705,17 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 		snprintf(r->id, sizeof r->id, "%s", rid);
 		snprintf(r->logid, sizeof r->logid, "req=%s", rid);
 	}
-	if (!req_parse_target(r)) {
-		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding or too many query parameters");
+	switch (req_parse_target(r)) {
+	case HTTP_TARGET_OK:
+		break;
+	case HTTP_TARGET_BAD_PATH:
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding in the path");
+		return;
+	case HTTP_TARGET_BAD_QUERY:
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding in the query");
+		return;
+	case HTTP_TARGET_TOO_MANY:
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "more than %d query parameters", HTTP_MAX_QUERY);
 		return;
 	}
 	if (r->head.method == HTTP_UNKNOWN) {
@@ -1217,8 +1206,10 @@ void http_server_free(struct http_server *s)
 	struct route_entry *re = s->routes;
 	while (re) {
 		struct route_entry *next = re->next;
-		for (int i = 0; i < re->nseg; i++)
+		for (int i = 0; i < re->nseg; i++) {
 			rh_free(re->segs[i]);
+			rh_free(re->names[i]);
+		}
 		rh_free(re);
 		re = next;
 	}
