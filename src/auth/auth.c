@@ -351,6 +351,8 @@ static void login_verified(struct pw_job *j)
 			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
 		} else {
 			login_count(a, "ok");
+			/* a bearer credential: no cache (a proxy's, a browser's) may keep it */
+			http_reply_header(req, "Cache-Control", "no-store");
 			rh_format_rfc3339(exp * 1000, exp_str);
 			cJSON *r = cJSON_CreateObject();
 			cJSON_AddStringToObject(r, "token", token);

@@ -70,3 +70,13 @@ def test_chunked_trailer_flood_is_refused(daemon):
     out = daemon.raw(LOGIN_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"X: y\r\n" * 2000 + b"\r\n")
     head, _ = reply_body(out)
     assert head.startswith("HTTP/1.1 400 "), out
+
+
+# ---------------------------------------------------------------- login replies
+
+def test_login_reply_is_not_cached(daemon):
+    """The login reply carries a bearer token: no cache may keep it."""
+    rider = daemon.create_rider(password="rider-pass-1")
+    r = daemon.post("/v1/auth/login", {"role": "rider", "email": rider["email"], "password": "rider-pass-1"})
+    assert r.status == 200, r
+    assert r.headers.get("cache-control") == "no-store", r.headers
