@@ -71,6 +71,9 @@ struct ws_cfg {
 	int64_t idle_timeout_ms;
 	int64_t close_timeout_ms;
 	int64_t max_rejections;   /* rejected messages per minute before the connection is closed */
+	double max_messages_per_s; /* data frames per connection, sustained... */
+	int64_t max_message_burst; /* ...and at once */
+	double max_pings_per_s;    /* ping and pong frames per connection (bursts of 4x) */
 	bool echo;                /* test-only: GET /v1/ws/echo echoes every message, no token */
 };
 

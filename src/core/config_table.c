@@ -149,6 +149,12 @@ static const struct cfg_key ws_keys[] = {
 	  "After sending a close frame, wait this long for the peer's before dropping the connection." },
 	{ "max_rejections", CFG_INT, K(ws_cfg, max_rejections), "30", 1, 100000, "per minute", NULL,
 	  "Invalid messages a client may send per minute (each gets command.rejected); past it the connection is closed with 1008." },
+	{ "max_messages_per_s", CFG_DBL, K(ws_cfg, max_messages_per_s), "50", 1, 1e6, "per second", NULL,
+	  "Data frames (messages and their fragments) one connection may send per second, in bursts of up to max_message_burst; past it the connection is closed with 1008 (too many messages)." },
+	{ "max_message_burst", CFG_INT, K(ws_cfg, max_message_burst), "500", 1, 1e7, "frames", NULL,
+	  "Data frames one connection may send at once (a phone sending the fixes it queued in a tunnel) before max_messages_per_s applies." },
+	{ "max_pings_per_s", CFG_DBL, K(ws_cfg, max_pings_per_s), "5", 0.1, 1e6, "per second", NULL,
+	  "Ping and pong frames one connection may send per second (bursts of four times that); past it the connection is closed with 1008 (ping flood)." },
 	{ "echo", CFG_BOOL, K(ws_cfg, echo), "false", 0, 0, NULL, NULL,
 	  "Test-only: GET /v1/ws/echo, without a token, echoes every text and binary message (for WebSocket conformance suites). Never turn it on in production." },
 	{ 0 }

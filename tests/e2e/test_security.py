@@ -1,10 +1,13 @@
 """What a hostile client tried: each test here failed on the daemon before
 the fix it guards (the docstring says how)."""
 import json
+import socket
+import struct
 
 import pytest
 
 from conftest import problem
+from wsapp import RawWS, envelope
 
 
 def reply_body(raw):
@@ -80,3 +83,76 @@ def test_login_reply_is_not_cached(daemon):
     r = daemon.post("/v1/auth/login", {"role": "rider", "email": rider["email"], "password": "rider-pass-1"})
     assert r.status == 200, r
     assert r.headers.get("cache-control") == "no-store", r.headers
+
+
+# ---------------------------------------------------------------- WebSocket floods
+
+def raw_session(daemon):
+    drv, hdr = daemon.driver_session()
+    c = RawWS(daemon, hdr["Authorization"].split(" ", 1)[1], timeout=5)
+    assert c.status == 101
+    op, hello = c.read_frame()
+    assert op == 1 and json.loads(hello)["event_type"] == "driver.status.changed"
+    return drv, c
+
+
+def read_until_close(c):
+    """(frames of each opcode before the close, the close code, its reason);
+    the close code is None when the server never closed."""
+    counts = {}
+    try:
+        while True:
+            f = c.read_frame()
+            if f is None:
+                return counts, None, ""
+            if f[0] == 0x8:
+                code = struct.unpack("!H", f[1][:2])[0] if len(f[1]) >= 2 else 1005
+                return counts, code, f[1][2:].decode()
+            counts[f[0]] = counts.get(f[0], 0) + 1
+    except (socket.timeout, ConnectionResetError):
+        return counts, None, ""
+
+
+def test_ws_ping_flood_is_closed_1008(daemon):
+    """docs/websocket.md promised a 1008 for a ping flood; 300,000 pings in
+    5 s were answered one by one. Now a burst past ws.max_pings_per_s (5/s,
+    bursts of 20) closes the connection with 1008, after a bounded number of
+    pongs."""
+    _, c = raw_session(daemon)
+    c.send(RawWS.frame(0x9, b"p") * 3000)
+    counts, code, reason = read_until_close(c)
+    assert code == 1008, (counts, code)
+    assert reason == "ping flood"
+    assert counts.get(0xA, 0) <= 20, counts
+    c.close()
+    text = daemon.get("/metrics").body.decode()
+    assert 'ridehail_ws_closes_total{code="1008"}' in text
+
+
+def test_ws_message_flood_is_closed_1008(daemon):
+    """Valid messages had no rate limit at all: every one was parsed, checked
+    and answered. Past ws.max_message_burst (500) at once the connection is
+    closed with 1008, and the server answered at most that many."""
+    drv, c = raw_session(daemon)
+    hb = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
+                                                  "status": "alive"})).encode()
+    c.send(RawWS.frame(0x1, hb) * 1500)
+    counts, code, reason = read_until_close(c)
+    assert code == 1008, (counts, code)
+    assert reason == "too many messages"
+    assert 400 <= counts.get(0x1, 0) <= 500, counts
+    c.close()
+
+
+def test_ws_message_burst_under_the_limit_is_served(daemon):
+    """A phone's queued messages (a few hundred at once) are all served."""
+    drv, c = raw_session(daemon)
+    hb = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
+                                                  "status": "alive"})).encode()
+    c.send(RawWS.frame(0x1, hb) * 300 + RawWS.frame(0x9, b"p") * 10)
+    got = {}
+    while got.get(0x1, 0) < 300 or got.get(0xA, 0) < 10:
+        op, _ = c.read_frame()
+        assert op != 0x8
+        got[op] = got.get(op, 0) + 1
+    c.close()
