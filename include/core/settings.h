@@ -24,10 +24,12 @@ struct log_cfg {
 struct http_cfg {
 	char *listen;
 	int64_t backlog;
-	int64_t max_connections;
+	int64_t max_connections;  /* 0: derived from the open-file limit (core/fdbudget.h) */
+	int64_t max_connections_per_address; /* 0: none */
 	int64_t max_header_size;  /* request line + headers, bytes */
 	int64_t max_body_size;    /* bytes */
 	int64_t request_timeout_ms; /* to receive one whole request */
+	int64_t header_timeout_ms;  /* to receive its line and headers (< request_timeout) */
 	int64_t idle_timeout_ms;  /* keep-alive connection with no request */
 	int64_t max_requests_per_conn;
 };
@@ -63,7 +65,7 @@ struct auth_cfg {
 };
 
 struct ws_cfg {
-	int64_t max_connections;
+	int64_t max_connections;  /* 0: derived (core/fdbudget.h) */
 	int64_t max_frame_size;   /* bytes of one frame's payload */
 	int64_t max_message_size; /* bytes of one message, all fragments */
 	int64_t max_output;       /* unsent bytes before a slow reader is dropped */

@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -18,6 +17,7 @@
 #include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/fdbudget.h"
 #include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -164,30 +164,11 @@ static void write_pid_file(const char *path)
 	fclose(f);
 }
 
-/* Every socket is a file descriptor: take the whole hard limit (as nginx's
- * worker_rlimit_nofile would) and say so when it cannot cover the
- * configured connection limits. */
-static void raise_fd_limit(const struct server *srv)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	uint64_t want = (uint64_t)srv->cfg.http.max_connections + (uint64_t)srv->cfg.ws.max_connections + 64;
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
-		log_warn(NULL, "open-file limit is %llu, below http.max_connections + ws.max_connections (%llu): "
-			       "connections past it are refused; raise it with ulimit -n / LimitNOFILE",
-			 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
-}
-
 int server_run(struct server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	raise_fd_limit(srv);
+	struct fd_budget fds;
+	fd_budget_apply(&srv->cfg, &fds); /* the connection caps, from the open-file limit */
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, signal_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, signal_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, signal_cb, srv);

@@ -1,6 +1,7 @@
 #include "net/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <event2/buffer.h>
@@ -20,10 +21,12 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/fdbudget.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
+#include "net/conncount.h"
 #include "net/numparse.h"
 #include "net/stream.h"
 
@@ -49,6 +52,12 @@ struct route_entry {
  * reply before the client reads it (e.g. a 413 sent mid-upload). */
 enum conn_state { C_IDLE, C_HEAD, C_BODY, C_DISPATCHED, C_CLOSING, C_LINGER };
 #define LINGER_MS 2000
+/* At the connection cap, a new client may take the place of an idle one (or
+ * one still sending its request) quiet or started at least this long ago:
+ * a fresh client beats a held socket, but one that just arrived is left to
+ * send its request. */
+#define RECLAIM_AFTER_NS (1000 * 1000000LL)
+#define RECLAIM_SCAN 64 /* connections looked at, least recently active first */
 
 struct http_conn {
 	TAILQ_ENTRY(http_conn) link;
@@ -58,10 +67,14 @@ struct http_conn {
 	uint64_t id;
 	char peer[64];
 	enum conn_state state;
-	struct http_req *req;
+	struct http_req *req;   /* from the end of its head (C_BODY) until its reply */
 	int nrequests;
+	int64_t active_ns;      /* monotonic: the last read or reply (the list is in this order) */
+	int64_t head_start_ns;  /* monotonic: the current request's first byte */
+	size_t head_scanned;    /* bytes of the current head searched for its end */
 	bool in_process; /* conn_process() is on the stack */
 	bool peer_eof;   /* the client half-closed: reply, then close */
+	bool rejecting;  /* over a cap: told 503, then closed */
 	bool dead;
 	struct http_conn *next_dead;
 };
@@ -97,9 +110,11 @@ struct http_server {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *reaper;
-	struct conn_list conns;
+	struct conn_list conns;   /* least recently active first */
 	struct http_conn *dead;
-	int nconns, inflight;
+	struct conn_counts *counts; /* every client socket, HTTP and WebSocket */
+	int reserve_fd;           /* spare descriptor for refusing clients when none are left */
+	int nconns, inflight, nrejecting;
 	bool draining;
 	struct route_entry *routes, **routes_tail;
 	uint64_t next_conn_id, req_seq;
@@ -108,7 +123,8 @@ struct http_server {
 	time_t date_sec;
 	struct stream_scratch scratch;
 	struct metric_family *f_requests, *f_latency;
-	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_rejected_limit, *m_unmatched_latency;
+	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_unmatched_latency;
+	struct metric_cell *m_rejected_limit, *m_rejected_address, *m_rejected_fds, *m_reclaimed, *m_cap, *m_sockets;
 };
 
 static void conn_process(struct http_conn *c);
@@ -127,6 +143,12 @@ static const char *date_header(struct http_server *s)
 		s->date_sec = now;
 	}
 	return s->date;
+}
+
+/* http.header_timeout, and never past the whole request's deadline */
+static int64_t header_deadline_ms(const struct http_cfg *cfg)
+{
+	return cfg->header_timeout_ms < cfg->request_timeout_ms ? cfg->header_timeout_ms : cfg->request_timeout_ms;
 }
 
 static void timer_arm(struct http_conn *c, int64_t ms)
@@ -230,6 +252,18 @@ static size_t fmt_hex(char *out, uint64_t v, int min)
 
 static void conn_linger(struct http_conn *c);
 
+/* The connection was active now: it goes to the end of the list, which is
+ * thus ordered from the least recently active (what a new client may take
+ * the place of at the cap). */
+static void conn_touch(struct http_conn *c, int64_t now_ns)
+{
+	c->active_ns = now_ns;
+	if (TAILQ_NEXT(c, link)) {
+		TAILQ_REMOVE(&c->srv->conns, c, link);
+		TAILQ_INSERT_TAIL(&c->srv->conns, c, link);
+	}
+}
+
 static void write_reply(struct http_req *r, int status, const char *ctype, const void *body, size_t len)
 {
 	struct http_conn *c = r->conn;
@@ -291,6 +325,7 @@ static void write_reply(struct http_req *r, int status, const char *ctype, const
 		return;
 	}
 	c->state = C_IDLE;
+	conn_touch(c, rh_mono_ns());
 	timer_arm(c, s->cfg->idle_timeout_ms);
 	if (!c->in_process)
 		stream_replay(c->st); /* requests that arrived meanwhile */
@@ -352,6 +387,9 @@ void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const ch
 
 /* ------------------------------------------------------------ requests */
 
+/* A request is allocated once its head is complete (or to answer one that
+ * never completes): a connection still receiving a head holds only its
+ * bytes. */
 static struct http_req *req_new(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
@@ -359,7 +397,7 @@ static struct http_req *req_new(struct http_conn *c)
 	r->conn = c;
 	r->srv = s;
 	r->keep_alive = true;
-	r->start_ns = rh_mono_ns();
+	r->start_ns = c->head_start_ns;
 	sb_init(&r->body, (size_t)s->cfg->max_body_size + 1);
 	sb_init(&r->extra_headers, 4096);
 	/* "%08x%08llx" of the prefix and the sequence, and "req=<id>" */
@@ -766,37 +804,65 @@ static void body_sink(void *arg, const char *p, size_t n)
 	sb_append(arg, p, n);
 }
 
+/* Is the end of a head (a blank line) in buf[0..len)? The search resumes
+ * where the last one stopped, so a head trickled in byte by byte is searched
+ * once, not once per byte (and nothing is copied or parsed until it is
+ * there). Blank lines before the request line are skipped as the parser
+ * skips them. */
+static bool conn_head_complete(struct http_conn *c, const char *buf, size_t len)
+{
+	size_t skip = 0;
+	while (skip < len && skip < 8 && (buf[skip] == '\r' || buf[skip] == '\n'))
+		skip++;
+	size_t i = c->head_scanned > skip + 2 ? c->head_scanned - 2 : skip;
+	for (; i + 1 < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n'))
+			return true;
+	}
+	c->head_scanned = len;
+	return false;
+}
+
 /* Reads the head of the next request. Returns false to stop processing. */
 static bool conn_read_head(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	size_t avail = stream_in_len(c->st);
-	size_t want = (size_t)s->cfg->max_header_size + 16;
+	size_t max = (size_t)s->cfg->max_header_size;
+	if (avail <= max && !conn_head_complete(c, stream_in(c->st), avail))
+		return false;
+	size_t want = max + 16;
 	size_t n = avail < want ? avail : want;
 	int status = 0;
 	const char *detail = NULL;
 
-	struct http_req *r = c->req;
 	/* The parser writes NUL terminators: it works on the request's own copy,
 	 * which also outlives the connection if the client leaves. */
 	char *buf = rh_malloc(n + 1);
 	memcpy(buf, stream_in(c->st), n);
 	buf[n] = '\0';
-	enum http_parse_status st = http_parse_head(buf, n, (size_t)s->cfg->max_header_size, &r->head, &status, &detail);
+	struct http_head head;
+	enum http_parse_status st = http_parse_head(buf, n, max, &head, &status, &detail);
 	if (st == HTTP_PARSE_INCOMPLETE) {
 		rh_free(buf);
 		return false;
 	}
+	struct http_req *r = c->req = req_new(c);
 	if (st == HTTP_PARSE_ERROR) {
 		rh_free(buf);
-		memset(&r->head, 0, sizeof r->head); /* it may point into buf */
 		r->head.method_str = "?";
 		conn_reply_early(c, r, status, detail);
 		return false;
 	}
+	r->head = head;
 	r->head_buf = buf;
 	r->keep_alive = r->head.keep_alive;
 	stream_consume(c->st, r->head.head_len);
+	/* the head's deadline is past; the body has what is left of the request's */
+	int64_t left_ms = s->cfg->request_timeout_ms - (rh_mono_ns() - c->head_start_ns) / 1000000;
+	timer_arm(c, left_ms > 1 ? left_ms : 1);
 
 	if (r->head.content_length > s->cfg->max_body_size) {
 		char msg[128];
@@ -859,9 +925,12 @@ static void conn_process(struct http_conn *c)
 				conn_close(c);
 				break;
 			}
-			c->req = req_new(c);
+			/* a request begins: its head has http.header_timeout, the
+			 * whole of it http.request_timeout */
 			c->state = C_HEAD;
-			timer_arm(c, s->cfg->request_timeout_ms);
+			c->head_start_ns = c->active_ns;
+			c->head_scanned = 0;
+			timer_arm(c, header_deadline_ms(s->cfg));
 		}
 		if (c->state == C_HEAD && !conn_read_head(c))
 			break;
@@ -881,6 +950,7 @@ static void conn_on_read(struct stream *st, void *arg)
 		stream_consume(st, stream_in_len(st)); /* discarded */
 		return;
 	}
+	conn_touch(c, rh_mono_ns());
 	conn_process(c);
 }
 
@@ -930,9 +1000,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
 	if (c->state == C_HEAD || c->state == C_BODY) {
+		if (!c->req)
+			c->req = req_new(c); /* the head never completed */
 		if (c->req->head.method_str == NULL)
 			c->req->head.method_str = "?";
-		conn_reply_early(c, c->req, 408, "the request was not received in time");
+		conn_reply_early(c, c->req, 408, c->state == C_HEAD ? "the request's headers were not received in time"
+								    : "the request was not received in time");
 		return;
 	}
 	if (c->state == C_IDLE || c->state == C_LINGER || c->state == C_CLOSING)
@@ -972,6 +1045,8 @@ static void conn_close(struct http_conn *c)
 	}
 	TAILQ_REMOVE(&s->conns, c, link);
 	s->nconns--;
+	if (c->rejecting)
+		s->nrejecting--;
 	metric_set(s->m_conns, s->nconns);
 	c->next_dead = s->dead;
 	s->dead = c;
@@ -997,26 +1072,69 @@ struct stream *http_req_detach(struct http_req *r)
 	return st;
 }
 
-/* Over the connection limit, a client still gets a 503 it can read: the
- * reply goes out like any last reply (then lingering close). Past a small
- * slack even that is skipped and the socket just closed. */
-#define REJECT_SLACK 64
-
-static void conn_reject_overloaded(struct http_conn *c)
+/* Over a connection cap, a client still gets a 503 it can read: the reply
+ * goes out like any last reply (then lingering close). Past a small slack
+ * (FD_BUDGET_REJECT_SLACK, within the descriptors kept back) even that is
+ * skipped and the socket just closed. */
+static size_t overloaded_reply(char *out, size_t n, const char *detail)
 {
-	static const char body[] =
-		"{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
-		"\"status\":503,\"detail\":\"connection limit reached; retry later\"}";
-	char resp[512];
-	int n = snprintf(resp, sizeof resp,
+	char body[256];
+	int bl = snprintf(body, sizeof body,
+			  "{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
+			  "\"status\":503,\"detail\":\"%s\"}", detail);
+	int k = snprintf(out, n,
 			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-			 sizeof body - 1, body);
-	stream_write(c->st, resp, (size_t)n);
+			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", bl, body);
+	return k > 0 && (size_t)k < n ? (size_t)k : 0;
+}
+
+static void conn_reject_overloaded(struct http_conn *c, const char *detail)
+{
+	char resp[512];
+	stream_write(c->st, resp, overloaded_reply(resp, sizeof resp, detail));
 	c->state = C_CLOSING;
 	if (stream_pending(c->st) == 0)
 		conn_linger(c);
 	timer_arm(c, LINGER_MS);
+}
+
+/* At the connection cap: closes the least recently active connection that
+ * is idle, or still sending a request it began, for at least
+ * RECLAIM_AFTER_NS, to make room for a new client. A request being handled
+ * (or a WebSocket: the hub holds those) is never taken. */
+static bool conn_reclaim(struct http_server *s, int64_t now)
+{
+	int n = 0;
+	for (struct http_conn *c = TAILQ_FIRST(&s->conns); c && n < RECLAIM_SCAN; c = TAILQ_NEXT(c, link), n++) {
+		if (c->rejecting)
+			continue;
+		bool quiet = c->state == C_IDLE && now - c->active_ns >= RECLAIM_AFTER_NS;
+		bool slow = (c->state == C_HEAD || c->state == C_BODY) && now - c->head_start_ns >= RECLAIM_AFTER_NS;
+		if (quiet || slow) {
+			log_debug(NULL, "conn=%llu from %s closed to make room (%s)", (unsigned long long)c->id, c->peer,
+				  quiet ? "idle" : "request still arriving");
+			metric_inc(s->m_reclaimed);
+			conn_close(c);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(out, n, "%s:%d", host, port);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -1026,10 +1144,19 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
-	bool over = s->nconns >= s->cfg->max_connections;
-	if (over)
+	struct conn_addr addr;
+	bool has_addr = conn_addr_of(sa, &addr);
+	int64_t now = rh_mono_ns();
+	const char *refuse = NULL;
+	int64_t per_address = s->cfg->max_connections_per_address;
+	if (per_address > 0 && has_addr && conn_counts_of(s->counts, &addr) >= per_address) {
+		refuse = "too many connections from your address; retry later";
+		metric_inc(s->m_rejected_address);
+	} else if (conn_counts_total(s->counts) - s->nrejecting >= s->cfg->max_connections && !conn_reclaim(s, now)) {
+		refuse = "connection limit reached; retry later";
 		metric_inc(s->m_rejected_limit);
-	if (over && s->nconns >= s->cfg->max_connections + REJECT_SLACK) {
+	}
+	if (refuse && s->nrejecting >= FD_BUDGET_REJECT_SLACK) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -1039,18 +1166,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->srv = s;
 	c->id = ++s->next_conn_id;
 	c->timer = evtimer_new(s->base, conn_timer_cb, c);
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (sa->sa_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)sa;
-		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-		port = ntohs(in->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-		port = ntohs(in6->sin6_port);
-	}
-	snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+	c->active_ns = c->head_start_ns = now;
+	format_peer(sa, c->peer, sizeof c->peer);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
 	metric_set(s->m_conns, s->nconns);
@@ -1059,17 +1176,55 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	 * what a slow reader may leave unread before we give up on it. */
 	size_t in_max = (size_t)(s->cfg->max_header_size + s->cfg->max_body_size) + 65536;
 	c->st = stream_new(s->base, fd, &s->scratch, in_max, 64u << 20, &conn_ops, c);
-	if (over) {
-		conn_reject_overloaded(c);
+	conn_counts_acquire(s->counts, has_addr ? &addr : NULL);
+	stream_count(c->st, s->counts, has_addr ? &addr : NULL);
+	if (refuse) {
+		c->rejecting = true;
+		s->nrejecting++;
+		conn_reject_overloaded(c, refuse);
 		return;
 	}
 	c->state = C_IDLE;
-	timer_arm(c, s->cfg->request_timeout_ms);
+	/* a new connection has the head's deadline to send one */
+	timer_arm(c, header_deadline_ms(s->cfg));
+}
+
+/* Out of descriptors (EMFILE): the spare one kept for this lets us take one
+ * waiting client at a time, tell it 503 and close it, so that clients are
+ * refused at once rather than left hanging in the backlog; then accepting
+ * pauses (accept_error_cb) while existing connections are served. */
+static void http_refuse_without_descriptors(struct http_server *s)
+{
+	if (s->reserve_fd < 0 || !s->listener)
+		return;
+	char resp[512];
+	size_t n = overloaded_reply(resp, sizeof resp, "the server is out of file descriptors; retry later");
+	int lfd = evconnlistener_get_fd(s->listener);
+	for (int i = 0; i < 16; i++) {
+		close(s->reserve_fd);
+		s->reserve_fd = -1;
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			char junk[2048];
+			while (recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
+				; /* what already came: closing with it unread would reset the reply away */
+			ssize_t w = send(fd, resp, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+			(void)w;
+			shutdown(fd, SHUT_WR);
+			close(fd);
+			metric_inc(s->m_rejected_fds);
+		}
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || s->reserve_fd < 0)
+			break;
+	}
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
+	if (s->reserve_fd < 0)
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (!s->draining && s->listener)
 		evconnlistener_enable(s->listener);
 }
@@ -1079,8 +1234,12 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	struct http_server *s = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* Out of descriptors: pause accepting instead of spinning. */
-		log_warn(NULL, "accept: %s; pausing accepts for 100 ms", strerror(err));
+		/* Out of descriptors: refuse who is waiting, then pause accepting
+		 * instead of spinning; the connections already open are served. */
+		log_warn(NULL, "accept: %s; refusing waiting clients with 503 and pausing accepts for 100 ms",
+			 strerror(err));
+		if (err == EMFILE || err == ENFILE)
+			http_refuse_without_descriptors(s);
 		evconnlistener_disable(l);
 		struct timeval tv = { 0, 100000 };
 		evtimer_add(s->accept_retry, &tv);
@@ -1090,6 +1249,13 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /* ------------------------------------------------------------ server */
+
+static void http_server_collect(void *arg)
+{
+	struct http_server *s = arg;
+	metric_set(s->m_sockets, conn_counts_total(s->counts));
+	metric_set(s->m_cap, (double)s->cfg->max_connections);
+}
 
 struct http_server *http_server_new(struct event_base *base, const struct http_cfg *cfg, struct metrics *m)
 {
@@ -1104,6 +1270,8 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->scratch.size = 256 * 1024;
 	s->scratch.buf = rh_malloc(s->scratch.size);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
+	s->counts = conn_counts_new();
+	s->reserve_fd = -1;
 	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
 	s->f_requests = metrics_counter(m, "ridehail_http_requests_total",
 					"HTTP requests answered, by route pattern, method and status.", req_labels);
@@ -1114,8 +1282,24 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->m_unmatched_latency = metric_cell(s->f_latency, unmatched);
 	s->m_conns = metric_cell(metrics_gauge(m, "ridehail_http_connections", "Open HTTP connections (WebSocket ones are counted by the gateway).", NULL), NULL);
 	s->m_accepted = metric_cell(metrics_counter(m, "ridehail_http_connections_accepted_total", "TCP connections accepted.", NULL), NULL);
-	s->m_rejected_limit = metric_cell(metrics_counter(m, "ridehail_http_connections_rejected_total",
-							  "Connections refused with 503 because http.max_connections was reached.", NULL), NULL);
+	static const char *const reason_label[] = { "reason", NULL };
+	struct metric_family *rej = metrics_counter(m, "ridehail_http_connections_rejected_total",
+						    "Connections refused with 503, by reason: limit (http.max_connections), "
+						    "address (http.max_connections_per_address), descriptors (none left).",
+						    reason_label);
+	s->m_rejected_limit = metric_cell(rej, (const char *[]){ "limit" });
+	s->m_rejected_address = metric_cell(rej, (const char *[]){ "address" });
+	s->m_rejected_fds = metric_cell(rej, (const char *[]){ "descriptors" });
+	s->m_reclaimed = metric_cell(metrics_counter(m, "ridehail_http_connections_reclaimed_total",
+						     "Idle or slow connections closed at the connection cap to make room for a new client.",
+						     NULL), NULL);
+	s->m_sockets = metric_cell(metrics_gauge(m, "ridehail_client_sockets",
+						 "Open client sockets, HTTP and WebSocket together (what http.max_connections caps).",
+						 NULL), NULL);
+	s->m_cap = metric_cell(metrics_gauge(m, "ridehail_client_sockets_max",
+					     "The effective http.max_connections (derived from the open-file limit).", NULL),
+			       NULL);
+	metrics_on_collect(m, http_server_collect, s);
 	s->m_inflight = metric_cell(metrics_gauge(m, "ridehail_http_requests_in_flight", "Requests dispatched and not yet answered.", NULL), NULL);
 	return s;
 }
@@ -1154,6 +1338,7 @@ rh_err http_server_listen(struct http_server *s, char *bound, size_t boundlen)
 		return RH_EIO;
 	}
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof got;
 	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&got, &gl);
@@ -1202,6 +1387,11 @@ void http_server_free(struct http_server *s)
 		evconnlistener_free(s->listener);
 	event_free(s->reaper);
 	event_free(s->accept_retry);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
+	/* (WebSocket streams, which release their place here, are gone: the
+	 * gateway is freed first) */
+	conn_counts_free(s->counts);
 	rh_free(s->scratch.buf);
 	struct route_entry *re = s->routes;
 	while (re) {

@@ -1,8 +1,12 @@
 """What a hostile client tried: each test here failed on the daemon before
 the fix it guards (the docstring says how)."""
 import json
+import os
+import re
 import socket
 import struct
+import subprocess
+import time
 
 import pytest
 
@@ -156,3 +160,183 @@ def test_ws_message_burst_under_the_limit_is_served(daemon):
         assert op != 0x8
         got[op] = got.get(op, 0) + 1
     c.close()
+
+
+# ---------------------------------------------------------------- connections
+
+def metric_value(daemon, name, labels=""):
+    for line in daemon.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + labels + " ") or (not labels and line.startswith(name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def hold(daemon, n, src="127.0.0.1", send=b""):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection((daemon.host, daemon.port), timeout=5, source_address=(src, 0))
+        if send:
+            s.sendall(send)
+        socks.append(s)
+    return socks
+
+
+def get_on(s, path="/healthz"):
+    """One keep-alive request on an open socket; the reply's status."""
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            return None
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    n = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+    while len(rest) < n:
+        rest += s.recv(4096)
+    return int(head.split(b" ")[1])
+
+
+def test_connection_cap_derives_from_the_open_file_limit(make_daemon):
+    """http.max_connections defaulted to the open-file limit itself, so the
+    503 never fired: the listener hit "Too many open files" and new clients
+    (/healthz too) were left hanging. Now the cap is the limit less what the
+    daemon keeps for itself; past it new clients get 503 at once, or, once
+    held connections have been idle a moment, take the place of the least
+    recently active one; clients already connected are served throughout."""
+    from conftest import RIDEHAILD, ROOT
+    d = make_daemon(command=["prlimit", "--nofile=300:300", "--", RIDEHAILD, "--config",
+                             str(ROOT / "conf" / "ridehaild.conf")])
+    m = re.search(r"connections: up to (\d+) \((\d+) WebSocket\); open-file limit 300, (\d+) kept", d.log())
+    assert m, d.log()[-2000:]
+    cap, reserved = int(m.group(1)), int(m.group(3))
+    assert cap == 300 - reserved and 50 < cap < 250
+    assert metric_value(d, "ridehail_client_sockets_max") == cap
+    first = hold(d, 1)[0]
+    assert get_on(first) == 200
+    socks = [first]
+    try:
+        # a flood from many addresses holds every place there is
+        for i in range(cap + 40):
+            socks += hold(d, 1, src=f"127.0.{i // 200}.{2 + i % 200}")
+        time.sleep(0.3)
+        # fresh held connections are not taken: a new client is told 503 at once
+        out = d.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+        assert out.startswith(b"HTTP/1.1 503 "), out
+        assert b"connection limit" in out
+        assert get_on(first) == 200  # a client already connected is served
+        # once the held ones have idled a second, a new client takes the place of one
+        time.sleep(1.2)
+        for _ in range(5):
+            assert d.get("/healthz", timeout=3).status == 200
+        assert metric_value(d, "ridehail_http_connections_reclaimed_total") >= 1
+        assert metric_value(d, "ridehail_http_connections_rejected_total", '{reason="limit"}') >= 1
+        assert "Too many open files" not in d.log()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_per_address_connection_cap(make_daemon):
+    """There was no per-address cap: one host could hold every connection.
+    Past http.max_connections_per_address (HTTP and WebSocket together)
+    its new connections get 503; other addresses are not affected."""
+    d = make_daemon(env={"RIDEHAIL_HTTP_MAX_CONNECTIONS_PER_ADDRESS": "6"})
+    drv, hdr = d.driver_session()
+    ws = RawWS(d, hdr["Authorization"].split(" ", 1)[1])
+    assert ws.status == 101
+    socks = hold(d, 5)  # 6 with the WebSocket
+    try:
+        time.sleep(0.2)
+        out = d.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+        assert out.startswith(b"HTTP/1.1 503 "), out
+        assert b"your address" in out
+        other = hold(d, 1, src="127.0.0.2")[0]
+        assert get_on(other) == 200
+        other.close()
+        # a closed socket frees its place, the WebSocket's too
+        ws.close()
+        time.sleep(0.3)
+        assert d.get("/healthz").status == 200
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.2)
+    assert metric_value(d, "ridehail_http_connections_rejected_total", '{reason="address"}') >= 1
+
+
+def test_header_deadline_is_shorter_than_the_request_timeout(make_daemon):
+    """A head trickled in held its connection for the whole request timeout
+    (10 s). The head now has http.header_timeout (5 s by default), from its
+    first byte; a connection that sends nothing is closed after it too."""
+    d = make_daemon(env={"RIDEHAIL_HTTP_HEADER_TIMEOUT": "600ms", "RIDEHAIL_HTTP_REQUEST_TIMEOUT": "10s"})
+    with socket.create_connection((d.host, d.port), timeout=5) as s:
+        t0 = time.time()
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        for _ in range(3):
+            time.sleep(0.1)
+            s.sendall(b"s")
+        out = s.recv(4096)
+        assert out.startswith(b"HTTP/1.1 408 "), out
+        assert b"headers" in out
+        assert time.time() - t0 < 2
+    with socket.create_connection((d.host, d.port), timeout=5) as s:
+        t0 = time.time()
+        assert s.recv(4096) == b""  # closed, silently
+        assert time.time() - t0 < 2
+    # a body still has the whole request timeout
+    with socket.create_connection((d.host, d.port), timeout=5) as s:
+        s.sendall(b"PUT /v1/admin/log HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n{")
+        time.sleep(1.0)
+        s.sendall(b'"level":"info"}    ')
+        out = s.recv(4096)
+        assert out.startswith(b"HTTP/1.1 401 "), out  # the body arrived; no credential
+
+
+def test_slowloris_costs_little_memory(make_daemon):
+    """A partial head grew its input buffer to ~136 KiB after a few bytes
+    (3,000 such connections: ~416 MB). Now a connection still sending its
+    head holds about what it sent."""
+    d = make_daemon()
+    n = 300
+    base = metric_value(d, "ridehail_memory_allocated_bytes")
+    socks = hold(d, n, send=b"GET /healthz HTTP/1.1\r\n")
+    try:
+        for piece in (b"Host: x\r\n", b"X-A: 1\r\n", b"X-B: 2\r\n", b"X-C: 3\r\n"):
+            time.sleep(0.05)
+            for s in socks:
+                s.sendall(piece)
+        time.sleep(0.3)
+        grown = metric_value(d, "ridehail_memory_allocated_bytes") - base
+        per_conn_kib = grown / n / 1024
+        assert per_conn_kib < 4, per_conn_kib
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_out_of_descriptors_refuses_with_503_and_serves_the_connected(make_daemon):
+    """On EMFILE the listener paused and retried while new clients hung in
+    the backlog. Now the spare descriptor kept for this lets the daemon
+    answer them 503 and close, and clients already connected are served."""
+    d = make_daemon()
+    keep = hold(d, 1)[0]
+    assert get_on(keep) == 200
+    pid = d.proc.pid
+    in_use = len(os.listdir(f"/proc/{pid}/fd"))
+    # lower the running daemon's limit to what it holds now: the next
+    # accept() fails with EMFILE (the spare descriptor is among those held)
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={in_use}:{in_use + 1000}"], check=True)
+    try:
+        for _ in range(3):
+            out = d.raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3)
+            assert out.startswith(b"HTTP/1.1 503 "), out
+            assert b"file descriptors" in out
+        assert get_on(keep) == 200  # the connected client is served meanwhile
+        assert get_on(keep, "/metrics") == 200
+    finally:
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={in_use + 1000}:{in_use + 1000}"], check=True)
+    time.sleep(0.3)  # accepting resumes
+    assert d.get("/healthz").status == 200
+    assert metric_value(d, "ridehail_http_connections_rejected_total", '{reason="descriptors"}') >= 3
+    keep.close()
