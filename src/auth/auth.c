@@ -13,6 +13,7 @@
 #include "core/metrics.h"
 #include "core/server.h"
 #include "core/strbuf.h"
+#include "core/uuid.h"
 #include "core/worker.h"
 #include "net/http.h"
 #include "net/ratelimit.h"
@@ -21,23 +22,6 @@
 
 #define PASSWORD_MAX_BYTES 1024
 #define RATELIMIT_KEYS 65536
-
-struct auth {
-	struct server *srv;
-	struct worker_pool *pool;
-	unsigned char key[1024];
-	size_t keylen;
-	struct ratelimit *rl_account, *rl_address, *rl_signup;
-	char dummy_hash[crypto_pwhash_STRBYTES]; /* verified against when the account does not exist */
-	struct metric_family *f_logins;
-	struct metric_cell *m_queue;
-	/* Tokens verified recently: apps send the same token on every request
-	 * and every reconnect, and checking a signature costs microseconds (a
-	 * tenth of a nearby query). Direct-mapped by a keyed hash of the token;
-	 * a hit compares the whole token in constant time and re-checks expiry. */
-	unsigned char cache_key[crypto_shorthash_KEYBYTES];
-	struct token_cache_entry *cache;
-};
 
 #define TOKEN_CACHE_SLOTS 4096
 #define TOKEN_CACHE_MAX_LEN 480
@@ -51,9 +35,12 @@ struct token_cache_entry {
 /* ------------------------------------------------------------ statements */
 
 static struct db_stmt st_login[3] = {
-	{ "auth_login_rider", "SELECT id, password_hash, disabled FROM riders WHERE lower(email) = lower($1)", 1 },
-	{ "auth_login_driver", "SELECT id, password_hash, disabled FROM drivers WHERE lower(email) = lower($1)", 1 },
-	{ "auth_login_operator", "SELECT id, password_hash, disabled FROM operators WHERE lower(email) = lower($1)", 1 },
+	{ "auth_login_rider", "SELECT id, password_hash, disabled, credential_version FROM riders"
+			      " WHERE lower(email) = lower($1) AND deleted_at IS NULL", 1 },
+	{ "auth_login_driver", "SELECT id, password_hash, disabled, credential_version FROM drivers"
+			       " WHERE lower(email) = lower($1) AND deleted_at IS NULL", 1 },
+	{ "auth_login_operator", "SELECT id, password_hash, disabled, credential_version FROM operators"
+				 " WHERE lower(email) = lower($1) AND deleted_at IS NULL", 1 },
 };
 struct db_stmt st_insert_rider = {
 	"auth_insert_rider",
@@ -74,24 +61,25 @@ static struct db_stmt st_me[3] = {
 	{ "auth_me_operator", "SELECT operator_json(o) FROM operators o WHERE id = $1", 1 },
 };
 static struct db_stmt st_driver_get = {
-	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1", 1
+	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1 AND deleted_at IS NULL", 1
 };
 static struct db_stmt st_driver_list = {
 	"auth_driver_list",
-	"SELECT driver_json(d), d.id FROM drivers d WHERE $1::uuid IS NULL OR d.id > $1::uuid ORDER BY d.id LIMIT $2", 2
+	"SELECT driver_json(d), d.id FROM drivers d WHERE ($1::uuid IS NULL OR d.id > $1::uuid) AND d.deleted_at IS NULL"
+	" ORDER BY d.id LIMIT $2", 2
 };
 
-static int role_index(enum auth_role r)
+int auth_role_index(enum auth_role r)
 {
 	return r == ROLE_RIDER ? 0 : r == ROLE_DRIVER ? 1 : 2;
 }
 
 /* ------------------------------------------------------------ tokens */
 
-rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role role, const char *id,
+rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role role, const char *id, int64_t cv,
 			int64_t now_s, int64_t ttl_s, char *out, size_t outlen, int64_t *exp)
 {
-	struct jwt_claims c = { .role = role, .iat = now_s, .exp = now_s + ttl_s };
+	struct jwt_claims c = { .role = role, .iat = now_s, .exp = now_s + ttl_s, .cv = cv };
 	unsigned char rnd[12];
 	snprintf(c.sub, sizeof c.sub, "%s", id);
 	randombytes_buf(rnd, sizeof rnd);
@@ -101,8 +89,32 @@ rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role 
 	return jwt_sign(key, keylen, &c, out, outlen);
 }
 
+/* Does the token's account still stand? (revoke.h: in memory, no database) */
+static rh_err auth_standing(struct auth *a, const struct auth_principal *who, const char **why)
+{
+	struct uuid u;
+	if (!uuid_parse(who->id, &u)) {
+		*why = "malformed subject";
+		return RH_EINVAL;
+	}
+	enum revoke_verdict v = revoke_check(a->revoked, &u, who->cv);
+	if (v == REVOKE_OK)
+		return RH_OK;
+	metric_inc(a->m_refused[v]);
+	*why = revoke_verdict_name(v);
+	switch (v) {
+	case REVOKE_UNKNOWN: return RH_EAGAIN;
+	case REVOKE_DISABLED: return RH_ECONFLICT;
+	case REVOKE_DELETED: return RH_ENOTFOUND;
+	default: return RH_EINVAL;
+	}
+}
+
 rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principal *out, const char **why)
 {
+	const char *unused;
+	if (!why)
+		why = &unused;
 	int64_t now_s = rh_wall_ms() / 1000, leeway_s = a->srv->cfg.auth.leeway_ms / 1000;
 	size_t len = strlen(token);
 	struct token_cache_entry *slot = NULL;
@@ -112,7 +124,7 @@ rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principa
 		slot = &a->cache[h % TOKEN_CACHE_SLOTS];
 		if (slot->len == len && sodium_memcmp(slot->token, token, len) == 0 && now_s <= slot->who.exp + leeway_s) {
 			*out = slot->who;
-			return RH_OK;
+			return auth_standing(a, out, why);
 		}
 	}
 	struct jwt_claims c;
@@ -123,12 +135,13 @@ rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principa
 	snprintf(out->id, sizeof out->id, "%s", c.sub);
 	snprintf(out->jti, sizeof out->jti, "%s", c.jti);
 	out->exp = c.exp;
+	out->cv = c.cv;
 	if (slot) {
 		memcpy(slot->token, token, len);
 		slot->len = (uint16_t)len;
 		slot->who = *out;
 	}
-	return RH_OK;
+	return auth_standing(a, out, why);
 }
 
 static const char *bearer(struct http_req *req)
@@ -162,21 +175,43 @@ static bool is_admin_token(struct auth *a, const char *tok, struct auth_principa
 	return true;
 }
 
+bool auth_verify_token_or_reply(struct auth *a, struct http_req *req, const char *token, struct auth_principal *out)
+{
+	const char *why = NULL;
+	switch (auth_verify_token(a, token, out, &why)) {
+	case RH_OK:
+		return true;
+	case RH_EAGAIN:
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL,
+				   "accounts cannot be checked until the database has been reached; retry shortly");
+		return false;
+	case RH_ECONFLICT:
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
+		return false;
+	case RH_ENOTFOUND:
+		reply_unauthorized(req, "this account no longer exists");
+		return false;
+	default:
+		reply_unauthorized(req, strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
+				   : strcmp(why, "revoked") == 0
+					   ? "the access token was revoked (the password changed, or the account was re-enabled); log in again"
+					   : "the access token is invalid");
+		return false;
+	}
+}
+
 bool auth_require_or_reply(struct auth *a, struct http_req *req, unsigned roles, struct auth_principal *out)
 {
 	const char *tok = bearer(req);
-	const char *why = NULL;
 	if ((roles & ROLE_OPERATOR) && is_admin_token(a, tok, out))
 		return true;
 	if (!tok) {
 		reply_unauthorized(req, "an access token is required: Authorization: Bearer <token> from POST /v1/auth/login");
 		return false;
 	}
-	if (auth_verify_token(a, tok, out, &why) != RH_OK) {
-		reply_unauthorized(req, why && strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
-									   : "the access token is invalid");
+	if (!auth_verify_token_or_reply(a, req, tok, out))
 		return false;
-	}
 	if (!(roles & out->role)) {
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "a %s may not do this", auth_role_name(out->role));
 		return false;
@@ -235,7 +270,11 @@ struct pw_job {
 	cJSON *body;          /* the validated request body (sign-up, create) */
 	enum auth_role role;
 	char account_id[40];
+	int64_t cv;           /* the account's credential version */
 	bool disabled, found;
+	/* a plain hash or verify for accounts.c (auth_pw_hash/auth_pw_verify) */
+	auth_pw_cb cb;
+	void *cb_arg;
 };
 
 static void pw_run(struct worker_job *job)
@@ -263,6 +302,7 @@ static void pw_done(struct worker_job *job)
 	j->next(j);
 }
 
+
 static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
 				 void (*next)(struct pw_job *))
 {
@@ -287,6 +327,37 @@ static void pw_submit_or_reply(struct pw_job *j)
 		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
 		pw_job_free(j);
 	}
+}
+
+static void pw_plain_done(struct pw_job *j)
+{
+	j->cb(j->cb_arg, j->ok, j->hash);
+	pw_job_free(j);
+}
+
+static bool pw_plain(struct auth *a, enum pw_kind kind, const char *password, const char *hash, auth_pw_cb done,
+		     void *arg)
+{
+	struct pw_job *j = pw_job_new(a, NULL, kind, password, pw_plain_done);
+	j->cb = done;
+	j->cb_arg = arg;
+	if (hash)
+		snprintf(j->hash, sizeof j->hash, "%s", hash);
+	if (worker_submit(a->pool, &j->job) != RH_OK) {
+		pw_job_free(j);
+		return false;
+	}
+	return true;
+}
+
+bool auth_pw_hash(struct auth *a, const char *password, auth_pw_cb done, void *arg)
+{
+	return pw_plain(a, PW_HASH, password, NULL, done, arg);
+}
+
+bool auth_pw_verify(struct auth *a, const char *password, const char *hash, auth_pw_cb done, void *arg)
+{
+	return pw_plain(a, PW_VERIFY, password, hash, done, arg);
 }
 
 /* ------------------------------------------------------------ rate limits */
@@ -344,27 +415,33 @@ static void login_verified(struct pw_job *j)
 		login_count(a, "disabled");
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
 	} else {
-		char token[JWT_MAX_LEN], exp_str[32];
-		int64_t exp, now = rh_wall_ms() / 1000;
-		if (auth_issue_token(a->key, a->keylen, j->role, j->account_id, now,
-				     a->srv->cfg.auth.token_ttl_ms / 1000, token, sizeof token, &exp) != RH_OK) {
-			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
-		} else {
-			login_count(a, "ok");
-			/* a bearer credential: no cache (a proxy's, a browser's) may keep it */
-			http_reply_header(req, "Cache-Control", "no-store");
-			rh_format_rfc3339(exp * 1000, exp_str);
-			cJSON *r = cJSON_CreateObject();
-			cJSON_AddStringToObject(r, "token", token);
-			cJSON_AddStringToObject(r, "token_type", "Bearer");
-			cJSON_AddStringToObject(r, "expires_at", exp_str);
-			cJSON_AddNumberToObject(r, "expires_in", (double)(exp - now));
-			cJSON_AddStringToObject(r, "role", auth_role_name(j->role));
-			cJSON_AddStringToObject(r, "subject", j->account_id);
-			http_reply_json(req, 200, r);
-		}
+		login_count(a, "ok");
+		auth_reply_token(a, req, j->role, j->account_id, j->cv);
 	}
 	pw_job_free(j);
+}
+
+void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role, const char *id, int64_t cv)
+{
+	char token[JWT_MAX_LEN], exp_str[32];
+	int64_t exp, now = rh_wall_ms() / 1000;
+	if (auth_issue_token(a->key, a->keylen, role, id, cv, now, a->srv->cfg.auth.token_ttl_ms / 1000, token,
+			     sizeof token, &exp) != RH_OK) {
+		http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
+		return;
+	}
+	/* a bearer credential: no cache (a proxy's, a browser's) may keep it */
+	http_reply_header(req, "Cache-Control", "no-store");
+	rh_format_rfc3339(exp * 1000, exp_str);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "token", token);
+	cJSON_AddStringToObject(r, "token_type", "Bearer");
+	cJSON_AddStringToObject(r, "expires_at", exp_str);
+	cJSON_AddNumberToObject(r, "expires_in", (double)(exp - now));
+	cJSON_AddStringToObject(r, "role", auth_role_name(role));
+	cJSON_AddStringToObject(r, "subject", id);
+	http_reply_json(req, 200, r);
+	sodium_memzero(token, sizeof token);
 }
 
 static void login_found(void *arg, const struct db_result *res)
@@ -381,6 +458,9 @@ static void login_found(void *arg, const struct db_result *res)
 		snprintf(j->account_id, sizeof j->account_id, "%s", db_get(res, 0, 0));
 		snprintf(j->hash, sizeof j->hash, "%s", db_get(res, 0, 1));
 		j->disabled = db_get(res, 0, 2)[0] == 't';
+		j->cv = strtoll(db_get(res, 0, 3), NULL, 10);
+		/* the row is the truth: should a notification have been missed */
+		auth_account_changed(j->auth, j->role, j->account_id, j->cv, j->disabled, false);
 	} else {
 		/* No such account: check against a dummy hash anyway, so the reply
 		 * takes as long as for a wrong password (no account enumeration). */
@@ -410,7 +490,7 @@ static void auth_login(struct http_req *req, void *ctx)
 	struct pw_job *j = pw_job_new(a, req, PW_VERIFY, jv_str(body, "password"), login_verified);
 	j->role = auth_role_parse(role);
 	const char *params[] = { email };
-	db_query(a->srv->db, &st_login[role_index(j->role)], params, login_found, j);
+	db_query(a->srv->db, &st_login[auth_role_index(j->role)], params, login_found, j);
 	cJSON_Delete(body);
 }
 
@@ -609,7 +689,7 @@ static void auth_me(struct http_req *req, void *ctx)
 	if (!auth_require_or_reply(a, req, ROLE_RIDER | ROLE_DRIVER | ROLE_OPERATOR, &p))
 		return;
 	const char *params[] = { p.id };
-	db_query(a->srv->db, &st_me[role_index(p.role)], params, row_or_404, req);
+	db_query(a->srv->db, &st_me[auth_role_index(p.role)], params, row_or_404, req);
 }
 
 static void admin_driver_get(struct http_req *req, void *ctx)
@@ -721,6 +801,7 @@ struct auth *auth_new(struct server *srv)
 		log_warn(NULL, "auth.jwt_secret is empty: using a random key; tokens will not survive a restart");
 	}
 	a->pool = worker_pool_new(srv->base, (int)cfg->hash_threads, (int)cfg->hash_queue_max);
+	auth_accounts_init(a);
 	a->rl_account = ratelimit_new(cfg->login_per_account, cfg->login_per_account, RATELIMIT_KEYS);
 	a->rl_address = ratelimit_new(cfg->login_per_address, cfg->login_per_address, RATELIMIT_KEYS);
 	a->rl_signup = ratelimit_new(cfg->signup_per_address, cfg->signup_per_address, RATELIMIT_KEYS);
@@ -756,6 +837,7 @@ void auth_free(struct auth *a)
 	if (!a)
 		return;
 	worker_pool_free(a->pool);
+	auth_accounts_fini(a);
 	ratelimit_free(a->rl_account);
 	ratelimit_free(a->rl_address);
 	ratelimit_free(a->rl_signup);

@@ -340,3 +340,196 @@ def test_out_of_descriptors_refuses_with_503_and_serves_the_connected(make_daemo
     assert d.get("/healthz").status == 200
     assert metric_value(d, "ridehail_http_connections_rejected_total", '{reason="descriptors"}') >= 3
     keep.close()
+
+
+# ---------------------------------------------------------------- accounts: disable, delete, password
+
+MANUAL = {"RIDEHAIL_MATCH_AUTO": "false"}
+RIDE = {"pickup": {"lat": 52.0907, "lng": 5.1214}, "dropoff": {"lat": 52.1, "lng": 5.13}}
+
+
+def token_of(hdr):
+    return hdr["Authorization"].split(" ", 1)[1]
+
+
+def sql(pg, d, query, params=None):
+    return pg.query(d.db, query, params)
+
+
+def ws_status(d, hdr):
+    c = RawWS(d, token_of(hdr))
+    st = c.status
+    c.close()
+    return st
+
+
+def close_frame(c, timeout=5):
+    """(code, reason) of the server's close frame, skipping other frames."""
+    c.s.settimeout(timeout)
+    counts, code, reason = read_until_close(c)
+    return code, reason
+
+
+def test_disabled_operator_can_do_nothing(make_daemon, pg):
+    """A disabled operator could still read the admin API and create a new
+    operator (a permanent way back in) until its token expired (12 h)."""
+    d = make_daemon()
+    r = d.post("/v1/admin/operators", {"email": "ops@example.com", "name": "Ops", "password": "ops-pass-123"},
+               headers=d.admin)
+    assert r.status == 201, r
+    op = {"Authorization": "Bearer " + d.login("operator", "ops@example.com", "ops-pass-123")}
+    assert d.get("/v1/admin/drivers", headers=op).status == 200
+    sql(pg, d, "UPDATE operators SET disabled = true WHERE email = 'ops@example.com'")  # by hand, in the database
+    time.sleep(0.2)
+    problem(d.get("/v1/admin/drivers", headers=op), 403, "forbidden")
+    problem(d.post("/v1/admin/operators", {"email": "back@example.com", "name": "Back", "password": "way-back-in"},
+                   headers=op), 403, "forbidden")
+    problem(d.get("/v1/admin/config", headers=op), 403, "forbidden")
+    problem(d.get("/v1/me", headers=op), 403, "forbidden")
+    assert not sql(pg, d, "SELECT 1 FROM operators WHERE email = 'back@example.com'")
+
+
+def test_disabled_rider_cannot_book_or_connect_and_is_disconnected(make_daemon, pg):
+    """A disabled rider could still book (201) and open the WebSocket. Now
+    the change reaches the daemon at once (sql/013's NOTIFY), the open
+    session is closed with 4003, and every request is refused."""
+    d = make_daemon(env=MANUAL)
+    rider, rh = d.rider_session()
+    c = RawWS(d, token_of(rh))
+    assert c.status == 101
+    sql(pg, d, "UPDATE riders SET disabled = true WHERE id = %s", (rider["id"],))
+    assert close_frame(c) == (4003, "account disabled")
+    c.close()
+    problem(d.post("/v1/rides", RIDE, headers=rh), 403, "forbidden")
+    assert ws_status(d, rh) == 403
+    assert not sql(pg, d, "SELECT 1 FROM trips WHERE rider_id = %s", (rider["id"],))
+    # enabled again: the old token stays void (it was issued before), a new login works
+    sql(pg, d, "UPDATE riders SET disabled = false WHERE id = %s", (rider["id"],))
+    time.sleep(0.2)
+    body = problem(d.get("/v1/me", headers=rh), 401, "unauthorized")
+    assert "revoked" in body["detail"]
+    rh2 = {"Authorization": "Bearer " + d.login("rider", rider["email"], "rider-pass-1")}
+    assert d.post("/v1/rides", RIDE, headers=rh2).status == 201
+
+
+def test_deleted_rider_token_opens_nothing(make_daemon, pg):
+    """A deleted rider's token opened the WebSocket and got a 500 on
+    POST /v1/rides. Deleted by hand (DELETE), the account's id is kept
+    (deleted_accounts) and its tokens are refused, after a restart too."""
+    d = make_daemon(env=MANUAL)
+    rider, rh = d.rider_session()
+    sql(pg, d, "DELETE FROM riders WHERE id = %s", (rider["id"],))
+    time.sleep(0.2)
+    problem(d.post("/v1/rides", RIDE, headers=rh), 401, "unauthorized")
+    assert ws_status(d, rh) == 401
+    d.stop()
+    d2 = make_daemon(env=MANUAL, db=d.db)
+    problem(d2.post("/v1/rides", RIDE, headers=rh), 401, "unauthorized")
+    assert ws_status(d2, rh) == 401
+
+
+def test_password_change_ends_tokens_and_sessions(make_daemon, pg):
+    """Changing a password ended nothing: every token issued before stayed
+    good for 12 h. Now the change voids them and closes open sessions (4001,
+    log in again); the reply carries a new token."""
+    d = make_daemon()
+    drv, dh = d.driver_session(password="old-password-1")
+    old_ws = RawWS(d, token_of(dh))
+    assert old_ws.status == 101
+    other_login = {"Authorization": "Bearer " + d.login("driver", drv["email"], "old-password-1")}
+    problem(d.request("PUT", "/v1/me/password", {"current_password": "wrong-one", "new_password": "new-password-2"},
+                      headers=dh), 403, "forbidden")
+    r = d.request("PUT", "/v1/me/password", {"current_password": "old-password-1", "new_password": "new-password-2"},
+                  headers=dh)
+    assert r.status == 200, r
+    assert r.headers.get("cache-control") == "no-store"
+    new = {"Authorization": "Bearer " + r.json()["token"]}
+    assert close_frame(old_ws)[0] == 4001
+    old_ws.close()
+    for h in (dh, other_login):
+        body = problem(d.get("/v1/me", headers=h), 401, "unauthorized")
+        assert "revoked" in body["detail"]
+    assert d.get("/v1/me", headers=new).status == 200
+    assert ws_status(d, new) == 101
+    problem(d.post("/v1/auth/login", {"role": "driver", "email": drv["email"], "password": "old-password-1"}), 401)
+    assert d.login("driver", drv["email"], "new-password-2")
+    # changed by hand in the database: the same
+    sql(pg, d, "UPDATE drivers SET password_hash = password_hash || '' WHERE id = %s", (drv["id"],))
+    sql(pg, d, "UPDATE drivers SET password_hash = 'x' || password_hash WHERE id = %s", (drv["id"],))
+    time.sleep(0.2)
+    problem(d.get("/v1/me", headers=new), 401, "unauthorized")
+
+
+def test_admin_disable_delete_and_reset_password(make_daemon, pg):
+    d = make_daemon(env=MANUAL)
+    drv, dh = d.driver_session()
+    c = RawWS(d, token_of(dh))
+    assert c.status == 101
+    # disable through the API: the session closes at once, the reply shows it
+    r = d.request("PATCH", f"/v1/admin/drivers/{drv['id']}", {"disabled": True}, headers=d.admin)
+    assert r.status == 200 and r.json()["disabled"] is True, r
+    assert close_frame(c) == (4003, "account disabled")
+    c.close()
+    problem(d.get("/v1/me", headers=dh), 403, "forbidden")
+    problem(d.post("/v1/auth/login", {"role": "driver", "email": drv["email"], "password": "driver-pass-1"}), 403)
+    r = d.request("PATCH", f"/v1/admin/drivers/{drv['id']}", {"disabled": False}, headers=d.admin)
+    assert r.status == 200 and r.json()["disabled"] is False
+    # the operator sets a new password: the old one and its tokens end
+    dh2 = {"Authorization": "Bearer " + d.login("driver", drv["email"], "driver-pass-1")}
+    assert d.request("PUT", f"/v1/admin/drivers/{drv['id']}/password", {"password": "reset-pass-9"},
+                     headers=d.admin).status == 204
+    problem(d.get("/v1/me", headers=dh2), 401, "unauthorized")
+    dh3 = {"Authorization": "Bearer " + d.login("driver", drv["email"], "reset-pass-9")}
+    # delete: the row stays for its trips, emptied; the email can be used again
+    rider, rh = d.rider_session()
+    assert d.post("/v1/rides", RIDE, headers=rh).status == 201
+    problem(d.request("DELETE", f"/v1/admin/riders/{rider['id']}", headers=d.admin), 409, "conflict")
+    assert d.request("DELETE", f"/v1/admin/drivers/{drv['id']}", headers=d.admin).status == 204
+    problem(d.get("/v1/me", headers=dh3), 401, "unauthorized")
+    problem(d.get(f"/v1/admin/drivers/{drv['id']}", headers=d.admin), 404, "not-found")
+    problem(d.request("DELETE", f"/v1/admin/drivers/{drv['id']}", headers=d.admin), 404, "not-found")
+    row = sql(pg, d, "SELECT email, name, phone, deleted_at IS NOT NULL, disabled FROM drivers WHERE id = %s",
+              (drv["id"],))[0]
+    assert row[0].endswith("@deleted.invalid") and row[1] == "deleted" and row[2] is None and row[3] and row[4]
+    assert d.create_driver(email=drv["email"])["email"] == drv["email"]
+    # validation and rights
+    problem(d.request("PATCH", f"/v1/admin/riders/{rider['id']}", {"disabled": "yes"}, headers=d.admin), 400,
+            "validation-failed")
+    problem(d.request("PATCH", "/v1/admin/riders/not-a-uuid", {"disabled": True}, headers=d.admin), 400)
+    problem(d.request("PATCH", f"/v1/admin/riders/{drv['id']}", {"disabled": True}, headers=d.admin), 404)
+    problem(d.request("PATCH", f"/v1/admin/riders/{rider['id']}", {"disabled": True}, headers=rh), 403)
+
+
+def test_disable_from_the_cli_reaches_the_running_daemon(make_daemon, pg):
+    from conftest import RIDEHAILD, ROOT
+    d = make_daemon()
+    rider, rh = d.rider_session()
+    c = RawWS(d, token_of(rh))
+    assert c.status == 101
+    env = dict(d.env)
+    r = subprocess.run([RIDEHAILD, "--config", str(ROOT / "conf" / "ridehaild.conf"), "admin", "disable",
+                        "--role", "rider", "--id", rider["id"]], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r
+    assert close_frame(c) == (4003, "account disabled")
+    c.close()
+    # and a token cannot be minted for it
+    r = subprocess.run([RIDEHAILD, "--config", str(ROOT / "conf" / "ridehaild.conf"), "admin", "token",
+                        "--role", "rider", "--id", rider["id"]], env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "good standing" in r.stderr
+
+
+def test_standing_is_checked_without_the_database(make_daemon, pg):
+    """Every request is checked in memory: with the database stopped, a
+    token that stands still reads what needs no database (nearby), and a
+    disabled account's is still refused."""
+    d = make_daemon()
+    rider, rh = d.rider_session()
+    other, oh = d.rider_session()
+    sql(pg, d, "UPDATE riders SET disabled = true WHERE id = %s", (other["id"],))
+    time.sleep(0.2)
+    pg.stop()
+    try:
+        assert d.get("/v1/drivers/nearby?lat=52.09&lng=5.12", headers=rh).status == 200
+        problem(d.get("/v1/drivers/nearby?lat=52.09&lng=5.12", headers=oh), 403, "forbidden")
+    finally:
+        pg.start()
