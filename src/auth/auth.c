@@ -1,6 +1,8 @@
 #include "auth/auth.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include "core/strbuf.h"
 #include "core/uuid.h"
 #include "core/worker.h"
+#include "net/conncount.h"
 #include "net/http.h"
 #include "net/ratelimit.h"
 #include "store/db.h"
@@ -272,6 +275,12 @@ struct pw_job {
 	char account_id[40];
 	int64_t cv;           /* the account's credential version */
 	bool disabled, found;
+	/* a login's rate-limit keys (its address's, its account's) */
+	char addr[64];
+	struct conn_addr ca;  /* the address, for the count of its logins being hashed */
+	bool has_addr;
+	int lane;
+	char account_key[96];
 	/* a plain hash or verify for accounts.c (auth_pw_hash/auth_pw_verify) */
 	auth_pw_cb cb;
 	void *cb_arg;
@@ -376,13 +385,29 @@ static bool limited_or_reply(struct http_req *req, struct ratelimit *rl, const c
 	return true;
 }
 
-/* The address part of "ip:port". */
-static void peer_address(struct http_req *req, char *out, size_t n)
+/* The client's address as the per-address limits key it: an IPv4 address,
+ * or the /64 an IPv6 address is in (one host commonly holds a whole /64:
+ * keyed by the full address, a client would get 2^64 budgets). `out` is a
+ * printable key; `ca` the same as a conn_addr (false: no address). */
+static bool peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca)
 {
-	snprintf(out, n, "%s", http_req_peer(req));
-	char *colon = strrchr(out, ':');
+	char host[64];
+	snprintf(host, sizeof host, "%s", http_req_peer(req));
+	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = '\0';
+	snprintf(out, n, "%s", host);
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+	bool ok = inet_pton(AF_INET, host, &in.sin_addr) == 1 ? conn_addr_of((struct sockaddr *)&in, ca)
+		  : inet_pton(AF_INET6, host, &in6.sin6_addr) == 1 ? conn_addr_of((struct sockaddr *)&in6, ca)
+								    : false;
+	if (ok && !(ca->b[10] == 0xff && ca->b[11] == 0xff && !ca->b[0])) {
+		char v6[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, ca->b, v6, sizeof v6);
+		snprintf(out, n, "%s/64", v6);
+	}
+	return ok;
 }
 
 /* ------------------------------------------------------------ login */
@@ -402,12 +427,17 @@ static void login_count(struct auth *a, const char *result)
 	metric_inc(metric_cell(a->f_logins, lv));
 }
 
+static int64_t now_ms(void) { return rh_mono_ns() / 1000000; }
+
 static void login_verified(struct pw_job *j)
 {
 	struct auth *a = j->auth;
 	struct http_req *req = j->req;
+	conn_counts_release(a->hashing, j->has_addr ? &j->ca : NULL);
 	if (!j->ok || !j->found) {
 		login_count(a, "bad_credentials");
+		/* an address that keeps failing waits behind those that do not */
+		ratelimit_allow(a->rl_failures, j->addr, now_ms(), NULL);
 		log_info(http_req_logid(req), "login refused for a %s account from %s", auth_role_name(j->role),
 			 http_req_peer(req));
 		reply_unauthorized(req, "invalid email or password");
@@ -416,6 +446,9 @@ static void login_verified(struct pw_job *j)
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
 	} else {
 		login_count(a, "ok");
+		/* a login that succeeds does not spend the account's budget: it
+		 * bounds guesses, not a user's phones and tablets */
+		ratelimit_refund(a->rl_account, j->account_key, now_ms());
 		auth_reply_token(a, req, j->role, j->account_id, j->cv);
 	}
 	pw_job_free(j);
@@ -444,10 +477,24 @@ void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role,
 	sodium_memzero(token, sizeof token);
 }
 
+/* The email of an account that does not exist, as a rate-limit key: its
+ * ASCII letters lower-cased. (An account that exists is keyed by its id:
+ * the database found it by its own folding, lower(), which also folds what
+ * ASCII does not, K (U+212A) to k, so no spelling of an address gets a
+ * budget of its own.) */
+static void unknown_account_key(const char *role, const char *email, char *out, size_t n)
+{
+	snprintf(out, n, "email:%s:%s", role, email);
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+}
+
 static void login_found(void *arg, const struct db_result *res)
 {
 	struct pw_job *j = arg;
+	struct auth *a = j->auth;
 	if (res->err != RH_OK) {
+		ratelimit_refund(a->rl_address, j->addr, now_ms()); /* our trouble, not the client's attempt */
 		http_reply_header(j->req, "Retry-After", "1");
 		http_reply_problem(j->req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot check credentials now: %s", res->message);
 		pw_job_free(j);
@@ -459,14 +506,39 @@ static void login_found(void *arg, const struct db_result *res)
 		snprintf(j->hash, sizeof j->hash, "%s", db_get(res, 0, 1));
 		j->disabled = db_get(res, 0, 2)[0] == 't';
 		j->cv = strtoll(db_get(res, 0, 3), NULL, 10);
+		snprintf(j->account_key, sizeof j->account_key, "id:%s", j->account_id);
 		/* the row is the truth: should a notification have been missed */
-		auth_account_changed(j->auth, j->role, j->account_id, j->cv, j->disabled, false);
+		auth_account_changed(a, j->role, j->account_id, j->cv, j->disabled, false);
 	} else {
 		/* No such account: check against a dummy hash anyway, so the reply
 		 * takes as long as for a wrong password (no account enumeration). */
-		snprintf(j->hash, sizeof j->hash, "%s", j->auth->dummy_hash);
+		snprintf(j->hash, sizeof j->hash, "%s", a->dummy_hash);
 	}
-	pw_submit_or_reply(j);
+	/* the account's budget, before any hashing */
+	if (limited_or_reply(j->req, a->rl_account, j->account_key, "login attempts for this account")) {
+		login_count(a, "rate_limited");
+		pw_job_free(j);
+		return;
+	}
+	/* Hashing is the scarce part (argon2id, auth.hash_threads). The first
+	 * lane is for addresses that have not failed lately and have no other
+	 * login being hashed: a user logs in once and waits. A flood of guesses
+	 * from many addresses, each under its own limit, ends up in the second
+	 * lane after one attempt per address, and waits behind users. */
+	bool first = ratelimit_check(a->rl_failures, j->addr, now_ms()) &&
+		     (!j->has_addr || conn_counts_of(a->hashing, &j->ca) == 0);
+	j->lane = first ? 0 : 1;
+	if (worker_submit_lane(a->pool, &j->job, j->lane) == RH_OK) {
+		conn_counts_acquire(a->hashing, j->has_addr ? &j->ca : NULL);
+	} else {
+		/* refused for our overload: it spends neither budget */
+		ratelimit_refund(a->rl_account, j->account_key, now_ms());
+		ratelimit_refund(a->rl_address, j->addr, now_ms());
+		login_count(a, "overloaded");
+		http_reply_header(j->req, "Retry-After", "1");
+		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
+		pw_job_free(j);
+	}
 }
 
 static void auth_login(struct http_req *req, void *ctx)
@@ -476,19 +548,21 @@ static void auth_login(struct http_req *req, void *ctx)
 	if (!body)
 		return;
 	const char *role = jv_str(body, "role"), *email = jv_str(body, "email");
-	char key[160], addr[64];
-	snprintf(key, sizeof key, "%s:%s", role, email);
-	for (char *c = key; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	peer_address(req, addr, sizeof addr);
-	if (limited_or_reply(req, a->rl_address, addr, "login attempts from this address") ||
-	    limited_or_reply(req, a->rl_account, key, "login attempts for this account")) {
+	char addr[64];
+	struct conn_addr ca;
+	bool has_addr = peer_address(req, addr, sizeof addr, &ca);
+	/* the address's budget first: it costs no database round trip */
+	if (limited_or_reply(req, a->rl_address, addr, "login attempts from this address")) {
 		login_count(a, "rate_limited");
 		cJSON_Delete(body);
 		return;
 	}
 	struct pw_job *j = pw_job_new(a, req, PW_VERIFY, jv_str(body, "password"), login_verified);
 	j->role = auth_role_parse(role);
+	snprintf(j->addr, sizeof j->addr, "%s", addr);
+	j->has_addr = has_addr;
+	j->ca = ca;
+	unknown_account_key(role, email, j->account_key, sizeof j->account_key);
 	const char *params[] = { email };
 	db_query(a->srv->db, &st_login[auth_role_index(j->role)], params, login_found, j);
 	cJSON_Delete(body);
@@ -637,7 +711,8 @@ static void auth_signup(struct http_req *req, void *ctx)
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "rider sign-up is closed; ask the operator for an account");
 		return;
 	}
-	peer_address(req, addr, sizeof addr);
+	struct conn_addr ca;
+	peer_address(req, addr, sizeof addr, &ca);
 	if (limited_or_reply(req, a->rl_signup, addr, "sign-ups from this address"))
 		return;
 	create_account(a, req, ROLE_RIDER, auth_rider_fields);
@@ -801,10 +876,18 @@ struct auth *auth_new(struct server *srv)
 		log_warn(NULL, "auth.jwt_secret is empty: using a random key; tokens will not survive a restart");
 	}
 	a->pool = worker_pool_new(srv->base, (int)cfg->hash_threads, (int)cfg->hash_queue_max);
+	/* the first lane (logins from addresses in good standing, accounts being
+	 * created) newest first: when a flood of fresh addresses fills it, a
+	 * user who has just asked is not left behind all of them */
+	worker_lane_lifo(a->pool, 0, true);
 	auth_accounts_init(a);
 	a->rl_account = ratelimit_new(cfg->login_per_account, cfg->login_per_account, RATELIMIT_KEYS);
 	a->rl_address = ratelimit_new(cfg->login_per_address, cfg->login_per_address, RATELIMIT_KEYS);
 	a->rl_signup = ratelimit_new(cfg->signup_per_address, cfg->signup_per_address, RATELIMIT_KEYS);
+	/* failed logins per address: after one (forgotten 5 minutes later),
+	 * the address's logins wait in the second lane */
+	a->rl_failures = ratelimit_new(0.2, 1, RATELIMIT_KEYS);
+	a->hashing = conn_counts_new();
 	/* The dummy hash uses the cheapest parameters that still take as long as
 	 * a real verify would: the stored hashes carry their own cost, so we
 	 * hash once with the configured cost. */
@@ -814,7 +897,8 @@ struct auth *auth_new(struct server *srv)
 		abort();
 	}
 	a->f_logins = metrics_counter(srv->metrics, "ridehail_auth_logins_total",
-				      "Login attempts by result: ok, bad_credentials, disabled, rate_limited.", result_label);
+				      "Login attempts by result: ok, bad_credentials, disabled, rate_limited, overloaded.",
+				      result_label);
 	a->m_queue = metric_cell(metrics_gauge(srv->metrics, "ridehail_auth_password_jobs",
 					       "Password hashing jobs queued or running on the worker threads.", NULL), NULL);
 	metrics_on_collect(srv->metrics, auth_collect, a);
@@ -841,6 +925,8 @@ void auth_free(struct auth *a)
 	ratelimit_free(a->rl_account);
 	ratelimit_free(a->rl_address);
 	ratelimit_free(a->rl_signup);
+	ratelimit_free(a->rl_failures);
+	conn_counts_free(a->hashing);
 	sodium_memzero(a->key, sizeof a->key);
 	sodium_memzero(a->cache, TOKEN_CACHE_SLOTS * sizeof *a->cache);
 	rh_free(a->cache);

@@ -13,6 +13,7 @@
 #include "net/jsonv.h"
 #include "store/db.h"
 
+struct conn_counts;
 struct event;
 struct metric_cell;
 struct metric_family;
@@ -26,6 +27,8 @@ struct auth {
 	unsigned char key[1024];
 	size_t keylen;
 	struct ratelimit *rl_account, *rl_address, *rl_signup;
+	struct ratelimit *rl_failures; /* failed logins per address: past it, the second hashing lane */
+	struct conn_counts *hashing;   /* logins being hashed, per address */
 	char dummy_hash[crypto_pwhash_STRBYTES]; /* verified against when the account does not exist */
 	struct metric_family *f_logins;
 	struct metric_cell *m_queue;

@@ -114,7 +114,7 @@ static const struct cfg_key auth_keys[] = {
 	{ "hash_threads", CFG_INT, K(auth_cfg, hash_threads), "1", 1, 16, "threads", NULL,
 	  "Threads hashing and checking passwords, off the event loop." },
 	{ "hash_queue_max", CFG_INT, K(auth_cfg, hash_queue_max), "64", 1, 100000, "jobs", NULL,
-	  "Password jobs waiting for a thread; past it logins and sign-ups get 503." },
+	  "Password jobs waiting for a thread, in each of two queues (logins from addresses that failed lately, or with another login being checked, wait in the second); past it logins and sign-ups get 503." },
 	{ "login_per_account", CFG_DBL, K(auth_cfg, login_per_account), "5", 0.1, 10000, "per minute", NULL,
 	  "Login attempts per minute per account (bursts of the same size); past it: 429." },
 	{ "login_per_address", CFG_DBL, K(auth_cfg, login_per_address), "30", 0.1, 100000, "per minute", NULL,

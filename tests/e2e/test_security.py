@@ -533,3 +533,96 @@ def test_standing_is_checked_without_the_database(make_daemon, pg):
         problem(d.get("/v1/drivers/nearby?lat=52.09&lng=5.12", headers=oh), 403, "forbidden")
     finally:
         pg.start()
+
+
+# ---------------------------------------------------------------- login
+
+def login_status(d, role, email, password, src="127.0.0.1", timeout=30):
+    import http.client
+    conn = http.client.HTTPConnection(d.host, d.port, timeout=timeout, source_address=(src, 0))
+    try:
+        conn.request("POST", "/v1/auth/login", body=json.dumps({"role": role, "email": email, "password": password}),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+    finally:
+        conn.close()
+
+
+def test_login_limit_per_account_holds_for_every_spelling_of_the_email(make_daemon):
+    """The per-account key was lower-cased with ASCII tolower, while the
+    database's lower() also folds K (U+212A) to k and İ (U+0130) to i: a
+    locked account logged in through a variant address. Now an account that
+    exists is limited by its id, found by the database's own folding."""
+    d = make_daemon(env={"RIDEHAIL_AUTH_LOGIN_PER_ACCOUNT": "3"})
+    name = "kelly.in" + os.urandom(4).hex()
+    d.create_rider(email=f"{name}@example.com", password="the-real-one")
+    for _ in range(3):
+        assert login_status(d, "rider", f"{name}@example.com", "guess") == 401
+    assert login_status(d, "rider", f"{name}@example.com", "the-real-one") == 429
+    for variant in ("\u212a" + name[1:], name.upper(), name.replace("in", "\u0130n", 1)):
+        assert login_status(d, "rider", f"{variant}@example.com", "the-real-one") == 429, variant
+
+
+def test_overload_refusals_do_not_spend_the_account_budget(make_daemon):
+    """Logins refused because the hashing queue was full (503) still spent
+    the account's budget, so a user retrying through an overload was then
+    locked out (429). Refused for overload, an attempt now spends nothing;
+    nor does a login that succeeds."""
+    d = make_daemon(env={"RIDEHAIL_AUTH_HASH_QUEUE_MAX": "1", "RIDEHAIL_AUTH_LOGIN_PER_ACCOUNT": "3",
+                         "RIDEHAIL_AUTH_PASSWORD_OPSLIMIT": "3", "RIDEHAIL_AUTH_PASSWORD_MEMLIMIT": "32MiB"})
+    rider = d.create_rider(password="the-real-one")
+    import concurrent.futures
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda _: login_status(d, "rider", rider["email"], "the-real-one"), range(12)))
+    assert got.count(503) >= 3, got  # the queue (1 running, 1 waiting) refused the rest
+    assert 429 not in got, got
+    for _ in range(4):  # more than the budget of 3: successes spend nothing
+        assert login_status(d, "rider", rider["email"], "the-real-one") == 200
+    assert login_status(d, "rider", rider["email"], "a-guess") == 401
+
+
+def test_real_user_logs_in_during_a_flood_from_many_addresses(make_daemon):
+    """One hashing thread and a queue of 64: floods from many addresses, each
+    under its per-address limit, left a real user 0 of 5 logins (503).
+    Addresses that keep failing now wait in a second lane, so a user who is
+    not guessing is served first."""
+    d = make_daemon(env={"RIDEHAIL_AUTH_LOGIN_PER_ADDRESS": "120", "RIDEHAIL_AUTH_PASSWORD_OPSLIMIT": "2",
+                         "RIDEHAIL_AUTH_PASSWORD_MEMLIMIT": "64MiB", "RIDEHAIL_AUTH_HASH_THREADS": "1"})
+    user = d.create_rider(password="the-real-one")
+    import threading
+    stop = threading.Event()
+
+    def attacker(i):
+        # as an attacker does: send the guess and do not wait for the answer
+        src, n = f"127.0.{1 + i // 200}.{1 + i % 200}", 0
+        while not stop.is_set():
+            body = json.dumps({"role": "rider", "email": f"victim{i}-{n}@example.com", "password": "guess"})
+            n += 1
+            try:
+                with socket.create_connection((d.host, d.port), timeout=2, source_address=(src, 0)) as s:
+                    s.sendall(f"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode())
+            except OSError:
+                pass
+            stop.wait(0.55)  # just under 120 a minute each
+
+    threads = [threading.Thread(target=attacker, args=(i,), daemon=True) for i in range(64)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(4)  # the queue is full of guesses by now
+        results = []
+        for _ in range(5):
+            t0 = time.time()
+            results.append((login_status(d, "rider", user["email"], "the-real-one", src="127.0.0.1"), time.time() - t0))
+            time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    overloaded = metric_value(d, "ridehail_auth_logins_total", '{result="overloaded"}')
+    assert overloaded and overloaded > 50, overloaded  # the flood did overload the hashing
+    assert [st for st, _ in results] == [200] * 5, results
+    assert max(t for _, t in results) < 3, results
