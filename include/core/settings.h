@@ -90,6 +90,9 @@ struct presence_cfg {
 	int64_t max_ping_age_ms;      /* a ping stamped older than this is refused */
 	int64_t ack_interval_ms;      /* 0: pings are not acknowledged */
 	int64_t fuzz_m;               /* riders see positions moved by up to this */
+	double gps_max_speed_kmh;     /* a fix implying more is not believed; 0: no check */
+	int64_t gps_max_jump_m;       /* nor one farther than this from the one before */
+	int64_t gps_recover_fixes;    /* consistent fixes in a row that end a suspicion */
 	int64_t nearby_max_radius_m;
 	int64_t nearby_max_limit;
 	bool history;                 /* write location history at all */

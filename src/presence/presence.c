@@ -19,7 +19,9 @@
 #include "net/http.h"
 #include "net/ws.h"
 #include "net/ws_frame.h"
+#include "presence/gps_check.h"
 #include "presence/history.h"
+#include "presence/suspect.h"
 #include "store/db.h"
 
 #define SWEEP_MS 1000
@@ -69,6 +71,8 @@ struct driver_rec {
 	bool http_mode;            /* no socket: the app uses the HTTP fallback */
 	int64_t available_since_ms; /* monotonic */
 	uint32_t offers, accepts;
+	struct gps_track gps;         /* GPS sanity (gps_check.h) */
+	int64_t suspect_event_ms;     /* wall: the last driver.location.suspect written */
 };
 
 struct presence {
@@ -89,6 +93,8 @@ struct presence {
 	struct event *sweep;
 	struct gw_message_type location_type, status_type; /* registered with the gateway */
 	struct presence_hooks hooks;
+	struct gps_check_cfg gps_cfg;
+	struct presence_suspect *suspect;
 	struct metric_family *f_ignored;
 	struct metric_cell *m_pings, *m_connected, *m_grid, *m_records, *m_evictions, *m_throttled, *m_cells;
 };
@@ -457,6 +463,28 @@ static void fix_from_json(const cJSON *pl, int64_t device_ms, struct fix *f)
 	f->device_ms = device_ms;
 }
 
+/* GPS sanity (presence/gps_check.h): a fix implying an impossible speed or
+ * jump is not believed; the driver leaves the grid (search and offers)
+ * until its fixes are consistent again, and an operator hears of it
+ * (presence/suspect.h). */
+static bool location_believed(struct presence *p, struct driver_rec *r, const struct fix *fx, int64_t wall)
+{
+	struct gps_fix g = { fx->lat, fx->lon, fx->accuracy, fx->device_ms }, from = r->gps.last;
+	struct gps_jump jump;
+	enum gps_verdict v = gps_check_fix(&p->gps_cfg, &r->gps, &g, &jump);
+	if (v == GPS_RECOVERED)
+		presence_suspect_recovered(p->suspect, &r->id);
+	if (v == GPS_OK || v == GPS_RECOVERED)
+		return true;
+	count_ignored(p, "implausible");
+	if (v == GPS_SUSPECT) {
+		if (r->in_grid && geo_grid_remove(p->grid, rec_slot(p, r)) == RH_OK)
+			r->in_grid = false;
+		presence_suspect_report(p->suspect, &r->id, &from, &g, &jump, wall, &r->suspect_event_ms);
+	}
+	return false;
+}
+
 /* Applies one location; shared by the WebSocket and the HTTP fallback. */
 /* now: monotonic ms, wall: wall-clock ms, both of when the fix arrived. */
 static enum ping_result apply_location(struct presence *p, struct driver_rec *r, const struct fix *fx, int64_t now,
@@ -476,6 +504,8 @@ static enum ping_result apply_location(struct presence *p, struct driver_rec *r,
 		count_ignored(p, "out_of_order"); /* an older fix arriving late: keep the newer */
 		return PING_IGNORED;
 	}
+	if (!location_believed(p, r, fx, wall))
+		return PING_IGNORED;
 	double lat = fx->lat, lon = fx->lon;
 	uint32_t slot = rec_slot(p, r);
 	rh_err e;
@@ -1032,13 +1062,17 @@ struct presence *presence_new(struct server *srv)
 		abort();
 	}
 	randombytes_buf(p->fuzz_key, sizeof p->fuzz_key);
+	p->gps_cfg = (struct gps_check_cfg){ .max_speed_kmh = p->cfg->gps_max_speed_kmh,
+					     .max_jump_m = (double)p->cfg->gps_max_jump_m,
+					     .recover_fixes = (int)p->cfg->gps_recover_fixes };
+	p->suspect = presence_suspect_new(srv);
 	p->history = history_new(srv);
 	p->sweep = event_new(srv->base, -1, EV_PERSIST, sweep_cb, p);
 	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
 	event_add(p->sweep, &tv);
 
 	p->m_pings = metric_cell(metrics_counter(m, "ridehail_presence_pings_total", "Location updates applied to the grid.", NULL), NULL);
-	p->f_ignored = metrics_counter(m, "ridehail_presence_pings_ignored_total", "Valid location updates not applied, by reason (out_of_order).", reason_label);
+	p->f_ignored = metrics_counter(m, "ridehail_presence_pings_ignored_total", "Valid location updates not applied, by reason (out_of_order, implausible).", reason_label);
 	p->m_throttled = metric_cell(metrics_counter(m, "ridehail_presence_pings_throttled_total", "Location updates dropped for exceeding presence.max_pings_per_s.", NULL), NULL);
 	p->m_connected = metric_cell(metrics_gauge(m, "ridehail_presence_connected_drivers", "Drivers with an open WebSocket session.", NULL), NULL);
 	p->m_grid = metric_cell(metrics_gauge(m, "ridehail_presence_grid_drivers", "Drivers in the grid (with a recent position).", NULL), NULL);
@@ -1074,6 +1108,7 @@ void presence_free(struct presence *p)
 		return;
 	event_free(p->sweep);
 	history_free(p->history);
+	presence_suspect_free(p->suspect);
 	geo_grid_free(p->grid);
 	for (uint32_t i = 0; i < p->cap >> REC_CHUNK_BITS; i++)
 		rh_free(p->chunks[i]);

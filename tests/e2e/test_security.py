@@ -626,3 +626,76 @@ def test_real_user_logs_in_during_a_flood_from_many_addresses(make_daemon):
     assert overloaded and overloaded > 50, overloaded  # the flood did overload the hashing
     assert [st for st, _ in results] == [200] * 5, results
     assert max(t for _, t in results) < 3, results
+
+
+# ---------------------------------------------------------------- GPS
+
+def test_a_driver_jumping_across_the_world_is_not_believed(make_daemon, pg):
+    """A driver that jumped from Oakland to Paris in one second was listed
+    there by /v1/drivers/nearby and offered rides there. Now the fix is not
+    believed: the driver leaves search until its fixes are consistent
+    again, the jump is counted, and a driver.location.suspect event is
+    written for an operator."""
+    from eventschemas import validator
+    from wsapp import Driver
+    from wsapp import run as arun
+    from wsapp import now_iso
+    d = make_daemon(env={"RIDEHAIL_PRESENCE_FUZZ": "0", "RIDEHAIL_PRESENCE_GPS_MAX_SPEED": "250"})
+    drv, dh = d.driver_session()
+    _, rh = d.rider_session()
+    oakland, paris = (37.8044, -122.2712), (48.8566, 2.3522)
+
+    def nearby(p):
+        r = d.get(f"/v1/drivers/nearby?lat={p[0]}&lng={p[1]}&radius_m=5000", headers=rh)
+        assert r.status == 200, r
+        return r.json()["drivers"]
+
+    async def fix(app, p, ts):
+        await app.send("driver.location.updated", {"driver_id": drv["id"], "location": {"lat": p[0], "lon": p[1]}},
+                       timestamp=ts)
+
+    async def go():
+        app = await Driver.connect(d, token_of(dh), drv["id"])
+        await app.recv("driver.status.changed")
+        await app.go("available")
+        await fix(app, oakland, now_iso(-5))
+        await fix(app, (oakland[0] + 0.0005, oakland[1]), now_iso(-4))
+        await asyncio.sleep(0.2)
+        assert len(nearby(oakland)) == 1
+        await fix(app, paris, now_iso(-3))  # one second later
+        await asyncio.sleep(0.2)
+        assert nearby(paris) == [] and nearby(oakland) == []  # out of search, and not in Paris
+        # Paris again and again, consistently: believed after presence.gps_recover_fixes (3)
+        for i in range(2):
+            await fix(app, (paris[0] + 0.0002 * (i + 1), paris[1]), now_iso(-2 + i))
+        await asyncio.sleep(0.2)
+        assert nearby(paris) == []
+        await fix(app, (paris[0] + 0.0006, paris[1]), now_iso(0))
+        await asyncio.sleep(0.2)
+        assert len(nearby(paris)) == 1
+        await app.close()
+    import asyncio
+    arun(go())
+    text = d.get("/metrics").body.decode()
+    assert "ridehail_presence_locations_suspect_total 1" in text
+    assert 'ridehail_presence_pings_ignored_total{reason="implausible"} 3' in text
+    rows = wait_rows(pg, d, "SELECT event_id, event_type, event_version, producer, correlation_id, payload, "
+                            "occurred_at FROM outbox WHERE event_type = 'driver.location.suspect'")
+    assert len(rows) == 1
+    eid, etype, ver, producer, corr, payload, occurred = rows[0]
+    assert payload["driver_id"] == drv["id"] and payload["reason"] == "too_far"
+    assert payload["to"] == {"lat": paris[0], "lon": paris[1]} and 0.9 < payload["seconds"] < 2
+    ev = {"event_id": str(eid), "event_type": etype, "event_version": ver,
+          "timestamp": occurred.strftime("%Y-%m-%dT%H:%M:%S.") + f"{occurred.microsecond // 1000:03d}Z",
+          "producer": producer, "correlation_id": str(corr), "payload": payload}
+    validator("outbox-event.schema.json").validate(ev)
+    validator("driver.location.suspect.v1.schema.json").validate(ev)
+
+
+def wait_rows(pg, d, query, timeout=5):
+    deadline = time.time() + timeout
+    while True:
+        rows = sql(pg, d, query)
+        if rows or time.time() > deadline:
+            return rows
+        time.sleep(0.05)
