@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the daemon on the local default. When no database is configured
 # (neither RIDEHAIL_DATABASE_URL nor database.url in the config file), start
-# the local cluster under var/pg and point the daemon at it. Without
+# the local cluster under var/pg and point the daemon at it (its URL names
+# the password file, var/pg/pgpass). When no NATS server is configured, the
+# local one under var/nats, with its generated credential. Without
 # routing.map, the West Oakland map (scripts/localmap.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,8 @@ nats=$("$bin" --config "$conf" --get events.url)
 if [ "$sink" = nats ] && [ -z "$nats" ]; then
 	scripts/localnats.sh start
 	export RIDEHAIL_EVENTS_URL=$(scripts/localnats.sh url)
+	# its generated credential (the local server takes no anonymous client)
+	export RIDEHAIL_EVENTS_CREDENTIALS=$(scripts/localnats.sh credentials)
 	echo "run: publishing events to the local nats-server $RIDEHAIL_EVENTS_URL (make stop-nats stops it)" >&2
 fi
 token=$("$bin" --config "$conf" --get admin.token)

@@ -171,6 +171,7 @@ enum events_sink { EVENTS_SINK_NONE, EVENTS_SINK_NATS };
 struct events_cfg {
 	int sink;                   /* enum events_sink */
 	char *url;                  /* nats://host:port[,...]; empty: the relay stays off */
+	char *credentials;          /* file: .creds, user:password or a token; empty: none */
 	char *subject_prefix;       /* <prefix>.<event_type> */
 	char *stream;               /* JetStream stream, created if missing */
 	int retention;              /* 0 limits, 1 interest, 2 workqueue */

@@ -331,6 +331,8 @@ static const struct cfg_key events_keys[] = {
 	  "Where committed outbox events are published: nats (JetStream), or none (the relay is off and the outbox accumulates)." },
 	{ "url", CFG_STR, K(events_cfg, url), "", 0, 4096, NULL, NULL,
 	  "NATS server URL(s), comma-separated (nats://host:4222). Empty: the relay stays off; `make run` starts a local nats-server -js under var/nats and sets this." },
+	{ "credentials", CFG_STR, K(events_cfg, credentials), "", 0, 1024, NULL, NULL,
+	  "A file with the NATS credentials, readable by its owner only: a .creds file (user JWT and NKey seed), or one line user:password, or one line holding a token. Empty: none. `make run` points it at the local server's generated one." },
 	{ "subject_prefix", CFG_STR, K(events_cfg, subject_prefix), "ridehail", 1, 128, NULL, NULL,
 	  "Events are published on <subject_prefix>.<event_type>, e.g. ridehail.trip.finished." },
 	{ "stream", CFG_STR, K(events_cfg, stream), "RIDEHAIL", 1, 64, NULL, NULL,

@@ -699,3 +699,206 @@ def wait_rows(pg, d, query, timeout=5):
         if rows or time.time() > deadline:
             return rows
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- the local default
+
+def localdb(env, *args, check=True):
+    from conftest import ROOT
+    r = subprocess.run([str(ROOT / "scripts" / "localdb.sh")] + list(args), env=dict(os.environ, **env),
+                       capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, r
+    return r.stdout.strip()
+
+
+def pg_try(url, query):
+    """(rows, None) or (None, the error's text)."""
+    import psycopg2
+    try:
+        conn = psycopg2.connect(url)
+    except psycopg2.Error as e:
+        return None, str(e)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return (cur.fetchall() if cur.description else []), None
+    except psycopg2.Error as e:
+        return None, str(e)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def local_dirs():
+    from conftest import free_port
+    import shutil
+    import tempfile
+    base = tempfile.mkdtemp(prefix="rh-secure-")
+    os.chmod(base, 0o755)  # the cluster belongs to `postgres` when run as root
+    env = {"LOCALDB_DIR": os.path.join(base, "pg"), "LOCALDB_PORT": str(free_port()),
+           "LOCALNATS_DIR": os.path.join(base, "nats"), "LOCALNATS_PORT": str(free_port())}
+    yield env
+    localdb(env, "destroy", check=False)
+    from conftest import ROOT
+    subprocess.run([str(ROOT / "scripts" / "localnats.sh"), "destroy"], env=dict(os.environ, **env),
+                   capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_local_database_trusts_no_one(local_dirs):
+    """The local PostgreSQL trusted every connection to 127.0.0.1 and the
+    ridehail role was a superuser: any user of the machine read every
+    password hash and ran commands with COPY ... TO PROGRAM. Now every
+    connection needs a password (in var/pg/pgpass, the owner's only), and
+    ridehail owns its database without being a superuser."""
+    env = local_dirs
+    localdb(env, "start")
+    url = localdb(env, "url")
+    port = env["LOCALDB_PORT"]
+    passfile = localdb(env, "passfile")
+    assert url.startswith(f"postgres://ridehail@127.0.0.1:{port}/ridehail?passfile=")
+    assert os.stat(passfile).st_mode & 0o077 == 0
+    for user in ("ridehail", "postgres"):  # no password, no way in
+        rows, err = pg_try(f"postgres://{user}@127.0.0.1:{port}/ridehail?passfile=/dev/null", "SELECT 1")
+        assert rows is None and "password" in err, err
+    rows, err = pg_try(url, "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user")
+    assert rows == [(False, False, False)], (rows, err)
+    rows, err = pg_try(url, "SELECT rolpassword FROM pg_authid")
+    assert rows is None and "permission denied" in err
+    rows, err = pg_try(url, "COPY (SELECT 1) TO PROGRAM 'id'")
+    assert rows is None and ("permission denied" in err or "must be superuser" in err or "pg_execute_server_program" in err), err
+    hba = pg_try(localdb(env, "admin-url"), "SELECT type, auth_method FROM pg_hba_file_rules")[0]
+    assert hba and all(m == "scram-sha-256" for _, m in hba), hba
+    # the daemon's own schema goes in as the owner
+    from conftest import RIDEHAILD, ROOT
+    r = subprocess.run([RIDEHAILD, "--config", str(ROOT / "conf" / "ridehaild.conf"), "migrate"],
+                       env=dict(os.environ, RIDEHAIL_DATABASE_URL=url), capture_output=True, text=True)
+    assert r.returncode == 0, r
+
+
+def test_local_cluster_made_by_the_old_script_is_secured_at_its_next_start(local_dirs):
+    """A var/pg/ made by the old localdb.sh (trust; ridehail the bootstrap
+    superuser owning everything) is converted at its next start: its data
+    kept, its objects owned by a ridehail that is no longer a superuser."""
+    from conftest import PGBIN, RIDEHAILD, ROOT, as_pg, is_root
+    env = local_dirs
+    d = env["LOCALDB_DIR"]
+    os.makedirs(d)
+    if is_root():
+        import shutil
+        shutil.chown(d, "postgres")
+    data, port = os.path.join(d, "data"), env["LOCALDB_PORT"]
+    subprocess.run(as_pg([str(PGBIN / "initdb"), "-D", data, "-U", "ridehail", "-A", "trust", "--encoding=UTF8",
+                          "--locale=C.UTF-8"]), check=True, capture_output=True)
+    with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        f.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\nfsync = off\n")
+    subprocess.run(as_pg([str(PGBIN / "pg_ctl"), "-D", data, "-l", os.path.join(d, "postgres.log"), "-w", "start"]),
+                   check=True, capture_output=True)
+    old = f"postgres://ridehail@127.0.0.1:{port}"
+    assert pg_try(old + "/postgres", "CREATE DATABASE ridehail")[1] is None
+    r = subprocess.run([RIDEHAILD, "--config", str(ROOT / "conf" / "ridehaild.conf"), "migrate"],
+                       env=dict(os.environ, RIDEHAIL_DATABASE_URL=old + "/ridehail"), capture_output=True, text=True)
+    assert r.returncode == 0, r
+    assert pg_try(old + "/ridehail", "INSERT INTO riders (email, name, password_hash) VALUES ('kept@example.com',"
+                                     " 'Kept', 'x')")[1] is None
+    assert pg_try(old + "/ridehail", "SELECT rolsuper FROM pg_roles WHERE rolname = 'ridehail'")[0] == [(True,)]
+    # the new script's next start
+    r = subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "start"], env=dict(os.environ, **env),
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "securing the cluster" in r.stderr, r
+    url = localdb(env, "url")
+    assert pg_try(url, "SELECT email FROM riders")[0] == [("kept@example.com",)]
+    assert pg_try(url, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0] == [(False,)]
+    owners = pg_try(url, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+                         " AND tablename <> 'spatial_ref_sys'")[0]
+    assert owners == [("ridehail",)], owners
+    assert pg_try(old + "/ridehail", "SELECT 1")[0] is None  # no more trust
+    # and the daemon goes on with it: the next migrations as the owner
+    r = subprocess.run([RIDEHAILD, "--config", str(ROOT / "conf" / "ridehaild.conf"), "migrate"],
+                       env=dict(os.environ, RIDEHAIL_DATABASE_URL=url), capture_output=True, text=True)
+    assert r.returncode == 0, r
+    # a second start changes nothing
+    r = subprocess.run([str(ROOT / "scripts" / "localdb.sh"), "start"], env=dict(os.environ, **env),
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "securing" not in r.stderr, r
+
+
+def nats_hello(port, connect='{"verbose":true}'):
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as s:
+        s.recv(4096)  # INFO
+        s.sendall(f"CONNECT {connect}\r\nPING\r\n".encode())
+        out = b""
+        try:
+            while b"PONG" not in out and b"-ERR" not in out:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            pass
+        return out.decode()
+
+
+def test_local_nats_takes_no_anonymous_client(local_dirs, make_daemon):
+    """The local NATS took anonymous clients: anyone on the machine read
+    ridehail.> and published into the stream. Now it requires the
+    credential generated at its first start, var/nats/client.credentials
+    (the owner's only), which make run gives the daemon (events.credentials)."""
+    from conftest import ROOT
+    env = local_dirs
+    sh = [str(ROOT / "scripts" / "localnats.sh")]
+    subprocess.run(sh + ["start"], env=dict(os.environ, **env), check=True)
+    url = subprocess.run(sh + ["url"], env=dict(os.environ, **env), capture_output=True, text=True).stdout.strip()
+    creds = subprocess.run(sh + ["credentials"], env=dict(os.environ, **env), capture_output=True,
+                           text=True).stdout.strip()
+    port = int(env["LOCALNATS_PORT"])
+    assert "Authorization Violation" in nats_hello(port)
+    assert os.stat(creds).st_mode & 0o077 == 0
+    user, pw = open(creds).read().strip().split(":", 1)
+    assert "PONG" in nats_hello(port, json.dumps({"verbose": False, "user": user, "pass": pw}))
+    # the daemon with the credential publishes; without it, it cannot connect
+    d = make_daemon(env={"RIDEHAIL_EVENTS_URL": url, "RIDEHAIL_EVENTS_CREDENTIALS": creds,
+                         "RIDEHAIL_EVENTS_RETRY_MIN": "50ms"})
+    from conftest import wait_for
+    wait_for(lambda: metric_value(d, "ridehail_events_nats_connected") == 1, timeout=10, what="the relay connected")
+    d2 = make_daemon(env={"RIDEHAIL_EVENTS_URL": url, "RIDEHAIL_EVENTS_RETRY_MIN": "50ms"})
+    wait_for(lambda: "Authentication Violation" in d2.log(), timeout=10,
+             what="the anonymous relay refused")
+    assert metric_value(d2, "ridehail_events_nats_connected") == 0
+
+
+def test_webhooks_send_only_what_the_relay_published(make_daemon, pg, nats):
+    """An anonymous publish into the stream was signed and POSTed by the
+    webhook dispatcher as if it were ours. Now the relay marks each message
+    it publishes (Ridehail-Origin, under a key derived from webhooks.secret)
+    and the dispatcher sends nothing else."""
+    from test_webhooks import Receiver, hook_env, verify, wait_consumer
+    from test_trips import request_ride
+    from conftest import wait_for
+    rx = Receiver()
+    try:
+        d = make_daemon(env=hook_env(nats, rx))
+        wait_consumer(d)
+        forged = json.dumps({"event_id": "11111111-1111-4111-8111-111111111111", "event_type": "trip.finished",
+                             "event_version": 1, "timestamp": "2026-01-01T00:00:00.000Z", "producer": "ridehaild",
+                             "correlation_id": "11111111-1111-4111-8111-111111111111",
+                             "payload": {"trip_id": "11111111-1111-4111-8111-111111111111"}})
+        with socket.create_connection(("127.0.0.1", nats.port), timeout=3) as s:
+            s.recv(4096)
+            s.sendall(f"CONNECT {{\"verbose\":false}}\r\nPUB ridehail.trip.finished {len(forged)}\r\n{forged}\r\n"
+                      f"PING\r\n".encode())
+            assert b"PONG" in s.recv(4096)
+        _, rh = d.rider_session()
+        assert request_ride(d, rh).status == 201  # two real events
+        wait_for(lambda: len(rx.got) >= 2, timeout=30, what="the real events delivered")
+        wait_for(lambda: metric_value(d, "ridehail_webhooks_foreign_total", f'{{endpoint="{rx.url}"}}') == 1,
+                 timeout=10, what="the forged message counted")
+        time.sleep(0.5)
+        evs = [verify(h, b) for h, b in rx.got]
+        assert [e["event_type"] for e in evs] == ["trip.requested", "price.calculated"]
+        assert all(e["event_id"] != "11111111-1111-4111-8111-111111111111" for e in evs)
+        assert "did not publish" in d.log()
+    finally:
+        rx.close()
