@@ -52,12 +52,16 @@ struct route_entry {
  * reply before the client reads it (e.g. a 413 sent mid-upload). */
 enum conn_state { C_IDLE, C_HEAD, C_BODY, C_DISPATCHED, C_CLOSING, C_LINGER };
 #define LINGER_MS 2000
-/* At the connection cap, a new client may take the place of an idle one (or
- * one still sending its request) quiet or started at least this long ago:
- * a fresh client beats a held socket, but one that just arrived is left to
- * send its request. */
+/* At the connection cap a new client may take the place of a connection
+ * that is idle or still sending its request (never one whose request is
+ * being handled): first one from the address that holds the most
+ * connections, if that is more than the newcomer's would then hold (a flood
+ * from many addresses cannot shut out an address that holds few, however
+ * fast it churns); else one quiet, or started, at least RECLAIM_AFTER_NS
+ * ago (a fresh client beats a held socket; one that just arrived is left to
+ * send its request). */
 #define RECLAIM_AFTER_NS (1000 * 1000000LL)
-#define RECLAIM_SCAN 64 /* connections looked at, least recently active first */
+#define RECLAIM_SCAN 256 /* connections looked at, least recently active first */
 
 struct http_conn {
 	TAILQ_ENTRY(http_conn) link;
@@ -72,6 +76,8 @@ struct http_conn {
 	int64_t active_ns;      /* monotonic: the last read or reply (the list is in this order) */
 	int64_t head_start_ns;  /* monotonic: the current request's first byte */
 	size_t head_scanned;    /* bytes of the current head searched for its end */
+	struct conn_addr addr;  /* the client's address (net/conncount.h) */
+	bool has_addr;
 	bool in_process; /* conn_process() is on the stack */
 	bool peer_eof;   /* the client half-closed: reply, then close */
 	bool rejecting;  /* over a cap: told 503, then closed */
@@ -1098,27 +1104,34 @@ static void conn_reject_overloaded(struct http_conn *c, const char *detail)
 	timer_arm(c, LINGER_MS);
 }
 
-/* At the connection cap: closes the least recently active connection that
- * is idle, or still sending a request it began, for at least
- * RECLAIM_AFTER_NS, to make room for a new client. A request being handled
- * (or a WebSocket: the hub holds those) is never taken. */
-static bool conn_reclaim(struct http_server *s, int64_t now)
+/* At the connection cap: closes a connection to make room for a new client
+ * whose address holds `newcomer` connections already (see RECLAIM_AFTER_NS
+ * for which). A request being handled, or a WebSocket (the hub holds
+ * those), is never taken. */
+static bool conn_reclaim(struct http_server *s, int64_t now, int newcomer)
 {
-	int n = 0;
+	struct http_conn *heaviest = NULL, *old = NULL;
+	int most = 0, n = 0;
 	for (struct http_conn *c = TAILQ_FIRST(&s->conns); c && n < RECLAIM_SCAN; c = TAILQ_NEXT(c, link), n++) {
-		if (c->rejecting)
+		if (c->rejecting || (c->state != C_IDLE && c->state != C_HEAD && c->state != C_BODY))
 			continue;
-		bool quiet = c->state == C_IDLE && now - c->active_ns >= RECLAIM_AFTER_NS;
-		bool slow = (c->state == C_HEAD || c->state == C_BODY) && now - c->head_start_ns >= RECLAIM_AFTER_NS;
-		if (quiet || slow) {
-			log_debug(NULL, "conn=%llu from %s closed to make room (%s)", (unsigned long long)c->id, c->peer,
-				  quiet ? "idle" : "request still arriving");
-			metric_inc(s->m_reclaimed);
-			conn_close(c);
-			return true;
+		int held = c->has_addr ? conn_counts_of(s->counts, &c->addr) : 0;
+		if (held > most) {
+			most = held;
+			heaviest = c;
 		}
+		int64_t since = c->state == C_IDLE ? c->active_ns : c->head_start_ns;
+		if (!old && now - since >= RECLAIM_AFTER_NS)
+			old = c;
 	}
-	return false;
+	struct http_conn *c = most > newcomer + 1 ? heaviest : old;
+	if (!c)
+		return false;
+	log_debug(NULL, "conn=%llu from %s closed to make room (%s; its address holds %d)", (unsigned long long)c->id,
+		  c->peer, c == heaviest && most > newcomer + 1 ? "the address holding the most" : "held longest", most);
+	metric_inc(s->m_reclaimed);
+	conn_close(c);
+	return true;
 }
 
 static void format_peer(const struct sockaddr *sa, char *out, size_t n)
@@ -1149,10 +1162,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	int64_t now = rh_mono_ns();
 	const char *refuse = NULL;
 	int64_t per_address = s->cfg->max_connections_per_address;
-	if (per_address > 0 && has_addr && conn_counts_of(s->counts, &addr) >= per_address) {
+	int held = has_addr ? conn_counts_of(s->counts, &addr) : 0;
+	if (per_address > 0 && has_addr && held >= per_address) {
 		refuse = "too many connections from your address; retry later";
 		metric_inc(s->m_rejected_address);
-	} else if (conn_counts_total(s->counts) - s->nrejecting >= s->cfg->max_connections && !conn_reclaim(s, now)) {
+	} else if (conn_counts_total(s->counts) - s->nrejecting >= s->cfg->max_connections &&
+		   !conn_reclaim(s, now, held)) {
 		refuse = "connection limit reached; retry later";
 		metric_inc(s->m_rejected_limit);
 	}
@@ -1167,6 +1182,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->id = ++s->next_conn_id;
 	c->timer = evtimer_new(s->base, conn_timer_cb, c);
 	c->active_ns = c->head_start_ns = now;
+	c->addr = addr;
+	c->has_addr = has_addr;
 	format_peer(sa, c->peer, sizeof c->peer);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;

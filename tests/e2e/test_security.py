@@ -237,6 +237,34 @@ def test_connection_cap_derives_from_the_open_file_limit(make_daemon):
             s.close()
 
 
+def test_a_flood_cannot_shut_out_an_address_that_holds_few(make_daemon):
+    """At the cap, a newcomer takes the place of a connection from the
+    address holding the most, however fresh (a flood churning its
+    connections faster than any could age): here 4 addresses hold every
+    place, a fifth still gets /healthz; one of the 4 does not."""
+    d = make_daemon(env={"RIDEHAIL_HTTP_MAX_CONNECTIONS": "40"})
+    socks = []
+    try:
+        for i in range(40):
+            socks += hold(d, 1, src=f"127.0.3.{1 + i % 4}")
+        time.sleep(0.2)
+        # one of the flood's own addresses: no one holds more than it, and
+        # nothing has idled a second: 503
+        s5 = socket.create_connection((d.host, d.port), timeout=3, source_address=("127.0.3.1", 0))
+        s5.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s5.recv(4096).startswith(b"HTTP/1.1 503 ")
+        s5.close()
+        time.sleep(0.1)
+        # an address that holds none gets in
+        other = hold(d, 1, src="127.0.3.9")[0]
+        assert get_on(other) == 200
+        other.close()
+        assert metric_value(d, "ridehail_http_connections_reclaimed_total") >= 1
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_per_address_connection_cap(make_daemon):
     """There was no per-address cap: one host could hold every connection.
     Past http.max_connections_per_address (HTTP and WebSocket together)
