@@ -35,8 +35,13 @@ rh_err worker_submit_lane(struct worker_pool *p, struct worker_job *job, int lan
 /* A lane served newest first: when it backs up, the job just submitted
  * (whose client is still waiting) goes before those queued long ago. */
 void worker_lane_lifo(struct worker_pool *p, int lane, bool lifo);
+/* At free, jobs still queued are not run, only handed to done (which must
+ * then cope with a job that did nothing): a queue of password checks at
+ * shutdown would otherwise hold the exit for its whole length. */
+void worker_pool_skip_on_stop(struct worker_pool *p);
 int worker_queued(const struct worker_pool *p);
-/* Joins the threads; queued jobs still run, and their done callbacks run
+/* Joins the threads; queued jobs still run (unless worker_pool_skip_on_stop:
+ * then only those already running finish), and every done callback runs
  * before this returns. */
 void worker_pool_free(struct worker_pool *p);
 

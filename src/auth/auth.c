@@ -880,6 +880,7 @@ struct auth *auth_new(struct server *srv)
 	 * created) newest first: when a flood of fresh addresses fills it, a
 	 * user who has just asked is not left behind all of them */
 	worker_lane_lifo(a->pool, 0, true);
+	worker_pool_skip_on_stop(a->pool); /* a pw_job not run is a failed check */
 	auth_accounts_init(a);
 	a->rl_account = ratelimit_new(cfg->login_per_account, cfg->login_per_account, RATELIMIT_KEYS);
 	a->rl_address = ratelimit_new(cfg->login_per_address, cfg->login_per_address, RATELIMIT_KEYS);

@@ -23,6 +23,7 @@ struct worker_pool {
 	int queued, max_queued;
 	int lane_queued[WORKER_LANES];            /* submitted, done() not yet run */
 	bool lane_lifo[WORKER_LANES];
+	bool skip_on_stop; /* jobs still queued at free are not run (done() still is) */
 	bool stopping;
 	int nthreads;
 	pthread_t *threads;
@@ -44,9 +45,11 @@ static void *worker_main(void *arg)
 		p->todo_head[lane] = job->next;
 		if (!p->todo_head[lane])
 			p->todo_tail[lane] = NULL;
+		bool skip = p->stopping && p->skip_on_stop;
 		pthread_mutex_unlock(&p->lock);
 
-		job->run(job);
+		if (!skip)
+			job->run(job);
 
 		pthread_mutex_lock(&p->lock);
 		job->next = NULL;
@@ -136,6 +139,13 @@ rh_err worker_submit_lane(struct worker_pool *p, struct worker_job *job, int lan
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	return RH_OK;
+}
+
+void worker_pool_skip_on_stop(struct worker_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->skip_on_stop = true;
+	pthread_mutex_unlock(&p->lock);
 }
 
 void worker_lane_lifo(struct worker_pool *p, int lane, bool lifo)
