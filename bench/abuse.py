@@ -66,10 +66,11 @@ def slowloris(a):
         s.close()
 
 
-def http_get_status(host, port, path, src, timeout):
+def status_of(host, port, src, request, timeout):
+    """Sends one request on a new connection; the reply's status (None if none)."""
     s = connect(host, port, src, timeout=timeout)
     try:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(request)
         buf = b""
         while b"\r\n" not in buf:
             chunk = s.recv(4096)
@@ -79,6 +80,11 @@ def http_get_status(host, port, path, src, timeout):
         return int(buf.split(b" ")[1]) if buf.startswith(b"HTTP/1.1 ") else None
     finally:
         s.close()
+
+
+def login_request(body):
+    return (f"POST /v1/auth/login HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
 def flood(a):
@@ -133,7 +139,8 @@ def flood(a):
         total += 1
         held_at_probe.append(held["now"])
         try:
-            ok += http_get_status(a.host, a.port, "/healthz", "127.0.0.1", a.probe_timeout) == 200
+            ok += status_of(a.host, a.port, "127.0.0.1", b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n",
+                            a.probe_timeout) == 200
         except OSError:
             pass
         time.sleep(max(0.0, a.probe_every - (time.time() - t0)))
@@ -144,22 +151,6 @@ def flood(a):
     print(f"flood_held_conns={sorted(held_at_probe)[len(held_at_probe) // 2]}")
     print(f"flood_held_max={held['max']}")
     print(f"flood_opened={held['opened']}")
-
-
-def login(host, port, src, body, timeout):
-    s = connect(host, port, src, timeout=timeout)
-    try:
-        s.sendall(f"POST /v1/auth/login HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                  f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
-        buf = b""
-        while b"\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        return int(buf.split(b" ")[1]) if buf.startswith(b"HTTP/1.1 ") else None
-    finally:
-        s.close()
 
 
 def loginflood(a):
@@ -176,8 +167,7 @@ def loginflood(a):
             n += 1
             try:  # send, and do not wait for the answer
                 with connect(a.host, a.port, src, timeout=2) as s:
-                    s.sendall(f"POST /v1/auth/login HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+                    s.sendall(login_request(body))
                 sent[0] += 1
             except OSError:
                 pass
@@ -192,7 +182,7 @@ def loginflood(a):
     for _ in range(a.tries):
         t0 = time.time()
         try:
-            st = login(a.host, a.port, "127.0.0.1", body, a.timeout)
+            st = status_of(a.host, a.port, "127.0.0.1", login_request(body), a.timeout)
         except OSError:
             st = None
         dt = time.time() - t0
