@@ -818,23 +818,18 @@ static void admin_driver_list(struct http_req *req, void *ctx)
 	struct auth_principal p;
 	if (!auth_operator_or_reply(a, req, &p))
 		return;
-	const char *limit = http_req_query(req, "limit"), *cursor = http_req_query(req, "cursor");
-	char *end = NULL;
-	long n = limit ? strtol(limit, &end, 10) : 50;
-	if (limit && (!*limit || *end || n < 1 || n > 500)) {
-		cJSON *ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", "limit");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "limit must be an integer from 1 to 500");
-		return;
-	}
+	const char *cursor = http_req_query(req, "cursor");
+	int64_t n;
+	if (!http_query_integer_or_reply(req, "limit", 1, 500, 50, false, &n))
+		return; /* the one strict number parser: no " 5", "+5" or "0x5" */
 	if (cursor && !jv_is_uuid(cursor)) {
 		cJSON *ext = cJSON_CreateObject();
 		cJSON_AddStringToObject(ext, "field", "cursor");
 		http_reply_problem(req, PROBLEM_VALIDATION, ext, "cursor must be a next_cursor value from a previous page");
 		return;
 	}
-	char ns[16];
-	snprintf(ns, sizeof ns, "%ld", n);
+	char ns[24];
+	snprintf(ns, sizeof ns, "%lld", (long long)n);
 	const char *params[] = { cursor, ns };
 	db_query(a->srv->db, &st_driver_list, params, driver_list_done, req);
 }

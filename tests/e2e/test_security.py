@@ -45,6 +45,14 @@ def test_bad_escape_in_the_query_is_400_naming_the_path(daemon):
     assert "query" in body["detail"]
 
 
+@pytest.mark.parametrize("limit", ["%205", "+5", "0x5", "5.0", "1e1", "05"])
+def test_admin_driver_list_limit_takes_only_json_integers(daemon, limit):
+    """GET /v1/admin/drivers read its limit with strtol: leading blanks and a
+    plus sign passed. Every query number now goes through one parser."""
+    body = problem(daemon.get(f"/v1/admin/drivers?limit={limit}", headers=daemon.admin), 400, "validation-failed")
+    assert body["field"] == "limit" and body["rule"] == "type"
+
+
 # ---------------------------------------------------------------- chunked bodies (RFC 9112 7.1)
 
 LOGIN_HEAD = (b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
