@@ -17,8 +17,11 @@
 #   scripts/localdb.sh passfile  the password file (for PGPASSFILE)
 #   scripts/localdb.sh warm [MB] bring a new cluster's WAL to how a cluster
 #                                in service has it (see warm() below)
+#   scripts/localdb.sh fresh     start, and create the database anew (dropped first if there)
 #   scripts/localdb.sh status | stop | destroy
-# LOCALDB_DIR (default <repo>/var/pg) and LOCALDB_PORT (default 54329) override.
+# LOCALDB_DIR (default <repo>/var/pg), LOCALDB_PORT (default 54329) and
+# LOCALDB_NAME (the database, default ridehail) override. The defaults are
+# database.url's built-in default (src/core/config_table.c): keep them equal.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +30,8 @@ port=${LOCALDB_PORT:-54329}
 pgbin=/usr/lib/postgresql/15/bin
 data=$dir/data
 user=ridehail
-dbname=ridehail
+dbname=${LOCALDB_NAME:-ridehail}
+[[ $dbname =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "localdb: LOCALDB_NAME must be a lower-case SQL name, not '$dbname'" >&2; exit 2; }
 super=postgres
 passfile=$dir/pgpass
 
@@ -234,6 +238,10 @@ warm() {
 
 case "${1:-start}" in
 start) start ;;
+fresh)
+	start
+	echo "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" | as_super
+	start ;;
 warm) warm "${2:-}" ;;
 url) url ;;
 admin-url) admin_url "${2:-}" ;;
@@ -248,5 +256,5 @@ destroy)
 	if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
 	rm -rf "$dir"
 	echo "localdb: removed $dir" ;;
-*) echo "usage: $0 start|url|admin-url [DB]|passfile|warm [MB]|status|stop|destroy" >&2; exit 2 ;;
+*) echo "usage: $0 start|fresh|url|admin-url [DB]|passfile|warm [MB]|status|stop|destroy" >&2; exit 2 ;;
 esac

@@ -9,12 +9,18 @@
 #define RH_AUTH_AUTH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "auth/jwt.h"
 #include "core/err.h"
 
-struct server;
+struct event_base;
+struct metrics;
+struct db;
+struct http_server;
 struct http_req;
+struct auth_cfg;
+struct rh_config;
 struct auth;
 
 struct auth_principal {
@@ -25,7 +31,16 @@ struct auth_principal {
 	int64_t cv;       /* the credential version the token was issued under */
 };
 
-struct auth *auth_new(struct server *srv);
+struct auth_deps {
+	struct event_base *base;
+	struct metrics *metrics;
+	struct db *db;
+	struct http_server *http;
+	const struct auth_cfg *cfg;
+	const char *admin_token;        /* admin.token: the operator's credential ("": none) */
+	const struct rh_config *rhcfg;  /* the vehicle types a driver account may have */
+};
+struct auth *auth_new(const struct auth_deps *d);
 void auth_free(struct auth *a);
 
 /* Who is asking: a valid Bearer token whose role is in `roles` (a mask of
@@ -43,6 +58,12 @@ bool auth_operator_or_reply(struct auth *a, struct http_req *req, struct auth_pr
 rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principal *out, const char **why);
 /* Is the accounts' standing loaded (until then account tokens get 503)? */
 bool auth_standing_loaded(const struct auth *a);
+/* When an account's tokens stop standing (disabled, deleted, password
+ * changed), its open sessions are closed with a WebSocket code and reason:
+ * the daemon ties this to the gateway, which auth does not see. Returns how
+ * many were closed. */
+typedef int (*auth_standing_lost_fn)(void *ctx, const char *account_id, uint16_t code, const char *reason);
+void auth_on_standing_lost(struct auth *a, auth_standing_lost_fn fn, void *ctx);
 /* The same, replying 401 / 403 / 503 itself (with WWW-Authenticate) when the
  * token does not stand. */
 bool auth_verify_token_or_reply(struct auth *a, struct http_req *req, const char *token, struct auth_principal *out);

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/config.h"
 
@@ -32,6 +33,7 @@ struct http_cfg {
 	int64_t header_timeout_ms;  /* to receive its line and headers (< request_timeout) */
 	int64_t idle_timeout_ms;  /* keep-alive connection with no request */
 	int64_t max_requests_per_conn;
+	char *trusted_proxies;    /* net/proxy.h list: X-Forwarded-For believed from these */
 };
 
 struct database_cfg {
@@ -214,5 +216,19 @@ struct rh_config {
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };
+
+/* The index of vehicle type `name` among n tariffs (its bit in vehicle
+ * masks), or -1. */
+static inline int tariff_find(const struct tariff_cfg *t, int n, const char *name)
+{
+	for (int i = 0; name && i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return i;
+	return -1;
+}
+static inline int tariff_index(const struct rh_config *cfg, const char *name)
+{
+	return tariff_find(cfg->tariff, cfg->ntariffs, name);
+}
 
 #endif

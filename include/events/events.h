@@ -17,11 +17,22 @@
 
 #include <stdbool.h>
 
-struct server;
+struct event_base;
+struct metrics;
+struct db;
+struct events_cfg;
+struct webhooks_cfg;
 struct events;
 struct rh_config;
 
-struct events *events_new(struct server *srv);
+struct events_deps {
+	struct event_base *base;
+	struct metrics *metrics;
+	struct db *db;
+	const struct events_cfg *cfg;
+	const struct webhooks_cfg *webhooks;
+};
+struct events *events_new(const struct events_deps *d);
 /* Shutdown, before the database closes: no new batch; the lease is given up. */
 void events_stop(struct events *ev);
 void events_free(struct events *ev);

@@ -18,7 +18,11 @@
 #include "auth/auth.h"
 #include "net/jsonv.h"
 
-struct server;
+struct event_base;
+struct metrics;
+struct http_server;
+struct ws_cfg;
+struct uuid;
 struct gateway;
 struct gw_pending;
 struct ws_conn;
@@ -28,6 +32,7 @@ struct session {
 	struct ws_conn *ws; /* NULL once closed */
 	struct auth_principal who;
 	void *owner;        /* the admitting module's record (e.g. presence's driver) */
+	int protocol;       /* 1 or 2: the message versions the app asked for (ridehail.v1, ridehail.v2) */
 	int64_t reject_window_ms;
 	int rejections;
 };
@@ -59,6 +64,9 @@ struct gw_message_type {
 	gw_handler handler;
 	void *ctx;
 	gw_scan_handler scan;         /* may be NULL */
+	/* Version 2 of the payload, when the type has one (event_version 2);
+	 * NULL: version 1 only. Handlers read the version from the envelope. */
+	const struct jv_field *payload_v2;
 };
 
 struct gw_role_hooks {
@@ -68,13 +76,27 @@ struct gw_role_hooks {
 	void (*opened)(struct session *s, void *ctx);
 	void (*closed)(struct session *s, void *ctx, uint16_t code);
 	void *ctx;
+	/* One session per account (an app's): a new one replaces the old,
+	 * which is closed (WS_CLOSE_REPLACED) and loses its owner. */
+	bool one_session;
 };
 
-struct gateway *gateway_new(struct server *srv);
+struct gateway_deps {
+	struct event_base *base;
+	struct metrics *metrics;
+	struct http_server *http;
+	struct auth *auth;
+	const struct ws_cfg *ws;
+	int64_t leeway_ms;       /* a session lives until its token's expiry plus this */
+};
+struct gateway *gateway_new(const struct gateway_deps *d);
 void gateway_free(struct gateway *gw);
 /* Shutdown: close every session with 1001. */
 void gateway_close_all(struct gateway *gw);
 int gateway_sessions(const struct gateway *gw);
+/* The open session of an account (roles with one_session), or NULL: every
+ * module finds sessions here (gateway/registry.h). */
+struct session *gateway_session_of(const struct gateway *gw, const struct uuid *account);
 
 /* `t` must outlive the gateway (a static table). */
 void gateway_register(struct gateway *gw, const struct gw_message_type *t);
@@ -90,6 +112,10 @@ void gateway_refuse(struct gw_pending *p, int problem, const char *detail);
 bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation);
 /* The same with the payload already serialised (a JSON object's text). */
 bool gateway_send_text(struct session *s, const char *event_type, const char *payload, const char *correlation);
+/* The same as a given version of the message type (event_version). */
+bool gateway_send_v(struct session *s, const char *event_type, int version, cJSON *payload, const char *correlation);
+bool gateway_send_text_v(struct session *s, const char *event_type, int version, const char *payload,
+			 const char *correlation);
 /* Sends command.rejected for a message of type command_type (may be NULL). */
 void gateway_reject(struct session *s, const char *command_type, const char *correlation, const struct gw_reject *rej);
 /* Closes a session (e.g. WS_CLOSE_REPLACED when another one takes over). */
@@ -101,6 +127,9 @@ int gateway_close_account(struct gateway *gw, const char *account_id, uint16_t c
 /* Helpers for handlers. */
 void gw_reject_set(struct gw_reject *rej, const char *reason, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* The rejection for a failure (the one mapping, net/problem.h err_reply_of:
+ * RH_EAGAIN is "unavailable", send it again); `what` completes "cannot %s". */
+void gw_reject_err(struct gw_reject *rej, rh_err e, const char *what);
 
 /* The envelope every message carries (seed 000), and its members' indices. */
 enum gw_envelope_field {

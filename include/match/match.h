@@ -22,14 +22,44 @@
  *
  * At start, once the database is ready, it recovers: drivers left reserved
  * are released, SEARCHING trips are searched again, matched and running
- * trips carry on. docs/websocket.md has the messages. */
+ * trips carry on. docs/websocket.md has the messages.
+ *
+ * It follows trips by listening to the trip module (trips_listen) and
+ * changes them only through trip_change(); drivers' status is presence's,
+ * asked for (presence_reserve, presence_release); sessions are the
+ * gateway's, found by account. */
 #ifndef RH_MATCH_MATCH_H
 #define RH_MATCH_MATCH_H
 
-struct server;
+#include <stdbool.h>
+
+struct rh_timers;
+struct metrics;
+struct db;
+struct gateway;
+struct presence;
+struct trips;
+struct pricing;
+struct match_cfg;
+struct tariff_cfg;
+struct trip_supply;
 struct matcher;
 
-struct matcher *matcher_new(struct server *srv);
+struct matcher_deps {
+	struct rh_timers *timers;
+	struct metrics *metrics;
+	struct db *db;
+	struct gateway *gateway;
+	struct presence *presence;
+	struct trips *trips;
+	struct pricing *pricing; /* pickup ETAs */
+	const struct match_cfg *cfg;
+};
+struct matcher *matcher_new(const struct matcher_deps *d);
 void matcher_free(struct matcher *m);
+/* The trip module's question before a ride request (trips_set_supply): is
+ * a driver of this type online near the pickup, within the largest search
+ * radius? Busy drivers count: they will be free soon. */
+void matcher_supply(struct matcher *m, struct trip_supply *out);
 
 #endif

@@ -65,6 +65,9 @@ const char *http_req_body(const struct http_req *r, size_t *len);
 /* "req=<id>" for log lines. */
 const char *http_req_logid(const struct http_req *r);
 const char *http_req_id(const struct http_req *r);
+/* The client as "host:port": the TCP peer, or, when the peer is one of
+ * http.trusted_proxies, the address its X-Forwarded-For names (port 0: not
+ * known; net/proxy.h). Logs and per-address rate limits use this. */
 const char *http_req_peer(const struct http_req *r);
 /* Monotonic ns when the request was dispatched. */
 int64_t http_req_start_ns(const struct http_req *r);
@@ -83,6 +86,11 @@ void http_reply_json(struct http_req *r, int status, cJSON *json);
  * formatted, `ext` (may be NULL; freed) merged in as extension members. */
 void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const char *fmt, ...) RH_PRINTF(4, 5);
 
+/* The reply to a failure (net/problem.h err_reply_of: the one mapping), with
+ * Retry-After where retrying helps; `what` completes "cannot %s". `cause`
+ * (may be NULL: e.g. the database's message) goes to the log only. With a
+ * database's answer: http_reply_err(req, db_result_err(res), what, res->message). */
+void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *cause);
 /* 400 validation-failed naming the field (`field`) and the failed rule
  * (`rule`, a JSON Schema keyword). */
 void http_reply_invalid(struct http_req *r, const struct jv_error *err);

@@ -55,5 +55,20 @@ const char *problem_slug(enum problem p);
 const char *problem_title(enum problem p);
 /* The problem matching an HTTP status produced by the parser. */
 enum problem problem_for_status(int status);
+/* Seconds a client should wait before retrying after p (the reply's
+ * Retry-After unless the caller set one), or 0 when retrying does not help. */
+int problem_retry_after_s(enum problem p);
+
+/* The one mapping from a failure (rh_err) to what a client is told: the
+ * problem of an HTTP reply, and the reason of a WebSocket command.rejected
+ * (docs/websocket.md). Nothing of the failure's own text (a database's
+ * message) reaches the client: `what` names what could not be done. */
+#include "core/err.h"
+struct err_reply {
+	enum problem problem;
+	const char *ws_reason;
+	const char *suffix; /* the detail is "cannot <what>" and this */
+};
+const struct err_reply *err_reply_of(rh_err e);
 
 #endif

@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct server;
+struct event_base;
+struct metrics;
+struct db;
+struct presence_cfg;
 struct history;
 
 enum history_source { SOURCE_GPS = 0, SOURCE_NETWORK, SOURCE_MANUAL };
@@ -28,7 +31,9 @@ struct history_point {
 	uint8_t source;
 };
 
-struct history *history_new(struct server *srv);
+/* NULL when presence.history is off (or there is no database). */
+struct history *history_new(struct event_base *base, struct metrics *m, struct db *db,
+			    const struct presence_cfg *cfg);
 void history_push(struct history *h, const struct history_point *p);
 /* Points waiting, and the age in ms of the oldest (0 if none). */
 int history_depth(const struct history *h);

@@ -1,11 +1,21 @@
 /* Drivers online: one record per driver seen recently, the geohash grid of
  * their positions (the hot path: every ping moves a driver in memory and
- * nothing else waits), their WebSocket sessions (one per driver; a new login
- * replaces the old session), availability, staleness, nearby search for
- * riders and operators, and the location history (presence/history.h).
+ * nothing else waits), availability, staleness, nearby search for riders and
+ * operators, reservations for dispatch, and the location history
+ * (presence/history.h).
  *
- * Ownership: presence owns driver records and the grid; a record borrows
- * its session from the gateway (cleared in the gateway's closed hook). */
+ * Presence is the one writer of a driver's status in memory, and of the
+ * drivers table's status outside a trip's own transitions: the driver's own
+ * changes (available, offline), evictions, reservations and their release
+ * (dispatch asks: presence_reserve, presence_release), and what trips did to
+ * their drivers (it listens to the trip module). Everyone else asks.
+ *
+ * Ownership: presence owns driver records and the grid. A driver's session
+ * belongs to the gateway (found there by account); session->owner is the
+ * driver's record while the session is the driver's current one.
+ *
+ * Time: every function that needs the time takes `now` (monotonic ms);
+ * presence reads no clock (its timers come from deps.timers). */
 #ifndef RH_PRESENCE_PRESENCE_H
 #define RH_PRESENCE_PRESENCE_H
 
@@ -16,9 +26,17 @@
 #include "core/uuid.h"
 #include "net/jsonv.h"
 
-struct server;
+struct event_base;
+struct rh_timers;
+struct metrics;
+struct db;
+struct http_server;
+struct auth;
+struct gateway;
+struct presence_cfg;
+struct tariff_cfg;
+struct trip_listener;
 struct presence;
-struct session;
 
 /* The payload of driver.location.updated (schemas/, docs/websocket.md). */
 extern const struct jv_field presence_location_fields[];
@@ -36,12 +54,14 @@ const char *driver_status_name(enum driver_status s);
 /* -1 when not a status name. */
 int driver_status_parse(const char *s);
 
+/* A driver as a search finds them. */
 struct presence_hit {
 	struct uuid driver;
 	double dist_m;
 	double lat, lon;
 	float heading;
-	int vehicle;       /* index of the vehicle type in cfg.tariff */
+	int vehicle;       /* index of the vehicle type in the tariffs */
+	enum driver_status status;
 	int64_t version;   /* drivers.version as last known */
 	int64_t ping_age_ms;
 	int64_t idle_ms;   /* time since the driver last became available */
@@ -49,51 +69,106 @@ struct presence_hit {
 	uint32_t slot;     /* presence's own handle of the record (internal) */
 };
 
-/* What dispatch needs to hear from presence. Every hook may be NULL. */
+/* What dispatch hears from presence. Every hook may be NULL. */
 struct presence_hooks {
-	/* A location was applied for a driver on a trip (presence_set_trip). */
-	void (*location)(void *ctx, const struct uuid *driver, double lat, double lon, float speed_kmh,
-			 float accuracy_m, int64_t device_ms);
-	/* The driver made themself available (driver.status.changed). */
-	void (*available)(void *ctx, const struct uuid *driver);
+	/* A location was applied for a driver on a trip. */
+	void (*location)(void *ctx, const struct uuid *driver, const struct uuid *trip, double lat, double lon,
+			 float speed_kmh, float accuracy_m, int64_t device_ms, int64_t now);
+	/* The driver became available (their own change, a released
+	 * reservation, the end of their trip): first in line for waiting trips. */
+	void (*available)(void *ctx, const struct uuid *driver, int64_t now);
 	/* A driver's session opened (after presence told the app its status). */
-	void (*opened)(void *ctx, struct session *s, const struct uuid *driver);
+	void (*opened)(void *ctx, const struct uuid *driver, int64_t now);
 	void *ctx;
 };
 
-struct presence *presence_new(struct server *srv);
+struct presence_deps {
+	struct event_base *base;
+	struct rh_timers *timers;
+	struct metrics *metrics;
+	struct db *db;             /* NULL: memory only (tests) */
+	struct http_server *http;  /* NULL: no endpoints */
+	struct auth *auth;
+	struct gateway *gateway;   /* NULL: no WebSocket */
+	const struct presence_cfg *cfg;
+	const struct tariff_cfg *tariffs; /* the vehicle types */
+	int ntariffs;
+};
+struct presence *presence_new(const struct presence_deps *d);
 /* Shutdown: write what the history queue holds. */
 void presence_stop(struct presence *p);
 void presence_free(struct presence *p);
+void presence_set_hooks(struct presence *p, const struct presence_hooks *h);
+/* Presence's ear on trips: what each change did to its driver (status and
+ * version, the trip they are on). */
+void presence_trip_listener(struct presence *p, struct trip_listener *out);
+
+/* ------------------------------------------------------------ locations */
+
+/* One location fix; heading, speed and accuracy < 0 and source NULL when
+ * absent. */
+struct presence_fix {
+	double lat, lon, heading, speed, accuracy;
+	const char *source;
+	int64_t device_ms; /* the device's wall clock */
+};
+enum presence_fix_result { PRESENCE_FIX_OK, PRESENCE_FIX_REJECTED, PRESENCE_FIX_IGNORED };
+/* Applies a fix for a driver known to presence (now: monotonic ms, wall: the
+ * wall clock, both when it arrived); *why names a rejection (a field and a
+ * reason: timestamp_in_future, stale). */
+enum presence_fix_result presence_fix_apply(struct presence *p, const struct uuid *driver, const struct presence_fix *fx,
+					    int64_t now, int64_t wall, const char **reason, const char **field);
+/* Makes the record of a driver that has no session (tests, the HTTP
+ * fallback): status and version as the database has them. false when the
+ * table of drivers is full. */
+bool presence_driver_load(struct presence *p, const struct uuid *driver, int vehicle, enum driver_status st,
+			  int64_t version, int64_t now);
+
+/* ------------------------------------------------------------ questions */
 
 /* The k nearest drivers with a live socket, fresh position and `status`,
- * of a vehicle type in vehicle_mask (bit i = cfg.tariff[i]), nearest first. */
+ * of a vehicle type in vehicle_mask (bit i = tariff i), nearest first. */
 size_t presence_nearest(struct presence *p, double lat, double lon, double radius_m, enum driver_status status,
-			uint32_t vehicle_mask, struct presence_hit *out, size_t k);
-/* One driver as presence_nearest() would list them (a fresh position in the
- * grid, `status`), without searching: false if it would not. dist_m is 0:
- * the caller measures from where it needs. */
-bool presence_hit_of(struct presence *p, const struct uuid *driver, enum driver_status status,
+			uint32_t vehicle_mask, int64_t now, struct presence_hit *out, size_t k);
+/* One driver as presence_nearest() would list them (reachable, a fresh
+ * position, `status`), without searching: false if it would not. dist_m is
+ * 0: the caller measures from where it needs. */
+bool presence_hit_of(struct presence *p, const struct uuid *driver, enum driver_status status, int64_t now,
 		     struct presence_hit *out);
-/* The dispatcher changed a driver's status (and version) in the database. */
-void presence_set_status(struct presence *p, const struct uuid *driver, enum driver_status st, int64_t version);
-void presence_set_hooks(struct presence *p, const struct presence_hooks *h);
-/* The trip a driver is on (NULL: none): their locations go to the location
- * hook and their history rows carry the trip id. */
-void presence_set_trip(struct presence *p, const struct uuid *driver, const struct uuid *trip);
+/* Drivers with a live socket and fresh position, in any of the statuses of
+ * status_mask (bit 1u << status), within radius_m, up to max. */
+size_t presence_count(struct presence *p, double lat, double lon, double radius_m, uint32_t status_mask,
+		      uint32_t vehicle_mask, int64_t now, size_t max);
+/* The driver as presence knows them (any status, stale or not); false if
+ * unknown. */
+bool presence_driver(struct presence *p, const struct uuid *driver, struct presence_hit *out);
 /* Counts an offer to the driver, and whether it was accepted. */
 void presence_note_offer(struct presence *p, const struct uuid *driver, bool accepted);
-/* Drivers with a live socket and fresh position, in any of the statuses of
- * status_mask (bit 1u << status), within radius_m. */
-size_t presence_count(struct presence *p, double lat, double lon, double radius_m, uint32_t status_mask,
-		      uint32_t vehicle_mask, size_t max);
-/* The driver's current status and version as presence knows them; false if unknown. */
-bool presence_driver(struct presence *p, const struct uuid *driver, enum driver_status *st, int64_t *version,
-		     double *lat, double *lon);
+/* Index of a vehicle type in the tariffs, or -1. */
+int presence_vehicle_index(const struct presence *p, const char *type);
 
-/* The driver's open session, or NULL. */
-struct session *presence_session(struct presence *p, const struct uuid *driver);
-/* Index of a vehicle type in cfg.tariff, or -1. */
-int presence_vehicle_index(const struct server *srv, const char *type);
+/* ------------------------------------------------------------ reservations */
+
+/* Reserves an available driver for an offer, at the version dispatch saw:
+ * at once out of every other search (OFFERED in memory), then in the
+ * database on (status, version), batched with the other reservations of the
+ * loop turn (one statement, one commit). cb runs once, never from inside
+ * this call: won (the driver is OFFERED at *version), or not (someone else
+ * has them, or the database did not answer: presence learns where they
+ * really stand, and keeps asking until the database answers). */
+typedef void (*presence_reserved_fn)(void *arg, bool won, int64_t version);
+void presence_reserve(struct presence *p, const struct uuid *driver, int64_t version, presence_reserved_fn cb,
+		      void *arg);
+/* The offer ended without a match: the driver is freed in the database if
+ * still OFFERED at version (and the trip's history gets a match.rejected
+ * event with `reason`), retried while the database is away; the available
+ * hook runs once they are free. */
+void presence_release(struct presence *p, const struct uuid *driver, int64_t version, const struct uuid *trip,
+		      const char *reason);
+/* At start: drivers left OFFERED by the last run (every one but those of
+ * keep, n of them) are made available again; done(arg, ok) once the database
+ * answered (ok false: try again later). */
+void presence_release_stale(struct presence *p, const struct uuid *keep, size_t n, void (*done)(void *arg, bool ok),
+			    void *arg);
 
 #endif

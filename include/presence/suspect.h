@@ -10,10 +10,12 @@
 #include "core/uuid.h"
 #include "presence/gps_check.h"
 
-struct server;
+struct db;
+struct metrics;
 struct presence_suspect;
 
-struct presence_suspect *presence_suspect_new(struct server *srv);
+/* db NULL: counted and logged, no event (tests). */
+struct presence_suspect *presence_suspect_new(struct metrics *m, struct db *db);
 void presence_suspect_free(struct presence_suspect *ps);
 /* A driver's fix from `from` to `to` started a suspicion. wall_ms: now.
  * *last_event_ms (the driver's own, kept by the caller) paces the events. */

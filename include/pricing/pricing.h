@@ -8,7 +8,7 @@
  * loaded.
  *
  * A quote is stateless and tamper-proof: its id is the quoted fare and trip
- * (vehicle type, pickup, dropoff, expiry) signed with HMAC-SHA-256 under a
+ * (vehicle type, pickup, dropoff, expiry) signed with a keyed BLAKE2b-256 MAC under a
  * key derived from auth.jwt_secret, so estimates write nothing and any
  * daemon sharing the secret honours another's quotes until they expire. */
 #ifndef RH_PRICING_PRICING_H
@@ -20,7 +20,10 @@
 
 #include "core/err.h"
 
-struct server;
+struct metrics;
+struct http_server;
+struct routing;
+struct pricing_cfg;
 struct tariff_cfg;
 struct pricing;
 
@@ -45,21 +48,39 @@ struct quote {
 	int64_t expires_ms; /* wall clock */
 };
 
-struct pricing *pricing_new(struct server *srv);
+struct pricing_deps {
+	struct metrics *metrics;
+	struct http_server *http;   /* NULL: no endpoint */
+	struct routing *routing;    /* NULL: no map */
+	const struct pricing_cfg *cfg;
+	const struct tariff_cfg *tariffs;
+	int ntariffs;
+	const char *jwt_secret;     /* the quote key is derived from it */
+	int64_t min_trip_m;         /* trip.min_trip: shorter estimates are refused */
+	/* Up to k available drivers of vehicle type `vehicle` nearest to
+	 * (lat, lng) within radius_m, their positions into lat_out/lon_out, for
+	 * the estimate's pickup ETA (presence answers; NULL: none). */
+	size_t (*drivers_near)(void *ctx, double lat, double lng, double radius_m, int vehicle, double *lat_out,
+			       double *lon_out, size_t k);
+	void *drivers_ctx;
+};
+struct pricing *pricing_new(const struct pricing_deps *d);
 void pricing_free(struct pricing *p);
 
 /* Distance, duration and fare between two points for vehicle type index
  * `vehicle` (into cfg.tariff), by the best method available: the road graph
  * when a map is loaded ("road"), else the straight line ("straight_line").
- * With a map: RH_EINVAL when a point is off it (*bad_point: 1 pickup, 2
- * dropoff), RH_ENOTFOUND when no road joins them; else RH_OK. */
+ * when_unix: the trip's start, unix seconds (a calibrated map's travel times
+ * depend on the hour of the week). With a map: RH_EINVAL when a point is
+ * off it (*bad_point: 1 pickup, 2 dropoff), RH_ENOTFOUND when no road joins
+ * them; else RH_OK. */
 rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
-			struct fare *out, int *bad_point) RH_MUST_CHECK;
-/* Seconds from a driver at (lat, lon) to a point: by road when a map is
- * loaded (-1 when unreachable), else straight line x detour at the average
- * speed. n drivers at once (they share the work). */
+			int64_t when_unix, struct fare *out, int *bad_point) RH_MUST_CHECK;
+/* Seconds from a driver at (lat, lon) to a point, leaving at when_unix:
+ * by road when a map is loaded (-1 when unreachable), else straight line x
+ * detour at the average speed. n drivers at once (they share the work). */
 void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
-		  double *eta_s, double *dist_m);
+		  int64_t when_unix, double *eta_s, double *dist_m);
 /* The reply to a point off the map / no route, as problem+json. */
 struct http_req;
 void pricing_reply_route_error(struct http_req *req, rh_err e, int bad_point);

@@ -90,6 +90,13 @@ const char *db_get(const struct db_result *r, int row, int col);
 /* Rows affected by INSERT/UPDATE/DELETE. */
 int64_t db_affected(const struct db_result *r);
 bool db_is_unique_violation(const struct db_result *r);
+/* What a failed query means to the caller, the one classification every
+ * module uses: RH_EAGAIN the database did not answer (down, overloaded, the
+ * connection lost: retrying is safe for idempotent work), RH_EINVAL it
+ * refused a value (SQLSTATE class 22: an input of the wrong shape),
+ * RH_ECONFLICT a constraint held (class 23), RH_EDB anything else (a bug:
+ * log it). RH_OK for a success. */
+rh_err db_result_err(const struct db_result *r);
 /* The constraint or index a server error names ("" if none). */
 const char *db_error_constraint(const struct db_result *r);
 

@@ -4,17 +4,18 @@
  *   SEARCHING -> MATCHED -> ARRIVED -> IN_PROGRESS -> COMPLETED
  *   SEARCHING | MATCHED | ARRIVED -> CANCELLED (IN_PROGRESS: operator only)
  *
- * The state machine itself is sql/005_trips.sql's trip_transition(): one
- * transaction per transition that updates the trip on (state, version),
- * appends its trip_events row and outbox rows, and moves the driver's
- * status and version. This module validates input, calls it, and keeps
- * presence's copy of the driver's status in step with the answer.
+ * The state machine itself is in SQL (trip_transitions(), sql/): one
+ * transaction per batch of changes that updates each trip on (state,
+ * version), appends its trip_events and outbox rows, and moves the driver's
+ * status and version. This module is its only caller: it takes a change as
+ * a C struct, answers a typed result, and tells its listeners of every trip
+ * that was made or changed (one direction: modules that follow trips listen,
+ * they are never called back twice).
  *
- * Group commit: transitions that arrive while a batch is at the database
- * wait and go together in the next (trip_transitions()), so at load one
- * commit carries many transitions and at rest a transition waits for
- * nothing. Trips are spread over trip.batch_lanes lanes by id; one trip's
- * transitions are applied in the order asked.
+ * Group commit: changes that arrive while a batch is at the database wait
+ * and go together in the next, so at load one commit carries many and at
+ * rest a change waits for nothing. Trips are spread over trip.batch_lanes
+ * lanes by id; one trip's changes are applied in the order asked.
  *
  * Endpoints: POST /v1/rides, GET /v1/rides, GET /v1/rides/{id},
  * POST /v1/rides/{id}/{cancel,assign,arrived,start,complete,rating},
@@ -22,11 +23,21 @@
 #ifndef RH_TRIP_TRIP_H
 #define RH_TRIP_TRIP_H
 
-#include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdint.h>
 
-struct server;
+#include "core/err.h"
+#include "core/uuid.h"
+
+struct event_base;
+struct metrics;
+struct db;
+struct http_server;
+struct auth;
+struct pricing;
+struct rh_config;
 struct trips;
+struct trip_row;
 
 enum trip_state {
 	TRIP_SEARCHING = 0,
@@ -37,54 +48,164 @@ enum trip_state {
 	TRIP_CANCELLED,
 };
 const char *trip_state_name(enum trip_state s);
-
-struct trips *trips_new(struct server *srv);
-void trips_free(struct trips *t);
-
-/* The answer to one transition:
- *   200  done; body is the trip (body.repeated: it was already in that state,
- *        nothing changed: the idempotent no-op; the listener hears repeats
- *        too, so that memory catches up after an answer lost on the way)
- *   404  no such trip, or not one this actor may touch
- *   409  refused in the current state: body {reason, state}; reasons
- *        illegal_transition, trip_finished, trip_in_progress, already_matched,
- *        version_conflict, driver_unavailable, driver_busy
- *   503  the database did not answer (retrying is safe: transitions are
- *        idempotent)
- *   500  a bug
- * body is borrowed for the duration of the callback. */
-typedef void (*trip_done_cb)(void *arg, int status, const cJSON *body);
-
-/* Asks for a transition of trip_id (canonical UUID) to `to`, by `role`
- * ("rider", "driver", "operator" or "system") and actor (an account id, or
- * a name for the system). args (taken over; may be NULL) as documented at
- * trip_transition() in sql/005_trips.sql: expected_version; driver_id,
- * driver_version, eta_s, distance_m, score (MATCHED); distance_m,
- * duration_s, end_lat, end_lng (COMPLETED); reason (CANCELLED); only_from (refused
- * with reason state_changed unless the trip is in that state). The
- * callback runs exactly once, never from inside this call. */
-void trip_transition(struct trips *t, const char *trip_id, enum trip_state to, const char *role, const char *actor,
-		     cJSON *args, trip_done_cb cb, void *arg);
-
-/* Who hears about trips (dispatch): a new trip, and every transition that
- * changed something (not repeats), with the trip as the database answered.
- * Called before the transition's own callback. */
-struct trip_listener {
-	void (*created)(void *ctx, const cJSON *trip);
-	void (*changed)(void *ctx, enum trip_state to, const cJSON *trip);
-	void *ctx;
-};
-void trips_set_listener(struct trips *t, const struct trip_listener *l);
-
 /* The state named s ("MATCHED"...), or -1. */
 int trip_state_parse(const char *s);
+static inline bool trip_state_is_active(enum trip_state s)
+{
+	return s != TRIP_COMPLETED && s != TRIP_CANCELLED;
+}
 
-/* The trip as the API shows it, built in place of the {"trip_row": [...]}
- * that the database's trip_view() answers (sql/011, src/trip/view.c); the
- * body's other members stay. A body without trip_row is left as it is;
- * false: a malformed row. */
-bool trip_view_render(cJSON *body);
-/* The same for a JSON text: the rendered text (cJSON_free it), or NULL. */
+/* A trip as the database last answered it. What dispatch and the live feed
+ * need is typed here; the whole row (every column of the API's view) is
+ * kept for the views at the edge (trip_view_json). Borrowed by listeners and
+ * callbacks for the duration of the call. */
+struct trip {
+	struct uuid id, rider;
+	enum trip_state state;
+	int64_t version;
+	char vehicle_type[32];
+	double pickup_lat, pickup_lng, dropoff_lat, dropoff_lng;
+	char currency[4];
+	int64_t fare_quoted;    /* minor units */
+	bool has_driver;
+	struct uuid driver;
+	int64_t requested_at, started_at; /* wall clock ms; 0: not yet */
+	const struct trip_row *row;
+};
+
+/* Who asks for a change. */
+enum trip_role { TRIP_ROLE_RIDER, TRIP_ROLE_DRIVER, TRIP_ROLE_OPERATOR, TRIP_ROLE_SYSTEM };
+const char *trip_role_name(enum trip_role r);
+
+/* One change of one trip: the target state, who asks, and what the target
+ * takes (the other members are ignored). */
+struct trip_change {
+	struct uuid trip;
+	enum trip_state to;
+	enum trip_role role;
+	char actor[40];            /* the account id, or a name for the system */
+	int64_t expected_version;  /* refused (version_conflict) unless the trip is at it; 0: any */
+	int only_from;             /* refused (state_changed) unless the trip is in it; -1: any */
+	/* MATCHED: the driver, at driver_version if >= 0, with the offer's figures */
+	struct uuid driver;
+	int64_t driver_version;
+	int eta_s, pickup_m;       /* -1: not known */
+	double score;              /* < 0: not known */
+	/* COMPLETED: what was metered (required), and where it ended */
+	int64_t distance_m, duration_s;
+	bool has_end;
+	double end_lat, end_lng;
+	/* CANCELLED: why ("" lets the state machine name it) */
+	char reason[65];
+};
+/* A change with every optional member unset. */
+void trip_change_init(struct trip_change *c, const struct uuid *trip, enum trip_state to, enum trip_role role,
+		      const char *actor);
+
+/* Why a change was refused (err RH_ECONFLICT) or a request turned down. */
+enum trip_refusal {
+	TRIP_REFUSAL_NONE = 0,
+	TRIP_REFUSAL_ILLEGAL,          /* not an edge of the state machine */
+	TRIP_REFUSAL_FINISHED,         /* the trip is COMPLETED or CANCELLED */
+	TRIP_REFUSAL_IN_PROGRESS,      /* only an operator cancels a trip in progress */
+	TRIP_REFUSAL_ALREADY_MATCHED,  /* another driver has it */
+	TRIP_REFUSAL_STATE_CHANGED,    /* only_from no longer holds */
+	TRIP_REFUSAL_VERSION,          /* expected_version no longer holds */
+	TRIP_REFUSAL_DRIVER_UNAVAILABLE, /* the driver is offline, busy, of another type, or moved on */
+	TRIP_REFUSAL_DRIVER_BUSY,      /* the driver has another active trip */
+	TRIP_REFUSAL_NOT_COMPLETED,    /* (ratings) only a completed trip is rated */
+	TRIP_REFUSAL_ALREADY_RATED,
+	TRIP_REFUSAL_COUNT
+};
+const char *trip_refusal_name(enum trip_refusal r);
+
+/* The answer to one change:
+ *   RH_OK        done; trip is the trip as the change left it (repeated: it
+ *                was in that state already, nothing changed: the idempotent
+ *                no-op, so a change may always be asked again)
+ *   RH_ENOTFOUND no such trip, or not one this actor may touch
+ *   RH_ECONFLICT refused in the trip's current state (refusal, state, version)
+ *   RH_EAGAIN    the database did not answer; asking again is safe
+ *                (unknown: it may have been applied)
+ *   RH_EDB       the database failed (a bug, logged) */
+struct trip_result {
+	rh_err err;
+	enum trip_refusal refusal;
+	enum trip_state state;     /* RH_ECONFLICT: the trip's state */
+	int64_t version;           /* RH_ECONFLICT (version): the trip's version */
+	bool repeated;
+	bool unknown;
+	int64_t driver_version;    /* RH_OK: the driver's version if the change moved them, else -1 */
+	const struct trip *trip;   /* RH_OK; borrowed for the callback */
+};
+typedef void (*trip_done_fn)(void *arg, const struct trip_result *res);
+
+/* Asks for a change; cb runs exactly once, never from inside this call,
+ * after every listener has heard of the change. */
+void trip_change(struct trips *t, const struct trip_change *c, trip_done_fn cb, void *arg);
+
+/* What listeners hear: a trip just made (created) or changed (not repeats;
+ * a repeat is heard once, after a restart or an answer lost on the way, so
+ * that memory catches up with the database). driver_version: the trip's
+ * driver's version if this change moved them (MATCHED, IN_PROGRESS, the
+ * end), else -1. */
+struct trip_event {
+	const struct trip *trip;
+	bool created;
+	bool recovered;      /* read back at start (trips_load_active) */
+	enum trip_role by;   /* who asked for it (a request: the rider; read back: the system) */
+	int64_t driver_version;
+};
+struct trip_listener {
+	void (*changed)(void *ctx, const struct trip_event *e);
+	void *ctx;
+};
+/* Listeners hear in the order they were added (at most 4). */
+void trips_listen(struct trips *t, const struct trip_listener *l);
+
+/* At start: every active trip, read from the database, told to every
+ * listener as a recovered event (a trip that ends while the read is on its
+ * way is not told). done(arg, n) with the number told, or -1 when the
+ * database did not answer (ask again later). */
+void trips_load_active(struct trips *t, void (*done)(void *arg, int n), void *arg);
+
+/* Ride requests are refused at once when no driver could serve them (a
+ * question for dispatch, asked through this hook; unset: never refused). */
+struct trip_supply {
+	/* true when a driver of vehicle type index `vehicle` is online near
+	 * the pickup; *radius_m: how far dispatch looks */
+	bool (*drivers_near)(void *ctx, double lat, double lng, int vehicle, double *radius_m);
+	void *ctx;
+};
+void trips_set_supply(struct trips *t, const struct trip_supply *s);
+
+struct trips_deps {
+	struct event_base *base;
+	struct metrics *metrics;
+	struct db *db;
+	struct http_server *http;   /* NULL: no endpoints */
+	struct auth *auth;
+	struct pricing *pricing;
+	const struct rh_config *cfg; /* trip, pricing.quote_match_m and the tariffs */
+};
+struct trips *trips_new(const struct trips_deps *d);
+void trips_free(struct trips *t);
+
+/* Reads the trip row the database's trip_view() answers ({"trip_row": [...]},
+ * its columns by position: include/trip/trip_row.def) into *out, which then
+ * owns the row (trip_fini). false: a malformed row. */
+bool trip_from_row_json(const char *json, struct trip *out);
+void trip_fini(struct trip *t);
+
+/* The trip as the API shows it (docs/api.md): a new cJSON object, or NULL
+ * for a malformed row. */
+struct cJSON;
+struct cJSON *trip_view_json(const struct trip *t);
+/* The view built in place of t's row, which t then no longer has. */
+struct cJSON *trip_view_take(struct trip *t);
+/* The view's "driver" member alone (NULL: no driver). */
+struct cJSON *trip_view_driver_json(const struct trip *t);
+/* The same as text (free with cJSON_free), from the row's JSON text. */
 char *trip_view_text(const char *json);
 
 #endif

@@ -20,8 +20,6 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
-#include "gateway/gateway.h"
 #include "net/http.h"
 #include "net/ratelimit.h"
 #include "net/ws.h"
@@ -58,7 +56,7 @@ void auth_account_changed(struct auth *a, enum auth_role role, const char *id, i
 	metric_set(a->m_revoked, revoke_count(a->revoked));
 	const char *reason = deleted ? "account deleted" : disabled ? "account disabled" : "credentials changed; log in again";
 	uint16_t code = deleted || disabled ? WS_CLOSE_ACCOUNT : WS_CLOSE_TOKEN_EXPIRED;
-	int n = a->srv->gateway ? gateway_close_account(a->srv->gateway, id, code, reason) : 0;
+	int n = a->standing_lost ? a->standing_lost(a->standing_ctx, id, code, reason) : 0;
 	log_info(NULL, "account %s (%s): %s; %d session%s closed", id, auth_role_name(role), reason, n, n == 1 ? "" : "s");
 }
 
@@ -98,7 +96,7 @@ static void standing_reload(struct auth *a)
 	}
 	standing.inflight = true;
 	revoke_reload_begin(a->revoked);
-	db_query(a->srv->db, &st_standing, NULL, standing_loaded, a);
+	db_query(a->deps.db, &st_standing, NULL, standing_loaded, a);
 }
 
 static void standing_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -219,9 +217,7 @@ static bool db_failed_or_reply(struct http_req *req, const struct db_result *res
 {
 	if (res->err == RH_OK)
 		return false;
-	log_warn(http_req_logid(req), "accounts: %s", res->message);
-	http_reply_header(req, "Retry-After", "1");
-	http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "the account cannot be changed now; retry");
+	http_reply_err(req, db_result_err(res), "change the account now", res->message);
 	return true;
 }
 
@@ -295,7 +291,7 @@ static void admin_account_patch(struct http_req *req, void *ctx)
 	}
 	const char *params[] = { op->id, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "disabled")) ? "true" : "false" };
 	cJSON_Delete(body);
-	db_query(a->srv->db, &st_set_disabled[auth_role_index(op->role)], params, disabled_set, op);
+	db_query(a->deps.db, &st_set_disabled[auth_role_index(op->role)], params, disabled_set, op);
 }
 
 static void deleted(void *arg, const struct db_result *res)
@@ -329,7 +325,7 @@ static void admin_account_delete(struct http_req *req, void *ctx)
 	if (!admin_target_or_reply(a, req, &op))
 		return;
 	const char *params[] = { op->id };
-	db_query(a->srv->db, &st_delete[auth_role_index(op->role)], params, deleted, op);
+	db_query(a->deps.db, &st_delete[auth_role_index(op->role)], params, deleted, op);
 }
 
 static void password_set(void *arg, const struct db_result *res);
@@ -343,7 +339,7 @@ static void password_hashed(void *arg, bool ok, const char *hash)
 		return;
 	}
 	const char *params[] = { op->id, hash, op->old_hash[0] ? op->old_hash : NULL };
-	db_query(op->a->srv->db, &st_set_password[auth_role_index(op->role)], params, password_set, op);
+	db_query(op->a->deps.db, &st_set_password[auth_role_index(op->role)], params, password_set, op);
 }
 
 static bool hash_or_reply(struct acct_op *op, auth_pw_cb done)
@@ -488,7 +484,7 @@ static void me_password(struct http_req *req, void *ctx)
 	snprintf(m->current, sizeof m->current, "%s", jv_str(body, "current_password"));
 	cJSON_Delete(body);
 	const char *params[] = { op->id };
-	db_query(a->srv->db, &st_password_of[auth_role_index(op->role)], params, me_hash_loaded, m);
+	db_query(a->deps.db, &st_password_of[auth_role_index(op->role)], params, me_hash_loaded, m);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -509,17 +505,22 @@ static const struct http_route account_routes[] = {
 
 bool auth_standing_loaded(const struct auth *a) { return a && revoke_is_loaded(a->revoked); }
 
+void auth_on_standing_lost(struct auth *a, auth_standing_lost_fn fn, void *ctx)
+{
+	a->standing_lost = fn;
+	a->standing_ctx = ctx;
+}
+
 void auth_accounts_init(struct auth *a)
 {
-	struct server *srv = a->srv;
 	static const char *const why_label[] = { "why", NULL };
 	a->revoked = revoke_new();
-	a->reload_timer = evtimer_new(srv->base, standing_retry_cb, a);
+	a->reload_timer = evtimer_new(a->deps.base, standing_retry_cb, a);
 	memset(&standing, 0, sizeof standing);
-	a->m_revoked = metric_cell(metrics_gauge(srv->metrics, "ridehail_auth_accounts_not_in_good_standing",
+	a->m_revoked = metric_cell(metrics_gauge(a->deps.metrics, "ridehail_auth_accounts_not_in_good_standing",
 						 "Accounts disabled, deleted, or with tokens revoked (held in memory).", NULL),
 				   NULL);
-	struct metric_family *f = metrics_counter(srv->metrics, "ridehail_auth_tokens_refused_total",
+	struct metric_family *f = metrics_counter(a->deps.metrics, "ridehail_auth_tokens_refused_total",
 						  "Validly signed tokens refused for their account's standing, by why.",
 						  why_label);
 	for (int v = REVOKE_UNKNOWN; v <= REVOKE_DELETED; v++)
@@ -527,15 +528,15 @@ void auth_accounts_init(struct auth *a)
 								   : v == REVOKE_STALE	    ? "revoked"
 								   : v == REVOKE_DISABLED   ? "disabled"
 											    : "deleted" });
-	db_register(srv->db, &st_standing);
+	db_register(a->deps.db, &st_standing);
 	for (int i = 0; i < 3; i++) {
-		db_register(srv->db, &st_set_disabled[i]);
-		db_register(srv->db, &st_delete[i]);
-		db_register(srv->db, &st_set_password[i]);
-		db_register(srv->db, &st_password_of[i]);
+		db_register(a->deps.db, &st_set_disabled[i]);
+		db_register(a->deps.db, &st_delete[i]);
+		db_register(a->deps.db, &st_set_password[i]);
+		db_register(a->deps.db, &st_password_of[i]);
 	}
-	db_listen(srv->db, ACCOUNTS_CHANNEL, accounts_on_notify, accounts_on_listen, a);
-	http_server_add_routes(srv->http, account_routes, a);
+	db_listen(a->deps.db, ACCOUNTS_CHANNEL, accounts_on_notify, accounts_on_listen, a);
+	http_server_add_routes(a->deps.http, account_routes, a);
 }
 
 void auth_accounts_fini(struct auth *a)

@@ -13,7 +13,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "core/uuid.h"
 #include "core/worker.h"
@@ -118,7 +118,7 @@ rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principa
 	const char *unused;
 	if (!why)
 		why = &unused;
-	int64_t now_s = rh_wall_ms() / 1000, leeway_s = a->srv->cfg.auth.leeway_ms / 1000;
+	int64_t now_s = rh_wall_ms() / 1000, leeway_s = a->cfg->leeway_ms / 1000;
 	size_t len = strlen(token);
 	struct token_cache_entry *slot = NULL;
 	if (len < TOKEN_CACHE_MAX_LEN) {
@@ -169,7 +169,7 @@ static bool token_equal(const char *given, const char *want);
 /* The admin.token credential, which acts as an operator. */
 static bool is_admin_token(struct auth *a, const char *tok, struct auth_principal *out)
 {
-	const char *admin = a->srv->cfg.admin.token;
+	const char *admin = a->deps.admin_token;
 	if (!tok || !admin || !*admin || strchr(tok, '.') || !token_equal(tok, admin))
 		return false;
 	memset(out, 0, sizeof *out);
@@ -235,7 +235,7 @@ static bool token_equal(const char *given, const char *want)
 bool auth_operator_or_reply(struct auth *a, struct http_req *req, struct auth_principal *out)
 {
 	const char *tok = bearer(req);
-	const char *admin = a->srv->cfg.admin.token;
+	const char *admin = a->deps.admin_token;
 	if (is_admin_token(a, tok, out))
 		return true;
 	if (tok && strchr(tok, '.'))
@@ -322,8 +322,8 @@ static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_k
 	j->req = req;
 	j->kind = kind;
 	j->next = next;
-	j->opslimit = (unsigned long long)a->srv->cfg.auth.password_opslimit;
-	j->memlimit = (size_t)a->srv->cfg.auth.password_memlimit;
+	j->opslimit = (unsigned long long)a->cfg->password_opslimit;
+	j->memlimit = (size_t)a->cfg->password_memlimit;
 	snprintf(j->password, sizeof j->password, "%s", password);
 	return j;
 }
@@ -458,7 +458,7 @@ void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role,
 {
 	char token[JWT_MAX_LEN], exp_str[32];
 	int64_t exp, now = rh_wall_ms() / 1000;
-	if (auth_issue_token(a->key, a->keylen, role, id, cv, now, a->srv->cfg.auth.token_ttl_ms / 1000, token,
+	if (auth_issue_token(a->key, a->keylen, role, id, cv, now, a->cfg->token_ttl_ms / 1000, token,
 			     sizeof token, &exp) != RH_OK) {
 		http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
 		return;
@@ -495,8 +495,7 @@ static void login_found(void *arg, const struct db_result *res)
 	struct auth *a = j->auth;
 	if (res->err != RH_OK) {
 		ratelimit_refund(a->rl_address, j->addr, now_ms()); /* our trouble, not the client's attempt */
-		http_reply_header(j->req, "Retry-After", "1");
-		http_reply_problem(j->req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot check credentials now: %s", res->message);
+		http_reply_err(j->req, db_result_err(res), "check credentials", res->message);
 		pw_job_free(j);
 		return;
 	}
@@ -564,7 +563,7 @@ static void auth_login(struct http_req *req, void *ctx)
 	j->ca = ca;
 	unknown_account_key(role, email, j->account_key, sizeof j->account_key);
 	const char *params[] = { email };
-	db_query(a->srv->db, &st_login[auth_role_index(j->role)], params, login_found, j);
+	db_query(a->deps.db, &st_login[auth_role_index(j->role)], params, login_found, j);
 	cJSON_Delete(body);
 }
 
@@ -588,13 +587,7 @@ static void reply_insert_error(struct http_req *req, const struct db_result *res
 		http_reply_problem(req, PROBLEM_CONFLICT, ext, "an account with this %s already exists", field);
 		return;
 	}
-	if (res->err == RH_EAGAIN || res->unknown) {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "cannot create the account now: %s", res->message);
-		return;
-	}
-	log_error(http_req_logid(req), "account insert failed: %s", res->message);
-	http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot create the account");
+	http_reply_err(req, db_result_err(res), "create the account", res->message);
 }
 
 static void account_inserted(void *arg, const struct db_result *res)
@@ -625,16 +618,16 @@ static void account_hashed(struct pw_job *j)
 	const cJSON *b = j->body;
 	if (j->role == ROLE_RIDER) {
 		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), nullable(b, "phone"), j->hash };
-		db_query(a->srv->db, &st_insert_rider, p, account_inserted, j);
+		db_query(a->deps.db, &st_insert_rider, p, account_inserted, j);
 	} else if (j->role == ROLE_OPERATOR) {
 		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), j->hash };
-		db_query(a->srv->db, &st_insert_operator, p, account_inserted, j);
+		db_query(a->deps.db, &st_insert_operator, p, account_inserted, j);
 	} else {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, "vehicle");
 		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), nullable(b, "phone"), j->hash,
 				    jv_str(v, "type"), jv_str(v, "make"), jv_str(v, "model"), jv_str(v, "color"),
 				    jv_str(v, "plate") };
-		db_query(a->srv->db, &st_insert_driver, p, account_inserted, j);
+		db_query(a->deps.db, &st_insert_driver, p, account_inserted, j);
 	}
 }
 
@@ -692,7 +685,7 @@ static void create_account(struct auth *a, struct http_req *req, enum auth_role 
 		return;
 	struct jv_error err;
 	if (role == ROLE_DRIVER &&
-	    !auth_vehicle_type_check(&a->srv->cfg, jv_str(cJSON_GetObjectItemCaseSensitive(body, "vehicle"), "type"), &err)) {
+	    !auth_vehicle_type_check(a->deps.rhcfg, jv_str(cJSON_GetObjectItemCaseSensitive(body, "vehicle"), "type"), &err)) {
 		cJSON_Delete(body);
 		http_reply_invalid(req, &err);
 		return;
@@ -707,7 +700,7 @@ static void auth_signup(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	char addr[64];
-	if (!a->srv->cfg.auth.rider_signup) {
+	if (!a->cfg->rider_signup) {
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "rider sign-up is closed; ask the operator for an account");
 		return;
 	}
@@ -748,8 +741,7 @@ static void row_or_404(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "%s", res->message);
+		http_reply_err(req, db_result_err(res), "read the account", res->message);
 	} else if (db_rows(res) == 0) {
 		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "no such account");
 	} else {
@@ -763,8 +755,13 @@ static void auth_me(struct http_req *req, void *ctx)
 	struct auth_principal p;
 	if (!auth_require_or_reply(a, req, ROLE_RIDER | ROLE_DRIVER | ROLE_OPERATOR, &p))
 		return;
+	if (!jv_is_uuid(p.id)) {
+		/* admin.token is a credential, not an account */
+		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "the admin token belongs to no account");
+		return;
+	}
 	const char *params[] = { p.id };
-	db_query(a->srv->db, &st_me[auth_role_index(p.role)], params, row_or_404, req);
+	db_query(a->deps.db, &st_me[auth_role_index(p.role)], params, row_or_404, req);
 }
 
 static void admin_driver_get(struct http_req *req, void *ctx)
@@ -781,15 +778,14 @@ static void admin_driver_get(struct http_req *req, void *ctx)
 		return;
 	}
 	const char *params[] = { id };
-	db_query(a->srv->db, &st_driver_get, params, row_or_404, req);
+	db_query(a->deps.db, &st_driver_get, params, row_or_404, req);
 }
 
 static void driver_list_done(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL, "%s", res->message);
+		http_reply_err(req, db_result_err(res), "list the drivers", res->message);
 		return;
 	}
 	struct strbuf sb;
@@ -831,7 +827,7 @@ static void admin_driver_list(struct http_req *req, void *ctx)
 	char ns[24];
 	snprintf(ns, sizeof ns, "%lld", (long long)n);
 	const char *params[] = { cursor, ns };
-	db_query(a->srv->db, &st_driver_list, params, driver_list_done, req);
+	db_query(a->deps.db, &st_driver_list, params, driver_list_done, req);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -854,12 +850,13 @@ static void auth_collect(void *arg)
 	metric_set(a->m_queue, worker_queued(a->pool));
 }
 
-struct auth *auth_new(struct server *srv)
+struct auth *auth_new(const struct auth_deps *d)
 {
 	static const char *const result_label[] = { "result", NULL };
 	struct auth *a = RH_NEW(struct auth);
-	const struct auth_cfg *cfg = &srv->cfg.auth;
-	a->srv = srv;
+	const struct auth_cfg *cfg = d->cfg;
+	a->deps = *d;
+	a->cfg = cfg;
 	a->cache = rh_calloc(TOKEN_CACHE_SLOTS, sizeof *a->cache);
 	crypto_shorthash_keygen(a->cache_key);
 	if (cfg->jwt_secret && *cfg->jwt_secret) {
@@ -870,7 +867,7 @@ struct auth *auth_new(struct server *srv)
 		randombytes_buf(a->key, a->keylen);
 		log_warn(NULL, "auth.jwt_secret is empty: using a random key; tokens will not survive a restart");
 	}
-	a->pool = worker_pool_new(srv->base, (int)cfg->hash_threads, (int)cfg->hash_queue_max);
+	a->pool = worker_pool_new(d->base, (int)cfg->hash_threads, (int)cfg->hash_queue_max);
 	/* the first lane (logins from addresses in good standing, accounts being
 	 * created) newest first: when a flood of fresh addresses fills it, a
 	 * user who has just asked is not left behind all of them */
@@ -892,23 +889,23 @@ struct auth *auth_new(struct server *srv)
 		log_error(NULL, "auth: cannot compute the dummy hash (password_memlimit too large?)");
 		abort();
 	}
-	a->f_logins = metrics_counter(srv->metrics, "ridehail_auth_logins_total",
+	a->f_logins = metrics_counter(d->metrics, "ridehail_auth_logins_total",
 				      "Login attempts by result: ok, bad_credentials, disabled, rate_limited, overloaded.",
 				      result_label);
-	a->m_queue = metric_cell(metrics_gauge(srv->metrics, "ridehail_auth_password_jobs",
+	a->m_queue = metric_cell(metrics_gauge(d->metrics, "ridehail_auth_password_jobs",
 					       "Password hashing jobs queued or running on the worker threads.", NULL), NULL);
-	metrics_on_collect(srv->metrics, auth_collect, a);
+	metrics_on_collect(d->metrics, auth_collect, a);
 
 	for (int i = 0; i < 3; i++) {
-		db_register(srv->db, &st_login[i]);
-		db_register(srv->db, &st_me[i]);
+		db_register(d->db, &st_login[i]);
+		db_register(d->db, &st_me[i]);
 	}
-	db_register(srv->db, &st_insert_rider);
-	db_register(srv->db, &st_insert_operator);
-	db_register(srv->db, &st_insert_driver);
-	db_register(srv->db, &st_driver_get);
-	db_register(srv->db, &st_driver_list);
-	http_server_add_routes(srv->http, auth_routes, a);
+	db_register(d->db, &st_insert_rider);
+	db_register(d->db, &st_insert_operator);
+	db_register(d->db, &st_insert_driver);
+	db_register(d->db, &st_driver_get);
+	db_register(d->db, &st_driver_list);
+	http_server_add_routes(d->http, auth_routes, a);
 	return a;
 }
 

@@ -22,7 +22,8 @@ struct token_cache_entry;
 struct worker_pool;
 
 struct auth {
-	struct server *srv;
+	struct auth_deps deps;
+	const struct auth_cfg *cfg;
 	struct worker_pool *pool;
 	unsigned char key[1024];
 	size_t keylen;
@@ -43,6 +44,8 @@ struct auth {
 	struct revoke_table *revoked;
 	struct event *reload_timer;
 	struct metric_cell *m_revoked, *m_refused[5];
+	auth_standing_lost_fn standing_lost; /* closes an account's sessions (the daemon's) */
+	void *standing_ctx;
 };
 
 extern const struct jv_field auth_rider_fields[];

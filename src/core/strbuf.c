@@ -19,14 +19,6 @@ void sb_fini(struct strbuf *sb)
 	memset(sb, 0, sizeof *sb);
 }
 
-void sb_reset(struct strbuf *sb)
-{
-	sb->len = 0;
-	sb->overflow = false;
-	if (sb->buf)
-		sb->buf[0] = '\0';
-}
-
 static bool sb_reserve(struct strbuf *sb, size_t n)
 {
 	if (sb->len + n + 1 > sb->max) {
@@ -43,6 +35,12 @@ static bool sb_reserve(struct strbuf *sb, size_t n)
 		sb->cap = cap;
 	}
 	return true;
+}
+
+void sb_expect(struct strbuf *sb, size_t n)
+{
+	if (sb->len + n + 1 > sb->cap && sb->len + n + 1 <= sb->max)
+		sb_reserve(sb, n);
 }
 
 void sb_append(struct strbuf *sb, const void *data, size_t n)

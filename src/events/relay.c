@@ -15,13 +15,14 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "core/uuid.h"
 #include "core/worker.h"
 #include "store/db.h"
 
-/* The claim renews the lease (sql/006_events.sql) and returns the next
+/* The claim (outbox_relay_claim(), sql/functions/20_outbox.sql) renews the
+ * lease (its table: sql/006_events.sql) and returns the next
  * batch to its holder only:
  * the lowest unpublished rows by id, at most one per trip (the trip's
  * lowest), so that a trip's next event is published only once the previous
@@ -117,7 +118,7 @@ struct nats_link {
 };
 
 struct events {
-	struct server *srv;
+	struct events_deps deps;
 	const struct events_cfg *cfg;
 	bool on;
 	bool stopping;
@@ -434,7 +435,7 @@ static void batch_done(struct worker_job *job)
 		return;
 	}
 	const char *params[] = { ids.buf };
-	db_query(ev->srv->db, &st_mark, params, marked, mc);
+	db_query(ev->deps.db, &st_mark, params, marked, mc);
 	sb_fini(&ids);
 }
 
@@ -491,7 +492,7 @@ static void claim(struct events *ev)
 	snprintf(ttl, sizeof ttl, "%" PRId64, ev->cfg->lease_ttl_ms);
 	snprintf(limit, sizeof limit, "%" PRId64, ev->cfg->batch_size);
 	const char *params[] = { ev->holder, ttl, limit };
-	db_query(ev->srv->db, &st_claim, params, claimed, ev);
+	db_query(ev->deps.db, &st_claim, params, claimed, ev);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -512,19 +513,19 @@ static void stats_done(void *arg, const struct db_result *res)
 static void stats_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct events *ev = arg;
-	if (ev->stats_busy || ev->stopping || !db_is_ready(ev->srv->db, NULL, 0))
+	if (ev->stats_busy || ev->stopping || !db_is_ready(ev->deps.db, NULL, 0))
 		return;
 	ev->stats_busy = true;
-	db_query(ev->srv->db, &st_stats, NULL, stats_done, ev);
+	db_query(ev->deps.db, &st_stats, NULL, stats_done, ev);
 }
 
-struct events *events_new(struct server *srv)
+struct events *events_new(const struct events_deps *d)
 {
 	static const double lag_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
 	struct events *ev = RH_NEW(struct events);
-	ev->srv = srv;
-	ev->cfg = &srv->cfg.events;
-	struct metrics *m = srv->metrics;
+	ev->deps = *d;
+	ev->cfg = d->cfg;
+	struct metrics *m = d->metrics;
 	ev->m_published = metric_cell(metrics_counter(m, "ridehail_events_published_total",
 			"Outbox events acknowledged by JetStream and marked published.", NULL), NULL);
 	ev->m_duplicates = metric_cell(metrics_counter(m, "ridehail_events_duplicates_total",
@@ -543,16 +544,16 @@ struct events *events_new(struct server *srv)
 			"From an event's commit (occurred_at) to its JetStream ack.", NULL, lag_bounds,
 			(int)(sizeof lag_bounds / sizeof lag_bounds[0]));
 	ev->m_lag = metric_cell(ev->f_lag, NULL);
-	ev->stats_timer = event_new(srv->base, -1, EV_PERSIST, stats_cb, ev);
+	ev->stats_timer = event_new(d->base, -1, EV_PERSIST, stats_cb, ev);
 	struct timeval tv = { .tv_sec = ev->cfg->stats_interval_ms / 1000,
 			      .tv_usec = (ev->cfg->stats_interval_ms % 1000) * 1000 };
 	event_add(ev->stats_timer, &tv);
-	db_register(srv->db, &st_stats);
-	db_register(srv->db, &st_claim);
-	db_register(srv->db, &st_mark);
-	db_register(srv->db, &st_release);
+	db_register(d->db, &st_stats);
+	db_register(d->db, &st_claim);
+	db_register(d->db, &st_mark);
+	db_register(d->db, &st_release);
 
-	ev->webhooks = webhooks_new(srv);
+	ev->webhooks = webhooks_new(d);
 	if (ev->cfg->sink == EVENTS_SINK_NONE) {
 		log_info(NULL, "events: sink = none: the relay is off, events stay in the outbox");
 		return ev;
@@ -588,10 +589,10 @@ struct events *events_new(struct server *srv)
 		pthread_mutex_destroy(&ev->link.mu);
 		return ev;
 	}
-	ev->signed_origin = events_origin_key(srv->cfg.webhooks.secret, ev->origin_key);
+	ev->signed_origin = events_origin_key(d->webhooks->secret, ev->origin_key);
 	ev->link.opts = o;
-	ev->pool = worker_pool_new(srv->base, 1, 2);
-	ev->tick = evtimer_new(srv->base, tick_cb, ev);
+	ev->pool = worker_pool_new(d->base, 1, 2);
+	ev->tick = evtimer_new(d->base, tick_cb, ev);
 	ev->on = true;
 	log_info(NULL, "events: relay %s to %s, stream %s, subjects %s.<event_type>", ev->holder, ev->cfg->url,
 		 ev->cfg->stream, ev->cfg->subject_prefix);
@@ -627,7 +628,7 @@ void events_stop(struct events *ev)
 		return;
 	event_del(ev->tick);
 	const char *params[] = { ev->holder };
-	db_query(ev->srv->db, &st_release, params, released, NULL);
+	db_query(ev->deps.db, &st_release, params, released, NULL);
 }
 
 void events_free(struct events *ev)

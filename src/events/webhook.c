@@ -18,6 +18,7 @@
  * published is signed: a message on the stream without the relay's
  * Ridehail-Origin (events/natsauth.h) -- someone else's publish on our
  * subjects -- is terminated, counted and logged, never sent. */
+#include "events/events.h"
 #include "events/webhook.h"
 #include "events/natsauth.h"
 
@@ -39,7 +40,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/worker.h"
 #include "store/db.h"
 
@@ -83,7 +84,7 @@ struct endpoint {
 };
 
 struct webhooks {
-	struct server *srv;
+	struct events_deps deps;
 	const struct webhooks_cfg *cfg;
 	struct endpoint ep[WH_MAX];
 	int n;
@@ -199,7 +200,7 @@ static void ep_reset(struct endpoint *ep)
 static bool ep_connect(struct endpoint *ep, struct wh_job *j)
 {
 	const struct webhooks_cfg *cfg = ep->wh->cfg;
-	const struct events_cfg *ecfg = &ep->wh->srv->cfg.events;
+	const struct events_cfg *ecfg = ep->wh->deps.cfg;
 	if (ep->nc && natsConnection_IsClosed(ep->nc))
 		ep_reset(ep);
 	if (ep->sub)
@@ -277,7 +278,7 @@ static void wh_run(struct worker_job *job)
 	natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
 	snprintf(j->event_id, sizeof j->event_id, "%s", id ? id : "");
 	const char *subj = natsMsg_GetSubject(m);
-	size_t pl = strlen(ep->wh->srv->cfg.events.subject_prefix) + 1;
+	size_t pl = strlen(ep->wh->deps.cfg->subject_prefix) + 1;
 	snprintf(j->event_type, sizeof j->event_type, "%s", strlen(subj) > pl ? subj + pl : subj);
 	jsMsgMetaData *meta = NULL;
 	j->attempts = natsMsg_GetMetaData(&meta, m) == NATS_OK ? (int)meta->NumDelivered : 1;
@@ -371,14 +372,14 @@ static void wh_done(struct worker_job *job)
 			char att[16];
 			snprintf(att, sizeof att, "%d", j->attempts);
 			const char *params[] = { ep->url, j->event_id, j->event_type, att, j->error, j->body };
-			db_query(ep->wh->srv->db, &st_dead, params, dead_written, NULL);
+			db_query(ep->wh->deps.db, &st_dead, params, dead_written, NULL);
 		}
 		break;
 	}
 	case 4:
 		metric_inc(ep->m_foreign);
 		log_warn(NULL, "webhooks: %s: a message on %s.%s (id %s) that our relay did not publish (%s): dropped, not sent",
-			 ep->url, ep->wh->srv->cfg.events.subject_prefix, j->event_type, j->event_id[0] ? j->event_id : "none",
+			 ep->url, ep->wh->deps.cfg->subject_prefix, j->event_type, j->event_id[0] ? j->event_id : "none",
 			 j->error);
 		break;
 	default:
@@ -431,11 +432,11 @@ static bool parse_url(struct endpoint *ep, const char *url)
 	return ep->host[0] != '\0';
 }
 
-struct webhooks *webhooks_new(struct server *srv)
+struct webhooks *webhooks_new(const struct events_deps *d)
 {
 	static const char *const ep_label[] = { "endpoint", NULL };
-	const struct webhooks_cfg *cfg = &srv->cfg.webhooks;
-	struct metrics *m = srv->metrics;
+	const struct webhooks_cfg *cfg = d->webhooks;
+	struct metrics *m = d->metrics;
 	struct metric_family *f_del = metrics_counter(m, "ridehail_webhooks_delivered_total",
 			"Events an endpoint acknowledged with 2xx, by endpoint.", ep_label);
 	struct metric_family *f_fail = metrics_counter(m, "ridehail_webhooks_failed_total",
@@ -446,10 +447,10 @@ struct webhooks *webhooks_new(struct server *srv)
 	struct metric_family *f_foreign = metrics_counter(m, "ridehail_webhooks_foreign_total",
 			"Messages on the stream that the relay did not publish (no or a wrong Ridehail-Origin): dropped, "
 			"never signed nor sent, by endpoint.", ep_label);
-	db_register(srv->db, &st_dead);
+	db_register(d->db, &st_dead);
 	if (!cfg->urls || !*cfg->urls)
 		return NULL;
-	if (srv->cfg.events.sink != EVENTS_SINK_NATS || !srv->cfg.events.url || !*srv->cfg.events.url) {
+	if (d->cfg->sink != EVENTS_SINK_NATS || !d->cfg->url || !*d->cfg->url) {
 		log_warn(NULL, "webhooks: they are fed from the event stream, which is off (events.sink, events.url)");
 		return NULL;
 	}
@@ -458,15 +459,15 @@ struct webhooks *webhooks_new(struct server *srv)
 		return NULL;
 	}
 	struct webhooks *wh = RH_NEW(struct webhooks);
-	wh->srv = srv;
+	wh->deps = *d;
 	wh->cfg = cfg;
 	wh->started_ms = rh_wall_ms();
 	char why[300] = "";
 	events_origin_key(cfg->secret, wh->origin_key);
-	if (natsOptions_Create(&wh->opts) != NATS_OK || natsOptions_SetURL(wh->opts, srv->cfg.events.url) != NATS_OK ||
-	    natsOptions_SetTimeout(wh->opts, srv->cfg.events.connect_timeout_ms) != NATS_OK ||
+	if (natsOptions_Create(&wh->opts) != NATS_OK || natsOptions_SetURL(wh->opts, d->cfg->url) != NATS_OK ||
+	    natsOptions_SetTimeout(wh->opts, d->cfg->connect_timeout_ms) != NATS_OK ||
 	    natsOptions_SetMaxReconnect(wh->opts, -1) != NATS_OK ||
-	    events_nats_credentials(wh->opts, srv->cfg.events.credentials, why, sizeof why) != RH_OK) {
+	    events_nats_credentials(wh->opts, d->cfg->credentials, why, sizeof why) != RH_OK) {
 		log_error(NULL, "webhooks: NATS options failed%s%s: webhooks are off", why[0] ? ": " : "", why);
 		natsOptions_Destroy(wh->opts);
 		rh_free(wh);
@@ -491,8 +492,8 @@ struct webhooks *webhooks_new(struct server *srv)
 		ep->m_failed = metric_cell(f_fail, lv);
 		ep->m_dead = metric_cell(f_dead, lv);
 		ep->m_foreign = metric_cell(f_foreign, lv);
-		ep->pool = worker_pool_new(srv->base, 1, 2);
-		ep->timer = evtimer_new(srv->base, ep_tick, ep);
+		ep->pool = worker_pool_new(d->base, 1, 2);
+		ep->timer = evtimer_new(d->base, ep_tick, ep);
 		log_info(NULL, "webhooks: delivering events to %s (consumer %s)", ep->url, ep->durable);
 		wh->n++;
 		ep_schedule(ep, 0);

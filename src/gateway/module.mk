@@ -1,1 +1,1 @@
-LIB_SRCS += src/gateway/gateway.c
+LIB_SRCS += src/gateway/gateway.c src/gateway/registry.c

@@ -28,6 +28,7 @@
 #include "core/strbuf.h"
 #include "net/conncount.h"
 #include "net/numparse.h"
+#include "core/proxy.h"
 #include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
@@ -106,6 +107,7 @@ struct http_req {
 	bool dispatched;
 	char id[40];
 	char logid[48];
+	char client[64]; /* "host:port": the peer, or the client a trusted proxy names */
 };
 
 TAILQ_HEAD(conn_list, http_conn);
@@ -128,6 +130,7 @@ struct http_server {
 	char date[64];
 	time_t date_sec;
 	struct stream_scratch scratch;
+	struct proxy_list proxies; /* http.trusted_proxies */
 	struct metric_family *f_requests, *f_latency;
 	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_unmatched_latency;
 	struct metric_cell *m_rejected_limit, *m_rejected_address, *m_rejected_fds, *m_reclaimed, *m_cap, *m_sockets;
@@ -344,6 +347,17 @@ void http_reply_header(struct http_req *r, const char *name, const char *value)
 	sb_printf(&r->extra_headers, "%s: %s\r\n", name, value);
 }
 
+/* Whether the reply already carries header `name` (set by the handler). */
+static bool http_reply_has_header(const struct http_req *r, const char *name)
+{
+	size_t n = strlen(name);
+	const char *h = r->extra_headers.buf;
+	for (size_t i = 0; h && i + n < r->extra_headers.len; i++)
+		if ((i == 0 || h[i - 1] == '\n') && strncasecmp(h + i, name, n) == 0 && h[i + n] == ':')
+			return true;
+	return false;
+}
+
 void http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t len)
 {
 	write_reply(r, status, content_type, body, len);
@@ -387,8 +401,24 @@ void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const ch
 	}
 	char *text = cJSON_PrintUnformatted(j);
 	cJSON_Delete(j);
+	int retry = problem_retry_after_s(p);
+	if (retry > 0 && !http_reply_has_header(r, "Retry-After")) {
+		char secs[16];
+		snprintf(secs, sizeof secs, "%d", retry);
+		http_reply_header(r, "Retry-After", secs);
+	}
 	write_reply(r, problem_status(p), "application/problem+json", text, strlen(text));
 	cJSON_free(text);
+}
+
+void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *cause)
+{
+	const struct err_reply *er = err_reply_of(e);
+	if (problem_status(er->problem) >= 500 && e != RH_EAGAIN && e != RH_ENOMEM)
+		log_error(r->logid, "cannot %s: %s", what, cause && *cause ? cause : rh_err_name(e));
+	else if (cause && *cause)
+		log_info(r->logid, "cannot %s: %s", what, cause);
+	http_reply_problem(r, er->problem, NULL, "cannot %s%s", what, er->suffix);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -461,7 +491,10 @@ enum http_method http_req_method(const struct http_req *r) { return r->head.meth
 const char *http_req_path(const struct http_req *r) { return r->path; }
 const char *http_req_logid(const struct http_req *r) { return r->logid; }
 const char *http_req_id(const struct http_req *r) { return r->id; }
-const char *http_req_peer(const struct http_req *r) { return r->conn ? r->conn->peer : "?"; }
+const char *http_req_peer(const struct http_req *r)
+{
+	return r->client[0] ? r->client : r->conn ? r->conn->peer : "?";
+}
 int64_t http_req_start_ns(const struct http_req *r) { return r->start_ns; }
 struct event_base *http_req_base(const struct http_req *r) { return r->srv->base; }
 
@@ -744,6 +777,7 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 	s->inflight++;
 	metric_set(s->m_inflight, s->inflight);
 
+	proxy_client(&s->proxies, c->peer, http_req_header(r, "x-forwarded-for"), r->client, sizeof r->client);
 	const char *rid = http_req_header(r, "x-request-id");
 	if (rid && valid_request_id(rid)) {
 		snprintf(r->id, sizeof r->id, "%s", rid);
@@ -1290,6 +1324,9 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->counts = conn_counts_new();
 	s->reserve_fd = -1;
 	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
+	char err[160];
+	if (proxy_list_parse(cfg->trusted_proxies, &s->proxies, err, sizeof err) != RH_OK)
+		memset(&s->proxies, 0, sizeof s->proxies); /* (config validation refused it already) */
 	s->f_requests = metrics_counter(m, "ridehail_http_requests_total",
 					"HTTP requests answered, by route pattern, method and status.", req_labels);
 	s->f_latency = metrics_histogram(m, "ridehail_http_request_duration_seconds",

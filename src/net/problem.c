@@ -27,3 +27,31 @@ enum problem problem_for_status(int status)
 	default: return PROBLEM_BAD_REQUEST;
 	}
 }
+
+int problem_retry_after_s(enum problem p)
+{
+	switch (p) {
+	case PROBLEM_DB_UNAVAILABLE:
+	case PROBLEM_UNAVAILABLE:
+		return 1;
+	case PROBLEM_OVERLOADED:
+		return 5;
+	default:
+		return 0;
+	}
+}
+
+const struct err_reply *err_reply_of(rh_err e)
+{
+	static const struct err_reply replies[] = {
+		[RH_OK] = { PROBLEM_INTERNAL, "internal_error", "" },
+		[RH_EINVAL] = { PROBLEM_BAD_REQUEST, "validation_failed", ": the input is not valid" },
+		[RH_ENOTFOUND] = { PROBLEM_NOT_FOUND, "not_found", ": no such thing" },
+		[RH_ECONFLICT] = { PROBLEM_CONFLICT, "invalid_state", " in the current state" },
+		[RH_EAGAIN] = { PROBLEM_DB_UNAVAILABLE, "unavailable", " now; it was not saved, and sending it again is safe" },
+		[RH_ENOMEM] = { PROBLEM_OVERLOADED, "unavailable", " now: a limit is reached; retry later" },
+		[RH_EDB] = { PROBLEM_INTERNAL, "internal_error", "" },
+		[RH_EIO] = { PROBLEM_INTERNAL, "internal_error", "" },
+	};
+	return (unsigned)e < sizeof replies / sizeof *replies ? &replies[e] : &replies[RH_EDB];
+}

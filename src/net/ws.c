@@ -423,7 +423,6 @@ rh_err ws_check_upgrade_or_reply(struct ws_hub *hub, struct http_req *req)
 		return RH_EINVAL;
 	}
 	if (hub->count >= hub->cfg->max_connections) {
-		http_reply_header(req, "Retry-After", "5");
 		http_reply_problem(req, PROBLEM_OVERLOADED, NULL, "WebSocket connection limit reached; retry later");
 		return RH_EAGAIN;
 	}

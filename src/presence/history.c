@@ -9,7 +9,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "core/uuid.h"
 #include "store/db.h"
@@ -40,7 +40,7 @@ struct batch {
 };
 
 struct history {
-	struct server *srv;
+	struct db *db;
 	const struct presence_cfg *cfg;
 	struct history_point *ring;
 	int cap, head, count; /* ring: oldest at head */
@@ -75,7 +75,7 @@ int history_depth(const struct history *h) { return h ? h->count : 0; }
 /* ------------------------------------------------------------ writing */
 
 /* One decimal is plenty for heading, speed and accuracy; < 0 is unknown. */
-static void put_real(struct strbuf *sb, double v)
+static void history_put_real(struct strbuf *sb, double v)
 {
 	if (v < 0 || !isfinite(v))
 		sb_puts(sb, "NULL");
@@ -83,7 +83,7 @@ static void put_real(struct strbuf *sb, double v)
 		sb_printf(sb, "%.1f", v);
 }
 
-static void batch_done(void *arg, const struct db_result *res)
+static void history_batch_done(void *arg, const struct db_result *res)
 {
 	struct batch *b = arg;
 	struct history *h = b->h;
@@ -134,9 +134,9 @@ static void history_flush_batch(struct history *h)
 			sb_puts(&col[3], "NULL");
 		sb_printf(&col[4], "%.7f", p->lat);
 		sb_printf(&col[5], "%.7f", p->lon);
-		put_real(&col[6], p->heading);
-		put_real(&col[7], p->speed);
-		put_real(&col[8], p->accuracy);
+		history_put_real(&col[6], p->heading);
+		history_put_real(&col[7], p->speed);
+		history_put_real(&col[8], p->accuracy);
 		sb_puts(&col[9], source_names[p->source < 3 ? p->source : 0]);
 	}
 	h->head = (h->head + n) % h->cap;
@@ -151,12 +151,12 @@ static void history_flush_batch(struct history *h)
 	b->n = n;
 	b->start_ns = rh_mono_ns();
 	h->inflight++;
-	db_query(h->srv->db, &st_insert, params, batch_done, b);
+	db_query(h->db, &st_insert, params, history_batch_done, b);
 	for (int c = 0; c < 10; c++)
 		sb_fini(&col[c]);
 }
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+static void history_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct history *h = arg;
 	while (h->count > 0 && h->inflight < h->cfg->history_inflight_max && h->partitions_ok)
@@ -166,12 +166,12 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 void history_flush_now(struct history *h)
 {
 	if (h)
-		flush_cb(-1, 0, h);
+		history_flush_cb(-1, 0, h);
 }
 
 /* ------------------------------------------------------------ partitions */
 
-static void partitions_done(void *arg, const struct db_result *res)
+static void history_partitions_done(void *arg, const struct db_result *res)
 {
 	struct history *h = arg;
 	if (res->err != RH_OK) {
@@ -188,14 +188,14 @@ static void partitions_done(void *arg, const struct db_result *res)
 	evtimer_add(h->partition_timer, &tv);
 }
 
-static void partition_cb(evutil_socket_t fd, short what, void *arg)
+static void history_partition_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct history *h = arg;
 	char keep[48], ahead[8];
 	snprintf(keep, sizeof keep, "%lld milliseconds", (long long)h->cfg->history_retention_ms);
 	snprintf(ahead, sizeof ahead, "%d", PARTITION_AHEAD_DAYS);
 	const char *params[] = { keep, ahead };
-	db_query(h->srv->db, &st_partitions, params, partitions_done, h);
+	db_query(h->db, &st_partitions, params, history_partitions_done, h);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -210,18 +210,18 @@ static void history_collect(void *arg)
 	metric_set(h->m_lag, lag > 0 ? lag : 0);
 }
 
-struct history *history_new(struct server *srv)
+struct history *history_new(struct event_base *base, struct metrics *m, struct db *db,
+			    const struct presence_cfg *cfg)
 {
-	if (!srv->cfg.presence.history)
+	if (!cfg->history || !db)
 		return NULL;
 	struct history *h = RH_NEW(struct history);
-	struct metrics *m = srv->metrics;
-	h->srv = srv;
-	h->cfg = &srv->cfg.presence;
+	h->db = db;
+	h->cfg = cfg;
 	h->cap = (int)h->cfg->history_queue_max;
 	h->ring = rh_calloc((size_t)h->cap, sizeof *h->ring);
-	h->flush_timer = event_new(srv->base, -1, EV_PERSIST, flush_cb, h);
-	h->partition_timer = evtimer_new(srv->base, partition_cb, h);
+	h->flush_timer = event_new(base, -1, EV_PERSIST, history_flush_cb, h);
+	h->partition_timer = evtimer_new(base, history_partition_cb, h);
 	struct timeval tv = { h->cfg->history_flush_ms / 1000, (h->cfg->history_flush_ms % 1000) * 1000 };
 	event_add(h->flush_timer, &tv);
 	struct timeval now = { 0, 0 };
@@ -237,8 +237,8 @@ struct history *history_new(struct server *srv)
 					       metrics_latency_bounds, metrics_latency_nbounds);
 	h->m_batch_latency = metric_cell(h->f_batch_latency, NULL);
 	metrics_on_collect(m, history_collect, h);
-	db_register(srv->db, &st_insert);
-	db_register(srv->db, &st_partitions);
+	db_register(db, &st_insert);
+	db_register(db, &st_partitions);
 	return h;
 }
 

@@ -11,15 +11,14 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "geo/geohash.h"
 #include "net/http.h"
-#include "presence/presence.h"
 #include "routing/routing.h"
 
 struct pricing {
-	struct server *srv;
+	struct pricing_deps deps;
 	const struct pricing_cfg *cfg;
 	struct quote_key key;
 	struct metric_family *f_estimates;
@@ -42,7 +41,7 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	out->time = (t->per_min * duration_s + 30) / 60;
 	out->minimum = t->minimum;
 	out->booking_fee = t->booking_fee;
-	/* The same arithmetic as trip_metered_fare() in sql/005_trips.sql, so a
+	/* The same arithmetic as trip_metered_fare() in sql/functions/30_trip_fare.sql, so a
 	 * trip metered exactly as estimated costs exactly the quote. */
 	int64_t surge_milli = llround(surge * 1000.0);
 	int64_t surged = ((out->base + out->distance + out->time) * surge_milli + 500) / 1000;
@@ -50,37 +49,51 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	rh_copy(out->method, sizeof out->method, "straight_line");
 }
 
-rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
-			struct fare *out, int *bad_point)
+/* The estimate at unix time now; with a travel-time profile on the map,
+ * range (may be NULL) receives the duration's low and high bounds, else
+ * range[0] < 0. */
+static rh_err pricing_estimate_at(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+				  int64_t now, struct fare *out, int *bad_point, double range[2])
 {
 	const struct pricing_cfg *c = p->cfg;
 	*bad_point = 0;
-	if (routing_loaded(p->srv->routing)) {
+	if (range)
+		range[0] = range[1] = -1;
+	if (routing_loaded(p->deps.routing)) {
 		struct route_result rr;
-		rh_err e = routing_route(p->srv->routing, plat, plng, dlat, dlng, false, &rr);
+		rh_err e = routing_route_at(p->deps.routing, plat, plng, dlat, dlng, ROUTE_FAST, false, now, &rr);
 		if (e == RH_EINVAL)
 			*bad_point = rr.bad_point == ROUTE_POINT_TO ? 2 : 1;
 		if (e != RH_OK)
 			return e;
-		pricing_fare(&p->srv->cfg.tariff[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
+		pricing_fare(&p->deps.tariffs[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
 		rh_copy(out->method, sizeof out->method, "road");
+		if (range && rr.has_range)
+			range[0] = rr.duration_low_s, range[1] = rr.duration_high_s;
 		return RH_OK;
 	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
 	double road = line * c->detour_factor;
 	double dur = road / (c->average_speed_kmh / 3.6);
-	pricing_fare(&p->srv->cfg.tariff[vehicle], llround(road), llround(dur), 1.0, out);
+	pricing_fare(&p->deps.tariffs[vehicle], llround(road), llround(dur), 1.0, out);
 	return RH_OK;
 }
 
+rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+			int64_t when_unix, struct fare *out, int *bad_point)
+{
+	return pricing_estimate_at(p, vehicle, plat, plng, dlat, dlng, when_unix, out, bad_point, NULL);
+}
+
 void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
-		  double *eta_s, double *dist_m)
+		  int64_t when_unix, double *eta_s, double *dist_m)
 {
 	const struct pricing_cfg *c = p->cfg;
-	if (routing_loaded(p->srv->routing) && n > 0) {
+	if (routing_loaded(p->deps.routing) && n > 0) {
 		struct routing_eta e[256];
 		size_t k = n < 256 ? n : 256;
-		if (routing_eta_many_to_one(p->srv->routing, lat, lon, k, to_lat, to_lon, e) == RH_OK) {
+		if (routing_eta_many_to_one_at(p->deps.routing, lat, lon, k, to_lat, to_lon, when_unix, e) ==
+		    RH_OK) {
 			for (size_t i = 0; i < k; i++) {
 				eta_s[i] = e[i].reachable ? e[i].duration_s : -1;
 				dist_m[i] = e[i].reachable ? e[i].distance_m : -1;
@@ -140,7 +153,7 @@ void pricing_fare_json(const struct fare *f, cJSON *o, bool rates)
 #define QUOTE_MAC_BYTES 32
 _Static_assert(crypto_auth_hmacsha256_BYTES == QUOTE_MAC_BYTES, "a q1 MAC is as long as a q2 one");
 
-static void quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
+static void pricing_quote_mac(const struct quote_key *key, char version, const char *msg, size_t len,
 		      unsigned char mac[QUOTE_MAC_BYTES])
 {
 	if (version == '1')
@@ -194,7 +207,7 @@ void pricing_quote_sign(const struct quote_key *key, const struct quote *q, char
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	size_t m = 3 + strlen(signed_part + 3);
 	unsigned char mac[QUOTE_MAC_BYTES];
-	quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
+	pricing_quote_mac(key, QUOTE_PREFIX[1], signed_part, m, mac);
 	char macs[sodium_base64_ENCODED_LEN(QUOTE_MAC_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
 	sodium_bin2base64(macs, sizeof macs, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	size_t ml = strlen(macs);
@@ -226,7 +239,7 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 	sodium_bin2base64(canon, sizeof canon, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	if (strcmp(canon, dot + 1) != 0)
 		return QUOTE_INVALID;
-	quote_mac(key, id[1], id, (size_t)(dot - id), want);
+	pricing_quote_mac(key, id[1], id, (size_t)(dot - id), want);
 	if (sodium_memcmp(mac, want, sizeof mac) != 0) /* constant time */
 		return QUOTE_INVALID;
 	char fields[321];
@@ -267,7 +280,7 @@ enum quote_check pricing_quote_open(const struct quote_key *key, const char *id,
 
 /* ------------------------------------------------------------ GET /v1/estimate */
 
-static void estimate(struct http_req *req, void *ctx)
+static void pricing_api_estimate(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	double plat, plng, dlat, dlng;
@@ -277,27 +290,29 @@ static void estimate(struct http_req *req, void *ctx)
 	    !http_query_number_or_reply(req, "dropoff_lng", -180, 180, 0, true, &dlng))
 		return;
 	const char *vt = http_req_query(req, "vehicle_type");
-	int vehicle = vt ? presence_vehicle_index(p->srv, vt) : 0;
+	int vehicle = vt ? tariff_find(p->deps.tariffs, p->deps.ntariffs, vt) : 0;
 	if (vehicle < 0) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, "vehicle_type", "enum", "unknown vehicle_type \"%.40s\"",
 					 vt);
 		return;
 	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
-	if (line < (double)p->srv->cfg.trip.min_trip_m) {
+	if (line < (double)p->deps.min_trip_m) {
 		http_reply_field_problem(req, PROBLEM_UNPROCESSABLE, "dropoff", NULL,
 					 "pickup and dropoff are %.0f m apart; a trip must be at least %lld m", line,
-					 (long long)p->srv->cfg.trip.min_trip_m);
+					 (long long)p->deps.min_trip_m);
 		return;
 	}
 	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
 	int bad = 0;
-	rh_err re = pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare, &bad);
+	double range[2];
+	int64_t now_ms = rh_wall_ms();
+	rh_err re = pricing_estimate_at(p, vehicle, plat, plng, dlat, dlng, now_ms / 1000, &q.fare, &bad, range);
 	if (re != RH_OK) {
 		pricing_reply_route_error(req, re, bad);
 		return;
 	}
-	q.expires_ms = rh_wall_ms() + p->cfg->quote_ttl_ms;
+	q.expires_ms = now_ms + p->cfg->quote_ttl_ms;
 	char id[QUOTE_ID_MAX], exp[32];
 	pricing_quote_sign(&p->key, &q, id, sizeof id);
 	rh_format_rfc3339(q.expires_ms, exp);
@@ -313,6 +328,12 @@ static void estimate(struct http_req *req, void *ctx)
 	sb_int(&sb, f->distance_m);
 	sb_puts(&sb, ",\"duration_s\":");
 	sb_int(&sb, f->duration_s);
+	if (range[0] >= 0) {
+		sb_puts(&sb, ",\"duration_low_s\":");
+		sb_int(&sb, llround(range[0]));
+		sb_puts(&sb, ",\"duration_high_s\":");
+		sb_int(&sb, llround(range[1]));
+	}
 	sb_puts(&sb, ",\"method\":\"");
 	sb_puts(&sb, f->method);
 	sb_puts(&sb, "\",\"fare\":{\"currency\":\"");
@@ -333,15 +354,11 @@ static void estimate(struct http_req *req, void *ctx)
 	sb_int(&sb, f->total);
 	sb_puts(&sb, "},\"pickup_eta_s\":");
 	/* The nearest few by air, the quickest of them by road. */
-	struct presence_hit hit[8];
-	size_t nh = presence_nearest(p->srv->presence, plat, plng, (double)p->cfg->eta_radius_m, DRIVER_AVAILABLE,
-				     1u << vehicle, hit, routing_loaded(p->srv->routing) ? 8 : 1);
 	double hl[8], hn[8], eta[8], dist[8];
-	for (size_t i = 0; i < nh; i++) {
-		hl[i] = hit[i].lat;
-		hn[i] = hit[i].lon;
-	}
-	pricing_etas(p, hl, hn, nh, plat, plng, eta, dist);
+	size_t nh = p->deps.drivers_near ? p->deps.drivers_near(p->deps.drivers_ctx, plat, plng, (double)p->cfg->eta_radius_m,
+							       vehicle, hl, hn, routing_loaded(p->deps.routing) ? 8 : 1)
+					 : 0;
+	pricing_etas(p, hl, hn, nh, plat, plng, now_ms / 1000, eta, dist);
 	int best = -1;
 	for (size_t i = 0; i < nh; i++)
 		if (eta[i] >= 0 && (best < 0 || eta[i] < eta[best]))
@@ -350,8 +367,8 @@ static void estimate(struct http_req *req, void *ctx)
 		sb_int(&sb, llround(eta[best]));
 		sb_puts(&sb, ",\"nearest_driver_m\":");
 		sb_int(&sb, llround(dist[best]));
-	} else {
-		sb_puts(&sb, "null");
+	} else { /* no driver in reach: both members present, null (docs/api.md) */
+		sb_puts(&sb, "null,\"nearest_driver_m\":null");
 	}
 	sb_puts(&sb, ",\"quote_id\":\"");
 	sb_puts(&sb, id);
@@ -366,7 +383,7 @@ static void estimate(struct http_req *req, void *ctx)
 }
 
 static const struct http_route pricing_routes[] = {
-	{ HTTP_GET, "/v1/estimate", estimate, 0 },
+	{ HTTP_GET, "/v1/estimate", pricing_api_estimate, 0 },
 	{ 0 },
 };
 
@@ -391,16 +408,17 @@ const struct quote_key *pricing_key(const struct pricing *p)
 	return &p->key;
 }
 
-struct pricing *pricing_new(struct server *srv)
+struct pricing *pricing_new(const struct pricing_deps *d)
 {
 	static const char *const method_label[] = { "method", NULL };
 	struct pricing *p = RH_NEW(struct pricing);
-	p->srv = srv;
-	p->cfg = &srv->cfg.pricing;
-	pricing_quote_key(srv->cfg.auth.jwt_secret, &p->key);
-	p->f_estimates = metrics_counter(srv->metrics, "ridehail_fare_estimates_total",
+	p->deps = *d;
+	p->cfg = d->cfg;
+	pricing_quote_key(d->jwt_secret, &p->key);
+	p->f_estimates = metrics_counter(d->metrics, "ridehail_fare_estimates_total",
 					 "Fare estimates answered, by distance method (straight_line, road).", method_label);
-	http_server_add_routes(srv->http, pricing_routes, p);
+	if (d->http)
+		http_server_add_routes(d->http, pricing_routes, p);
 	return p;
 }
 

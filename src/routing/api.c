@@ -6,13 +6,14 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "core/settings.h"
 #include "core/strbuf.h"
 #include "net/http.h"
 #include "routing/routing.h"
 
 struct routing_api {
-	struct server *srv;
+	struct routing *routing;
+	const struct routing_cfg *cfg;
 	struct metric_cell *m_ok, *m_off_map, *m_no_route, *m_invalid;
 	struct metric_family *f_latency;
 	struct metric_cell *m_latency;
@@ -39,6 +40,12 @@ static void routing_api_reply_geojson(struct http_req *req, const struct route_r
 	sb_fixed(&sb, res->distance_m, 1);
 	sb_puts(&sb, ",\"duration_s\":");
 	sb_fixed(&sb, res->duration_s, 1);
+	if (res->has_range) {
+		sb_puts(&sb, ",\"duration_low_s\":");
+		sb_fixed(&sb, res->duration_low_s, 1);
+		sb_puts(&sb, ",\"duration_high_s\":");
+		sb_fixed(&sb, res->duration_high_s, 1);
+	}
 	sb_puts(&sb, ",\"from_snap_m\":");
 	sb_fixed(&sb, res->from_snap_m, 1);
 	sb_puts(&sb, ",\"to_snap_m\":");
@@ -51,7 +58,7 @@ static void routing_api_reply_geojson(struct http_req *req, const struct route_r
 static void routing_api_route(struct http_req *req, void *ctx)
 {
 	struct routing_api *a = ctx;
-	struct routing *r = a->srv->routing;
+	struct routing *r = a->routing;
 	double lat1, lng1, lat2, lng2;
 	if (!routing_loaded(r)) {
 		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no road map is loaded (routing.map is empty)");
@@ -64,18 +71,28 @@ static void routing_api_route(struct http_req *req, void *ctx)
 	}
 	int64_t t0 = rh_mono_ns();
 	struct route_result res;
-	rh_err e = routing_route(r, lat1, lng1, lat2, lng2, true, &res);
+	rh_err e = routing_route_at(r, lat1, lng1, lat2, lng2, ROUTE_FAST, true, rh_wall_ms() / 1000, &res);
 	metric_observe(a->f_latency, a->m_latency, (double)(rh_mono_ns() - t0) / 1e9);
 	if (e == RH_EINVAL) {
 		metric_inc(a->m_off_map);
 		bool from = res.bad_point == ROUTE_POINT_FROM;
 		cJSON *ext = cJSON_CreateObject();
 		cJSON_AddStringToObject(ext, "point", from ? "from" : "to");
-		cJSON_AddNumberToObject(ext, "max_snap_m", (double)a->srv->cfg.routing.snap_max_distance_m);
+		cJSON_AddNumberToObject(ext, "max_snap_m", (double)a->cfg->snap_max_distance_m);
+		if (res.bad_point_disconnected) {
+			cJSON_AddStringToObject(ext, "reason", "disconnected");
+			http_reply_problem(req, PROBLEM_POINT_OFF_MAP, ext,
+					   "the %s point (%.6f, %.6f) is near a road that is not connected to the rest "
+					   "of the map (the import keeps the roads every other road can reach); no "
+					   "connected road within %lld m",
+					   from ? "from" : "to", from ? lat1 : lat2, from ? lng1 : lng2,
+					   (long long)a->cfg->snap_max_distance_m);
+			return;
+		}
 		http_reply_problem(req, PROBLEM_POINT_OFF_MAP, ext,
 				   "the %s point (%.6f, %.6f) is outside the map or more than %lld m from any road",
 				   from ? "from" : "to", from ? lat1 : lat2, from ? lng1 : lng2,
-				   (long long)a->srv->cfg.routing.snap_max_distance_m);
+				   (long long)a->cfg->snap_max_distance_m);
 		return;
 	}
 	if (e != RH_OK) {
@@ -92,13 +109,14 @@ static const struct http_route routing_routes[] = {
 	{ 0 },
 };
 
-void routing_api_init(struct server *srv)
+struct routing_api *routing_api_new(struct http_server *http, struct metrics *m, struct routing *r,
+				    const struct routing_cfg *cfg)
 {
 	static const char *const result_label[] = { "result", NULL };
 	static const double bounds[] = { 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2 };
 	struct routing_api *a = rh_calloc(1, sizeof *a);
-	struct metrics *m = srv->metrics;
-	a->srv = srv;
+	a->routing = r;
+	a->cfg = cfg;
 	struct metric_family *q = metrics_counter(m, "ridehail_routing_queries_total",
 						  "GET /v1/route requests by result (ok, off_map, no_route, invalid).", result_label);
 	a->m_ok = metric_cell(q, (const char *const[]){ "ok" });
@@ -110,13 +128,13 @@ void routing_api_init(struct server *srv)
 					 bounds, (int)RH_ARRAY_LEN(bounds));
 	a->m_latency = metric_cell(a->f_latency, NULL);
 	struct routing_stats st;
-	routing_get_stats(srv->routing, &st);
+	routing_get_stats(r, &st);
 	metric_set(metric_cell(metrics_gauge(m, "ridehail_routing_graph_nodes", "Nodes of the loaded road graph (0: no map).", NULL), NULL),
 		   (double)st.nodes);
 	metric_set(metric_cell(metrics_gauge(m, "ridehail_routing_graph_edges", "Directed edges of the loaded road graph.", NULL), NULL),
 		   (double)st.edges);
-	srv->routing_api = a;
-	http_server_add_routes(srv->http, routing_routes, a);
+	http_server_add_routes(http, routing_routes, a);
+	return a;
 }
 
 void routing_api_free(struct routing_api *a)

@@ -866,6 +866,25 @@ int64_t db_affected(const struct db_result *r)
 	return n && *n ? strtoll(n, NULL, 10) : 0;
 }
 
+rh_err db_result_err(const struct db_result *r)
+{
+	if (r->err == RH_OK)
+		return RH_OK;
+	if (r->err == RH_EAGAIN || r->unknown || !r->pg || !r->sqlstate[0])
+		return RH_EAGAIN;
+	if (strncmp(r->sqlstate, "22", 2) == 0)
+		return RH_EINVAL;
+	if (strncmp(r->sqlstate, "23", 2) == 0)
+		return RH_ECONFLICT;
+	/* 57P01 admin shutdown, 57P03 cannot connect now, 53 insufficient
+	 * resources, 08 connection exceptions, 40001/40P01 serialization and
+	 * deadlock: the database, not the query */
+	if (strncmp(r->sqlstate, "57", 2) == 0 || strncmp(r->sqlstate, "53", 2) == 0 ||
+	    strncmp(r->sqlstate, "08", 2) == 0 || strncmp(r->sqlstate, "40", 2) == 0)
+		return RH_EAGAIN;
+	return RH_EDB;
+}
+
 bool db_is_unique_violation(const struct db_result *r)
 {
 	return strcmp(r->sqlstate, "23505") == 0;

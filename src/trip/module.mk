@@ -1,2 +1,1 @@
-LIB_SRCS += src/trip/trip.c
-LIB_SRCS += src/trip/view.c
+LIB_SRCS += src/trip/trip.c src/trip/batch.c src/trip/rides_api.c src/trip/read_api.c src/trip/view.c

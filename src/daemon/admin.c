@@ -1,4 +1,4 @@
-#include "core/admin.h"
+#include "daemon/admin.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 
 #include "auth/auth.h"
 #include "core/log.h"
-#include "core/server.h"
+#include "daemon/server.h"
 #include "net/http.h"
 
 bool admin_authorized_or_reply(struct server *srv, struct http_req *req)

@@ -1,4 +1,4 @@
-#include "core/health.h"
+#include "daemon/health.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,8 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/metrics.h"
-#include "core/server.h"
+#include "daemon/openapi.h"
+#include "daemon/server.h"
 #include "net/http.h"
 #include "store/db.h"
 #include "store/migrations.h"
@@ -43,27 +44,26 @@ static void health_collect(void *arg)
 	metric_set(hm->rss, (double)rss * (double)sysconf(_SC_PAGESIZE));
 }
 
-static void healthz(struct http_req *req, void *ctx)
+static void health_healthz(struct http_req *req, void *ctx)
 {
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "status", "ok");
 	http_reply_json(req, 200, j);
 }
 
-static void readyz_not_ready(struct http_req *req, const char *why)
+static void health_readyz_not_ready(struct http_req *req, const char *why)
 {
 	cJSON *ext = cJSON_CreateObject();
 	cJSON *checks = cJSON_AddObjectToObject(ext, "checks");
 	cJSON_AddStringToObject(checks, "database", why);
-	http_reply_header(req, "Retry-After", "1");
 	http_reply_problem(req, PROBLEM_UNAVAILABLE, ext, "not ready: %s", why);
 }
 
-static void readyz_done(void *arg, const struct db_result *res)
+static void health_readyz_done(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
-		readyz_not_ready(req, *res->message ? res->message : "database query failed");
+		health_readyz_not_ready(req, *res->message ? res->message : "database query failed");
 		return;
 	}
 	const char *v = db_get(res, 0, 0);
@@ -71,7 +71,7 @@ static void readyz_done(void *arg, const struct db_result *res)
 	if (version < migrations_latest()) {
 		char why[128];
 		snprintf(why, sizeof why, "schema at version %d, this binary needs %d", version, migrations_latest());
-		readyz_not_ready(req, why);
+		health_readyz_not_ready(req, why);
 		return;
 	}
 	cJSON *j = cJSON_CreateObject();
@@ -82,27 +82,27 @@ static void readyz_done(void *arg, const struct db_result *res)
 	http_reply_json(req, 200, j);
 }
 
-static void readyz(struct http_req *req, void *ctx)
+static void health_readyz(struct http_req *req, void *ctx)
 {
 	struct server *srv = ctx;
 	char why[256];
 	if (srv->stopping) {
-		readyz_not_ready(req, "shutting down");
+		health_readyz_not_ready(req, "shutting down");
 		return;
 	}
 	if (!db_is_ready(srv->db, why, sizeof why)) {
-		readyz_not_ready(req, why);
+		health_readyz_not_ready(req, why);
 		return;
 	}
 	if (!auth_standing_loaded(srv->auth)) { /* tokens cannot be checked until then */
-		readyz_not_ready(req, "loading the accounts' standing");
+		health_readyz_not_ready(req, "loading the accounts' standing");
 		return;
 	}
 	/* The pool thinks it is up; prove it with a round trip. */
-	db_query_timeout(srv->db, &stmt_schema_version, NULL, READYZ_TIMEOUT_MS, readyz_done, req);
+	db_query_timeout(srv->db, &stmt_schema_version, NULL, READYZ_TIMEOUT_MS, health_readyz_done, req);
 }
 
-static void metrics_page(struct http_req *req, void *ctx)
+static void health_metrics_page(struct http_req *req, void *ctx)
 {
 	struct server *srv = ctx;
 	struct strbuf sb;
@@ -113,9 +113,9 @@ static void metrics_page(struct http_req *req, void *ctx)
 }
 
 static const struct http_route health_routes[] = {
-	{ HTTP_GET, "/healthz", healthz, 0 },
-	{ HTTP_GET, "/readyz", readyz, 0 },
-	{ HTTP_GET, "/metrics", metrics_page, 0 },
+	{ HTTP_GET, "/healthz", health_healthz, 0 },
+	{ HTTP_GET, "/readyz", health_readyz, 0 },
+	{ HTTP_GET, "/metrics", health_metrics_page, 0 },
 	{ 0 },
 };
 
@@ -134,6 +134,7 @@ void health_init(struct server *srv)
 	metrics_on_collect(srv->metrics, health_collect, hm);
 	db_register(srv->db, &stmt_schema_version);
 	http_server_add_routes(srv->http, health_routes, srv);
+	health_openapi_init(srv); /* the API's description beside the operations endpoints */
 }
 
 void health_fini(struct server *srv)

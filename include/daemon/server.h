@@ -12,6 +12,7 @@
 
 struct event_base;
 struct event;
+struct rh_timers;
 struct metrics;
 struct http_server;
 struct db;
@@ -30,6 +31,7 @@ struct server {
 	struct rh_config cfg;
 	const char *config_path;
 	struct event_base *base;
+	struct rh_timers *timers;   /* the loop's clock and timers, for the modules */
 	struct metrics *metrics;
 	struct http_server *http;
 	struct db *db;

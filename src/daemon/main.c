@@ -4,12 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/auth.h"
 #include "core/alloc.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "core/server.h"
+#include "daemon/server.h"
 #include "core/settings.h"
 #include "routing/routing.h"
 #include "events/events.h"
@@ -17,9 +18,20 @@
 
 extern char **environ;
 
+/* The repository's configuration, found from its root or beside the
+ * binary; `make install` builds the installed binary with RH_DEFAULT_CONFIG
+ * = $(SYSCONFDIR)/ridehail/ridehaild.conf, an absolute path. */
+#ifdef RH_DEFAULT_CONFIG
+#define DEFAULT_CONFIG RH_DEFAULT_CONFIG
+#define DEFAULT_CONFIG_HELP "(default " DEFAULT_CONFIG ")\n"
+#else
 #define DEFAULT_CONFIG "conf/ridehaild.conf"
+#define DEFAULT_CONFIG_HELP                                                                                \
+	"(default " DEFAULT_CONFIG " here, else beside\n"                                                  \
+	"                      the binary: <bin>/../" DEFAULT_CONFIG ")\n"
+#endif
 
-static void usage(FILE *out)
+static void main_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ridehaild [options]              run the daemon\n"
@@ -29,11 +41,13 @@ static void usage(FILE *out)
 		"                                        create accounts, mint tokens (ridehaild admin --help)\n"
 		"       ridehaild [options] map import <extract.osm.pbf|.osm|.osm.gz|.osm.bz2> -o <file.map>\n"
 		"                                        build a road map for [routing] map\n"
+		"       ridehaild [options] map calibrate [<file.map>] --trips <trips.csv> [--tz Area/City]\n"
+		"                                        fit travel times from completed trips into the map\n"
 		"       ridehaild [options] events tail [--subject S] [--all] [--count N] [--idle-exit D]\n"
 		"                                        print events from the JetStream stream as JSON lines\n"
 		"\n"
 		"options:\n"
-		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
+		"  -c, --config PATH   configuration file " DEFAULT_CONFIG_HELP
 		"  -t, --check-config  validate the configuration and exit (0 valid, 1 not)\n"
 		"      --print-config  print the effective configuration (secrets redacted) and exit\n"
 		"      --get KEY       print one effective value, e.g. --get database.url\n"
@@ -45,7 +59,30 @@ static void usage(FILE *out)
 		"e.g. RIDEHAIL_HTTP_LISTEN=127.0.0.1:18080.\n");
 }
 
-static int load_config(struct rh_config *cfg, const char *path)
+/* The default configuration: conf/ridehaild.conf in the working directory,
+ * else beside the binary (<dir of ridehaild>/../conf/), so that `ridehaild
+ * map ...` works from anywhere; an installed binary's absolute path as it
+ * is. NULL when none exists. */
+static const char *main_default_config(char *buf, size_t len)
+{
+	if (access(DEFAULT_CONFIG, F_OK) == 0)
+		return DEFAULT_CONFIG;
+	if (DEFAULT_CONFIG[0] == '/')
+		return NULL;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	snprintf(buf, len, "%s/../" DEFAULT_CONFIG, exe);
+	return access(buf, F_OK) == 0 ? buf : NULL;
+}
+
+static int main_load_config(struct rh_config *cfg, const char *path)
 {
 	struct cfg_errors errs;
 	if (config_load(cfg, path, environ, &errs) == RH_OK)
@@ -56,6 +93,20 @@ static int load_config(struct rh_config *cfg, const char *path)
 		fprintf(stderr, "ridehaild: (more errors not shown)\n");
 	config_fini(cfg);
 	return 1;
+}
+
+/* The local default database (scripts/localdb.sh) takes passwords only, kept
+ * in var/pg/pgpass: a command run from the clone finds it there, as it finds
+ * the database at database.url's built-in default, with nothing set. An
+ * explicit PGPASSFILE (or passfile= in the URL, which libpq prefers) wins. */
+static void main_local_passfile(void)
+{
+	static const char local[] = "var/pg/pgpass";
+	char *abs;
+	if (getenv("PGPASSFILE") || access(local, R_OK) != 0 || !(abs = realpath(local, NULL)))
+		return;
+	setenv("PGPASSFILE", abs, 0);
+	free(abs);
 }
 
 int main(int argc, char **argv)
@@ -72,11 +123,13 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *config_path = DEFAULT_CONFIG, *get_key = NULL;
+	const char *config_path = NULL, *get_key = NULL;
+	char default_buf[4200];
 	bool check = false, print = false, status = false;
 	int c;
 
 	rh_alloc_install_hooks();
+	main_local_passfile();
 	while ((c = getopt_long(argc, argv, "+c:tvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config_path = optarg; break;
@@ -86,8 +139,8 @@ int main(int argc, char **argv)
 		case OPT_STATUS: status = true; break;
 		case OPT_DOC: config_print_doc(stdout); return 0;
 		case 'v': printf("ridehaild %s (%s)\n", RH_VERSION, RH_GIT_REV); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h': main_usage(stdout); return 0;
+		default: main_usage(stderr); return 2;
 		}
 	}
 	const char *command = optind < argc ? argv[optind] : NULL;
@@ -104,13 +157,22 @@ int main(int argc, char **argv)
 	if (command && strcmp(command, "migrate") != 0 && strcmp(command, "admin") != 0 && strcmp(command, "map") != 0 &&
 	    strcmp(command, "events") != 0) {
 		fprintf(stderr, "ridehaild: unknown command \"%s\"\n", command);
-		usage(stderr);
+		main_usage(stderr);
 		return 2;
 	}
 
+	/* without -c: the default file where it is found; the map tools need
+	 * none (they run on the built-in defaults and the environment) */
+	bool defaulted = config_path == NULL;
+	if (defaulted)
+		config_path = main_default_config(default_buf, sizeof default_buf);
+	if (!config_path && !(command && strcmp(command, "map") == 0))
+		config_path = DEFAULT_CONFIG; /* reported as missing */
 	struct rh_config cfg;
-	if (load_config(&cfg, config_path))
+	if (main_load_config(&cfg, config_path))
 		return 1;
+	if (!config_path)
+		config_path = "(built-in defaults)";
 	if (check) {
 		printf("ridehaild: configuration %s is valid\n", config_path);
 		config_fini(&cfg);

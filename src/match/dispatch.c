@@ -1,0 +1,508 @@
+#include "dispatch.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "core/alloc.h"
+#include "core/settings.h"
+#include "core/timer.h"
+#include "core/umap.h"
+#include "geo/geohash.h"
+
+#define DISPATCH_MAX_TRIED 128     /* drivers one search remembers (offered, declined, lost) */
+#define DISPATCH_MAX_CANDIDATES 256
+
+struct dispatch_search;
+
+struct dispatch_offer_rec {
+	struct dispatch_offer pub;
+	struct dispatch *d;
+	struct dispatch_search *s; /* NULL once its search stopped (reserving or accepting) */
+	TAILQ_ENTRY(dispatch_offer_rec) link;
+	struct rh_timer *timer;    /* expiry */
+};
+TAILQ_HEAD(dispatch_offer_list, dispatch_offer_rec);
+
+struct dispatch_search {
+	struct dispatch *d;
+	struct dispatch_trip t;
+	bool waiting, giving_up;
+	int radius_step, round;
+	int64_t started, deadline;
+	struct uuid tried[DISPATCH_MAX_TRIED];
+	int ntried;
+	struct dispatch_offer_list offers; /* out for this trip, any state */
+	int live;                          /* how many */
+	struct rh_timer *timer;            /* the waiting trip's next look */
+	TAILQ_ENTRY(dispatch_search) wait_link;
+};
+TAILQ_HEAD(dispatch_queue, dispatch_search);
+
+struct dispatch {
+	const struct match_cfg *cfg;
+	struct rh_timers *timers;
+	struct dispatch_world w;
+	struct umap searches; /* trip -> search */
+	struct umap offers;   /* offer -> offer */
+	struct umap offer_of; /* driver -> their offer */
+	struct dispatch_queue waiting; /* the demand queue, oldest first */
+	int nwaiting, nsearching;
+	bool open;
+};
+
+static void dispatch_step(struct dispatch_search *s, int64_t now);
+
+double dispatch_score(const struct match_cfg *c, const struct dispatch_cand *h)
+{
+	double idle = (double)h->idle_ms / 600000.0;
+	double accept = (h->accepts + 1.0) / (h->offers + 2.0);
+	return c->weight_eta * exp(-h->eta_s / 300.0) + c->weight_idle * (idle > 1 ? 1 : idle) +
+	       c->weight_acceptance * accept;
+}
+
+static double dispatch_radius_max(const struct dispatch *d)
+{
+	return d->cfg->radius_steps.v[d->cfg->radius_steps.n - 1];
+}
+
+static bool dispatch_tried(const struct dispatch_search *s, const struct uuid *driver)
+{
+	for (int i = 0; i < s->ntried; i++)
+		if (uuid_eq(&s->tried[i], driver))
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ offers */
+
+static void dispatch_offer_free(struct dispatch_offer_rec *o)
+{
+	struct dispatch *d = o->d;
+	umap_del(&d->offers, &o->pub.id);
+	if (umap_get(&d->offer_of, &o->pub.driver) == o)
+		umap_del(&d->offer_of, &o->pub.driver);
+	if (o->s) {
+		TAILQ_REMOVE(&o->s->offers, o, link);
+		o->s->live--;
+	}
+	rh_timer_free(o->timer);
+	rh_free(o);
+}
+
+/* Out of its search (which goes on or stops), the offer stays for the
+ * answer on its way. */
+static void dispatch_offer_detach(struct dispatch_offer_rec *o)
+{
+	if (!o->s)
+		return;
+	TAILQ_REMOVE(&o->s->offers, o, link);
+	o->s->live--;
+	o->s = NULL;
+}
+
+/* The offer is over without a match: the world releases and tells; the
+ * search goes on (next round) unless `quiet`. */
+static void dispatch_offer_end(struct dispatch_offer_rec *o, const char *reason, bool tell, bool next_round,
+			       int64_t now)
+{
+	struct dispatch *d = o->d;
+	struct dispatch_search *s = o->s;
+	bool reserved = o->pub.state != DISPATCH_RESERVING;
+	d->w.ended(d->w.ctx, &o->pub, reason, reserved, tell && reserved);
+	dispatch_offer_free(o);
+	if (s && next_round) {
+		s->round++;
+		dispatch_step(s, now);
+	}
+}
+
+static void dispatch_offer_expired(void *arg, int64_t now)
+{
+	struct dispatch_offer_rec *o = arg;
+	if (o->pub.state == DISPATCH_LIVE)
+		dispatch_offer_end(o, "expired", true, true, now);
+}
+
+/* Reserves c for s: out of every other search at once (the world marks
+ * them); the database decides. */
+static void dispatch_offer_make(struct dispatch_search *s, const struct dispatch_cand *c, double score)
+{
+	struct dispatch *d = s->d;
+	struct dispatch_offer_rec *o = RH_NEW(struct dispatch_offer_rec);
+	o->d = d;
+	o->s = s;
+	uuid_v4(&o->pub.id);
+	o->pub.driver = c->driver;
+	o->pub.trip = s->t.id;
+	o->pub.state = DISPATCH_RESERVING;
+	o->pub.version = c->version;
+	o->pub.road_m = c->road_m;
+	o->pub.eta_s = (int)llround(c->eta_s);
+	o->pub.score = score;
+	o->pub.round = s->round;
+	o->timer = rh_timer_new(d->timers, dispatch_offer_expired, o);
+	umap_put(&d->offers, &o->pub.id, o);
+	umap_put(&d->offer_of, &o->pub.driver, o);
+	TAILQ_INSERT_TAIL(&s->offers, o, link);
+	s->live++;
+	if (s->ntried < DISPATCH_MAX_TRIED)
+		s->tried[s->ntried++] = c->driver;
+	d->w.reserve(d->w.ctx, &o->pub);
+}
+
+void dispatch_reserved(struct dispatch *d, const struct uuid *offer, bool won, int64_t version, int64_t now)
+{
+	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
+	if (!o)
+		return;
+	struct dispatch_search *s = o->s;
+	if (!won) {
+		/* someone else has the driver (or the database said no): the next one */
+		dispatch_offer_end(o, "lost_race", false, false, now);
+		if (s)
+			dispatch_step(s, now);
+		return;
+	}
+	o->pub.version = version;
+	if (!s) {
+		/* withdrawn meanwhile (matched, cancelled): free them again */
+		o->pub.state = DISPATCH_LIVE;
+		dispatch_offer_end(o, "withdrawn", false, false, now);
+		return;
+	}
+	o->pub.state = DISPATCH_LIVE;
+	const struct cfg_list *to = &d->cfg->offer_timeouts;
+	double secs = to->v[o->pub.round < to->n ? o->pub.round : to->n - 1];
+	o->pub.expires_at = now + (int64_t)llround(secs * 1000);
+	if (!d->w.offer(d->w.ctx, &o->pub, &s->t)) {
+		dispatch_offer_end(o, "unreachable", false, false, now);
+		dispatch_step(s, now);
+		return;
+	}
+	rh_timer_at(o->timer, o->pub.expires_at);
+}
+
+/* ------------------------------------------------------------ the search */
+
+static void dispatch_wait_leave(struct dispatch_search *s)
+{
+	if (!s->waiting)
+		return;
+	s->waiting = false;
+	TAILQ_REMOVE(&s->d->waiting, s, wait_link);
+	s->d->nwaiting--;
+	rh_timer_cancel(s->timer);
+}
+
+/* The next look around, and the rider told the trip is waiting. */
+static void dispatch_wait_arm(struct dispatch_search *s, int64_t now)
+{
+	struct dispatch *d = s->d;
+	int64_t next = now + d->cfg->waiting_retry_ms;
+	rh_timer_at(s->timer, next < s->deadline ? next : s->deadline);
+	d->w.progress(d->w.ctx, &s->t.id, true, dispatch_radius_max(d), s->round);
+}
+
+static void dispatch_wait_enter(struct dispatch_search *s, int64_t now)
+{
+	struct dispatch *d = s->d;
+	if (s->waiting)
+		return;
+	s->waiting = true;
+	TAILQ_INSERT_TAIL(&d->waiting, s, wait_link);
+	d->nwaiting++;
+	dispatch_wait_arm(s, now);
+}
+
+static void dispatch_wait_tick(void *arg, int64_t now)
+{
+	struct dispatch_search *s = arg;
+	struct dispatch *d = s->d;
+	/* Nobody free within the largest ring (what a waiting trip mostly
+	 * finds): one look instead of every ring's, and the trip keeps its
+	 * place in the queue (the longest waiting gets freed drivers first). */
+	if (s->waiting && now < s->deadline && !d->w.any_free(d->w.ctx, &s->t, dispatch_radius_max(d), now)) {
+		dispatch_wait_arm(s, now);
+		return;
+	}
+	dispatch_wait_leave(s);
+	s->radius_step = 0; /* drivers came (or time is up): from the smallest ring */
+	dispatch_step(s, now);
+}
+
+static void dispatch_give_up(struct dispatch_search *s)
+{
+	s->giving_up = true;
+	dispatch_wait_leave(s);
+	s->d->w.give_up(s->d->w.ctx, &s->t.id);
+}
+
+/* The best untried candidate within the current ring, or -1. */
+static int dispatch_best(struct dispatch_search *s, struct dispatch_cand *c, size_t n, double *score)
+{
+	int best = -1;
+	*score = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].eta_s < 0 || dispatch_tried(s, &c[i].driver))
+			continue;
+		double sc = dispatch_score(s->d->cfg, &c[i]);
+		if (sc > *score) {
+			*score = sc;
+			best = (int)i;
+		}
+	}
+	return best;
+}
+
+/* Offers the trip to the best candidates until parallel_offers are out,
+ * widening the radius when a ring has none left; with none anywhere the
+ * trip waits. */
+static void dispatch_step(struct dispatch_search *s, int64_t now)
+{
+	struct dispatch *d = s->d;
+	if (s->giving_up || !d->open)
+		return; /* (before the release of the last run's reservations: dispatch_open steps it) */
+	if (now >= s->deadline) {
+		if (s->live == 0)
+			dispatch_give_up(s);
+		return;
+	}
+	const struct cfg_list *steps = &d->cfg->radius_steps;
+	struct dispatch_cand cands[DISPATCH_MAX_CANDIDATES];
+	size_t k = (size_t)d->cfg->candidates < DISPATCH_MAX_CANDIDATES ? (size_t)d->cfg->candidates
+									: DISPATCH_MAX_CANDIDATES;
+	bool widened = false;
+	while (s->live < d->cfg->parallel_offers && s->radius_step < steps->n) {
+		size_t n = d->w.candidates(d->w.ctx, &s->t, steps->v[s->radius_step], now, cands, k);
+		double score;
+		int best = dispatch_best(s, cands, n, &score);
+		if (best < 0) {
+			s->radius_step++;
+			widened = true;
+			continue;
+		}
+		dispatch_offer_make(s, &cands[best], score);
+	}
+	if (s->live == 0 && s->radius_step >= steps->n)
+		dispatch_wait_enter(s, now);
+	else if (widened && s->radius_step < steps->n)
+		d->w.progress(d->w.ctx, &s->t.id, false, steps->v[s->radius_step], s->round);
+}
+
+void dispatch_search(struct dispatch *d, const struct dispatch_trip *t, int64_t started, int64_t now)
+{
+	if (!d->cfg->automatic || umap_get(&d->searches, &t->id))
+		return;
+	struct dispatch_search *s = RH_NEW(struct dispatch_search);
+	s->d = d;
+	s->t = *t;
+	s->started = started;
+	s->deadline = started + d->cfg->max_search_ms;
+	TAILQ_INIT(&s->offers);
+	s->timer = rh_timer_new(d->timers, dispatch_wait_tick, s);
+	umap_put(&d->searches, &t->id, s);
+	d->nsearching++;
+	dispatch_step(s, now);
+}
+
+void dispatch_stop(struct dispatch *d, const struct uuid *trip, const struct uuid *keep, const char *reason,
+		   int64_t now)
+{
+	struct dispatch_search *s = umap_get(&d->searches, trip);
+	if (s) {
+		umap_del(&d->searches, trip);
+		d->nsearching--;
+		dispatch_wait_leave(s);
+		struct dispatch_offer_rec *o;
+		while ((o = TAILQ_FIRST(&s->offers))) {
+			if (keep && uuid_eq(&o->pub.driver, keep) && o->pub.state != DISPATCH_RESERVING)
+				dispatch_offer_free(o); /* the driver is the trip's now: nothing to release */
+			else if (o->pub.state == DISPATCH_LIVE)
+				dispatch_offer_end(o, reason, true, false, now);
+			else
+				dispatch_offer_detach(o); /* its answer settles it */
+		}
+		rh_timer_free(s->timer);
+		rh_free(s);
+	}
+	/* an operator may assign a driver who had an offer for another trip */
+	struct dispatch_offer_rec *other = keep ? umap_get(&d->offer_of, keep) : NULL;
+	if (other && !uuid_eq(&other->pub.trip, trip) && other->pub.state == DISPATCH_LIVE)
+		dispatch_offer_end(other, "driver_assigned", true, true, now);
+}
+
+void dispatch_gave_up(struct dispatch *d, const struct uuid *trip, bool saved, int64_t now)
+{
+	struct dispatch_search *s = umap_get(&d->searches, trip);
+	if (!s || saved)
+		return; /* (saved: the trip's CANCELLED stops the search) */
+	s->giving_up = false;
+	dispatch_wait_enter(s, now); /* not saved (the database was away): wait and try again */
+}
+
+void dispatch_open(struct dispatch *d, int64_t now)
+{
+	d->open = true;
+	size_t i = 0;
+	struct uuid k;
+	void *v;
+	while (umap_next(&d->searches, &i, &k, &v)) {
+		struct dispatch_search *s = v;
+		if (s->live == 0 && !s->waiting)
+			dispatch_step(s, now);
+	}
+}
+
+/* A driver just became free (declined, timed out, finished a trip, went
+ * available): the oldest waiting trip near them gets them first. One look
+ * at the driver, then a distance per waiting trip: no search of the grid
+ * per waiting trip (with a thousand trips waiting, every driver going
+ * available was a thousand searches of the largest radius). */
+void dispatch_driver_free(struct dispatch *d, const struct uuid *driver, int64_t now)
+{
+	struct dispatch_cand c;
+	if (d->nwaiting == 0 || !d->open || !d->w.driver(d->w.ctx, driver, now, &c))
+		return;
+	double radius = dispatch_radius_max(d);
+	struct dispatch_search *s;
+	TAILQ_FOREACH(s, &d->waiting, wait_link) {
+		if (s->t.vehicle != c.vehicle || dispatch_tried(s, driver) ||
+		    geo_dist_haversine_m(c.lat, c.lon, s->t.lat, s->t.lon) > radius)
+			continue;
+		if (!d->w.eta(d->w.ctx, &c, &s->t))
+			continue; /* no road from them to this pickup */
+		dispatch_wait_leave(s);
+		dispatch_offer_make(s, &c, dispatch_score(d->cfg, &c));
+		return;
+	}
+}
+
+/* ------------------------------------------------------------ the driver's answer */
+
+static enum dispatch_refusal dispatch_offer_check(struct dispatch *d, const struct uuid *offer,
+						  const struct uuid *driver, const struct uuid *trip,
+						  struct dispatch_offer_rec **out)
+{
+	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
+	*out = o;
+	if (!o || !o->s)
+		return DISPATCH_NO_OFFER;
+	if (!uuid_eq(&o->pub.driver, driver))
+		return DISPATCH_NOT_YOURS;
+	if (o->pub.state == DISPATCH_ACCEPTING)
+		return DISPATCH_DUPLICATE;
+	if (o->pub.state != DISPATCH_LIVE)
+		return DISPATCH_NOT_LIVE;
+	if (trip && !uuid_eq(trip, &o->pub.trip))
+		return DISPATCH_OTHER_TRIP;
+	return DISPATCH_OK;
+}
+
+enum dispatch_refusal dispatch_accept(struct dispatch *d, const struct uuid *offer, const struct uuid *driver,
+				      const struct uuid *trip, struct dispatch_offer *out)
+{
+	struct dispatch_offer_rec *o;
+	enum dispatch_refusal r = dispatch_offer_check(d, offer, driver, trip, &o);
+	if (r != DISPATCH_OK)
+		return r;
+	o->pub.state = DISPATCH_ACCEPTING;
+	rh_timer_cancel(o->timer);
+	*out = o->pub;
+	return DISPATCH_OK;
+}
+
+void dispatch_accept_failed(struct dispatch *d, const struct uuid *offer, int64_t now)
+{
+	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
+	if (!o || o->pub.state != DISPATCH_ACCEPTING)
+		return;
+	o->pub.state = DISPATCH_LIVE; /* so that it is released */
+	dispatch_offer_end(o, "accept_failed", false, true, now);
+}
+
+enum dispatch_refusal dispatch_decline(struct dispatch *d, const struct uuid *offer, const struct uuid *driver,
+				       const struct uuid *trip, struct uuid *trip_out, int64_t now)
+{
+	struct dispatch_offer_rec *o;
+	enum dispatch_refusal r = dispatch_offer_check(d, offer, driver, trip, &o);
+	if (r != DISPATCH_OK)
+		return r;
+	*trip_out = o->pub.trip;
+	dispatch_offer_end(o, "declined", false, true, now);
+	return DISPATCH_OK;
+}
+
+/* ------------------------------------------------------------ questions */
+
+bool dispatch_is_searching(const struct dispatch *d, const struct uuid *trip)
+{
+	return umap_get(&d->searches, trip) != NULL;
+}
+
+int64_t dispatch_search_started(const struct dispatch *d, const struct uuid *trip)
+{
+	const struct dispatch_search *s = umap_get(&d->searches, trip);
+	return s ? s->started : -1;
+}
+
+const struct dispatch_offer *dispatch_offer_of(const struct dispatch *d, const struct uuid *driver)
+{
+	const struct dispatch_offer_rec *o = umap_get(&d->offer_of, driver);
+	return o ? &o->pub : NULL;
+}
+
+size_t dispatch_offered_drivers(const struct dispatch *d, struct uuid *out, size_t max)
+{
+	size_t i = 0, n = 0;
+	struct uuid k;
+	void *v;
+	while (n < max && umap_next(&d->offer_of, &i, &k, &v))
+		out[n++] = k;
+	return n;
+}
+
+void dispatch_counts(const struct dispatch *d, int *searching, int *waiting)
+{
+	*searching = d->nsearching;
+	*waiting = d->nwaiting;
+}
+
+/* ------------------------------------------------------------ setup */
+
+struct dispatch *dispatch_new(const struct match_cfg *cfg, struct rh_timers *timers, const struct dispatch_world *w)
+{
+	struct dispatch *d = RH_NEW(struct dispatch);
+	d->cfg = cfg;
+	d->timers = timers;
+	d->w = *w;
+	umap_init(&d->searches);
+	umap_init(&d->offers);
+	umap_init(&d->offer_of);
+	TAILQ_INIT(&d->waiting);
+	return d;
+}
+
+void dispatch_free(struct dispatch *d)
+{
+	if (!d)
+		return;
+	size_t i = 0;
+	struct uuid k;
+	void *v;
+	while (umap_next(&d->offers, &i, &k, &v)) {
+		struct dispatch_offer_rec *o = v;
+		rh_timer_free(o->timer);
+		rh_free(o);
+	}
+	i = 0;
+	while (umap_next(&d->searches, &i, &k, &v)) {
+		struct dispatch_search *s = v;
+		rh_timer_free(s->timer);
+		rh_free(s);
+	}
+	umap_fini(&d->searches);
+	umap_fini(&d->offers);
+	umap_fini(&d->offer_of);
+	rh_free(d);
+}

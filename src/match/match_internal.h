@@ -1,0 +1,149 @@
+/* Inside src/match: the rides it follows and what its files share.
+ *
+ *   match.c     the module: the rides it follows (one per active trip), what
+ *               trips and presence tell it, and the world dispatch asks
+ *   dispatch.c  the search for a driver, without I/O (dispatch.h)
+ *   feed.c      the rider's live feed: numbered messages, replay, snapshot
+ *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
+ *   meter.c     the fare meter: distance from the driver's own fixes
+ *   recover.c   at start: the last run's reservations, the active trips */
+#ifndef RH_MATCH_INTERNAL_H
+#define RH_MATCH_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/settings.h"
+#include "core/umap.h"
+#include "dispatch.h"
+#include "match/match.h"
+#include "trip/trip.h"
+
+struct session;
+struct strbuf;
+struct metric_family;
+struct metric_cell;
+struct rh_timer;
+struct gw_message_type;
+struct cJSON;
+
+/* ------------------------------------------------------------ meter.c */
+
+/* The fare meter of a trip in progress: distance from the driver's fixes,
+ * a fix too inaccurate or implying an impossible speed (a jump) left out.
+ * Pure: the fixes and the times come in. */
+struct match_meter {
+	bool running;
+	bool resuming;      /* read back after a restart: the distance so far is on its way */
+	bool has_last;
+	double lat, lon;    /* the last fix counted */
+	int64_t device_ms;  /* its device time */
+	double dist_m;
+	int64_t started_at; /* monotonic ms */
+	bool has_first;     /* the first fix counted, to join a resumed meter to */
+	double first_lat, first_lon;
+	int64_t first_ms;
+};
+void match_meter_start(struct match_meter *mt, int64_t now);
+/* Carries on after a restart: started `elapsed_ms` ago, dist_m driven up to
+ * the last fix the history recorded (has_last false: none), joined to what
+ * the meter counted since it was read back. */
+void match_meter_resume(struct match_meter *mt, const struct match_cfg *cfg, int64_t now, int64_t elapsed_ms,
+			double dist_m, bool has_last, double lat, double lon, int64_t device_ms);
+void match_meter_fix(struct match_meter *mt, const struct match_cfg *cfg, double lat, double lon, float accuracy_m,
+		     int64_t device_ms);
+int64_t match_meter_duration_s(const struct match_meter *mt, int64_t now);
+
+/* ------------------------------------------------------------ feed.c */
+
+/* A message kept for a rider's replay. */
+struct match_feed_msg {
+	int64_t seq;
+	char type[32];
+	char *payload; /* JSON text, version 1 */
+	int lon_at;    /* where its "lon" key is, which version 2 spells "lng"; -1: none */
+};
+/* A trip's messages to its rider, numbered; the last few kept. */
+struct match_feed {
+	int64_t seq;
+	struct match_feed_msg *ring;
+	int len, next;
+};
+
+/* ------------------------------------------------------------ rides */
+
+/* A trip the matcher follows, from its request to its end. */
+struct ride {
+	struct matcher *m;
+	struct uuid trip, rider, driver;
+	char trip_s[37], rider_s[37], driver_s[37];
+	bool has_driver;
+	enum trip_state state;
+	int vehicle;
+	double plat, plng, dlat, dlng;
+	int64_t fare_total; /* minor units */
+	char currency[4];
+	struct match_meter meter;
+	struct match_feed feed;
+};
+
+struct matcher {
+	struct matcher_deps deps;
+	const struct match_cfg *cfg;
+	struct dispatch *dispatch;
+	struct umap rides;     /* trip -> ride */
+	struct umap by_driver; /* driver -> ride (assigned) */
+	struct umap by_rider;  /* rider -> ride (active) */
+	bool recovered;        /* the active trips are read back */
+	struct gw_message_type *msg_types; /* what the matcher takes over the WebSocket */
+	int nmsg_types;
+	struct rh_timer *recover_timer;
+	struct metric_family *f_offers, *f_match_time;
+	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
+};
+
+int64_t match_now(const struct matcher *m);
+void match_count_offer(struct matcher *m, const char *result);
+struct session *match_session(const struct matcher *m, const struct uuid *account);
+/* The ride of a trip, made from it if new (*fresh says so). */
+struct ride *match_ride_get(struct matcher *m, const struct trip *t, bool *fresh);
+/* Seconds from (lat, lon) to (tlat, tlon), by road when a map is loaded (0
+ * when there is no road: the app shows "arriving"). */
+double match_eta(const struct matcher *m, double lat, double lon, double tlat, double tlon);
+/* Money as ride.offer and trip.assigned carry it: version 1 in major units,
+ * version 2 in minor units (as the REST API). */
+struct cJSON *match_money_json(int64_t minor, const char *currency, int version);
+/* A point: {lat, lon} in version 1, {lat, lng} in version 2 (as the REST API). */
+struct cJSON *match_point_json(double lat, double lon, int version);
+/* trip.assigned: the trip a driver is on, sent when it is theirs and when
+ * they reconnect. */
+void match_send_assigned(struct matcher *m, const struct ride *r, struct session *s);
+
+/* feed.c */
+void match_feed_init(struct matcher *m);
+/* Numbers the message, keeps it for replay and sends it if the rider is
+ * connected. sb holds the payload's opening brace and its members, if any;
+ * trip_id and seq go last, and the buffer becomes the kept message. */
+void match_feed_send_sb(struct ride *r, const char *type, struct strbuf *sb);
+/* The same for a message whose version 2 differs by a point's "lon" key,
+ * at lon_at in sb (driver.location). */
+void match_feed_send_lon_sb(struct ride *r, const char *type, struct strbuf *sb, int lon_at);
+/* The same with a cJSON payload, consumed. */
+void match_feed_send(struct ride *r, const char *type, struct cJSON *payload);
+void match_feed_free(struct match_feed *f);
+/* The search's progress for the rider (trip.search_progress). */
+void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers);
+
+/* Registers a message type with the gateway (a copy, with the matcher as
+ * its context). */
+void match_register_type(struct matcher *m, const struct gw_message_type *t);
+
+/* commands.c */
+void match_commands_init(struct matcher *m);
+
+/* recover.c */
+void match_recover_start(struct matcher *m);
+/* A trip read back at start: dispatch and the meter carry on. */
+void match_recover_ride(struct matcher *m, struct ride *r, const struct trip *t);
+
+#endif
