@@ -60,9 +60,9 @@ void auth_account_changed(struct auth *a, enum auth_role role, const char *id, i
 	log_info(NULL, "account %s (%s): %s; %d session%s closed", id, auth_role_name(role), reason, n, n == 1 ? "" : "s");
 }
 
-static void standing_reload(struct auth *a);
+static void auth_standing_reload(struct auth *a);
 
-static void standing_loaded(void *arg, const struct db_result *res)
+static void auth_standing_loaded_cb(void *arg, const struct db_result *res)
 {
 	struct auth *a = arg;
 	standing.inflight = false;
@@ -84,11 +84,11 @@ static void standing_loaded(void *arg, const struct db_result *res)
 		 first ? "loaded" : "reloaded", revoke_count(a->revoked), revoke_count(a->revoked) == 1 ? "" : "s");
 	if (standing.again) {
 		standing.again = false;
-		standing_reload(a);
+		auth_standing_reload(a);
 	}
 }
 
-static void standing_reload(struct auth *a)
+static void auth_standing_reload(struct auth *a)
 {
 	if (standing.inflight) {
 		standing.again = true; /* after the one under way: it may have read too early */
@@ -96,18 +96,18 @@ static void standing_reload(struct auth *a)
 	}
 	standing.inflight = true;
 	revoke_reload_begin(a->revoked);
-	db_query(a->deps.db, &st_standing, NULL, standing_loaded, a);
+	db_query(a->deps.db, &st_standing, NULL, auth_standing_loaded_cb, a);
 }
 
-static void standing_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void auth_standing_retry(evutil_socket_t fd, short what, void *arg)
 {
-	standing_reload(arg);
+	auth_standing_reload(arg);
 }
 
 /* The pool (re)started listening: what was announced meanwhile was missed. */
-static void accounts_on_listen(void *arg)
+static void auth_accounts_on_listen(void *arg)
 {
-	standing_reload(arg);
+	auth_standing_reload(arg);
 }
 
 static const char *const role_names[] = { "rider", "driver", "operator", NULL };
@@ -121,7 +121,7 @@ static const struct jv_field notify_fields[] = {
 };
 
 /* {"role", "id", "cv", "disabled", "deleted"}: sql/013's trigger. */
-static void accounts_on_notify(void *arg, const char *payload)
+static void auth_accounts_on_notify(void *arg, const char *payload)
 {
 	struct auth *a = arg;
 	cJSON *j = cJSON_Parse(payload);
@@ -206,14 +206,14 @@ struct acct_op {
 	char password[1025]; /* the new one */
 };
 
-static void acct_op_free(struct acct_op *op)
+static void auth_acct_op_free(struct acct_op *op)
 {
 	sodium_memzero(op->password, sizeof op->password);
 	sodium_memzero(op->old_hash, sizeof op->old_hash);
 	rh_free(op);
 }
 
-static bool db_failed_or_reply(struct http_req *req, const struct db_result *res)
+static bool auth_db_failed_or_reply(struct http_req *req, const struct db_result *res)
 {
 	if (res->err == RH_OK)
 		return false;
@@ -222,7 +222,7 @@ static bool db_failed_or_reply(struct http_req *req, const struct db_result *res
 }
 
 /* The role a /v1/admin/{riders,drivers,operators}/... path names. */
-static enum auth_role path_role(struct http_req *req)
+static enum auth_role auth_path_role(struct http_req *req)
 {
 	const char *p = http_req_path(req);
 	return strncmp(p, "/v1/admin/riders/", 17) == 0	   ? ROLE_RIDER
@@ -231,7 +231,7 @@ static enum auth_role path_role(struct http_req *req)
 }
 
 /* The operator, and the {id} of the path as a UUID; else replies. */
-static bool admin_target_or_reply(struct auth *a, struct http_req *req, struct acct_op **out)
+static bool auth_admin_target_or_reply(struct auth *a, struct http_req *req, struct acct_op **out)
 {
 	struct auth_principal who;
 	if (!auth_operator_or_reply(a, req, &who))
@@ -244,7 +244,7 @@ static bool admin_target_or_reply(struct auth *a, struct http_req *req, struct a
 	struct acct_op *op = RH_NEW(struct acct_op);
 	op->a = a;
 	op->req = req;
-	op->role = path_role(req);
+	op->role = auth_path_role(req);
 	snprintf(op->id, sizeof op->id, "%s", id);
 	*out = op;
 	return true;
@@ -255,16 +255,16 @@ static const struct jv_field disabled_fields[] = {
 	{ 0 },
 };
 
-static void disabled_set(void *arg, const struct db_result *res)
+static void auth_account_disabled_set(void *arg, const struct db_result *res)
 {
 	struct acct_op *op = arg;
-	if (db_failed_or_reply(op->req, res)) {
-		acct_op_free(op);
+	if (auth_db_failed_or_reply(op->req, res)) {
+		auth_acct_op_free(op);
 		return;
 	}
 	if (db_rows(res) == 0) {
 		http_reply_problem(op->req, PROBLEM_NOT_FOUND, NULL, "no such %s", auth_role_name(op->role));
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
 	bool disabled = db_get(res, 0, 2)[0] == 't';
@@ -275,30 +275,30 @@ static void disabled_set(void *arg, const struct db_result *res)
 	const char *json = db_get(res, 0, 0);
 	http_reply_header(op->req, "Cache-Control", "no-store");
 	http_reply(op->req, 200, "application/json", json, strlen(json));
-	acct_op_free(op);
+	auth_acct_op_free(op);
 }
 
-static void admin_account_patch(struct http_req *req, void *ctx)
+static void auth_admin_account_patch(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct acct_op *op;
-	if (!admin_target_or_reply(a, req, &op))
+	if (!auth_admin_target_or_reply(a, req, &op))
 		return;
 	cJSON *body = http_req_json_valid_or_reply(req, disabled_fields);
 	if (!body) {
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
 	const char *params[] = { op->id, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "disabled")) ? "true" : "false" };
 	cJSON_Delete(body);
-	db_query(a->deps.db, &st_set_disabled[auth_role_index(op->role)], params, disabled_set, op);
+	db_query(a->deps.db, &st_set_disabled[auth_role_index(op->role)], params, auth_account_disabled_set, op);
 }
 
-static void deleted(void *arg, const struct db_result *res)
+static void auth_account_deleted(void *arg, const struct db_result *res)
 {
 	struct acct_op *op = arg;
-	if (db_failed_or_reply(op->req, res)) {
-		acct_op_free(op);
+	if (auth_db_failed_or_reply(op->req, res)) {
+		auth_acct_op_free(op);
 		return;
 	}
 	bool exists = db_rows(res) == 1 && strcmp(db_get(res, 0, 0), "0") != 0;
@@ -315,48 +315,48 @@ static void deleted(void *arg, const struct db_result *res)
 		log_warn(http_req_logid(op->req), "%s %s deleted by the operator", auth_role_name(op->role), op->id);
 		http_reply(op->req, 204, NULL, NULL, 0);
 	}
-	acct_op_free(op);
+	auth_acct_op_free(op);
 }
 
-static void admin_account_delete(struct http_req *req, void *ctx)
+static void auth_admin_account_delete(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct acct_op *op;
-	if (!admin_target_or_reply(a, req, &op))
+	if (!auth_admin_target_or_reply(a, req, &op))
 		return;
 	const char *params[] = { op->id };
-	db_query(a->deps.db, &st_delete[auth_role_index(op->role)], params, deleted, op);
+	db_query(a->deps.db, &st_delete[auth_role_index(op->role)], params, auth_account_deleted, op);
 }
 
-static void password_set(void *arg, const struct db_result *res);
+static void auth_password_set(void *arg, const struct db_result *res);
 
-static void password_hashed(void *arg, bool ok, const char *hash)
+static void auth_password_hashed(void *arg, bool ok, const char *hash)
 {
 	struct acct_op *op = arg;
 	if (!ok) {
 		http_reply_problem(op->req, PROBLEM_INTERNAL, NULL, "cannot hash the password");
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
 	const char *params[] = { op->id, hash, op->old_hash[0] ? op->old_hash : NULL };
-	db_query(op->a->deps.db, &st_set_password[auth_role_index(op->role)], params, password_set, op);
+	db_query(op->a->deps.db, &st_set_password[auth_role_index(op->role)], params, auth_password_set, op);
 }
 
-static bool hash_or_reply(struct acct_op *op, auth_pw_cb done)
+static bool auth_hash_or_reply(struct acct_op *op, auth_pw_cb done)
 {
 	if (auth_pw_hash(op->a, op->password, done, op))
 		return true;
 	http_reply_header(op->req, "Retry-After", "1");
 	http_reply_problem(op->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
-	acct_op_free(op);
+	auth_acct_op_free(op);
 	return false;
 }
 
-static void password_set(void *arg, const struct db_result *res)
+static void auth_password_set(void *arg, const struct db_result *res)
 {
 	struct acct_op *op = arg;
-	if (db_failed_or_reply(op->req, res)) {
-		acct_op_free(op);
+	if (auth_db_failed_or_reply(op->req, res)) {
+		auth_acct_op_free(op);
 		return;
 	}
 	if (db_rows(res) == 0) {
@@ -364,7 +364,7 @@ static void password_set(void *arg, const struct db_result *res)
 			http_reply_problem(op->req, PROBLEM_CONFLICT, NULL, "the password changed meanwhile; log in again");
 		else
 			http_reply_problem(op->req, PROBLEM_NOT_FOUND, NULL, "no such %s", auth_role_name(op->role));
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
 	int64_t cv = strtoll(db_get(res, 0, 0), NULL, 10);
@@ -378,7 +378,7 @@ static void password_set(void *arg, const struct db_result *res)
 		log_warn(http_req_logid(op->req), "password of %s %s set by the operator", auth_role_name(op->role), op->id);
 		http_reply(op->req, 204, NULL, NULL, 0);
 	}
-	acct_op_free(op);
+	auth_acct_op_free(op);
 }
 
 static const struct jv_field admin_password_fields[] = {
@@ -386,20 +386,20 @@ static const struct jv_field admin_password_fields[] = {
 	{ 0 },
 };
 
-static void admin_account_password(struct http_req *req, void *ctx)
+static void auth_admin_account_password(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct acct_op *op;
-	if (!admin_target_or_reply(a, req, &op))
+	if (!auth_admin_target_or_reply(a, req, &op))
 		return;
 	cJSON *body = http_req_json_valid_or_reply(req, admin_password_fields);
 	if (!body) {
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
 	snprintf(op->password, sizeof op->password, "%s", jv_str(body, "password"));
 	cJSON_Delete(body);
-	hash_or_reply(op, password_hashed);
+	auth_hash_or_reply(op, auth_password_hashed);
 }
 
 /* ------------------------------------------------------------ self: PUT /v1/me/password */
@@ -410,48 +410,48 @@ static const struct jv_field me_password_fields[] = {
 	{ 0 },
 };
 
-struct me_password {
+struct auth_me_password {
 	struct acct_op *op;
 	char current[1025];
 };
 
-static void me_current_checked(void *arg, bool ok, const char *hash)
+static void auth_me_current_checked(void *arg, bool ok, const char *hash)
 {
-	struct me_password *m = arg;
+	struct auth_me_password *m = arg;
 	struct acct_op *op = m->op;
 	sodium_memzero(m->current, sizeof m->current);
 	rh_free(m);
 	if (!ok) {
 		http_reply_problem(op->req, PROBLEM_FORBIDDEN, NULL, "the current password is wrong");
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
-	hash_or_reply(op, password_hashed);
+	auth_hash_or_reply(op, auth_password_hashed);
 }
 
-static void me_hash_loaded(void *arg, const struct db_result *res)
+static void auth_me_hash_loaded(void *arg, const struct db_result *res)
 {
-	struct me_password *m = arg;
+	struct auth_me_password *m = arg;
 	struct acct_op *op = m->op;
-	if (db_failed_or_reply(op->req, res) || db_rows(res) == 0) {
+	if (auth_db_failed_or_reply(op->req, res) || db_rows(res) == 0) {
 		if (res->err == RH_OK)
 			http_reply_problem(op->req, PROBLEM_NOT_FOUND, NULL, "no such account");
 		sodium_memzero(m->current, sizeof m->current);
 		rh_free(m);
-		acct_op_free(op);
+		auth_acct_op_free(op);
 		return;
 	}
 	snprintf(op->old_hash, sizeof op->old_hash, "%s", db_get(res, 0, 0));
-	if (!auth_pw_verify(op->a, m->current, op->old_hash, me_current_checked, m)) {
+	if (!auth_pw_verify(op->a, m->current, op->old_hash, auth_me_current_checked, m)) {
 		http_reply_header(op->req, "Retry-After", "1");
 		http_reply_problem(op->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
 		sodium_memzero(m->current, sizeof m->current);
 		rh_free(m);
-		acct_op_free(op);
+		auth_acct_op_free(op);
 	}
 }
 
-static void me_password(struct http_req *req, void *ctx)
+static void auth_me_password(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal who;
@@ -479,27 +479,27 @@ static void me_password(struct http_req *req, void *ctx)
 	op->role = who.role;
 	snprintf(op->id, sizeof op->id, "%s", who.id);
 	snprintf(op->password, sizeof op->password, "%s", jv_str(body, "new_password"));
-	struct me_password *m = RH_NEW(struct me_password);
+	struct auth_me_password *m = RH_NEW(struct auth_me_password);
 	m->op = op;
 	snprintf(m->current, sizeof m->current, "%s", jv_str(body, "current_password"));
 	cJSON_Delete(body);
 	const char *params[] = { op->id };
-	db_query(a->deps.db, &st_password_of[auth_role_index(op->role)], params, me_hash_loaded, m);
+	db_query(a->deps.db, &st_password_of[auth_role_index(op->role)], params, auth_me_hash_loaded, m);
 }
 
 /* ------------------------------------------------------------ setup */
 
 static const struct http_route account_routes[] = {
-	{ HTTP_PATCH, "/v1/admin/riders/{id}", admin_account_patch, 0 },
-	{ HTTP_PATCH, "/v1/admin/drivers/{id}", admin_account_patch, 0 },
-	{ HTTP_PATCH, "/v1/admin/operators/{id}", admin_account_patch, 0 },
-	{ HTTP_DELETE, "/v1/admin/riders/{id}", admin_account_delete, 0 },
-	{ HTTP_DELETE, "/v1/admin/drivers/{id}", admin_account_delete, 0 },
-	{ HTTP_DELETE, "/v1/admin/operators/{id}", admin_account_delete, 0 },
-	{ HTTP_PUT, "/v1/admin/riders/{id}/password", admin_account_password, 0 },
-	{ HTTP_PUT, "/v1/admin/drivers/{id}/password", admin_account_password, 0 },
-	{ HTTP_PUT, "/v1/admin/operators/{id}/password", admin_account_password, 0 },
-	{ HTTP_PUT, "/v1/me/password", me_password, 0 },
+	{ HTTP_PATCH, "/v1/admin/riders/{id}", auth_admin_account_patch, 0 },
+	{ HTTP_PATCH, "/v1/admin/drivers/{id}", auth_admin_account_patch, 0 },
+	{ HTTP_PATCH, "/v1/admin/operators/{id}", auth_admin_account_patch, 0 },
+	{ HTTP_DELETE, "/v1/admin/riders/{id}", auth_admin_account_delete, 0 },
+	{ HTTP_DELETE, "/v1/admin/drivers/{id}", auth_admin_account_delete, 0 },
+	{ HTTP_DELETE, "/v1/admin/operators/{id}", auth_admin_account_delete, 0 },
+	{ HTTP_PUT, "/v1/admin/riders/{id}/password", auth_admin_account_password, 0 },
+	{ HTTP_PUT, "/v1/admin/drivers/{id}/password", auth_admin_account_password, 0 },
+	{ HTTP_PUT, "/v1/admin/operators/{id}/password", auth_admin_account_password, 0 },
+	{ HTTP_PUT, "/v1/me/password", auth_me_password, 0 },
 	{ 0 },
 };
 
@@ -515,7 +515,7 @@ void auth_accounts_init(struct auth *a)
 {
 	static const char *const why_label[] = { "why", NULL };
 	a->revoked = revoke_new();
-	a->reload_timer = evtimer_new(a->deps.base, standing_retry_cb, a);
+	a->reload_timer = evtimer_new(a->deps.base, auth_standing_retry, a);
 	memset(&standing, 0, sizeof standing);
 	a->m_revoked = metric_cell(metrics_gauge(a->deps.metrics, "ridehail_auth_accounts_not_in_good_standing",
 						 "Accounts disabled, deleted, or with tokens revoked (held in memory).", NULL),
@@ -535,7 +535,7 @@ void auth_accounts_init(struct auth *a)
 		db_register(a->deps.db, &st_set_password[i]);
 		db_register(a->deps.db, &st_password_of[i]);
 	}
-	db_listen(a->deps.db, ACCOUNTS_CHANNEL, accounts_on_notify, accounts_on_listen, a);
+	db_listen(a->deps.db, ACCOUNTS_CHANNEL, auth_accounts_on_notify, auth_accounts_on_listen, a);
 	http_server_add_routes(a->deps.http, account_routes, a);
 }
 
