@@ -186,7 +186,7 @@ function paint() {
       ctx.beginPath(); ctx.arc(x, y, r + 3 * dpr, 0, 2 * Math.PI); ctx.stroke();
     }
   }
-  if (state.firstPaintMs === null && state.roads) state.firstPaintMs = performance.now();
+  if (state.firstPaintMs === null && state.roads && state.updates > 0) state.firstPaintMs = performance.now();
 }
 
 function resize() {
