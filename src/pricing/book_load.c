@@ -221,7 +221,7 @@ void pricing_book_init(struct pricing *p)
 	if (p->deps.base && p->deps.dbcfg) {
 		static const char *const channels[] = { "ridehail_pricing", "ridehail_payments", NULL };
 		struct db_listen_hooks h = { .notify = pricing_on_notify, .ready = pricing_on_listening, .arg = p };
-		p->listener = db_listen(p->deps.base, p->deps.dbcfg, channels, &h);
+		p->listener = db_listener_new(p->deps.base, p->deps.dbcfg, channels, &h);
 	}
 }
 

@@ -165,7 +165,7 @@ static void listen_connect(struct db_listener *l)
 	listen_arm_timer(l, l->cfg->connect_timeout_ms);
 }
 
-struct db_listener *db_listen(struct event_base *base, const struct database_cfg *cfg, const char *const *channels,
+struct db_listener *db_listener_new(struct event_base *base, const struct database_cfg *cfg, const char *const *channels,
 			      const struct db_listen_hooks *h)
 {
 	struct db_listener *l = RH_NEW(struct db_listener);
@@ -177,7 +177,7 @@ struct db_listener *db_listen(struct event_base *base, const struct database_cfg
 		off += (size_t)snprintf(l->sql + off, sizeof l->sql - off, "%sLISTEN %s", i ? "; " : "", channels[i]);
 	l->timer = evtimer_new(base, listen_timer_cb, l);
 	l->state = LS_DOWN;
-	listen_arm_timer(l, 0); /* the first attempt from the loop, never from inside db_listen() */
+	listen_arm_timer(l, 0); /* the first attempt from the loop, never from inside db_listener_new() */
 	return l;
 }
 
