@@ -1471,8 +1471,8 @@ static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *
 		    ((size_t)r->ch.nup + r->ch.ndown) * sizeof(struct ch_edge) + (size_t)r->xn * 12;
 }
 
-rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow, struct routing **out,
-		      char *err, size_t errlen)
+static rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow,
+				struct routing **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct mapfile_data d;
@@ -1598,22 +1598,4 @@ void routing_get_stats(const struct routing *r, struct routing_stats *st)
 	st->profile = r->has_profile;
 	st->min_lat = r->min_lat, st->min_lon = r->min_lon;
 	st->max_lat = r->max_lat, st->max_lon = r->max_lon;
-}
-
-bool routing_profile_get(const struct routing *r, struct routing_profile_info *out)
-{
-	memset(out, 0, sizeof *out);
-	if (!routing_loaded(r) || !r->has_profile)
-		return false;
-	snprintf(out->tz, sizeof out->tz, "%s", r->prof.tz);
-	out->range_lo = r->prof.range_lo, out->range_hi = r->prof.range_hi, out->range_share = r->prof.range_share;
-	out->trips_fit = r->prof.trips_fit, out->trips_held = r->prof.trips_held;
-	out->held_mape_pct = r->prof.held_mape_pct, out->held_cover_pct = r->prof.held_cover_pct;
-	out->held_mape_freeflow_pct = r->prof.held_mape_freeflow_pct;
-	return true;
-}
-
-int routing_hour_of_week(const struct routing *r, int64_t when)
-{
-	return routing_loaded(r) ? graph_hour_of_week(r, when) : -1;
 }

@@ -113,7 +113,8 @@ static int sim_req_cmp(const void *a, const void *b)
 	return (x->plon > y->plon) - (x->plon < y->plon);
 }
 
-void sim_demand_sort(struct sim_demand *d)
+/* Sorts by time (stable for equal times). */
+static void sim_demand_sort(struct sim_demand *d)
 {
 	if (d->n > 1)
 		qsort(d->req, d->n, sizeof *d->req, sim_req_cmp);
