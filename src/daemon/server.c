@@ -4,10 +4,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "console/console.h"
 #include "events/events.h"
 #include "daemon/admin.h"
 #include "gateway/gateway.h"
@@ -18,6 +18,7 @@
 #include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/fdbudget.h"
 #include "daemon/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -64,6 +65,13 @@ static size_t server_drivers_near(void *ctx, double lat, double lng, double radi
 	return n;
 }
 
+/* An account's tokens stopped standing (auth): its sessions end. */
+static int server_close_account(void *ctx, const char *account_id, uint16_t code, const char *reason)
+{
+	struct server *srv = ctx;
+	return gateway_close_account(srv->gateway, account_id, code, reason);
+}
+
 /* Each module gets what it needs, lower ones first; the listeners and hooks
  * that tie them are set here, in the order they must hear. */
 static void server_modules_init(struct server *srv)
@@ -75,6 +83,7 @@ static void server_modules_init(struct server *srv)
 	const struct gateway_deps gd = { .base = srv->base, .metrics = srv->metrics, .http = srv->http,
 					 .auth = srv->auth, .ws = &cfg->ws, .leeway_ms = cfg->auth.leeway_ms };
 	srv->gateway = gateway_new(&gd);
+	auth_on_standing_lost(srv->auth, server_close_account, srv);
 	srv->routing_api = routing_api_new(srv->http, srv->metrics, srv->routing, &cfg->routing);
 	const struct pricing_deps pd = {
 		.metrics = srv->metrics, .http = srv->http, .routing = srv->routing, .cfg = &cfg->pricing,
@@ -101,6 +110,14 @@ static void server_modules_init(struct server *srv)
 	struct trip_supply supply;
 	matcher_supply(srv->matcher, &supply);
 	trips_set_supply(srv->trips, &supply);
+	const struct console_deps cd = { .timers = srv->timers, .metrics = srv->metrics, .http = srv->http,
+					 .gateway = srv->gateway, .presence = srv->presence,
+					 .presence_cfg = &cfg->presence, .interval_ms = 1000,
+					 .window_ms = 15 * 60 * 1000, .wall_ms = rh_wall_ms };
+	srv->console = console_new(&cd);
+	struct trip_listener cl;
+	console_trip_listener(srv->console, &cl);
+	trips_listen(srv->trips, &cl); /* after presence and the matcher: the console shows what they made of it */
 	const struct events_deps ed = { .base = srv->base, .metrics = srv->metrics, .db = srv->db, .cfg = &cfg->events,
 					.webhooks = &cfg->webhooks };
 	srv->events = events_new(&ed);
@@ -252,30 +269,11 @@ static void server_write_pid_file(const char *path)
 	fclose(f);
 }
 
-/* Every socket is a file descriptor: take the whole hard limit (as nginx's
- * worker_rlimit_nofile would) and say so when it cannot cover the
- * configured connection limits. */
-static void server_raise_fd_limit(const struct server *srv)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	uint64_t want = (uint64_t)srv->cfg.http.max_connections + (uint64_t)srv->cfg.ws.max_connections + 64;
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
-		log_warn(NULL, "open-file limit is %llu, below http.max_connections + ws.max_connections (%llu): "
-			       "connections past it are refused; raise it with ulimit -n / LimitNOFILE",
-			 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
-}
-
 int server_run(struct server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	server_raise_fd_limit(srv);
+	struct fd_budget fds;
+	fd_budget_apply(&srv->cfg, &fds); /* the connection caps, from the open-file limit */
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, server_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, server_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, server_signal, srv);
@@ -301,7 +299,8 @@ void server_fini(struct server *srv)
 {
 	/* Modules first (their pending work may still answer requests), then the
 	 * HTTP server, then the pool. */
-	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
+	gateway_free(srv->gateway); /* sessions close: presence's and the console's hooks still run */
+	console_free(srv->console);
 	matcher_free(srv->matcher);
 	events_free(srv->events);
 	trips_free(srv->trips);

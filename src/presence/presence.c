@@ -13,6 +13,7 @@
 #include "core/metrics.h"
 #include "core/timer.h"
 #include "geo/grid.h"
+#include "presence/suspect.h"
 #include "store/db.h"
 #include "trip/trip.h"
 
@@ -344,7 +345,7 @@ static struct presence_hit presence_hit_make(const struct driver_rec *r, double 
 		.driver = r->id, .dist_m = dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
 		.vehicle = r->vehicle, .status = r->status, .version = r->version, .ping_age_ms = now - r->last_ping_ms,
 		.idle_ms = r->status == DRIVER_AVAILABLE ? now - r->available_since_ms : 0,
-		.offers = r->offers, .accepts = r->accepts, .slot = r->slot,
+		.offers = r->offers, .accepts = r->accepts, .slot = r->slot, .accuracy_m = r->accuracy,
 	};
 }
 
@@ -389,6 +390,22 @@ bool presence_driver(struct presence *p, const struct uuid *driver, struct prese
 	return true;
 }
 
+size_t presence_list(struct presence *p, int64_t now, struct presence_hit *out, size_t max)
+{
+	size_t n = 0;
+	for (uint32_t slot = 0; slot < p->nrecs && n < max; slot++) {
+		const struct driver_rec *r = presence_rec_at(p, slot);
+		if (r->used && r->in_grid && r->status != DRIVER_OFFLINE)
+			out[n++] = presence_hit_make(r, 0, now);
+	}
+	return n;
+}
+
+size_t presence_records(const struct presence *p)
+{
+	return p->nrecs;
+}
+
 void presence_note_offer(struct presence *p, const struct uuid *driver, bool accepted)
 {
 	struct driver_rec *r = presence_rec_find(p, driver);
@@ -418,7 +435,7 @@ static void presence_metrics_init(struct presence *p, struct metrics *m)
 {
 	static const char *const reason_label[] = { "reason", NULL };
 	p->m_pings = metric_cell(metrics_counter(m, "ridehail_presence_pings_total", "Location updates applied to the grid.", NULL), NULL);
-	p->f_ignored = metrics_counter(m, "ridehail_presence_pings_ignored_total", "Valid location updates not applied, by reason (out_of_order).", reason_label);
+	p->f_ignored = metrics_counter(m, "ridehail_presence_pings_ignored_total", "Valid location updates not applied, by reason (out_of_order, implausible).", reason_label);
 	p->m_throttled = metric_cell(metrics_counter(m, "ridehail_presence_pings_throttled_total", "Location updates dropped for exceeding presence.max_pings_per_s.", NULL), NULL);
 	p->m_connected = metric_cell(metrics_gauge(m, "ridehail_presence_connected_drivers", "Drivers with an open WebSocket session.", NULL), NULL);
 	p->m_grid = metric_cell(metrics_gauge(m, "ridehail_presence_grid_drivers", "Drivers in the grid (with a recent position).", NULL), NULL);
@@ -441,6 +458,10 @@ struct presence *presence_new(const struct presence_deps *d)
 	}
 	randombytes_buf(p->fuzz_key, sizeof p->fuzz_key);
 	presence_metrics_init(p, d->metrics);
+	p->gps_cfg = (struct gps_check_cfg){ .max_speed_kmh = p->cfg->gps_max_speed_kmh,
+					     .max_jump_m = (double)p->cfg->gps_max_jump_m,
+					     .recover_fixes = (int)p->cfg->gps_recover_fixes };
+	p->suspect = presence_suspect_new(d->metrics, d->db);
 	p->history = d->base ? history_new(d->base, d->metrics, d->db, p->cfg) : NULL;
 	p->sweep = rh_timer_new(d->timers, presence_sweep, p);
 	rh_timer_at(p->sweep, presence_now(p) + PRESENCE_SWEEP_MS);
@@ -471,6 +492,7 @@ void presence_free(struct presence *p)
 	presence_reserve_fini(p);
 	rh_timer_free(p->sweep);
 	history_free(p->history);
+	presence_suspect_free(p->suspect);
 	geo_grid_free(p->grid);
 	for (uint32_t i = 0; i < p->cap >> REC_CHUNK_BITS; i++)
 		rh_free(p->chunks[i]);

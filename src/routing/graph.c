@@ -1355,6 +1355,10 @@ static void graph_build_grid(struct routing *r)
 		r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
 		r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
 	} while ((uint64_t)r->gw * r->gh > GRID_MAX_CELLS ||
+		 /* a map's extent, not its size, set the cells: a few roads far
+		  * apart (a corrupt or hostile file) took 4M cells, 16 MB zeroed
+		  * per load; a real city has far fewer cells than edges */
+		 (uint64_t)r->gw * r->gh > 16 * (uint64_t)r->m + 4096 ||
 		 graph_grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
 	size_t cells = (size_t)r->gw * r->gh;
 	r->cell_first = rh_calloc(cells + 1, sizeof *r->cell_first);
@@ -1598,4 +1602,11 @@ void routing_get_stats(const struct routing *r, struct routing_stats *st)
 	st->profile = r->has_profile;
 	st->min_lat = r->min_lat, st->min_lon = r->min_lon;
 	st->max_lat = r->max_lat, st->max_lon = r->max_lon;
+}
+
+void graph_roads_of(const struct routing *r, struct graph_roads *out)
+{
+	*out = (struct graph_roads){ .n = r->n, .m = r->m, .lat = r->lat, .lon = r->lon, .first_out = r->first_out,
+				     .to = r->to, .from = r->from, .cls = r->cls, .lat0 = r->lat0,
+				     .coslat0 = r->coslat0 };
 }
