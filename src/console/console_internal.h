@@ -2,13 +2,16 @@
  *
  *   console.c  the feed: subscriptions, the update built once per interval
  *   figures.c  the figures' samples (pure)
- *   files.c    the page's static files, compiled in, at /console */
+ *   files.c    the page's static files, compiled in, at /console
+ *   bookings.c POST /v1/dispatch/riders: the rider named by a phone number */
 #ifndef RH_CONSOLE_INTERNAL_H
 #define RH_CONSOLE_INTERNAL_H
 
 #include <stddef.h>
 
 struct http_server;
+struct db;
+struct auth;
 
 /* One update's payload at most (the gateway's envelope adds a little). */
 #define CONSOLE_FRAME_MAX (1000u * 1000u)
@@ -23,5 +26,12 @@ struct console_file {
 extern const struct console_file console_files[];
 
 void console_files_init(struct http_server *http);
+
+struct console_bookings {
+	struct http_server *http;
+	struct db *db;
+	struct auth *auth;
+};
+void console_bookings_init(struct console_bookings *b);
 
 #endif
