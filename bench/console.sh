@@ -62,10 +62,14 @@ else
 fi
 
 # history off (its own metrics measure it) and the ping limit lifted for
-# the probe; one console update a second as shipped
+# the probe; every driver socket from one address, so the per-address cap
+# and the per-socket message rates lifted (bench-abuse measures those); one
+# console update a second as shipped
 env RIDEHAIL_DATABASE_URL="$dburl" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" RIDEHAIL_AUTH_JWT_SECRET="$secret" \
 	RIDEHAIL_LOG_LEVEL=warn RIDEHAIL_PRESENCE_HISTORY=false RIDEHAIL_ROUTING_MAP="$map" \
 	RIDEHAIL_PRESENCE_MAX_DRIVERS=$((DRIVERS + 1000)) \
+	RIDEHAIL_HTTP_MAX_CONNECTIONS_PER_ADDRESS=0 RIDEHAIL_WS_MAX_MESSAGES_PER_S=1000000 \
+	RIDEHAIL_WS_MAX_MESSAGE_BURST=10000000 \
 	taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do
