@@ -420,6 +420,24 @@ async function book(ev) {
   select({ trip: t.json.id });
 }
 
+// ------------------------------------------------------------ reports
+
+// The last 7 days as CSV: fetched with the token (a link cannot carry it),
+// then saved under the name the daemon gives.
+async function report(name) {
+  const r = await fetch('/v1/admin/reports/' + name, { headers: { Authorization: 'Bearer ' + state.token } });
+  if (r.status !== 200) { alert(`${name}: ${r.status}`); return; }
+  const disp = r.headers.get('Content-Disposition') || '';
+  const m = /filename="([^"]+)"/.exec(disp);
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(await r.blob());
+  a.download = m ? m[1] : name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  state.lastReport = a.download;
+}
+
 // ------------------------------------------------------------ the live feed
 
 let ws = null, retry = 500;
@@ -508,6 +526,8 @@ window.addEventListener('DOMContentLoaded', () => {
   $('signin-form').addEventListener('submit', signIn);
   $('signout').addEventListener('click', signOut);
   $('book-form').addEventListener('submit', book);
+  $('report-daily').addEventListener('click', () => report('daily.csv'));
+  $('report-drivers').addEventListener('click', () => report('drivers.csv'));
   for (const which of ['pickup', 'dropoff'])
     $('set-' + which).addEventListener('click', () => { booking.placing = which; $('book-result').textContent = `click the ${which} on the map`; });
   window.addEventListener('resize', resize);

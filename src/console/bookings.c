@@ -47,7 +47,7 @@ bool console_phone_normalise(const char *in, char *out, size_t cap)
 static void console_rider_found(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
-	if (res->err != RH_OK || db_rows(res) != 1) {
+	if (res->err != RH_OK || db_rows(res) != 1 || !db_get(res, 0, 0) || !db_get(res, 0, 1)) {
 		http_reply_err(req, res->err != RH_OK ? db_result_err(res) : RH_EDB, "find the rider", res->message);
 		return;
 	}

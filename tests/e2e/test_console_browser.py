@@ -1,9 +1,12 @@
 """The console in a real browser: headless Chromium (Debian's `chromium`,
 over the DevTools protocol) opens /console on Midtown Manhattan, signs in
 with an operator account, watches a simulated driver move along a road,
-books a ride taken by phone, assigns it by hand and cancels it; the screenshots are kept in
+books a ride taken by phone, assigns it by hand, cancels it and
+downloads the day's report; the screenshots are kept in
 build/test-output/console/ (printed at the end)."""
 import asyncio
+import csv
+import io
 import json
 import os
 import uuid
@@ -174,6 +177,21 @@ def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, br
         view = d.get(f"/v1/rides/{tid}", headers=d.admin).json()
         assert view["state"] == "CANCELLED" and view["cancellation"]["by"] == "operator", view
         assert view["cancellation"]["reason"] == "rider called to cancel", view
+
+        # the day's report, downloaded from the header: the booking is in it
+        await page.send("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(OUT)})
+        for old in OUT.glob("ridehail-daily-*.csv"):
+            old.unlink()
+        await page.eval("document.getElementById('report-daily').click(); true")
+        name = await page.until("window.ridehailConsole.lastReport", what="the report downloaded")
+        saved = OUT / name
+        deadline = asyncio.get_event_loop().time() + 10
+        while not saved.exists() and asyncio.get_event_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        today = [r for r in csv.DictReader(io.StringIO(saved.read_text())) if r["day"] == booked["requested_at"][:10]]
+        assert len(today) == 1 and today[0]["trips"] == "1" and today[0]["cancelled"] == "1", today
+        shots.append(OUT / "06-report.png")
+        await page.screenshot(shots[-1])
 
         errors = [c for c in page.console if c.startswith("exception")]
         assert not errors, errors
