@@ -563,13 +563,17 @@ static void trip_api_request(struct http_req *req, void *ctx)
 	memset(&a, 0, sizeof a);
 	if (!auth_require_or_reply(t->deps.auth, req, ROLE_RIDER | ROLE_OPERATOR, &a.who))
 		return;
+	/* A rider's failed payment holds their next ride (before anything else
+	 * is read), and an operator's booking for them (who may clear the hold). */
+	char unpaid[37];
+	if (a.who.role == ROLE_RIDER && pricing_payment_held(t->deps.pricing, a.who.id, unpaid)) {
+		pricing_reply_payment_required(req, unpaid);
+		return;
+	}
 	cJSON *body = trip_ride_ask_read(req, t, &a);
 	if (!body)
 		return;
-	/* the rider's failed payment holds their next ride, booked by them or
-	 * for them by an operator (who may clear the hold) */
-	char unpaid[37];
-	if (pricing_payment_held(t->deps.pricing, a.rider, unpaid)) {
+	if (a.booked && pricing_payment_held(t->deps.pricing, a.rider, unpaid)) {
 		pricing_reply_payment_required(req, unpaid);
 		cJSON_Delete(body);
 		return;
