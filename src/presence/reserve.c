@@ -60,7 +60,10 @@ static struct db_stmt presence_st_driver_state = {
 static struct db_stmt presence_st_release_all = {
 	"match_release_all",
 	"UPDATE drivers SET status = 'available', version = version + 1, updated_at = now()"
-	" WHERE status = 'offered' AND NOT (id = ANY ($1::uuid[])) RETURNING id, version",
+	" WHERE status = 'offered' AND NOT (id = ANY ($1::uuid[]))"
+	/* a shared trip's driver stays reserved for the trip's life (src/share) */
+	" AND NOT EXISTS (SELECT 1 FROM share_trips s WHERE s.driver_id = drivers.id AND s.state = 'OPEN')"
+	" RETURNING id, version",
 	1,
 };
 
