@@ -76,6 +76,14 @@ enum share_card_check share_card_open(const struct share_card_key *key, const ch
 	crypto_generichash(want, sizeof want, (const unsigned char *)text, n, key->k, sizeof key->k);
 	if (sodium_memcmp(mac, want, sizeof mac) != 0)
 		return SHARE_CARD_INVALID;
+	/* one spelling per card: base64's spare bits set another way are
+	 * another id for the same card, refused */
+	char b64c[sodium_base64_ENCODED_LEN(320, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	char m64c[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+	sodium_bin2base64(b64c, sizeof b64c, (const unsigned char *)text, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_bin2base64(m64c, sizeof m64c, mac, sizeof mac, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	if (strlen(b64c) != (size_t)(dot - b64) || memcmp(b64c, b64, strlen(b64c)) != 0 || strcmp(m64c, dot + 1) != 0)
+		return SHARE_CARD_INVALID;
 	text[n] = 0;
 	int corp = 0, used = 0;
 	int got = sscanf(text,
