@@ -104,7 +104,7 @@ fi
 [ -n "$tpcb" ] || echo "# note: PostgreSQL anchor absent or failed ($ANCHORS/postgis.sh); its ratio is skipped"
 
 start_daemon
-load() { python3 bench/share_load.py "$@" --port "$port" --secret "$secret" --db "$dburl"; }
+load() { "${PYTHON:-/usr/bin/python3}" bench/share_load.py "$@" --port "$port" --secret "$secret" --db "$dburl"; }
 
 # ---- rate cards
 load tokens >"$tmp/tokens"

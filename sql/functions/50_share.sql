@@ -326,3 +326,27 @@ CREATE OR REPLACE FUNCTION share_active() RETURNS jsonb LANGUAGE sql STABLE AS $
         'bookings', (SELECT coalesce(jsonb_agg(share_booking_plan(b) ORDER BY b.requested_at), '[]'::jsonb)
                      FROM share_bookings b WHERE b.state IN ('pending', 'confirmed', 'arrived', 'picked_up')))
 $$;
+
+-- A batch of changes of one kind in one transaction (src/share/share.c
+-- sends each kind's changes in batches of up to 64): each item answered in
+-- order, as its own call would have answered it. Each call catches its own
+-- races (a subtransaction at most per item).
+CREATE OR REPLACE FUNCTION share_batch(kind text, items jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+    answers jsonb[] := '{}';
+    it jsonb;
+BEGIN
+    FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
+        answers := answers || CASE kind
+            WHEN 'book' THEN share_book(it)
+            WHEN 'confirm' THEN share_confirm(it)
+            WHEN 'cancel' THEN share_cancel(it)
+            WHEN 'leg' THEN share_leg(it)
+        END;
+    END LOOP;
+    IF array_position(answers, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'share_batch: unknown kind %', kind;
+    END IF;
+    RETURN to_jsonb(answers);
+END
+$$;

@@ -67,6 +67,29 @@ struct share_trip {
 	struct share_booking *waiting;
 };
 
+/* What one share_*() call answered: its jsonb (NULL when the call failed:
+ * err and unknown say how). */
+struct share_reply {
+	cJSON *a;
+	rh_err err;
+	bool unknown;
+};
+typedef void (*share_done_fn)(void *arg, const struct share_reply *r);
+
+struct share_item {
+	char *json;
+	share_done_fn done;
+	void *arg;
+	struct share_item *next;
+};
+
+struct share_lane {
+	struct share *s;
+	const char *kind;
+	struct share_item *head, **tail;
+	int busy;                 /* batches (or items sent again alone) at the database */
+};
+
 struct share {
 	struct share_deps deps;
 	const struct share_cfg *cfg;
@@ -76,12 +99,9 @@ struct share {
 	struct umap bookings, trips;
 	struct gw_message_type leg_type;
 	struct rh_timer *load_timer;
+	struct share_lane lane_book, lane_confirm, lane_cancel, lane_leg;
 };
 
-static struct db_stmt share_st_book = { "share_book", "SELECT share_book($1::jsonb)", 1 };
-static struct db_stmt share_st_confirm = { "share_confirm", "SELECT share_confirm($1::jsonb)", 1 };
-static struct db_stmt share_st_cancel = { "share_cancel", "SELECT share_cancel($1::jsonb)", 1 };
-static struct db_stmt share_st_leg = { "share_leg", "SELECT share_leg($1::jsonb)", 1 };
 static struct db_stmt share_st_get = {
 	"share_get",
 	"SELECT share_booking_view(b), b.rider_id::text, share_receipt(b) FROM share_bookings b WHERE b.id = $1::uuid", 1,
@@ -190,7 +210,7 @@ static void share_send_stops(struct share *s, const struct share_trip *t)
 	cJSON_AddStringToObject(p, "trip_id", id);
 	cJSON_AddNumberToObject(p, "stops_version", (double)t->stops_version);
 	cJSON_AddItemToObject(p, "stops", cJSON_Parse(stops));
-	free(stops);
+	cJSON_free(stops);
 	gateway_send(ss, "share.stops", p, NULL);
 }
 
@@ -216,7 +236,123 @@ static void share_trip_remove_stops(struct share_trip *t, const struct share_boo
 
 /* ------------------------------------------------------------ the database's answers */
 
-/* The jsonb answer of one of the share_*() functions; NULL when the query failed. */
+
+/* Changes go to the database in batches, one lane per kind of change
+ * (book, confirm, cancel, leg): one batch at the database at a time, the
+ * next gathering meanwhile, each one share_batch() call, one transaction,
+ * one commit for all its items (at rest a batch is one item and waits for
+ * nothing). Every item is answered on its own: refusals are answers. A
+ * batch that failed as a whole is sent again item by item, so a failure is
+ * that item's only. */
+#define SHARE_BATCH_MAX 64
+
+struct share_batch_ctx {
+	struct share_lane *lane;
+	struct share_item *items;
+	size_t n;
+};
+
+static struct db_stmt share_st_batch = { "share_batch", "SELECT share_batch($1, $2::jsonb)", 2 };
+
+static void share_batch_send(struct share_lane *l, struct share_item *items, size_t n);
+static void share_lane_send(struct share_lane *l);
+
+/* The lane is free once its batch is answered, and after a failed batch
+ * once every item sent again alone is (l->busy counts what is out). */
+static void share_lane_answered(struct share_lane *l)
+{
+	if (--l->busy == 0)
+		share_lane_send(l);
+}
+
+static void share_batch_done(void *arg, const struct db_result *res)
+{
+	struct share_batch_ctx *c = arg;
+	struct share_lane *l = c->lane;
+	cJSON *arr = res->err == RH_OK && db_rows(res) == 1 ? cJSON_Parse(db_get(res, 0, 0)) : NULL;
+	bool whole = cJSON_IsArray(arr) && (size_t)cJSON_GetArraySize(arr) == c->n;
+	if (!whole && c->n > 1) {
+		log_warn(NULL, "share: a %s batch of %zu failed (%s); sending its items one by one", l->kind, c->n,
+			 res->message);
+		cJSON_Delete(arr);
+		struct share_item *it = c->items;
+		rh_free(c);
+		while (it) {
+			struct share_item *next = it->next;
+			it->next = NULL;
+			share_batch_send(l, it, 1);
+			it = next;
+		}
+		share_lane_answered(l);
+		return;
+	}
+	if (!whole)
+		log_warn(NULL, "share: share_%s failed: %s", l->kind, res->message);
+	struct share_reply r = { NULL, res->err == RH_OK ? RH_EDB : db_result_err(res), res->unknown };
+	size_t i = 0;
+	for (struct share_item *it = c->items, *next; it; it = next, i++) {
+		next = it->next;
+		r.a = whole ? cJSON_GetArrayItem(arr, (int)i) : NULL;
+		it->done(it->arg, &r);
+		rh_free(it->json);
+		rh_free(it);
+	}
+	cJSON_Delete(arr);
+	rh_free(c);
+	share_lane_answered(l);
+}
+
+static void share_batch_send(struct share_lane *l, struct share_item *items, size_t n)
+{
+	struct strbuf sb;
+	sb_init(&sb, 1u << 26);
+	sb_putc(&sb, '[');
+	for (struct share_item *it = items; it; it = it->next) {
+		if (it != items)
+			sb_putc(&sb, ',');
+		sb_puts(&sb, it->json);
+	}
+	sb_putc(&sb, ']');
+	struct share_batch_ctx *c = RH_NEW(struct share_batch_ctx);
+	c->lane = l;
+	c->items = items;
+	c->n = n;
+	l->busy++;
+	const char *params[] = { l->kind, sb.buf };
+	db_query(l->s->deps.db, &share_st_batch, params, share_batch_done, c);
+	sb_fini(&sb);
+}
+
+static void share_lane_send(struct share_lane *l)
+{
+	if (l->busy || !l->head)
+		return;
+	struct share_item *items = l->head, *last = items;
+	size_t n = 1;
+	while (last->next && n < SHARE_BATCH_MAX) {
+		last = last->next;
+		n++;
+	}
+	l->head = last->next;
+	last->next = NULL;
+	if (!l->head)
+		l->tail = &l->head;
+	share_batch_send(l, items, n);
+}
+
+/* Queues one call of share_<kind>(json). */
+static void share_lane_push(struct share_lane *l, const char *json, share_done_fn done, void *arg)
+{
+	struct share_item *it = RH_NEW(struct share_item);
+	it->json = rh_strdup(json);
+	it->done = done;
+	it->arg = arg;
+	*l->tail = it;
+	l->tail = &it->next;
+	share_lane_send(l);
+}
+
+/* The jsonb answer of a query of one row (share_active()); NULL when it failed. */
 static cJSON *share_answer(const struct db_result *r, const char *what)
 {
 	if (r->err != RH_OK || db_rows(r) != 1) {
@@ -354,14 +490,14 @@ struct share_confirm_ctx {
 	int64_t driver_version;
 };
 
-static void share_confirmed(void *arg, const struct db_result *res)
+static void share_confirmed(void *arg, const struct share_reply *res)
 {
 	struct share_confirm_ctx *c = arg;
 	struct share *s = c->s;
 	struct share_booking *b = c->b;
 	struct share_trip *t = c->trip;
 	b->busy = false;
-	cJSON *a = share_answer(res, "share_confirm");
+	cJSON *a = res->a;
 	int st = a ? share_status(a) : 503;
 	if (st == 200) {
 		const cJSON *bv = cJSON_GetObjectItemCaseSensitive(a, "booking");
@@ -402,7 +538,6 @@ static void share_confirmed(void *arg, const struct db_result *res)
 			share_give_up(s, b, "no_seat");
 		}
 	}
-	cJSON_Delete(a);
 	rh_free(c);
 }
 
@@ -427,11 +562,10 @@ static void share_confirm_send(struct share *s, struct share_confirm_ctx *c)
 		sb_printf(&sb, "{\"booking\":\"%s\",\"trip\":\"%s\",\"stops_version\":%lld,\"stops\":%s}", bid, tid,
 			  (long long)c->trip->stops_version, stops);
 	}
-	free(stops);
-	const char *params[] = { sb.buf };
+	cJSON_free(stops);
 	c->b->busy = true;
 	c->trip->busy = true;
-	db_query(s->deps.db, &share_st_confirm, params, share_confirmed, c);
+	share_lane_push(&s->lane_confirm, sb.buf, share_confirmed, c);
 	sb_fini(&sb);
 }
 
@@ -579,11 +713,11 @@ static void share_trip_finished(struct share *s, struct share_trip *t)
 	rh_free(t);
 }
 
-static void share_cancelled(void *arg, const struct db_result *res)
+static void share_cancelled(void *arg, const struct share_reply *res)
 {
 	struct share_cancel_ctx *c = arg;
 	struct share *s = c->s;
-	cJSON *a = share_answer(res, "share_cancel");
+	cJSON *a = res->a;
 	if (a && share_status(a) == 200 && c->b) {
 		struct share_booking *b = c->b;
 		b->busy = false;
@@ -602,7 +736,6 @@ static void share_cancelled(void *arg, const struct db_result *res)
 	} else if (c->b) {
 		c->b->busy = false;
 	}
-	cJSON_Delete(a);
 	rh_free(c);
 }
 
@@ -618,8 +751,7 @@ static void share_give_up(struct share *s, struct share_booking *b, const char *
 	b->busy = true;
 	char p[200];
 	snprintf(p, sizeof p, "{\"booking\":\"%s\",\"role\":\"system\",\"reason\":\"%s\"}", id, reason);
-	const char *params[] = { p };
-	db_query(s->deps.db, &share_st_cancel, params, share_cancelled, c);
+	share_lane_push(&s->lane_cancel, p, share_cancelled, c);
 }
 
 /* ------------------------------------------------------------ REST: the rate card */
@@ -749,13 +881,13 @@ struct share_book_ctx {
 	struct http_req *req;
 };
 
-static void share_booked(void *arg, const struct db_result *res)
+static void share_booked(void *arg, const struct share_reply *res)
 {
 	struct share_book_ctx *c = arg;
 	struct share *s = c->s;
 	struct http_req *req = c->req;
 	rh_free(c);
-	cJSON *a = share_answer(res, "share_book");
+	cJSON *a = res->a;
 	int st = a ? share_status(a) : 503;
 	if (st == 409) {
 		cJSON *ext = cJSON_CreateObject();
@@ -785,10 +917,9 @@ static void share_booked(void *arg, const struct db_result *res)
 		if (b)
 			share_match(s, b);
 	} else {
-		http_reply_err(req, res->err == RH_OK ? RH_EDB : db_result_err(res), "book a shared ride",
+		http_reply_err(req, res->err, "book a shared ride",
 			       res->unknown ? "lost in flight; retry with the same Idempotency-Key" : NULL);
 	}
-	cJSON_Delete(a);
 }
 
 /* The request as the idempotency check compares it. */
@@ -880,9 +1011,8 @@ static void share_api_book(struct http_req *req, void *ctx)
 		struct share_book_ctx *bc = RH_NEW(struct share_book_ctx);
 		bc->s = s;
 		bc->req = req;
-		const char *params[] = { json };
-		db_query(s->deps.db, &share_st_book, params, share_booked, bc);
-		free(json);
+		share_lane_push(&s->lane_book, json, share_booked, bc);
+		cJSON_free(json);
 	}
 	cJSON_Delete(body);
 }
@@ -983,11 +1113,11 @@ static void share_leg_reject(struct share *s, struct share_leg_ctx *c, const cha
 	gateway_reject(ss, "share.leg.update", c->correlation, &rej);
 }
 
-static void share_leg_done(void *arg, const struct db_result *res)
+static void share_leg_done(void *arg, const struct share_reply *res)
 {
 	struct share_leg_ctx *c = arg;
 	struct share *s = c->s;
-	cJSON *a = share_answer(res, "share_leg");
+	cJSON *a = res->a;
 	int st = a ? share_status(a) : 503;
 	const char *reason = a ? jv_str(a, "reason") : NULL;
 	char num[96];
@@ -1041,11 +1171,10 @@ static void share_leg_done(void *arg, const struct db_result *res)
 		struct session *ss = gateway_session_of(s->deps.gateway, &c->driver);
 		if (ss) {
 			struct gw_reject rej;
-			gw_reject_err(&rej, res->err == RH_OK ? RH_EDB : db_result_err(res), "update the leg");
+			gw_reject_err(&rej, res->err, "update the leg");
 			gateway_reject(ss, "share.leg.update", c->correlation, &rej);
 		}
 	}
-	cJSON_Delete(a);
 	rh_free(c);
 }
 
@@ -1082,12 +1211,11 @@ static bool share_on_leg(struct session *ss, void *ctx, const cJSON *msg, const 
 	if (jv_str(pl, "otp"))
 		cJSON_AddStringToObject(p, "otp", jv_str(pl, "otp"));
 	cJSON_AddRawToObject(p, "stops", stops ? stops : "[]");
-	free(stops);
+	cJSON_free(stops);
 	char *json = cJSON_PrintUnformatted(p);
 	cJSON_Delete(p);
-	const char *params[] = { json };
-	db_query(s->deps.db, &share_st_leg, params, share_leg_done, c);
-	free(json);
+	share_lane_push(&s->lane_leg, json, share_leg_done, c);
+	cJSON_free(json);
 	return true;
 }
 
@@ -1181,11 +1309,15 @@ struct share *share_new(const struct share_deps *d)
 	share_card_key(pricing_key(d->pricing)->k, &s->key);
 	umap_init(&s->bookings);
 	umap_init(&s->trips);
+	struct share_lane *lanes[] = { &s->lane_book, &s->lane_confirm, &s->lane_cancel, &s->lane_leg };
+	const char *kinds[] = { "book", "confirm", "cancel", "leg" };
+	for (int i = 0; i < 4; i++) {
+		lanes[i]->s = s;
+		lanes[i]->kind = kinds[i];
+		lanes[i]->tail = &lanes[i]->head;
+	}
 	if (d->db) {
-		db_register(d->db, &share_st_book);
-		db_register(d->db, &share_st_confirm);
-		db_register(d->db, &share_st_cancel);
-		db_register(d->db, &share_st_leg);
+		db_register(d->db, &share_st_batch);
 		db_register(d->db, &share_st_get);
 		db_register(d->db, &share_st_active);
 	}
