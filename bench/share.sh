@@ -184,6 +184,8 @@ if [ -n "$tpcb" ]; then
 	echo "share_confirm_vs_tpcb=$(ratio "$confirm" "$tpcb")"
 fi
 
-# ---- insertion with DRIVERS shared trips open
-load insert --drivers "$DRIVERS" --measure "$MEASURE"
+# ---- insertion with DRIVERS shared trips open; the loop's own part of each
+# decision from ridehail_share_match_seconds (the measured bookings' calls)
+
+load insert --drivers "$DRIVERS" --measure "$MEASURE" --metrics "http://127.0.0.1:$port/metrics"
 stop_daemon

@@ -145,6 +145,7 @@ async def insert(args):
     # the measured bookings: near a random car, the same way, so most are
     # inserted; one at a time, so each is a booking to its decision alone
     first = k
+    m0 = match_metric(args.metrics)
     for _ in range(args.measure):
         d = rng.choice(drivers)
         p = off(where[d], rng.uniform(50, 300), rng.uniform(50, 300))
@@ -152,6 +153,7 @@ async def insert(args):
         k += 1
         await asyncio.sleep(0.02)
     await asyncio.sleep(2.0)
+    m1 = match_metric(args.metrics)
     ids = ",".join(f"'{r}'" for r in riders[first:k])
     rows = psql(args.db, f"""SELECT state, extract(epoch FROM coalesce(confirmed_at, cancelled_at) - requested_at) * 1000
         FROM share_bookings WHERE rider_id IN ({ids})""")
@@ -167,8 +169,34 @@ async def insert(args):
     print(f"share_insert_undecided={undecided}")
     print(f"share_insert_p50_ms={p50:.2f}")
     print(f"share_insert_p99_ms={p99:.2f}")
+    # the loop's part: the match histogram over the measured bookings' calls
+    n = m1["count"] - m0["count"]
+    if n > 0:
+        print(f"share_match_mean_us={(m1['sum'] - m0['sum']) / n * 1e6:.1f}")
+        need = 0.99 * n
+        for le in sorted(k for k in m1["buckets"]):
+            if m1["buckets"][le] - m0["buckets"].get(le, 0) >= need:
+                print(f"share_match_p99_le_us={le * 1e6:.0f}")
+                break
     for ws in conns:
         await ws.close()
+
+
+def match_metric(url):
+    """ridehail_share_match_seconds: count, sum and cumulative buckets."""
+    import urllib.request
+    text = urllib.request.urlopen(url).read().decode()
+    out = {"count": 0, "sum": 0.0, "buckets": {}}
+    for l in text.splitlines():
+        if l.startswith("ridehail_share_match_seconds_count"):
+            out["count"] = float(l.split()[-1])
+        elif l.startswith("ridehail_share_match_seconds_sum"):
+            out["sum"] = float(l.split()[-1])
+        elif l.startswith("ridehail_share_match_seconds_bucket"):
+            le = l.split('le="')[1].split('"')[0]
+            if le != "+Inf":
+                out["buckets"][float(le)] = float(l.split()[-1])
+    return out
 
 
 def main():
@@ -180,6 +208,7 @@ def main():
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--drivers", type=int, default=500)
     ap.add_argument("--measure", type=int, default=300)
+    ap.add_argument("--metrics", default="")
     args = ap.parse_args()
     if args.phase == "tokens":
         tokens(args)

@@ -88,6 +88,8 @@ BEGIN
             RETURN jsonb_build_object('status', 200, 'booking', share_booking_plan(b));
         END IF;
     END IF;
+    -- (two daemons booking for one rider at once: the unique index refuses
+    -- the second, whose batch then runs again item by item)
     SELECT * INTO b FROM share_bookings
      WHERE rider_id = rider AND state IN ('pending', 'confirmed', 'arrived', 'picked_up');
     IF FOUND THEN
@@ -105,18 +107,12 @@ BEGIN
     RETURNING * INTO b;
     PERFORM share_emit(b, NULL, 'share.booking.requested', 'rider', rider::text, '{}');
     RETURN jsonb_build_object('status', 202, 'booking', share_booking_plan(b));
-EXCEPTION WHEN unique_violation THEN
-    -- a concurrent request of the same rider won the race: answer as if it
-    -- had been first
-    RETURN jsonb_build_object('status', 409, 'active_booking_id',
-        (SELECT id FROM share_bookings WHERE rider_id = rider
-            AND state IN ('pending', 'confirmed', 'arrived', 'picked_up')));
 END
 $$;
 
--- Takes n free seats of trip t for booking bid; false when fewer are free.
--- Two transactions taking the same seat: the primary key refuses the
--- second (unique_violation), whatever the code above did.
+-- Takes n free seats of trip t for booking bid (the caller counted them,
+-- the trip's row locked). Two transactions taking the same seat: the
+-- primary key refuses the second (unique_violation), whatever the code did.
 CREATE OR REPLACE FUNCTION share_take_seats(t share_trips, bid uuid, n integer) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -178,19 +174,24 @@ BEGIN
                 (p->>'seats')::smallint, p->'stops')
         RETURNING * INTO t;
     ELSE
-        UPDATE share_trips SET stops = p->'stops', stops_version = stops_version + 1
-         WHERE id = tid AND state = 'OPEN' AND stops_version = (p->>'stops_version')::integer
-        RETURNING * INTO t;
-        IF NOT FOUND THEN
-            SELECT * INTO t FROM share_trips WHERE id = tid;
-            RETURN jsonb_build_object('status', 409,
-                                      'reason', CASE WHEN t.state = 'OPEN' THEN 'stops_version' ELSE 'trip_closed' END,
-                                      'stops_version', t.stops_version);
+        -- the trip's row lock orders every booking confirmed into it
+        SELECT * INTO t FROM share_trips WHERE id = tid FOR UPDATE;
+        IF NOT FOUND OR t.state <> 'OPEN' THEN
+            RETURN jsonb_build_object('status', 409, 'reason', 'trip_closed');
         END IF;
+        IF t.stops_version <> (p->>'stops_version')::integer THEN
+            RETURN jsonb_build_object('status', 409, 'reason', 'stops_version', 'stops_version', t.stops_version);
+        END IF;
+        IF (SELECT count(*) FROM share_seats WHERE trip_id = t.id) + b.seats > t.seats THEN
+            RETURN jsonb_build_object('status', 409, 'reason', 'seats');
+        END IF;
+        UPDATE share_trips SET stops = p->'stops', stops_version = stops_version + 1 WHERE id = tid
+        RETURNING * INTO t;
     END IF;
-    IF NOT share_take_seats(t, b.id, b.seats) THEN
-        RAISE EXCEPTION 'no seat left' USING ERRCODE = 'RH409', HINT = 'seats';
-    END IF;
+    -- (the seats were counted under the trip's lock; should anything else
+    -- take one meanwhile, the primary key refuses the second holder and the
+    -- whole call rolls back)
+    PERFORM share_take_seats(t, b.id, b.seats);
     from_state := b.state;
     UPDATE share_bookings SET state = 'confirmed', trip_id = t.id, version = version + 1, confirmed_at = now()
      WHERE id = b.id RETURNING * INTO b;
@@ -198,12 +199,6 @@ BEGIN
                        jsonb_build_object('stops_version', t.stops_version));
     RETURN jsonb_build_object('status', 200, 'booking', share_booking_plan(b),
                               'trip', jsonb_build_object('id', t.id, 'stops_version', t.stops_version));
-EXCEPTION
-    WHEN unique_violation THEN
-        RETURN jsonb_build_object('status', 409, 'reason', CASE WHEN SQLERRM LIKE '%share_seats%' THEN 'seats'
-                                                              ELSE 'driver' END);
-    WHEN SQLSTATE 'RH409' THEN
-        RETURN jsonb_build_object('status', 409, 'reason', 'seats');
 END
 $$;
 

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
 #include "core/timer.h"
@@ -100,6 +101,8 @@ struct share {
 	struct gw_message_type leg_type;
 	struct rh_timer *load_timer;
 	struct share_lane lane_book, lane_confirm, lane_cancel, lane_leg;
+	struct metric_family *f_match, *f_outcomes;
+	struct metric_cell *c_match;
 };
 
 static struct db_stmt share_st_get = {
@@ -509,6 +512,9 @@ static void share_confirmed(void *arg, const struct share_reply *res)
 		char id[37], tid[37];
 		uuid_format(&b->id, id);
 		uuid_format(&t->id, tid);
+		const char *lv[] = { c->is_new ? "new_trip" : "inserted" };
+		if (s->f_outcomes)
+			metric_inc(metric_cell(s->f_outcomes, lv));
 		log_info(NULL, "share: booking %s confirmed into trip %s (%s, stops version %lld)", id, tid,
 			 c->is_new ? "new" : "inserted", (long long)t->stops_version);
 		share_send_stops(s, t);
@@ -643,11 +649,20 @@ static void share_new_trip(struct share *s, struct share_booking *b, int64_t wal
 
 /* A pending booking: into the open trip where it scores best, else a new
  * trip. */
+static void share_match_search(struct share *s, struct share_booking *b, int64_t wall);
+
 static void share_match(struct share *s, struct share_booking *b)
 {
 	if (b->state != SB_PENDING || b->busy)
 		return;
-	int64_t wall = rh_wall_ms();
+	int64_t t0 = rh_mono_ns();
+	share_match_search(s, b, rh_wall_ms());
+	if (s->f_match)
+		metric_observe(s->f_match, s->c_match, (double)(rh_mono_ns() - t0) / 1e9);
+}
+
+static void share_match_search(struct share *s, struct share_booking *b, int64_t wall)
+{
 	struct share_candidate best = { 0 };
 	struct uuid k;
 	void *v;
@@ -745,6 +760,9 @@ static void share_give_up(struct share *s, struct share_booking *b, const char *
 	char id[37];
 	uuid_format(&b->id, id);
 	log_info(NULL, "share: booking %s cancelled: %s", id, reason);
+	const char *lv[] = { reason };
+	if (s->f_outcomes)
+		metric_inc(metric_cell(s->f_outcomes, lv));
 	struct share_cancel_ctx *c = RH_NEW(struct share_cancel_ctx);
 	c->s = s;
 	c->b = b;
@@ -813,31 +831,42 @@ static void share_api_rate_card(struct http_req *req, void *ctx)
 	char id[SHARE_CARD_ID_MAX], exp[32];
 	share_card_sign(&s->key, &c, id, sizeof id);
 	rh_format_rfc3339(c.expires_ms, exp);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "rate_card_id", id);
-	cJSON_AddStringToObject(o, "expires_at", exp);
-	cJSON_AddStringToObject(o, "vehicle_type", c.vehicle);
-	cJSON_AddStringToObject(o, "currency", c.currency);
-	cJSON_AddNumberToObject(o, "solo_fare", (double)c.solo);
-	cJSON_AddNumberToObject(o, "distance_m", (double)c.direct_m);
-	cJSON_AddNumberToObject(o, "duration_s", (double)c.direct_s);
-	cJSON_AddBoolToObject(o, "corporate", c.corp);
-	cJSON *opts = cJSON_AddArrayToObject(o, "options");
+	/* written out (no tree): the rate card is asked for as often as an
+	 * estimate; every string here is ours (ids, names, base64url) */
+	struct strbuf sb;
+	sb_init(&sb, 1u << 16);
+	sb_puts(&sb, "{\"rate_card_id\":\"");
+	sb_puts(&sb, id);
+	sb_puts(&sb, "\",\"expires_at\":\"");
+	sb_puts(&sb, exp);
+	sb_puts(&sb, "\",\"vehicle_type\":\"");
+	sb_puts(&sb, c.vehicle);
+	sb_puts(&sb, "\",\"currency\":\"");
+	sb_puts(&sb, c.currency);
+	sb_puts(&sb, "\",\"solo_fare\":");
+	sb_int(&sb, (long long)c.solo);
+	sb_puts(&sb, ",\"distance_m\":");
+	sb_int(&sb, (long long)c.direct_m);
+	sb_puts(&sb, ",\"duration_s\":");
+	sb_int(&sb, (long long)c.direct_s);
+	sb_puts(&sb, c.corp ? ",\"corporate\":true,\"options\":[" : ",\"corporate\":false,\"options\":[");
 	for (int seats = 1; seats <= 2; seats++)
 		for (int ex = 0; ex <= 1; ex++)
 			for (int corp = 0; corp <= 1; corp++) {
-				cJSON *op = cJSON_CreateObject();
-				cJSON_AddNumberToObject(op, "seats", seats);
-				cJSON_AddStringToObject(op, "mode", ex ? "express" : "normal");
-				cJSON_AddBoolToObject(op, "corporate", corp);
-				cJSON_AddNumberToObject(op, "price", (double)c.price[share_card_option(seats, ex, corp)]);
-				cJSON_AddStringToObject(op, "currency", c.currency);
-				cJSON_AddBoolToObject(op, "available", (!corp || c.corp) && seats <= s->tariff->seats);
-				cJSON_AddItemToArray(opts, op);
+				sb_puts(&sb, seats == 1 && !ex && !corp ? "{\"seats\":" : ",{\"seats\":");
+				sb_int(&sb, seats);
+				sb_puts(&sb, ex ? ",\"mode\":\"express\"" : ",\"mode\":\"normal\"");
+				sb_puts(&sb, corp ? ",\"corporate\":true,\"price\":" : ",\"corporate\":false,\"price\":");
+				sb_int(&sb, (long long)c.price[share_card_option(seats, ex, corp)]);
+				sb_puts(&sb, ",\"currency\":\"");
+				sb_puts(&sb, c.currency);
+				sb_puts(&sb, (!corp || c.corp) && seats <= s->tariff->seats ? "\",\"available\":true}"
+											  : "\",\"available\":false}");
 			}
-	cJSON_AddArrayToObject(o, "applied_coupons");
+	sb_puts(&sb, "],\"applied_coupons\":[]}");
 	http_reply_header(req, "Cache-Control", "no-store");
-	http_reply_json(req, 200, o);
+	http_reply(req, 200, "application/json", sb.buf, sb.len);
+	sb_fini(&sb);
 }
 
 /* ------------------------------------------------------------ REST: bookings */
@@ -1309,6 +1338,17 @@ struct share *share_new(const struct share_deps *d)
 	share_card_key(pricing_key(d->pricing)->k, &s->key);
 	umap_init(&s->bookings);
 	umap_init(&s->trips);
+	static const double bounds[] = { 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1 };
+	static const char *const outcome_labels[] = { "outcome", NULL };
+	if (d->metrics) {
+		s->f_match = metrics_histogram(d->metrics, "ridehail_share_match_seconds",
+					       "Time on the loop to place one pending shared booking: the open trips near it tried (travel times and the insertion search), or the drivers for a new trip.",
+					       NULL, bounds, (int)(sizeof bounds / sizeof *bounds));
+		s->c_match = metric_cell(s->f_match, NULL);
+		s->f_outcomes = metrics_counter(d->metrics, "ridehail_share_bookings_total",
+						"Shared bookings decided, by outcome: inserted (into an open trip), new_trip, or why cancelled (no_driver, no_seat, unavailable).",
+						outcome_labels);
+	}
 	struct share_lane *lanes[] = { &s->lane_book, &s->lane_confirm, &s->lane_cancel, &s->lane_leg };
 	const char *kinds[] = { "book", "confirm", "cancel", "leg" };
 	for (int i = 0; i < 4; i++) {
