@@ -44,6 +44,7 @@ struct server {
 	struct trips *trips;
 	struct matcher *matcher;
 	struct share *share;
+	struct console *console;
 	struct routing *routing;      /* NULL when routing.map is empty */
 	struct routing_api *routing_api;
 	struct events *events;
