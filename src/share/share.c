@@ -728,6 +728,35 @@ static void share_trip_finished(struct share *s, struct share_trip *t)
 	rh_free(t);
 }
 
+/* The rider's own cancellation answered. */
+static void share_cancel_reply(struct http_req *req, const struct share_reply *res)
+{
+	cJSON *a = res->a;
+	int st = a ? share_status(a) : 503;
+	if (st == 200) {
+		cJSON *bv = cJSON_DetachItemFromObjectCaseSensitive(a, "booking");
+		share_view_strip(bv);
+		http_reply_header(req, "Cache-Control", "no-store");
+		http_reply_json(req, 200, bv);
+	} else if (st == 404) {
+		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "no such booking");
+	} else if (st == 409) {
+		const char *reason = jv_str(a, "reason");
+		const cJSON *bv = cJSON_GetObjectItemCaseSensitive(a, "booking");
+		const char *state = bv ? jv_str(bv, "state") : NULL;
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "reason", reason ? reason : "conflict");
+		if (state)
+			cJSON_AddStringToObject(ext, "state", state);
+		http_reply_problem(req, PROBLEM_CONFLICT, ext, "%s",
+				   state ? "the booking can no longer be cancelled: the rider is aboard or it is over"
+					 : "the trip's stop list changed meanwhile; ask again");
+	} else {
+		http_reply_err(req, res->err, "cancel the booking",
+			       res->unknown ? "lost in flight; it may have been cancelled" : NULL);
+	}
+}
+
 static void share_cancelled(void *arg, const struct share_reply *res)
 {
 	struct share_cancel_ctx *c = arg;
@@ -751,6 +780,8 @@ static void share_cancelled(void *arg, const struct share_reply *res)
 	} else if (c->b) {
 		c->b->busy = false;
 	}
+	if (c->req)
+		share_cancel_reply(c->req, res);
 	rh_free(c);
 }
 
@@ -1109,6 +1140,65 @@ static void share_api_receipt(struct http_req *req, void *ctx)
 	share_get(req, ctx, true);
 }
 
+static const struct jv_field share_cancel_fields[] = {
+	{ "reason", JV_STRING, JV_NULLABLE, 1, 64 },
+	{ 0 }
+};
+
+/* POST /v1/share/bookings/{id}/cancel: the rider's own, before pickup. */
+static void share_api_cancel(struct http_req *req, void *ctx)
+{
+	struct share *s = ctx;
+	struct auth_principal who;
+	if (!auth_require_or_reply(s->deps.auth, req, ROLE_RIDER, &who))
+		return;
+	const char *id = http_req_param(req, "id");
+	if (!jv_is_uuid(id)) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, "id", "format", "a booking id is a UUID");
+		return;
+	}
+	size_t len = 0;
+	http_req_body(req, &len);
+	cJSON *body = len ? http_req_json_valid_or_reply(req, share_cancel_fields) : cJSON_CreateObject();
+	if (!body)
+		return;
+	struct uuid bid;
+	uuid_parse(id, &bid);
+	struct share_booking *b = umap_get(&s->bookings, &bid);
+	if (b && b->busy) {
+		cJSON *ext = cJSON_CreateObject();
+		cJSON_AddStringToObject(ext, "reason", "changing");
+		http_reply_problem(req, PROBLEM_CONFLICT, ext, "the booking is being matched right now; ask again");
+		cJSON_Delete(body);
+		return;
+	}
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "booking", id);
+	cJSON_AddStringToObject(p, "rider", who.id);
+	cJSON_AddStringToObject(p, "role", "rider");
+	cJSON_AddStringToObject(p, "actor", who.id);
+	cJSON_AddStringToObject(p, "reason", jv_str(body, "reason") ? jv_str(body, "reason") : "rider_cancelled");
+	if (b && b->trip) {
+		struct share_trip tmp = *b->trip;
+		share_trip_remove_stops(&tmp, b, false);
+		char *stops = share_stops_json(&tmp, false);
+		cJSON_AddRawToObject(p, "stops", stops);
+		cJSON_free(stops);
+		cJSON_AddNumberToObject(p, "stops_version", (double)b->trip->stops_version);
+	}
+	cJSON_Delete(body);
+	char *json = cJSON_PrintUnformatted(p);
+	cJSON_Delete(p);
+	struct share_cancel_ctx *c = RH_NEW(struct share_cancel_ctx);
+	c->s = s;
+	c->b = b;
+	c->req = req;
+	if (b)
+		b->busy = true;
+	share_lane_push(&s->lane_cancel, json, share_cancelled, c);
+	cJSON_free(json);
+}
+
 /* ------------------------------------------------------------ the driver's commands */
 
 static const char *const share_actions[] = { "arrived", "picked_up", "dropped_off", NULL };
@@ -1320,6 +1410,7 @@ static const struct http_route share_routes[] = {
 	{ HTTP_POST, "/v1/share/bookings", share_api_book, 0 },
 	{ HTTP_GET, "/v1/share/bookings/{id}", share_api_get, 0 },
 	{ HTTP_GET, "/v1/share/bookings/{id}/receipt", share_api_receipt, 0 },
+	{ HTTP_POST, "/v1/share/bookings/{id}/cancel", share_api_cancel, 0 },
 	{ 0 },
 };
 

@@ -376,3 +376,65 @@ def test_a_shared_trip_through_a_restart(make_daemon, pg):
 
     run(second())
     assert booking(d2, hdr1, v1["id"])["state"] == "dropped_off"
+
+
+def test_a_rider_cancels_and_leaves_the_list(make_daemon, pg):
+    d = make_daemon()
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        r2, a2 = await rider_app(d)
+        v1 = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000))).json()
+        c1 = await confirmed(a1, v1["id"])
+        await dapp.recv("share.stops")
+        v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100, 150), off(A, 2800, 150))).json()
+        assert (await confirmed(a2, v2["id"]))["trip_id"] == c1["trip_id"]
+        st = (await dapp.recv("share.stops"))["payload"]
+        assert len(st["stops"]) == 4
+        # not someone else's, not a bad id
+        problem(d.post(f"/v1/share/bookings/{v2['id']}/cancel", {}, headers=a1.hdr), 404, "not-found")
+        problem(d.post("/v1/share/bookings/x/cancel", {}, headers=a1.hdr), 400, "validation-failed")
+        r = d.post(f"/v1/share/bookings/{v2['id']}/cancel", {"reason": "changed my mind"}, headers=a2.hdr)
+        assert r.status == 200 and r.json()["state"] == "cancelled", r
+        st2 = (await dapp.recv("share.stops"))["payload"]
+        assert st2["stops_version"] == st["stops_version"] + 1
+        assert {s["booking_id"] for s in st2["stops"]} == {v1["id"]}
+        assert pg.query(d.db, "SELECT count(*) FROM share_seats WHERE booking_id = %s", (v2["id"],))[0][0] == 0
+        # rider 1 aboard: too late to cancel
+        await leg(dapp, c1["trip_id"], v1["id"], "picked_up", st2["stops_version"])
+        await dapp.recv("share.leg.updated")
+        r = d.post(f"/v1/share/bookings/{v1['id']}/cancel", {}, headers=a1.hdr)
+        assert problem(r, 409, "conflict")["reason"] == "booking_state"
+        for app in (dapp, a1, a2):
+            await app.close()
+
+    run(go())
+
+
+
+def test_trip_rules_stored_and_otp_enforced(make_daemon, pg):
+    d = make_daemon()
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        r = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000)), rules={"otp": True, "cash": True})
+        assert r.status == 202, r
+        v1 = r.json()
+        assert v1["rules"] == ["cash", "otp"] and len(v1["otp"]) == 4
+        c1 = await confirmed(a1, v1["id"])
+        st = (await dapp.recv("share.stops"))["payload"]
+        assert pg.query(d.db, "SELECT rules FROM share_bookings WHERE id = %s", (v1["id"],))[0][0] == 3
+        wrong = "0000" if v1["otp"] != "0000" else "1111"
+        await leg(dapp, c1["trip_id"], v1["id"], "picked_up", st["stops_version"], otp=wrong)
+        await dapp.rejected("validation_failed", "payload.otp")
+        await leg(dapp, c1["trip_id"], v1["id"], "picked_up", st["stops_version"])
+        await dapp.rejected("validation_failed", "payload.otp")
+        assert booking(d, a1.hdr, v1["id"])["state"] == "confirmed"
+        await leg(dapp, c1["trip_id"], v1["id"], "picked_up", st["stops_version"], otp=v1["otp"])
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "picked_up"
+        for app in (dapp, a1):
+            await app.close()
+
+    run(go())
