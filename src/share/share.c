@@ -65,6 +65,7 @@ struct share_trip {
 	size_t nstops;
 	struct share_trip_stop stops[SHARE_PLAN_MAX_STOPS];
 	bool busy;                /* an insertion is at the database: others wait */
+	bool closed;              /* finished while an insertion was out: freed when it is answered */
 	struct share_booking *waiting;
 };
 
@@ -536,6 +537,8 @@ static void share_confirmed(void *arg, const struct share_reply *res)
 		uuid_format(&b->id, id);
 		log_info(NULL, "share: booking %s not inserted (%s): matching again", id, reason ? reason : "failed");
 		share_trip_unbusy(s, t);
+		if (t->closed)
+			rh_free(t);
 		if (reason && strcmp(reason, "booking_state") == 0) {
 			/* (cancelled meanwhile) */
 		} else if (b->tries++ < SHARE_TRIES) {
@@ -721,11 +724,15 @@ static void share_trip_finished(struct share *s, struct share_trip *t)
 	presence_release(s->deps.presence, &t->driver, t->driver_version, &t->id, "share_finished");
 	for (size_t i = 0; i < t->nstops; i++)
 		t->stops[i].b->trip = NULL;
+	t->nstops = 0;
 	umap_del(&s->trips, &t->id);
 	char id[37];
 	uuid_format(&t->id, id);
 	log_info(NULL, "share: trip %s finished", id);
-	rh_free(t);
+	if (t->busy)
+		t->closed = true; /* an insertion's answer (a refusal: trip_closed) still names it */
+	else
+		rh_free(t);
 }
 
 /* The rider's own cancellation answered. */
