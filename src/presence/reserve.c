@@ -370,9 +370,15 @@ static void presence_released_stale(void *arg, const struct db_result *res)
 		}
 		if (db_rows(res))
 			log_info(NULL, "presence: released %d drivers left reserved by the last run", db_rows(res));
+		p->stale_released = true;
 	}
 	c->done(c->arg, res->err == RH_OK);
 	rh_free(c);
+}
+
+bool presence_stale_released(const struct presence *p)
+{
+	return p->stale_released;
 }
 
 void presence_release_stale(struct presence *p, const struct uuid *keep, size_t n, void (*done)(void *arg, bool ok),

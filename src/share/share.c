@@ -101,6 +101,8 @@ struct share {
 	struct umap bookings, trips;
 	struct gw_message_type leg_type;
 	struct rh_timer *load_timer;
+	struct rh_timer *defer_timer;  /* bookings waiting for the start's release of reservations */
+	struct share_booking *deferred;
 	struct share_lane lane_book, lane_confirm, lane_cancel, lane_leg;
 	struct metric_family *f_match, *f_outcomes;
 	struct metric_cell *c_match;
@@ -623,6 +625,15 @@ static void share_reserved(void *arg, bool won, int64_t version)
  * reserves (presence_reserve: no other search can pick them). */
 static void share_new_trip(struct share *s, struct share_booking *b, int64_t wall)
 {
+	if (s->deps.db && !presence_stale_released(s->deps.presence)) {
+		/* at start: not before the last run's reservations are released
+		 * (that release would free a driver reserved meanwhile) */
+		b->next_waiting = s->deferred;
+		s->deferred = b;
+		if (!rh_timer_is_armed(s->defer_timer))
+			rh_timer_at(s->defer_timer, share_now(s) + 100);
+		return;
+	}
 	struct presence_hit hits[SHARE_DRIVERS];
 	size_t n = presence_nearest(s->deps.presence, b->plat, b->plng, (double)s->cfg->search_radius_m,
 				    DRIVER_AVAILABLE, 1u << s->vehicle, share_now(s), hits, SHARE_DRIVERS);
@@ -1395,6 +1406,20 @@ static void share_loaded(void *arg, const struct db_result *res)
 	cJSON_Delete(a);
 }
 
+static void share_deferred(void *arg, int64_t now)
+{
+	(void)now;
+	struct share *s = arg;
+	struct share_booking *w = s->deferred;
+	s->deferred = NULL;
+	while (w) {
+		struct share_booking *next = w->next_waiting;
+		w->next_waiting = NULL;
+		share_match(s, w);
+		w = next;
+	}
+}
+
 static void share_load(void *arg, int64_t now)
 {
 	(void)now;
@@ -1407,6 +1432,7 @@ void share_start(struct share *s)
 	if (!s->deps.db)
 		return;
 	s->load_timer = rh_timer_new(s->deps.timers, share_load, s);
+	s->defer_timer = rh_timer_new(s->deps.timers, share_deferred, s);
 	rh_timer_at(s->load_timer, share_now(s));
 }
 
@@ -1483,5 +1509,7 @@ void share_free(struct share *s)
 	umap_fini(&s->trips);
 	if (s->load_timer)
 		rh_timer_free(s->load_timer);
+	if (s->defer_timer)
+		rh_timer_free(s->defer_timer);
 	rh_free(s);
 }

@@ -285,7 +285,7 @@ def test_two_bookings_race_for_the_last_seat(make_daemon, pg):
         assert [o.status for o in out] == [202, 202], out
         got = [await confirmed(app, o.json()["id"]) for (_, app), o in zip(riders, out)]
         states = sorted(g["state"] for g in got)
-        assert states == ["cancelled", "confirmed"], got
+        assert states == ["cancelled", "confirmed"], [(g["id"], g["state"], g.get("trip_id"), g.get("cancel_reason")) for g in got]
         winner = next(g for g in got if g["state"] == "confirmed")
         assert winner["trip_id"] == trip
         seats = pg.query(d.db, "SELECT booking_id::text, seat_no FROM share_seats WHERE trip_id = %s ORDER BY seat_no",
