@@ -1010,6 +1010,38 @@ static void share_booking_hash(const char *card, int seats, const char *mode, bo
 	sodium_bin2hex(hex, 65, h, sizeof h);
 }
 
+/* The rate card of a booking, if it stands for this rider and choice; else
+ * the refusal naming the field (false). */
+static bool share_card_or_reply(struct http_req *req, struct share *s, const char *rider, const char *card_id,
+				int seats, bool corp, struct share_card *c)
+{
+	enum share_card_check cc = share_card_open(&s->key, card_id, rh_wall_ms(), c);
+	if (cc == SHARE_CARD_INVALID || strcmp(c->rider, rider) != 0) {
+		http_reply_field_problem(req, PROBLEM_RATE_CARD_INVALID, "rate_card_id", NULL,
+					 cc == SHARE_CARD_INVALID ? "rate_card_id is not a rate card this service issued"
+								  : "the rate card was issued to another rider");
+	} else if (cc == SHARE_CARD_EXPIRED) {
+		char exp[32];
+		rh_format_rfc3339(c->expires_ms, exp);
+		http_reply_field_problem(req, PROBLEM_RATE_CARD_EXPIRED, "rate_card_id", NULL,
+					 "the rate card expired at %s; ask POST /v1/share/rate-card for a new one", exp);
+	} else if (corp && !c->corp) {
+		http_reply_field_problem(req, PROBLEM_CHOICE_NOT_ON_CARD, "choice.corporate", NULL,
+					 "the rate card was not asked for a corporate account: no corporate option is on it");
+	} else if (seats > s->tariff->seats) {
+		http_reply_field_problem(req, PROBLEM_CHOICE_NOT_ON_CARD, "choice.seats", NULL,
+					 "%d seats is more than a %s car has (%lld)", seats, s->tariff->name,
+					 (long long)s->tariff->seats);
+	} else if (strcmp(c->vehicle, s->tariff->name) != 0) {
+		http_reply_field_problem(req, PROBLEM_RATE_CARD_EXPIRED, "rate_card_id", NULL,
+					 "the rate card is for vehicle type %s; shared rides now run on %s", c->vehicle,
+					 s->tariff->name);
+	} else {
+		return true;
+	}
+	return false;
+}
+
 static void share_api_book(struct http_req *req, void *ctx)
 {
 	struct share *s = ctx;
@@ -1035,28 +1067,7 @@ static void share_api_book(struct http_req *req, void *ctx)
 		    (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ru, "otp")) ? 2 : 0) |
 		    (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ru, "hotspot")) ? 4 : 0);
 	struct share_card c;
-	enum share_card_check cc = share_card_open(&s->key, card_id, rh_wall_ms(), &c);
-	if (cc == SHARE_CARD_INVALID || strcmp(c.rider, who.id) != 0) {
-		http_reply_field_problem(req, PROBLEM_RATE_CARD_INVALID, "rate_card_id", NULL,
-					 cc == SHARE_CARD_INVALID ? "rate_card_id is not a rate card this service issued"
-								  : "the rate card was issued to another rider");
-	} else if (cc == SHARE_CARD_EXPIRED) {
-		char exp[32];
-		rh_format_rfc3339(c.expires_ms, exp);
-		http_reply_field_problem(req, PROBLEM_RATE_CARD_EXPIRED, "rate_card_id", NULL,
-					 "the rate card expired at %s; ask POST /v1/share/rate-card for a new one", exp);
-	} else if (corp && !c.corp) {
-		http_reply_field_problem(req, PROBLEM_CHOICE_NOT_ON_CARD, "choice.corporate", NULL,
-					 "the rate card was not asked for a corporate account: no corporate option is on it");
-	} else if (seats > s->tariff->seats) {
-		http_reply_field_problem(req, PROBLEM_CHOICE_NOT_ON_CARD, "choice.seats", NULL,
-					 "%d seats is more than a %s car has (%lld)", seats, s->tariff->name,
-					 (long long)s->tariff->seats);
-	} else if (strcmp(c.vehicle, s->tariff->name) != 0) {
-		http_reply_field_problem(req, PROBLEM_RATE_CARD_EXPIRED, "rate_card_id", NULL,
-					 "the rate card is for vehicle type %s; shared rides now run on %s", c.vehicle,
-					 s->tariff->name);
-	} else {
+	if (share_card_or_reply(req, s, who.id, card_id, seats, corp, &c)) {
 		bool express = strcmp(mode, "express") == 0;
 		char hash[65], otp[8] = "";
 		share_booking_hash(card_id, seats, mode, corp, rules, hash);
