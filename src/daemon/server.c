@@ -119,7 +119,8 @@ static void server_modules_init(struct server *srv)
 	srv->share = share_new(&sd);
 	share_start(srv->share);
 	const struct console_deps cd = { .timers = srv->timers, .metrics = srv->metrics, .http = srv->http,
-					 .gateway = srv->gateway, .presence = srv->presence,
+					 .gateway = srv->gateway, .presence = srv->presence, .db = srv->db,
+					 .auth = srv->auth, .currency = cfg->ntariffs ? cfg->tariff[0].currency : NULL,
 					 .presence_cfg = &cfg->presence, .interval_ms = 1000,
 					 .window_ms = 15 * 60 * 1000, .wall_ms = rh_wall_ms };
 	srv->console = console_new(&cd);
