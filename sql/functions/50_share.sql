@@ -1,4 +1,4 @@
--- Shared rides (tables: sql/015_share.sql; docs/sharing.md). Each function
+-- Shared rides (tables: sql/014_share.sql; docs/sharing.md). Each function
 -- is one transaction: the booking's row, its history row (share_events)
 -- and its outbox row change together or not at all. Each answers a jsonb
 -- {status, ...}: 200/202 done, 409 refused (reason names why), 404 unknown,

@@ -1,4 +1,4 @@
--- 015: shared rides (docs/sharing.md): several riders in one car.
+-- 014: shared rides (docs/sharing.md): several riders in one car.
 --
 -- A shared trip (share_trips) is one driver's car with an ordered stop
 -- list; each rider's booking (share_bookings) is a leg inside it with its
