@@ -23,6 +23,7 @@
 	X(PROBLEM_TRIP_STATE,           409, "trip-state",              "Not allowed in the trip's current state") \
 	X(PROBLEM_ACTIVE_TRIP,          409, "active-trip",             "The rider already has an active trip") \
 	X(PROBLEM_DRIVER_UNAVAILABLE,   409, "driver-unavailable",      "The driver cannot take this trip") \
+	X(PROBLEM_ACTIVE_BOOKING,       409, "active-booking",          "The rider already has an active shared booking") \
 	X(PROBLEM_LENGTH_REQUIRED,      411, "length-required",         "Content-Length required") \
 	X(PROBLEM_BODY_TOO_LARGE,       413, "body-too-large",          "Request body too large") \
 	X(PROBLEM_URI_TOO_LONG,         414, "uri-too-long",            "Request line too long")  \
@@ -38,6 +39,9 @@
 	X(PROBLEM_OUTSIDE_SERVICE_AREA, 422, "outside-service-area",    "Outside the service area") \
 	X(PROBLEM_GEOMETRY_INVALID,     422, "geometry-invalid",        "The polygon is not valid") \
 	X(PROBLEM_ZONE_OVERLAP,         422, "zone-overlap",            "Overlaps a zone of the same priority") \
+	X(PROBLEM_RATE_CARD_INVALID,    422, "rate-card-invalid",       "Not a rate card issued to this rider") \
+	X(PROBLEM_RATE_CARD_EXPIRED,    422, "rate-card-expired",       "The rate card no longer stands") \
+	X(PROBLEM_CHOICE_NOT_ON_CARD,   422, "choice-not-on-card",      "The choice is not on the rate card") \
 	X(PROBLEM_UPGRADE_REQUIRED,     426, "upgrade-required",        "Upgrade required")       \
 	X(PROBLEM_RATE_LIMITED,         429, "rate-limited",            "Too many requests")      \
 	X(PROBLEM_HEADERS_TOO_LARGE,    431, "headers-too-large",       "Request header fields too large") \

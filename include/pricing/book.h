@@ -1,5 +1,5 @@
 /* The pricing book: what fares are computed from, as PostgreSQL holds it
- * (sql/014_pricing_book.sql, read and changed through
+ * (sql/015_pricing_book.sql, read and changed through
  * sql/functions/20_pricing_book.sql) and the daemon keeps it in memory: the service
  * area and named zones (polygons), each vehicle type's tariff (current and
  * recently replaced versions: their quotes are still honoured), time-of-day

@@ -1,4 +1,4 @@
--- The payment hand-off (tables: sql/015_payments.sql): a trip that ends
+-- The payment hand-off (tables: sql/016_payments.sql): a trip that ends
 -- with money owed gets its payment and payment.requested from a trigger on
 -- its ending outbox row; the provider's results (payment_result(), from
 -- src/pricing/payments.c) and an operator's clearing of a hold

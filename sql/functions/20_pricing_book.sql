@@ -1,4 +1,4 @@
--- The pricing book (tables: sql/014_pricing_book.sql): zones, versioned
+-- The pricing book (tables: sql/015_pricing_book.sql): zones, versioned
 -- tariffs, surge overrides and the log of every change. The daemon's admin
 -- API (src/pricing/admin_api.c) writes through these, and reads the whole
 -- book with pricing_book_json() (src/pricing/book_load.c); every change

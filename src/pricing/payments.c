@@ -1,4 +1,4 @@
-/* The payment hand-off (tables: sql/015_payments.sql; functions and the
+/* The payment hand-off (tables: sql/016_payments.sql; functions and the
  * trigger that requests a payment: sql/functions/20_payments.sql): payment.requested leaves
  * with the trip's end; the provider's result comes back on
  * POST /v1/payments/{trip_id}/result, signed like our webhooks

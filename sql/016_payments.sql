@@ -1,4 +1,4 @@
--- 015: the payment hand-off.
+-- 016: the payment hand-off.
 --
 -- A trip that completes (its final fare) or is cancelled with a fee gets a
 -- payment in the same transaction, with an idempotency key for the

@@ -1,4 +1,4 @@
--- 014: the pricing book: the service area and named zones (PostGIS
+-- 015: the pricing book: the service area and named zones (PostGIS
 -- polygons), versioned tariffs per vehicle type (time-of-day bands, zone
 -- rules), the operator's surge overrides per zone, and the log of every
 -- change with who made it.
