@@ -1,4 +1,4 @@
-#include "dispatch.h"
+#include "match/dispatch.h"
 
 #include <math.h>
 #include <string.h>

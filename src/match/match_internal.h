@@ -2,7 +2,7 @@
  *
  *   match.c     the module: the rides it follows (one per active trip), what
  *               trips and presence tell it, and the world dispatch asks
- *   dispatch.c  the search for a driver, without I/O (dispatch.h)
+ *   dispatch.c  the search for a driver, without I/O (include/match/dispatch.h)
  *   feed.c      the rider's live feed: numbered messages, replay, snapshot
  *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
  *   meter.c     the fare meter: distance from the driver's own fixes
@@ -15,7 +15,7 @@
 
 #include "core/settings.h"
 #include "core/umap.h"
-#include "dispatch.h"
+#include "match/dispatch.h"
 #include "match/match.h"
 #include "trip/trip.h"
 

@@ -3,7 +3,7 @@
  * timers. Every test says what dispatch must have asked of the world. */
 #include "../unit.h"
 
-#include "../../../src/match/dispatch.h"
+#include "match/dispatch.h"
 #include "core/config.h"
 #include "core/settings.h"
 #include "core/timer.h"
