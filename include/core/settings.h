@@ -129,7 +129,10 @@ struct match_cfg {
 	int64_t meter_max_accuracy_m; /* pings less accurate than this are not metered */
 	double meter_max_speed_kmh;   /* a jump implying more than this is not metered */
 	int64_t replay_messages;      /* rider messages kept per trip for a reconnect */
+	int mode;                     /* enum: 0 greedy, 1 batch (MATCH_MODE_*) */
+	int64_t batch_window_ms;      /* batch: requests collected this long, then assigned together */
 };
+enum { MATCH_MODE_GREEDY = 0, MATCH_MODE_BATCH = 1 };
 struct tariff_cfg {
 	char name[CFG_NAME_MAX];
 	char *currency;

@@ -209,6 +209,8 @@ static const struct cfg_key presence_keys[] = {
 	{ 0 }
 };
 
+static const char *const match_modes[] = { "greedy", "batch", NULL };
+
 static const struct cfg_key match_keys[] = {
 	{ "auto", CFG_BOOL, K(match_cfg, automatic), "true", 0, 0, NULL, NULL,
 	  "Dispatch automatically: offer each new trip to nearby drivers over the WebSocket. false: trips wait in SEARCHING for an operator (POST /v1/rides/{id}/assign), and requests are taken even with no driver online." },
@@ -237,6 +239,10 @@ static const struct cfg_key match_keys[] = {
 	  "A jump between pings implying more than this speed is not metered." },
 	{ "replay_messages", CFG_INT, K(match_cfg, replay_messages), "64", 1, 4096, "messages", NULL,
 	  "Messages to a rider kept per trip, so a rider reconnecting with last_seq gets what it missed." },
+	{ "mode", CFG_ENUM, K(match_cfg, mode), "greedy", 0, 0, NULL, match_modes,
+	  "greedy: each trip is offered to its best driver as it arrives. batch: the trips arriving within match.batch_window are assigned together, the least total pickup time over all of them (docs/dispatch.md)." },
+	{ "batch_window", CFG_DURATION, K(match_cfg, batch_window_ms), "2s", MS(50), SEC(30), "s", NULL,
+	  "Batch mode: how long requests are collected before they are assigned together (a trip waits at most this long for its first offer)." },
 	{ 0 }
 };
 static const char *const routing_metrics[] = { "time", "distance", NULL };

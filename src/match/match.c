@@ -349,6 +349,41 @@ static size_t match_world_candidates(void *ctx, const struct dispatch_trip *t, d
 	return j;
 }
 
+/* Batch mode: the drivers candidates() would list, without ETAs (the
+ * window asks for all of them at once, match_world_etas). */
+static size_t match_world_nearby(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now,
+				 struct dispatch_cand *out, size_t k)
+{
+	struct matcher *m = ctx;
+	struct presence_hit hits[MATCH_MAX_CANDIDATES];
+	size_t n = presence_nearest(m->deps.presence, t->lat, t->lon, radius_m, DRIVER_AVAILABLE, 1u << t->vehicle, now,
+				    hits, k < MATCH_MAX_CANDIDATES ? k : MATCH_MAX_CANDIDATES);
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++)
+		if (match_session(m, &hits[i].driver))
+			match_cand_of(&hits[i], &out[j++]);
+	return j;
+}
+
+/* Batch mode: one many-to-many question for a window's pairs. */
+static void match_world_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips,
+			     size_t nt, double *eta_s, double *road_m)
+{
+	struct matcher *m = ctx;
+	double *lat = rh_malloc((nd + nt + 1) * sizeof *lat), *lon = rh_malloc((nd + nt + 1) * sizeof *lon);
+	for (size_t i = 0; i < nd; i++) {
+		lat[i] = drivers[i].lat;
+		lon[i] = drivers[i].lon;
+	}
+	for (size_t j = 0; j < nt; j++) {
+		lat[nd + j] = trips[j].lat;
+		lon[nd + j] = trips[j].lon;
+	}
+	pricing_etas_many(m->deps.pricing, lat, lon, nd, lat + nd, lon + nd, nt, match_wall_s(), eta_s, road_m);
+	rh_free(lat);
+	rh_free(lon);
+}
+
 static bool match_world_any_free(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now)
 {
 	struct matcher *m = ctx;
@@ -445,12 +480,13 @@ static void match_world_ended(void *ctx, const struct dispatch_offer *o, const c
 		presence_release(m->deps.presence, &o->driver, o->version, &o->trip, reason);
 }
 
-static void match_world_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers)
+static void match_world_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers,
+				 const struct dispatch_estimate *est)
 {
 	struct matcher *m = ctx;
 	struct ride *r = umap_get(&m->rides, trip);
 	if (r)
-		match_feed_progress(r, waiting, radius_m, offers);
+		match_feed_progress(r, waiting, radius_m, offers, est);
 }
 
 struct match_give_up_ctx {
@@ -568,7 +604,8 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	match_metrics_init(m, d->metrics);
 	const struct dispatch_world w = {
 		.candidates = match_world_candidates, .any_free = match_world_any_free, .driver = match_world_driver,
-		.eta = match_world_eta, .reserve = match_world_reserve, .offer = match_world_offer,
+		.eta = match_world_eta, .nearby = match_world_nearby, .etas = match_world_etas,
+		.reserve = match_world_reserve, .offer = match_world_offer,
 		.ended = match_world_ended, .progress = match_world_progress, .give_up = match_world_give_up, .ctx = m,
 	};
 	m->dispatch = dispatch_new(m->cfg, d->timers, &w);

@@ -131,8 +131,9 @@ void match_feed_send_lon_sb(struct ride *r, const char *type, struct strbuf *sb,
 /* The same with a cJSON payload, consumed. */
 void match_feed_send(struct ride *r, const char *type, struct cJSON *payload);
 void match_feed_free(struct match_feed *f);
-/* The search's progress for the rider (trip.search_progress). */
-void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers);
+/* The search's progress for the rider (trip.search_progress), with what
+ * the rider may expect (est may be NULL). */
+void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers, const struct dispatch_estimate *est);
 
 /* Registers a message type with the gateway (a copy, with the matcher as
  * its context). */
