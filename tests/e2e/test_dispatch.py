@@ -18,6 +18,21 @@ PICKUP = (52.0907, 5.1214)
 DROPOFF = (52.1100, 5.1400)
 
 
+@pytest.fixture(params=["greedy", "batch"])
+def make_daemon(request, make_daemon):
+    """Every test here runs under both dispatch policies (match.mode): greedy,
+    and batch with a window short enough for the tests' timings (a test's own
+    setting wins)."""
+    def make(env=None, **kw):
+        env = dict(env or {})
+        env.setdefault("RIDEHAIL_MATCH_MODE", request.param)
+        if request.param == "batch":
+            env.setdefault("RIDEHAIL_MATCH_BATCH_WINDOW", "200ms")
+        return make_daemon(env=env, **kw)
+    make.mode = request.param
+    return make
+
+
 def north(p, metres):
     return (p[0] + metres / 111320.0, p[1])
 
@@ -233,6 +248,39 @@ def test_parallel_offers_first_accept_wins(make_daemon, pg):
         wait_for(lambda: driver_status(d, pg, a_drv["id"]) == "available", what="a released")
         assert driver_status(d, pg, c_drv["id"]) == "available"
         for x in (a, b, c, rapp):
+            await x.close()
+    run(go())
+
+
+def test_a_batch_window_assigns_its_trips_together(make_daemon, pg):
+    """d1 is the nearest driver of both trips, d2 a fair pickup for a only.
+    Greedy gives a (asked first) d1, and b gets d2 from 1.7 km; a batch
+    window gives a d2 and b d1: 700 + 500 m of pickups instead of 500 +
+    1,700 (docs/dispatch.md)."""
+    d = make_daemon(env={"RIDEHAIL_MATCH_BATCH_WINDOW": "1s"})
+
+    async def go():
+        d1_drv, d1 = await online(d, PICKUP)
+        d2_drv, d2 = await online(d, north(PICKUP, 1200))
+        _, ra = await rider_app(d)
+        _, rb = await rider_app(d)
+        t0 = time.monotonic()
+        a = request(d, ra.hdr, pickup=north(PICKUP, 500)).json()
+        b = request(d, rb.hdr, pickup=north(PICKUP, -500)).json()
+        o1, o2 = await offer_for(d1), await offer_for(d2)
+        if make_daemon.mode == "batch":
+            assert (o2["trip_id"], o1["trip_id"]) == (a["id"], b["id"])
+            assert time.monotonic() - t0 >= 0.9  # not before the window closed
+            # the rider was told the search's state and what to expect
+            prog = await ra.recv("trip.search_progress")
+            assert prog["payload"]["status"] == "searching" and "match_eta_s" in prog["payload"], prog
+        else:
+            assert (o1["trip_id"], o2["trip_id"]) == (a["id"], b["id"])
+        await accept(d1, o1)
+        await accept(d2, o2)
+        assert trip_state(d, pg, o1["trip_id"]) == ("MATCHED", d1_drv["id"])
+        assert trip_state(d, pg, o2["trip_id"]) == ("MATCHED", d2_drv["id"])
+        for x in (d1, d2, ra, rb):
             await x.close()
     run(go())
 
