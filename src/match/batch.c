@@ -129,7 +129,7 @@ struct batch_window {
 	double *eta, *road;         /* [driver * nt + trip] */
 };
 
-static void batch_window_fini(struct batch_window *w)
+static void dispatch_batch_window_fini(struct batch_window *w)
 {
 	rh_free(w->s);
 	rh_free(w->trips);
@@ -141,7 +141,7 @@ static void batch_window_fini(struct batch_window *w)
 	rh_free(w->road);
 }
 
-static void batch_window_add_cand(struct batch_window *w, const struct dispatch_cand *c)
+static void dispatch_batch_window_add_cand(struct batch_window *w, const struct dispatch_cand *c)
 {
 	uintptr_t at = (uintptr_t)umap_get(&w->drv_index, &c->driver);
 	if (!at) {
@@ -162,7 +162,7 @@ static void batch_window_add_cand(struct batch_window *w, const struct dispatch_
 
 /* The untried candidates of s at its ring, widening while a ring has none;
  * false when no ring has any (the caller sends it to the demand queue). */
-static bool batch_gather(struct batch_window *w, struct dispatch_search *s, int64_t now)
+static bool dispatch_batch_gather(struct batch_window *w, struct dispatch_search *s, int64_t now)
 {
 	struct dispatch *d = s->d;
 	const struct cfg_list *steps = &d->cfg->radius_steps;
@@ -174,7 +174,7 @@ static bool batch_gather(struct batch_window *w, struct dispatch_search *s, int6
 		size_t n = d->w.nearby(d->w.ctx, &s->t, steps->v[s->radius_step], now, c, k);
 		for (size_t i = 0; i < n; i++)
 			if (!dispatch_tried(s, &c[i].driver))
-				batch_window_add_cand(w, &c[i]);
+				dispatch_batch_window_add_cand(w, &c[i]);
 		if (w->ncand > first)
 			return true;
 	}
@@ -183,7 +183,7 @@ static bool batch_gather(struct batch_window *w, struct dispatch_search *s, int6
 
 /* The assignment of the window's trips: rows are (trip, offer slot) pairs,
  * columns the drivers. row_trip[r] says whose row r is. */
-static void batch_solve(struct dispatch_batch *b, struct batch_window *w, int64_t now, size_t nrows,
+static void dispatch_batch_solve(struct dispatch_batch *b, struct batch_window *w, int64_t now, size_t nrows,
 			uint32_t *row_trip, int32_t *row_col)
 {
 	const struct match_cfg *cfg = b->d->cfg;
@@ -224,7 +224,7 @@ static void batch_solve(struct dispatch_batch *b, struct batch_window *w, int64_
 /* The window's trips with candidates get their drivers; those left out go
  * back to the pool (or, with no reachable driver in any ring, to the demand
  * queue). */
-static void batch_offer(struct dispatch_batch *b, struct batch_window *w, int64_t now)
+static void dispatch_batch_offer(struct dispatch_batch *b, struct batch_window *w, int64_t now)
 {
 	const struct match_cfg *cfg = b->d->cfg;
 	size_t nrows = 0;
@@ -247,7 +247,7 @@ static void batch_offer(struct dispatch_batch *b, struct batch_window *w, int64_
 	}
 	uint32_t *row_trip = rh_malloc((nrows + 1) * sizeof *row_trip);
 	int32_t *row_col = rh_malloc((nrows + 1) * sizeof *row_col);
-	batch_solve(b, w, now, nrows, row_trip, row_col);
+	dispatch_batch_solve(b, w, now, nrows, row_trip, row_col);
 	for (size_t r = 0; r < nrows; r++) {
 		size_t j = row_trip[r];
 		if (row_col[r] < 0 || !w->s[j])
@@ -264,7 +264,7 @@ static void batch_offer(struct dispatch_batch *b, struct batch_window *w, int64_
 
 /* The window closes: its trips' candidates, their pickup ETAs at once, the
  * assignment, the offers; the trips left out open the next window. */
-static void batch_run(void *arg, int64_t now)
+static void dispatch_batch_run(void *arg, int64_t now)
 {
 	struct dispatch_batch *b = arg;
 	struct dispatch *d = b->d;
@@ -290,7 +290,7 @@ static void batch_run(void *arg, int64_t now)
 			continue;
 		}
 		w.cand_start[w.nt] = w.ncand;
-		if (!batch_gather(&w, s, now)) {
+		if (!dispatch_batch_gather(&w, s, now)) {
 			dispatch_wait_enter(s, now);
 			continue;
 		}
@@ -304,7 +304,7 @@ static void batch_run(void *arg, int64_t now)
 		w.eta = rh_malloc((w.nd * w.nt + 1) * sizeof *w.eta);
 		w.road = rh_malloc((w.nd * w.nt + 1) * sizeof *w.road);
 		d->w.etas(d->w.ctx, w.drv, w.nd, w.trips, w.nt, w.eta, w.road);
-		batch_offer(b, &w, now);
+		dispatch_batch_offer(b, &w, now);
 	}
 	b->run = NULL;
 	b->nrun = 0;
@@ -316,7 +316,7 @@ static void batch_run(void *arg, int64_t now)
 			dispatch_tell(s, false, now);
 		dispatch_batch_add(s, now); /* left out, or short of offers: the next window */
 	}
-	batch_window_fini(&w);
+	dispatch_batch_window_fini(&w);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -327,7 +327,7 @@ struct dispatch_batch *dispatch_batch_new(struct dispatch *d)
 	b->d = d;
 	TAILQ_INIT(&b->pool);
 	b->closes_at = -1;
-	b->timer = rh_timer_new(d->timers, batch_run, b);
+	b->timer = rh_timer_new(d->timers, dispatch_batch_run, b);
 	b->solver = assign_new();
 	return b;
 }
