@@ -213,6 +213,8 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 		return;
 	}
 	if (e->created || (fresh && t->state == TRIP_SEARCHING)) {
+		if (e->created)
+			match_suggest_demand(m, r->plat, r->plng, now);
 		if (t->state == TRIP_SEARCHING)
 			match_search(m, r, now, now);
 		return;
@@ -590,6 +592,10 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 						      "Live messages to riders (matched, driver.location, state changes, progress).",
 						      NULL),
 				      NULL);
+	m->m_suggestions = metric_cell(metrics_counter(mx, "ridehail_match_reposition_suggestions_total",
+						       "driver.reposition.suggested messages sent to idle drivers (match.reposition).",
+						       NULL),
+				       NULL);
 	metrics_on_collect(mx, match_collect, m);
 }
 
@@ -616,6 +622,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	presence_set_hooks(d->presence, &ph);
 	const struct trip_listener tl = { .changed = match_trip_changed, .ctx = m };
 	trips_listen(d->trips, &tl);
+	match_suggest_init(m);
 	match_recover_start(m);
 	return m;
 }
@@ -624,6 +631,7 @@ void matcher_free(struct matcher *m)
 {
 	if (!m)
 		return;
+	match_suggest_free(m);
 	dispatch_free(m->dispatch);
 	size_t i = 0;
 	struct uuid k;

@@ -3,6 +3,10 @@
  *   match.c     the module: the rides it follows (one per active trip), what
  *               trips and presence tell it, and the world dispatch asks
  *   dispatch.c  the search for a driver, without I/O (include/match/dispatch.h)
+ *   batch.c     dispatch's batch mode: a window's trips assigned together
+ *   assign.c    the assignment solver batch mode uses (include/match/assign.h)
+ *   reposition.c, suggest.c  repositioning: its arithmetic, without I/O
+ *               (include/match/reposition.h), and the daemon's side
  *   feed.c      the rider's live feed: numbered messages, replay, snapshot
  *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
  *   meter.c     the fare meter: distance from the driver's own fixes
@@ -99,7 +103,9 @@ struct matcher {
 	int nmsg_types;
 	struct rh_timer *recover_timer;
 	struct metric_family *f_offers, *f_match_time;
-	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
+	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_suggestions;
+	struct reposition *repo;      /* match.reposition: demand and the plan (suggest.c), else NULL */
+	struct rh_timer *repo_timer;
 };
 
 int64_t match_now(const struct matcher *m);
@@ -118,6 +124,12 @@ struct cJSON *match_point_json(double lat, double lon, int version);
 /* trip.assigned: the trip a driver is on, sent when it is theirs and when
  * they reconnect. */
 void match_send_assigned(struct matcher *m, const struct ride *r, struct session *s);
+
+/* suggest.c: repositioning (match.reposition) */
+void match_suggest_init(struct matcher *m);
+void match_suggest_free(struct matcher *m);
+/* A ride request at (lat, lon): demand there. */
+void match_suggest_demand(struct matcher *m, double lat, double lon, int64_t now);
 
 /* feed.c */
 void match_feed_init(struct matcher *m);

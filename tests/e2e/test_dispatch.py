@@ -289,6 +289,49 @@ def test_a_batch_window_assigns_its_trips_together(make_daemon, pg):
     run(go())
 
 
+def test_idle_drivers_are_told_where_riders_wait(make_daemon, pg):
+    """match.reposition: three riders ask 2 km north of two idle drivers,
+    whose own cell has no demand; the one driver there is busy with an
+    offer. Each idle driver gets driver.reposition.suggested towards the
+    riders' cell, at most one per interval; the busy driver gets none."""
+    d = make_daemon(env={"RIDEHAIL_MATCH_REPOSITION": "true", "RIDEHAIL_MATCH_REPOSITION_INTERVAL": "1s",
+                         "RIDEHAIL_MATCH_RADIUS_STEPS": "800", "RIDEHAIL_MATCH_OFFER_TIMEOUTS": "60"})
+    hot = north(PICKUP, 2000)
+
+    async def go():
+        _, y = await online(d, PICKUP)
+        _, z = await online(d, north(PICKUP, 50))
+        _, x = await online(d, hot)
+        trips, riders = [], []
+        for _ in range(3):
+            _, rapp = await rider_app(d)
+            riders.append(rapp)
+            trips.append(request(d, rapp.hdr, pickup=hot).json())
+        await offer_for(x)  # (to whichever trip committed first)
+        firsts = []
+        for app in (y, z):
+            m = await app.recv("driver.reposition.suggested", timeout=4)
+            firsts.append(time.monotonic())
+            p = m["payload"]
+            assert hav((p["target"]["lat"], p["target"]["lon"]), hot) < 400, p
+            assert 1500 < p["distance_m"] < 2500 and p["drivers_there"] == 0, p
+            assert 2.5 < p["expected_demand"] <= 3 and p["cell_m"] == 500 and p["valid_for_s"] == 1, p
+        # the next one comes an interval later, not sooner
+        await y.recv("driver.reposition.suggested", timeout=3)
+        assert time.monotonic() - firsts[0] >= 0.8
+        for _ in range(3):
+            try:
+                m = await x.recv(timeout=0.5)
+            except (AssertionError, asyncio.TimeoutError):
+                break
+            assert m["event_type"] != "driver.reposition.suggested", m
+        for tr, rapp in zip(trips, riders):
+            assert d.post(f"/v1/rides/{tr['id']}/cancel", headers=rapp.hdr).status == 200
+        for a in (x, y, z, *riders):
+            await a.close()
+    run(go())
+
+
 # ---------------------------------------------------------------- nobody free
 
 def test_no_driver_online_is_503(make_daemon, pg):
