@@ -241,7 +241,7 @@ static const struct cfg_key match_keys[] = {
 	  "Messages to a rider kept per trip, so a rider reconnecting with last_seq gets what it missed." },
 	{ "mode", CFG_ENUM, K(match_cfg, mode), "greedy", 0, 0, NULL, match_modes,
 	  "greedy: each trip is offered to its best driver as it arrives. batch: the trips arriving within match.batch_window are assigned together, the least total pickup time over all of them (docs/dispatch.md)." },
-	{ "batch_window", CFG_DURATION, K(match_cfg, batch_window_ms), "2s", MS(50), SEC(30), "s", NULL,
+	{ "batch_window", CFG_DURATION, K(match_cfg, batch_window_ms), "500ms", MS(50), SEC(30), "s", NULL,
 	  "Batch mode: how long requests are collected before they are assigned together (a trip waits at most this long for its first offer)." },
 	{ "reposition", CFG_BOOL, K(match_cfg, reposition), "false", 0, 0, NULL, NULL,
 	  "Suggest to idle drivers in cells with more drivers than recent demand a cell nearby where demand exceeds supply (driver.reposition.suggested; drivers may ignore it)." },
