@@ -36,6 +36,10 @@
 /* Leaving out a trip's first driver costs this (ms, ~35 years: more than
  * any sum of pickups), a parallel offer's further ones half of it. */
 #define BATCH_UNASSIGNED_MS ((int64_t)1 << 40)
+/* Trips assigned together at most (a window holding more is assigned in
+ * parts of this many, oldest first): 128 trips x 16 candidates is a pickup
+ * matrix of 262,144 pairs. */
+#define DISPATCH_BATCH_PART 128
 
 struct dispatch_batch {
 	struct dispatch *d;
@@ -262,17 +266,14 @@ static void dispatch_batch_offer(struct dispatch_batch *b, struct batch_window *
 	rh_free(row_col);
 }
 
-/* The window closes: its trips' candidates, their pickup ETAs at once, the
- * assignment, the offers; the trips left out open the next window. */
-static void dispatch_batch_run(void *arg, int64_t now)
+/* Up to DISPATCH_BATCH_PART of the *left trips at the head of the pool:
+ * their candidates, their pickup ETAs at once, the assignment, the offers;
+ * the trips left out go to the tail, for the next window. */
+static void dispatch_batch_part(struct dispatch_batch *b, size_t *left, int64_t now)
 {
-	struct dispatch_batch *b = arg;
 	struct dispatch *d = b->d;
-	b->closes_at = -1;
-	size_t n = 0;
+	size_t n = *left < DISPATCH_BATCH_PART ? *left : DISPATCH_BATCH_PART;
 	struct dispatch_search *s;
-	TAILQ_FOREACH(s, &b->pool, pool_link)
-		n++;
 	struct batch_window w = { 0 };
 	umap_init(&w.drv_index);
 	w.s = rh_malloc((n + 1) * sizeof *w.s);
@@ -281,6 +282,7 @@ static void dispatch_batch_run(void *arg, int64_t now)
 	b->run = w.s; /* (a search stopped while its window is assigned leaves a NULL here) */
 	for (size_t x = 0; x < n && (s = TAILQ_FIRST(&b->pool)); x++) {
 		TAILQ_REMOVE(&b->pool, s, pool_link);
+		(*left)--;
 		s->pooled = false;
 		if (s->giving_up || s->waiting || s->live >= d->cfg->parallel_offers)
 			continue;
@@ -299,6 +301,8 @@ static void dispatch_batch_run(void *arg, int64_t now)
 		w.trips[w.nt++] = s->t;
 		b->nrun = w.nt;
 	}
+	if (n == 0 || !TAILQ_FIRST(&b->pool))
+		*left = 0;
 	w.cand_start[w.nt] = w.ncand;
 	if (w.nt > 0) {
 		w.eta = rh_malloc((w.nd * w.nt + 1) * sizeof *w.eta);
@@ -317,6 +321,22 @@ static void dispatch_batch_run(void *arg, int64_t now)
 		dispatch_batch_add(s, now); /* left out, or short of offers: the next window */
 	}
 	dispatch_batch_window_fini(&w);
+}
+
+/* The window closes: its trips are assigned, DISPATCH_BATCH_PART at a time
+ * in arrival order (the drivers one part is offered are no longer
+ * available to the next), so that the pickup ETA matrix and the solver stay
+ * small however many trips a window holds. */
+static void dispatch_batch_run(void *arg, int64_t now)
+{
+	struct dispatch_batch *b = arg;
+	b->closes_at = -1;
+	size_t left = 0;
+	struct dispatch_search *s;
+	TAILQ_FOREACH(s, &b->pool, pool_link)
+		left++;
+	while (left > 0)
+		dispatch_batch_part(b, &left, now);
 }
 
 /* ------------------------------------------------------------ setup */
