@@ -153,10 +153,12 @@ int presence_vehicle_index(const struct presence *p, const char *type);
  * at once out of every other search (OFFERED in memory), then in the
  * database on (status, version), batched with the other reservations of the
  * loop turn (one statement, one commit). cb runs once, never from inside
- * this call: won (the driver is OFFERED at *version), or not (someone else
- * has them, or the database did not answer: presence learns where they
- * really stand, and keeps asking until the database answers). */
-typedef void (*presence_reserved_fn)(void *arg, bool won, int64_t version);
+ * this call: RESERVED (the driver is OFFERED at version), TAKEN (someone
+ * else has them) or UNANSWERED (the database did not answer; a reservation
+ * that committed unseen is freed again). Unless reserved, presence learns
+ * where the driver really stands, asking until the database answers. */
+enum presence_reserve_answer { PRESENCE_RESERVED, PRESENCE_TAKEN, PRESENCE_UNANSWERED };
+typedef void (*presence_reserved_fn)(void *arg, enum presence_reserve_answer answer, int64_t version);
 void presence_reserve(struct presence *p, const struct uuid *driver, int64_t version, presence_reserved_fn cb,
 		      void *arg);
 /* The offer ended without a match: the driver is freed in the database if

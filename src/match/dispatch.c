@@ -74,6 +74,16 @@ static bool dispatch_tried(const struct dispatch_search *s, const struct uuid *d
 	return false;
 }
 
+/* The driver may be offered this trip again. */
+static void dispatch_untry(struct dispatch_search *s, const struct uuid *driver)
+{
+	for (int i = 0; i < s->ntried; i++)
+		if (uuid_eq(&s->tried[i], driver)) {
+			s->tried[i] = s->tried[--s->ntried];
+			return;
+		}
+}
+
 /* ------------------------------------------------------------ offers */
 
 static void dispatch_offer_free(struct dispatch_offer_rec *o)
@@ -151,15 +161,20 @@ static void dispatch_offer_make(struct dispatch_search *s, const struct dispatch
 	d->w.reserve(d->w.ctx, &o->pub);
 }
 
-void dispatch_reserved(struct dispatch *d, const struct uuid *offer, bool won, int64_t version, int64_t now)
+void dispatch_reserved(struct dispatch *d, const struct uuid *offer, enum dispatch_reserve_answer answer,
+		       int64_t version, int64_t now)
 {
 	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
 	if (!o)
 		return;
 	struct dispatch_search *s = o->s;
-	if (!won) {
-		/* someone else has the driver (or the database said no): the next one */
-		dispatch_offer_end(o, "lost_race", false, false, now);
+	if (answer != DISPATCH_RESERVED) {
+		/* someone else has the driver: the next one. No answer: the
+		 * next one too, and this driver may come back to this trip once
+		 * presence knows they are free (they never saw the offer). */
+		if (s && answer == DISPATCH_UNANSWERED)
+			dispatch_untry(s, &o->pub.driver);
+		dispatch_offer_end(o, answer == DISPATCH_TAKEN ? "lost_race" : "unanswered", false, false, now);
 		if (s)
 			dispatch_step(s, now);
 		return;

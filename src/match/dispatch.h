@@ -107,8 +107,12 @@ void dispatch_search(struct dispatch *d, const struct dispatch_trip *t, int64_t 
  * another trip is withdrawn too (driver_assigned). */
 void dispatch_stop(struct dispatch *d, const struct uuid *trip, const struct uuid *keep, const char *reason,
 		   int64_t now);
-/* The database's answer to a reservation. */
-void dispatch_reserved(struct dispatch *d, const struct uuid *offer, bool won, int64_t version, int64_t now);
+/* The database's answer to a reservation: the driver reserved (at
+ * version), taken by someone else (not tried again for this trip), or no
+ * answer (the driver may be tried again once free). */
+enum dispatch_reserve_answer { DISPATCH_RESERVED, DISPATCH_TAKEN, DISPATCH_UNANSWERED };
+void dispatch_reserved(struct dispatch *d, const struct uuid *offer, enum dispatch_reserve_answer answer,
+		       int64_t version, int64_t now);
 /* The answer to give_up: saved, or not (the trip waits and tries again). */
 void dispatch_gave_up(struct dispatch *d, const struct uuid *trip, bool saved, int64_t now);
 /* A driver became free: the oldest waiting trip near them gets them. */

@@ -367,10 +367,13 @@ struct match_reserve_ctx {
 	struct uuid offer;
 };
 
-static void match_reserved(void *arg, bool won, int64_t version)
+static void match_reserved(void *arg, enum presence_reserve_answer answer, int64_t version)
 {
 	struct match_reserve_ctx *c = arg;
-	dispatch_reserved(c->m->dispatch, &c->offer, won, version, match_now(c->m));
+	enum dispatch_reserve_answer a = answer == PRESENCE_RESERVED ? DISPATCH_RESERVED
+				       : answer == PRESENCE_TAKEN    ? DISPATCH_TAKEN
+								     : DISPATCH_UNANSWERED;
+	dispatch_reserved(c->m->dispatch, &c->offer, a, version, match_now(c->m));
 	rh_free(c);
 }
 
@@ -526,7 +529,7 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 	static const char *const result_label[] = { "result", NULL };
 	static const double bounds[] = { 0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300 };
 	m->f_offers = metrics_counter(mx, "ridehail_match_offers_total",
-				      "Ride offers by outcome: sent, accepted, declined, expired, matched_elsewhere, trip_cancelled, lost_race, unreachable, accept_failed, withdrawn, driver_assigned.",
+				      "Ride offers by outcome: sent, accepted, declined, expired, matched_elsewhere, trip_cancelled, lost_race, unanswered, unreachable, accept_failed, withdrawn, driver_assigned.",
 				      result_label);
 	m->f_match_time = metrics_histogram(mx, "ridehail_match_time_seconds", "From the start of a search to MATCHED.",
 					    NULL, bounds, (int)(sizeof bounds / sizeof *bounds));

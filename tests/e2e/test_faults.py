@@ -1,0 +1,195 @@
+"""Faults: the database stopped and started under the daemon, the daemon
+SIGKILLed, a database answer lost on the way back. After each, nothing is lost
+and nobody is stuck: idle drivers get offers again, a rider's numbering only
+goes forward, an accept refused as retryable can be sent again, the location
+history waits for the database, a trip whose driver never comes back can be
+ended, retries a 503 invited do not count against the rider, and published
+outbox rows do not pile up forever."""
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import Daemon, PgCluster, problem, wait_for
+from test_dispatch import PICKUP, accept, command, north, offer_for, online, request, rider_app
+from test_presence import token_of
+from wsapp import App, Driver, run
+
+
+def sql(d, cluster, q, params=None):
+    return cluster.query(d.db, q, params)
+
+
+def metric(d, name):
+    """The value of one unlabelled metric from GET /metrics (0 when absent)."""
+    for line in d.get("/metrics").body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{}"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+class PgProxy:
+    """A TCP proxy between the daemon and PostgreSQL that can swallow what
+    the server answers (the queries run and commit; the answers never come
+    back) and then cut every connection, as a network that fails at the
+    worst moment would."""
+
+    def __init__(self, port):
+        self.upstream = port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.swallow = False
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.conns.append((c, u))
+            threading.Thread(target=self._pump, args=(c, u, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, True), daemon=True).start()
+
+    def _pump(self, src, dst, from_server):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if from_server and self.swallow:
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        """Every connection dropped; new ones pass answers again."""
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c, u in conns:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+        self.swallow = False
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        self.cut()
+
+
+# ---------------------------------------------------------------- 1: idle drivers get offers again
+
+def test_a_reservation_whose_answer_was_lost_does_not_keep_the_driver_from_offers(make_daemon, pg):
+    """The reservation commits but its answer never reaches the daemon (the
+    connection is cut after the database ran it): dispatch was told it failed,
+    so no offer is out, and the database says the driver is OFFERED. The read
+    that follows finds them OFFERED at the version that reservation made and
+    frees them: the waiting trip gets them. (Before: the read copied OFFERED
+    into memory and the idle, connected driver got no offer again.)"""
+    db = pg.create_db()
+    proxy = PgProxy(pg.port)
+    env = {"RIDEHAIL_PRESENCE_STALE_AFTER": "2s", "RIDEHAIL_MATCH_WAITING_RETRY": "300ms",
+           "RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms", "RIDEHAIL_MATCH_OFFER_TIMEOUTS": "30"}
+    d = make_daemon(env=env, db_url=f"postgres://ridehail@127.0.0.1:{proxy.port}/{db}")
+    try:
+        async def go():
+            # B is on a trip near the pickup: a driver is online there, so
+            # the next request is taken; it waits, as B is busy and A stale
+            b_drv, b = await online(d, north(PICKUP, 200))
+            r0, r0app = await rider_app(d)
+            t0 = request(d, r0app.hdr).json()
+            await accept(b, await offer_for(b, t0["id"]))
+            a_drv, a = await online(d, north(PICKUP, 500))
+            await asyncio.sleep(2.5)  # A is stale now: no candidate
+            await b.ping(*north(PICKUP, 150), accuracy_m=5)
+            rider, rapp = await rider_app(d)
+            r = request(d, rapp.hdr)
+            assert r.status == 201, r
+            trip = r.json()
+            await asyncio.sleep(0.5)
+            assert sql(d, pg, "SELECT status FROM drivers WHERE id = %s", (a_drv["id"],))[0][0] == "available"
+            version = sql(d, pg, "SELECT version FROM drivers WHERE id = %s", (a_drv["id"],))[0][0]
+            # from here the database's answers are swallowed; A's ping makes
+            # them a candidate and the waiting trip reserves them
+            proxy.swallow = True
+            await a.ping(*north(PICKUP, 500), accuracy_m=5)
+            wait_for(lambda: sql(d, pg, "SELECT status FROM drivers WHERE id = %s", (a_drv["id"],))[0][0] == "offered",
+                     timeout=5, what="the reservation committed")
+            proxy.cut()  # the answer is lost with its connection
+            # A gets the trip: the stray reservation was freed and A offered again
+            offer = await offer_for(a, trip["id"], timeout=15)
+            st, v = sql(d, pg, "SELECT status, version FROM drivers WHERE id = %s", (a_drv["id"],))[0]
+            assert st == "offered" and v == version + 3, (st, v, version)  # reserved, freed, reserved
+            await accept(a, offer)
+            for x in (a, b, rapp, r0app):
+                await x.close()
+        run(go())
+    finally:
+        proxy.close()
+
+
+def test_idle_drivers_get_offers_again_after_a_database_outage(make_daemon, pg, tmp_path):
+    """Offers out when PostgreSQL stops; they expire while it is away (their
+    releases fail and are asked again); once it is back every connected idle
+    driver is offered a ride again within a bound."""
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        env = {"RIDEHAIL_MATCH_OFFER_TIMEOUTS": "2", "RIDEHAIL_MATCH_WAITING_RETRY": "300ms",
+               "RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms", "RIDEHAIL_MATCH_MAX_SEARCH": "10m",
+               "RIDEHAIL_PRESENCE_STALE_AFTER": "120s"}
+        d = make_daemon(env=env, db_url=cluster.url(db))
+        d.db = db
+
+        async def go():
+            drivers = [await online(d, north(PICKUP, 100 + 100 * i)) for i in range(3)]
+            # one trip more than drivers: whichever order the drivers are
+            # freed in, each has a waiting trip it was not offered yet
+            riders = [await rider_app(d) for _ in range(4)]
+            trips = [request(d, rapp.hdr).json() for _, rapp in riders]
+            for _, app in drivers:
+                await app.recv("ride.offer", timeout=5)  # out, unanswered
+            cluster.stop("fast")
+            await asyncio.sleep(5)  # the offers expire, their releases fail
+            for _, app in drivers:
+                m = await app.recv("offer.withdrawn", timeout=3)
+                assert m["payload"]["reason"] == "expired", m
+            cluster.start()
+            d.wait_ready(timeout=15)
+            t_back = time.time()
+            for drv, app in drivers:
+                m = await app.recv("ride.offer", timeout=10)
+                assert m["payload"]["trip_id"] in {t["id"] for t in trips}
+            took = time.time() - t_back
+            assert took < 10, took
+            # and nobody is left offered in the database without an offer out
+            rows = sql(d, cluster, "SELECT count(*) FROM drivers WHERE status = 'offered'")[0][0]
+            assert rows == 3, rows
+            for _, app in drivers + riders:
+                await app.close()
+        run(go())
+        d.stop()
+    finally:
+        cluster.destroy()
