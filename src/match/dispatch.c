@@ -127,6 +127,13 @@ static void dispatch_offer_end(struct dispatch_offer_rec *o, const char *reason,
 	}
 }
 
+/* How long an offer of this round stands (match.offer_timeouts). */
+static int64_t dispatch_offer_timeout_ms(const struct dispatch *d, int round)
+{
+	const struct cfg_list *to = &d->cfg->offer_timeouts;
+	return (int64_t)llround(to->v[round < to->n ? round : to->n - 1] * 1000);
+}
+
 static void dispatch_offer_expired(void *arg, int64_t now)
 {
 	struct dispatch_offer_rec *o = arg;
@@ -187,9 +194,7 @@ void dispatch_reserved(struct dispatch *d, const struct uuid *offer, enum dispat
 		return;
 	}
 	o->pub.state = DISPATCH_LIVE;
-	const struct cfg_list *to = &d->cfg->offer_timeouts;
-	double secs = to->v[o->pub.round < to->n ? o->pub.round : to->n - 1];
-	o->pub.expires_at = now + (int64_t)llround(secs * 1000);
+	o->pub.expires_at = now + dispatch_offer_timeout_ms(d, o->pub.round);
 	if (!d->w.offer(d->w.ctx, &o->pub, &s->t)) {
 		dispatch_offer_end(o, "unreachable", false, false, now);
 		dispatch_step(s, now);
@@ -434,6 +439,27 @@ void dispatch_accept_failed(struct dispatch *d, const struct uuid *offer, int64_
 		return;
 	o->pub.state = DISPATCH_LIVE; /* so that it is released */
 	dispatch_offer_end(o, "accept_failed", false, true, now);
+}
+
+bool dispatch_accept_unanswered(struct dispatch *d, const struct uuid *offer, bool maybe_applied, int64_t now,
+				int64_t *expires_at)
+{
+	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
+	if (!o || o->pub.state != DISPATCH_ACCEPTING)
+		return false;
+	o->pub.state = DISPATCH_LIVE;
+	o->pub.maybe_matched = o->pub.maybe_matched || maybe_applied;
+	if (!o->s) {
+		/* the trip stopped searching meanwhile: nothing to accept again */
+		dispatch_offer_end(o, "withdrawn", true, false, now);
+		return false;
+	}
+	int64_t grace = dispatch_offer_timeout_ms(d, o->pub.round);
+	if (o->pub.expires_at < now + grace)
+		o->pub.expires_at = now + grace;
+	rh_timer_at(o->timer, o->pub.expires_at);
+	*expires_at = o->pub.expires_at;
+	return true;
 }
 
 enum dispatch_refusal dispatch_decline(struct dispatch *d, const struct uuid *offer, const struct uuid *driver,

@@ -62,6 +62,7 @@ struct dispatch_offer {
 	int64_t expires_at; /* monotonic ms (LIVE) */
 	double road_m, score;
 	int eta_s, round;
+	bool maybe_matched; /* an accept of it got no answer and may have committed */
 };
 
 struct dispatch_world {
@@ -134,6 +135,14 @@ enum dispatch_refusal dispatch_accept(struct dispatch *d, const struct uuid *off
 /* The MATCHED of an accepted offer was refused: the offer ends (released)
  * and the search, if any, goes on. */
 void dispatch_accept_failed(struct dispatch *d, const struct uuid *offer, int64_t now);
+/* The MATCHED of an accepted offer got no answer (the database is away):
+ * the offer is live again, until its expiry or at least its round's timeout
+ * from now (*expires_at), so that the driver can send the accept again;
+ * maybe_applied: it may have committed all the same (the offer says so when
+ * it ends). false: its search stopped meanwhile, so the offer ended
+ * (released, the driver told). */
+bool dispatch_accept_unanswered(struct dispatch *d, const struct uuid *offer, bool maybe_applied, int64_t now,
+				int64_t *expires_at);
 enum dispatch_refusal dispatch_decline(struct dispatch *d, const struct uuid *offer, const struct uuid *driver,
 				       const struct uuid *trip, struct uuid *trip_out, int64_t now);
 

@@ -434,6 +434,8 @@ static void match_world_ended(void *ctx, const struct dispatch_offer *o, const c
 	}
 	if (reserved)
 		presence_release(m->deps.presence, &o->driver, o->version, &o->trip, reason);
+	if (o->maybe_matched)
+		match_accept_check(m, o);
 }
 
 static void match_world_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers)
@@ -556,6 +558,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	umap_init(&m->rides);
 	umap_init(&m->by_driver);
 	umap_init(&m->by_rider);
+	LIST_INIT(&m->checks);
 	match_metrics_init(m, d->metrics);
 	const struct dispatch_world w = {
 		.candidates = match_world_candidates, .any_free = match_world_any_free, .driver = match_world_driver,
@@ -579,6 +582,7 @@ void matcher_free(struct matcher *m)
 	if (!m)
 		return;
 	dispatch_free(m->dispatch);
+	match_checks_free(m);
 	size_t i = 0;
 	struct uuid k;
 	void *v;

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "core/settings.h"
 #include "core/umap.h"
@@ -26,6 +27,7 @@ struct metric_cell;
 struct rh_timer;
 struct gw_message_type;
 struct cJSON;
+struct match_check;
 
 /* ------------------------------------------------------------ meter.c */
 
@@ -97,6 +99,7 @@ struct matcher {
 	struct gw_message_type *msg_types; /* what the matcher takes over the WebSocket */
 	int nmsg_types;
 	struct rh_timer *recover_timer;
+	LIST_HEAD(, match_check) checks; /* commands.c: accepts whose answer was lost */
 	struct metric_family *f_offers, *f_match_time;
 	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
 };
@@ -134,6 +137,11 @@ void match_register_type(struct matcher *m, const struct gw_message_type *t);
 
 /* commands.c */
 void match_commands_init(struct matcher *m);
+/* An offer whose accept may have committed unseen ended: the database tells
+ * whether the trip is the driver's after all. */
+void match_accept_check(struct matcher *m, const struct dispatch_offer *o);
+/* Shutdown: the checks still waiting for the database. */
+void match_checks_free(struct matcher *m);
 
 /* recover.c */
 void match_recover_start(struct matcher *m);

@@ -193,3 +193,75 @@ def test_idle_drivers_get_offers_again_after_a_database_outage(make_daemon, pg, 
         d.stop()
     finally:
         cluster.destroy()
+
+
+# ---------------------------------------------------------------- 3: an accept during an outage
+
+def test_an_accept_refused_unavailable_can_be_sent_again(make_daemon):
+    """offer.accept while PostgreSQL is away is refused with `unavailable`
+    ("send it again") and the offer stands: the resend once the database is
+    back matches the trip, and no other ride is offered meanwhile. (Before:
+    the offer was ended silently, the resend got offer_expired.)"""
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        env = {"RIDEHAIL_MATCH_OFFER_TIMEOUTS": "8", "RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms",
+               "RIDEHAIL_PRESENCE_STALE_AFTER": "120s"}
+        d = make_daemon(env=env, db_url=cluster.url(db))
+
+        async def go():
+            drv, app = await online(d, north(PICKUP, 300))
+            rider, rapp = await rider_app(d)
+            trip = request(d, rapp.hdr).json()
+            offer = await offer_for(app, trip["id"])
+            cluster.stop("fast")
+            sent = await app.send("offer.accept", {"offer_id": offer["offer_id"]})
+            rej = await app.rejected(reason="unavailable", timeout=10)
+            assert rej["correlation_id"] == sent["event_id"], rej
+            assert "send it again" in rej["payload"]["details"], rej
+            cluster.start()
+            d.wait_ready(timeout=15)
+            # nothing was withdrawn meanwhile: the resend matches
+            assert not [m for m in app.inbox if m["event_type"] == "offer.withdrawn"], app.inbox
+            assigned = await accept(app, offer)
+            assert assigned["trip_id"] == trip["id"]
+            m = await rapp.recv("trip.matched", timeout=5)
+            assert m["payload"]["driver"]["id"] == drv["id"]
+            assert cluster.query(db, "SELECT state, driver_id::text FROM trips WHERE id = %s",
+                                 (trip["id"],))[0] == ("MATCHED", drv["id"])
+            await app.close()
+            await rapp.close()
+        run(go())
+    finally:
+        cluster.destroy()
+
+
+def test_an_unanswered_accept_not_sent_again_is_withdrawn_when_it_expires(make_daemon):
+    """A driver who does not send the refused accept again: the offer expires
+    as any other (offer.withdrawn, reason expired) and the driver is free."""
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        env = {"RIDEHAIL_MATCH_OFFER_TIMEOUTS": "3", "RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms",
+               "RIDEHAIL_PRESENCE_STALE_AFTER": "120s"}
+        d = make_daemon(env=env, db_url=cluster.url(db))
+
+        async def go():
+            drv, app = await online(d, north(PICKUP, 300))
+            rider, rapp = await rider_app(d)
+            trip = request(d, rapp.hdr).json()
+            offer = await offer_for(app, trip["id"])
+            cluster.stop("fast")
+            await app.send("offer.accept", {"offer_id": offer["offer_id"]})
+            await app.rejected(reason="unavailable", timeout=10)
+            cluster.start()
+            d.wait_ready(timeout=15)
+            m = await app.recv("offer.withdrawn", timeout=8)
+            assert m["payload"] == {"offer_id": offer["offer_id"], "trip_id": trip["id"], "reason": "expired"}, m
+            wait_for(lambda: cluster.query(db, "SELECT status FROM drivers WHERE id = %s", (drv["id"],))[0][0]
+                     == "available", timeout=10, what="the driver released")
+            await app.close()
+            await rapp.close()
+        run(go())
+    finally:
+        cluster.destroy()

@@ -477,3 +477,66 @@ UNIT_TEST(dispatch_a_reservation_the_database_did_not_answer_leaves_the_driver_t
 	CHECK_EQ_INT(waiting, 1);
 	fixture_fini();
 }
+
+UNIT_TEST(dispatch_an_accept_the_database_did_not_answer_keeps_its_offer_for_the_resend)
+{
+	fixture_init(1, "3000", "15,10");
+	struct uuid a = w_add(&fx.w, 100, 0);
+	w_add(&fx.w, 200, 0);
+	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
+	answer_last(true);
+	REQUIRE(fx.w.nsent == 1);
+	struct uuid offer = fx.w.sent[0].id;
+	int64_t expires = fx.w.sent[0].expires_at;
+	advance(14000);
+	struct dispatch_offer got;
+	REQUIRE(dispatch_accept(fx.d, &offer, &a, NULL, &got) == DISPATCH_OK);
+	/* the MATCHED got no answer: the offer is live again, for at least the
+	 * round's timeout from now (it was about to expire), nothing ended */
+	int64_t until = 0;
+	CHECK(dispatch_accept_unanswered(fx.d, &offer, false, now_ms(), &until));
+	CHECK_EQ_INT(until, now_ms() + 15000);
+	CHECK(until > expires);
+	CHECK_EQ_INT(fx.w.nended, 0);
+	const struct dispatch_offer *o = dispatch_offer_of(fx.d, &a);
+	REQUIRE(o != NULL);
+	CHECK_EQ_INT(o->state, DISPATCH_LIVE);
+	CHECK(!o->maybe_matched);
+	/* the resend is accepted like the first */
+	CHECK_EQ_INT(dispatch_accept(fx.d, &offer, &a, NULL, &got), DISPATCH_OK);
+	/* lost in flight this time: it may have committed */
+	CHECK(dispatch_accept_unanswered(fx.d, &offer, true, now_ms(), &until));
+	CHECK(dispatch_offer_of(fx.d, &a)->maybe_matched);
+	/* never sent again: it expires as any offer, told, released, saying
+	 * it may have been matched; the search goes on */
+	advance(14999);
+	CHECK_EQ_INT(fx.w.nended, 0);
+	advance(1);
+	REQUIRE(fx.w.nended == 1);
+	CHECK_EQ_STR(fx.w.ended[0].reason, "expired");
+	CHECK(fx.w.ended[0].reserved && fx.w.ended[0].told && fx.w.ended[0].o.maybe_matched);
+	CHECK_EQ_INT(fx.w.nreserves, 2);
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_an_unanswered_accept_of_a_trip_no_longer_searching_is_withdrawn)
+{
+	fixture_init(1, "3000", "15");
+	struct uuid a = w_add(&fx.w, 100, 0);
+	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
+	answer_last(true);
+	struct uuid offer = fx.w.sent[0].id;
+	struct dispatch_offer got;
+	REQUIRE(dispatch_accept(fx.d, &offer, &a, NULL, &got) == DISPATCH_OK);
+	/* the rider cancels while the accept is at the database */
+	dispatch_stop(fx.d, &fx.trip.id, NULL, "trip_cancelled", now_ms());
+	CHECK_EQ_INT(fx.w.nended, 0); /* (accepting: its answer settles it) */
+	int64_t until = 0;
+	CHECK(!dispatch_accept_unanswered(fx.d, &offer, false, now_ms(), &until));
+	REQUIRE(fx.w.nended == 1);
+	CHECK_EQ_STR(fx.w.ended[0].reason, "withdrawn");
+	CHECK(fx.w.ended[0].reserved && fx.w.ended[0].told);
+	CHECK(dispatch_offer_of(fx.d, &a) == NULL);
+	CHECK_EQ_INT(dispatch_accept(fx.d, &offer, &a, NULL, &got), DISPATCH_NO_OFFER);
+	fixture_fini();
+}
