@@ -76,6 +76,23 @@ static struct rl_entry *slot_for(struct ratelimit *rl, const char *key, uint64_t
 	return victim;
 }
 
+void ratelimit_refund(struct ratelimit *rl, const char *key, int64_t now_ms)
+{
+	char k[KEY_MAX];
+	snprintf(k, sizeof k, "%s", key);
+	uint64_t h = hash_key(k);
+	unsigned mask = (unsigned)rl->capacity - 1;
+	for (unsigned i = 0; i < PROBE; i++) {
+		struct rl_entry *e = &rl->slots[(h + i) & mask];
+		if (e->hash == h && strcmp(e->key, k) == 0) {
+			e->tat_ms -= (int64_t)rl->interval_ms;
+			if (e->tat_ms < now_ms)
+				e->tat_ms = now_ms;
+			return;
+		}
+	}
+}
+
 bool ratelimit_allow(struct ratelimit *rl, const char *key, int64_t now_ms, int64_t *retry_after_ms)
 {
 	char k[KEY_MAX];

@@ -470,9 +470,21 @@ static void trip_ride_reply_refused(struct http_req *req, struct tx_answer *a)
 		http_reply_err(req, a->status == 503 ? RH_EAGAIN : RH_EDB, "request a ride", NULL);
 }
 
+/* A request on its way to the database: whose, to give back its place in
+ * the rate limit if it is answered 503 (the retry that invites is not
+ * another ride request). */
+struct ride_pending {
+	struct http_req *req;
+	char rider[40];
+};
+
 static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 {
-	struct http_req *req = arg;
+	struct ride_pending *rp = arg;
+	struct http_req *req = rp->req;
+	if (a->status == 503)
+		ratelimit_refund(t->rl_rides, rp->rider, rh_mono_ns() / 1000000);
+	rh_free(rp);
 	if (a->status != 201 && a->status != 200) {
 		trip_ride_reply_refused(req, a);
 		return;
@@ -515,7 +527,10 @@ static void trip_api_request(struct http_req *req, void *ctx)
 	if (trip_ride_admissible_or_reply(req, t, &a) && trip_ride_fare_or_reply(req, t, &a)) {
 		const char *lv[] = { "accepted" };
 		metric_inc(metric_cell(t->f_requests, lv));
-		trip_batch_enqueue(t, &trip_tx_requests, a.who.id, trip_ride_item(t, &a), trip_ride_created, req);
+		struct ride_pending *rp = RH_NEW(struct ride_pending);
+		rp->req = req;
+		snprintf(rp->rider, sizeof rp->rider, "%s", a.who.id);
+		trip_batch_enqueue(t, &trip_tx_requests, a.who.id, trip_ride_item(t, &a), trip_ride_created, rp);
 	}
 	cJSON_Delete(body);
 }

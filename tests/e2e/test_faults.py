@@ -265,3 +265,44 @@ def test_an_unanswered_accept_not_sent_again_is_withdrawn_when_it_expires(make_d
         run(go())
     finally:
         cluster.destroy()
+
+
+# ---------------------------------------------------------------- 6: retries a 503 invited
+
+def test_retries_a_503_invited_do_not_count_against_the_ride_limit(make_daemon):
+    """A rider following Retry-After: 1 through a database outage does not
+    end up rate limited once it is back. (Before: every retry counted toward
+    trip.rides_per_minute and the first request after the outage got 429.)"""
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        env = {"RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms", "RIDEHAIL_TRIP_RIDES_PER_MINUTE": "3",
+               "RIDEHAIL_PRESENCE_STALE_AFTER": "120s"}
+        d = make_daemon(env=env, db_url=cluster.url(db))
+
+        async def go():
+            drv, app = await online(d, north(PICKUP, 300))
+            rider, hdr = d.rider_session()
+            cluster.stop("fast")
+            d.wait_ready(timeout=5, want=503)
+            for _ in range(6):  # twice the limit, each answered 503 with Retry-After: 1
+                r = request(d, hdr)
+                problem(r, 503, "database-unavailable")
+                assert r.headers.get("retry-after") == "1", r.headers
+            cluster.start()
+            d.wait_ready(timeout=15)
+            r = request(d, hdr)
+            assert r.status == 201, r
+            # the limit itself still holds: three more are too many
+            d.post(f"/v1/rides/{r.json()['id']}/cancel", headers=hdr)
+            statuses = []
+            for _ in range(3):
+                x = request(d, hdr)
+                statuses.append(x.status)
+                if x.status == 201:
+                    d.post(f"/v1/rides/{x.json()['id']}/cancel", headers=hdr)
+            assert statuses == [201, 201, 429], statuses
+            await app.close()
+        run(go())
+    finally:
+        cluster.destroy()

@@ -37,3 +37,27 @@ UNIT_TEST(ratelimit_table_stays_bounded)
 	CHECK(!ratelimit_allow(rl, "fresh", 20000, NULL));
 	ratelimit_free(rl);
 }
+
+UNIT_TEST(ratelimit_refund_gives_back_one_event)
+{
+	struct ratelimit *rl = ratelimit_new(60, 3, 100); /* 1/s, burst 3 */
+	int64_t retry = 0;
+	for (int i = 0; i < 3; i++)
+		CHECK(ratelimit_allow(rl, "a", 1000, &retry));
+	CHECK(!ratelimit_allow(rl, "a", 1000, &retry));
+	/* three answered 503: their retries are free, and no more than that */
+	for (int i = 0; i < 3; i++)
+		ratelimit_refund(rl, "a", 1000);
+	for (int i = 0; i < 3; i++)
+		CHECK(ratelimit_allow(rl, "a", 1000, &retry));
+	CHECK(!ratelimit_allow(rl, "a", 1000, &retry));
+	/* a refund never banks allowance beyond the burst */
+	ratelimit_refund(rl, "b", 1000); /* (unknown key: nothing) */
+	for (int i = 0; i < 10; i++)
+		ratelimit_refund(rl, "a", 1000);
+	int n = 0;
+	while (ratelimit_allow(rl, "a", 1000, &retry))
+		n++;
+	CHECK_EQ_INT(n, 3);
+	ratelimit_free(rl);
+}
