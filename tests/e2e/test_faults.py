@@ -306,3 +306,77 @@ def test_retries_a_503_invited_do_not_count_against_the_ride_limit(make_daemon):
         run(go())
     finally:
         cluster.destroy()
+
+
+# ---------------------------------------------------------------- 4: the location history waits
+
+def test_location_history_waits_for_the_database_and_the_meter_survives_a_restart_after(make_daemon):
+    """A trip in progress drives out and back while PostgreSQL is away: the
+    pings go on (the hot path needs no database), their history waits in the
+    bounded queue and is written once it is back; then the daemon is
+    SIGKILLed, and the meter rebuilt from the history counts the whole way,
+    the turn made during the outage included. (Before: the batches that
+    failed were dropped, and the rebuilt meter cut the corner.)"""
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        env = {"RIDEHAIL_PRESENCE_HISTORY_FLUSH_INTERVAL": "50ms", "RIDEHAIL_MATCH_METER_MAX_SPEED": "1000",
+               "RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms", "RIDEHAIL_PRESENCE_STALE_AFTER": "120s"}
+        d = make_daemon(env=env, db_url=cluster.url(db))
+        step = 40.0
+        # 0 -> 400 m north, then (database away) 400 -> 800 and back to 400,
+        # then (database back) 400 -> 600: 1,400 m driven
+        path = [i * step for i in range(11)] + [400 + i * step for i in range(1, 11)] + \
+               [800 - i * step for i in range(1, 11)] + [400 + i * step for i in range(1, 6)]
+        outage = (11, 31)
+
+        async def before():
+            drv, app = await online(d, PICKUP)
+            rider, rapp = await rider_app(d)
+            trip = request(d, rapp.hdr).json()
+            await accept(app, await offer_for(app, trip["id"]))
+            await command(app, "trip.arrived", trip["id"])
+            await command(app, "trip.started", trip["id"])
+            for i, m in enumerate(path):
+                if i == outage[0]:
+                    cluster.stop("fast")
+                if i == outage[1]:
+                    cluster.start()
+                    d.wait_ready(timeout=15)
+                await app.ping(*north(PICKUP, m), accuracy_m=5)
+                await asyncio.sleep(0.3)
+            await app.close()
+            await rapp.close()
+            return drv, app.hdr, trip
+
+        drv, hdr, trip = run(before())
+        n = wait_for(lambda: (lambda c: c >= len(path) and c)(
+            cluster.query(db, "SELECT count(DISTINCT recorded_at) FROM driver_locations WHERE trip_id = %s",
+                          (trip["id"],))[0][0]), timeout=15, what="every point written")
+        assert n == len(path), n
+        d.proc.kill()  # SIGKILL
+        d.proc.wait()
+        d2 = make_daemon(env=env, db_url=cluster.url(db))
+
+        async def after():
+            app = await Driver.connect(d2, token_of(hdr), drv["id"])
+            await app.recv("driver.status.changed")
+            assert (await app.recv("trip.assigned", timeout=8))["payload"]["state"] == "IN_PROGRESS"
+            await app.ping(*north(PICKUP, path[-1]), accuracy_m=5)
+            for _ in range(30):  # the meter may still be reading the history back
+                sent = await app.send("trip.completed", {"trip_id": trip["id"], "command_id": str(uuid.uuid4())})
+                m = await app.recv(timeout=5)
+                while m["event_type"] not in ("command.acknowledged", "command.rejected"):
+                    m = await app.recv(timeout=5)
+                if m["event_type"] == "command.acknowledged":
+                    break
+                assert m["payload"]["reason"] == "unavailable", m
+                await asyncio.sleep(0.2)
+            assert m["event_type"] == "command.acknowledged" and m["correlation_id"] == sent["event_id"], m
+            await app.close()
+        run(after())
+        metered = cluster.query(db, "SELECT metered_distance_m FROM trips WHERE id = %s", (trip["id"],))[0][0]
+        assert abs(metered - 1400) <= 0.02 * 1400, f"metered {metered} m of 1400 m driven"
+        d2.stop()
+    finally:
+        cluster.destroy()
