@@ -178,6 +178,8 @@ struct events_cfg {
 	int64_t retry_max_ms;       /* ...up to this */
 	int64_t lease_ttl_ms;       /* one relay among daemons sharing the database holds the lease */
 	int64_t stats_interval_ms;  /* backlog metrics refresh */
+	int64_t outbox_retention_ms; /* published rows older than this are deleted; 0: kept */
+	int64_t prune_batch;        /* rows deleted per statement */
 };
 struct webhooks_cfg {
 	char *urls;                 /* http:// endpoints, comma-separated; empty: no webhooks */

@@ -343,6 +343,10 @@ static const struct cfg_key events_keys[] = {
 	  "Daemons sharing a database publish through one relay at a time, the holder of a lease renewed with every batch; another takes over once it has expired. Keep it above ack_timeout." },
 	{ "stats_interval", CFG_DURATION, K(events_cfg, stats_interval_ms), "1s", MS(100), SEC(3600), "s", NULL,
 	  "How often the backlog metrics are read from the outbox." },
+	{ "outbox_retention", CFG_DURATION, K(events_cfg, outbox_retention_ms), "7d", 0, SEC(3650.0 * 86400), "s", NULL,
+	  "Published outbox rows older than this are deleted, in batches (trip_events keeps every trip's history for good; unpublished rows are never deleted). 0: keep them all. Keep it above events.duplicate_window." },
+	{ "prune_batch", CFG_INT, K(events_cfg, prune_batch), "1000", 1, 100000, "rows", NULL,
+	  "Published outbox rows deleted per statement; the next batch follows at once while there are more." },
 	{ 0 }
 };
 

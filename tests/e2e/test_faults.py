@@ -380,3 +380,44 @@ def test_location_history_waits_for_the_database_and_the_meter_survives_a_restar
         d2.stop()
     finally:
         cluster.destroy()
+
+
+# ---------------------------------------------------------------- 7: the outbox is pruned
+
+def test_published_outbox_rows_are_pruned_in_batches_and_the_relay_goes_on(make_daemon, pg, nats):
+    """Published rows older than events.outbox_retention go, a batch at a
+    time, while the relay keeps publishing; unpublished rows stay, and
+    trip_events keeps the history. (Before: the outbox only grew.)"""
+    from test_events import relay_env
+    from test_trips import request_ride
+    env = relay_env(nats, RIDEHAIL_EVENTS_OUTBOX_RETENTION="2s", RIDEHAIL_EVENTS_PRUNE_BATCH="500")
+    d = make_daemon(env=env)
+    rider, hdr = d.rider_session()
+    # 20,000 rows published an hour ago, as a busy day leaves them
+    pg.query(d.db, "INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload,"
+                   " occurred_at, published_at)"
+                   " SELECT 'trip.requested', 'test', u, u, 1, '{}', now() - interval '1 hour', now() - interval '1 hour'"
+                   " FROM (SELECT gen_random_uuid() AS u FROM generate_series(1, 20000)) x")
+    # while they are pruned, new events are published as usual
+    t0 = time.time()
+    r = request_ride(d, hdr)
+    assert r.status == 201, r
+    tid = r.json()["id"]
+    wait_for(lambda: pg.query(d.db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s AND published_at IS NULL",
+                              (tid,))[0][0] == 0, timeout=5, what="the new trip's events published")
+    published_in = time.time() - t0
+    d.post(f"/v1/rides/{tid}/cancel", {}, headers=hdr)
+    wait_for(lambda: metric(d, "ridehail_events_pruned_total") >= 20000, timeout=30, what="the old rows pruned")
+    assert pg.query(d.db, "SELECT count(*) FROM outbox WHERE producer = 'test'")[0][0] == 0
+    assert published_in < 5, published_in
+    # the new trip's rows go once they are older than the retention; its history stays
+    wait_for(lambda: pg.query(d.db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s", (tid,))[0][0] == 0,
+             timeout=15, what="the new trip's rows pruned")
+    assert pg.query(d.db, "SELECT count(*) FROM trip_events WHERE trip_id = %s", (tid,))[0][0] == 2
+    # unpublished rows are never pruned, however old
+    nats.stop()
+    r = request_ride(d, hdr)
+    d.post(f"/v1/rides/{r.json()['id']}/cancel", {}, headers=hdr)
+    time.sleep(4)
+    assert pg.query(d.db, "SELECT count(*) FROM outbox WHERE aggregate_id = %s AND published_at IS NULL",
+                    (r.json()["id"],))[0][0] == 3
