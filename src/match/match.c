@@ -109,6 +109,7 @@ struct ride *match_ride_get(struct matcher *m, const struct trip *t, bool *fresh
 	r->dlng = t->dropoff_lng;
 	r->fare_total = t->fare_quoted;
 	snprintf(r->currency, sizeof r->currency, "%s", t->currency);
+	match_feed_start(r);
 	if (t->has_driver)
 		match_ride_set_driver(m, r, &t->driver);
 	umap_put(&m->rides, &t->id, r);
@@ -123,6 +124,7 @@ static void match_ride_free(struct matcher *m, struct ride *r)
 		umap_del(&m->by_driver, &r->driver);
 	if (umap_get(&m->by_rider, &r->rider) == r)
 		umap_del(&m->by_rider, &r->rider);
+	match_feed_end(r);
 	match_feed_free(&r->feed);
 	rh_free(r);
 }
@@ -197,6 +199,8 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 	int64_t now = match_now(m);
 	bool fresh;
 	struct ride *r = match_ride_get(m, t, &fresh);
+	if (fresh && !e->created)
+		match_feed_resume(r); /* a trip of the last run: its rider may have seen numbers already */
 	if (e->recovered) {
 		if (fresh) /* (a ride followed already is newer than the read) */
 			match_recover_ride(m, r, t);
@@ -594,6 +598,7 @@ void matcher_free(struct matcher *m)
 	umap_fini(&m->rides);
 	umap_fini(&m->by_driver);
 	umap_fini(&m->by_rider);
+	match_feed_fini(m);
 	rh_timer_free(m->recover_timer);
 	rh_free(m->msg_types);
 	rh_free(m);

@@ -28,6 +28,7 @@ struct rh_timer;
 struct gw_message_type;
 struct cJSON;
 struct match_check;
+struct match_feed_asks;
 
 /* ------------------------------------------------------------ meter.c */
 
@@ -64,9 +65,25 @@ struct match_feed_msg {
 	char type[32];
 	char *payload; /* JSON text */
 };
-/* A trip's messages to its rider, numbered; the last few kept. */
+/* A message waiting for its number: its payload without trip_id and seq. */
+struct match_feed_held {
+	char type[32];
+	char *body;
+};
+/* A trip's messages to its rider, numbered; the last few kept. Numbers only
+ * go forward, across restarts too: they are given up to a ceiling reserved
+ * in the database (rider_feed_seq) a block at a time, and a trip read back
+ * after a restart starts from its last ceiling, a number no rider has seen;
+ * messages wait (held) while a ceiling is on its way. */
 struct match_feed {
-	int64_t seq;
+	int64_t seq;       /* the last number given */
+	int64_t ceiling;   /* numbers up to this may be given */
+	bool known;        /* false: read back, its ceiling not known yet */
+	bool asking;       /* a ceiling is being reserved */
+	bool stored;       /* the database has a row for it */
+	bool gap;          /* held messages were dropped: a snapshot goes first */
+	struct match_feed_held *held;
+	int nheld;
 	struct match_feed_msg *ring;
 	int len, next;
 };
@@ -97,6 +114,7 @@ struct matcher {
 	struct umap by_rider;  /* rider -> ride (active) */
 	bool recovered;        /* the active trips are read back */
 	struct gw_message_type *msg_types; /* what the matcher takes over the WebSocket */
+	struct match_feed_asks *asks;      /* feed.c: ceilings on their way to the database */
 	int nmsg_types;
 	struct rh_timer *recover_timer;
 	LIST_HEAD(, match_check) checks; /* commands.c: accepts whose answer was lost */
@@ -121,6 +139,14 @@ void match_send_assigned(struct matcher *m, const struct ride *r, struct session
 
 /* feed.c */
 void match_feed_init(struct matcher *m);
+void match_feed_fini(struct matcher *m);
+/* A ride made in this run: numbers from 1, the first block needs no write. */
+void match_feed_start(struct ride *r);
+/* A ride read back after a restart: its numbers go on above everything the
+ * last run could have sent (the rider gets a snapshot once they are known). */
+void match_feed_resume(struct ride *r);
+/* The ride ended: its feed's row goes. */
+void match_feed_end(struct ride *r);
 /* Numbers the message, keeps it for replay and sends it if the rider is
  * connected. sb holds the payload's opening brace and its members, if any;
  * trip_id and seq go last, and the buffer becomes the kept message. */
