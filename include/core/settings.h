@@ -156,6 +156,7 @@ struct trip_cfg {
 	int64_t min_trip_m;         /* pickup and dropoff closer than this are refused */
 	int64_t batch_max;          /* transitions committed together in one transaction */
 	int64_t batch_lanes;        /* batches at the database at once (trips spread by id) */
+	int64_t driver_lost_after_ms; /* a live trip's driver gone this long: flagged, may be ended */
 };
 #define TARIFF_MAX 16
 

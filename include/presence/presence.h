@@ -142,6 +142,11 @@ size_t presence_count(struct presence *p, double lat, double lon, double radius_
 /* The driver as presence knows them (any status, stale or not); false if
  * unknown. */
 bool presence_driver(struct presence *p, const struct uuid *driver, struct presence_hit *out);
+/* How long the driver has been gone: 0 while they hold a session, else the
+ * time since they were last heard of (a location, a session opened or
+ * closed, or since presence made their record); -1 when presence has no
+ * record of them. */
+int64_t presence_gone_ms(struct presence *p, const struct uuid *driver, int64_t now);
 /* Counts an offer to the driver, and whether it was accepted. */
 void presence_note_offer(struct presence *p, const struct uuid *driver, bool accepted);
 /* Index of a vehicle type in the tariffs, or -1. */

@@ -301,6 +301,8 @@ static const struct cfg_key trip_keys[] = {
 	  "A pickup and dropoff closer than this are refused (422)." },
 	{ "batch_max", CFG_INT, K(trip_cfg, batch_max), "256", 1, 10000, "items", NULL,
 	  "Trip transitions (or ride requests) that arrive together are committed in one transaction, up to this many." },
+	{ "driver_lost_after", CFG_DURATION, K(trip_cfg, driver_lost_after_ms), "5m", SEC(2), SEC(86400), "s", NULL,
+	  "A live trip whose driver has had no session and sent no location for this long is flagged (event trip.driver_lost, metric ridehail_match_drivers_lost): its rider may then end it, even in progress, as may an operator, reason driver_lost (docs/api.md has the fare). The flag is cleared if the driver comes back first." },
 	{ "batch_lanes", CFG_INT, K(trip_cfg, batch_lanes), "2", 1, 8, "batches", NULL,
 	  "Batches at the database at once, transitions and ride requests together; trips are spread over lanes by id (requests by rider), so one trip's transitions stay in order. About the database's cores; at most database.pool_size is useful." },
 	{ 0 }

@@ -199,8 +199,10 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 	int64_t now = match_now(m);
 	bool fresh;
 	struct ride *r = match_ride_get(m, t, &fresh);
-	if (fresh && !e->created)
+	if (fresh && !e->created) {
 		match_feed_resume(r); /* a trip of the last run: its rider may have seen numbers already */
+		r->lost = MATCH_LOST_UNKNOWN; /* (the last run may have flagged its driver) */
+	}
 	if (e->recovered) {
 		if (fresh) /* (a ride followed already is newer than the read) */
 			match_recover_ride(m, r, t);
@@ -528,6 +530,7 @@ static void match_collect(void *arg)
 	dispatch_counts(m->dispatch, &searching, &waiting);
 	metric_set(m->m_searching, searching);
 	metric_set(m->m_waiting, waiting);
+	metric_set(m->m_lost, match_lost_count(m));
 }
 
 static void match_metrics_init(struct matcher *m, struct metrics *mx)
@@ -547,6 +550,10 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 	m->m_no_drivers = metric_cell(metrics_counter(mx, "ridehail_match_no_drivers_total",
 						      "Trips cancelled after match.max_search without a driver.", NULL),
 				      NULL);
+	m->m_lost = metric_cell(metrics_gauge(mx, "ridehail_match_drivers_lost",
+					      "Live trips whose driver has been gone past trip.driver_lost_after (flagged: the rider or an operator may end them).",
+					      NULL),
+				 NULL);
 	m->m_rider_msgs = metric_cell(metrics_counter(mx, "ridehail_match_rider_messages_total",
 						      "Live messages to riders (matched, driver.location, state changes, progress).",
 						      NULL),
@@ -578,6 +585,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	const struct trip_listener tl = { .changed = match_trip_changed, .ctx = m };
 	trips_listen(d->trips, &tl);
 	match_recover_start(m);
+	match_lost_init(m);
 	return m;
 }
 
@@ -599,6 +607,7 @@ void matcher_free(struct matcher *m)
 	umap_fini(&m->by_driver);
 	umap_fini(&m->by_rider);
 	match_feed_fini(m);
+	match_lost_fini(m);
 	rh_timer_free(m->recover_timer);
 	rh_free(m->msg_types);
 	rh_free(m);

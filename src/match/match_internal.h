@@ -6,7 +6,8 @@
  *   feed.c      the rider's live feed: numbered messages, replay, snapshot
  *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
  *   meter.c     the fare meter: distance from the driver's own fixes
- *   recover.c   at start: the last run's reservations, the active trips */
+ *   recover.c   at start: the last run's reservations, the active trips
+ *   lost.c      live trips whose driver is gone: flagged for the operator */
 #ifndef RH_MATCH_INTERNAL_H
 #define RH_MATCH_INTERNAL_H
 
@@ -103,6 +104,8 @@ struct ride {
 	char currency[4];
 	struct match_meter meter;
 	struct match_feed feed;
+	enum { MATCH_LOST_NO = 0, MATCH_LOST_YES, MATCH_LOST_UNKNOWN } lost; /* as the database has it */
+	bool lost_asking;  /* the flag is being written */
 };
 
 struct matcher {
@@ -118,8 +121,9 @@ struct matcher {
 	int nmsg_types;
 	struct rh_timer *recover_timer;
 	LIST_HEAD(, match_check) checks; /* commands.c: accepts whose answer was lost */
+	struct rh_timer *lost_timer;     /* lost.c: the sweep */
 	struct metric_family *f_offers, *f_match_time;
-	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs;
+	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_lost;
 };
 
 int64_t match_now(const struct matcher *m);
@@ -168,6 +172,12 @@ void match_commands_init(struct matcher *m);
 void match_accept_check(struct matcher *m, const struct dispatch_offer *o);
 /* Shutdown: the checks still waiting for the database. */
 void match_checks_free(struct matcher *m);
+
+/* lost.c */
+void match_lost_init(struct matcher *m);
+void match_lost_fini(struct matcher *m);
+/* Live trips whose driver is flagged lost (the metric). */
+int match_lost_count(struct matcher *m);
 
 /* recover.c */
 void match_recover_start(struct matcher *m);

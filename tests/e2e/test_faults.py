@@ -481,3 +481,100 @@ def test_a_riders_numbering_goes_on_forward_across_sigkills(make_daemon, pg):
             await rapp.close()
             return seqs[-1]
         last = run(again(last))
+
+
+# ---------------------------------------------------------------- 5: a driver who never comes back
+
+def test_a_trip_whose_driver_never_comes_back_is_flagged_and_the_rider_can_end_it(make_daemon, pg):
+    """A trip in progress whose driver vanishes (no socket, no location) is
+    flagged after trip.driver_lost_after: an event for the operator, the
+    metric; its rider may then end it, reason driver_lost, paying the part
+    driven (the metered fare of the recorded way, capped at the quote), and the
+    driver is free. (Before: IN_PROGRESS had no way out but an operator, and
+    nothing told anyone.)"""
+    env = {"RIDEHAIL_TRIP_DRIVER_LOST_AFTER": "3s", "RIDEHAIL_PRESENCE_HISTORY_FLUSH_INTERVAL": "50ms",
+           "RIDEHAIL_MATCH_METER_MAX_SPEED": "1000", "RIDEHAIL_PRESENCE_STALE_AFTER": "120s"}
+    d = make_daemon(env=env)
+
+    async def go():
+        drv, app = await online(d, PICKUP)
+        rider, rapp = await rider_app(d)
+        trip = request(d, rapp.hdr, dropoff=north(PICKUP, 6000)).json()
+        await accept(app, await offer_for(app, trip["id"]))
+        await command(app, "trip.arrived", trip["id"])
+        await command(app, "trip.started", trip["id"])
+        for i in range(6):  # 500 m driven, then the phone dies
+            await app.ping(*north(PICKUP, 100 * i), accuracy_m=5)
+            await asyncio.sleep(0.3)
+        await app.close()
+        # not yet: the rider cannot end a trip in progress
+        problem(d.post(f"/v1/rides/{trip['id']}/cancel", headers=rapp.hdr), 409, "trip-state")
+        wait_for(lambda: sql(d, pg, "SELECT driver_lost_at IS NOT NULL FROM trips WHERE id = %s",
+                             (trip["id"],))[0][0], timeout=10, what="the trip flagged")
+        ev = sql(d, pg, "SELECT payload FROM outbox WHERE aggregate_id = %s AND event_type = 'trip.driver_lost'",
+                 (trip["id"],))
+        assert len(ev) == 1 and ev[0][0]["driver_id"] == drv["id"] and ev[0][0]["state"] == "IN_PROGRESS", ev
+        assert metric(d, "ridehail_match_drivers_lost") == 1
+        assert "flagged driver_lost" in d.log()
+        r = d.post(f"/v1/rides/{trip['id']}/cancel", {"reason": "fed up"}, headers=rapp.hdr)
+        assert r.status == 200, r
+        t = r.json()
+        assert t["state"] == "CANCELLED"
+        assert t["cancellation"]["by"] == "rider" and t["cancellation"]["reason"] == "driver_lost", t
+        driven = t["metered"]["distance_m"]
+        assert abs(driven - 500) <= 10, t["metered"]
+        # the part driven at the trip's own tariff (250 base + 156/km + 30/min, 700 minimum), capped at the quote
+        want = min(max(250 + round(156 * driven / 1000) + round(30 * t["metered"]["duration_s"] / 60), 700),
+                   t["fare"]["quoted"])
+        assert abs(t["cancellation"]["fee"] - want) <= 2, (t["cancellation"], t["metered"], want)
+        assert t["cancellation"]["fee"] < t["fare"]["quoted"]
+        assert sql(d, pg, "SELECT status FROM drivers WHERE id = %s", (drv["id"],))[0][0] == "available"
+        wait_for(lambda: metric(d, "ridehail_match_drivers_lost") == 0, what="the gauge back to 0")
+        m = await rapp.recv("trip.state_changed", timeout=5)
+        while m["payload"]["state"] != "CANCELLED":
+            m = await rapp.recv("trip.state_changed", timeout=5)
+        assert m["payload"]["cancellation"]["reason"] == "driver_lost"
+        await rapp.close()
+    run(go())
+
+
+def test_a_driver_back_in_time_clears_the_flag_and_an_operator_ends_a_matched_trip_free(make_daemon, pg):
+    env = {"RIDEHAIL_TRIP_DRIVER_LOST_AFTER": "2s", "RIDEHAIL_PRESENCE_STALE_AFTER": "120s",
+           "RIDEHAIL_TRIP_CANCEL_GRACE": "0s"}
+    d = make_daemon(env=env)
+
+    async def go():
+        drv, app = await online(d, north(PICKUP, 300))
+        rider, rapp = await rider_app(d)
+        trip = request(d, rapp.hdr).json()
+        await accept(app, await offer_for(app, trip["id"]))
+        await command(app, "trip.arrived", trip["id"])
+        await command(app, "trip.started", trip["id"])
+        await app.close()
+        wait_for(lambda: sql(d, pg, "SELECT driver_lost_at IS NOT NULL FROM trips WHERE id = %s",
+                             (trip["id"],))[0][0], timeout=10, what="the trip flagged")
+        # the driver is back: the flag goes, and the rider may not end it any more
+        app = await Driver.connect(d, token_of(app.hdr), drv["id"])
+        wait_for(lambda: not sql(d, pg, "SELECT driver_lost_at IS NOT NULL FROM trips WHERE id = %s",
+                                 (trip["id"],))[0][0], timeout=10, what="the flag cleared")
+        types = [r[0] for r in sql(d, pg, "SELECT event_type FROM outbox WHERE aggregate_id = %s ORDER BY aggregate_seq",
+                                   (trip["id"],))]
+        assert types[-2:] == ["trip.driver_lost", "trip.driver_returned"], types
+        problem(d.post(f"/v1/rides/{trip['id']}/cancel", headers=rapp.hdr), 409, "trip-state")
+        ackp, _ = await command(app, "trip.completed", trip["id"])
+        assert ackp["state"] == "COMPLETED"
+        await app.close()
+
+        # a matched trip whose driver is gone: an operator ends it, the rider pays nothing
+        drv2, app2 = await online(d, north(PICKUP, 300))
+        trip2 = request(d, rapp.hdr).json()
+        await accept(app2, await offer_for(app2, trip2["id"]))
+        await app2.close()
+        wait_for(lambda: sql(d, pg, "SELECT driver_lost_at IS NOT NULL FROM trips WHERE id = %s",
+                             (trip2["id"],))[0][0], timeout=10, what="the second trip flagged")
+        r = d.post(f"/v1/rides/{trip2['id']}/cancel", headers=d.admin)
+        assert r.status == 200, r
+        c = r.json()["cancellation"]
+        assert c == {"by": "operator", "reason": "driver_lost", "fee": 0}, c
+        await rapp.close()
+    run(go())
