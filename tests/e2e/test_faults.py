@@ -7,14 +7,16 @@ ended, retries a 503 invited do not count against the rider, and published
 outbox rows do not pile up forever."""
 import asyncio
 import json
+import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
 
 import pytest
 
-from conftest import Daemon, PgCluster, problem, wait_for
+from conftest import ADMIN_TOKEN, ROOT, SHARED_DATA, PgCluster, problem, wait_for
 from test_dispatch import PICKUP, accept, command, north, offer_for, online, request, rider_app
 from test_presence import token_of
 from wsapp import App, Driver, run
@@ -578,3 +580,97 @@ def test_a_driver_back_in_time_clears_the_flag_and_an_operator_ends_a_matched_tr
         assert c == {"by": "operator", "reason": "driver_lost", "fee": 0}, c
         await rapp.close()
     run(go())
+
+
+# ---------------------------------------------------------------- 8: the simulator rides through faults
+
+def test_the_simulator_rides_through_a_sigkill_and_a_database_outage(make_daemon, tmp_path):
+    """bin/ridehail-sim against a daemon that is SIGKILLed (and started again
+    on the same address) and a database stopped for a few seconds: it opens
+    its sockets again, catches up with where each trip stands, sends again
+    what was refused `unavailable` or lost on the way, and ends its run with
+    no protocol error and no invariant breach. (Before: any blip ended its
+    run with errors.)"""
+    from conftest import free_port
+    from test_sim import BOX, FAST_DAEMON, SIM
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        port = free_port()
+        env = dict(FAST_DAEMON, RIDEHAIL_HTTP_LISTEN=f"127.0.0.1:{port}", RIDEHAIL_DATABASE_RECONNECT_MAX="300ms",
+                   RIDEHAIL_MATCH_OFFER_TIMEOUTS="4")
+        d = make_daemon(env=env, db_url=cluster.url(db))
+        out = tmp_path / "sim"
+        sim = subprocess.Popen([str(SIM), "--addr", f"127.0.0.1:{port}", "--admin-token", ADMIN_TOKEN, "--out", str(out),
+                                "--quiet", "--bbox", BOX, "--drivers", "8", "--riders", "16", "--duration", "240",
+                                "--drain", "240", "--speed", "8", "--seed", "4", "--demand", "hotspots", "--rate", "240",
+                                "--hotspots", "2", "--patience", "900", "--kmh", "30", "--cruise"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        wait_for(lambda: cluster.query(db, "SELECT count(*) FROM trips WHERE state <> 'SEARCHING'")[0][0] >= 2,
+                 timeout=90, what="the run under way")
+        d.proc.kill()  # SIGKILL
+        d.proc.wait()
+        d = make_daemon(env=env, db_url=cluster.url(db))
+        time.sleep(8)
+        cluster.stop("fast")
+        time.sleep(4)
+        cluster.start()
+        d.wait_ready(timeout=15)
+        stdout, stderr = sim.communicate(timeout=240)
+        s = json.loads((out / "summary.json").read_text())
+        assert sim.returncode == 0, f"sim exited {sim.returncode}:\n{stderr[-4000:]}"
+        assert s["protocol_errors"] == 0 and s["invariant_breaches"] == 0, s
+        assert "rode through faults" in stderr, stderr[-2000:]
+        assert s["completed"] >= 1, s
+        # every trip it saw created is in the database
+        assert cluster.query(db, "SELECT count(*) FROM trips")[0][0] == s["created"], s
+    finally:
+        cluster.destroy()
+
+
+def test_the_simulators_plan_counts_the_requests_within_its_duration(tmp_path):
+    """--demand-mult moves copies by up to a minute: rows past --duration are
+    never issued and are not counted as planned. (Before: they were.)"""
+    from test_sim import BOX, SIM
+    out = tmp_path / "plan"
+    r = subprocess.run([str(SIM), "--dry-run", "--bbox", BOX, "--demand", "hotspots", "--rate", "600",
+                        "--duration", "600", "--demand-mult", "3", "--seed", "7", "--out", str(out)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    rows = [float(x.split(",")[0]) for x in (out / "demand.csv").read_text().splitlines()[1:]]
+    within = sum(1 for t in rows if t < 600)
+    assert within < len(rows), "the seed no longer puts a row past the duration"
+    m = re.search(r"sim: (\d+) requests planned over 600 simulated s", r.stderr)
+    assert m and int(m.group(1)) == within, (r.stderr, within, len(rows))
+
+
+MIDTOWN = SHARED_DATA / "osm" / "nyc-midtown-2025.osm.pbf"
+
+
+@pytest.mark.skipif(not MIDTOWN.exists(), reason=f"{MIDTOWN} is absent: the drivers-on-roads test skipped")
+def test_the_simulator_places_its_drivers_on_roads_a_car_can_use(make_daemon, tmp_path):
+    """The Midtown box takes in the Hudson: drivers are placed on roads of the
+    map's core, from which a route leaves and to which one comes (the daemon
+    answers both), not in the water. (Before: uniformly in the box.)"""
+    from test_sim import SIM, import_map
+    m = import_map(MIDTOWN, tmp_path / "midtown.map")
+    d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(m), "RIDEHAIL_LOG_LEVEL": "info"})
+    out = tmp_path / "sim"
+    r = subprocess.run([str(SIM), "--addr", f"{d.host}:{d.port}", "--admin-token", ADMIN_TOKEN, "--out", str(out),
+                        "--quiet", "--map", str(m), "--bbox", "-74.0140,40.7360,-73.9630,40.7590", "--margin", "0",
+                        "--drivers", "40", "--riders", "1", "--rate", "0", "--duration", "3", "--interval", "1",
+                        "--seed", "2"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    first = {}
+    for line in (out / "positions.csv").read_text().splitlines()[1:]:
+        t, drv, lat, lon = line.split(",")[:4]
+        first.setdefault(drv, (float(lat), float(lon)))
+    assert len(first) == 40, first
+    core = (40.7506, -73.9860)  # Times Square-ish: the core of the map
+    bad = []
+    for drv, (lat, lon) in first.items():
+        to = d.get(f"/v1/route?from_lat={lat}&from_lng={lon}&to_lat={core[0]}&to_lng={core[1]}")
+        back = d.get(f"/v1/route?from_lat={core[0]}&from_lng={core[1]}&to_lat={lat}&to_lng={lon}")
+        if to.status != 200 or back.status != 200:
+            bad.append((drv, lat, lon, to.status, back.status))
+    assert not bad, bad
