@@ -773,10 +773,16 @@ static void drv_send_pending(struct driver *d)
 
 /* The socket is back and the server says where the driver stands: a trip
  * that ended meanwhile is over here too, an offline driver goes available
- * again, and what was on its way is sent again (trip.assigned or ride.offer
- * follows from the server for a trip or a live offer). */
+ * again, and the trip command it waited on is sent again (trip.assigned or
+ * ride.offer follows from the server for a trip or a live offer). */
 static void drv_resume(struct driver *d, const char *status)
 {
+	/* An offer stands only on the socket it came on: a live one is sent
+	 * again on this one (and answered afresh); one the server no longer
+	 * has (offers do not survive a restart) is over. An accept whose answer
+	 * was lost: trip.assigned follows if it was applied (d->accepted). */
+	if (d->st == D_OFFERED || d->st == D_ACCEPTING)
+		drv_clear_offer(d);
 	bool on_trip = d->st >= D_TO_PICKUP && d->st <= D_COMPLETING;
 	if (on_trip && (!strcmp(status, "available") || !strcmp(status, "offline"))) {
 		drv_to_idle(d);
