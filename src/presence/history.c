@@ -264,6 +264,12 @@ struct history *history_new(struct event_base *base, struct metrics *m, struct d
 	h->cfg = cfg;
 	h->cap = (int)h->cfg->history_queue_max;
 	h->ring = rh_calloc((size_t)h->cap, sizeof *h->ring);
+	/* Its pages now, not as the head first reaches each: the queue is a
+	 * bound the daemon may use at any time, and resident memory that
+	 * creeps up for the first minutes of service (17 MB at the default
+	 * size, about 7 minutes at 500 points/s) hides any real growth. */
+	for (size_t off = 0; off < (size_t)h->cap * sizeof *h->ring; off += 4096)
+		((volatile char *)h->ring)[off] = 0;
 	h->flush_timer = event_new(base, -1, EV_PERSIST, history_flush_cb, h);
 	h->partition_timer = evtimer_new(base, history_partition_cb, h);
 	struct timeval tv = { h->cfg->history_flush_ms / 1000, (h->cfg->history_flush_ms % 1000) * 1000 };
