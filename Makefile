@@ -11,6 +11,7 @@
 #   make bench        every benchmark and one summary table (bench/results/);
 #                     make bench QUICK=1 a reduced set; make bench-<area> one area
 #   make deps         install build/run/test dependencies (Debian 12, apt)
+#   make install      the daemon, its data and a systemd unit (PREFIX, DESTDIR, SYSCONFDIR)
 #
 # Each module lists its sources in src/<module>/module.mk; this file only
 # knows how to build what those lists name.
@@ -57,13 +58,14 @@ include tests/unit/module.mk
 include tests/fuzz/module.mk
 -include bench/module.mk
 
-MIGRATIONS := $(sort $(wildcard sql/[0-9]*.sql))
+MIGRATIONS     := $(sort $(wildcard sql/[0-9]*.sql))
+FUNCTION_FILES := $(sort $(wildcard sql/functions/[0-9]*.sql))
 
-LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o
+LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: all run demo chaos soak check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
+.PHONY: install all run demo chaos soak check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -86,17 +88,33 @@ $(LIBRH): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-# Migrations are compiled into the daemon, so a deployed binary needs no sql/ folder.
-$(O)/build-aux/embed: build-aux/embed.c
+# Migrations and function files are compiled into the daemon, so a deployed
+# binary needs no sql/ folder (see include/store/migrations.h).
+$(O)/build-aux/embed: build-aux/embed.c include/trip/trip_row.def
 	@mkdir -p $(@D)
-	$(CC) -std=c11 -O1 -o $@ $<
+	$(CC) -std=c11 -O1 -Iinclude -o $@ $<
 
-$(O)/gen/migrations.c: $(MIGRATIONS) $(O)/build-aux/embed
+$(O)/gen/migrations.c: $(MIGRATIONS) $(FUNCTION_FILES) $(O)/build-aux/embed
 	@mkdir -p $(@D)
-	$(O)/build-aux/embed $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+	$(O)/build-aux/embed $(MIGRATIONS) --functions $(FUNCTION_FILES) > $@.tmp && mv $@.tmp $@
+
+# The function files as the daemon carries them (placeholders expanded), for
+# make install.
+FUNCTION_GEN := $(FUNCTION_FILES:sql/functions/%=$(O)/gen/functions/%)
+$(O)/gen/functions/%.sql: sql/functions/%.sql $(O)/build-aux/embed
+	@mkdir -p $(@D)
+	$(O)/build-aux/embed --expand $< > $@.tmp && mv $@.tmp $@
 
 $(O)/gen/migrations.o: $(O)/gen/migrations.c
 	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+# docs/openapi.yaml, as JSON, is compiled in too: GET /openapi.json serves it.
+$(O)/gen/openapi.c: docs/openapi.yaml build-aux/openapi_json.py
+	@mkdir -p $(@D)
+	$(PYTHON) build-aux/openapi_json.py docs/openapi.yaml > $@.tmp && mv $@.tmp $@
+
+$(O)/gen/openapi.o: $(O)/gen/openapi.c
+	$(Q)$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -Wno-missing-prototypes -Wno-overlength-strings -c -o $@ $<
 
 $(BINDIR)/ridehaild: $(O)/src/daemon/main.o $(LIBRH)
 	@mkdir -p $(@D)
@@ -161,10 +179,17 @@ soak: all
 	bench/soak.sh
 
 # ---------------------------------------------------------------- running
-run: deps-check all
+# make run and make demo build with one job per core (JOBS=), unless make
+# was already given -j.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+PARALLEL = $(if $(filter -j% j%,$(MAKEFLAGS)),,-j$(JOBS))
+
+run: deps-check
+	$(MAKE) $(PARALLEL) all
 	scripts/run.sh
 
-demo: deps-check all
+demo: deps-check
+	$(MAKE) $(PARALLEL) all
 	scripts/demo.sh
 
 stop-db:
@@ -186,6 +211,36 @@ bench: all
 
 bench-%: all
 	QUICK=$(QUICK) scripts/bench.sh $*
+
+# ---------------------------------------------------------------- installing
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]: scripts/install.sh
+# says what goes where. The installed ridehaild is linked apart, with its
+# default configuration at $(SYSCONFDIR)/ridehail/ridehaild.conf.
+PREFIX      ?= /usr/local
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INST_CONF   := $(SYSCONFDIR)/ridehail/ridehaild.conf
+
+# Rewritten only when the path changes, so main.o is rebuilt only then.
+$(O)/install/default-config: FORCE
+	@mkdir -p $(@D)
+	@echo '$(INST_CONF)' | cmp -s - $@ || echo '$(INST_CONF)' > $@
+
+$(O)/install/main.o: src/daemon/main.c $(O)/install/default-config
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CPPFLAGS) -DRH_DEFAULT_CONFIG='"$(INST_CONF)"' $(PKG_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/install/ridehaild: $(O)/install/main.o $(LIBRH)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+install: $(O)/install/ridehaild $(BINDIR)/ridehail-sim $(FUNCTION_GEN)
+	DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' UNITDIR='$(UNITDIR)' \
+	  SYSUSERSDIR='$(SYSUSERSDIR)' DAEMON='$(O)/install/ridehaild' SIM='$(BINDIR)/ridehail-sim' \
+	  FUNCTIONS='$(O)/gen/functions' scripts/install.sh
+
+.PHONY: FORCE
+FORCE:
 
 clean:
 	rm -rf build bin

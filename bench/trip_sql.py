@@ -70,7 +70,7 @@ def main():
         rows = q.fetchall()
         if [r[1] for r in rows] != [201] * len(rs):
             sys.exit(f"trip_sql: trip_requests answered {rows[:2]}")
-        return [r[2]["trip_row"][0] for r in rows]  # the trip's id (sql/011)
+        return [r[2]["trip_row"][0] for r in rows]  # the trip's id (include/trip/trip_row.def)
 
     for k in range(0, WARM, 250):
         request(riders[k:k + 250], False)

@@ -16,6 +16,9 @@
 # counted.
 #
 #   trip_sql_ir_{request,match}_b{32,1}   instructions per new trip / MATCHED
+#   trip_sql_ir_steps_b32                 per transition after MATCHED (a
+#                                         quarter each ARRIVED, IN_PROGRESS,
+#                                         COMPLETED and CANCELLED)
 #   trip_sql_ir_peer                      the peer: one row's state change and
 #                                         its outbox row (UPDATE ... RETURNING
 #                                         feeding an INSERT, one commit), the
@@ -65,7 +68,7 @@ count() { # file
 	sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/err"
 }
 declare -A per
-for c in request_b32 match_b32 request_b1 match_b1 peer; do
+for c in request_b32 match_b32 steps_b32 request_b1 match_b1 peer; do
 	n=$(ls "$tmp/cases/$c".*.sql | sed 's/.*\.\([0-9]*\)\.sql/\1/' | sort -n | tail -1)
 	b=${c##*_b}
 	[ "$c" = peer ] && b=1
@@ -75,6 +78,7 @@ for c in request_b32 match_b32 request_b1 match_b1 peer; do
 done
 echo "trip_sql_ir_request_b32=${per[request_b32]}"
 echo "trip_sql_ir_match_b32=${per[match_b32]}"
+echo "trip_sql_ir_steps_b32=${per[steps_b32]}"
 echo "trip_sql_ir_request_b1=${per[request_b1]}"
 echo "trip_sql_ir_match_b1=${per[match_b1]}"
 echo "trip_sql_ir_peer=${per[peer]}"

@@ -5,8 +5,11 @@
 #   scripts/localdb.sh url       the libpq URL of the local database
 #   scripts/localdb.sh warm [MB] bring a new cluster's WAL to how a cluster
 #                                in service has it (see warm() below)
+#   scripts/localdb.sh fresh     start, and create the database anew (dropped first if there)
 #   scripts/localdb.sh status | stop | destroy
-# LOCALDB_DIR (default <repo>/var/pg) and LOCALDB_PORT (default 54329) override.
+# LOCALDB_DIR (default <repo>/var/pg), LOCALDB_PORT (default 54329) and
+# LOCALDB_NAME (the database, default ridehail) override. The defaults are
+# database.url's built-in default (src/core/config_table.c): keep them equal.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +18,8 @@ port=${LOCALDB_PORT:-54329}
 pgbin=/usr/lib/postgresql/15/bin
 data=$dir/data
 user=ridehail
-dbname=ridehail
+dbname=${LOCALDB_NAME:-ridehail}
+[[ $dbname =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "localdb: LOCALDB_NAME must be a lower-case SQL name, not '$dbname'" >&2; exit 2; }
 
 # PostgreSQL refuses to run as root: then the cluster belongs to the
 # `postgres` system user (created by the Debian package).
@@ -90,6 +94,10 @@ warm() {
 
 case "${1:-start}" in
 start) start ;;
+fresh)
+	start
+	psql -h 127.0.0.1 -p "$port" -U "$user" -d postgres -qc "DROP DATABASE IF EXISTS $dbname WITH (FORCE)" >/dev/null
+	start ;;
 warm) warm "${2:-}" ;;
 url) url ;;
 status)
@@ -102,5 +110,5 @@ destroy)
 	if [ -L "$dir" ]; then rm -rf "$(readlink "$dir")"; fi
 	rm -rf "$dir"
 	echo "localdb: removed $dir" ;;
-*) echo "usage: $0 start|url|warm [MB]|status|stop|destroy" >&2; exit 2 ;;
+*) echo "usage: $0 start|fresh|url|warm [MB]|status|stop|destroy" >&2; exit 2 ;;
 esac

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# `make run`: the daemon on the local default. When no database is configured
-# (neither RIDEHAIL_DATABASE_URL nor database.url in the config file), start
-# the local cluster under var/pg and point the daemon at it. Without
+# `make run`: the daemon on the local default. When database.url is the
+# built-in default (the local default database,
+# postgres://ridehail@127.0.0.1:54329/ridehail), create (once) and start the
+# local cluster under var/pg (scripts/localdb.sh; LOCALDB_DIR, LOCALDB_PORT
+# and LOCALDB_NAME move it, and the daemon is pointed there). Any other
+# database.url (or RIDEHAIL_DATABASE_URL) is used as it is. Without
 # routing.map, the West Oakland map (scripts/localmap.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,7 +13,9 @@ conf=${CONFIG:-conf/ridehaild.conf}
 bin=${RIDEHAILD:-bin/ridehaild}
 
 url=$("$bin" --config "$conf" --get database.url)
-if [ -z "$url" ]; then
+# the default as localdb.sh builds it with none of its LOCALDB_* overrides
+default=$(env -u LOCALDB_DIR -u LOCALDB_PORT -u LOCALDB_NAME scripts/localdb.sh url)
+if [ "$url" = "$default" ]; then
 	scripts/localdb.sh start
 	export RIDEHAIL_DATABASE_URL=$(scripts/localdb.sh url)
 	echo "run: using the local database $RIDEHAIL_DATABASE_URL (make stop-db stops it, make clean-db removes it)" >&2

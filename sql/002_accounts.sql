@@ -1,6 +1,12 @@
 -- 002: accounts. Riders, drivers and operators each log in with an email and
 -- a password (argon2id, libsodium's crypto_pwhash_str format). Emails are
--- unique per role, case-insensitively.
+-- unique per role, case-insensitively. How accounts look in API replies:
+-- sql/functions/20_accounts.sql.
+--
+-- Its text up to schema version 11 also defined functions; their bodies
+-- now live in sql/functions/. The schema it makes is the same, so a
+-- database that recorded that text is at this migration:
+-- was-checksum: 6e6f702097065a65
 
 CREATE TABLE operators (
     id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -49,31 +55,3 @@ CREATE TABLE drivers (
 );
 CREATE UNIQUE INDEX drivers_email_key ON drivers (lower(email));
 CREATE UNIQUE INDEX drivers_plate_key ON drivers (upper(plate));
-
--- How accounts look in API replies (never with the password hash).
-CREATE FUNCTION rider_json(r riders) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'id', r.id, 'role', 'rider', 'email', r.email, 'name', r.name, 'phone', r.phone,
-        'rating', CASE WHEN r.rating_count > 0 THEN jsonb_build_object(
-            'average', round(r.rating_sum::numeric / r.rating_count, 2), 'count', r.rating_count) END,
-        'disabled', r.disabled,
-        'created_at', to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-$$;
-
-CREATE FUNCTION driver_json(d drivers) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'id', d.id, 'role', 'driver', 'email', d.email, 'name', d.name, 'phone', d.phone,
-        'vehicle', jsonb_build_object('type', d.vehicle_type, 'make', d.vehicle_make,
-                                      'model', d.vehicle_model, 'color', d.vehicle_color, 'plate', d.plate),
-        'status', d.status, 'version', d.version,
-        'rating', CASE WHEN d.rating_count > 0 THEN jsonb_build_object(
-            'average', round(d.rating_sum::numeric / d.rating_count, 2), 'count', d.rating_count) END,
-        'disabled', d.disabled,
-        'created_at', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-$$;
-
-CREATE FUNCTION operator_json(o operators) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'id', o.id, 'role', 'operator', 'email', o.email, 'name', o.name, 'disabled', o.disabled,
-        'created_at', to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
-$$;

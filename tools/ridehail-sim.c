@@ -152,6 +152,7 @@ static struct {
 	int reconnects, resends; /* rode through faults */
 	double anchor_lat, anchor_lon; /* a point on the map's core: routes join it to every usable point */
 	bool have_anchor;
+	int moved_onto_roads, unroutable; /* demand points moved onto a road; none found */
 	double *track;        /* rider's view of its driver vs where the driver is, m */
 	size_t ntrack, cap_track;
 	FILE *ts, *pos;
@@ -393,6 +394,29 @@ static bool on_road(double *lat, double *lon)
 	return true;
 }
 
+/* (lat, lon) onto the nearest road a car can use, searched in rings of
+ * growing radius inside box; false (unchanged) when none within 2 km. */
+static bool move_onto_road(struct sim_rng *r, const struct sim_bbox *box, double *lat, double *lon)
+{
+	double la = *lat, lo = *lon;
+	if (on_road(&la, &lo))
+		goto found;
+	for (double radius = 20; radius <= 2000; radius *= 1.5) {
+		for (int k = 0; k < 12; k++) {
+			double a = sim_rng_range(r, 0, 2 * M_PI), d = radius * sim_rng_range(r, 0.7, 1.0);
+			la = *lat + d * cos(a) / 111320.0;
+			lo = *lon + d * sin(a) / (111320.0 * cos(*lat * M_PI / 180));
+			if (sim_bbox_contains(box, la, lo) && on_road(&la, &lo))
+				goto found;
+		}
+	}
+	return false;
+found:
+	*lat = la;
+	*lon = lo;
+	return true;
+}
+
 /* A random point of the area; with a map, one a car can reach and leave. */
 static void random_point(struct sim_rng *r, double *lat, double *lon)
 {
@@ -433,6 +457,45 @@ static void find_anchor(void)
 		S.anchor_lat = pl[best];
 		S.anchor_lon = pn[best];
 		S.have_anchor = true;
+	}
+}
+
+/* Every pickup and dropoff of the demand onto a road a car can use, so that
+ * every request can be quoted (a point off the roads gets 422 point-off-map
+ * or no-route from the daemon). */
+static void demand_onto_roads(void)
+{
+	if (!S.have_anchor)
+		return;
+	struct sim_rng r;
+	sim_rng_seed(&r, S.seed, 0x60ad);
+	for (size_t i = 0; i < S.dem.n; i++) {
+		struct sim_request *q = &S.dem.req[i];
+		double la = q->plat, lo = q->plon;
+		if (move_onto_road(&r, &S.box, &q->plat, &q->plon))
+			S.moved_onto_roads += la != q->plat || lo != q->plon;
+		else
+			S.unroutable++;
+		if (!q->has_dropoff)
+			continue;
+		la = q->dlat;
+		lo = q->dlon;
+		if (move_onto_road(&r, &S.box, &q->dlat, &q->dlon))
+			S.moved_onto_roads += la != q->dlat || lo != q->dlon;
+		else
+			S.unroutable++;
+		/* ends that came together on the same road: a dropoff 0.8-3.5 km
+		 * away instead, as a rider draws one (the daemon refuses a trip
+		 * shorter than trip.min_distance) */
+		for (int tries = 0; tries < 20 && sim_dist_m(q->plat, q->plon, q->dlat, q->dlon) < 500; tries++) {
+			double dl, dn;
+			random_point(&r, &dl, &dn);
+			double dd = sim_dist_m(q->plat, q->plon, dl, dn);
+			if (dd > 800 && dd < 3500) {
+				q->dlat = dl;
+				q->dlon = dn;
+			}
+		}
 	}
 }
 
@@ -1693,6 +1756,88 @@ static bool have_gnuplot(void)
 	return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
+/* 64-bit FNV-1a of a road segment's two ends (micro-degrees). */
+static uint64_t segment_key(const double *a, const double *b)
+{
+	int64_t v[4] = { llround(a[0] * 1e6), llround(a[1] * 1e6), llround(b[0] * 1e6), llround(b[1] * 1e6) };
+	if (v[0] > v[2] || (v[0] == v[2] && v[1] > v[3])) { /* one key for both directions */
+		int64_t t0 = v[0], t1 = v[1];
+		v[0] = v[2];
+		v[1] = v[3];
+		v[2] = t0;
+		v[3] = t1;
+	}
+	uint64_t h = 1469598103934665603ull;
+	const unsigned char *p = (const unsigned char *)v;
+	for (size_t i = 0; i < sizeof v; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h ? h : 1;
+}
+
+/* The streets drawn under map.png (streets.csv, one "lon,lat" pair per
+ * line, a blank line after each segment): the road geometry of the routes
+ * between neighbouring points of a grid over the area, about 60 steps on
+ * its longer side, so that it runs along nearly every road of the loaded map
+ * a car can use (each segment written once). */
+static void write_streets_csv(void)
+{
+	if (!S.routing)
+		return;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/streets.csv", S.out_dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fprintf(f, "# lon,lat: road segments of the map, a blank line after each\n");
+	double mid = (S.box.min_lat + S.box.max_lat) / 2 * M_PI / 180;
+	double w = (S.box.max_lon - S.box.min_lon) * 111320 * cos(mid), h = (S.box.max_lat - S.box.min_lat) * 110574;
+	double step = fmax(fmax(w, h) / 60, 40);
+	int nx = (int)(w / step) + 1, ny = (int)(h / step) + 1;
+	size_t cap = 1 << 16, n = 0;
+	uint64_t *seen = rh_calloc(cap, sizeof *seen);
+	for (int iy = 0; iy <= ny; iy++) {
+		for (int ix = 0; ix <= nx; ix++) {
+			double lat = S.box.min_lat + (S.box.max_lat - S.box.min_lat) * iy / ny;
+			double lon = S.box.min_lon + (S.box.max_lon - S.box.min_lon) * ix / nx;
+			for (int k = 0; k < 2; k++) {
+				double tlat = k ? lat + (S.box.max_lat - S.box.min_lat) / ny : lat;
+				double tlon = k ? lon : lon + (S.box.max_lon - S.box.min_lon) / nx;
+				struct route_result res;
+				if (routing_route(S.routing, lat, lon, tlat, tlon, true, &res) != RH_OK)
+					continue;
+				for (size_t i = 1; i < res.npoints; i++) {
+					const double *a = &res.coords[2 * (i - 1)], *b = &res.coords[2 * i];
+					if (n * 2 >= cap) { /* grow: rehash */
+						uint64_t *old = seen;
+						size_t ocap = cap;
+						cap *= 2;
+						seen = rh_calloc(cap, sizeof *seen);
+						for (size_t j = 0; j < ocap; j++)
+							if (old[j]) {
+								size_t q = old[j] & (cap - 1);
+								while (seen[q])
+									q = (q + 1) & (cap - 1);
+								seen[q] = old[j];
+							}
+						rh_free(old);
+					}
+					uint64_t key = segment_key(a, b);
+					size_t q = key & (cap - 1);
+					while (seen[q] && seen[q] != key)
+						q = (q + 1) & (cap - 1);
+					if (seen[q])
+						continue;
+					seen[q] = key;
+					n++;
+					fprintf(f, "%.6f,%.6f\n%.6f,%.6f\n\n", a[0], a[1], b[0], b[1]);
+				}
+			}
+		}
+	}
+	rh_free(seen);
+	fclose(f);
+}
+
 static void write_plots(void)
 {
 	char path[4096];
@@ -1700,28 +1845,55 @@ static void write_plots(void)
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return;
+	/* The map in kilometres east and north of the box's south-west corner:
+	 * a degree of longitude is cos(latitude) times a degree of latitude, and
+	 * plotting degrees as they are stretches the map east-west. */
+	double lat0 = S.box.min_lat, lon0 = S.box.min_lon;
+	double kx = 111.320 * cos((S.box.min_lat + S.box.max_lat) / 2 * M_PI / 180), ky = 110.574;
 	fprintf(f,
 		"# gnuplot script written by ridehail-sim; run from this directory: gnuplot plots.gp\n"
 		"set datafile separator ','\nset terminal pngcairo size 900,520 noenhanced\nset key top left\nset grid\n"
-		"set output 'requests_matches.png'\nset title 'Requests and matches (cumulative; samples every %.0f s)'\n"
-		"set xlabel 'simulated s'\nset ylabel 'trips'\na=0; b=0; c=0; e=0\n"
+		"set output 'requests_matches.png'\n"
+		"set title 'Requests, matches, completions and cancellations so far (sampled every %.0f simulated s)'\n"
+		"set xlabel 'simulated s'\nset ylabel 'trips (cumulative)'\nset xrange [0:*]\nset yrange [0:*]\n"
+		"a=0; b=0; c=0; e=0\n"
 		"plot 'timeseries.csv' every ::1 using 1:(a=a+$2) with lines lw 2 title 'requests', "
 		"'' every ::1 using 1:(b=b+$4) with lines lw 2 title 'matched', "
 		"'' every ::1 using 1:(c=c+$5) with lines title 'completed', "
-		"'' every ::1 using 1:(e=e+$6) with lines title 'cancelled'\nset ylabel ''\n"
-		"set output 'utilisation.png'\nset title 'Driver utilisation (busy / online)'\nset yrange [0:1]\n"
-		"plot 'timeseries.csv' every ::1 using 1:9 with lines lw 2 title 'utilisation'\nset yrange [*:*]\n"
-		"set output 'wait_hist.png'\nset title 'Time to match and pickup wait'\nset xlabel 'seconds'\n"
-		"set ylabel 'trips'\nbin(x) = 10*floor(x/10)+5\nset boxwidth 9\nset style fill transparent solid 0.5\n"
+		"'' every ::1 using 1:(e=e+$6) with lines title 'cancelled'\n"
+		"set output 'utilisation.png'\nset title 'Driver utilisation: busy / online drivers at each sample'\n"
+		"set ylabel 'busy fraction'\nset yrange [0:1]\n"
+		"plot 'timeseries.csv' every ::1 using 1:9 with lines lw 2 title 'utilisation'\n"
+		"set output 'wait_hist.png'\nset title 'Time to match and pickup wait, from the ride request (10 s bins)'\n"
+		"set xlabel 'seconds after the request'\nset ylabel 'trips'\nset xrange [0:*]\nset yrange [0:*]\n"
+		"bin(x) = 10*floor(x/10)+5\nset boxwidth 9\nset style fill transparent solid 0.5\n"
 		"plot 'trips.csv' every ::1 using (bin($3)):(1) smooth frequency with boxes title 'time to match', "
 		"'' every ::1 using (bin($4)):(1) smooth frequency with boxes title 'pickup wait'\n"
-		"set terminal pngcairo size 1100,800 noenhanced\nset output 'map.png'\nset title 'Pickups and driver positions'\nset xlabel 'lon'\nset ylabel 'lat'\n"
-		"set size ratio -1\nset xrange [%.5f:%.5f]\nset yrange [%.5f:%.5f]\nset format x '%%.3f'\nset xtics rotate by -45\n"
-		"set key below\n"
-		"plot 'positions.csv' every ::1 using 4:3 with points pt 7 ps 0.25 lc rgb '#7777cc' title 'drivers (every sample)', "
-		"'trips.csv' every ::1 using 7:6 with points pt 7 ps 0.6 lc rgb '#cc2222' title 'pickups'\n",
-		S.interval, S.box.min_lon, S.box.max_lon, S.box.min_lat, S.box.max_lat);
+		"set style fill empty\n"
+		"lat0 = %.6f; lon0 = %.6f; kx = %.5f; ky = %.5f\nX(lon) = (lon - lon0) * kx\nY(lat) = (lat - lat0) * ky\n"
+		"idle(s) = s eq 'idle' || s eq 'offered' || s eq 'accepting'\n"
+		"topickup(s) = s eq 'to_pickup' || s eq 'arriving' || s eq 'boarding'\n"
+		"rider(s) = s eq 'starting' || s eq 'on_trip' || s eq 'completing'\n"
+		"set terminal pngcairo size 1100,900 noenhanced\nset output 'map.png'\n"
+		"set title 'Pickups and drivers (positions sampled every %.0f simulated s) on the roads of the map'\n"
+		"set xlabel sprintf('km east of %%.4f', lon0)\nset ylabel sprintf('km north of %%.4f', lat0)\n"
+		"set size ratio -1\nset xrange [0:%.4f]\nset yrange [0:%.4f]\nset key below horizontal\n"
+		"plot %s"
+		"'positions.csv' every ::1 using (idle(strcol(5)) ? X($4) : NaN):(Y($3)) with points pt 7 ps 0.35 "
+		"lc rgb '#8a8ac8' title 'idle drivers', "
+		"'' every ::1 using (topickup(strcol(5)) ? X($4) : NaN):(Y($3)) with points pt 7 ps 0.5 lc rgb '#e08a00' "
+		"title 'drivers on the way to a pickup', "
+		"'' every ::1 using (rider(strcol(5)) ? X($4) : NaN):(Y($3)) with points pt 7 ps 0.5 lc rgb '#1a9850' "
+		"title 'drivers with a rider', "
+		"'trips.csv' every ::1 using (strcol(2) eq 'completed' ? X($7) : NaN):(Y($6)) with points pt 6 ps 1.3 lw 2 "
+		"lc rgb '#d7191c' title 'pickups (trip completed)', "
+		"'' every ::1 using (strcol(2) ne 'completed' ? X($7) : NaN):(Y($6)) with points pt 2 ps 1.1 lw 2 "
+		"lc rgb '#000000' title 'pickups (not completed)'\n",
+		S.interval, lat0, lon0, kx, ky, S.interval, (S.box.max_lon - lon0) * kx, (S.box.max_lat - lat0) * ky,
+		S.routing ? "'streets.csv' using (X($1)):(Y($2)) with lines lw 1 lc rgb '#c8c8c8' title 'roads of the map', "
+			  : "");
 	fclose(f);
+	write_streets_csv();
 	if (!have_gnuplot()) {
 		fprintf(stderr, "sim: gnuplot is not installed: plots skipped (apt-get install gnuplot-nox; then run "
 				"`gnuplot plots.gp` in %s)\n", S.out_dir);
@@ -1773,7 +1945,16 @@ static void finish(void)
 	write_trips_csv();
 	write_plots();
 	sim_report_write_json(&rep, stdout, extra);
-	fprintf(stderr, "sim: report in %s (summary.json, timeseries.csv, trips.csv, positions.csv, *.png)\n", S.out_dir);
+	struct sim_text_ctx tc = { .drivers = S.ndrivers, .duration_s = S.duration, .compress = S.compress,
+				   .replay = !strcmp(S.demand, "replay") };
+	snprintf(path, sizeof path, "%s/summary.txt", S.out_dir);
+	f = fopen(path, "w");
+	if (f) {
+		sim_report_write_text(&rep, &tc, f);
+		fclose(f);
+	}
+	fprintf(stderr, "sim: report in %s (summary.txt, summary.json, timeseries.csv, trips.csv, positions.csv, *.png)\n",
+		S.out_dir);
 	if (S.reconnects || S.resends)
 		fprintf(stderr, "sim: rode through faults: %d sockets opened again, %d commands and requests sent again\n",
 			S.reconnects, S.resends);
@@ -2129,6 +2310,10 @@ int main(int argc, char **argv)
 	if (S.routing)
 		find_anchor();
 	build_demand();
+	demand_onto_roads();
+	if (!S.quiet && S.have_anchor)
+		fprintf(stderr, "sim: %d demand points moved onto the nearest usable road, %d with none within 2 km\n",
+			S.moved_onto_roads, S.unroutable);
 	char outbuf[4096];
 	if (!S.out_dir) {
 		snprintf(outbuf, sizeof outbuf, "var/sim/%s", S.run_id);

@@ -17,7 +17,6 @@ struct strbuf {
 
 void sb_init(struct strbuf *sb, size_t max);
 void sb_fini(struct strbuf *sb);
-void sb_reset(struct strbuf *sb);
 void sb_append(struct strbuf *sb, const void *data, size_t n);
 void sb_puts(struct strbuf *sb, const char *s);
 void sb_putc(struct strbuf *sb, char c);

@@ -32,6 +32,7 @@ struct session {
 	struct ws_conn *ws; /* NULL once closed */
 	struct auth_principal who;
 	void *owner;        /* the admitting module's record (e.g. presence's driver) */
+	int protocol;       /* 1 or 2: the message versions the app asked for (ridehail.v1, ridehail.v2) */
 	int64_t reject_window_ms;
 	int rejections;
 };
@@ -63,6 +64,9 @@ struct gw_message_type {
 	gw_handler handler;
 	void *ctx;
 	gw_scan_handler scan;         /* may be NULL */
+	/* Version 2 of the payload, when the type has one (event_version 2);
+	 * NULL: version 1 only. Handlers read the version from the envelope. */
+	const struct jv_field *payload_v2;
 };
 
 struct gw_role_hooks {
@@ -108,6 +112,10 @@ void gateway_refuse(struct gw_pending *p, int problem, const char *detail);
 bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation);
 /* The same with the payload already serialised (a JSON object's text). */
 bool gateway_send_text(struct session *s, const char *event_type, const char *payload, const char *correlation);
+/* The same as a given version of the message type (event_version). */
+bool gateway_send_v(struct session *s, const char *event_type, int version, cJSON *payload, const char *correlation);
+bool gateway_send_text_v(struct session *s, const char *event_type, int version, const char *payload,
+			 const char *correlation);
 /* Sends command.rejected for a message of type command_type (may be NULL). */
 void gateway_reject(struct session *s, const char *command_type, const char *correlation, const struct gw_reject *rej);
 /* Closes a session (e.g. WS_CLOSE_REPLACED when another one takes over). */

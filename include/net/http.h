@@ -65,6 +65,9 @@ const char *http_req_body(const struct http_req *r, size_t *len);
 /* "req=<id>" for log lines. */
 const char *http_req_logid(const struct http_req *r);
 const char *http_req_id(const struct http_req *r);
+/* The client as "host:port": the TCP peer, or, when the peer is one of
+ * http.trusted_proxies, the address its X-Forwarded-For names (port 0: not
+ * known; net/proxy.h). Logs and per-address rate limits use this. */
 const char *http_req_peer(const struct http_req *r);
 /* Monotonic ns when the request was dispatched. */
 int64_t http_req_start_ns(const struct http_req *r);

@@ -95,7 +95,6 @@ void jv_scan_init(struct jv_scan *sc);
  * scanned into one sc after one jv_scan_init. */
 const struct jv_value *jv_scan(struct jv_scan *sc, const char *text, size_t len, const struct jv_field *fields);
 
-bool jv_valid_utf8(const char *s);
 bool jv_is_uuid(const char *s);
 
 #endif

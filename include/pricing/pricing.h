@@ -8,7 +8,7 @@
  * loaded.
  *
  * A quote is stateless and tamper-proof: its id is the quoted fare and trip
- * (vehicle type, pickup, dropoff, expiry) signed with HMAC-SHA-256 under a
+ * (vehicle type, pickup, dropoff, expiry) signed with a keyed BLAKE2b-256 MAC under a
  * key derived from auth.jwt_secret, so estimates write nothing and any
  * daemon sharing the secret honours another's quotes until they expire. */
 #ifndef RH_PRICING_PRICING_H

@@ -172,4 +172,15 @@ void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct si
 			int protocol_errors, int invariant_breaches, struct sim_report *out);
 void sim_report_write_json(const struct sim_report *r, FILE *f, const char *extra_members);
 
+/* What the written summary needs beyond the figures. */
+struct sim_text_ctx {
+	int drivers;
+	double duration_s;        /* simulated seconds of demand */
+	double compress;          /* a replay's CSV seconds per simulated second (1: real time) */
+	bool replay;
+};
+/* A short written summary (summary.txt): what was served, the waits, the
+ * fleet's utilisation, a one-line reading of them and which plot shows what. */
+void sim_report_write_text(const struct sim_report *r, const struct sim_text_ctx *c, FILE *f);
+
 #endif

@@ -153,6 +153,7 @@ struct trip_event {
 	const struct trip *trip;
 	bool created;
 	bool recovered;      /* read back at start (trips_load_active) */
+	enum trip_role by;   /* who asked for it (a request: the rider; read back: the system) */
 	int64_t driver_version;
 };
 struct trip_listener {

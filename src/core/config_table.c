@@ -7,6 +7,7 @@
 
 #include "core/config.h"
 #include "core/settings.h"
+#include "core/proxy.h"
 
 #define K(sect, field) offsetof(struct sect, field)
 #define MS(x) ((double)(x))
@@ -52,12 +53,26 @@ static const struct cfg_key http_keys[] = {
 	  "A keep-alive connection with no request in progress is closed after this." },
 	{ "max_requests_per_conn", CFG_INT, K(http_cfg, max_requests_per_conn), "10000", 1, 1e9, "requests", NULL,
 	  "Requests served on one keep-alive connection before it is closed." },
+	{ "trusted_proxies", CFG_STR, K(http_cfg, trusted_proxies), "", 0, 1024, NULL, NULL,
+	  "Addresses (or CIDR ranges) of the reverse proxies in front of the daemon, e.g. 127.0.0.1 for nginx on the same host. A request from one of them is taken to come from the client its X-Forwarded-For names (logs and per-address rate limits key on it); from anyone else that header is ignored. Empty: no proxy is trusted." },
 	{ 0 }
 };
 
+static bool http_validate(const void *section, char *err, size_t errlen)
+{
+	const struct http_cfg *h = section;
+	struct proxy_list l;
+	char why[160];
+	if (proxy_list_parse(h->trusted_proxies, &l, why, sizeof why) != RH_OK) {
+		snprintf(err, errlen, "trusted_proxies: %s", why);
+		return false;
+	}
+	return true;
+}
+
 static const struct cfg_key database_keys[] = {
-	{ "url", CFG_STR, K(database_cfg, url), "", 0, 4096, NULL, NULL,
-	  "libpq connection string or postgres:// URI. Empty: `make run` starts a local cluster under var/pg and sets this.",
+	{ "url", CFG_STR, K(database_cfg, url), "postgres://ridehail@127.0.0.1:54329/ridehail", 0, 4096, NULL, NULL,
+	  "libpq connection string or postgres:// URI. The default is the local default database that `make run` creates under var/pg and starts (scripts/localdb.sh), so every command run from a clone finds it; empty: libpq's defaults (PGHOST, PGDATABASE...).",
 	  CFG_F_SECRET },
 	{ "pool_size", CFG_INT, K(database_cfg, pool_size), "4", 1, 64, "connections", NULL,
 	  "PostgreSQL connections kept open (each pipelines many queries)." },
@@ -393,7 +408,7 @@ static const struct cfg_section log_section = {
 };
 static const struct cfg_section http_section = {
 	.name = "http", .keys = http_keys, .offset = offsetof(struct rh_config, http),
-	.help = "The HTTP listener (REST and the WebSocket upgrade share it).",
+	.help = "The HTTP listener (REST and the WebSocket upgrade share it).", .validate = http_validate,
 };
 static const struct cfg_section database_section = {
 	.name = "database", .keys = database_keys, .offset = offsetof(struct rh_config, database),

@@ -1,2 +1,2 @@
 LIB_SRCS += src/core/umap.c src/core/alloc.c src/core/clock.c src/core/config.c src/core/config_table.c src/core/err.c \
-            src/core/log.c src/core/metrics.c src/core/strbuf.c src/core/uuid.c src/core/worker.c src/core/timer.c
+            src/core/log.c src/core/metrics.c src/core/strbuf.c src/core/uuid.c src/core/worker.c src/core/timer.c src/core/proxy.c

@@ -19,14 +19,6 @@ void sb_fini(struct strbuf *sb)
 	memset(sb, 0, sizeof *sb);
 }
 
-void sb_reset(struct strbuf *sb)
-{
-	sb->len = 0;
-	sb->overflow = false;
-	if (sb->buf)
-		sb->buf[0] = '\0';
-}
-
 static bool sb_reserve(struct strbuf *sb, size_t n)
 {
 	if (sb->len + n + 1 > sb->max) {

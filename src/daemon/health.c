@@ -8,6 +8,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "daemon/openapi.h"
 #include "daemon/server.h"
 #include "net/http.h"
 #include "store/db.h"
@@ -128,6 +129,7 @@ void health_init(struct server *srv)
 	metrics_on_collect(srv->metrics, health_collect, hm);
 	db_register(srv->db, &stmt_schema_version);
 	http_server_add_routes(srv->http, health_routes, srv);
+	health_openapi_init(srv); /* the API's description beside the operations endpoints */
 }
 
 void health_fini(struct server *srv)

@@ -17,7 +17,13 @@
 
 extern char **environ;
 
+/* The repository's configuration; `make install` builds the installed
+ * binary with RH_DEFAULT_CONFIG = $(SYSCONFDIR)/ridehail/ridehaild.conf. */
+#ifdef RH_DEFAULT_CONFIG
+#define DEFAULT_CONFIG RH_DEFAULT_CONFIG
+#else
 #define DEFAULT_CONFIG "conf/ridehaild.conf"
+#endif
 
 static void main_usage(FILE *out)
 {

@@ -194,11 +194,39 @@ void server_stop(struct server *srv)
 	server_drain_check(-1, 0, srv);
 }
 
+/* SIGHUP (systemd's ExecReload): the configuration file is read again and
+ * what can change while running is applied (log.level); a file that does
+ * not load changes nothing. Every other key is read at start: a change of
+ * one is logged as needing a restart, so an operator is not left believing
+ * it took effect. */
+static void server_reload(struct server *srv)
+{
+	struct rh_config cfg;
+	struct cfg_errors errs;
+	if (config_load(&cfg, srv->config_path, environ, &errs) != RH_OK) {
+		for (int i = 0; i < errs.n; i++)
+			log_error(NULL, "reload: %s", errs.msg[i]);
+		log_error(NULL, "reload: %s not loaded; nothing changed", srv->config_path);
+		config_fini(&cfg);
+		return;
+	}
+	if (cfg.log.level != srv->cfg.log.level) {
+		log_info(NULL, "reload: log.level %s -> %s", log_level_name((enum log_level)srv->cfg.log.level),
+			 log_level_name((enum log_level)cfg.log.level));
+		srv->cfg.log.level = cfg.log.level;
+		log_min_level = (enum log_level)cfg.log.level;
+	}
+	log_info(NULL, "reload: %s read again; keys other than log.level take effect at the next start",
+		 srv->config_path);
+	config_fini(&cfg);
+}
+
 static void server_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	if (sig == SIGHUP) {
 		log_reopen();
+		server_reload(srv);
 		return;
 	}
 	if (srv->stopping) {

@@ -20,7 +20,8 @@
 #include "core/worker.h"
 #include "store/db.h"
 
-/* The claim renews the lease (sql/006_events.sql) and returns the next
+/* The claim (outbox_relay_claim(), sql/functions/20_outbox.sql) renews the
+ * lease (its table: sql/006_events.sql) and returns the next
  * batch to its holder only:
  * the lowest unpublished rows by id, at most one per trip (the trip's
  * lowest), so that a trip's next event is published only once the previous

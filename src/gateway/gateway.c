@@ -21,8 +21,11 @@
 #include "gateway/registry.h"
 
 #define GW_MAX_TYPES 64
-#define SUBPROTOCOL "ridehail.v1"
-#define EVENT_VERSION_MAX 1 /* versions of every message type this server knows */
+/* The subprotocols: the message shapes an app speaks. ridehail.v2 gets the
+ * second version of the server messages that have one (docs/websocket.md,
+ * "Versions"); ridehail.v1, or none, the first. */
+#define SUBPROTOCOL_V1 "ridehail.v1"
+#define SUBPROTOCOL_V2 "ridehail.v2"
 
 const struct jv_field gw_envelope_fields[] = {
 	[GW_ENV_EVENT_ID] = { "event_id", JV_UUID, JV_REQUIRED },
@@ -47,7 +50,7 @@ struct gw_pending {
 	struct gateway *gw;
 	struct http_req *req;
 	struct auth_principal who;
-	bool echo_subprotocol;
+	int protocol; /* 1 or 2; 0: none asked */
 };
 
 struct gateway {
@@ -73,7 +76,7 @@ static int gw_role_slot(enum auth_role r) { return r == ROLE_RIDER ? 0 : r == RO
 
 /* ------------------------------------------------------------ sending */
 
-static void gw_envelope_open(struct strbuf *sb, const char *event_type, const char *correlation)
+static void gw_envelope_open(struct strbuf *sb, const char *event_type, int version, const char *correlation)
 {
 	struct uuid id;
 	char ids[37], ts[32], corr[37];
@@ -86,18 +89,24 @@ static void gw_envelope_open(struct strbuf *sb, const char *event_type, const ch
 		uuid_format(&c, corr);
 		correlation = corr;
 	}
-	sb_printf(sb, "{\"event_id\":\"%s\",\"event_type\":\"%s\",\"event_version\":1,\"timestamp\":\"%s\","
+	sb_printf(sb, "{\"event_id\":\"%s\",\"event_type\":\"%s\",\"event_version\":%d,\"timestamp\":\"%s\","
 		      "\"producer\":\"ridehaild\",\"correlation_id\":\"%s\",\"payload\":",
-		  ids, event_type, ts, correlation);
+		  ids, event_type, version, ts, correlation);
 }
 
 bool gateway_send_text(struct session *s, const char *event_type, const char *payload, const char *correlation)
+{
+	return gateway_send_text_v(s, event_type, 1, payload, correlation);
+}
+
+bool gateway_send_text_v(struct session *s, const char *event_type, int version, const char *payload,
+			 const char *correlation)
 {
 	if (!s->ws)
 		return false;
 	struct strbuf sb;
 	sb_init(&sb, 1u << 20);
-	gw_envelope_open(&sb, event_type, correlation);
+	gw_envelope_open(&sb, event_type, version, correlation);
 	sb_puts(&sb, payload);
 	sb_putc(&sb, '}');
 	bool ok = !sb.overflow && ws_send_text(s->ws, sb.buf, sb.len);
@@ -107,13 +116,18 @@ bool gateway_send_text(struct session *s, const char *event_type, const char *pa
 
 bool gateway_send(struct session *s, const char *event_type, cJSON *payload, const char *correlation)
 {
+	return gateway_send_v(s, event_type, 1, payload, correlation);
+}
+
+bool gateway_send_v(struct session *s, const char *event_type, int version, cJSON *payload, const char *correlation)
+{
 	if (!s->ws) {
 		cJSON_Delete(payload);
 		return false;
 	}
 	char *p = cJSON_PrintUnformatted(payload);
 	cJSON_Delete(payload);
-	bool ok = gateway_send_text(s, event_type, p, correlation);
+	bool ok = gateway_send_text_v(s, event_type, version, p, correlation);
 	cJSON_free(p);
 	return ok;
 }
@@ -213,12 +227,26 @@ static void gw_count_message(struct gateway *gw, int i)
  * shape of the commonest types, driver.location.updated) is handled from
  * its scanned values, with no tree. false leaves the message untouched for
  * the tree walk, which accepts it the same way or words the refusal. */
+/* The newest version of a type this server takes. */
+static int gw_type_max_version(const struct gw_message_type *t)
+{
+	return t->payload_v2 ? 2 : 1;
+}
+
+/* The payload's table for a version of the type. */
+static const struct jv_field *gw_type_fields(const struct gw_message_type *t, int version)
+{
+	return version >= 2 && t->payload_v2 ? t->payload_v2 : t->payload;
+}
+
 struct scan_ctx {
 	struct gateway *gw;
 	const struct gw_message_type *t; /* the type whose table read the payload */
+	const struct jv_field *fields;   /* the table */
 };
 
-/* The payload's table, when event_type came before it (the usual order). */
+/* The payload's table, when event_type (and event_version, if it matters)
+ * came before it (the usual order). */
 static const struct jv_field *gw_payload_fields(void *arg, const struct jv_value *env)
 {
 	struct scan_ctx *c = arg;
@@ -226,13 +254,15 @@ static const struct jv_field *gw_payload_fields(void *arg, const struct jv_value
 		return NULL;
 	int i = gw_find_type(c->gw, env[GW_ENV_EVENT_TYPE].str);
 	c->t = i >= 0 && c->gw->types[i]->scan ? c->gw->types[i] : NULL;
-	return c->t ? c->t->payload : NULL;
+	c->fields = c->t ? gw_type_fields(c->t, env[GW_ENV_EVENT_VERSION].present ? (int)env[GW_ENV_EVENT_VERSION].num : 1)
+			 : NULL;
+	return c->fields;
 }
 
 static bool gw_on_message_scanned(struct session *s, const char *text, size_t len)
 {
 	struct gateway *gw = s->gw;
-	struct scan_ctx ctx = { gw, NULL };
+	struct scan_ctx ctx = { gw, NULL, NULL };
 	struct jv_scan sc;
 	jv_scan_init(&sc);
 	sc.any_fields = gw_payload_fields;
@@ -244,12 +274,14 @@ static bool gw_on_message_scanned(struct session *s, const char *text, size_t le
 	if (i < 0)
 		return false;
 	const struct gw_message_type *t = gw->types[i];
-	if (!t->scan || !(t->roles & s->who.role) || env[GW_ENV_EVENT_VERSION].num > EVENT_VERSION_MAX)
+	int version = (int)env[GW_ENV_EVENT_VERSION].num;
+	if (!t->scan || !(t->roles & s->who.role) || version > gw_type_max_version(t))
 		return false;
 	const struct jv_value *pl = env[GW_ENV_PAYLOAD].sub;
-	if (ctx.t != t || !pl) { /* the payload came first: read it now */
+	const struct jv_field *fields = gw_type_fields(t, version);
+	if (ctx.t != t || ctx.fields != fields || !pl) { /* the payload came first: read it now */
 		sc.any_fields = NULL;
-		pl = jv_scan(&sc, env[GW_ENV_PAYLOAD].str, env[GW_ENV_PAYLOAD].len, t->payload);
+		pl = jv_scan(&sc, env[GW_ENV_PAYLOAD].str, env[GW_ENV_PAYLOAD].len, fields);
 	}
 	if (!pl)
 		return false;
@@ -322,16 +354,17 @@ static void gw_on_message(struct ws_conn *c, void *arg, const char *text, size_t
 		cJSON_Delete(msg);
 		return;
 	}
-	if (jv_num(msg, "event_version", 0) > EVENT_VERSION_MAX) {
-		gw_reject_set(&rej, "unsupported_version", "event_version", "this server knows version %d of %s",
-			      EVENT_VERSION_MAX, type);
+	int version = (int)jv_num(msg, "event_version", 0);
+	if (version > gw_type_max_version(t)) {
+		gw_reject_set(&rej, "unsupported_version", "event_version", "this server knows versions up to %d of %s",
+			      gw_type_max_version(t), type);
 		snprintf(rej.rule, sizeof rej.rule, "maximum");
 		gw_reject_counted(s, type, correlation, &rej);
 		cJSON_Delete(msg);
 		return;
 	}
 	const cJSON *payload = cJSON_GetObjectItemCaseSensitive(msg, "payload");
-	if (!jv_check(payload, t->payload, &err)) {
+	if (!jv_check(payload, gw_type_fields(t, version), &err)) {
 		gw_reject_invalid(s, type, correlation, &err, "payload.");
 		cJSON_Delete(msg);
 		return;
@@ -394,7 +427,9 @@ void gateway_admit(struct gw_pending *p, void *owner)
 	gs->role = p->who.role;
 	gs->pub.reject_window_ms = rh_mono_ns() / 1000000;
 	int64_t expires = p->who.exp ? (p->who.exp + gw->deps.leeway_ms / 1000) * 1000 : 0;
-	struct ws_conn *c = ws_accept(gw->hub, p->req, p->echo_subprotocol ? SUBPROTOCOL : NULL, expires,
+	gs->pub.protocol = p->protocol ? p->protocol : 1;
+	const char *sub = p->protocol == 2 ? SUBPROTOCOL_V2 : p->protocol == 1 ? SUBPROTOCOL_V1 : NULL;
+	struct ws_conn *c = ws_accept(gw->hub, p->req, sub, expires,
 				      &gw_ws_handlers, gs);
 	rh_free(p);
 	if (!c) { /* the client left during admission */
@@ -431,21 +466,25 @@ void gateway_refuse(struct gw_pending *p, int problem, const char *detail)
 }
 
 /* The access token: Authorization: Bearer, a "bearer.<token>" subprotocol
- * (browsers cannot set headers), or ?access_token=. */
-static const char *gw_handshake_token(struct http_req *req, char *buf, size_t buflen, bool *echo)
+ * (browsers cannot set headers), or ?access_token=; and the protocol asked
+ * for (*protocol: 2 for ridehail.v2, 1 for ridehail.v1, 0 for neither; the
+ * newest wins when both are offered). */
+static const char *gw_handshake_token(struct http_req *req, char *buf, size_t buflen, int *protocol)
 {
 	const char *auth = http_req_header(req, "authorization");
 	const char *protos = http_req_header(req, "sec-websocket-protocol");
 	const char *tok = NULL;
-	*echo = false;
+	*protocol = 0;
 	if (protos) {
 		const char *p = protos;
 		while (*p) {
 			while (*p == ' ' || *p == ',')
 				p++;
 			size_t n = strcspn(p, ", ");
-			if (n == strlen(SUBPROTOCOL) && strncmp(p, SUBPROTOCOL, n) == 0)
-				*echo = true;
+			if (n == strlen(SUBPROTOCOL_V2) && strncmp(p, SUBPROTOCOL_V2, n) == 0)
+				*protocol = 2;
+			else if (n == strlen(SUBPROTOCOL_V1) && strncmp(p, SUBPROTOCOL_V1, n) == 0 && *protocol == 0)
+				*protocol = 1;
 			if (n > 7 && strncmp(p, "bearer.", 7) == 0 && n - 7 < buflen) {
 				memcpy(buf, p + 7, n - 7);
 				buf[n - 7] = '\0';
@@ -465,10 +504,10 @@ static void gw_upgrade(struct http_req *req, void *ctx)
 {
 	struct gateway *gw = ctx;
 	char buf[JWT_MAX_LEN + 1];
-	bool echo;
+	int protocol;
 	if (ws_check_upgrade_or_reply(gw->hub, req) != RH_OK)
 		return;
-	const char *tok = gw_handshake_token(req, buf, sizeof buf, &echo);
+	const char *tok = gw_handshake_token(req, buf, sizeof buf, &protocol);
 	struct auth_principal who;
 	const char *why = NULL;
 	if (!tok) {
@@ -490,7 +529,7 @@ static void gw_upgrade(struct http_req *req, void *ctx)
 	p->gw = gw;
 	p->req = req;
 	p->who = who;
-	p->echo_subprotocol = echo;
+	p->protocol = protocol;
 	const struct gw_role_hooks *h = &gw->hooks[gw_role_slot(who.role)];
 	if (h->admit)
 		h->admit(p, &who, h->ctx);

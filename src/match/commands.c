@@ -114,8 +114,11 @@ static void match_accept_done(void *arg, const struct trip_result *res)
 	if (res->err == RH_OK) {
 		presence_note_offer(m->deps.presence, &c->driver, true);
 		match_count_offer(m, "accepted");
+		struct ride *r = umap_get(&m->rides, &c->change.trip);
 		if (s)
 			match_cmd_ack(s, c, "MATCHED");
+		if (s && r) /* the trip is theirs: after the answer to their accept */
+			match_send_assigned(m, r, s);
 	} else if (res->err == RH_EAGAIN) {
 		/* The database did not take it: the offer stands again for the
 		 * documented resend (or, if its trip stopped searching meanwhile,
@@ -226,6 +229,12 @@ static void match_accept_checked(void *arg, const struct trip_result *res)
 		char id[37];
 		uuid_format(&k->change.trip, id);
 		log_info(NULL, "match: trip %s was matched by an accept whose answer was lost; it goes on", id);
+		/* (a change the driver made: the listeners leave trip.assigned to
+		 * the answer to it, which this is) */
+		struct ride *r = umap_get(&k->m->rides, &k->change.trip);
+		struct session *s = match_session(k->m, &k->change.driver);
+		if (r && s)
+			match_send_assigned(k->m, r, s);
 	}
 	match_check_free(k);
 }

@@ -95,6 +95,18 @@ static struct match_feed_msg *match_feed_slot(struct match_feed *f, int cap)
 	return slot;
 }
 
+/* Sends a kept message in the version the rider's app speaks. */
+static bool match_feed_deliver(struct session *s, const struct match_feed_msg *msg, const char *trip)
+{
+	if (msg->lon_at < 0 || s->protocol < 2)
+		return gateway_send_text(s, msg->type, msg->payload, trip);
+	char *v2 = rh_strdup(msg->payload);
+	memcpy(v2 + msg->lon_at, "lng", 3);
+	bool ok = gateway_send_text_v(s, msg->type, 2, v2, trip);
+	rh_free(v2);
+	return ok;
+}
+
 /* ------------------------------------------------------------ ceilings */
 
 static void match_feed_ask(struct ride *r, int64_t want)
@@ -118,7 +130,7 @@ static void match_feed_ask_ahead(struct ride *r)
 		match_feed_ask(r, f->ceiling + MATCH_FEED_BLOCK);
 }
 
-static void match_feed_number(struct ride *r, const char *type, struct strbuf *sb);
+static void match_feed_number(struct ride *r, const char *type, struct strbuf *sb, int lon_at);
 static void match_feed_got(struct ride *r, int64_t ceiling);
 
 struct match_feed_batch {
@@ -230,7 +242,7 @@ static void match_feed_release(struct ride *r)
 		sb_init(&sb, 1u << 20);
 		sb_puts(&sb, h->body);
 		rh_free(h->body);
-		match_feed_number(r, h->type, &sb);
+		match_feed_number(r, h->type, &sb, h->lon_at);
 	}
 	memmove(f->held, f->held + done, (size_t)(f->nheld - done) * sizeof *f->held);
 	f->nheld -= done;
@@ -291,7 +303,7 @@ void match_feed_end(struct ride *r)
 /* ------------------------------------------------------------ messages */
 
 /* Gives the message its number, keeps it for replay and sends it. */
-static void match_feed_number(struct ride *r, const char *type, struct strbuf *sb)
+static void match_feed_number(struct ride *r, const char *type, struct strbuf *sb, int lon_at)
 {
 	struct matcher *m = r->m;
 	struct match_feed *f = &r->feed;
@@ -304,14 +316,15 @@ static void match_feed_number(struct ride *r, const char *type, struct strbuf *s
 	slot->seq = f->seq;
 	snprintf(slot->type, sizeof slot->type, "%s", type);
 	slot->payload = sb_take(sb, NULL); /* formatted once: sent and kept */
+	slot->lon_at = lon_at;
 	metric_inc(m->m_rider_msgs);
 	struct session *s = match_session(m, &r->rider);
 	if (s)
-		gateway_send_text(s, type, slot->payload, r->trip_s);
+		match_feed_deliver(s, slot, r->trip_s);
 }
 
 /* Keeps a message until it can have a number. */
-static void match_feed_hold(struct ride *r, const char *type, struct strbuf *sb)
+static void match_feed_hold(struct ride *r, const char *type, struct strbuf *sb, int lon_at)
 {
 	struct match_feed *f = &r->feed;
 	int cap = (int)r->m->cfg->replay_messages;
@@ -333,17 +346,23 @@ static void match_feed_hold(struct ride *r, const char *type, struct strbuf *sb)
 	struct match_feed_held *h = &f->held[f->nheld++];
 	snprintf(h->type, sizeof h->type, "%s", type);
 	h->body = sb_take(sb, NULL);
+	h->lon_at = lon_at;
 }
 
 void match_feed_send_sb(struct ride *r, const char *type, struct strbuf *sb)
 {
+	match_feed_send_lon_sb(r, type, sb, -1);
+}
+
+void match_feed_send_lon_sb(struct ride *r, const char *type, struct strbuf *sb, int lon_at)
+{
 	struct match_feed *f = &r->feed;
 	if (f->known && f->nheld == 0 && f->seq < f->ceiling) {
-		match_feed_number(r, type, sb);
+		match_feed_number(r, type, sb, lon_at);
 		match_feed_ask_ahead(r);
 		return;
 	}
-	match_feed_hold(r, type, sb);
+	match_feed_hold(r, type, sb, lon_at);
 	if (f->known && !f->asking)
 		match_feed_ask(r, f->ceiling + MATCH_FEED_BLOCK);
 }
@@ -395,7 +414,7 @@ static void match_feed_replay(const struct ride *r, struct session *s, int64_t l
 	/* (a send that fails has dropped a slow reader: stop there) */
 	for (int i = 0; i < f->len; i++) {
 		const struct match_feed_msg *msg = &f->ring[full ? (f->next + i) % f->len : i];
-		if (msg->seq > last_seq && !gateway_send_text(s, msg->type, msg->payload, r->trip_s))
+		if (msg->seq > last_seq && !match_feed_deliver(s, msg, r->trip_s))
 			return;
 	}
 }

@@ -45,33 +45,34 @@ double match_eta(const struct matcher *m, double lat, double lon, double tlat, d
 	return eta < 0 ? 0 : eta;
 }
 
-cJSON *match_point_json(double lat, double lon)
+cJSON *match_point_json(double lat, double lon, int version)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "lat", lat);
-	cJSON_AddNumberToObject(o, "lon", lon);
+	cJSON_AddNumberToObject(o, version >= 2 ? "lng" : "lon", lon);
 	return o;
 }
 
-cJSON *match_money_json(int64_t minor, const char *currency)
+cJSON *match_money_json(int64_t minor, const char *currency, int version)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "currency", currency);
-	cJSON_AddNumberToObject(o, "amount", (double)minor / 100.0);
+	cJSON_AddNumberToObject(o, "amount", version >= 2 ? (double)minor : (double)minor / 100.0);
 	return o;
 }
 
 void match_send_assigned(struct matcher *m, const struct ride *r, struct session *s)
 {
 	(void)m;
+	int v = s->protocol >= 2 ? 2 : 1;
 	cJSON *p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "trip_id", r->trip_s);
 	cJSON_AddStringToObject(p, "state", trip_state_name(r->state));
 	cJSON_AddStringToObject(p, "rider_id", r->rider_s);
-	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng));
-	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng));
-	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency));
-	gateway_send(s, "trip.assigned", p, r->trip_s);
+	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng, v));
+	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng, v));
+	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency, v));
+	gateway_send_v(s, "trip.assigned", v, p, r->trip_s);
 }
 
 /* ------------------------------------------------------------ rides */
@@ -138,8 +139,9 @@ static void match_search(struct matcher *m, const struct ride *r, int64_t starte
 /* ------------------------------------------------------------ what trips tell */
 
 /* MATCHED: the search is over, the rider hears who comes, the driver gets
- * the trip. */
-static void match_on_matched(struct matcher *m, struct ride *r, const struct trip *t, int64_t now)
+ * the trip (after the acknowledgement of their own accept, commands.c, or
+ * now when an operator assigned them). */
+static void match_on_matched(struct matcher *m, struct ride *r, const struct trip *t, enum trip_role by, int64_t now)
 {
 	if (t->has_driver)
 		match_ride_set_driver(m, r, &t->driver);
@@ -150,6 +152,8 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 	cJSON *p = cJSON_CreateObject();
 	cJSON *view = trip_view_json(t);
 	cJSON *drv = cJSON_DetachItemFromObjectCaseSensitive(view, "driver");
+	if (drv && !cJSON_HasObjectItem(drv, "rating"))
+		cJSON_AddNullToObject(drv, "rating"); /* as the API's accounts say it: null until the first rating */
 	if (drv)
 		cJSON_AddItemToObject(p, "driver", drv);
 	cJSON_Delete(view);
@@ -157,13 +161,15 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 	if (r->has_driver && presence_driver(m->deps.presence, &r->driver, &h) && (h.lat || h.lon))
 		cJSON_AddNumberToObject(p, "pickup_eta_s", llround(match_eta(m, h.lat, h.lon, r->plat, r->plng)));
 	match_feed_send(r, "trip.matched", p);
-	struct session *s = r->has_driver ? match_session(m, &r->driver) : NULL;
+	struct session *s = r->has_driver && by != TRIP_ROLE_DRIVER ? match_session(m, &r->driver) : NULL;
 	if (s)
 		match_send_assigned(m, r, s);
 }
 
-/* Any other state: the rider and the driver hear it; an end frees the ride. */
-static void match_on_state(struct matcher *m, struct ride *r, const struct trip *t, int64_t now)
+/* Any other state: the rider hears it, the driver too when someone else
+ * made the change (their own command is acknowledged instead); an end frees
+ * the ride. */
+static void match_on_state(struct matcher *m, struct ride *r, const struct trip *t, enum trip_role by, int64_t now)
 {
 	if (t->state == TRIP_IN_PROGRESS)
 		match_meter_start(&r->meter, now);
@@ -179,7 +185,7 @@ static void match_on_state(struct matcher *m, struct ride *r, const struct trip 
 		cJSON_AddItemToObject(p, "cancellation", canc);
 	cJSON *dp = cJSON_Duplicate(p, 1);
 	match_feed_send(r, "trip.state_changed", p);
-	struct session *s = r->has_driver ? match_session(m, &r->driver) : NULL;
+	struct session *s = r->has_driver && by != TRIP_ROLE_DRIVER ? match_session(m, &r->driver) : NULL;
 	if (s) {
 		cJSON_AddStringToObject(dp, "trip_id", r->trip_s);
 		gateway_send(s, "trip.state_changed", dp, r->trip_s);
@@ -217,9 +223,9 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 		return; /* a repeat of what we know already */
 	r->state = t->state;
 	if (t->state == TRIP_MATCHED)
-		match_on_matched(m, r, t, now);
+		match_on_matched(m, r, t, e->by, now);
 	else
-		match_on_state(m, r, t, now);
+		match_on_state(m, r, t, e->by, now);
 }
 
 void match_recover_ride(struct matcher *m, struct ride *r, const struct trip *t)
@@ -266,6 +272,7 @@ static void match_on_location(void *ctx, const struct uuid *driver, const struct
 	sb_init(&sb, 1u << 20);
 	sb_puts(&sb, "{\"location\":{\"lat\":");
 	sb_fixed(&sb, lat, 7);
+	int lon_at = (int)sb.len + 2; /* the "lon" key: "lng" in version 2 */
 	sb_puts(&sb, ",\"lon\":");
 	sb_fixed(&sb, lon, 7);
 	sb_putc(&sb, '}');
@@ -276,7 +283,7 @@ static void match_on_location(void *ctx, const struct uuid *driver, const struct
 	sb_puts(&sb, ",\"eta_s\":");
 	sb_int(&sb, llround(eta));
 	sb_puts(&sb, to_dropoff ? ",\"eta_to\":\"dropoff\"" : ",\"eta_to\":\"pickup\"");
-	match_feed_send_sb(r, "driver.location", &sb);
+	match_feed_send_lon_sb(r, "driver.location", &sb, lon_at);
 }
 
 static void match_on_available(void *ctx, const struct uuid *driver, int64_t now)
@@ -395,19 +402,20 @@ static void match_world_reserve(void *ctx, const struct dispatch_offer *o)
 static void match_send_offer(struct matcher *m, const struct dispatch_offer *o, const struct ride *r,
 			     struct session *s)
 {
+	int v = s->protocol >= 2 ? 2 : 1;
 	cJSON *p = cJSON_CreateObject();
 	char oid[37], exp[32];
 	uuid_format(&o->id, oid);
 	rh_format_rfc3339(rh_wall_ms() + (o->expires_at - match_now(m)), exp);
 	cJSON_AddStringToObject(p, "offer_id", oid);
 	cJSON_AddStringToObject(p, "trip_id", r->trip_s);
-	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng));
-	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng));
-	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency));
+	cJSON_AddItemToObject(p, "pickup", match_point_json(r->plat, r->plng, v));
+	cJSON_AddItemToObject(p, "dropoff", match_point_json(r->dlat, r->dlng, v));
+	cJSON_AddItemToObject(p, "fare", match_money_json(r->fare_total, r->currency, v));
 	cJSON_AddNumberToObject(p, "pickup_eta_s", o->eta_s);
 	cJSON_AddNumberToObject(p, "distance_m", llround(o->road_m));
 	cJSON_AddStringToObject(p, "expires_at", exp);
-	gateway_send(s, "ride.offer", p, r->trip_s);
+	gateway_send_v(s, "ride.offer", v, p, r->trip_s);
 }
 
 static bool match_world_offer(void *ctx, const struct dispatch_offer *o, const struct dispatch_trip *t)

@@ -64,12 +64,14 @@ int64_t match_meter_duration_s(const struct match_meter *mt, int64_t now);
 struct match_feed_msg {
 	int64_t seq;
 	char type[32];
-	char *payload; /* JSON text */
+	char *payload; /* JSON text, version 1 */
+	int lon_at;    /* where its "lon" key is, which version 2 spells "lng"; -1: none */
 };
 /* A message waiting for its number: its payload without trip_id and seq. */
 struct match_feed_held {
 	char type[32];
 	char *body;
+	int lon_at; /* as in match_feed_msg */
 };
 /* A trip's messages to its rider, numbered; the last few kept. Numbers only
  * go forward, across restarts too: they are given up to a ceiling reserved
@@ -134,9 +136,11 @@ struct ride *match_ride_get(struct matcher *m, const struct trip *t, bool *fresh
 /* Seconds from (lat, lon) to (tlat, tlon), by road when a map is loaded (0
  * when there is no road: the app shows "arriving"). */
 double match_eta(const struct matcher *m, double lat, double lon, double tlat, double tlon);
-/* Money as ride.offer and trip.assigned carry it. */
-struct cJSON *match_money_json(int64_t minor, const char *currency);
-struct cJSON *match_point_json(double lat, double lon);
+/* Money as ride.offer and trip.assigned carry it: version 1 in major units,
+ * version 2 in minor units (as the REST API). */
+struct cJSON *match_money_json(int64_t minor, const char *currency, int version);
+/* A point: {lat, lon} in version 1, {lat, lng} in version 2 (as the REST API). */
+struct cJSON *match_point_json(double lat, double lon, int version);
 /* trip.assigned: the trip a driver is on, sent when it is theirs and when
  * they reconnect. */
 void match_send_assigned(struct matcher *m, const struct ride *r, struct session *s);
@@ -155,6 +159,9 @@ void match_feed_end(struct ride *r);
  * connected. sb holds the payload's opening brace and its members, if any;
  * trip_id and seq go last, and the buffer becomes the kept message. */
 void match_feed_send_sb(struct ride *r, const char *type, struct strbuf *sb);
+/* The same for a message whose version 2 differs by a point's "lon" key,
+ * at lon_at in sb (driver.location). */
+void match_feed_send_lon_sb(struct ride *r, const char *type, struct strbuf *sb, int lon_at);
 /* The same with a cJSON payload, consumed. */
 void match_feed_send(struct ride *r, const char *type, struct cJSON *payload);
 void match_feed_free(struct match_feed *f);

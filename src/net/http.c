@@ -25,6 +25,7 @@
 #include "core/settings.h"
 #include "core/strbuf.h"
 #include "net/numparse.h"
+#include "core/proxy.h"
 #include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
@@ -87,6 +88,7 @@ struct http_req {
 	bool dispatched;
 	char id[40];
 	char logid[48];
+	char client[64]; /* "host:port": the peer, or the client a trusted proxy names */
 };
 
 TAILQ_HEAD(conn_list, http_conn);
@@ -107,6 +109,7 @@ struct http_server {
 	char date[64];
 	time_t date_sec;
 	struct stream_scratch scratch;
+	struct proxy_list proxies; /* http.trusted_proxies */
 	struct metric_family *f_requests, *f_latency;
 	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_rejected_limit, *m_unmatched_latency;
 };
@@ -466,7 +469,10 @@ enum http_method http_req_method(const struct http_req *r) { return r->head.meth
 const char *http_req_path(const struct http_req *r) { return r->path; }
 const char *http_req_logid(const struct http_req *r) { return r->logid; }
 const char *http_req_id(const struct http_req *r) { return r->id; }
-const char *http_req_peer(const struct http_req *r) { return r->conn ? r->conn->peer : "?"; }
+const char *http_req_peer(const struct http_req *r)
+{
+	return r->client[0] ? r->client : r->conn ? r->conn->peer : "?";
+}
 int64_t http_req_start_ns(const struct http_req *r) { return r->start_ns; }
 struct event_base *http_req_base(const struct http_req *r) { return r->srv->base; }
 
@@ -747,6 +753,7 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 	s->inflight++;
 	metric_set(s->m_inflight, s->inflight);
 
+	proxy_client(&s->proxies, c->peer, http_req_header(r, "x-forwarded-for"), r->client, sizeof r->client);
 	const char *rid = http_req_header(r, "x-request-id");
 	if (rid && valid_request_id(rid)) {
 		snprintf(r->id, sizeof r->id, "%s", rid);
@@ -1143,6 +1150,9 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->scratch.buf = rh_malloc(s->scratch.size);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
 	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
+	char err[160];
+	if (proxy_list_parse(cfg->trusted_proxies, &s->proxies, err, sizeof err) != RH_OK)
+		memset(&s->proxies, 0, sizeof s->proxies); /* (config validation refused it already) */
 	s->f_requests = metrics_counter(m, "ridehail_http_requests_total",
 					"HTTP requests answered, by route pattern, method and status.", req_labels);
 	s->f_latency = metrics_histogram(m, "ridehail_http_request_duration_seconds",

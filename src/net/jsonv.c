@@ -29,11 +29,6 @@ static void fmt_num(char *out, size_t n, double x)
 		snprintf(out, n, "%g", x);
 }
 
-bool jv_valid_utf8(const char *s)
-{
-	return utf8_is_valid((const uint8_t *)s, strlen(s));
-}
-
 static size_t utf8_len(const char *s)
 {
 	size_t n = 0;

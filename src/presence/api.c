@@ -53,7 +53,9 @@ static void presence_nearby_item(struct presence *p, struct strbuf *sb, const st
 	}
 	sb_puts(sb, "{\"location\":{\"lat\":");
 	sb_fixed(sb, dl, 6);
-	sb_puts(sb, ",\"lon\":");
+	sb_puts(sb, ",\"lng\":");
+	sb_fixed(sb, dn, 6);
+	sb_puts(sb, ",\"lon\":"); /* (the same, as it was first spelled) */
 	sb_fixed(sb, dn, 6);
 	sb_puts(sb, "},\"distance_m\":");
 	sb_fixed(sb, dist, 0);
@@ -129,7 +131,8 @@ static void presence_http_fix(struct presence *p, struct http_req *req, struct d
 	}
 	const cJSON *loc = cJSON_GetObjectItemCaseSensitive(body, "location");
 	struct presence_fix fx = {
-		.lat = jv_num(loc, "lat", 0), .lon = jv_num(loc, "lon", 0), .heading = jv_num(body, "heading_deg", -1),
+		.lat = jv_num(loc, "lat", 0), .lon = jv_num(loc, jv_has(loc, "lng") ? "lng" : "lon", 0),
+		.heading = jv_num(body, "heading_deg", -1),
 		.speed = jv_num(body, "speed_kmh", -1), .accuracy = jv_num(body, "accuracy_m", -1),
 		.source = jv_str(body, "source"),
 	};
@@ -187,6 +190,13 @@ static void presence_api_location(struct http_req *req, void *ctx)
 	cJSON *body = http_req_json_valid_or_reply(req, presence_http_location_fields);
 	if (!body)
 		return;
+	const cJSON *loc = cJSON_GetObjectItemCaseSensitive(body, "location");
+	if (jv_has(loc, "lng") == jv_has(loc, "lon")) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, "location.lng", "required",
+					 "location needs lng (or, as before, lon), not both");
+		cJSON_Delete(body);
+		return;
+	}
 	struct uuid id;
 	uuid_parse(who.id, &id);
 	struct driver_rec *r = presence_rec_find(p, &id);

@@ -25,6 +25,13 @@ static const struct jv_field presence_point_fields[] = {
 	{ 0 },
 };
 
+/* Version 2 spells the longitude as the REST API does. */
+static const struct jv_field presence_point_fields_v2[] = {
+	[PT_LAT] = { "lat", JV_NUMBER, JV_REQUIRED, -90, 90 },
+	[PT_LON] = { "lng", JV_NUMBER, JV_REQUIRED, -180, 180 },
+	{ 0 },
+};
+
 enum { LOC_DRIVER_ID, LOC_LOCATION, LOC_SPEED, LOC_HEADING, LOC_ACCURACY, LOC_SOURCE };
 
 const struct jv_field presence_location_fields[] = {
@@ -37,9 +44,28 @@ const struct jv_field presence_location_fields[] = {
 	{ 0 },
 };
 
-/* The same, over HTTP (PUT /v1/drivers/me/location): the driver is the token's. */
+static const struct jv_field presence_location_fields_v2[] = {
+	[LOC_DRIVER_ID] = { "driver_id", JV_UUID, JV_REQUIRED },
+	[LOC_LOCATION] = { "location", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, presence_point_fields_v2 },
+	[LOC_SPEED] = { "speed_kmh", JV_NUMBER, 0, 0, 400 },
+	[LOC_HEADING] = { "heading_deg", JV_NUMBER, 0, 0, 360 },
+	[LOC_ACCURACY] = { "accuracy_m", JV_NUMBER, 0, 0, 100000 },
+	[LOC_SOURCE] = { "source", JV_STRING, 0, 0, 0, presence_sources },
+	{ 0 },
+};
+
+/* Over HTTP (PUT /v1/drivers/me/location) a point takes either spelling of
+ * the longitude: lng as everywhere in the REST API, lon as before. */
+static const struct jv_field presence_http_point_fields[] = {
+	{ "lat", JV_NUMBER, JV_REQUIRED, -90, 90 },
+	{ "lng", JV_NUMBER, 0, -180, 180 },
+	{ "lon", JV_NUMBER, 0, -180, 180 },
+	{ 0 },
+};
+
+/* The same, over HTTP: the driver is the token's. */
 const struct jv_field presence_http_location_fields[] = {
-	{ "location", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, presence_point_fields },
+	{ "location", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, presence_http_point_fields },
 	{ "speed_kmh", JV_NUMBER, 0, 0, 400 },
 	{ "heading_deg", JV_NUMBER, 0, 0, 360 },
 	{ "accuracy_m", JV_NUMBER, 0, 0, 100000 },
@@ -233,9 +259,10 @@ static bool presence_on_location(struct session *s, void *ctx, const cJSON *msg,
 	int64_t device_ms = 0;
 	rh_parse_rfc3339(jv_str(msg, "timestamp"), &device_ms); /* validated by the envelope */
 	const cJSON *loc = cJSON_GetObjectItemCaseSensitive(pl, "location");
+	bool v2 = jv_num(msg, "event_version", 1) >= 2;
 	struct presence_fix fx = {
 		.lat = jv_num(loc, "lat", 0),
-		.lon = jv_num(loc, "lon", 0),
+		.lon = jv_num(loc, v2 ? "lng" : "lon", 0),
 		.heading = jv_num(pl, "heading_deg", -1),
 		.speed = jv_num(pl, "speed_kmh", -1),
 		.accuracy = jv_num(pl, "accuracy_m", -1),
@@ -268,7 +295,7 @@ static bool presence_on_location_scanned(struct session *s, void *ctx, const str
 
 static const struct gw_message_type presence_location_type = {
 	"driver.location.updated", ROLE_DRIVER, presence_location_fields, presence_on_location, NULL,
-	presence_on_location_scanned,
+	presence_on_location_scanned, presence_location_fields_v2,
 };
 
 void presence_pings_init(struct presence *p)

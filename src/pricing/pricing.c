@@ -41,7 +41,7 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	out->time = (t->per_min * duration_s + 30) / 60;
 	out->minimum = t->minimum;
 	out->booking_fee = t->booking_fee;
-	/* The same arithmetic as trip_metered_fare() in sql/005_trips.sql, so a
+	/* The same arithmetic as trip_metered_fare() in sql/functions/30_trip_fare.sql, so a
 	 * trip metered exactly as estimated costs exactly the quote. */
 	int64_t surge_milli = llround(surge * 1000.0);
 	int64_t surged = ((out->base + out->distance + out->time) * surge_milli + 500) / 1000;
@@ -338,8 +338,8 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 		sb_int(&sb, llround(eta[best]));
 		sb_puts(&sb, ",\"nearest_driver_m\":");
 		sb_int(&sb, llround(dist[best]));
-	} else {
-		sb_puts(&sb, "null");
+	} else { /* no driver in reach: both members present, null (docs/api.md) */
+		sb_puts(&sb, "null,\"nearest_driver_m\":null");
 	}
 	sb_puts(&sb, ",\"quote_id\":\"");
 	sb_puts(&sb, id);

@@ -620,3 +620,53 @@ void sim_report_write_json(const struct sim_report *r, FILE *f, const char *extr
 		r->utilisation, r->idle_km, r->deadhead_km, r->trip_km, r->offers, r->accepts, r->declines, r->timeouts,
 		r->withdrawn, r->offers_per_match, r->protocol_errors, r->invariant_breaches);
 }
+
+static double pct(int a, int b)
+{
+	return b > 0 ? 100.0 * a / b : 0;
+}
+
+void sim_report_write_text(const struct sim_report *r, const struct sim_text_ctx *c, FILE *f)
+{
+	fprintf(f, "Served: %d of %d requests completed (%.0f%%), %d cancelled, %d still open at the end",
+		r->completed, r->requests, pct(r->completed, r->requests), r->cancelled, r->pending);
+	if (r->no_quote || r->refused || r->no_rider)
+		fprintf(f, "; %d got no quote, %d were refused, %d found no free simulated rider", r->no_quote, r->refused,
+			r->no_rider);
+	fprintf(f, ".\n");
+	if (r->nreasons) {
+		fprintf(f, "        Cancellations:");
+		for (int i = 0; i < r->nreasons; i++)
+			fprintf(f, "%s %d %s", i ? "," : "", r->reason_count[i], r->reason[i]);
+		fprintf(f, ".\n");
+	}
+	if (r->matched)
+		fprintf(f, "Waits:  a driver accepted %.0f s after the request (median; 95%% within %.0f s); the car was at "
+			   "the pickup after %.0f s (median; 95%% within %.0f s).\n",
+			r->ttm_p50, r->ttm_p95, r->wait_p50, r->wait_p95);
+	else
+		fprintf(f, "Waits:  no trip was matched.\n");
+	double km = r->idle_km + r->deadhead_km + r->trip_km;
+	fprintf(f, "Fleet:  %d drivers, busy %.0f%% of their time online; of %.1f km driven, %.0f%% with a rider, %.0f%% "
+		   "to pickups, %.0f%% cruising.\n",
+		c->drivers, 100 * r->utilisation, km, km > 0 ? 100 * r->trip_km / km : 0,
+		km > 0 ? 100 * r->deadhead_km / km : 0, km > 0 ? 100 * r->idle_km / km : 0);
+	if (c->replay && c->compress > 1.0001)
+		fprintf(f, "Demand: compressed %gx: %.0f min of recorded requests arrived in %.0f simulated min, %g times "
+			   "their real rate.\n",
+			c->compress, c->duration_s * c->compress / 60, c->duration_s / 60, c->compress);
+	const char *reading;
+	if (r->created == 0)
+		reading = "no trip was created: is the daemon's map the one the simulator drives on?";
+	else if (r->utilisation >= 0.8 || r->ttm_p50 > 60 || (r->created >= 4 && r->matched_pct < 70))
+		reading = "the fleet is saturated: requests wait for a driver to come free, so waits and cancellations "
+			  "grow with the queue; more drivers (or less demand) would shorten them";
+	else if (r->utilisation < 0.5)
+		reading = "drivers are idle most of the time: a rider's wait is mostly the drive to the pickup, not a queue";
+	else
+		reading = "the fleet is busy but keeps up: most requests find a driver at once";
+	fprintf(f, "Reading: %s.\n", reading);
+	fprintf(f, "Look at: requests_matches.png (do matches keep up with requests?), wait_hist.png (how long riders "
+		   "waited), utilisation.png (the fleet's load over time), map.png (where the pickups were and where idle "
+		   "and busy drivers drove).\n");
+}

@@ -506,7 +506,7 @@ static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 		http_reply_header(req, "Idempotent-Replayed", "true");
 	} else {
 		log_info(http_req_logid(req), "trip %s requested", id);
-		struct trip_event e = { .trip = &trip, .created = true, .driver_version = -1 };
+		struct trip_event e = { .trip = &trip, .created = true, .by = TRIP_ROLE_RIDER, .driver_version = -1 };
 		trip_notify(t, &e);
 	}
 	http_reply_header(req, "Cache-Control", "no-store");

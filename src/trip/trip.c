@@ -149,6 +149,7 @@ void trip_answer_read(struct tx_answer *a, struct trip_result *res, struct trip 
 
 struct trip_change_ctx {
 	enum trip_state to;
+	enum trip_role by;
 	trip_done_fn cb;
 	void *arg;
 };
@@ -174,7 +175,7 @@ static void trip_change_answered(struct trips *t, void *arg, struct tx_answer *a
 	if (res.err == RH_OK) {
 		/* A repeat is told too: after an answer lost on the way (the
 		 * asker was told to ask again), it is how memory catches up. */
-		struct trip_event e = { .trip = &trip, .driver_version = res.repeated ? -1 : res.driver_version };
+		struct trip_event e = { .trip = &trip, .by = c->by, .driver_version = res.repeated ? -1 : res.driver_version };
 		trip_notify(t, &e);
 	}
 	c->cb(c->arg, &res);
@@ -228,6 +229,7 @@ void trip_change(struct trips *t, const struct trip_change *c, trip_done_fn cb, 
 	struct trip_change_ctx *cc = RH_NEW(struct trip_change_ctx);
 	char id[37];
 	cc->to = c->to;
+	cc->by = c->role;
 	cc->cb = cb;
 	cc->arg = arg;
 	uuid_format(&c->trip, id);
@@ -300,7 +302,8 @@ static void trip_active_loaded(void *arg, const struct db_result *res)
 				continue;
 			}
 			if (!t->ended_while_loading || !umap_get(t->ended_while_loading, &trip.id)) { /* (else it ended while read) */
-				struct trip_event e = { .trip = &trip, .recovered = true, .driver_version = -1 };
+				struct trip_event e = { .trip = &trip, .recovered = true, .by = TRIP_ROLE_SYSTEM,
+							.driver_version = -1 };
 				trip_notify(t, &e);
 				told++;
 			}

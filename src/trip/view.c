@@ -1,10 +1,11 @@
 /* The trip as the API shows it, built from the row the database gives
- * (trip_view(), sql/011: {"trip_row": [...]}, its columns by position).
+ * (trip_view(), sql/functions/30_trip_view.sql: {"trip_row": [...]}, its
+ * columns by position as include/trip/trip_row.def lists them).
  *
  * Building the nested view in the database as jsonb cost a third of a
  * MATCHED transition's work there; here it is a few allocations. The
  * object is the one the old SQL view gave, member for member: nulls are
- * left out (as jsonb_trip_view_strip_nulls() did), and members come in jsonb's order
+ * left out (as jsonb_strip_nulls() did), and members come in jsonb's order
  * (shorter keys first, then bytewise), so a client sees what it saw. */
 #include "trip/trip.h"
 
@@ -17,13 +18,11 @@
 #include "core/clock.h"
 #include "trip_internal.h"
 
+/* the row's columns by position: R_ID, R_STATE, ... R_DRATINGS */
 enum {
-	R_ID, R_STATE, R_VERSION, R_RIDER, R_VEHICLE,
-	R_PLAT, R_PLNG, R_PADDR, R_DLAT, R_DLNG, R_DADDR,
-	R_CURRENCY, R_QUOTED, R_FINAL, R_METERED, R_QUOTE_ID, R_ESTIMATE, R_REVIEW,
-	R_MDIST, R_MDUR, R_CBY, R_CREASON, R_CFEE,
-	R_REQUESTED, R_MATCHED, R_ARRIVED, R_STARTED, R_COMPLETED, R_CANCELLED,
-	R_DID, R_DNAME, R_DTYPE, R_DMAKE, R_DMODEL, R_DCOLOR, R_DPLATE, R_DRATING, R_DRATINGS,
+#define TRIP_ROW(c, name, sql) R_##c,
+#include "trip/trip_row.def"
+#undef TRIP_ROW
 	R_N
 };
 
@@ -35,7 +34,7 @@ static void trip_view_put(cJSON *o, const char *name, cJSON *parent, cJSON *v)
 		cJSON_AddItemToObject(o, name, cJSON_DetachItemViaPointer(parent, v));
 }
 
-/* jsonb_trip_view_strip_nulls(): object members whose value is null go, at every depth. */
+/* jsonb_strip_nulls(): object members whose value is null go, at every depth. */
 static void trip_view_strip_nulls(cJSON *v)
 {
 	cJSON *c = v ? v->child : NULL;
@@ -90,6 +89,25 @@ static cJSON *trip_view_point(cJSON *row, cJSON *const *r, int lat, int lng, int
 	return p;
 }
 
+/* The trip's driver: who, in what, rated how. */
+static void trip_view_driver(cJSON *body, cJSON *row, cJSON *const *r)
+{
+	cJSON *d = cJSON_AddObjectToObject(body, "driver");
+	trip_view_put(d, "id", row, r[R_DID]);
+	trip_view_put(d, "name", row, r[R_DNAME]);
+	cJSON *v = cJSON_AddObjectToObject(d, "vehicle");
+	trip_view_put(v, "type", row, r[R_DTYPE]);
+	trip_view_put(v, "make", row, r[R_DMAKE]);
+	trip_view_put(v, "model", row, r[R_DMODEL]);
+	trip_view_put(v, "color", row, r[R_DCOLOR]);
+	trip_view_put(v, "plate", row, r[R_DPLATE]);
+	if (!cJSON_IsNull(r[R_DRATING])) {
+		cJSON *g = cJSON_AddObjectToObject(d, "rating");
+		trip_view_put(g, "average", row, r[R_DRATING]);
+		trip_view_put(g, "count", row, r[R_DRATINGS]);
+	}
+}
+
 /* Builds the view in place of body's trip_row; body's other members stay. A
  * body without trip_row is left as it is; false: a malformed row. */
 static bool trip_view_render(cJSON *body)
@@ -113,22 +131,8 @@ static bool trip_view_render(cJSON *body)
 	trip_view_put(body, "vehicle_type", row, r[R_VEHICLE]);
 	cJSON_AddItemToObject(body, "pickup", trip_view_point(row, r, R_PLAT, R_PLNG, R_PADDR));
 	cJSON_AddItemToObject(body, "dropoff", trip_view_point(row, r, R_DLAT, R_DLNG, R_DADDR));
-	if (!cJSON_IsNull(r[R_DID])) {
-		cJSON *d = cJSON_AddObjectToObject(body, "driver");
-		trip_view_put(d, "id", row, r[R_DID]);
-		trip_view_put(d, "name", row, r[R_DNAME]);
-		cJSON *v = cJSON_AddObjectToObject(d, "vehicle");
-		trip_view_put(v, "type", row, r[R_DTYPE]);
-		trip_view_put(v, "make", row, r[R_DMAKE]);
-		trip_view_put(v, "model", row, r[R_DMODEL]);
-		trip_view_put(v, "color", row, r[R_DCOLOR]);
-		trip_view_put(v, "plate", row, r[R_DPLATE]);
-		if (!cJSON_IsNull(r[R_DRATING])) {
-			cJSON *g = cJSON_AddObjectToObject(d, "rating");
-			trip_view_put(g, "average", row, r[R_DRATING]);
-			trip_view_put(g, "count", row, r[R_DRATINGS]);
-		}
-	}
+	if (!cJSON_IsNull(r[R_DID]))
+		trip_view_driver(body, row, r);
 	/* the estimate's distance, duration and method show as "estimate", the
 	 * rest of the tariff as quoted as the fare's breakdown */
 	cJSON *est = cJSON_IsObject(r[R_ESTIMATE]) ? cJSON_DetachItemViaPointer(row, r[R_ESTIMATE]) : NULL;

@@ -22,6 +22,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+import openapi
+
 ROOT = Path(__file__).resolve().parents[2]
 RIDEHAILD = os.environ.get("RIDEHAILD", str(ROOT / "bin" / "ridehaild"))
 BINDIR = Path(os.environ.get("BINDIR", str(ROOT / "bin")))
@@ -214,8 +216,12 @@ class Daemon:
         except FileNotFoundError:
             return ""
 
+    def connection(self, timeout):
+        """The client connection request() uses (a front over TLS overrides it)."""
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
     def request(self, method, path, body=None, headers=None, timeout=10):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn = self.connection(timeout)
         try:
             hdrs = dict(headers or {})
             if body is not None and not isinstance(body, (bytes, str)):
@@ -223,9 +229,12 @@ class Daemon:
                 hdrs.setdefault("Content-Type", "application/json")
             conn.request(method, path, body=body, headers=hdrs)
             r = conn.getresponse()
-            return Response(r.status, r.getheaders(), r.read())
+            resp = Response(r.status, r.getheaders(), r.read())
         finally:
             conn.close()
+        # every answer is held to docs/openapi.yaml (tests/e2e/openapi.py)
+        openapi.check_response(method, path, resp.status, resp.headers, resp.body)
+        return resp
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)
@@ -313,6 +322,12 @@ class Daemon:
         text = self.log()
         for marker in SANITIZER_MARKERS:
             assert marker not in text, f"sanitizer report in the daemon log:\n{text[-8000:]}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How much of docs/openapi.yaml the run's responses covered."""
+    for line in openapi.coverage_lines():
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -642,6 +642,92 @@ def test_metering_survives_a_sigkill(make_daemon, pg, reconnect):
     assert abs(metered - 20 * step) <= 0.02 * 20 * step, f"metered {metered} m of {20 * step:.0f} m driven"
 
 
+def test_the_driver_hears_the_answer_to_its_commands_then_the_trip_and_no_echo(make_daemon, pg):
+    """An accept is answered command.acknowledged and then trip.assigned, in
+    that order (docs/websocket.md); the driver's own trip steps are answered
+    by acknowledgements, not echoed back as trip.state_changed, which the
+    driver gets only for changes made by others. The rider hears the matched
+    driver's rating as null until the first rating."""
+    d = make_daemon()
+
+    async def go():
+        drv, app = await online(d, PICKUP)
+        rider, rapp = await rider_app(d)
+        trip = request(d, rapp.hdr).json()
+        offer = await offer_for(app, trip["id"])
+        app.inbox.clear()
+        sent = await app.send("offer.accept", {"offer_id": offer["offer_id"]})
+        first, second = await app.recv(), await app.recv()
+        assert (first["event_type"], second["event_type"]) == ("command.acknowledged", "trip.assigned"), (first, second)
+        assert first["correlation_id"] == sent["event_id"]
+        matched = await rapp.recv("trip.matched")
+        assert matched["payload"]["driver"]["rating"] is None, matched
+        for kind, state in (("trip.arrived", "ARRIVED"), ("trip.started", "IN_PROGRESS")):
+            ack, _ = await command(app, kind, trip["id"])
+            assert ack["state"] == state
+            assert (await rapp.recv("trip.state_changed"))["payload"]["state"] == state
+        await app.no_message(within=0.5)  # no echo of its own steps
+        assert not [m for m in app.inbox if m["event_type"] == "trip.state_changed"], app.inbox
+        # a change made by someone else (the rider cannot cancel IN_PROGRESS: an operator can)
+        r = d.post(f"/v1/rides/{trip['id']}/cancel", {"reason": "operator_test"}, headers=d.admin)
+        assert r.status == 200, r.body
+        m = await app.recv("trip.state_changed")
+        assert m["payload"]["state"] == "CANCELLED", m
+        await app.close()
+        await rapp.close()
+    run(go())
+
+
+def test_protocol_v2_speaks_as_the_rest_api(make_daemon, pg):
+    """ridehail.v2: points as {lat, lng} and money in minor units, as the REST
+    API, in version 2 of ride.offer, trip.assigned, driver.location and
+    driver.location.updated; a v1 app on the same trip still gets version 1."""
+    d = make_daemon()
+
+    async def go():
+        drv, hdr = d.driver_session()
+        app = await Driver.connect(d, token_of(hdr), drv["id"], protocol=2)
+        assert app.ws.subprotocol == "ridehail.v2"
+        await app.recv("driver.status.changed")
+        await app.ping(*PICKUP, accuracy_m=5)
+        await app.go("available")
+        # the old spelling in a version 2 message is refused, naming the field
+        await app.send("driver.location.updated", {"driver_id": drv["id"], "location": {"lat": 52.09, "lon": 5.12}},
+                       event_version=2)
+        await app.rejected(reason="validation_failed")
+        rider, rhdr = d.rider_session()
+        rapp = await App.connect(d, token_of(rhdr), rider["id"], protocol=2)
+        trip = request(d, rhdr).json()
+        offer = await app.recv("ride.offer")
+        assert offer["event_version"] == 2
+        assert set(offer["payload"]["pickup"]) == {"lat", "lng"}
+        assert offer["payload"]["pickup"]["lng"] == pytest.approx(PICKUP[1])
+        assert offer["payload"]["fare"] == {"currency": trip["fare"]["currency"], "amount": trip["fare"]["quoted"]}
+        await app.send("offer.accept", {"offer_id": offer["payload"]["offer_id"]})
+        await app.recv("command.acknowledged")
+        assigned = await app.recv("trip.assigned")
+        assert assigned["event_version"] == 2 and assigned["payload"]["fare"]["amount"] == trip["fare"]["quoted"]
+        await app.ping(*north(PICKUP, 50), accuracy_m=5)
+        loc = await rapp.recv("driver.location")
+        assert loc["event_version"] == 2 and loc["payload"]["location"]["lng"] == pytest.approx(PICKUP[1])
+        # the same rider on version 1 replays the same message as version 1
+        await rapp.close()
+        old = await App.connect(d, token_of(rhdr), rider["id"])
+        await old.recv("trip.snapshot")
+        await old.send("rider.subscribe", {"trip_id": trip["id"], "last_seq": 0})
+        loc1 = await old.recv("driver.location")
+        assert loc1["event_version"] == 1 and set(loc1["payload"]["location"]) == {"lat", "lon"}
+        assert loc1["payload"]["seq"] == loc["payload"]["seq"]
+        await old.close()
+        await app.close()
+    run(go())
+    # REST: nearby says lng too (lon stays, as first spelled)
+    _, rhdr = d.rider_session()
+    body = d.get("/v1/drivers/nearby?lat=52.0907&lng=5.1214", headers=rhdr).json()
+    for x in body["drivers"]:
+        assert x["location"]["lng"] == x["location"]["lon"]
+
+
 # ---------------------------------------------------------------- torture
 
 def test_torture_many_riders_few_drivers(make_daemon, pg):

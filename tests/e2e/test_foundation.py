@@ -388,6 +388,31 @@ def test_sighup_reopens_log(pg, tmp_path):
     assert "listening on" in rotated.read_text()
 
 
+def test_sighup_reloads_the_log_level_and_says_what_needs_a_restart(pg, tmp_path):
+    """ExecReload: SIGHUP reads the configuration file again; log.level
+    changes at once, and a file that does not load changes nothing."""
+    conf = tmp_path / "ridehaild.conf"
+    base = (ROOT / "conf" / "ridehaild.conf").read_text()
+    conf.write_text(base)
+    d = Daemon(tmp_path, db_url=pg.url(pg.create_db()), config=str(conf), env={"RIDEHAIL_LOG_LEVEL": ""})
+    d.env.pop("RIDEHAIL_LOG_LEVEL", None)
+    d.start()
+    d.get("/healthz")
+    assert "GET /healthz ->" not in d.log()  # (a debug line: the level is info)
+    assert "\nlevel = info\n" in base
+    conf.write_text(base.replace("\nlevel = info\n", "\nlevel = debug\n", 1))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "reload: log.level info -> debug" in d.log(), what="the level reloaded")
+    d.get("/healthz")
+    wait_for(lambda: "GET /healthz ->" in d.log(), what="a debug line")
+    conf.write_text(base.replace("\nlevel = info\n", "\nlevel = loud\n", 1))
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "not loaded; nothing changed" in d.log(), what="the bad file refused")
+    d.get("/healthz")
+    assert d.get("/healthz").status == 200
+    d.stop()
+
+
 def test_json_log_lines_carry_the_request_id(make_daemon):
     d = make_daemon(env={"RIDEHAIL_LOG_FORMAT": "json"})
     assert d.get("/healthz", headers={"X-Request-Id": "json-log-check-1"}).status == 200

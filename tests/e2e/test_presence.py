@@ -118,7 +118,7 @@ def test_driver_appears_in_nearby_search(daemon):
         assert d0["vehicle_type"] == "standard" and d0["heading_deg"] == 90
         ops = nearby(daemon, daemon.admin, 52.1, 5.13)
         exact = [x for x in ops["drivers"] if x["driver_id"] == drv["id"]]
-        assert exact and exact[0]["location"] == {"lat": 52.1, "lon": 5.13} and exact[0]["status"] == "available"
+        assert exact and exact[0]["location"] == {"lat": 52.1, "lng": 5.13, "lon": 5.13} and exact[0]["status"] == "available"
         assert exact[0]["distance_m"] == 0
         # filters
         assert nearby(daemon, daemon.admin, 52.1, 5.13, vehicle_type="standard")["count"] >= 1
@@ -270,7 +270,7 @@ def test_bad_location_rejected_and_connection_stays(daemon, change, field, rule,
         assert m["payload"]["command_type"] == "driver.location.updated"
         # nothing changed, and the connection still works
         exact = [x for x in nearby(daemon, daemon.admin, 45.0, 7.6)["drivers"] if x["driver_id"] == drv["id"]]
-        assert exact[0]["location"] == {"lat": 45.0, "lon": 7.6}
+        assert exact[0]["location"] == {"lat": 45.0, "lng": 7.6, "lon": 7.6}
         await app.ping(45.0005, 7.6)
         wait_for(lambda: [x for x in nearby(daemon, daemon.admin, 45.0, 7.6)["drivers"]
                           if x["driver_id"] == drv["id"]][0]["location"]["lat"] == 45.0005)
@@ -292,8 +292,12 @@ def test_envelope_and_semantic_rejections(daemon):
         await app.rejected("validation_failed", "event_id", "format")
         await app.send("driver.location.updated", loc, timestamp="yesterday")
         await app.rejected("validation_failed", "timestamp", "format")
-        await app.send("driver.location.updated", loc, event_version=2)
+        await app.send("driver.location.updated", loc, event_version=3)  # versions 1 and 2 exist
         await app.rejected("unsupported_version", "event_version")
+        await app.send("driver.location.updated", loc, event_version=2)  # version 1's shape as version 2
+        await app.rejected("validation_failed", "payload.location.lon", "additionalProperties")
+        await app.send("driver.status.changed", {"driver_id": drv["id"], "status": "available"}, event_version=2)
+        await app.rejected("unsupported_version", "event_version")  # version 1 only
         m = envelope("driver.location.updated", loc)
         del m["correlation_id"]
         await app.send_raw(json.dumps(m))
@@ -342,7 +346,7 @@ def test_non_finite_coordinates_rejected(daemon):
         await app.send_raw(base.replace('"lat": 1,', '"lat": -Infinity,'))
         await app.rejected("invalid_json")
         exact = [x for x in nearby(daemon, daemon.admin, 43.3, 5.37)["drivers"] if x["driver_id"] == drv["id"]]
-        assert exact and exact[0]["location"] == {"lat": 43.3, "lon": 5.37}  # nothing changed
+        assert exact and exact[0]["location"] == {"lat": 43.3, "lng": 5.37, "lon": 5.37}  # nothing changed
         await app.close()
     run(go())
 
@@ -368,7 +372,7 @@ def test_a_ping_lands_the_same_however_it_is_spelled(daemon):
                                            (48.853, "48.853", '"gp\\u0073"'), (48.854, "4885.4e-2", '"gps"'),
                                            (48.855, "48.855", '"network"')):
             await app.send_raw(spelled(lat_text, source_text))
-            wait_for(lambda: where() == {"lat": lat, "lon": 2.35}, what=f"the ping spelled {lat_text} {source_text}")
+            wait_for(lambda: where() == {"lat": lat, "lng": 2.35, "lon": 2.35}, what=f"the ping spelled {lat_text} {source_text}")
         other = str(uuid.uuid4())
         await app.send_raw(spelled("48.9", driver_id=other))
         await app.rejected("forbidden", "payload.driver_id")
@@ -376,7 +380,7 @@ def test_a_ping_lands_the_same_however_it_is_spelled(daemon):
         await app.rejected("forbidden", "payload.driver_id")
         await app.send_raw(spelled("90.5"))
         await app.rejected("validation_failed", "payload.location.lat", "maximum")
-        assert where() == {"lat": 48.855, "lon": 2.35}  # nothing changed
+        assert where() == {"lat": 48.855, "lng": 2.35, "lon": 2.35}  # nothing changed
         await app.close()
     run(go())
 
@@ -760,7 +764,7 @@ def test_many_drivers_arriving_keep_connected_sessions_sound(make_daemon, pg):
         await app.ping(52.31, 5.31)
         ops = wait_for(lambda: [x for x in nearby(d, d.admin, 52.31, 5.31, radius_m=500)["drivers"]
                                 if x["driver_id"] == first["id"]], what="the first driver at its new place")
-        assert ops[0]["location"] == {"lat": 52.31, "lon": 5.31}
+        assert ops[0]["location"] == {"lat": 52.31, "lng": 5.31, "lon": 5.31}
         await app.close()
 
     run(go())

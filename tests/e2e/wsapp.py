@@ -18,9 +18,10 @@ _DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
 _server_schemas = None
 
 
-def server_message_validator(event_type):
-    """The JSON Schema docs/asyncapi.yaml gives for a server-sent message: every
-    message a test receives is checked against it, so the document stays true."""
+def server_message_validator(event_type, version=1):
+    """The JSON Schema docs/asyncapi.yaml gives for a server-sent message (of
+    that version: x-event-version, 1 when absent): every message a test
+    receives is checked against it, so the document stays true."""
     global _server_schemas
     if _server_schemas is None:
         with open(os.path.join(_DOCS, "asyncapi.yaml")) as f:
@@ -30,10 +31,10 @@ def server_message_validator(event_type):
             key = ref["$ref"].rsplit("/", 1)[1]
             msg = doc["components"]["messages"][key]
             schema = {"$ref": f"#/components/messages/{key}/payload", "components": doc["components"]}
-            _server_schemas[msg["name"]] = jsonschema.Draft202012Validator(
+            _server_schemas[(msg["name"], msg.get("x-event-version", 1))] = jsonschema.Draft202012Validator(
                 schema, format_checker=jsonschema.FormatChecker())
-    v = _server_schemas.get(event_type)
-    assert v is not None, f"server sent {event_type}, which docs/asyncapi.yaml does not list"
+    v = _server_schemas.get((event_type, version))
+    assert v is not None, f"server sent {event_type} version {version}, which docs/asyncapi.yaml does not list"
     return v
 
 
@@ -46,10 +47,10 @@ SERVER_SCHEMAS.update({t: f"{t}.v1.schema.json" for t in (
     "trip.matched", "driver.location", "trip.search_progress", "trip.snapshot")})
 
 
-def server_event_schema(event_type):
+def server_event_schema(event_type, version=1):
     from eventschemas import validator
     assert event_type in SERVER_SCHEMAS, f"server sent {event_type}, which has no schema in schemas/"
-    return validator(SERVER_SCHEMAS[event_type])
+    return validator(SERVER_SCHEMAS[event_type].replace(".v1.", f".v{version}."))
 
 
 def now_iso(offset_s=0.0):
@@ -74,8 +75,14 @@ class App:
         self.inbox = []
 
     @classmethod
-    async def connect(cls, daemon, token, account_id, how="header", **kw):
-        url = f"ws://{daemon.host}:{daemon.port}/v1/ws"
+    async def connect(cls, daemon, token, account_id, how="header", protocol=None, **kw):
+        """protocol: 2 asks for ridehail.v2 (the second version of the
+        messages that have one), 1 for ridehail.v1; None asks for neither."""
+        # (a front such as test_deploy.py's nginx gives its own wss:// URL
+        # and TLS context)
+        url = getattr(daemon, "ws_url", None) or f"ws://{daemon.host}:{daemon.port}/v1/ws"
+        for k, v in getattr(daemon, "ws_connect_kw", {}).items():
+            kw.setdefault(k, v)
         headers, protocols = {}, None
         if how == "header":
             headers["Authorization"] = "Bearer " + token
@@ -83,9 +90,13 @@ class App:
             protocols = ["ridehail.v1", "bearer." + token]
         elif how == "query":
             url += "?access_token=" + token
+        if protocol:
+            protocols = (protocols or []) + [f"ridehail.v{protocol}"]
         ws = await websockets.connect(url, extra_headers=headers, subprotocols=protocols, max_size=2 ** 20,
                                       open_timeout=5, **kw)
-        return cls(ws, account_id)
+        app = cls(ws, account_id)
+        app.protocol = protocol or 1
+        return app
 
     async def send(self, event_type, payload, **override):
         msg = envelope(event_type, payload, **override)
@@ -108,8 +119,8 @@ class App:
             m = json.loads(await asyncio.wait_for(self.ws.recv(), left))
             assert set(m) == {"event_id", "event_type", "event_version", "timestamp", "producer",
                               "correlation_id", "payload"}, m
-            server_message_validator(m["event_type"]).validate(m)
-            server_event_schema(m["event_type"]).validate(m)  # and schemas/, the contract
+            server_message_validator(m["event_type"], m["event_version"]).validate(m)
+            server_event_schema(m["event_type"], m["event_version"]).validate(m)  # and schemas/, the contract
             if event_type is None or m["event_type"] == event_type:
                 return m
             self.inbox.append(m)
@@ -145,9 +156,11 @@ class Driver(App):
         return m
 
     async def ping(self, lat, lon, **extra):
-        payload = {"driver_id": self.id, "location": {"lat": lat, "lon": lon}}
+        """A fix, in the version of the message the app's protocol speaks."""
+        v2 = getattr(self, "protocol", 1) >= 2
+        payload = {"driver_id": self.id, "location": {"lat": lat, "lng" if v2 else "lon": lon}}
         payload.update(extra)
-        return await self.send("driver.location.updated", payload)
+        return await self.send("driver.location.updated", payload, **({"event_version": 2} if v2 else {}))
 
 
 def run(coro):

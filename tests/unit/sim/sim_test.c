@@ -372,6 +372,21 @@ UNIT_TEST(sim_report_arithmetic)
 	CHECK(strstr(buf, "\"time_to_match_s\": {\"p50\": 4.00, \"p95\": 10.00, \"p99\": 10.00}") != NULL);
 	CHECK(strstr(buf, "\"driver_utilisation\": 0.6000") != NULL);
 
+	/* the written summary says the same figures in words */
+	char txt[4096] = "";
+	f = fmemopen(txt, sizeof txt - 1, "w");
+	REQUIRE(f);
+	struct sim_text_ctx tc = { .drivers = 2, .duration_s = 600, .compress = 6, .replay = true };
+	sim_report_write_text(&r, &tc, f);
+	fclose(f);
+	CHECK(strstr(txt, "Served: 2 of 6 requests completed (33%), 2 cancelled, 1 still open at the end; 1 got no quote") != NULL);
+	CHECK(strstr(txt, "1 rider:rider_patience, 1 system:no_drivers") != NULL);
+	CHECK(strstr(txt, "a driver accepted 4 s after the request (median; 95% within 10 s)") != NULL);
+	CHECK(strstr(txt, "busy 60% of their time online; of 6.2 km driven, 48% with a rider") != NULL);
+	CHECK(strstr(txt, "compressed 6x: 60 min of recorded requests arrived in 10 simulated min") != NULL);
+	CHECK(strstr(txt, "Reading: the fleet is saturated") != NULL); /* 60% of trips matched */
+	CHECK(strstr(txt, "map.png") != NULL);
+
 	double v[] = { 5, 1, 4, 2, 3 };
 	CHECK_NEAR(sim_percentile(v, 5, 50), 3, 0);
 	CHECK_NEAR(sim_percentile(v, 5, 99), 5, 0);

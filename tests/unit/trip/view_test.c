@@ -5,8 +5,8 @@
 
 #include "trip/trip.h"
 
-/* A row as sql/011's trip_view() gives it: a CANCELLED trip, no driver, no
- * addresses, nulls where the trip has nothing. */
+/* A row as trip_view() gives it (its columns: include/trip/trip_row.def): a
+ * CANCELLED trip, no driver, no addresses, nulls where the trip has nothing. */
 #define ROW_CANCELLED                                                                                         \
 	"[\"7c2a3c1e-0000-4000-8000-000000000001\",\"CANCELLED\",3,\"7c2a3c1e-0000-4000-8000-000000000002\"," \
 	"\"standard\",52.0907123,5.1214988,null,52.1,5.13,null,\"EUR\",1234,null,null,null,"                  \
