@@ -674,3 +674,30 @@ def test_the_simulator_places_its_drivers_on_roads_a_car_can_use(make_daemon, tm
         if to.status != 200 or back.status != 200:
             bad.append((drv, lat, lon, to.status, back.status))
     assert not bad, bad
+
+
+# ---------------------------------------------------------------- the operator's view of the driver records
+
+def test_admin_presence_lists_the_daemons_driver_records(make_daemon, pg):
+    """GET /v1/admin/presence: what dispatch sees of every driver, to hold
+    against drivers.status/version (make chaos does after every fault)."""
+    d = make_daemon()
+
+    async def go():
+        drv, app = await online(d, north(PICKUP, 300))
+        r = d.get("/v1/admin/presence", headers=d.admin)
+        assert r.status == 200, r
+        body = r.json()
+        mine = [x for x in body["drivers"] if x["driver_id"] == drv["id"]]
+        assert len(mine) == 1 and body["count"] == body["total"] >= 1, body
+        st, ver = sql(d, pg, "SELECT status, version FROM drivers WHERE id = %s", (drv["id"],))[0]
+        assert mine[0]["status"] == st == "available" and mine[0]["version"] == ver, (mine, st, ver)
+        assert mine[0]["connected"] and not mine[0]["unsure"] and not mine[0]["reserving"]
+        assert 0 <= mine[0]["ping_age_ms"] < 10000
+        assert d.get("/v1/admin/presence?status=offered", headers=d.admin).json()["total"] == 0
+        assert d.get("/v1/admin/presence?status=available&limit=1", headers=d.admin).json()["count"] == 1
+        problem(d.get("/v1/admin/presence?status=lost", headers=d.admin), 400, "validation-failed")
+        rider, rhdr = d.rider_session()
+        assert d.get("/v1/admin/presence", headers=rhdr).status == 403
+        await app.close()
+    run(go())
