@@ -244,8 +244,10 @@ static void match_feed_release(struct ride *r)
 		rh_free(h->body);
 		match_feed_number(r, h->type, &sb, h->lon_at);
 	}
-	memmove(f->held, f->held + done, (size_t)(f->nheld - done) * sizeof *f->held);
-	f->nheld -= done;
+	if (done) {
+		memmove(f->held, f->held + done, (size_t)(f->nheld - done) * sizeof *f->held);
+		f->nheld -= done;
+	}
 	if (f->gap && f->nheld == 0) {
 		/* some were dropped: where the trip stands now */
 		struct session *s = match_session(r->m, &r->rider);

@@ -427,13 +427,13 @@ def main():
     ap.add_argument("--duration", type=float, help="simulated seconds of demand")
     ap.add_argument("--drain", type=float)
     ap.add_argument("--rate", type=float, help="requests per simulated hour (without the recorded demand)")
-    ap.add_argument("--demand-mult", type=int, default=6)
+    ap.add_argument("--demand-mult", type=int, default=4)
     ap.add_argument("--kill-gap", type=float, help="wall seconds at least between two kills")
     ap.add_argument("--no-map", action="store_true")
     args = ap.parse_args()
     short = args.short
     defaults = dict(kills=3 if short else 20, pg_outage=5 if short else 30, nats_outage=0 if short else 30,
-                    drivers=12 if short else 100, riders=24 if short else 200, speed=8 if short else 2,
+                    drivers=12 if short else 120, riders=24 if short else 240, speed=8 if short else 2,
                     duration=560 if short else 1320, drain=160 if short else 240, rate=300 if short else 600,
                     kill_gap=6 if short else 10)
     for k, v in defaults.items():
