@@ -2,10 +2,15 @@
  * latency of single routes (the daemon's method and plain Dijkstra) and of
  * many-to-one ETAs, on random pairs of points that snap onto the map.
  *
- *   roads_micro <extract.osm.pbf> [pairs] [seed] [pairs.csv]
+ *   roads_micro <extract.osm.pbf> [pairs] [seed] [pairs.csv] [trips.csv ...]
  *
  * Prints name=value lines. With pairs.csv, writes each pair and our
- * shortest distance (metric distance) for the pgRouting comparison. */
+ * shortest distance (metric distance) for the pgRouting comparison. With
+ * trip files, the map is calibrated from them first (America/New_York
+ * local times: the NYC taxi files) and the held-out figures are printed;
+ * the route timings then run with the profile on. Turn restrictions:
+ * turn_restrictions_honoured_pct, the share of what the extract's
+ * restrictions forbid that no route (the daemon's method) drives. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +101,29 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("import_ms=%.0f\n", (now_us() - t0) / 1000);
+	printf("turn_restrictions=%zu\nturn_graph_nodes=%zu\nturn_graph_arcs=%zu\n", st.restrictions, st.turn_nodes,
+	       st.turn_arcs);
+	if (argc > 5) {
+		char rep[256];
+		snprintf(rep, sizeof rep, "/tmp/ridehail-bench-%d.cal", (int)getpid());
+		FILE *f = fopen(rep, "w+");
+		if (!f || routing_calibrate(map, (const char *const *)argv + 5, (size_t)argc - 5, "America/New_York",
+					    &cfg.routing, map, f, err, sizeof err) != RH_OK) {
+			fprintf(stderr, "calibrate: %s\n", err);
+			return 1;
+		}
+		rewind(f);
+		/* the calibration's own report: these figures, as it printed them */
+		static const char *const keep[] = { "trips_fit", "trips_held", "eta_mape_freeflow_pct", "eta_mape_pct",
+						     "eta_bias_pct", "eta_range_cover_pct" };
+		char line[256];
+		while (fgets(line, sizeof line, f))
+			for (size_t k = 0; k < sizeof keep / sizeof *keep; k++)
+				if (!strncmp(line, keep[k], strlen(keep[k])) && line[strlen(keep[k])] == '=')
+					fputs(line, stdout);
+		fclose(f);
+		unlink(rep);
+	}
 	config_fini(&cfg);
 
 	double load_ms, dummy;
@@ -119,6 +147,15 @@ int main(int argc, char **argv)
 		if (routing_route(r, p.a, p.b, p.c, p.d, false, &res) == RH_OK)
 			pairs[i++] = p;
 	}
+	size_t tried_all = 0, taken_all = 0;
+	for (size_t i = 0; i < routing_restriction_count(r); i++) {
+		size_t tried, taken;
+		if (routing_restriction_taken(r, i, ROUTE_FAST, &tried, &taken) != RH_OK)
+			return 1;
+		tried_all += tried, taken_all += taken;
+	}
+	if (tried_all)
+		printf("turn_restrictions_honoured_pct=%.1f\n", 100.0 * (double)(tried_all - taken_all) / (double)tried_all);
 	double *lat = calloc(npairs, sizeof *lat);
 	for (int method = 0; method < 2; method++) {
 		size_t n = method ? (npairs < 2000 ? npairs : 2000) : npairs;

@@ -17,6 +17,9 @@ struct strbuf {
 
 void sb_init(struct strbuf *sb, size_t max);
 void sb_fini(struct strbuf *sb);
+/* Room for n more bytes at once (one allocation for an answer whose size is
+ * known roughly); nothing when past max. */
+void sb_expect(struct strbuf *sb, size_t n);
 void sb_append(struct strbuf *sb, const void *data, size_t n);
 void sb_puts(struct strbuf *sb, const char *s);
 void sb_putc(struct strbuf *sb, char c);

@@ -70,15 +70,17 @@ void pricing_free(struct pricing *p);
 /* Distance, duration and fare between two points for vehicle type index
  * `vehicle` (into cfg.tariff), by the best method available: the road graph
  * when a map is loaded ("road"), else the straight line ("straight_line").
- * With a map: RH_EINVAL when a point is off it (*bad_point: 1 pickup, 2
- * dropoff), RH_ENOTFOUND when no road joins them; else RH_OK. */
+ * when_unix: the trip's start, unix seconds (a calibrated map's travel times
+ * depend on the hour of the week). With a map: RH_EINVAL when a point is
+ * off it (*bad_point: 1 pickup, 2 dropoff), RH_ENOTFOUND when no road joins
+ * them; else RH_OK. */
 rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
-			struct fare *out, int *bad_point) RH_MUST_CHECK;
-/* Seconds from a driver at (lat, lon) to a point: by road when a map is
- * loaded (-1 when unreachable), else straight line x detour at the average
- * speed. n drivers at once (they share the work). */
+			int64_t when_unix, struct fare *out, int *bad_point) RH_MUST_CHECK;
+/* Seconds from a driver at (lat, lon) to a point, leaving at when_unix:
+ * by road when a map is loaded (-1 when unreachable), else straight line x
+ * detour at the average speed. n drivers at once (they share the work). */
 void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
-		  double *eta_s, double *dist_m);
+		  int64_t when_unix, double *eta_s, double *dist_m);
 /* The reply to a point off the map / no route, as problem+json. */
 struct http_req;
 void pricing_reply_route_error(struct http_req *req, rh_err e, int bad_point);

@@ -210,6 +210,10 @@ void trip_fini(struct trip *t);
  * for a malformed row. */
 struct cJSON;
 struct cJSON *trip_view_json(const struct trip *t);
+/* The view built in place of t's row, which t then no longer has. */
+struct cJSON *trip_view_take(struct trip *t);
+/* The view's "driver" member alone (NULL: no driver). */
+struct cJSON *trip_view_driver_json(const struct trip *t);
 /* The same as text (free with cJSON_free), from the row's JSON text. */
 char *trip_view_text(const char *json);
 

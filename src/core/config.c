@@ -811,8 +811,9 @@ rh_err config_load(struct rh_config *cfg, const char *path, char *const *envp, s
 	if (path) {
 		FILE *f = fopen(path, "rb");
 		if (!f) {
+			int saved = errno; /* setting the defaults allocates */
 			cfg_set_defaults(cfg);
-			cfg_error(errs, "%s: cannot open: %s", path, strerror(errno));
+			cfg_error(errs, "%s: cannot open: %s", path, strerror(saved));
 			return RH_EINVAL;
 		}
 		size_t len = 0, cap = 8192, n;

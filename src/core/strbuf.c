@@ -37,6 +37,12 @@ static bool sb_reserve(struct strbuf *sb, size_t n)
 	return true;
 }
 
+void sb_expect(struct strbuf *sb, size_t n)
+{
+	if (sb->len + n + 1 > sb->cap && sb->len + n + 1 <= sb->max)
+		sb_reserve(sb, n);
+}
+
 void sb_append(struct strbuf *sb, const void *data, size_t n)
 {
 	if (!sb_reserve(sb, n))

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/auth.h"
 #include "core/alloc.h"
@@ -17,12 +18,17 @@
 
 extern char **environ;
 
-/* The repository's configuration; `make install` builds the installed
- * binary with RH_DEFAULT_CONFIG = $(SYSCONFDIR)/ridehail/ridehaild.conf. */
+/* The repository's configuration, found from its root or beside the
+ * binary; `make install` builds the installed binary with RH_DEFAULT_CONFIG
+ * = $(SYSCONFDIR)/ridehail/ridehaild.conf, an absolute path. */
 #ifdef RH_DEFAULT_CONFIG
 #define DEFAULT_CONFIG RH_DEFAULT_CONFIG
+#define DEFAULT_CONFIG_HELP "(default " DEFAULT_CONFIG ")\n"
 #else
 #define DEFAULT_CONFIG "conf/ridehaild.conf"
+#define DEFAULT_CONFIG_HELP                                                                                \
+	"(default " DEFAULT_CONFIG " here, else beside\n"                                                  \
+	"                      the binary: <bin>/../" DEFAULT_CONFIG ")\n"
 #endif
 
 static void main_usage(FILE *out)
@@ -35,11 +41,13 @@ static void main_usage(FILE *out)
 		"                                        create accounts, mint tokens (ridehaild admin --help)\n"
 		"       ridehaild [options] map import <extract.osm.pbf|.osm|.osm.gz|.osm.bz2> -o <file.map>\n"
 		"                                        build a road map for [routing] map\n"
+		"       ridehaild [options] map calibrate [<file.map>] --trips <trips.csv> [--tz Area/City]\n"
+		"                                        fit travel times from completed trips into the map\n"
 		"       ridehaild [options] events tail [--subject S] [--all] [--count N] [--idle-exit D]\n"
 		"                                        print events from the JetStream stream as JSON lines\n"
 		"\n"
 		"options:\n"
-		"  -c, --config PATH   configuration file (default " DEFAULT_CONFIG ")\n"
+		"  -c, --config PATH   configuration file " DEFAULT_CONFIG_HELP
 		"  -t, --check-config  validate the configuration and exit (0 valid, 1 not)\n"
 		"      --print-config  print the effective configuration (secrets redacted) and exit\n"
 		"      --get KEY       print one effective value, e.g. --get database.url\n"
@@ -49,6 +57,29 @@ static void main_usage(FILE *out)
 		"\n"
 		"Every key can be overridden by the environment: RIDEHAIL_<SECTION>_<KEY>,\n"
 		"e.g. RIDEHAIL_HTTP_LISTEN=127.0.0.1:18080.\n");
+}
+
+/* The default configuration: conf/ridehaild.conf in the working directory,
+ * else beside the binary (<dir of ridehaild>/../conf/), so that `ridehaild
+ * map ...` works from anywhere; an installed binary's absolute path as it
+ * is. NULL when none exists. */
+static const char *main_default_config(char *buf, size_t len)
+{
+	if (access(DEFAULT_CONFIG, F_OK) == 0)
+		return DEFAULT_CONFIG;
+	if (DEFAULT_CONFIG[0] == '/')
+		return NULL;
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = 0;
+	char *slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	snprintf(buf, len, "%s/../" DEFAULT_CONFIG, exe);
+	return access(buf, F_OK) == 0 ? buf : NULL;
 }
 
 static int main_load_config(struct rh_config *cfg, const char *path)
@@ -78,7 +109,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *config_path = DEFAULT_CONFIG, *get_key = NULL;
+	const char *config_path = NULL, *get_key = NULL;
+	char default_buf[4200];
 	bool check = false, print = false, status = false;
 	int c;
 
@@ -114,9 +146,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/* without -c: the default file where it is found; the map tools need
+	 * none (they run on the built-in defaults and the environment) */
+	bool defaulted = config_path == NULL;
+	if (defaulted)
+		config_path = main_default_config(default_buf, sizeof default_buf);
+	if (!config_path && !(command && strcmp(command, "map") == 0))
+		config_path = DEFAULT_CONFIG; /* reported as missing */
 	struct rh_config cfg;
 	if (main_load_config(&cfg, config_path))
 		return 1;
+	if (!config_path)
+		config_path = "(built-in defaults)";
 	if (check) {
 		printf("ridehaild: configuration %s is valid\n", config_path);
 		config_fini(&cfg);

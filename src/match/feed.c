@@ -316,7 +316,9 @@ static void match_feed_number(struct ride *r, const char *type, struct strbuf *s
 	sb_putc(sb, '}');
 	struct match_feed_msg *slot = match_feed_slot(f, (int)m->cfg->replay_messages);
 	slot->seq = f->seq;
-	snprintf(slot->type, sizeof slot->type, "%s", type);
+	size_t tl = strnlen(type, sizeof slot->type - 1);
+	memcpy(slot->type, type, tl);
+	slot->type[tl] = '\0';
 	slot->payload = sb_take(sb, NULL); /* formatted once: sent and kept */
 	slot->lon_at = lon_at;
 	metric_inc(m->m_rider_msgs);

@@ -38,10 +38,16 @@ struct session *match_session(const struct matcher *m, const struct uuid *accoun
 	return gateway_session_of(m->deps.gateway, account);
 }
 
+/* Unix seconds now: when a drive starts, for a calibrated map's hour of the week. */
+static int64_t match_wall_s(void)
+{
+	return rh_wall_ms() / 1000;
+}
+
 double match_eta(const struct matcher *m, double lat, double lon, double tlat, double tlon)
 {
 	double eta, road;
-	pricing_etas(m->deps.pricing, &lat, &lon, 1, tlat, tlon, &eta, &road);
+	pricing_etas(m->deps.pricing, &lat, &lon, 1, tlat, tlon, match_wall_s(), &eta, &road);
 	return eta < 0 ? 0 : eta;
 }
 
@@ -150,13 +156,11 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 		metric_observe(m->f_match_time, m->m_match_time, (double)(now - started) / 1000.0);
 	dispatch_stop(m->dispatch, &r->trip, r->has_driver ? &r->driver : NULL, "matched_elsewhere", now);
 	cJSON *p = cJSON_CreateObject();
-	cJSON *view = trip_view_json(t);
-	cJSON *drv = cJSON_DetachItemFromObjectCaseSensitive(view, "driver");
+	cJSON *drv = trip_view_driver_json(t);
 	if (drv && !cJSON_HasObjectItem(drv, "rating"))
 		cJSON_AddNullToObject(drv, "rating"); /* as the API's accounts say it: null until the first rating */
 	if (drv)
 		cJSON_AddItemToObject(p, "driver", drv);
-	cJSON_Delete(view);
 	struct presence_hit h;
 	if (r->has_driver && presence_driver(m->deps.presence, &r->driver, &h) && (h.lat || h.lon))
 		cJSON_AddNumberToObject(p, "pickup_eta_s", llround(match_eta(m, h.lat, h.lon, r->plat, r->plng)));
@@ -338,7 +342,7 @@ static size_t match_world_candidates(void *ctx, const struct dispatch_trip *t, d
 		lat[i] = hits[i].lat;
 		lon[i] = hits[i].lon;
 	}
-	pricing_etas(m->deps.pricing, lat, lon, n, t->lat, t->lon, eta, road);
+	pricing_etas(m->deps.pricing, lat, lon, n, t->lat, t->lon, match_wall_s(), eta, road);
 	size_t j = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (!match_session(m, &hits[i].driver))
@@ -371,7 +375,7 @@ static bool match_world_driver(void *ctx, const struct uuid *driver, int64_t now
 static bool match_world_eta(void *ctx, struct dispatch_cand *c, const struct dispatch_trip *t)
 {
 	struct matcher *m = ctx;
-	pricing_etas(m->deps.pricing, &c->lat, &c->lon, 1, t->lat, t->lon, &c->eta_s, &c->road_m);
+	pricing_etas(m->deps.pricing, &c->lat, &c->lon, 1, t->lat, t->lon, match_wall_s(), &c->eta_s, &c->road_m);
 	return c->eta_s >= 0;
 }
 

@@ -54,9 +54,13 @@ static void presence_nearby_item(struct presence *p, struct strbuf *sb, const st
 	sb_puts(sb, "{\"location\":{\"lat\":");
 	sb_fixed(sb, dl, 6);
 	sb_puts(sb, ",\"lng\":");
+	size_t at = sb->len;
 	sb_fixed(sb, dn, 6);
-	sb_puts(sb, ",\"lon\":"); /* (the same, as it was first spelled) */
-	sb_fixed(sb, dn, 6);
+	char lon_text[40];
+	size_t n = sb->len - at < sizeof lon_text ? sb->len - at : 0;
+	memcpy(lon_text, sb->buf + at, n);
+	sb_puts(sb, ",\"lon\":"); /* (the same, as it was first spelled: formatted once) */
+	sb_append(sb, lon_text, n);
 	sb_puts(sb, "},\"distance_m\":");
 	sb_fixed(sb, dist, 0);
 	sb_puts(sb, ",\"vehicle_type\":\"");
@@ -103,6 +107,7 @@ static void presence_api_nearby(struct http_req *req, void *ctx)
 	int64_t wall = rh_wall_ms();
 	struct strbuf sb;
 	sb_init(&sb, 1u << 20);
+	sb_expect(&sb, 256 + n * 224); /* one allocation for the answer */
 	sb_puts(&sb, "{\"drivers\":[");
 	for (size_t i = 0; i < n; i++) {
 		if (i)

@@ -49,20 +49,27 @@ void pricing_fare(const struct tariff_cfg *t, int64_t distance_m, int64_t durati
 	rh_copy(out->method, sizeof out->method, "straight_line");
 }
 
-rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
-			struct fare *out, int *bad_point)
+/* The estimate at unix time now; with a travel-time profile on the map,
+ * range (may be NULL) receives the duration's low and high bounds, else
+ * range[0] < 0. */
+static rh_err pricing_estimate_at(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+				  int64_t now, struct fare *out, int *bad_point, double range[2])
 {
 	const struct pricing_cfg *c = p->cfg;
 	*bad_point = 0;
+	if (range)
+		range[0] = range[1] = -1;
 	if (routing_loaded(p->deps.routing)) {
 		struct route_result rr;
-		rh_err e = routing_route(p->deps.routing, plat, plng, dlat, dlng, false, &rr);
+		rh_err e = routing_route_at(p->deps.routing, plat, plng, dlat, dlng, ROUTE_FAST, false, now, &rr);
 		if (e == RH_EINVAL)
 			*bad_point = rr.bad_point == ROUTE_POINT_TO ? 2 : 1;
 		if (e != RH_OK)
 			return e;
 		pricing_fare(&p->deps.tariffs[vehicle], llround(rr.distance_m), llround(rr.duration_s), 1.0, out);
 		rh_copy(out->method, sizeof out->method, "road");
+		if (range && rr.has_range)
+			range[0] = rr.duration_low_s, range[1] = rr.duration_high_s;
 		return RH_OK;
 	}
 	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
@@ -72,14 +79,21 @@ rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng
 	return RH_OK;
 }
 
+rh_err pricing_estimate(struct pricing *p, int vehicle, double plat, double plng, double dlat, double dlng,
+			int64_t when_unix, struct fare *out, int *bad_point)
+{
+	return pricing_estimate_at(p, vehicle, plat, plng, dlat, dlng, when_unix, out, bad_point, NULL);
+}
+
 void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_t n, double to_lat, double to_lon,
-		  double *eta_s, double *dist_m)
+		  int64_t when_unix, double *eta_s, double *dist_m)
 {
 	const struct pricing_cfg *c = p->cfg;
 	if (routing_loaded(p->deps.routing) && n > 0) {
 		struct routing_eta e[256];
 		size_t k = n < 256 ? n : 256;
-		if (routing_eta_many_to_one(p->deps.routing, lat, lon, k, to_lat, to_lon, e) == RH_OK) {
+		if (routing_eta_many_to_one_at(p->deps.routing, lat, lon, k, to_lat, to_lon, when_unix, e) ==
+		    RH_OK) {
 			for (size_t i = 0; i < k; i++) {
 				eta_s[i] = e[i].reachable ? e[i].duration_s : -1;
 				dist_m[i] = e[i].reachable ? e[i].distance_m : -1;
@@ -284,12 +298,14 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 	}
 	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
 	int bad = 0;
-	rh_err re = pricing_estimate(p, vehicle, plat, plng, dlat, dlng, &q.fare, &bad);
+	double range[2];
+	int64_t now_ms = rh_wall_ms();
+	rh_err re = pricing_estimate_at(p, vehicle, plat, plng, dlat, dlng, now_ms / 1000, &q.fare, &bad, range);
 	if (re != RH_OK) {
 		pricing_reply_route_error(req, re, bad);
 		return;
 	}
-	q.expires_ms = rh_wall_ms() + p->cfg->quote_ttl_ms;
+	q.expires_ms = now_ms + p->cfg->quote_ttl_ms;
 	char id[QUOTE_ID_MAX], exp[32];
 	pricing_quote_sign(&p->key, &q, id, sizeof id);
 	rh_format_rfc3339(q.expires_ms, exp);
@@ -305,6 +321,12 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 	sb_int(&sb, f->distance_m);
 	sb_puts(&sb, ",\"duration_s\":");
 	sb_int(&sb, f->duration_s);
+	if (range[0] >= 0) {
+		sb_puts(&sb, ",\"duration_low_s\":");
+		sb_int(&sb, llround(range[0]));
+		sb_puts(&sb, ",\"duration_high_s\":");
+		sb_int(&sb, llround(range[1]));
+	}
 	sb_puts(&sb, ",\"method\":\"");
 	sb_puts(&sb, f->method);
 	sb_puts(&sb, "\",\"fare\":{\"currency\":\"");
@@ -329,7 +351,7 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 	size_t nh = p->deps.drivers_near ? p->deps.drivers_near(p->deps.drivers_ctx, plat, plng, (double)p->cfg->eta_radius_m,
 							       vehicle, hl, hn, routing_loaded(p->deps.routing) ? 8 : 1)
 					 : 0;
-	pricing_etas(p, hl, hn, nh, plat, plng, eta, dist);
+	pricing_etas(p, hl, hn, nh, plat, plng, now_ms / 1000, eta, dist);
 	int best = -1;
 	for (size_t i = 0; i < nh; i++)
 		if (eta[i] >= 0 && (best < 0 || eta[i] < eta[best]))

@@ -40,6 +40,12 @@ static void routing_api_reply_geojson(struct http_req *req, const struct route_r
 	sb_fixed(&sb, res->distance_m, 1);
 	sb_puts(&sb, ",\"duration_s\":");
 	sb_fixed(&sb, res->duration_s, 1);
+	if (res->has_range) {
+		sb_puts(&sb, ",\"duration_low_s\":");
+		sb_fixed(&sb, res->duration_low_s, 1);
+		sb_puts(&sb, ",\"duration_high_s\":");
+		sb_fixed(&sb, res->duration_high_s, 1);
+	}
 	sb_puts(&sb, ",\"from_snap_m\":");
 	sb_fixed(&sb, res->from_snap_m, 1);
 	sb_puts(&sb, ",\"to_snap_m\":");
@@ -65,7 +71,7 @@ static void routing_api_route(struct http_req *req, void *ctx)
 	}
 	int64_t t0 = rh_mono_ns();
 	struct route_result res;
-	rh_err e = routing_route(r, lat1, lng1, lat2, lng2, true, &res);
+	rh_err e = routing_route_at(r, lat1, lng1, lat2, lng2, ROUTE_FAST, true, rh_wall_ms() / 1000, &res);
 	metric_observe(a->f_latency, a->m_latency, (double)(rh_mono_ns() - t0) / 1e9);
 	if (e == RH_EINVAL) {
 		metric_inc(a->m_off_map);
@@ -73,6 +79,16 @@ static void routing_api_route(struct http_req *req, void *ctx)
 		cJSON *ext = cJSON_CreateObject();
 		cJSON_AddStringToObject(ext, "point", from ? "from" : "to");
 		cJSON_AddNumberToObject(ext, "max_snap_m", (double)a->cfg->snap_max_distance_m);
+		if (res.bad_point_disconnected) {
+			cJSON_AddStringToObject(ext, "reason", "disconnected");
+			http_reply_problem(req, PROBLEM_POINT_OFF_MAP, ext,
+					   "the %s point (%.6f, %.6f) is near a road that is not connected to the rest "
+					   "of the map (the import keeps the roads every other road can reach); no "
+					   "connected road within %lld m",
+					   from ? "from" : "to", from ? lat1 : lat2, from ? lng1 : lng2,
+					   (long long)a->cfg->snap_max_distance_m);
+			return;
+		}
 		http_reply_problem(req, PROBLEM_POINT_OFF_MAP, ext,
 				   "the %s point (%.6f, %.6f) is outside the map or more than %lld m from any road",
 				   from ? "from" : "to", from ? lat1 : lat2, from ? lng1 : lng2,

@@ -199,7 +199,7 @@ rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const
 		for (uint32_t e = first_out[u]; e < first_out[u + 1]; e++) {
 			if (to[e] == u)
 				continue;
-			struct ch_edge ce = { to[e], rmap_weight(metric, time_ms[e], dist_mm[e]), time_ms[e], dist_mm[e], NONE };
+			struct ch_edge ce = { to[e], mapfile_weight(metric, time_ms[e], dist_mm[e]), time_ms[e], dist_mm[e], NONE };
 			ch_list_add(&b.out[u], &ce);
 			ce.to = u;
 			ch_list_add(&b.in[to[e]], &ce);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -26,9 +27,20 @@ struct osm_node {
 };
 
 struct osm_way {
+	long long id;
 	size_t first, count; /* into refs */
-	uint8_t fwd, bwd;
+	uint8_t fwd, bwd, cls;
 	float kmh;
+};
+
+/* A restriction relation as read: its members' ids, resolved once every
+ * node and way is in. */
+struct osm_restr {
+	long long id;
+	uint8_t kind; /* RMAP_NO, RMAP_ONLY */
+	bool u_turn;
+	size_t first, nfrom, nvia, nto; /* into rrefs: from ways, via (node or ways), to ways */
+	bool via_node;
 };
 
 struct importer {
@@ -40,6 +52,11 @@ struct importer {
 	struct osm_way *ways;
 	size_t nways, capways;
 	size_t all_ways;
+	struct osm_restr *restr;
+	size_t nrestr, caprestr;
+	long long *rrefs;
+	size_t nrrefs, caprrefs;
+	size_t restr_other; /* relations of type restriction not for cars or conditional */
 };
 
 #define GROW(arr, n, cap)                                                        \
@@ -61,22 +78,23 @@ static const char *import_tag(const readosm_way *w, const char *key)
 }
 
 /* km/h for a highway class, 0 when cars do not drive there. */
-static double import_class_speed(const struct routing_cfg *c, const char *hw, bool *implied_oneway)
+static double import_class_speed(const struct routing_cfg *c, const char *hw, bool *implied_oneway, uint8_t *cls)
 {
 	static const struct {
 		const char *name;
 		size_t off;
+		uint8_t cls;
 	} classes[] = {
-		{ "motorway", offsetof(struct routing_cfg, speed_motorway) },
-		{ "trunk", offsetof(struct routing_cfg, speed_trunk) },
-		{ "primary", offsetof(struct routing_cfg, speed_primary) },
-		{ "secondary", offsetof(struct routing_cfg, speed_secondary) },
-		{ "tertiary", offsetof(struct routing_cfg, speed_tertiary) },
-		{ "unclassified", offsetof(struct routing_cfg, speed_unclassified) },
-		{ "road", offsetof(struct routing_cfg, speed_unclassified) },
-		{ "residential", offsetof(struct routing_cfg, speed_residential) },
-		{ "living_street", offsetof(struct routing_cfg, speed_living_street) },
-		{ "service", offsetof(struct routing_cfg, speed_service) },
+		{ "motorway", offsetof(struct routing_cfg, speed_motorway), RMAP_CLASS_MOTORWAY },
+		{ "trunk", offsetof(struct routing_cfg, speed_trunk), RMAP_CLASS_TRUNK },
+		{ "primary", offsetof(struct routing_cfg, speed_primary), RMAP_CLASS_PRIMARY },
+		{ "secondary", offsetof(struct routing_cfg, speed_secondary), RMAP_CLASS_SECONDARY },
+		{ "tertiary", offsetof(struct routing_cfg, speed_tertiary), RMAP_CLASS_TERTIARY },
+		{ "unclassified", offsetof(struct routing_cfg, speed_unclassified), RMAP_CLASS_UNCLASSIFIED },
+		{ "road", offsetof(struct routing_cfg, speed_unclassified), RMAP_CLASS_UNCLASSIFIED },
+		{ "residential", offsetof(struct routing_cfg, speed_residential), RMAP_CLASS_RESIDENTIAL },
+		{ "living_street", offsetof(struct routing_cfg, speed_living_street), RMAP_CLASS_RESIDENTIAL },
+		{ "service", offsetof(struct routing_cfg, speed_service), RMAP_CLASS_SERVICE },
 	};
 	size_t len = strlen(hw);
 	bool link = len > 5 && strcmp(hw + len - 5, "_link") == 0;
@@ -88,6 +106,7 @@ static double import_class_speed(const struct routing_cfg *c, const char *hw, bo
 		if (link && i > 4)
 			return 0; /* only the classified roads have links */
 		*implied_oneway = i == 0; /* motorway and motorway_link */
+		*cls = classes[i].cls;
 		return (double)*(const int64_t *)((const char *)c + classes[i].off);
 	}
 	return 0;
@@ -141,7 +160,8 @@ static int import_way(const void *user, const readosm_way *w)
 	if (!hw || w->node_ref_count < 2)
 		return READOSM_OK;
 	bool implied = false;
-	double kmh = import_class_speed(im->cfg, hw, &implied);
+	uint8_t cls = 0;
+	double kmh = import_class_speed(im->cfg, hw, &implied, &cls);
 	const char *area = import_tag(w, "area");
 	if (kmh <= 0 || (area && strcmp(area, "yes") == 0) || !import_car_allowed(w))
 		return READOSM_OK;
@@ -166,11 +186,75 @@ static int import_way(const void *user, const readosm_way *w)
 			kmh = ms;
 	}
 	GROW(im->ways, im->nways, im->capways);
-	im->ways[im->nways++] = (struct osm_way){ im->nrefs, (size_t)w->node_ref_count, fwd, bwd, (float)kmh };
+	im->ways[im->nways++] = (struct osm_way){ w->id, im->nrefs, (size_t)w->node_ref_count, fwd, bwd, cls, (float)kmh };
 	for (int i = 0; i < w->node_ref_count; i++) {
 		GROW(im->refs, im->nrefs, im->caprefs);
 		im->refs[im->nrefs++] = w->node_refs[i];
 	}
+	return READOSM_OK;
+}
+
+static const char *import_rel_tag(const readosm_relation *r, const char *key)
+{
+	for (int i = 0; i < r->tag_count; i++)
+		if (strcmp(r->tags[i].key, key) == 0)
+			return r->tags[i].value;
+	return NULL;
+}
+
+/* A turn restriction for cars: type=restriction with restriction (or
+ * restriction:motorcar) = no_* | only_*, not excepting cars, not limited to
+ * some hours (day_on, hour_on: conditional restrictions are not modelled),
+ * with from and to ways and one via node or via ways. */
+static int import_relation(const void *user, const readosm_relation *r)
+{
+	struct importer *im = (struct importer *)user;
+	const char *type = import_rel_tag(r, "type");
+	if (!type || strcmp(type, "restriction") != 0)
+		return READOSM_OK;
+	const char *v = import_rel_tag(r, "restriction:motorcar");
+	if (!v)
+		v = import_rel_tag(r, "restriction");
+	const char *except = import_rel_tag(r, "except");
+	if (!v || (except && strstr(except, "motorcar")) || import_rel_tag(r, "day_on") || import_rel_tag(r, "hour_on")) {
+		im->restr_other++;
+		return READOSM_OK;
+	}
+	uint8_t kind;
+	if (strncmp(v, "no_", 3) == 0)
+		kind = RMAP_NO;
+	else if (strncmp(v, "only_", 5) == 0)
+		kind = RMAP_ONLY;
+	else {
+		im->restr_other++;
+		return READOSM_OK;
+	}
+	struct osm_restr rs = { .id = r->id, .kind = kind, .u_turn = strstr(v, "u_turn") != NULL, .first = im->nrrefs };
+	size_t nvia_nodes = 0;
+	/* from ways, then via, then to ways, whatever the members' order */
+	for (int pass = 0; pass < 3; pass++) {
+		static const char *const roles[] = { "from", "via", "to" };
+		for (int i = 0; i < r->member_count; i++) {
+			const readosm_member *mb = &r->members[i];
+			if (!mb->role || strcmp(mb->role, roles[pass]) != 0)
+				continue;
+			if (pass == 1 && mb->member_type == READOSM_MEMBER_NODE)
+				nvia_nodes++;
+			else if (mb->member_type != READOSM_MEMBER_WAY)
+				continue;
+			GROW(im->rrefs, im->nrrefs, im->caprrefs);
+			im->rrefs[im->nrrefs++] = mb->id;
+			*(pass == 0 ? &rs.nfrom : pass == 1 ? &rs.nvia : &rs.nto) += 1;
+		}
+	}
+	rs.via_node = nvia_nodes > 0;
+	if (rs.nfrom == 0 || rs.nto == 0 || rs.nvia == 0 || (rs.via_node && (nvia_nodes != 1 || rs.nvia != 1))) {
+		im->nrrefs = rs.first;
+		im->restr_other++;
+		return READOSM_OK;
+	}
+	GROW(im->restr, im->nrestr, im->caprestr);
+	im->restr[im->nrestr++] = rs;
 	return READOSM_OK;
 }
 
@@ -269,7 +353,7 @@ static rh_err import_inflate(const char *path, bool bz2, char *tmp, size_t tmple
 /* ------------------------------------------------------------ graph */
 
 struct edge {
-	uint32_t u, v, time_ms, dist_mm;
+	uint32_t u, v, time_ms, dist_mm, cls;
 };
 
 /* Length of a road segment on the WGS 84 ellipsoid: the local radii of
@@ -375,6 +459,41 @@ static void import_reach_mark(uint32_t n, const uint32_t *first, const uint32_t 
 	rh_free(queue);
 }
 
+/* Marks RMAP_THROUGH the nodes outside both fringes that lie on a path
+ * from a node a route may start at to one it may end at: reached from a
+ * start (forward over first/adj) and reaching an end (forward over the
+ * reversed rfirst/radj), such as a slip road from a road that only leaves
+ * the extract's core to one that only enters it. */
+static void import_through_mark(uint32_t n, const uint32_t *first, const uint32_t *adj, const uint32_t *rfirst,
+				const uint32_t *radj, uint8_t *role)
+{
+	uint8_t *seen = rh_calloc((size_t)n + 1, 1);
+	uint32_t *queue = rh_malloc(((size_t)n + 1) * sizeof *queue);
+	for (int pass = 0; pass < 2; pass++) {
+		const uint8_t want = pass ? RMAP_TO : RMAP_FROM, bit = (uint8_t)(1u << pass);
+		const uint32_t *f = pass ? rfirst : first, *a = pass ? radj : adj;
+		size_t head = 0, tail = 0;
+		for (uint32_t u = 0; u < n; u++)
+			if (role[u] & want) {
+				seen[u] |= bit;
+				queue[tail++] = u;
+			}
+		while (head < tail) {
+			uint32_t u = queue[head++];
+			for (uint32_t i = f[u]; i < f[u + 1]; i++)
+				if (!(seen[a[i]] & bit)) {
+					seen[a[i]] |= bit;
+					queue[tail++] = a[i];
+				}
+		}
+	}
+	for (uint32_t u = 0; u < n; u++)
+		if (role[u] == 0 && seen[u] == 3)
+			role[u] = RMAP_THROUGH;
+	rh_free(queue);
+	rh_free(seen);
+}
+
 static void import_csr_build(uint32_t n, const struct edge *e, size_t m, uint32_t *first, uint32_t *adj)
 {
 	memset(first, 0, ((size_t)n + 1) * sizeof *first);
@@ -384,6 +503,413 @@ static void import_csr_build(uint32_t n, const struct edge *e, size_t m, uint32_
 		first[u + 1] += first[u];
 	for (size_t i = 0; i < m; i++)
 		adj[i] = e[i].v; /* edges are sorted by u */
+}
+
+/* ------------------------------------------------------------ restrictions */
+
+struct u32_list {
+	uint32_t *v;
+	uint32_t n, cap;
+};
+
+static void import_list_add(struct u32_list *l, uint32_t x)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 4;
+		l->v = rh_realloc(l->v, l->cap * sizeof *l->v);
+	}
+	l->v[l->n++] = x;
+}
+
+static bool import_list_has(const struct u32_list *l, uint32_t x)
+{
+	for (uint32_t i = 0; i < l->n; i++)
+		if (l->v[i] == x)
+			return true;
+	return false;
+}
+
+/* The restrictions in road edges (records as in the map file) and the
+ * counts the import reports. */
+struct import_turns {
+	struct mapfile_restriction *rs;
+	size_t nrs, caprs;
+	struct u32_list via;
+	size_t relations_applied, relations_skipped;
+};
+
+static void import_turns_fini(struct import_turns *t)
+{
+	rh_free(t->rs);
+	rh_free(t->via.v);
+}
+
+static uint32_t import_find_edge(const struct mapfile_data *d, uint32_t u, uint32_t v)
+{
+	if (u == NONE || v == NONE)
+		return NONE;
+	for (uint32_t e = d->first_out[u]; e < d->first_out[u + 1]; e++)
+		if (d->to[e] == v)
+			return e;
+	return NONE;
+}
+
+static const struct osm_way *import_way_find(const struct importer *im, const uint32_t *byid, long long id)
+{
+	size_t lo = 0, hi = im->nways;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (im->ways[byid[mid]].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < im->nways && im->ways[byid[lo]].id == id ? &im->ways[byid[lo]] : NULL;
+}
+
+static uint32_t import_final(const struct importer *im, const uint32_t *final, long long osm_id)
+{
+	size_t i = import_node_find(im, osm_id);
+	return i == SIZE_MAX ? NONE : final[i];
+}
+
+/* The edges of way w that touch node v: into v (into true) or out of it;
+ * skip (a node, or NONE) is left out. A way that passes through v (rather
+ * than ending there) gives both of its sides. */
+static void import_way_edges_at(const struct importer *im, const uint32_t *final, const struct mapfile_data *d,
+				const struct osm_way *w, uint32_t v, bool into, uint32_t skip, struct u32_list *out)
+{
+	for (size_t k = 0; k < w->count; k++) {
+		if (import_final(im, final, im->refs[w->first + k]) != v)
+			continue;
+		for (int side = -1; side <= 1; side += 2) {
+			if ((side < 0 && k == 0) || (side > 0 && k + 1 >= w->count))
+				continue;
+			uint32_t nb = import_final(im, final, im->refs[w->first + k + side]);
+			if (nb == NONE || nb == skip)
+				continue;
+			uint32_t e = into ? import_find_edge(d, nb, v) : import_find_edge(d, v, nb);
+			if (e != NONE && !import_list_has(out, e))
+				import_list_add(out, e);
+		}
+	}
+}
+
+static int import_wayidx_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct osm_way *w = ctx;
+	long long x = w[*(const uint32_t *)a].id, y = w[*(const uint32_t *)b].id;
+	return x < y ? -1 : x > y;
+}
+
+/* Walks the via ways from the end they share with a from way: their road
+ * nodes in order, in path (NONE-free), or false when they do not chain. */
+static bool import_via_path(const struct importer *im, const uint32_t *final, const uint32_t *byid,
+			    const struct osm_restr *rs, struct u32_list *path)
+{
+	const long long *ids = im->rrefs + rs->first;
+	path->n = 0;
+	uint32_t cur = NONE;
+	for (size_t i = 0; i < rs->nvia; i++) {
+		const struct osm_way *v = import_way_find(im, byid, ids[rs->nfrom + i]);
+		if (!v)
+			return false;
+		uint32_t a = import_final(im, final, im->refs[v->first]);
+		uint32_t b = import_final(im, final, im->refs[v->first + v->count - 1]);
+		if (i == 0) {
+			/* the end the from way touches */
+			bool touch_a = false, touch_b = false;
+			for (size_t f = 0; f < rs->nfrom; f++) {
+				const struct osm_way *fw = import_way_find(im, byid, ids[f]);
+				for (size_t k = 0; fw && k < fw->count; k++) {
+					uint32_t x = import_final(im, final, im->refs[fw->first + k]);
+					touch_a |= x == a && a != NONE;
+					touch_b |= x == b && b != NONE;
+				}
+			}
+			if (touch_a == touch_b)
+				return false;
+			cur = touch_a ? a : b;
+		}
+		bool forward = cur == a;
+		if (cur != a && cur != b)
+			return false;
+		for (size_t k = 0; k < v->count; k++) {
+			size_t at = forward ? k : v->count - 1 - k;
+			uint32_t x = import_final(im, final, im->refs[v->first + at]);
+			if (x == NONE)
+				return false;
+			if (path->n == 0 || path->v[path->n - 1] != x)
+				import_list_add(path, x);
+		}
+		cur = forward ? b : a;
+	}
+	return path->n >= 2;
+}
+
+static void import_record(struct import_turns *t, uint32_t kind, uint32_t from, uint32_t to, uint32_t via_first,
+			  uint32_t via_count, long long osm_id)
+{
+	GROW(t->rs, t->nrs, t->caprs);
+	t->rs[t->nrs++] = (struct mapfile_restriction){ from, to, via_first, via_count, kind,
+						     (uint32_t)((unsigned long long)osm_id & 0xffffffffu),
+						     (uint32_t)((unsigned long long)osm_id >> 32) };
+}
+
+/* Each restriction relation -> records in road edges; a relation whose
+ * members are not on the kept graph (cut by the extract, not drivable) or
+ * do not meet is skipped and counted. */
+static void import_restrictions(const struct importer *im, const uint32_t *final, const struct mapfile_data *d,
+				struct import_turns *t)
+{
+	uint32_t *byid = rh_malloc((im->nways + 1) * sizeof *byid);
+	for (size_t i = 0; i < im->nways; i++)
+		byid[i] = (uint32_t)i;
+	qsort_r(byid, im->nways, sizeof *byid, import_wayidx_cmp, im->ways);
+	uint32_t *efrom = rh_malloc(((size_t)d->m + 1) * sizeof *efrom);
+	for (uint32_t u = 0; u < d->n; u++)
+		for (uint32_t e = d->first_out[u]; e < d->first_out[u + 1]; e++)
+			efrom[e] = u;
+	struct u32_list fe = { 0 }, te = { 0 }, path = { 0 };
+	for (size_t r = 0; r < im->nrestr; r++) {
+		const struct osm_restr *rs = &im->restr[r];
+		const long long *ids = im->rrefs + rs->first;
+		fe.n = te.n = 0;
+		size_t before = t->nrs;
+		uint32_t via_first = t->via.n, via_count = 0;
+		uint32_t at_from, at_to, skip_from = NONE, skip_to = NONE;
+		if (rs->via_node) {
+			at_from = at_to = import_final(im, final, ids[rs->nfrom]);
+		} else {
+			if (!import_via_path(im, final, byid, rs, &path)) {
+				t->relations_skipped++;
+				continue;
+			}
+			at_from = path.v[0], at_to = path.v[path.n - 1];
+			skip_from = path.v[1], skip_to = path.v[path.n - 2];
+			bool ok = true;
+			for (uint32_t i = 0; i + 1 < path.n && ok; i++) {
+				uint32_t e = import_find_edge(d, path.v[i], path.v[i + 1]);
+				ok = e != NONE;
+				import_list_add(&t->via, e);
+			}
+			via_count = path.n - 1;
+			if (!ok) { /* the via way cannot be driven that way: nothing to restrict */
+				t->via.n = via_first;
+				t->relations_skipped++;
+				continue;
+			}
+		}
+		if (at_from == NONE) {
+			t->relations_skipped++;
+			continue;
+		}
+		for (size_t i = 0; i < rs->nfrom; i++) {
+			const struct osm_way *w = import_way_find(im, byid, ids[i]);
+			if (w)
+				import_way_edges_at(im, final, d, w, at_from, true, skip_from, &fe);
+		}
+		for (size_t i = 0; i < rs->nto; i++) {
+			const struct osm_way *w = import_way_find(im, byid, ids[rs->nfrom + rs->nvia + i]);
+			if (w)
+				import_way_edges_at(im, final, d, w, at_to, false, skip_to, &te);
+		}
+		bool same_way = rs->nfrom == 1 && rs->nto == 1 && ids[0] == ids[rs->nfrom + rs->nvia];
+		for (uint32_t i = 0; i < fe.n; i++)
+			for (uint32_t j = 0; j < te.n; j++) {
+				uint32_t a = efrom[fe.v[i]], b = d->to[te.v[j]];
+				/* a way through the via node is both of its sides: on one
+				 * way, a u-turn restriction is the way back, any other
+				 * the way on */
+				if (rs->via_node && same_way && (a == b) != rs->u_turn)
+					continue;
+				import_record(t, rs->kind, fe.v[i], te.v[j], via_first, via_count, rs->id);
+			}
+		if (t->nrs == before) {
+			t->via.n = via_first;
+			t->relations_skipped++;
+		} else {
+			t->relations_applied++;
+		}
+	}
+	rh_free(byid);
+	rh_free(efrom);
+	rh_free(fe.v);
+	rh_free(te.v);
+	rh_free(path.v);
+}
+
+static int import_pair_cmp(const void *a, const void *b)
+{
+	const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static bool import_pair_has(const uint64_t *p, size_t n, uint64_t key)
+{
+	return n && bsearch(&key, p, n, sizeof *p, import_pair_cmp) != NULL;
+}
+
+/* Any pair whose first half is a? (pairs sorted) */
+static bool import_pair_from(const uint64_t *p, size_t n, uint32_t a)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((p[mid] >> 32) < a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && (p[lo] >> 32) == a;
+}
+
+/* The turn graph: node e for each road edge, an arc e1 -> e2 for each turn
+ * from e1 into e2 at the node between them that no via-node restriction
+ * forbids; then, per via-way restriction, copies of its via edges entered
+ * only from its from edge, on which the turn it names is forbidden (no_*)
+ * or the only one (only_*). Two via-way restrictions that leave the same
+ * edge onto the same first via edge but differ in their via path cannot
+ * both be modelled by one copy: the second is skipped and counted. */
+static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
+{
+	size_t nno = 0, nonly = 0;
+	uint64_t *no = rh_malloc((t->nrs + 1) * sizeof *no), *only = rh_malloc((t->nrs + 1) * sizeof *only);
+	for (size_t i = 0; i < t->nrs; i++)
+		if (t->rs[i].via_count == 0) {
+			uint64_t key = (uint64_t)t->rs[i].from << 32 | t->rs[i].to;
+			if (t->rs[i].kind == RMAP_NO)
+				no[nno++] = key;
+			else
+				only[nonly++] = key;
+		}
+	qsort(no, nno, sizeof *no, import_pair_cmp);
+	qsort(only, nonly, sizeof *only, import_pair_cmp);
+	uint32_t m = d->m, xn = m, capx = m + 16;
+	struct u32_list *arcs = rh_calloc(capx, sizeof *arcs);
+	uint32_t *xroad = rh_malloc(capx * sizeof *xroad);
+	for (uint32_t e1 = 0; e1 < m; e1++) {
+		xroad[e1] = e1;
+		uint32_t v = d->to[e1];
+		bool has_only = import_pair_from(only, nonly, e1);
+		for (uint32_t e2 = d->first_out[v]; e2 < d->first_out[v + 1]; e2++) {
+			uint64_t key = (uint64_t)e1 << 32 | e2;
+			if (import_pair_has(no, nno, key) || (has_only && !import_pair_has(only, nonly, key)))
+				continue;
+			import_list_add(&arcs[e1], e2);
+		}
+	}
+	rh_free(no);
+	rh_free(only);
+	/* via-way restrictions: records of one relation and one from edge
+	 * share a chain of copies */
+	bool *dropped = rh_calloc(t->nrs + 1, sizeof *dropped);
+	for (size_t i = 0; i < t->nrs;) {
+		const struct mapfile_restriction *r = &t->rs[i];
+		size_t j = i + 1;
+		while (j < t->nrs && t->rs[j].from == r->from && t->rs[j].via_first == r->via_first &&
+		       t->rs[j].osm_id_lo == r->osm_id_lo && t->rs[j].osm_id_hi == r->osm_id_hi)
+			j++;
+		if (r->via_count == 0) {
+			i = j;
+			continue;
+		}
+		const uint32_t *via = t->via.v + r->via_first;
+		uint32_t k = r->via_count, slot = NONE;
+		for (uint32_t a = 0; a < arcs[r->from].n; a++)
+			if (xroad[arcs[r->from].v[a]] == via[0])
+				slot = a;
+		if (slot == NONE || arcs[r->from].v[slot] != via[0]) {
+			/* the turn onto the via path is already forbidden (nothing
+			 * to do), or already leads into another restriction's copy */
+			if (slot != NONE) {
+				for (size_t q = i; q < j; q++)
+					dropped[q] = true;
+				t->relations_applied--;
+				t->relations_skipped++;
+			}
+			i = j;
+			continue;
+		}
+		if (xn + k >= capx) {
+			uint32_t old = capx;
+			capx = (xn + k) * 2;
+			arcs = rh_realloc(arcs, capx * sizeof *arcs);
+			memset(arcs + old, 0, (capx - old) * sizeof *arcs);
+			xroad = rh_realloc(xroad, capx * sizeof *xroad);
+		}
+		uint32_t c0 = xn;
+		xn += k;
+		for (uint32_t s = 0; s < k; s++) {
+			uint32_t c = c0 + s;
+			xroad[c] = via[s];
+			const struct u32_list *base = &arcs[via[s]];
+			for (uint32_t a = 0; a < base->n; a++) {
+				uint32_t y = base->v[a];
+				if (s + 1 < k) {
+					if (xroad[y] == via[s + 1])
+						import_list_add(&arcs[c], c + 1);
+					else if (r->kind == RMAP_NO)
+						import_list_add(&arcs[c], y);
+					continue;
+				}
+				bool named = false;
+				for (size_t q = i; q < j; q++)
+					named |= xroad[y] == t->rs[q].to;
+				if (named == (r->kind == RMAP_ONLY))
+					import_list_add(&arcs[c], y);
+			}
+		}
+		arcs[r->from].v[slot] = c0;
+		i = j;
+	}
+	/* keep the records actually modelled */
+	size_t kept = 0;
+	for (size_t i = 0; i < t->nrs; i++)
+		if (!dropped[i])
+			t->rs[kept++] = t->rs[i];
+	t->nrs = kept;
+	rh_free(dropped);
+	d->xn = xn;
+	d->xroad = xroad;
+	d->xfirst = rh_malloc(((size_t)xn + 1) * sizeof *d->xfirst);
+	d->xfirst[0] = 0;
+	for (uint32_t x = 0; x < xn; x++)
+		d->xfirst[x + 1] = d->xfirst[x] + arcs[x].n;
+	d->xm = d->xfirst[xn];
+	d->xto = rh_malloc(((size_t)d->xm + 1) * sizeof *d->xto);
+	for (uint32_t x = 0; x < xn; x++) {
+		if (arcs[x].n)
+			memcpy(d->xto + d->xfirst[x], arcs[x].v, arcs[x].n * sizeof *d->xto);
+		rh_free(arcs[x].v);
+	}
+	rh_free(arcs);
+	d->nrestr = (uint32_t)t->nrs;
+	d->rs = rh_malloc((t->nrs + 1) * sizeof *d->rs);
+	if (t->nrs)
+		memcpy(d->rs, t->rs, t->nrs * sizeof *d->rs);
+	d->nrvia = t->via.n;
+	d->rvia = rh_malloc(((size_t)t->via.n + 1) * sizeof *d->rvia);
+	if (t->via.n)
+		memcpy(d->rvia, t->via.v, t->via.n * sizeof *d->rvia);
+}
+
+static bool import_has_edge(const uint32_t *first, const uint32_t *adj, uint32_t u, uint32_t v)
+{
+	for (uint32_t i = first[u]; i < first[u + 1]; i++)
+		if (adj[i] == v)
+			return true;
+	return false;
+}
+
+/* May a route start or end on the segment u-v, in a direction it has?
+ * (What snapping accepts: a start on an edge whose end reaches the core,
+ * an end on one whose start the core reaches.) */
+static bool import_pair_snappable(const uint8_t *role, const uint32_t *first, const uint32_t *adj, uint32_t u,
+				  uint32_t v)
+{
+	return (import_has_edge(first, adj, u, v) && ((role[v] & RMAP_FROM) || (role[u] & RMAP_TO))) ||
+	       (import_has_edge(first, adj, v, u) && ((role[u] & RMAP_FROM) || (role[v] & RMAP_TO)));
 }
 
 /* Ways -> edges over graph nodes; then only the largest component, in CSR. */
@@ -415,8 +941,8 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 					if (!(dir ? ow->bwd : ow->fwd))
 						continue;
 					GROW(edges, m, cap);
-					edges[m++] = dir ? (struct edge){ gid[cur], gid[prev], tms, dmm }
-							 : (struct edge){ gid[prev], gid[cur], tms, dmm };
+					edges[m++] = dir ? (struct edge){ gid[cur], gid[prev], tms, dmm, ow->cls }
+							 : (struct edge){ gid[prev], gid[cur], tms, dmm, ow->cls };
 				}
 			}
 			prev = cur; /* a missing node (cut by the extract) breaks the way */
@@ -443,11 +969,14 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	import_reach_mark(n, first, adj, role, RMAP_TO);
 	struct edge *rev = rh_malloc(m * sizeof *rev);
 	for (size_t i = 0; i < m; i++)
-		rev[i] = (struct edge){ edges[i].v, edges[i].u, 0, 0 };
+		rev[i] = (struct edge){ edges[i].v, edges[i].u, 0, 0, 0 };
 	qsort(rev, m, sizeof *rev, import_edge_cmp);
 	uint32_t *rfirst = rh_malloc(((size_t)n + 1) * sizeof *rfirst), *radj = rh_malloc(m * sizeof *radj);
 	import_csr_build(n, rev, m, rfirst, radj);
 	import_reach_mark(n, rfirst, radj, role, RMAP_FROM);
+	/* and the roads between the fringes that bypass the core: a route
+	 * from one fringe to the other may be shorter that way */
+	import_through_mark(n, first, adj, rfirst, radj, role);
 	rh_free(rev);
 	rh_free(rfirst);
 	rh_free(radj);
@@ -455,7 +984,11 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	uint32_t *keep = rh_malloc(n * sizeof *keep), kn = 0;
 	for (uint32_t u = 0; u < n; u++)
 		keep[u] = role[u] ? kn++ : NONE;
-	int32_t *lat = rh_malloc(kn * sizeof *lat), *lon = rh_malloc(kn * sizeof *lon);
+	int32_t *lat = rh_malloc((kn + 1) * sizeof *lat), *lon = rh_malloc((kn + 1) * sizeof *lon);
+	int32_t *nlat = rh_malloc(((size_t)n + 1) * sizeof *nlat), *nlon = rh_malloc(((size_t)n + 1) * sizeof *nlon);
+	for (size_t i = 0; i < im->nnodes; i++)
+		if (gid[i] != NONE)
+			nlat[gid[i]] = im->nodes[i].lat_e7, nlon[gid[i]] = im->nodes[i].lon_e7;
 	uint8_t *roles = rh_malloc(kn + 1);
 	for (size_t i = 0; i < im->nnodes; i++)
 		if (gid[i] != NONE && keep[gid[i]] != NONE) {
@@ -463,96 +996,100 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 			lon[keep[gid[i]]] = im->nodes[i].lon_e7;
 			roles[keep[gid[i]]] = role[gid[i]];
 		}
+	/* segments left out, once per pair of nodes: a point near one is told why */
+	struct mapfile_data d = { .n = kn, .lat_e7 = lat, .lon_e7 = lon, .role = roles };
+	d.drop_e7 = rh_malloc((m * 4 + 1) * sizeof *d.drop_e7);
+	for (size_t i = 0; i < m; i++) {
+		uint32_t u = edges[i].u, v = edges[i].v;
+		if (import_pair_snappable(role, first, adj, u, v) || (u > v && import_has_edge(first, adj, v, u)))
+			continue;
+		int32_t *q = d.drop_e7 + 4 * (size_t)d.ndrop++;
+		q[0] = nlat[u], q[1] = nlon[u], q[2] = nlat[v], q[3] = nlon[v];
+	}
 	size_t km = 0;
 	for (size_t i = 0; i < m; i++)
 		if (keep[edges[i].u] != NONE && keep[edges[i].v] != NONE)
-			edges[km++] = (struct edge){ keep[edges[i].u], keep[edges[i].v], edges[i].time_ms, edges[i].dist_mm };
+			edges[km++] = (struct edge){ keep[edges[i].u], keep[edges[i].v], edges[i].time_ms, edges[i].dist_mm,
+						     edges[i].cls };
 	qsort(edges, km, sizeof *edges, import_edge_cmp);
-	uint32_t *to = rh_malloc((km + 1) * sizeof *to), *tms = rh_malloc((km + 1) * sizeof *tms);
-	uint32_t *dmm = rh_malloc((km + 1) * sizeof *dmm);
-	import_csr_build(kn, edges, km, first, to);
+	d.m = (uint32_t)km;
+	d.first_out = rh_malloc(((size_t)kn + 1) * sizeof *d.first_out);
+	d.to = rh_malloc((km + 1) * sizeof *d.to);
+	d.time_ms = rh_malloc((km + 1) * sizeof *d.time_ms);
+	d.dist_mm = rh_malloc((km + 1) * sizeof *d.dist_mm);
+	d.cls = rh_malloc(km + 1);
+	import_csr_build(kn, edges, km, d.first_out, d.to);
 	for (size_t i = 0; i < km; i++)
-		tms[i] = edges[i].time_ms, dmm[i] = edges[i].dist_mm;
-	struct ch_graph ch[2];
-	for (int metric = 0; metric < 2; metric++)
-		if (ch_build(kn, first, to, tms, dmm, metric, &ch[metric]) != RH_OK) {
-			snprintf(err, errlen, "cannot build the contraction hierarchy");
-			return RH_EINVAL;
-		}
-	rh_err e = rmap_write(map_path, kn, (uint32_t)km, lat, lon, roles, first, to, tms, dmm, ch, err, errlen);
-	ch_graph_fini(&ch[0]);
-	ch_graph_fini(&ch[1]);
+		d.time_ms[i] = edges[i].time_ms, d.dist_mm[i] = edges[i].dist_mm, d.cls[i] = (uint8_t)edges[i].cls;
+	/* OSM node index -> final node, for the restrictions */
+	uint32_t *final = rh_malloc((im->nnodes + 1) * sizeof *final);
+	for (size_t i = 0; i < im->nnodes; i++)
+		final[i] = gid[i] != NONE ? keep[gid[i]] : NONE;
+	struct import_turns tr = { 0 };
+	import_restrictions(im, final, &d, &tr);
+	import_turn_graph(&d, &tr);
+	rh_free(final);
+	rh_err e = mapfile_build_ch(&d);
+	if (e != RH_OK)
+		snprintf(err, errlen, "cannot build the contraction hierarchy");
+	else
+		e = mapfile_write(map_path, &d, err, errlen);
 	if (st) {
 		memset(st, 0, sizeof *st);
 		st->nodes = kn, st->edges = km;
 		st->osm_nodes = im->nnodes, st->osm_ways = im->all_ways, st->road_ways = im->nways;
+		st->restrictions = tr.relations_applied;
+		st->restrictions_skipped = tr.relations_skipped + im->restr_other;
+		st->turn_nodes = d.xn, st->turn_arcs = d.xm;
 	}
-	void *ptrs[] = { gid, edges, first, adj, comp, keep, lat, lon, to, tms, dmm, role, roles };
+	import_turns_fini(&tr);
+	mapfile_data_fini(&d); /* lat, lon and roles too */
+	void *ptrs[] = { gid, edges, first, adj, comp, keep, role, nlat, nlon };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
 	return e;
 }
 
-/* ------------------------------------------------------------ file */
-
-static bool rmap_write_all(FILE *f, const void *p, size_t n, crypto_generichash_state *h)
+/* Why an extract could not be read, in words: the file itself (missing,
+ * a directory, empty, unreadable), else what its first bytes are. */
+static void import_explain(const char *path, const char *src, int rc, char *err, size_t errlen)
 {
-	crypto_generichash_update(h, p, n);
-	return fwrite(p, 1, n, f) == n;
-}
-
-rh_err rmap_write(const char *path, uint32_t n, uint32_t m, const int32_t *lat_e7, const int32_t *lon_e7,
-		  const uint8_t *role, const uint32_t *first_out, const uint32_t *to, const uint32_t *time_ms, const uint32_t *dist_mm,
-		  const struct ch_graph ch[2], char *err, size_t errlen)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-	FILE *f = fopen(tmp, "wb");
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "cannot read %s: it is a directory", path);
+		return;
+	}
+	FILE *f = fopen(src, "rb");
 	if (!f) {
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		return RH_EIO;
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return;
 	}
-	struct rmap_header h;
-	memset(&h, 0, sizeof h);
-	memcpy(h.magic, RMAP_MAGIC, 8);
-	h.version = RMAP_VERSION;
-	h.nodes = n, h.edges = m;
-	h.body_len = rmap_body_len(n, m);
-	for (int i = 0; i < 2; i++)
-		h.body_len += 8 + (uint64_t)n * 4 + ((uint64_t)n + 1) * 8 + ((uint64_t)ch[i].nup + ch[i].ndown) * sizeof(struct ch_edge);
-	bool ok = fwrite(&h, 1, sizeof h, f) == sizeof h;
-	crypto_generichash_state hs;
-	crypto_generichash_init(&hs, NULL, 0, RMAP_HASH_SIZE);
-	ok = ok && rmap_write_all(f, lat_e7, (size_t)n * 4, &hs) && rmap_write_all(f, lon_e7, (size_t)n * 4, &hs);
-	ok = ok && rmap_write_all(f, role, n, &hs);
-	ok = ok && rmap_write_all(f, first_out, ((size_t)n + 1) * 4, &hs);
-	ok = ok && rmap_write_all(f, to, (size_t)m * 4, &hs) && rmap_write_all(f, time_ms, (size_t)m * 4, &hs);
-	ok = ok && rmap_write_all(f, dist_mm, (size_t)m * 4, &hs);
-	for (int i = 0; i < 2 && ok; i++) {
-		uint32_t counts[2] = { ch[i].nup, ch[i].ndown };
-		ok = rmap_write_all(f, counts, sizeof counts, &hs) && rmap_write_all(f, ch[i].rank, (size_t)n * 4, &hs) &&
-		     rmap_write_all(f, ch[i].first_up, ((size_t)n + 1) * 4, &hs) &&
-		     rmap_write_all(f, ch[i].first_down, ((size_t)n + 1) * 4, &hs) &&
-		     rmap_write_all(f, ch[i].up, (size_t)ch[i].nup * sizeof(struct ch_edge), &hs) &&
-		     rmap_write_all(f, ch[i].down, (size_t)ch[i].ndown * sizeof(struct ch_edge), &hs);
-	}
-	crypto_generichash_final(&hs, h.hash, sizeof h.hash);
-	ok = ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&h, 1, sizeof h, f) == sizeof h;
-	ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-	if (fclose(f) != 0)
-		ok = false;
-	if (!ok || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return RH_EIO;
-	}
-	return RH_OK;
+	unsigned char head[64];
+	size_t n = fread(head, 1, sizeof head, f);
+	fclose(f);
+	bool pbf = import_has_suffix(src, ".pbf");
+	const char *why;
+	if (n == 0)
+		why = "the file is empty";
+	else if (pbf && n >= 17 && memmem(head, n, "OSMHeader", 9))
+		why = "a PBF file, but truncated or corrupt past its header";
+	else if (pbf)
+		why = "not an OpenStreetMap PBF file (no OSMHeader block at its start)";
+	else if (head[0] == '<' || (n >= 3 && head[0] == 0xef && head[1] == 0xbb && head[2] == 0xbf))
+		why = rc == READOSM_XML_ERROR ? "XML, but not well-formed (truncated or corrupt?)" : "unreadable XML";
+	else
+		why = "not OpenStreetMap XML (it does not start with '<')";
+	snprintf(err, errlen, "cannot read %s: %s (OpenStreetMap reader code %d)", path, why, rc);
 }
 
 rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const char *map_path,
 		      struct routing_stats *st, char *err, size_t errlen)
 {
-	_Static_assert(sizeof(struct rmap_header) == RMAP_HEADER_SIZE, "map header layout");
+	_Static_assert(sizeof(struct mapfile_header) == RMAP_HEADER_SIZE, "map header layout");
 	_Static_assert(sizeof(struct ch_edge) == 20, "hierarchy edge layout");
 	/* the file is written and read as the host lays it out */
 	_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "map files are little-endian");
@@ -571,41 +1108,51 @@ rh_err routing_import(const char *osm_path, const struct routing_cfg *cfg, const
 	const void *h = NULL;
 	int rc = readosm_open(src, &h);
 	if (rc == READOSM_OK)
-		rc = readosm_parse(h, &im, import_node, import_way, NULL);
+		rc = readosm_parse(h, &im, import_node, import_way, import_relation);
 	readosm_close(h);
-	if (tmp[0])
-		unlink(tmp);
 	rh_err e;
 	if (rc != READOSM_OK) {
-		snprintf(err, errlen, "cannot read %s: OpenStreetMap parser error %d%s", osm_path, rc,
-			 rc == READOSM_FILE_NOT_FOUND ? " (no such file)" : " (corrupt or truncated?)");
+		import_explain(osm_path, src, rc, err, errlen);
 		e = RH_EINVAL;
 	} else {
 		e = import_build_and_write(&im, map_path, st, err, errlen);
 	}
+	if (tmp[0])
+		unlink(tmp);
 	rh_free(im.nodes);
 	rh_free(im.refs);
 	rh_free(im.ways);
+	rh_free(im.restr);
+	rh_free(im.rrefs);
 	return e;
 }
 
 /* ------------------------------------------------------------ CLI */
 
-int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv)
+/* Same file (an existing output that is the input itself)? */
+static bool import_same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+static int import_cli(const struct routing_cfg *cfg, int argc, char **argv)
 {
 	const char *in = NULL, *out = NULL;
-	if (argc < 2 || strcmp(argv[1], "import") != 0)
-		goto usage;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
 			out = argv[++i];
 		else if (!in && argv[i][0] != '-')
 			in = argv[i];
 		else
-			goto usage;
+			return -1;
 	}
 	if (!in || !out)
-		goto usage;
+		return -1;
+	if (import_same_file(in, out)) {
+		fprintf(stderr, "ridehaild map import: %s is the extract itself: choose another output file\n", out);
+		return 2;
+	}
 	char err[512];
 	struct routing_stats st;
 	if (routing_import(in, cfg, out, &st, err, sizeof err) != RH_OK) {
@@ -613,10 +1160,68 @@ int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv)
 		return 1;
 	}
 	printf("ridehaild map import: %s -> %s: %zu nodes, %zu edges kept (around the largest strongly connected "
-	       "component), from %zu OSM nodes, %zu ways (%zu drivable)\n",
-	       in, out, st.nodes, st.edges, st.osm_nodes, st.osm_ways, st.road_ways);
+	       "component), from %zu OSM nodes, %zu ways (%zu drivable); %zu turn restrictions honoured, %zu not "
+	       "(conditional, not for cars, or off the kept roads); turn graph %zu nodes, %zu turns\n",
+	       in, out, st.nodes, st.edges, st.osm_nodes, st.osm_ways, st.road_ways, st.restrictions,
+	       st.restrictions_skipped, st.turn_nodes, st.turn_arcs);
 	return 0;
-usage:
-	fprintf(stderr, "usage: ridehaild [-c conf] map import <extract.osm|.osm.pbf|.osm.gz|.osm.bz2> -o <file.map>\n");
+}
+
+static int calibrate_cli(const struct routing_cfg *cfg, int argc, char **argv)
+{
+	const char *map = NULL, *out = NULL, *tz = getenv("TZ");
+	const char *trips[16];
+	size_t ntrips = 0;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--trips") == 0 && i + 1 < argc && ntrips < RH_ARRAY_LEN(trips))
+			trips[ntrips++] = argv[++i];
+		else if (strcmp(argv[i], "--tz") == 0 && i + 1 < argc)
+			tz = argv[++i];
+		else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc)
+			out = argv[++i];
+		else if (!map && argv[i][0] != '-')
+			map = argv[i];
+		else
+			return -1;
+	}
+	if (!map)
+		map = cfg->map;
+	if (!map || !*map || ntrips == 0) {
+		if (ntrips && (!map || !*map))
+			fprintf(stderr, "ridehaild map calibrate: no map: name one, or set [routing] map\n");
+		return ntrips ? 2 : -1;
+	}
+	if (!tz || !*tz)
+		tz = "UTC";
+	if (tz[0] == ':')
+		tz++;
+	if (!out)
+		out = map;
+	for (size_t i = 0; i < ntrips; i++)
+		if (import_same_file(trips[i], out)) {
+			fprintf(stderr, "ridehaild map calibrate: %s is a trip file: choose another output file\n", out);
+			return 2;
+		}
+	char err[512];
+	printf("ridehaild map calibrate: %s -> %s, trip times read as %s local time\n", map, out, tz);
+	if (routing_calibrate(map, trips, ntrips, tz, cfg, out, stdout, err, sizeof err) != RH_OK) {
+		fprintf(stderr, "ridehaild map calibrate: %s\n", err);
+		return 1;
+	}
+	return 0;
+}
+
+int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv)
+{
+	int rc = -1;
+	if (argc >= 2 && strcmp(argv[1], "import") == 0)
+		rc = import_cli(cfg, argc, argv);
+	else if (argc >= 2 && strcmp(argv[1], "calibrate") == 0)
+		rc = calibrate_cli(cfg, argc, argv);
+	if (rc >= 0)
+		return rc;
+	fprintf(stderr, "usage: ridehaild [-c conf] map import <extract.osm|.osm.pbf|.osm.gz|.osm.bz2> -o <file.map>\n"
+			"       ridehaild [-c conf] map calibrate [<file.map>] --trips <trips.csv> [--trips ...] "
+			"[--tz Area/City] [-o <out.map>]\n");
 	return 2;
 }

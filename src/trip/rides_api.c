@@ -375,7 +375,8 @@ static bool trip_ride_fare_or_reply(struct http_req *req, struct trips *t, struc
 	if (a->quote_id)
 		return trip_ride_quote_or_reply(req, t, a);
 	int bad = 0;
-	rh_err re = pricing_estimate(t->deps.pricing, a->vehicle, a->plat, a->plng, a->dlat, a->dlng, &a->fare, &bad);
+	rh_err re = pricing_estimate(t->deps.pricing, a->vehicle, a->plat, a->plng, a->dlat, a->dlng, rh_wall_ms() / 1000,
+				     &a->fare, &bad);
 	if (re != RH_OK) {
 		pricing_reply_route_error(req, re, bad);
 		return false;
@@ -433,12 +434,13 @@ static char *trip_ride_item(const struct trips *t, const struct ride_ask *a)
 	if (a->quote_id)
 		cJSON_AddStringToObject(it, "quote", a->quote_id);
 	pricing_fare_json(&a->fare, cJSON_AddObjectToObject(it, "fare"), true);
-	cJSON *pol = cJSON_AddObjectToObject(it, "policy");
-	cJSON_AddNumberToObject(pol, "cancel_grace_s", (double)tc->cancel_grace_ms / 1000.0);
-	cJSON_AddNumberToObject(pol, "cancel_fee", (double)a->tariff->cancel_fee);
-	cJSON_AddNumberToObject(pol, "no_show_wait_s", (double)tc->no_show_wait_ms / 1000.0);
-	cJSON_AddNumberToObject(pol, "no_show_fee", (double)a->tariff->no_show_fee);
-	cJSON_AddNumberToObject(pol, "fare_tolerance", tc->fare_tolerance);
+	char pol[256];
+	snprintf(pol, sizeof pol,
+		 "{\"cancel_grace_s\":%.3f,\"cancel_fee\":%lld,\"no_show_wait_s\":%.3f,\"no_show_fee\":%lld,"
+		 "\"fare_tolerance\":%.6f}",
+		 (double)tc->cancel_grace_ms / 1000.0, (long long)a->tariff->cancel_fee,
+		 (double)tc->no_show_wait_ms / 1000.0, (long long)a->tariff->no_show_fee, tc->fare_tolerance);
+	cJSON_AddRawToObject(it, "policy", pol);
 	char *json = cJSON_PrintUnformatted(it);
 	cJSON_Delete(it);
 	return json;
@@ -492,8 +494,7 @@ static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 	struct trip trip;
 	struct trip_result res;
 	trip_answer_read(a, &res, &trip);
-	cJSON *view = res.err == RH_OK ? trip_view_json(&trip) : NULL;
-	if (!view) {
+	if (res.err != RH_OK || !trip.row) {
 		http_reply_err(req, RH_EDB, "request a ride", "a malformed trip row");
 		trip_fini(&trip);
 		return;
@@ -510,6 +511,7 @@ static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 		trip_notify(t, &e);
 	}
 	http_reply_header(req, "Cache-Control", "no-store");
+	cJSON *view = trip_view_take(&trip); /* (the row was read whole: it renders) */
 	http_reply_json(req, 201, view);
 	trip_fini(&trip);
 }

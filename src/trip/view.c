@@ -89,23 +89,34 @@ static cJSON *trip_view_point(cJSON *row, cJSON *const *r, int lat, int lng, int
 	return p;
 }
 
-/* The trip's driver: who, in what, rated how. */
-static void trip_view_driver(cJSON *body, cJSON *row, cJSON *const *r)
+/* v into o under name, unless absent or null: moved out of its parent when
+ * take, else copied (the row stays as it is). */
+static void trip_view_member(cJSON *o, const char *name, cJSON *parent, cJSON *v, bool take)
 {
-	cJSON *d = cJSON_AddObjectToObject(body, "driver");
-	trip_view_put(d, "id", row, r[R_DID]);
-	trip_view_put(d, "name", row, r[R_DNAME]);
+	if (take)
+		trip_view_put(o, name, parent, v);
+	else if (v && !cJSON_IsNull(v))
+		cJSON_AddItemToObject(o, name, cJSON_Duplicate(v, 1));
+}
+
+/* The trip's driver: who, in what, rated how. */
+static cJSON *trip_view_driver(cJSON *row, cJSON *const *r, bool take)
+{
+	cJSON *d = cJSON_CreateObject();
+	trip_view_member(d, "id", row, r[R_DID], take);
+	trip_view_member(d, "name", row, r[R_DNAME], take);
 	cJSON *v = cJSON_AddObjectToObject(d, "vehicle");
-	trip_view_put(v, "type", row, r[R_DTYPE]);
-	trip_view_put(v, "make", row, r[R_DMAKE]);
-	trip_view_put(v, "model", row, r[R_DMODEL]);
-	trip_view_put(v, "color", row, r[R_DCOLOR]);
-	trip_view_put(v, "plate", row, r[R_DPLATE]);
+	trip_view_member(v, "type", row, r[R_DTYPE], take);
+	trip_view_member(v, "make", row, r[R_DMAKE], take);
+	trip_view_member(v, "model", row, r[R_DMODEL], take);
+	trip_view_member(v, "color", row, r[R_DCOLOR], take);
+	trip_view_member(v, "plate", row, r[R_DPLATE], take);
 	if (!cJSON_IsNull(r[R_DRATING])) {
 		cJSON *g = cJSON_AddObjectToObject(d, "rating");
-		trip_view_put(g, "average", row, r[R_DRATING]);
-		trip_view_put(g, "count", row, r[R_DRATINGS]);
+		trip_view_member(g, "average", row, r[R_DRATING], take);
+		trip_view_member(g, "count", row, r[R_DRATINGS], take);
 	}
+	return d;
 }
 
 /* Builds the view in place of body's trip_row; body's other members stay. A
@@ -132,7 +143,7 @@ static bool trip_view_render(cJSON *body)
 	cJSON_AddItemToObject(body, "pickup", trip_view_point(row, r, R_PLAT, R_PLNG, R_PADDR));
 	cJSON_AddItemToObject(body, "dropoff", trip_view_point(row, r, R_DLAT, R_DLNG, R_DADDR));
 	if (!cJSON_IsNull(r[R_DID]))
-		trip_view_driver(body, row, r);
+		cJSON_AddItemToObject(body, "driver", trip_view_driver(row, r, true));
 	/* the estimate's distance, duration and method show as "estimate", the
 	 * rest of the tariff as quoted as the fare's breakdown */
 	cJSON *est = cJSON_IsObject(r[R_ESTIMATE]) ? cJSON_DetachItemViaPointer(row, r[R_ESTIMATE]) : NULL;
@@ -278,6 +289,35 @@ void trip_fini(struct trip *t)
 	cJSON_Delete(t->row->body);
 	rh_free((void *)t->row);
 	t->row = NULL;
+}
+
+cJSON *trip_view_driver_json(const struct trip *t)
+{
+	cJSON *row = t->row ? cJSON_GetObjectItemCaseSensitive(t->row->body, "trip_row") : NULL;
+	cJSON *r[R_N];
+	int n = 0;
+	for (cJSON *c = cJSON_IsArray(row) ? row->child : NULL; c; c = c->next, n++)
+		if (n < R_N)
+			r[n] = c;
+	if (n != R_N || cJSON_IsNull(r[R_DID]))
+		return NULL;
+	cJSON *d = trip_view_driver(row, r, false);
+	trip_view_sort_keys(d);
+	return d;
+}
+
+cJSON *trip_view_take(struct trip *t)
+{
+	if (!t->row)
+		return NULL;
+	cJSON *b = t->row->body;
+	rh_free((void *)t->row);
+	t->row = NULL;
+	if (!trip_view_render(b)) {
+		cJSON_Delete(b);
+		return NULL;
+	}
+	return b;
 }
 
 cJSON *trip_view_json(const struct trip *t)

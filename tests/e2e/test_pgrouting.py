@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SHARED_DATA
+from conftest import RIDEHAILD, ROOT, SHARED_DATA
 
 sys.path.insert(0, str(ROOT / "tests" / "pgrouting"))
 import compare  # noqa: E402
@@ -36,14 +36,17 @@ def test_distances_equal_pgr_dijkstra(pg, make_daemon, tmp_path):
                         "--clean"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     m = tmp_path / "monaco.map"
-    r = subprocess.run([str(ROOT / "bin" / "ridehaild"), "-c", str(ROOT / "conf" / "ridehaild.conf"), "map", "import",
+    r = subprocess.run([RIDEHAILD, "-c", str(ROOT / "conf" / "ridehaild.conf"), "map", "import",
                         str(MONACO), "-o", str(m)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(m), "RIDEHAIL_ROUTING_METRIC": "distance",
                          "RIDEHAIL_LOG_LEVEL": "info"})
     seed = int(time.time())
     print(f"pgRouting comparison seed {seed}")
-    res = compare.compare(pg.connect(db), f"http://{d.addr}", 1000, seed)
+    # first, a pair that once disagreed: from the start of a road that only
+    # leaves the extract's core to one that only enters it, joined by a slip
+    # road outside the core (437 m round the core for pgRouting's 118 m)
+    res = compare.compare(pg.connect(db), f"http://{d.addr}", 1000, seed, fixed=[(21931267, 21928953)])
     assert res["pairs"] == 1000, res
     assert res["only_ours"] == 0 and res["only_pgr"] == 0, res
     assert max(res["diffs"]) <= 0.1, f"seed {seed}: worst pair {res['worst']}"

@@ -33,9 +33,19 @@ static void exercise(struct routing *r)
 			}
 		}
 	}
-	struct routing_eta eta[3];
+	struct routing_eta eta[9];
 	if (routing_eta_many_to_one(r, lat, lon, 3, lat[2], lon[2], eta) == RH_OK && eta[2].distance_m < 0)
 		abort();
+	if (routing_eta_many_to_many(r, lat, lon, 3, lat, lon, 3, 1700000000, eta) == RH_OK)
+		for (int i = 0; i < 9; i++)
+			if (eta[i].reachable && !(eta[i].duration_s >= 0 && eta[i].duration_low_s <= eta[i].duration_high_s))
+				abort();
+	/* the restrictions' own check routes on whatever the file says */
+	for (size_t i = 0; i < routing_restriction_count(r) && i < 4; i++) {
+		size_t tried, taken;
+		if (routing_restriction_taken(r, i, ROUTE_FAST, &tried, &taken) != RH_OK || taken > tried)
+			abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -29,18 +29,22 @@ def ours(route, lat1, lon1, lat2, lon2):
         return None
 
 
-def compare(conn, route, pairs, seed):
+def compare(conn, route, pairs, seed, fixed=()):
+    """pairs random vertex pairs (seeded), after the pairs in fixed, given
+    as OSM node ids (pairs that once disagreed), which count among them."""
     rnd = random.Random(seed)
     cur = conn.cursor()
-    cur.execute(f"""SELECT v.id, ST_Y(v.the_geom), ST_X(v.the_geom) FROM ways_vertices_pgr v
+    cur.execute(f"""SELECT v.id, ST_Y(v.the_geom), ST_X(v.the_geom), v.osm_id FROM ways_vertices_pgr v
                     WHERE v.id IN (SELECT source FROM ({EDGES_SQL}) e UNION SELECT target FROM ({EDGES_SQL}) e)
                     ORDER BY v.id""")
     verts = cur.fetchall()
+    by_osm = {v[3]: v for v in verts}
+    todo = [(by_osm[a], by_osm[b]) for a, b in fixed]
     out = {"pairs": 0, "diffs": [], "worst": None, "pgr_us": [], "only_ours": 0, "only_pgr": 0}
     tries = 0
     while out["pairs"] < pairs and tries < pairs * 5:
         tries += 1
-        a, b = rnd.choice(verts), rnd.choice(verts)
+        a, b = todo.pop(0) if todo else (rnd.choice(verts), rnd.choice(verts))
         if a[0] == b[0]:
             continue
         mine = ours(route, a[1], a[2], b[1], b[2])

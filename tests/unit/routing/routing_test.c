@@ -357,3 +357,255 @@ UNIT_TEST(routing_snap_grid_equals_brute_force)
 	unlink(map);
 	config_fini(&cfg);
 }
+
+/* Every turn restriction of the Midtown Manhattan extract that the import
+ * honours is walked: what it forbids is routed with each method (the
+ * hierarchy, bidirectional and plain Dijkstra) and no route drives it. The
+ * import must honour most of the extract's car restrictions (160 of 246
+ * relations on the 2025 extract; the rest are conditional, for other
+ * vehicles or off the kept roads). */
+UNIT_TEST(routing_midtown_restrictions_never_taken)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, ""));
+	char map[256];
+	struct routing *r = monaco(&cfg, "nyc-midtown-2025.osm.pbf", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	size_t n = routing_restriction_count(r);
+	CHECK(n >= 150);
+	size_t tried_all = 0, taken_all = 0;
+	for (int m = 0; m < 3; m++)
+		for (size_t i = 0; i < n; i++) {
+			size_t tried, taken;
+			REQUIRE(routing_restriction_taken(r, i, (enum route_method)m, &tried, &taken) == RH_OK);
+			if (taken) {
+				struct routing_restriction rr;
+				REQUIRE(routing_restriction_get(r, i, &rr));
+				unit_fail(__FILE__, __LINE__, "method %d drives restriction relation %lld", m, rr.osm_id);
+			}
+			tried_all += tried, taken_all += taken;
+		}
+	CHECK_EQ_INT(taken_all, 0);
+	CHECK(tried_all >= 3 * n);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+/* Many-to-many (and many-to-one) answer what single routes answer, on the
+ * turn graph: the ends of Midtown's restrictions (where turns matter) and
+ * random points. */
+UNIT_TEST(routing_many_to_many_equals_single_queries)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, ""));
+	char map[256];
+	struct routing *r = monaco(&cfg, "nyc-midtown-2025.osm.pbf", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	rng_state = unit_seed() ^ 0x77;
+	struct routing_stats st;
+	routing_get_stats(r, &st);
+	enum { NS = 6, ND = 5 };
+	size_t nr = routing_restriction_count(r);
+	for (int round = 0; round < 20; round++) {
+		double slat[NS], slon[NS], tlat[ND], tlon[ND];
+		for (int i = 0; i < NS; i++) {
+			struct routing_restriction rr;
+			if (i < 3 && nr && routing_restriction_get(r, (size_t)(rng_next() % nr), &rr)) {
+				slat[i] = rr.lat[0] + 0.6 * (rr.lat[1] - rr.lat[0]);
+				slon[i] = rr.lon[0] + 0.6 * (rr.lon[1] - rr.lon[0]);
+			} else {
+				random_point(&st, &slat[i], &slon[i]);
+			}
+		}
+		for (int j = 0; j < ND; j++) {
+			struct routing_restriction rr;
+			if (j < 3 && nr && routing_restriction_get(r, (size_t)(rng_next() % nr), &rr)) {
+				size_t k = rr.npoints - 1;
+				tlat[j] = rr.lat[k - 1] + 0.6 * (rr.lat[k] - rr.lat[k - 1]);
+				tlon[j] = rr.lon[k - 1] + 0.6 * (rr.lon[k] - rr.lon[k - 1]);
+			} else {
+				random_point(&st, &tlat[j], &tlon[j]);
+			}
+		}
+		struct routing_eta mm[NS * ND], mo[NS];
+		REQUIRE(routing_eta_many_to_many(r, slat, slon, NS, tlat, tlon, ND, 0, mm) == RH_OK);
+		for (int j = 0; j < ND; j++) {
+			rh_err eo = routing_eta_many_to_one_at(r, slat, slon, NS, tlat[j], tlon[j], 0, mo);
+			for (int i = 0; i < NS; i++) {
+				struct route_result one;
+				rh_err e1 = routing_route_at(r, slat[i], slon[i], tlat[j], tlon[j], ROUTE_DIJKSTRA, false, 0, &one);
+				CHECK_EQ_INT(mm[i * ND + j].reachable, e1 == RH_OK);
+				if (eo == RH_OK)
+					CHECK_EQ_INT(mo[i].reachable, e1 == RH_OK);
+				if (e1 != RH_OK)
+					continue;
+				CHECK_NEAR(mm[i * ND + j].duration_s, one.duration_s, 0.01 + one.duration_s * 1e-6);
+				CHECK_NEAR(mm[i * ND + j].distance_m, one.distance_m, 1 + one.distance_m * 0.05);
+				if (eo == RH_OK)
+					CHECK_NEAR(mo[i].duration_s, one.duration_s, 0.01 + one.duration_s * 1e-6);
+			}
+		}
+	}
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+/* Writes osm text to a temporary file, imports and loads it. */
+static struct routing *import_text(struct rh_config *cfg, const char *osm, char *map, size_t maplen,
+				   struct routing_stats *st)
+{
+	char osm_path[128], err[512];
+	snprintf(osm_path, sizeof osm_path, "/tmp/ridehail-unit-osm-%d.osm", (int)getpid());
+	snprintf(map, maplen, "/tmp/ridehail-unit-osm-%d.map", (int)getpid());
+	FILE *f = fopen(osm_path, "w");
+	if (!f)
+		return NULL;
+	fputs(osm, f);
+	fclose(f);
+	rh_err e = routing_import(osm_path, &cfg->routing, map, st, err, sizeof err);
+	unlink(osm_path);
+	if (e != RH_OK) {
+		unit_fail(__FILE__, __LINE__, "import: %s", err);
+		return NULL;
+	}
+	struct routing *r = NULL;
+	if (routing_load(map, &cfg->routing, &r, err, sizeof err) != RH_OK)
+		unit_fail(__FILE__, __LINE__, "load: %s", err);
+	return r;
+}
+
+/* The roads kept around the core: a two-way square 1-2-3-4 (the core), a
+ * one-way road 10 -> 11 -> 1 into it (a start fringe: it reaches the core,
+ * the core does not reach it), a one-way road 2 -> 21 -> 22 out of it (an
+ * end fringe) and a one-way slip road 11 -> 30 -> 21 between the fringes,
+ * neither reaching the core nor reached from it. Routes from the one fringe
+ * to the other take the slip road, and a route into the core's corner 1
+ * comes straight along the road into it; nothing starts on the slip road. */
+UNIT_TEST(routing_fringes_joined_outside_the_core)
+{
+	static const char osm[] =
+		"<?xml version=\"1.0\"?>\n<osm version=\"0.6\">\n"
+		" <node id=\"1\" lat=\"0\" lon=\"0\"/>\n <node id=\"2\" lat=\"0.001\" lon=\"0\"/>\n"
+		" <node id=\"3\" lat=\"0.001\" lon=\"0.001\"/>\n <node id=\"4\" lat=\"0\" lon=\"0.001\"/>\n"
+		" <node id=\"10\" lat=\"0\" lon=\"-0.003\"/>\n <node id=\"11\" lat=\"0\" lon=\"-0.002\"/>\n"
+		" <node id=\"21\" lat=\"0.001\" lon=\"-0.002\"/>\n <node id=\"22\" lat=\"0.001\" lon=\"-0.003\"/>\n"
+		" <node id=\"30\" lat=\"0.0005\" lon=\"-0.002\"/>\n"
+		" <way id=\"40\"><nd ref=\"1\"/><nd ref=\"2\"/><nd ref=\"3\"/><nd ref=\"4\"/><nd ref=\"1\"/>"
+		"<tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <way id=\"41\"><nd ref=\"10\"/><nd ref=\"11\"/><nd ref=\"1\"/><tag k=\"highway\" v=\"residential\"/>"
+		"<tag k=\"oneway\" v=\"yes\"/></way>\n"
+		" <way id=\"42\"><nd ref=\"2\"/><nd ref=\"21\"/><nd ref=\"22\"/><tag k=\"highway\" v=\"residential\"/>"
+		"<tag k=\"oneway\" v=\"yes\"/></way>\n"
+		" <way id=\"43\"><nd ref=\"11\"/><nd ref=\"30\"/><nd ref=\"21\"/><tag k=\"highway\" v=\"residential\"/>"
+		"<tag k=\"oneway\" v=\"yes\"/></way>\n"
+		"</osm>\n";
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nmetric = distance\n"));
+	char map[128];
+	struct routing_stats st;
+	struct routing *r = import_text(&cfg, osm, map, sizeof map, &st);
+	REQUIRE(r);
+	CHECK_EQ_INT(st.nodes, 9); /* the slip road's middle node is kept */
+	const double ew = 111.3, ns = 110.6; /* a 0.001-degree step east-west, north-south */
+	for (int m = 0; m < 3; m++) {
+		struct route_result res;
+		/* 10 -> 22: 10, 11, 30, 21, 22, not on into the core and out again */
+		REQUIRE(routing_route_method(r, 0, -0.003, 0.001, -0.003, (enum route_method)m, true, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, ew + ns + ew, 1.0);
+		CHECK_EQ_INT(res.npoints, 5);
+		/* 11 -> 21: the slip road alone */
+		REQUIRE(routing_route_method(r, 0, -0.002, 0.001, -0.002, (enum route_method)m, false, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, ns, 0.5);
+		/* 10 -> the corner 1: straight along the road into it */
+		REQUIRE(routing_route_method(r, 0, -0.003, 0, 0, (enum route_method)m, false, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, 3 * ew, 1.0);
+		/* the corner 2 -> 22: straight along the road out of it */
+		REQUIRE(routing_route_method(r, 0.001, 0, 0.001, -0.003, (enum route_method)m, false, &res) == RH_OK);
+		CHECK_NEAR(res.distance_m, 3 * ew, 1.0);
+	}
+	/* a start on the slip road snaps to a road a route may start on (11's) */
+	struct route_result res;
+	REQUIRE(routing_route(r, 0.0005, -0.002, 0.001, 0.001, false, &res) == RH_OK);
+	CHECK_NEAR(res.from_snap_m, ns / 2, 0.5);
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+/* A crossing of two two-way streets, centre 5, arms 1 (south), 2 (east),
+ * 3 (north), 4 (west), 111 m each, joined at their ends into a ring road
+ * through corners 6..9 so every turn has a detour: no_left_turn from the
+ * south arm onto the west arm (via node 5), only_straight_on from the east
+ * arm (via node 5), a conditional restriction (not modelled), and
+ * no_straight_on from the ring via the whole south arm onto the north arm. */
+UNIT_TEST(routing_restrictions_on_a_crossing)
+{
+	static const char osm[] =
+		"<?xml version=\"1.0\"?>\n<osm version=\"0.6\">\n"
+		" <node id=\"5\" lat=\"0\" lon=\"0\"/>\n"
+		" <node id=\"1\" lat=\"-0.001\" lon=\"0\"/>\n <node id=\"2\" lat=\"0\" lon=\"0.001\"/>\n"
+		" <node id=\"3\" lat=\"0.001\" lon=\"0\"/>\n <node id=\"4\" lat=\"0\" lon=\"-0.001\"/>\n"
+		" <node id=\"6\" lat=\"-0.001\" lon=\"0.001\"/>\n <node id=\"7\" lat=\"0.001\" lon=\"0.001\"/>\n"
+		" <node id=\"8\" lat=\"0.001\" lon=\"-0.001\"/>\n <node id=\"9\" lat=\"-0.001\" lon=\"-0.001\"/>\n"
+		" <way id=\"21\"><nd ref=\"1\"/><nd ref=\"5\"/><tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <way id=\"22\"><nd ref=\"5\"/><nd ref=\"2\"/><tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <way id=\"23\"><nd ref=\"5\"/><nd ref=\"3\"/><tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <way id=\"24\"><nd ref=\"5\"/><nd ref=\"4\"/><tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <way id=\"30\"><nd ref=\"1\"/><nd ref=\"6\"/><nd ref=\"2\"/><nd ref=\"7\"/><nd ref=\"3\"/><nd ref=\"8\"/>"
+		"<nd ref=\"4\"/><nd ref=\"9\"/><nd ref=\"1\"/><tag k=\"highway\" v=\"residential\"/></way>\n"
+		" <relation id=\"40\"><member type=\"way\" ref=\"21\" role=\"from\"/><member type=\"node\" ref=\"5\" role=\"via\"/>"
+		"<member type=\"way\" ref=\"24\" role=\"to\"/><tag k=\"type\" v=\"restriction\"/><tag k=\"restriction\" v=\"no_left_turn\"/></relation>\n"
+		" <relation id=\"41\"><member type=\"way\" ref=\"22\" role=\"from\"/><member type=\"node\" ref=\"5\" role=\"via\"/>"
+		"<member type=\"way\" ref=\"24\" role=\"to\"/><tag k=\"type\" v=\"restriction\"/><tag k=\"restriction\" v=\"only_straight_on\"/></relation>\n"
+		" <relation id=\"42\"><member type=\"way\" ref=\"23\" role=\"from\"/><member type=\"node\" ref=\"5\" role=\"via\"/>"
+		"<member type=\"way\" ref=\"22\" role=\"to\"/><tag k=\"type\" v=\"restriction\"/><tag k=\"restriction:conditional\" v=\"no_left_turn @ (Mo-Fr 07:00-10:00)\"/></relation>\n"
+		" <relation id=\"43\"><member type=\"way\" ref=\"30\" role=\"from\"/><member type=\"way\" ref=\"21\" role=\"via\"/>"
+		"<member type=\"way\" ref=\"23\" role=\"to\"/><tag k=\"type\" v=\"restriction\"/><tag k=\"restriction\" v=\"no_straight_on\"/></relation>\n"
+		"</osm>\n";
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nmetric = distance\n"));
+	char map[128];
+	struct routing_stats st;
+	struct routing *r = import_text(&cfg, osm, map, sizeof map, &st);
+	REQUIRE(r);
+	CHECK_EQ_INT(st.restrictions, 3);         /* 40, 41, 43 */
+	CHECK_EQ_INT(st.restrictions_skipped, 1); /* 42: conditional */
+	const double arm = 110.6, ring_side = 110.6;
+	struct route_result res;
+	/* south arm -> west arm: not left at 5 but on round the ring (1 -> 9 -> 4 from the arm's start) */
+	REQUIRE(routing_route(r, -0.0005, 0, 0, -0.0005, true, &res) == RH_OK);
+	CHECK(res.distance_m > 0.5 * arm + 0.5 * arm + 1); /* round the ring, or a u-turn at an arm's end */
+	/* east arm -> north arm: only straight on (west) at 5 */
+	REQUIRE(routing_route(r, 0, 0.0005, 0.0005, 0, true, &res) == RH_OK);
+	CHECK(res.distance_m > 0.5 * arm + 0.5 * arm + 1);
+	/* east arm -> west arm: straight on is allowed and short */
+	REQUIRE(routing_route(r, 0, 0.0005, 0, -0.0005, true, &res) == RH_OK);
+	CHECK_NEAR(res.distance_m, arm, 1.5);
+	/* north arm -> east arm: the conditional restriction is not modelled: left at 5 */
+	REQUIRE(routing_route(r, 0.0005, 0, 0, 0.0005, true, &res) == RH_OK);
+	CHECK_NEAR(res.distance_m, arm, 1.5);
+	/* via way: from the ring at 1 along the south arm (via 21) straight on to the north arm is forbidden */
+	REQUIRE(routing_route(r, -0.001, -0.0005, 0.0005, 0, true, &res) == RH_OK);
+	CHECK(res.distance_m > 0.5 * ring_side + arm + 0.5 * arm + 1);
+	/* ... but from the south arm's own start (not from the ring) it is still one way on: from the middle of 21 */
+	REQUIRE(routing_route(r, -0.0005, 0, 0.0005, 0, true, &res) == RH_OK);
+	CHECK(res.distance_m > 0); /* a route exists */
+	for (int m = 0; m < 3; m++)
+		for (size_t i = 0; i < routing_restriction_count(r); i++) {
+			size_t tried, taken;
+			REQUIRE(routing_restriction_taken(r, i, (enum route_method)m, &tried, &taken) == RH_OK);
+			CHECK(tried >= 1);
+			CHECK_EQ_INT(taken, 0);
+		}
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
