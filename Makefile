@@ -143,6 +143,13 @@ check: deps-check
 check-layers:
 	$(PYTHON) scripts/check_layers.py
 
+# Every function carries its module's prefix (scripts/check_names.py: the
+# prefixes each folder allows). It prints the offenders and fails while there
+# are any; --unused lists exported functions no other file calls.
+.PHONY: check-names
+check-names:
+	$(PYTHON) scripts/check_names.py
+
 check-unit: $(O)/tests/unit/run
 	$(O)/tests/unit/run
 

@@ -11,7 +11,8 @@
  *     base = 2.50
  * Precedence: built-in default < file < environment RIDEHAIL_<SECTION>_<KEY>
  * (section dots become underscores: RIDEHAIL_TARIFF_STANDARD_BASE).
- * Durations take a unit (ms, s, m, h); sizes take B, KiB, MiB, GiB or none. */
+ * Durations take a unit (ms, s, m, h, d); sizes take B, KiB, MiB, GiB (KB, MB,
+ * GB: powers of 1000) or none. */
 #ifndef RH_CORE_CONFIG_H
 #define RH_CORE_CONFIG_H
 

@@ -5,8 +5,8 @@
  * cell->value directly:
  *
  *     static const char *const lbl[] = { "reason", NULL };
- *     f = metrics_counter(m, "ridehail_ws_rejected_total", "...", lbl);
- *     c = metric_cell(f, (const char *[]){ "bad_json" });
+ *     f = metrics_counter(m, "ridehail_gateway_rejected_total", "...", lbl);
+ *     c = metric_cell(f, (const char *[]){ "invalid_json" });
  *     metric_inc(c);
  *
  * Values that are cheaper to read at scrape time than to keep current

@@ -31,7 +31,7 @@ struct http_cfg {
 	int64_t request_timeout_ms; /* to receive one whole request */
 	int64_t idle_timeout_ms;  /* keep-alive connection with no request */
 	int64_t max_requests_per_conn;
-	char *trusted_proxies;    /* net/proxy.h list: X-Forwarded-For believed from these */
+	char *trusted_proxies;    /* core/proxy.h list: X-Forwarded-For believed from these */
 };
 
 struct database_cfg {

@@ -34,8 +34,6 @@ void simc_pool_free(struct simc_pool *p);
  * (may be NULL) is sent as application/json. cb runs exactly once. */
 void simc_http(struct simc_pool *p, const char *method, const char *path, const char *token,
 	       const char *extra_header, const char *body, simc_http_cb cb, void *arg);
-/* Requests queued or in flight. */
-size_t simc_pool_pending(const struct simc_pool *p);
 
 struct simc_ws;
 
@@ -51,7 +49,6 @@ struct simc_ws *simc_ws_open(struct event_base *base, const char *host, int port
 			     const struct simc_ws_cbs *cbs, void *arg);
 /* Sends one text message; false once the socket is closed. */
 bool simc_ws_send(struct simc_ws *w, const char *text, size_t len);
-bool simc_ws_is_open(const struct simc_ws *w);
 /* Sends a normal close (1000) and stops reading. */
 void simc_ws_close(struct simc_ws *w);
 void simc_ws_free(struct simc_ws *w);

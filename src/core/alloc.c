@@ -12,7 +12,7 @@
 /* Atomic because the worker threads (core/worker.h) may allocate too. */
 static _Atomic int64_t live_bytes;
 
-static void alloc_oom(size_t n)
+static void rh_alloc_oom(size_t n)
 {
 	fprintf(stderr, "ridehaild: out of memory allocating %zu bytes\n", n);
 	abort();
@@ -22,7 +22,7 @@ void *rh_malloc(size_t n)
 {
 	void *p = malloc(n ? n : 1);
 	if (!p)
-		alloc_oom(n);
+		rh_alloc_oom(n);
 	atomic_fetch_add_explicit(&live_bytes, (int64_t)malloc_usable_size(p), memory_order_relaxed);
 	return p;
 }
@@ -31,7 +31,7 @@ void *rh_calloc(size_t count, size_t n)
 {
 	void *p = calloc(count ? count : 1, n ? n : 1);
 	if (!p)
-		alloc_oom(count * n);
+		rh_alloc_oom(count * n);
 	atomic_fetch_add_explicit(&live_bytes, (int64_t)malloc_usable_size(p), memory_order_relaxed);
 	return p;
 }
@@ -41,7 +41,7 @@ void *rh_realloc(void *p, size_t n)
 	size_t old = p ? malloc_usable_size(p) : 0;
 	void *q = realloc(p, n ? n : 1);
 	if (!q)
-		alloc_oom(n);
+		rh_alloc_oom(n);
 	atomic_fetch_add_explicit(&live_bytes, (int64_t)malloc_usable_size(q) - (int64_t)old, memory_order_relaxed);
 	return q;
 }
@@ -107,7 +107,7 @@ void rh_json_arena_end(void)
 	arena_on = false;
 }
 
-static void *cjson_malloc(size_t n)
+static void *rh_alloc_json_malloc(size_t n)
 {
 	if (arena_on) {
 		size_t need = (n + 15) & ~(size_t)15;
@@ -121,7 +121,7 @@ static void *cjson_malloc(size_t n)
 	return rh_malloc(n);
 }
 
-static void cjson_free(void *p)
+static void rh_alloc_json_free(void *p)
 {
 	if ((unsigned char *)p >= arena && (unsigned char *)p < arena + ARENA_SIZE)
 		return;
@@ -130,7 +130,7 @@ static void cjson_free(void *p)
 
 void rh_alloc_install_hooks(void)
 {
-	cJSON_Hooks hooks = { .malloc_fn = cjson_malloc, .free_fn = cjson_free };
+	cJSON_Hooks hooks = { .malloc_fn = rh_alloc_json_malloc, .free_fn = rh_alloc_json_free };
 	cJSON_InitHooks(&hooks);
 	event_set_mem_functions(rh_malloc, rh_realloc, rh_free);
 }

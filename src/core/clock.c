@@ -7,7 +7,7 @@
 
 #include "core/strbuf.h"
 
-static void put2(char *p, int v)
+static void rh_clock_put2(char *p, int v)
 {
 	p[0] = (char)('0' + v / 10);
 	p[1] = (char)('0' + v % 10);
@@ -37,26 +37,26 @@ void rh_format_rfc3339(int64_t wall_ms, char out[32])
 	}
 	int year = tm.tm_year + 1900;
 	/* YYYY-MM-DDThh:mm:ss.mmmZ */
-	put2(out, year / 100);
-	put2(out + 2, year % 100);
+	rh_clock_put2(out, year / 100);
+	rh_clock_put2(out + 2, year % 100);
 	out[4] = '-';
-	put2(out + 5, tm.tm_mon + 1);
+	rh_clock_put2(out + 5, tm.tm_mon + 1);
 	out[7] = '-';
-	put2(out + 8, tm.tm_mday);
+	rh_clock_put2(out + 8, tm.tm_mday);
 	out[10] = 'T';
-	put2(out + 11, tm.tm_hour);
+	rh_clock_put2(out + 11, tm.tm_hour);
 	out[13] = ':';
-	put2(out + 14, tm.tm_min);
+	rh_clock_put2(out + 14, tm.tm_min);
 	out[16] = ':';
-	put2(out + 17, tm.tm_sec);
+	rh_clock_put2(out + 17, tm.tm_sec);
 	out[19] = '.';
 	out[20] = (char)('0' + ms / 100);
-	put2(out + 21, ms % 100);
+	rh_clock_put2(out + 21, ms % 100);
 	out[23] = 'Z';
 	out[24] = '\0';
 }
 
-static int digits(const char *s, int n)
+static int rh_clock_digits(const char *s, int n)
 {
 	int v = 0;
 	for (int i = 0; i < n; i++) {
@@ -68,7 +68,7 @@ static int digits(const char *s, int n)
 }
 
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int m, int d)
+static int64_t rh_clock_days_from_civil(int64_t y, int m, int d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -84,8 +84,8 @@ int rh_parse_rfc3339(const char *s, int64_t *wall_ms)
 	if (strlen(s) < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
 	    s[13] != ':' || s[16] != ':')
 		return -1;
-	int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
-	int h = digits(s + 11, 2), mi = digits(s + 14, 2), se = digits(s + 17, 2);
+	int y = rh_clock_digits(s, 4), mo = rh_clock_digits(s + 5, 2), d = rh_clock_digits(s + 8, 2);
+	int h = rh_clock_digits(s + 11, 2), mi = rh_clock_digits(s + 14, 2), se = rh_clock_digits(s + 17, 2);
 	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
 	    se > 60 || h < 0 || mi < 0 || se < 0)
 		return -1;
@@ -113,8 +113,8 @@ int rh_parse_rfc3339(const char *s, int64_t *wall_ms)
 	} else if (*p == '+' || *p == '-') {
 		/* "+hh:mm": check each byte in order, so a string that ends early
 		 * is never read past its terminator */
-		int oh = digits(p + 1, 2);
-		int om = oh >= 0 && p[3] == ':' ? digits(p + 4, 2) : -1;
+		int oh = rh_clock_digits(p + 1, 2);
+		int om = oh >= 0 && p[3] == ':' ? rh_clock_digits(p + 4, 2) : -1;
 		if (oh < 0 || om < 0 || oh > 23 || om > 59)
 			return -1;
 		offset_min = (oh * 60 + om) * (*p == '+' ? 1 : -1);
@@ -126,7 +126,7 @@ int rh_parse_rfc3339(const char *s, int64_t *wall_ms)
 		return -1;
 	if (se == 60)
 		se = 59; /* leap second: close enough */
-	int64_t days = days_from_civil(y, mo, d);
+	int64_t days = rh_clock_days_from_civil(y, mo, d);
 	int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - (int64_t)offset_min * 60;
 	*wall_ms = secs * 1000 + ms;
 	return 0;

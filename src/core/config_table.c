@@ -58,7 +58,7 @@ static const struct cfg_key http_keys[] = {
 	{ 0 }
 };
 
-static bool http_validate(const void *section, char *err, size_t errlen)
+static bool cfg_http_validate(const void *section, char *err, size_t errlen)
 {
 	const struct http_cfg *h = section;
 	struct proxy_list l;
@@ -100,7 +100,7 @@ static const struct cfg_key admin_keys[] = {
 	{ 0 }
 };
 
-static bool admin_validate(const void *section, char *err, size_t errlen)
+static bool cfg_admin_validate(const void *section, char *err, size_t errlen)
 {
 	const struct admin_cfg *a = section;
 	if (a->token[0] && strlen(a->token) < 16) {
@@ -137,7 +137,7 @@ static const struct cfg_key auth_keys[] = {
 	{ 0 }
 };
 
-static bool auth_validate(const void *section, char *err, size_t errlen)
+static bool cfg_auth_validate(const void *section, char *err, size_t errlen)
 {
 	const struct auth_cfg *a = section;
 	if (a->jwt_secret[0] && strlen(a->jwt_secret) < 32) {
@@ -384,7 +384,7 @@ static const struct cfg_key webhooks_keys[] = {
 	{ 0 }
 };
 
-static bool tariff_validate(const void *section, char *err, size_t errlen)
+static bool cfg_tariff_validate(const void *section, char *err, size_t errlen)
 {
 	const struct tariff_cfg *t = section;
 	for (const char *c = t->currency; *c; c++) {
@@ -408,7 +408,7 @@ static const struct cfg_section log_section = {
 };
 static const struct cfg_section http_section = {
 	.name = "http", .keys = http_keys, .offset = offsetof(struct rh_config, http),
-	.help = "The HTTP listener (REST and the WebSocket upgrade share it).", .validate = http_validate,
+	.help = "The HTTP listener (REST and the WebSocket upgrade share it).", .validate = cfg_http_validate,
 };
 static const struct cfg_section database_section = {
 	.name = "database", .keys = database_keys, .offset = offsetof(struct rh_config, database),
@@ -417,12 +417,12 @@ static const struct cfg_section database_section = {
 
 static const struct cfg_section admin_section = {
 	.name = "admin", .keys = admin_keys, .offset = offsetof(struct rh_config, admin),
-	.help = "The operator's admin API.", .validate = admin_validate,
+	.help = "The operator's admin API.", .validate = cfg_admin_validate,
 };
 
 static const struct cfg_section auth_section = {
 	.name = "auth", .keys = auth_keys, .offset = offsetof(struct rh_config, auth),
-	.help = "Accounts, passwords and access tokens.", .validate = auth_validate,
+	.help = "Accounts, passwords and access tokens.", .validate = cfg_auth_validate,
 };
 static const struct cfg_section ws_section = {
 	.name = "ws", .keys = ws_keys, .offset = offsetof(struct rh_config, ws),
@@ -461,7 +461,7 @@ static const struct cfg_section tariff_section = {
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
 	.max_instances = TARIFF_MAX, .instance_size = sizeof(struct tariff_cfg),
 	.count_offset = offsetof(struct rh_config, ntariffs), .default_instances = default_vehicle_types,
-	.validate = tariff_validate,
+	.validate = cfg_tariff_validate,
 };
 
 const struct cfg_section *const cfg_sections[] = {

@@ -68,7 +68,7 @@ void log_close(void)
 
 /* Append s to buf[*len..cap) with JSON string escaping (also valid as a
  * logfmt quoted value). Truncates silently at the cap. */
-static void put_escaped(char *buf, size_t *len, size_t cap, const char *s)
+static void log_put_escaped(char *buf, size_t *len, size_t cap, const char *s)
 {
 	for (; *s && *len + 7 < cap; s++) {
 		unsigned char c = (unsigned char)*s;
@@ -86,7 +86,7 @@ static void put_escaped(char *buf, size_t *len, size_t cap, const char *s)
 	}
 }
 
-static void put_raw(char *buf, size_t *len, size_t cap, const char *s)
+static void log_put_raw(char *buf, size_t *len, size_t cap, const char *s)
 {
 	size_t n = strlen(s);
 	if (*len + 1 >= cap)
@@ -98,7 +98,7 @@ static void put_raw(char *buf, size_t *len, size_t cap, const char *s)
 }
 
 /* ctx is "key=value"; in JSON it becomes "key":"value". */
-static void put_ctx_json(char *buf, size_t *len, size_t cap, const char *ctx)
+static void log_put_ctx_json(char *buf, size_t *len, size_t cap, const char *ctx)
 {
 	const char *eq = strchr(ctx, '=');
 	char key[32];
@@ -107,11 +107,11 @@ static void put_ctx_json(char *buf, size_t *len, size_t cap, const char *ctx)
 		klen = sizeof key - 1;
 	memcpy(key, eq ? ctx : "ctx", klen);
 	key[klen] = '\0';
-	put_raw(buf, len, cap, ",\"");
-	put_escaped(buf, len, cap, key);
-	put_raw(buf, len, cap, "\":\"");
-	put_escaped(buf, len, cap, eq ? eq + 1 : ctx);
-	put_raw(buf, len, cap, "\"");
+	log_put_raw(buf, len, cap, ",\"");
+	log_put_escaped(buf, len, cap, key);
+	log_put_raw(buf, len, cap, "\":\"");
+	log_put_escaped(buf, len, cap, eq ? eq + 1 : ctx);
+	log_put_raw(buf, len, cap, "\"");
 }
 
 void log_emit(enum log_level level, const char *ctx, const char *fmt, ...)
@@ -136,19 +136,19 @@ void log_emit(enum log_level level, const char *ctx, const char *fmt, ...)
 		if (len >= cap)
 			len = cap - 1;
 		if (ctx)
-			put_ctx_json(line, &len, cap, ctx);
-		put_raw(line, &len, cap, ",\"msg\":\"");
-		put_escaped(line, &len, cap, msg);
-		put_raw(line, &len, cap, "\"}");
+			log_put_ctx_json(line, &len, cap, ctx);
+		log_put_raw(line, &len, cap, ",\"msg\":\"");
+		log_put_escaped(line, &len, cap, msg);
+		log_put_raw(line, &len, cap, "\"}");
 	} else {
 		len = (size_t)snprintf(line, cap, "ts=%s level=%s", ts, log_level_name(level));
 		if (ctx) {
-			put_raw(line, &len, cap, " ");
-			put_raw(line, &len, cap, ctx);
+			log_put_raw(line, &len, cap, " ");
+			log_put_raw(line, &len, cap, ctx);
 		}
-		put_raw(line, &len, cap, " msg=\"");
-		put_escaped(line, &len, cap, msg);
-		put_raw(line, &len, cap, "\"");
+		log_put_raw(line, &len, cap, " msg=\"");
+		log_put_escaped(line, &len, cap, msg);
+		log_put_raw(line, &len, cap, "\"");
 	}
 	if (len > cap - 2)
 		len = cap - 2;

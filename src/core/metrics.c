@@ -8,10 +8,10 @@
 
 #define METRICS_MAX_LABELS 4
 
-struct cell_entry {
+struct metrics_cell_entry {
 	struct metric_cell cell;
 	char *labels[METRICS_MAX_LABELS];
-	struct cell_entry *next;
+	struct metrics_cell_entry *next;
 };
 
 struct metric_family {
@@ -21,19 +21,19 @@ struct metric_family {
 	char *label_names[METRICS_MAX_LABELS];
 	double *bounds;
 	int nbounds;
-	struct cell_entry *cells, **tail;
+	struct metrics_cell_entry *cells, **tail;
 	struct metric_family *next;
 };
 
-struct collector {
+struct metrics_collector {
 	metrics_collect_fn fn;
 	void *arg;
-	struct collector *next;
+	struct metrics_collector *next;
 };
 
 struct metrics {
 	struct metric_family *families, **tail;
-	struct collector *collectors;
+	struct metrics_collector *collectors;
 };
 
 const double metrics_latency_bounds[] = {
@@ -55,9 +55,9 @@ void metrics_free(struct metrics *m)
 	struct metric_family *f = m->families;
 	while (f) {
 		struct metric_family *fn = f->next;
-		struct cell_entry *c = f->cells;
+		struct metrics_cell_entry *c = f->cells;
 		while (c) {
-			struct cell_entry *cn = c->next;
+			struct metrics_cell_entry *cn = c->next;
 			for (int i = 0; i < f->nlabels; i++)
 				rh_free(c->labels[i]);
 			rh_free(c->cell.buckets);
@@ -72,16 +72,16 @@ void metrics_free(struct metrics *m)
 		rh_free(f);
 		f = fn;
 	}
-	struct collector *c = m->collectors;
+	struct metrics_collector *c = m->collectors;
 	while (c) {
-		struct collector *cn = c->next;
+		struct metrics_collector *cn = c->next;
 		rh_free(c);
 		c = cn;
 	}
 	rh_free(m);
 }
 
-static struct metric_family *family_new(struct metrics *m, enum metric_type type, const char *name,
+static struct metric_family *metrics_family_new(struct metrics *m, enum metric_type type, const char *name,
 					const char *help, const char *const *label_names)
 {
 	struct metric_family *f = RH_NEW(struct metric_family);
@@ -99,19 +99,19 @@ static struct metric_family *family_new(struct metrics *m, enum metric_type type
 struct metric_family *metrics_counter(struct metrics *m, const char *name, const char *help,
 				      const char *const *label_names)
 {
-	return family_new(m, METRIC_COUNTER, name, help, label_names);
+	return metrics_family_new(m, METRIC_COUNTER, name, help, label_names);
 }
 
 struct metric_family *metrics_gauge(struct metrics *m, const char *name, const char *help,
 				    const char *const *label_names)
 {
-	return family_new(m, METRIC_GAUGE, name, help, label_names);
+	return metrics_family_new(m, METRIC_GAUGE, name, help, label_names);
 }
 
 struct metric_family *metrics_histogram(struct metrics *m, const char *name, const char *help,
 					const char *const *label_names, const double *bounds, int n)
 {
-	struct metric_family *f = family_new(m, METRIC_HISTOGRAM, name, help, label_names);
+	struct metric_family *f = metrics_family_new(m, METRIC_HISTOGRAM, name, help, label_names);
 	f->bounds = rh_malloc(sizeof(double) * (size_t)n);
 	memcpy(f->bounds, bounds, sizeof(double) * (size_t)n);
 	f->nbounds = n;
@@ -120,14 +120,14 @@ struct metric_family *metrics_histogram(struct metrics *m, const char *name, con
 
 struct metric_cell *metric_cell(struct metric_family *f, const char *const *label_values)
 {
-	for (struct cell_entry *c = f->cells; c; c = c->next) {
+	for (struct metrics_cell_entry *c = f->cells; c; c = c->next) {
 		int i = 0;
 		while (i < f->nlabels && strcmp(c->labels[i], label_values[i]) == 0)
 			i++;
 		if (i == f->nlabels)
 			return &c->cell;
 	}
-	struct cell_entry *c = RH_NEW(struct cell_entry);
+	struct metrics_cell_entry *c = RH_NEW(struct metrics_cell_entry);
 	for (int i = 0; i < f->nlabels; i++)
 		c->labels[i] = rh_strdup(label_values[i]);
 	if (f->type == METRIC_HISTOGRAM)
@@ -149,14 +149,14 @@ void metric_observe(struct metric_family *f, struct metric_cell *c, double v)
 
 void metrics_on_collect(struct metrics *m, metrics_collect_fn fn, void *arg)
 {
-	struct collector *c = RH_NEW(struct collector);
+	struct metrics_collector *c = RH_NEW(struct metrics_collector);
 	c->fn = fn;
 	c->arg = arg;
 	c->next = m->collectors;
 	m->collectors = c;
 }
 
-static void put_escaped(struct strbuf *out, const char *s, bool label)
+static void metrics_put_escaped(struct strbuf *out, const char *s, bool label)
 {
 	for (; *s; s++) {
 		if (*s == '\\')
@@ -170,7 +170,7 @@ static void put_escaped(struct strbuf *out, const char *s, bool label)
 	}
 }
 
-static void put_value(struct strbuf *out, double v)
+static void metrics_put_value(struct strbuf *out, double v)
 {
 	if (isnan(v))
 		sb_puts(out, "NaN");
@@ -183,7 +183,7 @@ static void put_value(struct strbuf *out, double v)
 }
 
 /* {a="x",b="y"[,extra]} or nothing when there is no label at all. */
-static void put_labels(struct strbuf *out, const struct metric_family *f, const struct cell_entry *c,
+static void metrics_put_labels(struct strbuf *out, const struct metric_family *f, const struct metrics_cell_entry *c,
 		       const char *extra_name, const char *extra_value)
 {
 	if (f->nlabels == 0 && !extra_name)
@@ -191,7 +191,7 @@ static void put_labels(struct strbuf *out, const struct metric_family *f, const 
 	sb_putc(out, '{');
 	for (int i = 0; i < f->nlabels; i++) {
 		sb_printf(out, "%s%s=\"", i ? "," : "", f->label_names[i]);
-		put_escaped(out, c->labels[i], true);
+		metrics_put_escaped(out, c->labels[i], true);
 		sb_putc(out, '"');
 	}
 	if (extra_name)
@@ -202,18 +202,18 @@ static void put_labels(struct strbuf *out, const struct metric_family *f, const 
 void metrics_expose(struct metrics *m, struct strbuf *out)
 {
 	static const char *type_names[] = { "counter", "gauge", "histogram" };
-	for (struct collector *c = m->collectors; c; c = c->next)
+	for (struct metrics_collector *c = m->collectors; c; c = c->next)
 		c->fn(c->arg);
 	for (struct metric_family *f = m->families; f; f = f->next) {
 		sb_printf(out, "# HELP %s ", f->name);
-		put_escaped(out, f->help, false);
+		metrics_put_escaped(out, f->help, false);
 		sb_printf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
-		for (struct cell_entry *c = f->cells; c; c = c->next) {
+		for (struct metrics_cell_entry *c = f->cells; c; c = c->next) {
 			if (f->type != METRIC_HISTOGRAM) {
 				sb_puts(out, f->name);
-				put_labels(out, f, c, NULL, NULL);
+				metrics_put_labels(out, f, c, NULL, NULL);
 				sb_putc(out, ' ');
-				put_value(out, c->cell.value);
+				metrics_put_value(out, c->cell.value);
 				sb_putc(out, '\n');
 				continue;
 			}
@@ -226,15 +226,15 @@ void metrics_expose(struct metrics *m, struct strbuf *out)
 				else
 					snprintf(le, sizeof le, "+Inf");
 				sb_printf(out, "%s_bucket", f->name);
-				put_labels(out, f, c, "le", le);
+				metrics_put_labels(out, f, c, "le", le);
 				sb_printf(out, " %llu\n", (unsigned long long)cum);
 			}
 			sb_printf(out, "%s_sum", f->name);
-			put_labels(out, f, c, NULL, NULL);
+			metrics_put_labels(out, f, c, NULL, NULL);
 			sb_putc(out, ' ');
-			put_value(out, c->cell.value);
+			metrics_put_value(out, c->cell.value);
 			sb_printf(out, "\n%s_count", f->name);
-			put_labels(out, f, c, NULL, NULL);
+			metrics_put_labels(out, f, c, NULL, NULL);
 			sb_printf(out, " %llu\n", (unsigned long long)c->cell.count);
 		}
 	}

@@ -8,7 +8,7 @@
 static char deleted_marker;
 #define UMAP_DELETED ((void *)&deleted_marker)
 
-static size_t hash(const struct uuid *u)
+static size_t umap_hash(const struct uuid *u)
 {
 	uint64_t a, b;
 	memcpy(&a, u->b, 8);
@@ -28,12 +28,12 @@ void umap_fini(struct umap *m)
 	memset(m, 0, sizeof *m);
 }
 
-static struct umap_slot *find(const struct umap *m, const struct uuid *key)
+static struct umap_slot *umap_find(const struct umap *m, const struct uuid *key)
 {
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1;
-	for (size_t i = hash(key) & mask;; i = (i + 1) & mask) {
+	for (size_t i = umap_hash(key) & mask;; i = (i + 1) & mask) {
 		struct umap_slot *s = &m->slots[i];
 		if (!s->val)
 			return NULL;
@@ -44,11 +44,11 @@ static struct umap_slot *find(const struct umap *m, const struct uuid *key)
 
 void *umap_get(const struct umap *m, const struct uuid *key)
 {
-	struct umap_slot *s = find(m, key);
+	struct umap_slot *s = umap_find(m, key);
 	return s ? s->val : NULL;
 }
 
-static void grow(struct umap *m)
+static void umap_grow(struct umap *m)
 {
 	struct umap_slot *old = m->slots;
 	size_t oldcap = m->cap;
@@ -63,15 +63,15 @@ static void grow(struct umap *m)
 
 void umap_put(struct umap *m, const struct uuid *key, void *val)
 {
-	struct umap_slot *s = find(m, key);
+	struct umap_slot *s = umap_find(m, key);
 	if (s) {
 		s->val = val;
 		return;
 	}
 	if ((m->used + 1) * 2 > m->cap)
-		grow(m);
+		umap_grow(m);
 	size_t mask = m->cap - 1;
-	size_t i = hash(key) & mask;
+	size_t i = umap_hash(key) & mask;
 	while (m->slots[i].val && m->slots[i].val != UMAP_DELETED)
 		i = (i + 1) & mask;
 	if (!m->slots[i].val)
@@ -83,7 +83,7 @@ void umap_put(struct umap *m, const struct uuid *key, void *val)
 
 void *umap_del(struct umap *m, const struct uuid *key)
 {
-	struct umap_slot *s = find(m, key);
+	struct umap_slot *s = umap_find(m, key);
 	if (!s)
 		return NULL;
 	void *v = s->val;

@@ -2,7 +2,7 @@
 
 #include <sodium.h>
 
-static int hexval(char c)
+static int uuid_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -21,7 +21,7 @@ bool uuid_parse_n(const char *s, size_t n, struct uuid *out)
 	for (size_t i = 0; i < 36; i += 2) {
 		if (s[i] == '-')
 			i++;
-		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+		int hi = uuid_hexval(s[i]), lo = uuid_hexval(s[i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		out->b[k++] = (unsigned char)(hi << 4 | lo);

@@ -13,7 +13,7 @@
 #define MAX_SAFE_INTEGER 9007199254740992.0
 
 /* Records the violation; `what` completes "<path> ..." for humans. */
-static bool fail(struct jv_error *err, const char *path, const char *keyword, const char *what)
+static bool jv_fail(struct jv_error *err, const char *path, const char *keyword, const char *what)
 {
 	snprintf(err->path, sizeof err->path, "%s", path);
 	snprintf(err->keyword, sizeof err->keyword, "%s", keyword);
@@ -21,7 +21,7 @@ static bool fail(struct jv_error *err, const char *path, const char *keyword, co
 	return false;
 }
 
-static void fmt_num(char *out, size_t n, double x)
+static void jv_format_number(char *out, size_t n, double x)
 {
 	if (x == floor(x) && fabs(x) < 1e15)
 		snprintf(out, n, "%.0f", x);
@@ -29,7 +29,7 @@ static void fmt_num(char *out, size_t n, double x)
 		snprintf(out, n, "%g", x);
 }
 
-static size_t utf8_len(const char *s)
+static size_t jv_utf8_length(const char *s)
 {
 	size_t n = 0;
 	for (; *s; s++)
@@ -43,7 +43,7 @@ static const bool hex_digit[256] = {
 	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
 };
 
-static bool is_uuid_n(const char *s, size_t n)
+static bool jv_is_uuid_n(const char *s, size_t n)
 {
 	if (n != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
 		return false;
@@ -58,10 +58,10 @@ static bool is_uuid_n(const char *s, size_t n)
 
 bool jv_is_uuid(const char *s)
 {
-	return is_uuid_n(s, strnlen(s, 37));
+	return jv_is_uuid_n(s, strnlen(s, 37));
 }
 
-static bool is_email(const char *s)
+static bool jv_is_email(const char *s)
 {
 	const char *at = strchr(s, '@');
 	if (!at || at == s || strchr(at + 1, '@'))
@@ -75,7 +75,7 @@ static bool is_email(const char *s)
 	return true;
 }
 
-static const char *type_word(enum jv_type t)
+static const char *jv_type_word(enum jv_type t)
 {
 	switch (t) {
 	case JV_NUMBER: return "a number";
@@ -89,21 +89,21 @@ static const char *type_word(enum jv_type t)
 
 /* Paths are joined only when something fails: the happy path (every
  * location update) must not pay for building strings it never shows. */
-static bool fail_in(struct jv_error *err, const char *parent, const char *name, const char *keyword, const char *what)
+static bool jv_fail_in(struct jv_error *err, const char *parent, const char *name, const char *keyword, const char *what)
 {
 	char sub[128];
 	snprintf(sub, sizeof sub, "%s%s%s", parent, parent[0] ? "." : "", name);
-	return fail(err, sub, keyword, what);
+	return jv_fail(err, sub, keyword, what);
 }
 
 #define JV_MAX_FIELDS 64
 
-static bool check_value(const cJSON *v, const struct jv_field *f, const char *parent, struct jv_error *err);
+static bool jv_check_value(const cJSON *v, const struct jv_field *f, const char *parent, struct jv_error *err);
 
-static bool check_object(const cJSON *obj, const struct jv_field *fields, const char *path, struct jv_error *err)
+static bool jv_check_object(const cJSON *obj, const struct jv_field *fields, const char *path, struct jv_error *err)
 {
 	if (!cJSON_IsObject(obj)) {
-		return fail(err, path, "type", "must be an object");
+		return jv_fail(err, path, "type", "must be an object");
 	}
 	size_t nf = 0;
 	while (fields[nf].name)
@@ -118,10 +118,10 @@ static bool check_object(const cJSON *obj, const struct jv_field *fields, const 
 		while (i < nf && strcmp(fields[i].name, m->string) != 0)
 			i++;
 		if (i == nf) {
-			return fail_in(err, path, m->string, "additionalProperties", "is not a known field");
+			return jv_fail_in(err, path, m->string, "additionalProperties", "is not a known field");
 		}
 		if (found[i]) {
-			return fail_in(err, path, m->string, "uniqueMembers", "appears twice");
+			return jv_fail_in(err, path, m->string, "uniqueMembers", "appears twice");
 		}
 		found[i] = m;
 	}
@@ -130,11 +130,11 @@ static bool check_object(const cJSON *obj, const struct jv_field *fields, const 
 		const cJSON *v = found[i];
 		if (!v || (cJSON_IsNull(v) && (f->flags & JV_NULLABLE))) {
 			if (f->flags & JV_REQUIRED) {
-				return fail_in(err, path, f->name, "required", "is required");
+				return jv_fail_in(err, path, f->name, "required", "is required");
 			}
 			continue;
 		}
-		if (!check_value(v, f, path, err))
+		if (!jv_check_value(v, f, path, err))
 			return false;
 	}
 	return true;
@@ -142,53 +142,53 @@ static bool check_object(const cJSON *obj, const struct jv_field *fields, const 
 
 /* The rules on a number and on a string, shared by the tree walk and the
  * tree-less scan (jv_scan), so that both apply exactly the same ones. */
-static bool check_number(double d, const struct jv_field *f, const char *parent, struct jv_error *err)
+static bool jv_check_number(double d, const struct jv_field *f, const char *parent, struct jv_error *err)
 {
 	if (!isfinite(d)) {
 		char what[48];
-		snprintf(what, sizeof what, "must be %s", type_word(f->type));
-		return fail_in(err, parent, f->name, "type", what);
+		snprintf(what, sizeof what, "must be %s", jv_type_word(f->type));
+		return jv_fail_in(err, parent, f->name, "type", what);
 	}
 	/* A whole number out of range is a range violation, as a JSON
 	 * Schema validator reports it, even past 2^53. */
 	if (f->type == JV_INTEGER && d != floor(d)) {
-		return fail_in(err, parent, f->name, "type", "must be an integer");
+		return jv_fail_in(err, parent, f->name, "type", "must be an integer");
 	}
 	char what[64], num[32];
 	if (d < f->min) {
-		fmt_num(num, sizeof num, f->min);
+		jv_format_number(num, sizeof num, f->min);
 		snprintf(what, sizeof what, "must be at least %s", num);
-		return fail_in(err, parent, f->name, "minimum", what);
+		return jv_fail_in(err, parent, f->name, "minimum", what);
 	}
 	if (d > f->max) {
-		fmt_num(num, sizeof num, f->max);
+		jv_format_number(num, sizeof num, f->max);
 		snprintf(what, sizeof what, "must be at most %s", num);
-		return fail_in(err, parent, f->name, "maximum", what);
+		return jv_fail_in(err, parent, f->name, "maximum", what);
 	}
 	if (f->type == JV_INTEGER && fabs(d) > MAX_SAFE_INTEGER) {
-		return fail_in(err, parent, f->name, "type", "must be an integer");
+		return jv_fail_in(err, parent, f->name, "type", "must be an integer");
 	}
 	return true;
 }
 
 /* s is NUL-terminated, n bytes; ascii: no byte >= 0x80 (then it is valid
  * UTF-8 and its length in characters is n). *ms gets a date-time's value. */
-static bool check_string(const char *s, size_t n, bool ascii, const struct jv_field *f, const char *parent,
+static bool jv_check_string(const char *s, size_t n, bool ascii, const struct jv_field *f, const char *parent,
 			 struct jv_error *err, int64_t *ms)
 {
 	if (!ascii && !utf8_is_valid((const uint8_t *)s, n)) {
-		return fail_in(err, parent, f->name, "format", "is not valid UTF-8");
+		return jv_fail_in(err, parent, f->name, "format", "is not valid UTF-8");
 	}
-	size_t len = ascii ? n : utf8_len(s);
+	size_t len = ascii ? n : jv_utf8_length(s);
 	if (f->type == JV_STRING) {
 		char what[96];
 		if ((double)len < f->min) {
 			snprintf(what, sizeof what, "must have at least %.0f characters", f->min);
-			return fail_in(err, parent, f->name, "minLength", what);
+			return jv_fail_in(err, parent, f->name, "minLength", what);
 		}
 		if (f->max > 0 && (double)len > f->max) {
 			snprintf(what, sizeof what, "must have at most %.0f characters", f->max);
-			return fail_in(err, parent, f->name, "maxLength", what);
+			return jv_fail_in(err, parent, f->name, "maxLength", what);
 		}
 		if (f->enum_values) {
 			for (int i = 0; f->enum_values[i]; i++)
@@ -197,50 +197,50 @@ static bool check_string(const char *s, size_t n, bool ascii, const struct jv_fi
 			size_t k = (size_t)snprintf(what, sizeof what, "must be one of");
 			for (int i = 0; f->enum_values[i] && k < sizeof what; i++)
 				k += (size_t)snprintf(what + k, sizeof what - k, "%s %s", i ? "," : "", f->enum_values[i]);
-			return fail_in(err, parent, f->name, "enum", what);
+			return jv_fail_in(err, parent, f->name, "enum", what);
 		}
 		return true;
 	}
-	if (f->type == JV_UUID && !is_uuid_n(s, n)) {
-		return fail_in(err, parent, f->name, "format", "must be a UUID");
+	if (f->type == JV_UUID && !jv_is_uuid_n(s, n)) {
+		return jv_fail_in(err, parent, f->name, "format", "must be a UUID");
 	}
 	if (f->type == JV_DATETIME) {
 		/* RFC 3339 lets applications use a space for the T, but JSON
 		 * Schema's date-time does not: neither do we at the edge. */
 		if (rh_parse_rfc3339(s, ms) != 0 || s[10] == ' ') {
-			return fail_in(err, parent, f->name, "format", "must be an RFC 3339 date-time");
+			return jv_fail_in(err, parent, f->name, "format", "must be an RFC 3339 date-time");
 		}
 	}
-	if (f->type == JV_EMAIL && (!is_email(s) || len > 254)) {
-		return fail_in(err, parent, f->name, "format", "must be an email address");
+	if (f->type == JV_EMAIL && (!jv_is_email(s) || len > 254)) {
+		return jv_fail_in(err, parent, f->name, "format", "must be an email address");
 	}
 	return true;
 }
 
-static bool check_value(const cJSON *v, const struct jv_field *f, const char *parent, struct jv_error *err)
+static bool jv_check_value(const cJSON *v, const struct jv_field *f, const char *parent, struct jv_error *err)
 {
 	switch (f->type) {
 	case JV_NUMBER:
 	case JV_INTEGER:
 		if (!cJSON_IsNumber(v)) {
 			char what[48];
-			snprintf(what, sizeof what, "must be %s", type_word(f->type));
-			return fail_in(err, parent, f->name, "type", what);
+			snprintf(what, sizeof what, "must be %s", jv_type_word(f->type));
+			return jv_fail_in(err, parent, f->name, "type", what);
 		}
-		return check_number(v->valuedouble, f, parent, err);
+		return jv_check_number(v->valuedouble, f, parent, err);
 	case JV_BOOL:
 		if (!cJSON_IsBool(v)) {
-			return fail_in(err, parent, f->name, "type", "must be a boolean");
+			return jv_fail_in(err, parent, f->name, "type", "must be a boolean");
 		}
 		return true;
 	case JV_OBJECT: {
 		char sub[128];
 		snprintf(sub, sizeof sub, "%s%s%s", parent, parent[0] ? "." : "", f->name);
-		return check_object(v, f->fields, sub, err);
+		return jv_check_object(v, f->fields, sub, err);
 	}
 	case JV_ANY_OBJECT:
 		if (!cJSON_IsObject(v)) {
-			return fail_in(err, parent, f->name, "type", "must be an object");
+			return jv_fail_in(err, parent, f->name, "type", "must be an object");
 		}
 		return true;
 	case JV_STRING:
@@ -250,16 +250,16 @@ static bool check_value(const cJSON *v, const struct jv_field *f, const char *pa
 		break;
 	}
 	if (!cJSON_IsString(v)) {
-		return fail_in(err, parent, f->name, "type", "must be a string");
+		return jv_fail_in(err, parent, f->name, "type", "must be a string");
 	}
 	int64_t ms;
-	return check_string(v->valuestring, strlen(v->valuestring), false, f, parent, err, &ms);
+	return jv_check_string(v->valuestring, strlen(v->valuestring), false, f, parent, err, &ms);
 }
 
 bool jv_check(const cJSON *obj, const struct jv_field *fields, struct jv_error *err)
 {
 	memset(err, 0, sizeof *err);
-	return check_object(obj, fields, "", err);
+	return jv_check_object(obj, fields, "", err);
 }
 
 const char *jv_str(const cJSON *obj, const char *name)
@@ -282,18 +282,18 @@ bool jv_has(const cJSON *obj, const char *name)
 
 /* ------------------------------------------------------------ the scan */
 
-static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static bool jv_is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-static const char *skip_ws(const char *p, const char *end)
+static const char *jv_skip_ws(const char *p, const char *end)
 {
-	while (p < end && is_ws(*p))
+	while (p < end && jv_is_ws(*p))
 		p++;
 	return p;
 }
 
 /* A string token with printable ASCII only (no escapes): its bytes
  * [*s, *s + *n); returns the position after the closing quote, NULL to defer. */
-static const char *scan_plain_string(const char *p, const char *end, const char **s, size_t *n)
+static const char *jv_scan_plain_string(const char *p, const char *end, const char **s, size_t *n)
 {
 	if (p >= end || *p != '"')
 		return NULL;
@@ -325,16 +325,16 @@ static const char *scan_plain_string(const char *p, const char *end, const char 
 	return q + 1;
 }
 
-static bool is_delim(const char *p, const char *end)
+static bool jv_is_delim(const char *p, const char *end)
 {
-	return p < end && (*p == ',' || *p == '}' || is_ws(*p));
+	return p < end && (*p == ',' || *p == '}' || jv_is_ws(*p));
 }
 
 /* -?(0|[1-9][0-9]*)(.[0-9]+)? with at most 19 significant digits whose value
  * stays below 2^53 and at most 22 decimals: then the value and the power of
  * ten are exact doubles and one division rounds correctly, which is what
  * strtod (behind cJSON) returns. Anything else defers. */
-static const char *scan_number(const char *p, const char *end, double *out)
+static const char *jv_scan_number(const char *p, const char *end, double *out)
 {
 	static const double pow10[] = { 1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
 					1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
@@ -363,7 +363,7 @@ static const char *scan_number(const char *p, const char *end, double *out)
 			decimals++;
 		}
 	}
-	if (!is_delim(p, end) || w > (1ull << 53))
+	if (!jv_is_delim(p, end) || w > (1ull << 53))
 		return NULL;
 	double d = decimals ? (double)w / pow10[decimals] : (double)w;
 	*out = neg ? -d : d;
@@ -372,7 +372,7 @@ static const char *scan_number(const char *p, const char *end, double *out)
 
 /* The end of a JSON object starting at p ('{'), found by nesting and
  * strings alone: its members are scanned again when it matters. */
-static const char *skip_object(const char *p, const char *end)
+static const char *jv_skip_object(const char *p, const char *end)
 {
 	int depth = 0;
 	while (p < end) {
@@ -391,7 +391,7 @@ static const char *skip_object(const char *p, const char *end)
 		} else if (c == '}' || c == ']') {
 			if (--depth == 0)
 				return p + 1;
-		} else if (c < 0x20 && !is_ws((char)c)) {
+		} else if (c < 0x20 && !jv_is_ws((char)c)) {
 			return NULL;
 		}
 		p++;
@@ -399,17 +399,17 @@ static const char *skip_object(const char *p, const char *end)
 	return NULL;
 }
 
-static const char *scan_object(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
+static const char *jv_scan_object(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
 			       struct jv_value **vals_out);
 
-static bool name_is(const char *name, const char *k, size_t kn)
+static bool jv_name_is(const char *name, const char *k, size_t kn)
 {
 	return strncmp(name, k, kn) == 0 && name[kn] == '\0';
 }
 
 /* p at "<name>" (a table's names are plain ASCII): the position after it;
  * NULL when the text holds another key there. */
-static const char *quoted_name(const char *p, const char *end, const char *name)
+static const char *jv_quoted_name(const char *p, const char *end, const char *name)
 {
 	if (p >= end || *p++ != '"')
 		return NULL;
@@ -420,15 +420,15 @@ static const char *quoted_name(const char *p, const char *end, const char *name)
 }
 
 /* vals: the values of the object being scanned, v among them. */
-static const char *scan_value(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *f,
+static const char *jv_scan_value(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *f,
 			      const struct jv_value *vals, struct jv_value *v)
 {
 	struct jv_error err; /* a failed rule defers: the tree walk words it */
 	switch (f->type) {
 	case JV_NUMBER:
 	case JV_INTEGER:
-		p = scan_number(p, end, &v->num);
-		return p && check_number(v->num, f, "", &err) ? p : NULL;
+		p = jv_scan_number(p, end, &v->num);
+		return p && jv_check_number(v->num, f, "", &err) ? p : NULL;
 	case JV_BOOL:
 		if (end - p >= 4 && memcmp(p, "true", 4) == 0) {
 			v->num = 1;
@@ -439,10 +439,10 @@ static const char *scan_value(struct jv_scan *sc, const char *p, const char *end
 		} else {
 			return NULL;
 		}
-		return is_delim(p, end) ? p : NULL;
+		return jv_is_delim(p, end) ? p : NULL;
 	case JV_OBJECT: {
 		struct jv_value *sub = NULL;
-		p = scan_object(sc, p, end, f->fields, &sub);
+		p = jv_scan_object(sc, p, end, f->fields, &sub);
 		v->sub = sub;
 		return p;
 	}
@@ -453,10 +453,10 @@ static const char *scan_value(struct jv_scan *sc, const char *p, const char *end
 		const char *q;
 		if (inner) { /* its table is known already: one pass */
 			struct jv_value *sub = NULL;
-			q = scan_object(sc, p, end, inner, &sub);
+			q = jv_scan_object(sc, p, end, inner, &sub);
 			v->sub = sub;
 		} else {
-			q = skip_object(p, end);
+			q = jv_skip_object(p, end);
 		}
 		if (!q)
 			return NULL;
@@ -472,7 +472,7 @@ static const char *scan_value(struct jv_scan *sc, const char *p, const char *end
 	}
 	const char *s;
 	size_t n;
-	p = scan_plain_string(p, end, &s, &n);
+	p = jv_scan_plain_string(p, end, &s, &n);
 	if (!p || n + 1 > sizeof sc->text - sc->ntext)
 		return NULL;
 	char *copy = sc->text + sc->ntext;
@@ -481,22 +481,22 @@ static const char *scan_value(struct jv_scan *sc, const char *p, const char *end
 	sc->ntext += n + 1;
 	v->str = copy;
 	v->len = n;
-	return check_string(copy, n, true, f, "", &err, &v->ms) ? p : NULL;
+	return jv_check_string(copy, n, true, f, "", &err, &v->ms) ? p : NULL;
 }
 
-static const char *scan_members(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
+static const char *jv_scan_members(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
 				struct jv_value **vals_out);
 
-static const char *scan_object(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
+static const char *jv_scan_object(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
 			       struct jv_value **vals_out)
 {
 	sc->depth++;
-	p = scan_members(sc, p, end, fields, vals_out);
+	p = jv_scan_members(sc, p, end, fields, vals_out);
 	sc->depth--;
 	return p;
 }
 
-static const char *scan_members(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
+static const char *jv_scan_members(struct jv_scan *sc, const char *p, const char *end, const struct jv_field *fields,
 				struct jv_value **vals_out)
 {
 	size_t nf = 0;
@@ -509,7 +509,7 @@ static const char *scan_members(struct jv_scan *sc, const char *p, const char *e
 	memset(vals, 0, nf * sizeof *vals);
 	if (p >= end || *p != '{')
 		return NULL;
-	p = skip_ws(p + 1, end);
+	p = jv_skip_ws(p + 1, end);
 	if (p < end && *p == '}') {
 		p++;
 	} else {
@@ -517,30 +517,30 @@ static const char *scan_members(struct jv_scan *sc, const char *p, const char *e
 		for (;;) {
 			const char *k;
 			size_t kn, i;
-			const char *q = next < nf ? quoted_name(p, end, fields[next].name) : NULL;
+			const char *q = next < nf ? jv_quoted_name(p, end, fields[next].name) : NULL;
 			if (q) { /* the expected member: its key is that name exactly */
 				i = next;
 				p = q;
 			} else {
-				p = scan_plain_string(p, end, &k, &kn);
+				p = jv_scan_plain_string(p, end, &k, &kn);
 				if (!p)
 					return NULL;
-				for (i = 0; i < nf && !name_is(fields[i].name, k, kn); i++)
+				for (i = 0; i < nf && !jv_name_is(fields[i].name, k, kn); i++)
 					;
 			}
 			if (i == nf || vals[i].present) /* unknown or repeated: the tree walk says so */
 				return NULL;
 			next = i + 1;
-			p = skip_ws(p, end);
+			p = jv_skip_ws(p, end);
 			if (p >= end || *p != ':')
 				return NULL;
-			p = scan_value(sc, skip_ws(p + 1, end), end, &fields[i], vals, &vals[i]);
+			p = jv_scan_value(sc, jv_skip_ws(p + 1, end), end, &fields[i], vals, &vals[i]);
 			if (!p)
 				return NULL;
 			vals[i].present = true;
-			p = skip_ws(p, end);
+			p = jv_skip_ws(p, end);
 			if (p < end && *p == ',') {
-				p = skip_ws(p + 1, end);
+				p = jv_skip_ws(p + 1, end);
 				continue;
 			}
 			if (p < end && *p == '}') {
@@ -570,6 +570,6 @@ const struct jv_value *jv_scan(struct jv_scan *sc, const char *text, size_t len,
 	const char *end = text + len;
 	struct jv_value *vals;
 	sc->depth = 0;
-	const char *p = scan_object(sc, skip_ws(text, end), end, fields, &vals);
-	return p && skip_ws(p, end) == end ? vals : NULL;
+	const char *p = jv_scan_object(sc, jv_skip_ws(text, end), end, fields, &vals);
+	return p && jv_skip_ws(p, end) == end ? vals : NULL;
 }

@@ -101,14 +101,12 @@ struct simc_pool {
 	int port, nconns;
 	struct simc_conn *conns;
 	struct simc_req *head, *tail;
-	size_t pending;
 };
 
 static void simc_pool_pump(struct simc_pool *p);
 
 static void simc_req_done(struct simc_pool *p, struct simc_req *q, const struct simc_reply *r)
 {
-	p->pending--;
 	q->cb(q->arg, r);
 	rh_free(q->wire);
 	rh_free(q);
@@ -234,8 +232,6 @@ void simc_pool_free(struct simc_pool *p)
 	rh_free(p);
 }
 
-size_t simc_pool_pending(const struct simc_pool *p) { return p->pending; }
-
 void simc_http(struct simc_pool *p, const char *method, const char *path, const char *token,
 	       const char *extra_header, const char *body, simc_http_cb cb, void *arg)
 {
@@ -259,7 +255,6 @@ void simc_http(struct simc_pool *p, const char *method, const char *path, const 
 	else
 		p->head = q;
 	p->tail = q;
-	p->pending++;
 	simc_pool_pump(p);
 }
 
@@ -320,8 +315,6 @@ bool simc_ws_send(struct simc_ws *w, const char *text, size_t len)
 {
 	return simc_ws_send_frame(w, WS_OP_TEXT, text, len);
 }
-
-bool simc_ws_is_open(const struct simc_ws *w) { return w && w->upgraded && !w->closed; }
 
 static void simc_ws_frames(struct simc_ws *w, struct evbuffer *in)
 {
@@ -465,7 +458,7 @@ struct simc_ws *simc_ws_open(struct event_base *base, const char *host, int port
 							.max_message = SIMC_MAX_MESSAGE, .expect_masked = false });
 	w->bev = simc_connect(base, host, port, simc_ws_read, simc_ws_event, w);
 	if (!w->bev)
-		w->closed = true; /* reported by simc_ws_is_open */
+		w->closed = true; /* simc_ws_send answers false */
 	return w;
 }
 

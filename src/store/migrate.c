@@ -18,7 +18,7 @@ int migrations_latest(void)
 	return rh_migrations_count ? rh_migrations[rh_migrations_count - 1].version : 0;
 }
 
-static void checksum_hex(const char *s, char out[17])
+static void migrate_checksum_hex(const char *s, char out[17])
 {
 	uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 */
 	for (; *s; s++) {
@@ -28,7 +28,7 @@ static void checksum_hex(const char *s, char out[17])
 	snprintf(out, 17, "%016" PRIx64, h);
 }
 
-enum step {
+enum migrate_step {
 	ST_LOCK,
 	ST_TABLE,
 	ST_READ,      /* the migrations recorded */
@@ -59,7 +59,7 @@ struct migrator {
 	bool apply;
 	migrate_done_cb cb;
 	void *arg;
-	enum step step;
+	enum migrate_step step;
 	int next;          /* index into rh_migrations / rh_function_files of the one being applied */
 	int db_version;    /* highest version recorded in the database */
 	char *applied_sums; /* per embedded migration: 0 pending, 1 applied */
@@ -110,7 +110,7 @@ static bool migrator_send_fn_records(struct migrator *m)
 	sb_puts(&sb, "DELETE FROM schema_functions;\n");
 	for (int i = 0; i < rh_function_files_count; i++) {
 		char sum[17];
-		checksum_hex(rh_function_files[i].sql, sum);
+		migrate_checksum_hex(rh_function_files[i].sql, sum);
 		sb_printf(&sb, "%s ('%s', '%s', %d)",
 			  i ? "," : "INSERT INTO schema_functions (name, checksum, schema_version) VALUES", rh_function_files[i].name,
 			  sum, m->db_version);
@@ -141,7 +141,7 @@ static bool migrator_begin_step(struct migrator *m)
 		const struct migration *mg = &rh_migrations[m->next];
 		char sum[17];
 		struct strbuf sb;
-		checksum_hex(mg->sql, sum);
+		migrate_checksum_hex(mg->sql, sum);
 		sb_init(&sb, 64u << 20);
 		/* One simple-query string = one implicit transaction: the file and
 		 * its record commit together or not at all. */
@@ -173,10 +173,10 @@ static bool migrator_begin_step(struct migrator *m)
 
 /* Whether the database recorded a checksum the migration's text stands for:
  * its own, or one of an earlier text it replaced. */
-static bool migration_sum_matches(const struct migration *mg, const char *sum)
+static bool migrate_sum_matches(const struct migration *mg, const char *sum)
 {
 	char want[17];
-	checksum_hex(mg->sql, want);
+	migrate_checksum_hex(mg->sql, want);
 	if (strcmp(want, sum) == 0)
 		return true;
 	for (const char *const *w = mg->was; w && *w; w++)
@@ -198,9 +198,9 @@ static bool migrator_check_read(struct migrator *m)
 		for (int i = 0; i < rh_migrations_count; i++) {
 			if (rh_migrations[i].version != v)
 				continue;
-			if (!migration_sum_matches(&rh_migrations[i], sum)) {
+			if (!migrate_sum_matches(&rh_migrations[i], sum)) {
 				char want[17];
-				checksum_hex(rh_migrations[i].sql, want);
+				migrate_checksum_hex(rh_migrations[i].sql, want);
 				snprintf(m->msg, sizeof m->msg,
 					 "migration %03d_%s was changed after it was applied (checksum %s, file %s)",
 					 v, rh_migrations[i].name, sum, want);
@@ -262,7 +262,7 @@ static void migrator_check_functions(struct migrator *m)
 	for (int i = 0; i < rh_function_files_count; i++) {
 		const struct function_file *f = &rh_function_files[i];
 		char want[17];
-		checksum_hex(f->sql, want);
+		migrate_checksum_hex(f->sql, want);
 		bool current = false;
 		for (int r = 0; r < rows; r++) {
 			if (strcmp(PQgetvalue(m->last, r, 0), f->name) != 0)
@@ -437,15 +437,15 @@ void migrator_cancel(struct migrator *m)
 
 /* ------------------------------------------------------------ CLI */
 
-struct cli_state {
+struct migrate_cli_state {
 	int rc;
 	int version;
 	bool done;
 };
 
-static void cli_done(void *arg, rh_err err, int version, const char *msg)
+static void migrate_cli_done(void *arg, rh_err err, int version, const char *msg)
 {
-	struct cli_state *st = arg;
+	struct migrate_cli_state *st = arg;
 	st->done = true;
 	st->version = version;
 	if (err == RH_OK) {
@@ -487,9 +487,9 @@ int migrate_cli(const char *conninfo, bool status_only)
 	}
 	PQsetnonblocking(pg, 1);
 	struct event_base *base = event_base_new();
-	struct cli_state st = { .rc = 1 };
+	struct migrate_cli_state st = { .rc = 1 };
 	struct migrate_report rep = { 0 };
-	struct migrator *m = migrator_new(base, pg, !status_only, cli_done, &st, &rep);
+	struct migrator *m = migrator_new(base, pg, !status_only, migrate_cli_done, &st, &rep);
 	(void)m;
 	while (!st.done && event_base_loop(base, EVLOOP_ONCE) == 0)
 		;
