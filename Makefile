@@ -52,6 +52,7 @@ UNIT_SRCS  :=
 FUZZ_SRCS  :=
 TOOLS      :=
 BENCHES    :=
+LIB_GEN_OBJS :=
 
 include $(sort $(wildcard src/*/module.mk))
 include tests/unit/module.mk
@@ -61,7 +62,7 @@ include tests/fuzz/module.mk
 MIGRATIONS     := $(sort $(wildcard sql/[0-9]*.sql))
 FUNCTION_FILES := $(sort $(wildcard sql/functions/[0-9]*.sql))
 
-LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o
+LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o $(LIB_GEN_OBJS)
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 

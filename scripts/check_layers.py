@@ -16,7 +16,8 @@ RANK = {
     "trip": 4,
     "presence": 5,
     "match": 6,
-    "daemon": 7,
+    "console": 7,
+    "daemon": 8,
 }
 
 root = pathlib.Path(__file__).resolve().parents[1]

@@ -45,6 +45,7 @@ PREFIXES = {
     "events": ["events_", "webhook_", "webhooks_", "relay_", "tail_"],
     # simc_: the app-protocol client (client.c, include/sim/client.h)
     "sim": ["sim_", "simc_"],
+    "console": ["console_"],
     "daemon": ["server_", "admin_", "health_", "openapi_", "main"],
 }
 

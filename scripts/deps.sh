@@ -10,7 +10,7 @@ set -euo pipefail
 
 BUILD="make gcc pkg-config libevent-dev libpq-dev libcjson-dev libsodium-dev libreadosm-dev zlib1g-dev libbz2-dev python3 python3-yaml" # (python3-yaml: docs/openapi.yaml -> /openapi.json)
 DB="postgresql-15 postgresql-client-15 postgresql-15-postgis-3"
-TEST="python3-pytest python3-websockets python3-jsonschema python3-psycopg2 python3-prometheus-client util-linux procps curl"
+TEST="python3-pytest python3-websockets python3-jsonschema python3-psycopg2 python3-prometheus-client util-linux procps curl chromium" # (chromium: the console in a real browser, tests/e2e/test_console_browser.py)
 # Optional packages that later modules use are added here, one line each.
 ROADS="postgresql-15-pgrouting osm2pgrouting osmium-tool" # pgRouting cross-check of routing (tests, bench-roads)
 EVENTS="libnats-dev nats-server" # the outbox relay (src/events) and its tests

@@ -42,6 +42,7 @@ struct server {
 	struct pricing *pricing;
 	struct trips *trips;
 	struct matcher *matcher;
+	struct console *console;
 	struct routing *routing;      /* NULL when routing.map is empty */
 	struct routing_api *routing_api;
 	struct events *events;

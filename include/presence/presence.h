@@ -67,6 +67,7 @@ struct presence_hit {
 	int64_t idle_ms;   /* time since the driver last became available */
 	uint32_t offers, accepts; /* ride offers seen and accepted since the record was made */
 	uint32_t slot;     /* presence's own handle of the record (internal) */
+	float accuracy_m;  /* of the last fix; < 0: not given */
 };
 
 /* What dispatch hears from presence. Every hook may be NULL. */
@@ -147,6 +148,12 @@ bool presence_driver(struct presence *p, const struct uuid *driver, struct prese
  * closed, or since presence made their record); -1 when presence has no
  * record of them. */
 int64_t presence_gone_ms(struct presence *p, const struct uuid *driver, int64_t now);
+/* Every driver on the map (a position in the grid, not offline), in slot
+ * order, up to max: what the operator's console draws. ping_age_ms is from
+ * now; slot stays the driver's while the record lives. */
+size_t presence_list(struct presence *p, int64_t now, struct presence_hit *out, size_t max);
+/* How many records presence_list() may answer at most now. */
+size_t presence_records(const struct presence *p);
 /* Counts an offer to the driver, and whether it was accepted. */
 void presence_note_offer(struct presence *p, const struct uuid *driver, bool accepted);
 /* Index of a vehicle type in the tariffs, or -1. */

@@ -190,6 +190,18 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 			 const struct routing_cfg *cfg, const char *out_path, FILE *report, char *err,
 			 size_t errlen) RH_MUST_CHECK;
 
+/* The road graph as GeoJSON (RFC 7946) for drawing: a FeatureCollection
+ * with a bbox and one MultiLineString per road class (properties.class:
+ * motorway ... service), both directions of a road one line, runs between
+ * junctions one polyline simplified to tolerance_m (Douglas-Peucker),
+ * coordinates to 5 decimals. Appended to sb. RH_EAGAIN without a map. */
+struct strbuf;
+struct routing_roads_stats {
+	size_t lines, segments;
+};
+rh_err routing_roads_geojson(const struct routing *r, double tolerance_m, struct strbuf *sb,
+			     struct routing_roads_stats *st) RH_MUST_CHECK;
+
 /* `ridehaild map import <file> -o <map>`, `ridehaild map calibrate`:
  * argc/argv start at "map". */
 int routing_map_cli(const struct routing_cfg *cfg, int argc, char **argv);

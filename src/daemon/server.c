@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "console/console.h"
 #include "events/events.h"
 #include "daemon/admin.h"
 #include "gateway/gateway.h"
@@ -102,6 +103,14 @@ static void server_modules_init(struct server *srv)
 	struct trip_supply supply;
 	matcher_supply(srv->matcher, &supply);
 	trips_set_supply(srv->trips, &supply);
+	const struct console_deps cd = { .timers = srv->timers, .metrics = srv->metrics, .http = srv->http,
+					 .gateway = srv->gateway, .presence = srv->presence,
+					 .presence_cfg = &cfg->presence, .interval_ms = 1000,
+					 .window_ms = 15 * 60 * 1000, .wall_ms = rh_wall_ms };
+	srv->console = console_new(&cd);
+	struct trip_listener cl;
+	console_trip_listener(srv->console, &cl);
+	trips_listen(srv->trips, &cl); /* after presence and the matcher: the console shows what they made of it */
 	const struct events_deps ed = { .base = srv->base, .metrics = srv->metrics, .db = srv->db, .cfg = &cfg->events,
 					.webhooks = &cfg->webhooks };
 	srv->events = events_new(&ed);
@@ -302,7 +311,8 @@ void server_fini(struct server *srv)
 {
 	/* Modules first (their pending work may still answer requests), then the
 	 * HTTP server, then the pool. */
-	gateway_free(srv->gateway); /* sessions close: presence's hooks still run */
+	gateway_free(srv->gateway); /* sessions close: presence's and the console's hooks still run */
+	console_free(srv->console);
 	matcher_free(srv->matcher);
 	events_free(srv->events);
 	trips_free(srv->trips);

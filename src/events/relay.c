@@ -148,7 +148,7 @@ struct events {
 		*m_lag, *m_leader, *m_pruned;
 };
 
-static void schedule(struct events *ev, int64_t ms)
+static void relay_schedule(struct events *ev, int64_t ms)
 {
 	if (ev->stopping)
 		return;
@@ -156,7 +156,7 @@ static void schedule(struct events *ev, int64_t ms)
 	evtimer_add(ev->tick, &tv);
 }
 
-static void batch_free(struct batch *b)
+static void relay_batch_free(struct batch *b)
 {
 	if (!b)
 		return;
@@ -171,7 +171,7 @@ static void batch_free(struct batch *b)
 /* ------------------------------------------------------------ worker thread */
 
 /* libnats' thread: the ack (or failure) of one message. */
-static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+static void relay_ack_cb(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
 	struct nats_link *l = closure;
 	const char *id = NULL;
@@ -198,7 +198,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 	natsMsg_Destroy(msg);
 }
 
-static void link_reset(struct nats_link *l)
+static void relay_link_reset(struct nats_link *l)
 {
 	if (l->js)
 		jsCtx_Destroy(l->js);
@@ -209,12 +209,12 @@ static void link_reset(struct nats_link *l)
 	l->stream_ready = false;
 }
 
-static bool link_connect(struct events *ev, struct batch *b)
+static bool relay_link_connect(struct events *ev, struct batch *b)
 {
 	struct nats_link *l = &ev->link;
 	const struct events_cfg *cfg = ev->cfg;
 	if (l->nc && natsConnection_IsClosed(l->nc))
-		link_reset(l);
+		relay_link_reset(l);
 	if (!l->nc) {
 		natsStatus s = natsConnection_Connect(&l->nc, l->opts);
 		if (s != NATS_OK) {
@@ -227,12 +227,12 @@ static bool link_connect(struct events *ev, struct batch *b)
 		jsOptions_Init(&jo);
 		jo.Wait = cfg->ack_timeout_ms;
 		jo.PublishAsync.MaxPending = cfg->batch_size * 2;
-		jo.PublishAsync.AckHandler = on_ack;
+		jo.PublishAsync.AckHandler = relay_ack_cb;
 		jo.PublishAsync.AckHandlerClosure = l;
 		s = natsConnection_JetStream(&l->js, l->nc, &jo);
 		if (s != NATS_OK) {
 			snprintf(b->error, sizeof b->error, "JetStream context: %s", natsStatus_GetText(s));
-			link_reset(l);
+			relay_link_reset(l);
 			return false;
 		}
 	}
@@ -268,12 +268,12 @@ static bool link_connect(struct events *ev, struct batch *b)
 	return true;
 }
 
-static void batch_run(struct worker_job *job)
+static void relay_batch_run(struct worker_job *job)
 {
 	struct batch *b = (struct batch *)job;
 	struct events *ev = b->ev;
 	struct nats_link *l = &ev->link;
-	if (!link_connect(ev, b)) {
+	if (!relay_link_connect(ev, b)) {
 		b->connected = false;
 		for (int i = 0; i < b->n; i++)
 			b->e[i].state = ENT_FAILED;
@@ -334,9 +334,9 @@ static void batch_run(struct worker_job *job)
 
 /* ------------------------------------------------------------ loop */
 
-static void claim(struct events *ev);
+static void relay_claim(struct events *ev);
 
-static void failed(struct events *ev, const char *why)
+static void relay_failed(struct events *ev, const char *why)
 {
 	ev->failures++;
 	if (ev->failures == 1 || ev->failures % 50 == 0)
@@ -344,10 +344,10 @@ static void failed(struct events *ev, const char *why)
 	ev->backoff_ms = ev->backoff_ms ? ev->backoff_ms * 2 : ev->cfg->retry_min_ms;
 	if (ev->backoff_ms > ev->cfg->retry_max_ms)
 		ev->backoff_ms = ev->cfg->retry_max_ms;
-	schedule(ev, ev->backoff_ms);
+	relay_schedule(ev, ev->backoff_ms);
 }
 
-static void succeeded(struct events *ev)
+static void relay_succeeded(struct events *ev)
 {
 	if (ev->failures)
 		log_info(NULL, "events: publishing again after %d failures", ev->failures);
@@ -363,42 +363,42 @@ struct mark_ctx {
 	char error[256];
 };
 
-static void marked(void *arg, const struct db_result *res)
+static void relay_marked(void *arg, const struct db_result *res)
 {
 	struct mark_ctx *mc = arg;
 	struct events *ev = mc->ev;
 	ev->busy = false;
 	if (res->err != RH_OK) {
 		/* JetStream has them; they go again and are dropped as duplicates */
-		failed(ev, res->message[0] ? res->message : "cannot mark events published");
+		relay_failed(ev, res->message[0] ? res->message : "cannot mark events published");
 	} else if (mc->partial) {
-		failed(ev, mc->error);
+		relay_failed(ev, mc->error);
 	} else {
-		succeeded(ev);
-		schedule(ev, mc->full ? 0 : ev->cfg->poll_interval_ms);
+		relay_succeeded(ev);
+		relay_schedule(ev, mc->full ? 0 : ev->cfg->poll_interval_ms);
 	}
 	rh_free(mc);
 }
 
-static void batch_done(struct worker_job *job)
+static void relay_batch_done(struct worker_job *job)
 {
 	struct batch *b = (struct batch *)job;
 	struct events *ev = b->ev;
 	metric_set(ev->m_connected, b->connected ? 1 : 0);
 	if (ev->stopping) {
 		ev->busy = false;
-		batch_free(b);
+		relay_batch_free(b);
 		return;
 	}
 	if (b->n == 0) { /* the first job: connect and create the stream before any event */
 		ev->busy = false;
 		if (b->connected) {
-			succeeded(ev);
-			schedule(ev, 0);
+			relay_succeeded(ev);
+			relay_schedule(ev, 0);
 		} else {
-			failed(ev, b->error[0] ? b->error : "cannot reach NATS");
+			relay_failed(ev, b->error[0] ? b->error : "cannot reach NATS");
 		}
-		batch_free(b);
+		relay_batch_free(b);
 		return;
 	}
 	struct strbuf ids;
@@ -430,20 +430,20 @@ static void batch_done(struct worker_job *job)
 	mc->partial = bad > 0;
 	snprintf(mc->error, sizeof mc->error, "%d of %d events not acknowledged: %.200s", bad, b->n,
 		 b->error[0] ? b->error : "?");
-	batch_free(b);
+	relay_batch_free(b);
 	if (ok == 0) {
 		ev->busy = false;
-		failed(ev, mc->error);
+		relay_failed(ev, mc->error);
 		rh_free(mc);
 		sb_fini(&ids);
 		return;
 	}
 	const char *params[] = { ids.buf };
-	db_query(ev->deps.db, &st_mark, params, marked, mc);
+	db_query(ev->deps.db, &st_mark, params, relay_marked, mc);
 	sb_fini(&ids);
 }
 
-static void claimed(void *arg, const struct db_result *res)
+static void relay_claimed(void *arg, const struct db_result *res)
 {
 	struct events *ev = arg;
 	if (ev->stopping) {
@@ -452,13 +452,13 @@ static void claimed(void *arg, const struct db_result *res)
 	}
 	if (res->err != RH_OK) {
 		ev->busy = false;
-		failed(ev, res->message[0] ? res->message : "cannot read the outbox");
+		relay_failed(ev, res->message[0] ? res->message : "cannot read the outbox");
 		return;
 	}
 	int n = db_rows(res);
 	if (n == 0) {
 		ev->busy = false;
-		schedule(ev, ev->cfg->poll_interval_ms);
+		relay_schedule(ev, ev->cfg->poll_interval_ms);
 		return;
 	}
 	struct batch *b = RH_NEW(struct batch);
@@ -478,16 +478,16 @@ static void claimed(void *arg, const struct db_result *res)
 		e->data = rh_strdup(db_get(res, i, 6));
 		e->len = (int)strlen(e->data);
 	}
-	b->job.run = batch_run;
-	b->job.done = batch_done;
+	b->job.run = relay_batch_run;
+	b->job.done = relay_batch_done;
 	if (worker_submit(ev->pool, &b->job) != RH_OK) {
-		batch_free(b);
+		relay_batch_free(b);
 		ev->busy = false;
-		failed(ev, "relay worker busy");
+		relay_failed(ev, "relay worker busy");
 	}
 }
 
-static void claim(struct events *ev)
+static void relay_claim(struct events *ev)
 {
 	if (ev->busy || ev->stopping)
 		return;
@@ -496,15 +496,15 @@ static void claim(struct events *ev)
 	snprintf(ttl, sizeof ttl, "%" PRId64, ev->cfg->lease_ttl_ms);
 	snprintf(limit, sizeof limit, "%" PRId64, ev->cfg->batch_size);
 	const char *params[] = { ev->holder, ttl, limit };
-	db_query(ev->deps.db, &st_claim, params, claimed, ev);
+	db_query(ev->deps.db, &st_claim, params, relay_claimed, ev);
 }
 
-static void tick_cb(evutil_socket_t fd, short what, void *arg)
+static void relay_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	claim(arg);
+	relay_claim(arg);
 }
 
-static void stats_done(void *arg, const struct db_result *res)
+static void relay_stats_done(void *arg, const struct db_result *res)
 {
 	struct events *ev = arg;
 	ev->stats_busy = false;
@@ -514,13 +514,13 @@ static void stats_done(void *arg, const struct db_result *res)
 	}
 }
 
-static void stats_cb(evutil_socket_t fd, short what, void *arg)
+static void relay_stats_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct events *ev = arg;
 	if (ev->stats_busy || ev->stopping || !db_is_ready(ev->deps.db, NULL, 0))
 		return;
 	ev->stats_busy = true;
-	db_query(ev->deps.db, &st_stats, NULL, stats_done, ev);
+	db_query(ev->deps.db, &st_stats, NULL, relay_stats_done, ev);
 }
 
 /* ------------------------------------------------------------ pruning */
@@ -532,7 +532,7 @@ static void stats_cb(evutil_socket_t fd, short what, void *arg)
  * min(retention, 60 s). */
 #define PRUNE_IDLE_MS 60000
 
-static void prune_schedule(struct events *ev, int64_t ms)
+static void relay_prune_schedule(struct events *ev, int64_t ms)
 {
 	if (ev->stopping)
 		return;
@@ -540,31 +540,31 @@ static void prune_schedule(struct events *ev, int64_t ms)
 	evtimer_add(ev->prune_timer, &tv);
 }
 
-static int64_t prune_idle_ms(const struct events *ev)
+static int64_t relay_prune_idle_ms(const struct events *ev)
 {
 	return ev->cfg->outbox_retention_ms < PRUNE_IDLE_MS ? ev->cfg->outbox_retention_ms : PRUNE_IDLE_MS;
 }
 
-static void pruned(void *arg, const struct db_result *res)
+static void relay_pruned(void *arg, const struct db_result *res)
 {
 	struct events *ev = arg;
 	ev->prune_busy = false;
 	if (res->err != RH_OK) {
-		prune_schedule(ev, prune_idle_ms(ev));
+		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
 		return;
 	}
 	int64_t n = db_rows(res) == 1 ? strtoll(db_get(res, 0, 0), NULL, 10) : 0;
 	metric_add(ev->m_pruned, (double)n);
-	prune_schedule(ev, n >= ev->cfg->prune_batch ? 0 : prune_idle_ms(ev));
+	relay_prune_schedule(ev, n >= ev->cfg->prune_batch ? 0 : relay_prune_idle_ms(ev));
 }
 
-static void prune_cb(evutil_socket_t fd, short what, void *arg)
+static void relay_prune_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct events *ev = arg;
 	if (ev->prune_busy || ev->stopping)
 		return;
 	if (!db_is_ready(ev->deps.db, NULL, 0)) {
-		prune_schedule(ev, prune_idle_ms(ev));
+		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
 		return;
 	}
 	char ret[32], lim[32];
@@ -572,7 +572,7 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
 	snprintf(lim, sizeof lim, "%" PRId64, ev->cfg->prune_batch);
 	const char *params[] = { ret, lim };
 	ev->prune_busy = true;
-	db_query(ev->deps.db, &st_prune, params, pruned, ev);
+	db_query(ev->deps.db, &st_prune, params, relay_pruned, ev);
 }
 
 struct events *events_new(const struct events_deps *d)
@@ -600,7 +600,7 @@ struct events *events_new(const struct events_deps *d)
 			"From an event's commit (occurred_at) to its JetStream ack.", NULL, lag_bounds,
 			(int)(sizeof lag_bounds / sizeof lag_bounds[0]));
 	ev->m_lag = metric_cell(ev->f_lag, NULL);
-	ev->stats_timer = event_new(d->base, -1, EV_PERSIST, stats_cb, ev);
+	ev->stats_timer = event_new(d->base, -1, EV_PERSIST, relay_stats_cb, ev);
 	struct timeval tv = { .tv_sec = ev->cfg->stats_interval_ms / 1000,
 			      .tv_usec = (ev->cfg->stats_interval_ms % 1000) * 1000 };
 	event_add(ev->stats_timer, &tv);
@@ -611,9 +611,9 @@ struct events *events_new(const struct events_deps *d)
 	db_register(d->db, &st_prune);
 	ev->m_pruned = metric_cell(metrics_counter(m, "ridehail_events_pruned_total",
 			"Published outbox rows deleted after events.outbox_retention.", NULL), NULL);
-	ev->prune_timer = evtimer_new(d->base, prune_cb, ev);
+	ev->prune_timer = evtimer_new(d->base, relay_prune_cb, ev);
 	if (ev->cfg->outbox_retention_ms > 0)
-		prune_schedule(ev, prune_idle_ms(ev));
+		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
 
 	ev->webhooks = webhooks_new(d);
 	if (ev->cfg->sink == EVENTS_SINK_NONE) {
@@ -652,7 +652,7 @@ struct events *events_new(const struct events_deps *d)
 	}
 	ev->link.opts = o;
 	ev->pool = worker_pool_new(d->base, 1, 2);
-	ev->tick = evtimer_new(d->base, tick_cb, ev);
+	ev->tick = evtimer_new(d->base, relay_tick_cb, ev);
 	ev->on = true;
 	log_info(NULL, "events: relay %s to %s, stream %s, subjects %s.<event_type>", ev->holder, ev->cfg->url,
 		 ev->cfg->stream, ev->cfg->subject_prefix);
@@ -660,18 +660,18 @@ struct events *events_new(const struct events_deps *d)
 	 * subscribe before the first event */
 	struct batch *b = RH_NEW(struct batch);
 	b->ev = ev;
-	b->job.run = batch_run;
-	b->job.done = batch_done;
+	b->job.run = relay_batch_run;
+	b->job.done = relay_batch_done;
 	ev->busy = true;
 	if (worker_submit(ev->pool, &b->job) != RH_OK) {
 		ev->busy = false;
-		batch_free(b);
-		schedule(ev, 0);
+		relay_batch_free(b);
+		relay_schedule(ev, 0);
 	}
 	return ev;
 }
 
-static void released(void *arg, const struct db_result *res)
+static void relay_released(void *arg, const struct db_result *res)
 {
 	(void)arg;
 	(void)res;
@@ -689,7 +689,7 @@ void events_stop(struct events *ev)
 		return;
 	event_del(ev->tick);
 	const char *params[] = { ev->holder };
-	db_query(ev->deps.db, &st_release, params, released, NULL);
+	db_query(ev->deps.db, &st_release, params, relay_released, NULL);
 }
 
 void events_free(struct events *ev)
@@ -700,7 +700,7 @@ void events_free(struct events *ev)
 	webhooks_free(ev->webhooks);
 	if (ev->on) {
 		worker_pool_free(ev->pool); /* waits for a batch in flight; its done frees it */
-		link_reset(&ev->link);
+		relay_link_reset(&ev->link);
 		natsOptions_Destroy(ev->link.opts);
 		pthread_mutex_destroy(&ev->link.mu);
 		event_free(ev->tick);

@@ -91,9 +91,73 @@ struct webhooks {
 
 /* ------------------------------------------------------------ worker thread */
 
+/* Writes the parts (head, then body) to the non-blocking socket fd by the
+ * deadline (monotonic ms); false with err set if it cannot. */
+static bool webhook_post_send(int fd, const char *const parts[2], const size_t plen[2], int64_t deadline,
+			      char *err, size_t errlen)
+{
+	size_t off = 0;
+	int part = 0;
+	while (part < 2) {
+		int64_t left = deadline - rh_mono_ns() / 1000000;
+		struct pollfd p = { fd, POLLOUT, 0 };
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+			snprintf(err, errlen, "timed out sending");
+			return false;
+		}
+		ssize_t w = send(fd, parts[part] + off, plen[part] - off, MSG_NOSIGNAL);
+		if (w < 0 && errno != EAGAIN && errno != EINTR) {
+			snprintf(err, errlen, "send: %s", strerror(errno));
+			return false;
+		}
+		if (w > 0)
+			off += (size_t)w;
+		if (off == plen[part]) {
+			part++;
+			off = 0;
+		}
+	}
+	return true;
+}
+
+/* Reads the response's status line by the deadline; its status, or -1
+ * with err set. A status outside 2xx sets err too. */
+static int webhook_post_status(int fd, int64_t deadline, char *err, size_t errlen)
+{
+	char resp[512];
+	size_t got = 0;
+	while (got < sizeof resp - 1 && !memchr(resp, '\n', got)) {
+		int64_t left = deadline - rh_mono_ns() / 1000000;
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
+			snprintf(err, errlen, "timed out waiting for the response");
+			return -1;
+		}
+		ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			snprintf(err, errlen, "recv: %s", strerror(errno));
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	resp[got] = '\0';
+	int code;
+	if (sscanf(resp, "HTTP/1.%*d %d", &code) != 1) {
+		snprintf(err, errlen, "not an HTTP response");
+		return -1;
+	}
+	if (code < 200 || code > 299)
+		snprintf(err, errlen, "HTTP %d", code);
+	return code;
+}
+
 /* A blocking HTTP/1.1 POST with a deadline; returns the status or -1. */
-static int http_post(const struct endpoint *ep, const char *const *headers, const char *body, size_t len,
-		     int64_t timeout_ms, char *err, size_t errlen)
+static int webhook_post(const struct endpoint *ep, const char *const *headers, const char *body, size_t len,
+			int64_t timeout_ms, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai = NULL;
 	int rc = getaddrinfo(ep->host, ep->port, &hints, &ai);
@@ -125,64 +189,17 @@ static int http_post(const struct endpoint *ep, const char *const *headers, cons
 	}
 	memcpy(head + hn, "\r\n", 2);
 	hn += 2;
-	const char *parts[2] = { head, body };
-	size_t plen[2] = { (size_t)hn, len }, off = 0;
-	int part = 0;
-	while (part < 2) {
-		int64_t left = deadline - rh_mono_ns() / 1000000;
-		struct pollfd p = { fd, POLLOUT, 0 };
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
-			snprintf(err, errlen, "timed out sending");
-			goto out;
-		}
-		ssize_t w = send(fd, parts[part] + off, plen[part] - off, MSG_NOSIGNAL);
-		if (w < 0 && errno != EAGAIN && errno != EINTR) {
-			snprintf(err, errlen, "send: %s", strerror(errno));
-			goto out;
-		}
-		if (w > 0)
-			off += (size_t)w;
-		if (off == plen[part]) {
-			part++;
-			off = 0;
-		}
-	}
-	char resp[512];
-	size_t got = 0;
-	while (got < sizeof resp - 1 && !memchr(resp, '\n', got)) {
-		int64_t left = deadline - rh_mono_ns() / 1000000;
-		struct pollfd p = { fd, POLLIN, 0 };
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0) {
-			snprintf(err, errlen, "timed out waiting for the response");
-			goto out;
-		}
-		ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
-		if (r == 0)
-			break;
-		if (r < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			snprintf(err, errlen, "recv: %s", strerror(errno));
-			goto out;
-		}
-		got += (size_t)r;
-	}
-	resp[got] = '\0';
-	int code;
-	if (sscanf(resp, "HTTP/1.%*d %d", &code) == 1) {
-		status = code;
-		if (code < 200 || code > 299)
-			snprintf(err, errlen, "HTTP %d", code);
-	} else {
-		snprintf(err, errlen, "not an HTTP response");
-	}
+	const char *const parts[2] = { head, body };
+	const size_t plen[2] = { (size_t)hn, len };
+	if (webhook_post_send(fd, parts, plen, deadline, err, errlen))
+		status = webhook_post_status(fd, deadline, err, errlen);
 out:
 	close(fd);
 	freeaddrinfo(ai);
 	return status;
 }
 
-static void ep_reset(struct endpoint *ep)
+static void webhook_ep_reset(struct endpoint *ep)
 {
 	natsSubscription_Destroy(ep->sub);
 	jsCtx_Destroy(ep->js);
@@ -192,12 +209,12 @@ static void ep_reset(struct endpoint *ep)
 	ep->nc = NULL;
 }
 
-static bool ep_connect(struct endpoint *ep, struct wh_job *j)
+static bool webhook_ep_connect(struct endpoint *ep, struct wh_job *j)
 {
 	const struct webhooks_cfg *cfg = ep->wh->cfg;
 	const struct events_cfg *ecfg = ep->wh->deps.cfg;
 	if (ep->nc && natsConnection_IsClosed(ep->nc))
-		ep_reset(ep);
+		webhook_ep_reset(ep);
 	if (ep->sub)
 		return true;
 	natsStatus s = NATS_OK;
@@ -229,13 +246,13 @@ static bool ep_connect(struct endpoint *ep, struct wh_job *j)
 		snprintf(j->error, sizeof j->error, "NATS: %s", natsStatus_GetText(s));
 	}
 	if (s != NATS_OK) {
-		ep_reset(ep);
+		webhook_ep_reset(ep);
 		return false;
 	}
 	return true;
 }
 
-static int64_t retry_delay(const struct webhooks_cfg *cfg, int attempts)
+static int64_t webhook_retry_delay(const struct webhooks_cfg *cfg, int attempts)
 {
 	int64_t d = cfg->retry_min_ms;
 	for (int i = 1; i < attempts && d < cfg->retry_max_ms; i++)
@@ -243,12 +260,12 @@ static int64_t retry_delay(const struct webhooks_cfg *cfg, int attempts)
 	return d > cfg->retry_max_ms ? cfg->retry_max_ms : d;
 }
 
-static void wh_run(struct worker_job *job)
+static void webhook_job_run(struct worker_job *job)
 {
 	struct wh_job *j = (struct wh_job *)job;
 	struct endpoint *ep = j->ep;
 	const struct webhooks_cfg *cfg = ep->wh->cfg;
-	if (!ep_connect(ep, j)) {
+	if (!webhook_ep_connect(ep, j)) {
 		j->outcome = -1;
 		return;
 	}
@@ -262,7 +279,7 @@ static void wh_run(struct worker_job *job)
 	if (s != NATS_OK) {
 		snprintf(j->error, sizeof j->error, "fetch: %s", natsStatus_GetText(s));
 		natsMsgList_Destroy(&list);
-		ep_reset(ep);
+		webhook_ep_reset(ep);
 		j->outcome = -1;
 		return;
 	}
@@ -295,7 +312,7 @@ static void wh_run(struct worker_job *job)
 	snprintf(hdr_type, sizeof hdr_type, "Ridehail-Event-Type: %s", j->event_type);
 	snprintf(hdr_attempt, sizeof hdr_attempt, "Ridehail-Attempt: %d", j->attempts);
 	const char *headers[] = { hdr_ts, hdr_sig, hdr_id, hdr_type, hdr_attempt, NULL };
-	j->status = http_post(ep, headers, body, len, cfg->timeout_ms, j->error, sizeof j->error);
+	j->status = webhook_post(ep, headers, body, len, cfg->timeout_ms, j->error, sizeof j->error);
 	if (j->status >= 200 && j->status <= 299) {
 		natsMsg_Ack(m, NULL);
 		j->outcome = 1;
@@ -304,7 +321,7 @@ static void wh_run(struct worker_job *job)
 		natsMsg_Term(m, NULL);
 		j->outcome = 3;
 	} else {
-		natsMsg_NakWithDelay(m, retry_delay(cfg, j->attempts), NULL);
+		natsMsg_NakWithDelay(m, webhook_retry_delay(cfg, j->attempts), NULL);
 		j->outcome = 2;
 	}
 	natsMsgList_Destroy(&list);
@@ -312,7 +329,7 @@ static void wh_run(struct worker_job *job)
 
 /* ------------------------------------------------------------ loop */
 
-static void ep_schedule(struct endpoint *ep, int64_t ms)
+static void webhook_ep_schedule(struct endpoint *ep, int64_t ms)
 {
 	if (ep->wh->stopping)
 		return;
@@ -320,13 +337,13 @@ static void ep_schedule(struct endpoint *ep, int64_t ms)
 	evtimer_add(ep->timer, &tv);
 }
 
-static void dead_written(void *arg, const struct db_result *res)
+static void webhook_dead_written(void *arg, const struct db_result *res)
 {
 	if (res->err != RH_OK)
 		log_error(NULL, "webhooks: cannot record a dead letter: %s", res->message);
 }
 
-static void wh_done(struct worker_job *job)
+static void webhook_job_done(struct worker_job *job)
 {
 	struct wh_job *j = (struct wh_job *)job;
 	struct endpoint *ep = j->ep;
@@ -357,7 +374,7 @@ static void wh_done(struct worker_job *job)
 			char att[16];
 			snprintf(att, sizeof att, "%d", j->attempts);
 			const char *params[] = { ep->url, j->event_id, j->event_type, att, j->error, j->body };
-			db_query(ep->wh->deps.db, &st_dead, params, dead_written, NULL);
+			db_query(ep->wh->deps.db, &st_dead, params, webhook_dead_written, NULL);
 		}
 		break;
 	}
@@ -365,32 +382,32 @@ static void wh_done(struct worker_job *job)
 		if (ep->failures++ % 50 == 0)
 			log_warn(NULL, "webhooks: %s: %s; retrying with backoff (%d failures in a row)", ep->url, j->error,
 				 ep->failures);
-		next = retry_delay(cfg, ep->failures);
+		next = webhook_retry_delay(cfg, ep->failures);
 		break;
 	}
 	rh_free(j->body);
 	rh_free(j);
-	ep_schedule(ep, next);
+	webhook_ep_schedule(ep, next);
 }
 
-static void ep_tick(evutil_socket_t fd, short what, void *arg)
+static void webhook_ep_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct endpoint *ep = arg;
 	if (ep->busy || ep->wh->stopping)
 		return;
 	struct wh_job *j = RH_NEW(struct wh_job);
 	j->ep = ep;
-	j->job.run = wh_run;
-	j->job.done = wh_done;
+	j->job.run = webhook_job_run;
+	j->job.done = webhook_job_done;
 	ep->busy = true;
 	if (worker_submit(ep->pool, &j->job) != RH_OK) {
 		ep->busy = false;
 		rh_free(j);
-		ep_schedule(ep, ep->wh->cfg->retry_min_ms);
+		webhook_ep_schedule(ep, ep->wh->cfg->retry_min_ms);
 	}
 }
 
-static bool parse_url(struct endpoint *ep, const char *url)
+static bool webhook_url_parse(struct endpoint *ep, const char *url)
 {
 	if (strncmp(url, "http://", 7) != 0)
 		return false;
@@ -449,7 +466,7 @@ struct webhooks *webhooks_new(const struct events_deps *d)
 	char *list = rh_strdup(cfg->urls), *save = NULL;
 	for (char *u = strtok_r(list, ", ", &save); u && wh->n < WH_MAX; u = strtok_r(NULL, ", ", &save)) {
 		struct endpoint *ep = &wh->ep[wh->n];
-		if (!parse_url(ep, u)) {
+		if (!webhook_url_parse(ep, u)) {
 			log_error(NULL, "webhooks: \"%s\" is not an http:// URL: skipped", u);
 			continue;
 		}
@@ -465,10 +482,10 @@ struct webhooks *webhooks_new(const struct events_deps *d)
 		ep->m_failed = metric_cell(f_fail, lv);
 		ep->m_dead = metric_cell(f_dead, lv);
 		ep->pool = worker_pool_new(d->base, 1, 2);
-		ep->timer = evtimer_new(d->base, ep_tick, ep);
+		ep->timer = evtimer_new(d->base, webhook_ep_tick, ep);
 		log_info(NULL, "webhooks: delivering events to %s (consumer %s)", ep->url, ep->durable);
 		wh->n++;
-		ep_schedule(ep, 0);
+		webhook_ep_schedule(ep, 0);
 	}
 	rh_free(list);
 	return wh;
@@ -491,7 +508,7 @@ void webhooks_free(struct webhooks *wh)
 	for (int i = 0; i < wh->n; i++) {
 		struct endpoint *ep = &wh->ep[i];
 		worker_pool_free(ep->pool);
-		ep_reset(ep);
+		webhook_ep_reset(ep);
 		event_free(ep->timer);
 	}
 	natsOptions_Destroy(wh->opts);

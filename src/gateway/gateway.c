@@ -521,7 +521,8 @@ static void gw_upgrade(struct http_req *req, void *ctx)
 		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "the access token is invalid (%s)", why ? why : "?");
 		return;
 	}
-	if (who.role == ROLE_OPERATOR) {
+	/* an operator's socket is the console's, when the daemon has one */
+	if (who.role == ROLE_OPERATOR && !gw->hooks[gw_role_slot(ROLE_OPERATOR)].opened) {
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "the WebSocket is for drivers and riders");
 		return;
 	}

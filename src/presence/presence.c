@@ -346,7 +346,7 @@ static struct presence_hit presence_hit_make(const struct driver_rec *r, double 
 		.driver = r->id, .dist_m = dist_m, .lat = r->lat, .lon = r->lon, .heading = r->heading,
 		.vehicle = r->vehicle, .status = r->status, .version = r->version, .ping_age_ms = now - r->last_ping_ms,
 		.idle_ms = r->status == DRIVER_AVAILABLE ? now - r->available_since_ms : 0,
-		.offers = r->offers, .accepts = r->accepts, .slot = r->slot,
+		.offers = r->offers, .accepts = r->accepts, .slot = r->slot, .accuracy_m = r->accuracy,
 	};
 }
 
@@ -400,6 +400,22 @@ int64_t presence_gone_ms(struct presence *p, const struct uuid *driver, int64_t 
 		return 0;
 	int64_t heard = r->last_ping_ms > r->last_heard_ms ? r->last_ping_ms : r->last_heard_ms;
 	return now > heard ? now - heard : 0;
+}
+
+size_t presence_list(struct presence *p, int64_t now, struct presence_hit *out, size_t max)
+{
+	size_t n = 0;
+	for (uint32_t slot = 0; slot < p->nrecs && n < max; slot++) {
+		const struct driver_rec *r = presence_rec_at(p, slot);
+		if (r->used && r->in_grid && r->status != DRIVER_OFFLINE)
+			out[n++] = presence_hit_make(r, 0, now);
+	}
+	return n;
+}
+
+size_t presence_records(const struct presence *p)
+{
+	return p->nrecs;
 }
 
 void presence_note_offer(struct presence *p, const struct uuid *driver, bool accepted)

@@ -1,10 +1,14 @@
 /* GET /v1/route: the road route between two points as a GeoJSON Feature
  * (RFC 7946), answered on the event loop from the in-memory graph. */
 #include <math.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
@@ -17,7 +21,15 @@ struct routing_api {
 	struct metric_cell *m_ok, *m_off_map, *m_no_route, *m_invalid;
 	struct metric_family *f_latency;
 	struct metric_cell *m_latency;
+	/* GET /v1/map/roads: made at the first request, kept (the map does not
+	 * change while the daemon runs) */
+	char *roads;
+	size_t roads_len;
+	char roads_etag[40];
 };
+
+/* The roads' simplification: a drawing's, a few metres off the roads at most. */
+#define ROUTING_ROADS_TOLERANCE_M 3.0
 
 static bool routing_api_coord(struct http_req *req, const char *name, double lim, double *out)
 {
@@ -104,8 +116,47 @@ static void routing_api_route(struct http_req *req, void *ctx)
 	routing_api_reply_geojson(req, &res);
 }
 
+/* GET /v1/map/roads: the road graph, simplified, for the operator's console
+ * to draw; cached and revalidated by ETag. */
+static void routing_api_roads(struct http_req *req, void *ctx)
+{
+	struct routing_api *a = ctx;
+	if (!routing_loaded(a->routing)) {
+		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no road map is loaded (routing.map is empty)");
+		return;
+	}
+	if (!a->roads) {
+		struct strbuf sb;
+		sb_init(&sb, 256u << 20);
+		int64_t t0 = rh_mono_ns();
+		struct routing_roads_stats st;
+		if (routing_roads_geojson(a->routing, ROUTING_ROADS_TOLERANCE_M, &sb, &st) != RH_OK || sb.overflow) {
+			sb_fini(&sb);
+			http_reply_err(req, RH_ENOMEM, "draw the road map", NULL);
+			return;
+		}
+		unsigned char h[16];
+		crypto_generichash(h, sizeof h, (const unsigned char *)sb.buf, sb.len, NULL, 0);
+		char hex[33];
+		sodium_bin2hex(hex, sizeof hex, h, sizeof h);
+		snprintf(a->roads_etag, sizeof a->roads_etag, "\"%s\"", hex);
+		a->roads = sb_take(&sb, &a->roads_len);
+		log_info(http_req_logid(req), "routing: road map drawn in %.1f ms: %zu lines over %zu segments, %zu bytes",
+			 (double)(rh_mono_ns() - t0) / 1e6, st.lines, st.segments, a->roads_len);
+	}
+	http_reply_header(req, "ETag", a->roads_etag);
+	http_reply_header(req, "Cache-Control", "public, max-age=300");
+	const char *inm = http_req_header(req, "if-none-match");
+	if (inm && (strstr(inm, a->roads_etag) || strcmp(inm, "*") == 0)) {
+		http_reply(req, 304, NULL, NULL, 0);
+		return;
+	}
+	http_reply(req, 200, "application/geo+json", a->roads, a->roads_len);
+}
+
 static const struct http_route routing_routes[] = {
 	{ HTTP_GET, "/v1/route", routing_api_route, 0 },
+	{ HTTP_GET, "/v1/map/roads", routing_api_roads, 0 },
 	{ 0 },
 };
 
@@ -139,5 +190,7 @@ struct routing_api *routing_api_new(struct http_server *http, struct metrics *m,
 
 void routing_api_free(struct routing_api *a)
 {
+	if (a)
+		rh_free(a->roads);
 	rh_free(a);
 }

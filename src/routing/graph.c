@@ -1585,6 +1585,13 @@ void routing_get_stats(const struct routing *r, struct routing_stats *st)
 	st->max_lat = r->max_lat, st->max_lon = r->max_lon;
 }
 
+void graph_roads_of(const struct routing *r, struct graph_roads *out)
+{
+	*out = (struct graph_roads){ .n = r->n, .m = r->m, .lat = r->lat, .lon = r->lon, .first_out = r->first_out,
+				     .to = r->to, .from = r->from, .cls = r->cls, .lat0 = r->lat0,
+				     .coslat0 = r->coslat0 };
+}
+
 bool routing_profile_get(const struct routing *r, struct routing_profile_info *out)
 {
 	memset(out, 0, sizeof *out);

@@ -182,4 +182,16 @@ void graph_timing_how(const struct routing *r, double edge_s, int how, double *d
 rh_err graph_route_split(struct routing *r, double from_lat, double from_lon, double to_lat, double to_lon,
 		      double class_s[RMAP_CLASSES], double *distance_m) RH_MUST_CHECK;
 
+/* The road graph as it was loaded, read-only, for drawing it (roads.c):
+ * node coordinates, the road edges in CSR order, their source nodes and
+ * classes. Borrowed from r. */
+struct graph_roads {
+	uint32_t n, m;
+	const double *lat, *lon;
+	const uint32_t *first_out, *to, *from;
+	const uint8_t *cls;
+	double lat0, coslat0;
+};
+void graph_roads_of(const struct routing *r, struct graph_roads *out);
+
 #endif

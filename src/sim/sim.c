@@ -621,7 +621,7 @@ void sim_report_write_json(const struct sim_report *r, FILE *f, const char *extr
 		r->withdrawn, r->offers_per_match, r->protocol_errors, r->invariant_breaches);
 }
 
-static double pct(int a, int b)
+static double sim_pct(int a, int b)
 {
 	return b > 0 ? 100.0 * a / b : 0;
 }
@@ -629,7 +629,7 @@ static double pct(int a, int b)
 void sim_report_write_text(const struct sim_report *r, const struct sim_text_ctx *c, FILE *f)
 {
 	fprintf(f, "Served: %d of %d requests completed (%.0f%%), %d cancelled, %d still open at the end",
-		r->completed, r->requests, pct(r->completed, r->requests), r->cancelled, r->pending);
+		r->completed, r->requests, sim_pct(r->completed, r->requests), r->cancelled, r->pending);
 	if (r->no_quote || r->refused || r->no_rider)
 		fprintf(f, "; %d got no quote, %d were refused, %d found no free simulated rider", r->no_quote, r->refused,
 			r->no_rider);

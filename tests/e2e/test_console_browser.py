@@ -1,0 +1,147 @@
+"""The console in a real browser: headless Chromium (Debian's `chromium`,
+over the DevTools protocol) opens /console on Midtown Manhattan, signs in
+with an operator account, and watches a simulated driver move along a road
+and a ride request come in; the screenshots are kept in
+build/test-output/console/ (printed at the end)."""
+import asyncio
+import json
+import os
+import uuid
+
+import pytest
+
+from cdp import Browser, Page, chromium_path
+from conftest import ROOT, SHARED_DATA
+from test_presence import token_of
+from test_routing import import_map
+from wsapp import Driver
+
+MIDTOWN = SHARED_DATA / "osm" / "nyc-midtown-2025.osm.pbf"
+OUT = ROOT / "build" / ("test-output-san" if os.environ.get("SANITIZE") == "1" else "test-output") / "console"
+GREEN = (0x2e, 0x7d, 0x32)  # available, as console.js draws it
+
+pytestmark = [
+    pytest.mark.skipif(not MIDTOWN.exists(), reason=f"{MIDTOWN} is absent: the browser test of the console is skipped"),
+    pytest.mark.skipif(not chromium_path(), reason="chromium is not installed (scripts/deps.sh install)"),
+]
+
+
+@pytest.fixture(scope="module")
+def midtown_map(tmp_path_factory):
+    out = tmp_path_factory.mktemp("map") / "midtown.map"
+    r = import_map(MIDTOWN, out)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture
+def browser():
+    b = Browser().start()
+    yield b
+    b.stop()
+
+
+def is_green(px):
+    return all(abs(a - b) <= 12 for a, b in zip(px[:3], GREEN)) and px[3] > 200
+
+
+def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, browser):
+    d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(midtown_map), "RIDEHAIL_MATCH_AUTO": "false"})
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    assert d.post("/v1/admin/operators", {"email": email, "name": "Ops", "password": "operator-pw"},
+                  headers=d.admin).status == 201
+    drv, dh = d.driver_session()
+    rider, rh = d.rider_session()
+    # the driver's way: a real route between two Midtown corners
+    a, b = (40.7505, -73.9935), (40.7580, -73.9855)
+    route = d.get(f"/v1/route?from_lat={a[0]}&from_lng={a[1]}&to_lat={b[0]}&to_lng={b[1]}")
+    assert route.status == 200, route
+    path = [(lat, lng) for lng, lat in route.json()["geometry"]["coordinates"]]
+    start, end = path[0], path[-1]
+    OUT.mkdir(parents=True, exist_ok=True)
+    shots = []
+
+    async def go():
+        page = await Page.open(browser)
+        await page.send("Emulation.setDeviceMetricsOverride",
+                        {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+        await page.navigate(f"http://{d.host}:{d.port}/console")
+        await page.until("!document.getElementById('signin').hidden && document.getElementById('desk').hidden",
+                         what="the sign-in form")
+        shots.append(OUT / "01-sign-in.png")
+        await page.screenshot(shots[-1])
+
+        # a wrong password is said so, and nothing opens
+        await page.eval(f"""document.getElementById('email').value = {json.dumps(email)};
+            document.getElementById('password').value = 'wrong-password';
+            document.getElementById('signin-button').click(); true""")
+        err = await page.until("document.getElementById('signin-error').textContent", what="the sign-in error")
+        assert "invalid email or password" in err, err
+        assert await page.eval("document.getElementById('desk').hidden") is True
+
+        await page.eval("""document.getElementById('password').value = 'operator-pw';
+            document.getElementById('signin-button').click(); true""")
+        await page.until("window.ridehailConsole.connected && window.ridehailConsole.firstPaintMs !== null",
+                         what="the live map")
+        roads = await page.eval("window.ridehailConsole.roads.features.length")
+        assert roads >= 3, roads
+        # the roads are drawn: a good share of the canvas is not background
+        drawn = await page.eval("""(() => { const c = document.getElementById('map');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0) n++; return n / (d.length / 4); })()""")
+        assert drawn > 0.02, drawn
+
+        # a driver comes online at the start of the route: a green dot there
+        app = await Driver.connect(d, token_of(dh), drv["id"])
+        await app.recv("driver.status.changed")
+        await app.ping(*start, accuracy_m=5)
+        await app.go("available")
+        key = json.dumps(drv["id"])
+        await page.until(f"[...window.ridehailConsole.drivers.values()].some(x => x.id === {key} && x.code === 1)",
+                         what="the driver on the map")
+        await page.until("document.getElementById('f-online').textContent === '1'", what="the figure online")
+        await asyncio.sleep(0.2)  # the next animation frame
+        px = await page.eval(f"window.ridehailConsole.pixelAt({start[0]}, {start[1]})")
+        assert is_green(px), px
+        shots.append(OUT / "02-driver-online.png")
+        await page.screenshot(shots[-1])
+
+        # it drives along the road; the console follows it to the end
+        step = max(1, len(path) // 8)
+        for p in path[step::step] + [end]:
+            await app.ping(*p, accuracy_m=5)
+            await asyncio.sleep(0.35)
+        expr = (f"(() => {{ const x = [...window.ridehailConsole.drivers.values()].find(x => x.id === {key}); "
+                f"return x && Math.abs(x.lat - {end[0]}) < 2e-5 && Math.abs(x.lng - {end[1]}) < 2e-5; }})()")
+        await page.until(expr, what="the driver at the end of the route")
+        await asyncio.sleep(0.2)
+        assert is_green(await page.eval(f"window.ridehailConsole.pixelAt({end[0]}, {end[1]})"))
+        assert not is_green(await page.eval(f"window.ridehailConsole.pixelAt({start[0]}, {start[1]})"))
+        updates = await page.eval("window.ridehailConsole.updates")
+        assert updates >= 3, updates
+        shots.append(OUT / "03-driver-moved.png")
+        await page.screenshot(shots[-1])
+
+        # a ride request: listed; clicking it shows the trip and its timeline
+        r = d.post("/v1/rides", {"pickup": {"lat": b[0], "lng": b[1]},
+                                 "dropoff": {"lat": 40.7484, "lng": -73.9857}}, headers=rh)
+        assert r.status == 201, r
+        tid = r.json()["id"]
+        await page.until(f"document.querySelector('#trips li[data-trip=\"{tid}\"]') !== null", what="the trip listed")
+        await page.until("document.getElementById('f-open').textContent === '1'", what="one open request")
+        await page.eval(f"document.querySelector('#trips li[data-trip=\"{tid}\"]').click(); true")
+        tl = await page.until("document.querySelector('#timeline li') && document.getElementById('details').textContent",
+                              what="the trip's details")
+        assert tid in tl and "SEARCHING" in tl and "by rider" in tl, tl
+        shots.append(OUT / "04-trip-details.png")
+        await page.screenshot(shots[-1])
+
+        errors = [c for c in page.console if c.startswith("exception")]
+        assert not errors, errors
+        await app.close()
+        await page.close()
+
+    asyncio.run(go())
+    for s in shots:
+        assert s.stat().st_size > 10000, s  # a real picture, not an empty page
+    print("\nconsole screenshots: " + ", ".join(str(s) for s in shots))
