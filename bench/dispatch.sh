@@ -122,7 +122,8 @@ port=$(free_port)
 start_daemon() {
 	env RIDEHAIL_DATABASE_URL="$dburl" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" \
 		RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_LOG_LEVEL=warn \
-		RIDEHAIL_TRIP_RIDES_PER_MINUTE=100000 RIDEHAIL_PRESENCE_HISTORY=false "$@" \
+		RIDEHAIL_TRIP_RIDES_PER_MINUTE=100000 RIDEHAIL_PRESENCE_HISTORY=false \
+		RIDEHAIL_HTTP_MAX_CONNECTIONS_PER_ADDRESS=0 "$@" \
 		taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 100); do

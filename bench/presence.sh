@@ -63,7 +63,7 @@ port=$(free_port)
 
 start_daemon() { # extra env as arguments
 	env RIDEHAIL_DATABASE_URL="$dburl" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" \
-		RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_LOG_LEVEL=warn "$@" \
+		RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_LOG_LEVEL=warn RIDEHAIL_HTTP_MAX_CONNECTIONS_PER_ADDRESS=0 "$@" \
 		taskset -c 0 bin/ridehaild --config conf/ridehaild.conf 2>>"$tmp/daemon.log" &
 	daemon_pid=$!
 	for _ in $(seq 100); do
@@ -124,9 +124,10 @@ fi
 [ -n "$nginx" ] || echo "# note: nginx anchor absent ($ANCHORS/nginx_http.sh); its ratio is skipped"
 
 # ---- pings: N sockets streaming; the grid alone (history off: it is the
-# cold path, measured by its own metrics), the per-driver limit lifted so
-# that 10k sockets can carry 500k pings/s.
-start_daemon RIDEHAIL_PRESENCE_MAX_PINGS_PER_S=100000 RIDEHAIL_PRESENCE_HISTORY=false
+# cold path, measured by its own metrics), the per-driver and per-socket
+# limits lifted so that 10k sockets can carry 500k pings/s.
+start_daemon RIDEHAIL_PRESENCE_MAX_PINGS_PER_S=100000 RIDEHAIL_PRESENCE_HISTORY=false \
+	RIDEHAIL_WS_MAX_MESSAGES_PER_S=1000000 RIDEHAIL_WS_MAX_MESSAGE_BURST=10000000
 load_ws "$tmp/pings" --ids "$tmp/ids" --conns "$PINGS_CONNS" --src 4 --available --stream
 load_pid=$!
 sleep 2

@@ -100,7 +100,10 @@ if command -v osm2pgrouting >/dev/null && [ -f /usr/share/postgresql/15/extensio
 	dbport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 	LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start >/dev/null
 	dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
-	psql -q "$dburl" -c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS pgrouting; CREATE EXTENSION IF NOT EXISTS hstore"
+	# extensions are the superuser's; osm2pgrouting finds the password in the file
+	psql -q "$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh admin-url ridehail)" \
+		-c "CREATE EXTENSION IF NOT EXISTS postgis; CREATE EXTENSION IF NOT EXISTS pgrouting; CREATE EXTENSION IF NOT EXISTS hstore"
+	export PGPASSFILE=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh passfile)
 	case "$CITY" in
 	*.pbf) osmium cat --no-progress -o "$tmp/city.osm" "$CITY" ;;
 	*.gz) gunzip -c "$CITY" > "$tmp/city.osm" ;;

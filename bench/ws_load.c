@@ -1,12 +1,13 @@
 /* ws_load: a load generator for the driver side of ridehaild, on libevent.
  *
  *   ws_load ws --ids FILE --secret S [--port 8080] [--conns N] [--src K]
- *              [--available] [--seed-ping] [--stream] [--hold SECONDS]
+ *              [--available] [--seed-ping] [--stream] [--every MS] [--hold SECONDS]
  *       N authenticated driver WebSockets (the first N ids of FILE, one UUID a
  *       line; tokens are signed here with the daemon's jwt secret). Each may
  *       go available, send one location in the bench city, and/or stream
  *       location updates as fast as the socket drains (fire and forget, the
- *       way apps pipeline them). Connections come from K loopback source
+ *       way apps pipeline them), or (--every MS) each send one every MS
+ *       milliseconds, spread evenly, the way moving cars report. Connections come from K loopback source
  *       addresses (127.0.0.2...) to get past one address's port range.
  *       Prints "connected=... failed=..." then "ready" once every connection
  *       is up, and a summary on exit (after --hold, or on SIGTERM/SIGINT).
@@ -56,6 +57,9 @@ static struct {
 	const char *secret;
 	int port, src, nconns;
 	bool available, seed_ping, stream;
+	int every_ms; /* > 0: each connection pings once per every_ms, once all are up */
+	int every_next;
+	struct event *every_tick;
 	double hold_s;
 	char (*ids)[37];
 	int nids;
@@ -265,6 +269,24 @@ static void check_ready(void)
 		if (c->upgraded && !c->dead)
 			on_write(c->bev, c);
 	}
+	if (G.every_ms > 0) {
+		struct timeval tv = { 0, 2000 };
+		event_add(G.every_tick, &tv);
+	}
+}
+
+/* --every: every 2 ms, the connections whose turn it is ping once. */
+static void every_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what, (void)arg;
+	int n = G.nconns * 2 / G.every_ms + 1;
+	tick_clock();
+	for (int i = 0; i < n; i++) {
+		struct conn *c = &G.conns[G.every_next];
+		G.every_next = (G.every_next + 1) % G.nconns;
+		if (c->upgraded && !c->dead)
+			add_ping(c);
+	}
 }
 
 static void conn_dead(struct conn *c)
@@ -301,7 +323,7 @@ static void on_upgraded(struct conn *c)
 	G.connecting--;
 	G.up++;
 	char msg[768], pl[256];
-	if (G.dispatch && !c->rider) { /* a position first: available needs one */
+	if ((G.dispatch || G.every_ms > 0) && !c->rider) { /* a position first: available needs one */
 		tick_clock();
 		add_ping(c);
 	}
@@ -1224,7 +1246,7 @@ static void load_ids(const char *path)
 static void usage(void)
 {
 	fprintf(stderr, "usage: ws_load ws|http --ids FILE --secret S [--port P] [--conns N] [--count N] [--src K]\n"
-			"               [--available] [--seed-ping] [--stream] [--hold SECONDS] [--seed N]\n"
+			"               [--available] [--seed-ping] [--stream] [--every MS] [--hold SECONDS] [--seed N]\n"
 			"       ws_load dispatch --ids DRIVERS --riders RIDERS --secret S --conns N --phase book|offer|track|cycle\n"
 			"               [--inflight 64] [--count 5000] [--rate 500] [--seconds 5] [--hconns 32] [--interval 60]\n");
 	exit(2);
@@ -1271,6 +1293,8 @@ int main(int argc, char **argv)
 			G.count = atoi(argv[++i]);
 		else if (!strcmp(a, "--src"))
 			G.src = atoi(argv[++i]);
+		else if (!strcmp(a, "--every"))
+			G.every_ms = atoi(argv[++i]);
 		else if (!strcmp(a, "--hold"))
 			G.hold_s = atof(argv[++i]);
 		else if (!strcmp(a, "--riders"))
@@ -1355,6 +1379,8 @@ int main(int argc, char **argv)
 	struct event *sigint = evsignal_new(G.base, SIGINT, on_stop, NULL);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	if (G.every_ms > 0)
+		G.every_tick = event_new(G.base, -1, EV_PERSIST, every_tick, NULL);
 	if (G.hold_s > 0) {
 		struct timeval tv = { (time_t)G.hold_s, (suseconds_t)((G.hold_s - (double)(time_t)G.hold_s) * 1e6) };
 		event_base_once(G.base, -1, EV_TIMEOUT, on_stop, NULL, &tv);

@@ -186,7 +186,7 @@ function paint() {
       ctx.beginPath(); ctx.arc(x, y, r + 3 * dpr, 0, 2 * Math.PI); ctx.stroke();
     }
   }
-  if (state.firstPaintMs === null && state.roads) state.firstPaintMs = performance.now();
+  if (state.firstPaintMs === null && state.roads && state.updates > 0) state.firstPaintMs = performance.now();
 }
 
 function resize() {
@@ -293,6 +293,71 @@ async function select(sel) {
     ['dropoff', t.dropoff.address || `${t.dropoff.lat}, ${t.dropoff.lng}`],
     ['fare', t.fare ? `${(t.fare.quoted / 100).toFixed(2)} ${t.fare.currency}` : undefined],
     ['requested', t.requested_at]]) + '<h4>Timeline</h4><ol id="timeline">' + tl + '</ol>';
+  actions(t);
+}
+
+// ------------------------------------------------------------ dispatcher actions
+
+function metresBetween(a, b) {
+  const k = Math.PI / 180 * 6371008.8;
+  const x = (b[1] - a[1]) * k * Math.cos((a[0] + b[0]) / 2 * Math.PI / 180), y = (b[0] - a[0]) * k;
+  return Math.hypot(x, y);
+}
+
+// Assign by hand (the nearest available drivers, straight line), and cancel
+// with a reason: the REST transitions, recorded with the operator's id.
+function actions(t) {
+  const box = document.createElement('div');
+  box.id = 'actions';
+  const open = ['SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS'].includes(t.state);
+  if (t.state === 'SEARCHING') {
+    const near = [...state.drivers.values()].filter(d => d.code === 1 && d.id)
+      .map(d => ({ d, m: metresBetween([t.pickup.lat, t.pickup.lng], [d.lat, d.lng]) }))
+      .sort((a, b) => a.m - b.m).slice(0, 5);
+    const h = document.createElement('h4');
+    h.textContent = near.length ? 'Assign a driver' : 'No driver available on the map';
+    box.appendChild(h);
+    for (const { d, m } of near) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'assign';
+      b.dataset.driver = d.id;
+      b.textContent = `${d.id.slice(0, 8)} · ${m < 1000 ? Math.round(m) + ' m' : (m / 1000).toFixed(1) + ' km'}`;
+      b.addEventListener('click', () => act(t.id, 'assign', { driver_id: d.id }));
+      box.appendChild(b);
+    }
+  }
+  if (open) {
+    const h = document.createElement('h4');
+    h.textContent = 'Cancel';
+    const reason = document.createElement('input');
+    reason.id = 'cancel-reason';
+    reason.placeholder = 'reason (e.g. rider called to cancel)';
+    reason.maxLength = 64;
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.id = 'cancel-trip';
+    b.textContent = 'Cancel the trip';
+    b.addEventListener('click', () => {
+      const r = reason.value.trim();
+      act(t.id, 'cancel', r ? { reason: r } : {});
+    });
+    box.append(h, reason, b);
+  }
+  const msg = document.createElement('p');
+  msg.id = 'action-result';
+  msg.className = 'error';
+  box.appendChild(msg);
+  $('details').appendChild(box);
+}
+
+async function act(tripId, what, body) {
+  const r = await api('POST', `/v1/rides/${encodeURIComponent(tripId)}/${what}`, body);
+  if (r.status !== 200) {
+    $('action-result').textContent = (r.json && r.json.detail) || `${what} failed (${r.status})`;
+    return;
+  }
+  select({ trip: tripId }); // the details again, with the new timeline row
 }
 
 // ------------------------------------------------------------ the live feed

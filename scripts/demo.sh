@@ -71,6 +71,9 @@ export RIDEHAIL_HTTP_LISTEN=$addr RIDEHAIL_ROUTING_MAP=$map
 export RIDEHAIL_AUTH_PASSWORD_OPSLIMIT=${RIDEHAIL_AUTH_PASSWORD_OPSLIMIT:-1}
 export RIDEHAIL_AUTH_PASSWORD_MEMLIMIT=${RIDEHAIL_AUTH_PASSWORD_MEMLIMIT:-8KiB}
 export RIDEHAIL_AUTH_LOGIN_PER_ADDRESS=${RIDEHAIL_AUTH_LOGIN_PER_ADDRESS:-100000}
+# the simulated city runs $speed times the wall clock: its cars cover that
+# much more ground between two fixes than GPS sanity believes of a car
+export RIDEHAIL_PRESENCE_GPS_MAX_SPEED=${RIDEHAIL_PRESENCE_GPS_MAX_SPEED:-$(awk -v s="$speed" 'BEGIN { print 250 * s }')}
 export RIDEHAIL_LOG_LEVEL=${RIDEHAIL_LOG_LEVEL:-warn}
 export RIDEHAIL_EVENTS_SINK=none # the outbox keeps the events; no nats-server to leave behind
 mkdir -p var

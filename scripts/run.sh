@@ -3,8 +3,10 @@
 # built-in default (the local default database,
 # postgres://ridehail@127.0.0.1:54329/ridehail), create (once) and start the
 # local cluster under var/pg (scripts/localdb.sh; LOCALDB_DIR, LOCALDB_PORT
-# and LOCALDB_NAME move it, and the daemon is pointed there). Any other
-# database.url (or RIDEHAIL_DATABASE_URL) is used as it is. Without
+# and LOCALDB_NAME move it) and point the daemon there, with the password
+# file its URL names (var/pg/pgpass). Any other database.url (or
+# RIDEHAIL_DATABASE_URL) is used as it is. When no NATS server is configured,
+# the local one under var/nats, with its generated credential. Without
 # routing.map, the West Oakland map (scripts/localmap.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,6 +17,7 @@ bin=${RIDEHAILD:-bin/ridehaild}
 url=$("$bin" --config "$conf" --get database.url)
 # the default as localdb.sh builds it with none of its LOCALDB_* overrides
 default=$(env -u LOCALDB_DIR -u LOCALDB_PORT -u LOCALDB_NAME scripts/localdb.sh url)
+default=${default%%\?*} # without its password file
 if [ "$url" = "$default" ]; then
 	scripts/localdb.sh start
 	export RIDEHAIL_DATABASE_URL=$(scripts/localdb.sh url)
@@ -25,6 +28,8 @@ nats=$("$bin" --config "$conf" --get events.url)
 if [ "$sink" = nats ] && [ -z "$nats" ]; then
 	scripts/localnats.sh start
 	export RIDEHAIL_EVENTS_URL=$(scripts/localnats.sh url)
+	# its generated credential (the local server takes no anonymous client)
+	export RIDEHAIL_EVENTS_CREDENTIALS=$(scripts/localnats.sh credentials)
 	echo "run: publishing events to the local nats-server $RIDEHAIL_EVENTS_URL (make stop-nats stops it)" >&2
 fi
 token=$("$bin" --config "$conf" --get admin.token)

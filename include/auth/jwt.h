@@ -21,6 +21,7 @@ struct jwt_claims {
 	enum auth_role role;
 	int64_t iat, exp;   /* seconds since the epoch */
 	char jti[40];       /* unique token id */
+	int64_t cv;         /* the account's credential version it was issued under ("cv"; 0 when absent) */
 };
 
 const char *auth_role_name(enum auth_role r);

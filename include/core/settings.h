@@ -25,10 +25,12 @@ struct log_cfg {
 struct http_cfg {
 	char *listen;
 	int64_t backlog;
-	int64_t max_connections;
+	int64_t max_connections;  /* 0: derived from the open-file limit (core/fdbudget.h) */
+	int64_t max_connections_per_address; /* 0: none */
 	int64_t max_header_size;  /* request line + headers, bytes */
 	int64_t max_body_size;    /* bytes */
 	int64_t request_timeout_ms; /* to receive one whole request */
+	int64_t header_timeout_ms;  /* to receive its line and headers (< request_timeout) */
 	int64_t idle_timeout_ms;  /* keep-alive connection with no request */
 	int64_t max_requests_per_conn;
 	char *trusted_proxies;    /* core/proxy.h list: X-Forwarded-For believed from these */
@@ -65,7 +67,7 @@ struct auth_cfg {
 };
 
 struct ws_cfg {
-	int64_t max_connections;
+	int64_t max_connections;  /* 0: derived (core/fdbudget.h) */
 	int64_t max_frame_size;   /* bytes of one frame's payload */
 	int64_t max_message_size; /* bytes of one message, all fragments */
 	int64_t max_output;       /* unsent bytes before a slow reader is dropped */
@@ -73,6 +75,9 @@ struct ws_cfg {
 	int64_t idle_timeout_ms;
 	int64_t close_timeout_ms;
 	int64_t max_rejections;   /* rejected messages per minute before the connection is closed */
+	double max_messages_per_s; /* data frames per connection, sustained... */
+	int64_t max_message_burst; /* ...and at once */
+	double max_pings_per_s;    /* ping and pong frames per connection (bursts of 4x) */
 	bool echo;                /* test-only: GET /v1/ws/echo echoes every message, no token */
 };
 
@@ -87,6 +92,9 @@ struct presence_cfg {
 	int64_t max_ping_age_ms;      /* a ping stamped older than this is refused */
 	int64_t ack_interval_ms;      /* 0: pings are not acknowledged */
 	int64_t fuzz_m;               /* riders see positions moved by up to this */
+	double gps_max_speed_kmh;     /* a fix implying more is not believed; 0: no check */
+	int64_t gps_max_jump_m;       /* nor one farther than this from the one before */
+	int64_t gps_recover_fixes;    /* consistent fixes in a row that end a suspicion */
 	int64_t nearby_max_radius_m;
 	int64_t nearby_max_limit;
 	bool history;                 /* write location history at all */
@@ -166,6 +174,7 @@ enum events_sink { EVENTS_SINK_NONE, EVENTS_SINK_NATS };
 struct events_cfg {
 	int sink;                   /* enum events_sink */
 	char *url;                  /* nats://host:port[,...]; empty: the relay stays off */
+	char *credentials;          /* file: .creds, user:password or a token; empty: none */
 	char *subject_prefix;       /* <prefix>.<event_type> */
 	char *stream;               /* JetStream stream, created if missing */
 	int retention;              /* 0 limits, 1 interest, 2 workqueue */

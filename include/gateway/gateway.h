@@ -120,6 +120,9 @@ bool gateway_send_text_v(struct session *s, const char *event_type, int version,
 void gateway_reject(struct session *s, const char *command_type, const char *correlation, const struct gw_reject *rej);
 /* Closes a session (e.g. WS_CLOSE_REPLACED when another one takes over). */
 void gateway_close(struct session *s, uint16_t code, const char *reason);
+/* Closes every open session of an account with code and reason (its
+ * standing changed: disabled, deleted, password changed); returns how many. */
+int gateway_close_account(struct gateway *gw, const char *account_id, uint16_t code, const char *reason);
 
 /* Helpers for handlers. */
 void gw_reject_set(struct gw_reject *rej, const char *reason, const char *field, const char *fmt, ...)

@@ -54,12 +54,17 @@ enum http_parse_status http_parse_head(char *buf, size_t len, size_t max_head, s
 
 const char *http_head_get(const struct http_head *h, const char *lower_name);
 
-/* Incremental chunked-body decoder. Feed it bytes; it appends body bytes to
- * `body` (up to max_body) and reports how many input bytes it consumed. */
+/* Incremental chunked-body decoder (RFC 9112 7.1). Feed it bytes; it
+ * appends body bytes to `body` (up to max_body) and reports how many input
+ * bytes it consumed. Chunk extensions (with blanks, tabs and quoted strings)
+ * and trailer fields are read and discarded, bounded in size; a chunk size
+ * may have leading zeros. */
 struct http_chunked {
 	int state;
-	uint64_t remaining; /* of the current chunk */
-	size_t line_len;    /* bytes of the current size/trailer line seen */
+	uint64_t remaining;  /* of the current chunk */
+	int digits;          /* significant hex digits of the size read */
+	size_t line_len;     /* bytes of the current size/trailer line seen */
+	size_t trailer_len;  /* bytes of the trailer section seen */
 	size_t body_len;
 };
 
@@ -78,8 +83,35 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 
 /* Percent-decodes s[0..n) into out (capacity outlen incl. NUL); `plus` turns
  * '+' into ' ' (query strings). Refuses %00 and malformed escapes. Returns
- * the decoded length or -1. */
+ * the decoded length, or -1 with out holding "" (when outlen > 0): out is a
+ * string either way. */
 int http_url_decode(const char *s, size_t n, char *out, size_t outlen, bool plus);
+
+/* The request target (origin-form, RFC 9112 3.2.1) split into its path and
+ * query and percent-decoded (RFC 3986 2.1; '+' is a space in the query, as
+ * forms send it). Every string is NUL-terminated inside the caller's buffer
+ * (http_target_bufsize bytes), never containing a NUL of its own (%00 is
+ * refused). On an error `path` still points at a string: the raw path, as
+ * sent (printable ASCII, since the head parser refused anything else), for
+ * the reply to name. */
+#define HTTP_MAX_QUERY 32
+
+enum http_target_status {
+	HTTP_TARGET_OK = 0,
+	HTTP_TARGET_BAD_PATH,  /* a malformed escape or %00 in the path */
+	HTTP_TARGET_BAD_QUERY, /* the same in the query */
+	HTTP_TARGET_TOO_MANY,  /* more than HTTP_MAX_QUERY parameters */
+};
+
+struct http_target {
+	const char *path;
+	int nquery;
+	const char *keys[HTTP_MAX_QUERY], *vals[HTTP_MAX_QUERY];
+	size_t used; /* bytes of the buffer used; what follows is free */
+};
+
+size_t http_target_bufsize(const char *target);
+enum http_target_status http_target_decode(const char *target, char *buf, size_t buflen, struct http_target *t);
 
 const char *http_status_reason(int status);
 

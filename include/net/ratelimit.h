@@ -19,8 +19,10 @@ void ratelimit_free(struct ratelimit *rl);
 /* true if allowed (and counted). Otherwise *retry_after_ms says when the next
  * one would be. now_ms is any monotonic millisecond clock. */
 bool ratelimit_allow(struct ratelimit *rl, const char *key, int64_t now_ms, int64_t *retry_after_ms);
-/* Gives back one event that was counted but not served after all (a request
- * answered 503: the retry it invites must not spend the client's allowance). */
+/* Would one more be allowed now? Counts nothing. */
+bool ratelimit_check(const struct ratelimit *rl, const char *key, int64_t now_ms);
+/* Gives back one event that was counted but did not happen after all (a
+ * request refused for overload must not spend a client's allowance). */
 void ratelimit_refund(struct ratelimit *rl, const char *key, int64_t now_ms);
 int ratelimit_size(const struct ratelimit *rl);
 

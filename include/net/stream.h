@@ -10,14 +10,19 @@
  * hold bytes, so an idle connection costs its struct and two events.
  *
  * Limits: input never grows past in_max (the owner then stops reading until
- * it consumes some); pending output past out_max makes stream_write fail, and
- * the owner decides (HTTP: close; WebSocket: close with 1008). */
+ * it consumes some), and grows only as bytes arrive (a kilobyte of room
+ * beyond what is held, doubling for large bodies), so a client trickling a
+ * few bytes costs a few bytes; pending output past out_max makes
+ * stream_write fail, and the owner decides (HTTP: close; WebSocket: close
+ * with 1008). */
 #ifndef RH_NET_STREAM_H
 #define RH_NET_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/uio.h>
+
+#include "net/conncount.h"
 
 struct event_base;
 struct stream;
@@ -62,12 +67,21 @@ struct stream {
 	bool in_cb;     /* a callback is on the stack */
 	bool dead;      /* stream_free was called from a callback */
 	bool rerun;     /* ops changed: run on_read over the remaining input */
+	/* The socket's place in the connection counts, released when the
+	 * descriptor is closed (stream_count). */
+	struct conn_counts *counts;
+	struct conn_addr addr;
+	bool has_addr;
 };
 
 /* Takes ownership of fd (non-blocking); starts reading. initial/len: bytes
  * already received (e.g. after an HTTP upgrade), copied in. */
 struct stream *stream_new(struct event_base *base, int fd, struct stream_scratch *scratch, size_t in_max,
 			  size_t out_max, const struct stream_ops *ops, void *arg);
+/* Ties the socket to its place in `counts` (taken by the caller with
+ * conn_counts_acquire): released when the stream closes its descriptor,
+ * whoever owns it then. addr may be NULL. */
+void stream_count(struct stream *s, struct conn_counts *counts, const struct conn_addr *addr);
 /* Hands the socket to a new owner: same stream, new callbacks. */
 void stream_set_ops(struct stream *s, const struct stream_ops *ops, void *arg, size_t in_max, size_t out_max);
 /* Closes the socket and frees everything. Safe inside the stream's own

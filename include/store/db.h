@@ -63,6 +63,15 @@ void db_query(struct db *db, const struct db_stmt *stmt, const char *const *para
 void db_query_timeout(struct db *db, const struct db_stmt *stmt, const char *const *params, int64_t timeout_ms,
 		      db_cb cb, void *arg);
 
+/* Notifications (LISTEN/NOTIFY) on one channel: one connection of the pool
+ * listens (and carries queries as the others do). on_notify gets each
+ * payload, from the loop; on_listen runs each time listening (re)starts --
+ * at start and after that connection was lost, when notifications sent
+ * meanwhile were missed and the caller should reload what they announce.
+ * Call before db_start; one channel per pool. */
+void db_listen(struct db *db, const char *channel, void (*on_notify)(void *arg, const char *payload),
+	       void (*on_listen)(void *arg), void *arg);
+
 /* Readiness: a connection is up and the schema is current. When not ready,
  * why[] says why ("connecting: connection refused", "migration 3 failed: ..."). */
 bool db_is_ready(const struct db *db, char *why, size_t whylen);

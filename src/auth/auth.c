@@ -1,6 +1,8 @@
 #include "auth/auth.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,9 @@
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
+#include "core/uuid.h"
 #include "core/worker.h"
+#include "net/conncount.h"
 #include "net/http.h"
 #include "net/ratelimit.h"
 #include "store/db.h"
@@ -21,24 +25,6 @@
 
 #define PASSWORD_MAX_BYTES 1024
 #define RATELIMIT_KEYS 65536
-
-struct auth {
-	struct auth_deps deps;
-	const struct auth_cfg *cfg;
-	struct worker_pool *pool;
-	unsigned char key[1024];
-	size_t keylen;
-	struct ratelimit *rl_account, *rl_address, *rl_signup;
-	char dummy_hash[crypto_pwhash_STRBYTES]; /* verified against when the account does not exist */
-	struct metric_family *f_logins;
-	struct metric_cell *m_queue;
-	/* Tokens verified recently: apps send the same token on every request
-	 * and every reconnect, and checking a signature costs microseconds (a
-	 * tenth of a nearby query). Direct-mapped by a keyed hash of the token;
-	 * a hit compares the whole token in constant time and re-checks expiry. */
-	unsigned char cache_key[crypto_shorthash_KEYBYTES];
-	struct token_cache_entry *cache;
-};
 
 #define TOKEN_CACHE_SLOTS 4096
 #define TOKEN_CACHE_MAX_LEN 480
@@ -52,9 +38,12 @@ struct token_cache_entry {
 /* ------------------------------------------------------------ statements */
 
 static struct db_stmt st_login[3] = {
-	{ "auth_login_rider", "SELECT id, password_hash, disabled FROM riders WHERE lower(email) = lower($1)", 1 },
-	{ "auth_login_driver", "SELECT id, password_hash, disabled FROM drivers WHERE lower(email) = lower($1)", 1 },
-	{ "auth_login_operator", "SELECT id, password_hash, disabled FROM operators WHERE lower(email) = lower($1)", 1 },
+	{ "auth_login_rider", "SELECT id, password_hash, disabled, credential_version FROM riders"
+			      " WHERE lower(email) = lower($1) AND deleted_at IS NULL", 1 },
+	{ "auth_login_driver", "SELECT id, password_hash, disabled, credential_version FROM drivers"
+			       " WHERE lower(email) = lower($1) AND deleted_at IS NULL", 1 },
+	{ "auth_login_operator", "SELECT id, password_hash, disabled, credential_version FROM operators"
+				 " WHERE lower(email) = lower($1) AND deleted_at IS NULL", 1 },
 };
 struct db_stmt st_insert_rider = {
 	"auth_insert_rider",
@@ -75,24 +64,25 @@ static struct db_stmt st_me[3] = {
 	{ "auth_me_operator", "SELECT operator_json(o) FROM operators o WHERE id = $1", 1 },
 };
 static struct db_stmt st_driver_get = {
-	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1", 1
+	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1 AND deleted_at IS NULL", 1
 };
 static struct db_stmt st_driver_list = {
 	"auth_driver_list",
-	"SELECT driver_json(d), d.id FROM drivers d WHERE $1::uuid IS NULL OR d.id > $1::uuid ORDER BY d.id LIMIT $2", 2
+	"SELECT driver_json(d), d.id FROM drivers d WHERE ($1::uuid IS NULL OR d.id > $1::uuid) AND d.deleted_at IS NULL"
+	" ORDER BY d.id LIMIT $2", 2
 };
 
-static int role_index(enum auth_role r)
+int auth_role_index(enum auth_role r)
 {
 	return r == ROLE_RIDER ? 0 : r == ROLE_DRIVER ? 1 : 2;
 }
 
 /* ------------------------------------------------------------ tokens */
 
-rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role role, const char *id,
+rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role role, const char *id, int64_t cv,
 			int64_t now_s, int64_t ttl_s, char *out, size_t outlen, int64_t *exp)
 {
-	struct jwt_claims c = { .role = role, .iat = now_s, .exp = now_s + ttl_s };
+	struct jwt_claims c = { .role = role, .iat = now_s, .exp = now_s + ttl_s, .cv = cv };
 	unsigned char rnd[12];
 	snprintf(c.sub, sizeof c.sub, "%s", id);
 	randombytes_buf(rnd, sizeof rnd);
@@ -102,8 +92,32 @@ rh_err auth_issue_token(const unsigned char *key, size_t keylen, enum auth_role 
 	return jwt_sign(key, keylen, &c, out, outlen);
 }
 
+/* Does the token's account still stand? (revoke.h: in memory, no database) */
+static rh_err auth_standing(struct auth *a, const struct auth_principal *who, const char **why)
+{
+	struct uuid u;
+	if (!uuid_parse(who->id, &u)) {
+		*why = "malformed subject";
+		return RH_EINVAL;
+	}
+	enum revoke_verdict v = revoke_check(a->revoked, &u, who->cv);
+	if (v == REVOKE_OK)
+		return RH_OK;
+	metric_inc(a->m_refused[v]);
+	*why = revoke_verdict_name(v);
+	switch (v) {
+	case REVOKE_UNKNOWN: return RH_EAGAIN;
+	case REVOKE_DISABLED: return RH_ECONFLICT;
+	case REVOKE_DELETED: return RH_ENOTFOUND;
+	default: return RH_EINVAL;
+	}
+}
+
 rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principal *out, const char **why)
 {
+	const char *unused;
+	if (!why)
+		why = &unused;
 	int64_t now_s = rh_wall_ms() / 1000, leeway_s = a->cfg->leeway_ms / 1000;
 	size_t len = strlen(token);
 	struct token_cache_entry *slot = NULL;
@@ -113,7 +127,7 @@ rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principa
 		slot = &a->cache[h % TOKEN_CACHE_SLOTS];
 		if (slot->len == len && sodium_memcmp(slot->token, token, len) == 0 && now_s <= slot->who.exp + leeway_s) {
 			*out = slot->who;
-			return RH_OK;
+			return auth_standing(a, out, why);
 		}
 	}
 	struct jwt_claims c;
@@ -124,12 +138,13 @@ rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principa
 	snprintf(out->id, sizeof out->id, "%s", c.sub);
 	snprintf(out->jti, sizeof out->jti, "%s", c.jti);
 	out->exp = c.exp;
+	out->cv = c.cv;
 	if (slot) {
 		memcpy(slot->token, token, len);
 		slot->len = (uint16_t)len;
 		slot->who = *out;
 	}
-	return RH_OK;
+	return auth_standing(a, out, why);
 }
 
 static const char *bearer(struct http_req *req)
@@ -163,21 +178,43 @@ static bool is_admin_token(struct auth *a, const char *tok, struct auth_principa
 	return true;
 }
 
+bool auth_verify_token_or_reply(struct auth *a, struct http_req *req, const char *token, struct auth_principal *out)
+{
+	const char *why = NULL;
+	switch (auth_verify_token(a, token, out, &why)) {
+	case RH_OK:
+		return true;
+	case RH_EAGAIN:
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_problem(req, PROBLEM_DB_UNAVAILABLE, NULL,
+				   "accounts cannot be checked until the database has been reached; retry shortly");
+		return false;
+	case RH_ECONFLICT:
+		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
+		return false;
+	case RH_ENOTFOUND:
+		reply_unauthorized(req, "this account no longer exists");
+		return false;
+	default:
+		reply_unauthorized(req, strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
+				   : strcmp(why, "revoked") == 0
+					   ? "the access token was revoked (the password changed, or the account was re-enabled); log in again"
+					   : "the access token is invalid");
+		return false;
+	}
+}
+
 bool auth_require_or_reply(struct auth *a, struct http_req *req, unsigned roles, struct auth_principal *out)
 {
 	const char *tok = bearer(req);
-	const char *why = NULL;
 	if ((roles & ROLE_OPERATOR) && is_admin_token(a, tok, out))
 		return true;
 	if (!tok) {
 		reply_unauthorized(req, "an access token is required: Authorization: Bearer <token> from POST /v1/auth/login");
 		return false;
 	}
-	if (auth_verify_token(a, tok, out, &why) != RH_OK) {
-		reply_unauthorized(req, why && strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
-									   : "the access token is invalid");
+	if (!auth_verify_token_or_reply(a, req, tok, out))
 		return false;
-	}
 	if (!(roles & out->role)) {
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "a %s may not do this", auth_role_name(out->role));
 		return false;
@@ -236,7 +273,17 @@ struct pw_job {
 	cJSON *body;          /* the validated request body (sign-up, create) */
 	enum auth_role role;
 	char account_id[40];
+	int64_t cv;           /* the account's credential version */
 	bool disabled, found;
+	/* a login's rate-limit keys (its address's, its account's) */
+	char addr[64];
+	struct conn_addr ca;  /* the address, for the count of its logins being hashed */
+	bool has_addr;
+	int lane;
+	char account_key[96];
+	/* a plain hash or verify for accounts.c (auth_pw_hash/auth_pw_verify) */
+	auth_pw_cb cb;
+	void *cb_arg;
 };
 
 static void pw_run(struct worker_job *job)
@@ -264,6 +311,7 @@ static void pw_done(struct worker_job *job)
 	j->next(j);
 }
 
+
 static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
 				 void (*next)(struct pw_job *))
 {
@@ -284,9 +332,41 @@ static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_k
 static void pw_submit_or_reply(struct pw_job *j)
 {
 	if (worker_submit(j->auth->pool, &j->job) != RH_OK) {
+		http_reply_header(j->req, "Retry-After", "1");
 		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
 		pw_job_free(j);
 	}
+}
+
+static void pw_plain_done(struct pw_job *j)
+{
+	j->cb(j->cb_arg, j->ok, j->hash);
+	pw_job_free(j);
+}
+
+static bool pw_plain(struct auth *a, enum pw_kind kind, const char *password, const char *hash, auth_pw_cb done,
+		     void *arg)
+{
+	struct pw_job *j = pw_job_new(a, NULL, kind, password, pw_plain_done);
+	j->cb = done;
+	j->cb_arg = arg;
+	if (hash)
+		snprintf(j->hash, sizeof j->hash, "%s", hash);
+	if (worker_submit(a->pool, &j->job) != RH_OK) {
+		pw_job_free(j);
+		return false;
+	}
+	return true;
+}
+
+bool auth_pw_hash(struct auth *a, const char *password, auth_pw_cb done, void *arg)
+{
+	return pw_plain(a, PW_HASH, password, NULL, done, arg);
+}
+
+bool auth_pw_verify(struct auth *a, const char *password, const char *hash, auth_pw_cb done, void *arg)
+{
+	return pw_plain(a, PW_VERIFY, password, hash, done, arg);
 }
 
 /* ------------------------------------------------------------ rate limits */
@@ -305,13 +385,29 @@ static bool limited_or_reply(struct http_req *req, struct ratelimit *rl, const c
 	return true;
 }
 
-/* The address part of "ip:port". */
-static void peer_address(struct http_req *req, char *out, size_t n)
+/* The client's address as the per-address limits key it: an IPv4 address,
+ * or the /64 an IPv6 address is in (one host commonly holds a whole /64:
+ * keyed by the full address, a client would get 2^64 budgets). `out` is a
+ * printable key; `ca` the same as a conn_addr (false: no address). */
+static bool peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca)
 {
-	snprintf(out, n, "%s", http_req_peer(req));
-	char *colon = strrchr(out, ':');
+	char host[64];
+	snprintf(host, sizeof host, "%s", http_req_peer(req));
+	char *colon = strrchr(host, ':');
 	if (colon)
 		*colon = '\0';
+	snprintf(out, n, "%s", host);
+	struct sockaddr_in in = { .sin_family = AF_INET };
+	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+	bool ok = inet_pton(AF_INET, host, &in.sin_addr) == 1 ? conn_addr_of((struct sockaddr *)&in, ca)
+		  : inet_pton(AF_INET6, host, &in6.sin6_addr) == 1 ? conn_addr_of((struct sockaddr *)&in6, ca)
+								    : false;
+	if (ok && !(ca->b[10] == 0xff && ca->b[11] == 0xff && !ca->b[0])) {
+		char v6[INET6_ADDRSTRLEN];
+		inet_ntop(AF_INET6, ca->b, v6, sizeof v6);
+		snprintf(out, n, "%s/64", v6);
+	}
+	return ok;
 }
 
 /* ------------------------------------------------------------ login */
@@ -331,12 +427,17 @@ static void login_count(struct auth *a, const char *result)
 	metric_inc(metric_cell(a->f_logins, lv));
 }
 
+static int64_t now_ms(void) { return rh_mono_ns() / 1000000; }
+
 static void login_verified(struct pw_job *j)
 {
 	struct auth *a = j->auth;
 	struct http_req *req = j->req;
+	conn_counts_release(a->hashing, j->has_addr ? &j->ca : NULL);
 	if (!j->ok || !j->found) {
 		login_count(a, "bad_credentials");
+		/* an address that keeps failing waits behind those that do not */
+		ratelimit_allow(a->rl_failures, j->addr, now_ms(), NULL);
 		log_info(http_req_logid(req), "login refused for a %s account from %s", auth_role_name(j->role),
 			 http_req_peer(req));
 		reply_unauthorized(req, "invalid email or password");
@@ -344,31 +445,56 @@ static void login_verified(struct pw_job *j)
 		login_count(a, "disabled");
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
 	} else {
-		char token[JWT_MAX_LEN], exp_str[32];
-		int64_t exp, now = rh_wall_ms() / 1000;
-		if (auth_issue_token(a->key, a->keylen, j->role, j->account_id, now,
-				     a->cfg->token_ttl_ms / 1000, token, sizeof token, &exp) != RH_OK) {
-			http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
-		} else {
-			login_count(a, "ok");
-			rh_format_rfc3339(exp * 1000, exp_str);
-			cJSON *r = cJSON_CreateObject();
-			cJSON_AddStringToObject(r, "token", token);
-			cJSON_AddStringToObject(r, "token_type", "Bearer");
-			cJSON_AddStringToObject(r, "expires_at", exp_str);
-			cJSON_AddNumberToObject(r, "expires_in", (double)(exp - now));
-			cJSON_AddStringToObject(r, "role", auth_role_name(j->role));
-			cJSON_AddStringToObject(r, "subject", j->account_id);
-			http_reply_json(req, 200, r);
-		}
+		login_count(a, "ok");
+		/* a login that succeeds does not spend the account's budget: it
+		 * bounds guesses, not a user's phones and tablets */
+		ratelimit_refund(a->rl_account, j->account_key, now_ms());
+		auth_reply_token(a, req, j->role, j->account_id, j->cv);
 	}
 	pw_job_free(j);
+}
+
+void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role, const char *id, int64_t cv)
+{
+	char token[JWT_MAX_LEN], exp_str[32];
+	int64_t exp, now = rh_wall_ms() / 1000;
+	if (auth_issue_token(a->key, a->keylen, role, id, cv, now, a->cfg->token_ttl_ms / 1000, token,
+			     sizeof token, &exp) != RH_OK) {
+		http_reply_problem(req, PROBLEM_INTERNAL, NULL, "cannot sign a token");
+		return;
+	}
+	/* a bearer credential: no cache (a proxy's, a browser's) may keep it */
+	http_reply_header(req, "Cache-Control", "no-store");
+	rh_format_rfc3339(exp * 1000, exp_str);
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "token", token);
+	cJSON_AddStringToObject(r, "token_type", "Bearer");
+	cJSON_AddStringToObject(r, "expires_at", exp_str);
+	cJSON_AddNumberToObject(r, "expires_in", (double)(exp - now));
+	cJSON_AddStringToObject(r, "role", auth_role_name(role));
+	cJSON_AddStringToObject(r, "subject", id);
+	http_reply_json(req, 200, r);
+	sodium_memzero(token, sizeof token);
+}
+
+/* The email of an account that does not exist, as a rate-limit key: its
+ * ASCII letters lower-cased. (An account that exists is keyed by its id:
+ * the database found it by its own folding, lower(), which also folds what
+ * ASCII does not, K (U+212A) to k, so no spelling of an address gets a
+ * budget of its own.) */
+static void unknown_account_key(const char *role, const char *email, char *out, size_t n)
+{
+	snprintf(out, n, "email:%s:%s", role, email);
+	for (char *c = out; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
 }
 
 static void login_found(void *arg, const struct db_result *res)
 {
 	struct pw_job *j = arg;
+	struct auth *a = j->auth;
 	if (res->err != RH_OK) {
+		ratelimit_refund(a->rl_address, j->addr, now_ms()); /* our trouble, not the client's attempt */
 		http_reply_err(j->req, db_result_err(res), "check credentials", res->message);
 		pw_job_free(j);
 		return;
@@ -378,12 +504,40 @@ static void login_found(void *arg, const struct db_result *res)
 		snprintf(j->account_id, sizeof j->account_id, "%s", db_get(res, 0, 0));
 		snprintf(j->hash, sizeof j->hash, "%s", db_get(res, 0, 1));
 		j->disabled = db_get(res, 0, 2)[0] == 't';
+		j->cv = strtoll(db_get(res, 0, 3), NULL, 10);
+		snprintf(j->account_key, sizeof j->account_key, "id:%s", j->account_id);
+		/* the row is the truth: should a notification have been missed */
+		auth_account_changed(a, j->role, j->account_id, j->cv, j->disabled, false);
 	} else {
 		/* No such account: check against a dummy hash anyway, so the reply
 		 * takes as long as for a wrong password (no account enumeration). */
-		snprintf(j->hash, sizeof j->hash, "%s", j->auth->dummy_hash);
+		snprintf(j->hash, sizeof j->hash, "%s", a->dummy_hash);
 	}
-	pw_submit_or_reply(j);
+	/* the account's budget, before any hashing */
+	if (limited_or_reply(j->req, a->rl_account, j->account_key, "login attempts for this account")) {
+		login_count(a, "rate_limited");
+		pw_job_free(j);
+		return;
+	}
+	/* Hashing is the scarce part (argon2id, auth.hash_threads). The first
+	 * lane is for addresses that have not failed lately and have no other
+	 * login being hashed: a user logs in once and waits. A flood of guesses
+	 * from many addresses, each under its own limit, ends up in the second
+	 * lane after one attempt per address, and waits behind users. */
+	bool first = ratelimit_check(a->rl_failures, j->addr, now_ms()) &&
+		     (!j->has_addr || conn_counts_of(a->hashing, &j->ca) == 0);
+	j->lane = first ? 0 : 1;
+	if (worker_submit_lane(a->pool, &j->job, j->lane) == RH_OK) {
+		conn_counts_acquire(a->hashing, j->has_addr ? &j->ca : NULL);
+	} else {
+		/* refused for our overload: it spends neither budget */
+		ratelimit_refund(a->rl_account, j->account_key, now_ms());
+		ratelimit_refund(a->rl_address, j->addr, now_ms());
+		login_count(a, "overloaded");
+		http_reply_header(j->req, "Retry-After", "1");
+		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
+		pw_job_free(j);
+	}
 }
 
 static void auth_login(struct http_req *req, void *ctx)
@@ -393,21 +547,23 @@ static void auth_login(struct http_req *req, void *ctx)
 	if (!body)
 		return;
 	const char *role = jv_str(body, "role"), *email = jv_str(body, "email");
-	char key[160], addr[64];
-	snprintf(key, sizeof key, "%s:%s", role, email);
-	for (char *c = key; *c; c++)
-		*c = (char)tolower((unsigned char)*c);
-	peer_address(req, addr, sizeof addr);
-	if (limited_or_reply(req, a->rl_address, addr, "login attempts from this address") ||
-	    limited_or_reply(req, a->rl_account, key, "login attempts for this account")) {
+	char addr[64];
+	struct conn_addr ca;
+	bool has_addr = peer_address(req, addr, sizeof addr, &ca);
+	/* the address's budget first: it costs no database round trip */
+	if (limited_or_reply(req, a->rl_address, addr, "login attempts from this address")) {
 		login_count(a, "rate_limited");
 		cJSON_Delete(body);
 		return;
 	}
 	struct pw_job *j = pw_job_new(a, req, PW_VERIFY, jv_str(body, "password"), login_verified);
 	j->role = auth_role_parse(role);
+	snprintf(j->addr, sizeof j->addr, "%s", addr);
+	j->has_addr = has_addr;
+	j->ca = ca;
+	unknown_account_key(role, email, j->account_key, sizeof j->account_key);
 	const char *params[] = { email };
-	db_query(a->deps.db, &st_login[role_index(j->role)], params, login_found, j);
+	db_query(a->deps.db, &st_login[auth_role_index(j->role)], params, login_found, j);
 	cJSON_Delete(body);
 }
 
@@ -548,7 +704,8 @@ static void auth_signup(struct http_req *req, void *ctx)
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "rider sign-up is closed; ask the operator for an account");
 		return;
 	}
-	peer_address(req, addr, sizeof addr);
+	struct conn_addr ca;
+	peer_address(req, addr, sizeof addr, &ca);
 	if (limited_or_reply(req, a->rl_signup, addr, "sign-ups from this address"))
 		return;
 	create_account(a, req, ROLE_RIDER, auth_rider_fields);
@@ -604,7 +761,7 @@ static void auth_me(struct http_req *req, void *ctx)
 		return;
 	}
 	const char *params[] = { p.id };
-	db_query(a->deps.db, &st_me[role_index(p.role)], params, row_or_404, req);
+	db_query(a->deps.db, &st_me[auth_role_index(p.role)], params, row_or_404, req);
 }
 
 static void admin_driver_get(struct http_req *req, void *ctx)
@@ -657,23 +814,18 @@ static void admin_driver_list(struct http_req *req, void *ctx)
 	struct auth_principal p;
 	if (!auth_operator_or_reply(a, req, &p))
 		return;
-	const char *limit = http_req_query(req, "limit"), *cursor = http_req_query(req, "cursor");
-	char *end = NULL;
-	long n = limit ? strtol(limit, &end, 10) : 50;
-	if (limit && (!*limit || *end || n < 1 || n > 500)) {
-		cJSON *ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", "limit");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "limit must be an integer from 1 to 500");
-		return;
-	}
+	const char *cursor = http_req_query(req, "cursor");
+	int64_t n;
+	if (!http_query_integer_or_reply(req, "limit", 1, 500, 50, false, &n))
+		return; /* the one strict number parser: no " 5", "+5" or "0x5" */
 	if (cursor && !jv_is_uuid(cursor)) {
 		cJSON *ext = cJSON_CreateObject();
 		cJSON_AddStringToObject(ext, "field", "cursor");
 		http_reply_problem(req, PROBLEM_VALIDATION, ext, "cursor must be a next_cursor value from a previous page");
 		return;
 	}
-	char ns[16];
-	snprintf(ns, sizeof ns, "%ld", n);
+	char ns[24];
+	snprintf(ns, sizeof ns, "%lld", (long long)n);
 	const char *params[] = { cursor, ns };
 	db_query(a->deps.db, &st_driver_list, params, driver_list_done, req);
 }
@@ -716,9 +868,19 @@ struct auth *auth_new(const struct auth_deps *d)
 		log_warn(NULL, "auth.jwt_secret is empty: using a random key; tokens will not survive a restart");
 	}
 	a->pool = worker_pool_new(d->base, (int)cfg->hash_threads, (int)cfg->hash_queue_max);
+	/* the first lane (logins from addresses in good standing, accounts being
+	 * created) newest first: when a flood of fresh addresses fills it, a
+	 * user who has just asked is not left behind all of them */
+	worker_lane_lifo(a->pool, 0, true);
+	worker_pool_skip_on_stop(a->pool); /* a pw_job not run is a failed check */
+	auth_accounts_init(a);
 	a->rl_account = ratelimit_new(cfg->login_per_account, cfg->login_per_account, RATELIMIT_KEYS);
 	a->rl_address = ratelimit_new(cfg->login_per_address, cfg->login_per_address, RATELIMIT_KEYS);
 	a->rl_signup = ratelimit_new(cfg->signup_per_address, cfg->signup_per_address, RATELIMIT_KEYS);
+	/* failed logins per address: after one (forgotten 5 minutes later),
+	 * the address's logins wait in the second lane */
+	a->rl_failures = ratelimit_new(0.2, 1, RATELIMIT_KEYS);
+	a->hashing = conn_counts_new();
 	/* The dummy hash uses the cheapest parameters that still take as long as
 	 * a real verify would: the stored hashes carry their own cost, so we
 	 * hash once with the configured cost. */
@@ -728,7 +890,8 @@ struct auth *auth_new(const struct auth_deps *d)
 		abort();
 	}
 	a->f_logins = metrics_counter(d->metrics, "ridehail_auth_logins_total",
-				      "Login attempts by result: ok, bad_credentials, disabled, rate_limited.", result_label);
+				      "Login attempts by result: ok, bad_credentials, disabled, rate_limited, overloaded.",
+				      result_label);
 	a->m_queue = metric_cell(metrics_gauge(d->metrics, "ridehail_auth_password_jobs",
 					       "Password hashing jobs queued or running on the worker threads.", NULL), NULL);
 	metrics_on_collect(d->metrics, auth_collect, a);
@@ -751,9 +914,12 @@ void auth_free(struct auth *a)
 	if (!a)
 		return;
 	worker_pool_free(a->pool);
+	auth_accounts_fini(a);
 	ratelimit_free(a->rl_account);
 	ratelimit_free(a->rl_address);
 	ratelimit_free(a->rl_signup);
+	ratelimit_free(a->rl_failures);
+	conn_counts_free(a->hashing);
 	sodium_memzero(a->key, sizeof a->key);
 	sodium_memzero(a->cache, TOKEN_CACHE_SLOTS * sizeof *a->cache);
 	rh_free(a->cache);

@@ -1,14 +1,81 @@
-/* Shared between the daemon's account endpoints (auth.c) and the admin CLI
- * (cli.c), so both validate and store accounts the same way. */
+/* Shared inside the auth module: the daemon's account endpoints (auth.c),
+ * the accounts' standing and the endpoints that change it (accounts.c), and
+ * the admin CLI (cli.c), so that all validate and store accounts the same
+ * way. */
 #ifndef RH_AUTH_INTERNAL_H
 #define RH_AUTH_INTERNAL_H
 
+#include <sodium.h>
+#include <stdbool.h>
+
+#include "auth/auth.h"
+#include "auth/revoke.h"
 #include "net/jsonv.h"
 #include "store/db.h"
+
+struct conn_counts;
+struct event;
+struct metric_cell;
+struct metric_family;
+struct ratelimit;
+struct token_cache_entry;
+struct worker_pool;
+
+struct auth {
+	struct auth_deps deps;
+	const struct auth_cfg *cfg;
+	struct worker_pool *pool;
+	unsigned char key[1024];
+	size_t keylen;
+	struct ratelimit *rl_account, *rl_address, *rl_signup;
+	struct ratelimit *rl_failures; /* failed logins per address: past it, the second hashing lane */
+	struct conn_counts *hashing;   /* logins being hashed, per address */
+	char dummy_hash[crypto_pwhash_STRBYTES]; /* verified against when the account does not exist */
+	struct metric_family *f_logins;
+	struct metric_cell *m_queue;
+	/* Tokens verified recently: apps send the same token on every request
+	 * and every reconnect, and checking a signature costs microseconds (a
+	 * tenth of a nearby query). Direct-mapped by a keyed hash of the token;
+	 * a hit compares the whole token in constant time and re-checks expiry
+	 * (and, as every token, the account's standing). */
+	unsigned char cache_key[crypto_shorthash_KEYBYTES];
+	struct token_cache_entry *cache;
+	/* The accounts whose tokens no longer all stand (accounts.c). */
+	struct revoke_table *revoked;
+	struct event *reload_timer;
+	struct metric_cell *m_revoked, *m_refused[5];
+	auth_standing_lost_fn standing_lost; /* closes an account's sessions (the daemon's) */
+	void *standing_ctx;
+};
 
 extern const struct jv_field auth_rider_fields[];
 extern const struct jv_field auth_driver_fields[];
 extern const struct jv_field auth_operator_fields[];
 extern struct db_stmt st_insert_rider, st_insert_driver, st_insert_operator;
+/* By role index (auth_role_index): disable/enable ($1 id, $2 boolean) and
+ * delete ($1 id; one row: exists, busy, new credential version or NULL). */
+extern struct db_stmt st_set_disabled[3], st_delete[3];
+
+/* The table of each role (0 rider, 1 driver, 2 operator). */
+int auth_role_index(enum auth_role r);
+
+/* argon2id on the worker threads, for accounts.c: `done` runs on the loop
+ * with the outcome (a hash: the new hash; a verify: whether it matched).
+ * false when the queue is full (nothing will run). */
+typedef void (*auth_pw_cb)(void *arg, bool ok, const char *hash);
+bool auth_pw_hash(struct auth *a, const char *password, auth_pw_cb done, void *arg);
+bool auth_pw_verify(struct auth *a, const char *password, const char *hash, auth_pw_cb done, void *arg);
+
+/* accounts.c: the standing of accounts (loaded, kept up to date by NOTIFY),
+ * the endpoints that change it, and the end of their sessions. */
+void auth_accounts_init(struct auth *a);
+void auth_accounts_fini(struct auth *a);
+/* An account's new state, from the database (a row we wrote, a
+ * notification, a login): the table is updated and, when this ends what was
+ * allowed, the account's open sessions are closed with the reason. */
+void auth_account_changed(struct auth *a, enum auth_role role, const char *id, int64_t cv, bool disabled,
+			  bool deleted);
+/* The login reply's token, for a password change too. */
+void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role, const char *id, int64_t cv);
 
 #endif

@@ -21,7 +21,56 @@ static void cli_usage(FILE *out)
 		"       ridehaild admin create-driver   --email E --name N (--password P | --password-stdin) [--phone T]\n"
 		"                                       --vehicle-type T --make M --model M --color C --plate P\n"
 		"       ridehaild admin token --role rider|driver|operator --id UUID [--ttl 12h]\n"
-		"Prints the created account (JSON) or the token. Uses database.url and auth.* from the configuration.\n");
+		"       ridehaild admin disable|enable|delete --role rider|driver|operator --id UUID\n"
+		"Prints the created account (JSON) or the token. Uses database.url and auth.* from the configuration.\n"
+		"disable and delete end the account's tokens and sessions at once (a running daemon is told).\n");
+}
+
+/* One statement; the result (the caller clears it), or NULL after saying why. */
+static PGresult *cli_exec(const struct rh_config *cfg, const char *sql, int n, const char *const *params)
+{
+	PGconn *pg = PQconnectdb(cfg->database.url);
+	if (PQstatus(pg) != CONNECTION_OK) {
+		fprintf(stderr, "ridehaild admin: cannot connect: %s", PQerrorMessage(pg));
+		PQfinish(pg);
+		return NULL;
+	}
+	PGresult *res = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "ridehaild admin: %s", PQresultErrorMessage(res));
+		PQclear(res);
+		res = NULL;
+	}
+	PQfinish(pg);
+	return res;
+}
+
+/* disable, enable, delete: the daemon's own statements. */
+static int standing(const struct rh_config *cfg, const char *cmd, const char *role, const char *id)
+{
+	enum auth_role r = auth_role_parse(role);
+	if (r == ROLE_NONE || !id || !jv_is_uuid(id)) {
+		fprintf(stderr, "ridehaild admin %s: --role rider|driver|operator and --id UUID are required\n", cmd);
+		return 2;
+	}
+	bool del = strcmp(cmd, "delete") == 0;
+	const struct db_stmt *st = del ? &st_delete[auth_role_index(r)] : &st_set_disabled[auth_role_index(r)];
+	const char *params[] = { id, strcmp(cmd, "disable") == 0 ? "true" : "false" };
+	PGresult *res = cli_exec(cfg, st->sql, st->nparams, params);
+	if (!res)
+		return 1;
+	int rc = 0;
+	if (del && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "0") != 0 && PQgetisnull(res, 0, 2)) {
+		fprintf(stderr, "ridehaild admin delete: the %s is in a trip: finish or cancel it (or disable it) first\n", role);
+		rc = 1;
+	} else if (PQntuples(res) == 0 || (del && strcmp(PQgetvalue(res, 0, 0), "0") == 0)) {
+		fprintf(stderr, "ridehaild admin %s: no %s with id %s\n", cmd, role, id);
+		rc = 1;
+	} else {
+		printf("%s %s %sd\n", role, id, cmd);
+	}
+	PQclear(res);
+	return rc;
 }
 
 static int mint(const struct rh_config *cfg, const char *role, const char *id, const char *ttl)
@@ -40,8 +89,25 @@ static int mint(const struct rh_config *cfg, const char *role, const char *id, c
 		fprintf(stderr, "ridehaild admin token: auth.jwt_secret is empty, so the daemon's key is random: set it first\n");
 		return 1;
 	}
+	/* the account's credential version: a token under an older one is refused */
+	static const char *const sql[] = {
+		"SELECT credential_version, disabled, deleted_at IS NOT NULL FROM riders WHERE id = $1::uuid",
+		"SELECT credential_version, disabled, deleted_at IS NOT NULL FROM drivers WHERE id = $1::uuid",
+		"SELECT credential_version, disabled, deleted_at IS NOT NULL FROM operators WHERE id = $1::uuid",
+	};
+	const char *params[] = { id };
+	PGresult *res = cli_exec(cfg, sql[auth_role_index(r)], 1, params);
+	if (!res)
+		return 1;
+	if (PQntuples(res) != 1 || PQgetvalue(res, 0, 1)[0] == 't' || PQgetvalue(res, 0, 2)[0] == 't') {
+		fprintf(stderr, "ridehaild admin token: no %s %s in good standing (absent, disabled or deleted)\n", role, id);
+		PQclear(res);
+		return 1;
+	}
+	int64_t cv = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
 	char token[JWT_MAX_LEN];
-	if (auth_issue_token((const unsigned char *)cfg->auth.jwt_secret, strlen(cfg->auth.jwt_secret), r, id,
+	if (auth_issue_token((const unsigned char *)cfg->auth.jwt_secret, strlen(cfg->auth.jwt_secret), r, id, cv,
 			     rh_wall_ms() / 1000, ttl_ms / 1000, token, sizeof token, NULL) != RH_OK)
 		return 1;
 	puts(token);
@@ -122,6 +188,8 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 	}
 	if (strcmp(cmd, "token") == 0)
 		return mint(cfg, role, id, ttl);
+	if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0 || strcmp(cmd, "delete") == 0)
+		return standing(cfg, cmd, role, id);
 
 	const struct jv_field *fields;
 	enum auth_role r;

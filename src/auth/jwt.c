@@ -47,8 +47,9 @@ rh_err jwt_sign(const unsigned char *key, size_t keylen, const struct jwt_claims
 	char payload[512], signing[1024];
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
 	int n = snprintf(payload, sizeof payload,
-			 "{\"iss\":\"ridehail\",\"sub\":\"%s\",\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"jti\":\"%s\"}",
-			 c->sub, auth_role_name(c->role), (long long)c->iat, (long long)c->exp, c->jti);
+			 "{\"iss\":\"ridehail\",\"sub\":\"%s\",\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld,\"jti\":\"%s\","
+			 "\"cv\":%lld}",
+			 c->sub, auth_role_name(c->role), (long long)c->iat, (long long)c->exp, c->jti, (long long)c->cv);
 	if (n < 0 || (size_t)n >= sizeof payload)
 		return RH_EINVAL;
 	size_t len = b64_encode(signing, sizeof signing, header_b64_json, strlen(header_b64_json));
@@ -146,7 +147,8 @@ rh_err jwt_verify(const unsigned char *key, size_t keylen, const char *token, in
 	const char *iss = jv_str(p, "iss"), *sub = jv_str(p, "sub"), *role = jv_str(p, "role"), *jti = jv_str(p, "jti");
 	bool ok = cJSON_IsObject(p) && iss && strcmp(iss, "ridehail") == 0 && sub && jv_is_uuid(sub) &&
 		  (c.role = auth_role_parse(role)) != ROLE_NONE && get_int(p, "exp", &c.exp) &&
-		  get_int(p, "iat", &c.iat);
+		  get_int(p, "iat", &c.iat) &&
+		  (!cJSON_GetObjectItemCaseSensitive(p, "cv") || (get_int(p, "cv", &c.cv) && c.cv >= 0));
 	if (ok) {
 		snprintf(c.sub, sizeof c.sub, "%s", sub);
 		snprintf(c.jti, sizeof c.jti, "%s", jti ? jti : "");

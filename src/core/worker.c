@@ -17,9 +17,13 @@ struct worker_pool {
 	struct event_base *base;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct worker_job *todo_head, *todo_tail; /* waiting for a thread */
+	/* waiting for a thread, per lane: lane 0 is always taken first */
+	struct worker_job *todo_head[WORKER_LANES], *todo_tail[WORKER_LANES];
 	struct worker_job *done_head, *done_tail; /* run; done() pending on the loop */
 	int queued, max_queued;
+	int lane_queued[WORKER_LANES];            /* submitted, done() not yet run */
+	bool lane_lifo[WORKER_LANES];
+	bool skip_on_stop; /* jobs still queued at free are not run (done() still is) */
 	bool stopping;
 	int nthreads;
 	pthread_t *threads;
@@ -32,17 +36,20 @@ static void *worker_main(void *arg)
 	struct worker_pool *p = arg;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->todo_head && !p->stopping)
+		while (!p->todo_head[0] && !p->todo_head[1] && !p->stopping)
 			pthread_cond_wait(&p->cond, &p->lock);
-		if (!p->todo_head && p->stopping)
+		int lane = p->todo_head[0] ? 0 : 1;
+		if (!p->todo_head[lane] && p->stopping)
 			break;
-		struct worker_job *job = p->todo_head;
-		p->todo_head = job->next;
-		if (!p->todo_head)
-			p->todo_tail = NULL;
+		struct worker_job *job = p->todo_head[lane];
+		p->todo_head[lane] = job->next;
+		if (!p->todo_head[lane])
+			p->todo_tail[lane] = NULL;
+		bool skip = p->stopping && p->skip_on_stop;
 		pthread_mutex_unlock(&p->lock);
 
-		job->run(job);
+		if (!skip)
+			job->run(job);
 
 		pthread_mutex_lock(&p->lock);
 		job->next = NULL;
@@ -69,6 +76,7 @@ static void worker_drain(struct worker_pool *p)
 	while (job) {
 		struct worker_job *next = job->next;
 		p->queued--;
+		p->lane_queued[job->lane]--;
 		job->done(job);
 		job = next;
 	}
@@ -107,21 +115,48 @@ struct worker_pool *worker_pool_new(struct event_base *base, int threads, int ma
 	return p;
 }
 
-rh_err worker_submit(struct worker_pool *p, struct worker_job *job)
+rh_err worker_submit_lane(struct worker_pool *p, struct worker_job *job, int lane)
 {
-	if (p->queued >= p->max_queued || p->stopping)
+	if (lane < 0 || lane >= WORKER_LANES)
+		lane = WORKER_LANES - 1;
+	if (p->lane_queued[lane] >= p->max_queued || p->stopping)
 		return RH_EAGAIN;
 	p->queued++;
+	p->lane_queued[lane]++;
 	job->next = NULL;
+	job->lane = lane;
 	pthread_mutex_lock(&p->lock);
-	if (p->todo_tail)
-		p->todo_tail->next = job;
-	else
-		p->todo_head = job;
-	p->todo_tail = job;
+	if (p->lane_lifo[lane] && p->todo_head[lane]) {
+		job->next = p->todo_head[lane];
+		p->todo_head[lane] = job;
+	} else {
+		if (p->todo_tail[lane])
+			p->todo_tail[lane]->next = job;
+		else
+			p->todo_head[lane] = job;
+		p->todo_tail[lane] = job;
+	}
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
 	return RH_OK;
+}
+
+void worker_pool_skip_on_stop(struct worker_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->skip_on_stop = true;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void worker_lane_lifo(struct worker_pool *p, int lane, bool lifo)
+{
+	if (lane >= 0 && lane < WORKER_LANES)
+		p->lane_lifo[lane] = lifo;
+}
+
+rh_err worker_submit(struct worker_pool *p, struct worker_job *job)
+{
+	return worker_submit_lane(p, job, 0);
 }
 
 int worker_queued(const struct worker_pool *p) { return p->queued; }

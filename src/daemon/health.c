@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/auth.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/metrics.h"
@@ -91,6 +92,10 @@ static void health_readyz(struct http_req *req, void *ctx)
 	}
 	if (!db_is_ready(srv->db, why, sizeof why)) {
 		health_readyz_not_ready(req, why);
+		return;
+	}
+	if (!auth_standing_loaded(srv->auth)) { /* tokens cannot be checked until then */
+		health_readyz_not_ready(req, "loading the accounts' standing");
 		return;
 	}
 	/* The pool thinks it is up; prove it with a round trip. */

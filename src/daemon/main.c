@@ -95,6 +95,20 @@ static int main_load_config(struct rh_config *cfg, const char *path)
 	return 1;
 }
 
+/* The local default database (scripts/localdb.sh) takes passwords only, kept
+ * in var/pg/pgpass: a command run from the clone finds it there, as it finds
+ * the database at database.url's built-in default, with nothing set. An
+ * explicit PGPASSFILE (or passfile= in the URL, which libpq prefers) wins. */
+static void main_local_passfile(void)
+{
+	static const char local[] = "var/pg/pgpass";
+	char *abs;
+	if (getenv("PGPASSFILE") || access(local, R_OK) != 0 || !(abs = realpath(local, NULL)))
+		return;
+	setenv("PGPASSFILE", abs, 0);
+	free(abs);
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_PRINT = 256, OPT_DOC, OPT_GET, OPT_STATUS };
@@ -115,6 +129,7 @@ int main(int argc, char **argv)
 	int c;
 
 	rh_alloc_install_hooks();
+	main_local_passfile();
 	while ((c = getopt_long(argc, argv, "+c:tvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config_path = optarg; break;

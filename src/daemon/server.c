@@ -4,7 +4,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -19,6 +18,7 @@
 #include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/fdbudget.h"
 #include "daemon/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -65,6 +65,13 @@ static size_t server_drivers_near(void *ctx, double lat, double lng, double radi
 	return n;
 }
 
+/* An account's tokens stopped standing (auth): its sessions end. */
+static int server_close_account(void *ctx, const char *account_id, uint16_t code, const char *reason)
+{
+	struct server *srv = ctx;
+	return gateway_close_account(srv->gateway, account_id, code, reason);
+}
+
 /* Each module gets what it needs, lower ones first; the listeners and hooks
  * that tie them are set here, in the order they must hear. */
 static void server_modules_init(struct server *srv)
@@ -76,6 +83,7 @@ static void server_modules_init(struct server *srv)
 	const struct gateway_deps gd = { .base = srv->base, .metrics = srv->metrics, .http = srv->http,
 					 .auth = srv->auth, .ws = &cfg->ws, .leeway_ms = cfg->auth.leeway_ms };
 	srv->gateway = gateway_new(&gd);
+	auth_on_standing_lost(srv->auth, server_close_account, srv);
 	srv->routing_api = routing_api_new(srv->http, srv->metrics, srv->routing, &cfg->routing);
 	const struct pricing_deps pd = {
 		.metrics = srv->metrics, .http = srv->http, .routing = srv->routing, .cfg = &cfg->pricing,
@@ -262,30 +270,11 @@ static void server_write_pid_file(const char *path)
 	fclose(f);
 }
 
-/* Every socket is a file descriptor: take the whole hard limit (as nginx's
- * worker_rlimit_nofile would) and say so when it cannot cover the
- * configured connection limits. */
-static void server_raise_fd_limit(const struct server *srv)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-			getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	uint64_t want = (uint64_t)srv->cfg.http.max_connections + (uint64_t)srv->cfg.ws.max_connections + 64;
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
-		log_warn(NULL, "open-file limit is %llu, below http.max_connections + ws.max_connections (%llu): "
-			       "connections past it are refused; raise it with ulimit -n / LimitNOFILE",
-			 (unsigned long long)rl.rlim_cur, (unsigned long long)want);
-}
-
 int server_run(struct server *srv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	server_raise_fd_limit(srv);
+	struct fd_budget fds;
+	fd_budget_apply(&srv->cfg, &fds); /* the connection caps, from the open-file limit */
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, server_signal, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, server_signal, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, server_signal, srv);

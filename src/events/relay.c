@@ -1,5 +1,6 @@
 /* The outbox relay (see include/events/events.h for the design). */
 #include "events/events.h"
+#include "events/natsauth.h"
 #include "events/webhook.h"
 
 #include <event2/event.h>
@@ -143,6 +144,8 @@ struct events {
 	int64_t backoff_ms;
 	int failures;        /* consecutive failed batches */
 	bool stats_busy;
+	bool signed_origin;  /* each message carries Ridehail-Origin (natsauth.h) */
+	unsigned char origin_key[EVENTS_ORIGIN_KEYBYTES];
 	struct metric_family *f_lag;
 	struct metric_cell *m_published, *m_duplicates, *m_errors, *m_batches, *m_backlog, *m_oldest, *m_connected,
 		*m_lag, *m_leader, *m_pruned;
@@ -292,6 +295,12 @@ static void relay_batch_run(struct worker_job *job)
 			s = natsMsgHeader_Set(m, "Ridehail-Aggregate-Id", e->aggregate_id);
 		if (s == NATS_OK)
 			s = natsMsgHeader_Set(m, "Ridehail-Aggregate-Seq", e->aggregate_seq);
+		if (s == NATS_OK && ev->signed_origin) {
+			/* what the webhook dispatcher will sign and send: ours only */
+			char origin[EVENTS_ORIGIN_LEN];
+			events_origin_sign(ev->origin_key, e->event_id, e->subject, e->data, e->len, origin);
+			s = natsMsgHeader_Set(m, EVENTS_ORIGIN_HEADER, origin);
+		}
 		if (s == NATS_OK) {
 			jsPubOptions_Init(&po);
 			po.MsgId = e->event_id;
@@ -644,12 +653,14 @@ struct events *events_new(const struct events_deps *d)
 		s = natsOptions_SetMaxReconnect(o, -1);
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(o, ev->cfg->retry_min_ms);
-	if (s != NATS_OK) {
-		log_error(NULL, "events: NATS options: %s; the relay is off", natsStatus_GetText(s));
+	char why[300] = "";
+	if (s != NATS_OK || events_nats_credentials(o, ev->cfg->credentials, why, sizeof why) != RH_OK) {
+		log_error(NULL, "events: NATS options: %s; the relay is off", why[0] ? why : natsStatus_GetText(s));
 		natsOptions_Destroy(o);
 		pthread_mutex_destroy(&ev->link.mu);
 		return ev;
 	}
+	ev->signed_origin = events_origin_key(d->webhooks->secret, ev->origin_key);
 	ev->link.opts = o;
 	ev->pool = worker_pool_new(d->base, 1, 2);
 	ev->tick = evtimer_new(d->base, relay_tick_cb, ev);

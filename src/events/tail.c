@@ -11,6 +11,7 @@
 #include "core/config.h"
 #include "core/settings.h"
 #include "events/events.h"
+#include "events/natsauth.h"
 
 static int tail_usage(FILE *out)
 {
@@ -70,6 +71,11 @@ int events_cli(const struct rh_config *cfg, int argc, char **argv)
 		s = natsOptions_SetURL(o, cfg->events.url);
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(o, cfg->events.connect_timeout_ms);
+	char why[300];
+	if (s == NATS_OK && events_nats_credentials(o, cfg->events.credentials, why, sizeof why) != RH_OK) {
+		fprintf(stderr, "ridehaild events tail: %s\n", why);
+		goto out;
+	}
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&nc, o);
 	if (s != NATS_OK) {

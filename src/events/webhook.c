@@ -14,9 +14,13 @@
  *
  * Signature: Ridehail-Signature: v1=<hex HMAC-SHA-256 of "<timestamp>.<body>">
  * under webhooks.secret, with Ridehail-Timestamp: <unix seconds>, so that a
- * receiver can refuse replays outside its tolerance. */
+ * receiver can refuse replays outside its tolerance. Only what the relay
+ * published is signed: a message on the stream without the relay's
+ * Ridehail-Origin (events/natsauth.h) -- someone else's publish on our
+ * subjects -- is terminated, counted and logged, never sent. */
 #include "events/events.h"
 #include "events/webhook.h"
+#include "events/natsauth.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -55,7 +59,7 @@ struct wh_job {
 	struct worker_job job;
 	struct endpoint *ep;
 	/* results, for the loop */
-	int outcome;          /* 0 idle, 1 delivered, 2 retry later, 3 dead, -1 NATS trouble */
+	int outcome;          /* 0 idle, 1 delivered, 2 retry later, 3 dead, 4 not ours, -1 NATS trouble */
 	int attempts;
 	int status;           /* HTTP status, 0 if none */
 	char error[200];
@@ -76,7 +80,7 @@ struct endpoint {
 	struct event *timer;
 	bool busy;
 	int failures;
-	struct metric_cell *m_delivered, *m_failed, *m_dead;
+	struct metric_cell *m_delivered, *m_failed, *m_dead, *m_foreign;
 };
 
 struct webhooks {
@@ -87,6 +91,7 @@ struct webhooks {
 	bool stopping;
 	int64_t started_ms;
 	natsOptions *opts;
+	unsigned char origin_key[EVENTS_ORIGIN_KEYBYTES];
 };
 
 /* ------------------------------------------------------------ worker thread */
@@ -295,6 +300,16 @@ static void webhook_job_run(struct worker_job *job)
 	jsMsgMetaData *meta = NULL;
 	j->attempts = natsMsg_GetMetaData(&meta, m) == NATS_OK ? (int)meta->NumDelivered : 1;
 	jsMsgMetaData_Destroy(meta);
+	const char *origin = NULL;
+	natsMsgHeader_Get(m, EVENTS_ORIGIN_HEADER, &origin);
+	if (!id || !events_origin_check(ep->wh->origin_key, id, subj, body, len, origin)) {
+		/* not published by our relay: never signed, never sent */
+		snprintf(j->error, sizeof j->error, "%s", origin ? "a wrong origin signature" : "no origin signature");
+		natsMsg_Term(m, NULL);
+		natsMsgList_Destroy(&list);
+		j->outcome = 4;
+		return;
+	}
 
 	char ts[24], sig[80], hdr_ts[48], hdr_sig[120], hdr_id[80], hdr_type[100], hdr_attempt[40];
 	snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
@@ -378,6 +393,12 @@ static void webhook_job_done(struct worker_job *job)
 		}
 		break;
 	}
+	case 4:
+		metric_inc(ep->m_foreign);
+		log_warn(NULL, "webhooks: %s: a message on %s.%s (id %s) that our relay did not publish (%s): dropped, not sent",
+			 ep->url, ep->wh->deps.cfg->subject_prefix, j->event_type, j->event_id[0] ? j->event_id : "none",
+			 j->error);
+		break;
 	default:
 		if (ep->failures++ % 50 == 0)
 			log_warn(NULL, "webhooks: %s: %s; retrying with backoff (%d failures in a row)", ep->url, j->error,
@@ -440,6 +461,9 @@ struct webhooks *webhooks_new(const struct events_deps *d)
 	struct metric_family *f_dead = metrics_counter(m, "ridehail_webhooks_dead_total",
 			"Events given up after webhooks.max_attempts failed deliveries (in webhook_dead_letters), by endpoint.",
 			ep_label);
+	struct metric_family *f_foreign = metrics_counter(m, "ridehail_webhooks_foreign_total",
+			"Messages on the stream that the relay did not publish (no or a wrong Ridehail-Origin): dropped, "
+			"never signed nor sent, by endpoint.", ep_label);
 	db_register(d->db, &st_dead);
 	if (!cfg->urls || !*cfg->urls)
 		return NULL;
@@ -455,10 +479,13 @@ struct webhooks *webhooks_new(const struct events_deps *d)
 	wh->deps = *d;
 	wh->cfg = cfg;
 	wh->started_ms = rh_wall_ms();
+	char why[300] = "";
+	events_origin_key(cfg->secret, wh->origin_key);
 	if (natsOptions_Create(&wh->opts) != NATS_OK || natsOptions_SetURL(wh->opts, d->cfg->url) != NATS_OK ||
 	    natsOptions_SetTimeout(wh->opts, d->cfg->connect_timeout_ms) != NATS_OK ||
-	    natsOptions_SetMaxReconnect(wh->opts, -1) != NATS_OK) {
-		log_error(NULL, "webhooks: NATS options failed: webhooks are off");
+	    natsOptions_SetMaxReconnect(wh->opts, -1) != NATS_OK ||
+	    events_nats_credentials(wh->opts, d->cfg->credentials, why, sizeof why) != RH_OK) {
+		log_error(NULL, "webhooks: NATS options failed%s%s: webhooks are off", why[0] ? ": " : "", why);
 		natsOptions_Destroy(wh->opts);
 		rh_free(wh);
 		return NULL;
@@ -481,6 +508,7 @@ struct webhooks *webhooks_new(const struct events_deps *d)
 		ep->m_delivered = metric_cell(f_del, lv);
 		ep->m_failed = metric_cell(f_fail, lv);
 		ep->m_dead = metric_cell(f_dead, lv);
+		ep->m_foreign = metric_cell(f_foreign, lv);
 		ep->pool = worker_pool_new(d->base, 1, 2);
 		ep->timer = evtimer_new(d->base, webhook_ep_tick, ep);
 		log_info(NULL, "webhooks: delivering events to %s (consumer %s)", ep->url, ep->durable);

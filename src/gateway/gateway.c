@@ -168,6 +168,21 @@ void gateway_close(struct session *s, uint16_t code, const char *reason)
 		ws_close(s->ws, code, reason);
 }
 
+int gateway_close_account(struct gateway *gw, const char *account_id, uint16_t code, const char *reason)
+{
+	int n = 0;
+	struct gw_session *gs, *next;
+	for (gs = TAILQ_FIRST(&gw->sessions); gs; gs = next) {
+		next = TAILQ_NEXT(gs, link);
+		if (gs->pub.ws && strcmp(gs->pub.who.id, account_id) == 0) {
+			log_info(ws_logid(gs->pub.ws), "closing the session of %s: %s", account_id, reason);
+			ws_close(gs->pub.ws, code, reason);
+			n++;
+		}
+	}
+	return n;
+}
+
 /* ------------------------------------------------------------ receiving */
 
 /* Counts a rejection; true when the client has now sent too many (now: when
@@ -509,18 +524,14 @@ static void gw_upgrade(struct http_req *req, void *ctx)
 		return;
 	const char *tok = gw_handshake_token(req, buf, sizeof buf, &protocol);
 	struct auth_principal who;
-	const char *why = NULL;
 	if (!tok) {
 		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
 		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL,
 				   "an access token is required: Authorization: Bearer, a bearer.<token> subprotocol, or ?access_token=");
 		return;
 	}
-	if (auth_verify_token(gw->deps.auth, tok, &who, &why) != RH_OK) {
-		http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
-		http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "the access token is invalid (%s)", why ? why : "?");
+	if (!auth_verify_token_or_reply(gw->deps.auth, req, tok, &who))
 		return;
-	}
 	/* an operator's socket is the console's, when the daemon has one */
 	if (who.role == ROLE_OPERATOR && !gw->hooks[gw_role_slot(ROLE_OPERATOR)].opened) {
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "the WebSocket is for drivers and riders");

@@ -1,6 +1,7 @@
 #include "net/http.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <event2/buffer.h>
@@ -20,16 +21,17 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/fdbudget.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/settings.h"
 #include "core/strbuf.h"
+#include "net/conncount.h"
 #include "net/numparse.h"
 #include "core/proxy.h"
 #include "net/stream.h"
 
 #define ROUTE_MAX_SEGS 12
-#define QUERY_MAX 32
 /* Stop reading pipelined requests while this much output waits for a slow reader. */
 #define OUTPUT_PAUSE_BYTES (1u << 20)
 
@@ -38,6 +40,7 @@ struct route_entry {
 	void *ctx;
 	int nseg;
 	char *segs[ROUTE_MAX_SEGS];
+	char *names[ROUTE_MAX_SEGS]; /* of {name} segments, without the braces; NULL for literals */
 	struct metric_cell *latency;
 	struct { int status; struct metric_cell *cell; } status_cells[8];
 	int nstatus;
@@ -50,6 +53,16 @@ struct route_entry {
  * reply before the client reads it (e.g. a 413 sent mid-upload). */
 enum conn_state { C_IDLE, C_HEAD, C_BODY, C_DISPATCHED, C_CLOSING, C_LINGER };
 #define LINGER_MS 2000
+/* At the connection cap a new client may take the place of a connection
+ * that is idle or still sending its request (never one whose request is
+ * being handled): first one from the address that holds the most
+ * connections, if that is more than the newcomer's would then hold (a flood
+ * from many addresses cannot shut out an address that holds few, however
+ * fast it churns); else one quiet, or started, at least RECLAIM_AFTER_NS
+ * ago (a fresh client beats a held socket; one that just arrived is left to
+ * send its request). */
+#define RECLAIM_AFTER_NS (1000 * 1000000LL)
+#define RECLAIM_SCAN 256 /* connections looked at, least recently active first */
 
 struct http_conn {
 	TAILQ_ENTRY(http_conn) link;
@@ -59,10 +72,16 @@ struct http_conn {
 	uint64_t id;
 	char peer[64];
 	enum conn_state state;
-	struct http_req *req;
+	struct http_req *req;   /* from the end of its head (C_BODY) until its reply */
 	int nrequests;
+	int64_t active_ns;      /* monotonic: the last read or reply (the list is in this order) */
+	int64_t head_start_ns;  /* monotonic: the current request's first byte */
+	size_t head_scanned;    /* bytes of the current head searched for its end */
+	struct conn_addr addr;  /* the client's address (net/conncount.h) */
+	bool has_addr;
 	bool in_process; /* conn_process() is on the stack */
 	bool peer_eof;   /* the client half-closed: reply, then close */
+	bool rejecting;  /* over a cap: told 503, then closed */
 	bool dead;
 	struct http_conn *next_dead;
 };
@@ -72,11 +91,11 @@ struct http_req {
 	struct http_server *srv;
 	struct http_head head;
 	char *head_buf;
-	char *path;
-	char *decoded; /* query and path-parameter strings, NUL-separated */
+	const char *path; /* decoded (into `decoded`); as sent when it could not be */
+	char *decoded; /* path, query and path-parameter strings, NUL-separated */
 	size_t decoded_used, decoded_cap;
-	int nquery, nparams;
-	const char *qk[QUERY_MAX], *qv[QUERY_MAX];
+	struct http_target target;
+	int nparams;
 	const char *pk[ROUTE_MAX_SEGS], *pv[ROUTE_MAX_SEGS];
 	struct strbuf body;
 	struct http_chunked chunked;
@@ -99,9 +118,11 @@ struct http_server {
 	struct evconnlistener *listener;
 	struct event *accept_retry;
 	struct event *reaper;
-	struct conn_list conns;
+	struct conn_list conns;   /* least recently active first */
 	struct http_conn *dead;
-	int nconns, inflight;
+	struct conn_counts *counts; /* every client socket, HTTP and WebSocket */
+	int reserve_fd;           /* spare descriptor for refusing clients when none are left */
+	int nconns, inflight, nrejecting;
 	bool draining;
 	struct route_entry *routes, **routes_tail;
 	uint64_t next_conn_id, req_seq;
@@ -111,7 +132,8 @@ struct http_server {
 	struct stream_scratch scratch;
 	struct proxy_list proxies; /* http.trusted_proxies */
 	struct metric_family *f_requests, *f_latency;
-	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_rejected_limit, *m_unmatched_latency;
+	struct metric_cell *m_conns, *m_accepted, *m_inflight, *m_unmatched_latency;
+	struct metric_cell *m_rejected_limit, *m_rejected_address, *m_rejected_fds, *m_reclaimed, *m_cap, *m_sockets;
 };
 
 static void conn_process(struct http_conn *c);
@@ -130,6 +152,12 @@ static const char *date_header(struct http_server *s)
 		s->date_sec = now;
 	}
 	return s->date;
+}
+
+/* http.header_timeout, and never past the whole request's deadline */
+static int64_t header_deadline_ms(const struct http_cfg *cfg)
+{
+	return cfg->header_timeout_ms < cfg->request_timeout_ms ? cfg->header_timeout_ms : cfg->request_timeout_ms;
 }
 
 static void timer_arm(struct http_conn *c, int64_t ms)
@@ -233,6 +261,18 @@ static size_t fmt_hex(char *out, uint64_t v, int min)
 
 static void conn_linger(struct http_conn *c);
 
+/* The connection was active now: it goes to the end of the list, which is
+ * thus ordered from the least recently active (what a new client may take
+ * the place of at the cap). */
+static void conn_touch(struct http_conn *c, int64_t now_ns)
+{
+	c->active_ns = now_ns;
+	if (TAILQ_NEXT(c, link)) {
+		TAILQ_REMOVE(&c->srv->conns, c, link);
+		TAILQ_INSERT_TAIL(&c->srv->conns, c, link);
+	}
+}
+
 static void write_reply(struct http_req *r, int status, const char *ctype, const void *body, size_t len)
 {
 	struct http_conn *c = r->conn;
@@ -294,6 +334,7 @@ static void write_reply(struct http_req *r, int status, const char *ctype, const
 		return;
 	}
 	c->state = C_IDLE;
+	conn_touch(c, rh_mono_ns());
 	timer_arm(c, s->cfg->idle_timeout_ms);
 	if (!c->in_process)
 		stream_replay(c->st); /* requests that arrived meanwhile */
@@ -382,6 +423,9 @@ void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *
 
 /* ------------------------------------------------------------ requests */
 
+/* A request is allocated once its head is complete (or to answer one that
+ * never completes): a connection still receiving a head holds only its
+ * bytes. */
 static struct http_req *req_new(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
@@ -389,7 +433,7 @@ static struct http_req *req_new(struct http_conn *c)
 	r->conn = c;
 	r->srv = s;
 	r->keep_alive = true;
-	r->start_ns = rh_mono_ns();
+	r->start_ns = c->head_start_ns;
 	sb_init(&r->body, (size_t)s->cfg->max_body_size + 1);
 	sb_init(&r->extra_headers, 4096);
 	/* "%08x%08llx" of the prefix and the sequence, and "req=<id>" */
@@ -405,7 +449,6 @@ static void req_free(struct http_req *r)
 	if (!r)
 		return;
 	rh_free(r->head_buf);
-	rh_free(r->path);
 	rh_free(r->decoded);
 	sb_fini(&r->body);
 	sb_fini(&r->extra_headers);
@@ -429,40 +472,19 @@ static const char *req_decode(struct http_req *r, const char *s, size_t n, bool 
 	return out;
 }
 
-/* Splits the target into the decoded path and the query parameters. */
-static bool req_parse_target(struct http_req *r)
+/* Splits the target into the decoded path and the query parameters (net/
+ * http_parse.h); r->path is set either way, for the reply to name. */
+static enum http_target_status req_parse_target(struct http_req *r)
 {
 	const char *t = r->head.target;
-	const char *q = strchr(t, '?');
-	size_t plen = q ? (size_t)(q - t) : strlen(t);
-	r->path = rh_malloc(plen + 1);
-	if (http_url_decode(t, plen, r->path, plen + 1, false) < 0)
-		return false;
-	/* Decoding never lengthens a string; each string adds one NUL. */
-	r->decoded_cap = strlen(t) + 2 * (QUERY_MAX + ROUTE_MAX_SEGS) + 2;
+	/* room for the target's strings, then the path parameters (each a
+	 * piece of the path, decoded, with its NUL) */
+	r->decoded_cap = http_target_bufsize(t) + strlen(t) + ROUTE_MAX_SEGS;
 	r->decoded = rh_malloc(r->decoded_cap);
-	if (!q)
-		return true;
-	const char *p = q + 1;
-	while (*p) {
-		size_t n = strcspn(p, "&");
-		if (n > 0) {
-			const char *eq = memchr(p, '=', n);
-			size_t kl = eq ? (size_t)(eq - p) : n;
-			if (r->nquery == QUERY_MAX)
-				return false;
-			const char *k = req_decode(r, p, kl, true);
-			const char *v = k ? req_decode(r, eq ? eq + 1 : p + n, eq ? n - kl - 1 : 0, true) : NULL;
-			if (!v)
-				return false;
-			r->qk[r->nquery] = k;
-			r->qv[r->nquery++] = v;
-		}
-		p += n;
-		if (*p == '&')
-			p++;
-	}
-	return true;
+	enum http_target_status st = http_target_decode(t, r->decoded, r->decoded_cap, &r->target);
+	r->path = r->target.path;
+	r->decoded_used = r->target.used;
+	return st;
 }
 
 enum http_method http_req_method(const struct http_req *r) { return r->head.method; }
@@ -486,9 +508,9 @@ const char *http_req_param(const struct http_req *r, const char *name)
 
 const char *http_req_query(const struct http_req *r, const char *name)
 {
-	for (int i = 0; i < r->nquery; i++)
-		if (strcmp(r->qk[i], name) == 0)
-			return r->qv[i];
+	for (int i = 0; i < r->target.nquery; i++)
+		if (strcmp(r->target.keys[i], name) == 0)
+			return r->target.vals[i];
 	return NULL;
 }
 
@@ -673,8 +695,11 @@ void http_server_add_routes(struct http_server *s, const struct http_route *rout
 		char *copy = rh_strdup(r->pattern);
 		char *segs[ROUTE_MAX_SEGS];
 		re->nseg = split_path(copy, segs, ROUTE_MAX_SEGS);
-		for (int i = 0; i < re->nseg; i++)
+		for (int i = 0; i < re->nseg; i++) {
 			re->segs[i] = rh_strdup(segs[i]);
+			if (segs[i][0] == '{')
+				re->names[i] = rh_strndup(segs[i] + 1, strlen(segs[i]) - 2);
+		}
 		rh_free(copy);
 		const char *labels[] = { r->pattern };
 		re->latency = metric_cell(s->f_latency, labels);
@@ -722,8 +747,7 @@ static struct route_entry *route_find(struct http_server *s, struct http_req *r,
 					*raw_params = NULL;
 					return NULL;
 				}
-				size_t kl = strlen(re->segs[i]) - 2;
-				r->pk[r->nparams] = req_decode(r, re->segs[i] + 1, kl, false);
+				r->pk[r->nparams] = re->names[i];
 				r->pv[r->nparams++] = v;
 			}
 		}
@@ -759,8 +783,17 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 		snprintf(r->id, sizeof r->id, "%s", rid);
 		snprintf(r->logid, sizeof r->logid, "req=%s", rid);
 	}
-	if (!req_parse_target(r)) {
-		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding or too many query parameters");
+	switch (req_parse_target(r)) {
+	case HTTP_TARGET_OK:
+		break;
+	case HTTP_TARGET_BAD_PATH:
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding in the path");
+		return;
+	case HTTP_TARGET_BAD_QUERY:
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding in the query");
+		return;
+	case HTTP_TARGET_TOO_MANY:
+		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "more than %d query parameters", HTTP_MAX_QUERY);
 		return;
 	}
 	if (r->head.method == HTTP_UNKNOWN) {
@@ -811,37 +844,65 @@ static void body_sink(void *arg, const char *p, size_t n)
 	sb_append(arg, p, n);
 }
 
+/* Is the end of a head (a blank line) in buf[0..len)? The search resumes
+ * where the last one stopped, so a head trickled in byte by byte is searched
+ * once, not once per byte (and nothing is copied or parsed until it is
+ * there). Blank lines before the request line are skipped as the parser
+ * skips them. */
+static bool conn_head_complete(struct http_conn *c, const char *buf, size_t len)
+{
+	size_t skip = 0;
+	while (skip < len && skip < 8 && (buf[skip] == '\r' || buf[skip] == '\n'))
+		skip++;
+	size_t i = c->head_scanned > skip + 2 ? c->head_scanned - 2 : skip;
+	for (; i + 1 < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n'))
+			return true;
+	}
+	c->head_scanned = len;
+	return false;
+}
+
 /* Reads the head of the next request. Returns false to stop processing. */
 static bool conn_read_head(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	size_t avail = stream_in_len(c->st);
-	size_t want = (size_t)s->cfg->max_header_size + 16;
+	size_t max = (size_t)s->cfg->max_header_size;
+	if (avail <= max && !conn_head_complete(c, stream_in(c->st), avail))
+		return false;
+	size_t want = max + 16;
 	size_t n = avail < want ? avail : want;
 	int status = 0;
 	const char *detail = NULL;
 
-	struct http_req *r = c->req;
 	/* The parser writes NUL terminators: it works on the request's own copy,
 	 * which also outlives the connection if the client leaves. */
 	char *buf = rh_malloc(n + 1);
 	memcpy(buf, stream_in(c->st), n);
 	buf[n] = '\0';
-	enum http_parse_status st = http_parse_head(buf, n, (size_t)s->cfg->max_header_size, &r->head, &status, &detail);
+	struct http_head head;
+	enum http_parse_status st = http_parse_head(buf, n, max, &head, &status, &detail);
 	if (st == HTTP_PARSE_INCOMPLETE) {
 		rh_free(buf);
 		return false;
 	}
+	struct http_req *r = c->req = req_new(c);
 	if (st == HTTP_PARSE_ERROR) {
 		rh_free(buf);
-		memset(&r->head, 0, sizeof r->head); /* it may point into buf */
 		r->head.method_str = "?";
 		conn_reply_early(c, r, status, detail);
 		return false;
 	}
+	r->head = head;
 	r->head_buf = buf;
 	r->keep_alive = r->head.keep_alive;
 	stream_consume(c->st, r->head.head_len);
+	/* the head's deadline is past; the body has what is left of the request's */
+	int64_t left_ms = s->cfg->request_timeout_ms - (rh_mono_ns() - c->head_start_ns) / 1000000;
+	timer_arm(c, left_ms > 1 ? left_ms : 1);
 
 	if (r->head.content_length > s->cfg->max_body_size) {
 		char msg[128];
@@ -904,9 +965,12 @@ static void conn_process(struct http_conn *c)
 				conn_close(c);
 				break;
 			}
-			c->req = req_new(c);
+			/* a request begins: its head has http.header_timeout, the
+			 * whole of it http.request_timeout */
 			c->state = C_HEAD;
-			timer_arm(c, s->cfg->request_timeout_ms);
+			c->head_start_ns = c->active_ns;
+			c->head_scanned = 0;
+			timer_arm(c, header_deadline_ms(s->cfg));
 		}
 		if (c->state == C_HEAD && !conn_read_head(c))
 			break;
@@ -926,6 +990,7 @@ static void conn_on_read(struct stream *st, void *arg)
 		stream_consume(st, stream_in_len(st)); /* discarded */
 		return;
 	}
+	conn_touch(c, rh_mono_ns());
 	conn_process(c);
 }
 
@@ -975,9 +1040,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
 	if (c->state == C_HEAD || c->state == C_BODY) {
+		if (!c->req)
+			c->req = req_new(c); /* the head never completed */
 		if (c->req->head.method_str == NULL)
 			c->req->head.method_str = "?";
-		conn_reply_early(c, c->req, 408, "the request was not received in time");
+		conn_reply_early(c, c->req, 408, c->state == C_HEAD ? "the request's headers were not received in time"
+								    : "the request was not received in time");
 		return;
 	}
 	if (c->state == C_IDLE || c->state == C_LINGER || c->state == C_CLOSING)
@@ -1017,6 +1085,8 @@ static void conn_close(struct http_conn *c)
 	}
 	TAILQ_REMOVE(&s->conns, c, link);
 	s->nconns--;
+	if (c->rejecting)
+		s->nrejecting--;
 	metric_set(s->m_conns, s->nconns);
 	c->next_dead = s->dead;
 	s->dead = c;
@@ -1042,26 +1112,76 @@ struct stream *http_req_detach(struct http_req *r)
 	return st;
 }
 
-/* Over the connection limit, a client still gets a 503 it can read: the
- * reply goes out like any last reply (then lingering close). Past a small
- * slack even that is skipped and the socket just closed. */
-#define REJECT_SLACK 64
-
-static void conn_reject_overloaded(struct http_conn *c)
+/* Over a connection cap, a client still gets a 503 it can read: the reply
+ * goes out like any last reply (then lingering close). Past a small slack
+ * (FD_BUDGET_REJECT_SLACK, within the descriptors kept back) even that is
+ * skipped and the socket just closed. */
+static size_t overloaded_reply(char *out, size_t n, const char *detail)
 {
-	static const char body[] =
-		"{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
-		"\"status\":503,\"detail\":\"connection limit reached; retry later\"}";
-	char resp[512];
-	int n = snprintf(resp, sizeof resp,
+	char body[256];
+	int bl = snprintf(body, sizeof body,
+			  "{\"type\":\"" PROBLEM_TYPE_BASE "overloaded\",\"title\":\"Too many connections\","
+			  "\"status\":503,\"detail\":\"%s\"}", detail);
+	int k = snprintf(out, n,
 			 "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s",
-			 sizeof body - 1, body);
-	stream_write(c->st, resp, (size_t)n);
+			 "Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", bl, body);
+	return k > 0 && (size_t)k < n ? (size_t)k : 0;
+}
+
+static void conn_reject_overloaded(struct http_conn *c, const char *detail)
+{
+	char resp[512];
+	stream_write(c->st, resp, overloaded_reply(resp, sizeof resp, detail));
 	c->state = C_CLOSING;
 	if (stream_pending(c->st) == 0)
 		conn_linger(c);
 	timer_arm(c, LINGER_MS);
+}
+
+/* At the connection cap: closes a connection to make room for a new client
+ * whose address holds `newcomer` connections already (see RECLAIM_AFTER_NS
+ * for which). A request being handled, or a WebSocket (the hub holds
+ * those), is never taken. */
+static bool conn_reclaim(struct http_server *s, int64_t now, int newcomer)
+{
+	struct http_conn *heaviest = NULL, *old = NULL;
+	int most = 0, n = 0;
+	for (struct http_conn *c = TAILQ_FIRST(&s->conns); c && n < RECLAIM_SCAN; c = TAILQ_NEXT(c, link), n++) {
+		if (c->rejecting || (c->state != C_IDLE && c->state != C_HEAD && c->state != C_BODY))
+			continue;
+		int held = c->has_addr ? conn_counts_of(s->counts, &c->addr) : 0;
+		if (held > most) {
+			most = held;
+			heaviest = c;
+		}
+		int64_t since = c->state == C_IDLE ? c->active_ns : c->head_start_ns;
+		if (!old && now - since >= RECLAIM_AFTER_NS)
+			old = c;
+	}
+	struct http_conn *c = most > newcomer + 1 ? heaviest : old;
+	if (!c)
+		return false;
+	log_debug(NULL, "conn=%llu from %s closed to make room (%s; its address holds %d)", (unsigned long long)c->id,
+		  c->peer, c == heaviest && most > newcomer + 1 ? "the address holding the most" : "held longest", most);
+	metric_inc(s->m_reclaimed);
+	conn_close(c);
+	return true;
+}
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t n)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(out, n, "%s:%d", host, port);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
@@ -1071,10 +1191,21 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		evutil_closesocket(fd);
 		return;
 	}
-	bool over = s->nconns >= s->cfg->max_connections;
-	if (over)
+	struct conn_addr addr;
+	bool has_addr = conn_addr_of(sa, &addr);
+	int64_t now = rh_mono_ns();
+	const char *refuse = NULL;
+	int64_t per_address = s->cfg->max_connections_per_address;
+	int held = has_addr ? conn_counts_of(s->counts, &addr) : 0;
+	if (per_address > 0 && has_addr && held >= per_address) {
+		refuse = "too many connections from your address; retry later";
+		metric_inc(s->m_rejected_address);
+	} else if (conn_counts_total(s->counts) - s->nrejecting >= s->cfg->max_connections &&
+		   !conn_reclaim(s, now, held)) {
+		refuse = "connection limit reached; retry later";
 		metric_inc(s->m_rejected_limit);
-	if (over && s->nconns >= s->cfg->max_connections + REJECT_SLACK) {
+	}
+	if (refuse && s->nrejecting >= FD_BUDGET_REJECT_SLACK) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -1084,18 +1215,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->srv = s;
 	c->id = ++s->next_conn_id;
 	c->timer = evtimer_new(s->base, conn_timer_cb, c);
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-	if (sa->sa_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)sa;
-		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-		port = ntohs(in->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-		port = ntohs(in6->sin6_port);
-	}
-	snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+	c->active_ns = c->head_start_ns = now;
+	c->addr = addr;
+	c->has_addr = has_addr;
+	format_peer(sa, c->peer, sizeof c->peer);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
 	metric_set(s->m_conns, s->nconns);
@@ -1104,17 +1227,55 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	 * what a slow reader may leave unread before we give up on it. */
 	size_t in_max = (size_t)(s->cfg->max_header_size + s->cfg->max_body_size) + 65536;
 	c->st = stream_new(s->base, fd, &s->scratch, in_max, 64u << 20, &conn_ops, c);
-	if (over) {
-		conn_reject_overloaded(c);
+	conn_counts_acquire(s->counts, has_addr ? &addr : NULL);
+	stream_count(c->st, s->counts, has_addr ? &addr : NULL);
+	if (refuse) {
+		c->rejecting = true;
+		s->nrejecting++;
+		conn_reject_overloaded(c, refuse);
 		return;
 	}
 	c->state = C_IDLE;
-	timer_arm(c, s->cfg->request_timeout_ms);
+	/* a new connection has the head's deadline to send one */
+	timer_arm(c, header_deadline_ms(s->cfg));
+}
+
+/* Out of descriptors (EMFILE): the spare one kept for this lets us take one
+ * waiting client at a time, tell it 503 and close it, so that clients are
+ * refused at once rather than left hanging in the backlog; then accepting
+ * pauses (accept_error_cb) while existing connections are served. */
+static void http_refuse_without_descriptors(struct http_server *s)
+{
+	if (s->reserve_fd < 0 || !s->listener)
+		return;
+	char resp[512];
+	size_t n = overloaded_reply(resp, sizeof resp, "the server is out of file descriptors; retry later");
+	int lfd = evconnlistener_get_fd(s->listener);
+	for (int i = 0; i < 16; i++) {
+		close(s->reserve_fd);
+		s->reserve_fd = -1;
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			char junk[2048];
+			while (recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0)
+				; /* what already came: closing with it unread would reset the reply away */
+			ssize_t w = send(fd, resp, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+			(void)w;
+			shutdown(fd, SHUT_WR);
+			close(fd);
+			metric_inc(s->m_rejected_fds);
+		}
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || s->reserve_fd < 0)
+			break;
+	}
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
+	if (s->reserve_fd < 0)
+		s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (!s->draining && s->listener)
 		evconnlistener_enable(s->listener);
 }
@@ -1124,8 +1285,12 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	struct http_server *s = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* Out of descriptors: pause accepting instead of spinning. */
-		log_warn(NULL, "accept: %s; pausing accepts for 100 ms", strerror(err));
+		/* Out of descriptors: refuse who is waiting, then pause accepting
+		 * instead of spinning; the connections already open are served. */
+		log_warn(NULL, "accept: %s; refusing waiting clients with 503 and pausing accepts for 100 ms",
+			 strerror(err));
+		if (err == EMFILE || err == ENFILE)
+			http_refuse_without_descriptors(s);
 		evconnlistener_disable(l);
 		struct timeval tv = { 0, 100000 };
 		evtimer_add(s->accept_retry, &tv);
@@ -1135,6 +1300,13 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /* ------------------------------------------------------------ server */
+
+static void http_server_collect(void *arg)
+{
+	struct http_server *s = arg;
+	metric_set(s->m_sockets, conn_counts_total(s->counts));
+	metric_set(s->m_cap, (double)s->cfg->max_connections);
+}
 
 struct http_server *http_server_new(struct event_base *base, const struct http_cfg *cfg, struct metrics *m)
 {
@@ -1149,6 +1321,8 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->scratch.size = 256 * 1024;
 	s->scratch.buf = rh_malloc(s->scratch.size);
 	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
+	s->counts = conn_counts_new();
+	s->reserve_fd = -1;
 	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
 	char err[160];
 	if (proxy_list_parse(cfg->trusted_proxies, &s->proxies, err, sizeof err) != RH_OK)
@@ -1162,8 +1336,24 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->m_unmatched_latency = metric_cell(s->f_latency, unmatched);
 	s->m_conns = metric_cell(metrics_gauge(m, "ridehail_http_connections", "Open HTTP connections (WebSocket ones are counted by the gateway).", NULL), NULL);
 	s->m_accepted = metric_cell(metrics_counter(m, "ridehail_http_connections_accepted_total", "TCP connections accepted.", NULL), NULL);
-	s->m_rejected_limit = metric_cell(metrics_counter(m, "ridehail_http_connections_rejected_total",
-							  "Connections refused with 503 because http.max_connections was reached.", NULL), NULL);
+	static const char *const reason_label[] = { "reason", NULL };
+	struct metric_family *rej = metrics_counter(m, "ridehail_http_connections_rejected_total",
+						    "Connections refused with 503, by reason: limit (http.max_connections), "
+						    "address (http.max_connections_per_address), descriptors (none left).",
+						    reason_label);
+	s->m_rejected_limit = metric_cell(rej, (const char *[]){ "limit" });
+	s->m_rejected_address = metric_cell(rej, (const char *[]){ "address" });
+	s->m_rejected_fds = metric_cell(rej, (const char *[]){ "descriptors" });
+	s->m_reclaimed = metric_cell(metrics_counter(m, "ridehail_http_connections_reclaimed_total",
+						     "Idle or slow connections closed at the connection cap to make room for a new client.",
+						     NULL), NULL);
+	s->m_sockets = metric_cell(metrics_gauge(m, "ridehail_client_sockets",
+						 "Open client sockets, HTTP and WebSocket together (what http.max_connections caps).",
+						 NULL), NULL);
+	s->m_cap = metric_cell(metrics_gauge(m, "ridehail_client_sockets_max",
+					     "The effective http.max_connections (derived from the open-file limit).", NULL),
+			       NULL);
+	metrics_on_collect(m, http_server_collect, s);
 	s->m_inflight = metric_cell(metrics_gauge(m, "ridehail_http_requests_in_flight", "Requests dispatched and not yet answered.", NULL), NULL);
 	return s;
 }
@@ -1202,6 +1392,7 @@ rh_err http_server_listen(struct http_server *s, char *bound, size_t boundlen)
 		return RH_EIO;
 	}
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof got;
 	getsockname(evconnlistener_get_fd(s->listener), (struct sockaddr *)&got, &gl);
@@ -1250,12 +1441,19 @@ void http_server_free(struct http_server *s)
 		evconnlistener_free(s->listener);
 	event_free(s->reaper);
 	event_free(s->accept_retry);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
+	/* (WebSocket streams, which release their place here, are gone: the
+	 * gateway is freed first) */
+	conn_counts_free(s->counts);
 	rh_free(s->scratch.buf);
 	struct route_entry *re = s->routes;
 	while (re) {
 		struct route_entry *next = re->next;
-		for (int i = 0; i < re->nseg; i++)
+		for (int i = 0; i < re->nseg; i++) {
 			rh_free(re->segs[i]);
+			rh_free(re->names[i]);
+		}
 		rh_free(re);
 		re = next;
 	}

@@ -255,9 +255,23 @@ enum http_parse_status http_parse_head(char *buf, size_t len, size_t max_head, s
 
 /* ------------------------------------------------------------ chunked */
 
-enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_SIZE_CRLF, CH_DATA, CH_DATA_CR, CH_DATA_LF, CH_TRAILER, CH_TRAILER_LF, CH_DONE };
+enum {
+	CH_SIZE,       /* hex digits of the chunk size */
+	CH_EXT,        /* the rest of the size line: extensions, ignored */
+	CH_EXT_QUOTED, /* inside a quoted-string of an extension */
+	CH_EXT_ESCAPE, /* after a backslash inside it */
+	CH_SIZE_LF,    /* the size line's CR was read: LF must follow */
+	CH_DATA,
+	CH_DATA_CR,    /* the CRLF after a chunk's data */
+	CH_DATA_LF,
+	CH_TRAILER,    /* a trailer field line, or the empty line that ends the body */
+	CH_TRAILER_LF,
+	CH_DONE,
+};
 
-#define CH_MAX_LINE 4096
+#define CH_MAX_LINE 4096        /* a size line with its extensions, or one trailer line */
+#define CH_MAX_TRAILERS 8192    /* the whole trailer section */
+#define CH_MAX_DIGITS 15        /* significant hex digits of a size: < 2^60 */
 
 void http_chunked_init(struct http_chunked *c)
 {
@@ -275,6 +289,35 @@ static int hexval(unsigned char ch)
 	return -1;
 }
 
+/* A byte allowed inside a chunk extension or a trailer line: HTAB, visible
+ * ASCII, space, and obs-text; never another control byte (CR and LF end the
+ * line, a bare CR or NUL is an error). */
+static bool is_line_byte(unsigned char ch)
+{
+	return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/* The end of a size line: a chunk of data follows, or the trailer section. */
+static enum http_chunked_status chunk_size_done(struct http_chunked *c, size_t max_body)
+{
+	c->line_len = 0;
+	c->digits = 0;
+	if (c->remaining == 0) {
+		c->state = CH_TRAILER;
+		return HTTP_CHUNKED_MORE;
+	}
+	if (c->body_len + c->remaining > max_body)
+		return HTTP_CHUNKED_TOO_LARGE;
+	c->state = CH_DATA;
+	return HTTP_CHUNKED_MORE;
+}
+
+#define CH_STOP(status)                    \
+	do {                               \
+		*consumed = i;             \
+		return (status);           \
+	} while (0)
+
 enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *in, size_t len,
 					   size_t *consumed, size_t max_body,
 					   void (*sink)(void *arg, const char *p, size_t n), void *arg)
@@ -282,66 +325,68 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 	size_t i = 0;
 	while (i < len) {
 		unsigned char ch = (unsigned char)in[i];
+		if (c->state <= CH_EXT_ESCAPE && ++c->line_len > CH_MAX_LINE)
+			CH_STOP(HTTP_CHUNKED_ERROR);
 		switch (c->state) {
 		case CH_SIZE: {
 			int h = hexval(ch);
 			if (h >= 0) {
-				if (c->line_len >= 15) {
-					*consumed = i;
-					return HTTP_CHUNKED_TOO_LARGE;
-				}
+				if (c->digits || h) /* leading zeros do not count */
+					c->digits++;
+				if (c->digits > CH_MAX_DIGITS)
+					CH_STOP(HTTP_CHUNKED_TOO_LARGE);
 				c->remaining = c->remaining * 16 + (uint64_t)h;
-				c->line_len++;
 				i++;
 				break;
 			}
-			if (c->line_len == 0) {
-				*consumed = i;
-				return HTTP_CHUNKED_ERROR;
-			}
-			if (ch == ';' || ch == ' ' || ch == '\t') {
-				c->state = CH_EXT;
-				break;
-			}
-			c->state = CH_SIZE_LF;
+			if (c->line_len == 1) /* no digit at all */
+				CH_STOP(HTTP_CHUNKED_ERROR);
+			c->line_len--; /* read again in CH_EXT */
+			c->state = CH_EXT;
 			break;
 		}
 		case CH_EXT:
-			/* chunk extensions are ignored; bound their length */
-			if (ch == '\r' || ch == '\n') {
-				c->state = CH_SIZE_LF;
-				break;
-			}
-			if (++c->line_len > CH_MAX_LINE || ch < 0x20) {
-				*consumed = i;
-				return HTTP_CHUNKED_ERROR;
-			}
+			/* *( BWS ";" BWS name [ BWS "=" BWS value ] ): read loosely,
+			 * since it is ignored, but a quoted string is followed so
+			 * that a quoted CR or semicolon is not misread */
 			i++;
-			break;
-		case CH_SIZE_LF:
 			if (ch == '\r') {
-				i++;
-				c->state = CH_SIZE_CRLF;
-				break;
+				c->state = CH_SIZE_LF;
+			} else if (ch == '\n') {
+				enum http_chunked_status st = chunk_size_done(c, max_body);
+				if (st != HTTP_CHUNKED_MORE)
+					CH_STOP(st);
+			} else if (ch == '"') {
+				c->state = CH_EXT_QUOTED;
+			} else if (!is_line_byte(ch)) {
+				i--;
+				CH_STOP(HTTP_CHUNKED_ERROR);
 			}
-			/* fall through */
-		case CH_SIZE_CRLF:
-			if (ch != '\n') {
-				*consumed = i;
-				return HTTP_CHUNKED_ERROR;
-			}
-			i++;
-			c->line_len = 0;
-			if (c->remaining == 0) {
-				c->state = CH_TRAILER;
-				break;
-			}
-			if (c->body_len + c->remaining > max_body) {
-				*consumed = i;
-				return HTTP_CHUNKED_TOO_LARGE;
-			}
-			c->state = CH_DATA;
 			break;
+		case CH_EXT_QUOTED:
+			if (!is_line_byte(ch))
+				CH_STOP(HTTP_CHUNKED_ERROR);
+			i++;
+			if (ch == '"')
+				c->state = CH_EXT;
+			else if (ch == '\\')
+				c->state = CH_EXT_ESCAPE;
+			break;
+		case CH_EXT_ESCAPE:
+			if (!is_line_byte(ch))
+				CH_STOP(HTTP_CHUNKED_ERROR);
+			i++;
+			c->state = CH_EXT_QUOTED;
+			break;
+		case CH_SIZE_LF: {
+			if (ch != '\n')
+				CH_STOP(HTTP_CHUNKED_ERROR);
+			i++;
+			enum http_chunked_status st = chunk_size_done(c, max_body);
+			if (st != HTTP_CHUNKED_MORE)
+				CH_STOP(st);
+			break;
+		}
 		case CH_DATA: {
 			size_t n = len - i;
 			if (n > c->remaining)
@@ -356,87 +401,144 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 			break;
 		}
 		case CH_DATA_CR:
-			if (ch == '\r') {
-				c->state = CH_DATA_LF;
-				i++;
-				break;
-			}
 			c->state = CH_DATA_LF;
+			if (ch == '\r')
+				i++;
 			break;
 		case CH_DATA_LF:
-			if (ch != '\n') {
-				*consumed = i;
-				return HTTP_CHUNKED_ERROR;
-			}
+			if (ch != '\n')
+				CH_STOP(HTTP_CHUNKED_ERROR);
 			i++;
 			c->state = CH_SIZE;
 			c->line_len = 0;
 			break;
 		case CH_TRAILER:
-			/* An empty line ends the body; other trailer lines are skipped. */
-			if (ch == '\r' && c->line_len == 0) {
+			/* trailer field lines are read and dropped; an empty line
+			 * ends the body */
+			if (++c->trailer_len > CH_MAX_TRAILERS)
+				CH_STOP(HTTP_CHUNKED_ERROR);
+			i++;
+			if (ch == '\r') {
 				c->state = CH_TRAILER_LF;
-				i++;
-				break;
-			}
-			if (ch == '\n') {
-				i++;
+			} else if (ch == '\n') {
 				if (c->line_len == 0) {
 					c->state = CH_DONE;
-					*consumed = i;
-					return HTTP_CHUNKED_DONE;
+					CH_STOP(HTTP_CHUNKED_DONE);
 				}
 				c->line_len = 0;
-				break;
+			} else if (!is_line_byte(ch) || (c->line_len == 0 && (ch == ' ' || ch == '\t'))) {
+				/* control bytes, or obs-fold (a line starting blank) */
+				i--;
+				CH_STOP(HTTP_CHUNKED_ERROR);
+			} else {
+				c->line_len++;
 			}
-			if (ch != '\r' && ++c->line_len > CH_MAX_LINE) {
-				*consumed = i;
-				return HTTP_CHUNKED_ERROR;
-			}
-			i++;
 			break;
 		case CH_TRAILER_LF:
-			if (ch != '\n') {
-				*consumed = i;
-				return HTTP_CHUNKED_ERROR;
-			}
+			if (ch != '\n')
+				CH_STOP(HTTP_CHUNKED_ERROR);
 			i++;
-			c->state = CH_DONE;
-			*consumed = i;
-			return HTTP_CHUNKED_DONE;
+			if (c->line_len == 0) {
+				c->state = CH_DONE;
+				CH_STOP(HTTP_CHUNKED_DONE);
+			}
+			c->line_len = 0;
+			c->state = CH_TRAILER;
+			break;
 		default:
-			*consumed = i;
-			return HTTP_CHUNKED_DONE;
+			CH_STOP(HTTP_CHUNKED_DONE);
 		}
 	}
 	*consumed = i;
-	return HTTP_CHUNKED_MORE;
+	return c->state == CH_DONE ? HTTP_CHUNKED_DONE : HTTP_CHUNKED_MORE;
 }
 
 int http_url_decode(const char *s, size_t n, char *out, size_t outlen, bool plus)
 {
 	size_t o = 0;
+	if (outlen == 0)
+		return -1;
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		if (ch == '%') {
-			if (i + 2 >= n)
-				return -1;
-			int hi = hexval((unsigned char)s[i + 1]), lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
-			if (hi < 0 || lo < 0)
-				return -1;
+			int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+			int lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+			if (hi < 0 || lo < 0 || (hi | lo) == 0)
+				goto fail; /* malformed, cut short, or %00 */
 			ch = (char)(hi * 16 + lo);
-			if (ch == '\0')
-				return -1;
 			i += 2;
 		} else if (plus && ch == '+') {
 			ch = ' ';
 		}
 		if (o + 1 >= outlen)
-			return -1;
+			goto fail;
 		out[o++] = ch;
 	}
 	out[o] = '\0';
 	return (int)o;
+fail:
+	/* Never leave the output without its terminator: callers print it. */
+	out[0] = '\0';
+	return -1;
+}
+
+size_t http_target_bufsize(const char *target)
+{
+	/* Decoding never lengthens; the path's copy as sent (on an error) and
+	 * each string's NUL come on top. */
+	return 2 * strlen(target) + 2 * HTTP_MAX_QUERY + 4;
+}
+
+/* Appends the decoding of s[0..n) to the buffer; NULL if malformed. */
+static const char *target_put(char *buf, size_t buflen, size_t *used, const char *s, size_t n, bool plus)
+{
+	int k = http_url_decode(s, n, buf + *used, buflen - *used, plus);
+	if (k < 0)
+		return NULL;
+	const char *out = buf + *used;
+	*used += (size_t)k + 1;
+	return out;
+}
+
+enum http_target_status http_target_decode(const char *target, char *buf, size_t buflen, struct http_target *t)
+{
+	const char *q = strchr(target, '?');
+	size_t plen = q ? (size_t)(q - target) : strlen(target);
+	memset(t, 0, sizeof *t);
+	t->path = target_put(buf, buflen, &t->used, target, plen, false);
+	if (!t->path) {
+		/* The raw path, for the reply to name (it held only printable
+		 * ASCII, or the head parser would have refused it). */
+		if (plen + 1 > buflen)
+			plen = buflen - 1;
+		memcpy(buf, target, plen);
+		buf[plen] = '\0';
+		t->path = buf;
+		t->used = plen + 1;
+		return HTTP_TARGET_BAD_PATH;
+	}
+	if (!q)
+		return HTTP_TARGET_OK;
+	for (const char *p = q + 1; *p;) {
+		size_t n = strcspn(p, "&");
+		if (n > 0) {
+			const char *eq = memchr(p, '=', n);
+			size_t kl = eq ? (size_t)(eq - p) : n;
+			if (t->nquery == HTTP_MAX_QUERY)
+				return HTTP_TARGET_TOO_MANY;
+			const char *k = target_put(buf, buflen, &t->used, p, kl, true);
+			const char *v = k ? target_put(buf, buflen, &t->used, eq ? eq + 1 : p + n, eq ? n - kl - 1 : 0, true)
+					  : NULL;
+			if (!v)
+				return HTTP_TARGET_BAD_QUERY;
+			t->keys[t->nquery] = k;
+			t->vals[t->nquery++] = v;
+		}
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	return HTTP_TARGET_OK;
 }
 
 const char *http_status_reason(int status)

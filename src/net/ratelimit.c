@@ -1,5 +1,6 @@
 #include "net/ratelimit.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,15 +21,16 @@ struct ratelimit {
 	int capacity;        /* power of two */
 	int size;
 	struct rl_entry *slots;
+	/* The keys are the clients' (addresses, emails): hashed with a random
+	 * key, so that no one can pick keys that land beside another's entry and
+	 * evict it (which would reset that key's allowance). */
+	unsigned char hkey[crypto_shorthash_KEYBYTES];
 };
 
-static uint64_t hash_key(const char *s)
+static uint64_t hash_key(const struct ratelimit *rl, const char *s)
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
+	uint64_t h;
+	crypto_shorthash((unsigned char *)&h, (const unsigned char *)s, strlen(s), rl->hkey);
 	return h ? h : 1;
 }
 
@@ -42,6 +44,7 @@ struct ratelimit *ratelimit_new(double per_minute, double burst, int capacity)
 	rl->interval_ms = 60000.0 / (per_minute > 0 ? per_minute : 1e-9);
 	rl->tolerance_ms = rl->interval_ms * (burst > 1 ? burst - 1 : 0);
 	rl->slots = rh_calloc((size_t)cap, sizeof *rl->slots);
+	crypto_shorthash_keygen(rl->hkey);
 	return rl;
 }
 
@@ -76,28 +79,43 @@ static struct rl_entry *slot_for(struct ratelimit *rl, const char *key, uint64_t
 	return victim;
 }
 
+/* The key's entry, if it has one. */
+static const struct rl_entry *rl_find(const struct ratelimit *rl, const char *k, uint64_t h)
+{
+	unsigned mask = (unsigned)rl->capacity - 1;
+	for (unsigned i = 0; i < PROBE; i++) {
+		const struct rl_entry *e = &rl->slots[(h + i) & mask];
+		if (e->hash == h && strcmp(e->key, k) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+bool ratelimit_check(const struct ratelimit *rl, const char *key, int64_t now_ms)
+{
+	char k[KEY_MAX];
+	snprintf(k, sizeof k, "%s", key);
+	const struct rl_entry *e = rl_find(rl, k, hash_key(rl, k));
+	return !e || (double)(e->tat_ms - now_ms) <= rl->tolerance_ms;
+}
+
 void ratelimit_refund(struct ratelimit *rl, const char *key, int64_t now_ms)
 {
 	char k[KEY_MAX];
 	snprintf(k, sizeof k, "%s", key);
-	uint64_t h = hash_key(k);
-	unsigned mask = (unsigned)rl->capacity - 1;
-	for (unsigned i = 0; i < PROBE; i++) {
-		struct rl_entry *e = &rl->slots[(h + i) & mask];
-		if (e->hash == h && strcmp(e->key, k) == 0) {
-			e->tat_ms -= (int64_t)rl->interval_ms;
-			if (e->tat_ms < now_ms)
-				e->tat_ms = now_ms;
-			return;
-		}
-	}
+	struct rl_entry *e = (struct rl_entry *)rl_find(rl, k, hash_key(rl, k));
+	if (!e)
+		return;
+	e->tat_ms -= (int64_t)rl->interval_ms;
+	if (e->tat_ms < now_ms)
+		e->tat_ms = now_ms;
 }
 
 bool ratelimit_allow(struct ratelimit *rl, const char *key, int64_t now_ms, int64_t *retry_after_ms)
 {
 	char k[KEY_MAX];
 	snprintf(k, sizeof k, "%s", key);
-	uint64_t h = hash_key(k);
+	uint64_t h = hash_key(rl, k);
 	struct rl_entry *e = slot_for(rl, k, h, now_ms);
 	if (e->hash != h || strcmp(e->key, k) != 0) {
 		if (e->hash == 0)

@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 
 #define STREAM_READ_BITE (64u * 1024) /* bytes read per wake-up at most */
+#define STREAM_ROOM_MIN 1024u           /* free room a held input buffer grows to */
 
 static void stream_destroy(struct stream *s)
 {
@@ -19,6 +20,8 @@ static void stream_destroy(struct stream *s)
 		event_free(s->wev);
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->counts)
+		conn_counts_release(s->counts, s->has_addr ? &s->addr : NULL);
 	rh_free(s->in);
 	rh_free(s->out);
 	rh_free(s);
@@ -107,11 +110,14 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		dst = s->scratch->buf;
 		room = s->scratch->size < s->in_max ? s->scratch->size : s->in_max;
 	} else {
-		size_t want = s->in_max;
-		if (s->in_cap < want) {
-			size_t cap = s->in_cap * 2 > s->in_len + 16384 ? s->in_cap * 2 : s->in_len + 16384;
-			if (cap > want)
-				cap = want;
+		/* Grow only when the room left is small, and then by what is held
+		 * (doubling, for a large body) or a kilobyte: a partial head
+		 * trickled in byte by byte holds about what was sent, not the most
+		 * a request may take (a few bytes grew it to 136 KiB before). */
+		if (s->in_cap - s->in_len < STREAM_ROOM_MIN && s->in_cap < s->in_max) {
+			size_t cap = s->in_cap * 2 > s->in_len + STREAM_ROOM_MIN ? s->in_cap * 2 : s->in_len + STREAM_ROOM_MIN;
+			if (cap > s->in_max)
+				cap = s->in_max;
 			s->in = rh_realloc(s->in, cap);
 			s->in_cap = cap;
 		}
@@ -176,6 +182,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	 * at most 64 callbacks between polls). */
 	if ((size_t)n == room && s->reading)
 		event_active(s->rev, EV_READ, 1);
+	/* The peer's FIN came with this data (EV_CLOSED: EPOLLRDHUP): no new
+	 * edge will announce it, and a short read does not show it. Read once
+	 * more to see the end of the stream, or a client that sent its
+	 * request and closed would hold its connection until a timeout. */
+	else if ((what & EV_CLOSED) && s->reading)
+		event_active(s->rev, EV_READ | EV_CLOSED, 1);
 }
 
 void stream_replay(struct stream *s)
@@ -361,10 +373,18 @@ struct stream *stream_new(struct event_base *base, int fd, struct stream_scratch
 	 * come back by themselves after a full bite (read_cb), writes run until
 	 * EAGAIN before they wait; re-arming a watch reports a socket already
 	 * ready (epoll_ctl polls it). */
-	s->rev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET, read_cb, s);
+	s->rev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET | EV_CLOSED, read_cb, s);
 	s->wev = event_new(base, fd, EV_WRITE | EV_ET, write_cb, s);
 	update_reading(s);
 	return s;
+}
+
+void stream_count(struct stream *s, struct conn_counts *counts, const struct conn_addr *addr)
+{
+	s->counts = counts;
+	s->has_addr = addr != NULL;
+	if (addr)
+		s->addr = *addr;
 }
 
 void stream_set_ops(struct stream *s, const struct stream_ops *ops, void *arg, size_t in_max, size_t out_max)

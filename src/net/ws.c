@@ -14,6 +14,7 @@
 #include "net/http.h"
 #include "net/stream.h"
 #include "net/ws_frame.h"
+#include "net/ws_rate.h"
 
 /* The sweep visits every connection once a second, a tenth of them every
  * 100 ms, so that 100,000 connections never cost one long turn of the loop. */
@@ -39,6 +40,7 @@ struct ws_conn {
 	int64_t opened_ms, last_rx_ms, last_ping_ms, close_ms, expires_ms;
 	int64_t ping_early_ms; /* this connection's heartbeat comes this much before ws.ping_interval */
 	int64_t last_rx_wall_ms;
+	struct ws_rate data_rate, control_rate; /* frames the client may send */
 	uint64_t id;
 	bool notified, dead;
 	struct ws_conn *next_dead;
@@ -287,6 +289,23 @@ static bool on_control_frame(struct ws_conn *c, const struct ws_frame *f)
 	return true;
 }
 
+/* The session's frame rates (ws.max_messages_per_s, ws.max_pings_per_s):
+ * past them the client is flooding, and is closed with 1008. A close frame
+ * always goes through. */
+static bool frame_allowed(struct ws_conn *c, const struct ws_frame *f)
+{
+	const struct ws_cfg *cfg = c->hub->cfg;
+	if (f->opcode == WS_OP_CLOSE)
+		return true;
+	bool control = f->opcode == WS_OP_PING || f->opcode == WS_OP_PONG;
+	bool ok = control ? ws_rate_take(&c->control_rate, cfg->max_pings_per_s, cfg->max_pings_per_s * 4, c->last_rx_ms)
+			  : ws_rate_take(&c->data_rate, cfg->max_messages_per_s, (double)cfg->max_message_burst,
+					 c->last_rx_ms);
+	if (!ok)
+		conn_fail(c, WS_CLOSE_POLICY, control ? "ping flood" : "too many messages");
+	return ok;
+}
+
 static void ws_on_read(struct stream *st, void *arg)
 {
 	struct ws_conn *c = arg;
@@ -304,6 +323,8 @@ static void ws_on_read(struct stream *st, void *arg)
 			conn_fail(c, f.error_code, f.error);
 			return;
 		}
+		if (!frame_allowed(c, &f))
+			return;
 		bool go_on = f.opcode >= WS_OP_CLOSE ? on_control_frame(c, &f) : on_data_frame(c, &f);
 		if (c->dead)
 			return;
@@ -496,7 +517,7 @@ struct ws_hub *ws_hub_new(struct event_base *base, struct http_server *http, con
 	hub->m_conns = metric_cell(metrics_gauge(m, "ridehail_ws_connections", "Open WebSocket connections.", NULL), NULL);
 	hub->m_opened = metric_cell(metrics_counter(m, "ridehail_ws_connections_opened_total", "WebSocket connections opened.", NULL), NULL);
 	hub->f_closes = metrics_counter(m, "ridehail_ws_closes_total", "WebSocket connections closed, by close code (1006: dropped without a close).", code_label);
-	hub->f_errors = metrics_counter(m, "ridehail_ws_protocol_errors_total", "Connections failed for breaking RFC 6455, by error.", error_label);
+	hub->f_errors = metrics_counter(m, "ridehail_ws_protocol_errors_total", "Connections failed for breaking RFC 6455 or for flooding (ping flood, too many messages), by error.", error_label);
 	hub->m_rx_msgs = metric_cell(metrics_counter(m, "ridehail_ws_messages_received_total", "Text messages received.", NULL), NULL);
 	hub->m_tx_msgs = metric_cell(metrics_counter(m, "ridehail_ws_messages_sent_total", "Text messages sent.", NULL), NULL);
 	hub->m_rx_bytes = metric_cell(metrics_counter(m, "ridehail_ws_received_bytes_total", "Bytes received on WebSocket connections.", NULL), NULL);

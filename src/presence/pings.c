@@ -12,6 +12,7 @@
 #include "geo/grid.h"
 #include "net/ws.h"
 #include "net/ws_frame.h"
+#include "presence/suspect.h"
 #include "presence_internal.h"
 
 static const char *const presence_sources[] = { "gps", "network", "manual", NULL };
@@ -128,6 +129,29 @@ static void presence_history_push(struct presence *p, const struct driver_rec *r
 	history_push(p->history, &hp);
 }
 
+/* GPS sanity (presence/gps_check.h): a fix implying an impossible speed or
+ * jump is not believed; the driver leaves the grid (search and offers)
+ * until its fixes are consistent again, and an operator hears of it
+ * (presence/suspect.h). */
+static bool presence_location_believed(struct presence *p, struct driver_rec *r, const struct presence_fix *fx,
+				       int64_t wall)
+{
+	struct gps_fix g = { fx->lat, fx->lon, fx->accuracy, fx->device_ms }, from = r->gps.last;
+	struct gps_jump jump;
+	enum gps_verdict v = gps_check_fix(&p->gps_cfg, &r->gps, &g, &jump);
+	if (v == GPS_RECOVERED)
+		presence_suspect_recovered(p->suspect, &r->id);
+	if (v == GPS_OK || v == GPS_RECOVERED)
+		return true;
+	presence_count_ignored(p, "implausible");
+	if (v == GPS_SUSPECT) {
+		if (r->in_grid && geo_grid_remove(p->grid, r->slot) == RH_OK)
+			r->in_grid = false;
+		presence_suspect_report(p->suspect, &r->id, &from, &g, &jump, wall, &r->suspect_event_ms);
+	}
+	return false;
+}
+
 static enum presence_fix_result presence_rec_fix(struct presence *p, struct driver_rec *r, const struct presence_fix *fx,
 						 int64_t now, int64_t wall, const char **reason, const char **field)
 {
@@ -144,6 +168,8 @@ static enum presence_fix_result presence_rec_fix(struct presence *p, struct driv
 		presence_count_ignored(p, "out_of_order"); /* an older fix arriving late: keep the newer */
 		return PRESENCE_FIX_IGNORED;
 	}
+	if (!presence_location_believed(p, r, fx, wall))
+		return PRESENCE_FIX_IGNORED;
 	if (presence_grid_place(p, r, fx->lat, fx->lon, now) != RH_OK) {
 		*reason = "validation_failed";
 		*field = "location";

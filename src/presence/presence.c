@@ -13,6 +13,7 @@
 #include "core/metrics.h"
 #include "core/timer.h"
 #include "geo/grid.h"
+#include "presence/suspect.h"
 #include "store/db.h"
 #include "trip/trip.h"
 
@@ -447,7 +448,7 @@ static void presence_metrics_init(struct presence *p, struct metrics *m)
 {
 	static const char *const reason_label[] = { "reason", NULL };
 	p->m_pings = metric_cell(metrics_counter(m, "ridehail_presence_pings_total", "Location updates applied to the grid.", NULL), NULL);
-	p->f_ignored = metrics_counter(m, "ridehail_presence_pings_ignored_total", "Valid location updates not applied, by reason (out_of_order).", reason_label);
+	p->f_ignored = metrics_counter(m, "ridehail_presence_pings_ignored_total", "Valid location updates not applied, by reason (out_of_order, implausible).", reason_label);
 	p->m_throttled = metric_cell(metrics_counter(m, "ridehail_presence_pings_throttled_total", "Location updates dropped for exceeding presence.max_pings_per_s.", NULL), NULL);
 	p->m_connected = metric_cell(metrics_gauge(m, "ridehail_presence_connected_drivers", "Drivers with an open WebSocket session.", NULL), NULL);
 	p->m_grid = metric_cell(metrics_gauge(m, "ridehail_presence_grid_drivers", "Drivers in the grid (with a recent position).", NULL), NULL);
@@ -470,6 +471,10 @@ struct presence *presence_new(const struct presence_deps *d)
 	}
 	randombytes_buf(p->fuzz_key, sizeof p->fuzz_key);
 	presence_metrics_init(p, d->metrics);
+	p->gps_cfg = (struct gps_check_cfg){ .max_speed_kmh = p->cfg->gps_max_speed_kmh,
+					     .max_jump_m = (double)p->cfg->gps_max_jump_m,
+					     .recover_fixes = (int)p->cfg->gps_recover_fixes };
+	p->suspect = presence_suspect_new(d->metrics, d->db);
 	p->history = d->base ? history_new(d->base, d->metrics, d->db, p->cfg) : NULL;
 	p->sweep = rh_timer_new(d->timers, presence_sweep, p);
 	rh_timer_at(p->sweep, presence_now(p) + PRESENCE_SWEEP_MS);
@@ -500,6 +505,7 @@ void presence_free(struct presence *p)
 	presence_reserve_fini(p);
 	rh_timer_free(p->sweep);
 	history_free(p->history);
+	presence_suspect_free(p->suspect);
 	geo_grid_free(p->grid);
 	for (uint32_t i = 0; i < p->cap >> REC_CHUNK_BITS; i++)
 		rh_free(p->chunks[i]);

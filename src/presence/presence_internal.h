@@ -15,6 +15,7 @@
 
 #include "core/settings.h"
 #include "gateway/gateway.h"
+#include "presence/gps_check.h"
 #include "presence/history.h"
 #include "presence/presence.h"
 
@@ -23,6 +24,7 @@ struct metric_family;
 struct metric_cell;
 struct rh_timer;
 struct reserve_queue;
+struct presence_suspect;
 
 struct driver_rec {
 	struct uuid id;
@@ -55,6 +57,8 @@ struct driver_rec {
 	bool http_mode;            /* no socket: the app uses the HTTP fallback */
 	int64_t available_since_ms; /* monotonic */
 	uint32_t offers, accepts;
+	struct gps_track gps;         /* GPS sanity (gps_check.h) */
+	int64_t suspect_event_ms;     /* wall: the last driver.location.suspect written */
 };
 
 struct presence {
@@ -76,6 +80,8 @@ struct presence {
 	struct gw_message_type location_type, status_type; /* registered with the gateway */
 	struct presence_hooks hooks;
 	struct reserve_queue *reserve;
+	struct gps_check_cfg gps_cfg;
+	struct presence_suspect *suspect;
 	struct metric_family *f_ignored;
 	struct metric_cell *m_pings, *m_connected, *m_grid, *m_records, *m_evictions, *m_throttled, *m_cells;
 };

@@ -1340,6 +1340,10 @@ static void graph_build_grid(struct routing *r)
 		r->gw = (uint32_t)((x1 - x0) / r->cell_m) + 1;
 		r->gh = (uint32_t)((y1 - y0) / r->cell_m) + 1;
 	} while ((uint64_t)r->gw * r->gh > GRID_MAX_CELLS ||
+		 /* a map's extent, not its size, set the cells: a few roads far
+		  * apart (a corrupt or hostile file) took 4M cells, 16 MB zeroed
+		  * per load; a real city has far fewer cells than edges */
+		 (uint64_t)r->gw * r->gh > 16 * (uint64_t)r->m + 4096 ||
 		 graph_grid_listings(r) > 8 * (uint64_t)r->m + (uint64_t)r->gw * r->gh);
 	size_t cells = (size_t)r->gw * r->gh;
 	r->cell_first = rh_calloc(cells + 1, sizeof *r->cell_first);

@@ -75,6 +75,15 @@ struct db {
 	char why[256];
 	void (*close_done)(void *);
 	void *close_arg;
+	/* LISTEN (db_listen): the channel, its statement, and which connection
+	 * listens (-1: none yet, or it was lost) */
+	struct db_stmt listen_stmt;
+	char listen_sql[96];
+	void (*on_notify)(void *arg, const char *payload);
+	void (*on_listen)(void *arg);
+	void *listen_arg;
+	int listen_conn;
+	bool listen_pending;
 	/* metrics */
 	struct metric_family *f_latency, *f_conn_state;
 	struct metric_cell *m_queries, *m_errors, *m_lost, *m_timeouts, *m_queue, *m_latency, *m_reconnects;
@@ -85,6 +94,7 @@ static void conn_connect(struct db_conn *c);
 static void conn_broken(struct db_conn *c, const char *why);
 static void db_pump(struct db *db);
 static void conn_read_results(struct db_conn *c);
+static void listen_start(struct db_conn *c);
 
 static const char *const state_names[] = { "down", "connecting", "migrating", "waiting", "ready" };
 
@@ -368,11 +378,17 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	}
-	/* Notices and notifications are not used; drain them. */
-	PGnotify *n;
-	while ((n = PQnotifies(c->pg)) != NULL)
-		PQfreemem(n);
 	conn_read_results(c);
+	/* Notifications (to db_listen's callback: only its channel is listened
+	 * to) are parsed out of the input while results are read, so they are
+	 * collected after: one that came with a result would otherwise wait for
+	 * the socket's next read, which an idle connection may never have. */
+	PGnotify *n;
+	while (c->pg && (n = PQnotifies(c->pg)) != NULL) {
+		if (c->db->on_notify)
+			c->db->on_notify(c->db->listen_arg, n->extra);
+		PQfreemem(n);
+	}
 	if (c->state == DC_READY && PQstatus(c->pg) == CONNECTION_BAD) {
 		conn_broken(c, PQerrorMessage(c->pg));
 		return;
@@ -444,6 +460,9 @@ static void conn_broken(struct db_conn *c, const char *why)
 	}
 	enum conn_state was = c->state;
 	set_state(c, DC_DOWN);
+	bool was_listening = db->listen_conn == c->index;
+	if (was_listening)
+		db->listen_conn = -1;
 	memset(c->prepared, 0, sizeof c->prepared);
 	c->inflight = 0;
 	struct db_query *q;
@@ -469,6 +488,13 @@ static void conn_broken(struct db_conn *c, const char *why)
 		db_close(db, db->close_done, db->close_arg);
 		return;
 	}
+	/* another connection takes the listening over (its callback fails
+	 * first: it was in c's FIFO, answered from the loop) */
+	for (int i = 0; was_listening && i < db->nconns; i++)
+		if (db->conns[i].state == DC_READY) {
+			listen_start(&db->conns[i]);
+			break;
+		}
 	if (was == DC_READY)
 		c->backoff_ms = BACKOFF_MIN_MS;
 	else
@@ -478,6 +504,54 @@ static void conn_broken(struct db_conn *c, const char *why)
 	struct timeval tv = { .tv_sec = c->backoff_ms / 1000, .tv_usec = (c->backoff_ms % 1000) * 1000 };
 	evtimer_add(c->timer, &tv);
 	metric_inc(db->m_reconnects);
+}
+
+static void listen_done(void *arg, const struct db_result *res)
+{
+	struct db_conn *c = arg;
+	struct db *db = c->db;
+	db->listen_pending = false;
+	if (res->err != RH_OK || c->state != DC_READY) {
+		log_warn(NULL, "db conn=%d: cannot LISTEN: %s", c->index, res->message);
+		/* another ready connection tries; else the next to come up */
+		for (int i = 0; i < db->nconns && !db->closing; i++)
+			if (&db->conns[i] != c && db->conns[i].state == DC_READY) {
+				listen_start(&db->conns[i]);
+				break;
+			}
+		return;
+	}
+	db->listen_conn = c->index;
+	log_info(NULL, "db conn=%d listens on %s", c->index, db->listen_stmt.sql + 7);
+	if (db->on_listen)
+		db->on_listen(db->listen_arg);
+}
+
+/* Starts listening on c unless some connection listens already. The
+ * statement goes to this connection, not through the queue. */
+static void listen_start(struct db_conn *c)
+{
+	struct db *db = c->db;
+	if (!db->on_notify || db->listen_conn >= 0 || db->listen_pending || c->state != DC_READY)
+		return;
+	struct db_query *q = query_new(&db->listen_stmt, NULL, listen_done, c);
+	q->start_ns = rh_mono_ns();
+	db->listen_pending = true;
+	if (conn_send(c, q))
+		conn_flush(c);
+}
+
+void db_listen(struct db *db, const char *channel, void (*on_notify)(void *arg, const char *payload),
+	       void (*on_listen)(void *arg), void *arg)
+{
+	snprintf(db->listen_sql, sizeof db->listen_sql, "LISTEN %s", channel);
+	db->listen_stmt.name = "db_listen";
+	db->listen_stmt.sql = db->listen_sql;
+	db->listen_stmt.nparams = 0;
+	db_register(db, &db->listen_stmt);
+	db->on_notify = on_notify;
+	db->on_listen = on_listen;
+	db->listen_arg = arg;
 }
 
 static void conn_ready(struct db_conn *c)
@@ -498,6 +572,7 @@ static void conn_ready(struct db_conn *c)
 	c->last_error[0] = '\0';
 	log_info(NULL, "db conn=%d ready (server %d, pipeline depth %lld)", c->index, PQserverVersion(c->pg),
 		 (long long)db->cfg->pipeline_depth);
+	listen_start(c);
 	db_pump(db);
 }
 
@@ -631,6 +706,7 @@ struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struc
 	STAILQ_INIT(&db->queue);
 	STAILQ_INIT(&db->failed);
 	db->nconns = (int)cfg->pool_size;
+	db->listen_conn = -1;
 	db->conns = rh_calloc((size_t)db->nconns, sizeof *db->conns);
 	for (int i = 0; i < db->nconns; i++) {
 		struct db_conn *c = &db->conns[i];

@@ -162,6 +162,12 @@ class Daemon:
             # generous login limits: tests log in many accounts from 127.0.0.1
             "RIDEHAIL_AUTH_LOGIN_PER_ADDRESS": "100000",
             "RIDEHAIL_AUTH_SIGNUP_PER_ADDRESS": "100000",
+            # every test client is 127.0.0.1: the per-address connection cap
+            # has its own tests (test_security.py)
+            "RIDEHAIL_HTTP_MAX_CONNECTIONS_PER_ADDRESS": "0",
+            # tests put drivers where they please, kilometres apart in a
+            # millisecond: GPS sanity has its own tests (test_security.py)
+            "RIDEHAIL_PRESENCE_GPS_MAX_SPEED": "0",
             "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         })

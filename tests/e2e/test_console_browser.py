@@ -136,6 +136,31 @@ def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, br
         shots.append(OUT / "04-trip-details.png")
         await page.screenshot(shots[-1])
 
+        # the dispatcher assigns it by hand to the nearest available driver:
+        # the timeline says the operator did, the driver turns en route
+        btn = f"document.querySelector('#actions button.assign[data-driver=\"{drv['id']}\"]')"
+        await page.until(f"{btn} !== null", what="the assign button")
+        await page.eval(f"{btn}.click(); true")
+        tl = await page.until("(() => { const t = document.getElementById('details').textContent;"
+                              " return t.includes('SEARCHING → MATCHED') && t; })()", what="the match in the timeline")
+        assert "by operator" in tl, tl
+        await page.until(f"[...window.ridehailConsole.drivers.values()].some(x => x.id === {key} && x.code === 3)",
+                         what="the driver en route")
+        shots.append(OUT / "05-assigned.png")
+        await page.screenshot(shots[-1])
+
+        # and cancels it with a reason: off the list, the driver free again
+        await page.eval("document.getElementById('cancel-reason').value = 'rider called to cancel';"
+                        " document.getElementById('cancel-trip').click(); true")
+        await page.until("document.getElementById('details').textContent.includes('MATCHED → CANCELLED')",
+                         what="the cancellation in the timeline")
+        await page.until(f"document.querySelector('#trips li[data-trip=\"{tid}\"]') === null", what="the trip gone")
+        await page.until(f"[...window.ridehailConsole.drivers.values()].some(x => x.id === {key} && x.code === 1)",
+                         what="the driver available again")
+        view = d.get(f"/v1/rides/{tid}", headers=d.admin).json()
+        assert view["state"] == "CANCELLED" and view["cancellation"]["by"] == "operator", view
+        assert view["cancellation"]["reason"] == "rider called to cancel", view
+
         errors = [c for c in page.console if c.startswith("exception")]
         assert not errors, errors
         await app.close()

@@ -32,7 +32,11 @@ def test_database_url_default_is_the_local_default_database():
     got = subprocess.run([RIDEHAILD, "--get", "database.url"], cwd=ROOT, env=env, capture_output=True, text=True)
     want = subprocess.run([str(LOCALDB), "url"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert got.returncode == 0 and want.returncode == 0
-    assert got.stdout.strip() == want.stdout.strip() == "postgres://ridehail@127.0.0.1:54329/ridehail"
+    # localdb.sh's URL also names its password file (the cluster takes
+    # passwords only), which the daemon finds at var/pg/pgpass by itself
+    base, _, query = want.stdout.strip().partition("?")
+    assert got.stdout.strip() == base == "postgres://ridehail@127.0.0.1:54329/ridehail"
+    assert query == f"passfile={ROOT / 'var' / 'pg' / 'pgpass'}"
 
 
 def port_free(port):
@@ -60,8 +64,10 @@ def test_cli_in_a_second_shell_finds_make_runs_database(tmp_path):
     try:
         r = subprocess.run([str(LOCALDB), "start"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stderr
-        # the second shell: no RIDEHAIL_*, no LOCALDB_*, the repository's configuration
-        shell2 = env_without_ridehail()
+        # the second shell: no RIDEHAIL_*, no LOCALDB_*, the repository's
+        # configuration; the password file a clone's own var/pg/pgpass would
+        # be found by itself (this cluster lives elsewhere)
+        shell2 = env_without_ridehail(PGPASSFILE=str(base / "pg" / "pgpass"))
         st = subprocess.run([RIDEHAILD, "migrate"], cwd=ROOT, env=shell2, capture_output=True, text=True)
         assert st.returncode == 0, st.stdout + st.stderr
         st = subprocess.run([RIDEHAILD, "migrate", "--status"], cwd=ROOT, env=shell2, capture_output=True, text=True)
@@ -117,6 +123,7 @@ def test_demo_has_its_own_database_and_leaves_nothing_running(tmp_path):
         assert st.returncode == 1, st.stdout
         # make run's database was not touched: not even migrated
         subprocess.run([str(LOCALDB), "start"], cwd=ROOT, env=env, check=True)
+        env["PGPASSFILE"] = str(base / "pg" / "pgpass")  # the cluster takes passwords only
         rows = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(dbport), "-U", "ridehail", "-d", "ridehail",
                                "-Atc", "SELECT count(*) FROM pg_class WHERE relname = 'drivers'"],
                               env=env, capture_output=True, text=True)

@@ -268,7 +268,8 @@ def daemon_verdicts(d, items, tokens):
 
 
 def test_schema_and_daemon_agree_on_a_corpus(make_daemon):
-    d = make_daemon(env={"RIDEHAIL_WS_MAX_REJECTIONS": "100000", "RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "100000"})
+    d = make_daemon(env={"RIDEHAIL_WS_MAX_REJECTIONS": "100000", "RIDEHAIL_PRESENCE_MAX_PINGS_PER_S": "100000",
+                         "RIDEHAIL_WS_MAX_MESSAGE_BURST": "100000"})
     drv, dh = d.driver_session()
     rider, rh = d.rider_session()
     items = corpus(drv["id"])

@@ -184,3 +184,141 @@ UNIT_TEST(http_url_decoding)
 	CHECK_EQ_INT(http_url_decode("%00", 3, out, sizeof out, false), -1);
 	CHECK_EQ_INT(http_url_decode("abcdef", 6, out, 4, false), -1);
 }
+
+/* Feeds body whole, then byte by byte; both must agree. Returns the status
+ * and fills out with the body. */
+static enum http_chunked_status chunked_both_ways(const char *body, char *out, size_t *consumed)
+{
+	enum http_chunked_status first = HTTP_CHUNKED_MORE;
+	for (int mode = 0; mode < 2; mode++) {
+		struct http_chunked c;
+		size_t used = 0, total = 0, len = strlen(body);
+		enum http_chunked_status st = HTTP_CHUNKED_MORE;
+		out[0] = '\0';
+		http_chunked_init(&c);
+		while (total < len && st == HTTP_CHUNKED_MORE) {
+			size_t step = mode == 0 ? len - total : 1;
+			st = http_chunked_feed(&c, body + total, step, &used, 1024, sink, out);
+			total += used;
+		}
+		if (mode == 0)
+			first = st;
+		else
+			CHECK(st == first);
+		*consumed = total;
+	}
+	return first;
+}
+
+/* RFC 9112 7.1: chunk extensions with optional blanks (spaces or tabs) and
+ * quoted values, a size with leading zeros, a last chunk with extensions,
+ * trailer fields. Each was refused with a 400 (or 413) before. */
+UNIT_TEST(http_chunked_rfc9112_grammar)
+{
+	static const char *const ok[] = {
+		"7\t;a=b\r\n{\"a\":1}\r\n0\r\n\r\n",
+		"7;\ta=b\r\n{\"a\":1}\r\n0\r\n\r\n",
+		"7 ; a = b ; c\r\n{\"a\":1}\r\n0\r\n\r\n",
+		"0000000000000000000007\r\n{\"a\":1}\r\n0\r\n\r\n",
+		"7\r\n{\"a\":1}\r\n0;done=\"yes\"\r\n\r\n",
+		"7\r\n{\"a\":1}\r\n000\r\nX-A: 1\r\nX-B:\t2\r\n\r\n",
+		"7\n{\"a\":1}\n0\nX-A: 1\n\n",
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		char out[128];
+		size_t used;
+		enum http_chunked_status st = chunked_both_ways(ok[i], out, &used);
+		if (st != HTTP_CHUNKED_DONE)
+			unit_fail(__FILE__, __LINE__, "case %zu: status %d", i, (int)st);
+		CHECK_EQ_STR(out, "{\"a\":1}");
+		CHECK_EQ_INT(used, strlen(ok[i]));
+	}
+	char out[128];
+	size_t used;
+	CHECK(chunked_both_ways("7;a=\"x;y \\\"z\\\"\"\r\n{\"a\":1}\r\n0\r\n\r\n", out, &used) == HTTP_CHUNKED_DONE);
+	CHECK_EQ_STR(out, "{\"a\":1}");
+}
+
+UNIT_TEST(http_chunked_rfc9112_refusals)
+{
+	static const char *const bad[] = {
+		";a\r\n",                     /* no size */
+		"7;a=\"x\ry\"\r\n",           /* CR inside a quoted string */
+		"7;a\rb\r\n",                 /* bare CR in an extension */
+		"7;a\x01\r\n",                /* control byte */
+		"3\r\nabc\r\n0\r\n folded\r\n\r\n", /* obs-fold in the trailers */
+		"3\r\nabc\r\n0\r\nX: a\rb\r\n\r\n",  /* bare CR in a trailer */
+		"3\r\nabc\r\n0\r\nX: \x7f\r\n\r\n",  /* DEL in a trailer */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char out[128];
+		size_t used;
+		enum http_chunked_status st = chunked_both_ways(bad[i], out, &used);
+		if (st != HTTP_CHUNKED_ERROR)
+			unit_fail(__FILE__, __LINE__, "case %zu: status %d, not an error", i, (int)st);
+	}
+	/* the sizes: 15 significant digits at most, leading zeros aside */
+	struct http_chunked c;
+	size_t u;
+	http_chunked_init(&c);
+	CHECK(http_chunked_feed(&c, "1000000000000000\r\n", 18, &u, SIZE_MAX, NULL, NULL) == HTTP_CHUNKED_TOO_LARGE);
+	/* an endless extension or trailer section is cut off */
+	char big[6000];
+	memset(big, 'a', sizeof big);
+	big[0] = '1';
+	big[1] = ';';
+	http_chunked_init(&c);
+	CHECK(http_chunked_feed(&c, big, sizeof big, &u, 1024, NULL, NULL) == HTTP_CHUNKED_ERROR);
+	http_chunked_init(&c);
+	enum http_chunked_status st = http_chunked_feed(&c, "0\r\n", 3, &u, 1024, NULL, NULL);
+	for (int i = 0; i < 2000 && st == HTTP_CHUNKED_MORE; i++)
+		st = http_chunked_feed(&c, "X: y\r\n", 6, &u, 1024, NULL, NULL);
+	CHECK(st == HTTP_CHUNKED_ERROR);
+}
+
+UNIT_TEST(http_url_decoding_always_terminates)
+{
+	/* A failed decode leaves a string behind (the reply printed whatever
+	 * followed the bytes decoded so far). */
+	char out[16];
+	memset(out, 'X', sizeof out);
+	CHECK_EQ_INT(http_url_decode("/v1/rides/%zz", 13, out, sizeof out, false), -1);
+	CHECK_EQ_STR(out, "");
+	memset(out, 'X', sizeof out);
+	CHECK_EQ_INT(http_url_decode("abc%", 4, out, sizeof out, false), -1);
+	CHECK_EQ_STR(out, "");
+}
+
+UNIT_TEST(http_target_decoding)
+{
+	char buf[512];
+	struct http_target t;
+	const char *tg = "/v1/a%20b/c?x=1&y=%41+b&&z&=v";
+	REQUIRE(http_target_bufsize(tg) <= sizeof buf);
+	REQUIRE(http_target_decode(tg, buf, sizeof buf, &t) == HTTP_TARGET_OK);
+	CHECK_EQ_STR(t.path, "/v1/a b/c");
+	REQUIRE(t.nquery == 4);
+	CHECK_EQ_STR(t.keys[0], "x");
+	CHECK_EQ_STR(t.vals[0], "1");
+	CHECK_EQ_STR(t.keys[1], "y");
+	CHECK_EQ_STR(t.vals[1], "A b");
+	CHECK_EQ_STR(t.keys[2], "z");
+	CHECK_EQ_STR(t.vals[2], "");
+	CHECK_EQ_STR(t.keys[3], "");
+	CHECK_EQ_STR(t.vals[3], "v");
+	/* refusals keep the raw path for the reply */
+	static const char *const bad_path[] = { "/v1/rides/%zz", "/v1/rides/%00", "/v1/rides/abc%", "/v1/%4" };
+	for (size_t i = 0; i < sizeof bad_path / sizeof bad_path[0]; i++) {
+		CHECK(http_target_decode(bad_path[i], buf, http_target_bufsize(bad_path[i]), &t) == HTTP_TARGET_BAD_PATH);
+		CHECK_EQ_STR(t.path, bad_path[i]);
+	}
+	CHECK(http_target_decode("/v1/x?a=%zz", buf, sizeof buf, &t) == HTTP_TARGET_BAD_QUERY);
+	CHECK_EQ_STR(t.path, "/v1/x");
+	char many[512];
+	size_t n = (size_t)snprintf(many, sizeof many, "/q?");
+	for (int i = 0; i <= HTTP_MAX_QUERY; i++)
+		n += (size_t)snprintf(many + n, sizeof many - n, "k%d=%d&", i, i);
+	char big[1024];
+	REQUIRE(http_target_bufsize(many) <= sizeof big);
+	CHECK(http_target_decode(many, big, sizeof big, &t) == HTTP_TARGET_TOO_MANY);
+}

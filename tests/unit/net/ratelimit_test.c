@@ -38,26 +38,26 @@ UNIT_TEST(ratelimit_table_stays_bounded)
 	ratelimit_free(rl);
 }
 
-UNIT_TEST(ratelimit_refund_gives_back_one_event)
+UNIT_TEST(ratelimit_check_counts_nothing_and_refund_gives_back)
 {
 	struct ratelimit *rl = ratelimit_new(60, 3, 100); /* 1/s, burst 3 */
-	int64_t retry = 0;
+	CHECK(ratelimit_check(rl, "a", 1000));
 	for (int i = 0; i < 3; i++)
-		CHECK(ratelimit_allow(rl, "a", 1000, &retry));
-	CHECK(!ratelimit_allow(rl, "a", 1000, &retry));
-	/* three answered 503: their retries are free, and no more than that */
-	for (int i = 0; i < 3; i++)
-		ratelimit_refund(rl, "a", 1000);
-	for (int i = 0; i < 3; i++)
-		CHECK(ratelimit_allow(rl, "a", 1000, &retry));
-	CHECK(!ratelimit_allow(rl, "a", 1000, &retry));
-	/* a refund never banks allowance beyond the burst */
-	ratelimit_refund(rl, "b", 1000); /* (unknown key: nothing) */
+		CHECK(ratelimit_allow(rl, "a", 1000, NULL));
+	CHECK(!ratelimit_check(rl, "a", 1000));
+	CHECK(!ratelimit_check(rl, "a", 1000)); /* still: checking spent nothing */
+	/* an event refused for overload is given back: room for one more */
+	ratelimit_refund(rl, "a", 1000);
+	CHECK(ratelimit_check(rl, "a", 1000));
+	CHECK(ratelimit_allow(rl, "a", 1000, NULL));
+	CHECK(!ratelimit_allow(rl, "a", 1000, NULL));
+	/* refunds never bank more than the burst */
 	for (int i = 0; i < 10; i++)
 		ratelimit_refund(rl, "a", 1000);
 	int n = 0;
-	while (ratelimit_allow(rl, "a", 1000, &retry))
+	while (ratelimit_allow(rl, "a", 1000, NULL))
 		n++;
 	CHECK_EQ_INT(n, 3);
+	ratelimit_refund(rl, "unknown", 1000); /* no entry: nothing to do */
 	ratelimit_free(rl);
 }
