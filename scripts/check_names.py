@@ -8,6 +8,14 @@ geo_grid_insert, cfg_key_find, sb_printf).
 
     scripts/check_names.py [FILE...]   offenders, one `path:line: name` a line;
                                        exit 1 if any (default: every file)
+    scripts/check_names.py --report [FILE...]
+                                       how many offenders each file has, and
+                                       the functions longer than 80 lines;
+                                       exit 0 (what `make check` runs while
+                                       offenders remain)
+    scripts/check_names.py --long[=N] [FILE...]
+                                       functions longer than N lines (80),
+                                       longest first, with their length
     scripts/check_names.py --unused [FILE...]
                                        functions defined without `static` in
                                        src/ that no other file of src/, include/
@@ -15,7 +23,7 @@ geo_grid_insert, cfg_key_find, sb_printf).
                                        or tests/ names: dead, or to be static
                                        (those only tests/ names are listed too)
 
-`make check-names` runs the first. The parsing is lexical (comments, strings
+`make check-names` runs the first; `make check` runs --report. The parsing is lexical (comments, strings
 and preprocessor lines dropped, braces counted), which is enough for this
 tree's style: a function definition is `name(...) {` at file scope.
 """
@@ -84,23 +92,30 @@ def tokens(text):
             yield t, line
 
 
-def definitions(path):
-    """(name, line, is_static) of every function defined in path."""
+def definitions(path, spans=False):
+    """(name, line, is_static) of every function defined in path; with
+    spans, (name, line, is_static, lines) where lines counts the body's
+    lines from its opening brace to its closing one."""
     toks = list(tokens(strip(path.read_text())))
     found = []
     depth = 0
     start = 0  # index of the first token of the current file-scope declaration
+    body = None  # the definition whose body is open, and its brace's line
     for i, (t, line) in enumerate(toks):
         if t == "{":
             if depth == 0:
                 d = definition_at(toks, i, start)
-                if d:
+                body = (d, line) if d else None
+                if d and not spans:
                     found.append(d)
             depth += 1
         elif t == "}":
             depth -= 1
             if depth == 0:
                 start = i + 1
+                if body and spans:
+                    found.append(body[0] + (line - body[1] + 1,))
+                body = None
         elif t == ";" and depth == 0:
             start = i + 1
     return found
@@ -148,6 +163,19 @@ def default_files():
 
 
 def check(files):
+    bad = offenders(files)
+    for b in bad:
+        print(b)
+    if bad:
+        print(f"names: {len(bad)} functions without their module's prefix", file=sys.stderr)
+        return 1
+    print("names: every function carries its module's prefix")
+    return 0
+
+
+def offenders(files):
+    """`path:line: name` of every function without one of its folder's
+    prefixes (or a line saying a folder has none)."""
     bad = []
     for path in files:
         folder = folder_of(path)
@@ -160,12 +188,38 @@ def check(files):
         for name, line, _ in definitions(path):
             if not any(name == a or name.startswith(a) for a in allowed):
                 bad.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    return bad
+
+
+def long_functions(files, limit):
+    """(lines, path, line, name) of the functions longer than limit, longest first."""
+    out = []
+    for path in files:
+        if folder_of(path) is None:
+            continue
+        for name, line, _, lines in definitions(path, spans=True):
+            if lines > limit:
+                out.append((lines, str(path.relative_to(ROOT)), line, name))
+    return sorted(out, key=lambda x: (-x[0], x[1], x[2]))
+
+
+def report(files):
+    """Counts, for make check while offenders remain: never fails."""
+    bad = offenders(files)
+    per_file = {}
     for b in bad:
-        print(b)
+        f = b.split(":")[0]
+        per_file[f] = per_file.get(f, 0) + 1
     if bad:
-        print(f"names: {len(bad)} functions without their module's prefix", file=sys.stderr)
-        return 1
-    print("names: every function carries its module's prefix")
+        print(f"names: {len(bad)} functions without their module's prefix (make check-names lists them):")
+        for f, n in sorted(per_file.items(), key=lambda x: (-x[1], x[0])):
+            print(f"  {n:4d} {f}")
+    else:
+        print("names: every function carries its module's prefix")
+    longs = long_functions(files, 80)
+    print(f"names: {len(longs)} functions longer than 80 lines{':' if longs else ''}")
+    for lines, f, line, name in longs:
+        print(f"  {lines:4d} {f}:{line}: {name}")
     return 0
 
 
@@ -206,10 +260,25 @@ def unused(files):
 
 
 def main(argv):
-    mode_unused = "--unused" in argv
-    args = [a for a in argv if a != "--unused"]
+    mode = "check"
+    limit = 80
+    args = []
+    for a in argv:
+        if a in ("--unused", "--report", "--long"):
+            mode = a[2:]
+        elif a.startswith("--long="):
+            mode, limit = "long", int(a[len("--long="):])
+        elif a.startswith("--"):
+            print(f"check_names.py: unknown option {a}", file=sys.stderr)
+            return 2
+        else:
+            args.append(a)
     files = [pathlib.Path(a).resolve() for a in args] or default_files()
-    return unused(files) if mode_unused else check(files)
+    if mode == "long":
+        for lines, f, line, name in long_functions(files, limit):
+            print(f"{f}:{line}: {name}: {lines} lines")
+        return 0
+    return {"unused": unused, "report": report, "check": check}[mode](files)
 
 
 if __name__ == "__main__":

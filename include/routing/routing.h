@@ -132,21 +132,6 @@ bool routing_restriction_get(const struct routing *r, size_t i, struct routing_r
 rh_err routing_restriction_taken(struct routing *r, size_t i, enum route_method method, size_t *tried,
 				 size_t *taken) RH_MUST_CHECK;
 
-/* ------------------------------------------------------------ travel-time profile */
-
-/* What `map calibrate` recorded about the loaded profile. */
-struct routing_profile_info {
-	char tz[48];
-	double range_lo, range_hi, range_share; /* duration multipliers of the range, and its share */
-	unsigned trips_fit, trips_held;
-	double held_mape_freeflow_pct, held_mape_pct, held_cover_pct;
-};
-/* false when no profile is loaded. */
-bool routing_profile_get(const struct routing *r, struct routing_profile_info *out);
-/* Hour of the week (Monday 00:00 = 0 .. 167) at unix time when in the
- * profile's time zone (UTC without one); -1 without a map. */
-int routing_hour_of_week(const struct routing *r, int64_t when);
-
 /* ------------------------------------------------------------ lifecycle */
 
 /* True when r holds a graph (a NULL r is "no map configured"). */

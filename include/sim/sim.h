@@ -70,8 +70,6 @@ struct sim_replay_opts {
 void sim_demand_init(struct sim_demand *d);
 void sim_demand_fini(struct sim_demand *d);
 void sim_demand_add(struct sim_demand *d, const struct sim_request *r);
-/* Sorts by time (stable for equal times). */
-void sim_demand_sort(struct sim_demand *d);
 
 /* Reads a CSV with a header naming its columns: a time (Date/Time, time,
  * pickup_datetime, tpep_pickup_datetime: "2014/4/1 00:11:00",

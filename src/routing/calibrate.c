@@ -288,26 +288,89 @@ static rh_err calibrate_write(const char *map_path, const char *out_path, const 
 	return e;
 }
 
-rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, size_t ntrips, const char *tz,
-			 const struct routing_cfg *cfg, const char *out_path, FILE *report, char *err, size_t errlen)
+/* Every trip file's records into tl. */
+static rh_err calibrate_trips_read(const char *const *trip_paths, size_t ntrips, struct trips_csv *tl, char *err,
+				   size_t errlen)
 {
-	struct trips_csv tl = { 0 };
 	for (size_t i = 0; i < ntrips; i++) {
 		uint8_t *buf;
 		size_t len;
 		char why[256];
 		if (graph_read_file(trip_paths[i], &buf, &len, why, sizeof why) != RH_OK) {
 			snprintf(err, errlen, "trips: %s", why);
-			trips_csv_fini(&tl);
 			return RH_EIO;
 		}
-		rh_err e = trips_csv_parse((const char *)buf, len, &tl, why, sizeof why);
+		rh_err e = trips_csv_parse((const char *)buf, len, tl, why, sizeof why);
 		rh_free(buf);
 		if (e != RH_OK) {
 			snprintf(err, errlen, "%s: %s", trip_paths[i], why);
-			trips_csv_fini(&tl);
 			return e;
 		}
+	}
+	return RH_OK;
+}
+
+/* The profile of the fitted model m: its factors, and the range that the
+ * middle 80% of the fitted trips' durations fall in around it. */
+static void calibrate_profile(const struct calibrate_model *m, const struct calibrate_trip *v, size_t n, const char *tz,
+			      struct mapfile_profile *p)
+{
+	memset(p, 0, sizeof *p);
+	snprintf(p->tz, sizeof p->tz, "%s", tz);
+	for (int c = 0; c < CAL_C; c++)
+		p->class_factor[c] = (float)m->f[c];
+	for (int h = 0; h < RMAP_HOURS; h++)
+		p->hour_factor[h] = (float)m->h[h];
+	p->overhead_s = (float)m->b;
+	double *q = rh_malloc((n + 1) * sizeof *q);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!v[i].held)
+			q[k++] = v[i].t.duration_s / (m->h[v[i].t.how] * calibrate_base(m, &v[i]));
+	p->range_lo = (float)fmin(fmax(calibrate_quantile(q, k, 0.10), 0.01), 1.0);
+	p->range_hi = (float)fmin(fmax(calibrate_quantile(q, k, 0.90), 1.0), 100.0);
+	p->range_share = 0.8f;
+	rh_free(q);
+}
+
+/* The figures of a calibration, one `name=value` a line. */
+static void calibrate_report(FILE *report, const struct trips_csv *tl, size_t off_map, size_t nfit, size_t nheld,
+			     const struct calibrate_model *m, const struct mapfile_profile *p,
+			     const struct calibrate_figures *fig)
+{
+	static const char *const names[CAL_C] = { "motorway", "trunk", "primary", "secondary", "tertiary",
+						  "unclassified", "residential", "service" };
+	fprintf(report, "trips_rows=%zu\ntrips_unparsed=%zu\ntrips_off_map=%zu\ntrips_fit=%zu\ntrips_held=%zu\n",
+		tl->rows, tl->bad, off_map, nfit, nheld);
+	fprintf(report, "time_zone=%s\n", p->tz);
+	for (int c = 0; c < CAL_C; c++)
+		fprintf(report, "class_factor_%s=%.2f\n", names[c], m->f[c]);
+	fprintf(report, "overhead_s=%.1f\n", m->b);
+	double hmin = 1e9, hmax = 0;
+	int amin = 0, amax = 0;
+	for (int h = 0; h < RMAP_HOURS; h++) {
+		if (m->h[h] < hmin)
+			hmin = m->h[h], amin = h;
+		if (m->h[h] > hmax)
+			hmax = m->h[h], amax = h;
+	}
+	static const char *const days[7] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
+	fprintf(report, "hour_factor_min=%.2f (%s %02d:00)\nhour_factor_max=%.2f (%s %02d:00)\n", hmin,
+		days[amin / 24], amin % 24, hmax, days[amax / 24], amax % 24);
+	fprintf(report, "range_lo=%.3f\nrange_hi=%.3f\n", p->range_lo, p->range_hi);
+	fprintf(report, "held_out_trips=%zu\neta_mape_freeflow_pct=%.1f\neta_mape_pct=%.1f\neta_bias_pct=%.1f\n"
+			"eta_range_cover_pct=%.1f\n",
+		fig->n, fig->mape_ff, fig->mape, fig->bias, fig->cover);
+}
+
+rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, size_t ntrips, const char *tz,
+			 const struct routing_cfg *cfg, const char *out_path, FILE *report, char *err, size_t errlen)
+{
+	struct trips_csv tl = { 0 };
+	rh_err e = calibrate_trips_read(trip_paths, ntrips, &tl, err, errlen);
+	if (e != RH_OK) {
+		trips_csv_fini(&tl);
+		return e;
 	}
 	if (strlen(tz) >= sizeof((struct mapfile_profile *)0)->tz) {
 		snprintf(err, errlen, "time zone name too long: %s", tz);
@@ -315,7 +378,7 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 		return RH_EINVAL;
 	}
 	struct routing *ff = NULL;
-	rh_err e = graph_load(map_path, cfg, true, &ff, err, errlen);
+	e = graph_load(map_path, cfg, true, &ff, err, errlen);
 	if (e != RH_OK) {
 		trips_csv_fini(&tl);
 		return e;
@@ -338,22 +401,7 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 	struct calibrate_model m;
 	calibrate_fit(v, n, &m);
 	struct mapfile_profile p;
-	memset(&p, 0, sizeof p);
-	snprintf(p.tz, sizeof p.tz, "%s", tz);
-	for (int c = 0; c < CAL_C; c++)
-		p.class_factor[c] = (float)m.f[c];
-	for (int h = 0; h < RMAP_HOURS; h++)
-		p.hour_factor[h] = (float)m.h[h];
-	p.overhead_s = (float)m.b;
-	double *q = rh_malloc((n + 1) * sizeof *q);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!v[i].held)
-			q[k++] = v[i].t.duration_s / (m.h[v[i].t.how] * calibrate_base(&m, &v[i]));
-	p.range_lo = (float)fmin(fmax(calibrate_quantile(q, k, 0.10), 0.01), 1.0);
-	p.range_hi = (float)fmin(fmax(calibrate_quantile(q, k, 0.90), 1.0), 100.0);
-	p.range_share = 0.8f;
-	rh_free(q);
+	calibrate_profile(&m, v, n, tz, &p);
 	p.trips_fit = (uint32_t)nfit, p.trips_held = (uint32_t)nheld;
 	e = calibrate_write(map_path, out_path, &p, true, err, errlen);
 	struct calibrate_figures fig = { 0 };
@@ -368,31 +416,8 @@ rh_err routing_calibrate(const char *map_path, const char *const *trip_paths, si
 			e = calibrate_write(out_path, out_path, &p, false, err, errlen);
 		}
 	}
-	if (e == RH_OK && report) {
-		static const char *const names[CAL_C] = { "motorway", "trunk", "primary", "secondary", "tertiary",
-							  "unclassified", "residential", "service" };
-		fprintf(report, "trips_rows=%zu\ntrips_unparsed=%zu\ntrips_off_map=%zu\ntrips_fit=%zu\ntrips_held=%zu\n",
-			tl.rows, tl.bad, off_map, nfit, nheld);
-		fprintf(report, "time_zone=%s\n", p.tz);
-		for (int c = 0; c < CAL_C; c++)
-			fprintf(report, "class_factor_%s=%.2f\n", names[c], m.f[c]);
-		fprintf(report, "overhead_s=%.1f\n", m.b);
-		double hmin = 1e9, hmax = 0;
-		int amin = 0, amax = 0;
-		for (int h = 0; h < RMAP_HOURS; h++) {
-			if (m.h[h] < hmin)
-				hmin = m.h[h], amin = h;
-			if (m.h[h] > hmax)
-				hmax = m.h[h], amax = h;
-		}
-		static const char *const days[7] = { "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun" };
-		fprintf(report, "hour_factor_min=%.2f (%s %02d:00)\nhour_factor_max=%.2f (%s %02d:00)\n", hmin,
-			days[amin / 24], amin % 24, hmax, days[amax / 24], amax % 24);
-		fprintf(report, "range_lo=%.3f\nrange_hi=%.3f\n", p.range_lo, p.range_hi);
-		fprintf(report, "held_out_trips=%zu\neta_mape_freeflow_pct=%.1f\neta_mape_pct=%.1f\neta_bias_pct=%.1f\n"
-				"eta_range_cover_pct=%.1f\n",
-			fig.n, fig.mape_ff, fig.mape, fig.bias, fig.cover);
-	}
+	if (e == RH_OK && report)
+		calibrate_report(report, &tl, off_map, nfit, nheld, &m, &p, &fig);
 	rh_free(v);
 	trips_csv_fini(&tl);
 	return e;

@@ -182,71 +182,63 @@ static void ch_queue_push(struct ch_builder *b, uint32_t x)
 	ch_heap_push(&b->pq, &b->pn, &b->pcap, key);
 }
 
-rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const uint32_t *time_ms,
-		const uint32_t *dist_mm, int metric, struct ch_graph *out)
+/* The builder's lists for the n-node graph in CSR, self-loops left out. */
+static void ch_builder_init(struct ch_builder *b, uint32_t n, const uint32_t *first_out, const uint32_t *to,
+			    const uint32_t *time_ms, const uint32_t *dist_mm, int metric)
 {
-	struct ch_builder b = { .n = n };
-	b.out = rh_calloc(n, sizeof *b.out);
-	b.in = rh_calloc(n, sizeof *b.in);
-	b.up = rh_calloc(n, sizeof *b.up);
-	b.down = rh_calloc(n, sizeof *b.down);
-	b.done = rh_calloc(n, sizeof *b.done);
-	b.deleted = rh_calloc(n, sizeof *b.deleted);
-	b.prio = rh_calloc(n, sizeof *b.prio);
-	b.dist = rh_calloc(n, sizeof *b.dist);
-	b.stamp = rh_calloc(n, sizeof *b.stamp);
+	*b = (struct ch_builder){ .n = n };
+	b->out = rh_calloc(n, sizeof *b->out);
+	b->in = rh_calloc(n, sizeof *b->in);
+	b->up = rh_calloc(n, sizeof *b->up);
+	b->down = rh_calloc(n, sizeof *b->down);
+	b->done = rh_calloc(n, sizeof *b->done);
+	b->deleted = rh_calloc(n, sizeof *b->deleted);
+	b->prio = rh_calloc(n, sizeof *b->prio);
+	b->dist = rh_calloc(n, sizeof *b->dist);
+	b->stamp = rh_calloc(n, sizeof *b->stamp);
 	for (uint32_t u = 0; u < n; u++)
 		for (uint32_t e = first_out[u]; e < first_out[u + 1]; e++) {
 			if (to[e] == u)
 				continue;
 			struct ch_edge ce = { to[e], mapfile_weight(metric, time_ms[e], dist_mm[e]), time_ms[e], dist_mm[e], NONE };
-			ch_list_add(&b.out[u], &ce);
+			ch_list_add(&b->out[u], &ce);
 			ce.to = u;
-			ch_list_add(&b.in[to[e]], &ce);
+			ch_list_add(&b->in[to[e]], &ce);
 		}
-	for (uint32_t x = 0; x < n; x++)
-		ch_queue_push(&b, x);
-	uint32_t *rank = rh_malloc(((size_t)n + 1) * sizeof *rank);
-	uint32_t next = 0;
-	while (b.pn) {
-		uint64_t k = ch_heap_pop(b.pq, &b.pn);
-		uint32_t x = (uint32_t)k;
-		int32_t p = (int32_t)(uint32_t)(k >> 32) - (1 << 30);
-		if (b.done[x] || p != b.prio[x])
-			continue;
-		int32_t now = ch_priority(&b, x);
-		if (b.pn && now > p) {
-			b.prio[x] = now;
-			ch_heap_push(&b.pq, &b.pn, &b.pcap, (uint64_t)(uint32_t)(now + (1 << 30)) << 32 | x);
-			continue;
-		}
-		ch_contract(&b, x, false);
-		ch_list_compact(&b.in[x], b.done);
-		ch_list_compact(&b.out[x], b.done);
-		/* what remains around x leads upward */
-		for (uint32_t j = 0; j < b.out[x].n; j++)
-			ch_list_add(&b.up[x], &b.out[x].e[j]);
-		for (uint32_t j = 0; j < b.in[x].n; j++)
-			ch_list_add(&b.down[x], &b.in[x].e[j]);
-		b.done[x] = true;
-		rank[x] = next++;
-		for (uint32_t j = 0; j < b.out[x].n; j++)
-			b.deleted[b.out[x].e[j].to]++;
-		for (uint32_t j = 0; j < b.in[x].n; j++)
-			b.deleted[b.in[x].e[j].to]++;
-		for (uint32_t j = 0; j < b.out[x].n; j++)
-			ch_queue_push(&b, b.out[x].e[j].to);
-		for (uint32_t j = 0; j < b.in[x].n; j++)
-			ch_queue_push(&b, b.in[x].e[j].to);
-		rh_free(b.out[x].e);
-		rh_free(b.in[x].e);
-		b.out[x] = (struct dyn_list){ 0 };
-		b.in[x] = (struct dyn_list){ 0 };
-	}
-	/* flatten into CSR */
-	out->n = n;
-	out->rank = rank;
-	struct dyn_list *lists[2] = { b.up, b.down };
+}
+
+/* Contracts x: its shortcuts added, what remains around it kept as its
+ * upward and downward edges, its neighbours' priorities renewed. */
+static void ch_settle(struct ch_builder *b, uint32_t x)
+{
+	ch_contract(b, x, false);
+	ch_list_compact(&b->in[x], b->done);
+	ch_list_compact(&b->out[x], b->done);
+	/* what remains around x leads upward */
+	for (uint32_t j = 0; j < b->out[x].n; j++)
+		ch_list_add(&b->up[x], &b->out[x].e[j]);
+	for (uint32_t j = 0; j < b->in[x].n; j++)
+		ch_list_add(&b->down[x], &b->in[x].e[j]);
+	b->done[x] = true;
+	for (uint32_t j = 0; j < b->out[x].n; j++)
+		b->deleted[b->out[x].e[j].to]++;
+	for (uint32_t j = 0; j < b->in[x].n; j++)
+		b->deleted[b->in[x].e[j].to]++;
+	for (uint32_t j = 0; j < b->out[x].n; j++)
+		ch_queue_push(b, b->out[x].e[j].to);
+	for (uint32_t j = 0; j < b->in[x].n; j++)
+		ch_queue_push(b, b->in[x].e[j].to);
+	rh_free(b->out[x].e);
+	rh_free(b->in[x].e);
+	b->out[x] = (struct dyn_list){ 0 };
+	b->in[x] = (struct dyn_list){ 0 };
+}
+
+/* The upward and downward edges into out, in CSR; the builder freed. */
+static void ch_flatten(struct ch_builder *b, struct ch_graph *out)
+{
+	uint32_t n = b->n;
+	struct dyn_list *lists[2] = { b->up, b->down };
 	uint32_t **firsts[2] = { &out->first_up, &out->first_down };
 	struct ch_edge **edges[2] = { &out->up, &out->down };
 	uint32_t *counts[2] = { &out->nup, &out->ndown };
@@ -265,9 +257,38 @@ rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const
 		*edges[s] = e;
 		*counts[s] = first[n];
 	}
-	void *ptrs[] = { b.out, b.in, b.up, b.down, b.done, b.deleted, b.prio, b.dist, b.stamp, b.heap, b.pq };
+	void *ptrs[] = { b->out, b->in, b->up, b->down, b->done, b->deleted, b->prio, b->dist, b->stamp, b->heap, b->pq };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
+}
+
+rh_err ch_build(uint32_t n, const uint32_t *first_out, const uint32_t *to, const uint32_t *time_ms,
+		const uint32_t *dist_mm, int metric, struct ch_graph *out)
+{
+	struct ch_builder b;
+	ch_builder_init(&b, n, first_out, to, time_ms, dist_mm, metric);
+	for (uint32_t x = 0; x < n; x++)
+		ch_queue_push(&b, x);
+	uint32_t *rank = rh_malloc(((size_t)n + 1) * sizeof *rank);
+	uint32_t next = 0;
+	while (b.pn) {
+		uint64_t k = ch_heap_pop(b.pq, &b.pn);
+		uint32_t x = (uint32_t)k;
+		int32_t p = (int32_t)(uint32_t)(k >> 32) - (1 << 30);
+		if (b.done[x] || p != b.prio[x])
+			continue;
+		int32_t now = ch_priority(&b, x);
+		if (b.pn && now > p) {
+			b.prio[x] = now;
+			ch_heap_push(&b.pq, &b.pn, &b.pcap, (uint64_t)(uint32_t)(now + (1 << 30)) << 32 | x);
+			continue;
+		}
+		ch_settle(&b, x);
+		rank[x] = next++;
+	}
+	out->n = n;
+	out->rank = rank;
+	ch_flatten(&b, out);
 	return RH_OK;
 }
 

@@ -1041,21 +1041,12 @@ static int graph_bucket_cmp(const void *a, const void *b)
 	return x->target < y->target ? -1 : x->target > y->target;
 }
 
-/* Many-to-many with buckets: each target's complete upward backward search
- * leaves its labels in buckets by node; each source's complete upward
- * forward search reads the buckets of the nodes it settles. ns + nd small
- * searches for ns * nd answers. */
-rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const double *src_lon, size_t ns,
-				const double *dst_lat, const double *dst_lon, size_t nd, int64_t when,
-				struct routing_eta *out)
+/* Each target's complete upward backward search leaves its labels in
+ * r->bk, sorted by node; tok[j] says whether target j snapped (to ts[j]). */
+static void graph_buckets_fill(struct routing *r, const double *dst_lat, const double *dst_lon, size_t nd,
+			       struct snap *ts, bool *tok)
 {
-	if (!routing_loaded(r))
-		return RH_EAGAIN;
-	memset(out, 0, ns * nd * sizeof *out);
-	struct snap *ts = rh_calloc(nd + 1, sizeof *ts);
-	bool *tok = rh_calloc(nd + 1, sizeof *tok);
-	struct meet *best = rh_calloc(nd + 1, sizeof *best);
-	struct search *f = &r->fw, *b = &r->bw;
+	struct search *b = &r->bw;
 	r->nbk = 0;
 	for (size_t j = 0; j < nd; j++) {
 		if (!(tok[j] = graph_snap(r, dst_lat[j], dst_lon[j], RMAP_TO, &ts[j])))
@@ -1063,7 +1054,6 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 		graph_seeds_to(r, &ts[j], &r->ts);
 		graph_search_reset(r, b);
 		graph_ch_seed(r, b, &r->ts);
-		struct meet none = { INF, NONE, NONE, 0 };
 		uint32_t du, u;
 		while (graph_heap_top(&b->h) != INF) {
 			/* settle by hand to see each node once */
@@ -1079,10 +1069,61 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 				graph_relax(b, e->to, graph_sat_add(du, e->w), i, u, graph_sat_add(b->lab[u].aux_ms, e->time_ms),
 					 graph_sat_add(b->lab[u].aux_mm, e->dist_mm));
 			}
-			(void)none;
 		}
 	}
 	qsort(r->bk, r->nbk, sizeof *r->bk, graph_bucket_cmp);
+}
+
+/* One source's complete upward forward search (seeded in r->ss) reads the
+ * buckets of the nodes it settles: a meeting cheaper than best[j] is the
+ * best to target j, its time and distance in bms[j], bmm[j]. */
+static void graph_buckets_scan(struct routing *r, struct meet *best, uint32_t *bms, uint32_t *bmm)
+{
+	struct search *f = &r->fw;
+	graph_search_reset(r, f);
+	graph_ch_seed(r, f, &r->ss);
+	uint32_t du, u;
+	while ((u = graph_search_settle(f, &du)) != NONE) {
+		size_t lo = 0, hi = r->nbk;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (r->bk[mid].node < u)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (; lo < r->nbk && r->bk[lo].node == u; lo++) {
+			const struct bucket *k = &r->bk[lo];
+			uint32_t c = graph_sat_add(du, k->cost);
+			if (c < best[k->target].cost) {
+				best[k->target] = (struct meet){ c, u, NONE, 0 };
+				bms[k->target] = graph_sat_add(f->lab[u].aux_ms, k->ms);
+				bmm[k->target] = graph_sat_add(f->lab[u].aux_mm, k->mm);
+			}
+		}
+		for (uint32_t a = r->ch.first_up[u]; a < r->ch.first_up[u + 1]; a++) {
+			const struct ch_edge *e = &r->ch.up[a];
+			graph_relax(f, e->to, graph_sat_add(du, e->w), a, u, graph_sat_add(f->lab[u].aux_ms, e->time_ms),
+				 graph_sat_add(f->lab[u].aux_mm, e->dist_mm));
+		}
+	}
+}
+
+/* Many-to-many with buckets: each target's complete upward backward search
+ * leaves its labels in buckets by node; each source's complete upward
+ * forward search reads the buckets of the nodes it settles. ns + nd small
+ * searches for ns * nd answers. */
+rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const double *src_lon, size_t ns,
+				const double *dst_lat, const double *dst_lon, size_t nd, int64_t when,
+				struct routing_eta *out)
+{
+	if (!routing_loaded(r))
+		return RH_EAGAIN;
+	memset(out, 0, ns * nd * sizeof *out);
+	struct snap *ts = rh_calloc(nd + 1, sizeof *ts);
+	bool *tok = rh_calloc(nd + 1, sizeof *tok);
+	struct meet *best = rh_calloc(nd + 1, sizeof *best);
+	graph_buckets_fill(r, dst_lat, dst_lon, nd, ts, tok);
 	for (size_t i = 0; i < ns; i++) {
 		struct snap s;
 		if (!graph_snap(r, src_lat[i], src_lon[i], RMAP_FROM, &s))
@@ -1096,33 +1137,7 @@ rh_err routing_eta_many_to_many(struct routing *r, const double *src_lat, const 
 		}
 		uint32_t *bms = rh_calloc(nd + 1, sizeof *bms), *bmm = rh_calloc(nd + 1, sizeof *bmm);
 		graph_seeds_from(r, &s, &r->ss);
-		graph_search_reset(r, f);
-		graph_ch_seed(r, f, &r->ss);
-		uint32_t du, u;
-		while ((u = graph_search_settle(f, &du)) != NONE) {
-			size_t lo = 0, hi = r->nbk;
-			while (lo < hi) {
-				size_t mid = lo + (hi - lo) / 2;
-				if (r->bk[mid].node < u)
-					lo = mid + 1;
-				else
-					hi = mid;
-			}
-			for (; lo < r->nbk && r->bk[lo].node == u; lo++) {
-				const struct bucket *k = &r->bk[lo];
-				uint32_t c = graph_sat_add(du, k->cost);
-				if (c < best[k->target].cost) {
-					best[k->target] = (struct meet){ c, u, NONE, 0 };
-					bms[k->target] = graph_sat_add(f->lab[u].aux_ms, k->ms);
-					bmm[k->target] = graph_sat_add(f->lab[u].aux_mm, k->mm);
-				}
-			}
-			for (uint32_t a = r->ch.first_up[u]; a < r->ch.first_up[u + 1]; a++) {
-				const struct ch_edge *e = &r->ch.up[a];
-				graph_relax(f, e->to, graph_sat_add(du, e->w), a, u, graph_sat_add(f->lab[u].aux_ms, e->time_ms),
-					 graph_sat_add(f->lab[u].aux_mm, e->dist_mm));
-			}
-		}
+		graph_buckets_scan(r, best, bms, bmm);
 		for (size_t j = 0; j < nd; j++) {
 			struct routing_eta *o = &out[i * nd + j];
 			if (best[j].cost == INF)
@@ -1460,8 +1475,8 @@ static void graph_prepare(struct routing *r, const int32_t *lat, const int32_t *
 		    ((size_t)r->ch.nup + r->ch.ndown) * sizeof(struct ch_edge) + (size_t)r->xn * 12;
 }
 
-rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow, struct routing **out,
-		      char *err, size_t errlen)
+static rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow,
+				struct routing **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct mapfile_data d;
@@ -1594,22 +1609,4 @@ void graph_roads_of(const struct routing *r, struct graph_roads *out)
 	*out = (struct graph_roads){ .n = r->n, .m = r->m, .lat = r->lat, .lon = r->lon, .first_out = r->first_out,
 				     .to = r->to, .from = r->from, .cls = r->cls, .lat0 = r->lat0,
 				     .coslat0 = r->coslat0 };
-}
-
-bool routing_profile_get(const struct routing *r, struct routing_profile_info *out)
-{
-	memset(out, 0, sizeof *out);
-	if (!routing_loaded(r) || !r->has_profile)
-		return false;
-	snprintf(out->tz, sizeof out->tz, "%s", r->prof.tz);
-	out->range_lo = r->prof.range_lo, out->range_hi = r->prof.range_hi, out->range_share = r->prof.range_share;
-	out->trips_fit = r->prof.trips_fit, out->trips_held = r->prof.trips_held;
-	out->held_mape_pct = r->prof.held_mape_pct, out->held_cover_pct = r->prof.held_cover_pct;
-	out->held_mape_freeflow_pct = r->prof.held_mape_freeflow_pct;
-	return true;
-}
-
-int routing_hour_of_week(const struct routing *r, int64_t when)
-{
-	return routing_loaded(r) ? graph_hour_of_week(r, when) : -1;
 }

@@ -171,11 +171,9 @@ rh_err mapfile_parse(const void *data, size_t len, struct mapfile_data *d, int k
 void mapfile_data_fini(struct mapfile_data *d);
 
 /* graph.c, for `map calibrate` (calibrate.c): loading with or without the
- * profile, the whole file, and a route's free-flow seconds by road class. */
+ * profile, reading a whole file, and a route's free-flow seconds by road class. */
 rh_err graph_load(const char *map_path, const struct routing_cfg *cfg, bool freeflow, struct routing **out, char *err,
 	       size_t errlen) RH_MUST_CHECK;
-rh_err graph_load_buffer(const void *data, size_t len, const struct routing_cfg *cfg, bool freeflow,
-		      struct routing **out, char *err, size_t errlen) RH_MUST_CHECK;
 rh_err graph_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) RH_MUST_CHECK;
 /* A route's duration and range from its edges' seconds at hour of the week how. */
 void graph_timing_how(const struct routing *r, double edge_s, int how, double *dur, double *lo, double *hi);

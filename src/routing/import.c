@@ -764,14 +764,18 @@ static bool import_pair_from(const uint64_t *p, size_t n, uint32_t a)
 	return lo < n && (p[lo] >> 32) == a;
 }
 
-/* The turn graph: node e for each road edge, an arc e1 -> e2 for each turn
- * from e1 into e2 at the node between them that no via-node restriction
- * forbids; then, per via-way restriction, copies of its via edges entered
- * only from its from edge, on which the turn it names is forbidden (no_*)
- * or the only one (only_*). Two via-way restrictions that leave the same
- * edge onto the same first via edge but differ in their via path cannot
- * both be modelled by one copy: the second is skipped and counted. */
-static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
+/* The turn graph while it is built: arcs[x] are the turns out of turn
+ * node x, road[x] the road edge node x drives along (x itself for the
+ * first d->m nodes, the copied via edge for the nodes above). */
+struct import_xgraph {
+	struct u32_list *arcs;
+	uint32_t *road;
+	uint32_t n, cap;
+};
+
+/* One turn node e per road edge, and an arc e1 -> e2 for each turn from e1
+ * into e2 at the node between them that no via-node restriction forbids. */
+static void import_turns_plain(const struct mapfile_data *d, const struct import_turns *t, struct import_xgraph *x)
 {
 	size_t nno = 0, nonly = 0;
 	uint64_t *no = rh_malloc((t->nrs + 1) * sizeof *no), *only = rh_malloc((t->nrs + 1) * sizeof *only);
@@ -785,24 +789,30 @@ static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
 		}
 	qsort(no, nno, sizeof *no, import_pair_cmp);
 	qsort(only, nonly, sizeof *only, import_pair_cmp);
-	uint32_t m = d->m, xn = m, capx = m + 16;
-	struct u32_list *arcs = rh_calloc(capx, sizeof *arcs);
-	uint32_t *xroad = rh_malloc(capx * sizeof *xroad);
-	for (uint32_t e1 = 0; e1 < m; e1++) {
-		xroad[e1] = e1;
+	for (uint32_t e1 = 0; e1 < d->m; e1++) {
+		x->road[e1] = e1;
 		uint32_t v = d->to[e1];
 		bool has_only = import_pair_from(only, nonly, e1);
 		for (uint32_t e2 = d->first_out[v]; e2 < d->first_out[v + 1]; e2++) {
 			uint64_t key = (uint64_t)e1 << 32 | e2;
 			if (import_pair_has(no, nno, key) || (has_only && !import_pair_has(only, nonly, key)))
 				continue;
-			import_list_add(&arcs[e1], e2);
+			import_list_add(&x->arcs[e1], e2);
 		}
 	}
 	rh_free(no);
 	rh_free(only);
-	/* via-way restrictions: records of one relation and one from edge
-	 * share a chain of copies */
+}
+
+/* Per via-way restriction, copies of its via edges entered only from its
+ * from edge, on which the turn it names is forbidden (no_*) or the only
+ * one (only_*); records of one relation and one from edge share a chain of
+ * copies. Two via-way restrictions that leave the same edge onto the same
+ * first via edge but differ in their via path cannot both be modelled by
+ * one copy: the second is skipped and counted, and its records dropped
+ * from t. */
+static void import_turns_via_ways(struct import_turns *t, struct import_xgraph *x)
+{
 	bool *dropped = rh_calloc(t->nrs + 1, sizeof *dropped);
 	for (size_t i = 0; i < t->nrs;) {
 		const struct mapfile_restriction *r = &t->rs[i];
@@ -816,10 +826,10 @@ static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
 		}
 		const uint32_t *via = t->via.v + r->via_first;
 		uint32_t k = r->via_count, slot = NONE;
-		for (uint32_t a = 0; a < arcs[r->from].n; a++)
-			if (xroad[arcs[r->from].v[a]] == via[0])
+		for (uint32_t a = 0; a < x->arcs[r->from].n; a++)
+			if (x->road[x->arcs[r->from].v[a]] == via[0])
 				slot = a;
-		if (slot == NONE || arcs[r->from].v[slot] != via[0]) {
+		if (slot == NONE || x->arcs[r->from].v[slot] != via[0]) {
 			/* the turn onto the via path is already forbidden (nothing
 			 * to do), or already leads into another restriction's copy */
 			if (slot != NONE) {
@@ -831,36 +841,36 @@ static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
 			i = j;
 			continue;
 		}
-		if (xn + k >= capx) {
-			uint32_t old = capx;
-			capx = (xn + k) * 2;
-			arcs = rh_realloc(arcs, capx * sizeof *arcs);
-			memset(arcs + old, 0, (capx - old) * sizeof *arcs);
-			xroad = rh_realloc(xroad, capx * sizeof *xroad);
+		if (x->n + k >= x->cap) {
+			uint32_t old = x->cap;
+			x->cap = (x->n + k) * 2;
+			x->arcs = rh_realloc(x->arcs, x->cap * sizeof *x->arcs);
+			memset(x->arcs + old, 0, (x->cap - old) * sizeof *x->arcs);
+			x->road = rh_realloc(x->road, x->cap * sizeof *x->road);
 		}
-		uint32_t c0 = xn;
-		xn += k;
+		uint32_t c0 = x->n;
+		x->n += k;
 		for (uint32_t s = 0; s < k; s++) {
 			uint32_t c = c0 + s;
-			xroad[c] = via[s];
-			const struct u32_list *base = &arcs[via[s]];
+			x->road[c] = via[s];
+			const struct u32_list *base = &x->arcs[via[s]];
 			for (uint32_t a = 0; a < base->n; a++) {
 				uint32_t y = base->v[a];
 				if (s + 1 < k) {
-					if (xroad[y] == via[s + 1])
-						import_list_add(&arcs[c], c + 1);
+					if (x->road[y] == via[s + 1])
+						import_list_add(&x->arcs[c], c + 1);
 					else if (r->kind == RMAP_NO)
-						import_list_add(&arcs[c], y);
+						import_list_add(&x->arcs[c], y);
 					continue;
 				}
 				bool named = false;
 				for (size_t q = i; q < j; q++)
-					named |= xroad[y] == t->rs[q].to;
+					named |= x->road[y] == t->rs[q].to;
 				if (named == (r->kind == RMAP_ONLY))
-					import_list_add(&arcs[c], y);
+					import_list_add(&x->arcs[c], y);
 			}
 		}
-		arcs[r->from].v[slot] = c0;
+		x->arcs[r->from].v[slot] = c0;
 		i = j;
 	}
 	/* keep the records actually modelled */
@@ -870,20 +880,27 @@ static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
 			t->rs[kept++] = t->rs[i];
 	t->nrs = kept;
 	rh_free(dropped);
+}
+
+/* The turn graph into d, in CSR (x's lists freed, its road array taken),
+ * with the restriction records it models. */
+static void import_turns_store(struct mapfile_data *d, const struct import_turns *t, struct import_xgraph *x)
+{
+	uint32_t xn = x->n;
 	d->xn = xn;
-	d->xroad = xroad;
+	d->xroad = x->road;
 	d->xfirst = rh_malloc(((size_t)xn + 1) * sizeof *d->xfirst);
 	d->xfirst[0] = 0;
-	for (uint32_t x = 0; x < xn; x++)
-		d->xfirst[x + 1] = d->xfirst[x] + arcs[x].n;
+	for (uint32_t i = 0; i < xn; i++)
+		d->xfirst[i + 1] = d->xfirst[i] + x->arcs[i].n;
 	d->xm = d->xfirst[xn];
 	d->xto = rh_malloc(((size_t)d->xm + 1) * sizeof *d->xto);
-	for (uint32_t x = 0; x < xn; x++) {
-		if (arcs[x].n)
-			memcpy(d->xto + d->xfirst[x], arcs[x].v, arcs[x].n * sizeof *d->xto);
-		rh_free(arcs[x].v);
+	for (uint32_t i = 0; i < xn; i++) {
+		if (x->arcs[i].n)
+			memcpy(d->xto + d->xfirst[i], x->arcs[i].v, x->arcs[i].n * sizeof *d->xto);
+		rh_free(x->arcs[i].v);
 	}
-	rh_free(arcs);
+	rh_free(x->arcs);
 	d->nrestr = (uint32_t)t->nrs;
 	d->rs = rh_malloc((t->nrs + 1) * sizeof *d->rs);
 	if (t->nrs)
@@ -892,6 +909,18 @@ static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
 	d->rvia = rh_malloc(((size_t)t->via.n + 1) * sizeof *d->rvia);
 	if (t->via.n)
 		memcpy(d->rvia, t->via.v, t->via.n * sizeof *d->rvia);
+}
+
+/* The turn graph of d's roads under t's restrictions (see the three steps
+ * above), stored in d. */
+static void import_turn_graph(struct mapfile_data *d, struct import_turns *t)
+{
+	struct import_xgraph x = { .n = d->m, .cap = d->m + 16 };
+	x.arcs = rh_calloc(x.cap, sizeof *x.arcs);
+	x.road = rh_malloc(x.cap * sizeof *x.road);
+	import_turns_plain(d, t, &x);
+	import_turns_via_ways(t, &x);
+	import_turns_store(d, t, &x);
 }
 
 static bool import_has_edge(const uint32_t *first, const uint32_t *adj, uint32_t u, uint32_t v)
@@ -912,24 +941,24 @@ static bool import_pair_snappable(const uint8_t *role, const uint32_t *first, co
 	       (import_has_edge(first, adj, v, u) && ((role[u] & RMAP_FROM) || (role[v] & RMAP_TO)));
 }
 
-/* Ways -> edges over graph nodes; then only the largest component, in CSR. */
-static rh_err import_build_and_write(struct importer *im, const char *map_path, struct routing_stats *st, char *err,
-			      size_t errlen)
+/* The ways' segments as directed edges between graph nodes, numbered in
+ * the order the ways reach them (gid: OSM node index -> graph node, NONE
+ * for a node no way has); *n graph nodes, *m edges. */
+static struct edge *import_way_edges(const struct importer *im, uint32_t *gid, uint32_t *n, size_t *m)
 {
-	qsort(im->nodes, im->nnodes, sizeof *im->nodes, import_node_cmp);
-	uint32_t *gid = rh_malloc((im->nnodes + 1) * sizeof *gid);
+	size_t cap = 0;
+	struct edge *edges = NULL;
+	*n = 0;
+	*m = 0;
 	for (size_t i = 0; i < im->nnodes; i++)
 		gid[i] = NONE;
-	uint32_t n = 0;
-	size_t m = 0, cap = 0;
-	struct edge *edges = NULL;
 	for (size_t w = 0; w < im->nways; w++) {
 		const struct osm_way *ow = &im->ways[w];
 		size_t prev = SIZE_MAX;
 		for (size_t k = 0; k < ow->count; k++) {
 			size_t cur = import_node_find(im, im->refs[ow->first + k]);
 			if (cur != SIZE_MAX && gid[cur] == NONE)
-				gid[cur] = n++;
+				gid[cur] = (*n)++;
 			if (cur != SIZE_MAX && prev != SIZE_MAX && gid[cur] != gid[prev]) {
 				const struct osm_node *a = &im->nodes[prev], *b = &im->nodes[cur];
 				double d = import_segment_m(a->lat_e7, a->lon_e7, b->lat_e7, b->lon_e7);
@@ -940,14 +969,123 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 				for (int dir = 0; dir < 2; dir++) {
 					if (!(dir ? ow->bwd : ow->fwd))
 						continue;
-					GROW(edges, m, cap);
-					edges[m++] = dir ? (struct edge){ gid[cur], gid[prev], tms, dmm, ow->cls }
-							 : (struct edge){ gid[prev], gid[cur], tms, dmm, ow->cls };
+					GROW(edges, *m, cap);
+					edges[(*m)++] = dir ? (struct edge){ gid[cur], gid[prev], tms, dmm, ow->cls }
+							    : (struct edge){ gid[prev], gid[cur], tms, dmm, ow->cls };
 				}
 			}
 			prev = cur; /* a missing node (cut by the extract) breaks the way */
 		}
 	}
+	return edges;
+}
+
+/* Each node's role (RMAP_FROM, RMAP_TO; 0 for a node the map leaves out):
+ * the largest strongly connected component, and beside it what drains
+ * into it (a start there is fine: RMAP_FROM) and what it feeds (a
+ * destination: RMAP_TO), such as an old town one may leave but, in the
+ * extract, not enter; and the roads between the fringes that bypass the
+ * core: a route from one fringe to the other may be shorter that way.
+ * edges sorted, (first, adj) their CSR. */
+static uint8_t *import_roles(uint32_t n, const struct edge *edges, size_t m, const uint32_t *first,
+			     const uint32_t *adj)
+{
+	uint32_t *comp = rh_malloc(n * sizeof *comp);
+	uint32_t big = import_largest_scc(n, first, adj, comp);
+	uint8_t *role = rh_calloc(n, 1);
+	for (uint32_t u = 0; u < n; u++)
+		if (comp[u] == big)
+			role[u] = RMAP_FROM | RMAP_TO;
+	rh_free(comp);
+	import_reach_mark(n, first, adj, role, RMAP_TO);
+	struct edge *rev = rh_malloc(m * sizeof *rev);
+	for (size_t i = 0; i < m; i++)
+		rev[i] = (struct edge){ edges[i].v, edges[i].u, 0, 0, 0 };
+	qsort(rev, m, sizeof *rev, import_edge_cmp);
+	uint32_t *rfirst = rh_malloc(((size_t)n + 1) * sizeof *rfirst), *radj = rh_malloc(m * sizeof *radj);
+	import_csr_build(n, rev, m, rfirst, radj);
+	import_reach_mark(n, rfirst, radj, role, RMAP_FROM);
+	import_through_mark(n, first, adj, rfirst, radj, role);
+	rh_free(rev);
+	rh_free(rfirst);
+	rh_free(radj);
+	return role;
+}
+
+/* The kept nodes (a role) renumbered in order into keep (graph node ->
+ * final node, NONE if left out); their coordinates and roles into d. */
+static uint32_t *import_nodes_keep(const struct importer *im, const uint32_t *gid, uint32_t n, const uint8_t *role,
+				   struct mapfile_data *d)
+{
+	uint32_t *keep = rh_malloc(n * sizeof *keep), kn = 0;
+	for (uint32_t u = 0; u < n; u++)
+		keep[u] = role[u] ? kn++ : NONE;
+	d->n = kn;
+	d->lat_e7 = rh_malloc((kn + 1) * sizeof *d->lat_e7);
+	d->lon_e7 = rh_malloc((kn + 1) * sizeof *d->lon_e7);
+	d->role = rh_malloc(kn + 1);
+	for (size_t i = 0; i < im->nnodes; i++)
+		if (gid[i] != NONE && keep[gid[i]] != NONE) {
+			d->lat_e7[keep[gid[i]]] = im->nodes[i].lat_e7;
+			d->lon_e7[keep[gid[i]]] = im->nodes[i].lon_e7;
+			d->role[keep[gid[i]]] = role[gid[i]];
+		}
+	return keep;
+}
+
+/* The segments left out, once per pair of nodes, into d: a point near one
+ * is told why. */
+static void import_dropped(const struct importer *im, const uint32_t *gid, uint32_t n, const struct edge *edges,
+			   size_t m, const uint8_t *role, const uint32_t *first, const uint32_t *adj,
+			   struct mapfile_data *d)
+{
+	int32_t *nlat = rh_malloc(((size_t)n + 1) * sizeof *nlat), *nlon = rh_malloc(((size_t)n + 1) * sizeof *nlon);
+	for (size_t i = 0; i < im->nnodes; i++)
+		if (gid[i] != NONE)
+			nlat[gid[i]] = im->nodes[i].lat_e7, nlon[gid[i]] = im->nodes[i].lon_e7;
+	d->drop_e7 = rh_malloc((m * 4 + 1) * sizeof *d->drop_e7);
+	for (size_t i = 0; i < m; i++) {
+		uint32_t u = edges[i].u, v = edges[i].v;
+		if (import_pair_snappable(role, first, adj, u, v) || (u > v && import_has_edge(first, adj, v, u)))
+			continue;
+		int32_t *q = d->drop_e7 + 4 * (size_t)d->ndrop++;
+		q[0] = nlat[u], q[1] = nlon[u], q[2] = nlat[v], q[3] = nlon[v];
+	}
+	rh_free(nlat);
+	rh_free(nlon);
+}
+
+/* The edges between kept nodes, renumbered, into d in CSR with their
+ * times, lengths and classes (edges is reordered in place). */
+static void import_edges_keep(struct edge *edges, size_t m, const uint32_t *keep, struct mapfile_data *d)
+{
+	size_t km = 0;
+	for (size_t i = 0; i < m; i++)
+		if (keep[edges[i].u] != NONE && keep[edges[i].v] != NONE)
+			edges[km++] = (struct edge){ keep[edges[i].u], keep[edges[i].v], edges[i].time_ms, edges[i].dist_mm,
+						     edges[i].cls };
+	qsort(edges, km, sizeof *edges, import_edge_cmp);
+	d->m = (uint32_t)km;
+	d->first_out = rh_malloc(((size_t)d->n + 1) * sizeof *d->first_out);
+	d->to = rh_malloc((km + 1) * sizeof *d->to);
+	d->time_ms = rh_malloc((km + 1) * sizeof *d->time_ms);
+	d->dist_mm = rh_malloc((km + 1) * sizeof *d->dist_mm);
+	d->cls = rh_malloc(km + 1);
+	import_csr_build(d->n, edges, km, d->first_out, d->to);
+	for (size_t i = 0; i < km; i++)
+		d->time_ms[i] = edges[i].time_ms, d->dist_mm[i] = edges[i].dist_mm, d->cls[i] = (uint8_t)edges[i].cls;
+}
+
+/* Ways -> edges over graph nodes; then only the largest component and what
+ * routes reach through it, in CSR, with the turn graph; written to map_path. */
+static rh_err import_build_and_write(struct importer *im, const char *map_path, struct routing_stats *st, char *err,
+			      size_t errlen)
+{
+	qsort(im->nodes, im->nnodes, sizeof *im->nodes, import_node_cmp);
+	uint32_t *gid = rh_malloc((im->nnodes + 1) * sizeof *gid);
+	uint32_t n;
+	size_t m;
+	struct edge *edges = import_way_edges(im, gid, &n, &m);
 	if (n == 0 || m == 0) {
 		rh_free(gid);
 		rh_free(edges);
@@ -957,70 +1095,11 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	qsort(edges, m, sizeof *edges, import_edge_cmp);
 	uint32_t *first = rh_malloc(((size_t)n + 1) * sizeof *first), *adj = rh_malloc(m * sizeof *adj);
 	import_csr_build(n, edges, m, first, adj);
-	uint32_t *comp = rh_malloc(n * sizeof *comp);
-	uint32_t big = import_largest_scc(n, first, adj, comp);
-	/* Beside the component, keep what drains into it (a start there is
-	 * fine: RMAP_FROM) and what it feeds (a destination: RMAP_TO), such as
-	 * an old town one may leave but, in the extract, not enter. */
-	uint8_t *role = rh_calloc(n, 1);
-	for (uint32_t u = 0; u < n; u++)
-		if (comp[u] == big)
-			role[u] = RMAP_FROM | RMAP_TO;
-	import_reach_mark(n, first, adj, role, RMAP_TO);
-	struct edge *rev = rh_malloc(m * sizeof *rev);
-	for (size_t i = 0; i < m; i++)
-		rev[i] = (struct edge){ edges[i].v, edges[i].u, 0, 0, 0 };
-	qsort(rev, m, sizeof *rev, import_edge_cmp);
-	uint32_t *rfirst = rh_malloc(((size_t)n + 1) * sizeof *rfirst), *radj = rh_malloc(m * sizeof *radj);
-	import_csr_build(n, rev, m, rfirst, radj);
-	import_reach_mark(n, rfirst, radj, role, RMAP_FROM);
-	/* and the roads between the fringes that bypass the core: a route
-	 * from one fringe to the other may be shorter that way */
-	import_through_mark(n, first, adj, rfirst, radj, role);
-	rh_free(rev);
-	rh_free(rfirst);
-	rh_free(radj);
-	/* renumber the kept nodes; coordinates by the new numbers */
-	uint32_t *keep = rh_malloc(n * sizeof *keep), kn = 0;
-	for (uint32_t u = 0; u < n; u++)
-		keep[u] = role[u] ? kn++ : NONE;
-	int32_t *lat = rh_malloc((kn + 1) * sizeof *lat), *lon = rh_malloc((kn + 1) * sizeof *lon);
-	int32_t *nlat = rh_malloc(((size_t)n + 1) * sizeof *nlat), *nlon = rh_malloc(((size_t)n + 1) * sizeof *nlon);
-	for (size_t i = 0; i < im->nnodes; i++)
-		if (gid[i] != NONE)
-			nlat[gid[i]] = im->nodes[i].lat_e7, nlon[gid[i]] = im->nodes[i].lon_e7;
-	uint8_t *roles = rh_malloc(kn + 1);
-	for (size_t i = 0; i < im->nnodes; i++)
-		if (gid[i] != NONE && keep[gid[i]] != NONE) {
-			lat[keep[gid[i]]] = im->nodes[i].lat_e7;
-			lon[keep[gid[i]]] = im->nodes[i].lon_e7;
-			roles[keep[gid[i]]] = role[gid[i]];
-		}
-	/* segments left out, once per pair of nodes: a point near one is told why */
-	struct mapfile_data d = { .n = kn, .lat_e7 = lat, .lon_e7 = lon, .role = roles };
-	d.drop_e7 = rh_malloc((m * 4 + 1) * sizeof *d.drop_e7);
-	for (size_t i = 0; i < m; i++) {
-		uint32_t u = edges[i].u, v = edges[i].v;
-		if (import_pair_snappable(role, first, adj, u, v) || (u > v && import_has_edge(first, adj, v, u)))
-			continue;
-		int32_t *q = d.drop_e7 + 4 * (size_t)d.ndrop++;
-		q[0] = nlat[u], q[1] = nlon[u], q[2] = nlat[v], q[3] = nlon[v];
-	}
-	size_t km = 0;
-	for (size_t i = 0; i < m; i++)
-		if (keep[edges[i].u] != NONE && keep[edges[i].v] != NONE)
-			edges[km++] = (struct edge){ keep[edges[i].u], keep[edges[i].v], edges[i].time_ms, edges[i].dist_mm,
-						     edges[i].cls };
-	qsort(edges, km, sizeof *edges, import_edge_cmp);
-	d.m = (uint32_t)km;
-	d.first_out = rh_malloc(((size_t)kn + 1) * sizeof *d.first_out);
-	d.to = rh_malloc((km + 1) * sizeof *d.to);
-	d.time_ms = rh_malloc((km + 1) * sizeof *d.time_ms);
-	d.dist_mm = rh_malloc((km + 1) * sizeof *d.dist_mm);
-	d.cls = rh_malloc(km + 1);
-	import_csr_build(kn, edges, km, d.first_out, d.to);
-	for (size_t i = 0; i < km; i++)
-		d.time_ms[i] = edges[i].time_ms, d.dist_mm[i] = edges[i].dist_mm, d.cls[i] = (uint8_t)edges[i].cls;
+	uint8_t *role = import_roles(n, edges, m, first, adj);
+	struct mapfile_data d = { 0 };
+	uint32_t *keep = import_nodes_keep(im, gid, n, role, &d);
+	import_dropped(im, gid, n, edges, m, role, first, adj, &d);
+	import_edges_keep(edges, m, keep, &d);
 	/* OSM node index -> final node, for the restrictions */
 	uint32_t *final = rh_malloc((im->nnodes + 1) * sizeof *final);
 	for (size_t i = 0; i < im->nnodes; i++)
@@ -1036,7 +1115,7 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 		e = mapfile_write(map_path, &d, err, errlen);
 	if (st) {
 		memset(st, 0, sizeof *st);
-		st->nodes = kn, st->edges = km;
+		st->nodes = d.n, st->edges = d.m;
 		st->osm_nodes = im->nnodes, st->osm_ways = im->all_ways, st->road_ways = im->nways;
 		st->restrictions = tr.relations_applied;
 		st->restrictions_skipped = tr.relations_skipped + im->restr_other;
@@ -1044,7 +1123,7 @@ static rh_err import_build_and_write(struct importer *im, const char *map_path, 
 	}
 	import_turns_fini(&tr);
 	mapfile_data_fini(&d); /* lat, lon and roles too */
-	void *ptrs[] = { gid, edges, first, adj, comp, keep, role, nlat, nlon };
+	void *ptrs[] = { gid, edges, first, adj, keep, role };
 	for (size_t i = 0; i < RH_ARRAY_LEN(ptrs); i++)
 		rh_free(ptrs[i]);
 	return e;

@@ -263,44 +263,106 @@ static bool mapfile_profile_ok(const struct mapfile_profile *p, char *err, size_
 	return true;
 }
 
+/* The header of a map file of len bytes into h: magic, version, counts,
+ * length and the body's checksum. */
+static rh_err mapfile_header_read(const void *data, size_t len, struct mapfile_header *h, char *err, size_t errlen)
+{
+	if (len < RMAP_HEADER_SIZE) {
+		snprintf(err, errlen, "truncated map file (%zu bytes, no complete header)", len);
+		return RH_EINVAL;
+	}
+	memcpy(h, data, sizeof *h);
+	if (memcmp(h->magic, RMAP_MAGIC, 8) != 0) {
+		snprintf(err, errlen, "not a ridehail map file (bad magic); make one with `ridehaild map import`");
+		return RH_EINVAL;
+	}
+	if (h->version != RMAP_VERSION) {
+		snprintf(err, errlen, "map file version %u, this build reads %u: import the map again", h->version,
+			 RMAP_VERSION);
+		return RH_EINVAL;
+	}
+	if (h->nodes == 0 || h->nodes > RMAP_MAX_NODES || h->edges > RMAP_MAX_EDGES ||
+	    (h->flags & ~RMAP_FLAG_PROFILE) || h->body_len < mapfile_body_len(h->nodes, h->edges)) {
+		snprintf(err, errlen, "map header is inconsistent (%u nodes, %u edges, %llu body bytes)", h->nodes,
+			 h->edges, (unsigned long long)h->body_len);
+		return RH_EINVAL;
+	}
+	if (len - RMAP_HEADER_SIZE != h->body_len) {
+		snprintf(err, errlen, "map file is %s: %zu body bytes, header says %llu",
+			 len - RMAP_HEADER_SIZE < h->body_len ? "truncated" : "too long", len - RMAP_HEADER_SIZE,
+			 (unsigned long long)h->body_len);
+		return RH_EINVAL;
+	}
+	uint8_t hash[RMAP_HASH_SIZE];
+	crypto_generichash(hash, sizeof hash, (const uint8_t *)data + RMAP_HEADER_SIZE, h->body_len, NULL, 0);
+	if (sodium_memcmp(hash, h->hash, sizeof hash) != 0) {
+		snprintf(err, errlen, "map file is corrupt (checksum mismatch)");
+		return RH_EINVAL;
+	}
+	return RH_OK;
+}
+
+/* The turn section (the turn graph, the restrictions it models, the
+ * segments the import left out) into d, whose road graph is read and
+ * checked; false with err set if it is missing or wrong. */
+static bool mapfile_turns_read(struct mapfile_reader *rd, struct mapfile_data *d, char *err, size_t errlen)
+{
+	uint32_t counts[5] = { 0 }, m = d->m;
+	if (rd->end - rd->p < 20)
+		return mapfile_err(err, errlen, "turn section missing");
+	memcpy(counts, rd->p, 20);
+	rd->p += 20;
+	d->xn = counts[0], d->xm = counts[1], d->nrestr = counts[2], d->nrvia = counts[3], d->ndrop = counts[4];
+	if (d->xn < m || d->xn > RMAP_MAX_EDGES || d->nrestr > RMAP_MAX_EDGES || d->nrvia > RMAP_MAX_EDGES)
+		return mapfile_err(err, errlen, "turn section counts out of range");
+	uint32_t *copies = mapfile_take(rd, ((uint64_t)d->xn - m) * 4);
+	d->xfirst = mapfile_take(rd, ((uint64_t)d->xn + 1) * 4);
+	d->xto = mapfile_take(rd, (uint64_t)d->xm * 4);
+	d->rs = mapfile_take(rd, (uint64_t)d->nrestr * sizeof *d->rs);
+	d->rvia = mapfile_take(rd, (uint64_t)d->nrvia * 4);
+	d->drop_e7 = mapfile_take(rd, (uint64_t)d->ndrop * 16);
+	if (!copies || !d->xfirst || !d->xto || !d->rs || !d->rvia || !d->drop_e7) {
+		rh_free(copies);
+		return mapfile_err(err, errlen, "turn section larger than the file");
+	}
+	d->xroad = rh_malloc(((size_t)d->xn + 1) * sizeof *d->xroad);
+	for (uint32_t x = 0; x < m; x++)
+		d->xroad[x] = x;
+	memcpy(d->xroad + m, copies, ((size_t)d->xn - m) * 4);
+	rh_free(copies);
+	uint32_t *from = rh_malloc(((size_t)m + 1) * sizeof *from);
+	for (uint32_t u = 0; u < d->n; u++)
+		for (uint32_t e = d->first_out[u]; e < d->first_out[u + 1]; e++)
+			from[e] = u;
+	bool ok = mapfile_turns_ok(d, from, err, errlen);
+	rh_free(from);
+	for (uint32_t i = 0; ok && i < d->ndrop * 4; i += 2)
+		if (d->drop_e7[i] < -900000000 || d->drop_e7[i] > 900000000 || d->drop_e7[i + 1] < -1800000000 ||
+		    d->drop_e7[i + 1] > 1800000000)
+			ok = mapfile_err(err, errlen, "dropped segment coordinate out of range");
+	return ok;
+}
+
+/* The travel-time profile `map calibrate` wrote, into d. */
+static bool mapfile_profile_read(struct mapfile_reader *rd, struct mapfile_data *d, char *err, size_t errlen)
+{
+	if ((uint64_t)(rd->end - rd->p) < sizeof d->profile)
+		return mapfile_err(err, errlen, "profile section missing");
+	memcpy(&d->profile, rd->p, sizeof d->profile);
+	rd->p += sizeof d->profile;
+	d->has_profile = true;
+	return mapfile_profile_ok(&d->profile, err, errlen);
+}
+
 rh_err mapfile_parse(const void *data, size_t len, struct mapfile_data *d, int keep_metric, bool both, char *err,
 		  size_t errlen)
 {
 	memset(d, 0, sizeof *d);
 	struct mapfile_header h;
-	if (len < RMAP_HEADER_SIZE) {
-		snprintf(err, errlen, "truncated map file (%zu bytes, no complete header)", len);
-		return RH_EINVAL;
-	}
-	memcpy(&h, data, sizeof h);
-	if (memcmp(h.magic, RMAP_MAGIC, 8) != 0) {
-		snprintf(err, errlen, "not a ridehail map file (bad magic); make one with `ridehaild map import`");
-		return RH_EINVAL;
-	}
-	if (h.version != RMAP_VERSION) {
-		snprintf(err, errlen, "map file version %u, this build reads %u: import the map again", h.version,
-			 RMAP_VERSION);
-		return RH_EINVAL;
-	}
-	if (h.nodes == 0 || h.nodes > RMAP_MAX_NODES || h.edges > RMAP_MAX_EDGES || (h.flags & ~RMAP_FLAG_PROFILE) ||
-	    h.body_len < mapfile_body_len(h.nodes, h.edges)) {
-		snprintf(err, errlen, "map header is inconsistent (%u nodes, %u edges, %llu body bytes)", h.nodes,
-			 h.edges, (unsigned long long)h.body_len);
-		return RH_EINVAL;
-	}
-	if (len - RMAP_HEADER_SIZE != h.body_len) {
-		snprintf(err, errlen, "map file is %s: %zu body bytes, header says %llu",
-			 len - RMAP_HEADER_SIZE < h.body_len ? "truncated" : "too long", len - RMAP_HEADER_SIZE,
-			 (unsigned long long)h.body_len);
-		return RH_EINVAL;
-	}
+	rh_err e = mapfile_header_read(data, len, &h, err, errlen);
+	if (e != RH_OK)
+		return e;
 	const uint8_t *body = (const uint8_t *)data + RMAP_HEADER_SIZE;
-	uint8_t hash[RMAP_HASH_SIZE];
-	crypto_generichash(hash, sizeof hash, body, h.body_len, NULL, 0);
-	if (sodium_memcmp(hash, h.hash, sizeof hash) != 0) {
-		snprintf(err, errlen, "map file is corrupt (checksum mismatch)");
-		return RH_EINVAL;
-	}
 	struct mapfile_reader rd = { body, body + h.body_len };
 	uint32_t n = d->n = h.nodes, m = d->m = h.edges;
 	d->lat_e7 = mapfile_take(&rd, (uint64_t)n * 4);
@@ -311,57 +373,9 @@ rh_err mapfile_parse(const void *data, size_t len, struct mapfile_data *d, int k
 	d->time_ms = mapfile_take(&rd, (uint64_t)m * 4);
 	d->dist_mm = mapfile_take(&rd, (uint64_t)m * 4);
 	d->cls = mapfile_take(&rd, m);
-	bool ok = mapfile_graph_ok(d, err, errlen);
-	uint32_t counts[5] = { 0 };
-	if (ok && rd.end - rd.p >= 20) {
-		memcpy(counts, rd.p, 20);
-		rd.p += 20;
-	} else if (ok) {
-		ok = mapfile_err(err, errlen, "turn section missing");
-	}
-	d->xn = counts[0], d->xm = counts[1], d->nrestr = counts[2], d->nrvia = counts[3], d->ndrop = counts[4];
-	if (ok && (d->xn < m || d->xn > RMAP_MAX_EDGES || d->nrestr > RMAP_MAX_EDGES ||
-		   d->nrvia > RMAP_MAX_EDGES))
-		ok = mapfile_err(err, errlen, "turn section counts out of range");
-	uint32_t *from = NULL;
-	if (ok) {
-		uint32_t *copies = mapfile_take(&rd, ((uint64_t)d->xn - m) * 4);
-		d->xfirst = mapfile_take(&rd, ((uint64_t)d->xn + 1) * 4);
-		d->xto = mapfile_take(&rd, (uint64_t)d->xm * 4);
-		d->rs = mapfile_take(&rd, (uint64_t)d->nrestr * sizeof *d->rs);
-		d->rvia = mapfile_take(&rd, (uint64_t)d->nrvia * 4);
-		d->drop_e7 = mapfile_take(&rd, (uint64_t)d->ndrop * 16);
-		if (!copies || !d->xfirst || !d->xto || !d->rs || !d->rvia || !d->drop_e7) {
-			rh_free(copies);
-			ok = mapfile_err(err, errlen, "turn section larger than the file");
-		} else {
-			d->xroad = rh_malloc(((size_t)d->xn + 1) * sizeof *d->xroad);
-			for (uint32_t x = 0; x < m; x++)
-				d->xroad[x] = x;
-			memcpy(d->xroad + m, copies, ((size_t)d->xn - m) * 4);
-			rh_free(copies);
-			from = rh_malloc(((size_t)m + 1) * sizeof *from);
-			for (uint32_t u = 0; u < n; u++)
-				for (uint32_t e = d->first_out[u]; e < d->first_out[u + 1]; e++)
-					from[e] = u;
-			ok = mapfile_turns_ok(d, from, err, errlen);
-			for (uint32_t i = 0; ok && i < d->ndrop * 4; i += 2)
-				if (d->drop_e7[i] < -900000000 || d->drop_e7[i] > 900000000 ||
-				    d->drop_e7[i + 1] < -1800000000 || d->drop_e7[i + 1] > 1800000000)
-					ok = mapfile_err(err, errlen, "dropped segment coordinate out of range");
-		}
-	}
-	rh_free(from);
-	if (ok && (h.flags & RMAP_FLAG_PROFILE)) {
-		if ((uint64_t)(rd.end - rd.p) < sizeof d->profile) {
-			ok = mapfile_err(err, errlen, "profile section missing");
-		} else {
-			memcpy(&d->profile, rd.p, sizeof d->profile);
-			rd.p += sizeof d->profile;
-			d->has_profile = true;
-			ok = mapfile_profile_ok(&d->profile, err, errlen);
-		}
-	}
+	bool ok = mapfile_graph_ok(d, err, errlen) && mapfile_turns_read(&rd, d, err, errlen);
+	if (ok && (h.flags & RMAP_FLAG_PROFILE))
+		ok = mapfile_profile_read(&rd, d, err, errlen);
 	for (int metric = 0; metric < 2 && ok; metric++)
 		ok = mapfile_ch_read(&rd, d->xn, both || metric == keep_metric, &d->ch[metric], err, errlen);
 	if (ok && rd.p != rd.end)

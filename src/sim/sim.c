@@ -113,7 +113,8 @@ static int sim_req_cmp(const void *a, const void *b)
 	return (x->plon > y->plon) - (x->plon < y->plon);
 }
 
-void sim_demand_sort(struct sim_demand *d)
+/* Sorts by time (stable for equal times). */
+static void sim_demand_sort(struct sim_demand *d)
 {
 	if (d->n > 1)
 		qsort(d->req, d->n, sizeof *d->req, sim_req_cmp);
@@ -203,6 +204,35 @@ static bool sim_num(const char *s, double *out)
 	return true;
 }
 
+/* The requests read from out->req[first] on, whose t_s is still their
+ * epoch time: with times, shifted to seconds after the window's start
+ * (start, or the earliest, t0, when negative) and compressed, those past
+ * the window dropped; without, all at 0. */
+static void sim_demand_window(struct sim_demand *out, size_t first, const struct sim_replay_opts *o, int64_t start,
+			      int64_t t0)
+{
+	if (!o->need_time) {
+		for (size_t i = first; i < out->n; i++)
+			out->req[i].t_s = 0;
+		return;
+	}
+	double compress = o->compress > 0 ? o->compress : 1.0;
+	if (start < 0)
+		start = out->n > first ? t0 : 0;
+	out->window_start = start;
+	size_t w = first;
+	for (size_t i = first; i < out->n; i++) {
+		double dt = out->req[i].t_s - (double)start;
+		if (o->window_s > 0 && dt >= o->window_s) {
+			out->rows_outside_window++;
+			continue;
+		}
+		out->req[i].t_s = dt / compress;
+		out->req[w++] = out->req[i];
+	}
+	out->n = w;
+}
+
 rh_err sim_demand_parse_csv(const char *text, size_t len, const struct sim_replay_opts *o, struct sim_demand *out,
 			    char *err, size_t errlen)
 {
@@ -230,7 +260,6 @@ rh_err sim_demand_parse_csv(const char *text, size_t len, const struct sim_repla
 		return RH_EINVAL;
 	}
 	int64_t start = o->start;
-	double compress = o->compress > 0 ? o->compress : 1.0;
 	size_t first = out->n;
 	/* First pass not needed: rows are kept with their epoch time in t_s, then
 	 * shifted once the window start is known. */
@@ -268,25 +297,7 @@ rh_err sim_demand_parse_csv(const char *text, size_t len, const struct sim_repla
 		sim_demand_add(out, &r);
 	}
 	rh_free(buf);
-	if (o->need_time) {
-		if (start < 0)
-			start = out->n > first ? t0 : 0;
-		out->window_start = start;
-		size_t w = first;
-		for (size_t i = first; i < out->n; i++) {
-			double dt = out->req[i].t_s - (double)start;
-			if (o->window_s > 0 && dt >= o->window_s) {
-				out->rows_outside_window++;
-				continue;
-			}
-			out->req[i].t_s = dt / compress;
-			out->req[w++] = out->req[i];
-		}
-		out->n = w;
-	} else {
-		for (size_t i = first; i < out->n; i++)
-			out->req[i].t_s = 0;
-	}
+	sim_demand_window(out, first, o, start, t0);
 	sim_demand_sort(out);
 	return RH_OK;
 }
