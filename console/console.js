@@ -21,6 +21,12 @@ const state = {
 window.ridehailConsole = state;
 // The colour drawn at a point of the map, [r, g, b, a] (for tests and for
 // checking a screen by hand from the browser's console).
+// Where a point of the map is on the page (CSS pixels), for tests.
+state.clientOf = (lat, lng) => {
+  const [x, y] = toScreen(lat, lng);
+  const box = canvas.getBoundingClientRect();
+  return [box.left + x / dpr, box.top + y / dpr];
+};
 state.pixelAt = (lat, lng) => {
   const [x, y] = toScreen(lat, lng);
   return Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data);
@@ -93,6 +99,11 @@ function toScreen(lat, lng) {
 }
 function fromScreen(sx, sy) {
   return [(sx - canvas.width / 2) / view.scale + view.cx, -(sy - canvas.height / 2) / view.scale + view.cy];
+}
+function latLngAt(sx, sy) {
+  const [x, y] = fromScreen(sx, sy);
+  const k = Math.PI / 180 * 6371008.8;
+  return [y / k + view.lat0, x / (k * view.cos0) + view.lng0];
 }
 
 function fit(bbox) {
@@ -186,6 +197,12 @@ function paint() {
       ctx.beginPath(); ctx.arc(x, y, r + 3 * dpr, 0, 2 * Math.PI); ctx.stroke();
     }
   }
+  for (const which of ['pickup', 'dropoff']) { // the booking being made
+    if (!booking[which]) continue;
+    const [x, y] = toScreen(booking[which][0], booking[which][1]);
+    ctx.fillStyle = which === 'pickup' ? '#d84315' : '#37474f';
+    ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(x - 6 * dpr, y - 14 * dpr); ctx.lineTo(x + 6 * dpr, y - 14 * dpr); ctx.fill();
+  }
   if (state.firstPaintMs === null && state.roads && state.updates > 0) state.firstPaintMs = performance.now();
 }
 
@@ -237,6 +254,11 @@ function setupPanZoom() {
 function pick(e) {
   const box = canvas.getBoundingClientRect();
   const sx = (e.clientX - box.left) * dpr, sy = (e.clientY - box.top) * dpr;
+  if (booking.placing) { // the booking form asked for a point
+    const [lat, lng] = latLngAt(sx, sy);
+    setPlace(booking.placing, lat, lng);
+    return;
+  }
   let best = null, bestD = (12 * dpr) ** 2;
   for (const d of state.drivers.values()) {
     const [x, y] = toScreen(d.lat, d.lng);
@@ -360,6 +382,62 @@ async function act(tripId, what, body) {
   select({ trip: tripId }); // the details again, with the new timeline row
 }
 
+// ------------------------------------------------------------ bookings by phone
+
+// The form on the right: the caller's phone (and name), pickup and dropoff
+// clicked on the map; the rider found or made (POST /v1/dispatch/riders),
+// then the ride booked for them (POST /v1/rides with rider_id): kept even
+// with no driver online, and recorded as the operator's.
+const booking = { placing: null, pickup: null, dropoff: null };
+state.booking = booking;
+
+function setPlace(which, lat, lng) {
+  booking[which] = [Number(lat.toFixed(6)), Number(lng.toFixed(6))];
+  booking.placing = null;
+  $('book-' + which).textContent = `${booking[which][0].toFixed(5)}, ${booking[which][1].toFixed(5)}`;
+  draw();
+}
+
+async function book(ev) {
+  ev.preventDefault();
+  const out = $('book-result');
+  out.className = 'error';
+  out.textContent = '';
+  if (!booking.pickup || !booking.dropoff) { out.textContent = 'set the pickup and the dropoff on the map'; return; }
+  const who = { phone: $('book-phone').value.trim() };
+  if ($('book-name').value.trim()) who.name = $('book-name').value.trim();
+  const r = await api('POST', '/v1/dispatch/riders', who);
+  if (r.status !== 200 && r.status !== 201) { out.textContent = (r.json && r.json.detail) || `rider: ${r.status}`; return; }
+  const body = { rider_id: r.json.id, pickup: { lat: booking.pickup[0], lng: booking.pickup[1] },
+                 dropoff: { lat: booking.dropoff[0], lng: booking.dropoff[1] } };
+  const t = await api('POST', '/v1/rides', body);
+  if (t.status !== 201) { out.textContent = (t.json && t.json.detail) || `booking: ${t.status}`; return; }
+  out.className = 'muted';
+  out.textContent = `booked for ${r.json.name} (${r.json.phone})`;
+  booking.pickup = booking.dropoff = null;
+  $('book-phone').value = $('book-name').value = '';
+  $('book-pickup').textContent = $('book-dropoff').textContent = 'not set';
+  select({ trip: t.json.id });
+}
+
+// ------------------------------------------------------------ reports
+
+// The last 7 days as CSV: fetched with the token (a link cannot carry it),
+// then saved under the name the daemon gives.
+async function report(name) {
+  const r = await fetch('/v1/admin/reports/' + name, { headers: { Authorization: 'Bearer ' + state.token } });
+  if (r.status !== 200) { alert(`${name}: ${r.status}`); return; }
+  const disp = r.headers.get('Content-Disposition') || '';
+  const m = /filename="([^"]+)"/.exec(disp);
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(await r.blob());
+  a.download = m ? m[1] : name;
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+  state.lastReport = a.download;
+}
+
 // ------------------------------------------------------------ the live feed
 
 let ws = null, retry = 500;
@@ -447,6 +525,11 @@ function showTrips() {
 window.addEventListener('DOMContentLoaded', () => {
   $('signin-form').addEventListener('submit', signIn);
   $('signout').addEventListener('click', signOut);
+  $('book-form').addEventListener('submit', book);
+  $('report-daily').addEventListener('click', () => report('daily.csv'));
+  $('report-drivers').addEventListener('click', () => report('drivers.csv'));
+  for (const which of ['pickup', 'dropoff'])
+    $('set-' + which).addEventListener('click', () => { booking.placing = which; $('book-result').textContent = `click the ${which} on the map`; });
   window.addEventListener('resize', resize);
   setupPanZoom();
   const saved = sessionStorage.getItem('ridehail.console');

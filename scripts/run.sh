@@ -44,10 +44,9 @@ fi
 secret=$("$bin" --config "$conf" --get auth.jwt_secret)
 if [ -z "$secret" ]; then
 	mkdir -p var
-	if [ ! -s var/jwt.secret ]; then
-		(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > var/jwt.secret)
-	fi
-	export RIDEHAIL_AUTH_JWT_SECRET=$(cat var/jwt.secret)
+	# (the daemon, and every command run from here, read it by themselves)
+	(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > var/jwt.secret)
+	echo "run: access tokens signed with the key in var/jwt.secret" >&2
 fi
 map=$("$bin" --config "$conf" --get routing.map)
 if [ -z "$map" ]; then

@@ -26,6 +26,8 @@ struct presence;
 struct trips;
 struct trip_listener;
 struct presence_cfg;
+struct db;
+struct auth;
 
 struct console_deps {
 	struct rh_timers *timers;
@@ -33,15 +35,28 @@ struct console_deps {
 	struct http_server *http;  /* NULL: no page */
 	struct gateway *gateway;   /* NULL: no feed */
 	struct presence *presence;
+	struct db *db;             /* NULL: no bookings endpoint */
+	struct auth *auth;
 	const struct presence_cfg *presence_cfg; /* stale_after: a driver silent this long is suspect */
 	int64_t interval_ms;       /* one update per this */
 	int64_t window_ms;         /* the figures' samples span this */
 	int64_t (*wall_ms)(void);  /* the wall clock (trip times are wall clock) */
+	const char *currency;      /* the first tariff's: reports' days without trips */
 };
 struct console *console_new(const struct console_deps *d);
 void console_free(struct console *c);
 /* The console's ear on trips: add it with trips_listen(). */
 void console_trip_listener(struct console *c, struct trip_listener *out);
+
+/* A phone number as riders.phone keeps it (bookings.c): "+" and the digits,
+ * spaces, dashes, dots and parentheses dropped; false unless 3 to 20 digits
+ * with nothing else. */
+bool console_phone_normalise(const char *in, char *out, size_t cap);
+
+/* A UTC day "YYYY-MM-DD" as days since 1970-01-01 (reports.c); false
+ * unless exactly that shape and a real date from 1970 on. */
+bool console_day_parse(const char *s, int64_t *day);
+void console_day_format(int64_t day, char out[11]);
 
 /* ------------------------------------------------------------ figures
  * (console/figures.c: pure, clock passed in) */

@@ -196,6 +196,14 @@ BEGIN
                     bd[k] := jsonb_build_object('reason', 'active_trip', 'active_trip_id', ptrip);
                 END IF;
             END LOOP;
+            -- an operator's booking (the item's "by") names a rider who must exist
+            FOR k IN
+                SELECT e.n FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e (v, n)
+                 WHERE e.v ? 'by' AND NOT EXISTS (SELECT FROM riders r WHERE r.id = (e.v->>'rider')::uuid)
+            LOOP
+                st[k] := 404;
+                bd[k] := jsonb_build_object('reason', 'unknown_rider');
+            END LOOP;
             -- 2. the new trips
             WITH ins AS (
                 INSERT INTO trips (id, rider_id, vehicle_type, pickup, dropoff, pickup_address, dropoff_address,
@@ -224,9 +232,13 @@ BEGIN
                 END LOOP;
                 INSERT INTO ride_idempotency (rider_id, key, body_hash, trip_id)
                 SELECT u.r, u.k, u.h, u.t FROM unnest(ik_rider, ik_key, ik_hash, ik_trip) AS u (r, k, h, t);
-                INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at)
-                SELECT u.id, u.version, NULL, 'SEARCHING', 'rider', u.rider_id::text, u.requested_at
-                  FROM unnest(ts) AS u;
+                -- by the rider, or by the operator who booked it for them
+                INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at, detail)
+                SELECT u.id, u.version, NULL, 'SEARCHING', CASE WHEN b.by IS NULL THEN 'rider' ELSE 'operator' END,
+                       COALESCE(b.by, u.rider_id::text), u.requested_at,
+                       CASE WHEN b.by IS NULL THEN '{}' ELSE jsonb_build_object('booked_for', u.rider_id) END
+                  FROM unnest(ts) AS u
+                 CROSS JOIN LATERAL (SELECT p_items->((rmap->>(u.rider_id::text))::integer - 1)->>'by' AS by) AS b;
                 INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
                 SELECT v.et, 'ridehaild', (ts[g.n]).id, (ts[g.n]).id, v.seq, v.pl
                   FROM generate_subscripts(ts, 1) AS g (n)
@@ -242,12 +254,23 @@ BEGIN
     IF NOT fast THEN
         FOR k IN 1 .. n_items LOOP
             it := p_items->(k - 1);
+            IF it ? 'by' AND NOT EXISTS (SELECT FROM riders r WHERE r.id = (it->>'rider')::uuid) THEN
+                st[k] := 404;
+                bd[k] := jsonb_build_object('reason', 'unknown_rider');
+                CONTINUE;
+            END IF;
             BEGIN
                 SELECT x.status, x.body INTO s1, b1
                   FROM trip_request((it->>'rider')::uuid, it->>'key', it->>'hash', it->>'vehicle',
                                     (it->>'plat')::float8, (it->>'plng')::float8,
                                     (it->>'dlat')::float8, (it->>'dlng')::float8,
                                     it->>'pa', it->>'da', it->>'cur', it->>'quote', it->'fare', it->'policy') x;
+                IF s1 = 201 AND it ? 'by' THEN -- booked by an operator: the history row says so
+                    UPDATE trip_events
+                       SET actor_role = 'operator', actor_id = it->>'by',
+                           detail = jsonb_build_object('booked_for', it->>'rider')
+                     WHERE trip_id = (b1->'trip_row'->>0)::uuid AND seq = 1;
+                END IF;
             EXCEPTION WHEN deadlock_detected OR serialization_failure THEN
                 s1 := 503; -- a race with another transaction: asking again is safe
                 b1 := jsonb_build_object('reason', 'database_unavailable');

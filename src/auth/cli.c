@@ -86,7 +86,7 @@ static int mint(const struct rh_config *cfg, const char *role, const char *id, c
 		return 2;
 	}
 	if (!cfg->auth.jwt_secret[0]) {
-		fprintf(stderr, "ridehaild admin token: auth.jwt_secret is empty, so the daemon's key is random: set it first\n");
+		fprintf(stderr, "ridehaild admin token: auth.jwt_secret is empty and there is no var/jwt.secret here, so the daemon's key is random: set it first\n");
 		return 1;
 	}
 	/* the account's credential version: a token under an older one is refused */

@@ -72,6 +72,7 @@ struct console {
 	size_t by_code[CONSOLE_SUSPECT + 1];
 	struct console_samples ttm, wait, matched;
 	struct gw_message_type subscribe_type;
+	struct console_bookings bookings;
 	struct metric_cell *m_subs, *m_bytes, *m_updates;
 	struct metric_family *f_build;
 	struct metric_cell *m_build;
@@ -538,6 +539,13 @@ struct console *console_new(const struct console_deps *d)
 	}
 	if (d->http)
 		console_files_init(d->http);
+	if (d->http && d->db && d->auth) {
+		c->bookings = (struct console_bookings){ .http = d->http, .db = d->db, .auth = d->auth,
+							 .wall_ms = c->deps.wall_ms,
+							 .currency = d->currency ? d->currency : "USD" };
+		console_bookings_init(&c->bookings);
+		console_reports_init(&c->bookings);
+	}
 	c->tick = rh_timer_new(d->timers, console_tick, c);
 	rh_timer_at(c->tick, rh_timers_now(d->timers) + c->deps.interval_ms);
 	return c;

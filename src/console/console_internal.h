@@ -2,13 +2,18 @@
  *
  *   console.c  the feed: subscriptions, the update built once per interval
  *   figures.c  the figures' samples (pure)
- *   files.c    the page's static files, compiled in, at /console */
+ *   files.c    the page's static files, compiled in, at /console
+ *   bookings.c POST /v1/dispatch/riders: the rider named by a phone number
+ *   reports.c  GET /v1/admin/reports/{daily,drivers}.csv */
 #ifndef RH_CONSOLE_INTERNAL_H
 #define RH_CONSOLE_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct http_server;
+struct db;
+struct auth;
 
 /* One update's payload at most (the gateway's envelope adds a little). */
 #define CONSOLE_FRAME_MAX (1000u * 1000u)
@@ -23,5 +28,16 @@ struct console_file {
 extern const struct console_file console_files[];
 
 void console_files_init(struct http_server *http);
+
+/* The database-backed endpoints: bookings.c, reports.c. */
+struct console_bookings {
+	struct http_server *http;
+	struct db *db;
+	struct auth *auth;
+	int64_t (*wall_ms)(void);
+	const char *currency; /* of the report's days without trips */
+};
+void console_bookings_init(struct console_bookings *b);
+void console_reports_init(struct console_bookings *b);
 
 #endif

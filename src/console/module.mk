@@ -2,7 +2,8 @@
 # (files.c), whose static files in console/ are compiled in
 # (build-aux/console_files.py) so the daemon serves them with no files
 # beside it.
-LIB_SRCS += src/console/console.c src/console/figures.c src/console/files.c
+LIB_SRCS += src/console/console.c src/console/figures.c src/console/files.c src/console/bookings.c \
+	src/console/reports.c
 CONSOLE_FILES := $(sort $(wildcard console/*.html console/*.js console/*.css))
 LIB_GEN_OBJS += $(O)/gen/console_files.o
 

@@ -116,7 +116,7 @@ static bool cfg_admin_validate(const void *section, char *err, size_t errlen)
 
 static const struct cfg_key auth_keys[] = {
 	{ "jwt_secret", CFG_STR, K(auth_cfg, jwt_secret), "", 0, 1024, NULL, NULL,
-	  "HMAC-SHA-256 key signing access tokens (at least 32 characters). Empty: a random key per process, so tokens die with it; `make run` generates one into var/jwt.secret.",
+	  "HMAC-SHA-256 key signing access tokens (at least 32 characters). Empty: the key in var/jwt.secret when that file exists, readable by its owner only (`make run` generates it there, so every command run from the clone signs as the daemon does), else a random key per process, so tokens die with it.",
 	  CFG_F_SECRET },
 	{ "token_ttl", CFG_DURATION, K(auth_cfg, token_ttl_ms), "12h", SEC(60), SEC(30 * 86400), "s", NULL,
 	  "Lifetime of an access token from POST /v1/auth/login." },

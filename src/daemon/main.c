@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth/auth.h"
@@ -109,6 +110,39 @@ static void main_local_passfile(void)
 	free(abs);
 }
 
+/* The local default's token key: `make run` generates var/jwt.secret, and
+ * a command run from the clone (`ridehaild admin token` in a second shell)
+ * signs with it as the daemon does, with nothing set. auth.jwt_secret, when
+ * set, wins; the file must be its owner's alone, as any file holding a
+ * secret (a service's working directory has no var/jwt.secret: there an
+ * empty auth.jwt_secret still means a random key per process). */
+static int main_local_jwt_secret(struct rh_config *cfg)
+{
+	static const char local[] = "var/jwt.secret";
+	if (cfg->auth.jwt_secret && cfg->auth.jwt_secret[0])
+		return 0;
+	FILE *f = fopen(local, "r");
+	if (!f)
+		return 0;
+	struct stat st;
+	char key[1100];
+	int rc = 0;
+	if (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO))) {
+		fprintf(stderr, "ridehaild: %s is readable by others; it holds the token key (chmod 600)\n", local);
+		rc = 1;
+	} else if (!fgets(key, sizeof key, f) || (key[strcspn(key, "\r\n")] = '\0', strlen(key) < 32) ||
+		   strlen(key) > 1024) {
+		fprintf(stderr, "ridehaild: %s does not hold a key of 32 to 1,024 characters on its first line\n", local);
+		rc = 1;
+	} else {
+		rh_free(cfg->auth.jwt_secret);
+		cfg->auth.jwt_secret = rh_strdup(key);
+	}
+	sodium_memzero(key, sizeof key);
+	fclose(f);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_PRINT = 256, OPT_DOC, OPT_GET, OPT_STATUS };
@@ -171,6 +205,10 @@ int main(int argc, char **argv)
 	struct rh_config cfg;
 	if (main_load_config(&cfg, config_path))
 		return 1;
+	if (main_local_jwt_secret(&cfg)) {
+		config_fini(&cfg);
+		return 1;
+	}
 	if (!config_path)
 		config_path = "(built-in defaults)";
 	if (check) {

@@ -112,7 +112,8 @@ static void server_modules_init(struct server *srv)
 	matcher_supply(srv->matcher, &supply);
 	trips_set_supply(srv->trips, &supply);
 	const struct console_deps cd = { .timers = srv->timers, .metrics = srv->metrics, .http = srv->http,
-					 .gateway = srv->gateway, .presence = srv->presence,
+					 .gateway = srv->gateway, .presence = srv->presence, .db = srv->db,
+					 .auth = srv->auth, .currency = cfg->ntariffs ? cfg->tariff[0].currency : NULL,
 					 .presence_cfg = &cfg->presence, .interval_ms = 1000,
 					 .window_ms = 15 * 60 * 1000, .wall_ms = rh_wall_ms };
 	srv->console = console_new(&cd);

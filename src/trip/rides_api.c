@@ -240,6 +240,7 @@ static const struct jv_field ride_fields[] = {
 	{ "dropoff", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, place_fields },
 	{ "vehicle_type", JV_STRING, JV_NULLABLE, 1, 31 },
 	{ "quote_id", JV_STRING, JV_NULLABLE, 1, QUOTE_ID_MAX - 1 },
+	{ "rider_id", JV_UUID, JV_NULLABLE }, /* an operator's booking: whom it is for */
 	{ 0 }
 };
 
@@ -247,6 +248,8 @@ static const struct jv_field ride_fields[] = {
  * body (alive until the request is queued). */
 struct ride_ask {
 	struct auth_principal who;
+	const char *rider;          /* whom the trip is for: who.id, or an operator's rider_id */
+	bool booked;                /* by an operator (a dispatcher's booking) */
 	const char *key;            /* Idempotency-Key, or NULL */
 	double plat, plng, dlat, dlng;
 	const char *paddr, *daddr;  /* or NULL */
@@ -297,6 +300,23 @@ static cJSON *trip_ride_ask_read(struct http_req *req, struct trips *t, struct r
 		return NULL;
 	}
 	a->tariff = &t->deps.cfg->tariff[a->vehicle];
+	/* A rider books for themselves; an operator books for a rider, named. */
+	const char *rider = jv_str(body, "rider_id");
+	a->booked = a->who.role == ROLE_OPERATOR;
+	if (a->booked && !rider) {
+		http_reply_field_problem(req, PROBLEM_VALIDATION, "rider_id", "required",
+					 "an operator books for a rider: rider_id is required (a rider by phone: "
+					 "POST /v1/dispatch/riders)");
+		cJSON_Delete(body);
+		return NULL;
+	}
+	if (!a->booked && rider) {
+		http_reply_field_problem(req, PROBLEM_FORBIDDEN, "rider_id", NULL,
+					 "a rider books for themselves; rider_id is for operators");
+		cJSON_Delete(body);
+		return NULL;
+	}
+	a->rider = a->booked ? rider : a->who.id;
 	return body;
 }
 
@@ -313,17 +333,19 @@ static bool trip_ride_admissible_or_reply(struct http_req *req, struct trips *t,
 		return false;
 	}
 	/* No driver of this type online near the pickup: say so now rather
-	 * than search in vain (seed 002: 503 + Retry-After). */
+	 * than search in vain (seed 002: 503 + Retry-After). A dispatcher's
+	 * booking is kept instead: searched as drivers come online, in the
+	 * demand queue, for match.max_search. */
 	double radius = 0;
 	const struct trip_supply *sup = &t->supply;
-	if (sup->drivers_near && !sup->drivers_near(sup->ctx, a->plat, a->plng, a->vehicle, &radius)) {
+	if (!a->booked && sup->drivers_near && !sup->drivers_near(sup->ctx, a->plat, a->plng, a->vehicle, &radius)) {
 		http_reply_header(req, "Retry-After", "30");
 		http_reply_problem(req, PROBLEM_UNAVAILABLE, NULL, "no %s driver is online within %.0f m of the pickup; retry later",
 				   a->tariff->name, radius);
 		return false;
 	}
 	int64_t retry_ms = 0;
-	if (!ratelimit_allow(t->rl_rides, a->who.id, rh_mono_ns() / 1000000, &retry_ms)) {
+	if (!ratelimit_allow(t->rl_rides, a->rider, rh_mono_ns() / 1000000, &retry_ms)) {
 		char secs[24];
 		snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
 		http_reply_header(req, "Retry-After", secs);
@@ -415,7 +437,9 @@ static char *trip_ride_item(const struct trips *t, const struct ride_ask *a)
 	char hash[65], num[32];
 	trip_ride_hash(a, hash);
 	cJSON *it = cJSON_CreateObject();
-	cJSON_AddStringToObject(it, "rider", a->who.id);
+	cJSON_AddStringToObject(it, "rider", a->rider);
+	if (a->booked) /* the history row names the operator (sql/functions/40_trip_request.sql) */
+		cJSON_AddStringToObject(it, "by", a->who.id);
 	if (a->key)
 		cJSON_AddStringToObject(it, "key", a->key);
 	cJSON_AddStringToObject(it, "hash", hash);
@@ -458,6 +482,11 @@ static void trip_ride_reply_refused(struct http_req *req, struct tx_answer *a)
 				   active ? active : "?");
 		return;
 	}
+	if (a->status == 404) { /* a booking for a rider that does not exist */
+		cJSON_AddStringToObject(ext, "field", "rider_id");
+		http_reply_problem(req, PROBLEM_NOT_FOUND, ext, "no rider with this rider_id");
+		return;
+	}
 	if (a->status == 422) {
 		cJSON_AddStringToObject(ext, "field", "Idempotency-Key");
 		http_reply_problem(req, PROBLEM_IDEMPOTENCY_REUSED, ext,
@@ -472,21 +501,23 @@ static void trip_ride_reply_refused(struct http_req *req, struct tx_answer *a)
 		http_reply_err(req, a->status == 503 ? RH_EAGAIN : RH_EDB, "request a ride", NULL);
 }
 
-/* A request on its way to the database: whose, to give back its place in
- * the rate limit if it is answered 503 (the retry that invites is not
- * another ride request). */
+/* A request on its way to the database: the HTTP request, who booked it, and
+ * whose place in the rate limit it took, given back if it is answered 503
+ * (the retry that invites is not another ride request). */
 struct ride_pending {
 	struct http_req *req;
+	bool booked;
 	char rider[40];
 };
 
 static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 {
-	struct ride_pending *rp = arg;
-	struct http_req *req = rp->req;
+	struct ride_pending *pend = arg;
+	struct http_req *req = pend->req;
+	bool booked = pend->booked;
 	if (a->status == 503)
-		ratelimit_refund(t->rl_rides, rp->rider, rh_mono_ns() / 1000000);
-	rh_free(rp);
+		ratelimit_refund(t->rl_rides, pend->rider, rh_mono_ns() / 1000000);
+	rh_free(pend);
 	if (a->status != 201 && a->status != 200) {
 		trip_ride_reply_refused(req, a);
 		return;
@@ -507,7 +538,8 @@ static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 		http_reply_header(req, "Idempotent-Replayed", "true");
 	} else {
 		log_info(http_req_logid(req), "trip %s requested", id);
-		struct trip_event e = { .trip = &trip, .created = true, .by = TRIP_ROLE_RIDER, .driver_version = -1 };
+		struct trip_event e = { .trip = &trip, .created = true, .by = booked ? TRIP_ROLE_OPERATOR : TRIP_ROLE_RIDER,
+					.driver_version = -1 };
 		trip_notify(t, &e);
 	}
 	http_reply_header(req, "Cache-Control", "no-store");
@@ -521,7 +553,7 @@ static void trip_api_request(struct http_req *req, void *ctx)
 	struct trips *t = ctx;
 	struct ride_ask a;
 	memset(&a, 0, sizeof a);
-	if (!auth_require_or_reply(t->deps.auth, req, ROLE_RIDER, &a.who))
+	if (!auth_require_or_reply(t->deps.auth, req, ROLE_RIDER | ROLE_OPERATOR, &a.who))
 		return;
 	cJSON *body = trip_ride_ask_read(req, t, &a);
 	if (!body)
@@ -529,10 +561,11 @@ static void trip_api_request(struct http_req *req, void *ctx)
 	if (trip_ride_admissible_or_reply(req, t, &a) && trip_ride_fare_or_reply(req, t, &a)) {
 		const char *lv[] = { "accepted" };
 		metric_inc(metric_cell(t->f_requests, lv));
-		struct ride_pending *rp = RH_NEW(struct ride_pending);
-		rp->req = req;
-		snprintf(rp->rider, sizeof rp->rider, "%s", a.who.id);
-		trip_batch_enqueue(t, &trip_tx_requests, a.who.id, trip_ride_item(t, &a), trip_ride_created, rp);
+		struct ride_pending *pend = RH_NEW(struct ride_pending);
+		pend->req = req;
+		pend->booked = a.booked;
+		snprintf(pend->rider, sizeof pend->rider, "%s", a.rider);
+		trip_batch_enqueue(t, &trip_tx_requests, a.rider, trip_ride_item(t, &a), trip_ride_created, pend);
 	}
 	cJSON_Delete(body);
 }

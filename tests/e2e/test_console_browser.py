@@ -1,9 +1,12 @@
 """The console in a real browser: headless Chromium (Debian's `chromium`,
 over the DevTools protocol) opens /console on Midtown Manhattan, signs in
-with an operator account, and watches a simulated driver move along a road
-and a ride request come in; the screenshots are kept in
+with an operator account, watches a simulated driver move along a road,
+books a ride taken by phone, assigns it by hand, cancels it and
+downloads the day's report; the screenshots are kept in
 build/test-output/console/ (printed at the end)."""
 import asyncio
+import csv
+import io
 import json
 import os
 import uuid
@@ -45,13 +48,12 @@ def is_green(px):
     return all(abs(a - b) <= 12 for a, b in zip(px[:3], GREEN)) and px[3] > 200
 
 
-def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, browser):
+def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, browser, pg):
     d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(midtown_map), "RIDEHAIL_MATCH_AUTO": "false"})
     email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
     assert d.post("/v1/admin/operators", {"email": email, "name": "Ops", "password": "operator-pw"},
                   headers=d.admin).status == 201
     drv, dh = d.driver_session()
-    rider, rh = d.rider_session()
     # the driver's way: a real route between two Midtown corners
     a, b = (40.7505, -73.9935), (40.7580, -73.9855)
     route = d.get(f"/v1/route?from_lat={a[0]}&from_lng={a[1]}&to_lat={b[0]}&to_lng={b[1]}")
@@ -122,17 +124,32 @@ def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, br
         shots.append(OUT / "03-driver-moved.png")
         await page.screenshot(shots[-1])
 
-        # a ride request: listed; clicking it shows the trip and its timeline
-        r = d.post("/v1/rides", {"pickup": {"lat": b[0], "lng": b[1]},
-                                 "dropoff": {"lat": 40.7484, "lng": -73.9857}}, headers=rh)
-        assert r.status == 201, r
-        tid = r.json()["id"]
-        await page.until(f"document.querySelector('#trips li[data-trip=\"{tid}\"]') !== null", what="the trip listed")
-        await page.until("document.getElementById('f-open').textContent === '1'", what="one open request")
-        await page.eval(f"document.querySelector('#trips li[data-trip=\"{tid}\"]').click(); true")
+        # a booking taken by phone: the caller's number, pickup and dropoff
+        # clicked on the map; the trip is listed and its details open
+        phone = "+1 212 555 " + str(uuid.uuid4().int % 10000).zfill(4)
+        await page.eval(f"document.getElementById('book-phone').value = {json.dumps(phone)};"
+                        " document.getElementById('book-name').value = 'Pat Caller'; true")
+        for which, (lat, lng) in (("pickup", b), ("dropoff", (40.7484, -73.9857))):
+            await page.eval(f"document.getElementById('set-{which}').click(); true")
+            x, y = await page.eval(f"window.ridehailConsole.clientOf({lat}, {lng})")
+            for kind in ("mousePressed", "mouseReleased"):
+                await page.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
+                                                             "clickCount": 1})
+            await page.until(f"document.getElementById('book-{which}').textContent !== 'not set'",
+                             what=f"the {which} set")
+        await page.eval("document.getElementById('book-button').click(); true")
+        await page.until("document.getElementById('book-result').textContent.startsWith('booked for Pat Caller')",
+                         what="the booking made")
         tl = await page.until("document.querySelector('#timeline li') && document.getElementById('details').textContent",
                               what="the trip's details")
-        assert tid in tl and "SEARCHING" in tl and "by rider" in tl, tl
+        tid = await page.eval("window.ridehailConsole.selected.trip")
+        assert tid in tl and "SEARCHING" in tl and "by operator" in tl, tl
+        await page.until(f"document.querySelector('#trips li[data-trip=\"{tid}\"]') !== null", what="the trip listed")
+        await page.until("document.getElementById('f-open').textContent === '1'", what="one open request")
+        booked = d.get(f"/v1/rides/{tid}", headers=d.admin).json()
+        assert abs(booked["pickup"]["lat"] - b[0]) < 2e-4 and abs(booked["pickup"]["lng"] - b[1]) < 2e-4, booked
+        rider = pg.query(d.db, "SELECT name, phone FROM riders WHERE id = %s", (booked["rider_id"],))[0]
+        assert rider == ("Pat Caller", "+1212555" + phone[-4:]), rider
         shots.append(OUT / "04-trip-details.png")
         await page.screenshot(shots[-1])
 
@@ -160,6 +177,21 @@ def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, br
         view = d.get(f"/v1/rides/{tid}", headers=d.admin).json()
         assert view["state"] == "CANCELLED" and view["cancellation"]["by"] == "operator", view
         assert view["cancellation"]["reason"] == "rider called to cancel", view
+
+        # the day's report, downloaded from the header: the booking is in it
+        await page.send("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(OUT)})
+        for old in OUT.glob("ridehail-daily-*.csv"):
+            old.unlink()
+        await page.eval("document.getElementById('report-daily').click(); true")
+        name = await page.until("window.ridehailConsole.lastReport", what="the report downloaded")
+        saved = OUT / name
+        deadline = asyncio.get_event_loop().time() + 10
+        while not saved.exists() and asyncio.get_event_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        today = [r for r in csv.DictReader(io.StringIO(saved.read_text())) if r["day"] == booked["requested_at"][:10]]
+        assert len(today) == 1 and today[0]["trips"] == "1" and today[0]["cancelled"] == "1", today
+        shots.append(OUT / "06-report.png")
+        await page.screenshot(shots[-1])
 
         errors = [c for c in page.console if c.startswith("exception")]
         assert not errors, errors

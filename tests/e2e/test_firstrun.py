@@ -2,7 +2,10 @@
 clone finds the database `make run` uses without being told where it is,
 and `make demo` works in a database of its own, says where, and leaves
 nothing running."""
+import base64
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -77,11 +80,46 @@ def test_cli_in_a_second_shell_finds_make_runs_database(tmp_path):
                              "--color", "Silver", "--plate", "ABC123"],
                             input="driver-pass-1\n", cwd=ROOT, env=shell2, capture_output=True, text=True)
         assert cd.returncode == 0, cd.stderr
-        assert json.loads(cd.stdout)["email"] == "dana@example.com"
+        driver = json.loads(cd.stdout)
+        assert driver["email"] == "dana@example.com"
+        check_admin_token_signs_with_make_runs_key(tmp_path, shell2, driver["id"])
     finally:
         subprocess.run([str(LOCALDB), "destroy"], cwd=ROOT, env=env, capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
         lock.close()
+
+
+def check_admin_token_signs_with_make_runs_key(tmp_path, env, driver_id):
+    """README: `bin/ridehaild admin token` in the second shell signs with the
+    key `make run` generated into var/jwt.secret, found from the clone as
+    the daemon finds it, with nothing set; a key others can read is refused,
+    and without the file the command says why it cannot sign. (A clone of
+    its own: the repository's var/ is the developer's.)"""
+    clone = tmp_path / "clone"
+    (clone / "var").mkdir(parents=True)
+    conf = str(ROOT / "conf" / "ridehaild.conf")
+    mint = [RIDEHAILD, "-c", conf, "admin", "token", "--role", "driver", "--id", driver_id]
+    r = subprocess.run(mint, cwd=clone, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "no var/jwt.secret here" in r.stderr, r.stderr
+    key = "6b" * 32
+    secret = clone / "var" / "jwt.secret"
+    secret.write_text(key)
+    os.chmod(secret, 0o644)
+    r = subprocess.run(mint, cwd=clone, env=env, capture_output=True, text=True)
+    assert r.returncode == 1 and "readable by others" in r.stderr, r.stderr
+    os.chmod(secret, 0o600)
+    r = subprocess.run(mint, cwd=clone, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    head, payload, mac = r.stdout.strip().split(".")
+    want = hmac.new(key.encode(), (head + "." + payload).encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4)) == want
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["sub"] == driver_id and claims["role"] == "driver"
+    # and the daemon started from there takes the same key (what --get shows is
+    # what it signs with: the file is read before either runs)
+    got = subprocess.run([RIDEHAILD, "-c", conf, "--get", "auth.jwt_secret"], cwd=clone, env=env,
+                         capture_output=True, text=True)
+    assert got.returncode == 0 and got.stdout.strip() == key
 
 
 def listening(port):
