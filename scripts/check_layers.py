@@ -15,7 +15,7 @@ RANK = {
     "gateway": 3, "pricing": 3,
     "trip": 4,
     "presence": 5,
-    "match": 6,
+    "match": 6, "share": 6,
     "console": 7,
     "daemon": 8,
 }

@@ -54,6 +54,7 @@ PREFIXES = {
     # simc_: the app-protocol client (client.c, include/sim/client.h)
     "sim": ["sim_", "simc_"],
     "console": ["console_"],
+    "share": ["share_"],
     "daemon": ["server_", "admin_", "health_", "openapi_", "main"],
 }
 

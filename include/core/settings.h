@@ -168,6 +168,17 @@ struct trip_cfg {
 	int64_t driver_lost_after_ms; /* a live trip's driver gone this long: flagged, may be ended */
 };
 #define TARIFF_MAX 16
+/* Shared rides (src/share, docs/sharing.md). */
+struct share_cfg {
+	char *vehicle_type;         /* the tariff shared cars run on */
+	double max_detour;          /* a rider's ride at most (1 + this) x their direct route */
+	double express_detour;      /* the same for an express booking */
+	int64_t max_wait_ms;        /* a pickup at most this long after the booking */
+	int64_t rate_card_ttl_ms;   /* a rate card is honoured this long */
+	double discount, express_premium, second_seat, corporate_discount; /* the rate card */
+	int64_t search_radius_m;    /* open trips and drivers looked at around a pickup */
+	double weight_detour, weight_fairness; /* the insertion score's weights */
+};
 
 /* The outbox relay (src/events): where committed events go. */
 enum events_sink { EVENTS_SINK_NONE, EVENTS_SINK_NATS };
@@ -213,6 +224,7 @@ struct rh_config {
 	struct pricing_cfg pricing;
 	struct trip_cfg trip;
 	struct match_cfg match;
+	struct share_cfg share;
 	struct routing_cfg routing;
 	struct events_cfg events;
 	struct webhooks_cfg webhooks;

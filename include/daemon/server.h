@@ -20,6 +20,7 @@ struct health;
 struct auth;
 struct gateway;
 struct presence;
+struct share;
 struct pricing;
 struct trips;
 struct matcher;
@@ -42,6 +43,7 @@ struct server {
 	struct pricing *pricing;
 	struct trips *trips;
 	struct matcher *matcher;
+	struct share *share;
 	struct console *console;
 	struct routing *routing;      /* NULL when routing.map is empty */
 	struct routing_api *routing_api;

@@ -21,6 +21,7 @@
 	X(PROBLEM_TRIP_STATE,           409, "trip-state",              "Not allowed in the trip's current state") \
 	X(PROBLEM_ACTIVE_TRIP,          409, "active-trip",             "The rider already has an active trip") \
 	X(PROBLEM_DRIVER_UNAVAILABLE,   409, "driver-unavailable",      "The driver cannot take this trip") \
+	X(PROBLEM_ACTIVE_BOOKING,       409, "active-booking",          "The rider already has an active shared booking") \
 	X(PROBLEM_LENGTH_REQUIRED,      411, "length-required",         "Content-Length required") \
 	X(PROBLEM_BODY_TOO_LARGE,       413, "body-too-large",          "Request body too large") \
 	X(PROBLEM_URI_TOO_LONG,         414, "uri-too-long",            "Request line too long")  \
@@ -33,6 +34,9 @@
 	X(PROBLEM_IDEMPOTENCY_REUSED,   422, "idempotency-key-reused",  "Idempotency-Key reused with another request") \
 	X(PROBLEM_POINT_OFF_MAP,        422, "point-off-map",           "Point is not near a road of the map") \
 	X(PROBLEM_NO_ROUTE,             422, "no-route",                "No road route between the points") \
+	X(PROBLEM_RATE_CARD_INVALID,    422, "rate-card-invalid",       "Not a rate card issued to this rider") \
+	X(PROBLEM_RATE_CARD_EXPIRED,    422, "rate-card-expired",       "The rate card no longer stands") \
+	X(PROBLEM_CHOICE_NOT_ON_CARD,   422, "choice-not-on-card",      "The choice is not on the rate card") \
 	X(PROBLEM_UPGRADE_REQUIRED,     426, "upgrade-required",        "Upgrade required")       \
 	X(PROBLEM_RATE_LIMITED,         429, "rate-limited",            "Too many requests")      \
 	X(PROBLEM_HEADERS_TOO_LARGE,    431, "headers-too-large",       "Request header fields too large") \

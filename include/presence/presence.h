@@ -184,5 +184,9 @@ void presence_release(struct presence *p, const struct uuid *driver, int64_t ver
  * answered (ok false: try again later). */
 void presence_release_stale(struct presence *p, const struct uuid *keep, size_t n, void (*done)(void *arg, bool ok),
 			    void *arg);
+/* Whether that release has been done (answered ok): a reservation made
+ * before it could be undone by it, so reservers other than dispatch (which
+ * orders itself after it) wait for this. */
+bool presence_stale_released(const struct presence *p);
 
 #endif

@@ -414,6 +414,34 @@ static bool cfg_tariff_validate(const void *section, char *err, size_t errlen)
 	return true;
 }
 
+static const struct cfg_key share_keys[] = {
+	{ "vehicle_type", CFG_STR, K(share_cfg, vehicle_type), "standard", 1, 31, NULL, NULL,
+	  "The vehicle type (a [tariff.<name>]) shared cars run on: its fare prices the rate card, its seats are the car's." },
+	{ "max_detour", CFG_DBL, K(share_cfg, max_detour), "0.15", 0, 2, "fraction", NULL,
+	  "Every rider of a shared trip rides at most (1 + this) x the time of their direct route; a booking is inserted into a trip only if that holds for everyone in it." },
+	{ "express_detour", CFG_DBL, K(share_cfg, express_detour), "0.05", 0, 2, "fraction", NULL,
+	  "The detour bound of an express booking (it pays share.express_premium for it)." },
+	{ "max_wait", CFG_DURATION, K(share_cfg, max_wait_ms), "5m", SEC(10), SEC(3600), "s", NULL,
+	  "A rider not yet picked up is picked up at most this long after booking; an insertion that would make anyone wait longer is not made." },
+	{ "rate_card_ttl", CFG_DURATION, K(share_cfg, rate_card_ttl_ms), "2m", SEC(1), SEC(3600), "s", NULL,
+	  "A rate card may be booked this long after it was issued." },
+	{ "discount", CFG_DBL, K(share_cfg, discount), "0.3", 0, 1, "fraction", NULL,
+	  "One seat, normal: the tariff's fare for the trip alone less this fraction." },
+	{ "express_premium", CFG_DBL, K(share_cfg, express_premium), "0.15", 0, 10, "fraction", NULL,
+	  "Express (a tighter detour bound) costs this fraction more than normal." },
+	{ "second_seat", CFG_DBL, K(share_cfg, second_seat), "0.6", 0, 10, "fraction", NULL,
+	  "A second seat adds this fraction of the one-seat price." },
+	{ "corporate_discount", CFG_DBL, K(share_cfg, corporate_discount), "0.05", 0, 1, "fraction", NULL,
+	  "Corporate options (a card asked with corporate: true) cost this fraction less." },
+	{ "search_radius", CFG_INT, K(share_cfg, search_radius_m), "3000", 100, 100000, "m", NULL,
+	  "Open shared trips whose car is this close to a pickup are tried for an insertion, and drivers this close for a new trip." },
+	{ "weight_detour", CFG_DBL, K(share_cfg, weight_detour), "1", 0, 100, NULL, NULL,
+	  "The insertion score (lower wins) is added seconds + weight_detour x the new rider's detour seconds + weight_fairness x the largest delay imposed on one rider already in the car." },
+	{ "weight_fairness", CFG_DBL, K(share_cfg, weight_fairness), "0.5", 0, 100, NULL, NULL,
+	  "See weight_detour." },
+	{ 0 }
+};
+
 static const char *const default_vehicle_types[] = { "standard", NULL };
 
 static const struct cfg_section server_section = {
@@ -462,6 +490,10 @@ static const struct cfg_section match_section = {
 	.name = "match", .keys = match_keys, .offset = offsetof(struct rh_config, match),
 	.help = "Dispatch: candidates, offers, timeouts, radius widening and the demand queue.",
 };
+static const struct cfg_section share_section = {
+	.name = "share", .keys = share_keys, .offset = offsetof(struct rh_config, share),
+	.help = "Shared rides: several riders in one car, their detour and wait bounded, the eight-way rate card.",
+};
 static const struct cfg_section routing_section = {
 	.name = "routing", .keys = routing_keys, .offset = offsetof(struct rh_config, routing),
 	.help = "Roads: the OpenStreetMap car graph behind GET /v1/route and road ETAs.",
@@ -494,6 +526,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&pricing_section,
 	&trip_section,
 	&match_section,
+	&share_section,
 	&routing_section,
 	&events_section,
 	&webhooks_section,

@@ -15,6 +15,7 @@
 #include "pricing/pricing.h"
 #include "trip/trip.h"
 #include "match/match.h"
+#include "share/share.h"
 #include "routing/routing.h"
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -111,6 +112,13 @@ static void server_modules_init(struct server *srv)
 	struct trip_supply supply;
 	matcher_supply(srv->matcher, &supply);
 	trips_set_supply(srv->trips, &supply);
+	const struct share_deps sd = {
+		.timers = srv->timers, .metrics = srv->metrics, .db = srv->db, .http = srv->http, .auth = srv->auth,
+		.gateway = srv->gateway, .presence = srv->presence, .pricing = srv->pricing, .routing = srv->routing,
+		.cfg = &cfg->share, .pricing_cfg = &cfg->pricing, .tariffs = cfg->tariff, .ntariffs = cfg->ntariffs,
+	};
+	srv->share = share_new(&sd);
+	share_start(srv->share);
 	const struct console_deps cd = { .timers = srv->timers, .metrics = srv->metrics, .http = srv->http,
 					 .gateway = srv->gateway, .presence = srv->presence, .db = srv->db,
 					 .auth = srv->auth, .currency = cfg->ntariffs ? cfg->tariff[0].currency : NULL,
@@ -303,6 +311,7 @@ void server_fini(struct server *srv)
 	 * HTTP server, then the pool. */
 	gateway_free(srv->gateway); /* sessions close: presence's and the console's hooks still run */
 	console_free(srv->console);
+	share_free(srv->share);
 	matcher_free(srv->matcher);
 	events_free(srv->events);
 	trips_free(srv->trips);

@@ -63,6 +63,7 @@ struct driver_rec {
 
 struct presence {
 	struct presence_deps deps;
+	bool stale_released;    /* the start's release of stale reservations is done */
 	const struct presence_cfg *cfg;
 	struct geo_grid *grid;
 	struct history *history;

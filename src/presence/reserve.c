@@ -77,7 +77,10 @@ static struct db_stmt presence_st_release_stray = {
 static struct db_stmt presence_st_release_all = {
 	"match_release_all",
 	"UPDATE drivers SET status = 'available', version = version + 1, updated_at = now()"
-	" WHERE status = 'offered' AND NOT (id = ANY ($1::uuid[])) RETURNING id, version",
+	" WHERE status = 'offered' AND NOT (id = ANY ($1::uuid[]))"
+	/* a shared trip's driver stays reserved for the trip's life (src/share) */
+	" AND NOT EXISTS (SELECT 1 FROM share_trips s WHERE s.driver_id = drivers.id AND s.state = 'OPEN')"
+	" RETURNING id, version",
 	1,
 };
 
@@ -427,9 +430,15 @@ static void presence_released_stale(void *arg, const struct db_result *res)
 		}
 		if (db_rows(res))
 			log_info(NULL, "presence: released %d drivers left reserved by the last run", db_rows(res));
+		p->stale_released = true;
 	}
 	c->done(c->arg, res->err == RH_OK);
 	rh_free(c);
+}
+
+bool presence_stale_released(const struct presence *p)
+{
+	return p->stale_released;
 }
 
 void presence_release_stale(struct presence *p, const struct uuid *keep, size_t n, void (*done)(void *arg, bool ok),

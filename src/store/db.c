@@ -27,7 +27,7 @@ struct db_query {
 	int64_t deadline_ns;
 	int64_t start_ns;
 	PGresult *result;
-	/* set when failed outside the loop's I/O path (see query_fail_later) */
+	/* set when failed outside the loop's I/O path (see db_query_fail_later) */
 	rh_err fail_err;
 	const char *fail_msg;
 	bool fail_unknown;
@@ -71,7 +71,6 @@ struct db {
 	struct event *deliver;   /* reports failures outside db_query() */
 	struct query_list failed; /* answered from `deliver` */
 	bool schema_ok, migrating, migrate_failed, closing;
-	int schema_version;
 	char why[256];
 	void (*close_done)(void *);
 	void *close_arg;
@@ -90,17 +89,17 @@ struct db {
 	struct metric_cell *m_state[5];
 };
 
-static void conn_connect(struct db_conn *c);
-static void conn_broken(struct db_conn *c, const char *why);
+static void db_conn_connect(struct db_conn *c);
+static void db_conn_broken(struct db_conn *c, const char *why);
 static void db_pump(struct db *db);
-static void conn_read_results(struct db_conn *c);
-static void listen_start(struct db_conn *c);
+static void db_conn_read_results(struct db_conn *c);
+static void db_listen_start(struct db_conn *c);
 
 static const char *const state_names[] = { "down", "connecting", "migrating", "waiting", "ready" };
 
 /* ------------------------------------------------------------ queries */
 
-static struct db_query *query_new(const struct db_stmt *stmt, const char *const *params, db_cb cb, void *arg)
+static struct db_query *db_query_new(const struct db_stmt *stmt, const char *const *params, db_cb cb, void *arg)
 {
 	struct db_query *q = RH_NEW(struct db_query);
 	q->kind = Q_QUERY;
@@ -115,7 +114,7 @@ static struct db_query *query_new(const struct db_stmt *stmt, const char *const 
 	return q;
 }
 
-static void query_free(struct db_query *q)
+static void db_query_free(struct db_query *q)
 {
 	if (q->params)
 		for (int i = 0; i < q->stmt->nparams; i++)
@@ -127,7 +126,7 @@ static void query_free(struct db_query *q)
 }
 
 /* Answers a query and frees it. */
-static void query_answer(struct db *db, struct db_query *q, rh_err err, const char *message, bool unknown)
+static void db_query_answer(struct db *db, struct db_query *q, rh_err err, const char *message, bool unknown)
 {
 	struct db_result res = { .err = err, .pg = q->result, .sqlstate = "", .message = message ? message : "",
 				 .unknown = unknown };
@@ -143,22 +142,22 @@ static void query_answer(struct db *db, struct db_query *q, rh_err err, const ch
 	}
 	if (q->cb)
 		q->cb(q->arg, &res);
-	query_free(q);
+	db_query_free(q);
 }
 
-static void deliver_cb(evutil_socket_t fd, short what, void *arg)
+static void db_deliver_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db *db = arg;
 	struct db_query *q;
 	while ((q = STAILQ_FIRST(&db->failed)) != NULL) {
 		STAILQ_REMOVE_HEAD(&db->failed, link);
-		query_answer(db, q, q->fail_err, q->fail_msg, q->fail_unknown);
+		db_query_answer(db, q, q->fail_err, q->fail_msg, q->fail_unknown);
 	}
 }
 
 /* Fails a query from the loop, never from inside the call that noticed the
  * failure: a db_query() caller must not see other callbacks run under it. */
-static void query_fail_later(struct db *db, struct db_query *q, rh_err err, const char *msg, bool unknown)
+static void db_query_fail_later(struct db *db, struct db_query *q, rh_err err, const char *msg, bool unknown)
 {
 	if (q->result && unknown) {
 		PQclear(q->result);
@@ -184,20 +183,20 @@ static bool db_all_down(const struct db *db)
 void db_query_timeout(struct db *db, const struct db_stmt *stmt, const char *const *params, int64_t timeout_ms,
 		      db_cb cb, void *arg)
 {
-	struct db_query *q = query_new(stmt, params, cb, arg);
+	struct db_query *q = db_query_new(stmt, params, cb, arg);
 	q->start_ns = rh_mono_ns();
 	q->deadline_ns = q->start_ns + (timeout_ms > 0 ? timeout_ms : db->cfg->query_timeout_ms) * 1000000;
 	metric_inc(db->m_queries);
 	if (db->closing) {
-		query_fail_later(db, q, RH_EAGAIN, "shutting down", false);
+		db_query_fail_later(db, q, RH_EAGAIN, "shutting down", false);
 		return;
 	}
 	if (db->queued >= db->cfg->queue_max) {
-		query_fail_later(db, q, RH_EAGAIN, "database queue full", false);
+		db_query_fail_later(db, q, RH_EAGAIN, "database queue full", false);
 		return;
 	}
 	if (db_all_down(db)) {
-		query_fail_later(db, q, RH_EAGAIN, "database unavailable", false);
+		db_query_fail_later(db, q, RH_EAGAIN, "database unavailable", false);
 		return;
 	}
 	STAILQ_INSERT_TAIL(&db->queue, q, link);
@@ -210,7 +209,7 @@ void db_query(struct db *db, const struct db_stmt *stmt, const char *const *para
 	db_query_timeout(db, stmt, params, 0, cb, arg);
 }
 
-static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+static void db_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db *db = arg;
 	int64_t now = rh_mono_ns();
@@ -226,29 +225,29 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		db->queued--;
 		metric_inc(db->m_timeouts);
-		query_fail_later(db, q, RH_EAGAIN, "timed out waiting for a database connection", false);
+		db_query_fail_later(db, q, RH_EAGAIN, "timed out waiting for a database connection", false);
 	}
 	STAILQ_CONCAT(&db->queue, &keep);
 }
 
 /* Fails every query still waiting. */
-static void fail_waiting(struct db *db, rh_err err, const char *msg)
+static void db_fail_waiting(struct db *db, rh_err err, const char *msg)
 {
 	struct db_query *q;
 	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
 		STAILQ_REMOVE_HEAD(&db->queue, link);
 		db->queued--;
-		query_fail_later(db, q, err, msg, false);
+		db_query_fail_later(db, q, err, msg, false);
 	}
 }
 
 /* ------------------------------------------------------------ sending */
 
-static bool conn_flush(struct db_conn *c)
+static bool db_conn_flush(struct db_conn *c)
 {
 	int r = PQflush(c->pg);
 	if (r < 0) {
-		conn_broken(c, PQerrorMessage(c->pg));
+		db_conn_broken(c, PQerrorMessage(c->pg));
 		return false;
 	}
 	if (r == 1)
@@ -256,37 +255,37 @@ static bool conn_flush(struct db_conn *c)
 	return true;
 }
 
-static void fifo_push(struct db_conn *c, struct db_query *q)
+static void db_fifo_push(struct db_conn *c, struct db_query *q)
 {
 	STAILQ_INSERT_TAIL(&c->fifo, q, link);
 }
 
 /* Sends q as its own transaction (its statement, then a Sync). */
-static bool conn_send(struct db_conn *c, struct db_query *q)
+static bool db_conn_send(struct db_conn *c, struct db_query *q)
 {
 	const struct db_stmt *st = q->stmt;
 	if (!c->prepared[st->index]) {
 		if (!PQsendPrepare(c->pg, st->name, st->sql, st->nparams, NULL)) {
-			conn_broken(c, PQerrorMessage(c->pg));
+			db_conn_broken(c, PQerrorMessage(c->pg));
 			return false;
 		}
-		struct db_query *p = query_new(NULL, NULL, NULL, NULL);
+		struct db_query *p = db_query_new(NULL, NULL, NULL, NULL);
 		p->kind = Q_PREPARE;
-		fifo_push(c, p);
+		db_fifo_push(c, p);
 		c->prepared[st->index] = 1;
 	}
 	if (!PQsendQueryPrepared(c->pg, st->name, st->nparams, (const char *const *)q->params, NULL, NULL, 0) ||
 	    !PQpipelineSync(c->pg)) {
 		/* q is not in any list yet: fail it with the connection */
-		fifo_push(c, q);
-		conn_broken(c, PQerrorMessage(c->pg));
+		db_fifo_push(c, q);
+		db_conn_broken(c, PQerrorMessage(c->pg));
 		return false;
 	}
-	fifo_push(c, q);
+	db_fifo_push(c, q);
 	c->inflight++;
-	struct db_query *s = query_new(NULL, NULL, NULL, NULL);
+	struct db_query *s = db_query_new(NULL, NULL, NULL, NULL);
 	s->kind = Q_SYNC;
-	fifo_push(c, s);
+	db_fifo_push(c, s);
 	return true;
 }
 
@@ -309,19 +308,19 @@ static void db_pump(struct db *db)
 			struct db_query *q = STAILQ_FIRST(&db->queue);
 			STAILQ_REMOVE_HEAD(&db->queue, link);
 			db->queued--;
-			if (!conn_send(best, q))
+			if (!db_conn_send(best, q))
 				break;
 			if (best->inflight * 2 >= db->cfg->pipeline_depth)
 				break; /* spread a burst over the pool */
 		}
-		if (best->state == DC_READY && !conn_flush(best))
+		if (best->state == DC_READY && !db_conn_flush(best))
 			continue;
 	}
 }
 
 /* ------------------------------------------------------------ receiving */
 
-static void conn_read_results(struct db_conn *c)
+static void db_conn_read_results(struct db_conn *c)
 {
 	struct db *db = c->db;
 	while (!STAILQ_EMPTY(&c->fifo) && !PQisBusy(c->pg)) {
@@ -331,12 +330,12 @@ static void conn_read_results(struct db_conn *c)
 			if (!res || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
 				if (res)
 					PQclear(res);
-				conn_broken(c, "protocol: expected a pipeline sync");
+				db_conn_broken(c, "protocol: expected a pipeline sync");
 				return;
 			}
 			PQclear(res);
 			STAILQ_REMOVE_HEAD(&c->fifo, link);
-			query_free(q);
+			db_query_free(q);
 			continue;
 		}
 		if (res) {
@@ -355,30 +354,30 @@ static void conn_read_results(struct db_conn *c)
 				for (int i = 0; i < db->nstmts; i++)
 					c->prepared[i] = 0;
 			}
-			query_free(q);
+			db_query_free(q);
 			continue;
 		}
 		ExecStatusType st = q->result ? PQresultStatus(q->result) : PGRES_FATAL_ERROR;
 		c->inflight--;
 		if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-			query_answer(db, q, RH_OK, NULL, false);
+			db_query_answer(db, q, RH_OK, NULL, false);
 		else if (st == PGRES_PIPELINE_ABORTED)
-			query_answer(db, q, RH_EDB, "aborted: an earlier statement in the pipeline failed", false);
+			db_query_answer(db, q, RH_EDB, "aborted: an earlier statement in the pipeline failed", false);
 		else
-			query_answer(db, q, RH_EDB, "query failed", false);
+			db_query_answer(db, q, RH_EDB, "query failed", false);
 		if (c->state != DC_READY)
 			return; /* a callback closed the pool */
 	}
 }
 
-static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+static void db_conn_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_conn *c = arg;
 	if (!PQconsumeInput(c->pg)) {
-		conn_broken(c, PQerrorMessage(c->pg));
+		db_conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	}
-	conn_read_results(c);
+	db_conn_read_results(c);
 	/* Notifications (to db_listen's callback: only its channel is listened
 	 * to) are parsed out of the input while results are read, so they are
 	 * collected after: one that came with a result would otherwise wait for
@@ -390,7 +389,7 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		PQfreemem(n);
 	}
 	if (c->state == DC_READY && PQstatus(c->pg) == CONNECTION_BAD) {
-		conn_broken(c, PQerrorMessage(c->pg));
+		db_conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	}
 	if (c->state == DC_READY)
@@ -399,16 +398,16 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
 		db_close(c->db, c->db->close_done, c->db->close_arg);
 }
 
-static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+static void db_conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_conn *c = arg;
 	if (c->state == DC_READY)
-		conn_flush(c);
+		db_conn_flush(c);
 }
 
 /* ------------------------------------------------------------ lifecycle */
 
-static void set_state(struct db_conn *c, enum conn_state st)
+static void db_conn_set_state(struct db_conn *c, enum conn_state st)
 {
 	c->state = st;
 }
@@ -424,7 +423,7 @@ static void db_collect(void *arg)
 	metric_set(db->m_queue, db->queued);
 }
 
-static void conn_clear_events(struct db_conn *c)
+static void db_conn_clear_events(struct db_conn *c)
 {
 	if (c->ev) {
 		event_free(c->ev);
@@ -437,7 +436,7 @@ static void conn_clear_events(struct db_conn *c)
 }
 
 /* Fails everything in flight on c, closes it and schedules a reconnect. */
-static void conn_broken(struct db_conn *c, const char *why)
+static void db_conn_broken(struct db_conn *c, const char *why)
 {
 	struct db *db = c->db;
 	char msg[256];
@@ -453,13 +452,13 @@ static void conn_broken(struct db_conn *c, const char *why)
 		c->migrator = NULL;
 		db->migrating = false;
 	}
-	conn_clear_events(c);
+	db_conn_clear_events(c);
 	if (c->pg) {
 		PQfinish(c->pg);
 		c->pg = NULL;
 	}
 	enum conn_state was = c->state;
-	set_state(c, DC_DOWN);
+	db_conn_set_state(c, DC_DOWN);
 	bool was_listening = db->listen_conn == c->index;
 	if (was_listening)
 		db->listen_conn = -1;
@@ -470,9 +469,9 @@ static void conn_broken(struct db_conn *c, const char *why)
 		STAILQ_REMOVE_HEAD(&c->fifo, link);
 		if (q->kind == Q_QUERY) {
 			metric_inc(db->m_lost);
-			query_fail_later(db, q, RH_EDB, "database connection lost", true);
+			db_query_fail_later(db, q, RH_EDB, "database connection lost", true);
 		} else {
-			query_free(q);
+			db_query_free(q);
 		}
 	}
 	/* With every connection down, waiting queries fail now, not at timeout,
@@ -482,7 +481,7 @@ static void conn_broken(struct db_conn *c, const char *why)
 		if (db->schema_ok)
 			log_info(NULL, "db: every connection is down; the schema will be checked again on reconnect");
 		db->schema_ok = false;
-		fail_waiting(db, RH_EAGAIN, "database unavailable");
+		db_fail_waiting(db, RH_EAGAIN, "database unavailable");
 	}
 	if (db->closing) {
 		db_close(db, db->close_done, db->close_arg);
@@ -492,7 +491,7 @@ static void conn_broken(struct db_conn *c, const char *why)
 	 * first: it was in c's FIFO, answered from the loop) */
 	for (int i = 0; was_listening && i < db->nconns; i++)
 		if (db->conns[i].state == DC_READY) {
-			listen_start(&db->conns[i]);
+			db_listen_start(&db->conns[i]);
 			break;
 		}
 	if (was == DC_READY)
@@ -506,7 +505,7 @@ static void conn_broken(struct db_conn *c, const char *why)
 	metric_inc(db->m_reconnects);
 }
 
-static void listen_done(void *arg, const struct db_result *res)
+static void db_listen_done(void *arg, const struct db_result *res)
 {
 	struct db_conn *c = arg;
 	struct db *db = c->db;
@@ -516,7 +515,7 @@ static void listen_done(void *arg, const struct db_result *res)
 		/* another ready connection tries; else the next to come up */
 		for (int i = 0; i < db->nconns && !db->closing; i++)
 			if (&db->conns[i] != c && db->conns[i].state == DC_READY) {
-				listen_start(&db->conns[i]);
+				db_listen_start(&db->conns[i]);
 				break;
 			}
 		return;
@@ -529,16 +528,16 @@ static void listen_done(void *arg, const struct db_result *res)
 
 /* Starts listening on c unless some connection listens already. The
  * statement goes to this connection, not through the queue. */
-static void listen_start(struct db_conn *c)
+static void db_listen_start(struct db_conn *c)
 {
 	struct db *db = c->db;
 	if (!db->on_notify || db->listen_conn >= 0 || db->listen_pending || c->state != DC_READY)
 		return;
-	struct db_query *q = query_new(&db->listen_stmt, NULL, listen_done, c);
+	struct db_query *q = db_query_new(&db->listen_stmt, NULL, db_listen_done, c);
 	q->start_ns = rh_mono_ns();
 	db->listen_pending = true;
-	if (conn_send(c, q))
-		conn_flush(c);
+	if (db_conn_send(c, q))
+		db_conn_flush(c);
 }
 
 void db_listen(struct db *db, const char *channel, void (*on_notify)(void *arg, const char *payload),
@@ -554,25 +553,25 @@ void db_listen(struct db *db, const char *channel, void (*on_notify)(void *arg, 
 	db->listen_arg = arg;
 }
 
-static void conn_ready(struct db_conn *c)
+static void db_conn_ready(struct db_conn *c)
 {
 	struct db *db = c->db;
 	if (!PQenterPipelineMode(c->pg)) {
-		conn_broken(c, "cannot enter pipeline mode");
+		db_conn_broken(c, "cannot enter pipeline mode");
 		return;
 	}
-	conn_clear_events(c);
-	c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, conn_io_cb, c);
+	db_conn_clear_events(c);
+	c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, db_conn_io_cb, c);
 	event_priority_set(c->ev, RH_PRIO_HIGH);
-	c->wev = event_new(db->base, PQsocket(c->pg), EV_WRITE, conn_write_cb, c);
+	c->wev = event_new(db->base, PQsocket(c->pg), EV_WRITE, db_conn_write_cb, c);
 	event_priority_set(c->wev, RH_PRIO_HIGH);
 	event_add(c->ev, NULL);
-	set_state(c, DC_READY);
+	db_conn_set_state(c, DC_READY);
 	c->backoff_ms = 0;
 	c->last_error[0] = '\0';
 	log_info(NULL, "db conn=%d ready (server %d, pipeline depth %lld)", c->index, PQserverVersion(c->pg),
 		 (long long)db->cfg->pipeline_depth);
-	listen_start(c);
+	db_listen_start(c);
 	db_pump(db);
 }
 
@@ -586,66 +585,65 @@ static void migrate_done(void *arg, rh_err err, int version, const char *msg)
 		db->migrate_failed = true;
 		snprintf(db->why, sizeof db->why, "%s", msg);
 		log_error(NULL, "schema: %s", msg);
-		conn_broken(c, msg);
+		db_conn_broken(c, msg);
 		return;
 	}
 	db->schema_ok = true;
 	db->migrate_failed = false;
-	db->schema_version = version;
 	log_info(NULL, "schema at version %d", version);
 	/* Wake the connections that waited for the schema. */
 	for (int i = 0; i < db->nconns; i++)
 		if (db->conns[i].state == DC_WAITING)
-			conn_ready(&db->conns[i]);
-	conn_ready(c);
+			db_conn_ready(&db->conns[i]);
+	db_conn_ready(c);
 }
 
 /* Connected: migrate (first connection only), or wait for the one that is. */
-static void conn_established(struct db_conn *c)
+static void db_conn_established(struct db_conn *c)
 {
 	struct db *db = c->db;
 	evtimer_del(c->timer);
 	PQsetnonblocking(c->pg, 1);
-	conn_clear_events(c);
+	db_conn_clear_events(c);
 	if (db->schema_ok) {
-		conn_ready(c);
+		db_conn_ready(c);
 		return;
 	}
 	if (db->migrating) {
-		set_state(c, DC_WAITING);
+		db_conn_set_state(c, DC_WAITING);
 		/* still watch the socket so that a server shutdown is noticed */
-		c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, conn_io_cb, c);
+		c->ev = event_new(db->base, PQsocket(c->pg), EV_READ | EV_PERSIST, db_conn_io_cb, c);
 		event_priority_set(c->ev, RH_PRIO_HIGH);
 		event_add(c->ev, NULL);
 		return;
 	}
 	db->migrating = true;
-	set_state(c, DC_MIGRATING);
+	db_conn_set_state(c, DC_MIGRATING);
 	c->migrator = migrator_start(db->base, c->pg, db->cfg->migrate, migrate_done, c);
 }
 
-static void conn_poll_cb(evutil_socket_t fd, short what, void *arg)
+static void db_conn_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_conn *c = arg;
 	if (what & EV_TIMEOUT) {
-		conn_broken(c, "connect timed out");
+		db_conn_broken(c, "connect timed out");
 		return;
 	}
 	PostgresPollingStatusType st = PQconnectPoll(c->pg);
-	conn_clear_events(c);
+	db_conn_clear_events(c);
 	switch (st) {
 	case PGRES_POLLING_OK:
-		conn_established(c);
+		db_conn_established(c);
 		return;
 	case PGRES_POLLING_FAILED:
-		conn_broken(c, PQerrorMessage(c->pg));
+		db_conn_broken(c, PQerrorMessage(c->pg));
 		return;
 	case PGRES_POLLING_READING:
 	case PGRES_POLLING_WRITING:
 	default: {
 		short ev = st == PGRES_POLLING_WRITING ? EV_WRITE : EV_READ;
 		/* the socket may change between attempts (several hosts) */
-		c->ev = event_new(c->db->base, PQsocket(c->pg), ev, conn_poll_cb, c);
+		c->ev = event_new(c->db->base, PQsocket(c->pg), ev, db_conn_poll_cb, c);
 		event_priority_set(c->ev, RH_PRIO_HIGH);
 		event_add(c->ev, NULL);
 		return;
@@ -653,22 +651,22 @@ static void conn_poll_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void db_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_conn *c = arg;
 	if (c->state == DC_DOWN)
-		conn_connect(c);
+		db_conn_connect(c);
 	else if (c->state == DC_CONNECTING)
-		conn_broken(c, "connect timed out");
+		db_conn_broken(c, "connect timed out");
 }
 
-static void notice_cb(void *arg, const PGresult *res)
+static void db_notice_cb(void *arg, const PGresult *res)
 {
 	struct db_conn *c = arg;
 	log_info(NULL, "db conn=%d notice: %s", c->index, PQresultErrorMessage(res));
 }
 
-static void conn_connect(struct db_conn *c)
+static void db_conn_connect(struct db_conn *c)
 {
 	struct db *db = c->db;
 	char timeout[32];
@@ -683,13 +681,13 @@ static void conn_connect(struct db_conn *c)
 	const char *vals[] = { db->cfg->url, "ridehaild", options, "10", "5", "3", NULL };
 	c->pg = PQconnectStartParams(keys, vals, 1);
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
-		conn_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+		db_conn_broken(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
 		return;
 	}
 	PQsetnonblocking(c->pg, 1);
-	PQsetNoticeReceiver(c->pg, notice_cb, c);
-	set_state(c, DC_CONNECTING);
-	c->ev = event_new(db->base, PQsocket(c->pg), EV_WRITE, conn_poll_cb, c);
+	PQsetNoticeReceiver(c->pg, db_notice_cb, c);
+	db_conn_set_state(c, DC_CONNECTING);
+	c->ev = event_new(db->base, PQsocket(c->pg), EV_WRITE, db_conn_poll_cb, c);
 	event_priority_set(c->ev, RH_PRIO_HIGH);
 	event_add(c->ev, NULL);
 	struct timeval tv = { .tv_sec = db->cfg->connect_timeout_ms / 1000,
@@ -713,10 +711,10 @@ struct db *db_new(struct event_base *base, const struct database_cfg *cfg, struc
 		c->db = db;
 		c->index = i;
 		STAILQ_INIT(&c->fifo);
-		c->timer = evtimer_new(base, conn_timer_cb, c);
+		c->timer = evtimer_new(base, db_conn_timer_cb, c);
 	}
-	db->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, db);
-	db->deliver = event_new(base, -1, 0, deliver_cb, db);
+	db->sweep = event_new(base, -1, EV_PERSIST, db_sweep_cb, db);
+	db->deliver = event_new(base, -1, 0, db_deliver_cb, db);
 	event_priority_set(db->deliver, RH_PRIO_HIGH);
 	struct timeval tv = { 0, 100000 };
 	event_add(db->sweep, &tv);
@@ -753,7 +751,7 @@ void db_register(struct db *db, struct db_stmt *stmt)
 void db_start(struct db *db)
 {
 	for (int i = 0; i < db->nconns; i++)
-		conn_connect(&db->conns[i]);
+		db_conn_connect(&db->conns[i]);
 }
 
 bool db_is_ready(const struct db *db, char *why, size_t whylen)
@@ -776,14 +774,12 @@ bool db_is_ready(const struct db *db, char *why, size_t whylen)
 	return false;
 }
 
-int db_schema_version(const struct db *db) { return db->schema_version; }
-
 void db_close(struct db *db, void (*done)(void *arg), void *arg)
 {
 	db->closing = true;
 	db->close_done = done;
 	db->close_arg = arg;
-	fail_waiting(db, RH_EAGAIN, "shutting down");
+	db_fail_waiting(db, RH_EAGAIN, "shutting down");
 	int busy = 0;
 	for (int i = 0; i < db->nconns; i++) {
 		struct db_conn *c = &db->conns[i];
@@ -796,7 +792,7 @@ void db_close(struct db *db, void (*done)(void *arg), void *arg)
 			migrator_cancel(c->migrator);
 			c->migrator = NULL;
 		}
-		conn_clear_events(c);
+		db_conn_clear_events(c);
 		if (c->pg) {
 			PQfinish(c->pg);
 			c->pg = NULL;
@@ -821,22 +817,22 @@ void db_free(struct db *db)
 		struct db_conn *c = &db->conns[i];
 		if (c->migrator)
 			migrator_cancel(c->migrator);
-		conn_clear_events(c);
+		db_conn_clear_events(c);
 		if (c->pg)
 			PQfinish(c->pg);
 		while ((q = STAILQ_FIRST(&c->fifo)) != NULL) {
 			STAILQ_REMOVE_HEAD(&c->fifo, link);
-			query_free(q);
+			db_query_free(q);
 		}
 		event_free(c->timer);
 	}
 	while ((q = STAILQ_FIRST(&db->queue)) != NULL) {
 		STAILQ_REMOVE_HEAD(&db->queue, link);
-		query_free(q);
+		db_query_free(q);
 	}
 	while ((q = STAILQ_FIRST(&db->failed)) != NULL) {
 		STAILQ_REMOVE_HEAD(&db->failed, link);
-		query_free(q);
+		db_query_free(q);
 	}
 	event_free(db->sweep);
 	event_free(db->deliver);
