@@ -20,6 +20,8 @@
 #ifndef RH_SHARE_SHARE_H
 #define RH_SHARE_SHARE_H
 
+#include <stdbool.h>
+
 struct event_base;
 struct rh_timers;
 struct metrics;
@@ -49,6 +51,11 @@ struct share_deps {
 	const struct pricing_cfg *pricing_cfg;
 	const struct tariff_cfg *tariffs;
 	int ntariffs;
+	/* The matcher releases the last run's reservations at start
+	 * (match.auto): new shared trips wait until it has
+	 * (presence_stale_released), else a driver reserved meanwhile could be
+	 * freed by it. */
+	bool after_release;
 };
 struct share *share_new(const struct share_deps *d);
 /* Reads the open trips and active bookings back (at start). */

@@ -116,6 +116,7 @@ static void server_modules_init(struct server *srv)
 		.timers = srv->timers, .metrics = srv->metrics, .db = srv->db, .http = srv->http, .auth = srv->auth,
 		.gateway = srv->gateway, .presence = srv->presence, .pricing = srv->pricing, .routing = srv->routing,
 		.cfg = &cfg->share, .pricing_cfg = &cfg->pricing, .tariffs = cfg->tariff, .ntariffs = cfg->ntariffs,
+		.after_release = cfg->match.automatic,
 	};
 	srv->share = share_new(&sd);
 	share_start(srv->share);

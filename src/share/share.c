@@ -625,7 +625,7 @@ static void share_reserved(void *arg, enum presence_reserve_answer answer, int64
  * reserves (presence_reserve: no other search can pick them). */
 static void share_new_trip(struct share *s, struct share_booking *b, int64_t wall)
 {
-	if (s->deps.db && !presence_stale_released(s->deps.presence)) {
+	if (s->deps.after_release && !presence_stale_released(s->deps.presence)) {
 		/* at start: not before the last run's reservations are released
 		 * (that release would free a driver reserved meanwhile) */
 		b->next_waiting = s->deferred;

@@ -438,3 +438,21 @@ def test_trip_rules_stored_and_otp_enforced(make_daemon, pg):
             await app.close()
 
     run(go())
+
+
+def test_shared_trips_without_automatic_dispatch(make_daemon):
+    """match.auto = false: no release of the last run's reservations at
+    start to wait for; shared trips are made at once."""
+    d = make_daemon(env={"RIDEHAIL_MATCH_AUTO": "false"})
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        v1 = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000))).json()
+        c1 = await confirmed(a1, v1["id"])
+        assert c1["state"] == "confirmed" and c1["driver"]["id"] == drv["id"]
+        for app in (dapp, a1):
+            await app.close()
+
+    run(go())
+
