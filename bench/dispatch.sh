@@ -172,7 +172,7 @@ psql -Atq "$dburl" -c "SELECT id FROM riders ORDER BY id" >"$tmp/riders"
 # drivers and riders of its own.
 cancel_one() { # trip rider
 	local tok
-	tok=$(RIDEHAIL_AUTH_JWT_SECRET="$secret" bin/ridehaild admin token --role rider --id "$2") &&
+	tok=$(RIDEHAIL_AUTH_JWT_SECRET="$secret" RIDEHAIL_DATABASE_URL="$dburl" bin/ridehaild --config conf/ridehaild.conf admin token --role rider --id "$2") &&
 		curl -s -o /dev/null -w '%{http_code}\n' -X POST -H "Authorization: Bearer $tok" \
 			-H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$port/v1/rides/$1/cancel"
 }
@@ -180,7 +180,7 @@ export -f cancel_one
 cancel_waiting() {
 	local codes
 	codes=$(sqlv "SELECT id, rider_id FROM trips WHERE state = 'SEARCHING'" | tr '|' ' ' |
-		secret=$secret port=$port xargs -r -n 2 -P 4 bash -c 'cancel_one "$0" "$1"' | sort | uniq -c | tr -s ' ')
+		secret=$secret port=$port dburl=$dburl xargs -r -n 2 -P 4 bash -c 'cancel_one "$0" "$1"' | sort | uniq -c | tr -s ' ')
 	[ -z "$codes" ] || echo "# note: run $1: trips still searching, cancelled by their riders (count, status):$codes"
 }
 # ids for run r of a phase: lines [from, from + count) of both files

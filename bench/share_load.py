@@ -145,6 +145,7 @@ async def insert(args):
     # the measured bookings: near a random car, the same way, so most are
     # inserted; one at a time, so each is a booking to its decision alone
     first = k
+    t0 = psql(args.db, "SELECT now()")[0]
     m0 = match_metric(args.metrics)
     for _ in range(args.measure):
         d = rng.choice(drivers)
@@ -156,7 +157,7 @@ async def insert(args):
     m1 = match_metric(args.metrics)
     ids = ",".join(f"'{r}'" for r in riders[first:k])
     rows = psql(args.db, f"""SELECT state, extract(epoch FROM coalesce(confirmed_at, cancelled_at) - requested_at) * 1000
-        FROM share_bookings WHERE rider_id IN ({ids})""")
+        FROM share_bookings WHERE rider_id IN ({ids}) AND requested_at >= '{t0}'""")
     lat = sorted(float(l.split("|")[1]) for l in rows if l and l.split("|")[1])
     states = [l.split("|")[0] for l in rows if l]
     inserted = sum(1 for s in states if s == "confirmed")

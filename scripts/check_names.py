@@ -47,7 +47,7 @@ PREFIXES = {
     "presence": ["presence_", "driver_status_", "history_"],
     "pricing": ["pricing_"],
     "trip": ["trip_", "trips_"],
-    "match": ["match_", "matcher_", "dispatch_"],
+    "match": ["match_", "matcher_", "dispatch_", "assign_", "reposition_"],
     # rmap_: the map file's format (graph.h), written by import.c
     "routing": ["routing_", "graph_", "ch_", "import_", "mapfile_", "calibrate_", "trips_csv_", "rmap_"],
     "events": ["events_", "webhook_", "webhooks_", "relay_", "tail_"],

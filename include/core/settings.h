@@ -137,7 +137,15 @@ struct match_cfg {
 	int64_t meter_max_accuracy_m; /* pings less accurate than this are not metered */
 	double meter_max_speed_kmh;   /* a jump implying more than this is not metered */
 	int64_t replay_messages;      /* rider messages kept per trip for a reconnect */
+	int mode;                     /* enum: 0 greedy, 1 batch (MATCH_MODE_*) */
+	int64_t batch_window_ms;      /* batch: requests collected this long, then assigned together */
+	bool reposition;              /* suggest idle drivers where demand exceeds supply */
+	int64_t reposition_interval_ms;
+	int64_t reposition_half_life_ms; /* recent demand's decay */
+	int64_t reposition_cell_m;    /* side of a counting cell */
+	int64_t reposition_radius_m;  /* farthest target from a driver */
 };
+enum { MATCH_MODE_GREEDY = 0, MATCH_MODE_BATCH = 1 };
 struct tariff_cfg {
 	char name[CFG_NAME_MAX];
 	char *currency;

@@ -225,6 +225,8 @@ static const struct cfg_key presence_keys[] = {
 	{ 0 }
 };
 
+static const char *const match_modes[] = { "greedy", "batch", NULL };
+
 static const struct cfg_key match_keys[] = {
 	{ "auto", CFG_BOOL, K(match_cfg, automatic), "true", 0, 0, NULL, NULL,
 	  "Dispatch automatically: offer each new trip to nearby drivers over the WebSocket. false: trips wait in SEARCHING for an operator (POST /v1/rides/{id}/assign), and requests are taken even with no driver online." },
@@ -253,6 +255,20 @@ static const struct cfg_key match_keys[] = {
 	  "A jump between pings implying more than this speed is not metered." },
 	{ "replay_messages", CFG_INT, K(match_cfg, replay_messages), "64", 1, 4096, "messages", NULL,
 	  "Messages to a rider kept per trip, so a rider reconnecting with last_seq gets what it missed." },
+	{ "mode", CFG_ENUM, K(match_cfg, mode), "greedy", 0, 0, NULL, match_modes,
+	  "greedy: each trip is offered to its best driver as it arrives. batch: the trips arriving within match.batch_window are assigned together, the least total pickup time over all of them (docs/dispatch.md)." },
+	{ "batch_window", CFG_DURATION, K(match_cfg, batch_window_ms), "500ms", MS(50), SEC(30), "s", NULL,
+	  "Batch mode: how long requests are collected before they are assigned together (a trip waits at most this long for its first offer)." },
+	{ "reposition", CFG_BOOL, K(match_cfg, reposition), "false", 0, 0, NULL, NULL,
+	  "Suggest to idle drivers in cells with more drivers than recent demand a cell nearby where demand exceeds supply (driver.reposition.suggested; drivers may ignore it)." },
+	{ "reposition_interval", CFG_DURATION, K(match_cfg, reposition_interval_ms), "60s", SEC(1), SEC(3600), "s", NULL,
+	  "How often suggestions are worked out; a driver gets at most one per interval." },
+	{ "reposition_half_life", CFG_DURATION, K(match_cfg, reposition_half_life_ms), "10m", SEC(10), SEC(86400), "s", NULL,
+	  "Recent demand decays with this half-life: a request counts 1 when made, 1/2 this long after." },
+	{ "reposition_cell", CFG_INT, K(match_cfg, reposition_cell_m), "500", 100, 10000, "m", NULL,
+	  "Side of the square cells demand and supply are counted in." },
+	{ "reposition_radius", CFG_INT, K(match_cfg, reposition_radius_m), "3000", 100, 100000, "m", NULL,
+	  "A driver is sent no farther than this (straight line to the target cell's centre)." },
 	{ 0 }
 };
 static const char *const routing_metrics[] = { "time", "distance", NULL };

@@ -1,55 +1,13 @@
-#include "dispatch.h"
+#include "dispatch_internal.h"
 
 #include <math.h>
 #include <string.h>
-#include <sys/queue.h>
 
 #include "core/alloc.h"
 #include "core/settings.h"
 #include "core/timer.h"
 #include "core/umap.h"
 #include "geo/geohash.h"
-
-#define DISPATCH_MAX_TRIED 128     /* drivers one search remembers (offered, declined, lost) */
-#define DISPATCH_MAX_CANDIDATES 256
-
-struct dispatch_search;
-
-struct dispatch_offer_rec {
-	struct dispatch_offer pub;
-	struct dispatch *d;
-	struct dispatch_search *s; /* NULL once its search stopped (reserving or accepting) */
-	TAILQ_ENTRY(dispatch_offer_rec) link;
-	struct rh_timer *timer;    /* expiry */
-};
-TAILQ_HEAD(dispatch_offer_list, dispatch_offer_rec);
-
-struct dispatch_search {
-	struct dispatch *d;
-	struct dispatch_trip t;
-	bool waiting, giving_up;
-	int radius_step, round;
-	int64_t started, deadline;
-	struct uuid tried[DISPATCH_MAX_TRIED];
-	int ntried;
-	struct dispatch_offer_list offers; /* out for this trip, any state */
-	int live;                          /* how many */
-	struct rh_timer *timer;            /* the waiting trip's next look */
-	TAILQ_ENTRY(dispatch_search) wait_link;
-};
-TAILQ_HEAD(dispatch_queue, dispatch_search);
-
-struct dispatch {
-	const struct match_cfg *cfg;
-	struct rh_timers *timers;
-	struct dispatch_world w;
-	struct umap searches; /* trip -> search */
-	struct umap offers;   /* offer -> offer */
-	struct umap offer_of; /* driver -> their offer */
-	struct dispatch_queue waiting; /* the demand queue, oldest first */
-	int nwaiting, nsearching;
-	bool open;
-};
 
 static void dispatch_step(struct dispatch_search *s, int64_t now);
 
@@ -61,12 +19,12 @@ double dispatch_score(const struct match_cfg *c, const struct dispatch_cand *h)
 	       c->weight_acceptance * accept;
 }
 
-static double dispatch_radius_max(const struct dispatch *d)
+double dispatch_radius_max(const struct dispatch *d)
 {
 	return d->cfg->radius_steps.v[d->cfg->radius_steps.n - 1];
 }
 
-static bool dispatch_tried(const struct dispatch_search *s, const struct uuid *driver)
+bool dispatch_tried(const struct dispatch_search *s, const struct uuid *driver)
 {
 	for (int i = 0; i < s->ntried; i++)
 		if (uuid_eq(&s->tried[i], driver))
@@ -143,7 +101,7 @@ static void dispatch_offer_expired(void *arg, int64_t now)
 
 /* Reserves c for s: out of every other search at once (the world marks
  * them); the database decides. */
-static void dispatch_offer_make(struct dispatch_search *s, const struct dispatch_cand *c, double score)
+void dispatch_offer_make(struct dispatch_search *s, const struct dispatch_cand *c, double score)
 {
 	struct dispatch *d = s->d;
 	struct dispatch_offer_rec *o = RH_NEW(struct dispatch_offer_rec);
@@ -158,6 +116,8 @@ static void dispatch_offer_make(struct dispatch_search *s, const struct dispatch
 	o->pub.eta_s = (int)llround(c->eta_s);
 	o->pub.score = score;
 	o->pub.round = s->round;
+	if (s->first_offer_at < 0)
+		s->first_offer_at = rh_timers_now(d->timers);
 	o->timer = rh_timer_new(d->timers, dispatch_offer_expired, o);
 	umap_put(&d->offers, &o->pub.id, o);
 	umap_put(&d->offer_of, &o->pub.driver, o);
@@ -203,9 +163,89 @@ void dispatch_reserved(struct dispatch *d, const struct uuid *offer, enum dispat
 	rh_timer_at(o->timer, o->pub.expires_at);
 }
 
+/* ------------------------------------------------------------ the rider's estimate */
+
+/* Before any trip was matched: a driver takes a third of the first round's
+ * timeout to answer. */
+static int64_t dispatch_offer_timeout_prior_ms(const struct match_cfg *cfg)
+{
+	return (int64_t)llround(cfg->offer_timeouts.v[0] * 1000 / 3);
+}
+
+static void dispatch_stats_add(double *mean, double sample)
+{
+	*mean = *mean < 0 ? sample : *mean + (sample - *mean) / DISPATCH_STATS_WEIGHT;
+}
+
+/* s is matched to driver: what it took, for the next riders' estimates. */
+static void dispatch_stats_matched(struct dispatch_search *s, const struct uuid *driver, int64_t now)
+{
+	struct dispatch_stats *st = &s->d->stats;
+	if (s->waited_at >= 0)
+		dispatch_stats_add(&st->wait_to_match_ms, (double)(now - s->waited_at));
+	else if (s->first_offer_at >= 0)
+		dispatch_stats_add(&st->offer_to_match_ms, (double)(now - s->first_offer_at));
+	struct dispatch_offer_rec *o;
+	TAILQ_FOREACH(o, &s->offers, link)
+		if (uuid_eq(&o->pub.driver, driver))
+			dispatch_stats_add(&st->pickup_eta_s, o->pub.eta_s);
+}
+
+/* From what this search has (offers out: their drivers' pickups; waiting:
+ * how long waiting trips took lately; in a batch window: its close) and
+ * what recent trips took. */
+static void dispatch_estimate_of(const struct dispatch_search *s, int64_t now, struct dispatch_estimate *e)
+{
+	const struct dispatch_stats *st = &s->d->stats;
+	*e = (struct dispatch_estimate){ 0 };
+	double match_ms = -1, eta_s = st->pickup_eta_s;
+	if (s->live > 0) {
+		const struct dispatch_offer_rec *o;
+		eta_s = -1;
+		TAILQ_FOREACH(o, &s->offers, link)
+			if (eta_s < 0 || o->pub.eta_s < eta_s)
+				eta_s = o->pub.eta_s;
+		match_ms = st->offer_to_match_ms - (double)(now - s->first_offer_at);
+	} else if (s->waiting) {
+		if (st->wait_to_match_ms >= 0)
+			match_ms = st->wait_to_match_ms - (double)(now - s->waited_at);
+	} else if (s->pooled) {
+		match_ms = (double)(dispatch_batch_closes_at(s->d->batch) - now) + st->offer_to_match_ms;
+	}
+	if (match_ms < 0 && (s->live > 0 || (s->waiting && st->wait_to_match_ms >= 0)))
+		match_ms = 0; /* overdue: any moment now */
+	if (match_ms < 0)
+		return;
+	e->has_match = true;
+	e->match_s = match_ms / 1000.0;
+	if (eta_s >= 0) {
+		e->has_pickup = true;
+		e->pickup_s = e->match_s + eta_s;
+	}
+}
+
+bool dispatch_estimate(const struct dispatch *d, const struct uuid *trip, int64_t now, struct dispatch_estimate *out)
+{
+	const struct dispatch_search *s = umap_get(&d->searches, trip);
+	if (!s)
+		return false;
+	dispatch_estimate_of(s, now, out);
+	return true;
+}
+
+void dispatch_tell(struct dispatch_search *s, bool waiting, int64_t now)
+{
+	struct dispatch *d = s->d;
+	const struct cfg_list *steps = &d->cfg->radius_steps;
+	double radius = waiting || s->radius_step >= steps->n ? dispatch_radius_max(d) : steps->v[s->radius_step];
+	struct dispatch_estimate e;
+	dispatch_estimate_of(s, now, &e);
+	d->w.progress(d->w.ctx, &s->t.id, waiting, radius, s->round, &e);
+}
+
 /* ------------------------------------------------------------ the search */
 
-static void dispatch_wait_leave(struct dispatch_search *s)
+void dispatch_wait_leave(struct dispatch_search *s)
 {
 	if (!s->waiting)
 		return;
@@ -221,15 +261,17 @@ static void dispatch_wait_arm(struct dispatch_search *s, int64_t now)
 	struct dispatch *d = s->d;
 	int64_t next = now + d->cfg->waiting_retry_ms;
 	rh_timer_at(s->timer, next < s->deadline ? next : s->deadline);
-	d->w.progress(d->w.ctx, &s->t.id, true, dispatch_radius_max(d), s->round);
+	dispatch_tell(s, true, now);
 }
 
-static void dispatch_wait_enter(struct dispatch_search *s, int64_t now)
+void dispatch_wait_enter(struct dispatch_search *s, int64_t now)
 {
 	struct dispatch *d = s->d;
 	if (s->waiting)
 		return;
 	s->waiting = true;
+	if (s->waited_at < 0)
+		s->waited_at = now;
 	TAILQ_INSERT_TAIL(&d->waiting, s, wait_link);
 	d->nwaiting++;
 	dispatch_wait_arm(s, now);
@@ -251,7 +293,7 @@ static void dispatch_wait_tick(void *arg, int64_t now)
 	dispatch_step(s, now);
 }
 
-static void dispatch_give_up(struct dispatch_search *s)
+void dispatch_give_up(struct dispatch_search *s)
 {
 	s->giving_up = true;
 	dispatch_wait_leave(s);
@@ -288,11 +330,15 @@ static void dispatch_step(struct dispatch_search *s, int64_t now)
 			dispatch_give_up(s);
 		return;
 	}
+	if (d->batch) {
+		dispatch_batch_add(s, now); /* drivers for it come with the window's */
+		return;
+	}
 	const struct cfg_list *steps = &d->cfg->radius_steps;
 	struct dispatch_cand cands[DISPATCH_MAX_CANDIDATES];
 	size_t k = (size_t)d->cfg->candidates < DISPATCH_MAX_CANDIDATES ? (size_t)d->cfg->candidates
 									: DISPATCH_MAX_CANDIDATES;
-	bool widened = false;
+	bool widened = false, offered = false;
 	while (s->live < d->cfg->parallel_offers && s->radius_step < steps->n) {
 		size_t n = d->w.candidates(d->w.ctx, &s->t, steps->v[s->radius_step], now, cands, k);
 		double score;
@@ -303,11 +349,12 @@ static void dispatch_step(struct dispatch_search *s, int64_t now)
 			continue;
 		}
 		dispatch_offer_make(s, &cands[best], score);
+		offered = true;
 	}
 	if (s->live == 0 && s->radius_step >= steps->n)
 		dispatch_wait_enter(s, now);
-	else if (widened && s->radius_step < steps->n)
-		d->w.progress(d->w.ctx, &s->t.id, false, steps->v[s->radius_step], s->round);
+	else if ((widened || offered) && s->radius_step < steps->n)
+		dispatch_tell(s, false, now);
 }
 
 void dispatch_search(struct dispatch *d, const struct dispatch_trip *t, int64_t started, int64_t now)
@@ -319,6 +366,7 @@ void dispatch_search(struct dispatch *d, const struct dispatch_trip *t, int64_t 
 	s->t = *t;
 	s->started = started;
 	s->deadline = started + d->cfg->max_search_ms;
+	s->first_offer_at = s->waited_at = -1;
 	TAILQ_INIT(&s->offers);
 	s->timer = rh_timer_new(d->timers, dispatch_wait_tick, s);
 	umap_put(&d->searches, &t->id, s);
@@ -333,7 +381,10 @@ void dispatch_stop(struct dispatch *d, const struct uuid *trip, const struct uui
 	if (s) {
 		umap_del(&d->searches, trip);
 		d->nsearching--;
+		if (keep)
+			dispatch_stats_matched(s, keep, now);
 		dispatch_wait_leave(s);
+		dispatch_batch_remove(s);
 		struct dispatch_offer_rec *o;
 		while ((o = TAILQ_FIRST(&s->offers))) {
 			if (keep && uuid_eq(&o->pub.driver, keep) && o->pub.state != DISPATCH_RESERVING)
@@ -382,6 +433,10 @@ void dispatch_open(struct dispatch *d, int64_t now)
 void dispatch_driver_free(struct dispatch *d, const struct uuid *driver, int64_t now)
 {
 	struct dispatch_cand c;
+	if (d->batch) {
+		dispatch_batch_driver_free(d, driver, now);
+		return;
+	}
 	if (d->nwaiting == 0 || !d->open || !d->w.driver(d->w.ctx, driver, now, &c))
 		return;
 	double radius = dispatch_radius_max(d);
@@ -394,6 +449,7 @@ void dispatch_driver_free(struct dispatch *d, const struct uuid *driver, int64_t
 			continue; /* no road from them to this pickup */
 		dispatch_wait_leave(s);
 		dispatch_offer_make(s, &c, dispatch_score(d->cfg, &c));
+		dispatch_tell(s, false, now);
 		return;
 	}
 }
@@ -521,6 +577,10 @@ struct dispatch *dispatch_new(const struct match_cfg *cfg, struct rh_timers *tim
 	umap_init(&d->offers);
 	umap_init(&d->offer_of);
 	TAILQ_INIT(&d->waiting);
+	d->stats.offer_to_match_ms = (double)dispatch_offer_timeout_prior_ms(cfg);
+	d->stats.wait_to_match_ms = d->stats.pickup_eta_s = -1;
+	if (cfg->mode == MATCH_MODE_BATCH)
+		d->batch = dispatch_batch_new(d);
 	return d;
 }
 
@@ -542,6 +602,7 @@ void dispatch_free(struct dispatch *d)
 		rh_timer_free(s->timer);
 		rh_free(s);
 	}
+	dispatch_batch_free(d->batch);
 	umap_fini(&d->searches);
 	umap_fini(&d->offers);
 	umap_fini(&d->offer_of);

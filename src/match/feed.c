@@ -15,6 +15,7 @@
  * number. Messages that have no number yet wait (held, at most
  * match.replay_messages; past that the oldest location goes first, and a
  * snapshot follows the rest). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,12 +387,22 @@ void match_feed_send(struct ride *r, const char *type, cJSON *payload)
 	match_feed_send_sb(r, type, &sb);
 }
 
-void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers)
+/* Whole seconds, 0 to a day (the schema's range). */
+static double match_feed_eta_s(double s)
+{
+	return s <= 0 ? 0 : s >= 86400 ? 86400 : (double)llround(s);
+}
+
+void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers, const struct dispatch_estimate *est)
 {
 	cJSON *p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "status", waiting ? "waiting" : "searching");
 	cJSON_AddNumberToObject(p, "radius_m", radius_m);
 	cJSON_AddNumberToObject(p, "offers", offers);
+	if (est && est->has_match)
+		cJSON_AddNumberToObject(p, "match_eta_s", match_feed_eta_s(est->match_s));
+	if (est && est->has_pickup)
+		cJSON_AddNumberToObject(p, "pickup_eta_s", match_feed_eta_s(est->pickup_s));
 	match_feed_send(r, "trip.search_progress", p);
 }
 

@@ -219,6 +219,8 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 		return;
 	}
 	if (e->created || (fresh && t->state == TRIP_SEARCHING)) {
+		if (e->created)
+			match_suggest_demand(m, r->plat, r->plng, now);
 		if (t->state == TRIP_SEARCHING)
 			match_search(m, r, now, now);
 		return;
@@ -355,6 +357,41 @@ static size_t match_world_candidates(void *ctx, const struct dispatch_trip *t, d
 	return j;
 }
 
+/* Batch mode: the drivers candidates() would list, without ETAs (the
+ * window asks for all of them at once, match_world_etas). */
+static size_t match_world_nearby(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now,
+				 struct dispatch_cand *out, size_t k)
+{
+	struct matcher *m = ctx;
+	struct presence_hit hits[MATCH_MAX_CANDIDATES];
+	size_t n = presence_nearest(m->deps.presence, t->lat, t->lon, radius_m, DRIVER_AVAILABLE, 1u << t->vehicle, now,
+				    hits, k < MATCH_MAX_CANDIDATES ? k : MATCH_MAX_CANDIDATES);
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++)
+		if (match_session(m, &hits[i].driver))
+			match_cand_of(&hits[i], &out[j++]);
+	return j;
+}
+
+/* Batch mode: one many-to-many question for a window's pairs. */
+static void match_world_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips,
+			     size_t nt, double *eta_s, double *road_m)
+{
+	struct matcher *m = ctx;
+	double *lat = rh_malloc((nd + nt + 1) * sizeof *lat), *lon = rh_malloc((nd + nt + 1) * sizeof *lon);
+	for (size_t i = 0; i < nd; i++) {
+		lat[i] = drivers[i].lat;
+		lon[i] = drivers[i].lon;
+	}
+	for (size_t j = 0; j < nt; j++) {
+		lat[nd + j] = trips[j].lat;
+		lon[nd + j] = trips[j].lon;
+	}
+	pricing_etas_many(m->deps.pricing, lat, lon, nd, lat + nd, lon + nd, nt, match_wall_s(), eta_s, road_m);
+	rh_free(lat);
+	rh_free(lon);
+}
+
 static bool match_world_any_free(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now)
 {
 	struct matcher *m = ctx;
@@ -456,12 +493,13 @@ static void match_world_ended(void *ctx, const struct dispatch_offer *o, const c
 		match_accept_check(m, o);
 }
 
-static void match_world_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers)
+static void match_world_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers,
+				 const struct dispatch_estimate *est)
 {
 	struct matcher *m = ctx;
 	struct ride *r = umap_get(&m->rides, trip);
 	if (r)
-		match_feed_progress(r, waiting, radius_m, offers);
+		match_feed_progress(r, waiting, radius_m, offers, est);
 }
 
 struct match_give_up_ctx {
@@ -570,6 +608,10 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 						      "Live messages to riders (matched, driver.location, state changes, progress).",
 						      NULL),
 				      NULL);
+	m->m_suggestions = metric_cell(metrics_counter(mx, "ridehail_match_reposition_suggestions_total",
+						       "driver.reposition.suggested messages sent to idle drivers (match.reposition).",
+						       NULL),
+				       NULL);
 	metrics_on_collect(mx, match_collect, m);
 }
 
@@ -585,7 +627,8 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	match_metrics_init(m, d->metrics);
 	const struct dispatch_world w = {
 		.candidates = match_world_candidates, .any_free = match_world_any_free, .driver = match_world_driver,
-		.eta = match_world_eta, .reserve = match_world_reserve, .offer = match_world_offer,
+		.eta = match_world_eta, .nearby = match_world_nearby, .etas = match_world_etas,
+		.reserve = match_world_reserve, .offer = match_world_offer,
 		.ended = match_world_ended, .progress = match_world_progress, .give_up = match_world_give_up, .ctx = m,
 	};
 	m->dispatch = dispatch_new(m->cfg, d->timers, &w);
@@ -596,6 +639,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	presence_set_hooks(d->presence, &ph);
 	const struct trip_listener tl = { .changed = match_trip_changed, .ctx = m };
 	trips_listen(d->trips, &tl);
+	match_suggest_init(m);
 	match_recover_start(m);
 	match_lost_init(m);
 	return m;
@@ -605,6 +649,7 @@ void matcher_free(struct matcher *m)
 {
 	if (!m)
 		return;
+	match_suggest_free(m);
 	dispatch_free(m->dispatch);
 	match_checks_free(m);
 	size_t i = 0;

@@ -2,7 +2,11 @@
  *
  *   match.c     the module: the rides it follows (one per active trip), what
  *               trips and presence tell it, and the world dispatch asks
- *   dispatch.c  the search for a driver, without I/O (dispatch.h)
+ *   dispatch.c  the search for a driver, without I/O (include/match/dispatch.h)
+ *   batch.c     dispatch's batch mode: a window's trips assigned together
+ *   assign.c    the assignment solver batch mode uses (include/match/assign.h)
+ *   reposition.c, suggest.c  repositioning: its arithmetic, without I/O
+ *               (include/match/reposition.h), and the daemon's side
  *   feed.c      the rider's live feed: numbered messages, replay, snapshot
  *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
  *   meter.c     the fare meter: distance from the driver's own fixes
@@ -17,7 +21,7 @@
 
 #include "core/settings.h"
 #include "core/umap.h"
-#include "dispatch.h"
+#include "match/dispatch.h"
 #include "match/match.h"
 #include "trip/trip.h"
 
@@ -125,7 +129,9 @@ struct matcher {
 	LIST_HEAD(, match_check) checks; /* commands.c: accepts whose answer was lost */
 	struct rh_timer *lost_timer;     /* lost.c: the sweep */
 	struct metric_family *f_offers, *f_match_time;
-	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_lost;
+	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_lost, *m_suggestions;
+	struct reposition *repo;      /* match.reposition: demand and the plan (suggest.c), else NULL */
+	struct rh_timer *repo_timer;
 };
 
 int64_t match_now(const struct matcher *m);
@@ -144,6 +150,12 @@ struct cJSON *match_point_json(double lat, double lon, int version);
 /* trip.assigned: the trip a driver is on, sent when it is theirs and when
  * they reconnect. */
 void match_send_assigned(struct matcher *m, const struct ride *r, struct session *s);
+
+/* suggest.c: repositioning (match.reposition) */
+void match_suggest_init(struct matcher *m);
+void match_suggest_free(struct matcher *m);
+/* A ride request at (lat, lon): demand there. */
+void match_suggest_demand(struct matcher *m, double lat, double lon, int64_t now);
 
 /* feed.c */
 void match_feed_init(struct matcher *m);
@@ -165,8 +177,9 @@ void match_feed_send_lon_sb(struct ride *r, const char *type, struct strbuf *sb,
 /* The same with a cJSON payload, consumed. */
 void match_feed_send(struct ride *r, const char *type, struct cJSON *payload);
 void match_feed_free(struct match_feed *f);
-/* The search's progress for the rider (trip.search_progress). */
-void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers);
+/* The search's progress for the rider (trip.search_progress), with what
+ * the rider may expect (est may be NULL). */
+void match_feed_progress(struct ride *r, bool waiting, double radius_m, int offers, const struct dispatch_estimate *est);
 
 /* Registers a message type with the gateway (a copy, with the matcher as
  * its context). */

@@ -110,6 +110,38 @@ void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_
 	}
 }
 
+void pricing_etas_many(struct pricing *p, const double *lat, const double *lon, size_t ns, const double *to_lat,
+		       const double *to_lon, size_t nd, int64_t when_unix, double *eta_s, double *dist_m)
+{
+	const struct pricing_cfg *c = p->cfg;
+	struct routing_eta *e = NULL;
+	if (routing_loaded(p->deps.routing) && ns > 0 && nd > 0) {
+		e = rh_malloc(ns * nd * sizeof *e);
+		if (routing_eta_many_to_many(p->deps.routing, lat, lon, ns, to_lat, to_lon, nd, when_unix, e) != RH_OK) {
+			rh_free(e);
+			e = NULL;
+		}
+	}
+	for (size_t j = 0; j < nd; j++) {
+		bool any = false;
+		for (size_t i = 0; e && i < ns; i++) {
+			const struct routing_eta *x = &e[i * nd + j];
+			eta_s[i * nd + j] = x->reachable ? x->duration_s : -1;
+			dist_m[i * nd + j] = x->reachable ? x->distance_m : -1;
+			any = any || x->reachable;
+		}
+		if (any)
+			continue;
+		/* no map, or the point is off it: straight lines, as pricing_etas */
+		for (size_t i = 0; i < ns; i++) {
+			double d = geo_dist_haversine_m(lat[i], lon[i], to_lat[j], to_lon[j]) * c->detour_factor;
+			dist_m[i * nd + j] = d;
+			eta_s[i * nd + j] = d / (c->average_speed_kmh / 3.6);
+		}
+	}
+	rh_free(e);
+}
+
 void pricing_reply_route_error(struct http_req *req, rh_err e, int bad_point)
 {
 	if (e == RH_EINVAL) {

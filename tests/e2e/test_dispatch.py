@@ -18,6 +18,21 @@ PICKUP = (52.0907, 5.1214)
 DROPOFF = (52.1100, 5.1400)
 
 
+@pytest.fixture(params=["greedy", "batch"])
+def make_daemon(request, make_daemon):
+    """Every test here runs under both dispatch policies (match.mode): greedy,
+    and batch with a window short enough for the tests' timings (a test's own
+    setting wins)."""
+    def make(env=None, **kw):
+        env = dict(env or {})
+        env.setdefault("RIDEHAIL_MATCH_MODE", request.param)
+        if request.param == "batch":
+            env.setdefault("RIDEHAIL_MATCH_BATCH_WINDOW", "200ms")
+        return make_daemon(env=env, **kw)
+    make.mode = request.param
+    return make
+
+
 def north(p, metres):
     return (p[0] + metres / 111320.0, p[1])
 
@@ -234,6 +249,86 @@ def test_parallel_offers_first_accept_wins(make_daemon, pg):
         assert driver_status(d, pg, c_drv["id"]) == "available"
         for x in (a, b, c, rapp):
             await x.close()
+    run(go())
+
+
+def test_a_batch_window_assigns_its_trips_together(make_daemon, pg):
+    """d1 is the nearest driver of both trips, d2 a fair pickup for a only.
+    Greedy gives a (asked first) d1, and b gets d2 from 1.7 km; a batch
+    window gives a d2 and b d1: 700 + 500 m of pickups instead of 500 +
+    1,700 (docs/dispatch.md)."""
+    d = make_daemon(env={"RIDEHAIL_MATCH_BATCH_WINDOW": "1s"})
+
+    async def go():
+        d1_drv, d1 = await online(d, PICKUP)
+        d2_drv, d2 = await online(d, north(PICKUP, 1200))
+        _, ra = await rider_app(d)
+        _, rb = await rider_app(d)
+        t0 = time.monotonic()
+        a = request(d, ra.hdr, pickup=north(PICKUP, 500)).json()
+        if make_daemon.mode == "greedy":  # (two riders' requests may commit in either order)
+            o1 = await offer_for(d1, a["id"])
+        b = request(d, rb.hdr, pickup=north(PICKUP, -500)).json()
+        if make_daemon.mode == "batch":
+            o1 = await offer_for(d1)
+        o2 = await offer_for(d2)
+        if make_daemon.mode == "batch":
+            assert (o2["trip_id"], o1["trip_id"]) == (a["id"], b["id"])
+            assert time.monotonic() - t0 >= 0.9  # not before the window closed
+            # the rider was told the search's state and what to expect
+            prog = await ra.recv("trip.search_progress")
+            assert prog["payload"]["status"] == "searching" and "match_eta_s" in prog["payload"], prog
+        else:
+            assert (o1["trip_id"], o2["trip_id"]) == (a["id"], b["id"])
+        await accept(d1, o1)
+        await accept(d2, o2)
+        assert trip_state(d, pg, o1["trip_id"]) == ("MATCHED", d1_drv["id"])
+        assert trip_state(d, pg, o2["trip_id"]) == ("MATCHED", d2_drv["id"])
+        for x in (d1, d2, ra, rb):
+            await x.close()
+    run(go())
+
+
+def test_idle_drivers_are_told_where_riders_wait(make_daemon, pg):
+    """match.reposition: three riders ask 2 km north of two idle drivers,
+    whose own cell has no demand; the one driver there is busy with an
+    offer. Each idle driver gets driver.reposition.suggested towards the
+    riders' cell, at most one per interval; the busy driver gets none."""
+    d = make_daemon(env={"RIDEHAIL_MATCH_REPOSITION": "true", "RIDEHAIL_MATCH_REPOSITION_INTERVAL": "1s",
+                         "RIDEHAIL_MATCH_RADIUS_STEPS": "800", "RIDEHAIL_MATCH_OFFER_TIMEOUTS": "60"})
+    hot = north(PICKUP, 2000)
+
+    async def go():
+        _, y = await online(d, PICKUP)
+        _, z = await online(d, north(PICKUP, 50))
+        _, x = await online(d, hot)
+        trips, riders = [], []
+        for _ in range(3):
+            _, rapp = await rider_app(d)
+            riders.append(rapp)
+            trips.append(request(d, rapp.hdr, pickup=hot).json())
+        await offer_for(x)  # (to whichever trip committed first)
+        firsts = []
+        for app in (y, z):
+            m = await app.recv("driver.reposition.suggested", timeout=4)
+            firsts.append(time.monotonic())
+            p = m["payload"]
+            assert hav((p["target"]["lat"], p["target"]["lon"]), hot) < 400, p
+            assert 1500 < p["distance_m"] < 2500 and p["drivers_there"] == 0, p
+            assert 2.5 < p["expected_demand"] <= 3 and p["cell_m"] == 500 and p["valid_for_s"] == 1, p
+        # the next one comes an interval later, not sooner
+        await y.recv("driver.reposition.suggested", timeout=3)
+        assert time.monotonic() - firsts[0] >= 0.8
+        for _ in range(3):
+            try:
+                m = await x.recv(timeout=0.5)
+            except (AssertionError, asyncio.TimeoutError):
+                break
+            assert m["event_type"] != "driver.reposition.suggested", m
+        for tr, rapp in zip(trips, riders):
+            assert d.post(f"/v1/rides/{tr['id']}/cancel", headers=rapp.hdr).status == 200
+        for a in (x, y, z, *riders):
+            await a.close()
     run(go())
 
 

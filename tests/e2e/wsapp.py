@@ -44,8 +44,8 @@ SERVER_SCHEMAS = {"server.heartbeat": "server.heartbeat.v1.schema.json",
                   "command.rejected": "command.rejected.v1.schema.json"}
 SERVER_SCHEMAS.update({t: f"{t}.v1.schema.json" for t in (
     "ride.offer", "offer.withdrawn", "trip.assigned", "trip.state_changed", "command.acknowledged",
-    "trip.matched", "driver.location", "trip.search_progress", "trip.snapshot", "console.update",
-    "share.stops", "share.booking.updated", "share.leg.updated")})
+    "trip.matched", "driver.location", "trip.search_progress", "trip.snapshot", "driver.reposition.suggested",
+    "console.update", "share.stops", "share.booking.updated", "share.leg.updated")})
 
 
 def server_event_schema(event_type, version=1):

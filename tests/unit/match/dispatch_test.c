@@ -3,7 +3,7 @@
  * timers. Every test says what dispatch must have asked of the world. */
 #include "../unit.h"
 
-#include "../../../src/match/dispatch.h"
+#include "match/dispatch.h"
 #include "core/config.h"
 #include "core/settings.h"
 #include "core/timer.h"
@@ -30,6 +30,7 @@ struct w_progress {
 	struct uuid trip;
 	bool waiting;
 	double radius_m;
+	struct dispatch_estimate est;
 };
 
 struct world {
@@ -44,6 +45,8 @@ struct world {
 	struct uuid gave_up[8];
 	int ngave_up;
 	int ncandidates; /* calls */
+	int netas;       /* batch: many-to-many calls */
+	bool no_road;    /* batch: no road from anyone to anywhere */
 };
 
 static const double PLAT = 52.37, PLON = 4.89; /* the pickup */
@@ -149,11 +152,36 @@ static void w_ended(void *ctx, const struct dispatch_offer *o, const char *reaso
 	d->version++;
 }
 
-static void w_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers)
+static void w_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers,
+		       const struct dispatch_estimate *est)
 {
 	struct world *w = ctx;
 	(void)offers;
-	w->progress[w->nprogress++] = (struct w_progress){ *trip, waiting, radius_m };
+	w->progress[w->nprogress++] = (struct w_progress){ *trip, waiting, radius_m, *est };
+}
+
+/* Batch mode's questions: candidates without ETAs, then all ETAs at once. */
+static size_t w_nearby(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now, struct dispatch_cand *out,
+		       size_t k)
+{
+	size_t n = w_candidates(ctx, t, radius_m, now, out, k);
+	for (size_t i = 0; i < n; i++)
+		out[i].eta_s = -1;
+	return n;
+}
+
+static void w_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips, size_t nt,
+		   double *eta_s, double *road_m)
+{
+	struct world *w = ctx;
+	w->netas++;
+	for (size_t i = 0; i < nd; i++)
+		for (size_t j = 0; j < nt; j++) {
+			struct dispatch_cand c = drivers[i];
+			w_eta(ctx, &c, &trips[j]);
+			eta_s[i * nt + j] = w->no_road ? -1 : c.eta_s;
+			road_m[i * nt + j] = c.road_m;
+		}
 }
 
 static void w_give_up(void *ctx, const struct uuid *trip)
@@ -172,25 +200,35 @@ struct fixture {
 
 static struct fixture fx;
 
-static void fixture_init(int parallel, const char *radius_steps, const char *timeouts)
+static const struct dispatch_world w_world = {
+	.candidates = w_candidates, .any_free = w_any_free, .driver = w_driver, .eta = w_eta, .nearby = w_nearby,
+	.etas = w_etas, .reserve = w_reserve, .offer = w_offer, .ended = w_ended, .progress = w_progress,
+	.give_up = w_give_up, .ctx = &fx.w,
+};
+
+/* extra: more of the [match] section (batch mode's keys). */
+static void fixture_init_with(int parallel, const char *radius_steps, const char *timeouts, const char *extra)
 {
 	memset(&fx, 0, sizeof fx);
 	struct cfg_errors errs;
-	char text[256];
+	char text[512];
 	snprintf(text, sizeof text,
 		 "[match]\nparallel_offers = %d\nradius_steps = %s\noffer_timeouts = %s\nmax_search = 60s\n"
-		 "waiting_retry = 2s\n",
-		 parallel, radius_steps, timeouts);
+		 "waiting_retry = 2s\n%s",
+		 parallel, radius_steps, timeouts, extra);
 	if (config_load_buffer(&fx.cfg, "test", text, NULL, &errs) != RH_OK)
 		unit_fail(__FILE__, __LINE__, "config: %s", errs.msg[0]);
 	fx.timers = rh_timers_manual(1000000);
-	const struct dispatch_world dw = { w_candidates, w_any_free, w_driver, w_eta, w_reserve, w_offer,
-					   w_ended, w_progress, w_give_up, &fx.w };
-	fx.d = dispatch_new(&fx.cfg.match, fx.timers, &dw);
+	fx.d = dispatch_new(&fx.cfg.match, fx.timers, &w_world);
 	uuid_v4(&fx.trip.id);
 	fx.trip.lat = PLAT;
 	fx.trip.lon = PLON;
 	dispatch_open(fx.d, rh_timers_now(fx.timers));
+}
+
+static void fixture_init(int parallel, const char *radius_steps, const char *timeouts)
+{
+	fixture_init_with(parallel, radius_steps, timeouts, "");
 }
 
 static void fixture_fini(void)
@@ -413,9 +451,7 @@ UNIT_TEST(dispatch_waits_for_the_start_release_before_offering)
 	REQUIRE(config_load_buffer(&cfg, "test", "", NULL, &errs) == RH_OK);
 	struct rh_timers *t = rh_timers_manual(0);
 	memset(&fx.w, 0, sizeof fx.w);
-	const struct dispatch_world dw = { w_candidates, w_any_free, w_driver, w_eta, w_reserve, w_offer,
-					   w_ended, w_progress, w_give_up, &fx.w };
-	struct dispatch *d = dispatch_new(&cfg.match, t, &dw);
+	struct dispatch *d = dispatch_new(&cfg.match, t, &w_world);
 	w_add(&fx.w, 100, 0);
 	struct dispatch_trip trip = { .lat = PLAT, .lon = PLON };
 	uuid_v4(&trip.id);
@@ -538,5 +574,154 @@ UNIT_TEST(dispatch_an_unanswered_accept_of_a_trip_no_longer_searching_is_withdra
 	CHECK(fx.w.ended[0].reserved && fx.w.ended[0].told);
 	CHECK(dispatch_offer_of(fx.d, &a) == NULL);
 	CHECK_EQ_INT(dispatch_accept(fx.d, &offer, &a, NULL, &got), DISPATCH_NO_OFFER);
+	fixture_fini();
+}
+
+/* ------------------------------------------------------------ batch mode */
+
+/* A trip m metres north of the pickup (south when negative). */
+static struct dispatch_trip trip_at(double m)
+{
+	struct dispatch_trip t = { .lat = PLAT + m / 111195.0, .lon = PLON };
+	uuid_v4(&t.id);
+	return t;
+}
+
+static int reserved_for(const struct uuid *trip, const struct uuid *driver)
+{
+	int n = 0;
+	for (int i = 0; i < fx.w.nreserves; i++)
+		n += uuid_eq(&fx.w.reserves[i].trip, trip) && uuid_eq(&fx.w.reserves[i].driver, driver);
+	return n;
+}
+
+UNIT_TEST(dispatch_batch_assigns_a_window_together_not_each_to_its_nearest)
+{
+	/* d1 is the nearest driver of both trips; d2 is a fair pickup for a
+	 * only. Greedy, a (first) takes d1 and b gets d2 from 1.7 km; a window
+	 * gives a d2 and b d1: 700 + 500 m of pickups instead of 500 + 1700. */
+	fixture_init_with(1, "3000", "15", "mode = batch\nbatch_window = 500ms\n");
+	struct uuid d1 = w_add(&fx.w, 0, 0), d2 = w_add(&fx.w, 1200, 0);
+	struct dispatch_trip a = trip_at(500), b = trip_at(-500);
+	dispatch_search(fx.d, &a, now_ms(), now_ms());
+	advance(200);
+	dispatch_search(fx.d, &b, now_ms(), now_ms());
+	/* nothing is asked or reserved before the window closes, 500 ms after a */
+	CHECK_EQ_INT(fx.w.nreserves, 0);
+	CHECK_EQ_INT(fx.w.netas, 0);
+	advance(299);
+	CHECK_EQ_INT(fx.w.nreserves, 0);
+	advance(1);
+	CHECK_EQ_INT(fx.w.netas, 1); /* every pickup ETA of the window in one question */
+	REQUIRE(fx.w.nreserves == 2);
+	CHECK_EQ_INT(reserved_for(&a.id, &d2), 1);
+	CHECK_EQ_INT(reserved_for(&b.id, &d1), 1);
+	/* then as greedy: reserved, sent, accepted */
+	dispatch_reserved(fx.d, &fx.w.reserves[0].id, DISPATCH_RESERVED, 2, now_ms());
+	dispatch_reserved(fx.d, &fx.w.reserves[1].id, DISPATCH_RESERVED, 2, now_ms());
+	CHECK_EQ_INT(fx.w.nsent, 2);
+	struct dispatch_offer got;
+	const struct dispatch_offer *o = dispatch_offer_of(fx.d, &d2);
+	REQUIRE(o != NULL);
+	CHECK_EQ_INT(o->eta_s, 70);
+	CHECK_EQ_INT(dispatch_accept(fx.d, &o->id, &d2, &a.id, &got), DISPATCH_OK);
+	dispatch_stop(fx.d, &a.id, &d2, "matched_elsewhere", now_ms());
+	CHECK(!dispatch_is_searching(fx.d, &a.id));
+	CHECK(dispatch_is_searching(fx.d, &b.id));
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_batch_a_decline_sends_the_trip_to_the_next_window_and_frees_the_driver)
+{
+	fixture_init_with(1, "3000", "15", "mode = batch\nbatch_window = 1s\n");
+	struct uuid d1 = w_add(&fx.w, 0, 0), d3 = w_add(&fx.w, -2000, 0);
+	struct dispatch_trip b = trip_at(-100);
+	dispatch_search(fx.d, &b, now_ms(), now_ms());
+	advance(1000);
+	REQUIRE(fx.w.nreserves == 1);
+	CHECK_EQ_INT(reserved_for(&b.id, &d1), 1);
+	answer_last(true);
+	REQUIRE(fx.w.nsent == 1);
+	/* a second trip arrives meanwhile: d1 is on offer, d3 is free */
+	struct dispatch_trip c = trip_at(50);
+	dispatch_search(fx.d, &c, now_ms(), now_ms());
+	advance(400);
+	struct uuid trip_out, offer = fx.w.sent[0].id;
+	CHECK_EQ_INT(dispatch_decline(fx.d, &offer, &d1, NULL, &trip_out, now_ms()), DISPATCH_OK);
+	REQUIRE(fx.w.nended == 1);
+	CHECK(fx.w.ended[0].reserved); /* released */
+	/* b is back in the pool: it joins c's window (closing 600 ms on), not
+	 * one of its own; d1 is never offered b again, and c is nearer d1 */
+	CHECK_EQ_INT(fx.w.nreserves, 1);
+	advance(599);
+	CHECK_EQ_INT(fx.w.nreserves, 1);
+	advance(1);
+	REQUIRE(fx.w.nreserves == 3);
+	CHECK_EQ_INT(reserved_for(&b.id, &d3), 1);
+	CHECK_EQ_INT(reserved_for(&c.id, &d1), 1);
+	CHECK_EQ_INT(reserved_for(&b.id, &d1), 1); /* (the first offer only) */
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_batch_leaves_a_trip_for_the_next_window_and_the_queue_in_order)
+{
+	/* one driver, two trips in reach: the older trip gets them when the
+	 * pickups are alike; the other is in the next window, finds nobody in
+	 * any ring and waits in the demand queue, first for the next free driver */
+	fixture_init_with(1, "1000,2000", "15", "mode = batch\nbatch_window = 300ms\n");
+	struct uuid d1 = w_add(&fx.w, 0, 0);
+	struct dispatch_trip old = trip_at(300), young = trip_at(-310);
+	dispatch_search(fx.d, &old, now_ms(), now_ms());
+	advance(100);
+	dispatch_search(fx.d, &young, now_ms(), now_ms());
+	advance(200);
+	REQUIRE(fx.w.nreserves == 1);
+	CHECK_EQ_INT(reserved_for(&old.id, &d1), 1);
+	int searching, waiting;
+	dispatch_counts(fx.d, &searching, &waiting);
+	CHECK(searching == 2 && waiting == 0);
+	/* the rider of the trip left over is told when the next window closes */
+	struct dispatch_estimate e;
+	REQUIRE(dispatch_estimate(fx.d, &young.id, now_ms(), &e));
+	CHECK(e.has_match);
+	CHECK(e.match_s >= 0.3 && e.match_s < 10);
+	advance(300);
+	dispatch_counts(fx.d, &searching, &waiting);
+	CHECK_EQ_INT(waiting, 1);
+	CHECK(fx.w.progress[fx.w.nprogress - 1].waiting);
+	CHECK(uuid_eq(&fx.w.progress[fx.w.nprogress - 1].trip, &young.id));
+	/* a driver frees up near it: it joins a window, the driver is theirs */
+	struct uuid d2 = w_add(&fx.w, -600, 0);
+	dispatch_driver_free(fx.d, &d2, now_ms());
+	CHECK_EQ_INT(fx.w.nreserves, 1);
+	advance(300);
+	REQUIRE(fx.w.nreserves == 2);
+	CHECK_EQ_INT(reserved_for(&young.id, &d2), 1);
+	dispatch_counts(fx.d, &searching, &waiting);
+	CHECK_EQ_INT(waiting, 0);
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_batch_no_driver_twice_with_parallel_offers)
+{
+	/* three trips, parallel offers 2, four drivers all in reach of all: each
+	 * driver is reserved once, every trip gets at least one offer */
+	fixture_init_with(2, "3000", "15", "mode = batch\nbatch_window = 200ms\n");
+	for (int i = 0; i < 4; i++)
+		w_add(&fx.w, 100.0 * i, 0);
+	struct dispatch_trip t[3] = { trip_at(0), trip_at(150), trip_at(300) };
+	for (int i = 0; i < 3; i++)
+		dispatch_search(fx.d, &t[i], now_ms(), now_ms());
+	advance(200);
+	REQUIRE(fx.w.nreserves == 4);
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			CHECK(!uuid_eq(&fx.w.reserves[i].driver, &fx.w.reserves[j].driver));
+	for (int k = 0; k < 3; k++) {
+		int n = 0;
+		for (int i = 0; i < 4; i++)
+			n += uuid_eq(&fx.w.reserves[i].trip, &t[k].id);
+		CHECK(n >= 1 && n <= 2);
+	}
 	fixture_fini();
 }

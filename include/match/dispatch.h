@@ -65,6 +65,14 @@ struct dispatch_offer {
 	bool maybe_matched; /* an accept of it got no answer and may have committed */
 };
 
+/* The rider's estimate while searching: seconds from now until a driver is
+ * expected to have accepted, and until the car is expected at the pickup;
+ * has_* false when dispatch has nothing to go on yet (docs/dispatch.md). */
+struct dispatch_estimate {
+	bool has_match, has_pickup;
+	double match_s, pickup_s;
+};
+
 struct dispatch_world {
 	/* Up to k drivers AVAILABLE with an open session within radius_m of the
 	 * trip's pickup, of its vehicle type, nearest first, pickup ETAs filled. */
@@ -76,6 +84,15 @@ struct dispatch_world {
 	bool (*driver)(void *ctx, const struct uuid *driver, int64_t now, struct dispatch_cand *out);
 	/* The pickup ETA of c for t into c (false: no road). */
 	bool (*eta)(void *ctx, struct dispatch_cand *c, const struct dispatch_trip *t);
+	/* Batch mode: up to k drivers as candidates() lists them, without their
+	 * pickup ETAs (eta_s -1, road_m the straight line). */
+	size_t (*nearby)(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now, struct dispatch_cand *out,
+			 size_t k);
+	/* Batch mode: the pickup ETA of every driver to every trip of a window,
+	 * at once: eta_s[i * nt + j] from drivers[i] to trips[j] (< 0: no road),
+	 * road_m likewise. */
+	void (*etas)(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips, size_t nt,
+		     double *eta_s, double *road_m);
 	/* Reserve o's driver; answer with dispatch_reserved(). */
 	void (*reserve)(void *ctx, const struct dispatch_offer *o);
 	/* o is live: send it (false: the driver cannot be reached). */
@@ -84,8 +101,10 @@ struct dispatch_world {
 	 * and tell them when told. reason names the outcome for the metrics
 	 * and the trip's history (declined, expired, lost_race, ...). */
 	void (*ended)(void *ctx, const struct dispatch_offer *o, const char *reason, bool reserved, bool told);
-	/* The rider's view of the search: wider (searching) or waiting. */
-	void (*progress)(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers);
+	/* The rider's view of the search: offered or wider (searching), or
+	 * waiting; est: what the rider may expect. */
+	void (*progress)(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers,
+			 const struct dispatch_estimate *est);
 	/* Nobody within match.max_search: cancel the trip; answer with
 	 * dispatch_gave_up(). */
 	void (*give_up)(void *ctx, const struct uuid *trip);
@@ -156,8 +175,15 @@ const struct dispatch_offer *dispatch_offer_of(const struct dispatch *d, const s
 /* Drivers with an offer out (any state), up to max into out; the count. */
 size_t dispatch_offered_drivers(const struct dispatch *d, struct uuid *out, size_t max);
 void dispatch_counts(const struct dispatch *d, int *searching, int *waiting);
+/* The trip's estimate as the rider would be told it now; false when the
+ * trip is not searching. */
+bool dispatch_estimate(const struct dispatch *d, const struct uuid *trip, int64_t now, struct dispatch_estimate *out);
 /* Higher is better: a short pickup, a driver who has waited long, one who
  * tends to accept (smoothed so a new driver is not shut out). Pure. */
 double dispatch_score(const struct match_cfg *cfg, const struct dispatch_cand *c);
+/* Batch mode's cost of giving c the trip (ms, lower is better): the pickup
+ * ETA less the score's idle and acceptance terms in seconds, at the rate the
+ * score trades them for a short pickup (docs/dispatch.md). Pure. */
+int64_t dispatch_pair_cost_ms(const struct match_cfg *cfg, const struct dispatch_cand *c);
 
 #endif
