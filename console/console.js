@@ -490,6 +490,7 @@ function apply(u) {
   state.connected = true;
   link(true);
   showFigures(u.figures);
+  showAlerts(u.alerts);
   showTrips();
   draw();
 }
@@ -506,6 +507,17 @@ function showFigures(f) {
   $('f-util').textContent = pct(f.utilisation);
   for (const k of ['available', 'offered', 'en_route', 'on_trip', 'suspect']) $('n-' + k).textContent = f[k];
   $('n-trips').textContent = f.open_trips;
+}
+
+function showAlerts(alerts) {
+  const box = $('alerts');
+  box.hidden = !alerts.length;
+  box.replaceChildren(...alerts.map(a => {
+    const li = document.createElement('li');
+    li.dataset.alert = a.name;
+    li.textContent = `${a.name.replace('_', ' ')} since ${a.since.slice(11, 19)}: ${a.detail}`;
+    return li;
+  }));
 }
 
 function showTrips() {

@@ -26,6 +26,7 @@ struct presence;
 struct trips;
 struct trip_listener;
 struct presence_cfg;
+struct console_cfg;
 struct db;
 struct auth;
 
@@ -38,6 +39,7 @@ struct console_deps {
 	struct db *db;             /* NULL: no bookings endpoint */
 	struct auth *auth;
 	const struct presence_cfg *presence_cfg; /* stale_after: a driver silent this long is suspect */
+	const struct console_cfg *cfg; /* the alerts' thresholds (NULL: no alerts but the database's) */
 	int64_t interval_ms;       /* one update per this */
 	int64_t window_ms;         /* the figures' samples span this */
 	int64_t (*wall_ms)(void);  /* the wall clock (trip times are wall clock) */

@@ -219,6 +219,13 @@ struct webhooks_cfg {
 	int64_t retry_min_ms;       /* redelivery delay, doubling... */
 	int64_t retry_max_ms;       /* ...up to this */
 };
+/* The operator's console (src/console): its feed and its alerts. */
+struct console_cfg {
+	int64_t update_interval_ms;   /* one console.update per this */
+	int64_t alert_request_wait_ms; /* a trip SEARCHING longer than this raises request_wait; 0: off */
+	double alert_match_rate;      /* a match rate below this raises match_rate; 0: off */
+	int64_t alert_min_outcomes;   /* ...once this many searches ended in the window */
+};
 
 struct rh_config {
 	struct server_cfg server;
@@ -236,6 +243,7 @@ struct rh_config {
 	struct routing_cfg routing;
 	struct events_cfg events;
 	struct webhooks_cfg webhooks;
+	struct console_cfg console;
 	int ntariffs;
 	struct tariff_cfg tariff[TARIFF_MAX];
 };

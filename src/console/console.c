@@ -17,6 +17,7 @@
 #include "core/umap.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
+#include "store/db.h"
 #include "trip/trip.h"
 
 /* A driver as the consoles last heard of them, by presence slot. */
@@ -49,6 +50,11 @@ struct console_trip {
 	bool ended;           /* finished: told as gone at the next update, then forgotten */
 };
 
+/* The alerts (docs/console.md): raised and cleared by the tick, shown in
+ * every update, logged and counted when they change. */
+enum console_alert { CONSOLE_ALERT_REQUEST_WAIT, CONSOLE_ALERT_MATCH_RATE, CONSOLE_ALERT_DATABASE, CONSOLE_ALERTS };
+static const char *const console_alert_names[CONSOLE_ALERTS] = { "request_wait", "match_rate", "database" };
+
 struct console_sub {
 	struct session *s;
 	struct console_sub *next;
@@ -73,6 +79,9 @@ struct console {
 	struct console_samples ttm, wait, matched;
 	struct gw_message_type subscribe_type;
 	struct console_bookings bookings;
+	int64_t alert_since[CONSOLE_ALERTS]; /* wall ms it was raised; 0: not raised */
+	char alert_detail[CONSOLE_ALERTS][192];
+	struct metric_cell *m_alerts[CONSOLE_ALERTS], *m_alert_active[CONSOLE_ALERTS];
 	struct metric_cell *m_subs, *m_bytes, *m_updates;
 	struct metric_family *f_build;
 	struct metric_cell *m_build;
@@ -386,6 +395,97 @@ static void console_sync_trips(struct console *c, struct strbuf *sb)
 	sb_putc(sb, ']');
 }
 
+/* A string as a JSON string's contents (details come from logs and the
+ * database: quotes and controls escaped or dropped). */
+static void console_put_json_text(struct strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\') {
+			sb_putc(sb, '\\');
+			sb_putc(sb, *s);
+		} else if ((unsigned char)*s < 0x20) {
+			sb_putc(sb, ' ');
+		} else {
+			sb_putc(sb, *s);
+		}
+	}
+}
+
+static void console_alert_set(struct console *c, enum console_alert a, bool on, int64_t wall, const char *detail)
+{
+	const char *name = console_alert_names[a];
+	if (on) {
+		rh_copy(c->alert_detail[a], sizeof c->alert_detail[a], detail);
+		if (c->alert_since[a])
+			return;
+		c->alert_since[a] = wall;
+		log_warn(NULL, "console alert raised: %s: %s", name, detail);
+		metric_inc(c->m_alerts[a]);
+		metric_set(c->m_alert_active[a], 1);
+	} else if (c->alert_since[a]) {
+		log_info(NULL, "console alert cleared: %s, raised %lld s ago", name,
+			 (long long)((wall - c->alert_since[a]) / 1000));
+		c->alert_since[a] = 0;
+		metric_set(c->m_alert_active[a], 0);
+	}
+}
+
+/* The thresholds of [console] against what the console knows now. */
+static void console_alerts_check(struct console *c)
+{
+	int64_t wall = c->deps.wall_ms(), mono = rh_timers_now(c->deps.timers);
+	const struct console_cfg *cfg = c->deps.cfg;
+	char detail[192];
+	int64_t wait = cfg ? cfg->alert_request_wait_ms : 0;
+	size_t over = 0;
+	int64_t oldest = 0;
+	struct uuid k;
+	void *v;
+	for (size_t i = 0; wait > 0 && umap_next(&c->trips, &i, &k, &v);) {
+		const struct console_trip *t = v;
+		if (t->ended || t->state != TRIP_SEARCHING || t->requested_at <= 0 || wall - t->requested_at <= wait)
+			continue;
+		over++;
+		if (!oldest || t->requested_at < oldest)
+			oldest = t->requested_at;
+	}
+	snprintf(detail, sizeof detail, "%zu trip%s searching for more than %lld s (the oldest for %lld s)", over,
+		 over == 1 ? "" : "s", (long long)(wait / 1000), (long long)((wall - oldest) / 1000));
+	console_alert_set(c, CONSOLE_ALERT_REQUEST_WAIT, over > 0, wall, detail);
+	size_t n = 0;
+	double rate = 1;
+	bool low = cfg && cfg->alert_match_rate > 0 && console_samples_mean(&c->matched, mono, c->deps.window_ms, &n, &rate) &&
+		   n >= (size_t)cfg->alert_min_outcomes && rate < cfg->alert_match_rate;
+	snprintf(detail, sizeof detail, "%.0f%% of the last %zu searches matched (below %.0f%%)", rate * 100, n,
+		 cfg ? cfg->alert_match_rate * 100 : 0);
+	console_alert_set(c, CONSOLE_ALERT_MATCH_RATE, low, wall, detail);
+	char why[160] = "";
+	bool down = c->deps.db && !db_is_ready(c->deps.db, why, sizeof why);
+	snprintf(detail, sizeof detail, "the database is not ready: %s", why);
+	console_alert_set(c, CONSOLE_ALERT_DATABASE, down, wall, detail);
+}
+
+static void console_put_alerts(struct console *c, struct strbuf *sb)
+{
+	sb_puts(sb, ",\"alerts\":[");
+	bool first = true;
+	for (int a = 0; a < CONSOLE_ALERTS; a++) {
+		if (!c->alert_since[a])
+			continue;
+		char ts[32];
+		rh_format_rfc3339(c->alert_since[a], ts);
+		sb_puts(sb, first ? "{\"name\":\"" : ",{\"name\":\"");
+		first = false;
+		sb_puts(sb, console_alert_names[a]);
+		sb_puts(sb, "\",\"since\":\"");
+		sb_puts(sb, ts);
+		sb_puts(sb, "\",\"detail\":\"");
+		console_put_json_text(sb, c->alert_detail[a]);
+		sb_puts(sb, "\"}");
+	}
+	sb_putc(sb, ']');
+}
+
 static void console_head(struct console *c, struct strbuf *sb, bool full)
 {
 	sb_puts(sb, "{\"seq\":");
@@ -424,6 +524,7 @@ static void console_full(struct console *c, struct strbuf *sb)
 	}
 	sb_puts(sb, "],\"trips_gone\":[]");
 	console_put_figures(c, sb);
+	console_put_alerts(c, sb);
 	sb_putc(sb, '}');
 }
 
@@ -446,7 +547,9 @@ static void console_tick(void *arg, int64_t now)
 	console_head(c, &sb, false);
 	console_sync_drivers(c, &sb);
 	console_sync_trips(c, &sb);
+	console_alerts_check(c);
 	console_put_figures(c, &sb);
+	console_put_alerts(c, &sb);
 	sb_putc(&sb, '}');
 	if (sb.overflow)
 		log_warn(NULL, "console: an update past %u bytes was not sent", (unsigned)CONSOLE_FRAME_MAX);
@@ -530,6 +633,16 @@ struct console *console_new(const struct console_deps *d)
 				       "Time to build one console.update (every driver and changed trip), on the loop.",
 				       NULL, bounds, (int)RH_ARRAY_LEN(bounds));
 	c->m_build = metric_cell(c->f_build, NULL);
+	static const char *const alert_label[] = { "alert", NULL };
+	struct metric_family *fa = metrics_counter(d->metrics, "ridehail_console_alerts_total",
+						   "Console alerts raised, by alert (request_wait, match_rate, database).",
+						   alert_label);
+	struct metric_family *fg = metrics_gauge(d->metrics, "ridehail_console_alert_active",
+						 "1 while the console alert is raised, by alert.", alert_label);
+	for (int a = 0; a < CONSOLE_ALERTS; a++) {
+		c->m_alerts[a] = metric_cell(fa, (const char *const[]){ console_alert_names[a] });
+		c->m_alert_active[a] = metric_cell(fg, (const char *const[]){ console_alert_names[a] });
+	}
 	if (d->gateway) {
 		c->subscribe_type = (struct gw_message_type){ "console.subscribe", ROLE_OPERATOR,
 							      console_subscribe_fields, console_on_subscribe, c };

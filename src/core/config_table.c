@@ -418,6 +418,18 @@ static const struct cfg_key webhooks_keys[] = {
 	{ 0 }
 };
 
+static const struct cfg_key console_keys[] = {
+	{ "update_interval", CFG_DURATION, K(console_cfg, update_interval_ms), "1s", MS(100), SEC(60), "s", NULL,
+	  "One console.update per this to every subscribed console: a driver's move reaches a console within it (docs/console.md)." },
+	{ "alert_request_wait", CFG_DURATION, K(console_cfg, alert_request_wait_ms), "90s", 0, SEC(86400), "s", NULL,
+	  "Alert request_wait while a trip has been searching longer than this; 0: off." },
+	{ "alert_match_rate", CFG_DBL, K(console_cfg, alert_match_rate), "0.8", 0, 1, "share", NULL,
+	  "Alert match_rate while the share of searches matched over the last 15 minutes is below this; 0: off." },
+	{ "alert_min_outcomes", CFG_INT, K(console_cfg, alert_min_outcomes), "10", 1, 1000000, "searches", NULL,
+	  "... judged once this many searches ended in those 15 minutes." },
+	{ 0 }
+};
+
 static bool cfg_tariff_validate(const void *section, char *err, size_t errlen)
 {
 	const struct tariff_cfg *t = section;
@@ -522,6 +534,10 @@ static const struct cfg_section webhooks_section = {
 	.name = "webhooks", .keys = webhooks_keys, .offset = offsetof(struct rh_config, webhooks),
 	.help = "Signed webhooks: every published event POSTed to HTTP endpoints, with retries, backoff and a dead letter.",
 };
+static const struct cfg_section console_section = {
+	.name = "console", .keys = console_keys, .offset = offsetof(struct rh_config, console),
+	.help = "The operator's console (/console): its live feed and alert thresholds; the database being unavailable is always an alert.",
+};
 static const struct cfg_section tariff_section = {
 	.name = "tariff", .keys = tariff_keys, .offset = offsetof(struct rh_config, tariff),
 	.help = "Fares per vehicle type: one [tariff.<type>] section per type the operator runs; the section names are the vehicle types drivers and riders may use.",
@@ -546,6 +562,7 @@ const struct cfg_section *const cfg_sections[] = {
 	&routing_section,
 	&events_section,
 	&webhooks_section,
+	&console_section,
 	&tariff_section,
 	NULL,
 };

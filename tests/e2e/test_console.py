@@ -257,3 +257,66 @@ def test_console_subscribe_is_for_operators(daemon):
         await con.rejected(reason="validation_failed", field="payload.extra")
         await con.ws.close()
     run(go())
+
+
+def test_console_alerts_rise_and_clear(make_daemon):
+    """[console] thresholds: a trip searching too long raises request_wait,
+    searches ending unmatched raise match_rate; both clear when the cause
+    goes, each logged and counted."""
+    d = make_daemon(env={"RIDEHAIL_MATCH_AUTO": "false", "RIDEHAIL_CONSOLE_ALERT_REQUEST_WAIT": "2s",
+                         "RIDEHAIL_CONSOLE_ALERT_MATCH_RATE": "0.5", "RIDEHAIL_CONSOLE_ALERT_MIN_OUTCOMES": "1"})
+    tok, _ = operator_token(d)
+    rider, rh = d.rider_session()
+    drv, dh = d.driver_session()
+
+    async def go():
+        con = await Console.connect(d, tok, "operator")
+        first = await con.subscribe()
+        assert first["alerts"] == []
+        app = await Driver.connect(d, token_of(dh), drv["id"])
+        await app.recv("driver.status.changed")
+        await app.ping(*UTRECHT, accuracy_m=5)
+        await app.go("available")
+        r = d.post("/v1/rides", {"pickup": {"lat": UTRECHT[0], "lng": UTRECHT[1]},
+                                 "dropoff": {"lat": DROPOFF[0], "lng": DROPOFF[1]}}, headers=rh)
+        assert r.status == 201, r
+        tid = r.json()["id"]
+        alerts = {}
+
+        async def until_alerts(pred, what):
+            deadline = asyncio.get_event_loop().time() + 8
+            while True:
+                m = await con.recv("console.update", timeout=3)
+                con.apply(m["payload"])
+                alerts.clear()
+                alerts.update({a["name"]: a for a in m["payload"]["alerts"]})
+                if pred():
+                    return
+                assert asyncio.get_event_loop().time() < deadline, f"no {what}: {alerts}"
+        # nothing before 2 s of searching, then request_wait
+        await until_alerts(lambda: "request_wait" in alerts, "request_wait")
+        assert alerts["request_wait"]["detail"].startswith("1 trip searching for more than 2 s"), alerts
+        assert "match_rate" not in alerts
+        # the rider gives up: the search ended unmatched (rate 0 < 0.5), the wait is over
+        assert d.post(f"/v1/rides/{tid}/cancel", {"reason": "too long"}, headers=rh).status == 200
+        await until_alerts(lambda: "request_wait" not in alerts and "match_rate" in alerts, "match_rate alone")
+        assert alerts["match_rate"]["detail"] == "0% of the last 1 searches matched (below 50%)", alerts
+        # a match: one of two (50%) is not below 50%: cleared
+        r = d.post("/v1/rides", {"pickup": {"lat": UTRECHT[0], "lng": UTRECHT[1]},
+                                 "dropoff": {"lat": DROPOFF[0], "lng": DROPOFF[1]}}, headers=rh)
+        tid2 = r.json()["id"]
+        await until_alerts(lambda: tid2 in con.trips, "the second trip")
+        a = d.post(f"/v1/rides/{tid2}/assign", {"driver_id": drv["id"]}, headers={"Authorization": "Bearer " + tok})
+        assert a.status == 200, a
+        await until_alerts(lambda: not alerts, "every alert cleared")
+        await app.close()
+        await con.ws.close()
+    run(go())
+    log = d.log()
+    assert "console alert raised: request_wait: 1 trip searching for more than 2 s" in log
+    assert "console alert cleared: request_wait" in log and "console alert cleared: match_rate" in log
+    metrics = d.get("/metrics").body.decode()
+    assert 'ridehail_console_alerts_total{alert="request_wait"} 1' in metrics
+    assert 'ridehail_console_alerts_total{alert="match_rate"} 1' in metrics
+    assert 'ridehail_console_alert_active{alert="match_rate"} 0' in metrics
+    assert 'ridehail_console_alerts_total{alert="database"} 0' in metrics
