@@ -5,6 +5,9 @@
 #   make demo         the daemon plus a simulated city (bin/ridehail-sim), then the report
 #   make check        every test: unit, fuzz-corpus regression, bench summary, end-to-end
 #   make check SANITIZE=1   the same under AddressSanitizer + UBSan (build/san/)
+#   make chaos        a simulated city through SIGKILLs and database and NATS outages,
+#                     then nothing lost, nobody stuck (tests/chaos/chaos.py; CHAOS_ARGS)
+#   make soak         30 minutes of bookings at half the measured capacity (bench/soak.sh)
 #   make bench        every benchmark and one summary table (bench/results/);
 #                     make bench QUICK=1 a reduced set; make bench-<area> one area
 #   make deps         install build/run/test dependencies (Debian 12, apt)
@@ -63,7 +66,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o $
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: install all run demo check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
+.PHONY: install all run demo chaos soak check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -177,6 +180,17 @@ check-bench-summary:
 check-e2e: all
 	RIDEHAILD=$(CURDIR)/$(BINDIR)/ridehaild BINDIR=$(CURDIR)/$(BINDIR) SANITIZE=$(SANITIZE) \
 	  $(PYTHON) -m pytest -q -rs -p no:cacheprovider $(or $(E2E),tests/e2e) $(PYTEST_ARGS)
+
+# A simulated city while the daemon is SIGKILLed 20 times and PostgreSQL and
+# NATS go away; the checks afterwards (tests/chaos/chaos.py --help). The short
+# version (3 kills, one 5 s outage) runs in check-e2e (tests/e2e/test_chaos.py).
+chaos: all
+	$(PYTHON) tests/chaos/chaos.py --bindir $(CURDIR)/$(BINDIR) $(CHAOS_ARGS)
+
+# Bookings at half the measured capacity for 30 minutes: memory, descriptors,
+# latency drift, errors (bench/soak.sh; SOAK_MINUTES, SOAK_RATE...).
+soak: all
+	bench/soak.sh
 
 # ---------------------------------------------------------------- running
 # make run and make demo build with one job per core (JOBS=), unless make

@@ -595,7 +595,16 @@ static void run_http(void)
  *          sending the POST to the ride.offer frame on the driver's socket.
  *   track  --conns driver/rider pairs: riders hold a socket too, every rider
  *          books, then each driver pings once a second for --seconds: the time
- *          from a ping to driver.location at its rider's socket. */
+ *          from a ping to driver.location at its rider's socket.
+ *   cycle  whole trips (make soak): each driver, once assigned, sends
+ *          trip.arrived, trip.started and trip.completed, each on the last
+ *          one's acknowledgement, and is free again; riders book again in
+ *          turn. Open loop at --rate POSTs per second for --seconds; every
+ *          --interval seconds a line "cycle t=... posted=... assigned=...
+ *          completed=... errors=... p50_ms=... p99_ms=..." (POST ->
+ *          trip.assigned in that interval), and totals at the end. With
+ *          --rate 0, a closed loop of --inflight whole trips until --count
+ *          are completed: cycle_per_s, the capacity for whole trips. */
 
 #define TRIPS_CAP (1u << 17)
 
@@ -608,6 +617,7 @@ struct trip_slot {
 	char id[37];
 	double t_send, t_offer; /* ms, monotonic; 0 = not seen yet */
 	double t_created;       /* ms, monotonic: the POST's 201 */
+	double t_assigned;      /* ms, monotonic: trip.assigned (cycle) */
 	int driver;
 };
 
@@ -624,6 +634,10 @@ static struct {
 	struct trip_slot *trips;
 	struct hconn *h;
 	int next_rider, nriders, outstanding, posted, assigned, offers, http_errors, matched_msgs;
+	/* cycle phase */
+	double interval, t_next_report, t_last_done;
+	int completed, iv_posted, iv_assigned, iv_completed, iv_errors, reported_rejected;
+	bool cycle;
 	double t0, t_last_assigned, t_ping0;
 	struct samples lat;     /* the phase's latency samples, ms */
 	struct samples created; /* offer phase: POST -> 201, ms */
@@ -648,12 +662,35 @@ static double mono_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static struct trip_slot *trip_slot(const char *id)
+static uint32_t trip_home(const char *id)
 {
 	uint64_t h = 1469598103934665603ull;
 	for (int i = 0; i < 36; i++)
 		h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
-	for (uint32_t i = (uint32_t)h & (TRIPS_CAP - 1);; i = (i + 1) & (TRIPS_CAP - 1)) {
+	return (uint32_t)h & (TRIPS_CAP - 1);
+}
+
+/* A trip done with (the cycle phase runs hundreds of thousands through the
+ * table): linear probing's backward shift keeps every other one findable. */
+static void trip_slot_del(struct trip_slot *t)
+{
+	uint32_t mask = TRIPS_CAP - 1, i = (uint32_t)(t - D.trips), j = i;
+	for (;;) {
+		j = (j + 1) & mask;
+		if (!D.trips[j].id[0])
+			break;
+		uint32_t k = trip_home(D.trips[j].id);
+		if (i <= j ? (i < k && k <= j) : (i < k || k <= j))
+			continue; /* its home is between: it stays */
+		D.trips[i] = D.trips[j];
+		i = j;
+	}
+	memset(&D.trips[i], 0, sizeof D.trips[i]);
+}
+
+static struct trip_slot *trip_slot(const char *id)
+{
+	for (uint32_t i = trip_home(id);; i = (i + 1) & (TRIPS_CAP - 1)) {
 		struct trip_slot *t = &D.trips[i];
 		if (!t->id[0]) {
 			memcpy(t->id, id, 36);
@@ -705,6 +742,8 @@ static bool field36(const char *text, size_t len, const char *key, char out[37])
 
 static void post_ride(struct hconn *hc)
 {
+	if (D.cycle)
+		D.next_rider %= D.nriders; /* riders book again in turn */
 	const char *rider = G.ids[G.ndrivers + D.next_rider++];
 	char tok[JWT_MAX_LEN], body[256], req[2048];
 	token_for(rider, ROLE_RIDER, tok, sizeof tok);
@@ -722,6 +761,7 @@ static void post_ride(struct hconn *hc)
 	if (D.posted == 0)
 		D.t0 = hc->t_send;
 	D.posted++;
+	D.iv_posted++;
 	D.outstanding++;
 	bufferevent_write(hc->bev, req, (size_t)n);
 }
@@ -737,7 +777,7 @@ static struct hconn *idle_hconn(void)
 /* The closed loop of the book and track phases. */
 static void pump(void)
 {
-	if (strcmp(D.phase, "offer") == 0 || D.done || !D.h)
+	if (strcmp(D.phase, "offer") == 0 || D.cycle || D.done || !D.h)
 		return;
 	int limit = strcmp(D.phase, "book") == 0 ? D.count : D.nriders;
 	while (D.outstanding < D.inflight && D.posted < limit && D.next_rider < D.nriders) {
@@ -790,6 +830,15 @@ static void finish(void)
 		printf("book_created_ms=%.2f\nbook_offered_ms=%.2f\nbook_assigned_ms=%.2f\n",
 		       D.n_created ? D.sum_created / D.n_created : 0, D.n_offered ? D.sum_offered / D.n_offered : 0,
 		       D.n_assigned ? D.sum_assigned / D.n_assigned : 0);
+	} else if (D.cycle) {
+		printf("cycle_posted=%d\ncycle_assigned=%d\ncycle_completed=%d\ncycle_http_errors=%d\ncycle_rejected=%llu\n"
+		       "cycle_unfinished=%d\n",
+		       D.posted, D.assigned, D.completed, D.http_errors, (unsigned long long)G.rejected,
+		       D.posted - D.http_errors - D.completed);
+		if (D.rate <= 0) {
+			double s = (D.t_last_done - D.t0) / 1e3;
+			printf("cycle_per_s=%.0f\n", s > 0 ? D.completed / s : 0);
+		}
 	} else if (strcmp(D.phase, "offer") == 0) {
 		printf("offer_rate=%.0f\n", D.posted / D.seconds);
 		print_samples("offer", &D.lat);
@@ -846,7 +895,10 @@ static void http_reply(struct bufferevent *bev, void *arg)
 			}
 			if (t->t_offer > 0 && strcmp(D.phase, "offer") == 0)
 				sample_to(&D.lat, t->t_offer - t->t_send);
+			if (D.cycle && t->t_assigned > 0) /* (assigned before the 201 came) */
+				sample_to(&D.lat, t->t_assigned - t->t_send);
 		} else {
+			D.iv_errors++;
 			if (D.http_errors++ < 3)
 				fprintf(stderr, "POST /v1/rides: %.*s\n", (int)(hl + blen < 600 ? hl + blen : 600), all);
 			D.outstanding--;
@@ -891,6 +943,30 @@ static void http_connect(struct hconn *hc, int i)
 		fail("connect");
 }
 
+/* The next step of a trip, from its driver (cycle phase). */
+static void cycle_command(struct conn *c, const char *trip, const char *type)
+{
+	char pl[160], msg[768];
+	snprintf(pl, sizeof pl, "{\"trip_id\":\"%s\",\"command_id\":\"%08x-2222-4000-8000-%012llx\"}", trip,
+		 (unsigned)c->idx, (unsigned long long)rnd() & 0xffffffffffffull);
+	envelope(msg, sizeof msg, c, type, pl);
+	add_text(c, msg);
+}
+
+/* Every --interval: what the last one saw (cycle phase). */
+static void cycle_report(double now)
+{
+	qsort(D.lat.v, D.lat.n, sizeof *D.lat.v, cmp_double);
+	printf("cycle t=%.0f posted=%d assigned=%d completed=%d errors=%d rejected=%llu p50_ms=%.2f p99_ms=%.2f\n",
+	       (now - D.t0) / 1e3, D.iv_posted, D.iv_assigned, D.iv_completed, D.iv_errors,
+	       (unsigned long long)G.rejected - (unsigned long long)D.reported_rejected,
+	       D.lat.n ? D.lat.v[D.lat.n / 2] : 0, D.lat.n ? D.lat.v[(size_t)((double)D.lat.n * 0.99)] : 0);
+	fflush(stdout);
+	D.reported_rejected = (int)G.rejected;
+	D.iv_posted = D.iv_assigned = D.iv_completed = D.iv_errors = 0;
+	D.lat.n = 0;
+}
+
 static void dispatch_text(struct conn *c, const char *text, size_t len)
 {
 	char tid[37], oid[37], msg[768], pl[128];
@@ -928,9 +1004,30 @@ static void dispatch_text(struct conn *c, const char *text, size_t len)
 		D.assigned++;
 		D.outstanding--;
 		D.t_last_assigned = now;
+		if (D.cycle) {
+			t->t_assigned = now;
+			if (t->t_send > 0)
+				sample_to(&D.lat, now - t->t_send);
+			D.iv_assigned++;
+			cycle_command(c, tid, "trip.arrived");
+			return;
+		}
 		if (strcmp(D.phase, "book") == 0 && D.assigned >= D.count)
 			finish();
 		pump();
+	} else if (D.cycle && !c->rider && memmem(text, len, "\"command.acknowledged\"", 22)) {
+		if (!field36(text, len, "trip_id", tid))
+			return;
+		if (memmem(text, len, "\"state\":\"ARRIVED\"", 17)) {
+			cycle_command(c, tid, "trip.started");
+		} else if (memmem(text, len, "\"state\":\"IN_PROGRESS\"", 21)) {
+			cycle_command(c, tid, "trip.completed");
+		} else if (memmem(text, len, "\"state\":\"COMPLETED\"", 19)) {
+			D.completed++;
+			D.t_last_done = now;
+			D.iv_completed++;
+			trip_slot_del(trip_slot(tid));
+		}
 	} else if (c->rider && memmem(text, len, "\"trip.matched\"", 14)) {
 		D.matched_msgs++;
 	} else if (c->rider && D.pinging && memmem(text, len, "\"driver.location\"", 17)) {
@@ -984,6 +1081,43 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		/* a trip left waiting must not hold the figure up */
 		if (D.t_last_assigned > 0 && now - D.t_last_assigned > 3000)
 			finish();
+		return;
+	}
+	if (D.cycle && D.rate <= 0) { /* closed loop: the capacity */
+		int open = D.posted - D.completed - D.http_errors;
+		if (D.completed + D.http_errors >= D.count || (D.t_last_done > 0 && now - D.t_last_done > 5000)) {
+			finish();
+			return;
+		}
+		while (open++ < D.inflight && D.posted < D.count) {
+			struct hconn *hc = idle_hconn();
+			if (!hc)
+				break;
+			post_ride(hc);
+		}
+		return;
+	}
+	if (D.cycle) {
+		double el = now - D.t0;
+		if (D.posted > 0 && now >= D.t_next_report) {
+			cycle_report(now);
+			D.t_next_report += D.interval * 1e3;
+		}
+		if (D.posted > 0 && el >= D.seconds * 1e3) {
+			/* the last trips finish (or 10 s pass) */
+			if (D.completed >= D.posted - D.http_errors || el >= D.seconds * 1e3 + 10000)
+				finish();
+			return;
+		}
+		int due = D.posted == 0 ? 1 : (int)(el * D.rate / 1e3) + 1 - D.posted;
+		while (due-- > 0) {
+			struct hconn *hc = idle_hconn();
+			if (!hc)
+				break;
+			post_ride(hc);
+		}
+		if (D.posted == 1)
+			D.t_next_report = D.t0 + D.interval * 1e3;
 		return;
 	}
 	if (strcmp(D.phase, "offer") == 0) {
@@ -1113,8 +1247,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: ws_load ws|http --ids FILE --secret S [--port P] [--conns N] [--count N] [--src K]\n"
 			"               [--available] [--seed-ping] [--stream] [--every MS] [--hold SECONDS] [--seed N]\n"
-			"       ws_load dispatch --ids DRIVERS --riders RIDERS --secret S --conns N --phase book|offer|track\n"
-			"               [--inflight 64] [--count 5000] [--rate 500] [--seconds 5] [--hconns 32]\n");
+			"       ws_load dispatch --ids DRIVERS --riders RIDERS --secret S --conns N --phase book|offer|track|cycle\n"
+			"               [--inflight 64] [--count 5000] [--rate 500] [--seconds 5] [--hconns 32] [--interval 60]\n");
 	exit(2);
 }
 
@@ -1130,6 +1264,7 @@ int main(int argc, char **argv)
 	D.hconns = 32;
 	D.rate = 500;
 	D.seconds = 5;
+	D.interval = 60;
 	G.port = 8080;
 	G.nconns = -1;
 	G.count = -1;
@@ -1174,6 +1309,8 @@ int main(int argc, char **argv)
 			D.seconds = atof(argv[++i]);
 		else if (!strcmp(a, "--hconns"))
 			D.hconns = atoi(argv[++i]);
+		else if (!strcmp(a, "--interval"))
+			D.interval = atof(argv[++i]);
 		else if (!strcmp(a, "--seed"))
 			G.rng ^= strtoull(argv[++i], NULL, 10) * 0x2545f4914f6cdd1dull;
 		else
@@ -1215,9 +1352,10 @@ int main(int argc, char **argv)
 			}
 			D.nriders = G.ndrivers;
 			G.nconns = 2 * G.ndrivers;
-		} else if (strcmp(D.phase, "book") && strcmp(D.phase, "offer")) {
+		} else if (strcmp(D.phase, "book") && strcmp(D.phase, "offer") && strcmp(D.phase, "cycle")) {
 			usage();
 		}
+		D.cycle = !strcmp(D.phase, "cycle");
 		D.trips = calloc(TRIPS_CAP, sizeof *D.trips);
 		G.conns = calloc((size_t)G.nconns, sizeof *G.conns);
 		struct event *sig = evsignal_new(G.base, SIGTERM, on_stop, NULL);

@@ -8,7 +8,15 @@
  * the simulator decides (demand, driving, waits, patience) is in simulated
  * seconds, while the daemon's own timers (offer timeouts, max_search) stay
  * on the wall clock. One timer ticks every 100 ms and moves every driver,
- * sends the pings that are due, issues due requests and runs due actions. */
+ * sends the pings that are due, issues due requests and runs due actions.
+ *
+ * Faults: an app rides through them as a real one would. A socket the
+ * server dropped (a restart, a crash) is opened again with backoff and the
+ * agent catches up with where it stands (the driver from the server's
+ * status and trip.assigned, the rider from trip.snapshot and its trip read
+ * back); a command refused `unavailable` is sent again; a request that
+ * failed on the way or was answered 503 database-unavailable is sent again
+ * (a ride request with the same Idempotency-Key). */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <event2/event.h>
@@ -70,6 +78,11 @@ struct driver {
 	double board_until;
 	double online_since, busy_since;
 	struct sim_driver_acc acc;
+	bool up;          /* the socket is open (after setup: down while reconnecting) */
+	int backoff_ms;   /* the next reconnect's wait */
+	int gen;          /* reconnect attempts so far (a watchdog's ticket) */
+	char accepted[40]; /* the trip of the last offer it accepted (trip.assigned may follow late) */
+	char last_trip[40]; /* its trip before, over (a late answer about it is no error) */
 };
 
 enum rider_state { R_SETUP = 0, R_FREE, R_QUOTING, R_POSTING, R_SEARCHING, R_MATCHED, R_ARRIVED, R_ONTRIP, R_RATING, R_DEAD };
@@ -88,6 +101,15 @@ struct rider {
 	double dlat, dlon;
 	char prev_trip[40];   /* the trip before, ended */
 	long long prev_seq;
+	bool up;              /* the socket is open (after setup: down while reconnecting) */
+	bool reconnected;     /* a snapshot may come: the socket was opened again */
+	bool got_matched;     /* trip.matched received for its trip */
+	bool prev_caught_up;  /* the trip before ended as read back: its own last message may still come */
+	int backoff_ms;
+	int gen;
+	int tries;            /* of the request in flight (retries after failures) */
+	char posted_key[96];  /* the ride request's Idempotency-Key and body, kept to send again */
+	char posted_body[1024];
 };
 
 /* Trip ids seen at drivers: which driver holds each (a trip matched twice). */
@@ -128,6 +150,7 @@ static struct {
 	double next_sample, next_progress_wall;
 	int protocol_errors, breaches, login_retries;
 	int route_fail;
+	int reconnects, resends; /* rode through faults */
 	double anchor_lat, anchor_lon; /* a point on the map's core: routes join it to every usable point */
 	bool have_anchor;
 	int moved_onto_roads, unroutable; /* demand points moved onto a road; none found */
@@ -202,7 +225,9 @@ RH_PRINTF(1, 2) static void breach(const char *fmt, ...)
 
 /* ------------------------------------------------------------ messages */
 
-static void send_envelope(struct simc_ws *ws, const char *corr, const char *type, cJSON *payload)
+/* Sends one message; false when the socket is closed (its close callback
+ * tells why, and the agent sends again once it is back). */
+static bool send_envelope(struct simc_ws *ws, const char *corr, const char *type, cJSON *payload)
 {
 	struct uuid u;
 	char eid[37], ts[32];
@@ -218,10 +243,10 @@ static void send_envelope(struct simc_ws *ws, const char *corr, const char *type
 	cJSON_AddStringToObject(m, "correlation_id", corr);
 	cJSON_AddItemToObject(m, "payload", payload);
 	char *text = cJSON_PrintUnformatted(m);
-	if (!simc_ws_send(ws, text, strlen(text)))
-		protocol_error("%s: the socket is closed", type);
+	bool sent = simc_ws_send(ws, text, strlen(text));
 	cJSON_free(text);
 	cJSON_Delete(m);
+	return sent;
 }
 
 static void new_uuid(char out[37])
@@ -271,6 +296,63 @@ static cJSON *parse_envelope(const char *who, const char *text, size_t len, cons
 		return NULL;
 	}
 	return pl;
+}
+
+/* ------------------------------------------------------------ riding through faults */
+
+/* What waits: a socket to open again, a command refused `unavailable` to
+ * send again, an HTTP request that failed on the way (or 503) to repeat. */
+enum later_kind {
+	LATER_DRIVER_SOCKET, LATER_RIDER_SOCKET, LATER_DRIVER_WATCH, LATER_RIDER_WATCH, LATER_DRIVER_COMMAND,
+	LATER_DRIVER_RATE, LATER_RIDER_QUOTE, LATER_RIDER_POST, LATER_RIDER_CANCEL, LATER_RIDER_RATE,
+	LATER_RIDER_READ,
+};
+struct later {
+	enum later_kind kind;
+	int idx, gen, tries;
+	char trip[40], what[32];
+};
+
+static void later_cb(evutil_socket_t fd, short what, void *arg);
+
+static void later(enum later_kind kind, int idx, const char *trip, const char *what, int tries, int ms)
+{
+	struct later *l = rh_calloc(1, sizeof *l);
+	l->kind = kind;
+	l->idx = idx;
+	l->tries = tries;
+	snprintf(l->trip, sizeof l->trip, "%s", trip ? trip : "");
+	snprintf(l->what, sizeof l->what, "%s", what ? what : "");
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_base_once(S.base, -1, EV_TIMEOUT, later_cb, l, &tv);
+}
+
+/* A close that means the server went away (a restart, a crash, a refused
+ * upgrade while it cannot load the account): open again. */
+static bool server_away(int code, int http_status)
+{
+	if (code == 0)
+		return http_status == 0 || http_status == 502 || http_status == 503;
+	return code == 1001 || code == 1006 || code == 1011 || code == 1012 || code == 1013 || code == 1014;
+}
+
+/* The next reconnect's wait: 250 ms doubling to 4 s, with jitter. */
+static int reconnect_wait(int *backoff_ms, struct sim_rng *r)
+{
+	*backoff_ms = *backoff_ms ? (*backoff_ms * 2 > 4000 ? 4000 : *backoff_ms * 2) : 250;
+	return (int)(*backoff_ms * sim_rng_range(r, 0.75, 1.25));
+}
+
+/* A failed HTTP request to send again: the connection failed (0) or the
+ * database was away (503 database-unavailable). */
+static bool http_retryable(const struct simc_reply *r)
+{
+	return r->status == 0 || (r->status == 503 && r->body && strstr(r->body, "database-unavailable"));
+}
+
+static int http_wait_ms(const struct simc_reply *r)
+{
+	return r->retry_after_s > 0 && r->retry_after_s < 30 ? r->retry_after_s * 1000 : 1000;
 }
 
 /* ------------------------------------------------------------ trips seen */
@@ -510,6 +592,10 @@ static bool drv_advance(struct driver *d, double dt)
 
 static void drv_ping(struct driver *d)
 {
+	if (!d->up) { /* (reconnecting: the next one when back) */
+		d->next_ping = S.now + S.ping_s;
+		return;
+	}
 	cJSON *p = cJSON_CreateObject();
 	cJSON_AddStringToObject(p, "driver_id", d->id);
 	cJSON *loc = cJSON_AddObjectToObject(p, "location");
@@ -528,6 +614,8 @@ static void drv_ping(struct driver *d)
 
 static void drv_command(struct driver *d, const char *type)
 {
+	if (!d->up)
+		return; /* sent again once the socket is back (drv_resume) */
 	char cid[37];
 	new_uuid(cid);
 	cJSON *p = cJSON_CreateObject();
@@ -538,6 +626,8 @@ static void drv_command(struct driver *d, const char *type)
 
 static void drv_to_idle(struct driver *d)
 {
+	if (d->trip_id[0])
+		snprintf(d->last_trip, sizeof d->last_trip, "%s", d->trip_id);
 	if (d->busy_since >= 0) {
 		d->acc.busy_s += S.now - d->busy_since;
 		d->busy_since = -1;
@@ -549,18 +639,44 @@ static void drv_to_idle(struct driver *d)
 	d->mode = MODE_IDLE;
 }
 
+/* A rating on its way (sent again after a failure on the way or a 503). */
+struct http_try {
+	int idx, tries;
+	char trip[40];
+};
+
+static struct http_try *http_try_new(int idx, const char *trip, int tries)
+{
+	struct http_try *c = rh_calloc(1, sizeof *c);
+	c->idx = idx;
+	c->tries = tries;
+	snprintf(c->trip, sizeof c->trip, "%s", trip);
+	return c;
+}
+
 static void drv_rated(void *arg, const struct simc_reply *r)
 {
-	struct driver *d = arg;
-	if (r->status != 201)
-		protocol_error("driver %d: POST rating: %d %.200s", d->idx, r->status, r->body);
+	struct http_try *c = arg;
+	if (http_retryable(r) && c->tries < 60 && !S.ending) {
+		S.resends++;
+		later(LATER_DRIVER_RATE, c->idx, c->trip, NULL, c->tries + 1, http_wait_ms(r));
+	} else if (r->status != 201 && !(r->status == 409 && c->tries > 0)) {
+		/* (409 already_rated after a retry: the first try's answer was lost) */
+		protocol_error("driver %d: POST rating: %d %.200s", c->idx, r->status, r->body);
+	}
+	rh_free(c);
+}
+
+static void drv_rate_try(int idx, const char *trip, int tries)
+{
+	char path[96];
+	snprintf(path, sizeof path, "/v1/rides/%s/rating", trip);
+	simc_http(S.pool, "POST", path, S.drv[idx].token, NULL, "{\"stars\":5}", drv_rated, http_try_new(idx, trip, tries));
 }
 
 static void drv_rate(struct driver *d, const char *trip)
 {
-	char path[96];
-	snprintf(path, sizeof path, "/v1/rides/%s/rating", trip);
-	simc_http(S.pool, "POST", path, d->token, NULL, "{\"stars\":5}", drv_rated, d);
+	drv_rate_try(d->idx, trip, 0);
 }
 
 static void drv_clear_offer(struct driver *d)
@@ -597,18 +713,28 @@ static void drv_on_offer(struct driver *d, const cJSON *pl)
 	d->decide_at = S.now + fmin(sim_rng_exp(&d->rng, S.accept_delay), 4 * S.accept_delay);
 }
 
+static void drv_accept(struct driver *d)
+{
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "offer_id", d->offer_id);
+	snprintf(d->accepted, sizeof d->accepted, "%s", d->offer_trip);
+	send_envelope(d->ws, d->id, "offer.accept", p);
+}
+
 static void drv_decide(struct driver *d)
 {
+	if (!d->up)
+		return; /* (reconnecting: decided once back, if the offer still stands) */
 	if (d->decision == 2) {
 		d->decide_at = INFINITY; /* let it expire */
 		return;
 	}
-	cJSON *p = cJSON_CreateObject();
-	cJSON_AddStringToObject(p, "offer_id", d->offer_id);
 	if (d->decision == 0) {
-		send_envelope(d->ws, d->id, "offer.accept", p);
+		drv_accept(d);
 		d->st = D_ACCEPTING;
 	} else {
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "offer_id", d->offer_id);
 		cJSON_AddStringToObject(p, "reason", "simulated decline");
 		send_envelope(d->ws, d->id, "offer.decline", p);
 		d->acc.declines++;
@@ -629,7 +755,7 @@ static void drv_on_assigned(struct driver *d, const cJSON *pl)
 		return;
 	if (d->trip_id[0])
 		breach("driver %d assigned trip %s while on trip %s", d->idx, tid, d->trip_id);
-	if (strcmp(tid, d->offer_trip) != 0)
+	if (strcmp(tid, d->offer_trip) != 0 && strcmp(tid, d->accepted) != 0)
 		protocol_error("driver %d: assigned trip %s it did not accept (offer for %s)", d->idx, tid, d->offer_trip);
 	tmap_assign(tid, d->idx);
 	d->acc.accepts++;
@@ -654,7 +780,8 @@ static void drv_on_ack(struct driver *d, const cJSON *pl)
 	if (!strcmp(ct, "offer.accept") || !strcmp(ct, "offer.decline"))
 		return; /* trip.assigned follows an accept */
 	if (strcmp(tid, d->trip_id) != 0) {
-		protocol_error("driver %d: %s acknowledged for trip %s, not its trip %s", d->idx, ct, tid, d->trip_id);
+		if (strcmp(tid, d->last_trip) != 0) /* (a command sent again: the repeat's answer) */
+			protocol_error("driver %d: %s acknowledged for trip %s, not its trip %s", d->idx, ct, tid, d->trip_id);
 		return;
 	}
 	if (!strcmp(ct, "trip.arrived") && d->st == D_ARRIVING) {
@@ -682,9 +809,74 @@ static void drv_on_rejected(struct driver *d, const cJSON *pl)
 		drv_clear_offer(d);
 		return;
 	}
-	if (!strncmp(ct, "trip.", 5) && !strcmp(reason, "trip_finished"))
-		return; /* trip.state_changed CANCELLED says the rest */
+	if (!strncmp(ct, "trip.", 5) && !strcmp(reason, "trip_finished")) {
+		/* trip.state_changed CANCELLED says the rest, unless it came while
+		 * the socket was down: then this is how the driver learns */
+		if (d->st >= D_TO_PICKUP && d->st <= D_COMPLETING) {
+			drv_to_idle(d);
+			if (S.cruise)
+				drv_cruise(d);
+		}
+		return;
+	}
+	if (!strcmp(reason, "unavailable")) { /* the database could not take it now: send it again */
+		S.resends++;
+		later(LATER_DRIVER_COMMAND, d->idx, d->trip_id, ct, 0, 1000);
+		return;
+	}
+	if (!strcmp(ct, "offer.accept") && !strcmp(reason, "duplicate"))
+		return; /* sent again while the first is being applied: its answer comes */
 	protocol_error("driver %d: %s rejected (%s): %s", d->idx, ct, reason, jstr(pl, "details") ? jstr(pl, "details") : "");
+}
+
+/* The command the driver's state waits on, sent (again). */
+static void drv_send_pending(struct driver *d)
+{
+	switch (d->st) {
+	case D_ACCEPTING:
+		if (d->offer_id[0])
+			drv_accept(d);
+		break;
+	case D_ARRIVING:
+		drv_command(d, "trip.arrived");
+		break;
+	case D_STARTING:
+		drv_command(d, "trip.started");
+		break;
+	case D_COMPLETING:
+		drv_command(d, "trip.completed");
+		break;
+	default:
+		break;
+	}
+}
+
+/* The socket is back and the server says where the driver stands: a trip
+ * that ended meanwhile is over here too, an offline driver goes available
+ * again, and the trip command it waited on is sent again (trip.assigned or
+ * ride.offer follows from the server for a trip or a live offer). */
+static void drv_resume(struct driver *d, const char *status)
+{
+	/* An offer stands only on the socket it came on: a live one is sent
+	 * again on this one (and answered afresh); one the server no longer
+	 * has (offers do not survive a restart) is over. An accept whose answer
+	 * was lost: trip.assigned follows if it was applied (d->accepted). */
+	if (d->st == D_OFFERED || d->st == D_ACCEPTING)
+		drv_clear_offer(d);
+	bool on_trip = d->st >= D_TO_PICKUP && d->st <= D_COMPLETING;
+	if (on_trip && (!strcmp(status, "available") || !strcmp(status, "offline"))) {
+		drv_to_idle(d);
+		if (S.cruise)
+			drv_cruise(d);
+	}
+	if (!strcmp(status, "offline") && (d->st == D_IDLE || d->st == D_OFFERED)) {
+		cJSON *p = cJSON_CreateObject();
+		cJSON_AddStringToObject(p, "driver_id", d->id);
+		cJSON_AddStringToObject(p, "status", "available");
+		cJSON_AddStringToObject(p, "reason", "simulated shift");
+		send_envelope(d->ws, d->id, "driver.status.changed", p);
+	}
+	drv_send_pending(d);
 }
 
 static void drv_text(void *arg, const char *text, size_t len)
@@ -701,6 +893,8 @@ static void drv_text(void *arg, const char *text, size_t len)
 			d->st = D_IDLE;
 			d->online_since = S.now;
 			S.ready_drivers++;
+		} else if (st && reason && !strcmp(reason, "session_opened") && d->st != D_SETUP) {
+			drv_resume(d, st);
 		} else if (st && (!strcmp(st, "offline") || !strcmp(st, "unreachable")) && d->st != D_SETUP) {
 			protocol_error("driver %d: the server set it %s", d->idx, st);
 		}
@@ -739,6 +933,11 @@ static void drv_closed(void *arg, int code, int http_status, const char *why)
 	struct driver *d = arg;
 	if (S.ending)
 		return;
+	if (d->st != D_SETUP && d->st != D_DEAD && server_away(code, http_status)) {
+		d->up = false;
+		later(LATER_DRIVER_SOCKET, d->idx, NULL, NULL, 0, reconnect_wait(&d->backoff_ms, &d->rng));
+		return;
+	}
 	if (d->st != D_DEAD)
 		protocol_error("driver %d: socket closed (code %d, HTTP %d): %s", d->idx, code, http_status, why);
 	if (d->st == D_SETUP)
@@ -749,6 +948,13 @@ static void drv_closed(void *arg, int code, int http_status, const char *why)
 static void drv_open(void *arg)
 {
 	struct driver *d = arg;
+	d->up = true;
+	if (d->st != D_SETUP) { /* back after a fault: the server tells where it stands (drv_resume) */
+		d->backoff_ms = 0;
+		S.reconnects++;
+		drv_ping(d);
+		return;
+	}
 	/* a position first: going available needs one */
 	drv_ping(d);
 	cJSON *p = cJSON_CreateObject();
@@ -772,23 +978,109 @@ static void rider_free(struct rider *r)
 	r->trip_id[0] = '\0';
 	r->rec = -1;
 	r->cancel_sent = false;
+	r->got_matched = false;
 	r->last_seq = 0;
+	r->tries = 0;
 }
+
+static void rider_rate_try(struct rider *r, const char *trip, int tries);
 
 static void rider_rated(void *arg, const struct simc_reply *rep)
 {
-	struct rider *r = arg;
-	if (rep->status != 201)
+	struct http_try *c = arg;
+	struct rider *r = &S.rid[c->idx];
+	if (http_retryable(rep) && c->tries < 60 && !S.ending) {
+		S.resends++;
+		later(LATER_RIDER_RATE, c->idx, c->trip, NULL, c->tries + 1, http_wait_ms(rep));
+		rh_free(c);
+		return;
+	}
+	/* (409 already_rated after a retry: the first try's answer was lost) */
+	if (rep->status != 201 && !(rep->status == 409 && c->tries > 0))
 		protocol_error("rider %d: POST rating: %d %.200s", r->idx, rep->status, rep->body);
-	rider_free(r);
+	if (r->st == R_RATING && !strcmp(r->trip_id, c->trip))
+		rider_free(r);
+	rh_free(c);
 }
+
+static void rider_rate_try(struct rider *r, const char *trip, int tries)
+{
+	char path[96], body[32];
+	snprintf(path, sizeof path, "/v1/rides/%s/rating", trip);
+	snprintf(body, sizeof body, "{\"stars\":%d}", 4 + (int)(sim_rng_next(&r->rng) % 2));
+	simc_http(S.pool, "POST", path, r->token, NULL, body, rider_rated, http_try_new(r->idx, trip, tries));
+}
+
+static void rider_cancel_try(struct rider *r, int tries);
 
 static void rider_cancelled(void *arg, const struct simc_reply *rep)
 {
-	struct rider *r = arg;
-	/* 409 trip-state: the driver arrived (or the trip ended) meanwhile */
-	if (rep->status != 200 && rep->status != 409)
+	struct http_try *c = arg;
+	struct rider *r = &S.rid[c->idx];
+	bool still = !strcmp(r->trip_id, c->trip) && (r->st == R_SEARCHING || r->st == R_MATCHED || r->st == R_POSTING);
+	if (http_retryable(rep) && c->tries < 60 && !S.ending) {
+		if (still) {
+			S.resends++;
+			later(LATER_RIDER_CANCEL, c->idx, c->trip, NULL, c->tries + 1, http_wait_ms(rep));
+		}
+	} else if (rep->status != 200 && rep->status != 409) {
+		/* 409 trip-state: the driver arrived (or the trip ended) meanwhile */
 		protocol_error("rider %d: POST cancel: %d %.200s", r->idx, rep->status, rep->body);
+	}
+	rh_free(c);
+}
+
+static void rider_cancel_try(struct rider *r, int tries)
+{
+	char path[96];
+	snprintf(path, sizeof path, "/v1/rides/%s/cancel", r->trip_id);
+	simc_http(S.pool, "POST", path, r->token, NULL, "{\"reason\":\"rider_patience\"}", rider_cancelled,
+		  http_try_new(r->idx, r->trip_id, tries));
+}
+
+/* Where the rider's trip stands, from a message, a snapshot or the trip read
+ * back: the rider's state and its record follow. by_msg: a trip.state_changed
+ * (else the state was caught up with after a fault). */
+static void rider_apply_state(struct rider *r, const char *state, const cJSON *pl, bool by_msg)
+{
+	struct sim_trip_rec *rec = r->rec >= 0 ? &S.recs[r->rec] : NULL;
+	if (!rec)
+		return;
+	bool past_match = strcmp(state, "SEARCHING") != 0 && strcmp(state, "CANCELLED") != 0;
+	if (!by_msg && past_match && rec->t_matched < 0) { /* matched while the socket was down */
+		rec->t_matched = S.now;
+		S.iv_matched++;
+	}
+	if (!strcmp(state, "MATCHED")) {
+		if (r->st == R_SEARCHING || r->st == R_POSTING)
+			r->st = R_MATCHED;
+	} else if (!strcmp(state, "ARRIVED")) {
+		if (rec->t_arrived < 0)
+			rec->t_arrived = S.now;
+		r->st = R_ARRIVED;
+	} else if (!strcmp(state, "IN_PROGRESS")) {
+		if (rec->t_arrived < 0)
+			rec->t_arrived = S.now;
+		if (rec->t_started < 0)
+			rec->t_started = S.now;
+		r->st = R_ONTRIP;
+	} else if (!strcmp(state, "COMPLETED")) {
+		rec->t_completed = S.now;
+		rec->outcome = SIM_OUT_COMPLETED;
+		S.iv_completed++;
+		r->st = R_RATING;
+		r->prev_caught_up = !by_msg;
+		rider_rate_try(r, r->trip_id, 0);
+	} else if (!strcmp(state, "CANCELLED")) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(pl, "cancellation");
+		const char *by = c ? jstr(c, "by") : NULL, *why = c ? jstr(c, "reason") : NULL;
+		rec->t_cancelled = S.now;
+		rec->outcome = SIM_OUT_CANCELLED;
+		snprintf(rec->cancel_reason, sizeof rec->cancel_reason, "%s:%s", by ? by : "?", why ? why : "?");
+		S.iv_cancelled++;
+		rider_free(r);
+		r->prev_caught_up = !by_msg;
+	}
 }
 
 static void rider_on_trip_msg(struct rider *r, const char *type, const cJSON *pl)
@@ -802,6 +1094,8 @@ static void rider_on_trip_msg(struct rider *r, const char *type, const cJSON *pl
 	if (r->st == R_POSTING && !r->trip_id[0])
 		snprintf(r->trip_id, sizeof r->trip_id, "%s", tid); /* before the 201 */
 	if (r->prev_trip[0] && strcmp(tid, r->prev_trip) == 0 && strcmp(tid, r->trip_id) != 0) {
+		if (r->prev_caught_up && (long long)seq > r->prev_seq)
+			return; /* its end was read back first: the message says the same */
 		protocol_error("rider %d: %s (seq %lld) for trip %s after the trip ended (its last message was seq %lld)",
 			       r->idx, type, (long long)seq, tid, r->prev_seq);
 		return;
@@ -833,41 +1127,82 @@ static void rider_on_trip_msg(struct rider *r, const char *type, const cJSON *pl
 	if (rec->t_created < 0)
 		rec->t_created = S.now;
 	if (!strcmp(type, "trip.matched")) {
-		if (rec->t_matched >= 0)
+		if (r->got_matched)
 			breach("rider %d: trip %s matched twice", r->idx, tid);
-		rec->t_matched = S.now;
-		S.iv_matched++;
+		r->got_matched = true;
+		if (rec->t_matched < 0) {
+			rec->t_matched = S.now;
+			S.iv_matched++;
+		}
 		if (r->st == R_SEARCHING || r->st == R_POSTING)
 			r->st = R_MATCHED;
 	} else if (!strcmp(type, "trip.state_changed")) {
 		const char *state = jstr(pl, "state");
-		if (!state) {
+		if (!state)
 			protocol_error("rider %d: trip.state_changed without state", r->idx);
-		} else if (!strcmp(state, "ARRIVED")) {
-			rec->t_arrived = S.now;
-			r->st = R_ARRIVED;
-		} else if (!strcmp(state, "IN_PROGRESS")) {
-			rec->t_started = S.now;
-			r->st = R_ONTRIP;
-		} else if (!strcmp(state, "COMPLETED")) {
-			rec->t_completed = S.now;
-			rec->outcome = SIM_OUT_COMPLETED;
-			S.iv_completed++;
-			r->st = R_RATING;
-			char path[96], body[32];
-			snprintf(path, sizeof path, "/v1/rides/%s/rating", r->trip_id);
-			snprintf(body, sizeof body, "{\"stars\":%d}", 4 + (int)(sim_rng_next(&r->rng) % 2));
-			simc_http(S.pool, "POST", path, r->token, NULL, body, rider_rated, r);
-		} else if (!strcmp(state, "CANCELLED")) {
-			const cJSON *c = cJSON_GetObjectItemCaseSensitive(pl, "cancellation");
-			const char *by = c ? jstr(c, "by") : NULL, *why = c ? jstr(c, "reason") : NULL;
-			rec->t_cancelled = S.now;
-			rec->outcome = SIM_OUT_CANCELLED;
-			snprintf(rec->cancel_reason, sizeof rec->cancel_reason, "%s:%s", by ? by : "?", why ? why : "?");
-			S.iv_cancelled++;
-			rider_free(r);
-		}
+		else
+			rider_apply_state(r, state, pl, true);
 	}
+}
+
+/* After a reconnect: where the trip stands now. Its numbers go on from the
+ * snapshot's (never below what the rider has: that would be numbering gone
+ * backwards). */
+static void rider_on_snapshot(struct rider *r, const cJSON *pl)
+{
+	const char *tid = jstr(pl, "trip_id"), *state = jstr(pl, "state");
+	double seq;
+	if (!tid || !state || !jnum(pl, "seq", &seq)) {
+		protocol_error("rider %d: trip.snapshot without trip_id, seq or state", r->idx);
+		return;
+	}
+	if (r->st == R_POSTING && !r->trip_id[0])
+		snprintf(r->trip_id, sizeof r->trip_id, "%s", tid);
+	if (strcmp(tid, r->trip_id) != 0) {
+		protocol_error("rider %d: a snapshot of trip %s, not its trip %s", r->idx, tid, r->trip_id[0] ? r->trip_id : "(none)");
+		return;
+	}
+	if ((long long)seq < r->last_seq)
+		protocol_error("rider %d: numbering went backwards: a snapshot at seq %lld after %lld", r->idx, (long long)seq,
+			       r->last_seq);
+	else
+		r->last_seq = (long long)seq;
+	rider_apply_state(r, state, pl, false);
+}
+
+static void rider_read_try(struct rider *r, int tries);
+
+/* The trip read back after a reconnect (messages sent while the socket was
+ * down are gone; a trip that ended meanwhile sends no snapshot). */
+static void rider_read(void *arg, const struct simc_reply *rep)
+{
+	struct http_try *c = arg;
+	struct rider *r = &S.rid[c->idx];
+	if (strcmp(r->trip_id, c->trip) != 0 || r->st == R_RATING || r->st == R_FREE) {
+		rh_free(c); /* it moved on meanwhile */
+		return;
+	}
+	if (http_retryable(rep) && c->tries < 60 && !S.ending) {
+		later(LATER_RIDER_READ, c->idx, c->trip, NULL, c->tries + 1, http_wait_ms(rep));
+	} else if (rep->status == 200) {
+		cJSON *j = cJSON_Parse(rep->body);
+		const char *state = j ? jstr(j, "state") : NULL;
+		if (state)
+			rider_apply_state(r, state, j, false);
+		else
+			protocol_error("rider %d: GET /v1/rides/%s: no state", r->idx, c->trip);
+		cJSON_Delete(j);
+	} else {
+		protocol_error("rider %d: GET /v1/rides/%s: %d %.200s", r->idx, c->trip, rep->status, rep->body);
+	}
+	rh_free(c);
+}
+
+static void rider_read_try(struct rider *r, int tries)
+{
+	char path[96];
+	snprintf(path, sizeof path, "/v1/rides/%s", r->trip_id);
+	simc_http(S.pool, "GET", path, r->token, NULL, NULL, rider_read, http_try_new(r->idx, r->trip_id, tries));
 }
 
 static void rider_text(void *arg, const char *text, size_t len)
@@ -882,7 +1217,10 @@ static void rider_text(void *arg, const char *text, size_t len)
 	    !strcmp(type, "trip.state_changed")) {
 		rider_on_trip_msg(r, type, pl);
 	} else if (!strcmp(type, "trip.snapshot")) {
-		protocol_error("rider %d: a snapshot on a fresh account", r->idx);
+		if (r->reconnected)
+			rider_on_snapshot(r, pl);
+		else
+			protocol_error("rider %d: a snapshot on a fresh account", r->idx);
 	} else if (!strcmp(type, "command.rejected")) {
 		protocol_error("rider %d: rejected: %.200s", r->idx, text);
 	} else if (strcmp(type, "server.heartbeat") != 0) {
@@ -894,6 +1232,15 @@ static void rider_text(void *arg, const char *text, size_t len)
 static void rider_open(void *arg)
 {
 	struct rider *r = arg;
+	r->up = true;
+	if (r->st != R_SETUP) { /* back after a fault */
+		r->backoff_ms = 0;
+		r->reconnected = true;
+		S.reconnects++;
+		if (r->trip_id[0] && r->st >= R_POSTING && r->st <= R_ONTRIP)
+			rider_read_try(r, 0);
+		return;
+	}
 	rider_free(r);
 	S.ready_riders++;
 }
@@ -903,6 +1250,11 @@ static void rider_closed(void *arg, int code, int http_status, const char *why)
 	struct rider *r = arg;
 	if (S.ending)
 		return;
+	if (r->st != R_SETUP && r->st != R_DEAD && server_away(code, http_status)) {
+		r->up = false;
+		later(LATER_RIDER_SOCKET, r->idx, NULL, NULL, 0, reconnect_wait(&r->backoff_ms, &r->rng));
+		return;
+	}
 	protocol_error("rider %d: socket closed (code %d, HTTP %d): %s", r->idx, code, http_status, why);
 	if (r->st == R_SETUP)
 		S.setup_failed++;
@@ -910,6 +1262,13 @@ static void rider_closed(void *arg, int code, int http_status, const char *why)
 }
 
 static const struct simc_ws_cbs rider_cbs = { rider_open, rider_text, rider_closed };
+
+static void rider_posted(void *arg, const struct simc_reply *rep);
+
+static void rider_post(struct rider *r)
+{
+	simc_http(S.pool, "POST", "/v1/rides", r->token, r->posted_key, r->posted_body, rider_posted, r);
+}
 
 /* POST /v1/rides answered. */
 /* ------------------------------------------------------------ surge */
@@ -1130,8 +1489,18 @@ static void rider_posted(void *arg, const struct simc_reply *rep)
 			if (r->st == R_POSTING)
 				r->st = R_SEARCHING;
 			r->patience_at = rec->t_created + S.patience_s * sim_rng_range(&r->rng, 0.5, 1.5);
+			r->tries = 0;
 		}
 		cJSON_Delete(j);
+		return;
+	}
+	/* Lost on the way, or the database away: the same request again, with
+	 * the same Idempotency-Key (a first try that did commit answers 201
+	 * again with the same trip). */
+	if (http_retryable(rep) && r->tries < 60 && !S.ending) {
+		r->tries++;
+		S.resends++;
+		later(LATER_RIDER_POST, r->idx, NULL, NULL, r->tries, http_wait_ms(rep));
 		return;
 	}
 	/* 503: no driver of the type online at all; 429: this rider's
@@ -1142,11 +1511,19 @@ static void rider_posted(void *arg, const struct simc_reply *rep)
 	rider_free(r);
 }
 
+static void rider_ask_estimate(struct rider *r);
+
 static void rider_quoted(void *arg, const struct simc_reply *rep)
 {
 	struct rider *r = arg;
 	sim_now();
 	struct sim_trip_rec *rec = &S.recs[r->rec];
+	if (rep->status == 0 && r->tries < 60 && !S.ending) { /* the daemon away: ask again */
+		r->tries++;
+		S.resends++;
+		later(LATER_RIDER_QUOTE, r->idx, NULL, NULL, r->tries, 1000);
+		return;
+	}
 	cJSON *j = rep->status == 200 ? cJSON_Parse(rep->body) : NULL;
 	const char *quote = j ? jstr(j, "quote_id") : NULL;
 	if (!quote) {
@@ -1164,16 +1541,26 @@ static void rider_quoted(void *arg, const struct simc_reply *rep)
 		rider_free(r);
 		return;
 	}
-	char body[1024], hdr[160];
-	snprintf(body, sizeof body,
+	snprintf(r->posted_body, sizeof r->posted_body,
 		 "{\"pickup\":{\"lat\":%.6f,\"lng\":%.6f},\"dropoff\":{\"lat\":%.6f,\"lng\":%.6f},\"vehicle_type\":\"standard\","
 		 "\"quote_id\":\"%s\"}",
 		 rec->plat, rec->plon, r->dlat, r->dlon, quote);
-	snprintf(hdr, sizeof hdr, "Idempotency-Key: sim-%s-%zu", S.run_id, (size_t)(rec - S.recs));
+	snprintf(r->posted_key, sizeof r->posted_key, "Idempotency-Key: sim-%s-%zu", S.run_id, (size_t)(rec - S.recs));
 	cJSON_Delete(j);
 	r->st = R_POSTING;
+	r->tries = 0;
 	rec->t_request = rec->t_request < 0 ? S.now : rec->t_request;
-	simc_http(S.pool, "POST", "/v1/rides", r->token, hdr, body, rider_posted, r);
+	rider_post(r);
+}
+
+static void rider_ask_estimate(struct rider *r)
+{
+	const struct sim_trip_rec *rec = &S.recs[r->rec];
+	char path[256];
+	snprintf(path, sizeof path,
+		 "/v1/estimate?pickup_lat=%.6f&pickup_lng=%.6f&dropoff_lat=%.6f&dropoff_lng=%.6f&vehicle_type=standard",
+		 rec->plat, rec->plon, r->dlat, r->dlon);
+	simc_http(S.pool, "GET", path, NULL, NULL, NULL, rider_quoted, r);
 }
 
 /* A request of the demand is due: a free rider quotes it. */
@@ -1201,6 +1588,8 @@ static void issue_request(const struct sim_request *q)
 	r->trip_id[0] = '\0';
 	r->last_seq = 0;
 	r->cancel_sent = false;
+	r->got_matched = false;
+	r->tries = 0;
 	if (q->has_dropoff) {
 		r->dlat = q->dlat;
 		r->dlon = q->dlon;
@@ -1212,12 +1601,86 @@ static void issue_request(const struct sim_request *q)
 				break;
 		}
 	}
-	char path[256];
-	snprintf(path, sizeof path,
-		 "/v1/estimate?pickup_lat=%.6f&pickup_lng=%.6f&dropoff_lat=%.6f&dropoff_lng=%.6f&vehicle_type=standard",
-		 q->plat, q->plon, r->dlat, r->dlon);
-	simc_http(S.pool, "GET", path, NULL, NULL, NULL, rider_quoted, r);
+	rider_ask_estimate(r);
 }
+
+/* ------------------------------------------------------------ what waits */
+
+static void later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct later *l = arg;
+	if (S.ending) {
+		rh_free(l);
+		return;
+	}
+	struct driver *d = l->idx < S.ndrivers ? &S.drv[l->idx] : NULL;
+	struct rider *r = l->idx < S.nriders ? &S.rid[l->idx] : NULL;
+	switch (l->kind) {
+	case LATER_DRIVER_SOCKET:
+		if (!d->up && d->st != D_DEAD) {
+			simc_ws_free(d->ws);
+			d->ws = simc_ws_open(S.base, S.host, S.port, d->token, &drv_cbs, d);
+			later(LATER_DRIVER_WATCH, d->idx, NULL, NULL, ++d->gen, 10000);
+		}
+		break;
+	case LATER_DRIVER_WATCH: /* no answer at all to the last attempt: again */
+		if (!d->up && d->st != D_DEAD && d->gen == l->tries)
+			later(LATER_DRIVER_SOCKET, d->idx, NULL, NULL, 0, 0);
+		break;
+	case LATER_RIDER_SOCKET:
+		if (!r->up && r->st != R_DEAD) {
+			simc_ws_free(r->ws);
+			r->ws = simc_ws_open(S.base, S.host, S.port, r->token, &rider_cbs, r);
+			later(LATER_RIDER_WATCH, r->idx, NULL, NULL, ++r->gen, 10000);
+		}
+		break;
+	case LATER_RIDER_WATCH:
+		if (!r->up && r->st != R_DEAD && r->gen == l->tries)
+			later(LATER_RIDER_SOCKET, r->idx, NULL, NULL, 0, 0);
+		break;
+	case LATER_DRIVER_COMMAND:
+		/* (only what the driver still waits on: a trip command of its
+		 * trip, an accept of its offer, its first availability) */
+		if (!strcmp(l->what, "driver.status.changed") && d->st == D_SETUP) {
+			drv_open(d);
+		} else if (!strcmp(l->what, "offer.accept") && d->st == D_ACCEPTING) {
+			drv_send_pending(d);
+		} else if (!strncmp(l->what, "trip.", 5) && !strcmp(l->trip, d->trip_id) &&
+			   ((d->st == D_ARRIVING && !strcmp(l->what, "trip.arrived")) ||
+			    (d->st == D_STARTING && !strcmp(l->what, "trip.started")) ||
+			    (d->st == D_COMPLETING && !strcmp(l->what, "trip.completed")))) {
+			drv_send_pending(d);
+		}
+		break;
+	case LATER_DRIVER_RATE:
+		drv_rate_try(l->idx, l->trip, l->tries);
+		break;
+	case LATER_RIDER_QUOTE:
+		if (r->st == R_QUOTING)
+			rider_ask_estimate(r);
+		break;
+	case LATER_RIDER_POST:
+		if (r->st == R_POSTING)
+			rider_post(r);
+		break;
+	case LATER_RIDER_CANCEL:
+		if (!strcmp(r->trip_id, l->trip))
+			rider_cancel_try(r, l->tries);
+		break;
+	case LATER_RIDER_RATE:
+		if (r->st == R_RATING && !strcmp(r->trip_id, l->trip))
+			rider_rate_try(r, l->trip, l->tries);
+		break;
+	case LATER_RIDER_READ:
+		if (!strcmp(r->trip_id, l->trip))
+			rider_read_try(r, l->tries);
+		break;
+	}
+	rh_free(l);
+}
+
 
 /* ------------------------------------------------------------ the tick */
 
@@ -1318,9 +1781,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < S.nriders; i++) {
 		struct rider *r = &S.rid[i];
 		if ((r->st == R_SEARCHING || r->st == R_MATCHED) && !r->cancel_sent && now >= r->patience_at) {
-			char path[96];
-			snprintf(path, sizeof path, "/v1/rides/%s/cancel", r->trip_id);
-			simc_http(S.pool, "POST", path, r->token, NULL, "{\"reason\":\"rider_patience\"}", rider_cancelled, r);
+			rider_cancel_try(r, 0);
 			r->cancel_sent = true;
 		}
 	}
@@ -1719,6 +2180,9 @@ static void finish(void)
 	}
 	fprintf(stderr, "sim: report in %s (summary.txt, summary.json, timeseries.csv, trips.csv, positions.csv, *.png)\n",
 		S.out_dir);
+	if (S.reconnects || S.resends)
+		fprintf(stderr, "sim: rode through faults: %d sockets opened again, %d commands and requests sent again\n",
+			S.reconnects, S.resends);
 	if (rep.protocol_errors || rep.invariant_breaches) {
 		fprintf(stderr, "sim: FAILED: %d protocol errors, %d invariant breaches\n", rep.protocol_errors,
 			rep.invariant_breaches);
@@ -2023,6 +2487,16 @@ static void build_demand(void)
 	}
 }
 
+/* The requests the run will issue: those planned before --duration (a
+ * replay window or --demand-mult's jitter can put rows past it). */
+static size_t planned_requests(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < S.dem.n; i++)
+		n += S.dem.req[i].t_s < S.duration;
+	return n;
+}
+
 /* The plan: every request of the demand, as the run will issue it. */
 static void write_demand_csv(void)
 {
@@ -2103,7 +2577,7 @@ int main(int argc, char **argv)
 	mkdir_p(S.out_dir);
 	write_demand_csv();
 	if (S.dry_run) {
-		fprintf(stderr, "sim: %zu requests planned over %.0f simulated s: %s/demand.csv\n", S.dem.n, S.duration,
+		fprintf(stderr, "sim: %zu requests planned over %.0f simulated s: %s/demand.csv\n", planned_requests(), S.duration,
 			S.out_dir);
 		routing_free(S.routing);
 		if (S.map_path)
@@ -2145,7 +2619,7 @@ int main(int argc, char **argv)
 	}
 	if (!S.quiet)
 		fprintf(stderr, "sim: %zu requests planned over %.0f simulated s (%s demand); creating %d drivers and %d riders "
-				"on %s:%d\n", S.dem.n, S.duration, S.demand, S.ndrivers, S.nriders, S.host, S.port);
+				"on %s:%d\n", planned_requests(), S.duration, S.demand, S.ndrivers, S.nriders, S.host, S.port);
 	create_accounts();
 	S.tick = event_new(S.base, -1, EV_PERSIST, on_setup_tick, NULL);
 	struct timeval tv = { 0, TICK_MS * 1000 };

@@ -203,6 +203,7 @@ struct trip_cfg {
 	int64_t min_trip_m;         /* pickup and dropoff closer than this are refused */
 	int64_t batch_max;          /* transitions committed together in one transaction */
 	int64_t batch_lanes;        /* batches at the database at once (trips spread by id) */
+	int64_t driver_lost_after_ms; /* a live trip's driver gone this long: flagged, may be ended */
 };
 #define TARIFF_MAX 16
 /* Shared rides (src/share, docs/sharing.md). */
@@ -237,6 +238,8 @@ struct events_cfg {
 	int64_t retry_max_ms;       /* ...up to this */
 	int64_t lease_ttl_ms;       /* one relay among daemons sharing the database holds the lease */
 	int64_t stats_interval_ms;  /* backlog metrics refresh */
+	int64_t outbox_retention_ms; /* published rows older than this are deleted; 0: kept */
+	int64_t prune_batch;        /* rows deleted per statement */
 };
 struct webhooks_cfg {
 	char *urls;                 /* http:// endpoints, comma-separated; empty: no webhooks */

@@ -62,6 +62,7 @@ struct dispatch_offer {
 	int64_t expires_at; /* monotonic ms (LIVE) */
 	double road_m, score;
 	int eta_s, round;
+	bool maybe_matched; /* an accept of it got no answer and may have committed */
 };
 
 /* The rider's estimate while searching: seconds from now until a driver is
@@ -126,8 +127,12 @@ void dispatch_search(struct dispatch *d, const struct dispatch_trip *t, int64_t 
  * another trip is withdrawn too (driver_assigned). */
 void dispatch_stop(struct dispatch *d, const struct uuid *trip, const struct uuid *keep, const char *reason,
 		   int64_t now);
-/* The database's answer to a reservation. */
-void dispatch_reserved(struct dispatch *d, const struct uuid *offer, bool won, int64_t version, int64_t now);
+/* The database's answer to a reservation: the driver reserved (at
+ * version), taken by someone else (not tried again for this trip), or no
+ * answer (the driver may be tried again once free). */
+enum dispatch_reserve_answer { DISPATCH_RESERVED, DISPATCH_TAKEN, DISPATCH_UNANSWERED };
+void dispatch_reserved(struct dispatch *d, const struct uuid *offer, enum dispatch_reserve_answer answer,
+		       int64_t version, int64_t now);
 /* The answer to give_up: saved, or not (the trip waits and tries again). */
 void dispatch_gave_up(struct dispatch *d, const struct uuid *trip, bool saved, int64_t now);
 /* A driver became free: the oldest waiting trip near them gets them. */
@@ -149,6 +154,14 @@ enum dispatch_refusal dispatch_accept(struct dispatch *d, const struct uuid *off
 /* The MATCHED of an accepted offer was refused: the offer ends (released)
  * and the search, if any, goes on. */
 void dispatch_accept_failed(struct dispatch *d, const struct uuid *offer, int64_t now);
+/* The MATCHED of an accepted offer got no answer (the database is away):
+ * the offer is live again, until its expiry or at least its round's timeout
+ * from now (*expires_at), so that the driver can send the accept again;
+ * maybe_applied: it may have committed all the same (the offer says so when
+ * it ends). false: its search stopped meanwhile, so the offer ended
+ * (released, the driver told). */
+bool dispatch_accept_unanswered(struct dispatch *d, const struct uuid *offer, bool maybe_applied, int64_t now,
+				int64_t *expires_at);
 enum dispatch_refusal dispatch_decline(struct dispatch *d, const struct uuid *offer, const struct uuid *driver,
 				       const struct uuid *trip, struct uuid *trip_out, int64_t now);
 

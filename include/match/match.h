@@ -54,6 +54,7 @@ struct matcher_deps {
 	struct trips *trips;
 	struct pricing *pricing; /* pickup ETAs */
 	const struct match_cfg *cfg;
+	int64_t driver_lost_after_ms; /* trip.driver_lost_after */
 };
 struct matcher *matcher_new(const struct matcher_deps *d);
 void matcher_free(struct matcher *m);

@@ -1,8 +1,10 @@
 /* Location history, the cold path: points go into a bounded ring in memory
  * (O(1), never blocks, never allocates) and a timer writes them to
  * PostgreSQL in batches (one multi-row INSERT per batch). When the database
- * is slow or away the ring fills and the oldest points are dropped and
- * counted: telemetry may lose points, the hot path never waits.
+ * is slow or away, points wait in the ring (a batch it did not take goes
+ * back in front); only when the ring is full are the oldest dropped, and
+ * counted: the hot path never waits, and an outage shorter than the ring
+ * loses nothing (the meter rebuilt after a restart reads these points).
  *
  * Also owns the daily partitions of driver_locations: created days ahead,
  * dropped after presence.history_retention. */

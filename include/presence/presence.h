@@ -148,6 +148,11 @@ size_t presence_each(struct presence *p, enum driver_status status, int64_t now,
 /* The driver as presence knows them (any status, stale or not); false if
  * unknown. */
 bool presence_driver(struct presence *p, const struct uuid *driver, struct presence_hit *out);
+/* How long the driver has been gone: 0 while they hold a session, else the
+ * time since they were last heard of (a location, a session opened or
+ * closed, or since presence made their record); -1 when presence has no
+ * record of them. */
+int64_t presence_gone_ms(struct presence *p, const struct uuid *driver, int64_t now);
 /* Every driver on the map (a position in the grid, not offline), in slot
  * order, up to max: what the operator's console draws. ping_age_ms is from
  * now; slot stays the driver's while the record lives. */
@@ -165,10 +170,12 @@ int presence_vehicle_index(const struct presence *p, const char *type);
  * at once out of every other search (OFFERED in memory), then in the
  * database on (status, version), batched with the other reservations of the
  * loop turn (one statement, one commit). cb runs once, never from inside
- * this call: won (the driver is OFFERED at *version), or not (someone else
- * has them, or the database did not answer: presence learns where they
- * really stand, and keeps asking until the database answers). */
-typedef void (*presence_reserved_fn)(void *arg, bool won, int64_t version);
+ * this call: RESERVED (the driver is OFFERED at version), TAKEN (someone
+ * else has them) or UNANSWERED (the database did not answer; a reservation
+ * that committed unseen is freed again). Unless reserved, presence learns
+ * where the driver really stands, asking until the database answers. */
+enum presence_reserve_answer { PRESENCE_RESERVED, PRESENCE_TAKEN, PRESENCE_UNANSWERED };
+typedef void (*presence_reserved_fn)(void *arg, enum presence_reserve_answer answer, int64_t version);
 void presence_reserve(struct presence *p, const struct uuid *driver, int64_t version, presence_reserved_fn cb,
 		      void *arg);
 /* The offer ended without a match: the driver is freed in the database if

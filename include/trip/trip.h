@@ -163,6 +163,15 @@ struct trip_listener {
 /* Listeners hear in the order they were added (at most 4). */
 void trips_listen(struct trips *t, const struct trip_listener *l);
 
+/* A live trip's driver gone past trip.driver_lost_after (lost), or back
+ * (!lost): flagged in the database with an event of the trip for the
+ * operator (trip.driver_lost, trip.driver_returned); a flagged trip can be
+ * ended by its rider or an operator (reason driver_lost, the fare rule of
+ * docs/api.md). done(arg, err, changed): changed false when the trip is no
+ * longer live with this driver, or was flagged so already. */
+void trip_mark_driver_lost(struct trips *t, const struct uuid *trip, const struct uuid *driver, bool lost,
+			   void (*done)(void *arg, rh_err err, bool changed), void *arg);
+
 /* At start: every active trip, read from the database, told to every
  * listener as a recovered event (a trip that ends while the read is on its
  * way is not told). done(arg, n) with the number told, or -1 when the

@@ -38,3 +38,18 @@ LANGUAGE sql IMMUTABLE AS $$
                 ELSE GREATEST(0, ceil((extract(epoch FROM started - arrived) - (pol->>'waiting_free_s')::numeric) / 60))::bigint
                      * (pol->>'waiting_per_min')::bigint END
 $$;
+
+-- The part of a trip in progress that was driven, from the driver's
+-- location history since the start: the length of their fixes, and the time
+-- from the start to the last fix (0 and 0 without two fixes). The fare of a
+-- trip ended because its driver is gone (trip_step_cancelled()).
+CREATE OR REPLACE FUNCTION trip_driven(t trips, OUT dist_m integer, OUT dur_s integer) LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN count(*) >= 2
+                THEN round(ST_Length(ST_MakeLine(l.location::geometry ORDER BY l.recorded_at)::geography))::integer
+                ELSE 0 END,
+           CASE WHEN count(*) >= 1
+                THEN GREATEST(round(extract(epoch FROM max(l.recorded_at) - t.started_at)), 0)::integer
+                ELSE 0 END
+      FROM driver_locations l
+     WHERE l.trip_id = t.id AND l.recorded_at >= t.started_at
+$$;

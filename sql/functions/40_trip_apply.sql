@@ -179,7 +179,10 @@ $$;
 -- -> CANCELLED, by p_role for args.reason (else the role's own reason).
 -- The rider pays the policy's cancel_fee once the grace after the match is
 -- over; a driver who waited out the no-show time at the pickup cancels for
--- rider_no_show, and the rider pays the no_show_fee.
+-- rider_no_show, and the rider pays the no_show_fee. A trip whose driver is
+-- gone (driver_lost_at), ended by its rider or an operator, is cancelled for
+-- driver_lost: free before the pickup, and in progress the part driven
+-- (the metered fare of trip_driven(), never more than the upfront price).
 CREATE OR REPLACE FUNCTION trip_step_cancelled(t trips, p_role text, p_args jsonb, p_now timestamptz) RETURNS trips
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -189,7 +192,14 @@ BEGIN
     t.cancel_reason := COALESCE(p_args->>'reason', CASE p_role WHEN 'rider' THEN 'rider_cancelled'
                                                                 WHEN 'driver' THEN 'driver_cancelled'
                                                                 ELSE 'operator_cancelled' END);
-    IF p_role = 'rider' AND t.state IN ('MATCHED', 'ARRIVED')
+    IF t.driver_lost_at IS NOT NULL AND p_role IN ('rider', 'operator') THEN
+        t.cancel_reason := 'driver_lost';
+        IF t.state = 'IN_PROGRESS' THEN
+            SELECT x.dist_m, x.dur_s INTO t.metered_distance_m, t.metered_duration_s FROM trip_driven(t) x;
+            t.fare_metered := trip_metered_fare(t.estimate, t.metered_distance_m, t.metered_duration_s);
+            t.cancel_fee := LEAST(t.fare_metered, t.fare_quoted);
+        END IF;
+    ELSIF p_role = 'rider' AND t.state IN ('MATCHED', 'ARRIVED')
        AND p_now > t.matched_at + make_interval(secs => (pol->>'cancel_grace_s')::float8) THEN
         t.cancel_fee := (pol->>'cancel_fee')::bigint;
     ELSIF p_role = 'driver' AND t.state = 'ARRIVED'
@@ -219,7 +229,8 @@ $$;
 -- 200 {repeated: true} and changes nothing (409 already_matched if it names
 -- another driver); 409 {reason, state, ...}: state_changed (args.only_from),
 -- version_conflict (args.expected_version), an edge the machine does not
--- have (already_matched, trip_in_progress, trip_finished,
+-- have (already_matched, trip_in_progress: no rider or driver cancels a
+-- trip in progress, unless the rider's driver is gone, trip_finished,
 -- illegal_transition), and for MATCHED driver_unavailable unless the driver
 -- named is available (or offered this trip), not disabled, of the trip's
 -- vehicle type and at args.driver_version when given. t and d are the rows
@@ -245,7 +256,10 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                OR (t.state = 'IN_PROGRESS' AND p_to = 'COMPLETED')
                OR (t.state IN ('SEARCHING', 'MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role <> 'driver')
                OR (t.state IN ('MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role = 'driver')
-               OR (t.state = 'IN_PROGRESS' AND p_to = 'CANCELLED' AND p_role IN ('operator', 'system'))) THEN
+               OR (t.state = 'IN_PROGRESS' AND p_to = 'CANCELLED' AND p_role IN ('operator', 'system'))
+               -- a rider ends a trip whose driver is gone
+               OR (t.state = 'IN_PROGRESS' AND p_to = 'CANCELLED' AND p_role = 'rider'
+                   AND t.driver_lost_at IS NOT NULL)) THEN
             jsonb_build_object('status', 409, 'reason',
                                CASE WHEN t.state = 'MATCHED' AND p_to = 'MATCHED' THEN 'already_matched'
                                     WHEN t.state = 'IN_PROGRESS' AND p_to = 'CANCELLED' THEN 'trip_in_progress'

@@ -404,6 +404,8 @@ static const struct cfg_key trip_keys[] = {
 	  "A pickup and dropoff closer than this are refused (422)." },
 	{ "batch_max", CFG_INT, K(trip_cfg, batch_max), "256", 1, 10000, "items", NULL,
 	  "Trip transitions (or ride requests) that arrive together are committed in one transaction, up to this many." },
+	{ "driver_lost_after", CFG_DURATION, K(trip_cfg, driver_lost_after_ms), "5m", SEC(2), SEC(86400), "s", NULL,
+	  "A live trip whose driver has had no session and sent no location for this long is flagged (event trip.driver_lost, metric ridehail_match_drivers_lost): its rider may then end it, even in progress, as may an operator, reason driver_lost (docs/api.md has the fare). The flag is cleared if the driver comes back first." },
 	{ "batch_lanes", CFG_INT, K(trip_cfg, batch_lanes), "2", 1, 8, "batches", NULL,
 	  "Batches at the database at once, transitions and ride requests together; trips are spread over lanes by id (requests by rider), so one trip's transitions stay in order. About the database's cores; at most database.pool_size is useful." },
 	{ 0 }
@@ -448,6 +450,10 @@ static const struct cfg_key events_keys[] = {
 	  "Daemons sharing a database publish through one relay at a time, the holder of a lease renewed with every batch; another takes over once it has expired. Keep it above ack_timeout." },
 	{ "stats_interval", CFG_DURATION, K(events_cfg, stats_interval_ms), "1s", MS(100), SEC(3600), "s", NULL,
 	  "How often the backlog metrics are read from the outbox." },
+	{ "outbox_retention", CFG_DURATION, K(events_cfg, outbox_retention_ms), "7d", 0, SEC(3650.0 * 86400), "s", NULL,
+	  "Published outbox rows older than this are deleted, in batches (trip_events keeps every trip's history for good; unpublished rows are never deleted). 0: keep them all. Keep it above events.duplicate_window." },
+	{ "prune_batch", CFG_INT, K(events_cfg, prune_batch), "1000", 1, 100000, "rows", NULL,
+	  "Published outbox rows deleted per statement; the next batch follows at once while there are more." },
 	{ 0 }
 };
 

@@ -51,6 +51,18 @@ static struct db_stmt st_mark = {
 	1,
 };
 
+/* One batch of published rows past events.outbox_retention, the oldest
+ * publications first (a range scan of outbox_published): $1 the retention
+ * in ms, $2 the batch; answers how many went. */
+static struct db_stmt st_prune = {
+	"events_prune",
+	"WITH old AS (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => $1::float8 / 1000)"
+	"             ORDER BY published_at LIMIT $2::integer),"
+	" gone AS (DELETE FROM outbox o USING old WHERE o.id = old.id RETURNING 1)"
+	" SELECT count(*) FROM gone",
+	2,
+};
+
 static struct db_stmt st_release = {
 	"events_release",
 	"UPDATE outbox_relay_lease SET expires_at = now() WHERE name = 'outbox' AND holder = $1",
@@ -127,7 +139,8 @@ struct events {
 	struct worker_pool *pool;
 	struct nats_link link;
 	struct webhooks *webhooks;
-	struct event *tick, *stats_timer;
+	struct event *tick, *stats_timer, *prune_timer;
+	bool prune_busy;
 	int64_t backoff_ms;
 	int failures;        /* consecutive failed batches */
 	bool stats_busy;
@@ -135,7 +148,7 @@ struct events {
 	unsigned char origin_key[EVENTS_ORIGIN_KEYBYTES];
 	struct metric_family *f_lag;
 	struct metric_cell *m_published, *m_duplicates, *m_errors, *m_batches, *m_backlog, *m_oldest, *m_connected,
-		*m_lag, *m_leader;
+		*m_lag, *m_leader, *m_pruned;
 };
 
 static void relay_schedule(struct events *ev, int64_t ms)
@@ -519,6 +532,58 @@ static void relay_stats_cb(evutil_socket_t fd, short what, void *arg)
 	db_query(ev->deps.db, &st_stats, NULL, relay_stats_done, ev);
 }
 
+/* ------------------------------------------------------------ pruning */
+
+/* Published rows are deleted once older than events.outbox_retention, a
+ * batch at a time: one short statement each (the relay's claims and marks
+ * touch unpublished rows only, so nothing waits on the other), the next
+ * batch at once while batches come back full, else a look every
+ * min(retention, 60 s). */
+#define PRUNE_IDLE_MS 60000
+
+static void relay_prune_schedule(struct events *ev, int64_t ms)
+{
+	if (ev->stopping)
+		return;
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	evtimer_add(ev->prune_timer, &tv);
+}
+
+static int64_t relay_prune_idle_ms(const struct events *ev)
+{
+	return ev->cfg->outbox_retention_ms < PRUNE_IDLE_MS ? ev->cfg->outbox_retention_ms : PRUNE_IDLE_MS;
+}
+
+static void relay_pruned(void *arg, const struct db_result *res)
+{
+	struct events *ev = arg;
+	ev->prune_busy = false;
+	if (res->err != RH_OK) {
+		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
+		return;
+	}
+	int64_t n = db_rows(res) == 1 ? strtoll(db_get(res, 0, 0), NULL, 10) : 0;
+	metric_add(ev->m_pruned, (double)n);
+	relay_prune_schedule(ev, n >= ev->cfg->prune_batch ? 0 : relay_prune_idle_ms(ev));
+}
+
+static void relay_prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct events *ev = arg;
+	if (ev->prune_busy || ev->stopping)
+		return;
+	if (!db_is_ready(ev->deps.db, NULL, 0)) {
+		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
+		return;
+	}
+	char ret[32], lim[32];
+	snprintf(ret, sizeof ret, "%" PRId64, ev->cfg->outbox_retention_ms);
+	snprintf(lim, sizeof lim, "%" PRId64, ev->cfg->prune_batch);
+	const char *params[] = { ret, lim };
+	ev->prune_busy = true;
+	db_query(ev->deps.db, &st_prune, params, relay_pruned, ev);
+}
+
 struct events *events_new(const struct events_deps *d)
 {
 	static const double lag_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -552,6 +617,12 @@ struct events *events_new(const struct events_deps *d)
 	db_register(d->db, &st_claim);
 	db_register(d->db, &st_mark);
 	db_register(d->db, &st_release);
+	db_register(d->db, &st_prune);
+	ev->m_pruned = metric_cell(metrics_counter(m, "ridehail_events_pruned_total",
+			"Published outbox rows deleted after events.outbox_retention.", NULL), NULL);
+	ev->prune_timer = evtimer_new(d->base, relay_prune_cb, ev);
+	if (ev->cfg->outbox_retention_ms > 0)
+		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
 
 	ev->webhooks = webhooks_new(d);
 	if (ev->cfg->sink == EVENTS_SINK_NONE) {
@@ -624,6 +695,7 @@ void events_stop(struct events *ev)
 	ev->stopping = true;
 	webhooks_stop(ev->webhooks);
 	event_del(ev->stats_timer);
+	event_del(ev->prune_timer);
 	if (!ev->on)
 		return;
 	event_del(ev->tick);
@@ -645,5 +717,6 @@ void events_free(struct events *ev)
 		event_free(ev->tick);
 	}
 	event_free(ev->stats_timer);
+	event_free(ev->prune_timer);
 	rh_free(ev);
 }

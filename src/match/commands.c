@@ -7,8 +7,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/timer.h"
 #include "gateway/gateway.h"
 #include "match_internal.h"
 #include "presence/presence.h"
@@ -20,6 +24,7 @@ struct match_cmd {
 	char type[32], command_id[37], correlation[37];
 	struct trip_change change; /* kept to ask again */
 	int tries;
+	bool unknown; /* an attempt was lost in flight: it may have committed */
 };
 
 static void match_cmd_ack(struct session *s, const struct match_cmd *c, const char *state)
@@ -98,6 +103,7 @@ static void match_accept_done(void *arg, const struct trip_result *res)
 {
 	struct match_cmd *c = arg;
 	struct matcher *m = c->m;
+	c->unknown = c->unknown || (res->err == RH_EAGAIN && res->unknown);
 	if (res->err == RH_EAGAIN && c->tries++ < 3) {
 		/* The answer was lost, or the database was away: the change is
 		 * idempotent, so ask again (a repeat tells us if it did commit). */
@@ -113,6 +119,21 @@ static void match_accept_done(void *arg, const struct trip_result *res)
 			match_cmd_ack(s, c, "MATCHED");
 		if (s && r) /* the trip is theirs: after the answer to their accept */
 			match_send_assigned(m, r, s);
+	} else if (res->err == RH_EAGAIN) {
+		/* The database did not take it: the offer stands again for the
+		 * documented resend (or, if its trip stopped searching meanwhile,
+		 * it is withdrawn, and the driver told). */
+		struct gw_reject rej;
+		int64_t until;
+		if (dispatch_accept_unanswered(m->dispatch, &c->offer, c->unknown, match_now(m), &until)) {
+			char exp[32];
+			rh_format_rfc3339(rh_wall_ms() + (until - match_now(m)), exp);
+			gw_reject_set(&rej, "unavailable", NULL, "not saved now; send it again (the offer stands until %s)", exp);
+		} else {
+			gw_reject_set(&rej, "offer_expired", "payload.offer_id", "the offer was withdrawn meanwhile");
+		}
+		if (s)
+			gateway_reject(s, "offer.accept", c->correlation, &rej);
 	} else {
 		/* Lost: the trip was cancelled, or matched by someone else. */
 		struct gw_reject rej;
@@ -120,8 +141,6 @@ static void match_accept_done(void *arg, const struct trip_result *res)
 			gw_reject_set(&rej, "trip_cancelled", "payload.offer_id", "the rider cancelled");
 		else if (res->err == RH_ECONFLICT && res->refusal == TRIP_REFUSAL_ALREADY_MATCHED)
 			gw_reject_set(&rej, "already_matched", "payload.offer_id", "another driver has this trip");
-		else if (res->err == RH_EAGAIN)
-			gw_reject_set(&rej, "unavailable", NULL, "not saved now; the offer is withdrawn");
 		else
 			gw_reject_set(&rej, "offer_expired", "payload.offer_id", "the offer is no longer valid");
 		if (s)
@@ -170,6 +189,75 @@ static bool match_on_decline(struct session *s, void *ctx, const cJSON *msg, con
 		match_offer_reject(rej, r);
 	rh_free(c);
 	return r == DISPATCH_OK;
+}
+
+/* An offer whose accept may have committed unseen ended without a match in
+ * memory: the MATCHED again, allowed only from MATCHED, tells which. A repeat
+ * (it did commit) is heard by every listener as a change, so the trip goes on
+ * with its driver; SEARCHING (it did not) or another driver: nothing
+ * happens. Asked until the database answers. */
+struct match_check {
+	LIST_ENTRY(match_check) link; /* matcher.checks: freed at shutdown if still waiting */
+	struct matcher *m;
+	struct trip_change change;
+	struct rh_timer *timer;
+};
+
+static void match_check_free(struct match_check *k)
+{
+	LIST_REMOVE(k, link);
+	rh_timer_free(k->timer);
+	rh_free(k);
+}
+
+void match_checks_free(struct matcher *m)
+{
+	while (!LIST_EMPTY(&m->checks))
+		match_check_free(LIST_FIRST(&m->checks));
+}
+
+static void match_accept_check_send(void *arg, int64_t now);
+
+static void match_accept_checked(void *arg, const struct trip_result *res)
+{
+	struct match_check *k = arg;
+	if (res->err == RH_EAGAIN) {
+		rh_timer_at(k->timer, match_now(k->m) + 1000);
+		return;
+	}
+	if (res->err == RH_OK) {
+		char id[37];
+		uuid_format(&k->change.trip, id);
+		log_info(NULL, "match: trip %s was matched by an accept whose answer was lost; it goes on", id);
+		/* (a change the driver made: the listeners leave trip.assigned to
+		 * the answer to it, which this is) */
+		struct ride *r = umap_get(&k->m->rides, &k->change.trip);
+		struct session *s = match_session(k->m, &k->change.driver);
+		if (r && s)
+			match_send_assigned(k->m, r, s);
+	}
+	match_check_free(k);
+}
+
+static void match_accept_check_send(void *arg, int64_t now)
+{
+	struct match_check *k = arg;
+	(void)now;
+	trip_change(k->m->deps.trips, &k->change, match_accept_checked, k);
+}
+
+void match_accept_check(struct matcher *m, const struct dispatch_offer *o)
+{
+	struct match_check *k = RH_NEW(struct match_check);
+	char d[37];
+	uuid_format(&o->driver, d);
+	k->m = m;
+	trip_change_init(&k->change, &o->trip, TRIP_MATCHED, TRIP_ROLE_DRIVER, d);
+	k->change.driver = o->driver;
+	k->change.only_from = TRIP_MATCHED;
+	k->timer = rh_timer_new(m->deps.timers, match_accept_check_send, k);
+	LIST_INSERT_HEAD(&m->checks, k, link);
+	match_accept_check_send(k, 0);
 }
 
 /* ------------------------------------------------------------ the trip's steps */

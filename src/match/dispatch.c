@@ -32,6 +32,16 @@ bool dispatch_tried(const struct dispatch_search *s, const struct uuid *driver)
 	return false;
 }
 
+/* The driver may be offered this trip again. */
+static void dispatch_untry(struct dispatch_search *s, const struct uuid *driver)
+{
+	for (int i = 0; i < s->ntried; i++)
+		if (uuid_eq(&s->tried[i], driver)) {
+			s->tried[i] = s->tried[--s->ntried];
+			return;
+		}
+}
+
 /* ------------------------------------------------------------ offers */
 
 static void dispatch_offer_free(struct dispatch_offer_rec *o)
@@ -75,6 +85,13 @@ static void dispatch_offer_end(struct dispatch_offer_rec *o, const char *reason,
 	}
 }
 
+/* How long an offer of this round stands (match.offer_timeouts). */
+static int64_t dispatch_offer_timeout_ms(const struct dispatch *d, int round)
+{
+	const struct cfg_list *to = &d->cfg->offer_timeouts;
+	return (int64_t)llround(to->v[round < to->n ? round : to->n - 1] * 1000);
+}
+
 static void dispatch_offer_expired(void *arg, int64_t now)
 {
 	struct dispatch_offer_rec *o = arg;
@@ -111,15 +128,20 @@ void dispatch_offer_make(struct dispatch_search *s, const struct dispatch_cand *
 	d->w.reserve(d->w.ctx, &o->pub);
 }
 
-void dispatch_reserved(struct dispatch *d, const struct uuid *offer, bool won, int64_t version, int64_t now)
+void dispatch_reserved(struct dispatch *d, const struct uuid *offer, enum dispatch_reserve_answer answer,
+		       int64_t version, int64_t now)
 {
 	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
 	if (!o)
 		return;
 	struct dispatch_search *s = o->s;
-	if (!won) {
-		/* someone else has the driver (or the database said no): the next one */
-		dispatch_offer_end(o, "lost_race", false, false, now);
+	if (answer != DISPATCH_RESERVED) {
+		/* someone else has the driver: the next one. No answer: the
+		 * next one too, and this driver may come back to this trip once
+		 * presence knows they are free (they never saw the offer). */
+		if (s && answer == DISPATCH_UNANSWERED)
+			dispatch_untry(s, &o->pub.driver);
+		dispatch_offer_end(o, answer == DISPATCH_TAKEN ? "lost_race" : "unanswered", false, false, now);
 		if (s)
 			dispatch_step(s, now);
 		return;
@@ -132,9 +154,7 @@ void dispatch_reserved(struct dispatch *d, const struct uuid *offer, bool won, i
 		return;
 	}
 	o->pub.state = DISPATCH_LIVE;
-	const struct cfg_list *to = &d->cfg->offer_timeouts;
-	double secs = to->v[o->pub.round < to->n ? o->pub.round : to->n - 1];
-	o->pub.expires_at = now + (int64_t)llround(secs * 1000);
+	o->pub.expires_at = now + dispatch_offer_timeout_ms(d, o->pub.round);
 	if (!d->w.offer(d->w.ctx, &o->pub, &s->t)) {
 		dispatch_offer_end(o, "unreachable", false, false, now);
 		dispatch_step(s, now);
@@ -475,6 +495,27 @@ void dispatch_accept_failed(struct dispatch *d, const struct uuid *offer, int64_
 		return;
 	o->pub.state = DISPATCH_LIVE; /* so that it is released */
 	dispatch_offer_end(o, "accept_failed", false, true, now);
+}
+
+bool dispatch_accept_unanswered(struct dispatch *d, const struct uuid *offer, bool maybe_applied, int64_t now,
+				int64_t *expires_at)
+{
+	struct dispatch_offer_rec *o = umap_get(&d->offers, offer);
+	if (!o || o->pub.state != DISPATCH_ACCEPTING)
+		return false;
+	o->pub.state = DISPATCH_LIVE;
+	o->pub.maybe_matched = o->pub.maybe_matched || maybe_applied;
+	if (!o->s) {
+		/* the trip stopped searching meanwhile: nothing to accept again */
+		dispatch_offer_end(o, "withdrawn", true, false, now);
+		return false;
+	}
+	int64_t grace = dispatch_offer_timeout_ms(d, o->pub.round);
+	if (o->pub.expires_at < now + grace)
+		o->pub.expires_at = now + grace;
+	rh_timer_at(o->timer, o->pub.expires_at);
+	*expires_at = o->pub.expires_at;
+	return true;
 }
 
 enum dispatch_refusal dispatch_decline(struct dispatch *d, const struct uuid *offer, const struct uuid *driver,

@@ -116,6 +116,7 @@ struct ride *match_ride_get(struct matcher *m, const struct trip *t, bool *fresh
 	r->dlng = t->dropoff_lng;
 	r->fare_total = t->fare_quoted;
 	snprintf(r->currency, sizeof r->currency, "%s", t->currency);
+	match_feed_start(r);
 	if (t->has_driver)
 		match_ride_set_driver(m, r, &t->driver);
 	umap_put(&m->rides, &t->id, r);
@@ -130,6 +131,7 @@ static void match_ride_free(struct matcher *m, struct ride *r)
 		umap_del(&m->by_driver, &r->driver);
 	if (umap_get(&m->by_rider, &r->rider) == r)
 		umap_del(&m->by_rider, &r->rider);
+	match_feed_end(r);
 	match_feed_free(&r->feed);
 	rh_free(r);
 }
@@ -207,6 +209,10 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 	int64_t now = match_now(m);
 	bool fresh;
 	struct ride *r = match_ride_get(m, t, &fresh);
+	if (fresh && !e->created) {
+		match_feed_resume(r); /* a trip of the last run: its rider may have seen numbers already */
+		r->lost = MATCH_LOST_UNKNOWN; /* (the last run may have flagged its driver) */
+	}
 	if (e->recovered) {
 		if (fresh) /* (a ride followed already is newer than the read) */
 			match_recover_ride(m, r, t);
@@ -415,10 +421,13 @@ struct match_reserve_ctx {
 	struct uuid offer;
 };
 
-static void match_reserved(void *arg, bool won, int64_t version)
+static void match_reserved(void *arg, enum presence_reserve_answer answer, int64_t version)
 {
 	struct match_reserve_ctx *c = arg;
-	dispatch_reserved(c->m->dispatch, &c->offer, won, version, match_now(c->m));
+	enum dispatch_reserve_answer a = answer == PRESENCE_RESERVED ? DISPATCH_RESERVED
+				       : answer == PRESENCE_TAKEN    ? DISPATCH_TAKEN
+								     : DISPATCH_UNANSWERED;
+	dispatch_reserved(c->m->dispatch, &c->offer, a, version, match_now(c->m));
 	rh_free(c);
 }
 
@@ -480,6 +489,8 @@ static void match_world_ended(void *ctx, const struct dispatch_offer *o, const c
 	}
 	if (reserved)
 		presence_release(m->deps.presence, &o->driver, o->version, &o->trip, reason);
+	if (o->maybe_matched)
+		match_accept_check(m, o);
 }
 
 static void match_world_progress(void *ctx, const struct uuid *trip, bool waiting, double radius_m, int offers,
@@ -569,6 +580,7 @@ static void match_collect(void *arg)
 	dispatch_counts(m->dispatch, &searching, &waiting);
 	metric_set(m->m_searching, searching);
 	metric_set(m->m_waiting, waiting);
+	metric_set(m->m_lost, match_lost_count(m));
 }
 
 static void match_metrics_init(struct matcher *m, struct metrics *mx)
@@ -576,7 +588,7 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 	static const char *const result_label[] = { "result", NULL };
 	static const double bounds[] = { 0.1, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300 };
 	m->f_offers = metrics_counter(mx, "ridehail_match_offers_total",
-				      "Ride offers by outcome: sent, accepted, declined, expired, matched_elsewhere, trip_cancelled, lost_race, unreachable, accept_failed, withdrawn, driver_assigned.",
+				      "Ride offers by outcome: sent, accepted, declined, expired, matched_elsewhere, trip_cancelled, lost_race, unanswered, unreachable, accept_failed, withdrawn, driver_assigned.",
 				      result_label);
 	m->f_match_time = metrics_histogram(mx, "ridehail_match_time_seconds", "From the start of a search to MATCHED.",
 					    NULL, bounds, (int)(sizeof bounds / sizeof *bounds));
@@ -588,6 +600,10 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 	m->m_no_drivers = metric_cell(metrics_counter(mx, "ridehail_match_no_drivers_total",
 						      "Trips cancelled after match.max_search without a driver.", NULL),
 				      NULL);
+	m->m_lost = metric_cell(metrics_gauge(mx, "ridehail_match_drivers_lost",
+					      "Live trips whose driver has been gone past trip.driver_lost_after (flagged: the rider or an operator may end them).",
+					      NULL),
+				 NULL);
 	m->m_rider_msgs = metric_cell(metrics_counter(mx, "ridehail_match_rider_messages_total",
 						      "Live messages to riders (matched, driver.location, state changes, progress).",
 						      NULL),
@@ -607,6 +623,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	umap_init(&m->rides);
 	umap_init(&m->by_driver);
 	umap_init(&m->by_rider);
+	LIST_INIT(&m->checks);
 	match_metrics_init(m, d->metrics);
 	const struct dispatch_world w = {
 		.candidates = match_world_candidates, .any_free = match_world_any_free, .driver = match_world_driver,
@@ -624,6 +641,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	trips_listen(d->trips, &tl);
 	match_suggest_init(m);
 	match_recover_start(m);
+	match_lost_init(m);
 	return m;
 }
 
@@ -633,6 +651,7 @@ void matcher_free(struct matcher *m)
 		return;
 	match_suggest_free(m);
 	dispatch_free(m->dispatch);
+	match_checks_free(m);
 	size_t i = 0;
 	struct uuid k;
 	void *v;
@@ -644,6 +663,8 @@ void matcher_free(struct matcher *m)
 	umap_fini(&m->rides);
 	umap_fini(&m->by_driver);
 	umap_fini(&m->by_rider);
+	match_feed_fini(m);
+	match_lost_fini(m);
 	rh_timer_free(m->recover_timer);
 	rh_free(m->msg_types);
 	rh_free(m);

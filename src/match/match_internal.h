@@ -10,12 +10,14 @@
  *   feed.c      the rider's live feed: numbered messages, replay, snapshot
  *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
  *   meter.c     the fare meter: distance from the driver's own fixes
- *   recover.c   at start: the last run's reservations, the active trips */
+ *   recover.c   at start: the last run's reservations, the active trips
+ *   lost.c      live trips whose driver is gone: flagged for the operator */
 #ifndef RH_MATCH_INTERNAL_H
 #define RH_MATCH_INTERNAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "core/settings.h"
 #include "core/umap.h"
@@ -30,6 +32,8 @@ struct metric_cell;
 struct rh_timer;
 struct gw_message_type;
 struct cJSON;
+struct match_check;
+struct match_feed_asks;
 
 /* ------------------------------------------------------------ meter.c */
 
@@ -67,9 +71,26 @@ struct match_feed_msg {
 	char *payload; /* JSON text, version 1 */
 	int lon_at;    /* where its "lon" key is, which version 2 spells "lng"; -1: none */
 };
-/* A trip's messages to its rider, numbered; the last few kept. */
+/* A message waiting for its number: its payload without trip_id and seq. */
+struct match_feed_held {
+	char type[32];
+	char *body;
+	int lon_at; /* as in match_feed_msg */
+};
+/* A trip's messages to its rider, numbered; the last few kept. Numbers only
+ * go forward, across restarts too: they are given up to a ceiling reserved
+ * in the database (rider_feed_seq) a block at a time, and a trip read back
+ * after a restart starts from its last ceiling, a number no rider has seen;
+ * messages wait (held) while a ceiling is on its way. */
 struct match_feed {
-	int64_t seq;
+	int64_t seq;       /* the last number given */
+	int64_t ceiling;   /* numbers up to this may be given */
+	bool known;        /* false: read back, its ceiling not known yet */
+	bool asking;       /* a ceiling is being reserved */
+	bool stored;       /* the database has a row for it */
+	bool gap;          /* held messages were dropped: a snapshot goes first */
+	struct match_feed_held *held;
+	int nheld;
 	struct match_feed_msg *ring;
 	int len, next;
 };
@@ -89,6 +110,8 @@ struct ride {
 	char currency[4];
 	struct match_meter meter;
 	struct match_feed feed;
+	enum { MATCH_LOST_NO = 0, MATCH_LOST_YES, MATCH_LOST_UNKNOWN } lost; /* as the database has it */
+	bool lost_asking;  /* the flag is being written */
 };
 
 struct matcher {
@@ -100,10 +123,13 @@ struct matcher {
 	struct umap by_rider;  /* rider -> ride (active) */
 	bool recovered;        /* the active trips are read back */
 	struct gw_message_type *msg_types; /* what the matcher takes over the WebSocket */
+	struct match_feed_asks *asks;      /* feed.c: ceilings on their way to the database */
 	int nmsg_types;
 	struct rh_timer *recover_timer;
+	LIST_HEAD(, match_check) checks; /* commands.c: accepts whose answer was lost */
+	struct rh_timer *lost_timer;     /* lost.c: the sweep */
 	struct metric_family *f_offers, *f_match_time;
-	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_suggestions;
+	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_lost, *m_suggestions;
 	struct reposition *repo;      /* match.reposition: demand and the plan (suggest.c), else NULL */
 	struct rh_timer *repo_timer;
 };
@@ -133,6 +159,14 @@ void match_suggest_demand(struct matcher *m, double lat, double lon, int64_t now
 
 /* feed.c */
 void match_feed_init(struct matcher *m);
+void match_feed_fini(struct matcher *m);
+/* A ride made in this run: numbers from 1, the first block needs no write. */
+void match_feed_start(struct ride *r);
+/* A ride read back after a restart: its numbers go on above everything the
+ * last run could have sent (the rider gets a snapshot once they are known). */
+void match_feed_resume(struct ride *r);
+/* The ride ended: its feed's row goes. */
+void match_feed_end(struct ride *r);
 /* Numbers the message, keeps it for replay and sends it if the rider is
  * connected. sb holds the payload's opening brace and its members, if any;
  * trip_id and seq go last, and the buffer becomes the kept message. */
@@ -153,6 +187,17 @@ void match_register_type(struct matcher *m, const struct gw_message_type *t);
 
 /* commands.c */
 void match_commands_init(struct matcher *m);
+/* An offer whose accept may have committed unseen ended: the database tells
+ * whether the trip is the driver's after all. */
+void match_accept_check(struct matcher *m, const struct dispatch_offer *o);
+/* Shutdown: the checks still waiting for the database. */
+void match_checks_free(struct matcher *m);
+
+/* lost.c */
+void match_lost_init(struct matcher *m);
+void match_lost_fini(struct matcher *m);
+/* Live trips whose driver is flagged lost (the metric). */
+int match_lost_count(struct matcher *m);
 
 /* recover.c */
 void match_recover_start(struct matcher *m);

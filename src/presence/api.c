@@ -1,6 +1,8 @@
 /* Presence over REST: GET /v1/drivers/nearby for riders (positions fuzzed)
- * and operators (exact, with ids), and PUT /v1/drivers/me/location, the
- * fallback for a driver's app without a socket. */
+ * and operators (exact, with ids), PUT /v1/drivers/me/location, the
+ * fallback for a driver's app without a socket, and GET /v1/admin/presence,
+ * the operator's view of every driver record (what dispatch sees of them,
+ * to hold against the database's). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,7 +219,56 @@ static void presence_api_location(struct http_req *req, void *ctx)
 	db_query(p->deps.db, &presence_st_driver_load, params, presence_http_loaded, a);
 }
 
+/* ------------------------------------------------------------ GET /v1/admin/presence */
+
+static void presence_api_admin(struct http_req *req, void *ctx)
+{
+	struct presence *p = ctx;
+	struct auth_principal who;
+	int64_t limit;
+	if (!auth_operator_or_reply(p->deps.auth, req, &who) ||
+	    !http_query_integer_or_reply(req, "limit", 1, 100000, 1000, false, &limit))
+		return;
+	int want = -1;
+	const char *st = http_req_query(req, "status");
+	if (st) {
+		want = driver_status_parse(st);
+		if (want < 0 && strcmp(st, "unreachable") != 0) {
+			http_reply_field_problem(req, PROBLEM_VALIDATION, "status", "enum", "unknown status \"%s\"", st);
+			return;
+		}
+		if (want < 0)
+			want = DRIVER_UNREACHABLE;
+	}
+	int64_t now = presence_now(p);
+	struct strbuf sb;
+	sb_init(&sb, 1u << 26);
+	sb_puts(&sb, "{\"drivers\":[");
+	int64_t n = 0, total = 0;
+	for (uint32_t slot = 0; slot < p->nrecs; slot++) {
+		const struct driver_rec *r = presence_rec_at(p, slot);
+		if (!r->used || (want >= 0 && r->status != (enum driver_status)want))
+			continue;
+		total++;
+		if (n == limit)
+			continue;
+		char id[37];
+		uuid_format(&r->id, id);
+		sb_printf(&sb, "%s{\"driver_id\":\"%s\",\"status\":\"%s\",\"version\":%lld,\"connected\":%s,"
+			       "\"reserving\":%s,\"unsure\":%s,\"ping_age_ms\":%lld}",
+			  n ? "," : "", id, driver_status_name(r->status), (long long)r->version, r->connected ? "true" : "false",
+			  r->reserving ? "true" : "false", r->unsure ? "true" : "false",
+			  (long long)(r->last_ping_ms ? now - r->last_ping_ms : -1));
+		n++;
+	}
+	sb_printf(&sb, "],\"count\":%lld,\"total\":%lld}", (long long)n, (long long)total);
+	http_reply_header(req, "Cache-Control", "no-store");
+	http_reply(req, 200, "application/json", sb.buf, sb.len);
+	sb_fini(&sb);
+}
+
 static const struct http_route presence_routes[] = {
+	{ HTTP_GET, "/v1/admin/presence", presence_api_admin, 0 },
 	{ HTTP_GET, "/v1/drivers/nearby", presence_api_nearby, 0 },
 	{ HTTP_PUT, "/v1/drivers/me/location", presence_api_location, 0 },
 	{ 0 },

@@ -142,6 +142,7 @@ struct driver_rec *presence_rec_new(struct presence *p, const struct uuid *id)
 	r->slot = slot;
 	r->used = true;
 	r->heading = r->speed = r->accuracy = -1;
+	r->last_heard_ms = presence_now(p);
 	presence_index_insert(p, slot);
 	metric_add(p->m_records, 1);
 	return r;
@@ -198,6 +199,7 @@ void presence_rec_set_connected(struct presence *p, struct driver_rec *r, bool c
 	if (r->connected == connected)
 		return;
 	r->connected = connected;
+	r->last_heard_ms = presence_now(p);
 	if (connected) {
 		p->connected++;
 		r->http_mode = false;
@@ -404,6 +406,17 @@ bool presence_driver(struct presence *p, const struct uuid *driver, struct prese
 		return false;
 	*out = presence_hit_make(r, 0, r->last_ping_ms);
 	return true;
+}
+
+int64_t presence_gone_ms(struct presence *p, const struct uuid *driver, int64_t now)
+{
+	const struct driver_rec *r = presence_rec_find(p, driver);
+	if (!r)
+		return -1;
+	if (r->connected)
+		return 0;
+	int64_t heard = r->last_ping_ms > r->last_heard_ms ? r->last_ping_ms : r->last_heard_ms;
+	return now > heard ? now - heard : 0;
 }
 
 size_t presence_list(struct presence *p, int64_t now, struct presence_hit *out, size_t max)

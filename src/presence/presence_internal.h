@@ -36,6 +36,7 @@ struct driver_rec {
 	int64_t version;
 	bool connected;            /* the gateway holds a session of theirs */
 	int64_t last_ping_ms;      /* monotonic, for freshness */
+	int64_t last_heard_ms;     /* monotonic: made, last session opened or closed (with last_ping_ms: last heard of) */
 	int64_t last_device_ms;    /* device clock of the last accepted ping */
 	int64_t last_ack_ms;
 	double lat, lon;

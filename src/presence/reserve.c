@@ -6,7 +6,14 @@
  * database in step whatever the database answers: a reservation refused or
  * lost is followed by a read of where the driver really stands, asked again
  * until the database answers (a driver must never stay OFFERED in memory
- * while the database says available: they would get no offer again). */
+ * while the database says available: they would get no offer again). A
+ * reservation whose answer was lost may have committed all the same: dispatch
+ * was told it failed, so nobody offers that driver anything, and the read
+ * that finds them OFFERED at the version it would have made frees them
+ * (a driver must never stay OFFERED in the database without an offer
+ * either). Releases are asked again until the database answers too. Retries
+ * wait at most PRESENCE_RETRY_MAX_MS, which bounds how long a driver stays
+ * out of dispatch after the database is back. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +26,8 @@
 #include "presence_internal.h"
 #include "store/db.h"
 
-#define PRESENCE_RETRY_MAX_MS 30000
+#define PRESENCE_RETRY_MIN_MS 250
+#define PRESENCE_RETRY_MAX_MS 2000
 
 /* Reserves drivers on (status, version), a batch at once: $1 the drivers,
  * $2 their versions as presence knows them; a row (n, version) for each one
@@ -56,6 +64,15 @@ static struct db_stmt presence_st_release = {
 };
 static struct db_stmt presence_st_driver_state = {
 	"match_driver_state", "SELECT status, version FROM drivers WHERE id = $1", 1,
+};
+/* Frees a driver left OFFERED by a reservation whose answer was lost (it
+ * committed; dispatch was told it failed): only at the version that
+ * reservation made. */
+static struct db_stmt presence_st_release_stray = {
+	"presence_release_stray",
+	"UPDATE drivers SET status = 'available', version = version + 1, updated_at = now()"
+	" WHERE id = $1 AND status = 'offered' AND version = $2 RETURNING version",
+	2,
 };
 static struct db_stmt presence_st_release_all = {
 	"match_release_all",
@@ -107,6 +124,16 @@ static void presence_retry_end(struct presence_retry *w)
 	rh_timer_free(w->timer);
 }
 
+/* The database did not answer: ask again after *wait_ms, which grows from
+ * PRESENCE_RETRY_MIN_MS to PRESENCE_RETRY_MAX_MS. */
+static void presence_retry_later(struct presence *p, struct presence_retry *w, int64_t *wait_ms)
+{
+	*wait_ms = *wait_ms ? *wait_ms * 2 : PRESENCE_RETRY_MIN_MS;
+	if (*wait_ms > PRESENCE_RETRY_MAX_MS)
+		*wait_ms = PRESENCE_RETRY_MAX_MS;
+	rh_timer_at(w->timer, presence_now(p) + *wait_ms);
+}
+
 /* ------------------------------------------------------------ where they stand */
 
 struct presence_ask {
@@ -114,6 +141,8 @@ struct presence_ask {
 	struct presence *p;
 	struct uuid driver;
 	int64_t wait_ms;
+	int64_t stray_version; /* > 0: OFFERED at this version is a lost reservation's: free them */
+	bool freeing;          /* the stray reservation's release is at the database */
 };
 
 static void presence_ask_send(struct presence_ask *a);
@@ -124,38 +153,67 @@ static void presence_ask_retry(void *arg, int64_t now)
 	presence_ask_send(arg);
 }
 
+static void presence_ask_end(struct presence_ask *a, struct driver_rec *r)
+{
+	if (r)
+		r->unsure = false;
+	presence_retry_end(&a->retry);
+	rh_free(a);
+}
+
 static void presence_ask_read(void *arg, const struct db_result *res)
 {
 	struct presence_ask *a = arg;
 	struct presence *p = a->p;
 	struct driver_rec *r = presence_rec_find(p, &a->driver);
-	if (res->err != RH_OK && r) {
-		/* the database is away: ask again, 1 s, 2 s, 4 s... up to 30 s */
-		a->wait_ms = a->wait_ms ? (a->wait_ms * 2 > PRESENCE_RETRY_MAX_MS ? PRESENCE_RETRY_MAX_MS : a->wait_ms * 2) : 1000;
-		rh_timer_at(a->retry.timer, presence_now(p) + a->wait_ms);
+	if (!r) {
+		presence_ask_end(a, NULL); /* forgotten meanwhile: the next session reads the row */
 		return;
 	}
-	if (r) {
-		r->unsure = false;
-		int st = db_rows(res) == 1 ? driver_status_parse(db_get(res, 0, 0)) : -1;
-		if (st >= 0)
-			presence_rec_set_status(p, r, (enum driver_status)st, atoll(db_get(res, 0, 1)), presence_now(p));
+	if (res->err != RH_OK) {
+		presence_retry_later(p, &a->retry, &a->wait_ms); /* the database is away: ask again */
+		return;
 	}
-	presence_retry_end(&a->retry);
-	rh_free(a);
+	if (a->freeing) {
+		/* the stray reservation released (a row), or someone moved the
+		 * driver meanwhile (none): read where they stand */
+		a->freeing = false;
+		a->stray_version = 0;
+		if (db_rows(res) == 1) {
+			presence_rec_set_status(p, r, DRIVER_AVAILABLE, atoll(db_get(res, 0, 0)), presence_now(p));
+			presence_ask_end(a, r);
+		} else {
+			presence_ask_send(a);
+		}
+		return;
+	}
+	int st = db_rows(res) == 1 ? driver_status_parse(db_get(res, 0, 0)) : -1;
+	int64_t version = st >= 0 ? atoll(db_get(res, 0, 1)) : 0;
+	if (st == DRIVER_OFFERED && a->stray_version > 0 && version == a->stray_version) {
+		a->freeing = true;
+		a->wait_ms = 0;
+		presence_ask_send(a);
+		return;
+	}
+	if (st >= 0)
+		presence_rec_set_status(p, r, (enum driver_status)st, version, presence_now(p));
+	presence_ask_end(a, r);
 }
 
 static void presence_ask_send(struct presence_ask *a)
 {
-	char d[37];
+	char d[37], v[24];
 	uuid_format(&a->driver, d);
-	const char *params[] = { d };
-	db_query(a->p->deps.db, &presence_st_driver_state, params, presence_ask_read, a);
+	snprintf(v, sizeof v, "%lld", (long long)a->stray_version);
+	const char *params[] = { d, v };
+	db_query(a->p->deps.db, a->freeing ? &presence_st_release_stray : &presence_st_driver_state, params,
+		 presence_ask_read, a);
 }
 
 /* Learns from the database where the driver stands (after a reservation
- * someone else won, or one the database did not answer). */
-static void presence_ask_status(struct presence *p, struct driver_rec *r)
+ * someone else won, or one the database did not answer: stray_version is
+ * then the version that reservation would have made, 0 otherwise). */
+static void presence_ask_status(struct presence *p, struct driver_rec *r, int64_t stray_version)
 {
 	if (r->unsure)
 		return; /* already asking */
@@ -163,6 +221,7 @@ static void presence_ask_status(struct presence *p, struct driver_rec *r)
 	struct presence_ask *a = RH_NEW(struct presence_ask);
 	a->p = p;
 	a->driver = r->id;
+	a->stray_version = stray_version;
 	presence_retry_start(p, &a->retry, presence_ask_retry, a);
 	presence_ask_send(a);
 }
@@ -171,7 +230,9 @@ static void presence_ask_status(struct presence *p, struct driver_rec *r)
 
 static void presence_reserve_flush(struct reserve_queue *q);
 
-static void presence_reserve_answer(struct presence *p, struct presence_reservation *c)
+/* answered: whether the database answered the batch (else a reservation
+ * may have committed unseen, at the version after the one it was asked at). */
+static void presence_reserve_answer(struct presence *p, struct presence_reservation *c, bool answered)
 {
 	struct driver_rec *r = presence_rec_find(p, &c->driver);
 	if (r)
@@ -179,8 +240,8 @@ static void presence_reserve_answer(struct presence *p, struct presence_reservat
 	if (c->won && r)
 		presence_rec_set_status(p, r, DRIVER_OFFERED, c->version, presence_now(p));
 	else if (r)
-		presence_ask_status(p, r);
-	c->cb(c->arg, c->won, c->version);
+		presence_ask_status(p, r, answered ? 0 : c->version + 1);
+	c->cb(c->arg, c->won ? PRESENCE_RESERVED : answered ? PRESENCE_TAKEN : PRESENCE_UNANSWERED, c->version);
 	rh_free(c);
 }
 
@@ -205,7 +266,7 @@ static void presence_reserve_done(void *arg, const struct db_result *res)
 	}
 	q->inflight = false;
 	for (int i = 0; i < b->n; i++)
-		presence_reserve_answer(q->p, b->c[i]);
+		presence_reserve_answer(q->p, b->c[i], res->err == RH_OK);
 	rh_free(b->c);
 	rh_free(b);
 	presence_reserve_flush(q);
@@ -286,7 +347,7 @@ struct presence_release_ctx {
 	struct uuid driver, trip;
 	int64_t version;
 	char reason[32];
-	int tries;
+	int64_t wait_ms;
 };
 
 static void presence_release_send(struct presence_release_ctx *c);
@@ -302,25 +363,24 @@ static void presence_released(void *arg, const struct db_result *res)
 	struct presence_release_ctx *c = arg;
 	struct presence *p = c->p;
 	struct driver_rec *r = presence_rec_find(p, &c->driver);
-	if (res->err == RH_OK && db_rows(res) == 1) {
-		if (r)
-			presence_rec_set_status(p, r, DRIVER_AVAILABLE, atoll(db_get(res, 0, 0)), presence_now(p));
-	} else if (res->err != RH_OK && c->tries++ < 8) {
-		/* the database is away: try again, 1 s, 2 s, 4 s... */
-		int64_t wait = (int64_t)1000 << (c->tries - 1 < 5 ? c->tries - 1 : 5);
-		rh_timer_at(c->retry.timer, presence_now(p) + wait);
-		return;
-	} else {
-		if (res->err != RH_OK) {
+	if (res->err != RH_OK) {
+		/* the database is away: try again until it answers (a lost
+		 * answer is safe to repeat: the release is on the version) */
+		if (!c->wait_ms) {
 			char id[37];
 			uuid_format(&c->driver, id);
-			log_warn(NULL, "presence: could not release driver %s: %s (released at the next start)", id,
-				 res->message);
+			log_warn(NULL, "presence: could not release driver %s yet: %s (retrying)", id, res->message);
 		}
-		/* not released by us (someone moved them meanwhile, or the
-		 * database stayed away): memory follows the database */
+		presence_retry_later(p, &c->retry, &c->wait_ms);
+		return;
+	}
+	if (db_rows(res) == 1) {
 		if (r)
-			presence_ask_status(p, r);
+			presence_rec_set_status(p, r, DRIVER_AVAILABLE, atoll(db_get(res, 0, 0)), presence_now(p));
+	} else if (r) {
+		/* not released by us (someone moved them meanwhile, or a first
+		 * try whose answer was lost did): memory follows the database */
+		presence_ask_status(p, r, 0);
 	}
 	presence_retry_end(&c->retry);
 	rh_free(c);
@@ -418,6 +478,7 @@ void presence_reserve_init(struct presence *p)
 	db_register(p->deps.db, &presence_st_reserve);
 	db_register(p->deps.db, &presence_st_release);
 	db_register(p->deps.db, &presence_st_driver_state);
+	db_register(p->deps.db, &presence_st_release_stray);
 	db_register(p->deps.db, &presence_st_release_all);
 }
 

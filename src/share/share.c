@@ -586,13 +586,13 @@ struct share_reserve_ctx {
 	struct presence_hit hit;
 };
 
-static void share_reserved(void *arg, bool won, int64_t version)
+static void share_reserved(void *arg, enum presence_reserve_answer answer, int64_t version)
 {
 	struct share_reserve_ctx *r = arg;
 	struct share *s = r->s;
 	struct share_booking *b = r->b;
 	b->busy = false;
-	if (!won) {
+	if (answer != PRESENCE_RESERVED) { /* taken, or unanswered: presence frees them if it committed unseen */
 		if (b->tries++ < SHARE_TRIES)
 			share_match(s, b);
 		else

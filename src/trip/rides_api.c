@@ -514,10 +514,13 @@ static void trip_ride_reply_refused(struct http_req *req, struct tx_answer *a)
 		http_reply_err(req, a->status == 503 ? RH_EAGAIN : RH_EDB, "request a ride", NULL);
 }
 
-/* What a queued request's answer needs: the HTTP request, and who asked. */
+/* A request on its way to the database: the HTTP request, who booked it, and
+ * whose place in the rate limit it took, given back if it is answered 503
+ * (the retry that invites is not another ride request). */
 struct ride_pending {
 	struct http_req *req;
 	bool booked;
+	char rider[40];
 };
 
 static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
@@ -525,6 +528,8 @@ static void trip_ride_created(struct trips *t, void *arg, struct tx_answer *a)
 	struct ride_pending *pend = arg;
 	struct http_req *req = pend->req;
 	bool booked = pend->booked;
+	if (a->status == 503)
+		ratelimit_refund(t->rl_rides, pend->rider, rh_mono_ns() / 1000000);
 	rh_free(pend);
 	if (a->status != 201 && a->status != 200) {
 		trip_ride_reply_refused(req, a);
@@ -584,6 +589,7 @@ static void trip_api_request(struct http_req *req, void *ctx)
 		struct ride_pending *pend = RH_NEW(struct ride_pending);
 		pend->req = req;
 		pend->booked = a.booked;
+		snprintf(pend->rider, sizeof pend->rider, "%s", a.rider);
 		trip_batch_enqueue(t, &trip_tx_requests, a.rider, trip_ride_item(t, &a), trip_ride_created, pend);
 	}
 	cJSON_Delete(body);

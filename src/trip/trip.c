@@ -241,6 +241,38 @@ void trips_set_supply(struct trips *t, const struct trip_supply *s)
 	t->supply = *s;
 }
 
+/* ------------------------------------------------------------ a driver gone */
+
+static struct db_stmt trip_st_driver_lost = {
+	"trip_driver_lost", "SELECT trip_driver_lost($1::uuid, $2::uuid, $3::boolean)", 3,
+};
+
+struct trip_lost_ctx {
+	void (*done)(void *arg, rh_err err, bool changed);
+	void *arg;
+};
+
+static void trip_driver_lost_written(void *arg, const struct db_result *res)
+{
+	struct trip_lost_ctx *c = arg;
+	rh_err e = db_result_err(res);
+	c->done(c->arg, e, e == RH_OK && db_rows(res) == 1 && strcmp(db_get(res, 0, 0), "1") == 0);
+	rh_free(c);
+}
+
+void trip_mark_driver_lost(struct trips *t, const struct uuid *trip, const struct uuid *driver, bool lost,
+			   void (*done)(void *arg, rh_err err, bool changed), void *arg)
+{
+	char tid[37], did[37];
+	uuid_format(trip, tid);
+	uuid_format(driver, did);
+	const char *params[] = { tid, did, lost ? "true" : "false" };
+	struct trip_lost_ctx *c = RH_NEW(struct trip_lost_ctx);
+	c->done = done;
+	c->arg = arg;
+	db_query(t->deps.db, &trip_st_driver_lost, params, trip_driver_lost_written, c);
+}
+
 /* ------------------------------------------------------------ at start */
 
 static struct db_stmt trip_st_active = {
@@ -314,6 +346,7 @@ struct trips *trips_new(const struct trips_deps *d)
 	t->nlanes = (int)t->cfg->batch_lanes;
 	trip_batch_init(t);
 	db_register(d->db, &trip_st_active);
+	db_register(d->db, &trip_st_driver_lost);
 	t->rl_rides = ratelimit_new(t->cfg->rides_per_minute, t->cfg->rides_per_minute, TRIP_RATELIMIT_KEYS);
 	t->f_transitions = metrics_counter(d->metrics, "ridehail_trip_transitions_total",
 					   "Trip transitions asked for, by target state and result (ok, repeated, refused, not_found, unavailable, error).",

@@ -146,6 +146,8 @@ static void w_ended(void *ctx, const struct dispatch_offer *o, const char *reaso
 	e->reserved = reserved;
 	e->told = told;
 	struct w_driver *d = w_find(w, &o->driver);
+	if (strcmp(reason, "unanswered") == 0)
+		return; /* presence holds them until it has read where they stand */
 	d->free = true; /* released (or never reserved) */
 	d->version++;
 }
@@ -250,7 +252,7 @@ static void advance(int64_t ms)
 static void answer_last(bool won)
 {
 	const struct dispatch_offer *o = &fx.w.reserves[fx.w.nreserves - 1];
-	dispatch_reserved(fx.d, &o->id, won, o->version + 1, now_ms());
+	dispatch_reserved(fx.d, &o->id, won ? DISPATCH_RESERVED : DISPATCH_TAKEN, o->version + 1, now_ms());
 }
 
 UNIT_TEST(dispatch_offers_the_nearest_and_cascades_on_timeout)
@@ -293,7 +295,7 @@ UNIT_TEST(dispatch_parallel_offers_and_the_first_acceptance)
 	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
 	REQUIRE(fx.w.nreserves == 3); /* three at once, the fourth waits */
 	for (int i = 0; i < 3; i++)
-		dispatch_reserved(fx.d, &fx.w.reserves[i].id, true, 2, now_ms());
+		dispatch_reserved(fx.d, &fx.w.reserves[i].id, DISPATCH_RESERVED, 2, now_ms());
 	CHECK_EQ_INT(fx.w.nsent, 3);
 	struct dispatch_offer got;
 	const struct dispatch_offer *ob = dispatch_offer_of(fx.d, &b);
@@ -327,11 +329,11 @@ UNIT_TEST(dispatch_withdraws_the_other_offers_when_matched)
 	struct uuid a = w_add(&fx.w, 100, 0), b = w_add(&fx.w, 200, 0);
 	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
 	REQUIRE(fx.w.nreserves == 2);
-	dispatch_reserved(fx.d, &fx.w.reserves[0].id, true, 2, now_ms());
+	dispatch_reserved(fx.d, &fx.w.reserves[0].id, DISPATCH_RESERVED, 2, now_ms());
 	/* b's reservation is still at the database when a operator assigns a */
 	dispatch_stop(fx.d, &fx.trip.id, &a, "matched_elsewhere", now_ms());
 	CHECK_EQ_INT(fx.w.nended, 0); /* a's offer: the driver is the trip's; b's: still reserving */
-	dispatch_reserved(fx.d, &fx.w.reserves[1].id, true, 2, now_ms());
+	dispatch_reserved(fx.d, &fx.w.reserves[1].id, DISPATCH_RESERVED, 2, now_ms());
 	/* b was reserved for a trip that no longer searches: released, not told */
 	REQUIRE(fx.w.nended == 1);
 	CHECK(uuid_eq(&fx.w.ended[0].o.driver, &b));
@@ -476,6 +478,105 @@ UNIT_TEST(dispatch_score_prefers_short_pickups_then_idle_then_acceptance)
 	config_fini(&cfg);
 }
 
+UNIT_TEST(dispatch_a_reservation_the_database_did_not_answer_leaves_the_driver_to_try_again)
+{
+	/* A driver taken by someone else is not tried again for this trip; one
+	 * whose reservation got no answer never saw the offer: once presence
+	 * has read them back free, the waiting trip gets them. */
+	fixture_init(1, "3000", "15");
+	struct uuid a = w_add(&fx.w, 100, 0);
+	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
+	REQUIRE(fx.w.nreserves == 1);
+	dispatch_reserved(fx.d, &fx.w.reserves[0].id, DISPATCH_UNANSWERED, 0, now_ms());
+	REQUIRE(fx.w.nended == 1);
+	CHECK_EQ_STR(fx.w.ended[0].reason, "unanswered");
+	CHECK(!fx.w.ended[0].reserved && !fx.w.ended[0].told);
+	/* presence keeps a out of searches until its read answers: the trip waits */
+	CHECK_EQ_INT(fx.w.nreserves, 1);
+	int searching, waiting;
+	dispatch_counts(fx.d, &searching, &waiting);
+	CHECK_EQ_INT(waiting, 1);
+	/* read back free: the waiting trip is offered to them */
+	fx.w.d[0].free = true;
+	dispatch_driver_free(fx.d, &a, now_ms());
+	REQUIRE(fx.w.nreserves == 2);
+	CHECK(uuid_eq(&fx.w.reserves[1].driver, &a));
+	CHECK(uuid_eq(&fx.w.reserves[1].trip, &fx.trip.id));
+	/* taken this time: never again for this trip, even once free */
+	dispatch_reserved(fx.d, &fx.w.reserves[1].id, DISPATCH_TAKEN, 0, now_ms());
+	CHECK_EQ_STR(fx.w.ended[1].reason, "lost_race");
+	CHECK_EQ_INT(fx.w.nreserves, 2);
+	dispatch_driver_free(fx.d, &a, now_ms());
+	advance(2000);
+	CHECK_EQ_INT(fx.w.nreserves, 2);
+	dispatch_counts(fx.d, &searching, &waiting);
+	CHECK_EQ_INT(waiting, 1);
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_an_accept_the_database_did_not_answer_keeps_its_offer_for_the_resend)
+{
+	fixture_init(1, "3000", "15,10");
+	struct uuid a = w_add(&fx.w, 100, 0);
+	w_add(&fx.w, 200, 0);
+	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
+	answer_last(true);
+	REQUIRE(fx.w.nsent == 1);
+	struct uuid offer = fx.w.sent[0].id;
+	int64_t expires = fx.w.sent[0].expires_at;
+	advance(14000);
+	struct dispatch_offer got;
+	REQUIRE(dispatch_accept(fx.d, &offer, &a, NULL, &got) == DISPATCH_OK);
+	/* the MATCHED got no answer: the offer is live again, for at least the
+	 * round's timeout from now (it was about to expire), nothing ended */
+	int64_t until = 0;
+	CHECK(dispatch_accept_unanswered(fx.d, &offer, false, now_ms(), &until));
+	CHECK_EQ_INT(until, now_ms() + 15000);
+	CHECK(until > expires);
+	CHECK_EQ_INT(fx.w.nended, 0);
+	const struct dispatch_offer *o = dispatch_offer_of(fx.d, &a);
+	REQUIRE(o != NULL);
+	CHECK_EQ_INT(o->state, DISPATCH_LIVE);
+	CHECK(!o->maybe_matched);
+	/* the resend is accepted like the first */
+	CHECK_EQ_INT(dispatch_accept(fx.d, &offer, &a, NULL, &got), DISPATCH_OK);
+	/* lost in flight this time: it may have committed */
+	CHECK(dispatch_accept_unanswered(fx.d, &offer, true, now_ms(), &until));
+	CHECK(dispatch_offer_of(fx.d, &a)->maybe_matched);
+	/* never sent again: it expires as any offer, told, released, saying
+	 * it may have been matched; the search goes on */
+	advance(14999);
+	CHECK_EQ_INT(fx.w.nended, 0);
+	advance(1);
+	REQUIRE(fx.w.nended == 1);
+	CHECK_EQ_STR(fx.w.ended[0].reason, "expired");
+	CHECK(fx.w.ended[0].reserved && fx.w.ended[0].told && fx.w.ended[0].o.maybe_matched);
+	CHECK_EQ_INT(fx.w.nreserves, 2);
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_an_unanswered_accept_of_a_trip_no_longer_searching_is_withdrawn)
+{
+	fixture_init(1, "3000", "15");
+	struct uuid a = w_add(&fx.w, 100, 0);
+	dispatch_search(fx.d, &fx.trip, now_ms(), now_ms());
+	answer_last(true);
+	struct uuid offer = fx.w.sent[0].id;
+	struct dispatch_offer got;
+	REQUIRE(dispatch_accept(fx.d, &offer, &a, NULL, &got) == DISPATCH_OK);
+	/* the rider cancels while the accept is at the database */
+	dispatch_stop(fx.d, &fx.trip.id, NULL, "trip_cancelled", now_ms());
+	CHECK_EQ_INT(fx.w.nended, 0); /* (accepting: its answer settles it) */
+	int64_t until = 0;
+	CHECK(!dispatch_accept_unanswered(fx.d, &offer, false, now_ms(), &until));
+	REQUIRE(fx.w.nended == 1);
+	CHECK_EQ_STR(fx.w.ended[0].reason, "withdrawn");
+	CHECK(fx.w.ended[0].reserved && fx.w.ended[0].told);
+	CHECK(dispatch_offer_of(fx.d, &a) == NULL);
+	CHECK_EQ_INT(dispatch_accept(fx.d, &offer, &a, NULL, &got), DISPATCH_NO_OFFER);
+	fixture_fini();
+}
+
 /* ------------------------------------------------------------ batch mode */
 
 /* A trip m metres north of the pickup (south when negative). */
@@ -516,8 +617,8 @@ UNIT_TEST(dispatch_batch_assigns_a_window_together_not_each_to_its_nearest)
 	CHECK_EQ_INT(reserved_for(&a.id, &d2), 1);
 	CHECK_EQ_INT(reserved_for(&b.id, &d1), 1);
 	/* then as greedy: reserved, sent, accepted */
-	dispatch_reserved(fx.d, &fx.w.reserves[0].id, true, 2, now_ms());
-	dispatch_reserved(fx.d, &fx.w.reserves[1].id, true, 2, now_ms());
+	dispatch_reserved(fx.d, &fx.w.reserves[0].id, DISPATCH_RESERVED, 2, now_ms());
+	dispatch_reserved(fx.d, &fx.w.reserves[1].id, DISPATCH_RESERVED, 2, now_ms());
 	CHECK_EQ_INT(fx.w.nsent, 2);
 	struct dispatch_offer got;
 	const struct dispatch_offer *o = dispatch_offer_of(fx.d, &d2);
