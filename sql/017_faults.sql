@@ -1,4 +1,4 @@
--- 015: what faults need (issue 21); the functions are in sql/functions/
+-- 017: what faults need (issue 21); the functions are in sql/functions/
 -- (30_trip_fare.sql: trip_driven(); 40_trip_driver_lost.sql; the state
 -- machine's rule for a trip whose driver is gone in 40_trip_apply.sql).
 --

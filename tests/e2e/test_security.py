@@ -1,6 +1,7 @@
 """What a hostile client tried: each test here failed on the daemon before
 the fix it guards (the docstring says how)."""
 import json
+import math
 import os
 import re
 import socket
@@ -148,11 +149,15 @@ def test_ws_message_flood_is_closed_1008(daemon):
     drv, c = raw_session(daemon)
     hb = json.dumps(envelope("client.heartbeat", {"client_id": drv["id"], "client_type": "driver",
                                                   "status": "alive"})).encode()
+    t0 = time.monotonic()
     c.send(RawWS.frame(0x1, hb) * 1500)
     counts, code, reason = read_until_close(c)
+    elapsed = time.monotonic() - t0
     assert code == 1008, (counts, code)
     assert reason == "too many messages"
-    assert 400 <= counts.get(0x1, 0) <= 500, counts
+    # the burst, and what the bucket refilled (ws.max_messages_per_s, 50)
+    # while the daemon was reading it: on a busy machine that takes a while
+    assert 400 <= counts.get(0x1, 0) <= 500 + math.ceil(50 * elapsed), (counts, elapsed)
     c.close()
 
 
