@@ -6,8 +6,8 @@
  * memory. A change that ends what was allowed closes the account's open
  * WebSocket sessions at once, with the reason.
  *
- * Endpoints (the operator credential): PATCH /v1/admin/{riders,drivers,
- * operators}/{id} {"disabled"}, DELETE /v1/admin/{...}/{id} (the row stays
+ * Endpoints (the operator credential; PATCH, which disables too, is
+ * manage.c's): DELETE /v1/admin/{...}/{id} (the row stays
  * for its trips, emptied of personal data), PUT /v1/admin/{...}/{id}/password;
  * and for every account PUT /v1/me/password. */
 #include <event2/event.h>
@@ -250,50 +250,6 @@ static bool auth_admin_target_or_reply(struct auth *a, struct http_req *req, str
 	return true;
 }
 
-static const struct jv_field disabled_fields[] = {
-	{ "disabled", JV_BOOL, JV_REQUIRED },
-	{ 0 },
-};
-
-static void auth_account_disabled_set(void *arg, const struct db_result *res)
-{
-	struct acct_op *op = arg;
-	if (auth_db_failed_or_reply(op->req, res)) {
-		auth_acct_op_free(op);
-		return;
-	}
-	if (db_rows(res) == 0) {
-		http_reply_problem(op->req, PROBLEM_NOT_FOUND, NULL, "no such %s", auth_role_name(op->role));
-		auth_acct_op_free(op);
-		return;
-	}
-	bool disabled = db_get(res, 0, 2)[0] == 't';
-	/* at once, not when the notification comes back */
-	auth_account_changed(op->a, op->role, op->id, strtoll(db_get(res, 0, 1), NULL, 10), disabled, false);
-	log_warn(http_req_logid(op->req), "%s %s %s by the operator", auth_role_name(op->role), op->id,
-		 disabled ? "disabled" : "enabled");
-	const char *json = db_get(res, 0, 0);
-	http_reply_header(op->req, "Cache-Control", "no-store");
-	http_reply(op->req, 200, "application/json", json, strlen(json));
-	auth_acct_op_free(op);
-}
-
-static void auth_admin_account_patch(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct acct_op *op;
-	if (!auth_admin_target_or_reply(a, req, &op))
-		return;
-	cJSON *body = http_req_json_valid_or_reply(req, disabled_fields);
-	if (!body) {
-		auth_acct_op_free(op);
-		return;
-	}
-	const char *params[] = { op->id, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "disabled")) ? "true" : "false" };
-	cJSON_Delete(body);
-	db_query(a->deps.db, &st_set_disabled[auth_role_index(op->role)], params, auth_account_disabled_set, op);
-}
-
 static void auth_account_deleted(void *arg, const struct db_result *res)
 {
 	struct acct_op *op = arg;
@@ -490,9 +446,6 @@ static void auth_me_password(struct http_req *req, void *ctx)
 /* ------------------------------------------------------------ setup */
 
 static const struct http_route account_routes[] = {
-	{ HTTP_PATCH, "/v1/admin/riders/{id}", auth_admin_account_patch, 0 },
-	{ HTTP_PATCH, "/v1/admin/drivers/{id}", auth_admin_account_patch, 0 },
-	{ HTTP_PATCH, "/v1/admin/operators/{id}", auth_admin_account_patch, 0 },
 	{ HTTP_DELETE, "/v1/admin/riders/{id}", auth_admin_account_delete, 0 },
 	{ HTTP_DELETE, "/v1/admin/drivers/{id}", auth_admin_account_delete, 0 },
 	{ HTTP_DELETE, "/v1/admin/operators/{id}", auth_admin_account_delete, 0 },

@@ -66,11 +66,6 @@ static struct db_stmt st_me[3] = {
 static struct db_stmt st_driver_get = {
 	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1 AND deleted_at IS NULL", 1
 };
-static struct db_stmt st_driver_list = {
-	"auth_driver_list",
-	"SELECT driver_json(d), d.id FROM drivers d WHERE ($1::uuid IS NULL OR d.id > $1::uuid) AND d.deleted_at IS NULL"
-	" ORDER BY d.id LIMIT $2", 2
-};
 
 int auth_role_index(enum auth_role r)
 {
@@ -781,55 +776,6 @@ static void admin_driver_get(struct http_req *req, void *ctx)
 	db_query(a->deps.db, &st_driver_get, params, row_or_404, req);
 }
 
-static void driver_list_done(void *arg, const struct db_result *res)
-{
-	struct http_req *req = arg;
-	if (res->err != RH_OK) {
-		http_reply_err(req, db_result_err(res), "list the drivers", res->message);
-		return;
-	}
-	struct strbuf sb;
-	sb_init(&sb, 64u << 20);
-	sb_puts(&sb, "{\"items\":[");
-	int n = db_rows(res);
-	for (int i = 0; i < n; i++) {
-		if (i)
-			sb_putc(&sb, ',');
-		sb_puts(&sb, db_get(res, i, 0));
-	}
-	sb_puts(&sb, "],\"next_cursor\":");
-	const char *limit = http_req_query(req, "limit");
-	int want = limit ? atoi(limit) : 50;
-	if (n > 0 && n == want)
-		sb_printf(&sb, "\"%s\"}", db_get(res, n - 1, 1));
-	else
-		sb_puts(&sb, "null}");
-	http_reply(req, 200, "application/json", sb.buf, sb.len);
-	sb_fini(&sb);
-}
-
-static void admin_driver_list(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct auth_principal p;
-	if (!auth_operator_or_reply(a, req, &p))
-		return;
-	const char *cursor = http_req_query(req, "cursor");
-	int64_t n;
-	if (!http_query_integer_or_reply(req, "limit", 1, 500, 50, false, &n))
-		return; /* the one strict number parser: no " 5", "+5" or "0x5" */
-	if (cursor && !jv_is_uuid(cursor)) {
-		cJSON *ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", "cursor");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "cursor must be a next_cursor value from a previous page");
-		return;
-	}
-	char ns[24];
-	snprintf(ns, sizeof ns, "%lld", (long long)n);
-	const char *params[] = { cursor, ns };
-	db_query(a->deps.db, &st_driver_list, params, driver_list_done, req);
-}
-
 /* ------------------------------------------------------------ setup */
 
 static const struct http_route auth_routes[] = {
@@ -839,7 +785,6 @@ static const struct http_route auth_routes[] = {
 	{ HTTP_POST, "/v1/admin/riders", admin_create_rider, 0 },
 	{ HTTP_POST, "/v1/admin/operators", admin_create_operator, 0 },
 	{ HTTP_POST, "/v1/admin/drivers", admin_create_driver, 0 },
-	{ HTTP_GET, "/v1/admin/drivers", admin_driver_list, 0 },
 	{ HTTP_GET, "/v1/admin/drivers/{id}", admin_driver_get, 0 },
 	{ 0 },
 };
@@ -874,6 +819,7 @@ struct auth *auth_new(const struct auth_deps *d)
 	worker_lane_lifo(a->pool, 0, true);
 	worker_pool_skip_on_stop(a->pool); /* a pw_job not run is a failed check */
 	auth_accounts_init(a);
+	auth_manage_init(a);
 	a->rl_account = ratelimit_new(cfg->login_per_account, cfg->login_per_account, RATELIMIT_KEYS);
 	a->rl_address = ratelimit_new(cfg->login_per_address, cfg->login_per_address, RATELIMIT_KEYS);
 	a->rl_signup = ratelimit_new(cfg->signup_per_address, cfg->signup_per_address, RATELIMIT_KEYS);
@@ -904,7 +850,6 @@ struct auth *auth_new(const struct auth_deps *d)
 	db_register(d->db, &st_insert_operator);
 	db_register(d->db, &st_insert_driver);
 	db_register(d->db, &st_driver_get);
-	db_register(d->db, &st_driver_list);
 	http_server_add_routes(d->http, auth_routes, a);
 	return a;
 }

@@ -75,6 +75,25 @@ void auth_accounts_fini(struct auth *a);
  * allowed, the account's open sessions are closed with the reason. */
 void auth_account_changed(struct auth *a, enum auth_role role, const char *id, int64_t cv, bool disabled,
 			  bool deleted);
+/* manage.c: searching, editing and reset links (the admin API and the CLI).
+ * A reset token is 32 random bytes, base64url without padding (43
+ * characters); only its BLAKE2b hash (hex) is stored, for AUTH_RESET_TTL_S. */
+#define AUTH_RESET_TOKEN_LEN 48
+#define AUTH_RESET_TTL_S (24 * 3600)
+struct rh_config;
+void auth_manage_init(struct auth *a);
+void auth_reset_token_new(char token[AUTH_RESET_TOKEN_LEN], char hash_hex[65]);
+void auth_reset_token_hash(const char *token, char hash_hex[65]);
+/* What PATCH /v1/admin/{role}s/{id} may carry, by role; the check adds the
+ * vehicle type against the tariffs. */
+const struct jv_field *auth_edit_fields(enum auth_role r);
+bool auth_edit_check(const struct rh_config *cfg, enum auth_role r, const cJSON *body, struct jv_error *err);
+/* account_edit($1 role, $2 id, $3 jsonb) and account_reset_issue($1 role,
+ * $2 id, $3 token hash hex, $4 ttl s, $5 issued by). */
+extern struct db_stmt auth_st_edit, auth_st_reset_issue;
+/* `ridehaild admin list|edit|reset-password` (manage_cli.c). */
+int auth_manage_cli(const struct rh_config *cfg, const char *cmd, int argc, char **argv);
+
 /* The login reply's token, for a password change too. */
 void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role, const char *id, int64_t cv);
 

@@ -22,6 +22,10 @@ static void cli_usage(FILE *out)
 		"                                       --vehicle-type T --make M --model M --color C --plate P\n"
 		"       ridehaild admin token --role rider|driver|operator --id UUID [--ttl 12h]\n"
 		"       ridehaild admin disable|enable|delete --role rider|driver|operator --id UUID\n"
+		"       ridehaild admin list --role R [--q TEXT] [--disabled true|false] [--limit N] [--cursor UUID]\n"
+		"       ridehaild admin edit --role R --id UUID [--email E] [--name N] [--phone T | --no-phone]\n"
+		"                            [--vehicle-type T] [--make M] [--model M] [--color C] [--plate P]\n"
+		"       ridehaild admin reset-password --role R --id UUID   (prints a one-time link token, valid 24 h)\n"
 		"Prints the created account (JSON) or the token. Uses database.url and auth.* from the configuration.\n"
 		"disable and delete end the account's tokens and sessions at once (a running daemon is told).\n");
 }
@@ -160,6 +164,8 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "edit") == 0 || strcmp(cmd, "reset-password") == 0)
+		return auth_manage_cli(cfg, cmd, argc, argv);
 	optind = 2;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
