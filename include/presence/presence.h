@@ -153,6 +153,9 @@ bool presence_driver(struct presence *p, const struct uuid *driver, struct prese
  * closed, or since presence made their record); -1 when presence has no
  * record of them. */
 int64_t presence_gone_ms(struct presence *p, const struct uuid *driver, int64_t now);
+/* The driver's account was disabled or deleted: out of the grid at once,
+ * offline when only available (not while a trip or reservation holds them). */
+void presence_driver_withdraw(struct presence *p, const struct uuid *driver);
 /* Every driver on the map (a position in the grid, not offline), in slot
  * order, up to max: what the operator's console draws. ping_age_ms is from
  * now; slot stays the driver's while the record lives. */

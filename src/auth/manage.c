@@ -294,7 +294,7 @@ static void manage_reset_issued(void *arg, const struct db_result *res)
 		cJSON_AddStringToObject(o, "token", op->token);
 		cJSON_AddStringToObject(o, "expires_at", db_get(res, 0, 0));
 		char path[sizeof op->token + 32];
-		snprintf(path, sizeof path, "/console/#reset=%s", op->token);
+		snprintf(path, sizeof path, "/console#reset=%s", op->token);
 		cJSON_AddStringToObject(o, "path", path);
 		char *json = cJSON_PrintUnformatted(o);
 		cJSON_Delete(o);

@@ -141,7 +141,7 @@ static int manage_cli_reset(const struct rh_config *cfg, const struct manage_cli
 		fprintf(stderr, "ridehaild admin reset-password: no %s with id %s\n", auth_role_name(r), o->id);
 		rc = 1;
 	} else {
-		printf("token %s\nexpires_at %s\npath /console/#reset=%s\n", token, PQgetvalue(res, 0, 0), token);
+		printf("token %s\nexpires_at %s\npath /console#reset=%s\n", token, PQgetvalue(res, 0, 0), token);
 	}
 	sodium_memzero(token, sizeof token);
 	PQclear(res);

@@ -26,6 +26,7 @@
 #include "core/prio.h"
 #include "core/timer.h"
 #include "net/http.h"
+#include "net/ws.h"
 #include "store/db.h"
 
 static void server_collect(void *arg)
@@ -82,7 +83,11 @@ static bool server_supply(void *ctx, int64_t now, void (*add)(void *acc, double 
 static int server_close_account(void *ctx, const char *account_id, uint16_t code, const char *reason)
 {
 	struct server *srv = ctx;
-	return gateway_close_account(srv->gateway, account_id, code, reason);
+	int n = gateway_close_account(srv->gateway, account_id, code, reason);
+	struct uuid id;
+	if (code == WS_CLOSE_ACCOUNT && srv->presence && uuid_parse(account_id, &id))
+		presence_driver_withdraw(srv->presence, &id); /* a driver's: off the map and out of searches at once */
+	return n;
 }
 
 /* Each module gets what it needs, lower ones first; the listeners and hooks

@@ -296,6 +296,30 @@ static void presence_evicted_written(void *arg, const struct db_result *res)
 	(void)res; /* best effort: the next login reloads the row anyway */
 }
 
+/* The driver's account stopped standing (disabled or deleted, auth): out of
+ * the grid (off the console's map, out of searches) at once, and offline in
+ * the database when it was only available. A driver with a trip or a
+ * reservation under way keeps it (docs/api.md): the trip module ends it. */
+void presence_driver_withdraw(struct presence *p, const struct uuid *driver)
+{
+	struct driver_rec *r = presence_rec_find(p, driver);
+	if (!r || r->has_trip || r->reserving || (r->status != DRIVER_AVAILABLE && r->status != DRIVER_OFFLINE))
+		return;
+	char id[37];
+	uuid_format(&r->id, id);
+	if (r->in_grid && geo_grid_remove(p->grid, r->slot) == RH_OK)
+		r->in_grid = false;
+	if (r->status == DRIVER_AVAILABLE) {
+		const char *params[] = { id };
+		if (p->deps.db)
+			db_query(p->deps.db, &presence_st_evict, params, presence_evicted_written, NULL);
+		r->status = DRIVER_OFFLINE;
+	}
+	log_info(NULL, "driver %s withdrawn: the account no longer stands", id);
+	if (!r->connected && !r->unsure)
+		presence_rec_free(p, r);
+}
+
 static void presence_sweep(void *arg, int64_t now)
 {
 	struct presence *p = arg;

@@ -202,3 +202,103 @@ def test_console_signs_in_and_shows_a_driver_moving(make_daemon, midtown_map, br
     for s in shots:
         assert s.stat().st_size > 10000, s  # a real picture, not an empty page
     print("\nconsole screenshots: " + ", ".join(str(s) for s in shots))
+
+
+def test_console_disables_a_driver_who_drops_off_the_map(make_daemon, midtown_map, browser):
+    """Accounts on the console: the operator finds a driver by plate, disables
+    them (the dot leaves the map, the driver's socket closes with 4003, the
+    token is refused), enables them again, edits the vehicle, and hands out a
+    reset link that the driver opens to set a new password."""
+    d = make_daemon(env={"RIDEHAIL_ROUTING_MAP": str(midtown_map), "RIDEHAIL_MATCH_AUTO": "false"})
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    assert d.post("/v1/admin/operators", {"email": email, "name": "Ops", "password": "operator-pw"},
+                  headers=d.admin).status == 201
+    plate = "DSK" + uuid.uuid4().hex[:5].upper()
+    drv, dh = d.driver_session(plate=plate, name="Dora Disable")
+    spot = (40.7527, -73.9772)
+    OUT.mkdir(parents=True, exist_ok=True)
+    shots = []
+
+    async def go():
+        page = await Page.open(browser)
+        await page.send("Emulation.setDeviceMetricsOverride",
+                        {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+        await page.navigate(f"http://{d.host}:{d.port}/console")
+        await page.until("!document.getElementById('signin').hidden", what="the sign-in form")
+        await page.eval(f"""document.getElementById('email').value = {json.dumps(email)};
+            document.getElementById('password').value = 'operator-pw';
+            document.getElementById('signin-button').click(); true""")
+        await page.until("window.ridehailConsole.connected && window.ridehailConsole.firstPaintMs !== null",
+                         what="the live map")
+        app = await Driver.connect(d, token_of(dh), drv["id"])
+        await app.recv("driver.status.changed")
+        await app.ping(*spot, accuracy_m=5)
+        await app.go("available")
+        key = json.dumps(drv["id"])
+        on_map = f"[...window.ridehailConsole.drivers.values()].some(x => x.id === {key})"
+        await page.until(on_map, what="the driver on the map")
+        await asyncio.sleep(0.2)
+        assert is_green(await page.eval(f"window.ridehailConsole.pixelAt({spot[0]}, {spot[1]})"))
+
+        # found by plate, lower case
+        await page.eval(f"""document.getElementById('acct-q').value = {json.dumps(plate.lower())};
+            document.getElementById('acct-search').click(); true""")
+        row = f"document.querySelector('#acct-list li[data-account=\"{drv['id']}\"]')"
+        await page.until(f"{row} !== null", what="the driver found")
+        assert await page.eval("document.querySelectorAll('#acct-list li').length") == 1
+        await page.eval(f"{row}.click(); true")
+        await page.until("document.getElementById('acct-toggle') !== null", what="the account's details")
+        shots.append(OUT / "07-account.png")
+        await page.screenshot(shots[-1])
+
+        # disabled: the socket closes with the reason, the dot leaves the map
+        await page.eval("document.getElementById('acct-toggle').click(); true")
+        await asyncio.wait_for(app.ws.wait_closed(), 5)
+        assert (app.ws.close_code, app.ws.close_reason) == (4003, "account disabled")
+        await page.until(f"!{on_map}", what="the driver off the map")
+        await page.until("document.getElementById('acct-said').textContent.startsWith('disabled')",
+                         what="the console saying so")
+        await asyncio.sleep(0.3)
+        assert not is_green(await page.eval(f"window.ridehailConsole.pixelAt({spot[0]}, {spot[1]})"))
+        assert d.get("/v1/me", headers=dh).status == 403
+        assert d.get(f"/v1/admin/drivers/{drv['id']}", headers=d.admin).json()["disabled"] is True
+        shots.append(OUT / "08-driver-disabled.png")
+        await page.screenshot(shots[-1])
+
+        # enabled again; the vehicle's colour edited in the form
+        await page.eval("document.getElementById('acct-toggle').click(); true")
+        await page.until("document.getElementById('acct-toggle').textContent === 'Disable'", what="enabled")
+        await page.eval("""document.querySelector('#acct-edit input[name=color]').value = 'Teal';
+            document.getElementById('acct-save').click(); true""")
+        await page.until("document.getElementById('acct-said').textContent === 'saved'", what="the edit saved")
+        got = d.get(f"/v1/admin/drivers/{drv['id']}", headers=d.admin).json()
+        assert got["vehicle"]["color"] == "Teal" and got["vehicle"]["plate"] == plate and not got["disabled"], got
+
+        # a reset link, opened as the driver would, sets a new password
+        await page.eval("document.getElementById('acct-reset').click(); true")
+        link = await page.until("document.getElementById('acct-link') && document.getElementById('acct-link').value",
+                                what="the reset link")
+        assert link.startswith(f"http://{d.host}:{d.port}/console#reset="), link
+        # the driver's browser: no console session, a fresh load of the link
+        await page.eval("sessionStorage.clear(); true")
+        await page.navigate("about:blank")
+        other = page
+        await other.navigate(link)
+        await other.until("!document.getElementById('reset').hidden", what="the reset page")
+        await other.eval("""document.getElementById('reset-password').value = 'chosen-by-dora';
+            document.getElementById('reset-again').value = 'chosen-by-dora';
+            document.getElementById('reset-button').click(); true""")
+        said = await other.until("document.getElementById('reset-said').textContent", what="the password set")
+        assert said.startswith("Your password is set"), said
+        shots.append(OUT / "09-reset-link.png")
+        await other.screenshot(shots[-1])
+        assert d.login("driver", drv["email"], "chosen-by-dora")
+
+        errors = [c for c in page.console if c.startswith("exception")]
+        assert not errors, errors
+        await page.close()
+
+    asyncio.run(go())
+    for s in shots:
+        assert s.stat().st_size > 10000, s
+    print("\nconsole screenshots: " + ", ".join(str(s) for s in shots))
