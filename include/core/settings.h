@@ -255,6 +255,7 @@ struct console_cfg {
 	int64_t alert_request_wait_ms; /* a trip SEARCHING longer than this raises request_wait; 0: off */
 	double alert_match_rate;      /* a match rate below this raises match_rate; 0: off */
 	int64_t alert_min_outcomes;   /* ...once this many searches ended in the window */
+	int64_t alert_clear_after_ms; /* a raised alert clears once its cause has been gone this long */
 };
 
 struct rh_config {

@@ -50,11 +50,6 @@ struct console_trip {
 	bool ended;           /* finished: told as gone at the next update, then forgotten */
 };
 
-/* The alerts (docs/console.md): raised and cleared by the tick, shown in
- * every update, logged and counted when they change. */
-enum console_alert { CONSOLE_ALERT_REQUEST_WAIT, CONSOLE_ALERT_MATCH_RATE, CONSOLE_ALERT_DATABASE, CONSOLE_ALERTS };
-static const char *const console_alert_names[CONSOLE_ALERTS] = { "request_wait", "match_rate", "database" };
-
 struct console_sub {
 	struct session *s;
 	struct console_sub *next;
@@ -79,9 +74,8 @@ struct console {
 	struct console_samples ttm, wait, matched;
 	struct gw_message_type subscribe_type;
 	struct console_bookings bookings;
-	int64_t alert_since[CONSOLE_ALERTS]; /* wall ms it was raised; 0: not raised */
-	char alert_detail[CONSOLE_ALERTS][192];
-	struct metric_cell *m_alerts[CONSOLE_ALERTS], *m_alert_active[CONSOLE_ALERTS];
+	struct console_alerts *alerts; /* judged each tick (alerts.c) */
+	bool db_was_ready;             /* the database alert counts from the first time it was */
 	struct metric_cell *m_subs, *m_bytes, *m_updates;
 	struct metric_family *f_build;
 	struct metric_cell *m_build;
@@ -397,39 +391,6 @@ static void console_sync_trips(struct console *c, struct strbuf *sb)
 
 /* A string as a JSON string's contents (details come from logs and the
  * database: quotes and controls escaped or dropped). */
-static void console_put_json_text(struct strbuf *sb, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\') {
-			sb_putc(sb, '\\');
-			sb_putc(sb, *s);
-		} else if ((unsigned char)*s < 0x20) {
-			sb_putc(sb, ' ');
-		} else {
-			sb_putc(sb, *s);
-		}
-	}
-}
-
-static void console_alert_set(struct console *c, enum console_alert a, bool on, int64_t wall, const char *detail)
-{
-	const char *name = console_alert_names[a];
-	if (on) {
-		rh_copy(c->alert_detail[a], sizeof c->alert_detail[a], detail);
-		if (c->alert_since[a])
-			return;
-		c->alert_since[a] = wall;
-		log_warn(NULL, "console alert raised: %s: %s", name, detail);
-		metric_inc(c->m_alerts[a]);
-		metric_set(c->m_alert_active[a], 1);
-	} else if (c->alert_since[a]) {
-		log_info(NULL, "console alert cleared: %s, raised %lld s ago", name,
-			 (long long)((wall - c->alert_since[a]) / 1000));
-		c->alert_since[a] = 0;
-		metric_set(c->m_alert_active[a], 0);
-	}
-}
-
 /* The thresholds of [console] against what the console knows now. */
 static void console_alerts_check(struct console *c)
 {
@@ -451,39 +412,23 @@ static void console_alerts_check(struct console *c)
 	}
 	snprintf(detail, sizeof detail, "%zu trip%s searching for more than %lld s (the oldest for %lld s)", over,
 		 over == 1 ? "" : "s", (long long)(wait / 1000), (long long)((wall - oldest) / 1000));
-	console_alert_set(c, CONSOLE_ALERT_REQUEST_WAIT, over > 0, wall, detail);
+	console_alerts_judge(c->alerts, CONSOLE_ALERT_REQUEST_WAIT, over > 0, wall, mono, detail);
 	size_t n = 0;
 	double rate = 1;
 	bool low = cfg && cfg->alert_match_rate > 0 && console_samples_mean(&c->matched, mono, c->deps.window_ms, &n, &rate) &&
 		   n >= (size_t)cfg->alert_min_outcomes && rate < cfg->alert_match_rate;
 	snprintf(detail, sizeof detail, "%.0f%% of the last %zu searches matched (below %.0f%%)", rate * 100, n,
 		 cfg ? cfg->alert_match_rate * 100 : 0);
-	console_alert_set(c, CONSOLE_ALERT_MATCH_RATE, low, wall, detail);
+	console_alerts_judge(c->alerts, CONSOLE_ALERT_MATCH_RATE, low, wall, mono, detail);
 	char why[160] = "";
 	bool down = c->deps.db && !db_is_ready(c->deps.db, why, sizeof why);
+	/* the daemon's start (connecting, migrating) is not an outage: /readyz
+	 * says it; the alert is for losing a database it had */
+	c->db_was_ready |= c->deps.db && !down;
+	down &= c->db_was_ready;
 	snprintf(detail, sizeof detail, "the database is not ready: %s", why);
-	console_alert_set(c, CONSOLE_ALERT_DATABASE, down, wall, detail);
-}
-
-static void console_put_alerts(struct console *c, struct strbuf *sb)
-{
-	sb_puts(sb, ",\"alerts\":[");
-	bool first = true;
-	for (int a = 0; a < CONSOLE_ALERTS; a++) {
-		if (!c->alert_since[a])
-			continue;
-		char ts[32];
-		rh_format_rfc3339(c->alert_since[a], ts);
-		sb_puts(sb, first ? "{\"name\":\"" : ",{\"name\":\"");
-		first = false;
-		sb_puts(sb, console_alert_names[a]);
-		sb_puts(sb, "\",\"since\":\"");
-		sb_puts(sb, ts);
-		sb_puts(sb, "\",\"detail\":\"");
-		console_put_json_text(sb, c->alert_detail[a]);
-		sb_puts(sb, "\"}");
-	}
-	sb_putc(sb, ']');
+	console_alerts_judge(c->alerts, CONSOLE_ALERT_DATABASE, down, wall, mono, detail);
+	console_alerts_flush(c->alerts);
 }
 
 static void console_head(struct console *c, struct strbuf *sb, bool full)
@@ -524,7 +469,7 @@ static void console_full(struct console *c, struct strbuf *sb)
 	}
 	sb_puts(sb, "],\"trips_gone\":[]");
 	console_put_figures(c, sb);
-	console_put_alerts(c, sb);
+	console_alerts_put(c->alerts, sb);
 	sb_putc(sb, '}');
 }
 
@@ -549,7 +494,7 @@ static void console_tick(void *arg, int64_t now)
 	console_sync_trips(c, &sb);
 	console_alerts_check(c);
 	console_put_figures(c, &sb);
-	console_put_alerts(c, &sb);
+	console_alerts_put(c->alerts, &sb);
 	sb_putc(&sb, '}');
 	if (sb.overflow)
 		log_warn(NULL, "console: an update past %u bytes was not sent", (unsigned)CONSOLE_FRAME_MAX);
@@ -633,16 +578,7 @@ struct console *console_new(const struct console_deps *d)
 				       "Time to build one console.update (every driver and changed trip), on the loop.",
 				       NULL, bounds, (int)RH_ARRAY_LEN(bounds));
 	c->m_build = metric_cell(c->f_build, NULL);
-	static const char *const alert_label[] = { "alert", NULL };
-	struct metric_family *fa = metrics_counter(d->metrics, "ridehail_console_alerts_total",
-						   "Console alerts raised, by alert (request_wait, match_rate, database).",
-						   alert_label);
-	struct metric_family *fg = metrics_gauge(d->metrics, "ridehail_console_alert_active",
-						 "1 while the console alert is raised, by alert.", alert_label);
-	for (int a = 0; a < CONSOLE_ALERTS; a++) {
-		c->m_alerts[a] = metric_cell(fa, (const char *const[]){ console_alert_names[a] });
-		c->m_alert_active[a] = metric_cell(fg, (const char *const[]){ console_alert_names[a] });
-	}
+	c->alerts = console_alerts_new(d->db, d->metrics, d->cfg ? d->cfg->alert_clear_after_ms : 30000);
 	if (d->gateway) {
 		c->subscribe_type = (struct gw_message_type){ "console.subscribe", ROLE_OPERATOR,
 							      console_subscribe_fields, console_on_subscribe, c };
@@ -669,6 +605,7 @@ void console_free(struct console *c)
 	if (!c)
 		return;
 	rh_timer_free(c->tick);
+	console_alerts_free(c->alerts);
 	while (c->subs) {
 		struct console_sub *u = c->subs;
 		c->subs = u->next;

@@ -3,7 +3,7 @@
 # (build-aux/console_files.py) so the daemon serves them with no files
 # beside it.
 LIB_SRCS += src/console/console.c src/console/figures.c src/console/files.c src/console/bookings.c \
-	src/console/reports.c
+	src/console/reports.c src/console/alerts.c
 CONSOLE_FILES := $(sort $(wildcard console/*.html console/*.js console/*.css))
 LIB_GEN_OBJS += $(O)/gen/console_files.o
 

@@ -483,6 +483,8 @@ static const struct cfg_key console_keys[] = {
 	  "Alert match_rate while the share of searches matched over the last 15 minutes is below this; 0: off." },
 	{ "alert_min_outcomes", CFG_INT, K(console_cfg, alert_min_outcomes), "10", 1, 1000000, "searches", NULL,
 	  "... judged once this many searches ended in those 15 minutes." },
+	{ "alert_clear_after", CFG_DURATION, K(console_cfg, alert_clear_after_ms), "30s", 0, SEC(3600), "s", NULL,
+	  "A raised alert clears once its cause has been gone this long (no flapping: raised once, cleared once)." },
 	{ 0 }
 };
 

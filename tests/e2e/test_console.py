@@ -4,11 +4,12 @@ console.subscribe (drivers by state, open trips, figures), against the real
 daemon and database."""
 import asyncio
 import math
+import time
 import uuid
 
 import pytest
 
-from conftest import problem
+from conftest import problem, wait_for
 from test_presence import token_of
 from test_routing import MONACO, import_map
 from wsapp import App, Driver, run
@@ -264,7 +265,8 @@ def test_console_alerts_rise_and_clear(make_daemon):
     searches ending unmatched raise match_rate; both clear when the cause
     goes, each logged and counted."""
     d = make_daemon(env={"RIDEHAIL_MATCH_AUTO": "false", "RIDEHAIL_CONSOLE_ALERT_REQUEST_WAIT": "2s",
-                         "RIDEHAIL_CONSOLE_ALERT_MATCH_RATE": "0.5", "RIDEHAIL_CONSOLE_ALERT_MIN_OUTCOMES": "1"})
+                         "RIDEHAIL_CONSOLE_ALERT_MATCH_RATE": "0.5", "RIDEHAIL_CONSOLE_ALERT_MIN_OUTCOMES": "1",
+                         "RIDEHAIL_CONSOLE_ALERT_CLEAR_AFTER": "0s"})
     tok, _ = operator_token(d)
     rider, rh = d.rider_session()
     drv, dh = d.driver_session()
@@ -320,3 +322,71 @@ def test_console_alerts_rise_and_clear(make_daemon):
     assert 'ridehail_console_alerts_total{alert="match_rate"} 1' in metrics
     assert 'ridehail_console_alert_active{alert="match_rate"} 0' in metrics
     assert 'ridehail_console_alerts_total{alert="database"} 0' in metrics
+
+
+def test_the_database_alert_is_raised_on_the_feed_and_written_as_events_after(make_daemon):
+    """PostgreSQL stopped under the daemon: the console's feed shows the
+    database alert at once and keeps the same one raised through the outage
+    (no flapping); after recovery and console.alert_clear_after it clears,
+    and the outbox holds exactly one alert.raised and one alert.cleared for
+    it, in order, dated when they happened, valid against their schemas."""
+    from conftest import PgCluster
+    from eventschemas import validator, violations
+    from test_schemas import as_event
+    cluster = PgCluster()
+    try:
+        db = cluster.create_db()
+        d = make_daemon(env={"RIDEHAIL_DATABASE_RECONNECT_MAX": "300ms", "RIDEHAIL_CONSOLE_ALERT_CLEAR_AFTER": "2s",
+                             "RIDEHAIL_CONSOLE_UPDATE_INTERVAL": "200ms"}, db_url=cluster.url(db))
+        tok, _ = operator_token(d)
+
+        async def go():
+            con = await Console.connect(d, tok, "operator")
+            assert (await con.subscribe())["alerts"] == []
+
+            async def next_alerts():
+                m = await con.recv("console.update", timeout=5)
+                con.apply(m["payload"])
+                return {a["name"]: a for a in m["payload"]["alerts"]}
+            cluster.stop("fast")
+            down_at = time.time()
+            while "database" not in (alerts := await next_alerts()):
+                assert time.time() - down_at < 10, "no database alert"
+            raised = alerts["database"]
+            assert raised["detail"].startswith("the database is not ready"), raised
+            # the same alert all through the outage
+            for _ in range(10):
+                assert (await next_alerts())["database"]["id"] == raised["id"]
+            cluster.start()
+            d.wait_ready(timeout=20)
+            back_at = time.time()
+            while "database" in (alerts := await next_alerts()):
+                assert alerts["database"]["id"] == raised["id"]
+                assert time.time() - back_at < 15, "the database alert never cleared"
+            # not before clear_after had passed since the database was back
+            assert time.time() - back_at >= 1.5
+            await con.ws.close()
+            return raised
+        raised = run(go())
+        rows = wait_for(lambda: (r := cluster.query(
+            db, "SELECT aggregate_seq, event_type, event_version, producer, correlation_id::text, payload,"
+                " event_id::text, occurred_at FROM outbox WHERE event_type LIKE 'alert.%%' ORDER BY id")) and
+            len(r) >= 2 and r, timeout=10, what="the alert's events")
+        assert [(r[0], r[1]) for r in rows] == [(1, "alert.raised"), (2, "alert.cleared")], rows
+        for r in rows:
+            ev = as_event(r)
+            assert not sorted(violations("outbox-event.schema.json", ev)), ev
+            validator(f"{ev['event_type']}.v1.schema.json").validate(ev)
+            assert ev["correlation_id"] == raised["id"] and ev["payload"]["alert_id"] == raised["id"]
+            assert ev["payload"]["alert"] == "database"
+        up, down = rows[0][5], rows[1][5]
+        assert up["raised_at"] == raised["since"] == as_event(rows[0])["timestamp"]
+        assert down["raised_at"] == raised["since"] and down["cleared_at"] > raised["since"]
+        assert 0 < down["duration_s"] < 60
+        row = cluster.query(db, "SELECT alert, cleared_at IS NOT NULL FROM console_alerts")
+        assert row == [("database", True)], row
+        metrics = d.get("/metrics").body.decode()
+        assert 'ridehail_console_alerts_total{alert="database"} 1' in metrics
+        assert "ridehail_console_alert_events_total 2" in metrics
+    finally:
+        cluster.destroy()
