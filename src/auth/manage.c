@@ -71,7 +71,9 @@ static const struct jv_field manage_operator_edit_fields[] = {
 
 const struct jv_field *auth_edit_fields(enum auth_role r)
 {
-	return r == ROLE_RIDER ? manage_rider_edit_fields : r == ROLE_DRIVER ? manage_driver_edit_fields : manage_operator_edit_fields;
+	return r == ROLE_RIDER    ? manage_rider_edit_fields
+	       : r == ROLE_DRIVER ? manage_driver_edit_fields
+				  : manage_operator_edit_fields;
 }
 
 bool auth_edit_check(const struct rh_config *cfg, enum auth_role r, const cJSON *body, struct jv_error *err)
@@ -103,7 +105,7 @@ void auth_reset_token_hash(const char *token, char hash_hex[65])
 /* ------------------------------------------------------------ the role a path names */
 
 /* /v1/admin/{riders,drivers,operators}[/...]: the role, ROLE_NONE if none. */
-static enum auth_role manage_path_role(struct http_req *req)
+static enum auth_role auth_manage_path_role(struct http_req *req)
 {
 	const char *p = http_req_path(req);
 	static const struct {
@@ -121,14 +123,14 @@ static enum auth_role manage_path_role(struct http_req *req)
 
 /* ------------------------------------------------------------ GET /v1/admin/{role}s */
 
-struct manage_list {
+struct auth_manage_list {
 	struct http_req *req;
 	int64_t limit;
 };
 
-static void manage_list_done(void *arg, const struct db_result *res)
+static void auth_manage_list_done(void *arg, const struct db_result *res)
 {
-	struct manage_list *l = arg;
+	struct auth_manage_list *l = arg;
 	struct http_req *req = l->req;
 	int64_t limit = l->limit;
 	rh_free(l);
@@ -156,7 +158,7 @@ static void manage_list_done(void *arg, const struct db_result *res)
 }
 
 /* ?q=&disabled=true|false&limit=1..500&cursor=<next_cursor> */
-static void manage_list(struct http_req *req, void *ctx)
+static void auth_manage_list(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal who;
@@ -180,13 +182,13 @@ static void manage_list(struct http_req *req, void *ctx)
 		http_reply_field_problem(req, PROBLEM_VALIDATION, "q", "maxLength", "q must be 1 to 100 characters");
 		return;
 	}
-	struct manage_list *l = RH_NEW(struct manage_list);
+	struct auth_manage_list *l = RH_NEW(struct auth_manage_list);
 	l->req = req;
 	l->limit = n;
 	char ns[24];
 	snprintf(ns, sizeof ns, "%lld", (long long)n);
-	const char *params[] = { auth_role_name(manage_path_role(req)), q, disabled, cursor, ns };
-	db_query(a->deps.db, &st_search, params, manage_list_done, l);
+	const char *params[] = { auth_role_name(auth_manage_path_role(req)), q, disabled, cursor, ns };
+	db_query(a->deps.db, &st_search, params, auth_manage_list_done, l);
 }
 
 /* ------------------------------------------------------------ PATCH /v1/admin/{role}s/{id} */
@@ -201,7 +203,7 @@ struct manage_op {
 	char password[129];
 };
 
-static void manage_op_free(struct manage_op *op)
+static void auth_manage_op_free(struct manage_op *op)
 {
 	sodium_memzero(op->token, sizeof op->token);
 	sodium_memzero(op->password, sizeof op->password);
@@ -209,7 +211,7 @@ static void manage_op_free(struct manage_op *op)
 }
 
 /* The operator and the path's {id}; else replies. */
-static struct manage_op *manage_target_or_reply(struct auth *a, struct http_req *req)
+static struct manage_op *auth_manage_target_or_reply(struct auth *a, struct http_req *req)
 {
 	struct auth_principal who;
 	if (!auth_operator_or_reply(a, req, &who))
@@ -222,13 +224,13 @@ static struct manage_op *manage_target_or_reply(struct auth *a, struct http_req 
 	struct manage_op *op = RH_NEW(struct manage_op);
 	op->a = a;
 	op->req = req;
-	op->role = manage_path_role(req);
+	op->role = auth_manage_path_role(req);
 	rh_copy(op->id, sizeof op->id, id);
 	rh_copy(op->by, sizeof op->by, who.id);
 	return op;
 }
 
-static void manage_edited(void *arg, const struct db_result *res)
+static void auth_manage_edited(void *arg, const struct db_result *res)
 {
 	struct manage_op *op = arg;
 	if (res->err != RH_OK) {
@@ -250,37 +252,37 @@ static void manage_edited(void *arg, const struct db_result *res)
 		http_reply_header(op->req, "Cache-Control", "no-store");
 		http_reply(op->req, 200, "application/json", json, strlen(json));
 	}
-	manage_op_free(op);
+	auth_manage_op_free(op);
 }
 
-static void manage_edit(struct http_req *req, void *ctx)
+static void auth_manage_edit(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
-	struct manage_op *op = manage_target_or_reply(a, req);
+	struct manage_op *op = auth_manage_target_or_reply(a, req);
 	if (!op)
 		return;
 	cJSON *body = http_req_json_valid_or_reply(req, auth_edit_fields(op->role));
 	if (!body) {
-		manage_op_free(op);
+		auth_manage_op_free(op);
 		return;
 	}
 	struct jv_error err;
 	if (!auth_edit_check(a->deps.rhcfg, op->role, body, &err)) {
 		http_reply_invalid(req, &err);
 		cJSON_Delete(body);
-		manage_op_free(op);
+		auth_manage_op_free(op);
 		return;
 	}
 	char *json = cJSON_PrintUnformatted(body);
 	cJSON_Delete(body);
 	const char *params[] = { auth_role_name(op->role), op->id, json };
-	db_query(a->deps.db, &auth_st_edit, params, manage_edited, op);
+	db_query(a->deps.db, &auth_st_edit, params, auth_manage_edited, op);
 	cJSON_free(json);
 }
 
 /* ------------------------------------------------------------ POST /v1/admin/{role}s/{id}/password-reset */
 
-static void manage_reset_issued(void *arg, const struct db_result *res)
+static void auth_manage_reset_issued(void *arg, const struct db_result *res)
 {
 	struct manage_op *op = arg;
 	if (res->err != RH_OK) {
@@ -303,20 +305,20 @@ static void manage_reset_issued(void *arg, const struct db_result *res)
 		sodium_memzero(json, strlen(json));
 		cJSON_free(json);
 	}
-	manage_op_free(op);
+	auth_manage_op_free(op);
 }
 
-static void manage_reset_issue(struct http_req *req, void *ctx)
+static void auth_manage_reset_issue(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
-	struct manage_op *op = manage_target_or_reply(a, req);
+	struct manage_op *op = auth_manage_target_or_reply(a, req);
 	if (!op)
 		return;
 	char hash[65], ttl[24];
 	auth_reset_token_new(op->token, hash);
 	snprintf(ttl, sizeof ttl, "%d", AUTH_RESET_TTL_S);
 	const char *params[] = { auth_role_name(op->role), op->id, hash, ttl, op->by };
-	db_query(a->deps.db, &auth_st_reset_issue, params, manage_reset_issued, op);
+	db_query(a->deps.db, &auth_st_reset_issue, params, auth_manage_reset_issued, op);
 }
 
 /* ------------------------------------------------------------ POST /v1/auth/password-reset */
@@ -327,19 +329,19 @@ static const struct jv_field reset_fields[] = {
 	{ 0 },
 };
 
-static void manage_reset_refused(struct http_req *req)
+static void auth_manage_reset_refused(struct http_req *req)
 {
 	http_reply_field_problem(req, PROBLEM_FORBIDDEN, "token", "valid",
 				 "this reset link is unknown, used or expired: ask the operator for a new one");
 }
 
-static void manage_reset_redeemed(void *arg, const struct db_result *res)
+static void auth_manage_reset_redeemed(void *arg, const struct db_result *res)
 {
 	struct manage_op *op = arg;
 	if (res->err != RH_OK) {
 		http_reply_err(op->req, db_result_err(res), "set the password", res->message);
 	} else if (db_rows(res) != 1) {
-		manage_reset_refused(op->req);
+		auth_manage_reset_refused(op->req);
 	} else {
 		enum auth_role role = auth_role_parse(db_get(res, 0, 0));
 		/* every token and session issued before ends */
@@ -349,42 +351,42 @@ static void manage_reset_redeemed(void *arg, const struct db_result *res)
 			 db_get(res, 0, 1));
 		http_reply(op->req, 204, NULL, NULL, 0);
 	}
-	manage_op_free(op);
+	auth_manage_op_free(op);
 }
 
-static void manage_reset_hashed(void *arg, bool ok, const char *hash)
+static void auth_manage_reset_hashed(void *arg, bool ok, const char *hash)
 {
 	struct manage_op *op = arg;
 	if (!ok) {
 		http_reply_problem(op->req, PROBLEM_INTERNAL, NULL, "cannot hash the password");
-		manage_op_free(op);
+		auth_manage_op_free(op);
 		return;
 	}
 	char th[65];
 	auth_reset_token_hash(op->token, th);
 	const char *params[] = { th, hash };
-	db_query(op->a->deps.db, &st_reset_redeem, params, manage_reset_redeemed, op);
+	db_query(op->a->deps.db, &st_reset_redeem, params, auth_manage_reset_redeemed, op);
 }
 
-static void manage_reset_checked(void *arg, const struct db_result *res)
+static void auth_manage_reset_checked(void *arg, const struct db_result *res)
 {
 	struct manage_op *op = arg;
 	if (res->err != RH_OK) {
 		http_reply_err(op->req, db_result_err(res), "check the reset link", res->message);
 	} else if (db_rows(res) != 1 || db_get(res, 0, 0)[0] != 't') {
-		manage_reset_refused(op->req);
-	} else if (auth_pw_hash(op->a, op->password, manage_reset_hashed, op)) {
+		auth_manage_reset_refused(op->req);
+	} else if (auth_pw_hash(op->a, op->password, auth_manage_reset_hashed, op)) {
 		return;
 	} else {
 		http_reply_header(op->req, "Retry-After", "1");
 		http_reply_problem(op->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
 	}
-	manage_op_free(op);
+	auth_manage_op_free(op);
 }
 
 /* The token is 256 random bits: it is checked before the password is
  * hashed, so made-up tokens cost a lookup, not an argon2id hash. */
-static void manage_reset_redeem(struct http_req *req, void *ctx)
+static void auth_manage_reset_redeem(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	cJSON *body = http_req_json_valid_or_reply(req, reset_fields);
@@ -399,22 +401,22 @@ static void manage_reset_redeem(struct http_req *req, void *ctx)
 	char th[65];
 	auth_reset_token_hash(op->token, th);
 	const char *params[] = { th };
-	db_query(a->deps.db, &st_reset_usable, params, manage_reset_checked, op);
+	db_query(a->deps.db, &st_reset_usable, params, auth_manage_reset_checked, op);
 }
 
 /* ------------------------------------------------------------ setup */
 
 static const struct http_route manage_routes[] = {
-	{ HTTP_GET, "/v1/admin/riders", manage_list, 0 },
-	{ HTTP_GET, "/v1/admin/drivers", manage_list, 0 },
-	{ HTTP_GET, "/v1/admin/operators", manage_list, 0 },
-	{ HTTP_PATCH, "/v1/admin/riders/{id}", manage_edit, 0 },
-	{ HTTP_PATCH, "/v1/admin/drivers/{id}", manage_edit, 0 },
-	{ HTTP_PATCH, "/v1/admin/operators/{id}", manage_edit, 0 },
-	{ HTTP_POST, "/v1/admin/riders/{id}/password-reset", manage_reset_issue, 0 },
-	{ HTTP_POST, "/v1/admin/drivers/{id}/password-reset", manage_reset_issue, 0 },
-	{ HTTP_POST, "/v1/admin/operators/{id}/password-reset", manage_reset_issue, 0 },
-	{ HTTP_POST, "/v1/auth/password-reset", manage_reset_redeem, 0 },
+	{ HTTP_GET, "/v1/admin/riders", auth_manage_list, 0 },
+	{ HTTP_GET, "/v1/admin/drivers", auth_manage_list, 0 },
+	{ HTTP_GET, "/v1/admin/operators", auth_manage_list, 0 },
+	{ HTTP_PATCH, "/v1/admin/riders/{id}", auth_manage_edit, 0 },
+	{ HTTP_PATCH, "/v1/admin/drivers/{id}", auth_manage_edit, 0 },
+	{ HTTP_PATCH, "/v1/admin/operators/{id}", auth_manage_edit, 0 },
+	{ HTTP_POST, "/v1/admin/riders/{id}/password-reset", auth_manage_reset_issue, 0 },
+	{ HTTP_POST, "/v1/admin/drivers/{id}/password-reset", auth_manage_reset_issue, 0 },
+	{ HTTP_POST, "/v1/admin/operators/{id}/password-reset", auth_manage_reset_issue, 0 },
+	{ HTTP_POST, "/v1/auth/password-reset", auth_manage_reset_redeem, 0 },
 	{ 0 },
 };
 

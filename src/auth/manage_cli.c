@@ -14,7 +14,7 @@
 
 /* One statement; its rows (the caller clears them), or NULL after saying
  * why (a taken email or plate said as such). */
-static PGresult *manage_cli_exec(const struct rh_config *cfg, const char *cmd, const struct db_stmt *st,
+static PGresult *auth_manage_cli_exec(const struct rh_config *cfg, const char *cmd, const struct db_stmt *st,
 				 const char *const *params)
 {
 	PGconn *pg = PQconnectdb(cfg->database.url);
@@ -45,7 +45,7 @@ struct manage_cli_args {
 	bool no_phone;
 };
 
-static int manage_cli_list(const struct rh_config *cfg, const struct manage_cli_args *o, enum auth_role r)
+static int auth_manage_cli_list(const struct rh_config *cfg, const struct manage_cli_args *o, enum auth_role r)
 {
 	static const struct db_stmt st = {
 		"", "SELECT account, id FROM account_search($1, $2, $3::boolean, $4::uuid, $5::integer)", 5
@@ -60,7 +60,7 @@ static int manage_cli_list(const struct rh_config *cfg, const struct manage_cli_
 	char ls[24];
 	snprintf(ls, sizeof ls, "%ld", limit);
 	const char *params[] = { auth_role_name(r), o->q && *o->q ? o->q : NULL, o->disabled, o->cursor, ls };
-	PGresult *res = manage_cli_exec(cfg, "list", &st, params);
+	PGresult *res = auth_manage_cli_exec(cfg, "list", &st, params);
 	if (!res)
 		return 1;
 	int n = PQntuples(res);
@@ -73,7 +73,7 @@ static int manage_cli_list(const struct rh_config *cfg, const struct manage_cli_
 }
 
 /* The same JSON body as PATCH /v1/admin/{role}s/{id}, checked alike. */
-static cJSON *manage_cli_edit_body(const struct manage_cli_args *o, enum auth_role r)
+static cJSON *auth_manage_cli_edit_body(const struct manage_cli_args *o, enum auth_role r)
 {
 	cJSON *body = cJSON_CreateObject();
 	if (o->email)
@@ -97,9 +97,9 @@ static cJSON *manage_cli_edit_body(const struct manage_cli_args *o, enum auth_ro
 	return body;
 }
 
-static int manage_cli_edit(const struct rh_config *cfg, const struct manage_cli_args *o, enum auth_role r)
+static int auth_manage_cli_edit(const struct rh_config *cfg, const struct manage_cli_args *o, enum auth_role r)
 {
-	cJSON *body = manage_cli_edit_body(o, r);
+	cJSON *body = auth_manage_cli_edit_body(o, r);
 	struct jv_error err;
 	if (cJSON_GetArraySize(body) == 0 || !auth_edit_check(cfg, r, body, &err)) {
 		fprintf(stderr, "ridehaild admin edit: %s\n",
@@ -112,7 +112,7 @@ static int manage_cli_edit(const struct rh_config *cfg, const struct manage_cli_
 	char *json = cJSON_PrintUnformatted(body);
 	cJSON_Delete(body);
 	const char *params[] = { auth_role_name(r), o->id, json };
-	PGresult *res = manage_cli_exec(cfg, "edit", &auth_st_edit, params);
+	PGresult *res = auth_manage_cli_exec(cfg, "edit", &auth_st_edit, params);
 	cJSON_free(json);
 	if (!res)
 		return 1;
@@ -127,13 +127,13 @@ static int manage_cli_edit(const struct rh_config *cfg, const struct manage_cli_
 	return rc;
 }
 
-static int manage_cli_reset(const struct rh_config *cfg, const struct manage_cli_args *o, enum auth_role r)
+static int auth_manage_cli_reset(const struct rh_config *cfg, const struct manage_cli_args *o, enum auth_role r)
 {
 	char token[AUTH_RESET_TOKEN_LEN], hash[65], ttl[24];
 	auth_reset_token_new(token, hash);
 	snprintf(ttl, sizeof ttl, "%d", AUTH_RESET_TTL_S);
 	const char *params[] = { auth_role_name(r), o->id, hash, ttl, "cli" };
-	PGresult *res = manage_cli_exec(cfg, "reset-password", &auth_st_reset_issue, params);
+	PGresult *res = auth_manage_cli_exec(cfg, "reset-password", &auth_st_reset_issue, params);
 	if (!res)
 		return 1;
 	int rc = 0;
@@ -189,10 +189,10 @@ int auth_manage_cli(const struct rh_config *cfg, const char *cmd, int argc, char
 		return 2;
 	}
 	if (strcmp(cmd, "list") == 0)
-		return manage_cli_list(cfg, &o, r);
+		return auth_manage_cli_list(cfg, &o, r);
 	if (!o.id || !jv_is_uuid(o.id)) {
 		fprintf(stderr, "ridehaild admin %s: --id UUID is required\n", cmd);
 		return 2;
 	}
-	return strcmp(cmd, "edit") == 0 ? manage_cli_edit(cfg, &o, r) : manage_cli_reset(cfg, &o, r);
+	return strcmp(cmd, "edit") == 0 ? auth_manage_cli_edit(cfg, &o, r) : auth_manage_cli_reset(cfg, &o, r);
 }

@@ -27,7 +27,7 @@ static struct db_stmt alerts_st_cleared = {
 	"console_alert_cleared", "SELECT console_alert_cleared($1::uuid, $2::timestamptz)", 2
 };
 
-static void alerts_enqueue(struct console_alerts *al, enum console_alert a, bool cleared, int64_t at)
+static void console_alerts_enqueue(struct console_alerts *al, enum console_alert a, bool cleared, int64_t at)
 {
 	if (al->nqueued == CONSOLE_ALERT_QUEUE) {
 		struct console_alert_event *old = &al->queue[al->qhead];
@@ -60,7 +60,7 @@ void console_alerts_judge(struct console_alerts *al, enum console_alert a, bool 
 		log_warn(NULL, "console alert raised: %s: %s", name, detail);
 		metric_inc(al->m_raised[a]);
 		metric_set(al->m_active[a], 1);
-		alerts_enqueue(al, a, false, wall);
+		console_alerts_enqueue(al, a, false, wall);
 		return;
 	}
 	if (!al->since[a])
@@ -73,13 +73,13 @@ void console_alerts_judge(struct console_alerts *al, enum console_alert a, bool 
 		return;
 	/* cleared when the cause went, said now that it stayed gone */
 	log_info(NULL, "console alert cleared: %s, raised %lld s ago", name, (long long)((wall - al->since[a]) / 1000));
-	alerts_enqueue(al, a, true, al->calm_wall[a]);
+	console_alerts_enqueue(al, a, true, al->calm_wall[a]);
 	al->since[a] = 0;
 	al->calm_since[a] = 0;
 	metric_set(al->m_active[a], 0);
 }
 
-static void alerts_written(void *arg, const struct db_result *res)
+static void console_alerts_written(void *arg, const struct db_result *res)
 {
 	struct console_alerts *al = arg;
 	al->writing = false;
@@ -109,14 +109,14 @@ void console_alerts_flush(struct console_alerts *al)
 	al->writing = true;
 	if (e->cleared) {
 		const char *params[] = { id, at };
-		db_query(al->db, &alerts_st_cleared, params, alerts_written, al);
+		db_query(al->db, &alerts_st_cleared, params, console_alerts_written, al);
 	} else {
 		const char *params[] = { id, console_alert_names[e->alert], e->detail, at };
-		db_query(al->db, &alerts_st_raised, params, alerts_written, al);
+		db_query(al->db, &alerts_st_raised, params, console_alerts_written, al);
 	}
 }
 
-static void alerts_put_text(struct strbuf *sb, const char *s)
+static void console_alerts_put_text(struct strbuf *sb, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\') {
@@ -146,7 +146,7 @@ void console_alerts_put(const struct console_alerts *al, struct strbuf *sb)
 		sb_puts(sb, "\",\"since\":\"");
 		sb_puts(sb, ts);
 		sb_puts(sb, "\",\"detail\":\"");
-		alerts_put_text(sb, al->detail[a]);
+		console_alerts_put_text(sb, al->detail[a]);
 		sb_puts(sb, "\"}");
 	}
 	sb_putc(sb, ']');
