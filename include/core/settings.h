@@ -71,6 +71,7 @@ struct ws_cfg {
 	int64_t max_frame_size;   /* bytes of one frame's payload */
 	int64_t max_message_size; /* bytes of one message, all fragments */
 	int64_t max_output;       /* unsent bytes before a slow reader is dropped */
+	int64_t max_output_operator; /* the same for an operator's socket (the console's full update) */
 	int64_t ping_interval_ms;
 	int64_t idle_timeout_ms;
 	int64_t close_timeout_ms;

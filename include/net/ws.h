@@ -59,6 +59,9 @@ bool ws_send_text(struct ws_conn *c, const char *text, size_t len);
 bool ws_send_binary(struct ws_conn *c, const void *data, size_t len);
 /* Starts the close handshake; on_close follows (from the loop). */
 void ws_close(struct ws_conn *c, uint16_t code, const char *reason);
+/* This connection's cap on unsent output (ws.max_output by default): past
+ * it the connection is dropped as a slow reader. */
+void ws_set_output_max(struct ws_conn *c, size_t out_max);
 bool ws_is_open(const struct ws_conn *c);
 const char *ws_peer(const struct ws_conn *c);
 const char *ws_logid(const struct ws_conn *c);

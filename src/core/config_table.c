@@ -160,6 +160,8 @@ static const struct cfg_key ws_keys[] = {
 	  "One message, all fragments together; larger closes with 1009." },
 	{ "max_output", CFG_SIZE, K(ws_cfg, max_output), "256KiB", KIB(4), MIB(64), "bytes", NULL,
 	  "Bytes waiting for a client that does not read; past it the connection is dropped (a slow reader never grows memory)." },
+	{ "max_output_operator", CFG_SIZE, K(ws_cfg, max_output_operator), "8MiB", KIB(4), MIB(256), "bytes", NULL,
+	  "The same for an operator's socket: a console's first update holds every driver on the map (~80 bytes each), which passes max_output with a few thousand; the consoles are few." },
 	{ "ping_interval", CFG_DURATION, K(ws_cfg, ping_interval_ms), "20s", SEC(1), SEC(3600), "s", NULL,
 	  "The server pings a connection that has been silent this long (each connection up to a quarter earlier, so that connections opened together are not pinged in the same instant)." },
 	{ "idle_timeout", CFG_DURATION, K(ws_cfg, idle_timeout_ms), "60s", SEC(2), SEC(86400), "s", NULL,

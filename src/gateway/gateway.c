@@ -455,6 +455,8 @@ void gateway_admit(struct gw_pending *p, void *owner)
 		return;
 	}
 	gs->pub.ws = c;
+	if (gs->role == ROLE_OPERATOR) /* a console: its first update holds the whole city */
+		ws_set_output_max(c, (size_t)gw->deps.ws->max_output_operator);
 	TAILQ_INSERT_TAIL(&gw->sessions, gs, link);
 	gw->nsessions++;
 	metric_add(gw->m_sessions[gw_role_slot(gs->role)], 1);

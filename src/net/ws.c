@@ -483,6 +483,11 @@ struct ws_conn *ws_accept(struct ws_hub *hub, struct http_req *req, const char *
 	return c;
 }
 
+void ws_set_output_max(struct ws_conn *c, size_t out_max)
+{
+	stream_set_ops(c->st, &ws_stream_ops, c, (size_t)c->hub->cfg->max_frame_size + WS_HEADER_MAX, out_max);
+}
+
 bool ws_is_open(const struct ws_conn *c) { return c->state == WS_OPEN && !c->dead; }
 const char *ws_peer(const struct ws_conn *c) { return c->peer; }
 const char *ws_logid(const struct ws_conn *c) { return c->logid; }
