@@ -15,6 +15,7 @@ const state = {
   token: null, subject: null, roads: null, bbox: null,
   drivers: new Map(),   // slot -> {id, lat, lng, code}
   trips: new Map(),     // id -> trip
+  surge: [],            // [{m, ring: [[lat, lng] x 6]}]: the cells above 1
   figures: null, seq: 0, updates: 0, connected: false, firstPaintMs: null, roadsDrawnMs: null,
   selected: null,
 };
@@ -173,6 +174,21 @@ function paint() {
   if (state.roads && !roadLayer) renderRoads();
   if (roadLayer) ctx.drawImage(roadLayer, 0, 0);
   const r = 4 * dpr;
+  // surge cells: the deeper the orange, the higher the multiplier
+  ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+  ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
+  for (const c of state.surge) {
+    const pts = c.ring.map(([lat, lng]) => toScreen(lat, lng));
+    ctx.fillStyle = `rgba(239,108,0,${Math.min(0.45, 0.1 + (c.m - 1) * 0.25).toFixed(2)})`;
+    ctx.strokeStyle = 'rgba(239,108,0,.7)'; ctx.lineWidth = 1 * dpr;
+    ctx.beginPath(); pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y))); ctx.closePath();
+    ctx.fill(); ctx.stroke();
+    const w = Math.abs(pts[0][0] - pts[3][0]) + Math.abs(pts[0][1] - pts[3][1]);
+    if (w > 40 * dpr) {
+      const cx = pts.reduce((a, p) => a + p[0], 0) / 6, cy = pts.reduce((a, p) => a + p[1], 0) / 6;
+      ctx.fillStyle = '#8a3b00'; ctx.fillText('×' + c.m.toFixed(1), cx, cy);
+    }
+  }
   // open trips: pickup ring, dropoff square, a thin line between
   for (const t of state.trips.values()) {
     const [px, py] = toScreen(t.pickup[0], t.pickup[1]);
@@ -484,6 +500,7 @@ function apply(u) {
   for (const slot of u.drivers_gone) state.drivers.delete(slot);
   for (const t of u.trips) state.trips.set(t.id, t);
   for (const id of u.trips_gone) state.trips.delete(id);
+  if (u.surge) { state.surge = u.surge; $('n-surge').textContent = u.surge.length; }
   state.figures = u.figures;
   state.seq = u.seq;
   state.updates++;

@@ -29,6 +29,7 @@ struct presence_cfg;
 struct console_cfg;
 struct db;
 struct auth;
+struct pricing;
 
 struct console_deps {
 	struct rh_timers *timers;
@@ -38,6 +39,7 @@ struct console_deps {
 	struct presence *presence;
 	struct db *db;             /* NULL: no bookings endpoint */
 	struct auth *auth;
+	struct pricing *pricing;   /* NULL: no surge cells on the map */
 	const struct presence_cfg *presence_cfg; /* stale_after: a driver silent this long is suspect */
 	const struct console_cfg *cfg; /* the alerts' thresholds (NULL: no alerts but the database's) */
 	int64_t interval_ms;       /* one update per this */

@@ -102,6 +102,13 @@ bool pricing_ready(const struct pricing *p, char *why, size_t whylen);
 /* Shutdown: stop listening for the book's changes. */
 void pricing_stop(struct pricing *p);
 
+/* The surge cells above 1, for the operator's map: fn(ctx, corners, m) once
+ * per cell, m the highest multiplier over the vehicle types; the count.
+ * pricing_surge_version() changes with every recompute. */
+typedef void (*pricing_surge_cell_fn)(void *ctx, const double lat[6], const double lng[6], double m);
+size_t pricing_surge_cells(struct pricing *p, pricing_surge_cell_fn fn, void *ctx);
+int64_t pricing_surge_version(const struct pricing *p);
+
 /* A ride request at (lat, lng) for vehicle type index `vehicle`: demand
  * for surge (counted whether or not it is served). now: monotonic ms. */
 void pricing_note_request(struct pricing *p, double lat, double lng, int vehicle, int64_t now);

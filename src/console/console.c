@@ -17,6 +17,7 @@
 #include "core/umap.h"
 #include "gateway/gateway.h"
 #include "presence/presence.h"
+#include "pricing/pricing.h"
 #include "store/db.h"
 #include "trip/trip.h"
 
@@ -76,6 +77,7 @@ struct console {
 	struct console_bookings bookings;
 	struct console_alerts *alerts; /* judged each tick (alerts.c) */
 	bool db_was_ready;             /* the database alert counts from the first time it was */
+	int64_t surge_version;         /* pricing's, when the cells were last sent */
 	struct metric_cell *m_subs, *m_bytes, *m_updates;
 	struct metric_family *f_build;
 	struct metric_cell *m_build;
@@ -431,6 +433,32 @@ static void console_alerts_check(struct console *c)
 	console_alerts_flush(c->alerts);
 }
 
+/* The surge cells above 1 (pricing's), as ,"surge":[{"m", "ring"}...]. */
+static void console_put_surge_cell(void *ctx, const double lat[6], const double lng[6], double m)
+{
+	struct strbuf *sb = ctx;
+	sb_puts(sb, sb->buf[sb->len - 1] == '[' ? "{\"m\":" : ",{\"m\":");
+	sb_fixed(sb, m, 2);
+	sb_puts(sb, ",\"ring\":[");
+	for (int i = 0; i < 6; i++) {
+		sb_puts(sb, i ? ",[" : "[");
+		sb_fixed(sb, lat[i], 5);
+		sb_putc(sb, ',');
+		sb_fixed(sb, lng[i], 5);
+		sb_putc(sb, ']');
+	}
+	sb_puts(sb, "]}");
+}
+
+static void console_put_surge(struct console *c, struct strbuf *sb)
+{
+	if (!c->deps.pricing)
+		return;
+	sb_puts(sb, ",\"surge\":[");
+	pricing_surge_cells(c->deps.pricing, console_put_surge_cell, sb);
+	sb_putc(sb, ']');
+}
+
 static void console_head(struct console *c, struct strbuf *sb, bool full)
 {
 	sb_puts(sb, "{\"seq\":");
@@ -470,6 +498,7 @@ static void console_full(struct console *c, struct strbuf *sb)
 	sb_puts(sb, "],\"trips_gone\":[]");
 	console_put_figures(c, sb);
 	console_alerts_put(c->alerts, sb);
+	console_put_surge(c, sb);
 	sb_putc(sb, '}');
 }
 
@@ -495,6 +524,12 @@ static void console_tick(void *arg, int64_t now)
 	console_alerts_check(c);
 	console_put_figures(c, &sb);
 	console_alerts_put(c->alerts, &sb);
+	/* the cells change with each recompute (surge.recompute_interval), not each tick */
+	int64_t sv = c->deps.pricing ? pricing_surge_version(c->deps.pricing) : 0;
+	if (sv != c->surge_version) {
+		c->surge_version = sv;
+		console_put_surge(c, &sb);
+	}
 	sb_putc(&sb, '}');
 	if (sb.overflow)
 		log_warn(NULL, "console: an update past %u bytes was not sent", (unsigned)CONSOLE_FRAME_MAX);

@@ -206,6 +206,47 @@ static void pricing_api_surge_cells(struct http_req *req, void *ctx)
 	sb_fini(&sb);
 }
 
+struct pricing_map_cells {
+	const struct geo_hexgrid *g;
+	int nvehicles;
+	pricing_surge_cell_fn fn;
+	void *ctx;
+	size_t n;
+};
+
+static void pricing_map_cell(void *ctx, geo_hex cell, const double *m, const uint32_t *demand, const uint32_t *supply)
+{
+	struct pricing_map_cells *c = ctx;
+	(void)demand, (void)supply;
+	double top = 1;
+	for (int v = 0; v < c->nvehicles; v++)
+		top = m[v] > top ? m[v] : top;
+	if (top <= 1.0)
+		return;
+	double lat[6], lon[6];
+	geo_hex_corners(c->g, cell, lat, lon);
+	c->fn(c->ctx, lat, lon, top);
+	c->n++;
+}
+
+size_t pricing_surge_cells(struct pricing *p, pricing_surge_cell_fn fn, void *ctx)
+{
+	struct geo_hexgrid g;
+	struct pricing_map_cells c = { .g = &g, .nvehicles = p->deps.ntariffs, .fn = fn, .ctx = ctx };
+	if (p->surge && surge_grid(p->surge, &g))
+		surge_each_cell(p->surge, pricing_map_cell, &c);
+	return c.n;
+}
+
+int64_t pricing_surge_version(const struct pricing *p)
+{
+	struct surge_stats st;
+	if (!p->surge)
+		return 0;
+	surge_get_stats(p->surge, &st);
+	return st.recomputes;
+}
+
 /* ------------------------------------------------------------ surge.updated */
 
 static struct db_stmt pricing_st_surge_events = {

@@ -390,3 +390,53 @@ def test_the_database_alert_is_raised_on_the_feed_and_written_as_events_after(ma
         assert "ridehail_console_alert_events_total 2" in metrics
     finally:
         cluster.destroy()
+
+
+def inside(pt, ring):
+    """Whether (lat, lng) is inside the polygon (ray casting)."""
+    y, x = pt
+    hit = False
+    for i in range(len(ring)):
+        (y1, x1), (y2, x2) = ring[i], ring[i - 1]
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            hit = not hit
+    return hit
+
+
+def test_surge_cells_are_drawn_live(make_daemon):
+    """Pricing's surge cells reach the console as they change: none in the
+    first update of a quiet city; demand with one driver raises the cell of
+    the pickup (and its neighbours), and the console's update carries it (its
+    multiplier as /v1/surge says, the pickup inside its ring)."""
+    from test_pricing import P, demand, driver_at, fast, surge
+    d = make_daemon(env=fast(SURGE_MAX_STEP="5"))
+    tok, _ = operator_token(d)
+
+    async def go():
+        con = await Console.connect(d, tok, "operator")
+        first = await con.subscribe()
+        assert first["surge"] == [], first["surge"]
+        _, app = await driver_at(d)
+        demand(d, 6)
+        deadline = asyncio.get_event_loop().time() + 15
+        cells = []
+        while not cells:
+            assert asyncio.get_event_loop().time() < deadline, "no surge cell on the console"
+            m = await con.recv("console.update", timeout=5)
+            con.apply(m["payload"])
+            cells = m["payload"].get("surge") or []
+        s = surge(d)
+        assert s["multiplier"] > 1, s
+        mine = [c for c in cells if inside(P, c["ring"])]
+        assert len(mine) == 1, cells
+        assert abs(mine[0]["m"] - s["multiplier"]) < 0.011, (mine, s)
+        # its neighbours share the demand (surge.neighbours), none above it
+        assert all(1 < c["m"] <= mine[0]["m"] for c in cells), cells
+        # a second console's first update has them too
+        con2 = await Console.connect(d, tok, "operator")
+        again = (await con2.subscribe())["surge"]
+        assert [c["m"] for c in again if inside(P, c["ring"])] == [mine[0]["m"]], again
+        await app.close()
+        await con.ws.close()
+        await con2.ws.close()
+    run(go())
