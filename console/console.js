@@ -16,6 +16,7 @@ const state = {
   drivers: new Map(),   // slot -> {id, lat, lng, code}
   trips: new Map(),     // id -> trip
   surge: [],            // [{m, ring: [[lat, lng] x 6]}]: the cells above 1
+  shares: [],           // the active shared bookings
   figures: null, seq: 0, updates: 0, connected: false, firstPaintMs: null, roadsDrawnMs: null,
   selected: null,
 };
@@ -203,6 +204,21 @@ function paint() {
     ctx.strokeStyle = '#d84315';
     ctx.beginPath(); ctx.arc(px, py, r + 2 * dpr, 0, 2 * Math.PI); ctx.stroke();
     ctx.strokeRect(qx - r, qy - r, 2 * r, 2 * r);
+  }
+  // shared bookings: teal, a diamond at the pickup (filled once picked up),
+  // a dot at the dropoff; a booking of a trip drawn to its driver
+  for (const b of state.shares) {
+    const [px, py] = toScreen(b.pickup[0], b.pickup[1]);
+    const [qx, qy] = toScreen(b.dropoff[0], b.dropoff[1]);
+    ctx.strokeStyle = 'rgba(0,137,123,.6)'; ctx.lineWidth = 1.5 * dpr;
+    ctx.setLineDash([2 * dpr, 3 * dpr]);
+    ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(qx, qy); ctx.stroke();
+    ctx.setLineDash([]);
+    const s = r + 2 * dpr;
+    ctx.beginPath(); ctx.moveTo(px, py - s); ctx.lineTo(px + s, py); ctx.lineTo(px, py + s); ctx.lineTo(px - s, py); ctx.closePath();
+    ctx.strokeStyle = '#00897b'; ctx.lineWidth = 2 * dpr; ctx.stroke();
+    if (b.state === 'picked_up') { ctx.fillStyle = '#00897b'; ctx.fill(); }
+    ctx.fillStyle = '#00897b'; ctx.beginPath(); ctx.arc(qx, qy, r - dpr, 0, 2 * Math.PI); ctx.fill();
   }
   for (const d of state.drivers.values()) {
     const [x, y] = toScreen(d.lat, d.lng);
@@ -501,6 +517,7 @@ function apply(u) {
   for (const t of u.trips) state.trips.set(t.id, t);
   for (const id of u.trips_gone) state.trips.delete(id);
   if (u.surge) { state.surge = u.surge; $('n-surge').textContent = u.surge.length; }
+  if (u.shares) { state.shares = u.shares; $('n-shares').textContent = u.shares.length; }
   state.figures = u.figures;
   state.seq = u.seq;
   state.updates++;

@@ -30,6 +30,7 @@ struct console_cfg;
 struct db;
 struct auth;
 struct pricing;
+struct share;
 
 struct console_deps {
 	struct rh_timers *timers;
@@ -40,6 +41,7 @@ struct console_deps {
 	struct db *db;             /* NULL: no bookings endpoint */
 	struct auth *auth;
 	struct pricing *pricing;   /* NULL: no surge cells on the map */
+	struct share *share;       /* NULL: no shared bookings on the map */
 	const struct presence_cfg *presence_cfg; /* stale_after: a driver silent this long is suspect */
 	const struct console_cfg *cfg; /* the alerts' thresholds (NULL: no alerts but the database's) */
 	int64_t interval_ms;       /* one update per this */

@@ -21,6 +21,9 @@
 #define RH_SHARE_SHARE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+struct uuid;
 
 struct event_base;
 struct rh_timers;
@@ -61,5 +64,18 @@ struct share *share_new(const struct share_deps *d);
 /* Reads the open trips and active bookings back (at start). */
 void share_start(struct share *s);
 void share_free(struct share *s);
+
+/* An active booking as the operator's map shows it (share_each_booking). */
+struct share_booking_view {
+	const struct uuid *id;
+	const char *state;          /* pending, confirmed, arrived, picked_up */
+	double plat, plng, dlat, dlng;
+	int seats;
+	const struct uuid *trip;    /* the shared trip; NULL while pending */
+	const struct uuid *driver;  /* its driver; NULL while pending */
+};
+typedef void (*share_booking_fn)(void *ctx, const struct share_booking_view *b);
+/* fn(ctx, view) once per active booking, in no set order; the count. */
+size_t share_each_booking(struct share *s, share_booking_fn fn, void *ctx);
 
 #endif

@@ -18,6 +18,7 @@
 #include "gateway/gateway.h"
 #include "presence/presence.h"
 #include "pricing/pricing.h"
+#include "share/share.h"
 #include "store/db.h"
 #include "trip/trip.h"
 
@@ -78,6 +79,7 @@ struct console {
 	struct console_alerts *alerts; /* judged each tick (alerts.c) */
 	bool db_was_ready;             /* the database alert counts from the first time it was */
 	int64_t surge_version;         /* pricing's, when the cells were last sent */
+	char *shares_sent;             /* the shared bookings as last sent (NULL: none yet) */
 	struct metric_cell *m_subs, *m_bytes, *m_updates;
 	struct metric_family *f_build;
 	struct metric_cell *m_build;
@@ -459,6 +461,63 @@ static void console_put_surge(struct console *c, struct strbuf *sb)
 	sb_putc(sb, ']');
 }
 
+/* One active shared booking: {"id", "state", "seats", "pickup", "dropoff",
+ * "trip_id", "driver_id"} (the last two once confirmed). */
+static void console_put_share(void *ctx, const struct share_booking_view *b)
+{
+	struct strbuf *sb = ctx;
+	char id[37];
+	uuid_format(b->id, id);
+	sb_puts(sb, sb->buf[sb->len - 1] == '[' ? "{\"id\":\"" : ",{\"id\":\"");
+	sb_puts(sb, id);
+	sb_puts(sb, "\",\"state\":\"");
+	sb_puts(sb, b->state);
+	sb_puts(sb, "\",\"seats\":");
+	sb_int(sb, b->seats);
+	sb_puts(sb, ",\"pickup\":[");
+	sb_fixed(sb, b->plat, 5);
+	sb_putc(sb, ',');
+	sb_fixed(sb, b->plng, 5);
+	sb_puts(sb, "],\"dropoff\":[");
+	sb_fixed(sb, b->dlat, 5);
+	sb_putc(sb, ',');
+	sb_fixed(sb, b->dlng, 5);
+	sb_putc(sb, ']');
+	if (b->trip) {
+		uuid_format(b->trip, id);
+		sb_puts(sb, ",\"trip_id\":\"");
+		sb_puts(sb, id);
+		uuid_format(b->driver, id);
+		sb_puts(sb, "\",\"driver_id\":\"");
+		sb_puts(sb, id);
+		sb_putc(sb, '"');
+	}
+	sb_putc(sb, '}');
+}
+
+/* ,"shares":[...] when shared rides are on: always in a full update, and in
+ * a tick's when it differs from what was last sent. */
+static void console_put_shares(struct console *c, struct strbuf *sb, bool full)
+{
+	if (!c->deps.share)
+		return;
+	struct strbuf cur;
+	sb_init(&cur, CONSOLE_FRAME_MAX);
+	sb_putc(&cur, '[');
+	share_each_booking(c->deps.share, console_put_share, &cur);
+	sb_putc(&cur, ']');
+	bool changed = !c->shares_sent || strcmp(c->shares_sent, cur.buf) != 0;
+	if (!full && changed) {
+		rh_free(c->shares_sent);
+		c->shares_sent = rh_strdup(cur.buf);
+	}
+	if (full || changed) {
+		sb_puts(sb, ",\"shares\":");
+		sb_puts(sb, cur.buf);
+	}
+	sb_fini(&cur);
+}
+
 static void console_head(struct console *c, struct strbuf *sb, bool full)
 {
 	sb_puts(sb, "{\"seq\":");
@@ -499,6 +558,7 @@ static void console_full(struct console *c, struct strbuf *sb)
 	console_put_figures(c, sb);
 	console_alerts_put(c->alerts, sb);
 	console_put_surge(c, sb);
+	console_put_shares(c, sb, true);
 	sb_putc(sb, '}');
 }
 
@@ -530,6 +590,7 @@ static void console_tick(void *arg, int64_t now)
 		c->surge_version = sv;
 		console_put_surge(c, &sb);
 	}
+	console_put_shares(c, &sb, false);
 	sb_putc(&sb, '}');
 	if (sb.overflow)
 		log_warn(NULL, "console: an update past %u bytes was not sent", (unsigned)CONSOLE_FRAME_MAX);
@@ -652,6 +713,7 @@ void console_free(struct console *c)
 		rh_free(v);
 	umap_fini(&c->trips);
 	rh_free(c->dirty);
+	rh_free(c->shares_sent);
 	rh_free(c->drv);
 	rh_free(c->hits);
 	console_samples_fini(&c->ttm);

@@ -141,7 +141,7 @@ static void server_modules_init(struct server *srv)
 	share_start(srv->share);
 	const struct console_deps cd = { .timers = srv->timers, .metrics = srv->metrics, .http = srv->http,
 					 .gateway = srv->gateway, .presence = srv->presence, .db = srv->db,
-					 .auth = srv->auth, .pricing = srv->pricing, .currency = cfg->ntariffs ? cfg->tariff[0].currency : NULL,
+					 .auth = srv->auth, .pricing = srv->pricing, .share = srv->share, .currency = cfg->ntariffs ? cfg->tariff[0].currency : NULL,
 					 .presence_cfg = &cfg->presence, .cfg = &cfg->console,
 					 .interval_ms = cfg->console.update_interval_ms,
 					 .window_ms = 15 * 60 * 1000, .wall_ms = rh_wall_ms };

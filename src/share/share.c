@@ -114,6 +114,26 @@ static struct db_stmt share_st_get = {
 };
 static struct db_stmt share_st_active = { "share_active", "SELECT share_active()", 0 };
 
+size_t share_each_booking(struct share *s, share_booking_fn fn, void *ctx)
+{
+	size_t n = 0;
+	struct uuid k;
+	void *v;
+	for (size_t i = 0; umap_next(&s->bookings, &i, &k, &v);) {
+		const struct share_booking *b = v;
+		if (b->state == SB_DROPPED_OFF || b->state == SB_CANCELLED)
+			continue;
+		const struct share_booking_view view = {
+			.id = &b->id, .state = share_state_names[b->state], .plat = b->plat, .plng = b->plng,
+			.dlat = b->dlat, .dlng = b->dlng, .seats = b->seats, .trip = b->trip ? &b->trip->id : NULL,
+			.driver = b->trip ? &b->trip->driver : NULL,
+		};
+		fn(ctx, &view);
+		n++;
+	}
+	return n;
+}
+
 static int64_t share_now(const struct share *s)
 {
 	return rh_timers_now(s->deps.timers);

@@ -440,3 +440,49 @@ def test_surge_cells_are_drawn_live(make_daemon):
         await con.ws.close()
         await con2.ws.close()
     run(go())
+
+
+def test_shared_bookings_are_drawn_live(make_daemon):
+    """Shared rides on the console: a booking appears as it is made (its
+    pickup and dropoff), shows its trip and driver once confirmed, and leaves
+    the map when the rider cancels it."""
+    from test_share import A, book, card, confirmed, off, online, rider_app
+    d = make_daemon()
+    tok, _ = operator_token(d)
+
+    async def go():
+        con = await Console.connect(d, tok, "operator")
+        assert (await con.subscribe())["shares"] == []
+
+        async def until(pred, what):
+            deadline = asyncio.get_event_loop().time() + 10
+            while True:
+                m = await con.recv("console.update", timeout=5)
+                con.apply(m["payload"])
+                if "shares" in m["payload"]:
+                    con.shares = {b["id"]: b for b in m["payload"]["shares"]}
+                if pred():
+                    return
+                assert asyncio.get_event_loop().time() < deadline, f"no {what}: {getattr(con, 'shares', None)}"
+        drv, dapp = await online(d, at=off(A, -300))
+        rider, rapp = await rider_app(d)
+        rc = card(d, rapp.hdr, A, off(A, 3000))
+        r = book(d, rapp.hdr, rc)
+        assert r.status == 202, r
+        bid = r.json()["id"]
+        c = await confirmed(rapp, bid)
+        await until(lambda: bid in con.shares and con.shares[bid]["state"] == "confirmed", "the booking confirmed")
+        b = con.shares[bid]
+        assert b["trip_id"] == c["trip_id"] and b["driver_id"] == drv["id"] and b["seats"] == 1, b
+        assert abs(b["pickup"][0] - A[0]) < 1e-4 and abs(b["dropoff"][0] - off(A, 3000)[0]) < 1e-4, b
+        # a second console's first update shows it too
+        con2 = await Console.connect(d, tok, "operator")
+        assert [x["id"] for x in (await con2.subscribe())["shares"]] == [bid]
+        await con2.ws.close()
+        r = d.post(f"/v1/share/bookings/{bid}/cancel", {"reason": "changed plans"}, headers=rapp.hdr)
+        assert r.status == 200, r
+        await until(lambda: bid not in con.shares, "the booking gone")
+        await dapp.close()
+        await rapp.close()
+        await con.ws.close()
+    run(go())
