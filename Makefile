@@ -66,7 +66,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=$(O)/%.o) $(O)/gen/migrations.o $(O)/gen/openapi.o $
 UNIT_OBJS := $(UNIT_SRCS:%.c=$(O)/%.o)
 LIBRH     := $(O)/libridehail.a
 
-.PHONY: install all run demo chaos soak check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
+.PHONY: install all run demo docs-screenshots chaos soak check check-layers check-unit check-fuzz check-bench-summary check-e2e check-config-doc bench deps deps-check \
         clean clean-db stop-db stop-nats clean-nats fuzz lint format
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -205,6 +205,10 @@ run: deps-check
 demo: deps-check
 	$(MAKE) $(PARALLEL) all
 	scripts/demo.sh
+
+# docs/console-*.png from the Midtown replay (needs ../shared/data and chromium)
+docs-screenshots: all
+	$(PYTHON) scripts/console_screenshots.py
 
 stop-db:
 	scripts/localdb.sh stop
