@@ -161,6 +161,20 @@ static void console_put_uuid(struct strbuf *sb, const struct uuid *u)
 	sb_putc(sb, '"');
 }
 
+/* ,"pickup":[lat,lng],"dropoff":[lat,lng], to 5 decimals (a metre). */
+static void console_put_ends(struct strbuf *sb, double plat, double plng, double dlat, double dlng)
+{
+	sb_puts(sb, ",\"pickup\":[");
+	sb_fixed(sb, plat, 5);
+	sb_putc(sb, ',');
+	sb_fixed(sb, plng, 5);
+	sb_puts(sb, "],\"dropoff\":[");
+	sb_fixed(sb, dlat, 5);
+	sb_putc(sb, ',');
+	sb_fixed(sb, dlng, 5);
+	sb_putc(sb, ']');
+}
+
 static void console_put_trip(struct strbuf *sb, const struct console_trip *t)
 {
 	sb_puts(sb, "{\"id\":");
@@ -169,15 +183,8 @@ static void console_put_trip(struct strbuf *sb, const struct console_trip *t)
 	sb_puts(sb, trip_state_name(t->state));
 	sb_puts(sb, "\",\"vehicle_type\":\"");
 	sb_puts(sb, t->vehicle); /* a configured tariff name: no escapes needed */
-	sb_puts(sb, "\",\"pickup\":[");
-	sb_fixed(sb, t->plat, 5);
-	sb_putc(sb, ',');
-	sb_fixed(sb, t->plng, 5);
-	sb_puts(sb, "],\"dropoff\":[");
-	sb_fixed(sb, t->dlat, 5);
-	sb_putc(sb, ',');
-	sb_fixed(sb, t->dlng, 5);
-	sb_putc(sb, ']');
+	sb_putc(sb, '"');
+	console_put_ends(sb, t->plat, t->plng, t->dlat, t->dlng);
 	if (t->has_driver) {
 		sb_puts(sb, ",\"driver_id\":");
 		console_put_uuid(sb, &t->driver);
@@ -474,15 +481,7 @@ static void console_put_share(void *ctx, const struct share_booking_view *b)
 	sb_puts(sb, b->state);
 	sb_puts(sb, "\",\"seats\":");
 	sb_int(sb, b->seats);
-	sb_puts(sb, ",\"pickup\":[");
-	sb_fixed(sb, b->plat, 5);
-	sb_putc(sb, ',');
-	sb_fixed(sb, b->plng, 5);
-	sb_puts(sb, "],\"dropoff\":[");
-	sb_fixed(sb, b->dlat, 5);
-	sb_putc(sb, ',');
-	sb_fixed(sb, b->dlng, 5);
-	sb_putc(sb, ']');
+	console_put_ends(sb, b->plat, b->plng, b->dlat, b->dlng);
 	if (b->trip) {
 		uuid_format(b->trip, id);
 		sb_puts(sb, ",\"trip_id\":\"");
