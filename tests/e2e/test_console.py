@@ -351,7 +351,7 @@ def test_the_database_alert_is_raised_on_the_feed_and_written_as_events_after(ma
             cluster.stop("fast")
             down_at = time.time()
             while "database" not in (alerts := await next_alerts()):
-                assert time.time() - down_at < 10, "no database alert"
+                assert time.time() - down_at < 30, "no database alert"
             raised = alerts["database"]
             assert raised["detail"].startswith("the database is not ready"), raised
             # the same alert all through the outage
