@@ -110,22 +110,21 @@ BEGIN
 END
 $$;
 
--- Takes n free seats of trip t for booking bid (the caller counted them,
--- the trip's row locked). Two transactions taking the same seat: the
--- primary key refuses the second (unique_violation), whatever the code did.
-CREATE OR REPLACE FUNCTION share_take_seats(t share_trips, bid uuid, n integer) RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    got integer;
-BEGIN
-    INSERT INTO share_seats (trip_id, trip_seats, seat_no, booking_id)
-    SELECT t.id, t.seats, s, bid
-      FROM generate_series(1, t.seats) s
-     WHERE NOT EXISTS (SELECT 1 FROM share_seats x WHERE x.trip_id = t.id AND x.seat_no = s)
-     ORDER BY s LIMIT n;
-    GET DIAGNOSTICS got = ROW_COUNT;
-    RETURN got = n;
-END
+-- Takes n free seats of trip t for booking bid, the lowest numbers first,
+-- and answers their numbers (fewer than n: not enough were free; the caller
+-- gives back what it got). The caller holds the trip's row lock, which
+-- orders every taker of the trip's seats; and should anything take a seat
+-- meanwhile all the same, the primary key refuses the second holder.
+CREATE OR REPLACE FUNCTION share_seats_take(t share_trips, bid uuid, n integer) RETURNS smallint[]
+LANGUAGE sql AS $$
+    WITH taken AS (
+        INSERT INTO share_seats (trip_id, trip_seats, seat_no, booking_id)
+        SELECT t.id, t.seats, s, bid
+          FROM generate_series(1, t.seats) s
+         WHERE NOT EXISTS (SELECT 1 FROM share_seats x WHERE x.trip_id = t.id AND x.seat_no = s)
+         ORDER BY s LIMIT n
+        RETURNING seat_no)
+    SELECT coalesce(array_agg(seat_no ORDER BY seat_no), '{}') FROM taken
 $$;
 
 -- Closes trip tid when no booking in it is active any more; true if it did.
@@ -155,6 +154,7 @@ DECLARE
     t share_trips;
     from_state text;
     tid uuid := (p->>'trip')::uuid;
+    seat smallint[];
 BEGIN
     SELECT * INTO b FROM share_bookings WHERE id = (p->>'booking')::uuid FOR UPDATE;
     IF NOT FOUND THEN
@@ -164,6 +164,9 @@ BEGIN
         RETURN jsonb_build_object('status', 409, 'reason', 'booking_state', 'booking', share_booking_plan(b));
     END IF;
     IF coalesce((p->>'new')::boolean, false) THEN
+        IF b.seats > (p->>'seats')::integer THEN
+            RETURN jsonb_build_object('status', 409, 'reason', 'seats');
+        END IF;
         PERFORM 1 FROM drivers WHERE id = (p->>'driver')::uuid AND status = 'offered'
                                  AND version = (p->>'driver_version')::bigint FOR UPDATE;
         IF NOT FOUND THEN
@@ -173,6 +176,7 @@ BEGIN
         VALUES (tid, (p->>'driver')::uuid, (p->>'driver_version')::bigint, p->>'vehicle',
                 (p->>'seats')::smallint, p->'stops')
         RETURNING * INTO t;
+        seat := share_seats_take(t, b.id, b.seats);
     ELSE
         -- the trip's row lock orders every booking confirmed into it
         SELECT * INTO t FROM share_trips WHERE id = tid FOR UPDATE;
@@ -182,18 +186,19 @@ BEGIN
         IF t.stops_version <> (p->>'stops_version')::integer THEN
             RETURN jsonb_build_object('status', 409, 'reason', 'stops_version', 'stops_version', t.stops_version);
         END IF;
-        IF (SELECT count(*) FROM share_seats WHERE trip_id = t.id) + b.seats > t.seats THEN
+        seat := share_seats_take(t, b.id, b.seats);
+        IF cardinality(seat) < b.seats THEN
+            DELETE FROM share_seats WHERE booking_id = b.id;
             RETURN jsonb_build_object('status', 409, 'reason', 'seats');
         END IF;
         UPDATE share_trips SET stops = p->'stops', stops_version = stops_version + 1 WHERE id = tid
         RETURNING * INTO t;
     END IF;
-    -- (the seats were counted under the trip's lock; should anything else
-    -- take one meanwhile, the primary key refuses the second holder and the
-    -- whole call rolls back)
-    PERFORM share_take_seats(t, b.id, b.seats);
+    -- (the booking names the seats it holds: share_bookings_seat/seat2
+    -- refuse a confirmation without every seat booked)
     from_state := b.state;
-    UPDATE share_bookings SET state = 'confirmed', trip_id = t.id, version = version + 1, confirmed_at = now()
+    UPDATE share_bookings SET state = 'confirmed', trip_id = t.id, version = version + 1, confirmed_at = now(),
+                              seat_no = seat[1], seat_no2 = seat[2]
      WHERE id = b.id RETURNING * INTO b;
     PERFORM share_emit(b, from_state, 'share.booking.changed', 'system', NULL,
                        jsonb_build_object('stops_version', t.stops_version));
@@ -215,6 +220,10 @@ DECLARE
     from_state text;
     finished boolean := false;
 BEGIN
+    -- the trip's row first, as share_leg() locks them (trip, then booking):
+    -- a rider's cancel and their driver's command at once must not deadlock
+    PERFORM 1 FROM share_trips WHERE id = (SELECT trip_id FROM share_bookings WHERE id = (p->>'booking')::uuid)
+        FOR UPDATE;
     SELECT * INTO b FROM share_bookings WHERE id = (p->>'booking')::uuid FOR UPDATE;
     IF NOT FOUND OR (p->>'rider' IS NOT NULL AND b.rider_id <> (p->>'rider')::uuid) THEN
         RETURN jsonb_build_object('status', 404);
@@ -230,11 +239,12 @@ BEGIN
             RETURN jsonb_build_object('status', 409, 'reason', 'stops_version');
         END IF;
     END IF;
-    DELETE FROM share_seats WHERE booking_id = b.id;
     from_state := b.state;
     UPDATE share_bookings SET state = 'cancelled', version = version + 1, cancelled_at = now(),
-                              cancel_reason = left(p->>'reason', 64), cancelled_by = p->>'role'
+                              cancel_reason = left(p->>'reason', 64), cancelled_by = p->>'role',
+                              seat_no = NULL, seat_no2 = NULL
      WHERE id = b.id RETURNING * INTO b;
+    DELETE FROM share_seats WHERE booking_id = b.id;
     PERFORM share_emit(b, from_state, 'share.booking.changed', p->>'role', p->>'actor',
                        jsonb_build_object('reason', p->>'reason'));
     finished := share_trip_close_if_done(b.trip_id);
@@ -279,15 +289,17 @@ BEGIN
         UPDATE share_trips SET stops = p->'stops', stops_version = stops_version + 1 WHERE id = t.id
         RETURNING * INTO t;
     END IF;
-    IF act = 'dropped_off' THEN
-        DELETE FROM share_seats WHERE booking_id = b.id;
-    END IF;
     from_state := b.state;
     UPDATE share_bookings SET state = act, version = version + 1,
                               picked_up_at = CASE WHEN act = 'picked_up' THEN now() ELSE picked_up_at END,
                               dropped_off_at = CASE WHEN act = 'dropped_off' THEN now() ELSE dropped_off_at END,
-                              fare_final = CASE WHEN act = 'dropped_off' THEN price ELSE fare_final END
+                              fare_final = CASE WHEN act = 'dropped_off' THEN price ELSE fare_final END,
+                              seat_no = CASE WHEN act = 'dropped_off' THEN NULL ELSE seat_no END,
+                              seat_no2 = CASE WHEN act = 'dropped_off' THEN NULL ELSE seat_no2 END
      WHERE id = b.id RETURNING * INTO b;
+    IF act = 'dropped_off' THEN
+        DELETE FROM share_seats WHERE booking_id = b.id;
+    END IF;
     PERFORM share_emit(b, from_state, 'share.booking.changed', 'driver', t.driver_id::text,
                        jsonb_build_object('stops_version', t.stops_version));
     finished := share_trip_close_if_done(t.id);

@@ -634,6 +634,10 @@ static void share_new_trip(struct share *s, struct share_booking *b, int64_t wal
 			rh_timer_at(s->defer_timer, share_now(s) + 100);
 		return;
 	}
+	if (b->seats > (int)s->tariff->seats) { /* (the car shrank since the card: booked before a restart) */
+		share_give_up(s, b, "no_seat");
+		return;
+	}
 	struct presence_hit hits[SHARE_DRIVERS];
 	size_t n = presence_nearest(s->deps.presence, b->plat, b->plng, (double)s->cfg->search_radius_m,
 				    DRIVER_AVAILABLE, 1u << s->vehicle, share_now(s), hits, SHARE_DRIVERS);

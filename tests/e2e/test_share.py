@@ -330,6 +330,25 @@ def test_the_database_refuses_a_seat_twice_or_beyond_the_car(make_daemon, pg):
         pg.query(d.db, "INSERT INTO share_seats VALUES (%s, 1, 2, %s)", (trip, ids[1]))
     with pytest.raises(Exception, match="share_seats_trip_id_trip_seats_fkey"):
         pg.query(d.db, "INSERT INTO share_seats VALUES (%s, 2, 2, %s)", (trip, ids[1]))
+    # a booking past pending holds every seat it booked, or cannot be written:
+    # confirmed with no seat, with a seat another booking holds, or a 2-seat
+    # booking with one seat
+    confirm = "UPDATE share_bookings SET state = 'confirmed', trip_id = %s, seat_no = %s, seat_no2 = %s WHERE id = %s"
+    with pytest.raises(Exception, match="share_bookings_holds_seats"):
+        pg.query(d.db, confirm, (trip, None, None, ids[1]))
+    with pytest.raises(Exception, match="share_bookings_seat"):
+        pg.query(d.db, confirm, (trip, 1, None, ids[1]))
+    assert pg.query(d.db, "SELECT seat_no, seat_no2 FROM share_bookings WHERE id = %s", (ids[0],))[0] == (1, None)
+    pg.query(d.db, "UPDATE share_bookings SET seats = 2 WHERE id = %s", (ids[1],))
+    with pytest.raises(Exception, match="share_bookings_holds_seats"):
+        pg.query(d.db, confirm, (trip, 1, None, ids[1]))
+    # the function refuses a new trip smaller than the booking, nothing written
+    res = pg.query(d.db, "SELECT share_confirm(%s::jsonb)", (
+        '{"booking":"%s","trip":"%s","new":true,"driver":"%s","driver_version":7,"seats":1,"vehicle":"standard",'
+        '"stops":[]}' % (ids[1], str(uuid.uuid4()), drv["id"]),))[0][0]
+    assert res == {"status": 409, "reason": "seats"}, res
+    assert pg.query(d.db, "SELECT state, seat_no FROM share_bookings WHERE id = %s", (ids[1],))[0] == ("pending", None)
+    assert pg.query(d.db, "SELECT count(*) FROM share_seats WHERE booking_id = %s", (ids[1],))[0][0] == 0
 
 
 def test_a_shared_trip_through_a_restart(make_daemon, pg):
