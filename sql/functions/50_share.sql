@@ -334,7 +334,7 @@ CREATE OR REPLACE FUNCTION share_active() RETURNS jsonb LANGUAGE sql STABLE AS $
                      FROM share_bookings b WHERE b.state IN ('pending', 'confirmed', 'arrived', 'picked_up')))
 $$;
 
--- A batch of changes of one kind in one transaction (src/share/share.c
+-- A batch of changes of one kind in one transaction (src/share/lanes.c
 -- sends each kind's changes in batches of up to 64): each item answered in
 -- order, as its own call would have answered it. Each call catches its own
 -- races (a subtransaction at most per item).
