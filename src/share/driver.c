@@ -168,6 +168,72 @@ static bool share_on_leg(struct session *ss, void *ctx, const cJSON *msg, const 
 }
 
 
+/* ------------------------------------------------------------ apps reconnecting */
+
+/* A driver's app (re)connected: the stop list of their open shared trip, at
+ * its version (what they missed meanwhile is in it). */
+static void share_driver_opened(struct share *s, struct session *ss)
+{
+	struct uuid driver, k;
+	void *v;
+	if (!uuid_parse(ss->who.id, &driver))
+		return;
+	for (size_t i = 0; umap_next(&s->trips, &i, &k, &v);) {
+		const struct share_trip *t = v;
+		if (uuid_eq(&t->driver, &driver) && t->nstops > 0) {
+			share_send_stops(s, t);
+			return;
+		}
+	}
+}
+
+static struct db_stmt share_st_view = {
+	"share_view", "SELECT share_booking_view(b) FROM share_bookings b WHERE b.id = $1::uuid", 1,
+};
+
+struct share_view_ctx {
+	struct share *s;
+	struct uuid booking, rider;
+};
+
+static void share_view_read(void *arg, const struct db_result *res)
+{
+	struct share_view_ctx *c = arg;
+	struct share_booking *b = umap_get(&c->s->bookings, &c->booking);
+	cJSON *v = res->err == RH_OK && db_rows(res) == 1 ? cJSON_Parse(db_get(res, 0, 0)) : NULL;
+	/* (a change answered meanwhile was sent already, and is newer) */
+	if (v && (!b || (int64_t)jv_num(v, "version", 0) >= b->version))
+		share_send_rider(c->s, &c->rider, v);
+	cJSON_Delete(v);
+	rh_free(c);
+}
+
+/* A rider's app (re)connected: their active booking as it stands now
+ * (share.booking.updated, its version), read from the database. */
+static void share_rider_opened(struct share *s, struct session *ss)
+{
+	struct uuid rider;
+	struct share_booking *b = uuid_parse(ss->who.id, &rider) ? umap_get(&s->by_rider, &rider) : NULL;
+	if (!b)
+		return;
+	struct share_view_ctx *c = RH_NEW(struct share_view_ctx);
+	c->s = s;
+	c->booking = b->id;
+	c->rider = rider;
+	char id[37];
+	uuid_format(&b->id, id);
+	const char *params[] = { id };
+	db_query(s->deps.db, &share_st_view, params, share_view_read, c);
+}
+
+static void share_app_opened(struct session *ss, void *ctx)
+{
+	if (ss->who.role == ROLE_DRIVER)
+		share_driver_opened(ctx, ss);
+	else if (ss->who.role == ROLE_RIDER)
+		share_rider_opened(ctx, ss);
+}
+
 void share_driver_init(struct share *s)
 {
 	if (!s->deps.gateway)
@@ -175,4 +241,7 @@ void share_driver_init(struct share *s)
 	s->leg_type = (struct gw_message_type){ .event_type = "share.leg.update", .roles = ROLE_DRIVER,
 						.payload = share_leg_fields, .handler = share_on_leg, .ctx = s };
 	gateway_register(s->deps.gateway, &s->leg_type);
+	gateway_on_opened(s->deps.gateway, ROLE_DRIVER | ROLE_RIDER, share_app_opened, s);
+	if (s->deps.db)
+		db_register(s->deps.db, &share_st_view);
 }

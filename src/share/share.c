@@ -62,11 +62,13 @@ struct share_booking *share_booking_from(struct share *s, const cJSON *v)
 		b = RH_NEW(struct share_booking);
 		b->id = id;
 		umap_put(&s->bookings, &id, b);
+		uuid_parse(jv_str(v, "rider_id"), &b->rider);
+		umap_put(&s->by_rider, &b->rider, b); /* (one active booking per rider: the database's index) */
 	}
-	uuid_parse(jv_str(v, "rider_id"), &b->rider);
 	int st = share_state_parse(jv_str(v, "state"));
 	b->state = st < 0 ? SB_CANCELLED : (enum share_state)st;
 	b->seats = (int)jv_num(v, "seats", 1);
+	b->version = (int64_t)jv_num(v, "version", 1);
 	const char *mode = jv_str(v, "mode");
 	b->express = mode && strcmp(mode, "express") == 0;
 	const cJSON *pu = cJSON_GetObjectItemCaseSensitive(v, "pickup");
@@ -84,6 +86,8 @@ struct share_booking *share_booking_from(struct share *s, const cJSON *v)
 void share_booking_forget(struct share *s, struct share_booking *b)
 {
 	umap_del(&s->bookings, &b->id);
+	if (umap_get(&s->by_rider, &b->rider) == b)
+		umap_del(&s->by_rider, &b->rider);
 	rh_free(b);
 }
 
@@ -249,6 +253,7 @@ struct share *share_new(const struct share_deps *d)
 	share_card_key(pricing_key(d->pricing)->k, &s->key);
 	umap_init(&s->bookings);
 	umap_init(&s->trips);
+	umap_init(&s->by_rider);
 	static const double bounds[] = { 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1 };
 	static const char *const outcome_labels[] = { "outcome", NULL };
 	if (d->metrics) {
@@ -280,6 +285,7 @@ void share_free(struct share *s)
 		rh_free(v);
 	umap_fini(&s->bookings);
 	umap_fini(&s->trips);
+	umap_fini(&s->by_rider);
 	if (s->load_timer)
 		rh_timer_free(s->load_timer);
 	if (s->defer_timer)

@@ -6,7 +6,8 @@
  *   match.c   a pending booking into an open trip or a new one; the ends of
  *             bookings and trips
  *   api.c     REST: rate card, bookings, receipt, the rider's cancel
- *   driver.c  the driver's side over the WebSocket (share.leg.update)
+ *   driver.c  the WebSocket: the driver's commands (share.leg.update), the stop
+ *             list and the rider's booking again when their app reconnects
  *   card.c, plan.c  the rate card and the insertion search (pure) */
 #ifndef RH_SHARE_INTERNAL_H
 #define RH_SHARE_INTERNAL_H
@@ -40,6 +41,7 @@ struct share_booking {
 	struct share_trip *trip; /* NULL while pending */
 	enum share_state state;
 	int seats;
+	int64_t version;          /* the row's, as last answered */
 	bool express;
 	double plat, plng, dlat, dlng;
 	double direct_s;
@@ -96,6 +98,7 @@ struct share {
 	int vehicle;
 	struct share_card_key key;
 	struct umap bookings, trips;
+	struct umap by_rider;      /* the active booking of a rider (rider id -> booking) */
 	struct gw_message_type leg_type;
 	struct rh_timer *load_timer;
 	struct rh_timer *defer_timer;  /* bookings waiting for the start's release of reservations */

@@ -29,6 +29,7 @@ def pt(p):
 async def online(d, at=A):
     drv, hdr = d.driver_session()
     app = await Driver.connect(d, token_of(hdr), drv["id"])
+    app.hdr = hdr
     await app.recv("driver.status.changed")
     await app.ping(*at, accuracy_m=5)
     await app.go("available")
@@ -379,6 +380,10 @@ def test_a_shared_trip_through_a_restart(make_daemon, pg):
         tok = d2.login("driver", drv["email"], "driver-pass-1")
         dapp = await Driver.connect(d2, tok, drv["id"])
         await dapp.recv("driver.status.changed")
+        # the trip read back: its stop list again, as the last run left it
+        st = (await dapp.recv("share.stops", timeout=5))["payload"]
+        assert st["trip_id"] == trip and st["stops_version"] == ver
+        assert [(s["booking_id"], s["kind"], s["state"]) for s in st["stops"]] == [(v1["id"], "dropoff", "picked_up")]
         await dapp.ping(*off(A, 2900), accuracy_m=5)
         # a new rider along the way is inserted into the trip read back
         r2, hdr2 = d2.rider_session()
@@ -475,3 +480,44 @@ def test_shared_trips_without_automatic_dispatch(make_daemon):
 
     run(go())
 
+
+
+def test_apps_reconnecting_get_the_stop_list_and_the_booking_as_they_stand(make_daemon, pg):
+    d = make_daemon()
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        r2, a2 = await rider_app(d)
+        v1 = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000))).json()
+        trip = (await confirmed(a1, v1["id"]))["trip_id"]
+        assert (await dapp.recv("share.stops"))["payload"]["stops_version"] == 1
+        v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100, 150), off(A, 2800, 150))).json()
+        assert (await confirmed(a2, v2["id"]))["trip_id"] == trip
+        assert (await dapp.recv("share.stops"))["payload"]["stops_version"] == 2
+        # the driver's app goes away; meanwhile rider 2 cancels (the list
+        # moves to version 3 without them) and rider 1's app goes away too
+        await dapp.close()
+        await a1.close()
+        r = d.post(f"/v1/share/bookings/{v2['id']}/cancel", {}, headers=a2.hdr)
+        assert r.status == 200 and r.json()["state"] == "cancelled", r
+        # the driver back: the list as it stands, without rider 2
+        dapp = await Driver.connect(d, token_of(dapp.hdr), drv["id"])
+        st = (await dapp.recv("share.stops", timeout=5))["payload"]
+        assert st["trip_id"] == trip and st["stops_version"] == 3
+        assert [(s["booking_id"], s["kind"]) for s in st["stops"]] == [(v1["id"], "pickup"), (v1["id"], "dropoff")]
+        # the driver picks rider 1 up while their app is away; it comes back
+        # to the booking as it stands (picked_up, its version)
+        await leg(dapp, trip, v1["id"], "picked_up", 3)
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "picked_up"
+        a1 = await App.connect(d, token_of(a1.hdr), r1["id"])
+        m = (await a1.recv("share.booking.updated", timeout=5))["payload"]
+        assert m["id"] == v1["id"] and m["state"] == "picked_up" and m["version"] == 3 and m["trip_id"] == trip
+        assert "direct_s" not in m
+        # a rider with no active booking gets nothing of shared rides
+        a2b = await App.connect(d, token_of(a2.hdr), r2["id"])
+        await a2b.no_message()
+        for app in (dapp, a1, a2, a2b):
+            await app.close()
+
+    run(go())
