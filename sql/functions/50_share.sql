@@ -69,11 +69,13 @@ BEGIN
 END
 $$;
 
--- POST /v1/share/bookings: p = {rider, key, hash, card, seats, mode, corp,
--- price, solo_price, cur, vehicle, plat, plng, dlat, dlng, direct_s,
--- direct_m, rules, otp}. 202 a new pending booking; 200 the booking this
--- key made before (same hash); 422 the key with another request; 409 the
--- rider has an active booking.
+-- POST /v1/share/bookings: p = {id (made by the daemon; else one is
+-- drawn), rider, key, hash, card, seats, mode, corp, price, solo_price,
+-- cur, vehicle, plat, plng, dlat, dlng, direct_s, direct_m, rules, otp, and
+-- confirm or cancel when the daemon decided the booking before asking}.
+-- 202 a new pending booking (with decided: the decision's own answer, when
+-- one was asked); 200 the booking this key made before (same hash); 422
+-- the key with another request; 409 the rider has an active booking.
 CREATE OR REPLACE FUNCTION share_book(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     b share_bookings;
@@ -98,7 +100,7 @@ BEGIN
     INSERT INTO share_bookings (id, rider_id, seats, mode, corp, price, solo_price, currency, vehicle_type,
                                 rate_card_id, pickup, dropoff, direct_s, direct_m, rules, otp,
                                 idempotency_key, body_hash)
-    VALUES (gen_random_uuid(), rider, (p->>'seats')::smallint, p->>'mode', (p->>'corp')::boolean,
+    VALUES (coalesce((p->>'id')::uuid, gen_random_uuid()), rider, (p->>'seats')::smallint, p->>'mode', (p->>'corp')::boolean,
             (p->>'price')::bigint, (p->>'solo_price')::bigint, p->>'cur', p->>'vehicle', p->>'card',
             ST_SetSRID(ST_MakePoint((p->>'plng')::float8, (p->>'plat')::float8), 4326)::geography,
             ST_SetSRID(ST_MakePoint((p->>'dlng')::float8, (p->>'dlat')::float8), 4326)::geography,
@@ -106,6 +108,17 @@ BEGIN
             p->>'key', p->>'hash')
     RETURNING * INTO b;
     PERFORM share_emit(b, NULL, 'share.booking.requested', 'rider', rider::text, '{}');
+    -- decided at once, in this transaction (the daemon knew before asking):
+    -- into an open trip (p.confirm: share_confirm()'s {trip, stops_version,
+    -- stops}), or cancelled (p.cancel: the reason, e.g. no_driver)
+    IF p ? 'confirm' THEN
+        RETURN jsonb_build_object('status', 202, 'booking', share_booking_plan(b),
+                                  'decided', share_confirm(p->'confirm' || jsonb_build_object('booking', b.id)));
+    ELSIF p ? 'cancel' THEN
+        RETURN jsonb_build_object('status', 202, 'booking', share_booking_plan(b),
+                                  'decided', share_cancel(jsonb_build_object('booking', b.id, 'role', 'system',
+                                                                             'reason', p->>'cancel')));
+    END IF;
     RETURN jsonb_build_object('status', 202, 'booking', share_booking_plan(b));
 END
 $$;

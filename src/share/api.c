@@ -169,6 +169,7 @@ static bool share_key_ok(const char *k)
 struct share_book_ctx {
 	struct share *s;
 	struct http_req *req;
+	struct share_decision *decision; /* decided with the booking; NULL: matched after */
 };
 
 static void share_booked(void *arg, const struct share_reply *res)
@@ -176,9 +177,12 @@ static void share_booked(void *arg, const struct share_reply *res)
 	struct share_book_ctx *c = arg;
 	struct share *s = c->s;
 	struct http_req *req = c->req;
+	struct share_decision *decision = c->decision;
 	rh_free(c);
 	cJSON *a = res->a;
 	int st = a ? share_status(a) : 503;
+	if (decision && st != 202)
+		share_decided(s, decision, st, NULL, NULL);
 	if (st == 409) {
 		cJSON *ext = cJSON_CreateObject();
 		const char *active = jv_str(a, "active_booking_id");
@@ -194,7 +198,9 @@ static void share_booked(void *arg, const struct share_reply *res)
 	} else if (st == 200 || st == 202) {
 		cJSON *bv = cJSON_DetachItemFromObjectCaseSensitive(a, "booking");
 		struct share_booking *b = NULL;
-		if (st == 202)
+		if (st == 202 && decision)
+			share_decided(s, decision, st, bv, cJSON_GetObjectItemCaseSensitive(a, "decided"));
+		else if (st == 202)
 			b = share_booking_from(s, bv);
 		char loc[80];
 		snprintf(loc, sizeof loc, "/v1/share/bookings/%s", jv_str(bv, "id"));
@@ -254,6 +260,30 @@ static bool share_card_or_reply(struct http_req *req, struct share *s, const cha
 	return false;
 }
 
+/* The booking about to be written, as matching sees one: its id made
+ * here (the item's "id"); freed by share_decide() when undecided. */
+static struct share_booking *share_booking_about(const struct share_card *c, const struct auth_principal *who,
+						 int seats, bool express, cJSON *item)
+{
+	struct share_booking *b = RH_NEW(struct share_booking);
+	uuid_v4(&b->id);
+	uuid_parse(who->id, &b->rider);
+	b->state = SB_PENDING;
+	b->version = 1;
+	b->seats = seats;
+	b->express = express;
+	b->plat = c->plat;
+	b->plng = c->plng;
+	b->dlat = c->dlat;
+	b->dlng = c->dlng;
+	b->direct_s = (double)c->direct_s;
+	b->requested_ms = rh_wall_ms();
+	char id[37];
+	uuid_format(&b->id, id);
+	cJSON_AddStringToObject(item, "id", id);
+	return b;
+}
+
 static void share_api_book(struct http_req *req, void *ctx)
 {
 	struct share *s = ctx;
@@ -307,11 +337,13 @@ static void share_api_book(struct http_req *req, void *ctx)
 		cJSON_AddNumberToObject(it, "rules", rules);
 		if (rules & 2)
 			cJSON_AddStringToObject(it, "otp", otp);
+		struct share_decision *decision = share_decide(s, share_booking_about(&c, &who, seats, express, it), it);
 		char *json = cJSON_PrintUnformatted(it);
 		cJSON_Delete(it);
 		struct share_book_ctx *bc = RH_NEW(struct share_book_ctx);
 		bc->s = s;
 		bc->req = req;
+		bc->decision = decision;
 		share_lane_push(&s->lane_book, json, share_booked, bc);
 		cJSON_free(json);
 	}

@@ -206,7 +206,8 @@ static void share_confirmed(void *arg, const struct share_reply *res)
 	rh_free(c);
 }
 
-static void share_confirm_send(struct share *s, struct share_confirm_ctx *c)
+/* The share_confirm() call of c (its JSON, to free with rh_free). */
+static char *share_confirm_json(struct share *s, const struct share_confirm_ctx *c)
 {
 	struct share_trip tmp = *c->trip;
 	memcpy(tmp.stops, c->stops, sizeof c->stops);
@@ -228,10 +229,18 @@ static void share_confirm_send(struct share *s, struct share_confirm_ctx *c)
 			  (long long)c->trip->stops_version, stops);
 	}
 	cJSON_free(stops);
+	char *out = rh_strdup(sb.buf);
+	sb_fini(&sb);
+	return out;
+}
+
+static void share_confirm_send(struct share *s, struct share_confirm_ctx *c)
+{
+	char *json = share_confirm_json(s, c);
 	c->b->busy = true;
 	c->trip->busy = true;
-	share_lane_push(&s->lane_confirm, sb.buf, share_confirmed, c);
-	sb_fini(&sb);
+	share_lane_push(&s->lane_confirm, json, share_confirmed, c);
+	rh_free(json);
 }
 
 struct share_reserve_ctx {
@@ -274,6 +283,30 @@ static void share_reserved(void *arg, enum presence_reserve_answer answer, int64
 	share_confirm_send(s, c);
 }
 
+/* The nearest available driver of the shared vehicle type who can be at
+ * b's pickup within its wait bound, if any. */
+static bool share_driver_for(struct share *s, const struct share_booking *b, int64_t wall, struct presence_hit *out)
+{
+	struct presence_hit hits[SHARE_DRIVERS];
+	size_t n = presence_nearest(s->deps.presence, b->plat, b->plng, (double)s->cfg->search_radius_m,
+				    DRIVER_AVAILABLE, 1u << s->vehicle, share_now(s), hits, SHARE_DRIVERS);
+	double lat[SHARE_DRIVERS], lng[SHARE_DRIVERS], eta[SHARE_DRIVERS], dist[SHARE_DRIVERS];
+	for (size_t i = 0; i < n; i++) {
+		lat[i] = hits[i].lat;
+		lng[i] = hits[i].lon;
+	}
+	if (n)
+		pricing_etas(s->deps.pricing, lat, lng, n, b->plat, b->plng, wall / 1000, eta, dist);
+	double wait_by = (double)(b->requested_ms + s->cfg->max_wait_ms - wall) / 1000.0;
+	int best = -1;
+	for (size_t i = 0; i < n; i++)
+		if (eta[i] >= 0 && eta[i] <= wait_by && (best < 0 || eta[i] < eta[best]))
+			best = (int)i;
+	if (best >= 0)
+		*out = hits[best];
+	return best >= 0;
+}
+
 /* No open trip takes b: a new one, with the nearest available driver who
  * can be at the pickup within the wait bound, reserved as solo dispatch
  * reserves (presence_reserve: no other search can pick them). */
@@ -292,31 +325,17 @@ static void share_new_trip(struct share *s, struct share_booking *b, int64_t wal
 		share_give_up(s, b, "no_seat");
 		return;
 	}
-	struct presence_hit hits[SHARE_DRIVERS];
-	size_t n = presence_nearest(s->deps.presence, b->plat, b->plng, (double)s->cfg->search_radius_m,
-				    DRIVER_AVAILABLE, 1u << s->vehicle, share_now(s), hits, SHARE_DRIVERS);
-	double lat[SHARE_DRIVERS], lng[SHARE_DRIVERS], eta[SHARE_DRIVERS], dist[SHARE_DRIVERS];
-	for (size_t i = 0; i < n; i++) {
-		lat[i] = hits[i].lat;
-		lng[i] = hits[i].lon;
-	}
-	if (n)
-		pricing_etas(s->deps.pricing, lat, lng, n, b->plat, b->plng, wall / 1000, eta, dist);
-	double wait_by = (double)(b->requested_ms + s->cfg->max_wait_ms - wall) / 1000.0;
-	int best = -1;
-	for (size_t i = 0; i < n; i++)
-		if (eta[i] >= 0 && eta[i] <= wait_by && (best < 0 || eta[i] < eta[best]))
-			best = (int)i;
-	if (best < 0) {
+	struct presence_hit hit;
+	if (!share_driver_for(s, b, wall, &hit)) {
 		share_give_up(s, b, "no_driver");
 		return;
 	}
 	struct share_reserve_ctx *r = RH_NEW(struct share_reserve_ctx);
 	r->s = s;
 	r->b = b;
-	r->hit = hits[best];
+	r->hit = hit;
 	b->busy = true;
-	presence_reserve(s->deps.presence, &hits[best].driver, hits[best].version, share_reserved, r);
+	presence_reserve(s->deps.presence, &hit.driver, hit.version, share_reserved, r);
 }
 
 /* A pending booking: into the open trip where it scores best, else a new
@@ -333,9 +352,10 @@ void share_match(struct share *s, struct share_booking *b)
 		metric_observe(s->f_match, s->c_match, (double)(rh_mono_ns() - t0) / 1e9);
 }
 
-static void share_match_search(struct share *s, struct share_booking *b, int64_t wall)
+/* The open trip near b where its insertion scores best, if any. */
+static bool share_best_trip(struct share *s, struct share_booking *b, int64_t wall, struct share_candidate *best)
 {
-	struct share_candidate best = { 0 };
+	best->trip = NULL;
 	struct uuid k;
 	void *v;
 	for (size_t i = 0; umap_next(&s->trips, &i, &k, &v);) {
@@ -345,40 +365,140 @@ static void share_match_search(struct share *s, struct share_booking *b, int64_t
 		    geo_dist_haversine_m(car.lat, car.lon, b->plat, b->plng) > (double)s->cfg->search_radius_m)
 			continue;
 		struct share_plan_out out;
-		if (share_try_trip(s, b, t, wall, &out) && (!best.trip || out.score < best.plan.score)) {
-			best.trip = t;
-			best.plan = out;
+		if (share_try_trip(s, b, t, wall, &out) && (!best->trip || out.score < best->plan.score)) {
+			best->trip = t;
+			best->plan = out;
 		}
 	}
-	if (!best.trip) {
-		share_new_trip(s, b, wall);
-		return;
-	}
-	struct share_trip *t = best.trip;
-	if (t->busy) {
-		b->next_waiting = t->waiting;
-		t->waiting = b;
-		return;
-	}
+	return best->trip != NULL;
+}
+
+/* The confirmation of b into the trip of best: the current list with the
+ * pickup, then the dropoff, at their positions in the new list. */
+static struct share_confirm_ctx *share_insertion(struct share *s, struct share_booking *b,
+						 const struct share_candidate *best)
+{
+	struct share_trip *t = best->trip;
 	struct share_confirm_ctx *c = RH_NEW(struct share_confirm_ctx);
 	c->s = s;
 	c->b = b;
 	c->trip = t;
-	/* the current list with the pickup, then the dropoff, at their
-	 * positions in the new list */
 	size_t m = 0;
 	for (size_t i = 0; i <= t->nstops; i++) {
-		if (i == best.plan.pickup_at)
+		if (i == best->plan.pickup_at)
 			c->stops[m++] = (struct share_trip_stop){ b, true };
 		if (i < t->nstops)
 			c->stops[m++] = t->stops[i];
 	}
-	size_t at = best.plan.dropoff_at;
+	size_t at = best->plan.dropoff_at;
 	memmove(&c->stops[at + 1], &c->stops[at], (m - at) * sizeof c->stops[0]);
 	c->stops[at] = (struct share_trip_stop){ b, false };
 	c->nstops = m + 1;
-	share_confirm_send(s, c);
+	return c;
 }
+
+static void share_match_search(struct share *s, struct share_booking *b, int64_t wall)
+{
+	struct share_candidate best;
+	if (!share_best_trip(s, b, wall, &best)) {
+		share_new_trip(s, b, wall);
+	} else if (best.trip->busy) {
+		b->next_waiting = best.trip->waiting;
+		best.trip->waiting = b;
+	} else {
+		share_confirm_send(s, share_insertion(s, b, &best));
+	}
+}
+
+/* ------------------------------------------------------------ decided with the booking */
+
+/* A booking decided before it is written, in its own transaction: into an
+ * open trip whose list is not at the database, or cancelled when no trip
+ * takes it and no driver can reach it. (A new trip needs a driver reserved
+ * first: that booking is written pending and matched after.) */
+struct share_decision {
+	struct share_booking *b;           /* in memory once the booking is written */
+	struct share_confirm_ctx *confirm; /* into an open trip (busy meanwhile); NULL: cancelled */
+	const char *reason;
+};
+
+struct share_decision *share_decide(struct share *s, struct share_booking *b, cJSON *item)
+{
+	if (s->deps.after_release && !presence_stale_released(s->deps.presence)) {
+		rh_free(b);
+		return NULL;
+	}
+	int64_t t0 = rh_mono_ns(), wall = rh_wall_ms();
+	struct share_candidate best;
+	struct presence_hit hit;
+	struct share_decision *d = NULL;
+	bool too_big = b->seats > (int)s->tariff->seats;
+	if (share_best_trip(s, b, wall, &best)) {
+		if (!best.trip->busy) {
+			d = RH_NEW(struct share_decision);
+			d->confirm = share_insertion(s, b, &best);
+			char *json = share_confirm_json(s, d->confirm);
+			cJSON_AddRawToObject(item, "confirm", json);
+			rh_free(json);
+			best.trip->busy = true;
+		}
+	} else if (too_big || !share_driver_for(s, b, wall, &hit)) {
+		d = RH_NEW(struct share_decision);
+		d->reason = too_big ? "no_seat" : "no_driver";
+		cJSON_AddStringToObject(item, "cancel", d->reason);
+	}
+	if (d) {
+		d->b = b;
+		b->busy = true;
+	} else {
+		rh_free(b);
+	}
+	if (s->f_match)
+		metric_observe(s->f_match, s->c_match, (double)(rh_mono_ns() - t0) / 1e9);
+	return d;
+}
+
+void share_decided(struct share *s, struct share_decision *d, int status, const cJSON *bv, const cJSON *decided)
+{
+	struct share_booking *b = d->b;
+	if (status != 202 || !decided) { /* not written (a replay, a refusal, a failure): nothing was decided */
+		if (d->confirm) {
+			struct share_trip *t = d->confirm->trip;
+			share_trip_unbusy(s, t);
+			if (t->closed)
+				rh_free(t);
+			rh_free(d->confirm);
+		}
+		b->busy = false;
+		if (status == 202) { /* (written pending without its decision: matched as any other) */
+			umap_put(&s->bookings, &b->id, b);
+			umap_put(&s->by_rider, &b->rider, b);
+			share_match(s, share_booking_from(s, bv));
+		} else {
+			rh_free(b);
+		}
+		rh_free(d);
+		return;
+	}
+	umap_put(&s->bookings, &b->id, b);
+	umap_put(&s->by_rider, &b->rider, b);
+	share_booking_from(s, bv);
+	struct share_reply r = { .a = (cJSON *)decided, .err = RH_OK };
+	if (d->confirm) {
+		share_confirmed(d->confirm, &r);
+	} else {
+		const char *lv[] = { d->reason };
+		if (s->f_outcomes)
+			metric_inc(metric_cell(s->f_outcomes, lv));
+		struct share_cancel_ctx *c = RH_NEW(struct share_cancel_ctx);
+		c->s = s;
+		c->b = b;
+		share_cancelled(c, &r);
+	}
+	rh_free(d);
+}
+
+/* ------------------------------------------------------------ the ends of bookings and trips */
 
 void share_trip_finished(struct share *s, struct share_trip *t)
 {

@@ -137,6 +137,14 @@ int share_status(const cJSON *a);
 void share_lanes_init(struct share *s);
 
 /* match.c */
+/* A booking decided before it is written (share_decide: NULL when it
+ * cannot be at once; else the decision is added to the booking's item),
+ * then what its writing answered (share_decided: status, the booking's
+ * view, the decision's own answer). b is the booking about to be written
+ * (its id made here): the decision owns it from then on. */
+struct share_decision;
+struct share_decision *share_decide(struct share *s, struct share_booking *b, cJSON *item);
+void share_decided(struct share *s, struct share_decision *d, int status, const cJSON *bv, const cJSON *decided);
 void share_cancelled(void *arg, const struct share_reply *res);
 void share_match(struct share *s, struct share_booking *b);
 void share_trip_finished(struct share *s, struct share_trip *t);

@@ -77,6 +77,15 @@ async def leg(app, trip, bid, action, version, **extra):
     return sent
 
 
+def one_transaction(pg, d, bid):
+    """Whether a booking's first two changes (requested, then its decision)
+    were written by one transaction (the same xmin on both history rows)."""
+    rows = pg.query(d.db, "SELECT xmin::text FROM share_events WHERE booking_id = %s AND seq <= 2 ORDER BY seq",
+                    (bid,))
+    assert len(rows) == 2, rows
+    return rows[0][0] == rows[1][0]
+
+
 def test_rate_card_eight_options_from_the_tariff(make_daemon):
     d = make_daemon()
     _, hdr = d.rider_session()
@@ -167,6 +176,9 @@ def test_insertion_within_bounds_then_per_rider_legs_fares_and_receipts(make_dae
         v2 = b2.json()
         c2 = await confirmed(a2, v2["id"])
         assert c2["state"] == "confirmed" and c2["trip_id"] == trip
+        # an insertion into an open trip is decided with the booking, in its
+        # transaction (the 202 shows it as written first: pending)
+        assert v2["state"] == "pending" and one_transaction(pg, d, v2["id"])
         stops = (await dapp.recv("share.stops"))["payload"]
         assert stops["stops_version"] == 2 and len(stops["stops"]) == 4
         order = [(s["booking_id"], s["kind"]) for s in stops["stops"]]
@@ -242,12 +254,18 @@ def test_beyond_the_bounds_a_new_trip_or_none(make_daemon, pg):
         v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100), off(A, -3000))).json()
         c2 = await confirmed(a2, v2["id"])
         assert c2["state"] == "cancelled" and c2["cancel_reason"] == "no_driver", c2
+        # known before the booking was written: decided in its transaction
+        # (both history rows written by one transaction), answered 202 pending
+        assert v2["state"] == "pending"
+        assert one_transaction(pg, d, v2["id"]), "requested and cancelled in one transaction"
         # with a second driver near: a new trip of its own
         drv2, d2 = await online(d, at=off(A, 150))
         r3, a3 = await rider_app(d)
         v3 = book(d, a3.hdr, card(d, a3.hdr, off(A, 100), off(A, -3000))).json()
         c3 = await confirmed(a3, v3["id"])
         assert c3["state"] == "confirmed" and c3["trip_id"] != c1["trip_id"] and c3["driver"]["id"] == drv2["id"]
+        # (a new trip waits for its driver's reservation: two transactions)
+        assert not one_transaction(pg, d, v3["id"])
         # and a rider whose pickup the car cannot reach within max_wait
         # (5 min at 30 km/h x 1.3 is ~2.9 km; 8 km away): nobody
         r4, a4 = await rider_app(d)
