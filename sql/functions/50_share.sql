@@ -266,11 +266,38 @@ BEGIN
 END
 $$;
 
+-- A dropped-off rider's fare, asked of the payment provider as a solo
+-- trip's is (sql/functions/20_payments.sql): the payment (for the booking)
+-- and its payment.requested, after the booking's own event; none when the
+-- rider paid cash (the cash rule) or owes nothing.
+CREATE OR REPLACE FUNCTION share_payment_request(b share_bookings) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    p payments;
+BEGIN
+    IF b.rules & 1 <> 0 OR coalesce(b.fare_final, 0) <= 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO payments (share_booking_id, rider_id, kind, idempotency_key, amount, currency)
+    VALUES (b.id, b.rider_id, 'fare', 'pay_' || replace(b.id::text, '-', ''), b.fare_final, b.currency)
+    ON CONFLICT (share_booking_id) DO NOTHING
+    RETURNING * INTO p;
+    IF p.id IS NOT NULL THEN
+        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
+        VALUES ('payment.requested', 'ridehaild', b.id, p.id, 1, jsonb_build_object(
+            'payment_id', p.id, 'trip_id', p.paid_for, 'rider_id', p.rider_id, 'kind', p.kind,
+            'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
+            'requested_at', rh_ts(p.requested_at)));
+    END IF;
+END
+$$;
+
 -- A driver's command for one rider of their shared trip: p = {trip, driver,
 -- booking, action: arrived | picked_up | dropped_off, stops_version (the
--- list the driver acts on), stops (the list after this stop), otp}.
+-- list the driver acts on), stops (the list after this stop), otp,
+-- cash_collected}.
 -- Refusals: 404 trip (not this driver's open trip), 409 reason rider_not_on_trip,
--- stops_version (with the current one), booking_state, otp.
+-- stops_version (with the current one), booking_state, otp, cash (a cash
+-- rider dropped off without cash_collected).
 CREATE OR REPLACE FUNCTION share_leg(p jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     b share_bookings;
@@ -298,6 +325,11 @@ BEGIN
     IF act = 'picked_up' AND b.otp IS NOT NULL AND b.otp IS DISTINCT FROM p->>'otp' THEN
         RETURN jsonb_build_object('status', 409, 'reason', 'otp', 'state', b.state);
     END IF;
+    -- the cash rule: the rider pays the driver, who says so at the drop-off
+    -- (and no card payment is asked for)
+    IF act = 'dropped_off' AND b.rules & 1 <> 0 AND NOT coalesce((p->>'cash_collected')::boolean, false) THEN
+        RETURN jsonb_build_object('status', 409, 'reason', 'cash', 'state', b.state);
+    END IF;
     IF act <> 'arrived' THEN
         UPDATE share_trips SET stops = p->'stops', stops_version = stops_version + 1 WHERE id = t.id
         RETURNING * INTO t;
@@ -315,6 +347,9 @@ BEGIN
     END IF;
     PERFORM share_emit(b, from_state, 'share.booking.changed', 'driver', t.driver_id::text,
                        jsonb_build_object('stops_version', t.stops_version));
+    IF act = 'dropped_off' THEN
+        PERFORM share_payment_request(b);
+    END IF;
     finished := share_trip_close_if_done(t.id);
     RETURN jsonb_build_object('status', 200, 'booking', share_booking_plan(b), 'trip_finished', finished,
                               'stops_version', t.stops_version);
@@ -331,7 +366,7 @@ CREATE OR REPLACE FUNCTION share_receipt(b share_bookings) RETURNS jsonb LANGUAG
         'picked_up_at', rh_ts(b.picked_up_at), 'dropped_off_at', rh_ts(b.dropped_off_at),
         'lines', jsonb_build_array(jsonb_build_object('item', 'shared_fare', 'amount', b.fare_final)),
         'solo_fare', b.solo_price, 'saved', greatest(b.solo_price - b.fare_final, 0),
-        'total', b.fare_final)
+        'total', b.fare_final, 'payment', CASE WHEN b.rules & 1 <> 0 THEN 'cash' ELSE 'card' END)
 $$;
 
 -- At start (src/share/): every open trip with its active bookings, and the

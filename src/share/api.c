@@ -290,6 +290,12 @@ static void share_api_book(struct http_req *req, void *ctx)
 	struct auth_principal who;
 	if (!auth_require_or_reply(s->deps.auth, req, ROLE_RIDER, &who))
 		return;
+	/* a rider's failed payment holds their next shared ride as a solo one */
+	char unpaid[37];
+	if (pricing_payment_held(s->deps.pricing, who.id, unpaid)) {
+		pricing_reply_payment_required(req, unpaid);
+		return;
+	}
 	const char *key = http_req_header(req, "idempotency-key");
 	if (key && !share_key_ok(key)) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, "Idempotency-Key", "maxLength",

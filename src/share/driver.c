@@ -38,6 +38,7 @@ static const struct jv_field share_leg_fields[] = {
 	{ "action", JV_STRING, JV_REQUIRED, 0, 0, share_actions },
 	{ "stops_version", JV_INTEGER, JV_REQUIRED, 1, 2147483647 },
 	{ "otp", JV_STRING, JV_NULLABLE, 4, 4 },
+	{ "cash_collected", JV_BOOL, JV_NULLABLE },
 	{ "command_id", JV_STRING, JV_NULLABLE, 1, 64 },
 	{ 0 }
 };
@@ -112,6 +113,9 @@ static void share_leg_done(void *arg, const struct share_reply *res)
 	} else if (reason && strcmp(reason, "otp") == 0) {
 		share_leg_reject(s, c, "validation_failed", "payload.otp",
 				 "the rider's code does not match (trip rule otp)");
+	} else if (reason && strcmp(reason, "cash") == 0) {
+		share_leg_reject(s, c, "validation_failed", "payload.cash_collected",
+				 "the rider pays cash (trip rule cash): drop them off with cash_collected true");
 	} else if (reason && strcmp(reason, "booking_state") == 0) {
 		snprintf(num, sizeof num, "the rider's booking is %s", jv_str(a, "state") ? jv_str(a, "state") : "?");
 		share_leg_reject(s, c, "invalid_state", "payload.action", num);
@@ -158,6 +162,8 @@ static bool share_on_leg(struct session *ss, void *ctx, const cJSON *msg, const 
 	cJSON_AddNumberToObject(p, "stops_version", jv_num(pl, "stops_version", 0));
 	if (jv_str(pl, "otp"))
 		cJSON_AddStringToObject(p, "otp", jv_str(pl, "otp"));
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pl, "cash_collected")))
+		cJSON_AddTrueToObject(p, "cash_collected");
 	cJSON_AddRawToObject(p, "stops", stops ? stops : "[]");
 	cJSON_free(stops);
 	char *json = cJSON_PrintUnformatted(p);

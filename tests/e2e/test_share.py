@@ -539,3 +539,69 @@ def test_apps_reconnecting_get_the_stop_list_and_the_booking_as_they_stand(make_
             await app.close()
 
     run(go())
+
+
+def test_cash_rule_and_each_riders_payment_and_hold(make_daemon, pg):
+    from test_pricing import PAY_SECRET, signed
+    d = make_daemon(env={"RIDEHAIL_PAYMENTS_SECRET": PAY_SECRET})
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        r2, a2 = await rider_app(d)
+        v1 = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000))).json()
+        trip = (await confirmed(a1, v1["id"]))["trip_id"]
+        v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100, 150), off(A, 2800, 150)), rules={"cash": True}).json()
+        assert (await confirmed(a2, v2["id"]))["trip_id"] == trip
+        await dapp.recv("share.stops")
+        ver = (await dapp.recv("share.stops"))["payload"]["stops_version"]
+        for bid in (v1["id"], v2["id"]):
+            await leg(dapp, trip, bid, "picked_up", ver)
+            assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "picked_up"
+            ver = (await dapp.recv("share.stops"))["payload"]["stops_version"]
+        # the cash rider: dropped off only once the driver says the cash was
+        # collected; a refusal writes nothing
+        await leg(dapp, trip, v2["id"], "dropped_off", ver)
+        await dapp.rejected("validation_failed", "payload.cash_collected")
+        assert booking(d, a2.hdr, v2["id"])["state"] == "picked_up"
+        await leg(dapp, trip, v2["id"], "dropped_off", ver, cash_collected=True)
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "dropped_off"
+        ver = (await dapp.recv("share.stops"))["payload"]["stops_version"]
+        await leg(dapp, trip, v1["id"], "dropped_off", ver)
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "dropped_off"
+        for app in (dapp, a1, a2):
+            await app.close()
+        return r1, a1, a2, v1, v2
+
+    r1, a1, a2, v1, v2 = run(go())
+    # each card rider's fare is asked for (payment.requested, the booking's
+    # id as its trip_id, after the booking's own drop-off event); the cash
+    # rider's is not
+    rows = pg.query(d.db, "SELECT p.share_booking_id::text, p.amount, o.payload, o.id > (SELECT max(id) FROM outbox"
+                          " WHERE aggregate_id = p.share_booking_id) FROM payments p JOIN outbox o"
+                          " ON o.aggregate_id = p.id AND o.event_type = 'payment.requested'")
+    assert len(rows) == 1, rows
+    bid, amount, payload, after = rows[0]
+    assert bid == v1["id"] and amount == v1["price"] and after
+    assert payload["trip_id"] == v1["id"] and payload["rider_id"] == r1["id"] and payload["kind"] == "fare"
+    ev = {"event_id": str(uuid.uuid4()), "event_type": "payment.requested", "event_version": 1,
+          "timestamp": "2026-01-01T00:00:00.000Z", "producer": "ridehaild", "correlation_id": v1["id"],
+          "payload": payload}
+    assert not violations("outbox-event.schema.json", ev), violations("outbox-event.schema.json", ev)
+    assert d.get(f"/v1/share/bookings/{v1['id']}/receipt", headers=a1.hdr).json()["payment"] == "card"
+    assert d.get(f"/v1/share/bookings/{v2['id']}/receipt", headers=a2.hdr).json()["payment"] == "cash"
+    # the provider declines rider 1's card: held, as a solo rider would be;
+    # their next shared booking is refused naming the booking, nothing written
+    fail = {"idempotency_key": payload["idempotency_key"], "event_id": "evt_1", "status": "failed",
+            "failure_reason": "card_declined"}
+    r = signed(d, v1["id"], fail)
+    assert r.status == 200 and r.json()["rider_held"] is True and r.json()["trip_id"] == v1["id"], r
+    n = pg.query(d.db, "SELECT count(*) FROM share_bookings")[0][0]
+    rc = card(d, a1.hdr, A, off(A, 2000))
+    held = wait_for(lambda: (lambda r: r if r.status == 402 else None)(book(d, a1.hdr, rc)), what="the hold heard")
+    assert problem(held, 402, "payment-required")["trip_id"] == v1["id"]
+    assert pg.query(d.db, "SELECT count(*) FROM share_bookings")[0][0] == n
+    # paid later: free again
+    ok = {"idempotency_key": payload["idempotency_key"], "event_id": "evt_2", "status": "succeeded"}
+    assert signed(d, v1["id"], ok).json()["rider_held"] is False
+    wait_for(lambda: book(d, a1.hdr, rc).status == 202, what="the hold lifted")

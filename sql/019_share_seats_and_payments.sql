@@ -1,4 +1,5 @@
--- 019: a confirmed shared booking holds its seats by constraint (issue 27).
+-- 019: shared rides (issue 27): a confirmed booking holds its seats by
+-- constraint; a shared rider's fare is a payment like a solo trip's.
 --
 -- 014 made a seat held by one booking at most (share_seats' primary key,
 -- seat number within the car). It did not make a booking past pending hold
@@ -33,3 +34,14 @@ ALTER TABLE share_bookings
 -- called without looking; share_seats_take() (sql/functions/50_share.sql)
 -- answers the seats it took.
 DROP FUNCTION IF EXISTS share_take_seats(share_trips, uuid, integer);
+
+-- A shared rider's fare is requested like a solo trip's (payment.requested
+-- when they are dropped off, a failed payment holds the rider): a payment is
+-- for a trip or for a shared booking, never both; paid_for is whichever it
+-- is, and what POST /v1/payments/{trip_id}/result and the holds name.
+ALTER TABLE payments ALTER COLUMN trip_id DROP NOT NULL;
+ALTER TABLE payments ADD COLUMN share_booking_id uuid UNIQUE REFERENCES share_bookings (id);
+ALTER TABLE payments ADD CONSTRAINT payments_one_payee CHECK (num_nonnulls(trip_id, share_booking_id) = 1);
+ALTER TABLE payments ADD COLUMN paid_for uuid GENERATED ALWAYS AS (coalesce(trip_id, share_booking_id)) STORED;
+CREATE UNIQUE INDEX payments_paid_for ON payments (paid_for);
+
