@@ -45,3 +45,14 @@ ALTER TABLE payments ADD CONSTRAINT payments_one_payee CHECK (num_nonnulls(trip_
 ALTER TABLE payments ADD COLUMN paid_for uuid GENERATED ALWAYS AS (coalesce(trip_id, share_booking_id)) STORED;
 CREATE UNIQUE INDEX payments_paid_for ON payments (paid_for);
 
+-- The pickup and dropoff as the API shows them (degrees, 7 decimals), kept
+-- beside the geography: every answer shows the booking, and reading them
+-- back out of the geography (a cast and two PostGIS calls each) was half
+-- the cost of rendering it.
+ALTER TABLE share_bookings ADD COLUMN plat float8, ADD COLUMN plng float8, ADD COLUMN dlat float8, ADD COLUMN dlng float8;
+UPDATE share_bookings SET plat = round(ST_Y(pickup::geometry)::numeric, 7)::float8,
+                          plng = round(ST_X(pickup::geometry)::numeric, 7)::float8,
+                          dlat = round(ST_Y(dropoff::geometry)::numeric, 7)::float8,
+                          dlng = round(ST_X(dropoff::geometry)::numeric, 7)::float8;
+ALTER TABLE share_bookings ALTER COLUMN plat SET NOT NULL, ALTER COLUMN plng SET NOT NULL,
+                           ALTER COLUMN dlat SET NOT NULL, ALTER COLUMN dlng SET NOT NULL;

@@ -18,8 +18,8 @@ CREATE OR REPLACE FUNCTION share_booking_view(b share_bookings) RETURNS jsonb LA
         'price', b.price,
         'currency', b.currency,
         'vehicle_type', b.vehicle_type,
-        'pickup', rh_latlng(b.pickup),
-        'dropoff', rh_latlng(b.dropoff),
+        'pickup', jsonb_build_object('lat', b.plat, 'lng', b.plng),
+        'dropoff', jsonb_build_object('lat', b.dlat, 'lng', b.dlng),
         'rules', (SELECT coalesce(jsonb_agg(r.name ORDER BY r.bit), '[]'::jsonb)
                   FROM (VALUES (1, 'cash'), (2, 'otp'), (4, 'hotspot')) r (bit, name) WHERE b.rules & r.bit <> 0),
         'otp', b.otp,
@@ -55,7 +55,8 @@ BEGIN
     VALUES (etype, 'ridehaild', b.id, b.id, b.version,
             CASE WHEN etype = 'share.booking.requested' THEN
                 jsonb_build_object('booking_id', b.id, 'rider_id', b.rider_id,
-                                   'pickup', rh_latlon(b.pickup), 'dropoff', rh_latlon(b.dropoff),
+                                   'pickup', jsonb_build_object('lat', b.plat, 'lon', b.plng),
+                                   'dropoff', jsonb_build_object('lat', b.dlat, 'lon', b.dlng),
                                    'seats', b.seats, 'mode', b.mode, 'corporate', b.corp,
                                    'price', b.price, 'currency', b.currency, 'vehicle_type', b.vehicle_type,
                                    'requested_at', rh_ts(b.requested_at))
@@ -98,12 +99,14 @@ BEGIN
         RETURN jsonb_build_object('status', 409, 'active_booking_id', b.id);
     END IF;
     INSERT INTO share_bookings (id, rider_id, seats, mode, corp, price, solo_price, currency, vehicle_type,
-                                rate_card_id, pickup, dropoff, direct_s, direct_m, rules, otp,
-                                idempotency_key, body_hash)
+                                rate_card_id, pickup, dropoff, plat, plng, dlat, dlng, direct_s, direct_m, rules,
+                                otp, idempotency_key, body_hash)
     VALUES (coalesce((p->>'id')::uuid, gen_random_uuid()), rider, (p->>'seats')::smallint, p->>'mode', (p->>'corp')::boolean,
             (p->>'price')::bigint, (p->>'solo_price')::bigint, p->>'cur', p->>'vehicle', p->>'card',
             ST_SetSRID(ST_MakePoint((p->>'plng')::float8, (p->>'plat')::float8), 4326)::geography,
             ST_SetSRID(ST_MakePoint((p->>'dlng')::float8, (p->>'dlat')::float8), 4326)::geography,
+            round((p->>'plat')::numeric, 7)::float8, round((p->>'plng')::numeric, 7)::float8,
+            round((p->>'dlat')::numeric, 7)::float8, round((p->>'dlng')::numeric, 7)::float8,
             (p->>'direct_s')::integer, (p->>'direct_m')::integer, (p->>'rules')::smallint, p->>'otp',
             p->>'key', p->>'hash')
     RETURNING * INTO b;
@@ -362,7 +365,8 @@ CREATE OR REPLACE FUNCTION share_receipt(b share_bookings) RETURNS jsonb LANGUAG
     SELECT jsonb_build_object(
         'booking_id', b.id, 'trip_id', b.trip_id, 'rider_id', b.rider_id, 'state', b.state,
         'currency', b.currency, 'shared', true, 'seats', b.seats, 'mode', b.mode, 'corporate', b.corp,
-        'pickup', rh_latlng(b.pickup), 'dropoff', rh_latlng(b.dropoff),
+        'pickup', jsonb_build_object('lat', b.plat, 'lng', b.plng),
+        'dropoff', jsonb_build_object('lat', b.dlat, 'lng', b.dlng),
         'picked_up_at', rh_ts(b.picked_up_at), 'dropped_off_at', rh_ts(b.dropped_off_at),
         'lines', jsonb_build_array(jsonb_build_object('item', 'shared_fare', 'amount', b.fare_final)),
         'solo_fare', b.solo_price, 'saved', greatest(b.solo_price - b.fare_final, 0),
