@@ -5,8 +5,12 @@
 -- 422 an idempotency key reused for another request.
 
 -- A booking as the API shows it (GET /v1/share/bookings/{id}).
-CREATE OR REPLACE FUNCTION share_booking_view(b share_bookings) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
+-- (PL/pgSQL, not SQL: a SQL function whose body cannot be inlined is parsed
+-- and planned again at every call from another function, which made this
+-- one the most of a booking's cost; PL/pgSQL keeps its plan.)
+CREATE OR REPLACE FUNCTION share_booking_view(b share_bookings) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN jsonb_strip_nulls(jsonb_build_object(
         'id', b.id,
         'rider_id', b.rider_id,
         'state', b.state,
@@ -32,16 +36,19 @@ CREATE OR REPLACE FUNCTION share_booking_view(b share_bookings) RETURNS jsonb LA
         'fare_final', b.fare_final,
         'driver', (SELECT jsonb_build_object('id', d.id, 'name', d.name, 'plate', d.plate,
                                              'vehicle', d.vehicle_make || ' ' || d.vehicle_model)
-                   FROM share_trips t JOIN drivers d ON d.id = t.driver_id WHERE t.id = b.trip_id)))
+                   FROM share_trips t JOIN drivers d ON d.id = t.driver_id WHERE t.id = b.trip_id)));
+END
 $$;
 
 -- What the planner needs of an active booking (src/share/): the view and
 -- its times in unix milliseconds.
-CREATE OR REPLACE FUNCTION share_booking_plan(b share_bookings) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT share_booking_view(b) || jsonb_build_object(
+CREATE OR REPLACE FUNCTION share_booking_plan(b share_bookings) RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN share_booking_view(b) || jsonb_build_object(
         'direct_s', b.direct_s, 'direct_m', b.direct_m, 'solo_price', b.solo_price,
         'requested_ms', floor(extract(epoch FROM b.requested_at) * 1000)::bigint,
-        'picked_up_ms', floor(extract(epoch FROM b.picked_up_at) * 1000)::bigint)
+        'picked_up_ms', floor(extract(epoch FROM b.picked_up_at) * 1000)::bigint);
+END
 $$;
 
 -- The history row and the outbox row of a booking's change (b is the row
@@ -132,7 +139,10 @@ $$;
 -- orders every taker of the trip's seats; and should anything take a seat
 -- meanwhile all the same, the primary key refuses the second holder.
 CREATE OR REPLACE FUNCTION share_seats_take(t share_trips, bid uuid, n integer) RETURNS smallint[]
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+DECLARE
+    got smallint[];
+BEGIN
     WITH taken AS (
         INSERT INTO share_seats (trip_id, trip_seats, seat_no, booking_id)
         SELECT t.id, t.seats, s, bid
@@ -140,7 +150,9 @@ LANGUAGE sql AS $$
          WHERE NOT EXISTS (SELECT 1 FROM share_seats x WHERE x.trip_id = t.id AND x.seat_no = s)
          ORDER BY s LIMIT n
         RETURNING seat_no)
-    SELECT coalesce(array_agg(seat_no ORDER BY seat_no), '{}') FROM taken
+    SELECT coalesce(array_agg(seat_no ORDER BY seat_no), '{}') INTO got FROM taken;
+    RETURN got;
+END
 $$;
 
 -- Closes trip tid when no booking in it is active any more; true if it did.

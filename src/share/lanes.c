@@ -32,8 +32,10 @@
 
 
 /* Changes go to the database in batches, one lane per kind of change
- * (book, confirm, cancel, leg): one batch at the database at a time, the
- * next gathering meanwhile, each one share_batch() call, one transaction,
+ * (book, confirm, cancel, leg): one batch at the database at a time (two
+ * for bookings: each rider's are independent of every other's, and the
+ * database orders one rider's by its unique indexes), the next gathering
+ * meanwhile, each one share_batch() call, one transaction,
  * one commit for all its items (at rest a batch is one item and waits for
  * nothing). Every item is answered on its own: refusals are answers. A
  * batch that failed as a whole is sent again item by item, so a failure is
@@ -55,8 +57,8 @@ static void share_lane_send(struct share_lane *l);
  * once every item sent again alone is (l->busy counts what is out). */
 static void share_lane_answered(struct share_lane *l)
 {
-	if (--l->busy == 0)
-		share_lane_send(l);
+	l->busy--;
+	share_lane_send(l);
 }
 
 static void share_batch_done(void *arg, const struct db_result *res)
@@ -119,7 +121,7 @@ static void share_batch_send(struct share_lane *l, struct share_item *items, siz
 
 static void share_lane_send(struct share_lane *l)
 {
-	if (l->busy || !l->head)
+	if (l->busy >= l->max_out || !l->head)
 		return;
 	struct share_item *items = l->head, *last = items;
 	size_t n = 1;
@@ -170,6 +172,7 @@ void share_lanes_init(struct share *s)
 		lanes[i]->s = s;
 		lanes[i]->kind = kinds[i];
 		lanes[i]->tail = &lanes[i]->head;
+		lanes[i]->max_out = lanes[i] == &s->lane_book ? 2 : 1;
 	}
 	if (s->deps.db)
 		db_register(s->deps.db, &share_st_batch);

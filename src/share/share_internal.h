@@ -89,6 +89,7 @@ struct share_lane {
 	const char *kind;
 	struct share_item *head, **tail;
 	int busy;                 /* batches (or items sent again alone) at the database */
+	int max_out;              /* at most this many batches at once */
 };
 
 struct share {
