@@ -29,6 +29,18 @@ BEGIN
 END
 $$;
 
+-- A new payment's payment.requested (correlated with what it pays for: the
+-- trip, or the shared booking).
+CREATE OR REPLACE FUNCTION payment_requested_emit(p payments) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
+    VALUES ('payment.requested', 'ridehaild', p.paid_for, p.id, 1, jsonb_build_object(
+        'payment_id', p.id, 'trip_id', p.paid_for, 'rider_id', p.rider_id, 'kind', p.kind,
+        'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
+        'requested_at', rh_ts(p.requested_at)));
+END
+$$;
+
 -- A trip that ends with money owed: its payment and payment.requested,
 -- written when the trip's trip.finished or trip.cancelled row is (a trigger
 -- on outbox: every path that ends a trip writes one of them, in its
@@ -52,11 +64,7 @@ BEGIN
     ON CONFLICT (trip_id) DO NOTHING
     RETURNING * INTO p;
     IF p.id IS NOT NULL THEN
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('payment.requested', 'ridehaild', t.id, p.id, 1, jsonb_build_object(
-            'payment_id', p.id, 'trip_id', p.trip_id, 'rider_id', p.rider_id, 'kind', p.kind,
-            'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
-            'requested_at', rh_ts(p.requested_at)));
+        PERFORM payment_requested_emit(p);
     END IF;
     RETURN NULL;
 END

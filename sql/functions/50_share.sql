@@ -297,11 +297,7 @@ BEGIN
     ON CONFLICT (share_booking_id) DO NOTHING
     RETURNING * INTO p;
     IF p.id IS NOT NULL THEN
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('payment.requested', 'ridehaild', b.id, p.id, 1, jsonb_build_object(
-            'payment_id', p.id, 'trip_id', p.paid_for, 'rider_id', p.rider_id, 'kind', p.kind,
-            'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
-            'requested_at', rh_ts(p.requested_at)));
+        PERFORM payment_requested_emit(p);
     END IF;
 END
 $$;

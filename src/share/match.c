@@ -32,17 +32,23 @@
 
 static void share_give_up(struct share *s, struct share_booking *b, const char *reason);
 
-static void share_trip_unbusy(struct share *s, struct share_trip *t)
+/* Matches every booking of a waiting list (next_waiting), taken whole. */
+void share_match_waiting(struct share *s, struct share_booking **list)
 {
-	t->busy = false;
-	struct share_booking *w = t->waiting;
-	t->waiting = NULL;
+	struct share_booking *w = *list;
+	*list = NULL;
 	while (w) {
 		struct share_booking *next = w->next_waiting;
 		w->next_waiting = NULL;
 		share_match(s, w);
 		w = next;
 	}
+}
+
+static void share_trip_unbusy(struct share *s, struct share_trip *t)
+{
+	t->busy = false;
+	share_match_waiting(s, &t->waiting);
 }
 
 /* Travel times between n points (tt[i * n + j]): the router's

@@ -211,14 +211,7 @@ static void share_deferred(void *arg, int64_t now)
 {
 	(void)now;
 	struct share *s = arg;
-	struct share_booking *w = s->deferred;
-	s->deferred = NULL;
-	while (w) {
-		struct share_booking *next = w->next_waiting;
-		w->next_waiting = NULL;
-		share_match(s, w);
-		w = next;
-	}
+	share_match_waiting(s, &s->deferred);
 }
 
 static void share_load(void *arg, int64_t now)

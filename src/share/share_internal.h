@@ -148,6 +148,7 @@ struct share_decision *share_decide(struct share *s, struct share_booking *b, cJ
 void share_decided(struct share *s, struct share_decision *d, int status, const cJSON *bv, const cJSON *decided);
 void share_cancelled(void *arg, const struct share_reply *res);
 void share_match(struct share *s, struct share_booking *b);
+void share_match_waiting(struct share *s, struct share_booking **list);
 void share_trip_finished(struct share *s, struct share_trip *t);
 
 /* api.c */
