@@ -23,7 +23,6 @@
 #include "store/db.h"
 #include "auth_internal.h"
 
-#define PASSWORD_MAX_BYTES 1024
 #define RATELIMIT_KEYS 65536
 
 #define TOKEN_CACHE_SLOTS 4096
@@ -57,14 +56,6 @@ struct db_stmt st_insert_driver = {
 	"auth_insert_driver",
 	"INSERT INTO drivers (email, name, phone, password_hash, vehicle_type, vehicle_make, vehicle_model,"
 	" vehicle_color, plate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING driver_json(drivers)", 9
-};
-static struct db_stmt st_me[3] = {
-	{ "auth_me_rider", "SELECT rider_json(r) FROM riders r WHERE id = $1", 1 },
-	{ "auth_me_driver", "SELECT driver_json(d) FROM drivers d WHERE id = $1", 1 },
-	{ "auth_me_operator", "SELECT operator_json(o) FROM operators o WHERE id = $1", 1 },
-};
-static struct db_stmt st_driver_get = {
-	"auth_driver_get", "SELECT driver_json(d) FROM drivers d WHERE id = $1 AND deleted_at IS NULL", 1
 };
 
 int auth_role_index(enum auth_role r)
@@ -249,124 +240,9 @@ bool auth_operator_or_reply(struct auth *a, struct http_req *req, struct auth_pr
 	return false;
 }
 
-/* ------------------------------------------------------------ password jobs */
-
-enum pw_kind { PW_HASH, PW_VERIFY };
-
-struct pw_job {
-	struct worker_job job;
-	struct auth *auth;
-	struct http_req *req;
-	enum pw_kind kind;
-	bool ok;
-	unsigned long long opslimit;
-	size_t memlimit;
-	char password[PASSWORD_MAX_BYTES + 1];
-	char hash[crypto_pwhash_STRBYTES];
-	/* what to do next, on the loop */
-	void (*next)(struct pw_job *j);
-	cJSON *body;          /* the validated request body (sign-up, create) */
-	enum auth_role role;
-	char account_id[40];
-	int64_t cv;           /* the account's credential version */
-	bool disabled, found;
-	/* a login's rate-limit keys (its address's, its account's) */
-	char addr[64];
-	struct conn_addr ca;  /* the address, for the count of its logins being hashed */
-	bool has_addr;
-	int lane;
-	char account_key[96];
-	/* a plain hash or verify for accounts.c (auth_pw_hash/auth_pw_verify) */
-	auth_pw_cb cb;
-	void *cb_arg;
-};
-
-static void auth_pw_run(struct worker_job *job)
-{
-	struct pw_job *j = (struct pw_job *)job;
-	size_t len = strlen(j->password);
-	if (j->kind == PW_HASH)
-		j->ok = crypto_pwhash_str(j->hash, j->password, len, j->opslimit, j->memlimit) == 0;
-	else
-		j->ok = crypto_pwhash_str_verify(j->hash, j->password, len) == 0;
-	sodium_memzero(j->password, sizeof j->password);
-}
-
-static void auth_pw_job_free(struct pw_job *j)
-{
-	sodium_memzero(j->password, sizeof j->password);
-	sodium_memzero(j->hash, sizeof j->hash);
-	cJSON_Delete(j->body);
-	rh_free(j);
-}
-
-static void auth_pw_done(struct worker_job *job)
-{
-	struct pw_job *j = (struct pw_job *)job;
-	j->next(j);
-}
-
-
-static struct pw_job *auth_pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
-				      void (*next)(struct pw_job *))
-{
-	struct pw_job *j = RH_NEW(struct pw_job);
-	j->job.run = auth_pw_run;
-	j->job.done = auth_pw_done;
-	j->auth = a;
-	j->req = req;
-	j->kind = kind;
-	j->next = next;
-	j->opslimit = (unsigned long long)a->cfg->password_opslimit;
-	j->memlimit = (size_t)a->cfg->password_memlimit;
-	snprintf(j->password, sizeof j->password, "%s", password);
-	return j;
-}
-
-/* Hands the job to a thread, or answers 503 when the queue is full. */
-static void auth_pw_submit_or_reply(struct pw_job *j)
-{
-	if (worker_submit(j->auth->pool, &j->job) != RH_OK) {
-		http_reply_header(j->req, "Retry-After", "1");
-		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
-		auth_pw_job_free(j);
-	}
-}
-
-static void auth_pw_plain_done(struct pw_job *j)
-{
-	j->cb(j->cb_arg, j->ok, j->hash);
-	auth_pw_job_free(j);
-}
-
-static bool auth_pw_plain(struct auth *a, enum pw_kind kind, const char *password, const char *hash, auth_pw_cb done,
-			  void *arg)
-{
-	struct pw_job *j = auth_pw_job_new(a, NULL, kind, password, auth_pw_plain_done);
-	j->cb = done;
-	j->cb_arg = arg;
-	if (hash)
-		snprintf(j->hash, sizeof j->hash, "%s", hash);
-	if (worker_submit(a->pool, &j->job) != RH_OK) {
-		auth_pw_job_free(j);
-		return false;
-	}
-	return true;
-}
-
-bool auth_pw_hash(struct auth *a, const char *password, auth_pw_cb done, void *arg)
-{
-	return auth_pw_plain(a, PW_HASH, password, NULL, done, arg);
-}
-
-bool auth_pw_verify(struct auth *a, const char *password, const char *hash, auth_pw_cb done, void *arg)
-{
-	return auth_pw_plain(a, PW_VERIFY, password, hash, done, arg);
-}
-
 /* ------------------------------------------------------------ rate limits */
 
-static bool auth_limited_or_reply(struct http_req *req, struct ratelimit *rl, const char *key, const char *what)
+bool auth_limited_or_reply(struct http_req *req, struct ratelimit *rl, const char *key, const char *what)
 {
 	int64_t retry_ms = 0;
 	if (ratelimit_allow(rl, key, rh_mono_ns() / 1000000, &retry_ms))
@@ -384,7 +260,7 @@ static bool auth_limited_or_reply(struct http_req *req, struct ratelimit *rl, co
  * or the /64 an IPv6 address is in (one host commonly holds a whole /64:
  * keyed by the full address, a client would get 2^64 budgets). `out` is a
  * printable key; `ca` the same as a conn_addr (false: no address). */
-static bool auth_peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca)
+bool auth_peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca)
 {
 	char host[64];
 	snprintf(host, sizeof host, "%s", http_req_peer(req));
@@ -560,221 +436,6 @@ static void auth_login(struct http_req *req, void *ctx)
 	const char *params[] = { email };
 	db_query(a->deps.db, &st_login[auth_role_index(j->role)], params, auth_login_found, j);
 	cJSON_Delete(body);
-}
-
-/* ------------------------------------------------------------ creating accounts */
-
-static void auth_reply_account_row(struct http_req *req, const struct db_result *res, int status)
-{
-	const char *json = db_get(res, 0, 0);
-	http_reply_header(req, "Cache-Control", "no-store");
-	http_reply(req, status, "application/json", json, strlen(json));
-}
-
-/* Maps a unique violation to the field it concerns. */
-static void auth_reply_insert_error(struct http_req *req, const struct db_result *res)
-{
-	if (db_is_unique_violation(res)) {
-		const char *c = db_error_constraint(res);
-		const char *field = strstr(c, "plate") ? "vehicle.plate" : "email";
-		cJSON *ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", field);
-		http_reply_problem(req, PROBLEM_CONFLICT, ext, "an account with this %s already exists", field);
-		return;
-	}
-	http_reply_err(req, db_result_err(res), "create the account", res->message);
-}
-
-static void auth_account_inserted(void *arg, const struct db_result *res)
-{
-	struct pw_job *j = arg;
-	if (res->err == RH_OK && db_rows(res) == 1) {
-		log_info(http_req_logid(j->req), "%s account created", auth_role_name(j->role));
-		auth_reply_account_row(j->req, res, 201);
-	} else {
-		auth_reply_insert_error(j->req, res);
-	}
-	auth_pw_job_free(j);
-}
-
-static const char *auth_nullable(const cJSON *o, const char *name)
-{
-	return jv_str(o, name);
-}
-
-static void auth_account_hashed(struct pw_job *j)
-{
-	struct auth *a = j->auth;
-	if (!j->ok) {
-		http_reply_problem(j->req, PROBLEM_INTERNAL, NULL, "cannot hash the password");
-		auth_pw_job_free(j);
-		return;
-	}
-	const cJSON *b = j->body;
-	if (j->role == ROLE_RIDER) {
-		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), auth_nullable(b, "phone"), j->hash };
-		db_query(a->deps.db, &st_insert_rider, p, auth_account_inserted, j);
-	} else if (j->role == ROLE_OPERATOR) {
-		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), j->hash };
-		db_query(a->deps.db, &st_insert_operator, p, auth_account_inserted, j);
-	} else {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, "vehicle");
-		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), auth_nullable(b, "phone"), j->hash,
-				    jv_str(v, "type"), jv_str(v, "make"), jv_str(v, "model"), jv_str(v, "color"),
-				    jv_str(v, "plate") };
-		db_query(a->deps.db, &st_insert_driver, p, auth_account_inserted, j);
-	}
-}
-
-const struct jv_field auth_rider_fields[] = {
-	{ "email", JV_EMAIL, JV_REQUIRED },
-	{ "name", JV_STRING, JV_REQUIRED, 1, 100 },
-	{ "phone", JV_STRING, JV_NULLABLE, 3, 32 },
-	{ "password", JV_STRING, JV_REQUIRED, 8, 128 },
-	{ 0 }
-};
-
-static const struct jv_field vehicle_fields[] = {
-	{ "type", JV_STRING, JV_REQUIRED, 1, 31 },
-	{ "make", JV_STRING, JV_REQUIRED, 1, 50 },
-	{ "model", JV_STRING, JV_REQUIRED, 1, 50 },
-	{ "color", JV_STRING, JV_REQUIRED, 1, 30 },
-	{ "plate", JV_STRING, JV_REQUIRED, 1, 16 },
-	{ 0 },
-};
-
-const struct jv_field auth_driver_fields[] = {
-	{ "email", JV_EMAIL, JV_REQUIRED },
-	{ "name", JV_STRING, JV_REQUIRED, 1, 100 },
-	{ "phone", JV_STRING, JV_NULLABLE, 3, 32 },
-	{ "password", JV_STRING, JV_REQUIRED, 8, 128 },
-	{ "vehicle", JV_OBJECT, JV_REQUIRED, 0, 0, NULL, vehicle_fields },
-	{ 0 },
-};
-
-const struct jv_field auth_operator_fields[] = {
-	{ "email", JV_EMAIL, JV_REQUIRED },
-	{ "name", JV_STRING, JV_REQUIRED, 1, 100 },
-	{ "password", JV_STRING, JV_REQUIRED, 8, 128 },
-	{ 0 }
-};
-
-bool auth_vehicle_type_check(const struct rh_config *cfg, const char *type, struct jv_error *err)
-{
-	for (int i = 0; i < cfg->ntariffs; i++)
-		if (strcmp(cfg->tariff[i].name, type) == 0)
-			return true;
-	memset(err, 0, sizeof *err);
-	snprintf(err->path, sizeof err->path, "vehicle.type");
-	snprintf(err->keyword, sizeof err->keyword, "enum");
-	size_t n = (size_t)snprintf(err->message, sizeof err->message, "vehicle.type must be one of");
-	for (int i = 0; i < cfg->ntariffs && n < sizeof err->message; i++)
-		n += (size_t)snprintf(err->message + n, sizeof err->message - n, "%s %s", i ? "," : "", cfg->tariff[i].name);
-	return false;
-}
-
-static void auth_create_account(struct auth *a, struct http_req *req, enum auth_role role,
-				const struct jv_field *fields)
-{
-	cJSON *body = http_req_json_valid_or_reply(req, fields);
-	if (!body)
-		return;
-	struct jv_error err;
-	if (role == ROLE_DRIVER &&
-	    !auth_vehicle_type_check(a->deps.rhcfg, jv_str(cJSON_GetObjectItemCaseSensitive(body, "vehicle"), "type"), &err)) {
-		cJSON_Delete(body);
-		http_reply_invalid(req, &err);
-		return;
-	}
-	struct pw_job *j = auth_pw_job_new(a, req, PW_HASH, jv_str(body, "password"), auth_account_hashed);
-	j->role = role;
-	j->body = body;
-	auth_pw_submit_or_reply(j);
-}
-
-static void auth_signup(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	char addr[64];
-	if (!a->cfg->rider_signup) {
-		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "rider sign-up is closed; ask the operator for an account");
-		return;
-	}
-	struct conn_addr ca;
-	auth_peer_address(req, addr, sizeof addr, &ca);
-	if (auth_limited_or_reply(req, a->rl_signup, addr, "sign-ups from this address"))
-		return;
-	auth_create_account(a, req, ROLE_RIDER, auth_rider_fields);
-}
-
-static void auth_admin_create_rider(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct auth_principal p;
-	if (auth_operator_or_reply(a, req, &p))
-		auth_create_account(a, req, ROLE_RIDER, auth_rider_fields);
-}
-
-static void auth_admin_create_operator(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct auth_principal p;
-	if (auth_operator_or_reply(a, req, &p))
-		auth_create_account(a, req, ROLE_OPERATOR, auth_operator_fields);
-}
-
-static void auth_admin_create_driver(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct auth_principal p;
-	if (auth_operator_or_reply(a, req, &p))
-		auth_create_account(a, req, ROLE_DRIVER, auth_driver_fields);
-}
-
-/* ------------------------------------------------------------ reading accounts */
-
-static void auth_row_or_404(void *arg, const struct db_result *res)
-{
-	struct http_req *req = arg;
-	if (res->err != RH_OK) {
-		http_reply_err(req, db_result_err(res), "read the account", res->message);
-	} else if (db_rows(res) == 0) {
-		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "no such account");
-	} else {
-		auth_reply_account_row(req, res, 200);
-	}
-}
-
-static void auth_me(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct auth_principal p;
-	if (!auth_require_or_reply(a, req, ROLE_RIDER | ROLE_DRIVER | ROLE_OPERATOR, &p))
-		return;
-	if (!jv_is_uuid(p.id)) {
-		/* admin.token is a credential, not an account */
-		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "the admin token belongs to no account");
-		return;
-	}
-	const char *params[] = { p.id };
-	db_query(a->deps.db, &st_me[auth_role_index(p.role)], params, auth_row_or_404, req);
-}
-
-static void auth_admin_driver_get(struct http_req *req, void *ctx)
-{
-	struct auth *a = ctx;
-	struct auth_principal p;
-	if (!auth_operator_or_reply(a, req, &p))
-		return;
-	const char *id = http_req_param(req, "id");
-	if (!jv_is_uuid(id)) {
-		cJSON *ext = cJSON_CreateObject();
-		cJSON_AddStringToObject(ext, "field", "id");
-		http_reply_problem(req, PROBLEM_VALIDATION, ext, "driver id must be a UUID");
-		return;
-	}
-	const char *params[] = { id };
-	db_query(a->deps.db, &st_driver_get, params, auth_row_or_404, req);
 }
 
 /* ------------------------------------------------------------ setup */
