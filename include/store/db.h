@@ -75,6 +75,9 @@ void db_listen(struct db *db, const char *channel, void (*on_notify)(void *arg, 
 /* Readiness: a connection is up and the schema is current. When not ready,
  * why[] says why ("connecting: connection refused", "migration 3 failed: ..."). */
 bool db_is_ready(const struct db *db, char *why, size_t whylen);
+/* Whether a connection has been ready since db_start: a pool that is not
+ * ready now has lost its database rather than not found it yet. */
+bool db_was_ready(const struct db *db);
 
 /* Shutdown: fail queued queries (RH_EAGAIN), let in-flight ones finish, then
  * close every connection; `done` runs once all in-flight queries are answered

@@ -77,7 +77,6 @@ struct console {
 	struct gw_message_type subscribe_type;
 	struct console_bookings bookings;
 	struct console_alerts *alerts; /* judged each tick (alerts.c) */
-	bool db_was_ready;             /* the database alert counts from the first time it was */
 	int64_t surge_version;         /* pricing's, when the cells were last sent */
 	char *shares_sent;             /* the shared bookings as last sent (NULL: none yet) */
 	struct metric_cell *m_subs, *m_bytes, *m_updates;
@@ -435,8 +434,9 @@ static void console_alerts_check(struct console *c)
 	bool down = c->deps.db && !db_is_ready(c->deps.db, why, sizeof why);
 	/* the daemon's start (connecting, migrating) is not an outage: /readyz
 	 * says it; the alert is for losing a database it had */
-	c->db_was_ready |= c->deps.db && !down;
-	down &= c->db_was_ready;
+	/* asked of the pool, not sampled at a tick: an outage just after the
+	 * start is one too */
+	down = down && db_was_ready(c->deps.db);
 	snprintf(detail, sizeof detail, "the database is not ready: %s", why);
 	console_alerts_judge(c->alerts, CONSOLE_ALERT_DATABASE, down, wall, mono, detail);
 	console_alerts_flush(c->alerts);

@@ -182,6 +182,7 @@ static void db_conn_ready(struct db_conn *c)
 	event_priority_set(c->wev, RH_PRIO_HIGH);
 	event_add(c->ev, NULL);
 	db_conn_set_state(c, DC_READY);
+	db->was_ready = true;
 	c->backoff_ms = 0;
 	c->last_error[0] = '\0';
 	log_info(NULL, "db conn=%d ready (server %d, pipeline depth %lld)", c->index, PQserverVersion(c->pg),
@@ -387,6 +388,11 @@ bool db_is_ready(const struct db *db, char *why, size_t whylen)
 		snprintf(why, whylen, "database not connected%s%s", *err ? ": " : "", err);
 	}
 	return false;
+}
+
+bool db_was_ready(const struct db *db)
+{
+	return db->was_ready;
 }
 
 void db_close(struct db *db, void (*done)(void *arg), void *arg)

@@ -74,6 +74,7 @@ struct db {
 	struct event *deliver;   /* reports failures outside db_query() */
 	struct query_list failed; /* answered from `deliver` */
 	bool schema_ok, migrating, migrate_failed, closing;
+	bool was_ready;               /* a connection has been ready since db_start */
 	char why[256];
 	void (*close_done)(void *);
 	void *close_arg;
