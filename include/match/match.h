@@ -55,6 +55,7 @@ struct matcher_deps {
 	struct pricing *pricing; /* pickup ETAs */
 	const struct match_cfg *cfg;
 	int64_t driver_lost_after_ms; /* trip.driver_lost_after */
+	int64_t (*wall_ms)(void);     /* the wall clock (scheduled rides are in it) */
 };
 struct matcher *matcher_new(const struct matcher_deps *d);
 void matcher_free(struct matcher *m);
