@@ -20,22 +20,10 @@ ALTER TABLE trips ADD COLUMN scheduled_at timestamptz,
                   ADD COLUMN booked_by text CHECK (length(booked_by) <= 64);
 
 -- The state CHECK, and the one that says which states have no driver
--- (both were unnamed in 005: found by what they say).
-DO $$
-DECLARE
-    c record;
-BEGIN
-    FOR c IN SELECT conname FROM pg_constraint
-              WHERE conrelid = 'trips'::regclass AND contype = 'c'
-                AND (pg_get_constraintdef(oid) LIKE '%driver_id IS NOT NULL%'
-                     OR (pg_get_constraintdef(oid) LIKE '%state%' AND pg_get_constraintdef(oid) LIKE '%IN_PROGRESS%'
-                         AND pg_get_constraintdef(oid) NOT LIKE '%driver_id%'))
-    LOOP
-        EXECUTE format('ALTER TABLE trips DROP CONSTRAINT %I', c.conname);
-    END LOOP;
-END
-$$;
+-- (unnamed in 005: these are the names PostgreSQL gave them there).
 ALTER TABLE trips
+    DROP CONSTRAINT trips_state_check,
+    DROP CONSTRAINT trips_check,
     ADD CONSTRAINT trips_state_check
         CHECK (state IN ('SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS', 'COMPLETED', 'CANCELLED')),
     ADD CONSTRAINT trips_driverless_check

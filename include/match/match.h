@@ -20,9 +20,17 @@
  * every message to a rider numbered per trip and replayable after a
  * reconnect (rider.subscribe with last_seq).
  *
+ * Rides for later (SCHEDULED) are not searched until match.schedule_lead
+ * before their time: the matcher's scheduler then moves them to SEARCHING
+ * through the trip module and the search starts as for any request. A
+ * dispatcher's booking waits match.booking_max_wait instead of
+ * match.max_search.
+ *
  * At start, once the database is ready, it recovers: drivers left reserved
- * are released, SEARCHING trips are searched again, matched and running
- * trips carry on. docs/websocket.md has the messages.
+ * are released, SEARCHING trips are searched again, SCHEDULED ones go back
+ * on the scheduler (started at once if their time came while the daemon was
+ * down), matched and running trips carry on. docs/websocket.md has the
+ * messages.
  *
  * It follows trips by listening to the trip module (trips_listen) and
  * changes them only through trip_change(); drivers' status is presence's,

@@ -272,7 +272,7 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                OR (t.state = 'MATCHED' AND p_to = 'ARRIVED')
                OR (t.state = 'ARRIVED' AND p_to = 'IN_PROGRESS')
                OR (t.state = 'IN_PROGRESS' AND p_to = 'COMPLETED')
-               OR (t.state = 'SCHEDULED' AND p_to = 'SEARCHING' AND p_role IN ('operator', 'system'))
+               OR (t.state = 'SCHEDULED' AND p_to = 'SEARCHING' AND p_role = 'system')
                OR (t.state IN ('SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role <> 'driver')
                OR (t.state IN ('MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role = 'driver')
                OR (t.state = 'IN_PROGRESS' AND p_to = 'CANCELLED' AND p_role IN ('operator', 'system'))
