@@ -16,7 +16,7 @@ from test_dispatch import PICKUP, accept, north, offer_for, online, rider_app, t
 from test_presence import token_of
 from test_schemas import as_event
 from test_trips import history, outbox
-from wsapp import Driver, run
+from wsapp import App, Driver, run
 
 
 def at(seconds):
@@ -137,7 +137,7 @@ def test_restart_while_scheduled(make_daemon, pg):
     env = {"RIDEHAIL_MATCH_SCHEDULE_LEAD": "1s"}
     d = make_daemon(env=env)
     _, rh1 = d.rider_session()
-    _, rh2 = d.rider_session()
+    rider2, rh2 = d.rider_session()
     soon = d.post("/v1/rides", dict(RIDE, scheduled_at=at(3)), headers=rh1).json()
     later = d.post("/v1/rides", dict(RIDE, scheduled_at=at(3600)), headers=rh2).json()
     assert soon["state"] == later["state"] == "SCHEDULED"
@@ -166,6 +166,11 @@ def test_restart_while_scheduled(make_daemon, pg):
         offer = await offer_for(app, soon["id"], timeout=8)
         await accept(app, offer)
         await app.close()
+        # the other's rider, connecting, is told where their ride stands
+        rapp = await App.connect(d2, token_of(rh2), rider2["id"])
+        snap = await rapp.recv("trip.snapshot", timeout=5)
+        assert snap["payload"]["trip_id"] == later["id"] and snap["payload"]["state"] == "SCHEDULED", snap
+        await rapp.close()
     run(go())
     assert trip_state(d2, pg, soon["id"])[0] == "MATCHED"
     # the other one can still be cancelled free
