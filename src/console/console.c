@@ -581,6 +581,10 @@ static bool console_on_subscribe(struct session *s, void *ctx, const cJSON *msg,
 		c->nsubs++;
 		metric_set(c->m_subs, (double)c->nsubs);
 	}
+	/* the alerts as they stand now, not as the last tick left them (a
+	 * console opened just after the start would see the database still
+	 * "applying migrations" for up to a tick) */
+	console_alerts_check(c);
 	struct strbuf sb;
 	sb_init(&sb, CONSOLE_FRAME_MAX);
 	console_full(c, &sb);
