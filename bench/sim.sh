@@ -55,7 +55,7 @@ SIM_SEED=${SIM_SEED:-23}
 MULT=${MULT:-10}
 DRIVERS_PER_MULT=${DRIVERS_PER_MULT:-15}
 DRIVERS=${DRIVERS:-$((DRIVERS_PER_MULT * MULT))}
-RIDERS=${RIDERS:-$((DRIVERS * 4))}
+RIDERS=${RIDERS:-$((DRIVERS * 2))}
 FOLLOW=${FOLLOW:-0.7}
 SHARE_FRACTION=${SHARE_FRACTION:-0.5}
 MAP_SRC=$DATA/osm/nyc-midtown-2025.osm.pbf
@@ -80,21 +80,22 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 dbport=$(free_port)
 LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh start >/dev/null
-dburl=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport scripts/localdb.sh url)
 secret=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 40)
 admin=$(head -c 32 /dev/urandom | base64 | tr -d '/+=' | head -c 32)
 port=$(free_port)
 bin/ridehaild -c conf/ridehaild.conf map import "$MAP_SRC" -o "$tmp/midtown.map" >/dev/null 2>&1
 scale() { awk -v s="$1" -v k="$SIM_SPEED" 'BEGIN { v = s / k; if (v < 1) printf "%dms\n", v * 1000; else printf "%.1fs\n", v }'; }
 
-start_daemon() { # database name, then extra env
-	psql -Atq "$dburl" -c "CREATE DATABASE $1" >/dev/null
-	local url=${dburl%/*}/$1
+start_daemon() { # a database of its own (made anew), then extra env
+	LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport LOCALDB_NAME=$1 scripts/localdb.sh fresh >/dev/null
+	local url
+	url=$(LOCALDB_DIR=$tmp/pg LOCALDB_PORT=$dbport LOCALDB_NAME=$1 scripts/localdb.sh url)
 	shift
 	env RIDEHAIL_DATABASE_URL="$url" RIDEHAIL_HTTP_LISTEN="127.0.0.1:$port" RIDEHAIL_AUTH_JWT_SECRET="$secret" \
 		RIDEHAIL_ADMIN_TOKEN="$admin" RIDEHAIL_LOG_LEVEL=warn RIDEHAIL_EVENTS_SINK=none \
 		RIDEHAIL_AUTH_PASSWORD_OPSLIMIT=1 RIDEHAIL_AUTH_PASSWORD_MEMLIMIT=8KiB RIDEHAIL_AUTH_LOGIN_PER_ADDRESS=100000 \
 		RIDEHAIL_AUTH_SIGNUP_PER_ADDRESS=100000 RIDEHAIL_TRIP_RIDES_PER_MINUTE=100000 \
+		RIDEHAIL_HTTP_MAX_CONNECTIONS_PER_ADDRESS=0 \
 		RIDEHAIL_ROUTING_MAP="$tmp/midtown.map" RIDEHAIL_MATCH_METER_MAX_SPEED=1000 \
 		RIDEHAIL_PRESENCE_GPS_MAX_SPEED="$(awk -v s="$SIM_SPEED" 'BEGIN { print 250 * s }')" \
 		RIDEHAIL_MATCH_REPOSITION_INTERVAL="$(scale 60)" RIDEHAIL_MATCH_REPOSITION_HALF_LIFE="$(scale 600)" "$@" \
