@@ -572,7 +572,7 @@ BEGIN
           FROM j CROSS JOIN LATERAL unnest(trip_step_matched_events(j.t, j.from_state, j.role, j.args)) AS e
          ORDER BY j.n)
     SELECT (j.n - 1)::integer, 200,
-           trip_view(j.t, j.d) || jsonb_build_object('driver_version', (j.d).version)
+           jsonb_build_object('trip_row', trip_row(j.t, j.d), 'driver_version', (j.d).version)
       FROM j ORDER BY j.n;
     GET DIAGNOSTICS cnt = ROW_COUNT;
     IF cnt <> n_items THEN
