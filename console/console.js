@@ -314,7 +314,7 @@ async function select(sel) {
     ['pickup', t.pickup.address || `${t.pickup.lat}, ${t.pickup.lng}`],
     ['dropoff', t.dropoff.address || `${t.dropoff.lat}, ${t.dropoff.lng}`],
     ['fare', t.fare ? `${(t.fare.quoted / 100).toFixed(2)} ${t.fare.currency}` : undefined],
-    ['requested', t.requested_at]]) + '<h4>Timeline</h4><ol id="timeline">' + tl + '</ol>';
+    ['requested', t.requested_at], ['scheduled for', t.scheduled_at]]) + '<h4>Timeline</h4><ol id="timeline">' + tl + '</ol>';
   actions(t);
 }
 
@@ -331,7 +331,7 @@ function metresBetween(a, b) {
 function actions(t) {
   const box = document.createElement('div');
   box.id = 'actions';
-  const open = ['SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS'].includes(t.state);
+  const open = ['SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS'].includes(t.state);
   if (t.state === 'SEARCHING') {
     const near = [...state.drivers.values()].filter(d => d.code === 1 && d.id)
       .map(d => ({ d, m: metresBetween([t.pickup.lat, t.pickup.lng], [d.lat, d.lng]) }))

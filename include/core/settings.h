@@ -131,6 +131,8 @@ struct match_cfg {
 	struct cfg_list offer_timeouts; /* seconds an offer stands, per round (the last repeats) */
 	struct cfg_list radius_steps; /* metres searched, widening when a ring is exhausted */
 	int64_t max_search_ms;        /* a trip waits this long for a driver, then no_drivers */
+	int64_t booking_max_wait_ms;  /* the same for an operator's booking */
+	int64_t schedule_lead_ms;     /* a scheduled ride is searched this long before its time */
 	int64_t candidates;           /* drivers looked at per search step */
 	double weight_eta, weight_idle, weight_acceptance;
 	int64_t waiting_retry_ms;     /* a waiting trip looks around again this often */
@@ -204,6 +206,7 @@ struct trip_cfg {
 	int64_t batch_max;          /* transitions committed together in one transaction */
 	int64_t batch_lanes;        /* batches at the database at once (trips spread by id) */
 	int64_t driver_lost_after_ms; /* a live trip's driver gone this long: flagged, may be ended */
+	int64_t schedule_horizon_ms; /* a ride may be scheduled at most this far ahead */
 };
 #define TARIFF_MAX 16
 /* Shared rides (src/share, docs/sharing.md). */

@@ -35,6 +35,7 @@ struct dispatch_trip {
 	struct uuid id;
 	double lat, lon; /* the pickup */
 	int vehicle;     /* vehicle type index */
+	int64_t max_search_ms; /* how long it may wait for a driver; 0: match.max_search */
 };
 
 /* A driver the world found: where, of which type, at which version, and

@@ -20,9 +20,17 @@
  * every message to a rider numbered per trip and replayable after a
  * reconnect (rider.subscribe with last_seq).
  *
+ * Rides for later (SCHEDULED) are not searched until match.schedule_lead
+ * before their time: the matcher's scheduler then moves them to SEARCHING
+ * through the trip module and the search starts as for any request. A
+ * dispatcher's booking waits match.booking_max_wait instead of
+ * match.max_search.
+ *
  * At start, once the database is ready, it recovers: drivers left reserved
- * are released, SEARCHING trips are searched again, matched and running
- * trips carry on. docs/websocket.md has the messages.
+ * are released, SEARCHING trips are searched again, SCHEDULED ones go back
+ * on the scheduler (started at once if their time came while the daemon was
+ * down), matched and running trips carry on. docs/websocket.md has the
+ * messages.
  *
  * It follows trips by listening to the trip module (trips_listen) and
  * changes them only through trip_change(); drivers' status is presence's,
@@ -55,6 +63,7 @@ struct matcher_deps {
 	struct pricing *pricing; /* pickup ETAs */
 	const struct match_cfg *cfg;
 	int64_t driver_lost_after_ms; /* trip.driver_lost_after */
+	int64_t (*wall_ms)(void);     /* the wall clock (scheduled rides are in it) */
 };
 struct matcher *matcher_new(const struct matcher_deps *d);
 void matcher_free(struct matcher *m);

@@ -3,6 +3,8 @@
  *
  *   SEARCHING -> MATCHED -> ARRIVED -> IN_PROGRESS -> COMPLETED
  *   SEARCHING | MATCHED | ARRIVED -> CANCELLED (IN_PROGRESS: operator only)
+ *   SCHEDULED -> SEARCHING (the scheduler, match.schedule_lead before
+ *   scheduled_at), SCHEDULED -> CANCELLED (free)
  *
  * The state machine itself is in SQL (trip_transitions(), sql/): one
  * transaction per batch of changes that updates each trip on (state,
@@ -46,6 +48,7 @@ enum trip_state {
 	TRIP_IN_PROGRESS,
 	TRIP_COMPLETED,
 	TRIP_CANCELLED,
+	TRIP_SCHEDULED, /* a ride for later: nothing searched until match.schedule_lead before it */
 };
 const char *trip_state_name(enum trip_state s);
 /* The state named s ("MATCHED"...), or -1. */
@@ -70,8 +73,18 @@ struct trip {
 	bool has_driver;
 	struct uuid driver;
 	int64_t requested_at, started_at; /* wall clock ms; 0: not yet */
+	int64_t scheduled_at;      /* wall clock ms: a ride for then; 0: for now */
+	int64_t search_started_at; /* wall clock ms: a scheduled ride's search began; 0: not (or at requested_at) */
+	bool booked;               /* booked by an operator for the rider (waits match.booking_max_wait) */
 	const struct trip_row *row;
 };
+
+/* When t's search began (wall ms): a scheduled ride's at its search's
+ * start, any other at its request. */
+static inline int64_t trip_search_start(const struct trip *t)
+{
+	return t->search_started_at ? t->search_started_at : t->requested_at;
+}
 
 /* Who asks for a change. */
 enum trip_role { TRIP_ROLE_RIDER, TRIP_ROLE_DRIVER, TRIP_ROLE_OPERATOR, TRIP_ROLE_SYSTEM };

@@ -70,6 +70,24 @@ LANGUAGE sql STABLE AS $$
     SELECT ROW(NULL, NULL, p_type, NULL, NULL, 'ridehaild', t.id, t.id, NULL, p_payload, NULL)::outbox
 $$;
 
+-- SCHEDULED -> SEARCHING: a ride for later is searched for now
+-- (match.schedule_lead before its time, by the daemon's scheduler). Its
+-- trip.requested goes out now, as a ride requested for now has it at once.
+CREATE OR REPLACE FUNCTION trip_step_searching(t trips, p_role text, p_args jsonb, p_now timestamptz) RETURNS trips
+LANGUAGE plpgsql AS $$
+BEGIN
+    t.state := 'SEARCHING';
+    t.search_started_at := p_now;
+    RETURN t;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION trip_step_searching_events(t trips, p_from text, p_role text, p_args jsonb)
+RETURNS outbox[] LANGUAGE sql STABLE AS $$
+    SELECT ARRAY[trip_outbox_row(t, 'trip.requested', trip_scheduled_payload(t)
+                                 || jsonb_build_object('search_started_at', rh_ts(t.search_started_at)))]
+$$;
+
 -- SEARCHING -> MATCHED: the driver named (args.driver_id) takes the trip;
 -- trip_step_refusal() has found them available, or offered it, for its
 -- vehicle type. The event carries the dispatch decision (args eta_s,
@@ -177,7 +195,7 @@ RETURNS outbox[] LANGUAGE sql STABLE AS $$
 $$;
 
 -- -> CANCELLED, by p_role for args.reason (else the role's own reason).
--- The rider pays the policy's cancel_fee once the grace after the match is
+-- A scheduled ride is cancelled free (it has no driver yet). The rider pays the policy's cancel_fee once the grace after the match is
 -- over; a driver who waited out the no-show time at the pickup cancels for
 -- rider_no_show, and the rider pays the no_show_fee. A trip whose driver is
 -- gone (driver_lost_at), ended by its rider or an operator, is cancelled for
@@ -254,7 +272,8 @@ RETURNS jsonb LANGUAGE sql STABLE AS $$
                OR (t.state = 'MATCHED' AND p_to = 'ARRIVED')
                OR (t.state = 'ARRIVED' AND p_to = 'IN_PROGRESS')
                OR (t.state = 'IN_PROGRESS' AND p_to = 'COMPLETED')
-               OR (t.state IN ('SEARCHING', 'MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role <> 'driver')
+               OR (t.state = 'SCHEDULED' AND p_to = 'SEARCHING' AND p_role = 'system')
+               OR (t.state IN ('SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role <> 'driver')
                OR (t.state IN ('MATCHED', 'ARRIVED') AND p_to = 'CANCELLED' AND p_role = 'driver')
                OR (t.state = 'IN_PROGRESS' AND p_to = 'CANCELLED' AND p_role IN ('operator', 'system'))
                -- a rider ends a trip whose driver is gone
@@ -386,6 +405,9 @@ BEGIN
         IF status IS NULL THEN
             from_state := t.state;
             CASE to_state
+                WHEN 'SEARCHING' THEN
+                    t := trip_step_searching(t, by_role, args, now_ts);
+                    evs := trip_step_searching_events(t, from_state, by_role, args);
                 WHEN 'MATCHED' THEN
                     t := trip_step_matched(t, by_role, args, now_ts);
                     evs := trip_step_matched_events(t, from_state, by_role, args);
@@ -451,7 +473,7 @@ BEGIN
                needs_review = u.needs_review, cancelled_by = u.cancelled_by, cancel_reason = u.cancel_reason,
                cancel_fee = u.cancel_fee, end_location = u.end_location, matched_at = u.matched_at,
                arrived_at = u.arrived_at, started_at = u.started_at, completed_at = u.completed_at,
-               cancelled_at = u.cancelled_at
+               cancelled_at = u.cancelled_at, search_started_at = u.search_started_at
           FROM unnest(ts) WITH ORDINALITY AS u
          WHERE tdirty[u.ordinality] AND x.id = u.id
            AND x.version = tv0[u.ordinality] AND x.event_seq = te0[u.ordinality];

@@ -1,5 +1,8 @@
 -- Requesting a ride: a new trip in SEARCHING with its history row and its
--- two events (trip.requested, price.calculated), or the reason why not.
+-- two events (trip.requested, price.calculated), or the reason why not. A
+-- ride for later (scheduled_at) is a trip in SCHEDULED instead, reported by
+-- trip.scheduled and price.calculated; its trip.requested comes when its
+-- search starts (trip_step_searching(), 40_trip_apply.sql).
 -- Tables: sql/005_trips.sql. The daemon (src/trip/trip.c) calls
 -- trip_requests() with the requests that arrived together.
 
@@ -30,7 +33,7 @@ BEGIN
         END IF;
     END IF;
     SELECT id INTO active FROM trips
-     WHERE rider_id = p_rider AND state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS');
+     WHERE rider_id = p_rider AND state IN ('SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS');
     IF FOUND THEN
         status := 409;
         body := jsonb_build_object('reason', 'active_trip', 'active_trip_id', active);
@@ -38,16 +41,9 @@ BEGIN
 END
 $$;
 
--- The outbox payloads of a new trip, one definition for trip_request() and
--- trip_requests().
-CREATE OR REPLACE FUNCTION trip_requested_payload(t trips) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_build_object(
-        'trip_id', t.id, 'passenger_id', t.rider_id,
-        'pickup_location', rh_latlon(t.pickup), 'dropoff_location', rh_latlon(t.dropoff),
-        'requested_at', rh_ts(t.requested_at), 'vehicle_type', t.vehicle_type,
-        'fare', rh_money(t.fare_quoted, t.currency))
-$$;
-
+-- The outbox payloads of a new trip (trip.requested, trip.scheduled: in
+-- 35_trip_payloads.sql, which the state machine shares), one definition for
+-- trip_request() and trip_requests().
 CREATE OR REPLACE FUNCTION trip_upfront_payload(t trips) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'trip_id', t.id, 'kind', 'upfront',
@@ -60,7 +56,9 @@ CREATE OR REPLACE FUNCTION trip_upfront_payload(t trips) RETURNS jsonb LANGUAGE 
 $$;
 
 -- One request, carefully: what trip_requests() falls back to. p_fare holds
--- the estimate/quote (see trips.estimate) and p_policy the rules in force.
+-- the estimate/quote (see trips.estimate) and p_policy the rules in force;
+-- p_scheduled_at: a ride for then (SCHEDULED), NULL: now; p_by: the
+-- operator who booked it for the rider, NULL: the rider asked.
 -- Returns (status, body): 201 and the trip (trip_view(): no driver yet);
 -- 200 and the trip for a repeated Idempotency-Key with the same body; 409
 -- {active_trip_id}; 422 {reason: idempotency_key_reused}.
@@ -69,6 +67,7 @@ CREATE OR REPLACE FUNCTION trip_request(p_rider uuid, p_key text, p_body_hash te
                                         p_dropoff_lat double precision, p_dropoff_lng double precision,
                                         p_pickup_address text, p_dropoff_address text,
                                         p_currency text, p_quote_id text, p_fare jsonb, p_policy jsonb,
+                                        p_scheduled_at timestamptz, p_by text,
                                         OUT status integer, OUT body jsonb)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -81,12 +80,14 @@ BEGIN
     END IF;
     BEGIN
         INSERT INTO trips (id, rider_id, vehicle_type, pickup, dropoff, pickup_address, dropoff_address,
-                           currency, quote_id, fare_quoted, estimate, policy, event_seq)
+                           currency, quote_id, fare_quoted, estimate, policy, event_seq,
+                           state, scheduled_at, booked_by)
         VALUES (gen_random_uuid(), p_rider, p_vehicle,
                 ST_SetSRID(ST_MakePoint(p_pickup_lng, p_pickup_lat), 4326)::geography,
                 ST_SetSRID(ST_MakePoint(p_dropoff_lng, p_dropoff_lat), 4326)::geography,
                 p_pickup_address, p_dropoff_address, p_currency, p_quote_id, (p_fare->>'total')::bigint,
-                p_fare, p_policy, 2)
+                p_fare, p_policy, 2,
+                CASE WHEN p_scheduled_at IS NULL THEN 'SEARCHING' ELSE 'SCHEDULED' END, p_scheduled_at, p_by)
         RETURNING * INTO t;
         IF p_key IS NOT NULL THEN
             INSERT INTO ride_idempotency (rider_id, key, body_hash, trip_id) VALUES (p_rider, p_key, p_body_hash, t.id);
@@ -102,12 +103,17 @@ BEGIN
         END IF;
         RETURN;
     END;
-    -- the history row and both outbox rows in one statement
-    WITH e AS (INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at)
-               VALUES (t.id, t.version, NULL, 'SEARCHING', 'rider', p_rider::text, t.requested_at))
+    -- the history row (by the rider, or by the operator who booked it for
+    -- them) and both outbox rows in one statement
+    WITH e AS (INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at, detail)
+               VALUES (t.id, t.version, NULL, t.state, CASE WHEN p_by IS NULL THEN 'rider' ELSE 'operator' END,
+                       COALESCE(p_by, p_rider::text), t.requested_at,
+                       jsonb_strip_nulls(jsonb_build_object('booked_for', CASE WHEN p_by IS NOT NULL THEN p_rider END,
+                                                            'scheduled_at', rh_ts(t.scheduled_at)))))
     INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-    VALUES ('trip.requested', 'ridehaild', t.id, t.id, 1, trip_requested_payload(t)),
-           ('price.calculated', 'ridehaild', t.id, t.id, 2, trip_upfront_payload(t));
+    SELECT f.event_type, 'ridehaild', t.id, t.id, 1, f.payload FROM trip_first_event(t) f
+    UNION ALL
+    SELECT 'price.calculated', 'ridehaild', t.id, t.id, 2, trip_upfront_payload(t);
     status := 201;
     body := trip_view(t, NULL); -- no driver yet
 END
@@ -123,7 +129,7 @@ $$;
 -- by item, each in its own subtransaction, so that one failing request
 -- fails alone (500) and the others stand. Items are trip_request()'s
 -- parameters: {rider, key, hash, vehicle, plat, plng, dlat, dlng, pa, da,
--- cur, quote, fare, policy}.
+-- cur, quote, fare, policy, sched (scheduled_at), by (the booking operator)}.
 --
 -- The plan settings: every statement in it reads or writes rows by key, so
 -- the right plan is an index scan whatever the statistics say (a new
@@ -189,7 +195,7 @@ BEGIN
             END LOOP;
             FOR k, ptrip IN
                 SELECT (rmap->>(x.rider_id::text))::integer, x.id FROM trips x
-                 WHERE x.rider_id = ANY (riders) AND x.state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS')
+                 WHERE x.rider_id = ANY (riders) AND x.state IN ('SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS')
             LOOP
                 IF st[k] = 0 THEN
                     st[k] := 409;
@@ -207,12 +213,15 @@ BEGIN
             -- 2. the new trips
             WITH ins AS (
                 INSERT INTO trips (id, rider_id, vehicle_type, pickup, dropoff, pickup_address, dropoff_address,
-                                   currency, quote_id, fare_quoted, estimate, policy, event_seq)
+                                   currency, quote_id, fare_quoted, estimate, policy, event_seq,
+                                   state, scheduled_at, booked_by)
                 SELECT gen_random_uuid(), (e.v->>'rider')::uuid, e.v->>'vehicle',
                        ST_SetSRID(ST_MakePoint((e.v->>'plng')::float8, (e.v->>'plat')::float8), 4326)::geography,
                        ST_SetSRID(ST_MakePoint((e.v->>'dlng')::float8, (e.v->>'dlat')::float8), 4326)::geography,
                        e.v->>'pa', e.v->>'da', e.v->>'cur', e.v->>'quote', (e.v->'fare'->>'total')::bigint,
-                       e.v->'fare', e.v->'policy', 2
+                       e.v->'fare', e.v->'policy', 2,
+                       CASE WHEN e.v ? 'sched' THEN 'SCHEDULED' ELSE 'SEARCHING' END,
+                       (e.v->>'sched')::timestamptz, e.v->>'by'
                   FROM jsonb_array_elements(p_items) WITH ORDINALITY AS e (v, n)
                  WHERE st[e.n] = 0
                 RETURNING trips AS t)
@@ -234,18 +243,20 @@ BEGIN
                 SELECT u.r, u.k, u.h, u.t FROM unnest(ik_rider, ik_key, ik_hash, ik_trip) AS u (r, k, h, t);
                 -- by the rider, or by the operator who booked it for them
                 INSERT INTO trip_events (trip_id, seq, from_state, to_state, actor_role, actor_id, at, detail)
-                SELECT u.id, u.version, NULL, 'SEARCHING', CASE WHEN b.by IS NULL THEN 'rider' ELSE 'operator' END,
-                       COALESCE(b.by, u.rider_id::text), u.requested_at,
-                       CASE WHEN b.by IS NULL THEN '{}' ELSE jsonb_build_object('booked_for', u.rider_id) END
-                  FROM unnest(ts) AS u
-                 CROSS JOIN LATERAL (SELECT p_items->((rmap->>(u.rider_id::text))::integer - 1)->>'by' AS by) AS b;
+                SELECT u.id, u.version, NULL, u.state, CASE WHEN u.booked_by IS NULL THEN 'rider' ELSE 'operator' END,
+                       COALESCE(u.booked_by, u.rider_id::text), u.requested_at,
+                       jsonb_strip_nulls(jsonb_build_object(
+                           'booked_for', CASE WHEN u.booked_by IS NOT NULL THEN u.rider_id END,
+                           'scheduled_at', rh_ts(u.scheduled_at)))
+                  FROM unnest(ts) AS u;
                 INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
                 -- (from the rows, not ts[n]: each field read through the
                 -- subscript walked the array again, 80,000 instructions a
                 -- trip; the trips in the order they were written)
                 SELECT v.et, 'ridehaild', u.id, u.id, v.seq, v.pl
                   FROM unnest(ts) AS u
-                 CROSS JOIN LATERAL (VALUES ('trip.requested', 1, trip_requested_payload(u)),
+                 CROSS JOIN LATERAL trip_first_event(u) AS f
+                 CROSS JOIN LATERAL (VALUES (f.event_type, 1, f.payload),
                                             ('price.calculated', 2, trip_upfront_payload(u)))
                        AS v (et, seq, pl);
             END IF;
@@ -266,13 +277,8 @@ BEGIN
                   FROM trip_request((it->>'rider')::uuid, it->>'key', it->>'hash', it->>'vehicle',
                                     (it->>'plat')::float8, (it->>'plng')::float8,
                                     (it->>'dlat')::float8, (it->>'dlng')::float8,
-                                    it->>'pa', it->>'da', it->>'cur', it->>'quote', it->'fare', it->'policy') x;
-                IF s1 = 201 AND it ? 'by' THEN -- booked by an operator: the history row says so
-                    UPDATE trip_events
-                       SET actor_role = 'operator', actor_id = it->>'by',
-                           detail = jsonb_build_object('booked_for', it->>'rider')
-                     WHERE trip_id = (b1->'trip_row'->>0)::uuid AND seq = 1;
-                END IF;
+                                    it->>'pa', it->>'da', it->>'cur', it->>'quote', it->'fare', it->'policy',
+                                    (it->>'sched')::timestamptz, it->>'by') x;
             EXCEPTION WHEN deadlock_detected OR serialization_failure THEN
                 s1 := 503; -- a race with another transaction: asking again is safe
                 b1 := jsonb_build_object('reason', 'database_unavailable');

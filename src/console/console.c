@@ -46,6 +46,7 @@ struct console_trip {
 	char vehicle[32];
 	double plat, plng, dlat, dlng;
 	int64_t requested_at; /* wall ms */
+	int64_t search_start; /* wall ms: trip_search_start() */
 	bool dirty;           /* changed since the last update */
 	bool ended;           /* finished: told as gone at the next update, then forgotten */
 };
@@ -116,12 +117,12 @@ static void console_trip_changed(void *ctx, const struct trip_event *e)
 	if (!e->recovered && !e->created && t && before != tr->state) {
 		/* figures: what this change completes */
 		if (tr->state == TRIP_MATCHED && before == TRIP_SEARCHING) {
-			console_samples_add(&c->ttm, mono, now - tr->requested_at);
+			console_samples_add(&c->ttm, mono, now - trip_search_start(tr));
 			console_samples_add(&c->matched, mono, 1);
 		} else if (tr->state == TRIP_CANCELLED && before == TRIP_SEARCHING) {
 			console_samples_add(&c->matched, mono, 0);
 		} else if (tr->state == TRIP_ARRIVED) {
-			console_samples_add(&c->wait, mono, now - tr->requested_at);
+			console_samples_add(&c->wait, mono, now - trip_search_start(tr));
 		}
 	}
 	if (!trip_state_is_active(tr->state)) {
@@ -144,6 +145,7 @@ static void console_trip_changed(void *ctx, const struct trip_event *e)
 	t->plat = tr->pickup_lat, t->plng = tr->pickup_lng;
 	t->dlat = tr->dropoff_lat, t->dlng = tr->dropoff_lng;
 	t->requested_at = tr->requested_at;
+	t->search_start = trip_search_start(tr);
 	console_mark(c, t);
 }
 
@@ -443,11 +445,11 @@ static void console_alerts_check(struct console *c)
 	void *v;
 	for (size_t i = 0; wait > 0 && umap_next(&c->trips, &i, &k, &v);) {
 		const struct console_trip *t = v;
-		if (t->ended || t->state != TRIP_SEARCHING || t->requested_at <= 0 || wall - t->requested_at <= wait)
+		if (t->ended || t->state != TRIP_SEARCHING || t->search_start <= 0 || wall - t->search_start <= wait)
 			continue;
 		over++;
-		if (!oldest || t->requested_at < oldest)
-			oldest = t->requested_at;
+		if (!oldest || t->search_start < oldest)
+			oldest = t->search_start;
 	}
 	snprintf(detail, sizeof detail, "%zu trip%s searching for more than %lld s (the oldest for %lld s)", over,
 		 over == 1 ? "" : "s", (long long)(wait / 1000), (long long)((wall - oldest) / 1000));
@@ -579,6 +581,10 @@ static bool console_on_subscribe(struct session *s, void *ctx, const cJSON *msg,
 		c->nsubs++;
 		metric_set(c->m_subs, (double)c->nsubs);
 	}
+	/* the alerts as they stand now, not as the last tick left them (a
+	 * console opened just after the start would see the database still
+	 * "applying migrations" for up to a tick) */
+	console_alerts_check(c);
 	struct strbuf sb;
 	sb_init(&sb, CONSOLE_FRAME_MAX);
 	console_full(c, &sb);

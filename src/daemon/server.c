@@ -121,7 +121,8 @@ static void server_modules_init(struct server *srv)
 	const struct matcher_deps md = { .timers = srv->timers, .metrics = srv->metrics, .db = srv->db,
 					 .gateway = srv->gateway, .presence = srv->presence, .trips = srv->trips,
 					 .pricing = srv->pricing, .cfg = &cfg->match,
-					 .driver_lost_after_ms = cfg->trip.driver_lost_after_ms };
+					 .driver_lost_after_ms = cfg->trip.driver_lost_after_ms,
+					 .wall_ms = rh_wall_ms };
 	srv->matcher = matcher_new(&md);
 	struct trip_supply supply;
 	matcher_supply(srv->matcher, &supply);

@@ -365,7 +365,7 @@ void dispatch_search(struct dispatch *d, const struct dispatch_trip *t, int64_t 
 	s->d = d;
 	s->t = *t;
 	s->started = started;
-	s->deadline = started + d->cfg->max_search_ms;
+	s->deadline = started + (t->max_search_ms > 0 ? t->max_search_ms : d->cfg->max_search_ms);
 	s->first_offer_at = s->waited_at = -1;
 	TAILQ_INIT(&s->offers);
 	s->timer = rh_timer_new(d->timers, dispatch_wait_tick, s);

@@ -108,6 +108,8 @@ struct ride *match_ride_get(struct matcher *m, const struct trip *t, bool *fresh
 	uuid_format(&t->id, r->trip_s);
 	uuid_format(&t->rider, r->rider_s);
 	r->state = t->state;
+	r->booked = t->booked;
+	r->scheduled_at = t->scheduled_at;
 	int v = presence_vehicle_index(m->deps.presence, t->vehicle_type);
 	r->vehicle = v < 0 ? 0 : v;
 	r->plat = t->pickup_lat;
@@ -131,6 +133,7 @@ static void match_ride_free(struct matcher *m, struct ride *r)
 		umap_del(&m->by_driver, &r->driver);
 	if (umap_get(&m->by_rider, &r->rider) == r)
 		umap_del(&m->by_rider, &r->rider);
+	match_schedule_del(m->schedule, &r->trip);
 	match_feed_end(r);
 	match_feed_free(&r->feed);
 	rh_free(r);
@@ -138,7 +141,8 @@ static void match_ride_free(struct matcher *m, struct ride *r)
 
 static void match_search(struct matcher *m, const struct ride *r, int64_t started, int64_t now)
 {
-	struct dispatch_trip dt = { .id = r->trip, .lat = r->plat, .lon = r->plng, .vehicle = r->vehicle };
+	struct dispatch_trip dt = { .id = r->trip, .lat = r->plat, .lon = r->plng, .vehicle = r->vehicle,
+				    .max_search_ms = r->booked ? m->cfg->booking_max_wait_ms : 0 };
 	dispatch_search(m->dispatch, &dt, started, now);
 }
 
@@ -168,6 +172,22 @@ static void match_on_matched(struct matcher *m, struct ride *r, const struct tri
 	struct session *s = r->has_driver && by != TRIP_ROLE_DRIVER ? match_session(m, &r->driver) : NULL;
 	if (s)
 		match_send_assigned(m, r, s);
+}
+
+/* SCHEDULED -> SEARCHING: the scheduled ride's search starts now; the
+ * rider hears it (trip.state_changed, with the time it is for). */
+static void match_on_searching(struct matcher *m, struct ride *r, int64_t now)
+{
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "state", trip_state_name(TRIP_SEARCHING));
+	if (r->scheduled_at) {
+		char at[32];
+		rh_format_rfc3339(r->scheduled_at, at);
+		cJSON_AddStringToObject(p, "scheduled_at", at);
+	}
+	match_feed_send(r, "trip.state_changed", p);
+	match_suggest_demand(m, r->plat, r->plng, now);
+	match_search(m, r, now, now);
 }
 
 /* Any other state: the rider hears it, the driver too when someone else
@@ -218,6 +238,11 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 			match_recover_ride(m, r, t);
 		return;
 	}
+	if (t->state == TRIP_SCHEDULED) { /* made, or heard of first as it is */
+		if (fresh || e->created)
+			match_scheduled_add(m, r);
+		return;
+	}
 	if (e->created || (fresh && t->state == TRIP_SEARCHING)) {
 		if (e->created)
 			match_suggest_demand(m, r->plat, r->plng, now);
@@ -227,8 +252,11 @@ static void match_trip_changed(void *ctx, const struct trip_event *e)
 	}
 	if (!fresh && r->state == t->state)
 		return; /* a repeat of what we know already */
+	enum trip_state before = r->state;
 	r->state = t->state;
-	if (t->state == TRIP_MATCHED)
+	if (t->state == TRIP_SEARCHING && before == TRIP_SCHEDULED)
+		match_on_searching(m, r, now);
+	else if (t->state == TRIP_MATCHED)
 		match_on_matched(m, r, t, e->by, now);
 	else
 		match_on_state(m, r, t, e->by, now);
@@ -238,8 +266,11 @@ void match_recover_ride(struct matcher *m, struct ride *r, const struct trip *t)
 {
 	int64_t now = match_now(m);
 	r->state = t->state;
-	if (t->state == TRIP_SEARCHING) {
-		int64_t elapsed = t->requested_at ? rh_wall_ms() - t->requested_at : 0;
+	if (t->state == TRIP_SCHEDULED) {
+		match_scheduled_add(m, r); /* (due while the daemon was down: at once) */
+	} else if (t->state == TRIP_SEARCHING) {
+		int64_t since = trip_search_start(t);
+		int64_t elapsed = since ? m->deps.wall_ms() - since : 0;
 		match_search(m, r, now - (elapsed > 0 ? elapsed : 0), now);
 	} else if (t->state == TRIP_IN_PROGRESS) {
 		r->meter.running = true;
@@ -527,7 +558,9 @@ static void match_world_give_up(void *ctx, const struct uuid *trip)
 	struct matcher *m = ctx;
 	char id[37];
 	uuid_format(trip, id);
-	log_info(NULL, "match: no driver for trip %s within %lld s", id, (long long)(m->cfg->max_search_ms / 1000));
+	const struct ride *r = umap_get(&m->rides, trip);
+	int64_t wait = r && r->booked ? m->cfg->booking_max_wait_ms : m->cfg->max_search_ms;
+	log_info(NULL, "match: no driver for trip %s within %lld s", id, (long long)(wait / 1000));
 	struct trip_change c;
 	trip_change_init(&c, trip, TRIP_CANCELLED, TRIP_ROLE_SYSTEM, "matcher");
 	snprintf(c.reason, sizeof c.reason, "no_drivers");
@@ -580,6 +613,7 @@ static void match_collect(void *arg)
 	metric_set(m->m_searching, searching);
 	metric_set(m->m_waiting, waiting);
 	metric_set(m->m_lost, match_lost_count(m));
+	metric_set(m->m_scheduled, (double)match_schedule_count(m->schedule));
 }
 
 static void match_metrics_init(struct matcher *m, struct metrics *mx)
@@ -599,6 +633,13 @@ static void match_metrics_init(struct matcher *m, struct metrics *mx)
 	m->m_no_drivers = metric_cell(metrics_counter(mx, "ridehail_match_no_drivers_total",
 						      "Trips cancelled after match.max_search without a driver.", NULL),
 				      NULL);
+	m->m_scheduled = metric_cell(metrics_gauge(mx, "ridehail_match_scheduled",
+						   "Scheduled rides (SCHEDULED) whose search is yet to start.", NULL),
+				     NULL);
+	m->m_schedule_started = metric_cell(metrics_counter(mx, "ridehail_match_scheduled_started_total",
+							    "Scheduled rides moved to SEARCHING at match.schedule_lead before their time.",
+							    NULL),
+					    NULL);
 	m->m_lost = metric_cell(metrics_gauge(mx, "ridehail_match_drivers_lost",
 					      "Live trips whose driver has been gone past trip.driver_lost_after (flagged: the rider or an operator may end them).",
 					      NULL),
@@ -633,6 +674,7 @@ struct matcher *matcher_new(const struct matcher_deps *d)
 	m->dispatch = dispatch_new(m->cfg, d->timers, &w);
 	match_commands_init(m);
 	match_feed_init(m);
+	match_scheduled_init(m);
 	const struct presence_hooks ph = { .location = match_on_location, .available = match_on_available,
 					   .opened = match_on_driver_opened, .ctx = m };
 	presence_set_hooks(d->presence, &ph);
@@ -662,6 +704,7 @@ void matcher_free(struct matcher *m)
 	umap_fini(&m->rides);
 	umap_fini(&m->by_driver);
 	umap_fini(&m->by_rider);
+	match_schedule_free(m->schedule);
 	match_feed_fini(m);
 	match_lost_fini(m);
 	rh_timer_free(m->recover_timer);

@@ -11,7 +11,8 @@
  *   commands.c  the driver's commands over the WebSocket (offers, trip steps)
  *   meter.c     the fare meter: distance from the driver's own fixes
  *   recover.c   at start: the last run's reservations, the active trips
- *   lost.c      live trips whose driver is gone: flagged for the operator */
+ *   lost.c      live trips whose driver is gone: flagged for the operator
+ *   schedule.c  rides for later: when each one's search is due, one timer */
 #ifndef RH_MATCH_INTERNAL_H
 #define RH_MATCH_INTERNAL_H
 
@@ -35,6 +36,7 @@ struct gw_message_type;
 struct cJSON;
 struct match_check;
 struct match_feed_asks;
+struct ride;
 
 /* ------------------------------------------------------------ meter.c */
 
@@ -62,6 +64,34 @@ void match_meter_resume(struct match_meter *mt, const struct match_cfg *cfg, int
 void match_meter_fix(struct match_meter *mt, const struct match_cfg *cfg, double lat, double lon, float accuracy_m,
 		     int64_t device_ms);
 int64_t match_meter_duration_s(const struct match_meter *mt, int64_t now);
+
+/* ------------------------------------------------------------ schedule.c */
+
+/* SCHEDULED trips by the wall-clock time their search is due, and a timer
+ * for the soonest: due() hears each trip when its time comes (taken out
+ * first). Both clocks are passed in: the timers source the timer runs on,
+ * and wall_ms (scheduled_at's clock). */
+struct match_schedule_hooks {
+	int64_t (*wall_ms)(void *ctx);
+	void (*due)(void *ctx, const struct uuid *trip);
+	void *ctx;
+};
+struct match_schedule;
+struct match_schedule *match_schedule_new(struct rh_timers *timers, const struct match_schedule_hooks *h);
+void match_schedule_free(struct match_schedule *s);
+/* trip's search is due at `due` (wall ms; past: at the next loop turn);
+ * a trip put again moves. */
+void match_schedule_put(struct match_schedule *s, const struct uuid *trip, int64_t due);
+/* false: it was not there. */
+bool match_schedule_del(struct match_schedule *s, const struct uuid *trip);
+size_t match_schedule_count(const struct match_schedule *s);
+/* The soonest due time (wall ms), or -1 when none. */
+int64_t match_schedule_next(const struct match_schedule *s);
+/* The matcher's scheduler (m->schedule): a due trip is moved to SEARCHING
+ * through the trip module (the listener then starts its search). */
+void match_scheduled_init(struct matcher *m);
+/* r (SCHEDULED) searched match.schedule_lead before its scheduled_at. */
+void match_scheduled_add(struct matcher *m, const struct ride *r);
 
 /* ------------------------------------------------------------ feed.c */
 
@@ -106,6 +136,8 @@ struct ride {
 	char trip_s[37], rider_s[37], driver_s[37];
 	bool has_driver;
 	enum trip_state state;
+	bool booked;        /* an operator's booking: waits match.booking_max_wait */
+	int64_t scheduled_at; /* wall ms, a ride for later; 0: for now */
 	int vehicle;
 	double plat, plng, dlat, dlng;
 	int64_t fare_total; /* minor units */
@@ -134,6 +166,8 @@ struct matcher {
 	struct metric_cell *m_searching, *m_waiting, *m_match_time, *m_no_drivers, *m_rider_msgs, *m_lost, *m_suggestions;
 	struct reposition *repo;      /* match.reposition: demand and the plan (suggest.c), else NULL */
 	struct rh_timer *repo_timer;
+	struct match_schedule *schedule; /* SCHEDULED trips' searches to start */
+	struct metric_cell *m_scheduled, *m_schedule_started;
 };
 
 int64_t match_now(const struct matcher *m);

@@ -1,1 +1,1 @@
-LIB_SRCS += src/match/match.c src/match/dispatch.c src/match/assign.c src/match/batch.c src/match/reposition.c src/match/suggest.c src/match/feed.c src/match/commands.c src/match/meter.c src/match/recover.c src/match/lost.c
+LIB_SRCS += src/match/match.c src/match/dispatch.c src/match/assign.c src/match/batch.c src/match/reposition.c src/match/suggest.c src/match/feed.c src/match/commands.c src/match/meter.c src/match/recover.c src/match/lost.c src/match/schedule.c

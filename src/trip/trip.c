@@ -17,7 +17,7 @@
 #define TRIP_RATELIMIT_KEYS 65536
 
 static const char *const trip_state_names[] = { "SEARCHING", "MATCHED", "ARRIVED", "IN_PROGRESS", "COMPLETED",
-						"CANCELLED" };
+						"CANCELLED", "SCHEDULED" };
 static const char *const trip_role_names[] = { "rider", "driver", "operator", "system" };
 /* As the SQL functions spell them (the reason member of a refusal). */
 static const char *const trip_refusal_names[TRIP_REFUSAL_COUNT] = {
@@ -277,7 +277,7 @@ void trip_mark_driver_lost(struct trips *t, const struct uuid *trip, const struc
 
 static struct db_stmt trip_st_active = {
 	"trip_active",
-	"SELECT trip_json(t, false) FROM trips t WHERE t.state IN ('SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS')"
+	"SELECT trip_json(t, false) FROM trips t WHERE t.state IN ('SCHEDULED', 'SEARCHING', 'MATCHED', 'ARRIVED', 'IN_PROGRESS')"
 	" ORDER BY t.requested_at",
 	0,
 };

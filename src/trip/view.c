@@ -180,6 +180,8 @@ static bool trip_view_render(cJSON *body)
 		trip_view_put(c, "fee", row, r[R_CFEE]);
 	}
 	trip_view_put(body, "requested_at", row, r[R_REQUESTED]);
+	trip_view_put(body, "scheduled_at", row, r[R_SCHEDULED]);
+	trip_view_put(body, "search_started_at", row, r[R_SEARCH_STARTED]);
 	trip_view_put(body, "matched_at", row, r[R_MATCHED]);
 	trip_view_put(body, "arrived_at", row, r[R_ARRIVED]);
 	trip_view_put(body, "started_at", row, r[R_STARTED]);
@@ -237,10 +239,16 @@ static bool trip_from_columns(cJSON *const *r, struct trip *t)
 	snprintf(t->currency, sizeof t->currency, "%s", cur ? cur : "XXX");
 	t->fare_quoted = (int64_t)trip_row_num(r, R_QUOTED);
 	const char *req = trip_row_str(r, R_REQUESTED), *started = trip_row_str(r, R_STARTED);
+	const char *sched = trip_row_str(r, R_SCHEDULED), *search = trip_row_str(r, R_SEARCH_STARTED);
 	if (req)
 		rh_parse_rfc3339(req, &t->requested_at);
 	if (started)
 		rh_parse_rfc3339(started, &t->started_at);
+	if (sched)
+		rh_parse_rfc3339(sched, &t->scheduled_at);
+	if (search)
+		rh_parse_rfc3339(search, &t->search_started_at);
+	t->booked = cJSON_IsTrue(r[R_BOOKED]);
 	const char *d = trip_row_str(r, R_DID);
 	t->has_driver = d && uuid_parse(d, &t->driver);
 	return !d || t->has_driver;

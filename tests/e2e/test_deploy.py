@@ -66,7 +66,8 @@ def test_make_install_puts_everything_in_place(installed):
     assert sorted(p.name for p in installed_fn.iterdir()) == \
         sorted(p.name for p in (ROOT / "sql" / "functions").glob("[0-9]*.sql"))
     view = (installed_fn / "30_trip_view.sql").read_text()
-    assert "@TRIP_ROW@" not in view and "d.rating_count -- 37 rating_count" in view
+    assert "@TRIP_ROW@" not in view and "d.rating_count, -- 37 rating_count" in view \
+        and "t.booked_by IS NOT NULL -- 40 booked" in view
     # the installed binary reads the installed configuration by default
     h = subprocess.run([d / "usr/sbin/ridehaild", "--help"], capture_output=True, text=True)
     assert "(default /etc/ridehail/ridehaild.conf)" in h.stdout, h.stdout

@@ -341,7 +341,14 @@ def test_a_database_left_by_version_11_upgrades_by_starting_the_daemon(make_daem
         [v for v in sorted(int(p.name[:3]) for p in migrations()) if v > 11]
     assert "trip_step" not in sql_functions(pg, db) and "match_release" not in sql_functions(pg, db)
     for name, tid in t.items():
-        assert trip_state(pg, db, tid) == before[name], name
+        now_state = trip_state(pg, db, tid)
+        # the row's columns added since (scheduled_at, search_started_at,
+        # booked: 018) come last and say nothing of these trips
+        row = now_state["json"]["trip_row"]
+        n = len(before[name]["json"]["trip_row"])
+        assert row[n:] == [None, None, False], (name, row[n:])
+        del row[n:]
+        assert now_state == before[name], name
         r = d.get(f"/v1/rides/{tid}", headers=d.admin)
         assert r.status == 200 and r.json()["id"] == tid, r
         assert r.json()["pickup"]["address"].startswith("Old street")

@@ -13,7 +13,7 @@
 	"{\"base\":300,\"per_km\":100,\"per_min\":20,\"distance_m\":6000,\"duration_s\":700,"                 \
 	"\"method\":\"straight_line\",\"total\":1234,\"x\":null},false,null,null,\"rider\",\"changed_mind\",0," \
 	"\"2026-12-02T05:00:00.123Z\",null,null,null,null,\"2026-12-02T05:01:00.000Z\","                       \
-	"null,null,null,null,null,null,null,null,null]"
+	"null,null,null,null,null,null,null,null,null,null,null,false]"
 
 static char *render(const char *json)
 {
@@ -48,10 +48,10 @@ UNIT_TEST(trip_view_leaves_other_bodies_and_refuses_malformed_rows)
 	/* too short, too long, not an array, no id: refused, not read past */
 	const char *bad[] = { "{\"trip_row\":[\"a\",\"SEARCHING\"]}", "{\"trip_row\":{}}", "{\"trip_row\":null}",
 			      "{\"trip_row\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,"
-			      "27,28,29,30,31,32,33,34,35,36,37,38]}",
+			      "27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42]}",
 			      "{\"trip_row\":[null,null,null,null,null,null,null,null,null,null,null,null,null,null,"
 			      "null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,null,"
-			      "null,null,null,null,null,null,null,null]}",
+			      "null,null,null,null,null,null,null,null,null,null,null]}",
 			      "not json" };
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		char *o = trip_view_text(bad[i]);
@@ -64,7 +64,7 @@ UNIT_TEST(trip_view_leaves_other_bodies_and_refuses_malformed_rows)
 	cJSON_free(o);
 	static const char longer[] = "{\"trip_row\":[\"7c2a3c1e-0000-4000-8000-000000000001\",\"CANCELLED\",3,"
 		"\"r\",\"standard\",1,2,null,3,4,null,\"EUR\",1,null,null,null,{},false,null,null,null,null,0,"
-		"\"t\",null,null,null,null,\"t\",null,null,null,null,null,null,null,null,null,\"extra\"]}";
+		"\"t\",null,null,null,null,\"t\",null,null,null,null,null,null,null,null,null,null,null,false,\"extra\"]}";
 	o = trip_view_text(longer);
 	CHECK(o == NULL);
 	cJSON_free(o);
