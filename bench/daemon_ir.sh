@@ -25,7 +25,8 @@
 # (daemon_ir_<x>_vs_base, below 1 is fewer instructions): the peer of this
 # benchmark is the daemon as it was. Knobs: BOOKINGS AVAIL ONTRIP ROUNDS
 # REQUESTS EXTRA IDLE (QUICK=1 halves the counts). Needs valgrind (skipped
-# with a note without it); takes 5-10 minutes per tree.
+# with a note without it); takes 5-10 minutes per tree. IR_PROFILE=DIR keeps
+# this tree's callgrind dumps there (<phase>.cg), for callgrind_annotate.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -132,5 +133,9 @@ if [ -n "${BASE:-}" ]; then
 	make -s -C "$tmp/base" -j2 all >&2
 	measure "$tmp/base" "$tmp/base-run"
 	args+=(--base "$tmp/base-run")
+fi
+if [ -n "${IR_PROFILE:-}" ]; then
+	mkdir -p "$IR_PROFILE"
+	cp "$tmp"/this/*.cg "$tmp/this/load.txt" "$IR_PROFILE"/ 2>/dev/null || true
 fi
 "$PY" bench/daemon_ir_table.py "${args[@]}"

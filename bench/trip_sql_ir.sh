@@ -25,6 +25,9 @@
 #                                         least a transition with an outbox is
 #   trip_sql_ir_match_b1_vs_peer          how many peers one lone MATCHED costs
 #
+# IR_PROFILE=DIR keeps each run's callgrind file there (<case>.<n>.cg, n = 0
+# the warm-up alone), for callgrind_annotate: where a case's instructions go.
+#
 # Needs valgrind (skipped with a note without it); takes about a minute.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,10 +58,16 @@ as_owner() { if [ "$(id -u)" -eq 0 ] && [ "$owner" != root ]; then runuser -u "$
 
 # instructions of one file's statements (and of the backend's start and end)
 count() { # file
+	local cg=/dev/null
+	if [ -n "${IR_PROFILE:-}" ]; then
+		mkdir -p "$IR_PROFILE"
+		cg=$(readlink -f "$IR_PROFILE")/$(basename "$1" .sql).cg
+		touch "$cg" && chmod 666 "$cg"
+	fi
 	rm -rf "$tmp/w"
 	cp -a "$data" "$tmp/w"
 	chown -R "$owner" "$tmp/w"
-	as_owner valgrind --tool=callgrind --callgrind-out-file=/dev/null "$pgbin/postgres" --single -D "$tmp/w" \
+	as_owner valgrind --tool=callgrind --callgrind-out-file="$cg" "$pgbin/postgres" --single -D "$tmp/w" \
 		ridehail <"$1" >"$tmp/out" 2>"$tmp/err"
 	if grep -q 'ERROR' "$tmp/out" "$tmp/err" || grep -q 'count = "[1-9]' "$tmp/out"; then
 		echo "bench: $(basename "$1") did not run cleanly:" >&2

@@ -33,6 +33,9 @@ void sb_int(struct strbuf *sb, long long v);
 /* Copies src into dst[cap] (cap > 0), truncated and always NUL-terminated,
  * without snprintf's cost; returns the length copied. */
 size_t rh_copy(char *dst, size_t cap, const char *src);
+/* Empties sb and keeps its buffer, so that a buffer used again for every
+ * message of a hot path allocates only while it grows to its largest. */
+void sb_reset(struct strbuf *sb);
 /* Hands the buffer to the caller (free with rh_free) and resets sb. */
 char *sb_take(struct strbuf *sb, size_t *len);
 

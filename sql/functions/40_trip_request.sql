@@ -250,13 +250,15 @@ BEGIN
                            'scheduled_at', rh_ts(u.scheduled_at)))
                   FROM unnest(ts) AS u;
                 INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-                SELECT v.et, 'ridehaild', (ts[g.n]).id, (ts[g.n]).id, v.seq, v.pl
-                  FROM generate_subscripts(ts, 1) AS g (n)
-                 CROSS JOIN LATERAL trip_first_event(ts[g.n]) AS f
+                -- (from the rows, not ts[n]: each field read through the
+                -- subscript walked the array again, 80,000 instructions a
+                -- trip; the trips in the order they were written)
+                SELECT v.et, 'ridehaild', u.id, u.id, v.seq, v.pl
+                  FROM unnest(ts) AS u
+                 CROSS JOIN LATERAL trip_first_event(u) AS f
                  CROSS JOIN LATERAL (VALUES (f.event_type, 1, f.payload),
-                                            ('price.calculated', 2, trip_upfront_payload(ts[g.n])))
-                       AS v (et, seq, pl)
-                 ORDER BY g.n, v.seq;
+                                            ('price.calculated', 2, trip_upfront_payload(u)))
+                       AS v (et, seq, pl);
             END IF;
         EXCEPTION WHEN unique_violation THEN
             fast := false; -- a race lost: item by item, which answers it

@@ -115,6 +115,14 @@ void sb_printf(struct strbuf *sb, const char *fmt, ...)
 	sb->len += (size_t)n;
 }
 
+void sb_reset(struct strbuf *sb)
+{
+	sb->len = 0;
+	sb->overflow = false;
+	if (sb->buf)
+		sb->buf[0] = '\0';
+}
+
 char *sb_take(struct strbuf *sb, size_t *len)
 {
 	char *b = sb->buf;

@@ -65,6 +65,10 @@ struct match_feed_asks {
 	int n, cap;
 	bool inflight;
 	struct rh_timer *flush;
+	/* The message being made (match_feed_buf()) and a version 2 copy of
+	 * one being sent: buffers kept from one message to the next, so that a
+	 * driver.location allocates nothing once they have grown. */
+	struct strbuf msg, v2;
 };
 
 static void match_feed_snapshot(const struct ride *r, struct session *s);
@@ -72,7 +76,7 @@ static void match_feed_snapshot(const struct ride *r, struct session *s);
 void match_feed_free(struct match_feed *f)
 {
 	for (int i = 0; i < f->len; i++)
-		rh_free(f->ring[i].payload);
+		sb_fini(&f->ring[i].payload);
 	rh_free(f->ring);
 	f->ring = NULL;
 	f->len = f->next = 0;
@@ -88,24 +92,37 @@ static struct match_feed_msg *match_feed_slot(struct match_feed *f, int cap)
 {
 	if (!f->ring)
 		f->ring = rh_calloc((size_t)cap, sizeof *f->ring);
-	if (f->len < cap)
-		return &f->ring[f->len++];
+	if (f->len < cap) {
+		struct match_feed_msg *slot = &f->ring[f->len++];
+		sb_init(&slot->payload, 1u << 20);
+		return slot;
+	}
 	struct match_feed_msg *slot = &f->ring[f->next];
 	f->next = (f->next + 1) % cap;
-	rh_free(slot->payload);
 	return slot;
 }
 
 /* Sends a kept message in the version the rider's app speaks. */
-static bool match_feed_deliver(struct session *s, const struct match_feed_msg *msg, const char *trip)
+static bool match_feed_deliver(struct matcher *m, struct session *s, const struct match_feed_msg *msg,
+			       const char *trip)
 {
 	if (msg->lon_at < 0 || s->protocol < 2)
-		return gateway_send_text(s, msg->type, msg->payload, trip);
-	char *v2 = rh_strdup(msg->payload);
-	memcpy(v2 + msg->lon_at, "lng", 3);
-	bool ok = gateway_send_text_v(s, msg->type, 2, v2, trip);
-	rh_free(v2);
-	return ok;
+		return gateway_send_text(s, msg->type, msg->payload.buf, trip);
+	/* (the copy is made into a kept buffer; gateway_send_text_v copies it
+	 * into the frame before anything else can send) */
+	struct strbuf *v2 = &m->asks->v2;
+	sb_reset(v2);
+	sb_append(v2, msg->payload.buf, msg->payload.len);
+	if (v2->overflow)
+		return false;
+	memcpy(v2->buf + msg->lon_at, "lng", 3);
+	return gateway_send_text_v(s, msg->type, 2, v2->buf, trip);
+}
+
+struct strbuf *match_feed_buf(struct matcher *m)
+{
+	sb_reset(&m->asks->msg);
+	return &m->asks->msg;
 }
 
 /* ------------------------------------------------------------ ceilings */
@@ -239,11 +256,10 @@ static void match_feed_release(struct ride *r)
 	int done = 0;
 	while (done < f->nheld && f->seq < f->ceiling) {
 		struct match_feed_held *h = &f->held[done++];
-		struct strbuf sb;
-		sb_init(&sb, 1u << 20);
-		sb_puts(&sb, h->body);
+		struct strbuf *sb = match_feed_buf(r->m);
+		sb_puts(sb, h->body);
 		rh_free(h->body);
-		match_feed_number(r, h->type, &sb, h->lon_at);
+		match_feed_number(r, h->type, sb, h->lon_at);
 	}
 	if (done) {
 		memmove(f->held, f->held + done, (size_t)(f->nheld - done) * sizeof *f->held);
@@ -320,12 +336,15 @@ static void match_feed_number(struct ride *r, const char *type, struct strbuf *s
 	size_t tl = strnlen(type, sizeof slot->type - 1);
 	memcpy(slot->type, type, tl);
 	slot->type[tl] = '\0';
-	slot->payload = sb_take(sb, NULL); /* formatted once: sent and kept */
+	/* formatted once: sent and kept, in the slot's own buffer */
+	sb_reset(&slot->payload);
+	sb_append(&slot->payload, sb->buf ? sb->buf : "", sb->len);
+	sb_reset(sb);
 	slot->lon_at = lon_at;
 	metric_inc(m->m_rider_msgs);
 	struct session *s = match_session(m, &r->rider);
 	if (s)
-		match_feed_deliver(s, slot, r->trip_s);
+		match_feed_deliver(m, s, slot, r->trip_s);
 }
 
 /* Keeps a message until it can have a number. */
@@ -377,14 +396,13 @@ void match_feed_send(struct ride *r, const char *type, cJSON *payload)
 	char *p = cJSON_PrintUnformatted(payload);
 	cJSON_Delete(payload);
 	size_t n = p ? strlen(p) : 0;
-	struct strbuf sb;
-	sb_init(&sb, 1u << 20);
+	struct strbuf *sb = match_feed_buf(r->m);
 	if (n >= 2)
-		sb_append(&sb, p, n - 1); /* without its closing brace */
+		sb_append(sb, p, n - 1); /* without its closing brace */
 	else
-		sb_putc(&sb, '{');
+		sb_putc(sb, '{');
 	cJSON_free(p);
-	match_feed_send_sb(r, type, &sb);
+	match_feed_send_sb(r, type, sb);
 }
 
 /* Whole seconds, 0 to a day (the schema's range). */
@@ -429,7 +447,7 @@ static void match_feed_replay(const struct ride *r, struct session *s, int64_t l
 	/* (a send that fails has dropped a slow reader: stop there) */
 	for (int i = 0; i < f->len; i++) {
 		const struct match_feed_msg *msg = &f->ring[full ? (f->next + i) % f->len : i];
-		if (msg->seq > last_seq && !match_feed_deliver(s, msg, r->trip_s))
+		if (msg->seq > last_seq && !match_feed_deliver(r->m, s, msg, r->trip_s))
 			return;
 	}
 }
@@ -477,6 +495,8 @@ void match_feed_init(struct matcher *m)
 	struct match_feed_asks *a = RH_NEW(struct match_feed_asks);
 	a->m = m;
 	a->flush = rh_timer_new(m->deps.timers, match_feed_flush, a);
+	sb_init(&a->msg, 1u << 20);
+	sb_init(&a->v2, 1u << 20);
 	m->asks = a;
 	db_register(m->deps.db, &match_st_feed_reserve);
 	db_register(m->deps.db, &match_st_feed_forget);
@@ -492,5 +512,7 @@ void match_feed_fini(struct matcher *m)
 		return;
 	rh_timer_free(a->flush);
 	rh_free(a->q);
+	sb_fini(&a->msg);
+	sb_fini(&a->v2);
 	rh_free(a);
 }

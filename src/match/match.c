@@ -305,22 +305,21 @@ static void match_on_location(void *ctx, const struct uuid *driver, const struct
 	 * decimals (1 cm), speed with 1. */
 	bool to_dropoff = r->state == TRIP_IN_PROGRESS;
 	double eta = match_eta(m, lat, lon, to_dropoff ? r->dlat : r->plat, to_dropoff ? r->dlng : r->plng);
-	struct strbuf sb;
-	sb_init(&sb, 1u << 20);
-	sb_puts(&sb, "{\"location\":{\"lat\":");
-	sb_fixed(&sb, lat, 7);
-	int lon_at = (int)sb.len + 2; /* the "lon" key: "lng" in version 2 */
-	sb_puts(&sb, ",\"lon\":");
-	sb_fixed(&sb, lon, 7);
-	sb_putc(&sb, '}');
+	struct strbuf *sb = match_feed_buf(m); /* (kept: no allocation per message) */
+	sb_puts(sb, "{\"location\":{\"lat\":");
+	sb_fixed(sb, lat, 7);
+	int lon_at = (int)sb->len + 2; /* the "lon" key: "lng" in version 2 */
+	sb_puts(sb, ",\"lon\":");
+	sb_fixed(sb, lon, 7);
+	sb_putc(sb, '}');
 	if (speed >= 0) {
-		sb_puts(&sb, ",\"speed_kmh\":");
-		sb_fixed(&sb, speed, 1);
+		sb_puts(sb, ",\"speed_kmh\":");
+		sb_fixed(sb, speed, 1);
 	}
-	sb_puts(&sb, ",\"eta_s\":");
-	sb_int(&sb, llround(eta));
-	sb_puts(&sb, to_dropoff ? ",\"eta_to\":\"dropoff\"" : ",\"eta_to\":\"pickup\"");
-	match_feed_send_lon_sb(r, "driver.location", &sb, lon_at);
+	sb_puts(sb, ",\"eta_s\":");
+	sb_int(sb, llround(eta));
+	sb_puts(sb, to_dropoff ? ",\"eta_to\":\"dropoff\"" : ",\"eta_to\":\"pickup\"");
+	match_feed_send_lon_sb(r, "driver.location", sb, lon_at);
 }
 
 static void match_on_available(void *ctx, const struct uuid *driver, int64_t now)

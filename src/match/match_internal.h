@@ -21,6 +21,7 @@
 #include <sys/queue.h>
 
 #include "core/settings.h"
+#include "core/strbuf.h"
 #include "core/umap.h"
 #include "match/dispatch.h"
 #include "match/match.h"
@@ -98,7 +99,8 @@ void match_scheduled_add(struct matcher *m, const struct ride *r);
 struct match_feed_msg {
 	int64_t seq;
 	char type[32];
-	char *payload; /* JSON text, version 1 */
+	struct strbuf payload; /* JSON text, version 1; its buffer kept for the
+				* message that takes the slot next */
 	int lon_at;    /* where its "lon" key is, which version 2 spells "lng"; -1: none */
 };
 /* A message waiting for its number: its payload without trip_id and seq. */
@@ -201,9 +203,14 @@ void match_feed_start(struct ride *r);
 void match_feed_resume(struct ride *r);
 /* The ride ended: its feed's row goes. */
 void match_feed_end(struct ride *r);
+/* The feed's buffer for the next message, empty: its memory is kept from
+ * one message to the next (valid until the next match_feed_send*). */
+struct strbuf *match_feed_buf(struct matcher *m);
 /* Numbers the message, keeps it for replay and sends it if the rider is
- * connected. sb holds the payload's opening brace and its members, if any;
- * trip_id and seq go last, and the buffer becomes the kept message. */
+ * connected. sb (match_feed_buf()'s) holds the payload's opening brace and
+ * its members, if any; trip_id and seq go last; its text is copied into the
+ * kept message, or taken while the message waits for its number, and sb
+ * is left empty. */
 void match_feed_send_sb(struct ride *r, const char *type, struct strbuf *sb);
 /* The same for a message whose version 2 differs by a point's "lon" key,
  * at lon_at in sb (driver.location). */
