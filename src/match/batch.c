@@ -305,9 +305,15 @@ static void dispatch_batch_part(struct dispatch_batch *b, size_t *left, int64_t 
 		*left = 0;
 	w.cand_start[w.nt] = w.ncand;
 	if (w.nt > 0) {
+		/* only each trip's own candidates: the other pairs are never costed */
+		uint8_t *want = rh_calloc(w.nd * w.nt + 1, 1);
 		w.eta = rh_malloc((w.nd * w.nt + 1) * sizeof *w.eta);
 		w.road = rh_malloc((w.nd * w.nt + 1) * sizeof *w.road);
-		d->w.etas(d->w.ctx, w.drv, w.nd, w.trips, w.nt, w.eta, w.road);
+		for (size_t j = 0; j < w.nt; j++)
+			for (size_t x = w.cand_start[j]; x < w.cand_start[j + 1]; x++)
+				want[(size_t)w.cand[x] * w.nt + j] = 1;
+		d->w.etas(d->w.ctx, w.drv, w.nd, w.trips, w.nt, want, w.eta, w.road);
+		rh_free(want);
 		dispatch_batch_offer(b, &w, now);
 	}
 	b->run = NULL;
