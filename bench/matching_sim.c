@@ -19,7 +19,7 @@
  *
  *   build/release/bench/matching_sim --map M --bbox minlon,minlat,maxlon,maxlat --csv F --od F
  *       [--start '2014-04-30 18:00:00'] [--window 3600] [--mult 10] [--drivers N] [--seed S]
- *       [--batch-window MS] [--accept P] [--patience S]
+ *       [--batch-window MS] [--accept P] [--patience S] [--match 'key = value']
  *
  * Prints, for each mode, name_<mode>=value lines (bench/matching.sh adds
  * the demand's multiple to the names):
@@ -27,8 +27,16 @@
  * match_time_p95_s (request to MATCHED), completed_pct, deadhead_km_per_trip
  * (road km driven to pickups per completed trip), estimate_pickup_mae_s
  * (the rider's first estimate of the car's arrival against when it came);
- * then batch_wait_gain_pct, how much lower batch's mean pickup wait
- * was (positive: batch better). */
+ * what batching had to work with: match_time_mean_s, pickup_drive_mean_s
+ * (MATCHED to the car at the pickup), queued_pct (trips that waited in the
+ * demand queue), free_drivers_at_request (mean), and in batch mode
+ * window_trips_mean, window_multi_pct (windows of more than one trip),
+ * window_not_nearest_pct (a window's offers that went to a driver other
+ * than the trip's nearest among the window's) and window_pickup_given_up_s
+ * (the pickup seconds that cost, mean per offer); then batch_wait_gain_pct,
+ * how much lower batch's mean pickup wait was (positive: batch better).
+ * --match 'key = value' adds lines to the [match] section of every run
+ * (e.g. other score weights). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
