@@ -6,16 +6,18 @@
  * later. At the close, each trip of the window looks for candidates as a
  * greedy search would (the nearest untried available drivers within its
  * current ring, the ring widened while it holds none; none in any ring: the
- * demand queue), the pickup ETAs of every candidate to every trip come from
- * one many-to-many question to the world, and the assignment solver
+ * demand queue), the pickup ETAs of the candidate pairs come from one
+ * many-to-many question to the world, and the assignment solver
  * (match/assign.h) picks the pairs: each trip as many drivers as it may have
  * offers out (match.parallel_offers), each driver at most one trip. The
  * pairs become offers exactly as greedy's do (reserved first, then sent,
  * then the cascade), so reservations, parallel offers, timeouts and the rule
  * that a driver has one offer at a time hold as they do there. A trip left
  * without a driver (its candidates went to others) stays for the next
- * window; a declined or expired offer sends its trip back to the pool, and
- * the driver, released, is a candidate for the other trips again.
+ * window; a trip whose offer was declined, expired or lost is offered again
+ * at once as greedy would (dispatch_step: only a trip's first offer waits
+ * for a window), and the driver, released, is a candidate for the other
+ * trips again.
  *
  * The cost of a pair (dispatch_pair_cost_ms) is the pickup ETA less the
  * score's other two terms turned into seconds; leaving a trip out costs
