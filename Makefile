@@ -125,6 +125,12 @@ $(BINDIR)/%: $(O)/tools/%.o $(LIBRH)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The simulator is one program in several files (tools/sim/, one job each).
+SIM_TOOL_OBJS := $(patsubst %.c,$(O)/%.o,$(wildcard tools/sim/*.c))
+$(BINDIR)/ridehail-sim: $(SIM_TOOL_OBJS) $(LIBRH)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(O)/tests/unit/run: $(UNIT_OBJS) $(LIBRH)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -32,20 +32,30 @@ import re
 import sys
 
 # folder -> the prefixes its functions may carry; a prefix names the module
-# (or one file's object) the function belongs to.
+# (or one file's object) the function belongs to. A file that implements one
+# object of its module may use that object's name, after the file, as its
+# prefix: each such prefix is listed with the file it belongs to.
 PREFIXES = {
     # rh_: alloc.c, clock.c, err.c, timer.c (rh_timer_, rh_timers_) and the
     # strbuf helper rh_copy; tariff_: settings.h's tariff lookups
     "core": ["rh_", "cfg_", "config_", "log_", "metrics_", "metric_", "sb_", "umap_", "uuid_",
-             "worker_", "proxy_", "tariff_"],
+             "worker_", "proxy_", "tariff_",
+             # fd_budget_: fdbudget.c, the descriptor budget
+             "fd_budget_"],
     # err_: problem.c's err_reply_of, the one failure -> reply mapping
-    "net": ["http_", "ws_", "stream_", "jv_", "problem_", "ratelimit_", "sha1_", "utf8_", "num_", "err_"],
+    # conn_counts_: conncount.c, the connections counted per address
+    "net": ["http_", "ws_", "stream_", "jv_", "problem_", "ratelimit_", "sha1_", "utf8_", "num_", "err_",
+            "conn_counts_"],
     "store": ["db_", "migrate_", "migrator_", "migrations_"],
-    "auth": ["auth_", "jwt_"],
+    # revoke_: revoke.c, the revoked-token map
+    "auth": ["auth_", "jwt_", "revoke_"],
     "gateway": ["gateway_", "gw_"],
     "geo": ["geo_", "geohash_"],
-    "presence": ["presence_", "driver_status_", "history_"],
-    "pricing": ["pricing_"],
+    # gps_check_: gps_check.c, the GPS fix sanity check
+    "presence": ["presence_", "driver_status_", "history_", "gps_check_"],
+    # book_: the pricing book (book.c, include/pricing/book.h); surge_: the
+    # surge engine (surge.c, include/pricing/surge.h)
+    "pricing": ["pricing_", "book_", "surge_"],
     "trip": ["trip_", "trips_"],
     "match": ["match_", "matcher_", "dispatch_", "assign_", "reposition_"],
     # rmap_: the map file's format (graph.h), written by import.c

@@ -26,7 +26,7 @@ struct conn_counts *conn_counts_new(void);
 void conn_counts_free(struct conn_counts *cc);
 /* The address key of a peer; false for a family without one (a Unix
  * socket: never limited per address). */
-bool conn_addr_of(const struct sockaddr *sa, struct conn_addr *out);
+bool conn_counts_addr_of(const struct sockaddr *sa, struct conn_addr *out);
 /* Counts one more socket (for the address when `addr` is not NULL);
  * returns the address's count with it (or the total when addr is NULL). */
 int conn_counts_acquire(struct conn_counts *cc, const struct conn_addr *addr);

@@ -57,6 +57,6 @@ struct gps_jump {
 
 enum gps_verdict gps_check_fix(const struct gps_check_cfg *cfg, struct gps_track *t, const struct gps_fix *fix,
 			       struct gps_jump *why);
-const char *gps_verdict_name(enum gps_verdict v);
+const char *gps_check_verdict_name(enum gps_verdict v);
 
 #endif

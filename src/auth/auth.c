@@ -147,7 +147,7 @@ rh_err auth_verify_token(struct auth *a, const char *token, struct auth_principa
 	return auth_standing(a, out, why);
 }
 
-static const char *bearer(struct http_req *req)
+static const char *auth_bearer(struct http_req *req)
 {
 	const char *h = http_req_header(req, "authorization");
 	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
@@ -158,19 +158,19 @@ static const char *bearer(struct http_req *req)
 	return *h ? h : NULL;
 }
 
-static void reply_unauthorized(struct http_req *req, const char *detail)
+static void auth_reply_unauthorized(struct http_req *req, const char *detail)
 {
 	http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"ridehail\"");
 	http_reply_problem(req, PROBLEM_UNAUTHORIZED, NULL, "%s", detail);
 }
 
-static bool token_equal(const char *given, const char *want);
+static bool auth_token_equal(const char *given, const char *want);
 
 /* The admin.token credential, which acts as an operator. */
-static bool is_admin_token(struct auth *a, const char *tok, struct auth_principal *out)
+static bool auth_is_admin_token(struct auth *a, const char *tok, struct auth_principal *out)
 {
 	const char *admin = a->deps.admin_token;
-	if (!tok || !admin || !*admin || strchr(tok, '.') || !token_equal(tok, admin))
+	if (!tok || !admin || !*admin || strchr(tok, '.') || !auth_token_equal(tok, admin))
 		return false;
 	memset(out, 0, sizeof *out);
 	out->role = ROLE_OPERATOR;
@@ -193,11 +193,11 @@ bool auth_verify_token_or_reply(struct auth *a, struct http_req *req, const char
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
 		return false;
 	case RH_ENOTFOUND:
-		reply_unauthorized(req, "this account no longer exists");
+		auth_reply_unauthorized(req, "this account no longer exists");
 		return false;
 	default:
-		reply_unauthorized(req, strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
-				   : strcmp(why, "revoked") == 0
+		auth_reply_unauthorized(req, strcmp(why, "expired") == 0 ? "the access token has expired; log in again"
+					: strcmp(why, "revoked") == 0
 					   ? "the access token was revoked (the password changed, or the account was re-enabled); log in again"
 					   : "the access token is invalid");
 		return false;
@@ -206,11 +206,11 @@ bool auth_verify_token_or_reply(struct auth *a, struct http_req *req, const char
 
 bool auth_require_or_reply(struct auth *a, struct http_req *req, unsigned roles, struct auth_principal *out)
 {
-	const char *tok = bearer(req);
-	if ((roles & ROLE_OPERATOR) && is_admin_token(a, tok, out))
+	const char *tok = auth_bearer(req);
+	if ((roles & ROLE_OPERATOR) && auth_is_admin_token(a, tok, out))
 		return true;
 	if (!tok) {
-		reply_unauthorized(req, "an access token is required: Authorization: Bearer <token> from POST /v1/auth/login");
+		auth_reply_unauthorized(req, "an access token is required: Authorization: Bearer <token> from POST /v1/auth/login");
 		return false;
 	}
 	if (!auth_verify_token_or_reply(a, req, tok, out))
@@ -224,7 +224,7 @@ bool auth_require_or_reply(struct auth *a, struct http_req *req, unsigned roles,
 
 /* Hashing both sides first makes the comparison constant-time even when
  * the lengths differ. */
-static bool token_equal(const char *given, const char *want)
+static bool auth_token_equal(const char *given, const char *want)
 {
 	unsigned char x[32], y[32];
 	crypto_generichash(x, sizeof x, (const unsigned char *)given, strlen(given), NULL, 0);
@@ -234,9 +234,9 @@ static bool token_equal(const char *given, const char *want)
 
 bool auth_operator_or_reply(struct auth *a, struct http_req *req, struct auth_principal *out)
 {
-	const char *tok = bearer(req);
+	const char *tok = auth_bearer(req);
 	const char *admin = a->deps.admin_token;
-	if (is_admin_token(a, tok, out))
+	if (auth_is_admin_token(a, tok, out))
 		return true;
 	if (tok && strchr(tok, '.'))
 		return auth_require_or_reply(a, req, ROLE_OPERATOR, out);
@@ -246,7 +246,7 @@ bool auth_operator_or_reply(struct auth *a, struct http_req *req, struct auth_pr
 		return false;
 	}
 	if (!tok) {
-		reply_unauthorized(req, "an operator credential is required: Authorization: Bearer <admin.token or operator token>");
+		auth_reply_unauthorized(req, "an operator credential is required: Authorization: Bearer <admin.token or operator token>");
 		return false;
 	}
 	log_warn(http_req_logid(req), "auth: wrong operator credential from %s", http_req_peer(req));
@@ -286,7 +286,7 @@ struct pw_job {
 	void *cb_arg;
 };
 
-static void pw_run(struct worker_job *job)
+static void auth_pw_run(struct worker_job *job)
 {
 	struct pw_job *j = (struct pw_job *)job;
 	size_t len = strlen(j->password);
@@ -297,7 +297,7 @@ static void pw_run(struct worker_job *job)
 	sodium_memzero(j->password, sizeof j->password);
 }
 
-static void pw_job_free(struct pw_job *j)
+static void auth_pw_job_free(struct pw_job *j)
 {
 	sodium_memzero(j->password, sizeof j->password);
 	sodium_memzero(j->hash, sizeof j->hash);
@@ -305,19 +305,19 @@ static void pw_job_free(struct pw_job *j)
 	rh_free(j);
 }
 
-static void pw_done(struct worker_job *job)
+static void auth_pw_done(struct worker_job *job)
 {
 	struct pw_job *j = (struct pw_job *)job;
 	j->next(j);
 }
 
 
-static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
-				 void (*next)(struct pw_job *))
+static struct pw_job *auth_pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
+				      void (*next)(struct pw_job *))
 {
 	struct pw_job *j = RH_NEW(struct pw_job);
-	j->job.run = pw_run;
-	j->job.done = pw_done;
+	j->job.run = auth_pw_run;
+	j->job.done = auth_pw_done;
 	j->auth = a;
 	j->req = req;
 	j->kind = kind;
@@ -329,31 +329,31 @@ static struct pw_job *pw_job_new(struct auth *a, struct http_req *req, enum pw_k
 }
 
 /* Hands the job to a thread, or answers 503 when the queue is full. */
-static void pw_submit_or_reply(struct pw_job *j)
+static void auth_pw_submit_or_reply(struct pw_job *j)
 {
 	if (worker_submit(j->auth->pool, &j->job) != RH_OK) {
 		http_reply_header(j->req, "Retry-After", "1");
 		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
-		pw_job_free(j);
+		auth_pw_job_free(j);
 	}
 }
 
-static void pw_plain_done(struct pw_job *j)
+static void auth_pw_plain_done(struct pw_job *j)
 {
 	j->cb(j->cb_arg, j->ok, j->hash);
-	pw_job_free(j);
+	auth_pw_job_free(j);
 }
 
-static bool pw_plain(struct auth *a, enum pw_kind kind, const char *password, const char *hash, auth_pw_cb done,
-		     void *arg)
+static bool auth_pw_plain(struct auth *a, enum pw_kind kind, const char *password, const char *hash, auth_pw_cb done,
+			  void *arg)
 {
-	struct pw_job *j = pw_job_new(a, NULL, kind, password, pw_plain_done);
+	struct pw_job *j = auth_pw_job_new(a, NULL, kind, password, auth_pw_plain_done);
 	j->cb = done;
 	j->cb_arg = arg;
 	if (hash)
 		snprintf(j->hash, sizeof j->hash, "%s", hash);
 	if (worker_submit(a->pool, &j->job) != RH_OK) {
-		pw_job_free(j);
+		auth_pw_job_free(j);
 		return false;
 	}
 	return true;
@@ -361,17 +361,17 @@ static bool pw_plain(struct auth *a, enum pw_kind kind, const char *password, co
 
 bool auth_pw_hash(struct auth *a, const char *password, auth_pw_cb done, void *arg)
 {
-	return pw_plain(a, PW_HASH, password, NULL, done, arg);
+	return auth_pw_plain(a, PW_HASH, password, NULL, done, arg);
 }
 
 bool auth_pw_verify(struct auth *a, const char *password, const char *hash, auth_pw_cb done, void *arg)
 {
-	return pw_plain(a, PW_VERIFY, password, hash, done, arg);
+	return auth_pw_plain(a, PW_VERIFY, password, hash, done, arg);
 }
 
 /* ------------------------------------------------------------ rate limits */
 
-static bool limited_or_reply(struct http_req *req, struct ratelimit *rl, const char *key, const char *what)
+static bool auth_limited_or_reply(struct http_req *req, struct ratelimit *rl, const char *key, const char *what)
 {
 	int64_t retry_ms = 0;
 	if (ratelimit_allow(rl, key, rh_mono_ns() / 1000000, &retry_ms))
@@ -389,7 +389,7 @@ static bool limited_or_reply(struct http_req *req, struct ratelimit *rl, const c
  * or the /64 an IPv6 address is in (one host commonly holds a whole /64:
  * keyed by the full address, a client would get 2^64 budgets). `out` is a
  * printable key; `ca` the same as a conn_addr (false: no address). */
-static bool peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca)
+static bool auth_peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca)
 {
 	char host[64];
 	snprintf(host, sizeof host, "%s", http_req_peer(req));
@@ -399,8 +399,8 @@ static bool peer_address(struct http_req *req, char *out, size_t n, struct conn_
 	snprintf(out, n, "%s", host);
 	struct sockaddr_in in = { .sin_family = AF_INET };
 	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
-	bool ok = inet_pton(AF_INET, host, &in.sin_addr) == 1 ? conn_addr_of((struct sockaddr *)&in, ca)
-		  : inet_pton(AF_INET6, host, &in6.sin6_addr) == 1 ? conn_addr_of((struct sockaddr *)&in6, ca)
+	bool ok = inet_pton(AF_INET, host, &in.sin_addr) == 1 ? conn_counts_addr_of((struct sockaddr *)&in, ca)
+		  : inet_pton(AF_INET6, host, &in6.sin6_addr) == 1 ? conn_counts_addr_of((struct sockaddr *)&in6, ca)
 								    : false;
 	if (ok && !(ca->b[10] == 0xff && ca->b[11] == 0xff && !ca->b[0])) {
 		char v6[INET6_ADDRSTRLEN];
@@ -421,37 +421,37 @@ static const struct jv_field login_fields[] = {
 	{ 0 }
 };
 
-static void login_count(struct auth *a, const char *result)
+static void auth_login_count(struct auth *a, const char *result)
 {
 	const char *lv[] = { result };
 	metric_inc(metric_cell(a->f_logins, lv));
 }
 
-static int64_t now_ms(void) { return rh_mono_ns() / 1000000; }
+static int64_t auth_now_ms(void) { return rh_mono_ns() / 1000000; }
 
-static void login_verified(struct pw_job *j)
+static void auth_login_verified(struct pw_job *j)
 {
 	struct auth *a = j->auth;
 	struct http_req *req = j->req;
 	conn_counts_release(a->hashing, j->has_addr ? &j->ca : NULL);
 	if (!j->ok || !j->found) {
-		login_count(a, "bad_credentials");
+		auth_login_count(a, "bad_credentials");
 		/* an address that keeps failing waits behind those that do not */
-		ratelimit_allow(a->rl_failures, j->addr, now_ms(), NULL);
+		ratelimit_allow(a->rl_failures, j->addr, auth_now_ms(), NULL);
 		log_info(http_req_logid(req), "login refused for a %s account from %s", auth_role_name(j->role),
 			 http_req_peer(req));
-		reply_unauthorized(req, "invalid email or password");
+		auth_reply_unauthorized(req, "invalid email or password");
 	} else if (j->disabled) {
-		login_count(a, "disabled");
+		auth_login_count(a, "disabled");
 		http_reply_problem(req, PROBLEM_FORBIDDEN, NULL, "this account is disabled");
 	} else {
-		login_count(a, "ok");
+		auth_login_count(a, "ok");
 		/* a login that succeeds does not spend the account's budget: it
 		 * bounds guesses, not a user's phones and tablets */
-		ratelimit_refund(a->rl_account, j->account_key, now_ms());
+		ratelimit_refund(a->rl_account, j->account_key, auth_now_ms());
 		auth_reply_token(a, req, j->role, j->account_id, j->cv);
 	}
-	pw_job_free(j);
+	auth_pw_job_free(j);
 }
 
 void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role, const char *id, int64_t cv)
@@ -482,21 +482,21 @@ void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role,
  * the database found it by its own folding, lower(), which also folds what
  * ASCII does not, K (U+212A) to k, so no spelling of an address gets a
  * budget of its own.) */
-static void unknown_account_key(const char *role, const char *email, char *out, size_t n)
+static void auth_unknown_account_key(const char *role, const char *email, char *out, size_t n)
 {
 	snprintf(out, n, "email:%s:%s", role, email);
 	for (char *c = out; *c; c++)
 		*c = (char)tolower((unsigned char)*c);
 }
 
-static void login_found(void *arg, const struct db_result *res)
+static void auth_login_found(void *arg, const struct db_result *res)
 {
 	struct pw_job *j = arg;
 	struct auth *a = j->auth;
 	if (res->err != RH_OK) {
-		ratelimit_refund(a->rl_address, j->addr, now_ms()); /* our trouble, not the client's attempt */
+		ratelimit_refund(a->rl_address, j->addr, auth_now_ms()); /* our trouble, not the client's attempt */
 		http_reply_err(j->req, db_result_err(res), "check credentials", res->message);
-		pw_job_free(j);
+		auth_pw_job_free(j);
 		return;
 	}
 	if (db_rows(res) == 1) {
@@ -514,9 +514,9 @@ static void login_found(void *arg, const struct db_result *res)
 		snprintf(j->hash, sizeof j->hash, "%s", a->dummy_hash);
 	}
 	/* the account's budget, before any hashing */
-	if (limited_or_reply(j->req, a->rl_account, j->account_key, "login attempts for this account")) {
-		login_count(a, "rate_limited");
-		pw_job_free(j);
+	if (auth_limited_or_reply(j->req, a->rl_account, j->account_key, "login attempts for this account")) {
+		auth_login_count(a, "rate_limited");
+		auth_pw_job_free(j);
 		return;
 	}
 	/* Hashing is the scarce part (argon2id, auth.hash_threads). The first
@@ -524,19 +524,19 @@ static void login_found(void *arg, const struct db_result *res)
 	 * login being hashed: a user logs in once and waits. A flood of guesses
 	 * from many addresses, each under its own limit, ends up in the second
 	 * lane after one attempt per address, and waits behind users. */
-	bool first = ratelimit_check(a->rl_failures, j->addr, now_ms()) &&
+	bool first = ratelimit_check(a->rl_failures, j->addr, auth_now_ms()) &&
 		     (!j->has_addr || conn_counts_of(a->hashing, &j->ca) == 0);
 	j->lane = first ? 0 : 1;
 	if (worker_submit_lane(a->pool, &j->job, j->lane) == RH_OK) {
 		conn_counts_acquire(a->hashing, j->has_addr ? &j->ca : NULL);
 	} else {
 		/* refused for our overload: it spends neither budget */
-		ratelimit_refund(a->rl_account, j->account_key, now_ms());
-		ratelimit_refund(a->rl_address, j->addr, now_ms());
-		login_count(a, "overloaded");
+		ratelimit_refund(a->rl_account, j->account_key, auth_now_ms());
+		ratelimit_refund(a->rl_address, j->addr, auth_now_ms());
+		auth_login_count(a, "overloaded");
 		http_reply_header(j->req, "Retry-After", "1");
 		http_reply_problem(j->req, PROBLEM_UNAVAILABLE, NULL, "too many password checks in progress; retry shortly");
-		pw_job_free(j);
+		auth_pw_job_free(j);
 	}
 }
 
@@ -549,27 +549,27 @@ static void auth_login(struct http_req *req, void *ctx)
 	const char *role = jv_str(body, "role"), *email = jv_str(body, "email");
 	char addr[64];
 	struct conn_addr ca;
-	bool has_addr = peer_address(req, addr, sizeof addr, &ca);
+	bool has_addr = auth_peer_address(req, addr, sizeof addr, &ca);
 	/* the address's budget first: it costs no database round trip */
-	if (limited_or_reply(req, a->rl_address, addr, "login attempts from this address")) {
-		login_count(a, "rate_limited");
+	if (auth_limited_or_reply(req, a->rl_address, addr, "login attempts from this address")) {
+		auth_login_count(a, "rate_limited");
 		cJSON_Delete(body);
 		return;
 	}
-	struct pw_job *j = pw_job_new(a, req, PW_VERIFY, jv_str(body, "password"), login_verified);
+	struct pw_job *j = auth_pw_job_new(a, req, PW_VERIFY, jv_str(body, "password"), auth_login_verified);
 	j->role = auth_role_parse(role);
 	snprintf(j->addr, sizeof j->addr, "%s", addr);
 	j->has_addr = has_addr;
 	j->ca = ca;
-	unknown_account_key(role, email, j->account_key, sizeof j->account_key);
+	auth_unknown_account_key(role, email, j->account_key, sizeof j->account_key);
 	const char *params[] = { email };
-	db_query(a->deps.db, &st_login[auth_role_index(j->role)], params, login_found, j);
+	db_query(a->deps.db, &st_login[auth_role_index(j->role)], params, auth_login_found, j);
 	cJSON_Delete(body);
 }
 
 /* ------------------------------------------------------------ creating accounts */
 
-static void reply_account_row(struct http_req *req, const struct db_result *res, int status)
+static void auth_reply_account_row(struct http_req *req, const struct db_result *res, int status)
 {
 	const char *json = db_get(res, 0, 0);
 	http_reply_header(req, "Cache-Control", "no-store");
@@ -577,7 +577,7 @@ static void reply_account_row(struct http_req *req, const struct db_result *res,
 }
 
 /* Maps a unique violation to the field it concerns. */
-static void reply_insert_error(struct http_req *req, const struct db_result *res)
+static void auth_reply_insert_error(struct http_req *req, const struct db_result *res)
 {
 	if (db_is_unique_violation(res)) {
 		const char *c = db_error_constraint(res);
@@ -590,44 +590,44 @@ static void reply_insert_error(struct http_req *req, const struct db_result *res
 	http_reply_err(req, db_result_err(res), "create the account", res->message);
 }
 
-static void account_inserted(void *arg, const struct db_result *res)
+static void auth_account_inserted(void *arg, const struct db_result *res)
 {
 	struct pw_job *j = arg;
 	if (res->err == RH_OK && db_rows(res) == 1) {
 		log_info(http_req_logid(j->req), "%s account created", auth_role_name(j->role));
-		reply_account_row(j->req, res, 201);
+		auth_reply_account_row(j->req, res, 201);
 	} else {
-		reply_insert_error(j->req, res);
+		auth_reply_insert_error(j->req, res);
 	}
-	pw_job_free(j);
+	auth_pw_job_free(j);
 }
 
-static const char *nullable(const cJSON *o, const char *name)
+static const char *auth_nullable(const cJSON *o, const char *name)
 {
 	return jv_str(o, name);
 }
 
-static void account_hashed(struct pw_job *j)
+static void auth_account_hashed(struct pw_job *j)
 {
 	struct auth *a = j->auth;
 	if (!j->ok) {
 		http_reply_problem(j->req, PROBLEM_INTERNAL, NULL, "cannot hash the password");
-		pw_job_free(j);
+		auth_pw_job_free(j);
 		return;
 	}
 	const cJSON *b = j->body;
 	if (j->role == ROLE_RIDER) {
-		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), nullable(b, "phone"), j->hash };
-		db_query(a->deps.db, &st_insert_rider, p, account_inserted, j);
+		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), auth_nullable(b, "phone"), j->hash };
+		db_query(a->deps.db, &st_insert_rider, p, auth_account_inserted, j);
 	} else if (j->role == ROLE_OPERATOR) {
 		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), j->hash };
-		db_query(a->deps.db, &st_insert_operator, p, account_inserted, j);
+		db_query(a->deps.db, &st_insert_operator, p, auth_account_inserted, j);
 	} else {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(b, "vehicle");
-		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), nullable(b, "phone"), j->hash,
+		const char *p[] = { jv_str(b, "email"), jv_str(b, "name"), auth_nullable(b, "phone"), j->hash,
 				    jv_str(v, "type"), jv_str(v, "make"), jv_str(v, "model"), jv_str(v, "color"),
 				    jv_str(v, "plate") };
-		db_query(a->deps.db, &st_insert_driver, p, account_inserted, j);
+		db_query(a->deps.db, &st_insert_driver, p, auth_account_inserted, j);
 	}
 }
 
@@ -678,7 +678,8 @@ bool auth_vehicle_type_check(const struct rh_config *cfg, const char *type, stru
 	return false;
 }
 
-static void create_account(struct auth *a, struct http_req *req, enum auth_role role, const struct jv_field *fields)
+static void auth_create_account(struct auth *a, struct http_req *req, enum auth_role role,
+				const struct jv_field *fields)
 {
 	cJSON *body = http_req_json_valid_or_reply(req, fields);
 	if (!body)
@@ -690,10 +691,10 @@ static void create_account(struct auth *a, struct http_req *req, enum auth_role 
 		http_reply_invalid(req, &err);
 		return;
 	}
-	struct pw_job *j = pw_job_new(a, req, PW_HASH, jv_str(body, "password"), account_hashed);
+	struct pw_job *j = auth_pw_job_new(a, req, PW_HASH, jv_str(body, "password"), auth_account_hashed);
 	j->role = role;
 	j->body = body;
-	pw_submit_or_reply(j);
+	auth_pw_submit_or_reply(j);
 }
 
 static void auth_signup(struct http_req *req, void *ctx)
@@ -705,39 +706,39 @@ static void auth_signup(struct http_req *req, void *ctx)
 		return;
 	}
 	struct conn_addr ca;
-	peer_address(req, addr, sizeof addr, &ca);
-	if (limited_or_reply(req, a->rl_signup, addr, "sign-ups from this address"))
+	auth_peer_address(req, addr, sizeof addr, &ca);
+	if (auth_limited_or_reply(req, a->rl_signup, addr, "sign-ups from this address"))
 		return;
-	create_account(a, req, ROLE_RIDER, auth_rider_fields);
+	auth_create_account(a, req, ROLE_RIDER, auth_rider_fields);
 }
 
-static void admin_create_rider(struct http_req *req, void *ctx)
+static void auth_admin_create_rider(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal p;
 	if (auth_operator_or_reply(a, req, &p))
-		create_account(a, req, ROLE_RIDER, auth_rider_fields);
+		auth_create_account(a, req, ROLE_RIDER, auth_rider_fields);
 }
 
-static void admin_create_operator(struct http_req *req, void *ctx)
+static void auth_admin_create_operator(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal p;
 	if (auth_operator_or_reply(a, req, &p))
-		create_account(a, req, ROLE_OPERATOR, auth_operator_fields);
+		auth_create_account(a, req, ROLE_OPERATOR, auth_operator_fields);
 }
 
-static void admin_create_driver(struct http_req *req, void *ctx)
+static void auth_admin_create_driver(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal p;
 	if (auth_operator_or_reply(a, req, &p))
-		create_account(a, req, ROLE_DRIVER, auth_driver_fields);
+		auth_create_account(a, req, ROLE_DRIVER, auth_driver_fields);
 }
 
 /* ------------------------------------------------------------ reading accounts */
 
-static void row_or_404(void *arg, const struct db_result *res)
+static void auth_row_or_404(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
@@ -745,7 +746,7 @@ static void row_or_404(void *arg, const struct db_result *res)
 	} else if (db_rows(res) == 0) {
 		http_reply_problem(req, PROBLEM_NOT_FOUND, NULL, "no such account");
 	} else {
-		reply_account_row(req, res, 200);
+		auth_reply_account_row(req, res, 200);
 	}
 }
 
@@ -761,10 +762,10 @@ static void auth_me(struct http_req *req, void *ctx)
 		return;
 	}
 	const char *params[] = { p.id };
-	db_query(a->deps.db, &st_me[auth_role_index(p.role)], params, row_or_404, req);
+	db_query(a->deps.db, &st_me[auth_role_index(p.role)], params, auth_row_or_404, req);
 }
 
-static void admin_driver_get(struct http_req *req, void *ctx)
+static void auth_admin_driver_get(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal p;
@@ -778,10 +779,10 @@ static void admin_driver_get(struct http_req *req, void *ctx)
 		return;
 	}
 	const char *params[] = { id };
-	db_query(a->deps.db, &st_driver_get, params, row_or_404, req);
+	db_query(a->deps.db, &st_driver_get, params, auth_row_or_404, req);
 }
 
-static void driver_list_done(void *arg, const struct db_result *res)
+static void auth_driver_list_done(void *arg, const struct db_result *res)
 {
 	struct http_req *req = arg;
 	if (res->err != RH_OK) {
@@ -808,7 +809,7 @@ static void driver_list_done(void *arg, const struct db_result *res)
 	sb_fini(&sb);
 }
 
-static void admin_driver_list(struct http_req *req, void *ctx)
+static void auth_admin_driver_list(struct http_req *req, void *ctx)
 {
 	struct auth *a = ctx;
 	struct auth_principal p;
@@ -827,7 +828,7 @@ static void admin_driver_list(struct http_req *req, void *ctx)
 	char ns[24];
 	snprintf(ns, sizeof ns, "%lld", (long long)n);
 	const char *params[] = { cursor, ns };
-	db_query(a->deps.db, &st_driver_list, params, driver_list_done, req);
+	db_query(a->deps.db, &st_driver_list, params, auth_driver_list_done, req);
 }
 
 /* ------------------------------------------------------------ setup */
@@ -836,11 +837,11 @@ static const struct http_route auth_routes[] = {
 	{ HTTP_POST, "/v1/auth/login", auth_login, 0 },
 	{ HTTP_POST, "/v1/riders", auth_signup, 0 },
 	{ HTTP_GET, "/v1/me", auth_me, 0 },
-	{ HTTP_POST, "/v1/admin/riders", admin_create_rider, 0 },
-	{ HTTP_POST, "/v1/admin/operators", admin_create_operator, 0 },
-	{ HTTP_POST, "/v1/admin/drivers", admin_create_driver, 0 },
-	{ HTTP_GET, "/v1/admin/drivers", admin_driver_list, 0 },
-	{ HTTP_GET, "/v1/admin/drivers/{id}", admin_driver_get, 0 },
+	{ HTTP_POST, "/v1/admin/riders", auth_admin_create_rider, 0 },
+	{ HTTP_POST, "/v1/admin/operators", auth_admin_create_operator, 0 },
+	{ HTTP_POST, "/v1/admin/drivers", auth_admin_create_driver, 0 },
+	{ HTTP_GET, "/v1/admin/drivers", auth_admin_driver_list, 0 },
+	{ HTTP_GET, "/v1/admin/drivers/{id}", auth_admin_driver_get, 0 },
 	{ 0 },
 };
 

@@ -13,7 +13,7 @@
 #include "core/config.h"
 #include "core/settings.h"
 
-static void cli_usage(FILE *out)
+static void auth_cli_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: ridehaild admin create-rider    --email E --name N (--password P | --password-stdin) [--phone T]\n"
@@ -27,7 +27,7 @@ static void cli_usage(FILE *out)
 }
 
 /* One statement; the result (the caller clears it), or NULL after saying why. */
-static PGresult *cli_exec(const struct rh_config *cfg, const char *sql, int n, const char *const *params)
+static PGresult *auth_cli_exec(const struct rh_config *cfg, const char *sql, int n, const char *const *params)
 {
 	PGconn *pg = PQconnectdb(cfg->database.url);
 	if (PQstatus(pg) != CONNECTION_OK) {
@@ -46,7 +46,7 @@ static PGresult *cli_exec(const struct rh_config *cfg, const char *sql, int n, c
 }
 
 /* disable, enable, delete: the daemon's own statements. */
-static int standing(const struct rh_config *cfg, const char *cmd, const char *role, const char *id)
+static int auth_cli_standing(const struct rh_config *cfg, const char *cmd, const char *role, const char *id)
 {
 	enum auth_role r = auth_role_parse(role);
 	if (r == ROLE_NONE || !id || !jv_is_uuid(id)) {
@@ -56,7 +56,7 @@ static int standing(const struct rh_config *cfg, const char *cmd, const char *ro
 	bool del = strcmp(cmd, "delete") == 0;
 	const struct db_stmt *st = del ? &st_delete[auth_role_index(r)] : &st_set_disabled[auth_role_index(r)];
 	const char *params[] = { id, strcmp(cmd, "disable") == 0 ? "true" : "false" };
-	PGresult *res = cli_exec(cfg, st->sql, st->nparams, params);
+	PGresult *res = auth_cli_exec(cfg, st->sql, st->nparams, params);
 	if (!res)
 		return 1;
 	int rc = 0;
@@ -73,7 +73,7 @@ static int standing(const struct rh_config *cfg, const char *cmd, const char *ro
 	return rc;
 }
 
-static int mint(const struct rh_config *cfg, const char *role, const char *id, const char *ttl)
+static int auth_cli_mint(const struct rh_config *cfg, const char *role, const char *id, const char *ttl)
 {
 	int64_t ttl_ms = cfg->auth.token_ttl_ms;
 	enum auth_role r = auth_role_parse(role);
@@ -96,7 +96,7 @@ static int mint(const struct rh_config *cfg, const char *role, const char *id, c
 		"SELECT credential_version, disabled, deleted_at IS NOT NULL FROM operators WHERE id = $1::uuid",
 	};
 	const char *params[] = { id };
-	PGresult *res = cli_exec(cfg, sql[auth_role_index(r)], 1, params);
+	PGresult *res = auth_cli_exec(cfg, sql[auth_role_index(r)], 1, params);
 	if (!res)
 		return 1;
 	if (PQntuples(res) != 1 || PQgetvalue(res, 0, 1)[0] == 't' || PQgetvalue(res, 0, 2)[0] == 't') {
@@ -114,7 +114,7 @@ static int mint(const struct rh_config *cfg, const char *role, const char *id, c
 	return 0;
 }
 
-static int insert(const struct rh_config *cfg, const struct db_stmt *st, const char *const *params)
+static int auth_cli_insert(const struct rh_config *cfg, const struct db_stmt *st, const char *const *params)
 {
 	PGconn *pg = PQconnectdb(cfg->database.url);
 	if (PQstatus(pg) != CONNECTION_OK) {
@@ -156,7 +156,7 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 	char password[256] = "";
 	bool have_password = false;
 	if (argc < 2) {
-		cli_usage(stderr);
+		auth_cli_usage(stderr);
 		return 2;
 	}
 	const char *cmd = argv[1];
@@ -182,14 +182,14 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 		case 'r': role = optarg; break;
 		case 'i': id = optarg; break;
 		case 'T': ttl = optarg; break;
-		case 'h': cli_usage(stdout); return 0;
-		default: cli_usage(stderr); return 2;
+		case 'h': auth_cli_usage(stdout); return 0;
+		default: auth_cli_usage(stderr); return 2;
 		}
 	}
 	if (strcmp(cmd, "token") == 0)
-		return mint(cfg, role, id, ttl);
+		return auth_cli_mint(cfg, role, id, ttl);
 	if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0 || strcmp(cmd, "delete") == 0)
-		return standing(cfg, cmd, role, id);
+		return auth_cli_standing(cfg, cmd, role, id);
 
 	const struct jv_field *fields;
 	enum auth_role r;
@@ -204,7 +204,7 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 		r = ROLE_OPERATOR;
 	} else {
 		fprintf(stderr, "ridehaild admin: unknown command \"%s\"\n", cmd);
-		cli_usage(stderr);
+		auth_cli_usage(stderr);
 		return 2;
 	}
 	/* The same validation as the HTTP endpoints, on the same JSON shape. */
@@ -247,13 +247,13 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 	int rc;
 	if (r == ROLE_RIDER) {
 		const char *p[] = { email, name, phone, hash };
-		rc = insert(cfg, &st_insert_rider, p);
+		rc = auth_cli_insert(cfg, &st_insert_rider, p);
 	} else if (r == ROLE_OPERATOR) {
 		const char *p[] = { email, name, hash };
-		rc = insert(cfg, &st_insert_operator, p);
+		rc = auth_cli_insert(cfg, &st_insert_operator, p);
 	} else {
 		const char *p[] = { email, name, phone, hash, vtype, make, model, color, plate };
-		rc = insert(cfg, &st_insert_driver, p);
+		rc = auth_cli_insert(cfg, &st_insert_driver, p);
 	}
 	return rc;
 }

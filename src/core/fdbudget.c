@@ -21,7 +21,7 @@
 #define FIXED 18
 #define SPARE 32
 
-static int webhook_endpoints(const struct rh_config *cfg)
+static int fd_budget_webhook_endpoints(const struct rh_config *cfg)
 {
 	const char *u = cfg->webhooks.urls;
 	if (!u || !*u)
@@ -32,7 +32,7 @@ static int webhook_endpoints(const struct rh_config *cfg)
 	return n > 8 ? 8 : n;
 }
 
-static int64_t clamp_cap(int64_t configured, int64_t fits, bool *short_out)
+static int64_t fd_budget_clamp_cap(int64_t configured, int64_t fits, bool *short_out)
 {
 	*short_out = configured > fits;
 	return configured > 0 && configured < fits ? configured : fits;
@@ -42,19 +42,19 @@ void fd_budget_plan(const struct rh_config *cfg, uint64_t nofile, struct fd_budg
 {
 	memset(out, 0, sizeof *out);
 	out->nofile = nofile;
-	int endpoints = webhook_endpoints(cfg);
+	int endpoints = fd_budget_webhook_endpoints(cfg);
 	int nats = cfg->events.sink == EVENTS_SINK_NATS && cfg->events.url && *cfg->events.url ? 1 + endpoints : 0;
 	out->reserved = FIXED + 2 * (uint64_t)cfg->database.pool_size + 1 + 2 * (uint64_t)nats + (uint64_t)endpoints +
 			FD_BUDGET_REJECT_SLACK + SPARE;
 	/* "no limit" (or one past what a table could count) is a million */
 	uint64_t usable = nofile > 1000000 + out->reserved ? 1000000 : nofile > out->reserved ? nofile - out->reserved : 0;
 	out->clients = (int64_t)usable;
-	out->http_max = clamp_cap(cfg->http.max_connections, out->clients, &out->http_short);
+	out->http_max = fd_budget_clamp_cap(cfg->http.max_connections, out->clients, &out->http_short);
 	/* drivers' sockets leave a tenth to REST clients */
 	int64_t ws_fits = out->http_max - (out->http_max / 10 > 1 ? out->http_max / 10 : 1);
 	if (ws_fits < 1)
 		ws_fits = 1;
-	out->ws_max = clamp_cap(cfg->ws.max_connections, ws_fits, &out->ws_short);
+	out->ws_max = fd_budget_clamp_cap(cfg->ws.max_connections, ws_fits, &out->ws_short);
 	if (out->http_max < 1)
 		out->http_max = 1; /* one client at a time: the limit is absurdly low, and we said so */
 }

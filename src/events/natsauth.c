@@ -65,8 +65,8 @@ bool events_origin_key(const char *webhooks_secret, unsigned char key[EVENTS_ORI
 	return true;
 }
 
-static void origin_mac(const unsigned char key[EVENTS_ORIGIN_KEYBYTES], const char *event_id, const char *subject,
-		       const char *body, size_t len, unsigned char mac[crypto_auth_hmacsha256_BYTES])
+static void events_origin_mac(const unsigned char key[EVENTS_ORIGIN_KEYBYTES], const char *event_id, const char *subject,
+			      const char *body, size_t len, unsigned char mac[crypto_auth_hmacsha256_BYTES])
 {
 	crypto_auth_hmacsha256_state st;
 	crypto_auth_hmacsha256_init(&st, key, EVENTS_ORIGIN_KEYBYTES);
@@ -82,7 +82,7 @@ void events_origin_sign(const unsigned char key[EVENTS_ORIGIN_KEYBYTES], const c
 			const char *body, size_t len, char out[EVENTS_ORIGIN_LEN])
 {
 	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	origin_mac(key, event_id, subject, body, len, mac);
+	events_origin_mac(key, event_id, subject, body, len, mac);
 	memcpy(out, "v1=", 3);
 	sodium_bin2hex(out + 3, EVENTS_ORIGIN_LEN - 3, mac, sizeof mac);
 }

@@ -40,7 +40,7 @@ void conn_counts_free(struct conn_counts *cc)
 	rh_free(cc);
 }
 
-bool conn_addr_of(const struct sockaddr *sa, struct conn_addr *out)
+bool conn_counts_addr_of(const struct sockaddr *sa, struct conn_addr *out)
 {
 	memset(out, 0, sizeof *out);
 	if (sa->sa_family == AF_INET) {
@@ -59,7 +59,7 @@ bool conn_addr_of(const struct sockaddr *sa, struct conn_addr *out)
 	return false;
 }
 
-static uint32_t cc_hash(const struct conn_counts *cc, const struct conn_addr *a)
+static uint32_t conn_counts_hash(const struct conn_counts *cc, const struct conn_addr *a)
 {
 	uint64_t h;
 	crypto_shorthash((unsigned char *)&h, a->b, sizeof a->b, cc->key);
@@ -67,17 +67,17 @@ static uint32_t cc_hash(const struct conn_counts *cc, const struct conn_addr *a)
 }
 
 /* The slot holding addr, or the empty slot where it would go. */
-static struct cc_slot *cc_find(const struct conn_counts *cc, const struct conn_addr *a)
+static struct cc_slot *conn_counts_find(const struct conn_counts *cc, const struct conn_addr *a)
 {
 	uint32_t mask = cc->cap - 1;
-	for (uint32_t i = cc_hash(cc, a) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = conn_counts_hash(cc, a) & mask;; i = (i + 1) & mask) {
 		struct cc_slot *s = &cc->slots[i];
 		if (s->count == 0 || memcmp(&s->addr, a, sizeof *a) == 0)
 			return s;
 	}
 }
 
-static void cc_grow(struct conn_counts *cc)
+static void conn_counts_grow(struct conn_counts *cc)
 {
 	struct cc_slot *old = cc->slots;
 	uint32_t n = cc->cap;
@@ -85,7 +85,7 @@ static void cc_grow(struct conn_counts *cc)
 	cc->slots = rh_calloc(cc->cap, sizeof *cc->slots);
 	for (uint32_t i = 0; i < n; i++)
 		if (old[i].count)
-			*cc_find(cc, &old[i].addr) = old[i];
+			*conn_counts_find(cc, &old[i].addr) = old[i];
 	rh_free(old);
 }
 
@@ -95,8 +95,8 @@ int conn_counts_acquire(struct conn_counts *cc, const struct conn_addr *addr)
 	if (!addr)
 		return cc->total;
 	if ((cc->used + 1) * 2 > cc->cap)
-		cc_grow(cc);
-	struct cc_slot *s = cc_find(cc, addr);
+		conn_counts_grow(cc);
+	struct cc_slot *s = conn_counts_find(cc, addr);
 	if (s->count == 0) {
 		s->addr = *addr;
 		cc->used++;
@@ -106,11 +106,11 @@ int conn_counts_acquire(struct conn_counts *cc, const struct conn_addr *addr)
 
 /* Empties slot i and moves later entries of its run back, so that every
  * entry stays reachable from its home slot without tombstones. */
-static void cc_remove_at(struct conn_counts *cc, uint32_t i)
+static void conn_counts_remove_at(struct conn_counts *cc, uint32_t i)
 {
 	uint32_t mask = cc->cap - 1;
 	for (uint32_t j = (i + 1) & mask; cc->slots[j].count; j = (j + 1) & mask) {
-		uint32_t home = cc_hash(cc, &cc->slots[j].addr) & mask;
+		uint32_t home = conn_counts_hash(cc, &cc->slots[j].addr) & mask;
 		/* j's entry may move to i unless its home lies cyclically in (i, j] */
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (!stays) {
@@ -128,18 +128,18 @@ void conn_counts_release(struct conn_counts *cc, const struct conn_addr *addr)
 		cc->total--;
 	if (!addr)
 		return;
-	struct cc_slot *s = cc_find(cc, addr);
+	struct cc_slot *s = conn_counts_find(cc, addr);
 	if (s->count == 0)
 		return; /* never counted: a bug, but not one to crash on */
 	if (--s->count == 0)
-		cc_remove_at(cc, (uint32_t)(s - cc->slots));
+		conn_counts_remove_at(cc, (uint32_t)(s - cc->slots));
 }
 
 int conn_counts_total(const struct conn_counts *cc) { return cc->total; }
 
 int conn_counts_of(const struct conn_counts *cc, const struct conn_addr *addr)
 {
-	return cc_find(cc, addr)->count;
+	return conn_counts_find(cc, addr)->count;
 }
 
 int conn_counts_addresses(const struct conn_counts *cc) { return (int)cc->used; }

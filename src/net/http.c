@@ -79,7 +79,7 @@ struct http_conn {
 	size_t head_scanned;    /* bytes of the current head searched for its end */
 	struct conn_addr addr;  /* the client's address (net/conncount.h) */
 	bool has_addr;
-	bool in_process; /* conn_process() is on the stack */
+	bool in_process; /* http_conn_process() is on the stack */
 	bool peer_eof;   /* the client half-closed: reply, then close */
 	bool rejecting;  /* over a cap: told 503, then closed */
 	bool dead;
@@ -136,13 +136,13 @@ struct http_server {
 	struct metric_cell *m_rejected_limit, *m_rejected_address, *m_rejected_fds, *m_reclaimed, *m_cap, *m_sockets;
 };
 
-static void conn_process(struct http_conn *c);
-static void conn_close(struct http_conn *c);
-static void req_free(struct http_req *r);
+static void http_conn_process(struct http_conn *c);
+static void http_conn_close(struct http_conn *c);
+static void http_req_free(struct http_req *r);
 
 /* ------------------------------------------------------------ helpers */
 
-static const char *date_header(struct http_server *s)
+static const char *http_date_header(struct http_server *s)
 {
 	time_t now = time(NULL);
 	if (now != s->date_sec) {
@@ -155,18 +155,18 @@ static const char *date_header(struct http_server *s)
 }
 
 /* http.header_timeout, and never past the whole request's deadline */
-static int64_t header_deadline_ms(const struct http_cfg *cfg)
+static int64_t http_header_deadline_ms(const struct http_cfg *cfg)
 {
 	return cfg->header_timeout_ms < cfg->request_timeout_ms ? cfg->header_timeout_ms : cfg->request_timeout_ms;
 }
 
-static void timer_arm(struct http_conn *c, int64_t ms)
+static void http_timer_arm(struct http_conn *c, int64_t ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	evtimer_add(c->timer, &tv);
 }
 
-static const char *method_name(enum http_method m)
+static const char *http_method_name(enum http_method m)
 {
 	static const char *names[] = { "OTHER", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS" };
 	return names[m];
@@ -174,7 +174,8 @@ static const char *method_name(enum http_method m)
 
 /* ------------------------------------------------------------ metrics */
 
-static struct metric_cell *status_cell(struct http_server *s, struct route_entry *re, enum http_method m, int status)
+static struct metric_cell *http_status_cell(struct http_server *s, struct route_entry *re, enum http_method m,
+					    int status)
 {
 	if (re)
 		for (int i = 0; i < re->nstatus; i++)
@@ -182,7 +183,7 @@ static struct metric_cell *status_cell(struct http_server *s, struct route_entry
 				return re->status_cells[i].cell;
 	char st[8];
 	snprintf(st, sizeof st, "%d", status);
-	const char *labels[] = { re ? re->r.pattern : "unmatched", method_name(m), st };
+	const char *labels[] = { re ? re->r.pattern : "unmatched", http_method_name(m), st };
 	if (!re)
 		return metric_cell(s->f_requests, labels);
 	struct metric_cell *cell = metric_cell(s->f_requests, labels);
@@ -194,11 +195,11 @@ static struct metric_cell *status_cell(struct http_server *s, struct route_entry
 	return cell;
 }
 
-static void record_request(struct http_req *r, int status)
+static void http_record_request(struct http_req *r, int status)
 {
 	struct http_server *s = r->srv;
 	double secs = (double)(rh_mono_ns() - r->start_ns) / 1e9;
-	metric_inc(status_cell(s, r->route, r->head.method, status));
+	metric_inc(http_status_cell(s, r->route, r->head.method, status));
 	metric_observe(s->f_latency, r->route ? r->route->latency : s->m_unmatched_latency, secs);
 	if (status >= 500)
 		log_warn(r->logid, "%s %s -> %d in %.3f ms", r->head.method_str, r->path ? r->path : "?", status,
@@ -211,13 +212,13 @@ static void record_request(struct http_req *r, int status)
 /* ------------------------------------------------------------ replies */
 
 /* A fixed buffer for a reply head; what does not fit is cut (never happens:
- * see write_reply). */
+ * see http_write_reply). */
 struct headbuf {
 	char *p;
 	size_t len, cap;
 };
 
-static void hb_put(struct headbuf *b, const char *s, size_t n)
+static void http_hb_put(struct headbuf *b, const char *s, size_t n)
 {
 	if (n > b->cap - b->len)
 		n = b->cap - b->len;
@@ -225,10 +226,10 @@ static void hb_put(struct headbuf *b, const char *s, size_t n)
 	b->len += n;
 }
 
-static void hb_puts(struct headbuf *b, const char *s) { hb_put(b, s, strlen(s)); }
+static void http_hb_puts(struct headbuf *b, const char *s) { http_hb_put(b, s, strlen(s)); }
 
 /* v in decimal into out (at least 21 bytes), no NUL; returns the length. */
-static size_t fmt_uint(char *out, uint64_t v)
+static size_t http_fmt_uint(char *out, uint64_t v)
 {
 	char t[20];
 	size_t n = 0;
@@ -242,7 +243,7 @@ static size_t fmt_uint(char *out, uint64_t v)
 }
 
 /* v in lowercase hex, at least `min` digits, NUL-terminated: what "%0*llx" prints. */
-static size_t fmt_hex(char *out, uint64_t v, int min)
+static size_t http_fmt_hex(char *out, uint64_t v, int min)
 {
 	static const char hx[] = "0123456789abcdef";
 	char t[16];
@@ -259,12 +260,12 @@ static size_t fmt_hex(char *out, uint64_t v, int min)
 	return (size_t)n;
 }
 
-static void conn_linger(struct http_conn *c);
+static void http_conn_linger(struct http_conn *c);
 
 /* The connection was active now: it goes to the end of the list, which is
  * thus ordered from the least recently active (what a new client may take
  * the place of at the cap). */
-static void conn_touch(struct http_conn *c, int64_t now_ns)
+static void http_conn_touch(struct http_conn *c, int64_t now_ns)
 {
 	c->active_ns = now_ns;
 	if (TAILQ_NEXT(c, link)) {
@@ -273,7 +274,7 @@ static void conn_touch(struct http_conn *c, int64_t now_ns)
 	}
 }
 
-static void write_reply(struct http_req *r, int status, const char *ctype, const void *body, size_t len)
+static void http_write_reply(struct http_req *r, int status, const char *ctype, const void *body, size_t len)
 {
 	struct http_conn *c = r->conn;
 	struct http_server *s = r->srv;
@@ -283,9 +284,9 @@ static void write_reply(struct http_req *r, int status, const char *ctype, const
 		s->inflight--;
 		metric_set(s->m_inflight, s->inflight);
 	}
-	record_request(r, status);
+	http_record_request(r, status);
 	if (!c) { /* orphaned: the client left while we worked */
-		req_free(r);
+		http_req_free(r);
 		return;
 	}
 	/* The head is put together, not printed: printf was a tenth of a small
@@ -294,24 +295,24 @@ static void write_reply(struct http_req *r, int status, const char *ctype, const
 	char head[512];
 	struct headbuf hb = { head, 0, sizeof head };
 	char num[24];
-	hb_puts(&hb, "HTTP/1.1 ");
-	hb_put(&hb, num, fmt_uint(num, (uint64_t)(status > 0 && status < 1000 ? status : 500)));
-	hb_puts(&hb, " ");
-	hb_puts(&hb, http_status_reason(status));
-	hb_puts(&hb, "\r\nDate: ");
-	hb_puts(&hb, date_header(s));
-	hb_puts(&hb, "\r\nServer: ridehaild/" RH_VERSION "\r\nX-Request-Id: ");
-	hb_puts(&hb, r->id);
-	hb_puts(&hb, "\r\nContent-Length: ");
-	hb_put(&hb, num, fmt_uint(num, len));
-	hb_puts(&hb, "\r\n");
+	http_hb_puts(&hb, "HTTP/1.1 ");
+	http_hb_put(&hb, num, http_fmt_uint(num, (uint64_t)(status > 0 && status < 1000 ? status : 500)));
+	http_hb_puts(&hb, " ");
+	http_hb_puts(&hb, http_status_reason(status));
+	http_hb_puts(&hb, "\r\nDate: ");
+	http_hb_puts(&hb, http_date_header(s));
+	http_hb_puts(&hb, "\r\nServer: ridehaild/" RH_VERSION "\r\nX-Request-Id: ");
+	http_hb_puts(&hb, r->id);
+	http_hb_puts(&hb, "\r\nContent-Length: ");
+	http_hb_put(&hb, num, http_fmt_uint(num, len));
+	http_hb_puts(&hb, "\r\n");
 	if (ctype) {
-		hb_puts(&hb, "Content-Type: ");
-		hb_puts(&hb, ctype);
-		hb_puts(&hb, "\r\n");
+		http_hb_puts(&hb, "Content-Type: ");
+		http_hb_puts(&hb, ctype);
+		http_hb_puts(&hb, "\r\n");
 	}
 	if (close)
-		hb_puts(&hb, "Connection: close\r\n");
+		http_hb_puts(&hb, "Connection: close\r\n");
 	struct iovec iov[4] = {
 		{ head, hb.len },
 		{ r->extra_headers.buf, r->extra_headers.len },
@@ -320,22 +321,22 @@ static void write_reply(struct http_req *r, int status, const char *ctype, const
 	};
 	bool ok = stream_writev(c->st, iov, 4);
 	c->req = NULL;
-	req_free(r);
+	http_req_free(r);
 	if (!ok) { /* the client stopped reading past the output cap, or is gone */
-		conn_close(c);
+		http_conn_close(c);
 		return;
 	}
 	if (close) {
 		c->state = C_CLOSING;
 		evtimer_del(c->timer);
 		if (stream_pending(c->st) == 0)
-			conn_linger(c);
-		/* else conn_on_drain lingers once the reply is out */
+			http_conn_linger(c);
+		/* else http_conn_on_drain lingers once the reply is out */
 		return;
 	}
 	c->state = C_IDLE;
-	conn_touch(c, rh_mono_ns());
-	timer_arm(c, s->cfg->idle_timeout_ms);
+	http_conn_touch(c, rh_mono_ns());
+	http_timer_arm(c, s->cfg->idle_timeout_ms);
 	if (!c->in_process)
 		stream_replay(c->st); /* requests that arrived meanwhile */
 }
@@ -360,14 +361,14 @@ static bool http_reply_has_header(const struct http_req *r, const char *name)
 
 void http_reply(struct http_req *r, int status, const char *content_type, const void *body, size_t len)
 {
-	write_reply(r, status, content_type, body, len);
+	http_write_reply(r, status, content_type, body, len);
 }
 
 void http_reply_json(struct http_req *r, int status, cJSON *json)
 {
 	char *text = cJSON_PrintUnformatted(json);
 	cJSON_Delete(json);
-	write_reply(r, status, "application/json", text, strlen(text));
+	http_write_reply(r, status, "application/json", text, strlen(text));
 	cJSON_free(text);
 }
 
@@ -407,7 +408,7 @@ void http_reply_problem(struct http_req *r, enum problem p, cJSON *ext, const ch
 		snprintf(secs, sizeof secs, "%d", retry);
 		http_reply_header(r, "Retry-After", secs);
 	}
-	write_reply(r, problem_status(p), "application/problem+json", text, strlen(text));
+	http_write_reply(r, problem_status(p), "application/problem+json", text, strlen(text));
 	cJSON_free(text);
 }
 
@@ -426,7 +427,7 @@ void http_reply_err(struct http_req *r, rh_err e, const char *what, const char *
 /* A request is allocated once its head is complete (or to answer one that
  * never completes): a connection still receiving a head holds only its
  * bytes. */
-static struct http_req *req_new(struct http_conn *c)
+static struct http_req *http_req_new(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	struct http_req *r = RH_NEW(struct http_req);
@@ -437,14 +438,14 @@ static struct http_req *req_new(struct http_conn *c)
 	sb_init(&r->body, (size_t)s->cfg->max_body_size + 1);
 	sb_init(&r->extra_headers, 4096);
 	/* "%08x%08llx" of the prefix and the sequence, and "req=<id>" */
-	size_t n = fmt_hex(r->id, s->req_prefix, 8);
-	n += fmt_hex(r->id + n, ++s->req_seq, 8);
+	size_t n = http_fmt_hex(r->id, s->req_prefix, 8);
+	n += http_fmt_hex(r->id + n, ++s->req_seq, 8);
 	memcpy(r->logid, "req=", 4);
 	memcpy(r->logid + 4, r->id, n + 1);
 	return r;
 }
 
-static void req_free(struct http_req *r)
+static void http_req_free(struct http_req *r)
 {
 	if (!r)
 		return;
@@ -455,14 +456,14 @@ static void req_free(struct http_req *r)
 	rh_free(r);
 }
 
-static bool valid_request_id(const char *v)
+static bool http_valid_request_id(const char *v)
 {
 	size_t n = strlen(v);
 	return n > 0 && n <= 36 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
 }
 
 /* Appends the decoding of s[0..n) to r->decoded; NULL if malformed. */
-static const char *req_decode(struct http_req *r, const char *s, size_t n, bool plus)
+static const char *http_req_decode(struct http_req *r, const char *s, size_t n, bool plus)
 {
 	char *out = r->decoded + r->decoded_used;
 	int k = http_url_decode(s, n, out, r->decoded_cap - r->decoded_used, plus);
@@ -474,7 +475,7 @@ static const char *req_decode(struct http_req *r, const char *s, size_t n, bool 
 
 /* Splits the target into the decoded path and the query parameters (net/
  * http_parse.h); r->path is set either way, for the reply to name. */
-static enum http_target_status req_parse_target(struct http_req *r)
+static enum http_target_status http_req_parse_target(struct http_req *r)
 {
 	const char *t = r->head.target;
 	/* room for the target's strings, then the path parameters (each a
@@ -665,7 +666,7 @@ cJSON *http_req_json_valid_or_reply(struct http_req *r, const struct jv_field *f
 
 /* ------------------------------------------------------------ routing */
 
-static int split_path(char *path, char **segs, int max)
+static int http_split_path(char *path, char **segs, int max)
 {
 	int n = 0;
 	char *p = path;
@@ -694,7 +695,7 @@ void http_server_add_routes(struct http_server *s, const struct http_route *rout
 		re->ctx = ctx;
 		char *copy = rh_strdup(r->pattern);
 		char *segs[ROUTE_MAX_SEGS];
-		re->nseg = split_path(copy, segs, ROUTE_MAX_SEGS);
+		re->nseg = http_split_path(copy, segs, ROUTE_MAX_SEGS);
 		for (int i = 0; i < re->nseg; i++) {
 			re->segs[i] = rh_strdup(segs[i]);
 			if (segs[i][0] == '{')
@@ -708,7 +709,7 @@ void http_server_add_routes(struct http_server *s, const struct http_route *rout
 	}
 }
 
-static bool route_matches(const struct route_entry *re, char **segs, int nseg)
+static bool http_route_matches(const struct route_entry *re, char **segs, int nseg)
 {
 	if (re->nseg != nseg)
 		return false;
@@ -719,21 +720,21 @@ static bool route_matches(const struct route_entry *re, char **segs, int nseg)
 }
 
 /* Finds the route; on a path match with the wrong method fills allow. */
-static struct route_entry *route_find(struct http_server *s, struct http_req *r, char *allow, size_t allowlen,
-				      const char ***raw_params)
+static struct route_entry *http_route_find(struct http_server *s, struct http_req *r, char *allow, size_t allowlen,
+					   const char ***raw_params)
 {
 	char *copy = rh_strdup(r->head.target);
 	char *q = strchr(copy, '?');
 	if (q)
 		*q = '\0';
 	char *segs[ROUTE_MAX_SEGS + 1];
-	int nseg = split_path(copy, segs, ROUTE_MAX_SEGS);
+	int nseg = http_split_path(copy, segs, ROUTE_MAX_SEGS);
 	struct route_entry *found = NULL;
 	size_t alen = 0;
 	unsigned seen = 0;
 	allow[0] = '\0';
 	for (struct route_entry *re = s->routes; re && nseg >= 0; re = re->next) {
-		if (!route_matches(re, segs, nseg))
+		if (!http_route_matches(re, segs, nseg))
 			continue;
 		enum http_method m = r->head.method == HTTP_HEAD ? HTTP_GET : r->head.method;
 		if (re->r.method == m && !found) {
@@ -741,7 +742,7 @@ static struct route_entry *route_find(struct http_server *s, struct http_req *r,
 			for (int i = 0; i < nseg; i++) {
 				if (re->segs[i][0] != '{')
 					continue;
-				const char *v = req_decode(r, segs[i], strlen(segs[i]), false);
+				const char *v = http_req_decode(r, segs[i], strlen(segs[i]), false);
 				if (!v) {
 					rh_free(copy);
 					*raw_params = NULL;
@@ -754,7 +755,7 @@ static struct route_entry *route_find(struct http_server *s, struct http_req *r,
 		if (!(seen & (1u << re->r.method))) {
 			seen |= 1u << re->r.method;
 			alen += (size_t)snprintf(allow + alen, allowlen - alen, "%s%s", alen ? ", " : "",
-						 method_name(re->r.method));
+						 http_method_name(re->r.method));
 			if (re->r.method == HTTP_GET && alen < allowlen)
 				alen += (size_t)snprintf(allow + alen, allowlen - alen, ", HEAD");
 		}
@@ -764,7 +765,7 @@ static struct route_entry *route_find(struct http_server *s, struct http_req *r,
 	return found;
 }
 
-static void dispatch(struct http_conn *c, struct http_req *r)
+static void http_dispatch(struct http_conn *c, struct http_req *r)
 {
 	struct http_server *s = c->srv;
 	char allow[128];
@@ -779,11 +780,11 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 
 	proxy_client(&s->proxies, c->peer, http_req_header(r, "x-forwarded-for"), r->client, sizeof r->client);
 	const char *rid = http_req_header(r, "x-request-id");
-	if (rid && valid_request_id(rid)) {
+	if (rid && http_valid_request_id(rid)) {
 		snprintf(r->id, sizeof r->id, "%s", rid);
 		snprintf(r->logid, sizeof r->logid, "req=%s", rid);
 	}
-	switch (req_parse_target(r)) {
+	switch (http_req_parse_target(r)) {
 	case HTTP_TARGET_OK:
 		break;
 	case HTTP_TARGET_BAD_PATH:
@@ -800,7 +801,7 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 		http_reply_problem(r, PROBLEM_NOT_IMPLEMENTED, NULL, "method %s is not supported", r->head.method_str);
 		return;
 	}
-	struct route_entry *re = route_find(s, r, allow, sizeof allow, &params);
+	struct route_entry *re = http_route_find(s, r, allow, sizeof allow, &params);
 	if (!params) {
 		http_reply_problem(r, PROBLEM_BAD_REQUEST, NULL, "malformed percent-encoding in the path");
 		return;
@@ -830,7 +831,7 @@ static void dispatch(struct http_conn *c, struct http_req *r)
 
 /* ------------------------------------------------------------ connections */
 
-static void conn_reply_early(struct http_conn *c, struct http_req *r, int status, const char *detail)
+static void http_conn_reply_early(struct http_conn *c, struct http_req *r, int status, const char *detail)
 {
 	/* An error found before dispatch (bad head, body too large...): answer
 	 * and close, since the rest of the stream cannot be trusted. */
@@ -839,7 +840,7 @@ static void conn_reply_early(struct http_conn *c, struct http_req *r, int status
 	http_reply_problem(r, problem_for_status(status), NULL, "%s", detail);
 }
 
-static void body_sink(void *arg, const char *p, size_t n)
+static void http_body_sink(void *arg, const char *p, size_t n)
 {
 	sb_append(arg, p, n);
 }
@@ -849,7 +850,7 @@ static void body_sink(void *arg, const char *p, size_t n)
  * once, not once per byte (and nothing is copied or parsed until it is
  * there). Blank lines before the request line are skipped as the parser
  * skips them. */
-static bool conn_head_complete(struct http_conn *c, const char *buf, size_t len)
+static bool http_conn_head_complete(struct http_conn *c, const char *buf, size_t len)
 {
 	size_t skip = 0;
 	while (skip < len && skip < 8 && (buf[skip] == '\r' || buf[skip] == '\n'))
@@ -866,12 +867,12 @@ static bool conn_head_complete(struct http_conn *c, const char *buf, size_t len)
 }
 
 /* Reads the head of the next request. Returns false to stop processing. */
-static bool conn_read_head(struct http_conn *c)
+static bool http_conn_read_head(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	size_t avail = stream_in_len(c->st);
 	size_t max = (size_t)s->cfg->max_header_size;
-	if (avail <= max && !conn_head_complete(c, stream_in(c->st), avail))
+	if (avail <= max && !http_conn_head_complete(c, stream_in(c->st), avail))
 		return false;
 	size_t want = max + 16;
 	size_t n = avail < want ? avail : want;
@@ -889,11 +890,11 @@ static bool conn_read_head(struct http_conn *c)
 		rh_free(buf);
 		return false;
 	}
-	struct http_req *r = c->req = req_new(c);
+	struct http_req *r = c->req = http_req_new(c);
 	if (st == HTTP_PARSE_ERROR) {
 		rh_free(buf);
 		r->head.method_str = "?";
-		conn_reply_early(c, r, status, detail);
+		http_conn_reply_early(c, r, status, detail);
 		return false;
 	}
 	r->head = head;
@@ -902,13 +903,13 @@ static bool conn_read_head(struct http_conn *c)
 	stream_consume(c->st, r->head.head_len);
 	/* the head's deadline is past; the body has what is left of the request's */
 	int64_t left_ms = s->cfg->request_timeout_ms - (rh_mono_ns() - c->head_start_ns) / 1000000;
-	timer_arm(c, left_ms > 1 ? left_ms : 1);
+	http_timer_arm(c, left_ms > 1 ? left_ms : 1);
 
 	if (r->head.content_length > s->cfg->max_body_size) {
 		char msg[128];
 		snprintf(msg, sizeof msg, "body of %lld bytes is over the limit of %lld",
 			 (long long)r->head.content_length, (long long)s->cfg->max_body_size);
-		conn_reply_early(c, r, 413, msg);
+		http_conn_reply_early(c, r, 413, msg);
 		return false;
 	}
 	if (r->head.chunked)
@@ -921,7 +922,7 @@ static bool conn_read_head(struct http_conn *c)
 }
 
 /* Moves body bytes from the input; true once the body is complete. */
-static bool conn_read_body(struct http_conn *c)
+static bool http_conn_read_body(struct http_conn *c)
 {
 	struct http_req *r = c->req;
 	size_t avail = stream_in_len(c->st);
@@ -938,18 +939,18 @@ static bool conn_read_body(struct http_conn *c)
 		return false;
 	size_t used = 0;
 	enum http_chunked_status st = http_chunked_feed(&r->chunked, stream_in(c->st), avail, &used,
-							(size_t)c->srv->cfg->max_body_size, body_sink, &r->body);
+							(size_t)c->srv->cfg->max_body_size, http_body_sink, &r->body);
 	stream_consume(c->st, used);
 	if (st == HTTP_CHUNKED_DONE)
 		return true;
 	if (st == HTTP_CHUNKED_ERROR)
-		conn_reply_early(c, r, 400, "malformed chunked body");
+		http_conn_reply_early(c, r, 400, "malformed chunked body");
 	else if (st == HTTP_CHUNKED_TOO_LARGE)
-		conn_reply_early(c, r, 413, "chunked body over the size limit");
+		http_conn_reply_early(c, r, 413, "chunked body over the size limit");
 	return false;
 }
 
-static void conn_process(struct http_conn *c)
+static void http_conn_process(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	c->in_process = true;
@@ -957,12 +958,12 @@ static void conn_process(struct http_conn *c)
 		if (c->state >= C_DISPATCHED)
 			break; /* a handler, the last reply or lingering owns the connection */
 		if (stream_pending(c->st) > OUTPUT_PAUSE_BYTES)
-			break; /* a slow reader: resumed by conn_on_drain */
+			break; /* a slow reader: resumed by http_conn_on_drain */
 		if (c->state == C_IDLE) {
 			if (stream_in_len(c->st) == 0)
 				break;
 			if (s->draining) {
-				conn_close(c);
+				http_conn_close(c);
 				break;
 			}
 			/* a request begins: its head has http.header_timeout, the
@@ -970,55 +971,55 @@ static void conn_process(struct http_conn *c)
 			c->state = C_HEAD;
 			c->head_start_ns = c->active_ns;
 			c->head_scanned = 0;
-			timer_arm(c, header_deadline_ms(s->cfg));
+			http_timer_arm(c, http_header_deadline_ms(s->cfg));
 		}
-		if (c->state == C_HEAD && !conn_read_head(c))
+		if (c->state == C_HEAD && !http_conn_read_head(c))
 			break;
 		if (c->state == C_BODY) {
-			if (!conn_read_body(c))
+			if (!http_conn_read_body(c))
 				break;
-			dispatch(c, c->req);
+			http_dispatch(c, c->req);
 		}
 	}
 	c->in_process = false;
 }
 
-static void conn_on_read(struct stream *st, void *arg)
+static void http_conn_on_read(struct stream *st, void *arg)
 {
 	struct http_conn *c = arg;
 	if (c->state == C_LINGER) {
 		stream_consume(st, stream_in_len(st)); /* discarded */
 		return;
 	}
-	conn_touch(c, rh_mono_ns());
-	conn_process(c);
+	http_conn_touch(c, rh_mono_ns());
+	http_conn_process(c);
 }
 
 /* The last reply is out: shut our side, then discard what the client still
  * sends for a moment, so that closing with unread input (which makes the
  * kernel send a reset) cannot destroy the reply before the client reads it. */
-static void conn_linger(struct http_conn *c)
+static void http_conn_linger(struct http_conn *c)
 {
 	if (c->peer_eof) { /* nothing more will come: no need to wait */
-		conn_close(c);
+		http_conn_close(c);
 		return;
 	}
 	c->state = C_LINGER;
 	stream_consume(c->st, stream_in_len(c->st));
 	stream_shutdown_write(c->st);
-	timer_arm(c, LINGER_MS);
+	http_timer_arm(c, LINGER_MS);
 }
 
-static void conn_on_drain(struct stream *st, void *arg)
+static void http_conn_on_drain(struct stream *st, void *arg)
 {
 	struct http_conn *c = arg;
 	if (c->state == C_CLOSING)
-		conn_linger(c);
+		http_conn_linger(c);
 	else if (c->state == C_IDLE && !c->in_process)
 		stream_replay(st);
 }
 
-static void conn_on_close(struct stream *st, void *arg, int err)
+static void http_conn_on_close(struct stream *st, void *arg, int err)
 {
 	struct http_conn *c = arg;
 	if (err == 0 && (c->state == C_DISPATCHED || c->state == C_CLOSING)) {
@@ -1027,32 +1028,32 @@ static void conn_on_close(struct stream *st, void *arg, int err)
 	}
 	if (err)
 		log_debug(NULL, "conn=%llu error: %s", (unsigned long long)c->id, strerror(err));
-	conn_close(c);
+	http_conn_close(c);
 }
 
 static const struct stream_ops conn_ops = {
-	.on_read = conn_on_read,
-	.on_drain = conn_on_drain,
-	.on_close = conn_on_close,
+	.on_read = http_conn_on_read,
+	.on_drain = http_conn_on_drain,
+	.on_close = http_conn_on_close,
 };
 
-static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void http_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_conn *c = arg;
 	if (c->state == C_HEAD || c->state == C_BODY) {
 		if (!c->req)
-			c->req = req_new(c); /* the head never completed */
+			c->req = http_req_new(c); /* the head never completed */
 		if (c->req->head.method_str == NULL)
 			c->req->head.method_str = "?";
-		conn_reply_early(c, c->req, 408, c->state == C_HEAD ? "the request's headers were not received in time"
+		http_conn_reply_early(c, c->req, 408, c->state == C_HEAD ? "the request's headers were not received in time"
 								    : "the request was not received in time");
 		return;
 	}
 	if (c->state == C_IDLE || c->state == C_LINGER || c->state == C_CLOSING)
-		conn_close(c);
+		http_conn_close(c);
 }
 
-static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+static void http_reaper_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
 	while (s->dead) {
@@ -1065,7 +1066,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Never frees the connection inside a callback of its own: unlinks it,
  * closes its socket, and lets the reaper free it on the next loop turn. */
-static void conn_close(struct http_conn *c)
+static void http_conn_close(struct http_conn *c)
 {
 	struct http_server *s = c->srv;
 	if (c->dead)
@@ -1080,7 +1081,7 @@ static void conn_close(struct http_conn *c)
 		if (c->state == C_DISPATCHED)
 			c->req->conn = NULL; /* the handler still owns it */
 		else
-			req_free(c->req);
+			http_req_free(c->req);
 		c->req = NULL;
 	}
 	TAILQ_REMOVE(&s->conns, c, link);
@@ -1100,15 +1101,15 @@ struct stream *http_req_detach(struct http_req *r)
 	s->inflight--;
 	metric_set(s->m_inflight, s->inflight);
 	if (!c) {
-		req_free(r);
+		http_req_free(r);
 		return NULL;
 	}
 	struct stream *st = c->st;
-	record_request(r, 101);
+	http_record_request(r, 101);
 	c->req = NULL;
-	req_free(r);
+	http_req_free(r);
 	c->st = NULL; /* the new owner takes the socket */
-	conn_close(c);
+	http_conn_close(c);
 	return st;
 }
 
@@ -1116,7 +1117,7 @@ struct stream *http_req_detach(struct http_req *r)
  * goes out like any last reply (then lingering close). Past a small slack
  * (FD_BUDGET_REJECT_SLACK, within the descriptors kept back) even that is
  * skipped and the socket just closed. */
-static size_t overloaded_reply(char *out, size_t n, const char *detail)
+static size_t http_overloaded_reply(char *out, size_t n, const char *detail)
 {
 	char body[256];
 	int bl = snprintf(body, sizeof body,
@@ -1128,21 +1129,21 @@ static size_t overloaded_reply(char *out, size_t n, const char *detail)
 	return k > 0 && (size_t)k < n ? (size_t)k : 0;
 }
 
-static void conn_reject_overloaded(struct http_conn *c, const char *detail)
+static void http_conn_reject_overloaded(struct http_conn *c, const char *detail)
 {
 	char resp[512];
-	stream_write(c->st, resp, overloaded_reply(resp, sizeof resp, detail));
+	stream_write(c->st, resp, http_overloaded_reply(resp, sizeof resp, detail));
 	c->state = C_CLOSING;
 	if (stream_pending(c->st) == 0)
-		conn_linger(c);
-	timer_arm(c, LINGER_MS);
+		http_conn_linger(c);
+	http_timer_arm(c, LINGER_MS);
 }
 
 /* At the connection cap: closes a connection to make room for a new client
  * whose address holds `newcomer` connections already (see RECLAIM_AFTER_NS
  * for which). A request being handled, or a WebSocket (the hub holds
  * those), is never taken. */
-static bool conn_reclaim(struct http_server *s, int64_t now, int newcomer)
+static bool http_conn_reclaim(struct http_server *s, int64_t now, int newcomer)
 {
 	struct http_conn *heaviest = NULL, *old = NULL;
 	int most = 0, n = 0;
@@ -1164,11 +1165,11 @@ static bool conn_reclaim(struct http_server *s, int64_t now, int newcomer)
 	log_debug(NULL, "conn=%llu from %s closed to make room (%s; its address holds %d)", (unsigned long long)c->id,
 		  c->peer, c == heaviest && most > newcomer + 1 ? "the address holding the most" : "held longest", most);
 	metric_inc(s->m_reclaimed);
-	conn_close(c);
+	http_conn_close(c);
 	return true;
 }
 
-static void format_peer(const struct sockaddr *sa, char *out, size_t n)
+static void http_format_peer(const struct sockaddr *sa, char *out, size_t n)
 {
 	char host[INET6_ADDRSTRLEN] = "?";
 	int port = 0;
@@ -1184,7 +1185,7 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t n)
 	snprintf(out, n, "%s:%d", host, port);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+static void http_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct http_server *s = arg;
 	if (s->draining) {
@@ -1192,7 +1193,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	struct conn_addr addr;
-	bool has_addr = conn_addr_of(sa, &addr);
+	bool has_addr = conn_counts_addr_of(sa, &addr);
 	int64_t now = rh_mono_ns();
 	const char *refuse = NULL;
 	int64_t per_address = s->cfg->max_connections_per_address;
@@ -1201,7 +1202,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		refuse = "too many connections from your address; retry later";
 		metric_inc(s->m_rejected_address);
 	} else if (conn_counts_total(s->counts) - s->nrejecting >= s->cfg->max_connections &&
-		   !conn_reclaim(s, now, held)) {
+		   !http_conn_reclaim(s, now, held)) {
 		refuse = "connection limit reached; retry later";
 		metric_inc(s->m_rejected_limit);
 	}
@@ -1214,11 +1215,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct http_conn *c = RH_NEW(struct http_conn);
 	c->srv = s;
 	c->id = ++s->next_conn_id;
-	c->timer = evtimer_new(s->base, conn_timer_cb, c);
+	c->timer = evtimer_new(s->base, http_conn_timer_cb, c);
 	c->active_ns = c->head_start_ns = now;
 	c->addr = addr;
 	c->has_addr = has_addr;
-	format_peer(sa, c->peer, sizeof c->peer);
+	http_format_peer(sa, c->peer, sizeof c->peer);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
 	metric_set(s->m_conns, s->nconns);
@@ -1232,24 +1233,24 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (refuse) {
 		c->rejecting = true;
 		s->nrejecting++;
-		conn_reject_overloaded(c, refuse);
+		http_conn_reject_overloaded(c, refuse);
 		return;
 	}
 	c->state = C_IDLE;
 	/* a new connection has the head's deadline to send one */
-	timer_arm(c, header_deadline_ms(s->cfg));
+	http_timer_arm(c, http_header_deadline_ms(s->cfg));
 }
 
 /* Out of descriptors (EMFILE): the spare one kept for this lets us take one
  * waiting client at a time, tell it 503 and close it, so that clients are
  * refused at once rather than left hanging in the backlog; then accepting
- * pauses (accept_error_cb) while existing connections are served. */
+ * pauses (http_accept_error_cb) while existing connections are served. */
 static void http_refuse_without_descriptors(struct http_server *s)
 {
 	if (s->reserve_fd < 0 || !s->listener)
 		return;
 	char resp[512];
-	size_t n = overloaded_reply(resp, sizeof resp, "the server is out of file descriptors; retry later");
+	size_t n = http_overloaded_reply(resp, sizeof resp, "the server is out of file descriptors; retry later");
 	int lfd = evconnlistener_get_fd(s->listener);
 	for (int i = 0; i < 16; i++) {
 		close(s->reserve_fd);
@@ -1271,7 +1272,7 @@ static void http_refuse_without_descriptors(struct http_server *s)
 	}
 }
 
-static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void http_accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct http_server *s = arg;
 	if (s->reserve_fd < 0)
@@ -1280,7 +1281,7 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_enable(s->listener);
 }
 
-static void accept_error_cb(struct evconnlistener *l, void *arg)
+static void http_accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	struct http_server *s = arg;
 	int err = EVUTIL_SOCKET_ERROR();
@@ -1317,10 +1318,10 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	s->cfg = cfg;
 	TAILQ_INIT(&s->conns);
 	s->routes_tail = &s->routes;
-	s->reaper = event_new(base, -1, 0, reaper_cb, s);
+	s->reaper = event_new(base, -1, 0, http_reaper_cb, s);
 	s->scratch.size = 256 * 1024;
 	s->scratch.buf = rh_malloc(s->scratch.size);
-	s->accept_retry = evtimer_new(base, accept_retry_cb, s);
+	s->accept_retry = evtimer_new(base, http_accept_retry_cb, s);
 	s->counts = conn_counts_new();
 	s->reserve_fd = -1;
 	evutil_secure_rng_get_bytes(&s->req_prefix, sizeof s->req_prefix);
@@ -1358,7 +1359,7 @@ struct http_server *http_server_new(struct event_base *base, const struct http_c
 	return s;
 }
 
-static rh_err resolve_listen(const char *listen, struct sockaddr_storage *ss, int *sslen)
+static rh_err http_resolve_listen(const char *listen, struct sockaddr_storage *ss, int *sslen)
 {
 	char host[256];
 	int port;
@@ -1380,18 +1381,18 @@ rh_err http_server_listen(struct http_server *s, char *bound, size_t boundlen)
 {
 	struct sockaddr_storage ss;
 	int sslen;
-	if (resolve_listen(s->cfg->listen, &ss, &sslen) != RH_OK) {
+	if (http_resolve_listen(s->cfg->listen, &ss, &sslen) != RH_OK) {
 		log_error(NULL, "http.listen %s: cannot resolve", s->cfg->listen);
 		return RH_EINVAL;
 	}
-	s->listener = evconnlistener_new_bind(s->base, accept_cb, s,
+	s->listener = evconnlistener_new_bind(s->base, http_accept_cb, s,
 					      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
 					      (int)s->cfg->backlog, (struct sockaddr *)&ss, sslen);
 	if (!s->listener) {
 		log_error(NULL, "http.listen %s: %s", s->cfg->listen, strerror(errno));
 		return RH_EIO;
 	}
-	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	evconnlistener_set_error_cb(s->listener, http_accept_error_cb);
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	struct sockaddr_storage got;
 	socklen_t gl = sizeof got;
@@ -1423,7 +1424,7 @@ void http_server_drain(struct http_server *s)
 	for (c = TAILQ_FIRST(&s->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state == C_IDLE && stream_in_len(c->st) == 0)
-			conn_close(c);
+			http_conn_close(c);
 	}
 }
 
@@ -1435,8 +1436,8 @@ void http_server_free(struct http_server *s)
 	if (!s)
 		return;
 	while (!TAILQ_EMPTY(&s->conns))
-		conn_close(TAILQ_FIRST(&s->conns));
-	reaper_cb(-1, 0, s);
+		http_conn_close(TAILQ_FIRST(&s->conns));
+	http_reaper_cb(-1, 0, s);
 	if (s->listener)
 		evconnlistener_free(s->listener);
 	event_free(s->reaper);

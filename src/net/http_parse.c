@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-static bool is_tchar(unsigned char c)
+static bool http_is_tchar(unsigned char c)
 {
 	/* RFC 9110 token characters. */
 	return isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL;
@@ -23,7 +23,7 @@ const char *http_head_get(const struct http_head *h, const char *lower_name)
 	return NULL;
 }
 
-static int count_header(const struct http_head *h, const char *lower_name)
+static int http_count_header(const struct http_head *h, const char *lower_name)
 {
 	int n = 0;
 	for (int i = 0; i < h->nheaders; i++)
@@ -32,7 +32,7 @@ static int count_header(const struct http_head *h, const char *lower_name)
 }
 
 /* Does the comma-separated token list contain tok (case-insensitive)? */
-static bool list_has(const char *list, const char *tok)
+static bool http_list_has(const char *list, const char *tok)
 {
 	size_t tl = strlen(tok);
 	const char *p = list;
@@ -60,7 +60,7 @@ static bool list_has(const char *list, const char *tok)
 
 /* Finds the end of the head: returns the offset just past the blank line,
  * or 0 if not there yet. Accepts CRLF and bare LF. */
-static size_t find_head_end(const char *buf, size_t len)
+static size_t http_find_head_end(const char *buf, size_t len)
 {
 	for (size_t i = 0; i + 1 < len; i++) {
 		if (buf[i] != '\n')
@@ -74,7 +74,7 @@ static size_t find_head_end(const char *buf, size_t len)
 }
 
 /* Terminates the line starting at *p; returns it and advances *p. */
-static char *next_line(char **p, char *end)
+static char *http_next_line(char **p, char *end)
 {
 	char *line = *p, *nl = memchr(line, '\n', (size_t)(end - line));
 	if (!nl)
@@ -86,8 +86,8 @@ static char *next_line(char **p, char *end)
 	return line;
 }
 
-static enum http_parse_status parse_request_line(char *line, struct http_head *out, int *err_status,
-						 const char **err_detail)
+static enum http_parse_status http_parse_request_line(char *line, struct http_head *out, int *err_status,
+						      const char **err_detail)
 {
 	char *sp1 = strchr(line, ' ');
 	if (!sp1)
@@ -103,7 +103,7 @@ static enum http_parse_status parse_request_line(char *line, struct http_head *o
 	if (!*line)
 		FAIL(400, "empty method");
 	for (char *c = line; *c; c++)
-		if (!is_tchar((unsigned char)*c))
+		if (!http_is_tchar((unsigned char)*c))
 			FAIL(400, "invalid character in method");
 	out->method = HTTP_UNKNOWN;
 	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
@@ -126,8 +126,8 @@ static enum http_parse_status parse_request_line(char *line, struct http_head *o
 	return HTTP_PARSE_OK;
 }
 
-static enum http_parse_status parse_header_line(char *line, struct http_head *out, int *err_status,
-						const char **err_detail)
+static enum http_parse_status http_parse_header_line(char *line, struct http_head *out, int *err_status,
+						     const char **err_detail)
 {
 	if (*line == ' ' || *line == '\t')
 		FAIL(400, "obsolete header line folding");
@@ -135,7 +135,7 @@ static enum http_parse_status parse_header_line(char *line, struct http_head *ou
 	if (!colon || colon == line)
 		FAIL(400, "malformed header line");
 	for (char *c = line; c < colon; c++) {
-		if (!is_tchar((unsigned char)*c))
+		if (!http_is_tchar((unsigned char)*c))
 			FAIL(400, "invalid character in header name");
 		*c = (char)tolower((unsigned char)*c);
 	}
@@ -159,12 +159,12 @@ static enum http_parse_status parse_header_line(char *line, struct http_head *ou
 	return HTTP_PARSE_OK;
 }
 
-static enum http_parse_status derive(struct http_head *out, int *err_status, const char **err_detail)
+static enum http_parse_status http_derive(struct http_head *out, int *err_status, const char **err_detail)
 {
 	const char *conn = http_head_get(out, "connection");
 	const char *te = http_head_get(out, "transfer-encoding");
 
-	if (out->version_minor >= 1 && count_header(out, "host") != 1)
+	if (out->version_minor >= 1 && http_count_header(out, "host") != 1)
 		FAIL(400, "HTTP/1.1 request needs exactly one Host header");
 
 	out->content_length = -1;
@@ -184,7 +184,7 @@ static enum http_parse_status derive(struct http_head *out, int *err_status, con
 	}
 	out->chunked = false;
 	if (te) {
-		if (count_header(out, "transfer-encoding") != 1)
+		if (http_count_header(out, "transfer-encoding") != 1)
 			FAIL(400, "repeated Transfer-Encoding");
 		if (out->version_minor == 0)
 			FAIL(400, "Transfer-Encoding in an HTTP/1.0 request");
@@ -195,9 +195,9 @@ static enum http_parse_status derive(struct http_head *out, int *err_status, con
 		out->chunked = true;
 	}
 	if (out->version_minor >= 1)
-		out->keep_alive = !(conn && list_has(conn, "close"));
+		out->keep_alive = !(conn && http_list_has(conn, "close"));
 	else
-		out->keep_alive = conn && list_has(conn, "keep-alive");
+		out->keep_alive = conn && http_list_has(conn, "keep-alive");
 
 	const char *expect = http_head_get(out, "expect");
 	out->expect_continue = false;
@@ -207,7 +207,7 @@ static enum http_parse_status derive(struct http_head *out, int *err_status, con
 		out->expect_continue = out->version_minor >= 1;
 	}
 	const char *upgrade = http_head_get(out, "upgrade");
-	out->upgrade_websocket = upgrade && conn && list_has(upgrade, "websocket") && list_has(conn, "upgrade");
+	out->upgrade_websocket = upgrade && conn && http_list_has(upgrade, "websocket") && http_list_has(conn, "upgrade");
 	return HTTP_PARSE_OK;
 }
 
@@ -219,7 +219,7 @@ enum http_parse_status http_parse_head(char *buf, size_t len, size_t max_head, s
 	while (skip < len && (buf[skip] == '\r' || buf[skip] == '\n') && skip < 8)
 		skip++;
 	size_t scan = len < max_head + skip + 4 ? len : max_head + skip + 4;
-	size_t end = find_head_end(buf + skip, scan - skip);
+	size_t end = http_find_head_end(buf + skip, scan - skip);
 	if (!end) {
 		if (len - skip <= max_head)
 			return HTTP_PARSE_INCOMPLETE;
@@ -237,16 +237,16 @@ enum http_parse_status http_parse_head(char *buf, size_t len, size_t max_head, s
 
 	memset(out, 0, sizeof *out);
 	char *p = buf + skip, *stop = buf + skip + end;
-	char *line = next_line(&p, stop);
-	enum http_parse_status st = parse_request_line(line, out, err_status, err_detail);
+	char *line = http_next_line(&p, stop);
+	enum http_parse_status st = http_parse_request_line(line, out, err_status, err_detail);
 	if (st != HTTP_PARSE_OK)
 		return st;
-	while ((line = next_line(&p, stop)) != NULL && *line) {
-		st = parse_header_line(line, out, err_status, err_detail);
+	while ((line = http_next_line(&p, stop)) != NULL && *line) {
+		st = http_parse_header_line(line, out, err_status, err_detail);
 		if (st != HTTP_PARSE_OK)
 			return st;
 	}
-	st = derive(out, err_status, err_detail);
+	st = http_derive(out, err_status, err_detail);
 	if (st != HTTP_PARSE_OK)
 		return st;
 	out->head_len = skip + end;
@@ -279,7 +279,7 @@ void http_chunked_init(struct http_chunked *c)
 	c->state = CH_SIZE;
 }
 
-static int hexval(unsigned char ch)
+static int http_hexval(unsigned char ch)
 {
 	if (ch >= '0' && ch <= '9')
 		return ch - '0';
@@ -292,13 +292,13 @@ static int hexval(unsigned char ch)
 /* A byte allowed inside a chunk extension or a trailer line: HTAB, visible
  * ASCII, space, and obs-text; never another control byte (CR and LF end the
  * line, a bare CR or NUL is an error). */
-static bool is_line_byte(unsigned char ch)
+static bool http_is_line_byte(unsigned char ch)
 {
 	return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
 }
 
 /* The end of a size line: a chunk of data follows, or the trailer section. */
-static enum http_chunked_status chunk_size_done(struct http_chunked *c, size_t max_body)
+static enum http_chunked_status http_chunk_size_done(struct http_chunked *c, size_t max_body)
 {
 	c->line_len = 0;
 	c->digits = 0;
@@ -329,7 +329,7 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 			CH_STOP(HTTP_CHUNKED_ERROR);
 		switch (c->state) {
 		case CH_SIZE: {
-			int h = hexval(ch);
+			int h = http_hexval(ch);
 			if (h >= 0) {
 				if (c->digits || h) /* leading zeros do not count */
 					c->digits++;
@@ -353,18 +353,18 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 			if (ch == '\r') {
 				c->state = CH_SIZE_LF;
 			} else if (ch == '\n') {
-				enum http_chunked_status st = chunk_size_done(c, max_body);
+				enum http_chunked_status st = http_chunk_size_done(c, max_body);
 				if (st != HTTP_CHUNKED_MORE)
 					CH_STOP(st);
 			} else if (ch == '"') {
 				c->state = CH_EXT_QUOTED;
-			} else if (!is_line_byte(ch)) {
+			} else if (!http_is_line_byte(ch)) {
 				i--;
 				CH_STOP(HTTP_CHUNKED_ERROR);
 			}
 			break;
 		case CH_EXT_QUOTED:
-			if (!is_line_byte(ch))
+			if (!http_is_line_byte(ch))
 				CH_STOP(HTTP_CHUNKED_ERROR);
 			i++;
 			if (ch == '"')
@@ -373,7 +373,7 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 				c->state = CH_EXT_ESCAPE;
 			break;
 		case CH_EXT_ESCAPE:
-			if (!is_line_byte(ch))
+			if (!http_is_line_byte(ch))
 				CH_STOP(HTTP_CHUNKED_ERROR);
 			i++;
 			c->state = CH_EXT_QUOTED;
@@ -382,7 +382,7 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 			if (ch != '\n')
 				CH_STOP(HTTP_CHUNKED_ERROR);
 			i++;
-			enum http_chunked_status st = chunk_size_done(c, max_body);
+			enum http_chunked_status st = http_chunk_size_done(c, max_body);
 			if (st != HTTP_CHUNKED_MORE)
 				CH_STOP(st);
 			break;
@@ -426,7 +426,7 @@ enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *i
 					CH_STOP(HTTP_CHUNKED_DONE);
 				}
 				c->line_len = 0;
-			} else if (!is_line_byte(ch) || (c->line_len == 0 && (ch == ' ' || ch == '\t'))) {
+			} else if (!http_is_line_byte(ch) || (c->line_len == 0 && (ch == ' ' || ch == '\t'))) {
 				/* control bytes, or obs-fold (a line starting blank) */
 				i--;
 				CH_STOP(HTTP_CHUNKED_ERROR);
@@ -461,8 +461,8 @@ int http_url_decode(const char *s, size_t n, char *out, size_t outlen, bool plus
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		if (ch == '%') {
-			int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-			int lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+			int hi = i + 2 < n ? http_hexval((unsigned char)s[i + 1]) : -1;
+			int lo = hi >= 0 ? http_hexval((unsigned char)s[i + 2]) : -1;
 			if (hi < 0 || lo < 0 || (hi | lo) == 0)
 				goto fail; /* malformed, cut short, or %00 */
 			ch = (char)(hi * 16 + lo);
@@ -490,7 +490,7 @@ size_t http_target_bufsize(const char *target)
 }
 
 /* Appends the decoding of s[0..n) to the buffer; NULL if malformed. */
-static const char *target_put(char *buf, size_t buflen, size_t *used, const char *s, size_t n, bool plus)
+static const char *http_target_put(char *buf, size_t buflen, size_t *used, const char *s, size_t n, bool plus)
 {
 	int k = http_url_decode(s, n, buf + *used, buflen - *used, plus);
 	if (k < 0)
@@ -505,7 +505,7 @@ enum http_target_status http_target_decode(const char *target, char *buf, size_t
 	const char *q = strchr(target, '?');
 	size_t plen = q ? (size_t)(q - target) : strlen(target);
 	memset(t, 0, sizeof *t);
-	t->path = target_put(buf, buflen, &t->used, target, plen, false);
+	t->path = http_target_put(buf, buflen, &t->used, target, plen, false);
 	if (!t->path) {
 		/* The raw path, for the reply to name (it held only printable
 		 * ASCII, or the head parser would have refused it). */
@@ -526,8 +526,8 @@ enum http_target_status http_target_decode(const char *target, char *buf, size_t
 			size_t kl = eq ? (size_t)(eq - p) : n;
 			if (t->nquery == HTTP_MAX_QUERY)
 				return HTTP_TARGET_TOO_MANY;
-			const char *k = target_put(buf, buflen, &t->used, p, kl, true);
-			const char *v = k ? target_put(buf, buflen, &t->used, eq ? eq + 1 : p + n, eq ? n - kl - 1 : 0, true)
+			const char *k = http_target_put(buf, buflen, &t->used, p, kl, true);
+			const char *v = k ? http_target_put(buf, buflen, &t->used, eq ? eq + 1 : p + n, eq ? n - kl - 1 : 0, true)
 					  : NULL;
 			if (!v)
 				return HTTP_TARGET_BAD_QUERY;

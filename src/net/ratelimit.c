@@ -27,7 +27,7 @@ struct ratelimit {
 	unsigned char hkey[crypto_shorthash_KEYBYTES];
 };
 
-static uint64_t hash_key(const struct ratelimit *rl, const char *s)
+static uint64_t ratelimit_hash_key(const struct ratelimit *rl, const char *s)
 {
 	uint64_t h;
 	crypto_shorthash((unsigned char *)&h, (const unsigned char *)s, strlen(s), rl->hkey);
@@ -59,7 +59,7 @@ void ratelimit_free(struct ratelimit *rl)
 int ratelimit_size(const struct ratelimit *rl) { return rl->size; }
 
 /* Finds the key's slot, or a slot to put it in (empty, expired, or oldest). */
-static struct rl_entry *slot_for(struct ratelimit *rl, const char *key, uint64_t h, int64_t now_ms)
+static struct rl_entry *ratelimit_slot_for(struct ratelimit *rl, const char *key, uint64_t h, int64_t now_ms)
 {
 	struct rl_entry *victim = NULL;
 	unsigned mask = (unsigned)rl->capacity - 1;
@@ -80,7 +80,7 @@ static struct rl_entry *slot_for(struct ratelimit *rl, const char *key, uint64_t
 }
 
 /* The key's entry, if it has one. */
-static const struct rl_entry *rl_find(const struct ratelimit *rl, const char *k, uint64_t h)
+static const struct rl_entry *ratelimit_find(const struct ratelimit *rl, const char *k, uint64_t h)
 {
 	unsigned mask = (unsigned)rl->capacity - 1;
 	for (unsigned i = 0; i < PROBE; i++) {
@@ -95,7 +95,7 @@ bool ratelimit_check(const struct ratelimit *rl, const char *key, int64_t now_ms
 {
 	char k[KEY_MAX];
 	snprintf(k, sizeof k, "%s", key);
-	const struct rl_entry *e = rl_find(rl, k, hash_key(rl, k));
+	const struct rl_entry *e = ratelimit_find(rl, k, ratelimit_hash_key(rl, k));
 	return !e || (double)(e->tat_ms - now_ms) <= rl->tolerance_ms;
 }
 
@@ -103,7 +103,7 @@ void ratelimit_refund(struct ratelimit *rl, const char *key, int64_t now_ms)
 {
 	char k[KEY_MAX];
 	snprintf(k, sizeof k, "%s", key);
-	struct rl_entry *e = (struct rl_entry *)rl_find(rl, k, hash_key(rl, k));
+	struct rl_entry *e = (struct rl_entry *)ratelimit_find(rl, k, ratelimit_hash_key(rl, k));
 	if (!e)
 		return;
 	e->tat_ms -= (int64_t)rl->interval_ms;
@@ -115,8 +115,8 @@ bool ratelimit_allow(struct ratelimit *rl, const char *key, int64_t now_ms, int6
 {
 	char k[KEY_MAX];
 	snprintf(k, sizeof k, "%s", key);
-	uint64_t h = hash_key(rl, k);
-	struct rl_entry *e = slot_for(rl, k, h, now_ms);
+	uint64_t h = ratelimit_hash_key(rl, k);
+	struct rl_entry *e = ratelimit_slot_for(rl, k, h, now_ms);
 	if (e->hash != h || strcmp(e->key, k) != 0) {
 		if (e->hash == 0)
 			rl->size++;

@@ -43,7 +43,7 @@ void stream_free(struct stream *s)
 
 /* EOF (err 0): reading stops, writing may go on (a client that half-closes
  * still gets its reply). An error: nothing more can be sent either. */
-static void report_close(struct stream *s, int err)
+static void stream_report_close(struct stream *s, int err)
 {
 	if (s->closed || (s->eof && err == 0))
 		return;
@@ -58,7 +58,7 @@ static void report_close(struct stream *s, int err)
 }
 
 /* Keeps whatever the owner left unconsumed in the stream's own buffer. */
-static void keep_leftover(struct stream *s)
+static void stream_keep_leftover(struct stream *s)
 {
 	if (s->view_len == 0) {
 		s->in_len = 0;
@@ -84,7 +84,7 @@ static void keep_leftover(struct stream *s)
 	s->view = s->in;
 }
 
-static void update_reading(struct stream *s)
+static void stream_update_reading(struct stream *s)
 {
 	bool want = !s->paused && !s->eof && !s->dead && s->in_len < s->in_max;
 	if (want && !s->reading)
@@ -94,14 +94,14 @@ static void update_reading(struct stream *s)
 	s->reading = want;
 }
 
-static void run_on_read(struct stream *s)
+static void stream_run_on_read(struct stream *s)
 {
 	s->in_cb = true;
 	s->ops->on_read(s, s->arg);
 	s->in_cb = false;
 }
 
-static void read_cb(evutil_socket_t fd, short what, void *arg)
+static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
 	char *dst;
@@ -125,7 +125,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		room = s->in_cap - s->in_len;
 	}
 	if (room == 0) {
-		update_reading(s);
+		stream_update_reading(s);
 		return;
 	}
 	/* One bounded bite per wake-up: a client streaming flat out must not
@@ -139,7 +139,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
 		s->in_cb = true;
-		report_close(s, errno);
+		stream_report_close(s, errno);
 		s->in_cb = false;
 		if (s->dead)
 			stream_destroy(s);
@@ -147,7 +147,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (n == 0) {
 		s->in_cb = true;
-		report_close(s, 0);
+		stream_report_close(s, 0);
 		s->in_cb = false;
 		if (s->dead)
 			stream_destroy(s);
@@ -161,20 +161,20 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 		s->view = s->in;
 		s->view_len = s->in_len;
 	}
-	run_on_read(s);
+	stream_run_on_read(s);
 	/* A new owner took the stream over inside the callback (stream_set_ops):
 	 * it gets the bytes that came with the hand-over at once. */
 	while (!s->dead && s->rerun && s->view_len > 0) {
 		s->rerun = false;
-		run_on_read(s);
+		stream_run_on_read(s);
 	}
 	s->rerun = false;
 	if (s->dead) {
 		stream_destroy(s);
 		return;
 	}
-	keep_leftover(s);
-	update_reading(s);
+	stream_keep_leftover(s);
+	stream_update_reading(s);
 	/* The watch is edge-triggered (a level-triggered epoll polls every
 	 * ready socket twice per read: a third of the loop's time with 10k busy
 	 * sockets). A full bite may have left bytes behind, which no new edge
@@ -197,15 +197,15 @@ void stream_replay(struct stream *s)
 	s->view = s->in;
 	s->view_len = s->in_len;
 	bool nested = s->in_cb;
-	run_on_read(s);
+	stream_run_on_read(s);
 	s->in_cb = nested;
 	if (s->dead && !nested) {
 		stream_destroy(s);
 		return;
 	}
 	if (!nested) {
-		keep_leftover(s);
-		update_reading(s);
+		stream_keep_leftover(s);
+		stream_update_reading(s);
 	}
 }
 
@@ -216,24 +216,24 @@ void stream_consume(struct stream *s, size_t n)
 	s->view += n;
 	s->view_len -= n;
 	if (!s->in_cb) {
-		keep_leftover(s);
-		update_reading(s);
+		stream_keep_leftover(s);
+		stream_update_reading(s);
 	}
 }
 
 void stream_pause(struct stream *s)
 {
 	s->paused = true;
-	update_reading(s);
+	stream_update_reading(s);
 }
 
 void stream_resume(struct stream *s)
 {
 	s->paused = false;
-	update_reading(s);
+	stream_update_reading(s);
 }
 
-static void write_pending(struct stream *s)
+static void stream_write_pending(struct stream *s)
 {
 	while (s->out_off < s->out_len) {
 		ssize_t n = write(s->fd, s->out + s->out_off, s->out_len - s->out_off);
@@ -245,7 +245,7 @@ static void write_pending(struct stream *s)
 				return;
 			}
 			s->in_cb = true;
-			report_close(s, errno);
+			stream_report_close(s, errno);
 			s->in_cb = false;
 			return;
 		}
@@ -262,10 +262,10 @@ static void write_pending(struct stream *s)
 	}
 }
 
-static void write_cb(evutil_socket_t fd, short what, void *arg)
+static void stream_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
-	write_pending(s);
+	stream_write_pending(s);
 	if (s->dead) {
 		stream_destroy(s);
 		return;
@@ -279,7 +279,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void queue_bytes(struct stream *s, const struct iovec *iov, int n, size_t skip)
+static void stream_queue_bytes(struct stream *s, const struct iovec *iov, int n, size_t skip)
 {
 	for (int i = 0; i < n; i++) {
 		const char *p = iov[i].iov_base;
@@ -316,7 +316,7 @@ bool stream_writev(struct stream *s, const struct iovec *iov, int n)
 		if (s->out_off > 0 && s->out_off == s->out_len) {
 			s->out_off = s->out_len = 0;
 		}
-		queue_bytes(s, iov, n, 0);
+		stream_queue_bytes(s, iov, n, 0);
 		return true;
 	}
 	ssize_t w;
@@ -334,7 +334,7 @@ bool stream_writev(struct stream *s, const struct iovec *iov, int n)
 		return true;
 	if (total - (size_t)w > s->out_max)
 		return false;
-	queue_bytes(s, iov, n, (size_t)w);
+	stream_queue_bytes(s, iov, n, (size_t)w);
 	event_add(s->wev, NULL);
 	return true;
 }
@@ -370,12 +370,12 @@ struct stream *stream_new(struct event_base *base, int fd, struct stream_scratch
 	s->ops = ops;
 	s->arg = arg;
 	/* Edge-triggered both (libevent refuses a mix on one socket): reads
-	 * come back by themselves after a full bite (read_cb), writes run until
+	 * come back by themselves after a full bite (stream_read_cb), writes run until
 	 * EAGAIN before they wait; re-arming a watch reports a socket already
 	 * ready (epoll_ctl polls it). */
-	s->rev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET | EV_CLOSED, read_cb, s);
-	s->wev = event_new(base, fd, EV_WRITE | EV_ET, write_cb, s);
-	update_reading(s);
+	s->rev = event_new(base, fd, EV_READ | EV_PERSIST | EV_ET | EV_CLOSED, stream_read_cb, s);
+	s->wev = event_new(base, fd, EV_WRITE | EV_ET, stream_write_cb, s);
+	stream_update_reading(s);
 	return s;
 }
 
@@ -394,5 +394,5 @@ void stream_set_ops(struct stream *s, const struct stream_ops *ops, void *arg, s
 	s->in_max = in_max;
 	s->out_max = out_max;
 	s->rerun = true;
-	update_reading(s);
+	stream_update_reading(s);
 }

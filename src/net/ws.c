@@ -64,14 +64,14 @@ struct ws_hub {
 	struct metric_cell *m_conns, *m_opened, *m_rx_msgs, *m_tx_msgs, *m_rx_bytes, *m_tx_bytes, *m_slow;
 };
 
-static void conn_notify(struct ws_conn *c, uint16_t code, const char *reason);
-static void conn_terminate(struct ws_conn *c);
+static void ws_conn_notify(struct ws_conn *c, uint16_t code, const char *reason);
+static void ws_conn_terminate(struct ws_conn *c);
 
-static int64_t now_ms(void) { return rh_mono_ns() / 1000000; }
+static int64_t ws_now_ms(void) { return rh_mono_ns() / 1000000; }
 
 /* ------------------------------------------------------------ sending */
 
-static bool send_frame(struct ws_conn *c, uint8_t opcode, const void *payload, size_t len)
+static bool ws_send_frame(struct ws_conn *c, uint8_t opcode, const void *payload, size_t len)
 {
 	uint8_t head[WS_HEADER_MAX];
 	size_t hl = ws_frame_write_header(head, opcode, true, len, NULL);
@@ -86,20 +86,20 @@ static bool send_frame(struct ws_conn *c, uint8_t opcode, const void *payload, s
 /* A reader that does not keep up: stop writing to it and drop it. Its
  * output buffer stays capped at ws.max_output; we cannot even send it a
  * close frame, since that would be queued behind what it does not read. */
-static void conn_slow_reader(struct ws_conn *c)
+static void ws_conn_slow_reader(struct ws_conn *c)
 {
 	metric_inc(c->hub->m_slow);
 	log_info(c->logid, "closing: a slow reader left %zu bytes unread", stream_pending(c->st));
-	conn_notify(c, WS_CLOSE_POLICY, "slow reader");
-	conn_terminate(c);
+	ws_conn_notify(c, WS_CLOSE_POLICY, "slow reader");
+	ws_conn_terminate(c);
 }
 
-static bool send_message(struct ws_conn *c, uint8_t opcode, const void *data, size_t len)
+static bool ws_send_message(struct ws_conn *c, uint8_t opcode, const void *data, size_t len)
 {
 	if (c->state != WS_OPEN || c->dead)
 		return false;
-	if (!send_frame(c, opcode, data, len)) {
-		conn_slow_reader(c);
+	if (!ws_send_frame(c, opcode, data, len)) {
+		ws_conn_slow_reader(c);
 		return false;
 	}
 	metric_inc(c->hub->m_tx_msgs);
@@ -108,15 +108,15 @@ static bool send_message(struct ws_conn *c, uint8_t opcode, const void *data, si
 
 bool ws_send_text(struct ws_conn *c, const char *text, size_t len)
 {
-	return send_message(c, WS_OP_TEXT, text, len);
+	return ws_send_message(c, WS_OP_TEXT, text, len);
 }
 
 bool ws_send_binary(struct ws_conn *c, const void *data, size_t len)
 {
-	return send_message(c, WS_OP_BINARY, data, len);
+	return ws_send_message(c, WS_OP_BINARY, data, len);
 }
 
-static void count_close(struct ws_hub *hub, uint16_t code)
+static void ws_count_close(struct ws_hub *hub, uint16_t code)
 {
 	char code_s[8];
 	snprintf(code_s, sizeof code_s, "%u", code);
@@ -132,28 +132,28 @@ void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
 	uint8_t frame[WS_CLOSE_FRAME_MAX];
 	size_t n = ws_frame_build_close(frame, code, reason, NULL);
 	c->state = WS_CLOSING;
-	c->close_ms = now_ms();
+	c->close_ms = ws_now_ms();
 	if (!n || !stream_write(c->st, frame, n)) {
-		conn_notify(c, code, reason);
-		conn_terminate(c);
+		ws_conn_notify(c, code, reason);
+		ws_conn_terminate(c);
 		return;
 	}
-	conn_notify(c, code, reason);
+	ws_conn_notify(c, code, reason);
 }
 
 /* ------------------------------------------------------------ lifecycle */
 
-static void conn_notify(struct ws_conn *c, uint16_t code, const char *reason)
+static void ws_conn_notify(struct ws_conn *c, uint16_t code, const char *reason)
 {
 	if (c->notified)
 		return;
 	c->notified = true;
-	count_close(c->hub, code);
+	ws_count_close(c->hub, code);
 	log_debug(c->logid, "websocket closed code=%u reason=\"%s\"", code, reason ? reason : "");
 	c->h->on_close(c, c->arg, code, reason ? reason : "");
 }
 
-static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+static void ws_reaper_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ws_hub *hub = arg;
 	while (hub->dead) {
@@ -165,13 +165,13 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Closes the socket; the struct goes on the next loop turn. */
-static void conn_terminate(struct ws_conn *c)
+static void ws_conn_terminate(struct ws_conn *c)
 {
 	struct ws_hub *hub = c->hub;
 	if (c->dead)
 		return;
 	if (!c->notified)
-		conn_notify(c, WS_CLOSE_ABNORMAL, "connection lost");
+		ws_conn_notify(c, WS_CLOSE_ABNORMAL, "connection lost");
 	c->dead = true;
 	stream_free(c->st);
 	c->st = NULL;
@@ -186,7 +186,7 @@ static void conn_terminate(struct ws_conn *c)
 }
 
 /* A protocol error: tell the peer why and drop the connection. */
-static void conn_fail(struct ws_conn *c, uint16_t code, const char *why)
+static void ws_conn_fail(struct ws_conn *c, uint16_t code, const char *why)
 {
 	const char *lv[] = { why };
 	metric_inc(metric_cell(c->hub->f_errors, lv));
@@ -196,15 +196,15 @@ static void conn_fail(struct ws_conn *c, uint16_t code, const char *why)
 	if (c->state == WS_OPEN && n)
 		stream_write(c->st, frame, n);
 	c->state = WS_DRAINING;
-	c->close_ms = now_ms();
-	conn_notify(c, code, why);
+	c->close_ms = ws_now_ms();
+	ws_conn_notify(c, code, why);
 	stream_shutdown_write(c->st);
 	stream_pause(c->st);
 }
 
 /* ------------------------------------------------------------ receiving */
 
-static void deliver(struct ws_conn *c, bool binary, const char *data, size_t len)
+static void ws_deliver(struct ws_conn *c, bool binary, const char *data, size_t len)
 {
 	metric_inc(c->hub->m_rx_msgs);
 	if (c->state != WS_OPEN)
@@ -215,15 +215,15 @@ static void deliver(struct ws_conn *c, bool binary, const char *data, size_t len
 		c->h->on_message(c, c->arg, data, len);
 }
 
-static bool on_data_frame(struct ws_conn *c, const struct ws_frame *f)
+static bool ws_on_data_frame(struct ws_conn *c, const struct ws_frame *f)
 {
 	bool binary = f->message_opcode == WS_OP_BINARY;
 	if (binary && !c->h->on_binary) {
-		conn_fail(c, WS_CLOSE_UNSUPPORTED, "binary messages are not supported");
+		ws_conn_fail(c, WS_CLOSE_UNSUPPORTED, "binary messages are not supported");
 		return false;
 	}
 	if (f->message_end && c->msg_len == 0) {
-		deliver(c, binary, (const char *)f->payload, f->payload_len); /* the usual case: zero copy */
+		ws_deliver(c, binary, (const char *)f->payload, f->payload_len); /* the usual case: zero copy */
 		return true;
 	}
 	if (c->msg_len + f->payload_len > c->msg_cap) {
@@ -240,7 +240,7 @@ static bool on_data_frame(struct ws_conn *c, const struct ws_frame *f)
 		c->msg_len += f->payload_len;
 	}
 	if (f->message_end) {
-		deliver(c, binary, c->msg ? c->msg : "", c->msg_len);
+		ws_deliver(c, binary, c->msg ? c->msg : "", c->msg_len);
 		c->msg_len = 0;
 		if (c->msg_cap > 65536) {
 			rh_free(c->msg);
@@ -251,12 +251,12 @@ static bool on_data_frame(struct ws_conn *c, const struct ws_frame *f)
 	return true;
 }
 
-static bool on_control_frame(struct ws_conn *c, const struct ws_frame *f)
+static bool ws_on_control_frame(struct ws_conn *c, const struct ws_frame *f)
 {
 	switch (f->opcode) {
 	case WS_OP_PING:
-		if (c->state == WS_OPEN && !send_frame(c, WS_OP_PONG, f->payload, f->payload_len)) {
-			conn_slow_reader(c);
+		if (c->state == WS_OPEN && !ws_send_frame(c, WS_OP_PONG, f->payload, f->payload_len)) {
+			ws_conn_slow_reader(c);
 			return false;
 		}
 		return true;
@@ -277,12 +277,12 @@ static bool on_control_frame(struct ws_conn *c, const struct ws_frame *f)
 				stream_write(c->st, frame, n);
 		}
 		c->state = WS_DRAINING;
-		c->close_ms = now_ms();
-		conn_notify(c, f->close_code, reason);
+		c->close_ms = ws_now_ms();
+		ws_conn_notify(c, f->close_code, reason);
 		stream_shutdown_write(c->st);
 		stream_pause(c->st);
 		if (stream_pending(c->st) == 0)
-			conn_terminate(c);
+			ws_conn_terminate(c);
 		return false;
 	}
 	}
@@ -292,7 +292,7 @@ static bool on_control_frame(struct ws_conn *c, const struct ws_frame *f)
 /* The session's frame rates (ws.max_messages_per_s, ws.max_pings_per_s):
  * past them the client is flooding, and is closed with 1008. A close frame
  * always goes through. */
-static bool frame_allowed(struct ws_conn *c, const struct ws_frame *f)
+static bool ws_frame_allowed(struct ws_conn *c, const struct ws_frame *f)
 {
 	const struct ws_cfg *cfg = c->hub->cfg;
 	if (f->opcode == WS_OP_CLOSE)
@@ -302,14 +302,14 @@ static bool frame_allowed(struct ws_conn *c, const struct ws_frame *f)
 			  : ws_rate_take(&c->data_rate, cfg->max_messages_per_s, (double)cfg->max_message_burst,
 					 c->last_rx_ms);
 	if (!ok)
-		conn_fail(c, WS_CLOSE_POLICY, control ? "ping flood" : "too many messages");
+		ws_conn_fail(c, WS_CLOSE_POLICY, control ? "ping flood" : "too many messages");
 	return ok;
 }
 
 static void ws_on_read(struct stream *st, void *arg)
 {
 	struct ws_conn *c = arg;
-	c->last_rx_ms = now_ms();
+	c->last_rx_ms = ws_now_ms();
 	c->last_rx_wall_ms = rh_wall_ms();
 	metric_add(c->hub->m_rx_bytes, (double)stream_in_len(st));
 	while (!c->dead && c->state != WS_DRAINING && stream_in_len(st) > 0) {
@@ -320,12 +320,12 @@ static void ws_on_read(struct stream *st, void *arg)
 		if (rc == WS_MORE)
 			return;
 		if (rc == WS_ERROR) {
-			conn_fail(c, f.error_code, f.error);
+			ws_conn_fail(c, f.error_code, f.error);
 			return;
 		}
-		if (!frame_allowed(c, &f))
+		if (!ws_frame_allowed(c, &f))
 			return;
-		bool go_on = f.opcode >= WS_OP_CLOSE ? on_control_frame(c, &f) : on_data_frame(c, &f);
+		bool go_on = f.opcode >= WS_OP_CLOSE ? ws_on_control_frame(c, &f) : ws_on_data_frame(c, &f);
 		if (c->dead)
 			return;
 		stream_consume(st, f.frame_len);
@@ -340,14 +340,14 @@ static void ws_on_drain(struct stream *st, void *arg)
 {
 	struct ws_conn *c = arg;
 	if (c->state == WS_DRAINING)
-		conn_terminate(c);
+		ws_conn_terminate(c);
 }
 
 static void ws_on_close(struct stream *st, void *arg, int err)
 {
 	struct ws_conn *c = arg;
-	conn_notify(c, WS_CLOSE_ABNORMAL, err ? strerror(err) : "connection closed without a close frame");
-	conn_terminate(c);
+	ws_conn_notify(c, WS_CLOSE_ABNORMAL, err ? strerror(err) : "connection closed without a close frame");
+	ws_conn_terminate(c);
 }
 
 static const struct stream_ops ws_stream_ops = {
@@ -358,10 +358,10 @@ static const struct stream_ops ws_stream_ops = {
 
 /* ------------------------------------------------------------ timers */
 
-static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+static void ws_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ws_hub *hub = arg;
-	int64_t now = now_ms(), wall = rh_wall_ms();
+	int64_t now = ws_now_ms(), wall = rh_wall_ms();
 	const struct ws_cfg *cfg = hub->cfg;
 	int budget = (hub->count + SWEEP_SLICES - 1) / SWEEP_SLICES;
 	struct ws_conn *c = hub->cursor ? hub->cursor : TAILQ_FIRST(&hub->conns), *next;
@@ -369,7 +369,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 		next = TAILQ_NEXT(c, link);
 		if (c->state != WS_OPEN) {
 			if (now - c->close_ms >= cfg->close_timeout_ms)
-				conn_terminate(c);
+				ws_conn_terminate(c);
 			continue;
 		}
 		if (c->expires_ms && wall > c->expires_ms) {
@@ -386,11 +386,11 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 			char stamp[24];
 			int n = snprintf(stamp, sizeof stamp, "%lld", (long long)wall);
 			c->last_ping_ms = now;
-			if (!send_frame(c, WS_OP_PING, stamp, (size_t)n))
-				conn_slow_reader(c);
+			if (!ws_send_frame(c, WS_OP_PING, stamp, (size_t)n))
+				ws_conn_slow_reader(c);
 		}
 	}
-	/* conn_terminate above moved the cursor past what it freed */
+	/* ws_conn_terminate above moved the cursor past what it freed */
 	hub->cursor = c;
 }
 
@@ -454,7 +454,7 @@ struct ws_conn *ws_accept(struct ws_hub *hub, struct http_req *req, const char *
 	c->h = h;
 	c->arg = arg;
 	c->id = ++hub->next_id;
-	c->opened_ms = c->last_rx_ms = c->last_ping_ms = now_ms();
+	c->opened_ms = c->last_rx_ms = c->last_ping_ms = ws_now_ms();
 	/* Spread heartbeats over the last quarter of the interval: connections
 	 * opened together (a fleet reconnecting, a benchmark) would otherwise
 	 * all be pinged in one sweep, thousands of writes in one turn of the
@@ -510,8 +510,8 @@ struct ws_hub *ws_hub_new(struct event_base *base, struct http_server *http, con
 	hub->http = http;
 	hub->cfg = cfg;
 	TAILQ_INIT(&hub->conns);
-	hub->sweep = event_new(base, -1, EV_PERSIST, sweep_cb, hub);
-	hub->reaper = event_new(base, -1, 0, reaper_cb, hub);
+	hub->sweep = event_new(base, -1, EV_PERSIST, ws_sweep_cb, hub);
+	hub->reaper = event_new(base, -1, 0, ws_reaper_cb, hub);
 	struct timeval tv = { SWEEP_MS / 1000, (SWEEP_MS % 1000) * 1000 };
 	event_add(hub->sweep, &tv);
 	hub->m_conns = metric_cell(metrics_gauge(m, "ridehail_ws_connections", "Open WebSocket connections.", NULL), NULL);
@@ -542,8 +542,8 @@ void ws_hub_free(struct ws_hub *hub)
 	if (!hub)
 		return;
 	while (!TAILQ_EMPTY(&hub->conns))
-		conn_terminate(TAILQ_FIRST(&hub->conns));
-	reaper_cb(-1, 0, hub);
+		ws_conn_terminate(TAILQ_FIRST(&hub->conns));
+	ws_reaper_cb(-1, 0, hub);
 	event_free(hub->sweep);
 	event_free(hub->reaper);
 	rh_free(hub);

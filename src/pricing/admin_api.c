@@ -24,35 +24,35 @@
 #include "pricing_internal.h"
 #include "store/db.h"
 
-static struct db_stmt pa_st_zone_put = {
+static struct db_stmt pricing_admin_st_zone_put = {
 	"pricing_zone_put", "SELECT status, body::text FROM zone_put($1, $2, $3::integer, $4, $5)", 5, 0 };
-static struct db_stmt pa_st_zone_delete = {
+static struct db_stmt pricing_admin_st_zone_delete = {
 	"pricing_zone_delete", "SELECT status, body::text FROM zone_delete($1, $2)", 2, 0 };
-static struct db_stmt pa_st_zones = {
+static struct db_stmt pricing_admin_st_zones = {
 	"pricing_zones",
 	"SELECT jsonb_build_object('zones', COALESCE((SELECT jsonb_agg(zone_json(z, true) ORDER BY z.name) FROM zones z), "
 	"'[]'), 'book_version', (SELECT version FROM pricing_book))::text",
 	0, 0 };
-static struct db_stmt pa_st_tariff_put = {
+static struct db_stmt pricing_admin_st_tariff_put = {
 	"pricing_tariff_put", "SELECT status, body::text FROM tariff_put($1, $2::jsonb, 'operator', $3)", 3, 0 };
-static struct db_stmt pa_st_tariffs = {
+static struct db_stmt pricing_admin_st_tariffs = {
 	"pricing_tariffs",
 	"SELECT jsonb_build_object('tariffs', COALESCE(jsonb_agg(tariff_json(t) ORDER BY t.vehicle_type, t.version DESC), "
 	"'[]'), 'book_version', (SELECT version FROM pricing_book))::text FROM tariffs t "
 	"WHERE CASE WHEN $1::text IS NULL THEN t.version = (SELECT max(x.version) FROM tariffs x "
 	"WHERE x.vehicle_type = t.vehicle_type) ELSE t.vehicle_type = $1 END",
 	1, 0 };
-static struct db_stmt pa_st_override_put = {
+static struct db_stmt pricing_admin_st_override_put = {
 	"pricing_override_put", "SELECT status, body::text FROM surge_override_put($1, $2, $3::numeric, $4, $5)", 5, 0 };
-static struct db_stmt pa_st_override_delete = {
+static struct db_stmt pricing_admin_st_override_delete = {
 	"pricing_override_delete", "SELECT status, body::text FROM surge_override_delete($1, $2)", 2, 0 };
-static struct db_stmt pa_st_overrides = {
+static struct db_stmt pricing_admin_st_overrides = {
 	"pricing_overrides",
 	"SELECT jsonb_build_object('overrides', COALESCE(jsonb_agg(jsonb_strip_nulls(jsonb_build_object("
 	"'zone', z.name, 'mode', o.mode, 'cap', o.cap, 'reason', o.reason, 'set_by', o.set_by, 'set_at', rh_ts(o.set_at))) "
 	"ORDER BY z.name), '[]'))::text FROM surge_overrides o JOIN zones z ON z.id = o.zone_id",
 	0, 0 };
-static struct db_stmt pa_st_log = {
+static struct db_stmt pricing_admin_st_log = {
 	"pricing_log",
 	"SELECT jsonb_build_object('entries', COALESCE(jsonb_agg(jsonb_build_object('id', l.id, 'at', rh_ts(l.at), "
 	"'actor', l.actor, 'action', l.action, 'subject', l.subject, 'detail', l.detail, 'book_version', l.book_version) "
@@ -60,7 +60,7 @@ static struct db_stmt pa_st_log = {
 	1, 0 };
 
 /* One request at the database, then (a change) at the book. */
-struct pa_call {
+struct pricing_admin_call {
 	struct pricing *p;
 	struct http_req *req;
 	const char *what;    /* "put the zone": for errors */
@@ -68,34 +68,34 @@ struct pa_call {
 	cJSON *body;
 };
 
-static struct pa_call *pa_call_new(struct pricing *p, struct http_req *req, const char *what)
+static struct pricing_admin_call *pricing_admin_call_new(struct pricing *p, struct http_req *req, const char *what)
 {
-	struct pa_call *c = RH_NEW(struct pa_call);
+	struct pricing_admin_call *c = RH_NEW(struct pricing_admin_call);
 	c->p = p;
 	c->req = req;
 	c->what = what;
 	return c;
 }
 
-static void pa_call_free(struct pa_call *c)
+static void pricing_admin_call_free(struct pricing_admin_call *c)
 {
 	cJSON_Delete(c->body);
 	rh_free(c);
 }
 
-static void pa_booked(void *arg, bool ok)
+static void pricing_admin_booked(void *arg, bool ok)
 {
-	struct pa_call *c = arg;
+	struct pricing_admin_call *c = arg;
 	if (!ok)
 		log_warn(http_req_logid(c->req), "pricing: the change is written, but the book could not be read again yet");
 	http_reply_header(c->req, "Cache-Control", "no-store");
 	http_reply_json(c->req, c->status, c->body);
 	c->body = NULL;
-	pa_call_free(c);
+	pricing_admin_call_free(c);
 }
 
 /* A refusal of the SQL functions as a problem. */
-static void pa_reply_refusal(struct http_req *req, int status, const cJSON *body)
+static void pricing_admin_reply_refusal(struct http_req *req, int status, const cJSON *body)
 {
 	const char *reason = jv_str(body, "reason");
 	const char *zone = jv_str(body, "zone");
@@ -132,33 +132,33 @@ static void pa_reply_refusal(struct http_req *req, int status, const cJSON *body
 }
 
 /* (status, body) of a change: a success waits for the book to hold it. */
-static void pa_changed(void *arg, const struct db_result *res)
+static void pricing_admin_changed(void *arg, const struct db_result *res)
 {
-	struct pa_call *c = arg;
+	struct pricing_admin_call *c = arg;
 	if (res->err != RH_OK || db_rows(res) != 1) {
 		http_reply_err(c->req, res->err != RH_OK ? db_result_err(res) : RH_EDB, c->what, res->message);
-		pa_call_free(c);
+		pricing_admin_call_free(c);
 		return;
 	}
 	c->status = atoi(db_get(res, 0, 0));
 	c->body = cJSON_Parse(db_get(res, 0, 1));
 	if (c->status >= 400 || !c->body) {
 		if (c->body)
-			pa_reply_refusal(c->req, c->status, c->body);
+			pricing_admin_reply_refusal(c->req, c->status, c->body);
 		else
 			http_reply_err(c->req, RH_EDB, c->what, "an unreadable answer");
-		pa_call_free(c);
+		pricing_admin_call_free(c);
 		return;
 	}
 	log_info(http_req_logid(c->req), "pricing: %s (book version %lld)", c->what,
 		 (long long)jv_num(c->body, "book_version", 0));
-	pricing_book_wait(c->p, (int64_t)jv_num(c->body, "book_version", 0), pa_booked, c);
+	pricing_book_wait(c->p, (int64_t)jv_num(c->body, "book_version", 0), pricing_admin_booked, c);
 }
 
 /* A read: the one JSON text it answers. */
-static void pa_read(void *arg, const struct db_result *res)
+static void pricing_admin_read(void *arg, const struct db_result *res)
 {
-	struct pa_call *c = arg;
+	struct pricing_admin_call *c = arg;
 	if (res->err != RH_OK || db_rows(res) != 1 || !db_get(res, 0, 0)) {
 		http_reply_err(c->req, res->err != RH_OK ? db_result_err(res) : RH_EDB, c->what, res->message);
 	} else {
@@ -166,16 +166,16 @@ static void pa_read(void *arg, const struct db_result *res)
 		const char *s = db_get(res, 0, 0);
 		http_reply(c->req, 200, "application/json", s, strlen(s));
 	}
-	pa_call_free(c);
+	pricing_admin_call_free(c);
 }
 
-static bool pa_operator(struct pricing *p, struct http_req *req, struct auth_principal *who)
+static bool pricing_admin_operator(struct pricing *p, struct http_req *req, struct auth_principal *who)
 {
 	return auth_operator_or_reply(p->deps.auth, req, who);
 }
 
 /* A path segment naming a zone: [a-z0-9][a-z0-9_-]{0,62}. */
-static bool pa_zone_name_ok(const char *s)
+static bool pricing_admin_zone_name_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 	if (n < 1 || n > 63 || !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
@@ -186,10 +186,10 @@ static bool pa_zone_name_ok(const char *s)
 	return true;
 }
 
-static const char *pa_zone_or_reply(struct http_req *req, const char *param)
+static const char *pricing_admin_zone_or_reply(struct http_req *req, const char *param)
 {
 	const char *name = http_req_param(req, param);
-	if (!pa_zone_name_ok(name)) {
+	if (!pricing_admin_zone_name_ok(name)) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, param, "pattern",
 					 "a zone's name is 1 to 63 of a-z, 0-9, _ and -, starting with a letter or digit");
 		return NULL;
@@ -201,7 +201,7 @@ static const char *pa_zone_or_reply(struct http_req *req, const char *param)
 
 /* A GeoJSON Polygon or MultiPolygon of WGS 84 positions with closed rings
  * of at least four positions; false after a 400 naming the member. */
-static bool pa_ring_ok(struct http_req *req, const cJSON *ring, const char *path, size_t *npts)
+static bool pricing_admin_ring_ok(struct http_req *req, const cJSON *ring, const char *path, size_t *npts)
 {
 	int n = cJSON_GetArraySize(ring);
 	if (!cJSON_IsArray(ring) || n < 4) {
@@ -243,7 +243,7 @@ static bool pa_ring_ok(struct http_req *req, const cJSON *ring, const char *path
 	return true;
 }
 
-static bool pa_polygon_ok(struct http_req *req, const cJSON *poly, const char *path, size_t *npts)
+static bool pricing_admin_polygon_ok(struct http_req *req, const cJSON *poly, const char *path, size_t *npts)
 {
 	if (!cJSON_IsArray(poly) || cJSON_GetArraySize(poly) < 1 || cJSON_GetArraySize(poly) > 1000) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, path, "type",
@@ -255,13 +255,13 @@ static bool pa_polygon_ok(struct http_req *req, const cJSON *poly, const char *p
 	cJSON_ArrayForEach(ring, poly) {
 		char p2[140];
 		snprintf(p2, sizeof p2, "%s[%d]", path, i++);
-		if (!pa_ring_ok(req, ring, p2, npts))
+		if (!pricing_admin_ring_ok(req, ring, p2, npts))
 			return false;
 	}
 	return true;
 }
 
-static bool pa_geometry_ok(struct http_req *req, const cJSON *g)
+static bool pricing_admin_geometry_ok(struct http_req *req, const cJSON *g)
 {
 	const char *type = jv_str(g, "type");
 	const cJSON *coords = cJSON_GetObjectItemCaseSensitive(g, "coordinates");
@@ -281,7 +281,7 @@ static bool pa_geometry_ok(struct http_req *req, const cJSON *g)
 	}
 	size_t npts = 0;
 	if (!multi)
-		return pa_polygon_ok(req, coords, "geometry.coordinates", &npts);
+		return pricing_admin_polygon_ok(req, coords, "geometry.coordinates", &npts);
 	if (!cJSON_IsArray(coords) || cJSON_GetArraySize(coords) < 1) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, "geometry.coordinates", "type",
 					 "a MultiPolygon's coordinates are an array of polygons");
@@ -292,83 +292,85 @@ static bool pa_geometry_ok(struct http_req *req, const cJSON *g)
 	cJSON_ArrayForEach(poly, coords) {
 		char p2[96];
 		snprintf(p2, sizeof p2, "geometry.coordinates[%d]", i++);
-		if (!pa_polygon_ok(req, poly, p2, &npts))
+		if (!pricing_admin_polygon_ok(req, poly, p2, &npts))
 			return false;
 	}
 	return true;
 }
 
-static const char *const pa_zone_kinds[] = { "service_area", "zone", NULL };
-static const struct jv_field pa_zone_fields[] = {
-	{ "kind", JV_STRING, JV_REQUIRED, 1, 32, pa_zone_kinds },
+static const char *const pricing_admin_zone_kinds[] = { "service_area", "zone", NULL };
+static const struct jv_field pricing_admin_zone_fields[] = {
+	{ "kind", JV_STRING, JV_REQUIRED, 1, 32, pricing_admin_zone_kinds },
 	{ "priority", JV_INTEGER, JV_NULLABLE, -1000, 1000 },
 	{ "geometry", JV_ANY_OBJECT, JV_REQUIRED },
 	{ 0 }
 };
 
-static void pa_zone_put(struct http_req *req, void *ctx)
+static void pricing_admin_zone_put(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
+	if (!pricing_admin_operator(p, req, &who))
 		return;
-	const char *name = pa_zone_or_reply(req, "name");
+	const char *name = pricing_admin_zone_or_reply(req, "name");
 	if (!name)
 		return;
-	cJSON *body = http_req_json_valid_or_reply(req, pa_zone_fields);
+	cJSON *body = http_req_json_valid_or_reply(req, pricing_admin_zone_fields);
 	if (!body)
 		return;
 	const cJSON *g = cJSON_GetObjectItemCaseSensitive(body, "geometry");
-	if (!pa_geometry_ok(req, g)) {
+	if (!pricing_admin_geometry_ok(req, g)) {
 		cJSON_Delete(body);
 		return;
 	}
 	char prio[16], *geo = cJSON_PrintUnformatted(g);
 	snprintf(prio, sizeof prio, "%d", (int)jv_num(body, "priority", 0));
 	const char *params[] = { name, jv_str(body, "kind"), prio, geo, who.id };
-	db_query(p->deps.db, &pa_st_zone_put, params, pa_changed, pa_call_new(p, req, "put the zone"));
+	db_query(p->deps.db, &pricing_admin_st_zone_put, params, pricing_admin_changed,
+		 pricing_admin_call_new(p, req, "put the zone"));
 	cJSON_free(geo);
 	cJSON_Delete(body);
 }
 
 /* A DELETE of what the zone named by path parameter `param` has: stmt
  * takes the zone and who asks. */
-static void pa_delete_of_zone(struct pricing *p, struct http_req *req, const char *param, struct db_stmt *stmt,
+static void pricing_admin_delete_of_zone(struct pricing *p, struct http_req *req, const char *param,
+					 struct db_stmt *stmt,
 			      const char *what)
 {
 	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
+	if (!pricing_admin_operator(p, req, &who))
 		return;
-	const char *name = pa_zone_or_reply(req, param);
+	const char *name = pricing_admin_zone_or_reply(req, param);
 	if (!name)
 		return;
 	const char *params[] = { name, who.id };
-	db_query(p->deps.db, stmt, params, pa_changed, pa_call_new(p, req, what));
+	db_query(p->deps.db, stmt, params, pricing_admin_changed, pricing_admin_call_new(p, req, what));
 }
 
 /* A list: stmt takes nothing and answers one JSON text. */
-static void pa_list(struct pricing *p, struct http_req *req, struct db_stmt *stmt, const char *what)
+static void pricing_admin_list(struct pricing *p, struct http_req *req, struct db_stmt *stmt, const char *what)
 {
 	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
+	if (!pricing_admin_operator(p, req, &who))
 		return;
-	db_query(p->deps.db, stmt, NULL, pa_read, pa_call_new(p, req, what));
+	db_query(p->deps.db, stmt, NULL, pricing_admin_read, pricing_admin_call_new(p, req, what));
 }
 
-static void pa_zone_delete(struct http_req *req, void *ctx)
+static void pricing_admin_zone_delete(struct http_req *req, void *ctx)
 {
-	pa_delete_of_zone(ctx, req, "name", &pa_st_zone_delete, "delete the zone");
+	pricing_admin_delete_of_zone(ctx, req, "name", &pricing_admin_st_zone_delete, "delete the zone");
 }
 
-static void pa_zones(struct http_req *req, void *ctx)
+static void pricing_admin_zones(struct http_req *req, void *ctx)
 {
-	pa_list(ctx, req, &pa_st_zones, "list the zones");
+	pricing_admin_list(ctx, req, &pricing_admin_st_zones, "list the zones");
 }
 
 /* ------------------------------------------------------------ tariffs */
 
 #define PA_AMOUNT(name) { name, JV_INTEGER, JV_NULLABLE, 0, 1e9 }
-static const struct jv_field pa_tariff_fields[] = {
+static const struct jv_field pricing_admin_tariff_fields[] = {
 	{ "currency", JV_STRING, JV_NULLABLE, 3, 3 },
 	PA_AMOUNT("base"), PA_AMOUNT("per_km"), PA_AMOUNT("per_min"), PA_AMOUNT("minimum"), PA_AMOUNT("booking_fee"),
 	PA_AMOUNT("cancel_fee"), PA_AMOUNT("no_show_fee"),
@@ -376,16 +378,16 @@ static const struct jv_field pa_tariff_fields[] = {
 	PA_AMOUNT("waiting_per_min"),
 	{ 0 }
 };
-static const struct jv_field pa_band_fields[] = {
+static const struct jv_field pricing_admin_band_fields[] = {
 	{ "name", JV_STRING, JV_REQUIRED, 1, 15 },
 	{ "start", JV_STRING, JV_REQUIRED, 5, 5 },
 	{ "end", JV_STRING, JV_REQUIRED, 5, 5 },
 	PA_AMOUNT("base"), PA_AMOUNT("per_km"), PA_AMOUNT("per_min"), PA_AMOUNT("minimum"),
 	{ 0 }
 };
-static const char *const pa_rule_kinds[] = { "pickup_fee", "dropoff_fee", "fixed", NULL };
-static const struct jv_field pa_rule_fields[] = {
-	{ "kind", JV_STRING, JV_REQUIRED, 1, 16, pa_rule_kinds },
+static const char *const pricing_admin_rule_kinds[] = { "pickup_fee", "dropoff_fee", "fixed", NULL };
+static const struct jv_field pricing_admin_rule_fields[] = {
+	{ "kind", JV_STRING, JV_REQUIRED, 1, 16, pricing_admin_rule_kinds },
 	{ "zone", JV_STRING, JV_NULLABLE, 1, 63 },
 	{ "from", JV_STRING, JV_NULLABLE, 1, 63 },
 	{ "to", JV_STRING, JV_NULLABLE, 1, 63 },
@@ -395,21 +397,21 @@ static const struct jv_field pa_rule_fields[] = {
 };
 
 /* A jv_error inside an array member: its path prefixed with name[i]. */
-static void pa_reply_item_invalid(struct http_req *req, const char *name, int i, const struct jv_error *e)
+static void pricing_admin_reply_item_invalid(struct http_req *req, const char *name, int i, const struct jv_error *e)
 {
 	char path[200];
 	snprintf(path, sizeof path, "%s[%d]%s%s", name, i, e->path[0] ? "." : "", e->path);
 	http_reply_field_problem(req, PROBLEM_VALIDATION, path, e->keyword, "%s: %s", path, e->message);
 }
 
-static bool pa_hhmm_ok(const char *s)
+static bool pricing_admin_hhmm_ok(const char *s)
 {
 	return s && strlen(s) == 5 && isdigit((unsigned char)s[0]) && isdigit((unsigned char)s[1]) && s[2] == ':' &&
 	       isdigit((unsigned char)s[3]) && isdigit((unsigned char)s[4]) &&
 	       ((s[0] - '0') * 10 + (s[1] - '0') < 24 || strcmp(s, "24:00") == 0) && (s[3] - '0') < 6;
 }
 
-static bool pa_bands_ok(struct http_req *req, const cJSON *bands)
+static bool pricing_admin_bands_ok(struct http_req *req, const cJSON *bands)
 {
 	if (!bands || cJSON_IsNull(bands))
 		return true;
@@ -426,15 +428,15 @@ static bool pa_bands_ok(struct http_req *req, const cJSON *bands)
 			snprintf(e.path, sizeof e.path, "%s", "");
 			snprintf(e.keyword, sizeof e.keyword, "type");
 			snprintf(e.message, sizeof e.message, "a band is an object");
-			pa_reply_item_invalid(req, "bands", i, &e);
+			pricing_admin_reply_item_invalid(req, "bands", i, &e);
 			return false;
 		}
-		if (!jv_check(b, pa_band_fields, &e)) {
-			pa_reply_item_invalid(req, "bands", i, &e);
+		if (!jv_check(b, pricing_admin_band_fields, &e)) {
+			pricing_admin_reply_item_invalid(req, "bands", i, &e);
 			return false;
 		}
 		const char *name = jv_str(b, "name");
-		if (!pa_zone_name_ok(name)) {
+		if (!pricing_admin_zone_name_ok(name)) {
 			char path[64];
 			snprintf(path, sizeof path, "bands[%d].name", i);
 			http_reply_field_problem(req, PROBLEM_VALIDATION, path, "pattern", "%s: a-z, 0-9, _ and -", path);
@@ -442,7 +444,7 @@ static bool pa_bands_ok(struct http_req *req, const cJSON *bands)
 		}
 		for (int k = 0; k < 2; k++) {
 			const char *m = k ? "end" : "start";
-			if (!pa_hhmm_ok(jv_str(b, m))) {
+			if (!pricing_admin_hhmm_ok(jv_str(b, m))) {
 				char path[64];
 				snprintf(path, sizeof path, "bands[%d].%s", i, m);
 				http_reply_field_problem(req, PROBLEM_VALIDATION, path, "pattern", "%s: a time of day, HH:MM", path);
@@ -454,7 +456,7 @@ static bool pa_bands_ok(struct http_req *req, const cJSON *bands)
 	return true;
 }
 
-static bool pa_rules_ok(struct http_req *req, const cJSON *rules)
+static bool pricing_admin_rules_ok(struct http_req *req, const cJSON *rules)
 {
 	if (!rules || cJSON_IsNull(rules))
 		return true;
@@ -467,20 +469,20 @@ static bool pa_rules_ok(struct http_req *req, const cJSON *rules)
 	int i = 0;
 	cJSON_ArrayForEach(r, rules) {
 		struct jv_error e;
-		if (!cJSON_IsObject(r) || !jv_check(r, pa_rule_fields, &e)) {
+		if (!cJSON_IsObject(r) || !jv_check(r, pricing_admin_rule_fields, &e)) {
 			if (!cJSON_IsObject(r)) {
 				e.path[0] = '\0';
 				snprintf(e.keyword, sizeof e.keyword, "type");
 				snprintf(e.message, sizeof e.message, "a zone rule is an object");
 			}
-			pa_reply_item_invalid(req, "zone_rules", i, &e);
+			pricing_admin_reply_item_invalid(req, "zone_rules", i, &e);
 			return false;
 		}
 		bool fixed = strcmp(jv_str(r, "kind"), "fixed") == 0;
 		const char *need[2] = { fixed ? "from" : "zone", fixed ? "to" : NULL };
 		const char *not = fixed ? "zone" : "from";
 		for (int k = 0; k < 2 && need[k]; k++) {
-			if (!pa_zone_name_ok(jv_str(r, need[k]))) {
+			if (!pricing_admin_zone_name_ok(jv_str(r, need[k]))) {
 				char path[64];
 				snprintf(path, sizeof path, "zone_rules[%d].%s", i, need[k]);
 				http_reply_field_problem(req, PROBLEM_VALIDATION, path, jv_has(r, need[k]) ? "pattern" : "required",
@@ -501,11 +503,11 @@ static bool pa_rules_ok(struct http_req *req, const cJSON *rules)
 	return true;
 }
 
-static void pa_tariff_put(struct http_req *req, void *ctx)
+static void pricing_admin_tariff_put(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
+	if (!pricing_admin_operator(p, req, &who))
 		return;
 	const char *vt = http_req_param(req, "vehicle_type");
 	int vehicle = tariff_find(p->deps.tariffs, p->deps.ntariffs, vt);
@@ -522,7 +524,7 @@ static void pa_tariff_put(struct http_req *req, void *ctx)
 	cJSON *rules = cJSON_DetachItemFromObjectCaseSensitive(body, "zone_rules");
 	struct jv_error e;
 	bool ok = true;
-	if (!jv_check(body, pa_tariff_fields, &e)) {
+	if (!jv_check(body, pricing_admin_tariff_fields, &e)) {
 		http_reply_invalid(req, &e);
 		ok = false;
 	}
@@ -532,7 +534,7 @@ static void pa_tariff_put(struct http_req *req, void *ctx)
 					 "currency is three capital letters (ISO 4217)");
 		ok = false;
 	}
-	ok = ok && pa_bands_ok(req, bands) && pa_rules_ok(req, rules);
+	ok = ok && pricing_admin_bands_ok(req, bands) && pricing_admin_rules_ok(req, rules);
 	if (!ok) {
 		cJSON_Delete(bands);
 		cJSON_Delete(rules);
@@ -570,16 +572,17 @@ static void pa_tariff_put(struct http_req *req, void *ctx)
 		cJSON_Delete(rules);
 	char *json = cJSON_PrintUnformatted(body);
 	const char *params[] = { vt, json, who.id };
-	db_query(p->deps.db, &pa_st_tariff_put, params, pa_changed, pa_call_new(p, req, "write the tariff"));
+	db_query(p->deps.db, &pricing_admin_st_tariff_put, params, pricing_admin_changed,
+		 pricing_admin_call_new(p, req, "write the tariff"));
 	cJSON_free(json);
 	cJSON_Delete(body);
 }
 
-static void pa_tariffs(struct http_req *req, void *ctx)
+static void pricing_admin_tariffs(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
+	if (!pricing_admin_operator(p, req, &who))
 		return;
 	const char *vt = http_req_param(req, "vehicle_type");
 	if (vt && tariff_find(p->deps.tariffs, p->deps.ntariffs, vt) < 0) {
@@ -587,29 +590,30 @@ static void pa_tariffs(struct http_req *req, void *ctx)
 		return;
 	}
 	const char *params[] = { vt };
-	db_query(p->deps.db, &pa_st_tariffs, params, pa_read, pa_call_new(p, req, "list the tariffs"));
+	db_query(p->deps.db, &pricing_admin_st_tariffs, params, pricing_admin_read,
+		 pricing_admin_call_new(p, req, "list the tariffs"));
 }
 
 /* ------------------------------------------------------------ surge overrides */
 
-static const char *const pa_override_modes[] = { "cap", "freeze", "disable", NULL };
-static const struct jv_field pa_override_fields[] = {
-	{ "mode", JV_STRING, JV_REQUIRED, 1, 16, pa_override_modes },
+static const char *const pricing_admin_override_modes[] = { "cap", "freeze", "disable", NULL };
+static const struct jv_field pricing_admin_override_fields[] = {
+	{ "mode", JV_STRING, JV_REQUIRED, 1, 16, pricing_admin_override_modes },
 	{ "cap", JV_NUMBER, JV_NULLABLE, 1, 10 },
 	{ "reason", JV_STRING, JV_NULLABLE, 1, 200 },
 	{ 0 }
 };
 
-static void pa_override_put(struct http_req *req, void *ctx)
+static void pricing_admin_override_put(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	if (!pa_operator(p, req, &who))
+	if (!pricing_admin_operator(p, req, &who))
 		return;
-	const char *zone = pa_zone_or_reply(req, "zone");
+	const char *zone = pricing_admin_zone_or_reply(req, "zone");
 	if (!zone)
 		return;
-	cJSON *body = http_req_json_valid_or_reply(req, pa_override_fields);
+	cJSON *body = http_req_json_valid_or_reply(req, pricing_admin_override_fields);
 	if (!body)
 		return;
 	const char *mode = jv_str(body, "mode");
@@ -625,44 +629,46 @@ static void pa_override_put(struct http_req *req, void *ctx)
 	if (cap)
 		snprintf(capv, sizeof capv, "%.2f", jv_num(body, "cap", 1));
 	const char *params[] = { zone, mode, cap ? capv : NULL, jv_str(body, "reason"), who.id };
-	db_query(p->deps.db, &pa_st_override_put, params, pa_changed, pa_call_new(p, req, "set the surge override"));
+	db_query(p->deps.db, &pricing_admin_st_override_put, params, pricing_admin_changed,
+		 pricing_admin_call_new(p, req, "set the surge override"));
 	cJSON_Delete(body);
 }
 
-static void pa_override_delete(struct http_req *req, void *ctx)
+static void pricing_admin_override_delete(struct http_req *req, void *ctx)
 {
-	pa_delete_of_zone(ctx, req, "zone", &pa_st_override_delete, "lift the surge override");
+	pricing_admin_delete_of_zone(ctx, req, "zone", &pricing_admin_st_override_delete, "lift the surge override");
 }
 
-static void pa_overrides(struct http_req *req, void *ctx)
+static void pricing_admin_overrides(struct http_req *req, void *ctx)
 {
-	pa_list(ctx, req, &pa_st_overrides, "list the surge overrides");
+	pricing_admin_list(ctx, req, &pricing_admin_st_overrides, "list the surge overrides");
 }
 
-static void pa_log(struct http_req *req, void *ctx)
+static void pricing_admin_log(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
 	int64_t limit;
-	if (!pa_operator(p, req, &who) || !http_query_integer_or_reply(req, "limit", 1, 1000, 100, false, &limit))
+	if (!pricing_admin_operator(p, req, &who) || !http_query_integer_or_reply(req, "limit", 1, 1000, 100, false, &limit))
 		return;
 	char lim[24];
 	snprintf(lim, sizeof lim, "%lld", (long long)limit);
 	const char *params[] = { lim };
-	db_query(p->deps.db, &pa_st_log, params, pa_read, pa_call_new(p, req, "read the pricing log"));
+	db_query(p->deps.db, &pricing_admin_st_log, params, pricing_admin_read,
+		 pricing_admin_call_new(p, req, "read the pricing log"));
 }
 
-static const struct http_route pa_routes[] = {
-	{ HTTP_GET, "/v1/admin/zones", pa_zones, 0 },
-	{ HTTP_PUT, "/v1/admin/zones/{name}", pa_zone_put, 0 },
-	{ HTTP_DELETE, "/v1/admin/zones/{name}", pa_zone_delete, 0 },
-	{ HTTP_GET, "/v1/admin/tariffs", pa_tariffs, 0 },
-	{ HTTP_GET, "/v1/admin/tariffs/{vehicle_type}", pa_tariffs, 0 },
-	{ HTTP_POST, "/v1/admin/tariffs/{vehicle_type}", pa_tariff_put, 0 },
-	{ HTTP_GET, "/v1/admin/surge/overrides", pa_overrides, 0 },
-	{ HTTP_PUT, "/v1/admin/surge/overrides/{zone}", pa_override_put, 0 },
-	{ HTTP_DELETE, "/v1/admin/surge/overrides/{zone}", pa_override_delete, 0 },
-	{ HTTP_GET, "/v1/admin/pricing/log", pa_log, 0 },
+static const struct http_route pricing_admin_routes[] = {
+	{ HTTP_GET, "/v1/admin/zones", pricing_admin_zones, 0 },
+	{ HTTP_PUT, "/v1/admin/zones/{name}", pricing_admin_zone_put, 0 },
+	{ HTTP_DELETE, "/v1/admin/zones/{name}", pricing_admin_zone_delete, 0 },
+	{ HTTP_GET, "/v1/admin/tariffs", pricing_admin_tariffs, 0 },
+	{ HTTP_GET, "/v1/admin/tariffs/{vehicle_type}", pricing_admin_tariffs, 0 },
+	{ HTTP_POST, "/v1/admin/tariffs/{vehicle_type}", pricing_admin_tariff_put, 0 },
+	{ HTTP_GET, "/v1/admin/surge/overrides", pricing_admin_overrides, 0 },
+	{ HTTP_PUT, "/v1/admin/surge/overrides/{zone}", pricing_admin_override_put, 0 },
+	{ HTTP_DELETE, "/v1/admin/surge/overrides/{zone}", pricing_admin_override_delete, 0 },
+	{ HTTP_GET, "/v1/admin/pricing/log", pricing_admin_log, 0 },
 	{ 0 },
 };
 
@@ -670,9 +676,12 @@ void pricing_admin_api_init(struct pricing *p)
 {
 	if (!p->deps.db || !p->deps.http)
 		return;
-	struct db_stmt *st[] = { &pa_st_zone_put, &pa_st_zone_delete, &pa_st_zones, &pa_st_tariff_put, &pa_st_tariffs,
-				 &pa_st_override_put, &pa_st_override_delete, &pa_st_overrides, &pa_st_log };
+	struct db_stmt *st[] = { &pricing_admin_st_zone_put,	  &pricing_admin_st_zone_delete,
+				 &pricing_admin_st_zones,	  &pricing_admin_st_tariff_put,
+				 &pricing_admin_st_tariffs,	  &pricing_admin_st_override_put,
+				 &pricing_admin_st_override_delete, &pricing_admin_st_overrides,
+				 &pricing_admin_st_log };
 	for (size_t i = 0; i < sizeof st / sizeof *st; i++)
 		db_register(p->deps.db, st[i]);
-	http_server_add_routes(p->deps.http, pa_routes, p);
+	http_server_add_routes(p->deps.http, pricing_admin_routes, p);
 }

@@ -38,22 +38,22 @@ struct payments {
 	struct metric_family *f_results;
 };
 
-static struct db_stmt pay_st_holds = {
+static struct db_stmt pricing_pay_st_holds = {
 	"payments_holds",
 	"SELECT DISTINCT ON (rider_id) rider_id::text, trip_id::text FROM payments "
 	"WHERE state = 'failed' AND cleared_at IS NULL ORDER BY rider_id, requested_at DESC",
 	0, 0 };
-static struct db_stmt pay_st_result = {
+static struct db_stmt pricing_pay_st_result = {
 	"payments_result",
 	"SELECT status, body::text FROM payment_result($1::uuid, $2, $3, $4, $5, $6, $7::bigint, $8, $9)", 9, 0 };
-static struct db_stmt pay_st_clear = {
+static struct db_stmt pricing_pay_st_clear = {
 	"payments_clear", "SELECT status, body::text FROM payment_clear($1::uuid, $2, $3)", 3, 0 };
-static struct db_stmt pay_st_get = {
+static struct db_stmt pricing_pay_st_get = {
 	"payments_get", "SELECT payment_json(p)::text FROM payments p WHERE p.trip_id = $1::uuid", 1, 0 };
 
 /* ------------------------------------------------------------ holds */
 
-static void pay_hold_set(struct payments *y, const struct uuid *rider, const struct uuid *trip)
+static void pricing_pay_hold_set(struct payments *y, const struct uuid *rider, const struct uuid *trip)
 {
 	struct uuid *t = umap_get(&y->holds, rider);
 	if (!trip) {
@@ -67,7 +67,7 @@ static void pay_hold_set(struct payments *y, const struct uuid *rider, const str
 	*t = *trip;
 }
 
-static void pay_holds_clear(struct payments *y)
+static void pricing_pay_holds_clear(struct payments *y)
 {
 	struct uuid k;
 	void *v;
@@ -77,9 +77,9 @@ static void pay_holds_clear(struct payments *y)
 	umap_init(&y->holds);
 }
 
-static void pay_load(struct pricing *p);
+static void pricing_pay_load(struct pricing *p);
 
-static void pay_loaded(void *arg, const struct db_result *res)
+static void pricing_pay_loaded(void *arg, const struct db_result *res)
 {
 	struct pricing *p = arg;
 	struct payments *y = p->payments;
@@ -89,19 +89,19 @@ static void pay_loaded(void *arg, const struct db_result *res)
 		rh_timer_at(y->retry, rh_timers_now(p->deps.timers) + 1000);
 		return;
 	}
-	pay_holds_clear(y);
+	pricing_pay_holds_clear(y);
 	for (int i = 0; i < db_rows(res); i++) {
 		struct uuid r, t;
 		if (uuid_parse(db_get(res, i, 0), &r) && uuid_parse(db_get(res, i, 1), &t))
-			pay_hold_set(y, &r, &t);
+			pricing_pay_hold_set(y, &r, &t);
 	}
 	if (y->load_again) {
 		y->load_again = false;
-		pay_load(p);
+		pricing_pay_load(p);
 	}
 }
 
-static void pay_load(struct pricing *p)
+static void pricing_pay_load(struct pricing *p)
 {
 	struct payments *y = p->payments;
 	if (y->loading) {
@@ -109,12 +109,12 @@ static void pay_load(struct pricing *p)
 		return;
 	}
 	y->loading = true;
-	db_query(p->deps.db, &pay_st_holds, NULL, pay_loaded, p);
+	db_query(p->deps.db, &pricing_pay_st_holds, NULL, pricing_pay_loaded, p);
 }
 
-static void pay_retry(void *arg, int64_t now)
+static void pricing_pay_retry(void *arg, int64_t now)
 {
-	pay_load(arg);
+	pricing_pay_load(arg);
 }
 
 /* "<rider>:held:<trip>" or "<rider>:free"; "" reads them all again. */
@@ -125,16 +125,16 @@ void pricing_payments_notified(struct pricing *p, const char *payload)
 		return;
 	struct uuid rider, trip;
 	if (!*payload || strlen(payload) < 37 || payload[36] != ':' || !uuid_parse_n(payload, 36, &rider)) {
-		pay_load(p);
+		pricing_pay_load(p);
 		return;
 	}
 	const char *what = payload + 37;
 	if (strncmp(what, "held:", 5) == 0 && uuid_parse(what + 5, &trip))
-		pay_hold_set(y, &rider, &trip);
+		pricing_pay_hold_set(y, &rider, &trip);
 	else if (strcmp(what, "free") == 0)
-		pay_hold_set(y, &rider, NULL);
+		pricing_pay_hold_set(y, &rider, NULL);
 	else
-		pay_load(p);
+		pricing_pay_load(p);
 }
 
 bool pricing_payment_held(const struct pricing *p, const char *rider_id, char trip_out[37])
@@ -157,7 +157,7 @@ void pricing_reply_payment_required(struct http_req *req, const char *trip_id)
 }
 
 /* A payment's answer: the rider's hold as it now stands. */
-static void pay_note_answer(struct pricing *p, const cJSON *body)
+static void pricing_pay_note_answer(struct pricing *p, const cJSON *body)
 {
 	struct uuid rider, trip;
 	if (!uuid_parse(jv_str(body, "rider_id") ? jv_str(body, "rider_id") : "", &rider) ||
@@ -166,23 +166,23 @@ static void pay_note_answer(struct pricing *p, const cJSON *body)
 	bool held = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "rider_held"));
 	const char *state = jv_str(body, "state");
 	if (!held)
-		pay_hold_set(p->payments, &rider, NULL);
+		pricing_pay_hold_set(p->payments, &rider, NULL);
 	else if (state && strcmp(state, "failed") == 0 && !jv_has(body, "cleared_at"))
-		pay_hold_set(p->payments, &rider, &trip);
+		pricing_pay_hold_set(p->payments, &rider, &trip);
 	/* held by another payment: the notification names it */
 }
 
 /* ------------------------------------------------------------ the provider's callback */
 
-struct pay_call {
+struct pricing_pay_call {
 	struct pricing *p;
 	struct http_req *req;
 	const char *what;
 };
 
-static struct pay_call *pay_call_new(struct pricing *p, struct http_req *req, const char *what);
+static struct pricing_pay_call *pricing_pay_call_new(struct pricing *p, struct http_req *req, const char *what);
 
-static void pay_reply_refusal(struct http_req *req, int status, const cJSON *body)
+static void pricing_pay_reply_refusal(struct http_req *req, int status, const cJSON *body)
 {
 	const char *reason = jv_str(body, "reason") ? jv_str(body, "reason") : "refused";
 	const char *field = jv_str(body, "field");
@@ -204,18 +204,18 @@ static void pay_reply_refusal(struct http_req *req, int status, const cJSON *bod
 		http_reply_problem(req, PROBLEM_CONFLICT, ext, "the payment is not in a state that allows this");
 }
 
-static void pay_answered(void *arg, const struct db_result *res)
+static void pricing_pay_answered(void *arg, const struct db_result *res)
 {
-	struct pay_call *c = arg;
+	struct pricing_pay_call *c = arg;
 	struct http_req *req = c->req;
 	cJSON *body = res->err == RH_OK && db_rows(res) == 1 ? cJSON_Parse(db_get(res, 0, 1)) : NULL;
 	int status = body ? atoi(db_get(res, 0, 0)) : 0;
 	if (!body) {
 		http_reply_err(req, res->err != RH_OK ? db_result_err(res) : RH_EDB, c->what, res->message);
 	} else if (status != 200) {
-		pay_reply_refusal(req, status, body);
+		pricing_pay_reply_refusal(req, status, body);
 	} else {
-		pay_note_answer(c->p, body);
+		pricing_pay_note_answer(c->p, body);
 		bool replayed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "replayed"));
 		cJSON_DeleteItemFromObjectCaseSensitive(body, "replayed");
 		if (replayed)
@@ -232,48 +232,48 @@ static void pay_answered(void *arg, const struct db_result *res)
 	rh_free(c);
 }
 
-static const char *const pay_statuses[] = { "succeeded", "failed", NULL };
-static const struct jv_field pay_amount_fields[] = {
+static const char *const pricing_pay_statuses[] = { "succeeded", "failed", NULL };
+static const struct jv_field pricing_pay_amount_fields[] = {
 	{ "currency", JV_STRING, JV_REQUIRED, 3, 3 },
 	{ "amount", JV_NUMBER, JV_REQUIRED, 0, 1e7 },
 	{ 0 }
 };
-static const struct jv_field pay_result_fields[] = {
+static const struct jv_field pricing_pay_result_fields[] = {
 	{ "idempotency_key", JV_STRING, JV_REQUIRED, 1, 100 },
 	{ "event_id", JV_STRING, JV_REQUIRED, 1, 100 },
-	{ "status", JV_STRING, JV_REQUIRED, 1, 16, pay_statuses },
+	{ "status", JV_STRING, JV_REQUIRED, 1, 16, pricing_pay_statuses },
 	{ "provider_ref", JV_STRING, JV_NULLABLE, 1, 200 },
 	{ "failure_reason", JV_STRING, JV_NULLABLE, 1, 200 },
-	{ "amount", JV_OBJECT, JV_NULLABLE, 0, 0, NULL, pay_amount_fields },
+	{ "amount", JV_OBJECT, JV_NULLABLE, 0, 0, NULL, pricing_pay_amount_fields },
 	{ 0 }
 };
 
-static void pay_reply_unsigned(struct http_req *req, const char *field, const char *why)
+static void pricing_pay_reply_unsigned(struct http_req *req, const char *field, const char *why)
 {
 	http_reply_field_problem(req, PROBLEM_SIGNATURE_INVALID, field, NULL, "%s", why);
 }
 
 /* The callback's signature, checked before its body is read. */
-static bool pay_signature_ok(struct pricing *p, struct http_req *req, const char *body, size_t len)
+static bool pricing_pay_signature_ok(struct pricing *p, struct http_req *req, const char *body, size_t len)
 {
 	const char *ts = http_req_header(req, "ridehail-timestamp");
 	const char *sig = http_req_header(req, "ridehail-signature");
 	char *end = NULL;
 	long long t = ts ? strtoll(ts, &end, 10) : 0;
 	if (!ts || !*ts || *end || t <= 0) {
-		pay_reply_unsigned(req, "Ridehail-Timestamp", "Ridehail-Timestamp: the unix time (seconds) the callback was signed at");
+		pricing_pay_reply_unsigned(req, "Ridehail-Timestamp", "Ridehail-Timestamp: the unix time (seconds) the callback was signed at");
 		return false;
 	}
 	int64_t skew = rh_wall_ms() / 1000 - t;
 	if (llabs(skew) * 1000 > p->deps.payments->max_skew_ms) {
-		pay_reply_unsigned(req, "Ridehail-Timestamp", "Ridehail-Timestamp is too far from now: an old callback is not taken again");
+		pricing_pay_reply_unsigned(req, "Ridehail-Timestamp", "Ridehail-Timestamp is too far from now: an old callback is not taken again");
 		return false;
 	}
 	unsigned char want[crypto_auth_hmacsha256_BYTES], got[crypto_auth_hmacsha256_BYTES];
 	size_t gotlen = 0;
 	if (!sig || strncmp(sig, "v1=", 3) != 0 ||
 	    sodium_hex2bin(got, sizeof got, sig + 3, strlen(sig + 3), NULL, &gotlen, NULL) != 0 || gotlen != sizeof got) {
-		pay_reply_unsigned(req, "Ridehail-Signature", "Ridehail-Signature: v1=<hex of HMAC-SHA-256(payments.secret, \"<timestamp>.<body>\")>");
+		pricing_pay_reply_unsigned(req, "Ridehail-Signature", "Ridehail-Signature: v1=<hex of HMAC-SHA-256(payments.secret, \"<timestamp>.<body>\")>");
 		return false;
 	}
 	crypto_auth_hmacsha256_state st;
@@ -284,13 +284,13 @@ static bool pay_signature_ok(struct pricing *p, struct http_req *req, const char
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, len);
 	crypto_auth_hmacsha256_final(&st, want);
 	if (sodium_memcmp(want, got, sizeof want) != 0) {
-		pay_reply_unsigned(req, "Ridehail-Signature", "the signature does not verify");
+		pricing_pay_reply_unsigned(req, "Ridehail-Signature", "the signature does not verify");
 		return false;
 	}
 	return true;
 }
 
-static void pay_api_result(struct http_req *req, void *ctx)
+static void pricing_pay_api_result(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	const char *secret = p->deps.payments->secret;
@@ -305,9 +305,9 @@ static void pay_api_result(struct http_req *req, void *ctx)
 	}
 	size_t len = 0;
 	const char *raw = http_req_body(req, &len);
-	if (!pay_signature_ok(p, req, raw ? raw : "", raw ? len : 0))
+	if (!pricing_pay_signature_ok(p, req, raw ? raw : "", raw ? len : 0))
 		return;
-	cJSON *body = http_req_json_valid_or_reply(req, pay_result_fields);
+	cJSON *body = http_req_json_valid_or_reply(req, pricing_pay_result_fields);
 	if (!body)
 		return;
 	const char *status = jv_str(body, "status");
@@ -339,19 +339,21 @@ static void pay_api_result(struct http_req *req, void *ctx)
 	const char *params[] = { trip, jv_str(body, "idempotency_key"), jv_str(body, "event_id"), status,
 				 jv_str(body, "provider_ref"), jv_str(body, "failure_reason"), amount[0] ? amount : NULL, cur,
 				 hash };
-	db_query(p->deps.db, &pay_st_result, params, pay_answered, pay_call_new(p, req, "take the payment result"));
+	db_query(p->deps.db, &pricing_pay_st_result, params, pricing_pay_answered,
+		 pricing_pay_call_new(p, req, "take the payment result"));
 	cJSON_Delete(body);
 }
 
 /* ------------------------------------------------------------ the operator */
 
-static const struct jv_field pay_clear_fields[] = {
+static const struct jv_field pricing_pay_clear_fields[] = {
 	{ "reason", JV_STRING, JV_NULLABLE, 1, 200 },
 	{ 0 }
 };
 
 /* The operator, and the trip id of the path; NULL after a reply. */
-static const char *pay_operator_trip_or_reply(struct pricing *p, struct http_req *req, struct auth_principal *who)
+static const char *pricing_pay_operator_trip_or_reply(struct pricing *p, struct http_req *req,
+						       struct auth_principal *who)
 {
 	if (!auth_operator_or_reply(p->deps.auth, req, who))
 		return NULL;
@@ -363,36 +365,37 @@ static const char *pay_operator_trip_or_reply(struct pricing *p, struct http_req
 	return trip;
 }
 
-static struct pay_call *pay_call_new(struct pricing *p, struct http_req *req, const char *what)
+static struct pricing_pay_call *pricing_pay_call_new(struct pricing *p, struct http_req *req, const char *what)
 {
-	struct pay_call *c = RH_NEW(struct pay_call);
+	struct pricing_pay_call *c = RH_NEW(struct pricing_pay_call);
 	c->p = p;
 	c->req = req;
 	c->what = what;
 	return c;
 }
 
-static void pay_api_clear(struct http_req *req, void *ctx)
+static void pricing_pay_api_clear(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	const char *trip = pay_operator_trip_or_reply(p, req, &who);
+	const char *trip = pricing_pay_operator_trip_or_reply(p, req, &who);
 	if (!trip)
 		return;
 	size_t len = 0;
 	http_req_body(req, &len);
-	cJSON *body = len ? http_req_json_valid_or_reply(req, pay_clear_fields) : cJSON_CreateObject();
+	cJSON *body = len ? http_req_json_valid_or_reply(req, pricing_pay_clear_fields) : cJSON_CreateObject();
 	if (!body)
 		return;
 	const char *params[] = { trip, who.id, jv_str(body, "reason") };
-	db_query(p->deps.db, &pay_st_clear, params, pay_answered, pay_call_new(p, req, "clear the payment"));
+	db_query(p->deps.db, &pricing_pay_st_clear, params, pricing_pay_answered,
+		 pricing_pay_call_new(p, req, "clear the payment"));
 	cJSON_Delete(body);
 	log_info(http_req_logid(req), "payments: %s clears the hold of trip %s", who.id, trip);
 }
 
-static void pay_got(void *arg, const struct db_result *res)
+static void pricing_pay_got(void *arg, const struct db_result *res)
 {
-	struct pay_call *c = arg;
+	struct pricing_pay_call *c = arg;
 	if (res->err != RH_OK)
 		http_reply_err(c->req, db_result_err(res), c->what, res->message);
 	else if (db_rows(res) != 1)
@@ -405,21 +408,22 @@ static void pay_got(void *arg, const struct db_result *res)
 	rh_free(c);
 }
 
-static void pay_api_get(struct http_req *req, void *ctx)
+static void pricing_pay_api_get(struct http_req *req, void *ctx)
 {
 	struct pricing *p = ctx;
 	struct auth_principal who;
-	const char *trip = pay_operator_trip_or_reply(p, req, &who);
+	const char *trip = pricing_pay_operator_trip_or_reply(p, req, &who);
 	if (!trip)
 		return;
 	const char *params[] = { trip };
-	db_query(p->deps.db, &pay_st_get, params, pay_got, pay_call_new(p, req, "read the payment"));
+	db_query(p->deps.db, &pricing_pay_st_get, params, pricing_pay_got,
+		 pricing_pay_call_new(p, req, "read the payment"));
 }
 
-static const struct http_route pay_routes[] = {
-	{ HTTP_POST, "/v1/payments/{trip_id}/result", pay_api_result, 0 },
-	{ HTTP_GET, "/v1/admin/payments/{trip_id}", pay_api_get, 0 },
-	{ HTTP_POST, "/v1/admin/payments/{trip_id}/clear", pay_api_clear, 0 },
+static const struct http_route pricing_pay_routes[] = {
+	{ HTTP_POST, "/v1/payments/{trip_id}/result", pricing_pay_api_result, 0 },
+	{ HTTP_GET, "/v1/admin/payments/{trip_id}", pricing_pay_api_get, 0 },
+	{ HTTP_POST, "/v1/admin/payments/{trip_id}/clear", pricing_pay_api_clear, 0 },
 	{ 0 },
 };
 
@@ -430,10 +434,10 @@ void pricing_payments_init(struct pricing *p)
 	struct payments *y = RH_NEW(struct payments);
 	umap_init(&y->holds);
 	p->payments = y;
-	db_register(p->deps.db, &pay_st_holds);
-	db_register(p->deps.db, &pay_st_result);
-	db_register(p->deps.db, &pay_st_clear);
-	db_register(p->deps.db, &pay_st_get);
+	db_register(p->deps.db, &pricing_pay_st_holds);
+	db_register(p->deps.db, &pricing_pay_st_result);
+	db_register(p->deps.db, &pricing_pay_st_clear);
+	db_register(p->deps.db, &pricing_pay_st_get);
 	if (p->deps.metrics) {
 		static const char *const lbl[] = { "result", NULL };
 		y->f_results = metrics_counter(p->deps.metrics, "ridehail_payment_results_total",
@@ -441,10 +445,10 @@ void pricing_payments_init(struct pricing *p)
 					       lbl);
 	}
 	if (p->deps.http)
-		http_server_add_routes(p->deps.http, pay_routes, p);
+		http_server_add_routes(p->deps.http, pricing_pay_routes, p);
 	/* read at the first turn of the loop (and again whenever the listening
 	 * connection comes back: pricing_payments_notified) */
-	y->retry = rh_timer_new(p->deps.timers, pay_retry, p);
+	y->retry = rh_timer_new(p->deps.timers, pricing_pay_retry, p);
 	rh_timer_at(y->retry, rh_timers_now(p->deps.timers));
 }
 
@@ -453,7 +457,7 @@ void pricing_payments_fini(struct pricing *p)
 	if (!p->payments)
 		return;
 	rh_timer_free(p->payments->retry);
-	pay_holds_clear(p->payments);
+	pricing_pay_holds_clear(p->payments);
 	umap_fini(&p->payments->holds);
 	rh_free(p->payments);
 	p->payments = NULL;

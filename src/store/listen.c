@@ -24,9 +24,9 @@ struct db_listener {
 	int64_t backoff_ms;
 };
 
-static void listen_connect(struct db_listener *l);
+static void db_listen_connect(struct db_listener *l);
 
-static void listen_clear_ev(struct db_listener *l)
+static void db_listen_clear_ev(struct db_listener *l)
 {
 	if (l->ev) {
 		event_free(l->ev);
@@ -34,20 +34,20 @@ static void listen_clear_ev(struct db_listener *l)
 	}
 }
 
-static void listen_arm_timer(struct db_listener *l, int64_t ms)
+static void db_listen_arm_timer(struct db_listener *l, int64_t ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 	evtimer_add(l->timer, &tv);
 }
 
 /* The connection broke (or never came up): try again after the backoff. */
-static void listen_broken(struct db_listener *l, const char *why)
+static void db_listen_broken(struct db_listener *l, const char *why)
 {
 	if (l->state == LS_LISTENING)
 		log_warn(NULL, "db listen: connection lost (%s); notifications are missed until it is back", why);
 	else
 		log_debug(NULL, "db listen: %s", why);
-	listen_clear_ev(l);
+	db_listen_clear_ev(l);
 	if (l->pg) {
 		PQfinish(l->pg);
 		l->pg = NULL;
@@ -56,23 +56,23 @@ static void listen_broken(struct db_listener *l, const char *why)
 	l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : 100;
 	if (l->backoff_ms > l->cfg->reconnect_max_ms)
 		l->backoff_ms = l->cfg->reconnect_max_ms;
-	listen_arm_timer(l, l->backoff_ms);
+	db_listen_arm_timer(l, l->backoff_ms);
 }
 
-static void listen_watch(struct db_listener *l, short what, event_callback_fn cb)
+static void db_listen_watch(struct db_listener *l, short what, event_callback_fn cb)
 {
-	listen_clear_ev(l);
+	db_listen_clear_ev(l);
 	l->ev = event_new(l->base, PQsocket(l->pg), what, cb, l);
 	event_priority_set(l->ev, RH_PRIO_HIGH);
 	event_add(l->ev, NULL);
 }
 
 /* Reads what the server sent: results of the LISTEN, notifications. */
-static void listen_io_cb(evutil_socket_t fd, short what, void *arg)
+static void db_listen_io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_listener *l = arg;
 	if (!PQconsumeInput(l->pg)) {
-		listen_broken(l, PQerrorMessage(l->pg));
+		db_listen_broken(l, PQerrorMessage(l->pg));
 		return;
 	}
 	while (!PQisBusy(l->pg)) {
@@ -84,7 +84,7 @@ static void listen_io_cb(evutil_socket_t fd, short what, void *arg)
 			char why[256];
 			snprintf(why, sizeof why, "LISTEN failed: %s", PQresultErrorMessage(r));
 			PQclear(r);
-			listen_broken(l, why);
+			db_listen_broken(l, why);
 			return;
 		}
 		PQclear(r);
@@ -106,48 +106,48 @@ static void listen_io_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void listen_established(struct db_listener *l)
+static void db_listen_established(struct db_listener *l)
 {
 	evtimer_del(l->timer);
 	if (!PQsendQuery(l->pg, l->sql)) {
-		listen_broken(l, PQerrorMessage(l->pg));
+		db_listen_broken(l, PQerrorMessage(l->pg));
 		return;
 	}
 	if (PQflush(l->pg) < 0) {
-		listen_broken(l, PQerrorMessage(l->pg));
+		db_listen_broken(l, PQerrorMessage(l->pg));
 		return;
 	}
 	l->state = LS_LISTEN_SENT;
-	listen_watch(l, EV_READ | EV_PERSIST, listen_io_cb);
+	db_listen_watch(l, EV_READ | EV_PERSIST, db_listen_io_cb);
 }
 
-static void listen_poll_cb(evutil_socket_t fd, short what, void *arg)
+static void db_listen_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_listener *l = arg;
 	PostgresPollingStatusType st = PQconnectPoll(l->pg);
 	switch (st) {
 	case PGRES_POLLING_OK:
-		listen_established(l);
+		db_listen_established(l);
 		return;
 	case PGRES_POLLING_FAILED:
-		listen_broken(l, PQerrorMessage(l->pg));
+		db_listen_broken(l, PQerrorMessage(l->pg));
 		return;
 	default:
-		listen_watch(l, st == PGRES_POLLING_WRITING ? EV_WRITE : EV_READ, listen_poll_cb);
+		db_listen_watch(l, st == PGRES_POLLING_WRITING ? EV_WRITE : EV_READ, db_listen_poll_cb);
 		return;
 	}
 }
 
-static void listen_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void db_listen_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_listener *l = arg;
 	if (l->state == LS_DOWN)
-		listen_connect(l);
+		db_listen_connect(l);
 	else if (l->state == LS_CONNECTING)
-		listen_broken(l, "connect timed out");
+		db_listen_broken(l, "connect timed out");
 }
 
-static void listen_connect(struct db_listener *l)
+static void db_listen_connect(struct db_listener *l)
 {
 	char timeout[32];
 	snprintf(timeout, sizeof timeout, "%lld", (long long)((l->cfg->connect_timeout_ms + 999) / 1000));
@@ -156,13 +156,13 @@ static void listen_connect(struct db_listener *l)
 	const char *vals[] = { l->cfg->url, "ridehaild-listen", "10", "5", "3", NULL };
 	l->pg = PQconnectStartParams(keys, vals, 1);
 	if (!l->pg || PQstatus(l->pg) == CONNECTION_BAD) {
-		listen_broken(l, l->pg ? PQerrorMessage(l->pg) : "out of memory");
+		db_listen_broken(l, l->pg ? PQerrorMessage(l->pg) : "out of memory");
 		return;
 	}
 	PQsetnonblocking(l->pg, 1);
 	l->state = LS_CONNECTING;
-	listen_watch(l, EV_WRITE, listen_poll_cb);
-	listen_arm_timer(l, l->cfg->connect_timeout_ms);
+	db_listen_watch(l, EV_WRITE, db_listen_poll_cb);
+	db_listen_arm_timer(l, l->cfg->connect_timeout_ms);
 }
 
 struct db_listener *db_listener_new(struct event_base *base, const struct database_cfg *cfg, const char *const *channels,
@@ -175,9 +175,9 @@ struct db_listener *db_listener_new(struct event_base *base, const struct databa
 	size_t off = 0;
 	for (int i = 0; channels[i] && i < 8; i++)
 		off += (size_t)snprintf(l->sql + off, sizeof l->sql - off, "%sLISTEN %s", i ? "; " : "", channels[i]);
-	l->timer = evtimer_new(base, listen_timer_cb, l);
+	l->timer = evtimer_new(base, db_listen_timer_cb, l);
 	l->state = LS_DOWN;
-	listen_arm_timer(l, 0); /* the first attempt from the loop, never from inside db_listener_new() */
+	db_listen_arm_timer(l, 0); /* the first attempt from the loop, never from inside db_listener_new() */
 	return l;
 }
 
@@ -190,7 +190,7 @@ void db_listener_free(struct db_listener *l)
 {
 	if (!l)
 		return;
-	listen_clear_ev(l);
+	db_listen_clear_ev(l);
 	if (l->pg)
 		PQfinish(l->pg);
 	event_free(l->timer);

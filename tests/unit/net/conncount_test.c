@@ -11,7 +11,7 @@ static struct conn_addr v4(const char *s)
 	struct sockaddr_in in = { .sin_family = AF_INET };
 	inet_pton(AF_INET, s, &in.sin_addr);
 	struct conn_addr a;
-	conn_addr_of((struct sockaddr *)&in, &a);
+	conn_counts_addr_of((struct sockaddr *)&in, &a);
 	return a;
 }
 
@@ -20,7 +20,7 @@ static struct conn_addr v6(const char *s)
 	struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
 	inet_pton(AF_INET6, s, &in6.sin6_addr);
 	struct conn_addr a;
-	conn_addr_of((struct sockaddr *)&in6, &a);
+	conn_counts_addr_of((struct sockaddr *)&in6, &a);
 	return a;
 }
 
