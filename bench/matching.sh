@@ -91,28 +91,37 @@ if [ -n "$map" ]; then
 		sim "$mult" $((DRIVERS_PER_MULT * mult)) ""
 		sim "$mult" $((TIGHT_DRIVERS_PER_MULT * mult)) _tight
 	done
-	for x in 10x 100x 10x_tight 100x_tight; do
-		f=$tmp/sim.${x%%x*}${x#*x}
-		echo "batch_wait_gain_pct_$x=$(fig batch_wait_gain_pct "$f")"
-		echo "reposition_wait_gain_pct_$x=$(fig reposition_wait_gain_pct "$f")"
-	done
+	echo "batch_wait_gain_pct_10x=$(fig batch_wait_gain_pct "$tmp/sim.10")"
+	echo "batch_wait_gain_pct_100x=$(fig batch_wait_gain_pct "$tmp/sim.100")"
+	echo "reposition_wait_gain_pct_10x=$(fig reposition_wait_gain_pct "$tmp/sim.10")"
+	echo "reposition_wait_gain_pct_100x=$(fig reposition_wait_gain_pct "$tmp/sim.100")"
+	echo "batch_wait_gain_pct_10x_tight=$(fig batch_wait_gain_pct "$tmp/sim.10_tight")"
+	echo "batch_wait_gain_pct_100x_tight=$(fig batch_wait_gain_pct "$tmp/sim.100_tight")"
+	echo "reposition_wait_gain_pct_10x_tight=$(fig reposition_wait_gain_pct "$tmp/sim.10_tight")"
+	echo "reposition_wait_gain_pct_100x_tight=$(fig reposition_wait_gain_pct "$tmp/sim.100_tight")"
 fi
 
 # ---- bookings, greedy then batch, each vs TPC-B of its own run
-for mode in greedy batch; do
-	echo "# bookings: bench/dispatch.sh with RIDEHAIL_MATCH_MODE=$mode (a batch window is $BOOK_WINDOW), $BOOK_INFLIGHT in flight"
-	if ! RIDEHAIL_MATCH_MODE=$mode RIDEHAIL_MATCH_BATCH_WINDOW=$BOOK_WINDOW BOOK_INFLIGHT=$BOOK_INFLIGHT \
-		RUNS=${BOOK_RUNS:-1} TRACK_PAIRS=16 WINDOW=1 OFFER_RATE=50 bench/dispatch.sh >"$tmp/dispatch.$mode" 2>"$tmp/dispatch.err"; then
-		echo "# note: bench/dispatch.sh in $mode mode failed:"
+book() { # mode
+	echo "# bookings: bench/dispatch.sh with RIDEHAIL_MATCH_MODE=$1 (a batch window is $BOOK_WINDOW), $BOOK_INFLIGHT in flight"
+	if ! RIDEHAIL_MATCH_MODE=$1 RIDEHAIL_MATCH_BATCH_WINDOW=$BOOK_WINDOW BOOK_INFLIGHT=$BOOK_INFLIGHT \
+		RUNS=${BOOK_RUNS:-1} TRACK_PAIRS=16 WINDOW=1 OFFER_RATE=50 bench/dispatch.sh >"$tmp/dispatch.$1" 2>"$tmp/dispatch.err"; then
+		echo "# note: bench/dispatch.sh in $1 mode failed:"
 		sed 's/^/#   /' "$tmp/dispatch.err" | tail -20
 		exit 1
 	fi
-	echo "bookings_per_s_$mode=$(fig bookings_per_s "$tmp/dispatch.$mode")"
-	tpcb=$(fig pg_tpcb_tps "$tmp/dispatch.$mode")
-	if [ -n "$tpcb" ]; then
-		[ "$mode" = batch ] && echo "pg_tpcb_tps=$tpcb" || echo "pg_tpcb_tps_$mode=$tpcb"
-		echo "bookings_${mode}_vs_tpcb=$(fig bookings_vs_tpcb "$tmp/dispatch.$mode")"
-	else
-		echo "# note: no TPC-B figure (the PostgreSQL anchor is absent): bookings_${mode}_vs_tpcb is skipped"
-	fi
-done
+	[ -n "$(fig pg_tpcb_tps "$tmp/dispatch.$1")" ] ||
+		echo "# note: no TPC-B figure in $1 mode (the PostgreSQL anchor is absent): its ratio is skipped"
+}
+book greedy
+echo "bookings_per_s_greedy=$(fig bookings_per_s "$tmp/dispatch.greedy")"
+if [ -n "$(fig pg_tpcb_tps "$tmp/dispatch.greedy")" ]; then
+	echo "pg_tpcb_tps_greedy=$(fig pg_tpcb_tps "$tmp/dispatch.greedy")"
+	echo "bookings_greedy_vs_tpcb=$(fig bookings_vs_tpcb "$tmp/dispatch.greedy")"
+fi
+book batch
+echo "bookings_per_s_batch=$(fig bookings_per_s "$tmp/dispatch.batch")"
+if [ -n "$(fig pg_tpcb_tps "$tmp/dispatch.batch")" ]; then
+	echo "pg_tpcb_tps=$(fig pg_tpcb_tps "$tmp/dispatch.batch")"
+	echo "bookings_batch_vs_tpcb=$(fig bookings_vs_tpcb "$tmp/dispatch.batch")"
+fi
