@@ -144,18 +144,17 @@ deps-check:
 	@scripts/deps.sh check || scripts/deps.sh install
 
 check: deps-check
-	$(MAKE) check-layers check-names-report check-unit check-fuzz check-bench-summary check-e2e
+	$(MAKE) check-layers check-names check-unit check-fuzz check-bench-summary check-e2e
 
 # Every include runs down the layers (docs/architecture.md).
 check-layers:
 	$(PYTHON) scripts/check_layers.py
 
 # Every function carries its module's prefix (scripts/check_names.py: the
-# prefixes each folder allows). check-names prints the offenders and fails
-# while there are any; until none are left, make check runs
-# check-names-report, which counts them by file and lists the functions over
-# 80 lines, and does not fail. --unused lists exported functions no other
-# file calls.
+# prefixes each folder allows) and takes at most 80 lines: check-names prints
+# the offenders and fails while there are any. check-names-report counts them
+# by file and does not fail. --unused lists exported functions no other file
+# calls.
 .PHONY: check-names check-names-report
 check-names:
 	$(PYTHON) scripts/check_names.py

@@ -14,8 +14,9 @@
 #                meanwhile as it would.
 #   insert       share_insert_p99_ms: DRIVERS drivers online over WebSockets,
 #                a shared trip opened for each, then MEASURE bookings near open
-#                trips one at a time: the database's confirmed_at (or
-#                cancelled_at) minus requested_at of each (bench/share_load.py).
+#                trips one at a time: the client's POST to its 202, plus the
+#                database's confirmed_at (or cancelled_at) minus requested_at
+#                when decided after the 202 (bench/share_load.py).
 #                Straight-line travel times (no map is loaded).
 #
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a

@@ -8,8 +8,10 @@
   insert   share_insert_p99_ms: DRIVERS drivers online over WebSockets, one
            shared trip opened per driver (a booking each), then MEASURE more
            bookings near open trips, one at a time; the decision latency of
-           each is its confirmed_at (or cancelled_at) minus requested_at, both
-           the database's clock
+           each is the client's time from sending POST /v1/share/bookings to
+           its 202, plus the database's confirmed_at (or cancelled_at) minus
+           requested_at (0 for a booking decided in its own transaction, so
+           before its 202; the matching after it for the others)
 """
 import argparse
 import asyncio
@@ -118,6 +120,7 @@ async def insert(args):
         asyncio.ensure_future(drain(ws))
     await asyncio.sleep(1.0)
     c = http.client.HTTPConnection("127.0.0.1", args.port)
+    answered_ms = {}
 
     def book(rider, p, d):
         t = token(args.secret, rider, "rider")
@@ -126,6 +129,7 @@ async def insert(args):
                                                              "dropoff": {"lat": d[0], "lng": d[1]}}), h)
         r = c.getresponse()
         rc = json.loads(r.read())
+        t = time.perf_counter()
         c.request("POST", "/v1/share/bookings", json.dumps({"rate_card_id": rc["rate_card_id"],
                                                             "choice": {"seats": 1, "mode": "normal",
                                                                        "corporate": False}}), h)
@@ -133,7 +137,9 @@ async def insert(args):
         b = r.read()
         if r.status != 202:
             sys.exit(f"booking: {r.status} {b[:300]}")
-        return json.loads(b)["id"]
+        bid = json.loads(b)["id"]
+        answered_ms[bid] = (time.perf_counter() - t) * 1000
+        return bid
     # one trip per car: a rider at the car, going 2 km east
     k = 0
     for d in drivers:
@@ -156,10 +162,11 @@ async def insert(args):
     await asyncio.sleep(2.0)
     m1 = match_metric(args.metrics)
     ids = ",".join(f"'{r}'" for r in riders[first:k])
-    rows = psql(args.db, f"""SELECT state, extract(epoch FROM coalesce(confirmed_at, cancelled_at) - requested_at) * 1000
+    rows = psql(args.db, f"""SELECT state, extract(epoch FROM coalesce(confirmed_at, cancelled_at) - requested_at) * 1000, id
         FROM share_bookings WHERE rider_id IN ({ids}) AND requested_at >= '{t0}'""")
-    lat = sorted(float(l.split("|")[1]) for l in rows if l and l.split("|")[1])
-    states = [l.split("|")[0] for l in rows if l]
+    rows = [l.split("|") for l in rows if l]
+    lat = sorted(float(r[1]) + answered_ms[r[2]] for r in rows if r[1])
+    states = [r[0] for r in rows]
     inserted = sum(1 for s in states if s == "confirmed")
     undecided = sum(1 for s in states if s == "pending")
     p99 = lat[min(len(lat) - 1, int(math.ceil(0.99 * len(lat))) - 1)]

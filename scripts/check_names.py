@@ -6,13 +6,14 @@ starts with one of the prefixes PREFIXES allows for its folder, so that a
 backtrace, a profile or a grep tells the module at once (`module_object_verb`:
 geo_grid_insert, cfg_key_find, sb_printf).
 
-    scripts/check_names.py [FILE...]   offenders, one `path:line: name` a line;
-                                       exit 1 if any (default: every file)
+    scripts/check_names.py [FILE...]   offenders, one `path:line: name` a line,
+                                       and the functions longer than 80 lines;
+                                       exit 1 if any (default: every file;
+                                       what `make check` runs)
     scripts/check_names.py --report [FILE...]
                                        how many offenders each file has, and
                                        the functions longer than 80 lines;
-                                       exit 0 (what `make check` runs while
-                                       offenders remain)
+                                       exit 0
     scripts/check_names.py --long[=N] [FILE...]
                                        functions longer than N lines (80),
                                        longest first, with their length
@@ -23,7 +24,7 @@ geo_grid_insert, cfg_key_find, sb_printf).
                                        or tests/ names: dead, or to be static
                                        (those only tests/ names are listed too)
 
-`make check-names` runs the first; `make check` runs --report. The parsing is lexical (comments, strings
+`make check-names` runs the first, and `make check` runs it. The parsing is lexical (comments, strings
 and preprocessor lines dropped, braces counted), which is enough for this
 tree's style: a function definition is `name(...) {` at file scope.
 """
@@ -173,14 +174,24 @@ def default_files():
     return sorted(list(ROOT.glob("src/*/*.[ch]")) + list(ROOT.glob("include/*/*.h")))
 
 
+LONG = 80  # lines a function may take, from its opening brace to its closing one
+
+
 def check(files):
     bad = offenders(files)
     for b in bad:
         print(b)
+    longs = long_functions(files, LONG)
+    for lines, f, line, name in longs:
+        print(f"{f}:{line}: {name}: {lines} lines, more than {LONG}")
     if bad:
         print(f"names: {len(bad)} functions without their module's prefix", file=sys.stderr)
+    if longs:
+        print(f"names: {len(longs)} functions longer than {LONG} lines: split them into named steps",
+              file=sys.stderr)
+    if bad or longs:
         return 1
-    print("names: every function carries its module's prefix")
+    print(f"names: every function carries its module's prefix, none is longer than {LONG} lines")
     return 0
 
 

@@ -101,6 +101,13 @@ struct session *gateway_session_of(const struct gateway *gw, const struct uuid *
 /* `t` must outlive the gateway (a static table). */
 void gateway_register(struct gateway *gw, const struct gw_message_type *t);
 void gateway_set_role_hooks(struct gateway *gw, enum auth_role role, const struct gw_role_hooks *h);
+/* Another module's ear on opened sessions of the roles in the mask (enum
+ * auth_role bits): called after the role's own hook (which admitted the
+ * session and told the app where it stands), in registration order. At
+ * most GW_MAX_OPENED. */
+#define GW_MAX_OPENED 4
+typedef void (*gw_opened_fn)(struct session *s, void *ctx);
+void gateway_on_opened(struct gateway *gw, unsigned roles, gw_opened_fn fn, void *ctx);
 
 /* Completes a pending handshake: `owner` becomes session->owner. */
 void gateway_admit(struct gw_pending *p, void *owner);

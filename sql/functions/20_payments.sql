@@ -1,13 +1,14 @@
--- The payment hand-off (tables: sql/016_payments.sql): a trip that ends
+-- The payment hand-off (tables: sql/016_payments.sql, 019): a trip that ends
 -- with money owed gets its payment and payment.requested from a trigger on
--- its ending outbox row; the provider's results (payment_result(), from
--- src/pricing/payments.c) and an operator's clearing of a hold
--- (payment_clear()) change it, and every change of a rider's hold is
--- NOTIFYed on ridehail_payments.
+-- its ending outbox row (a shared rider's, share_payment_request() in
+-- 50_share.sql, at their drop-off; paid_for names either); the provider's
+-- results (payment_result(), from src/pricing/payments.c) and an
+-- operator's clearing of a hold (payment_clear()) change it, and every
+-- change of a rider's hold is NOTIFYed on ridehail_payments.
 
 CREATE OR REPLACE FUNCTION payment_json(p payments) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT jsonb_strip_nulls(jsonb_build_object(
-        'payment_id', p.id, 'trip_id', p.trip_id, 'rider_id', p.rider_id, 'kind', p.kind,
+        'payment_id', p.id, 'trip_id', p.paid_for, 'rider_id', p.rider_id, 'kind', p.kind,
         'idempotency_key', p.idempotency_key, 'amount', p.amount, 'currency', p.currency, 'state', p.state,
         'attempts', p.attempts, 'provider_ref', p.provider_ref, 'failure_reason', p.failure_reason,
         'requested_at', rh_ts(p.requested_at), 'settled_at', rh_ts(p.settled_at),
@@ -21,10 +22,22 @@ CREATE OR REPLACE FUNCTION payment_hold_notify(p_rider uuid) RETURNS void LANGUA
 DECLARE
     t uuid;
 BEGIN
-    SELECT trip_id INTO t FROM payments WHERE rider_id = p_rider AND state = 'failed' AND cleared_at IS NULL
+    SELECT paid_for INTO t FROM payments WHERE rider_id = p_rider AND state = 'failed' AND cleared_at IS NULL
      ORDER BY requested_at DESC LIMIT 1;
     PERFORM pg_notify('ridehail_payments',
                       p_rider::text || CASE WHEN t IS NULL THEN ':free' ELSE ':held:' || t::text END);
+END
+$$;
+
+-- A new payment's payment.requested (correlated with what it pays for: the
+-- trip, or the shared booking).
+CREATE OR REPLACE FUNCTION payment_requested_emit(p payments) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
+    VALUES ('payment.requested', 'ridehaild', p.paid_for, p.id, 1, jsonb_build_object(
+        'payment_id', p.id, 'trip_id', p.paid_for, 'rider_id', p.rider_id, 'kind', p.kind,
+        'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
+        'requested_at', rh_ts(p.requested_at)));
 END
 $$;
 
@@ -51,11 +64,7 @@ BEGIN
     ON CONFLICT (trip_id) DO NOTHING
     RETURNING * INTO p;
     IF p.id IS NOT NULL THEN
-        INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-        VALUES ('payment.requested', 'ridehaild', t.id, p.id, 1, jsonb_build_object(
-            'payment_id', p.id, 'trip_id', p.trip_id, 'rider_id', p.rider_id, 'kind', p.kind,
-            'idempotency_key', p.idempotency_key, 'amount', rh_money(p.amount, p.currency),
-            'requested_at', rh_ts(p.requested_at)));
+        PERFORM payment_requested_emit(p);
     END IF;
     RETURN NULL;
 END
@@ -88,7 +97,7 @@ DECLARE
     held_before boolean;
     held_after boolean;
 BEGIN
-    SELECT * INTO p FROM payments WHERE trip_id = p_trip FOR UPDATE;
+    SELECT * INTO p FROM payments WHERE paid_for = p_trip FOR UPDATE;
     IF NOT FOUND THEN
         status := 404;
         body := jsonb_build_object('reason', 'not_found', 'field', 'trip_id');
@@ -135,8 +144,8 @@ BEGIN
                         cleared_by = NULL, cleared_at = NULL
      WHERE id = p.id RETURNING * INTO p;
     INSERT INTO outbox (event_type, producer, correlation_id, aggregate_id, aggregate_seq, payload)
-    VALUES ('payment.' || p_status, 'ridehaild', p.trip_id, p.id, p.event_seq, jsonb_strip_nulls(jsonb_build_object(
-        'payment_id', p.id, 'trip_id', p.trip_id, 'rider_id', p.rider_id, 'idempotency_key', p.idempotency_key,
+    VALUES ('payment.' || p_status, 'ridehaild', p.paid_for, p.id, p.event_seq, jsonb_strip_nulls(jsonb_build_object(
+        'payment_id', p.id, 'trip_id', p.paid_for, 'rider_id', p.rider_id, 'idempotency_key', p.idempotency_key,
         'amount', rh_money(p.amount, p.currency), 'attempt', p.attempts, 'provider_ref', p.provider_ref,
         'failure_reason', p.failure_reason, 'settled_at', rh_ts(p.settled_at))));
     held_after := EXISTS (SELECT 1 FROM payments x WHERE x.rider_id = p.rider_id AND x.state = 'failed'
@@ -159,7 +168,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     p payments;
 BEGIN
-    SELECT * INTO p FROM payments WHERE trip_id = p_trip FOR UPDATE;
+    SELECT * INTO p FROM payments WHERE paid_for = p_trip FOR UPDATE;
     IF NOT FOUND THEN
         status := 404;
         body := jsonb_build_object('reason', 'not_found', 'field', 'trip_id');
@@ -177,7 +186,7 @@ BEGIN
     END IF;
     UPDATE payments SET cleared_by = p_actor, cleared_at = now() WHERE id = p.id RETURNING * INTO p;
     INSERT INTO pricing_log (actor, action, subject, detail, book_version)
-    VALUES (p_actor, 'payment.hold.clear', p.trip_id::text,
+    VALUES (p_actor, 'payment.hold.clear', p.paid_for::text,
             jsonb_strip_nulls(jsonb_build_object('rider_id', p.rider_id, 'amount', p.amount, 'reason', p_reason)),
             (SELECT version FROM pricing_book));
     PERFORM payment_hold_notify(p.rider_id);

@@ -10,6 +10,8 @@
 
 #include "auth/auth.h"
 #include "auth/revoke.h"
+#include "core/worker.h"
+#include "net/conncount.h"
 #include "net/jsonv.h"
 #include "store/db.h"
 
@@ -77,5 +79,59 @@ void auth_account_changed(struct auth *a, enum auth_role role, const char *id, i
 			  bool deleted);
 /* The login reply's token, for a password change too. */
 void auth_reply_token(struct auth *a, struct http_req *req, enum auth_role role, const char *id, int64_t cv);
+
+/* A password job: argon2id on the worker threads, for a login (auth.c), a
+ * sign-up or an account created (account_api.c), accounts.c's plain hash or
+ * verify; password.c runs them. */
+#define PASSWORD_MAX_BYTES 1024
+
+enum pw_kind { PW_HASH, PW_VERIFY };
+
+struct pw_job {
+	struct worker_job job;
+	struct auth *auth;
+	struct http_req *req;
+	enum pw_kind kind;
+	bool ok;
+	unsigned long long opslimit;
+	size_t memlimit;
+	char password[PASSWORD_MAX_BYTES + 1];
+	char hash[crypto_pwhash_STRBYTES];
+	/* what to do next, on the loop */
+	void (*next)(struct pw_job *j);
+	cJSON *body;          /* the validated request body (sign-up, create) */
+	enum auth_role role;
+	char account_id[40];
+	int64_t cv;           /* the account's credential version */
+	bool disabled, found;
+	/* a login's rate-limit keys (its address's, its account's) */
+	char addr[64];
+	struct conn_addr ca;  /* the address, for the count of its logins being hashed */
+	bool has_addr;
+	int lane;
+	char account_key[96];
+	/* a plain hash or verify for accounts.c (auth_pw_hash/auth_pw_verify) */
+	auth_pw_cb cb;
+	void *cb_arg;
+};
+
+/* password.c: the argon2id jobs behind a login, a sign-up, an account created */
+void auth_pw_job_free(struct pw_job *j);
+struct pw_job *auth_pw_job_new(struct auth *a, struct http_req *req, enum pw_kind kind, const char *password,
+			       void (*next)(struct pw_job *));
+void auth_pw_submit_or_reply(struct pw_job *j);
+/* auth.c: the rate limits, the client's address */
+bool auth_limited_or_reply(struct http_req *req, struct ratelimit *rl, const char *key, const char *what);
+bool auth_peer_address(struct http_req *req, char *out, size_t n, struct conn_addr *ca);
+/* account_api.c: the endpoints that create and read accounts, and their
+ * statements */
+extern struct db_stmt st_me[3], st_driver_get, st_driver_list;
+void auth_signup(struct http_req *req, void *ctx);
+void auth_admin_create_rider(struct http_req *req, void *ctx);
+void auth_admin_create_operator(struct http_req *req, void *ctx);
+void auth_admin_create_driver(struct http_req *req, void *ctx);
+void auth_me(struct http_req *req, void *ctx);
+void auth_admin_driver_get(struct http_req *req, void *ctx);
+void auth_admin_driver_list(struct http_req *req, void *ctx);
 
 #endif

@@ -140,7 +140,15 @@ static int auth_cli_insert(const struct rh_config *cfg, const struct db_stmt *st
 	return rc;
 }
 
-int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
+/* The command line's options. */
+struct auth_cli_args {
+	const char *email, *name, *phone, *vtype, *make, *model, *color, *plate, *role, *id, *ttl;
+	char password[256];
+	bool have_password;
+};
+
+/* Reads the options after the command: -1 to go on, else the exit code. */
+static int auth_cli_parse(int argc, char **argv, struct auth_cli_args *a)
 {
 	static const struct option opts[] = {
 		{ "email", required_argument, NULL, 'e' }, { "name", required_argument, NULL, 'n' },
@@ -151,46 +159,72 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 		{ "role", required_argument, NULL, 'r' }, { "id", required_argument, NULL, 'i' },
 		{ "ttl", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
-	const char *email = NULL, *name = NULL, *phone = NULL, *vtype = NULL, *make = NULL, *model = NULL;
-	const char *color = NULL, *plate = NULL, *role = NULL, *id = NULL, *ttl = NULL;
-	char password[256] = "";
-	bool have_password = false;
-	if (argc < 2) {
-		auth_cli_usage(stderr);
-		return 2;
-	}
-	const char *cmd = argv[1];
 	optind = 2;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'e': email = optarg; break;
-		case 'n': name = optarg; break;
-		case 'p': snprintf(password, sizeof password, "%s", optarg); have_password = true; break;
+		case 'e': a->email = optarg; break;
+		case 'n': a->name = optarg; break;
+		case 'p': snprintf(a->password, sizeof a->password, "%s", optarg); a->have_password = true; break;
 		case 'P':
-			if (!fgets(password, sizeof password, stdin))
-				password[0] = '\0';
-			password[strcspn(password, "\r\n")] = '\0';
-			have_password = true;
+			if (!fgets(a->password, sizeof a->password, stdin))
+				a->password[0] = '\0';
+			a->password[strcspn(a->password, "\r\n")] = '\0';
+			a->have_password = true;
 			break;
-		case 't': phone = optarg; break;
-		case 'v': vtype = optarg; break;
-		case 'm': make = optarg; break;
-		case 'o': model = optarg; break;
-		case 'c': color = optarg; break;
-		case 'l': plate = optarg; break;
-		case 'r': role = optarg; break;
-		case 'i': id = optarg; break;
-		case 'T': ttl = optarg; break;
+		case 't': a->phone = optarg; break;
+		case 'v': a->vtype = optarg; break;
+		case 'm': a->make = optarg; break;
+		case 'o': a->model = optarg; break;
+		case 'c': a->color = optarg; break;
+		case 'l': a->plate = optarg; break;
+		case 'r': a->role = optarg; break;
+		case 'i': a->id = optarg; break;
+		case 'T': a->ttl = optarg; break;
 		case 'h': auth_cli_usage(stdout); return 0;
 		default: auth_cli_usage(stderr); return 2;
 		}
 	}
-	if (strcmp(cmd, "token") == 0)
-		return auth_cli_mint(cfg, role, id, ttl);
-	if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0 || strcmp(cmd, "delete") == 0)
-		return auth_cli_standing(cfg, cmd, role, id);
+	return -1;
+}
 
+/* The same validation as the HTTP endpoints, on the same JSON shape. */
+static bool auth_cli_account_valid(const struct rh_config *cfg, const struct auth_cli_args *a, enum auth_role r,
+				   const struct jv_field *fields)
+{
+	cJSON *body = cJSON_CreateObject();
+	if (a->email)
+		cJSON_AddStringToObject(body, "email", a->email);
+	if (a->name)
+		cJSON_AddStringToObject(body, "name", a->name);
+	if (a->have_password)
+		cJSON_AddStringToObject(body, "password", a->password);
+	if (a->phone && r != ROLE_OPERATOR)
+		cJSON_AddStringToObject(body, "phone", a->phone);
+	if (r == ROLE_DRIVER) {
+		cJSON *v = cJSON_AddObjectToObject(body, "vehicle");
+		if (a->vtype)
+			cJSON_AddStringToObject(v, "type", a->vtype);
+		if (a->make)
+			cJSON_AddStringToObject(v, "make", a->make);
+		if (a->model)
+			cJSON_AddStringToObject(v, "model", a->model);
+		if (a->color)
+			cJSON_AddStringToObject(v, "color", a->color);
+		if (a->plate)
+			cJSON_AddStringToObject(v, "plate", a->plate);
+	}
+	struct jv_error err;
+	bool ok = jv_check(body, fields, &err) && (r != ROLE_DRIVER || auth_vehicle_type_check(cfg, a->vtype, &err));
+	if (!ok)
+		fprintf(stderr, "ridehaild admin: %s\n", err.message);
+	cJSON_Delete(body);
+	return ok;
+}
+
+/* create-rider, create-driver, create-operator. */
+static int auth_cli_create(const struct rh_config *cfg, const char *cmd, struct auth_cli_args *a)
+{
 	const struct jv_field *fields;
 	enum auth_role r;
 	if (strcmp(cmd, "create-rider") == 0) {
@@ -207,53 +241,41 @@ int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
 		auth_cli_usage(stderr);
 		return 2;
 	}
-	/* The same validation as the HTTP endpoints, on the same JSON shape. */
-	cJSON *body = cJSON_CreateObject();
-	if (email)
-		cJSON_AddStringToObject(body, "email", email);
-	if (name)
-		cJSON_AddStringToObject(body, "name", name);
-	if (have_password)
-		cJSON_AddStringToObject(body, "password", password);
-	if (phone && r != ROLE_OPERATOR)
-		cJSON_AddStringToObject(body, "phone", phone);
-	if (r == ROLE_DRIVER) {
-		cJSON *v = cJSON_AddObjectToObject(body, "vehicle");
-		if (vtype)
-			cJSON_AddStringToObject(v, "type", vtype);
-		if (make)
-			cJSON_AddStringToObject(v, "make", make);
-		if (model)
-			cJSON_AddStringToObject(v, "model", model);
-		if (color)
-			cJSON_AddStringToObject(v, "color", color);
-		if (plate)
-			cJSON_AddStringToObject(v, "plate", plate);
-	}
-	struct jv_error err;
-	if (!jv_check(body, fields, &err) || (r == ROLE_DRIVER && !auth_vehicle_type_check(cfg, vtype, &err))) {
-		fprintf(stderr, "ridehaild admin: %s\n", err.message);
-		cJSON_Delete(body);
+	if (!auth_cli_account_valid(cfg, a, r, fields))
 		return 2;
-	}
-	cJSON_Delete(body);
 	char hash[crypto_pwhash_STRBYTES];
-	if (crypto_pwhash_str(hash, password, strlen(password), (unsigned long long)cfg->auth.password_opslimit,
+	if (crypto_pwhash_str(hash, a->password, strlen(a->password), (unsigned long long)cfg->auth.password_opslimit,
 			      (size_t)cfg->auth.password_memlimit) != 0) {
 		fprintf(stderr, "ridehaild admin: cannot hash the password\n");
 		return 1;
 	}
-	sodium_memzero(password, sizeof password);
-	int rc;
+	sodium_memzero(a->password, sizeof a->password);
 	if (r == ROLE_RIDER) {
-		const char *p[] = { email, name, phone, hash };
-		rc = auth_cli_insert(cfg, &st_insert_rider, p);
-	} else if (r == ROLE_OPERATOR) {
-		const char *p[] = { email, name, hash };
-		rc = auth_cli_insert(cfg, &st_insert_operator, p);
-	} else {
-		const char *p[] = { email, name, phone, hash, vtype, make, model, color, plate };
-		rc = auth_cli_insert(cfg, &st_insert_driver, p);
+		const char *p[] = { a->email, a->name, a->phone, hash };
+		return auth_cli_insert(cfg, &st_insert_rider, p);
 	}
-	return rc;
+	if (r == ROLE_OPERATOR) {
+		const char *p[] = { a->email, a->name, hash };
+		return auth_cli_insert(cfg, &st_insert_operator, p);
+	}
+	const char *p[] = { a->email, a->name, a->phone, hash, a->vtype, a->make, a->model, a->color, a->plate };
+	return auth_cli_insert(cfg, &st_insert_driver, p);
+}
+
+int auth_admin_cli(const struct rh_config *cfg, int argc, char **argv)
+{
+	struct auth_cli_args a = { 0 };
+	if (argc < 2) {
+		auth_cli_usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	int rc = auth_cli_parse(argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	if (strcmp(cmd, "token") == 0)
+		return auth_cli_mint(cfg, a.role, a.id, a.ttl);
+	if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0 || strcmp(cmd, "delete") == 0)
+		return auth_cli_standing(cfg, cmd, a.role, a.id);
+	return auth_cli_create(cfg, cmd, &a);
 }

@@ -144,7 +144,15 @@ static int main_local_jwt_secret(struct rh_config *cfg)
 	return rc;
 }
 
-int main(int argc, char **argv)
+/* What the command line asked for. */
+struct main_opts {
+	const char *config_path, *get_key;
+	const char *command; /* migrate, admin, map, events, or NULL: the daemon */
+	bool check, print, status;
+};
+
+/* Reads the options and the command: -1 to go on, else the exit code. */
+static int main_parse_args(int argc, char **argv, struct main_opts *o)
 {
 	enum { OPT_PRINT = 256, OPT_DOC, OPT_GET, OPT_STATUS };
 	static const struct option opts[] = {
@@ -158,20 +166,14 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	const char *config_path = NULL, *get_key = NULL;
-	char default_buf[4200];
-	bool check = false, print = false, status = false;
 	int c;
-
-	rh_alloc_install_hooks();
-	main_local_passfile();
 	while ((c = getopt_long(argc, argv, "+c:tvh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'c': config_path = optarg; break;
-		case 't': check = true; break;
-		case OPT_PRINT: print = true; break;
-		case OPT_GET: get_key = optarg; break;
-		case OPT_STATUS: status = true; break;
+		case 'c': o->config_path = optarg; break;
+		case 't': o->check = true; break;
+		case OPT_PRINT: o->print = true; break;
+		case OPT_GET: o->get_key = optarg; break;
+		case OPT_STATUS: o->status = true; break;
 		case OPT_DOC: config_print_doc(stdout); return 0;
 		case 'v': printf("ridehaild %s (%s)\n", RH_VERSION, RH_GIT_REV); return 0;
 		case 'h': main_usage(stdout); return 0;
@@ -179,10 +181,11 @@ int main(int argc, char **argv)
 		}
 	}
 	const char *command = optind < argc ? argv[optind] : NULL;
+	o->command = command;
 	if (command && strcmp(command, "migrate") == 0) {
 		for (int i = optind + 1; i < argc; i++) {
 			if (strcmp(argv[i], "--status") == 0) {
-				status = true;
+				o->status = true;
 			} else {
 				fprintf(stderr, "ridehaild migrate: unknown argument \"%s\"\n", argv[i]);
 				return 2;
@@ -195,64 +198,87 @@ int main(int argc, char **argv)
 		main_usage(stderr);
 		return 2;
 	}
+	return -1;
+}
+
+/* --check-config, --print-config, --get: the exit code. */
+static int main_config_only(const struct rh_config *cfg, const struct main_opts *o)
+{
+	if (o->check) {
+		printf("ridehaild: configuration %s is valid\n", o->config_path);
+		return 0;
+	}
+	if (o->print) {
+		config_print(cfg, stdout);
+		return 0;
+	}
+	char value[4096];
+	if (config_get(cfg, o->get_key, value, sizeof value)) {
+		puts(value);
+		return 0;
+	}
+	fprintf(stderr, "ridehaild: no configuration key \"%s\"\n", o->get_key);
+	return 1;
+}
+
+/* The log and libsodium, then the command if one was given: false to run
+ * the daemon, true when done (*rc: the exit code). */
+static bool main_start(struct rh_config *cfg, const struct main_opts *o, int argc, char **argv, int *rc)
+{
+	*rc = 1;
+	if (log_open(cfg->log.file, (enum log_format)cfg->log.format, (enum log_level)cfg->log.level) != RH_OK) {
+		fprintf(stderr, "ridehaild: cannot open log file %s\n", cfg->log.file);
+		return true;
+	}
+	log_hook_libevent();
+	if (sodium_init() < 0) {
+		log_error(NULL, "libsodium failed to initialise");
+		return true;
+	}
+	const char *command = o->command;
+	if (!command)
+		return false;
+	if (strcmp(command, "map") == 0)
+		*rc = routing_map_cli(&cfg->routing, argc - optind, argv + optind);
+	else
+		*rc = strcmp(command, "admin") == 0 ? auth_admin_cli(cfg, argc - optind, argv + optind)
+		      : strcmp(command, "events") == 0 ? events_cli(cfg, argc - optind, argv + optind)
+						       : migrate_cli(cfg->database.url, o->status);
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	struct main_opts o = { 0 };
+	char default_buf[4200];
+
+	rh_alloc_install_hooks();
+	main_local_passfile();
+	int rc = main_parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
 
 	/* without -c: the default file where it is found; the map tools need
 	 * none (they run on the built-in defaults and the environment) */
-	bool defaulted = config_path == NULL;
-	if (defaulted)
-		config_path = main_default_config(default_buf, sizeof default_buf);
-	if (!config_path && !(command && strcmp(command, "map") == 0))
-		config_path = DEFAULT_CONFIG; /* reported as missing */
+	if (!o.config_path)
+		o.config_path = main_default_config(default_buf, sizeof default_buf);
+	if (!o.config_path && !(o.command && strcmp(o.command, "map") == 0))
+		o.config_path = DEFAULT_CONFIG; /* reported as missing */
 	struct rh_config cfg;
-	if (main_load_config(&cfg, config_path))
+	if (main_load_config(&cfg, o.config_path))
 		return 1;
 	if (main_local_jwt_secret(&cfg)) {
 		config_fini(&cfg);
 		return 1;
 	}
-	if (!config_path)
-		config_path = "(built-in defaults)";
-	if (check) {
-		printf("ridehaild: configuration %s is valid\n", config_path);
-		config_fini(&cfg);
-		return 0;
-	}
-	if (print || get_key) {
-		int rc = 0;
-		if (print) {
-			config_print(&cfg, stdout);
-		} else {
-			char value[4096];
-			if (config_get(&cfg, get_key, value, sizeof value)) {
-				puts(value);
-			} else {
-				fprintf(stderr, "ridehaild: no configuration key \"%s\"\n", get_key);
-				rc = 1;
-			}
-		}
+	if (!o.config_path)
+		o.config_path = "(built-in defaults)";
+	if (o.check || o.print || o.get_key) {
+		rc = main_config_only(&cfg, &o);
 		config_fini(&cfg);
 		return rc;
 	}
-	if (log_open(cfg.log.file, (enum log_format)cfg.log.format, (enum log_level)cfg.log.level) != RH_OK) {
-		fprintf(stderr, "ridehaild: cannot open log file %s\n", cfg.log.file);
-		config_fini(&cfg);
-		return 1;
-	}
-	log_hook_libevent();
-	if (sodium_init() < 0) {
-		log_error(NULL, "libsodium failed to initialise");
-		config_fini(&cfg);
-		return 1;
-	}
-	if (command && strcmp(command, "map") == 0) {
-		int rc = routing_map_cli(&cfg.routing, argc - optind, argv + optind);
-		config_fini(&cfg);
-		return rc;
-	}
-	if (command) {
-		int rc = strcmp(command, "admin") == 0 ? auth_admin_cli(&cfg, argc - optind, argv + optind)
-			 : strcmp(command, "events") == 0 ? events_cli(&cfg, argc - optind, argv + optind)
-							  : migrate_cli(cfg.database.url, status);
+	if (main_start(&cfg, &o, argc, argv, &rc)) {
 		config_fini(&cfg);
 		return rc;
 	}
@@ -263,11 +289,11 @@ int main(int argc, char **argv)
 	setenv("TZ", cfg.pricing.timezone, 1);
 	tzset();
 	struct server srv;
-	if (server_init(&srv, &cfg, config_path) != RH_OK) {
+	if (server_init(&srv, &cfg, o.config_path) != RH_OK) {
 		server_fini(&srv);
 		return 1;
 	}
-	int rc = server_run(&srv);
+	rc = server_run(&srv);
 	server_fini(&srv);
 	log_close();
 	return rc;

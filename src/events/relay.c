@@ -584,13 +584,10 @@ static void relay_prune_cb(evutil_socket_t fd, short what, void *arg)
 	db_query(ev->deps.db, &st_prune, params, relay_pruned, ev);
 }
 
-struct events *events_new(const struct events_deps *d)
+/* The relay's metrics. */
+static void relay_metrics_register(struct events *ev, struct metrics *m)
 {
 	static const double lag_bounds[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
-	struct events *ev = RH_NEW(struct events);
-	ev->deps = *d;
-	ev->cfg = d->cfg;
-	struct metrics *m = d->metrics;
 	ev->m_published = metric_cell(metrics_counter(m, "ridehail_events_published_total",
 			"Outbox events acknowledged by JetStream and marked published.", NULL), NULL);
 	ev->m_duplicates = metric_cell(metrics_counter(m, "ridehail_events_duplicates_total",
@@ -609,6 +606,42 @@ struct events *events_new(const struct events_deps *d)
 			"From an event's commit (occurred_at) to its JetStream ack.", NULL, lag_bounds,
 			(int)(sizeof lag_bounds / sizeof lag_bounds[0]));
 	ev->m_lag = metric_cell(ev->f_lag, NULL);
+	ev->m_pruned = metric_cell(metrics_counter(m, "ridehail_events_pruned_total",
+			"Published outbox rows deleted after events.outbox_retention.", NULL), NULL);
+}
+
+/* The relay's NATS options, or NULL (said in the log) if they cannot be set. */
+static natsOptions *relay_nats_options(struct events *ev)
+{
+	natsOptions *o = NULL;
+	natsStatus s = natsOptions_Create(&o);
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(o, ev->cfg->url);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, ev->cfg->connect_timeout_ms);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, "ridehaild outbox relay");
+	if (s == NATS_OK)
+		s = natsOptions_SetAllowReconnect(o, true);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, ev->cfg->retry_min_ms);
+	char why[300] = "";
+	if (s != NATS_OK || events_nats_credentials(o, ev->cfg->credentials, why, sizeof why) != RH_OK) {
+		log_error(NULL, "events: NATS options: %s; the relay is off", why[0] ? why : natsStatus_GetText(s));
+		natsOptions_Destroy(o);
+		return NULL;
+	}
+	return o;
+}
+
+struct events *events_new(const struct events_deps *d)
+{
+	struct events *ev = RH_NEW(struct events);
+	ev->deps = *d;
+	ev->cfg = d->cfg;
+	relay_metrics_register(ev, d->metrics);
 	ev->stats_timer = event_new(d->base, -1, EV_PERSIST, relay_stats_cb, ev);
 	struct timeval tv = { .tv_sec = ev->cfg->stats_interval_ms / 1000,
 			      .tv_usec = (ev->cfg->stats_interval_ms % 1000) * 1000 };
@@ -618,8 +651,6 @@ struct events *events_new(const struct events_deps *d)
 	db_register(d->db, &st_mark);
 	db_register(d->db, &st_release);
 	db_register(d->db, &st_prune);
-	ev->m_pruned = metric_cell(metrics_counter(m, "ridehail_events_pruned_total",
-			"Published outbox rows deleted after events.outbox_retention.", NULL), NULL);
 	ev->prune_timer = evtimer_new(d->base, relay_prune_cb, ev);
 	if (ev->cfg->outbox_retention_ms > 0)
 		relay_prune_schedule(ev, relay_prune_idle_ms(ev));
@@ -639,24 +670,8 @@ struct events *events_new(const struct events_deps *d)
 	uuid_format(&u, us);
 	snprintf(ev->holder, sizeof ev->holder, "%s", us);
 	pthread_mutex_init(&ev->link.mu, NULL);
-	natsOptions *o = NULL;
-	natsStatus s = natsOptions_Create(&o);
-	if (s == NATS_OK)
-		s = natsOptions_SetURL(o, ev->cfg->url);
-	if (s == NATS_OK)
-		s = natsOptions_SetTimeout(o, ev->cfg->connect_timeout_ms);
-	if (s == NATS_OK)
-		s = natsOptions_SetName(o, "ridehaild outbox relay");
-	if (s == NATS_OK)
-		s = natsOptions_SetAllowReconnect(o, true);
-	if (s == NATS_OK)
-		s = natsOptions_SetMaxReconnect(o, -1);
-	if (s == NATS_OK)
-		s = natsOptions_SetReconnectWait(o, ev->cfg->retry_min_ms);
-	char why[300] = "";
-	if (s != NATS_OK || events_nats_credentials(o, ev->cfg->credentials, why, sizeof why) != RH_OK) {
-		log_error(NULL, "events: NATS options: %s; the relay is off", why[0] ? why : natsStatus_GetText(s));
-		natsOptions_Destroy(o);
+	natsOptions *o = relay_nats_options(ev);
+	if (!o) {
 		pthread_mutex_destroy(&ev->link.mu);
 		return ev;
 	}

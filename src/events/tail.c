@@ -26,25 +26,30 @@ static int tail_usage(FILE *out)
 	return out == stdout ? 0 : 2;
 }
 
-int events_cli(const struct rh_config *cfg, int argc, char **argv)
-{
-	/* argv[0] is "events" */
-	if (argc < 2 || strcmp(argv[1], "tail") != 0)
-		return tail_usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+/* What to follow and for how long. */
+struct tail_args {
 	char subject[256];
-	snprintf(subject, sizeof subject, "%s.>", cfg->events.subject_prefix);
-	bool all = false;
-	long long count = -1;
-	int64_t idle_ms = -1;
+	bool all;
+	long long count;
+	int64_t idle_ms;
+};
+
+/* Reads `events tail`'s arguments: -1 to go on, else the exit code. */
+static int tail_parse_args(const struct rh_config *cfg, int argc, char **argv, struct tail_args *t)
+{
+	snprintf(t->subject, sizeof t->subject, "%s.>", cfg->events.subject_prefix);
+	t->all = false;
+	t->count = -1;
+	t->idle_ms = -1;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--subject") == 0 && i + 1 < argc) {
-			snprintf(subject, sizeof subject, "%s", argv[++i]);
+			snprintf(t->subject, sizeof t->subject, "%s", argv[++i]);
 		} else if (strcmp(argv[i], "--all") == 0) {
-			all = true;
+			t->all = true;
 		} else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc) {
-			count = strtoll(argv[++i], NULL, 10);
+			t->count = strtoll(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--idle-exit") == 0 && i + 1 < argc) {
-			if (!cfg_parse_duration_ms(argv[++i], &idle_ms)) {
+			if (!cfg_parse_duration_ms(argv[++i], &t->idle_ms)) {
 				fprintf(stderr, "ridehaild events tail: bad duration \"%s\"\n", argv[i]);
 				return 2;
 			}
@@ -55,6 +60,44 @@ int events_cli(const struct rh_config *cfg, int argc, char **argv)
 			return tail_usage(stderr);
 		}
 	}
+	return -1;
+}
+
+/* Prints each event as it comes, until the count or the idle time: the exit
+ * code. */
+static int tail_print(natsSubscription *sub, const struct tail_args *t)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	long long seen = 0;
+	while (t->count < 0 || seen < t->count) {
+		natsMsg *m = NULL;
+		natsStatus s = natsSubscription_NextMsg(&m, sub, t->idle_ms >= 0 ? t->idle_ms : 3600000);
+		if (s == NATS_TIMEOUT) {
+			if (t->idle_ms >= 0)
+				break;
+			continue;
+		}
+		if (s != NATS_OK) {
+			fprintf(stderr, "ridehaild events tail: %s\n", natsStatus_GetText(s));
+			return 1;
+		}
+		fwrite(natsMsg_GetData(m), 1, (size_t)natsMsg_GetDataLength(m), stdout);
+		fputc('\n', stdout);
+		natsMsg_Destroy(m);
+		seen++;
+	}
+	return 0;
+}
+
+int events_cli(const struct rh_config *cfg, int argc, char **argv)
+{
+	/* argv[0] is "events" */
+	if (argc < 2 || strcmp(argv[1], "tail") != 0)
+		return tail_usage(argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr);
+	struct tail_args t;
+	int rc = tail_parse_args(cfg, argc, argv, &t);
+	if (rc >= 0)
+		return rc;
 	if (!cfg->events.url || !*cfg->events.url) {
 		fprintf(stderr, "ridehaild events tail: events.url is empty (set RIDEHAIL_EVENTS_URL; "
 				"make run's local server is nats://127.0.0.1:14222)\n");
@@ -65,7 +108,7 @@ int events_cli(const struct rh_config *cfg, int argc, char **argv)
 	natsSubscription *sub = NULL;
 	natsOptions *o = NULL;
 	jsErrCode jerr = 0;
-	int rc = 1;
+	rc = 1;
 	natsStatus s = natsOptions_Create(&o);
 	if (s == NATS_OK)
 		s = natsOptions_SetURL(o, cfg->events.url);
@@ -88,34 +131,15 @@ int events_cli(const struct rh_config *cfg, int argc, char **argv)
 	jsSubOptions_Init(&so);
 	so.Stream = cfg->events.stream;
 	so.Ordered = true;
-	so.Config.DeliverPolicy = all ? js_DeliverAll : js_DeliverNew;
+	so.Config.DeliverPolicy = t.all ? js_DeliverAll : js_DeliverNew;
 	if (s == NATS_OK)
-		s = js_SubscribeSync(&sub, js, subject, NULL, &so, &jerr);
+		s = js_SubscribeSync(&sub, js, t.subject, NULL, &so, &jerr);
 	if (s != NATS_OK) {
 		fprintf(stderr, "ridehaild events tail: cannot follow %s on stream %s: %s (JetStream error %d)\n",
-			subject, cfg->events.stream, natsStatus_GetText(s), (int)jerr);
+			t.subject, cfg->events.stream, natsStatus_GetText(s), (int)jerr);
 		goto out;
 	}
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	long long seen = 0;
-	while (count < 0 || seen < count) {
-		natsMsg *m = NULL;
-		s = natsSubscription_NextMsg(&m, sub, idle_ms >= 0 ? idle_ms : 3600000);
-		if (s == NATS_TIMEOUT) {
-			if (idle_ms >= 0)
-				break;
-			continue;
-		}
-		if (s != NATS_OK) {
-			fprintf(stderr, "ridehaild events tail: %s\n", natsStatus_GetText(s));
-			goto out;
-		}
-		fwrite(natsMsg_GetData(m), 1, (size_t)natsMsg_GetDataLength(m), stdout);
-		fputc('\n', stdout);
-		natsMsg_Destroy(m);
-		seen++;
-	}
-	rc = 0;
+	rc = tail_print(sub, &t);
 out:
 	natsSubscription_Destroy(sub);
 	jsCtx_Destroy(js);

@@ -66,6 +66,12 @@ struct gateway {
 	struct metric_cell *m_messages[GW_MAX_TYPES]; /* by type, made on its first message */
 	int ntypes;
 	struct gw_role_hooks hooks[3]; /* rider, driver, operator */
+	struct gw_opened_listener {
+		unsigned roles;
+		gw_opened_fn fn;
+		void *ctx;
+	} opened[GW_MAX_OPENED];
+	int nopened;
 	struct session_list sessions;
 	int nsessions;
 	struct metric_family *f_rejected, *f_messages, *f_sessions;
@@ -472,6 +478,9 @@ void gateway_admit(struct gw_pending *p, void *owner)
 	}
 	if (h->opened)
 		h->opened(&gs->pub, h->ctx);
+	for (int i = 0; i < gw->nopened && gs->pub.ws; i++)
+		if (gw->opened[i].roles & (unsigned)gs->role)
+			gw->opened[i].fn(&gs->pub, gw->opened[i].ctx);
 }
 
 void gateway_refuse(struct gw_pending *p, int problem, const char *detail)
@@ -602,6 +611,15 @@ void gateway_register(struct gateway *gw, const struct gw_message_type *t)
 void gateway_set_role_hooks(struct gateway *gw, enum auth_role role, const struct gw_role_hooks *h)
 {
 	gw->hooks[gw_role_slot(role)] = *h;
+}
+
+void gateway_on_opened(struct gateway *gw, unsigned roles, gw_opened_fn fn, void *ctx)
+{
+	if (gw->nopened == GW_MAX_OPENED) {
+		log_error(NULL, "gateway: too many listeners of opened sessions");
+		abort();
+	}
+	gw->opened[gw->nopened++] = (struct gw_opened_listener){ roles, fn, ctx };
 }
 
 /* client.heartbeat: liveness and a round-trip measure; answered with

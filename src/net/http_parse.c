@@ -312,144 +312,175 @@ static enum http_chunked_status http_chunk_size_done(struct http_chunked *c, siz
 	return HTTP_CHUNKED_MORE;
 }
 
-#define CH_STOP(status)                    \
-	do {                               \
-		*consumed = i;             \
-		return (status);           \
-	} while (0)
+/* The size line: hex digits, extensions, CRLF. Returns HTTP_CHUNKED_MORE to
+ * go on, or how the body ends at *i. */
+static enum http_chunked_status http_chunked_size_byte(struct http_chunked *c, unsigned char ch, size_t *i,
+							size_t max_body)
+{
+	switch (c->state) {
+	case CH_SIZE: {
+		int h = http_hexval(ch);
+		if (h >= 0) {
+			if (c->digits || h) /* leading zeros do not count */
+				c->digits++;
+			if (c->digits > CH_MAX_DIGITS)
+				return HTTP_CHUNKED_TOO_LARGE;
+			c->remaining = c->remaining * 16 + (uint64_t)h;
+			(*i)++;
+			return HTTP_CHUNKED_MORE;
+		}
+		if (c->line_len == 1) /* no digit at all */
+			return HTTP_CHUNKED_ERROR;
+		c->line_len--; /* read again in CH_EXT */
+		c->state = CH_EXT;
+		return HTTP_CHUNKED_MORE;
+	}
+	case CH_EXT:
+		/* *( BWS ";" BWS name [ BWS "=" BWS value ] ): read loosely,
+		 * since it is ignored, but a quoted string is followed so
+		 * that a quoted CR or semicolon is not misread */
+		(*i)++;
+		if (ch == '\r') {
+			c->state = CH_SIZE_LF;
+		} else if (ch == '\n') {
+			return http_chunk_size_done(c, max_body);
+		} else if (ch == '"') {
+			c->state = CH_EXT_QUOTED;
+		} else if (!http_is_line_byte(ch)) {
+			(*i)--;
+			return HTTP_CHUNKED_ERROR;
+		}
+		return HTTP_CHUNKED_MORE;
+	case CH_EXT_QUOTED:
+		if (!http_is_line_byte(ch))
+			return HTTP_CHUNKED_ERROR;
+		(*i)++;
+		if (ch == '"')
+			c->state = CH_EXT;
+		else if (ch == '\\')
+			c->state = CH_EXT_ESCAPE;
+		return HTTP_CHUNKED_MORE;
+	case CH_EXT_ESCAPE:
+		if (!http_is_line_byte(ch))
+			return HTTP_CHUNKED_ERROR;
+		(*i)++;
+		c->state = CH_EXT_QUOTED;
+		return HTTP_CHUNKED_MORE;
+	default: /* CH_SIZE_LF */
+		if (ch != '\n')
+			return HTTP_CHUNKED_ERROR;
+		(*i)++;
+		return http_chunk_size_done(c, max_body);
+	}
+}
+
+/* A chunk's data (handed to sink as it comes) and the CRLF after it. */
+static enum http_chunked_status http_chunked_data(struct http_chunked *c, const char *in, size_t len, size_t *i,
+						   void (*sink)(void *arg, const char *p, size_t n), void *arg)
+{
+	switch (c->state) {
+	case CH_DATA: {
+		size_t n = len - *i;
+		if (n > c->remaining)
+			n = (size_t)c->remaining;
+		if (sink)
+			sink(arg, in + *i, n);
+		c->body_len += n;
+		c->remaining -= n;
+		*i += n;
+		if (c->remaining == 0)
+			c->state = CH_DATA_CR;
+		return HTTP_CHUNKED_MORE;
+	}
+	case CH_DATA_CR:
+		c->state = CH_DATA_LF;
+		if (in[*i] == '\r')
+			(*i)++;
+		return HTTP_CHUNKED_MORE;
+	default: /* CH_DATA_LF */
+		if (in[*i] != '\n')
+			return HTTP_CHUNKED_ERROR;
+		(*i)++;
+		c->state = CH_SIZE;
+		c->line_len = 0;
+		return HTTP_CHUNKED_MORE;
+	}
+}
+
+/* The trailer section: field lines read and dropped; an empty line ends the
+ * body. */
+static enum http_chunked_status http_chunked_trailer_byte(struct http_chunked *c, unsigned char ch, size_t *i)
+{
+	if (c->state == CH_TRAILER) {
+		if (++c->trailer_len > CH_MAX_TRAILERS)
+			return HTTP_CHUNKED_ERROR;
+		(*i)++;
+		if (ch == '\r') {
+			c->state = CH_TRAILER_LF;
+		} else if (ch == '\n') {
+			if (c->line_len == 0) {
+				c->state = CH_DONE;
+				return HTTP_CHUNKED_DONE;
+			}
+			c->line_len = 0;
+		} else if (!http_is_line_byte(ch) || (c->line_len == 0 && (ch == ' ' || ch == '\t'))) {
+			/* control bytes, or obs-fold (a line starting blank) */
+			(*i)--;
+			return HTTP_CHUNKED_ERROR;
+		} else {
+			c->line_len++;
+		}
+		return HTTP_CHUNKED_MORE;
+	}
+	/* CH_TRAILER_LF */
+	if (ch != '\n')
+		return HTTP_CHUNKED_ERROR;
+	(*i)++;
+	if (c->line_len == 0) {
+		c->state = CH_DONE;
+		return HTTP_CHUNKED_DONE;
+	}
+	c->line_len = 0;
+	c->state = CH_TRAILER;
+	return HTTP_CHUNKED_MORE;
+}
 
 enum http_chunked_status http_chunked_feed(struct http_chunked *c, const char *in, size_t len,
 					   size_t *consumed, size_t max_body,
 					   void (*sink)(void *arg, const char *p, size_t n), void *arg)
 {
 	size_t i = 0;
-	while (i < len) {
+	enum http_chunked_status st = HTTP_CHUNKED_MORE;
+	while (i < len && st == HTTP_CHUNKED_MORE) {
 		unsigned char ch = (unsigned char)in[i];
-		if (c->state <= CH_EXT_ESCAPE && ++c->line_len > CH_MAX_LINE)
-			CH_STOP(HTTP_CHUNKED_ERROR);
+		if (c->state <= CH_EXT_ESCAPE && ++c->line_len > CH_MAX_LINE) {
+			st = HTTP_CHUNKED_ERROR;
+			break;
+		}
 		switch (c->state) {
-		case CH_SIZE: {
-			int h = http_hexval(ch);
-			if (h >= 0) {
-				if (c->digits || h) /* leading zeros do not count */
-					c->digits++;
-				if (c->digits > CH_MAX_DIGITS)
-					CH_STOP(HTTP_CHUNKED_TOO_LARGE);
-				c->remaining = c->remaining * 16 + (uint64_t)h;
-				i++;
-				break;
-			}
-			if (c->line_len == 1) /* no digit at all */
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			c->line_len--; /* read again in CH_EXT */
-			c->state = CH_EXT;
-			break;
-		}
+		case CH_SIZE:
 		case CH_EXT:
-			/* *( BWS ";" BWS name [ BWS "=" BWS value ] ): read loosely,
-			 * since it is ignored, but a quoted string is followed so
-			 * that a quoted CR or semicolon is not misread */
-			i++;
-			if (ch == '\r') {
-				c->state = CH_SIZE_LF;
-			} else if (ch == '\n') {
-				enum http_chunked_status st = http_chunk_size_done(c, max_body);
-				if (st != HTTP_CHUNKED_MORE)
-					CH_STOP(st);
-			} else if (ch == '"') {
-				c->state = CH_EXT_QUOTED;
-			} else if (!http_is_line_byte(ch)) {
-				i--;
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			}
-			break;
 		case CH_EXT_QUOTED:
-			if (!http_is_line_byte(ch))
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			i++;
-			if (ch == '"')
-				c->state = CH_EXT;
-			else if (ch == '\\')
-				c->state = CH_EXT_ESCAPE;
-			break;
 		case CH_EXT_ESCAPE:
-			if (!http_is_line_byte(ch))
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			i++;
-			c->state = CH_EXT_QUOTED;
+		case CH_SIZE_LF:
+			st = http_chunked_size_byte(c, ch, &i, max_body);
 			break;
-		case CH_SIZE_LF: {
-			if (ch != '\n')
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			i++;
-			enum http_chunked_status st = http_chunk_size_done(c, max_body);
-			if (st != HTTP_CHUNKED_MORE)
-				CH_STOP(st);
-			break;
-		}
-		case CH_DATA: {
-			size_t n = len - i;
-			if (n > c->remaining)
-				n = (size_t)c->remaining;
-			if (sink)
-				sink(arg, in + i, n);
-			c->body_len += n;
-			c->remaining -= n;
-			i += n;
-			if (c->remaining == 0)
-				c->state = CH_DATA_CR;
-			break;
-		}
+		case CH_DATA:
 		case CH_DATA_CR:
-			c->state = CH_DATA_LF;
-			if (ch == '\r')
-				i++;
-			break;
 		case CH_DATA_LF:
-			if (ch != '\n')
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			i++;
-			c->state = CH_SIZE;
-			c->line_len = 0;
+			st = http_chunked_data(c, in, len, &i, sink, arg);
 			break;
 		case CH_TRAILER:
-			/* trailer field lines are read and dropped; an empty line
-			 * ends the body */
-			if (++c->trailer_len > CH_MAX_TRAILERS)
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			i++;
-			if (ch == '\r') {
-				c->state = CH_TRAILER_LF;
-			} else if (ch == '\n') {
-				if (c->line_len == 0) {
-					c->state = CH_DONE;
-					CH_STOP(HTTP_CHUNKED_DONE);
-				}
-				c->line_len = 0;
-			} else if (!http_is_line_byte(ch) || (c->line_len == 0 && (ch == ' ' || ch == '\t'))) {
-				/* control bytes, or obs-fold (a line starting blank) */
-				i--;
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			} else {
-				c->line_len++;
-			}
-			break;
 		case CH_TRAILER_LF:
-			if (ch != '\n')
-				CH_STOP(HTTP_CHUNKED_ERROR);
-			i++;
-			if (c->line_len == 0) {
-				c->state = CH_DONE;
-				CH_STOP(HTTP_CHUNKED_DONE);
-			}
-			c->line_len = 0;
-			c->state = CH_TRAILER;
+			st = http_chunked_trailer_byte(c, ch, &i);
 			break;
 		default:
-			CH_STOP(HTTP_CHUNKED_DONE);
+			st = HTTP_CHUNKED_DONE;
 		}
 	}
 	*consumed = i;
+	if (st != HTTP_CHUNKED_MORE)
+		return st;
 	return c->state == CH_DONE ? HTTP_CHUNKED_DONE : HTTP_CHUNKED_MORE;
 }
 

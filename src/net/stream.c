@@ -101,29 +101,74 @@ static void stream_run_on_read(struct stream *s)
 	s->in_cb = false;
 }
 
+/* Where the next read goes: the shared scratch buffer when nothing is held,
+ * else after what is held (the stream's own buffer, grown if need be).
+ * Returns the room there. */
+static size_t stream_read_room(struct stream *s, char **dst)
+{
+	if (s->in_len == 0) {
+		*dst = s->scratch->buf;
+		return s->scratch->size < s->in_max ? s->scratch->size : s->in_max;
+	}
+	/* Grow only when the room left is small, and then by what is held
+	 * (doubling, for a large body) or a kilobyte: a partial head
+	 * trickled in byte by byte holds about what was sent, not the most
+	 * a request may take (a few bytes grew it to 136 KiB before). */
+	if (s->in_cap - s->in_len < STREAM_ROOM_MIN && s->in_cap < s->in_max) {
+		size_t cap = s->in_cap * 2 > s->in_len + STREAM_ROOM_MIN ? s->in_cap * 2 : s->in_len + STREAM_ROOM_MIN;
+		if (cap > s->in_max)
+			cap = s->in_max;
+		s->in = rh_realloc(s->in, cap);
+		s->in_cap = cap;
+	}
+	*dst = s->in + s->in_len;
+	return s->in_cap - s->in_len;
+}
+
+/* The read saw the end of the stream (err 0) or an error. */
+static void stream_read_ended(struct stream *s, int err)
+{
+	s->in_cb = true;
+	stream_report_close(s, err);
+	s->in_cb = false;
+	if (s->dead)
+		stream_destroy(s);
+}
+
+/* Hands the n bytes just read, after what was held, to the owner; keeps
+ * what it leaves. Returns false if the stream is gone. */
+static bool stream_read_deliver(struct stream *s, size_t n)
+{
+	if (s->in_len == 0) {
+		s->view = s->scratch->buf;
+		s->view_len = n;
+	} else {
+		s->in_len += n;
+		s->view = s->in;
+		s->view_len = s->in_len;
+	}
+	stream_run_on_read(s);
+	/* A new owner took the stream over inside the callback (stream_set_ops):
+	 * it gets the bytes that came with the hand-over at once. */
+	while (!s->dead && s->rerun && s->view_len > 0) {
+		s->rerun = false;
+		stream_run_on_read(s);
+	}
+	s->rerun = false;
+	if (s->dead) {
+		stream_destroy(s);
+		return false;
+	}
+	stream_keep_leftover(s);
+	stream_update_reading(s);
+	return true;
+}
+
 static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct stream *s = arg;
 	char *dst;
-	size_t room;
-	if (s->in_len == 0) {
-		dst = s->scratch->buf;
-		room = s->scratch->size < s->in_max ? s->scratch->size : s->in_max;
-	} else {
-		/* Grow only when the room left is small, and then by what is held
-		 * (doubling, for a large body) or a kilobyte: a partial head
-		 * trickled in byte by byte holds about what was sent, not the most
-		 * a request may take (a few bytes grew it to 136 KiB before). */
-		if (s->in_cap - s->in_len < STREAM_ROOM_MIN && s->in_cap < s->in_max) {
-			size_t cap = s->in_cap * 2 > s->in_len + STREAM_ROOM_MIN ? s->in_cap * 2 : s->in_len + STREAM_ROOM_MIN;
-			if (cap > s->in_max)
-				cap = s->in_max;
-			s->in = rh_realloc(s->in, cap);
-			s->in_cap = cap;
-		}
-		dst = s->in + s->in_len;
-		room = s->in_cap - s->in_len;
-	}
+	size_t room = stream_read_room(s, &dst);
 	if (room == 0) {
 		stream_update_reading(s);
 		return;
@@ -138,43 +183,15 @@ static void stream_read_cb(evutil_socket_t fd, short what, void *arg)
 			event_active(s->rev, EV_READ, 1); /* edge-triggered: no new edge will come */
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
-		s->in_cb = true;
-		stream_report_close(s, errno);
-		s->in_cb = false;
-		if (s->dead)
-			stream_destroy(s);
+		stream_read_ended(s, errno);
 		return;
 	}
 	if (n == 0) {
-		s->in_cb = true;
-		stream_report_close(s, 0);
-		s->in_cb = false;
-		if (s->dead)
-			stream_destroy(s);
+		stream_read_ended(s, 0);
 		return;
 	}
-	if (s->in_len == 0) {
-		s->view = s->scratch->buf;
-		s->view_len = (size_t)n;
-	} else {
-		s->in_len += (size_t)n;
-		s->view = s->in;
-		s->view_len = s->in_len;
-	}
-	stream_run_on_read(s);
-	/* A new owner took the stream over inside the callback (stream_set_ops):
-	 * it gets the bytes that came with the hand-over at once. */
-	while (!s->dead && s->rerun && s->view_len > 0) {
-		s->rerun = false;
-		stream_run_on_read(s);
-	}
-	s->rerun = false;
-	if (s->dead) {
-		stream_destroy(s);
+	if (!stream_read_deliver(s, (size_t)n))
 		return;
-	}
-	stream_keep_leftover(s);
-	stream_update_reading(s);
 	/* The watch is edge-triggered (a level-triggered epoll polls every
 	 * ready socket twice per read: a third of the loop's time with 10k busy
 	 * sockets). A full bite may have left bytes behind, which no new edge

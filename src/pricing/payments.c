@@ -40,7 +40,7 @@ struct payments {
 
 static struct db_stmt pricing_pay_st_holds = {
 	"payments_holds",
-	"SELECT DISTINCT ON (rider_id) rider_id::text, trip_id::text FROM payments "
+	"SELECT DISTINCT ON (rider_id) rider_id::text, paid_for::text FROM payments "
 	"WHERE state = 'failed' AND cleared_at IS NULL ORDER BY rider_id, requested_at DESC",
 	0, 0 };
 static struct db_stmt pricing_pay_st_result = {
@@ -49,7 +49,7 @@ static struct db_stmt pricing_pay_st_result = {
 static struct db_stmt pricing_pay_st_clear = {
 	"payments_clear", "SELECT status, body::text FROM payment_clear($1::uuid, $2, $3)", 3, 0 };
 static struct db_stmt pricing_pay_st_get = {
-	"payments_get", "SELECT payment_json(p)::text FROM payments p WHERE p.trip_id = $1::uuid", 1, 0 };
+	"payments_get", "SELECT payment_json(p)::text FROM payments p WHERE p.paid_for = $1::uuid", 1, 0 };
 
 /* ------------------------------------------------------------ holds */
 

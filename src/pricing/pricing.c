@@ -364,33 +364,103 @@ static void pricing_fare_book_members(struct strbuf *sb, const struct fare *f)
 	sb_putc(sb, '"');
 }
 
-static void pricing_api_estimate(struct http_req *req, void *ctx)
+/* GET /v1/estimate's query: the points and the vehicle type's index, or false
+ * once replied. */
+static bool pricing_estimate_query_or_reply(struct pricing *p, struct http_req *req, double pt[4], int *vehicle)
 {
-	struct pricing *p = ctx;
-	double plat, plng, dlat, dlng;
-	if (!http_query_number_or_reply(req, "pickup_lat", -90, 90, 0, true, &plat) ||
-	    !http_query_number_or_reply(req, "pickup_lng", -180, 180, 0, true, &plng) ||
-	    !http_query_number_or_reply(req, "dropoff_lat", -90, 90, 0, true, &dlat) ||
-	    !http_query_number_or_reply(req, "dropoff_lng", -180, 180, 0, true, &dlng))
-		return;
+	if (!http_query_number_or_reply(req, "pickup_lat", -90, 90, 0, true, &pt[0]) ||
+	    !http_query_number_or_reply(req, "pickup_lng", -180, 180, 0, true, &pt[1]) ||
+	    !http_query_number_or_reply(req, "dropoff_lat", -90, 90, 0, true, &pt[2]) ||
+	    !http_query_number_or_reply(req, "dropoff_lng", -180, 180, 0, true, &pt[3]))
+		return false;
 	const char *vt = http_req_query(req, "vehicle_type");
-	int vehicle = vt ? tariff_find(p->deps.tariffs, p->deps.ntariffs, vt) : 0;
-	if (vehicle < 0) {
+	*vehicle = vt ? tariff_find(p->deps.tariffs, p->deps.ntariffs, vt) : 0;
+	if (*vehicle < 0) {
 		http_reply_field_problem(req, PROBLEM_VALIDATION, "vehicle_type", "enum", "unknown vehicle_type \"%.40s\"",
 					 vt);
-		return;
+		return false;
 	}
-	double line = geo_dist_haversine_m(plat, plng, dlat, dlng);
+	double line = geo_dist_haversine_m(pt[0], pt[1], pt[2], pt[3]);
 	if (line < (double)p->deps.min_trip_m) {
 		http_reply_field_problem(req, PROBLEM_UNPROCESSABLE, "dropoff", NULL,
 					 "pickup and dropoff are %.0f m apart; a trip must be at least %lld m", line,
 					 (long long)p->deps.min_trip_m);
-		return;
+		return false;
 	}
-	if (!pricing_in_service_area(p, plat, plng)) {
+	if (!pricing_in_service_area(p, pt[0], pt[1])) {
 		pricing_reply_outside_service_area(req, "pickup");
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* The estimate's fare members, from "vehicle_type" to the fare's "total". */
+static void pricing_estimate_fare_json(struct strbuf *sb, const struct fare *f, const double range[2])
+{
+	sb_puts(sb, "{\"vehicle_type\":\"");
+	sb_puts(sb, f->vehicle_type);
+	sb_puts(sb, "\",\"distance_m\":");
+	sb_int(sb, f->distance_m);
+	sb_puts(sb, ",\"duration_s\":");
+	sb_int(sb, f->duration_s);
+	if (range[0] >= 0) {
+		sb_puts(sb, ",\"duration_low_s\":");
+		sb_int(sb, llround(range[0]));
+		sb_puts(sb, ",\"duration_high_s\":");
+		sb_int(sb, llround(range[1]));
+	}
+	sb_puts(sb, ",\"method\":\"");
+	sb_puts(sb, f->method);
+	sb_puts(sb, "\",\"fare\":{\"currency\":\"");
+	sb_puts(sb, f->currency);
+	sb_puts(sb, "\",\"base\":");
+	sb_int(sb, f->base);
+	sb_puts(sb, ",\"distance\":");
+	sb_int(sb, f->distance);
+	sb_puts(sb, ",\"time\":");
+	sb_int(sb, f->time);
+	sb_puts(sb, ",\"surge_multiplier\":");
+	sb_fixed(sb, f->surge, 3);
+	sb_puts(sb, ",\"minimum\":");
+	sb_int(sb, f->minimum);
+	sb_puts(sb, ",\"booking_fee\":");
+	sb_int(sb, f->booking_fee);
+	sb_puts(sb, ",\"total\":");
+	sb_int(sb, f->total);
+	pricing_fare_book_members(sb, f);
+}
+
+/* The values of "pickup_eta_s" and "nearest_driver_m": the nearest few
+ * drivers by air, the quickest of them by road. */
+static void pricing_estimate_eta_json(struct pricing *p, struct strbuf *sb, double plat, double plng, int vehicle,
+				      int64_t now_ms)
+{
+	double hl[8], hn[8], eta[8], dist[8];
+	size_t nh = p->deps.drivers_near ? p->deps.drivers_near(p->deps.drivers_ctx, plat, plng, (double)p->cfg->eta_radius_m,
+							       vehicle, hl, hn, routing_loaded(p->deps.routing) ? 8 : 1)
+					 : 0;
+	pricing_etas(p, hl, hn, nh, plat, plng, now_ms / 1000, eta, dist);
+	int best = -1;
+	for (size_t i = 0; i < nh; i++)
+		if (eta[i] >= 0 && (best < 0 || eta[i] < eta[best]))
+			best = (int)i;
+	if (best >= 0) {
+		sb_int(sb, llround(eta[best]));
+		sb_puts(sb, ",\"nearest_driver_m\":");
+		sb_int(sb, llround(dist[best]));
+	} else { /* no driver in reach: both members present, null (docs/api.md) */
+		sb_puts(sb, "null,\"nearest_driver_m\":null");
+	}
+}
+
+static void pricing_api_estimate(struct http_req *req, void *ctx)
+{
+	struct pricing *p = ctx;
+	double pt[4];
+	int vehicle;
+	if (!pricing_estimate_query_or_reply(p, req, pt, &vehicle))
+		return;
+	double plat = pt[0], plng = pt[1], dlat = pt[2], dlng = pt[3];
 	struct quote q = { .pickup_lat = plat, .pickup_lng = plng, .dropoff_lat = dlat, .dropoff_lng = dlng };
 	int bad = 0;
 	double range[2];
@@ -410,55 +480,9 @@ static void pricing_api_estimate(struct http_req *req, void *ctx)
 	const struct fare *f = &q.fare;
 	struct strbuf sb;
 	sb_init(&sb, 4096);
-	sb_puts(&sb, "{\"vehicle_type\":\"");
-	sb_puts(&sb, f->vehicle_type);
-	sb_puts(&sb, "\",\"distance_m\":");
-	sb_int(&sb, f->distance_m);
-	sb_puts(&sb, ",\"duration_s\":");
-	sb_int(&sb, f->duration_s);
-	if (range[0] >= 0) {
-		sb_puts(&sb, ",\"duration_low_s\":");
-		sb_int(&sb, llround(range[0]));
-		sb_puts(&sb, ",\"duration_high_s\":");
-		sb_int(&sb, llround(range[1]));
-	}
-	sb_puts(&sb, ",\"method\":\"");
-	sb_puts(&sb, f->method);
-	sb_puts(&sb, "\",\"fare\":{\"currency\":\"");
-	sb_puts(&sb, f->currency);
-	sb_puts(&sb, "\",\"base\":");
-	sb_int(&sb, f->base);
-	sb_puts(&sb, ",\"distance\":");
-	sb_int(&sb, f->distance);
-	sb_puts(&sb, ",\"time\":");
-	sb_int(&sb, f->time);
-	sb_puts(&sb, ",\"surge_multiplier\":");
-	sb_fixed(&sb, f->surge, 3);
-	sb_puts(&sb, ",\"minimum\":");
-	sb_int(&sb, f->minimum);
-	sb_puts(&sb, ",\"booking_fee\":");
-	sb_int(&sb, f->booking_fee);
-	sb_puts(&sb, ",\"total\":");
-	sb_int(&sb, f->total);
-	pricing_fare_book_members(&sb, f);
+	pricing_estimate_fare_json(&sb, f, range);
 	sb_puts(&sb, "},\"pickup_eta_s\":");
-	/* The nearest few by air, the quickest of them by road. */
-	double hl[8], hn[8], eta[8], dist[8];
-	size_t nh = p->deps.drivers_near ? p->deps.drivers_near(p->deps.drivers_ctx, plat, plng, (double)p->cfg->eta_radius_m,
-							       vehicle, hl, hn, routing_loaded(p->deps.routing) ? 8 : 1)
-					 : 0;
-	pricing_etas(p, hl, hn, nh, plat, plng, now_ms / 1000, eta, dist);
-	int best = -1;
-	for (size_t i = 0; i < nh; i++)
-		if (eta[i] >= 0 && (best < 0 || eta[i] < eta[best]))
-			best = (int)i;
-	if (best >= 0) {
-		sb_int(&sb, llround(eta[best]));
-		sb_puts(&sb, ",\"nearest_driver_m\":");
-		sb_int(&sb, llround(dist[best]));
-	} else { /* no driver in reach: both members present, null (docs/api.md) */
-		sb_puts(&sb, "null,\"nearest_driver_m\":null");
-	}
+	pricing_estimate_eta_json(p, &sb, plat, plng, vehicle, now_ms);
 	sb_puts(&sb, ",\"quote_id\":\"");
 	sb_puts(&sb, id);
 	sb_puts(&sb, "\",\"expires_at\":\"");

@@ -606,6 +606,49 @@ static void surge_fail(struct surge *s, const char *why)
 	log_warn(NULL, "surge: recompute failed (%s); the last good multipliers stand", why);
 }
 
+/* The operator's overrides (disable, freeze, cap) on the candidates. */
+static void surge_apply_overrides(struct surge *s)
+{
+	if (!s->deps.override_at)
+		return;
+	for (size_t ci = 0; ci < s->ncells; ci++) {
+		struct surge_override o;
+		double lat[7], lon[7];
+		lat[0] = s->cells[ci].lat;
+		lon[0] = s->cells[ci].lon;
+		geo_hex_corners(&s->grid, s->cells[ci].h, lat + 1, lon + 1);
+		if (!s->deps.override_at(s->deps.override_ctx, lat, lon, &o))
+			continue;
+		for (int v = 0; v < s->nveh; v++) {
+			struct surge_val *x = surge_val_of(s, (int32_t)ci, v);
+			if (o.mode == SURGE_OVERRIDE_DISABLE)
+				x->next = 1.0;
+			else if (o.mode == SURGE_OVERRIDE_FREEZE)
+				x->next = x->m;
+			else if (o.mode == SURGE_OVERRIDE_CAP && x->next > o.cap)
+				x->next = surge_round2(o.cap < 1.0 ? 1.0 : o.cap);
+		}
+	}
+}
+
+/* The checked candidates become the multipliers: the highest of them. */
+static double surge_commit(struct surge *s, size_t nv_all, int64_t now)
+{
+	double top = 1.0;
+	for (size_t i = 0; i < nv_all; i++) {
+		struct surge_val *x = &s->vals[i];
+		double delta = x->next - x->m;
+		if (fabs(delta) > 1e-9) {
+			x->dir = delta > 0 ? 1 : -1;
+			x->moved_ms = now;
+			x->m = x->next;
+		}
+		if (x->m > top)
+			top = x->m;
+	}
+	return top;
+}
+
 bool surge_recompute(struct surge *s, int64_t now)
 {
 	const struct surge_cfg *c = s->cfg;
@@ -643,26 +686,7 @@ bool surge_recompute(struct surge *s, int64_t now)
 	for (int v = 0; v < s->nveh; v++)
 		surge_smooth(s, v); /* may add cells */
 	size_t nv_all = s->ncells * (size_t)s->nveh;
-	if (s->deps.override_at) {
-		for (size_t ci = 0; ci < s->ncells; ci++) {
-			struct surge_override o;
-			double lat[7], lon[7];
-			lat[0] = s->cells[ci].lat;
-			lon[0] = s->cells[ci].lon;
-			geo_hex_corners(&s->grid, s->cells[ci].h, lat + 1, lon + 1);
-			if (!s->deps.override_at(s->deps.override_ctx, lat, lon, &o))
-				continue;
-			for (int v = 0; v < s->nveh; v++) {
-				struct surge_val *x = surge_val_of(s, (int32_t)ci, v);
-				if (o.mode == SURGE_OVERRIDE_DISABLE)
-					x->next = 1.0;
-				else if (o.mode == SURGE_OVERRIDE_FREEZE)
-					x->next = x->m;
-				else if (o.mode == SURGE_OVERRIDE_CAP && x->next > o.cap)
-					x->next = surge_round2(o.cap < 1.0 ? 1.0 : o.cap);
-			}
-		}
-	}
+	surge_apply_overrides(s);
 	for (size_t i = 0; i < nv_all; i++) {
 		double x = s->vals[i].next;
 		if (!isfinite(x) || x < 1.0 || x > c->cap + 1e-9) {
@@ -674,18 +698,7 @@ bool surge_recompute(struct surge *s, int64_t now)
 		}
 	}
 	rh_free(ema_before);
-	double top = 1.0;
-	for (size_t i = 0; i < nv_all; i++) {
-		struct surge_val *x = &s->vals[i];
-		double delta = x->next - x->m;
-		if (fabs(delta) > 1e-9) {
-			x->dir = delta > 0 ? 1 : -1;
-			x->moved_ms = now;
-			x->m = x->next;
-		}
-		if (x->m > top)
-			top = x->m;
-	}
+	double top = surge_commit(s, nv_all, now);
 	surge_tell(s, now);
 	surge_drop_idle(s);
 	s->stats.recomputes++;

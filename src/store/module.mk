@@ -1,1 +1,1 @@
-LIB_SRCS += src/store/db.c src/store/migrate.c src/store/listen.c
+LIB_SRCS += src/store/db.c src/store/db_conn.c src/store/migrate.c src/store/listen.c

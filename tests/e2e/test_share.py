@@ -29,6 +29,7 @@ def pt(p):
 async def online(d, at=A):
     drv, hdr = d.driver_session()
     app = await Driver.connect(d, token_of(hdr), drv["id"])
+    app.hdr = hdr
     await app.recv("driver.status.changed")
     await app.ping(*at, accuracy_m=5)
     await app.go("available")
@@ -74,6 +75,15 @@ async def leg(app, trip, bid, action, version, **extra):
     sent = await app.send("share.leg.update", dict(trip_id=trip, booking_id=bid, action=action,
                                                    stops_version=version, **extra))
     return sent
+
+
+def one_transaction(pg, d, bid):
+    """Whether a booking's first two changes (requested, then its decision)
+    were written by one transaction (the same xmin on both history rows)."""
+    rows = pg.query(d.db, "SELECT xmin::text FROM share_events WHERE booking_id = %s AND seq <= 2 ORDER BY seq",
+                    (bid,))
+    assert len(rows) == 2, rows
+    return rows[0][0] == rows[1][0]
 
 
 def test_rate_card_eight_options_from_the_tariff(make_daemon):
@@ -166,6 +176,9 @@ def test_insertion_within_bounds_then_per_rider_legs_fares_and_receipts(make_dae
         v2 = b2.json()
         c2 = await confirmed(a2, v2["id"])
         assert c2["state"] == "confirmed" and c2["trip_id"] == trip
+        # an insertion into an open trip is decided with the booking, in its
+        # transaction (the 202 shows it as written first: pending)
+        assert v2["state"] == "pending" and one_transaction(pg, d, v2["id"])
         stops = (await dapp.recv("share.stops"))["payload"]
         assert stops["stops_version"] == 2 and len(stops["stops"]) == 4
         order = [(s["booking_id"], s["kind"]) for s in stops["stops"]]
@@ -241,12 +254,18 @@ def test_beyond_the_bounds_a_new_trip_or_none(make_daemon, pg):
         v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100), off(A, -3000))).json()
         c2 = await confirmed(a2, v2["id"])
         assert c2["state"] == "cancelled" and c2["cancel_reason"] == "no_driver", c2
+        # known before the booking was written: decided in its transaction
+        # (both history rows written by one transaction), answered 202 pending
+        assert v2["state"] == "pending"
+        assert one_transaction(pg, d, v2["id"]), "requested and cancelled in one transaction"
         # with a second driver near: a new trip of its own
         drv2, d2 = await online(d, at=off(A, 150))
         r3, a3 = await rider_app(d)
         v3 = book(d, a3.hdr, card(d, a3.hdr, off(A, 100), off(A, -3000))).json()
         c3 = await confirmed(a3, v3["id"])
         assert c3["state"] == "confirmed" and c3["trip_id"] != c1["trip_id"] and c3["driver"]["id"] == drv2["id"]
+        # (a new trip waits for its driver's reservation: two transactions)
+        assert not one_transaction(pg, d, v3["id"])
         # and a rider whose pickup the car cannot reach within max_wait
         # (5 min at 30 km/h x 1.3 is ~2.9 km; 8 km away): nobody
         r4, a4 = await rider_app(d)
@@ -330,6 +349,25 @@ def test_the_database_refuses_a_seat_twice_or_beyond_the_car(make_daemon, pg):
         pg.query(d.db, "INSERT INTO share_seats VALUES (%s, 1, 2, %s)", (trip, ids[1]))
     with pytest.raises(Exception, match="share_seats_trip_id_trip_seats_fkey"):
         pg.query(d.db, "INSERT INTO share_seats VALUES (%s, 2, 2, %s)", (trip, ids[1]))
+    # a booking past pending holds every seat it booked, or cannot be written:
+    # confirmed with no seat, with a seat another booking holds, or a 2-seat
+    # booking with one seat
+    confirm = "UPDATE share_bookings SET state = 'confirmed', trip_id = %s, seat_no = %s, seat_no2 = %s WHERE id = %s"
+    with pytest.raises(Exception, match="share_bookings_holds_seats"):
+        pg.query(d.db, confirm, (trip, None, None, ids[1]))
+    with pytest.raises(Exception, match="share_bookings_seat"):
+        pg.query(d.db, confirm, (trip, 1, None, ids[1]))
+    assert pg.query(d.db, "SELECT seat_no, seat_no2 FROM share_bookings WHERE id = %s", (ids[0],))[0] == (1, None)
+    pg.query(d.db, "UPDATE share_bookings SET seats = 2 WHERE id = %s", (ids[1],))
+    with pytest.raises(Exception, match="share_bookings_holds_seats"):
+        pg.query(d.db, confirm, (trip, 1, None, ids[1]))
+    # the function refuses a new trip smaller than the booking, nothing written
+    res = pg.query(d.db, "SELECT share_confirm(%s::jsonb)", (
+        '{"booking":"%s","trip":"%s","new":true,"driver":"%s","driver_version":7,"seats":1,"vehicle":"standard",'
+        '"stops":[]}' % (ids[1], str(uuid.uuid4()), drv["id"]),))[0][0]
+    assert res == {"status": 409, "reason": "seats"}, res
+    assert pg.query(d.db, "SELECT state, seat_no FROM share_bookings WHERE id = %s", (ids[1],))[0] == ("pending", None)
+    assert pg.query(d.db, "SELECT count(*) FROM share_seats WHERE booking_id = %s", (ids[1],))[0][0] == 0
 
 
 def test_a_shared_trip_through_a_restart(make_daemon, pg):
@@ -360,6 +398,10 @@ def test_a_shared_trip_through_a_restart(make_daemon, pg):
         tok = d2.login("driver", drv["email"], "driver-pass-1")
         dapp = await Driver.connect(d2, tok, drv["id"])
         await dapp.recv("driver.status.changed")
+        # the trip read back: its stop list again, as the last run left it
+        st = (await dapp.recv("share.stops", timeout=5))["payload"]
+        assert st["trip_id"] == trip and st["stops_version"] == ver
+        assert [(s["booking_id"], s["kind"], s["state"]) for s in st["stops"]] == [(v1["id"], "dropoff", "picked_up")]
         await dapp.ping(*off(A, 2900), accuracy_m=5)
         # a new rider along the way is inserted into the trip read back
         r2, hdr2 = d2.rider_session()
@@ -456,3 +498,110 @@ def test_shared_trips_without_automatic_dispatch(make_daemon):
 
     run(go())
 
+
+
+def test_apps_reconnecting_get_the_stop_list_and_the_booking_as_they_stand(make_daemon, pg):
+    d = make_daemon()
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        r2, a2 = await rider_app(d)
+        v1 = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000))).json()
+        trip = (await confirmed(a1, v1["id"]))["trip_id"]
+        assert (await dapp.recv("share.stops"))["payload"]["stops_version"] == 1
+        v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100, 150), off(A, 2800, 150))).json()
+        assert (await confirmed(a2, v2["id"]))["trip_id"] == trip
+        assert (await dapp.recv("share.stops"))["payload"]["stops_version"] == 2
+        # the driver's app goes away; meanwhile rider 2 cancels (the list
+        # moves to version 3 without them) and rider 1's app goes away too
+        await dapp.close()
+        await a1.close()
+        r = d.post(f"/v1/share/bookings/{v2['id']}/cancel", {}, headers=a2.hdr)
+        assert r.status == 200 and r.json()["state"] == "cancelled", r
+        # the driver back: the list as it stands, without rider 2
+        dapp = await Driver.connect(d, token_of(dapp.hdr), drv["id"])
+        st = (await dapp.recv("share.stops", timeout=5))["payload"]
+        assert st["trip_id"] == trip and st["stops_version"] == 3
+        assert [(s["booking_id"], s["kind"]) for s in st["stops"]] == [(v1["id"], "pickup"), (v1["id"], "dropoff")]
+        # the driver picks rider 1 up while their app is away; it comes back
+        # to the booking as it stands (picked_up, its version)
+        await leg(dapp, trip, v1["id"], "picked_up", 3)
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "picked_up"
+        a1 = await App.connect(d, token_of(a1.hdr), r1["id"])
+        m = (await a1.recv("share.booking.updated", timeout=5))["payload"]
+        assert m["id"] == v1["id"] and m["state"] == "picked_up" and m["version"] == 3 and m["trip_id"] == trip
+        assert "direct_s" not in m
+        # a rider with no active booking gets nothing of shared rides
+        a2b = await App.connect(d, token_of(a2.hdr), r2["id"])
+        await a2b.no_message()
+        for app in (dapp, a1, a2, a2b):
+            await app.close()
+
+    run(go())
+
+
+def test_cash_rule_and_each_riders_payment_and_hold(make_daemon, pg):
+    from test_pricing import PAY_SECRET, signed
+    d = make_daemon(env={"RIDEHAIL_PAYMENTS_SECRET": PAY_SECRET})
+
+    async def go():
+        drv, dapp = await online(d, at=off(A, -300))
+        r1, a1 = await rider_app(d)
+        r2, a2 = await rider_app(d)
+        v1 = book(d, a1.hdr, card(d, a1.hdr, A, off(A, 3000))).json()
+        trip = (await confirmed(a1, v1["id"]))["trip_id"]
+        v2 = book(d, a2.hdr, card(d, a2.hdr, off(A, 100, 150), off(A, 2800, 150)), rules={"cash": True}).json()
+        assert (await confirmed(a2, v2["id"]))["trip_id"] == trip
+        await dapp.recv("share.stops")
+        ver = (await dapp.recv("share.stops"))["payload"]["stops_version"]
+        for bid in (v1["id"], v2["id"]):
+            await leg(dapp, trip, bid, "picked_up", ver)
+            assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "picked_up"
+            ver = (await dapp.recv("share.stops"))["payload"]["stops_version"]
+        # the cash rider: dropped off only once the driver says the cash was
+        # collected; a refusal writes nothing
+        await leg(dapp, trip, v2["id"], "dropped_off", ver)
+        await dapp.rejected("validation_failed", "payload.cash_collected")
+        assert booking(d, a2.hdr, v2["id"])["state"] == "picked_up"
+        await leg(dapp, trip, v2["id"], "dropped_off", ver, cash_collected=True)
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "dropped_off"
+        ver = (await dapp.recv("share.stops"))["payload"]["stops_version"]
+        await leg(dapp, trip, v1["id"], "dropped_off", ver)
+        assert (await dapp.recv("share.leg.updated"))["payload"]["state"] == "dropped_off"
+        for app in (dapp, a1, a2):
+            await app.close()
+        return r1, a1, a2, v1, v2
+
+    r1, a1, a2, v1, v2 = run(go())
+    # each card rider's fare is asked for (payment.requested, the booking's
+    # id as its trip_id, after the booking's own drop-off event); the cash
+    # rider's is not
+    rows = pg.query(d.db, "SELECT p.share_booking_id::text, p.amount, o.payload, o.id > (SELECT max(id) FROM outbox"
+                          " WHERE aggregate_id = p.share_booking_id) FROM payments p JOIN outbox o"
+                          " ON o.aggregate_id = p.id AND o.event_type = 'payment.requested'")
+    assert len(rows) == 1, rows
+    bid, amount, payload, after = rows[0]
+    assert bid == v1["id"] and amount == v1["price"] and after
+    assert payload["trip_id"] == v1["id"] and payload["rider_id"] == r1["id"] and payload["kind"] == "fare"
+    ev = {"event_id": str(uuid.uuid4()), "event_type": "payment.requested", "event_version": 1,
+          "timestamp": "2026-01-01T00:00:00.000Z", "producer": "ridehaild", "correlation_id": v1["id"],
+          "payload": payload}
+    assert not violations("outbox-event.schema.json", ev), violations("outbox-event.schema.json", ev)
+    assert d.get(f"/v1/share/bookings/{v1['id']}/receipt", headers=a1.hdr).json()["payment"] == "card"
+    assert d.get(f"/v1/share/bookings/{v2['id']}/receipt", headers=a2.hdr).json()["payment"] == "cash"
+    # the provider declines rider 1's card: held, as a solo rider would be;
+    # their next shared booking is refused naming the booking, nothing written
+    fail = {"idempotency_key": payload["idempotency_key"], "event_id": "evt_1", "status": "failed",
+            "failure_reason": "card_declined"}
+    r = signed(d, v1["id"], fail)
+    assert r.status == 200 and r.json()["rider_held"] is True and r.json()["trip_id"] == v1["id"], r
+    n = pg.query(d.db, "SELECT count(*) FROM share_bookings")[0][0]
+    rc = card(d, a1.hdr, A, off(A, 2000))
+    held = wait_for(lambda: (lambda r: r if r.status == 402 else None)(book(d, a1.hdr, rc)), what="the hold heard")
+    assert problem(held, 402, "payment-required")["trip_id"] == v1["id"]
+    assert pg.query(d.db, "SELECT count(*) FROM share_bookings")[0][0] == n
+    # paid later: free again
+    ok = {"idempotency_key": payload["idempotency_key"], "event_id": "evt_2", "status": "succeeded"}
+    assert signed(d, v1["id"], ok).json()["rider_held"] is False
+    wait_for(lambda: book(d, a1.hdr, rc).status == 202, what="the hold lifted")
