@@ -18,6 +18,11 @@
 #                database's confirmed_at (or cancelled_at) minus requested_at
 #                when decided after the 202 (bench/share_load.py).
 #                Straight-line travel times (no map is loaded).
+#   simulator    bench/sim.sh share: the Midtown replay at 10x through the real
+#                daemon, all solo then half the requests booked shared, the
+#                same seed: share_vkm_saved_pct, share_detour_p95_pct,
+#                share_wait_p95_s beside share.max_detour and share.max_wait
+#                (its knobs at the top of bench/sim.sh; SIM=0 skips it).
 #
 # The daemon runs pinned to CPU 0, the load on CPU 1, PostgreSQL in a
 # throwaway cluster; every socket comes from one address, so the per-address
@@ -193,3 +198,10 @@ fi
 
 load insert --drivers "$DRIVERS" --measure "$MEASURE" --metrics "http://127.0.0.1:$port/metrics"
 stop_daemon
+
+# ---- the simulator: shared demand against all solo, same seed and fleet
+if [ "${SIM:-1}" != 0 ]; then
+	bench/sim.sh share
+else
+	echo "# note: SIM=0: the simulator's share figures are skipped"
+fi

@@ -139,11 +139,15 @@ struct sim_trip_rec {
 	enum sim_outcome outcome;
 	char cancel_reason[48];   /* "<by>:<reason>" */
 	double plat, plon;
+	bool shared;              /* booked as a shared ride (t_created: 202, t_matched: confirmed,
+				   * t_started: picked_up, t_completed: dropped_off) */
+	double direct_s, direct_km; /* the pickup to the dropoff alone, as the simulated car drives it; 0 unknown */
 };
 
 struct sim_driver_acc {
 	double online_s, busy_s;  /* busy: from matched to completed or cancelled */
 	double idle_km, deadhead_km, trip_km;
+	double reposition_km;     /* driven idle towards a reposition suggestion */
 	int offers, accepts, declines, timeouts, withdrawn, trips;
 };
 
@@ -158,9 +162,12 @@ struct sim_report {
 	int reason_count[SIM_MAX_REASONS];
 	double ttm_p50, ttm_p95, ttm_p99;       /* created -> matched, s */
 	double wait_p50, wait_p95;              /* created -> driver arrived, s */
+	double wait_mean;                        /* the same, mean over completed trips */
+	double completed_pct;                    /* completed / requests */
 	double trip_p50, trip_p95, trip_mean;   /* started -> completed, s */
 	double utilisation;                      /* sum busy / sum online */
-	double idle_km, deadhead_km, trip_km;
+	double idle_km, deadhead_km, trip_km, reposition_km;
+	double deadhead_km_per_trip;             /* (deadhead + reposition km) / completed */
 	int offers, accepts, declines, timeouts, withdrawn;
 	double offers_per_match;
 	int protocol_errors, invariant_breaches;
@@ -171,6 +178,19 @@ double sim_percentile(double *v, size_t n, double p);
 void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct sim_driver_acc *d, size_t nd,
 			int protocol_errors, int invariant_breaches, struct sim_report *out);
 void sim_report_write_json(const struct sim_report *r, FILE *f, const char *extra_members);
+
+/* Shared rides against the trips the fleet drove (docs/simulator.md,
+ * "Shared rides"). */
+struct sim_share_figs {
+	int booked, confirmed, dropped_off, cancelled;
+	double pkm;               /* sum of direct_km over completed trips, shared or not */
+	double vkm_per_pkm;       /* vkm / pkm */
+	double detour_p50, detour_p95, detour_max; /* shared riders: ride / direct - 1, in % */
+	double wait_p50, wait_p95;                 /* shared riders: booked -> the car at the pickup, s */
+};
+/* vkm: the kilometres the fleet drove serving (to pickups, with riders, to
+ * suggested cells). */
+void sim_share_compute(const struct sim_trip_rec *t, size_t nt, double vkm, struct sim_share_figs *out);
 
 /* What the written summary needs beyond the figures. */
 struct sim_text_ctx {

@@ -529,6 +529,27 @@ double sim_percentile(double *v, size_t n, double p)
 	return v[i < n ? i : n - 1];
 }
 
+/* The fleet's sums: time online and busy, kilometres, offers. */
+static void sim_report_add_fleet(const struct sim_driver_acc *d, size_t nd, struct sim_report *out)
+{
+	double online = 0, busy = 0;
+	for (size_t i = 0; i < nd; i++) {
+		online += d[i].online_s;
+		busy += d[i].busy_s;
+		out->idle_km += d[i].idle_km;
+		out->deadhead_km += d[i].deadhead_km;
+		out->trip_km += d[i].trip_km;
+		out->reposition_km += d[i].reposition_km;
+		out->offers += d[i].offers;
+		out->accepts += d[i].accepts;
+		out->declines += d[i].declines;
+		out->timeouts += d[i].timeouts;
+		out->withdrawn += d[i].withdrawn;
+	}
+	out->utilisation = online > 0 ? busy / online : 0;
+	out->deadhead_km_per_trip = out->completed ? (out->deadhead_km + out->reposition_km) / out->completed : 0;
+}
+
 void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct sim_driver_acc *d, size_t nd,
 			int protocol_errors, int invariant_breaches, struct sim_report *out)
 {
@@ -536,7 +557,8 @@ void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct si
 	double *ttm = rh_calloc(nt + 1, sizeof *ttm), *wait = rh_calloc(nt + 1, sizeof *wait),
 	       *trip = rh_calloc(nt + 1, sizeof *trip);
 	size_t nttm = 0, nwait = 0, ntrip = 0;
-	double trip_sum = 0;
+	double trip_sum = 0, wait_done_sum = 0;
+	int wait_done = 0;
 	for (size_t i = 0; i < nt; i++) {
 		const struct sim_trip_rec *r = &t[i];
 		out->requests++;
@@ -563,6 +585,10 @@ void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct si
 		if (r->outcome == SIM_OUT_COMPLETED && r->t_started >= 0 && r->t_completed >= 0) {
 			trip[ntrip++] = r->t_completed - r->t_started;
 			trip_sum += r->t_completed - r->t_started;
+			if (r->t_arrived >= 0) {
+				wait_done_sum += r->t_arrived - r->t_created;
+				wait_done++;
+			}
 		}
 		if (r->outcome == SIM_OUT_CANCELLED) {
 			int k;
@@ -586,20 +612,9 @@ void sim_report_compute(const struct sim_trip_rec *t, size_t nt, const struct si
 	out->trip_p50 = sim_percentile(trip, ntrip, 50);
 	out->trip_p95 = sim_percentile(trip, ntrip, 95);
 	out->trip_mean = ntrip ? trip_sum / (double)ntrip : 0;
-	double online = 0, busy = 0;
-	for (size_t i = 0; i < nd; i++) {
-		online += d[i].online_s;
-		busy += d[i].busy_s;
-		out->idle_km += d[i].idle_km;
-		out->deadhead_km += d[i].deadhead_km;
-		out->trip_km += d[i].trip_km;
-		out->offers += d[i].offers;
-		out->accepts += d[i].accepts;
-		out->declines += d[i].declines;
-		out->timeouts += d[i].timeouts;
-		out->withdrawn += d[i].withdrawn;
-	}
-	out->utilisation = online > 0 ? busy / online : 0;
+	out->wait_mean = wait_done ? wait_done_sum / wait_done : 0;
+	out->completed_pct = out->requests ? 100.0 * out->completed / out->requests : 0;
+	sim_report_add_fleet(d, nd, out);
 	out->offers_per_match = out->matched ? (double)out->offers / out->matched : 0;
 	out->protocol_errors = protocol_errors;
 	out->invariant_breaches = invariant_breaches;
@@ -623,14 +638,51 @@ void sim_report_write_json(const struct sim_report *r, FILE *f, const char *extr
 		fprintf(f, "%s\"%s\": %d", i ? ", " : "", r->reason[i], r->reason_count[i]);
 	fprintf(f,
 		"},\n  \"time_to_match_s\": {\"p50\": %.2f, \"p95\": %.2f, \"p99\": %.2f},\n"
-		"  \"pickup_wait_s\": {\"p50\": %.2f, \"p95\": %.2f},\n"
+		"  \"pickup_wait_s\": {\"p50\": %.2f, \"p95\": %.2f, \"mean\": %.2f},\n  \"completed_pct\": %.2f,\n"
 		"  \"trip_time_s\": {\"p50\": %.2f, \"p95\": %.2f, \"mean\": %.2f},\n"
 		"  \"driver_utilisation\": %.4f,\n  \"idle_km\": %.3f,\n  \"deadhead_km\": %.3f,\n  \"trip_km\": %.3f,\n"
+		"  \"reposition_km\": %.3f,\n  \"deadhead_km_per_trip\": %.3f,\n"
 		"  \"offers\": %d,\n  \"accepts\": %d,\n  \"declines\": %d,\n  \"timeouts\": %d,\n  \"withdrawn\": %d,\n"
 		"  \"offers_per_match\": %.3f,\n  \"protocol_errors\": %d,\n  \"invariant_breaches\": %d\n}\n",
-		r->ttm_p50, r->ttm_p95, r->ttm_p99, r->wait_p50, r->wait_p95, r->trip_p50, r->trip_p95, r->trip_mean,
-		r->utilisation, r->idle_km, r->deadhead_km, r->trip_km, r->offers, r->accepts, r->declines, r->timeouts,
+		r->ttm_p50, r->ttm_p95, r->ttm_p99, r->wait_p50, r->wait_p95, r->wait_mean, r->completed_pct, r->trip_p50,
+		r->trip_p95, r->trip_mean, r->utilisation, r->idle_km, r->deadhead_km, r->trip_km, r->reposition_km,
+		r->deadhead_km_per_trip, r->offers, r->accepts, r->declines, r->timeouts,
 		r->withdrawn, r->offers_per_match, r->protocol_errors, r->invariant_breaches);
+}
+
+void sim_share_compute(const struct sim_trip_rec *t, size_t nt, double vkm, struct sim_share_figs *out)
+{
+	memset(out, 0, sizeof *out);
+	double *detour = rh_calloc(nt + 1, sizeof *detour), *wait = rh_calloc(nt + 1, sizeof *wait);
+	size_t ndetour = 0, nwait = 0;
+	for (size_t i = 0; i < nt; i++) {
+		const struct sim_trip_rec *r = &t[i];
+		if (r->outcome == SIM_OUT_COMPLETED)
+			out->pkm += r->direct_km;
+		if (!r->shared || r->t_created < 0)
+			continue;
+		out->booked++;
+		out->confirmed += r->t_matched >= 0;
+		out->cancelled += r->outcome == SIM_OUT_CANCELLED;
+		if (r->t_arrived >= 0)
+			wait[nwait++] = r->t_arrived - r->t_created;
+		if (r->outcome != SIM_OUT_COMPLETED)
+			continue;
+		out->dropped_off++;
+		if (r->direct_s > 0 && r->t_started >= 0) {
+			double d = 100.0 * ((r->t_completed - r->t_started) / r->direct_s - 1);
+			detour[ndetour++] = d;
+			if (d > out->detour_max)
+				out->detour_max = d;
+		}
+	}
+	out->vkm_per_pkm = out->pkm > 0 ? vkm / out->pkm : 0;
+	out->detour_p50 = sim_percentile(detour, ndetour, 50);
+	out->detour_p95 = sim_percentile(detour, ndetour, 95);
+	out->wait_p50 = sim_percentile(wait, nwait, 50);
+	out->wait_p95 = sim_percentile(wait, nwait, 95);
+	rh_free(detour);
+	rh_free(wait);
 }
 
 static double sim_pct(int a, int b)

@@ -16,6 +16,7 @@ static void sim_usage(void)
 		"         [--ping 4] [--ping-jitter 1] [--accept 0.9] [--ignore 0.03] [--accept-delay 3] [--board 20]\n"
 		"         [--patience 420] [--cruise] [--interval 30] [--http-conns 8] [--out DIR] [--quiet] [--dry-run]\n"
 		"         [--price-sensitive 0] [--max-surge 1.3,2.5] [--surge-drift 0] [--drift-radius 3000] [--drift-gain 0.2]\n"
+		"         [--follow-suggestions 0] [--share-fraction 0]\n"
 		"See docs/simulator.md.\n");
 	exit(2);
 }
@@ -82,6 +83,8 @@ static const struct sim_num_opt *sim_num_opt_find(const char *flag)
 		{ "--surge-drift", &sim_sg.drift, NULL, 0, 60 },
 		{ "--drift-radius", &sim_sg.drift_radius_m, NULL, 100, 1e5 },
 		{ "--drift-gain", &sim_sg.drift_gain, NULL, 0, 10 },
+		{ "--follow-suggestions", &sim_st.follow_p, NULL, 0, 1 },
+		{ "--share-fraction", &sim_st.share_fraction, NULL, 0, 1 },
 	};
 	for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
 		if (!strcmp(opts[k].flag, flag))

@@ -1,7 +1,6 @@
 /* ridehail-sim: the simulated drivers: offers, the trip, the socket. */
 #include "simtool.h"
 
-static void sim_drv_to_idle(struct sim_drv *d);
 static void sim_drv_rated(void *arg, const struct simc_reply *r);
 static void sim_drv_rate(struct sim_drv *d, const char *trip);
 static void sim_drv_clear_offer(struct sim_drv *d);
@@ -26,7 +25,7 @@ void sim_drv_command(struct sim_drv *d, const char *type)
 	sim_send_envelope(d->ws, d->id, type, p);
 }
 
-static void sim_drv_to_idle(struct sim_drv *d)
+void sim_drv_to_idle(struct sim_drv *d)
 {
 	if (d->trip_id[0])
 		snprintf(d->last_trip, sizeof d->last_trip, "%s", d->trip_id);
@@ -199,6 +198,10 @@ static void sim_drv_on_rejected(struct sim_drv *d, const cJSON *pl)
 	const char *ct = sim_jstr(pl, "command_type"), *reason = sim_jstr(pl, "reason");
 	ct = ct ? ct : "(none)";
 	reason = reason ? reason : "(none)";
+	if (!strcmp(ct, "share.leg.update")) {
+		sim_share_on_rejected(d, reason);
+		return;
+	}
 	/* Races the protocol allows: an accept after the offer ended, a trip
 	 * command after the rider cancelled. */
 	if (!strcmp(ct, "offer.accept") &&
@@ -243,6 +246,9 @@ void sim_drv_send_pending(struct sim_drv *d)
 	case D_COMPLETING:
 		sim_drv_command(d, "trip.completed");
 		break;
+	case D_SHARE_LEG:
+		sim_share_resend(d);
+		break;
 	default:
 		break;
 	}
@@ -274,6 +280,28 @@ static void sim_drv_resume(struct sim_drv *d, const char *status)
 		sim_send_envelope(d->ws, d->id, "driver.status.changed", p);
 	}
 	sim_drv_send_pending(d);
+}
+
+/* driver.reposition.suggested: an idle driver follows it with probability
+ * --follow-suggestions (drawn from its own stream whatever its state, so
+ * the draws stay the same), driving by road to the cell's centre; an offer
+ * on the way takes it from there. */
+static void sim_drv_on_suggestion(struct sim_drv *d, const cJSON *pl)
+{
+	double lat, lon;
+	if (!sim_jpoint(pl, "target", &lat, &lon)) {
+		sim_protocol_error("driver %d: driver.reposition.suggested without a target", d->idx);
+		return;
+	}
+	sim_st.suggestions++;
+	bool follow = sim_rng_unit(&d->rng) < sim_st.follow_p;
+	if (d->st != D_IDLE)
+		return; /* an offer or a trip came first: nothing to follow */
+	sim_st.suggestions_idle++;
+	if (!follow)
+		return;
+	sim_st.suggestions_followed++;
+	sim_drive_to(d, lat, lon, MODE_REPOSITION);
 }
 
 static void sim_drv_text(void *arg, const char *text, size_t len)
@@ -308,6 +336,12 @@ static void sim_drv_text(void *arg, const char *text, size_t len)
 		}
 	} else if (!strcmp(type, "trip.assigned")) {
 		sim_drv_on_assigned(d, pl);
+	} else if (!strcmp(type, "share.stops")) {
+		sim_share_on_stops(d, pl);
+	} else if (!strcmp(type, "share.leg.updated")) {
+		sim_share_on_leg_updated(d, pl);
+	} else if (!strcmp(type, "driver.reposition.suggested")) {
+		sim_drv_on_suggestion(d, pl);
 	} else if (!strcmp(type, "command.acknowledged")) {
 		sim_drv_on_ack(d, pl);
 	} else if (!strcmp(type, "command.rejected")) {

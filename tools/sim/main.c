@@ -154,6 +154,7 @@ static bool sim_open_outputs(void)
 			   "riders_waiting,protocol_errors\n");
 	fprintf(sim_st.pos, "t_s,driver,lat,lon,state\n");
 	sim_surge_open_files();
+	sim_share_open_files();
 	return true;
 }
 
@@ -221,6 +222,8 @@ static void sim_free_all(void)
 		fclose(sim_sg.ts);
 	if (sim_sg.cells)
 		fclose(sim_sg.cells);
+	if (sim_st.legs)
+		fclose(sim_st.legs);
 	sim_surge_map_fini(&sim_sg.map);
 	rh_free(sim_st.drv);
 	rh_free(sim_st.rid);

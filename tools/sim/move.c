@@ -227,6 +227,8 @@ bool sim_drv_advance(struct sim_drv *d, double dt)
 		d->acc.trip_km += km;
 	else if (d->mode == MODE_DEADHEAD)
 		d->acc.deadhead_km += km;
+	else if (d->mode == MODE_REPOSITION)
+		d->acc.reposition_km += km;
 	else
 		d->acc.idle_km += km;
 	sim_path_at(&d->path, d->path_pos, &d->lat, &d->lon, &d->heading);

@@ -187,12 +187,13 @@ static void sim_write_plots(void)
 }
 
 /* summary.json's members beyond the figures: the run, the rider's view of
- * its driver, surge. */
-static void sim_extra_members(char *out, size_t cap)
+ * its driver, surge, repositioning, shared rides. */
+static void sim_extra_members(char *out, size_t cap, const struct sim_report *rep)
 {
-	char sg[512];
+	char sg[512], sh[768];
 	sim_surge_summary(sg, sizeof sg);
-	snprintf(out, cap,
+	sim_share_summary(sh, sizeof sh, rep->deadhead_km + rep->trip_km + rep->reposition_km);
+	int n = snprintf(out, cap,
 		 "  \"run\": {\"seed\": %llu, \"drivers\": %d, \"riders\": %d, \"duration_s\": %.0f, \"drain_s\": %.0f, "
 		 "\"speed\": %g, \"demand\": \"%s\", \"demand_rows\": %zu, \"demand_mult\": %d, \"map\": %s, "
 		 "\"simulated_s\": %.1f, \"login_retries\": %d, \"straight_line_fallbacks\": %d},\n"
@@ -201,6 +202,13 @@ static void sim_extra_members(char *out, size_t cap)
 		 sim_st.demand, sim_st.dem.n, sim_st.demand_mult, sim_st.routing ? "true" : "false", sim_st.now,
 		 sim_st.login_retries, sim_st.route_fail, sim_st.ntrack, sim_percentile(sim_st.track, sim_st.ntrack, 50),
 		 sim_percentile(sim_st.track, sim_st.ntrack, 95), sg);
+	if (n < 0 || (size_t)n >= cap)
+		return;
+	snprintf(out + n, cap - (size_t)n,
+		 ",\n  \"reposition\": {\"follow_p\": %.3f, \"suggestions\": %d, \"suggestions_idle\": %d, "
+		 "\"followed\": %d, \"followed_pct\": %.2f},\n%s",
+		 sim_st.follow_p, sim_st.suggestions, sim_st.suggestions_idle, sim_st.suggestions_followed,
+		 sim_st.suggestions_idle ? 100.0 * sim_st.suggestions_followed / sim_st.suggestions_idle : 0, sh);
 }
 
 void sim_finish(void)
@@ -224,7 +232,7 @@ void sim_finish(void)
 	sim_report_compute(sim_st.recs, sim_st.nrecs, acc, (size_t)sim_st.ndrivers, sim_st.protocol_errors, sim_st.breaches, &rep);
 	rh_free(acc);
 	char extra[4096], path[4096];
-	sim_extra_members(extra, sizeof extra);
+	sim_extra_members(extra, sizeof extra, &rep);
 	snprintf(path, sizeof path, "%s/summary.json", sim_st.out_dir);
 	FILE *f = fopen(path, "w");
 	if (f) {

@@ -1,7 +1,6 @@
 /* ridehail-sim: the simulated riders: quotes, ride requests, the trip as the rider sees it. */
 #include "simtool.h"
 
-static void sim_rider_free(struct sim_rider *r);
 static void sim_rider_rated(void *arg, const struct simc_reply *rep);
 static void sim_rider_cancelled(void *arg, const struct simc_reply *rep);
 static void sim_rider_apply_state(struct sim_rider *r, const char *state, const cJSON *pl, bool by_msg);
@@ -14,7 +13,7 @@ static void sim_rider_closed(void *arg, int code, int http_status, const char *w
 static void sim_rider_posted(void *arg, const struct simc_reply *rep);
 static void sim_rider_quoted(void *arg, const struct simc_reply *rep);
 
-static void sim_rider_free(struct sim_rider *r)
+void sim_rider_free(struct sim_rider *r)
 {
 	if (r->trip_id[0]) {
 		snprintf(r->prev_trip, sizeof r->prev_trip, "%s", r->trip_id);
@@ -259,6 +258,8 @@ static void sim_rider_text(void *arg, const char *text, size_t len)
 	if (!strcmp(type, "trip.search_progress") || !strcmp(type, "trip.matched") || !strcmp(type, "driver.location") ||
 	    !strcmp(type, "trip.state_changed")) {
 		sim_rider_on_trip_msg(r, type, pl);
+	} else if (!strcmp(type, "share.booking.updated")) {
+		sim_share_on_booking(r, pl);
 	} else if (!strcmp(type, "trip.snapshot")) {
 		if (r->reconnected)
 			sim_rider_on_snapshot(r, pl);
@@ -444,6 +445,14 @@ void sim_issue_request(const struct sim_request *q)
 			if (dd > 800 && dd < 3500)
 				break;
 		}
+	}
+	sim_share_direct(rec, r->dlat, r->dlon);
+	r->shared = rec->shared = sim_share_wanted((size_t)(rec - sim_st.recs));
+	r->booking_id[0] = '\0';
+	if (r->shared) {
+		r->patience_at = INFINITY; /* the daemon's share.max_wait bounds the wait */
+		sim_share_ask_card(r);
+		return;
 	}
 	sim_rider_ask_estimate(r);
 }

@@ -13,6 +13,43 @@ static void sim_login_retry(evutil_socket_t fd, short what, void *arg);
 static void sim_logged_in(void *arg, const struct simc_reply *rep);
 static void sim_account_created(void *arg, const struct simc_reply *rep);
 
+/* What waits for a rider, due. */
+static void sim_later_rider(const struct sim_later *l, struct sim_rider *r)
+{
+	switch (l->kind) {
+	case LATER_RIDER_QUOTE:
+		if (r->st == R_QUOTING)
+			sim_rider_ask_estimate(r);
+		break;
+	case LATER_RIDER_POST:
+		if (r->st == R_POSTING)
+			sim_rider_post(r);
+		break;
+	case LATER_RIDER_CANCEL:
+		if (!strcmp(r->trip_id, l->trip))
+			sim_rider_cancel_try(r, l->tries);
+		break;
+	case LATER_RIDER_RATE:
+		if (r->st == R_RATING && !strcmp(r->trip_id, l->trip))
+			sim_rider_rate_try(r, l->trip, l->tries);
+		break;
+	case LATER_RIDER_READ:
+		if (!strcmp(r->trip_id, l->trip))
+			sim_rider_read_try(r, l->tries);
+		break;
+	case LATER_RIDER_CARD:
+		if (r->st == R_QUOTING && r->shared)
+			sim_share_ask_card(r);
+		break;
+	case LATER_RIDER_BOOK:
+		if (r->st == R_POSTING && r->shared)
+			sim_share_book(r);
+		break;
+	default:
+		break;
+	}
+}
+
 void sim_later_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -64,25 +101,8 @@ void sim_later_cb(evutil_socket_t fd, short what, void *arg)
 	case LATER_DRIVER_RATE:
 		sim_drv_rate_try(l->idx, l->trip, l->tries);
 		break;
-	case LATER_RIDER_QUOTE:
-		if (r->st == R_QUOTING)
-			sim_rider_ask_estimate(r);
-		break;
-	case LATER_RIDER_POST:
-		if (r->st == R_POSTING)
-			sim_rider_post(r);
-		break;
-	case LATER_RIDER_CANCEL:
-		if (!strcmp(r->trip_id, l->trip))
-			sim_rider_cancel_try(r, l->tries);
-		break;
-	case LATER_RIDER_RATE:
-		if (r->st == R_RATING && !strcmp(r->trip_id, l->trip))
-			sim_rider_rate_try(r, l->trip, l->tries);
-		break;
-	case LATER_RIDER_READ:
-		if (!strcmp(r->trip_id, l->trip))
-			sim_rider_read_try(r, l->tries);
+	default:
+		sim_later_rider(l, r);
 		break;
 	}
 	rh_free(l);
@@ -159,6 +179,11 @@ static void sim_drv_tick(struct sim_drv *d, double dt)
 			sim_drv_command(d, "trip.completed");
 			d->st = D_COMPLETING;
 		}
+		break;
+	case D_SHARE_DRIVING:
+	case D_SHARE_LEG:
+	case D_SHARE_BOARDING:
+		sim_share_drv_tick(d, arrived);
 		break;
 	case D_IDLE:
 		sim_surge_drift(d, dt);

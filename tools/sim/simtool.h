@@ -33,17 +33,42 @@
 
 enum sim_drv_state {
 	D_SETUP = 0, D_IDLE, D_OFFERED, D_ACCEPTING, D_TO_PICKUP, D_ARRIVING, D_BOARDING, D_STARTING, D_ON_TRIP,
+	D_SHARE_DRIVING, D_SHARE_LEG, D_SHARE_BOARDING, /* a shared trip: to the next stop, a leg sent, boarding */
 	D_COMPLETING, D_DEAD,
 };
 
 static inline const char *sim_drv_state_name(enum sim_drv_state s)
 {
 	static const char *const n[] = { "setup", "idle", "offered", "accepting", "to_pickup", "arriving", "boarding",
-					 "starting", "on_trip", "completing", "dead" };
+					 "starting", "on_trip", "share_driving", "share_leg", "share_boarding",
+					 "completing", "dead" };
 	return n[s];
 }
 
-enum sim_drv_mode { MODE_IDLE = 0, MODE_DEADHEAD, MODE_TRIP };
+enum sim_drv_mode { MODE_IDLE = 0, MODE_DEADHEAD, MODE_TRIP, MODE_REPOSITION };
+
+/* One stop of a driver's shared trip, as share.stops lists it. */
+struct sim_stop {
+	char booking[40];
+	bool pickup;
+	double lat, lon;
+};
+#define SIM_MAX_STOPS 32
+
+/* A driver's shared trip (docs/sharing.md, "The driver's stop list"): the
+ * list as last sent, and the leg being worked. */
+struct sim_share_drv {
+	char trip[40];
+	long long ver;               /* stops_version of the list held */
+	struct sim_stop stops[SIM_MAX_STOPS];
+	int nstops, aboard;
+	char leg_booking[40];        /* the stop driven to or worked */
+	bool leg_pickup;
+	const char *leg_action;      /* the share.leg.update in flight, or NULL */
+	long long leg_ver;           /* the version it was sent at */
+	bool leg_resend;             /* refused: sent again with the next list, or at resend_at */
+	double resend_at;
+};
 
 struct sim_drv {
 	int idx;
@@ -70,6 +95,7 @@ struct sim_drv {
 	int gen;          /* reconnect attempts so far (a watchdog's ticket) */
 	char accepted[40]; /* the trip of the last offer it accepted (trip.assigned may follow late) */
 	char last_trip[40]; /* its trip before, over (a late answer about it is no error) */
+	struct sim_share_drv share; /* its shared trip, if any */
 };
 
 enum sim_rider_state { R_SETUP = 0, R_FREE, R_QUOTING, R_POSTING, R_SEARCHING, R_MATCHED, R_ARRIVED, R_ONTRIP, R_RATING, R_DEAD };
@@ -97,6 +123,9 @@ struct sim_rider {
 	int tries;            /* of the request in flight (retries after failures) */
 	char posted_key[96];  /* the ride request's Idempotency-Key and body, kept to send again */
 	char posted_body[1024];
+	bool shared;          /* the request in hand is a shared booking */
+	char booking_id[40];
+	char card_id[1024];   /* the rate card it books on */
 };
 
 /* Trip ids seen at drivers: which driver holds each (a trip matched twice). */
@@ -115,6 +144,10 @@ struct sim_state {
 	double ping_s, ping_jitter, accept_p, ignore_p, accept_delay, board_s, patience_s, interval, drain;
 	uint64_t seed;
 	bool cruise, quiet, have_box, tty, dry_run;
+	double share_fraction; /* --share-fraction: the share of requests booked as shared rides */
+	FILE *legs;            /* share_legs.csv */
+	int share_trips;       /* shared trips driven (distinct share.stops trip ids) */
+	double follow_p;      /* --follow-suggestions: chance an idle driver follows a reposition suggestion */
 	struct sim_bbox box;
 	/* run */
 	struct event_base *base;
@@ -138,6 +171,7 @@ struct sim_state {
 	int protocol_errors, breaches, login_retries;
 	int route_fail;
 	int reconnects, resends; /* rode through faults */
+	int suggestions, suggestions_idle, suggestions_followed; /* driver.reposition.suggested: received, while idle, followed */
 	double anchor_lat, anchor_lon; /* a point on the map's core: routes join it to every usable point */
 	bool have_anchor;
 	int moved_onto_roads, unroutable; /* demand points moved onto a road; none found */
@@ -174,7 +208,7 @@ extern struct sim_surge_state sim_sg;
 enum sim_later_kind {
 	LATER_DRIVER_SOCKET, LATER_RIDER_SOCKET, LATER_DRIVER_WATCH, LATER_RIDER_WATCH, LATER_DRIVER_COMMAND,
 	LATER_DRIVER_RATE, LATER_RIDER_QUOTE, LATER_RIDER_POST, LATER_RIDER_CANCEL, LATER_RIDER_RATE,
-	LATER_RIDER_READ,
+	LATER_RIDER_READ, LATER_RIDER_CARD, LATER_RIDER_BOOK,
 };
 struct sim_later {
 	enum sim_later_kind kind;
@@ -260,5 +294,23 @@ void sim_on_sigint(evutil_socket_t fd, short what, void *arg);
 void sim_parse_args(int argc, char **argv);
 
 extern const struct simc_ws_cbs sim_drv_cbs, sim_rider_cbs;
+
+void sim_rider_free(struct sim_rider *r);
+void sim_drv_to_idle(struct sim_drv *d);
+
+/* share_drv.c: the driver's side of a shared trip */
+void sim_share_on_stops(struct sim_drv *d, const cJSON *pl);
+void sim_share_on_leg_updated(struct sim_drv *d, const cJSON *pl);
+void sim_share_on_rejected(struct sim_drv *d, const char *reason);
+void sim_share_drv_tick(struct sim_drv *d, bool arrived);
+void sim_share_resend(struct sim_drv *d);
+/* share_rider.c: the rider's side */
+bool sim_share_wanted(size_t request);
+void sim_share_direct(struct sim_trip_rec *rec, double dlat, double dlon);
+void sim_share_ask_card(struct sim_rider *r);
+void sim_share_book(struct sim_rider *r);
+void sim_share_on_booking(struct sim_rider *r, const cJSON *pl);
+void sim_share_open_files(void);
+void sim_share_summary(char *out, size_t cap, double vkm);
 
 #endif

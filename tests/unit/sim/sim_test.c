@@ -322,8 +322,8 @@ UNIT_TEST(sim_report_arithmetic)
 	t[4] = (struct sim_trip_rec){ 50, -1, -1, -1, -1, -1, -1, SIM_OUT_NO_QUOTE, "", 0, 0 };
 	t[5] = (struct sim_trip_rec){ 60, 61, -1, -1, -1, -1, -1, SIM_OUT_PENDING, "", 0, 0 };
 	struct sim_driver_acc d[2] = {
-		{ .online_s = 600, .busy_s = 380, .idle_km = 1, .deadhead_km = 0.5, .trip_km = 2, .offers = 3, .accepts = 2,
-		  .declines = 1, .trips = 1 },
+		{ .online_s = 600, .busy_s = 380, .idle_km = 1, .deadhead_km = 0.5, .trip_km = 2, .reposition_km = 0.5,
+		  .offers = 3, .accepts = 2, .declines = 1, .trips = 1 },
 		{ .online_s = 400, .busy_s = 220, .idle_km = 0.25, .deadhead_km = 1.5, .trip_km = 1, .offers = 2, .accepts = 1,
 		  .timeouts = 1, .withdrawn = 0, .trips = 1 },
 	};
@@ -349,6 +349,12 @@ UNIT_TEST(sim_report_arithmetic)
 	/* pickup wait {60, 120}: p50 = 60, p95 = 120 */
 	CHECK_NEAR(r.wait_p50, 60, 1e-9);
 	CHECK_NEAR(r.wait_p95, 120, 1e-9);
+	/* the mean over completed trips (both arrived): 90; 2 of 6 requests completed */
+	CHECK_NEAR(r.wait_mean, 90, 1e-9);
+	CHECK_NEAR(r.completed_pct, 100.0 * 2 / 6, 1e-9);
+	/* empty kilometres per completed trip: (0.5 + 1.5 to pickups + 0.5 to a suggested cell) / 2 */
+	CHECK_NEAR(r.reposition_km, 0.5, 1e-12);
+	CHECK_NEAR(r.deadhead_km_per_trip, 1.25, 1e-12);
 	/* trips {300, 200} */
 	CHECK_NEAR(r.trip_p50, 200, 1e-9);
 	CHECK_NEAR(r.trip_mean, 250, 1e-9);
@@ -392,4 +398,52 @@ UNIT_TEST(sim_report_arithmetic)
 	CHECK_NEAR(sim_percentile(v, 5, 99), 5, 0);
 	CHECK_NEAR(sim_percentile(v, 5, 0), 1, 0);
 	CHECK_NEAR(sim_percentile(v, 0, 50), 0, 0);
+}
+
+/* Shared rides worked out by hand: two shared riders dropped off, one
+ * cancelled, one solo trip, one shared rider still riding. */
+UNIT_TEST(sim_share_figures)
+{
+	struct sim_trip_rec t[5];
+	for (int i = 0; i < 5; i++) {
+		memset(&t[i], 0, sizeof t[i]);
+		t[i].t_request = t[i].t_created = t[i].t_matched = t[i].t_arrived = t[i].t_started = t[i].t_completed =
+			t[i].t_cancelled = -1;
+	}
+	/* 0: shared: booked 10, confirmed 11, car at the pickup 100 (wait 90), aboard 120, off 420: 300 s
+	 * against 250 alone (+20 %), 2 km */
+	t[0] = (struct sim_trip_rec){ .t_request = 10, .t_created = 10, .t_matched = 11, .t_arrived = 100, .t_started = 120,
+				      .t_completed = 420, .t_cancelled = -1, .outcome = SIM_OUT_COMPLETED, .shared = true,
+				      .direct_s = 250, .direct_km = 2 };
+	/* 1: shared: wait 30, 200 s against 200 (+0 %), 1.5 km */
+	t[1] = (struct sim_trip_rec){ .t_request = 20, .t_created = 20, .t_matched = 21, .t_arrived = 50, .t_started = 60,
+				      .t_completed = 260, .t_cancelled = -1, .outcome = SIM_OUT_COMPLETED, .shared = true,
+				      .direct_s = 200, .direct_km = 1.5 };
+	/* 2: shared, cancelled no_driver */
+	t[2] = (struct sim_trip_rec){ .t_request = 30, .t_created = 30, .t_matched = -1, .t_arrived = -1, .t_started = -1,
+				      .t_completed = -1, .t_cancelled = 31, .outcome = SIM_OUT_CANCELLED, .shared = true,
+				      .direct_s = 100, .direct_km = 1 };
+	/* 3: solo, completed, 0.5 km: passenger-km, not a shared figure */
+	t[3] = (struct sim_trip_rec){ .t_request = 40, .t_created = 40, .t_matched = 41, .t_arrived = 100, .t_started = 110,
+				      .t_completed = 200, .t_cancelled = -1, .outcome = SIM_OUT_COMPLETED, .direct_s = 90,
+				      .direct_km = 0.5 };
+	/* 4: shared, aboard at the end: wait 60 counts, no detour */
+	t[4] = (struct sim_trip_rec){ .t_request = 50, .t_created = 50, .t_matched = 51, .t_arrived = 110, .t_started = 130,
+				      .t_completed = -1, .t_cancelled = -1, .outcome = SIM_OUT_PENDING, .shared = true,
+				      .direct_s = 100, .direct_km = 1 };
+	struct sim_share_figs f;
+	sim_share_compute(t, 5, 6.0, &f);
+	CHECK_EQ_INT(f.booked, 4);
+	CHECK_EQ_INT(f.confirmed, 3);
+	CHECK_EQ_INT(f.dropped_off, 2);
+	CHECK_EQ_INT(f.cancelled, 1);
+	CHECK_NEAR(f.pkm, 4.0, 1e-12);
+	CHECK_NEAR(f.vkm_per_pkm, 1.5, 1e-12);
+	/* detours {20, 0}: p50 0, p95 20 */
+	CHECK_NEAR(f.detour_p50, 0, 1e-9);
+	CHECK_NEAR(f.detour_p95, 20, 1e-9);
+	CHECK_NEAR(f.detour_max, 20, 1e-9);
+	/* waits {90, 30, 60}: p50 60, p95 90 */
+	CHECK_NEAR(f.wait_p50, 60, 1e-9);
+	CHECK_NEAR(f.wait_p95, 90, 1e-9);
 }
