@@ -19,7 +19,7 @@
  *
  *   build/release/bench/matching_sim --map M --bbox minlon,minlat,maxlon,maxlat --csv F --od F
  *       [--start '2014-04-30 18:00:00'] [--window 3600] [--mult 10] [--drivers N] [--seed S]
- *       [--batch-window MS] [--accept P] [--patience S]
+ *       [--batch-window MS] [--accept P] [--patience S] [--match 'key = value']
  *
  * Prints, for each mode, name_<mode>=value lines (bench/matching.sh adds
  * the demand's multiple to the names):
@@ -27,8 +27,16 @@
  * match_time_p95_s (request to MATCHED), completed_pct, deadhead_km_per_trip
  * (road km driven to pickups per completed trip), estimate_pickup_mae_s
  * (the rider's first estimate of the car's arrival against when it came);
- * then batch_wait_gain_pct, how much lower batch's mean pickup wait
- * was (positive: batch better). */
+ * what batching had to work with: match_time_mean_s, pickup_drive_mean_s
+ * (MATCHED to the car at the pickup), queued_pct (trips that waited in the
+ * demand queue), free_drivers_at_request (mean), and in batch mode
+ * window_trips_mean, window_multi_pct (windows of more than one trip),
+ * window_not_nearest_pct (a window's offers that went to a driver other
+ * than the trip's nearest among the window's) and window_pickup_given_up_s
+ * (the pickup seconds that cost, mean per offer); then batch_wait_gain_pct,
+ * how much lower batch's mean pickup wait was (positive: batch better).
+ * --match 'key = value' adds lines to the [match] section of every run
+ * (e.g. other score weights). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -71,7 +79,7 @@ struct strip {
 	int64_t t_req, t_matched, t_arrived, t_done;
 	int driver;        /* index, -1 */
 	bool cancelled, searching;
-	bool has_est;
+	bool has_est, queued;
 	double est_arrival_ms; /* the rider's first estimate of the car's arrival (absolute) */
 	double pickup_m;
 };
@@ -107,6 +115,16 @@ struct sim {
 	int64_t rp_interval_ms, last_request_ms;
 	double reposition_km;
 	size_t suggestions, followed;
+	const char *match_extra;     /* more [match] lines (--match) */
+	/* what batching had to work with: each window's trips and their best pickups */
+	size_t win_trips, win_multi, free_at_request;
+	int64_t win_at;              /* the last window's close */
+	size_t win_nt, win_nd;
+	double *win_eta;             /* its pickup matrix, [driver * nt + trip] */
+	int *win_trip;               /* its trips' indexes */
+	struct uuid *win_drv;
+	size_t offers_in_window, offers_not_nearest;
+	double regret_s;             /* pickup seconds given up against each trip's own nearest */
 };
 
 static struct sim S;
@@ -302,9 +320,10 @@ static bool w_eta(void *ctx, struct dispatch_cand *c, const struct dispatch_trip
 }
 
 static void w_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips, size_t nt,
-		   double *eta_s, double *road_m)
+		   const uint8_t *want, double *eta_s, double *road_m)
 {
 	(void)ctx;
+	(void)want; /* (one search gives every pair; the window's nearest, below, reads them all) */
 	double *lat = rh_malloc((nd + nt + 1) * sizeof *lat), *lon = rh_malloc((nd + nt + 1) * sizeof *lon);
 	struct routing_eta *e = rh_malloc((nd * nt + 1) * sizeof *e);
 	for (size_t i = 0; i < nd; i++) {
@@ -317,20 +336,61 @@ static void w_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, co
 	}
 	S.m2m_calls++;
 	S.m2m_pairs += nd * nt;
+	S.win_trips += nt;
+	S.win_multi += nt > 1;
 	bool ok = routing_eta_many_to_many(S.r, lat, lon, nd, lat + nd, lon + nd, nt, S.epoch_s + now_ms() / 1000, e) ==
 		  RH_OK;
 	for (size_t x = 0; x < nd * nt; x++) {
 		eta_s[x] = ok && e[x].reachable ? e[x].duration_s : -1;
 		road_m[x] = ok && e[x].reachable ? e[x].distance_m : -1;
 	}
+	S.win_at = now_ms();
+	S.win_nt = nt;
+	S.win_nd = nd;
+	S.win_eta = rh_realloc(S.win_eta, (nd * nt + 1) * sizeof *S.win_eta);
+	memcpy(S.win_eta, eta_s, nd * nt * sizeof *eta_s);
+	S.win_trip = rh_realloc(S.win_trip, (nt + 1) * sizeof *S.win_trip);
+	S.win_drv = rh_realloc(S.win_drv, (nd + 1) * sizeof *S.win_drv);
+	for (size_t j = 0; j < nt; j++)
+		S.win_trip[j] = trip_of(&trips[j].id);
+	for (size_t i = 0; i < nd; i++)
+		S.win_drv[i] = drivers[i].driver;
 	rh_free(lat);
 	rh_free(lon);
 	rh_free(e);
 }
 
+/* An offer made at a window's close: was its driver the trip's nearest
+ * among the window's (what a window of its own would have given it)? */
+static void window_note(const struct dispatch_offer *o)
+{
+	int tj = trip_of(&o->trip);
+	if (S.win_at != now_ms())
+		return;
+	for (size_t j = 0; j < S.win_nt; j++) {
+		if (S.win_trip[j] != tj)
+			continue;
+		double best = -1, got = -1;
+		for (size_t i = 0; i < S.win_nd; i++) {
+			double e = S.win_eta[i * S.win_nt + j];
+			if (e >= 0 && (best < 0 || e < best))
+				best = e;
+			if (uuid_eq(&S.win_drv[i], &o->driver))
+				got = e;
+		}
+		S.offers_in_window++;
+		if (got > best + 0.5) {
+			S.offers_not_nearest++;
+			S.regret_s += got - best;
+		}
+		return;
+	}
+}
+
 static void w_reserve(void *ctx, const struct dispatch_offer *o)
 {
 	(void)ctx;
+	window_note(o);
 	int i = drv_of(&o->driver);
 	drv_stop(&S.drv[i], now_ms()); /* offered: waits where they are */
 	S.drv[i].st = DRV_OFFERED;
@@ -373,10 +433,10 @@ static void w_progress(void *ctx, const struct uuid *trip, bool waiting, double 
 		       const struct dispatch_estimate *est)
 {
 	(void)ctx;
-	(void)waiting;
 	(void)radius_m;
 	(void)offers;
 	struct strip *t = &S.trips[trip_of(trip)];
+	t->queued |= waiting;
 	if (!t->has_est && est->has_pickup) {
 		t->has_est = true;
 		t->est_arrival_ms = (double)now_ms() + est->pickup_s * 1000;
@@ -418,6 +478,8 @@ static void ev_run(const struct ev *e)
 	case EV_REQUEST: {
 		t->t_req = now;
 		t->searching = true;
+		for (size_t i = 0; i < S.ndrv; i++)
+			S.free_at_request += S.drv[i].st == DRV_FREE;
 		struct dispatch_trip dt = { .id = t->id, .lat = t->req->plat, .lon = t->req->plon, .vehicle = 0 };
 		dispatch_search(S.d, &dt, now, now);
 		if (S.rp)
@@ -426,7 +488,7 @@ static void ev_run(const struct ev *e)
 		break;
 	}
 	case EV_RESERVED:
-		dispatch_reserved(S.d, &e->offer, true, ++S.drv[e->driver].version, now);
+		dispatch_reserved(S.d, &e->offer, DISPATCH_RESERVED, ++S.drv[e->driver].version, now);
 		break;
 	case EV_ANSWER: {
 		struct dispatch_offer got;
@@ -543,6 +605,8 @@ static void ev_run(const struct ev *e)
 
 struct figures {
 	double wait_mean_s, match_p95_s, completed_pct, deadhead_km, est_mae_s, est_bias_s;
+	double match_mean_s, drive_mean_s, queued_pct, free_mean, win_trips_mean, win_multi_pct, not_nearest_pct,
+		regret_s;
 	size_t completed, requests, m2m_calls, suggestions, followed;
 	double m2m_pairs_mean;
 };
@@ -559,8 +623,9 @@ static void run(const char *mode, bool repo, int64_t window_ms, const struct sim
 	char text[512];
 	snprintf(text, sizeof text,
 		 "[match]\nmode = %s\nbatch_window = %" PRId64 "ms\nmax_search = %ds\nreposition = %s\n"
-		 "reposition_interval = %" PRId64 "ms\n",
-		 mode, window_ms, (int)S.patience_s + 60, repo ? "true" : "false", S.rp_interval_ms);
+		 "reposition_interval = %" PRId64 "ms\n%s\n",
+		 mode, window_ms, (int)S.patience_s + 60, repo ? "true" : "false", S.rp_interval_ms,
+		 S.match_extra ? S.match_extra : "");
 	struct cfg_errors errs;
 	if (config_load_buffer(&S.cfg, "matching_sim", text, NULL, &errs) != RH_OK) {
 		fprintf(stderr, "matching_sim: config: %s\n", errs.msg[0]);
@@ -584,6 +649,10 @@ static void run(const char *mode, bool repo, int64_t window_ms, const struct sim
 	S.trips = rh_calloc(dem->n, sizeof *S.trips);
 	S.nheap = 0;
 	S.m2m_calls = S.m2m_pairs = 0;
+	S.win_trips = S.win_multi = S.free_at_request = 0;
+	S.offers_in_window = S.offers_not_nearest = 0;
+	S.regret_s = 0;
+	S.win_at = -1;
 	S.suggestions = S.followed = 0;
 	S.reposition_km = 0;
 	S.rp = repo ? reposition_new(&S.cfg.match) : NULL;
@@ -623,15 +692,18 @@ static void run(const char *mode, bool repo, int64_t window_ms, const struct sim
 	}
 	/* figures */
 	double *match = rh_malloc((dem->n + 1) * sizeof *match);
-	size_t nm = 0, nc = 0, ne = 0;
-	double wait = 0, dead = 0, err = 0, bias = 0;
+	size_t nm = 0, nc = 0, ne = 0, nq = 0;
+	double wait = 0, dead = 0, err = 0, bias = 0, msum = 0, dsum = 0;
 	for (size_t j = 0; j < dem->n; j++) {
 		const struct strip *t = &S.trips[j];
 		if (t->t_matched >= 0)
 			match[nm++] = (double)(t->t_matched - t->t_req) / 1000;
+		nq += t->queued;
 		if (t->t_done < 0)
 			continue;
 		nc++;
+		msum += (double)(t->t_matched - t->t_req) / 1000;
+		dsum += (double)(t->t_arrived - t->t_matched) / 1000;
 		wait += (double)(t->t_arrived - t->t_req) / 1000;
 		dead += t->pickup_m / 1000;
 		if (t->has_est) {
@@ -652,6 +724,14 @@ static void run(const char *mode, bool repo, int64_t window_ms, const struct sim
 	f->followed = S.followed;
 	f->est_mae_s = ne ? err / (double)ne : 0;
 	f->est_bias_s = ne ? bias / (double)ne : 0;
+	f->match_mean_s = nc ? msum / (double)nc : 0;
+	f->drive_mean_s = nc ? dsum / (double)nc : 0;
+	f->queued_pct = dem->n ? 100.0 * (double)nq / (double)dem->n : 0;
+	f->free_mean = dem->n ? (double)S.free_at_request / (double)dem->n : 0;
+	f->win_trips_mean = S.m2m_calls ? (double)S.win_trips / (double)S.m2m_calls : 0;
+	f->win_multi_pct = S.m2m_calls ? 100.0 * (double)S.win_multi / (double)S.m2m_calls : 0;
+	f->not_nearest_pct = S.offers_in_window ? 100.0 * (double)S.offers_not_nearest / (double)S.offers_in_window : 0;
+	f->regret_s = S.offers_in_window ? S.regret_s / (double)S.offers_in_window : 0;
 	f->m2m_calls = S.m2m_calls;
 	f->m2m_pairs_mean = S.m2m_calls ? (double)S.m2m_pairs / (double)S.m2m_calls : 0;
 	rh_free(match);
@@ -685,6 +765,16 @@ static void print_figs(const char *mode, const struct figures *f)
 	printf("estimate_pickup_bias_s_%s=%.1f\n", mode, f->est_bias_s);
 	if (f->suggestions)
 		printf("reposition_followed_%s=%zu/%zu\n", mode, f->followed, f->suggestions);
+	printf("match_time_mean_s_%s=%.1f\n", mode, f->match_mean_s);
+	printf("pickup_drive_mean_s_%s=%.1f\n", mode, f->drive_mean_s);
+	printf("queued_pct_%s=%.1f\n", mode, f->queued_pct);
+	printf("free_drivers_at_request_%s=%.1f\n", mode, f->free_mean);
+	if (f->m2m_calls) {
+		printf("window_trips_mean_%s=%.2f\n", mode, f->win_trips_mean);
+		printf("window_multi_pct_%s=%.1f\n", mode, f->win_multi_pct);
+		printf("window_not_nearest_pct_%s=%.1f\n", mode, f->not_nearest_pct);
+		printf("window_pickup_given_up_s_%s=%.1f\n", mode, f->regret_s);
+	}
 }
 
 static double gain_pct(const struct figures *base, const struct figures *x)
@@ -738,6 +828,8 @@ int main(int argc, char **argv)
 			S.rp_interval_ms = atoll(v);
 		else if (!strcmp(a, "--patience"))
 			S.patience_s = atof(v);
+		else if (!strcmp(a, "--match"))
+			S.match_extra = v;
 		else
 			goto usage;
 		i++;
@@ -780,7 +872,6 @@ int main(int argc, char **argv)
 	struct sim_rng rng;
 	sim_rng_seed(&rng, seed, 1);
 	sim_demand_multiply(&dem, &rng, mult, 60, 150);
-	sim_demand_sort(&dem);
 	sim_demand_fill_dropoffs(&dem, &odd, &rng);
 	S.epoch_s = dem.window_start;
 	double clat = (box.min_lat + box.max_lat) / 2, clon = (box.min_lon + box.max_lon) / 2;
@@ -829,6 +920,9 @@ int main(int argc, char **argv)
 	printf("reposition_batch_wait_gain_pct=%.1f\n", gain_pct(&b, &br));
 	printf("batch_m2m_calls=%zu\n", b.m2m_calls);
 	printf("batch_m2m_pairs_mean=%.0f\n", b.m2m_pairs_mean);
+	rh_free(S.win_eta);
+	rh_free(S.win_trip);
+	rh_free(S.win_drv);
 	rh_free(dlat);
 	rh_free(dlon);
 	sim_demand_fini(&dem);
@@ -839,6 +933,6 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr, "usage: matching_sim --map M --bbox minlon,minlat,maxlon,maxlat --csv F [--od F] [--start T] "
 			"[--window S] [--mult N] [--drivers N] [--seed S] [--batch-window MS] [--accept P] [--patience S] "
-			"[--follow P] [--reposition-interval MS]\n");
+			"[--follow P] [--reposition-interval MS] [--match 'key = value']\n");
 	return 2;
 }

@@ -89,11 +89,12 @@ struct dispatch_world {
 	 * pickup ETAs (eta_s -1, road_m the straight line). */
 	size_t (*nearby)(void *ctx, const struct dispatch_trip *t, double radius_m, int64_t now, struct dispatch_cand *out,
 			 size_t k);
-	/* Batch mode: the pickup ETA of every driver to every trip of a window,
-	 * at once: eta_s[i * nt + j] from drivers[i] to trips[j] (< 0: no road),
-	 * road_m likewise. */
+	/* Batch mode: the pickup ETAs of a window's candidate pairs, at once:
+	 * eta_s[i * nt + j] from drivers[i] to trips[j] (< 0: no road), road_m
+	 * likewise, for each pair with want[i * nt + j] set (the others are
+	 * not read; they may be left alone). */
 	void (*etas)(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips, size_t nt,
-		     double *eta_s, double *road_m);
+		     const uint8_t *want, double *eta_s, double *road_m);
 	/* Reserve o's driver; answer with dispatch_reserved(). */
 	void (*reserve)(void *ctx, const struct dispatch_offer *o);
 	/* o is live: send it (false: the driver cannot be reached). */

@@ -145,9 +145,12 @@ void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_
 /* The same from ns drivers to nd points at once (a batch window's
  * pickups): eta_s[i * nd + j] and dist_m[i * nd + j] from driver i to point
  * j; with a map one many-to-many search (-1 when no road joins them; a
- * point no driver reaches, as one off the map, by the straight line). */
+ * point no driver reaches, as one off the map, by the straight line).
+ * want (NULL: every pair) marks the pairs asked, want[i * nd + j]: the
+ * straight lines are drawn for those only (the others are left alone). */
 void pricing_etas_many(struct pricing *p, const double *lat, const double *lon, size_t ns, const double *to_lat,
-		       const double *to_lon, size_t nd, int64_t when_unix, double *eta_s, double *dist_m);
+		       const double *to_lon, size_t nd, const uint8_t *want, int64_t when_unix, double *eta_s,
+		       double *dist_m);
 /* The reply to a point off the map / no route, as problem+json. */
 void pricing_reply_route_error(struct http_req *req, rh_err e, int bad_point);
 

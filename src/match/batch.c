@@ -6,16 +6,18 @@
  * later. At the close, each trip of the window looks for candidates as a
  * greedy search would (the nearest untried available drivers within its
  * current ring, the ring widened while it holds none; none in any ring: the
- * demand queue), the pickup ETAs of every candidate to every trip come from
- * one many-to-many question to the world, and the assignment solver
+ * demand queue), the pickup ETAs of the candidate pairs come from one
+ * many-to-many question to the world, and the assignment solver
  * (match/assign.h) picks the pairs: each trip as many drivers as it may have
  * offers out (match.parallel_offers), each driver at most one trip. The
  * pairs become offers exactly as greedy's do (reserved first, then sent,
  * then the cascade), so reservations, parallel offers, timeouts and the rule
  * that a driver has one offer at a time hold as they do there. A trip left
  * without a driver (its candidates went to others) stays for the next
- * window; a declined or expired offer sends its trip back to the pool, and
- * the driver, released, is a candidate for the other trips again.
+ * window; a trip whose offer was declined, expired or lost is offered again
+ * at once as greedy would (dispatch_step: only a trip's first offer waits
+ * for a window), and the driver, released, is a candidate for the other
+ * trips again.
  *
  * The cost of a pair (dispatch_pair_cost_ms) is the pickup ETA less the
  * score's other two terms turned into seconds; leaving a trip out costs
@@ -305,9 +307,15 @@ static void dispatch_batch_part(struct dispatch_batch *b, size_t *left, int64_t 
 		*left = 0;
 	w.cand_start[w.nt] = w.ncand;
 	if (w.nt > 0) {
+		/* only each trip's own candidates: the other pairs are never costed */
+		uint8_t *want = rh_calloc(w.nd * w.nt + 1, 1);
 		w.eta = rh_malloc((w.nd * w.nt + 1) * sizeof *w.eta);
 		w.road = rh_malloc((w.nd * w.nt + 1) * sizeof *w.road);
-		d->w.etas(d->w.ctx, w.drv, w.nd, w.trips, w.nt, w.eta, w.road);
+		for (size_t j = 0; j < w.nt; j++)
+			for (size_t x = w.cand_start[j]; x < w.cand_start[j + 1]; x++)
+				want[(size_t)w.cand[x] * w.nt + j] = 1;
+		d->w.etas(d->w.ctx, w.drv, w.nd, w.trips, w.nt, want, w.eta, w.road);
+		rh_free(want);
 		dispatch_batch_offer(b, &w, now);
 	}
 	b->run = NULL;

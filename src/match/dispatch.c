@@ -330,10 +330,12 @@ static void dispatch_step(struct dispatch_search *s, int64_t now)
 			dispatch_give_up(s);
 		return;
 	}
-	if (d->batch) {
+	if (d->batch && s->first_offer_at < 0) {
 		dispatch_batch_add(s, now); /* drivers for it come with the window's */
 		return;
 	}
+	/* (batch mode: a trip whose offer was declined, expired or lost is
+	 * offered again at once, as greedy would, not a window later) */
 	const struct cfg_list *steps = &d->cfg->radius_steps;
 	struct dispatch_cand cands[DISPATCH_MAX_CANDIDATES];
 	size_t k = (size_t)d->cfg->candidates < DISPATCH_MAX_CANDIDATES ? (size_t)d->cfg->candidates

@@ -403,9 +403,9 @@ static size_t match_world_nearby(void *ctx, const struct dispatch_trip *t, doubl
 	return j;
 }
 
-/* Batch mode: one many-to-many question for a window's pairs. */
+/* Batch mode: one many-to-many question for a window's candidate pairs. */
 static void match_world_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips,
-			     size_t nt, double *eta_s, double *road_m)
+			     size_t nt, const uint8_t *want, double *eta_s, double *road_m)
 {
 	struct matcher *m = ctx;
 	double *lat = rh_malloc((nd + nt + 1) * sizeof *lat), *lon = rh_malloc((nd + nt + 1) * sizeof *lon);
@@ -417,7 +417,7 @@ static void match_world_etas(void *ctx, const struct dispatch_cand *drivers, siz
 		lat[nd + j] = trips[j].lat;
 		lon[nd + j] = trips[j].lon;
 	}
-	pricing_etas_many(m->deps.pricing, lat, lon, nd, lat + nd, lon + nd, nt, match_wall_s(), eta_s, road_m);
+	pricing_etas_many(m->deps.pricing, lat, lon, nd, lat + nd, lon + nd, nt, want, match_wall_s(), eta_s, road_m);
 	rh_free(lat);
 	rh_free(lon);
 }

@@ -107,7 +107,8 @@ void pricing_etas(struct pricing *p, const double *lat, const double *lon, size_
 }
 
 void pricing_etas_many(struct pricing *p, const double *lat, const double *lon, size_t ns, const double *to_lat,
-		       const double *to_lon, size_t nd, int64_t when_unix, double *eta_s, double *dist_m)
+		       const double *to_lon, size_t nd, const uint8_t *want, int64_t when_unix, double *eta_s,
+		       double *dist_m)
 {
 	const struct pricing_cfg *c = p->cfg;
 	struct routing_eta *e = NULL;
@@ -130,6 +131,8 @@ void pricing_etas_many(struct pricing *p, const double *lat, const double *lon, 
 			continue;
 		/* no map, or the point is off it: straight lines, as pricing_etas */
 		for (size_t i = 0; i < ns; i++) {
+			if (want && !want[i * nd + j])
+				continue;
 			double d = geo_dist_haversine_m(lat[i], lon[i], to_lat[j], to_lon[j]) * c->detour_factor;
 			dist_m[i * nd + j] = d;
 			eta_s[i * nd + j] = d / (c->average_speed_kmh / 3.6);

@@ -46,6 +46,7 @@ struct world {
 	int ngave_up;
 	int ncandidates; /* calls */
 	int netas;       /* batch: many-to-many calls */
+	int netas_unasked; /* batch: pairs of a window no trip had as candidate */
 	bool no_road;    /* batch: no road from anyone to anywhere */
 };
 
@@ -171,13 +172,19 @@ static size_t w_nearby(void *ctx, const struct dispatch_trip *t, double radius_m
 }
 
 static void w_etas(void *ctx, const struct dispatch_cand *drivers, size_t nd, const struct dispatch_trip *trips, size_t nt,
-		   double *eta_s, double *road_m)
+		   const uint8_t *want, double *eta_s, double *road_m)
 {
 	struct world *w = ctx;
 	w->netas++;
 	for (size_t i = 0; i < nd; i++)
 		for (size_t j = 0; j < nt; j++) {
 			struct dispatch_cand c = drivers[i];
+			if (!want[i * nt + j]) {
+				eta_s[i * nt + j] = 1e9; /* (not asked: a pair the solver must not use) */
+				road_m[i * nt + j] = 1e9;
+				w->netas_unasked++;
+				continue;
+			}
 			w_eta(ctx, &c, &trips[j]);
 			eta_s[i * nt + j] = w->no_road ? -1 : c.eta_s;
 			road_m[i * nt + j] = c.road_m;
@@ -631,7 +638,7 @@ UNIT_TEST(dispatch_batch_assigns_a_window_together_not_each_to_its_nearest)
 	fixture_fini();
 }
 
-UNIT_TEST(dispatch_batch_a_decline_sends_the_trip_to_the_next_window_and_frees_the_driver)
+UNIT_TEST(dispatch_batch_a_declined_trip_is_offered_again_at_once_and_frees_the_driver)
 {
 	fixture_init_with(1, "3000", "15", "mode = batch\nbatch_window = 1s\n");
 	struct uuid d1 = w_add(&fx.w, 0, 0), d3 = w_add(&fx.w, -2000, 0);
@@ -650,16 +657,36 @@ UNIT_TEST(dispatch_batch_a_decline_sends_the_trip_to_the_next_window_and_frees_t
 	CHECK_EQ_INT(dispatch_decline(fx.d, &offer, &d1, NULL, &trip_out, now_ms()), DISPATCH_OK);
 	REQUIRE(fx.w.nended == 1);
 	CHECK(fx.w.ended[0].reserved); /* released */
-	/* b is back in the pool: it joins c's window (closing 600 ms on), not
-	 * one of its own; d1 is never offered b again, and c is nearer d1 */
-	CHECK_EQ_INT(fx.w.nreserves, 1);
+	/* b does not wait for c's window (a declined trip would pay a window
+	 * per round): its next offer goes out at once, to d3, never to d1 again */
+	REQUIRE(fx.w.nreserves == 2);
+	CHECK_EQ_INT(reserved_for(&b.id, &d3), 1);
+	/* d1, free again, is c's when c's window closes (600 ms on) */
 	advance(599);
-	CHECK_EQ_INT(fx.w.nreserves, 1);
+	CHECK_EQ_INT(fx.w.nreserves, 2);
 	advance(1);
 	REQUIRE(fx.w.nreserves == 3);
-	CHECK_EQ_INT(reserved_for(&b.id, &d3), 1);
 	CHECK_EQ_INT(reserved_for(&c.id, &d1), 1);
 	CHECK_EQ_INT(reserved_for(&b.id, &d1), 1); /* (the first offer only) */
+	fixture_fini();
+}
+
+UNIT_TEST(dispatch_batch_asks_the_pickup_etas_of_candidate_pairs_only)
+{
+	/* two trips 6 km apart, each with its own driver inside a 1 km ring: the
+	 * window asks a 2 x 2 matrix but wants the two candidate pairs only,
+	 * and the pairs it did not ask (1e9 here) are never offered */
+	fixture_init_with(1, "1000", "15", "mode = batch\nbatch_window = 200ms\n");
+	struct uuid d1 = w_add(&fx.w, 0, 0), d2 = w_add(&fx.w, 6000, 0);
+	struct dispatch_trip a = trip_at(100), b = trip_at(6100);
+	dispatch_search(fx.d, &a, now_ms(), now_ms());
+	dispatch_search(fx.d, &b, now_ms(), now_ms());
+	advance(200);
+	CHECK_EQ_INT(fx.w.netas, 1);
+	CHECK_EQ_INT(fx.w.netas_unasked, 2);
+	REQUIRE(fx.w.nreserves == 2);
+	CHECK_EQ_INT(reserved_for(&a.id, &d1), 1);
+	CHECK_EQ_INT(reserved_for(&b.id, &d2), 1);
 	fixture_fini();
 }
 

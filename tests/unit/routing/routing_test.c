@@ -9,7 +9,11 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/metrics.h"
 #include "core/settings.h"
+#include "core/timer.h"
+#include "geo/geohash.h"
+#include "pricing/pricing.h"
 
 #include "../unit.h"
 
@@ -605,6 +609,76 @@ UNIT_TEST(routing_restrictions_on_a_crossing)
 			CHECK(tried >= 1);
 			CHECK_EQ_INT(taken, 0);
 		}
+	routing_free(r);
+	unlink(map);
+	config_fini(&cfg);
+}
+
+/* The batch window's pickup matrix (pricing_etas_many) with a map: each
+ * pair is the road ETA a single many-to-one search gives; a pickup off the
+ * roads falls back to the straight line at the average speed, for the pairs
+ * asked only. */
+UNIT_TEST(routing_pricing_etas_many_by_road_with_a_map)
+{
+	struct rh_config cfg;
+	REQUIRE(defaults(&cfg, "[routing]\nsnap_max_distance = 2000\n"));
+	char map[256];
+	struct routing *r = monaco(&cfg, "monaco-graphhopper-2012.osm.gz", map, sizeof map);
+	if (!r) {
+		config_fini(&cfg);
+		return;
+	}
+	struct rh_timers *timers = rh_timers_manual(0);
+	struct metrics *metrics = metrics_new();
+	struct pricing_deps pd = { .timers = timers, .metrics = metrics, .surge = &cfg.surge, .payments = &cfg.payments,
+				   .routing = r, .cfg = &cfg.pricing, .tariffs = cfg.tariff, .ntariffs = cfg.ntariffs,
+				   .jwt_secret = "unit-test-secret-unit-test-secret" };
+	struct pricing *p = pricing_new(&pd);
+	rng_state = unit_seed() ^ 0xe7a5;
+	struct routing_stats st;
+	routing_get_stats(r, &st);
+	enum { NS = 12, ND = 5 };
+	double lat[NS + ND], lon[NS + ND];
+	for (int i = 0; i < NS + ND; i++)
+		random_point(&st, &lat[i], &lon[i]);
+	lat[NS + ND - 1] = 43.70; /* the sea south of the harbour: no road near */
+	lon[NS + ND - 1] = 7.425;
+	uint8_t want[NS * ND];
+	double eta[NS * ND], road[NS * ND];
+	for (int x = 0; x < NS * ND; x++) {
+		want[x] = (uint8_t)(x % 3 != 0);
+		eta[x] = road[x] = -7; /* untouched */
+	}
+	pricing_etas_many(p, lat, lon, NS, lat + NS, lon + NS, ND, want, 1700000000, eta, road);
+	int by_road = 0;
+	for (int j = 0; j < ND - 1; j++) {
+		struct routing_eta one[NS];
+		if (routing_eta_many_to_one_at(r, lat, lon, NS, lat[NS + j], lon[NS + j], 1700000000, one) != RH_OK)
+			continue; /* (a random pickup off the roads: the sea case below) */
+		for (int i = 0; i < NS; i++) {
+			if (!want[i * ND + j] || !one[i].reachable)
+				continue;
+			CHECK_NEAR(eta[i * ND + j], one[i].duration_s, 0.5 + one[i].duration_s * 0.01);
+			CHECK_NEAR(road[i * ND + j], one[i].distance_m, 1 + one[i].distance_m * 0.05);
+			by_road++;
+		}
+	}
+	CHECK(by_road >= 10);
+	/* off the roads: the straight line x detour at the average speed, asked pairs only */
+	for (int i = 0; i < NS; i++) {
+		double *e = &eta[i * ND + ND - 1], *m = &road[i * ND + ND - 1];
+		if (!want[i * ND + ND - 1]) {
+			CHECK(*e < 0 && *m < 0); /* the router's "no road": no line drawn for it */
+			continue;
+		}
+		double d = geo_dist_haversine_m(lat[i], lon[i], lat[NS + ND - 1], lon[NS + ND - 1]) *
+			   cfg.pricing.detour_factor;
+		CHECK_NEAR(*m, d, 0.01);
+		CHECK_NEAR(*e, d / (cfg.pricing.average_speed_kmh / 3.6), 0.01);
+	}
+	pricing_free(p);
+	metrics_free(metrics);
+	rh_timers_free(timers);
 	routing_free(r);
 	unlink(map);
 	config_fini(&cfg);
