@@ -38,6 +38,8 @@ static void sim_share_carded(void *arg, const struct simc_reply *rep)
 {
 	struct sim_rider *r = arg;
 	sim_now();
+	if (r->rec < 0) /* the rider ended meanwhile (the run is ending) */
+		return;
 	struct sim_trip_rec *rec = &sim_st.recs[r->rec];
 	if ((rep->status == 0 || rep->status == 503) && r->tries < 60 && !sim_st.ending) {
 		r->tries++;
@@ -92,6 +94,11 @@ static void sim_share_booked(void *arg, const struct simc_reply *rep)
 {
 	struct sim_rider *r = arg;
 	sim_now();
+	/* A booking decided in its own transaction can end on the rider's feed
+	 * (cancelled: no seat, no driver) before its POST answers: the rider is
+	 * free again and its record gone. */
+	if (r->rec < 0)
+		return;
 	struct sim_trip_rec *rec = &sim_st.recs[r->rec];
 	if (rep->status == 202 || rep->status == 200) {
 		cJSON *j = cJSON_Parse(rep->body);
